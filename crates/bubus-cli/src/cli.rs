@@ -1,0 +1,235 @@
+//! The command line: every subcommand, flag and default, with the help text `--help` prints.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Exit status: 0 when all went well; 1 with --strict when the input had bad lines or rows (they are
+reported on stderr and skipped either way); 2 on a usage error or when a file cannot be read or
+written.
+
+Colours: --color auto (the default) colours only what goes to a terminal, and never when NO_COLOR
+is set; CLICOLOR_FORCE=1 forces them on.
+
+Examples:
+  bubus tail -f orders.jsonl           watch a live bus that writes orders.jsonl
+  bubus tail --json --from-start orders.jsonl | jq .event_type
+  bubus tree orders.jsonl              the parent/child tree, with every handler's outcome
+  bubus tree history.sqlite3           the same from a SqliteHistoryMirror database
+  bubus replay orders.jsonl --to replayed.jsonl
+  bubus convert orders.jsonl history.sqlite3
+  bubus convert history.sqlite3 orders.jsonl";
+
+/// Tail, replay and convert bubus write-ahead logs, print event trees, watch a live bus.
+///
+/// A write-ahead log (WAL) is the JSONL file `bubus::wal::WalMiddleware` writes: a dispatch record
+/// when an event is dispatched and a completion record, with every handler's result, when it
+/// completes. Logs written by the Python runtime's WALEventBusMiddleware and by Python bubus 1.x
+/// read too. A history mirror is the SQLite database `bubus_sqlite::SqliteHistoryMirror` (or the
+/// Python runtime's SQLiteHistoryMirrorMiddleware) writes.
+#[derive(Debug, Parser)]
+#[command(name = "bubus", version, after_help = AFTER_HELP, max_term_width = 100)]
+pub(crate) struct Cli {
+    /// When to colour the output: auto (only on a terminal, and not when NO_COLOR is set),
+    /// always, never.
+    #[arg(
+        long,
+        value_enum,
+        global = true,
+        value_name = "WHEN",
+        default_value_t = ColorWhen::Auto
+    )]
+    pub(crate) color: ColorWhen,
+
+    /// Exit with status 1 if the input has bad lines (or rows). They are reported on stderr and
+    /// skipped with or without this flag.
+    #[arg(long, global = true)]
+    pub(crate) strict: bool,
+
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    Tail(TailArgs),
+    Tree(TreeArgs),
+    Replay(ReplayArgs),
+    Convert(ConvertArgs),
+}
+
+/// Print the records of a write-ahead log, one line each; with --follow, watch a live bus.
+///
+/// Each record is shown as: the time (UTC; dispatch time for dispatch records, completion time
+/// for completion records), the buses it went through (`event_path`), the event (`Type#abcd`),
+/// `dispatched` or `completed` with the event's duration, its parent, and every handler's
+/// outcome with its duration: `✅ handler → result` or `❌ handler ☠ ErrorType: message`.
+///
+/// Like tail(1), it starts with the last 10 lines of the log (--lines N for more, --from-start
+/// for all of it). Bad lines are reported on stderr with their line number, and tailing goes on.
+#[derive(Debug, Args)]
+pub(crate) struct TailArgs {
+    /// The write-ahead log.
+    #[arg(value_name = "WAL")]
+    pub(crate) wal: PathBuf,
+
+    /// Keep going as the log grows: print each record as it is appended, until Ctrl-C (which
+    /// exits with status 0). Follows the log across truncation and rotation, and waits for it
+    /// to be created if it does not exist yet.
+    #[arg(short, long)]
+    pub(crate) follow: bool,
+
+    /// Print each record as one line of canonical JSON (the form every bubus runtime reads;
+    /// completion records with their `event_results`) instead of a summary.
+    #[arg(long)]
+    pub(crate) json: bool,
+
+    /// Start at the first line of the log.
+    #[arg(long, conflicts_with = "lines")]
+    pub(crate) from_start: bool,
+
+    /// Start with the last N lines of the log (0 with --follow: only what is appended from now
+    /// on). [default: 10]
+    #[arg(short = 'n', long, value_name = "N")]
+    pub(crate) lines: Option<u64>,
+}
+
+/// Print the parent/child tree of the events in a write-ahead log or a history mirror.
+///
+/// The events are rebuilt from their latest state: the last record of each event in a log, or
+/// the last `events_log` row of each event in a mirror with the latest row of each of its
+/// results. The tree is `EventBus::log_tree`'s: each event with its creation time and duration,
+/// each handler with its status, duration and result or error, and the events each handler
+/// dispatched nested under it. Events whose parent is not in the input are shown as roots.
+#[derive(Debug, Args)]
+pub(crate) struct TreeArgs {
+    /// The write-ahead log (JSONL) or history mirror (SQLite) to read.
+    #[arg(value_name = "FILE")]
+    pub(crate) file: PathBuf,
+
+    /// The kind of FILE. auto: an SQLite database if it starts like one (or is empty and named
+    /// *.sqlite, *.sqlite3 or *.db), a write-ahead log otherwise.
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub(crate) format: Format,
+}
+
+/// Replay a write-ahead log through a fresh bus that writes each event to a JSONL file or stdout.
+///
+/// This is `bubus::wal::replay_with` into a new bus (named by --bus-name) whose only handler
+/// forwards every event it receives, as one line of canonical JSON, to the target: in log order,
+/// each event once (a dispatch record and a completion record are one event), with the id,
+/// lineage and payload it was logged with, as a fresh pending event. Lines are appended to the
+/// target (created if missing); the target can be fed to another bus or runtime.
+///
+/// A summary goes to stderr at the end; a progress bar too while a long log replays on a terminal.
+#[derive(Debug, Args)]
+pub(crate) struct ReplayArgs {
+    /// The write-ahead log to replay.
+    #[arg(value_name = "WAL")]
+    pub(crate) wal: PathBuf,
+
+    /// Where to append the events, one JSON line each; `-` is stdout.
+    #[arg(long, value_name = "FILE", default_value = "-")]
+    pub(crate) to: PathBuf,
+
+    /// Which logged child events (those with a parent) to replay. skip: none, as their parents'
+    /// handlers recreate them when the output is dispatched again; skip-if-parent-replayed: those
+    /// whose parent is not in the log; all: every event.
+    #[arg(long, value_enum, value_name = "WHICH", default_value_t = Children::Skip)]
+    pub(crate) children: Children,
+
+    /// The name of the replaying bus (it shows up in every event's `event_path`).
+    #[arg(long, value_name = "NAME", default_value = "Replay")]
+    pub(crate) bus_name: String,
+
+    /// How many replayed events may be in flight at once.
+    #[arg(long, value_name = "N", default_value_t = bubus::wal::DEFAULT_MAX_IN_FLIGHT)]
+    pub(crate) max_in_flight: usize,
+
+    /// Never show a progress bar.
+    #[arg(long)]
+    pub(crate) no_progress: bool,
+}
+
+/// Convert a write-ahead log to a history mirror (SQLite), or a history mirror to a log.
+///
+/// WAL → SQLite: each dispatch record becomes an `events_log` row (phase `pending`), each
+/// completion record an `event_results_log` row per handler result (phase `completed`) and an
+/// `events_log` row (phase `completed`), written by `bubus_sqlite::SqliteHistoryMirror` itself,
+/// so the tables are exactly a mirror's. Rows name the bus from the event's `event_path` (the bus
+/// it was dispatched on; its id is taken from the log's handler results, or made up from the
+/// label's four hex digits when the log never names it in full).
+///
+/// SQLite → WAL: one record per event, in dispatch order: its latest `events_log` state with the
+/// latest row of each of its results — a completion record for a completed event.
+///
+/// OUT is written to a temporary file first and moved into place at the end. It must not exist
+/// (or be empty) unless --force is given.
+#[derive(Debug, Args)]
+pub(crate) struct ConvertArgs {
+    /// The log or database to read.
+    #[arg(value_name = "IN")]
+    pub(crate) input: PathBuf,
+
+    /// The database or log to write: the other kind of file.
+    #[arg(value_name = "OUT")]
+    pub(crate) output: PathBuf,
+
+    /// The kind of IN (auto: an SQLite database if it starts like one, a write-ahead log
+    /// otherwise).
+    #[arg(long, value_enum, default_value_t = Format::Auto)]
+    pub(crate) from: Format,
+
+    /// Replace OUT if it exists.
+    #[arg(long)]
+    pub(crate) force: bool,
+
+    /// Never show a progress bar.
+    #[arg(long)]
+    pub(crate) no_progress: bool,
+}
+
+/// `--color`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
+/// `tree --format`, `convert --from`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Format {
+    Auto,
+    Wal,
+    Sqlite,
+}
+
+/// `replay --children`.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub(crate) enum Children {
+    Skip,
+    SkipIfParentReplayed,
+    All,
+}
+
+impl From<Children> for bubus::wal::ReplayChildren {
+    fn from(children: Children) -> Self {
+        match children {
+            Children::Skip => bubus::wal::ReplayChildren::Skip,
+            Children::SkipIfParentReplayed => bubus::wal::ReplayChildren::SkipIfParentReplayed,
+            Children::All => bubus::wal::ReplayChildren::All,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        super::Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,76 @@
+//! Helpers shared by the bubus test suites: an ordered, thread-safe log of what happened.
+
+use std::fmt::Display;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+/// An append-only log shared by handlers and the test body; clones share the same log.
+///
+/// ```
+/// let log = bubus_test_support::Recorder::new();
+/// let l = log.clone();
+/// l.push("a");
+/// log.push(format_args!("b{}", 1));
+/// assert_eq!(log.entries(), ["a", "b1"]);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Recorder {
+    entries: Arc<Mutex<Vec<String>>>,
+}
+
+impl Recorder {
+    /// An empty log.
+    pub fn new() -> Self {
+        Recorder::default()
+    }
+
+    /// Appends an entry.
+    pub fn push(&self, entry: impl Display) {
+        self.entries.lock().push(entry.to_string());
+    }
+
+    /// A copy of every entry so far, in order.
+    pub fn entries(&self) -> Vec<String> {
+        self.entries.lock().clone()
+    }
+
+    /// How many entries there are.
+    pub fn len(&self) -> usize {
+        self.entries.lock().len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.entries.lock().is_empty()
+    }
+
+    /// Position of the first entry equal to `entry`.
+    pub fn position(&self, entry: &str) -> Option<usize> {
+        self.entries.lock().iter().position(|e| e == entry)
+    }
+
+    /// Panics unless every listed entry is present and they appear in this order.
+    #[track_caller]
+    pub fn assert_order(&self, expected: &[&str]) {
+        let entries = self.entries();
+        let mut last = None;
+        for want in expected {
+            let Some(pos) = entries.iter().position(|e| e == want) else {
+                panic!("{want:?} not recorded; log: {entries:?}");
+            };
+            if let Some((prev, prev_pos)) = last {
+                assert!(
+                    pos > prev_pos,
+                    "{want:?} recorded before {prev:?}; log: {entries:?}"
+                );
+            }
+            last = Some((want, pos));
+        }
+    }
+
+    /// Removes every entry.
+    pub fn clear(&self) {
+        self.entries.lock().clear();
+    }
+}

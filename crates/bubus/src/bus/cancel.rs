@@ -1,0 +1,55 @@
+//! Cascading cancellation: a timed-out handler, a timed-out event or a losing first-completion
+//! handler cancels the events it caused, on every bus, recursively.
+
+use std::sync::Arc;
+
+use smallvec::SmallVec;
+
+use super::BusInner;
+use crate::event::inner::{BusPhase, EventInner};
+
+/// Cancels each event in `roots` and all its descendants. Copies still queued on a bus are taken
+/// off the queue and get cancelled results; handlers already running are woken and abort at
+/// their next await; handlers not yet started are cancelled when their turn comes.
+pub(crate) fn cancel_events(roots: impl IntoIterator<Item = Arc<EventInner>>, cause: &str) {
+    let mut stack: Vec<Arc<EventInner>> = roots.into_iter().collect();
+    let mut seen = std::collections::HashSet::new();
+    while let Some(event) = stack.pop() {
+        if !seen.insert(event.id) || event.is_complete() {
+            continue;
+        }
+        event.mark_cancelled(cause);
+        let queued_on: SmallVec<[Arc<BusInner>; 2]> = {
+            let st = event.state.lock();
+            st.buses
+                .iter()
+                .filter(|slot| slot.phase == BusPhase::Queued)
+                .filter_map(|slot| slot.bus.upgrade())
+                .collect()
+        };
+        for bus in queued_on {
+            if let Some(claimed) = bus.claim(&event) {
+                bus.cancel_unprocessed(&claimed, cause);
+            }
+        }
+        stack.extend(event.state.lock().children.iter().cloned());
+    }
+}
+
+/// The children that the results at `indices` dispatched.
+pub(crate) fn children_of_results(event: &EventInner, indices: &[usize]) -> Vec<Arc<EventInner>> {
+    let st = event.state.lock();
+    let ids: SmallVec<[uuid::Uuid; 4]> = indices
+        .iter()
+        .filter_map(|&i| st.results.get(i))
+        .flat_map(|r| r.children.iter().copied())
+        .collect();
+    if ids.is_empty() {
+        return Vec::new();
+    }
+    st.children
+        .iter()
+        .filter(|c| ids.contains(&c.id))
+        .cloned()
+        .collect()
+}

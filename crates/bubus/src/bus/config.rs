@@ -1,0 +1,233 @@
+//! Bus configuration, its builder, and lock domains.
+
+use std::fmt;
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::Semaphore;
+use uuid::Uuid;
+
+use super::EventBus;
+use crate::event::{EventConcurrency, HandlerCompletion, HandlerConcurrency};
+use crate::middleware::Middleware;
+
+/// A bus's defaults. Events resolve every unset option against the bus processing them, when it
+/// processes them. Read it with [`EventBus::config`]; set it with [`EventBus::builder`].
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct BusConfig {
+    /// Default event concurrency. Default: bus-serial.
+    pub event_concurrency: EventConcurrency,
+    /// Default handler concurrency. Default: serial.
+    pub event_handler_concurrency: HandlerConcurrency,
+    /// Default handler completion. Default: all.
+    pub event_handler_completion: HandlerCompletion,
+    /// Default event timeout in seconds (`None`: no timeout). Default: 60.
+    pub event_timeout: Option<f64>,
+    /// Slow-event warning threshold in seconds. Default: 300.
+    pub event_slow_timeout: Option<f64>,
+    /// Slow-handler warning threshold in seconds. Default: 30.
+    pub event_handler_slow_timeout: Option<f64>,
+    /// How many events the history keeps (`None`: unbounded; `Some(0)`: only in-flight events).
+    /// Default: 100.
+    pub max_history_size: Option<usize>,
+    /// What to do when the history is full and no event in it has completed: `false` (default)
+    /// refuses the dispatch with [`DispatchError::HistoryFull`](crate::DispatchError::HistoryFull);
+    /// `true` evicts the oldest events even though they have not completed. Completed events are
+    /// always evicted first, in both modes.
+    pub max_history_drop: bool,
+    /// Record where each handler was registered (`file:line`). Default: true.
+    pub event_handler_detect_file_paths: bool,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        BusConfig {
+            event_concurrency: EventConcurrency::BusSerial,
+            event_handler_concurrency: HandlerConcurrency::Serial,
+            event_handler_completion: HandlerCompletion::All,
+            event_timeout: Some(60.0),
+            event_slow_timeout: Some(300.0),
+            event_handler_slow_timeout: Some(30.0),
+            max_history_size: Some(100),
+            max_history_drop: false,
+            event_handler_detect_file_paths: true,
+        }
+    }
+}
+
+/// The scope of `global-serial` event concurrency: every bus in one domain processes at most one
+/// global-serial event at a time.
+///
+/// Buses use [`LockDomain::process`] unless built with another one, so tests (or independent
+/// subsystems) can make their own domain and never contend with the rest of the process.
+#[derive(Clone)]
+pub struct LockDomain {
+    pub(crate) lock: Arc<Semaphore>,
+}
+
+impl LockDomain {
+    /// A new, independent domain.
+    pub fn new() -> Self {
+        LockDomain {
+            lock: Arc::new(Semaphore::new(1)),
+        }
+    }
+
+    /// The process-wide default domain.
+    pub fn process() -> Self {
+        static PROCESS: OnceLock<LockDomain> = OnceLock::new();
+        PROCESS.get_or_init(LockDomain::new).clone()
+    }
+}
+
+impl Default for LockDomain {
+    fn default() -> Self {
+        LockDomain::process()
+    }
+}
+
+impl fmt::Debug for LockDomain {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LockDomain({:p})", Arc::as_ptr(&self.lock))
+    }
+}
+
+impl PartialEq for LockDomain {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.lock, &other.lock)
+    }
+}
+
+/// Builds an [`EventBus`] with non-default options.
+///
+/// ```
+/// use bubus::{EventBus, EventConcurrency};
+///
+/// let bus = EventBus::builder("Orders")
+///     .event_concurrency(EventConcurrency::Parallel)
+///     .max_history_size(Some(1_000))
+///     .event_timeout(None)
+///     .build();
+/// assert_eq!(bus.config().max_history_size, Some(1_000));
+/// ```
+#[derive(Clone, Debug)]
+#[must_use = "call .build() to create the bus"]
+pub struct EventBusBuilder {
+    pub(crate) name: String,
+    pub(crate) id: Option<Uuid>,
+    pub(crate) config: BusConfig,
+    pub(crate) domain: Option<LockDomain>,
+    pub(crate) middlewares: Middlewares,
+}
+
+/// The middlewares of a bus, in order.
+#[derive(Clone, Default)]
+pub(crate) struct Middlewares(pub(crate) Vec<Arc<dyn Middleware>>);
+
+impl fmt::Debug for Middlewares {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} middleware(s)", self.0.len())
+    }
+}
+
+impl EventBusBuilder {
+    pub(crate) fn new(name: impl Into<String>) -> Self {
+        EventBusBuilder {
+            name: name.into(),
+            id: None,
+            config: BusConfig::default(),
+            domain: None,
+            middlewares: Middlewares::default(),
+        }
+    }
+
+    /// Use this id instead of a new UUIDv7 (labels and restored snapshots depend on it).
+    pub fn id(mut self, id: Uuid) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    /// Default event concurrency.
+    pub fn event_concurrency(mut self, mode: EventConcurrency) -> Self {
+        self.config.event_concurrency = mode;
+        self
+    }
+
+    /// Default handler concurrency.
+    pub fn event_handler_concurrency(mut self, mode: HandlerConcurrency) -> Self {
+        self.config.event_handler_concurrency = mode;
+        self
+    }
+
+    /// Default handler completion.
+    pub fn event_handler_completion(mut self, mode: HandlerCompletion) -> Self {
+        self.config.event_handler_completion = mode;
+        self
+    }
+
+    /// Default event timeout in seconds; `None` for none.
+    pub fn event_timeout(mut self, seconds: Option<f64>) -> Self {
+        self.config.event_timeout = seconds;
+        self
+    }
+
+    /// Slow-event warning threshold in seconds; `None` for none.
+    pub fn event_slow_timeout(mut self, seconds: Option<f64>) -> Self {
+        self.config.event_slow_timeout = seconds;
+        self
+    }
+
+    /// Slow-handler warning threshold in seconds; `None` for none.
+    pub fn event_handler_slow_timeout(mut self, seconds: Option<f64>) -> Self {
+        self.config.event_handler_slow_timeout = seconds;
+        self
+    }
+
+    /// History bound: `None` for unbounded, `Some(0)` to keep only in-flight events.
+    pub fn max_history_size(mut self, size: Option<usize>) -> Self {
+        self.config.max_history_size = size;
+        self
+    }
+
+    /// Evict unfinished events when the history is full of them instead of refusing dispatch.
+    pub fn max_history_drop(mut self, drop: bool) -> Self {
+        self.config.max_history_drop = drop;
+        self
+    }
+
+    /// Record `file:line` of each handler registration.
+    pub fn event_handler_detect_file_paths(mut self, detect: bool) -> Self {
+        self.config.event_handler_detect_file_paths = detect;
+        self
+    }
+
+    /// The domain whose global lock `global-serial` events take.
+    pub fn lock_domain(mut self, domain: LockDomain) -> Self {
+        self.domain = Some(domain);
+        self
+    }
+
+    /// Adds a middleware; several run in the order added. See [`crate::middleware`].
+    pub fn middleware(mut self, middleware: Arc<dyn Middleware>) -> Self {
+        self.middlewares.0.push(middleware);
+        self
+    }
+
+    /// Logs every event of the bus to the [write-ahead log](crate::wal) at `path` (created if
+    /// missing, appended to if not): adds a [`WalMiddleware`](crate::wal::WalMiddleware) with
+    /// the default options. To sync the log, see its write errors or share it with other buses,
+    /// create the middleware yourself and pass it to [`middleware`](Self::middleware).
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::Open`](crate::wal::WalError::Open) if the log cannot be opened.
+    pub fn wal(self, path: impl AsRef<std::path::Path>) -> Result<Self, crate::wal::WalError> {
+        let wal = crate::wal::WalMiddleware::open(path)?;
+        Ok(self.middleware(Arc::new(wal)))
+    }
+
+    /// Creates the bus. It starts processing on its first dispatch.
+    pub fn build(self) -> EventBus {
+        EventBus::from_builder(self)
+    }
+}

@@ -1,0 +1,101 @@
+//! Dispatch: linking, loop prevention, the history bound, and enqueueing.
+
+use std::sync::Arc;
+
+use super::BusInner;
+use crate::context;
+use crate::error::DispatchError;
+use crate::event::inner::{BusPhase, BusSlot, EventInner};
+
+impl BusInner {
+    /// Enqueues `event` on this bus. See [`EventBus::dispatch`](super::EventBus::dispatch).
+    pub(crate) fn dispatch(self: &Arc<Self>, event: &Arc<EventInner>) -> Result<(), DispatchError> {
+        // The handler running in this task (if any) becomes the parent of a new event.
+        let parent = context::with_current(|ctx| {
+            (!Arc::ptr_eq(&ctx.event, event)).then(|| {
+                (
+                    Arc::clone(&ctx.event),
+                    ctx.handler.id.clone(),
+                    ctx.result_index,
+                )
+            })
+        })
+        .flatten();
+
+        let mut st = self.state.lock();
+        if st.stopped {
+            return Err(DispatchError::Stopped {
+                bus: self.label.to_string(),
+            });
+        }
+        if self.already_visited(event) {
+            // Loop prevention: an event never re-enters a bus already in its path.
+            return Ok(());
+        }
+        // Start (or restart) the run loop before touching the history, so a refused dispatch
+        // evicts nothing.
+        self.ensure_run_loop(&mut st)?;
+        if let Some(max) = self.config.max_history_size {
+            if max > 0 {
+                self.make_room(&mut st, max)?;
+            }
+        }
+
+        let link = {
+            let mut es = event.state.lock();
+            let first_dispatch = es.buses.is_empty();
+            if first_dispatch {
+                // What the dispatching code has in scope reaches the handlers.
+                let span = tracing::Span::current();
+                if !span.is_none() {
+                    es.dispatch_span = Some(span);
+                }
+                es.dispatch_context = context::current_context();
+            }
+            es.path.push(Arc::clone(&self.label));
+            es.buses.push(BusSlot {
+                bus: Arc::downgrade(self),
+                keep: Some(Arc::clone(self)),
+                bus_id: self.id,
+                phase: BusPhase::Queued,
+                zero_history: self.config.max_history_size == Some(0),
+                has_middlewares: !self.middlewares.is_empty(),
+            });
+            match parent {
+                Some((parent, handler_id, result_index))
+                    if first_dispatch && es.parent_id.is_none() =>
+                {
+                    es.parent_id = Some(parent.id);
+                    es.parent = Arc::downgrade(&parent);
+                    es.emitted_by_handler_id = Some(handler_id);
+                    Some((parent, result_index))
+                }
+                _ => None,
+            }
+        };
+        // Linked before it is enqueued, so the child cannot complete before its parent counts it.
+        let has_parent = link.is_some();
+        if let Some((parent, result_index)) = link {
+            parent.link_child(event, result_index);
+        }
+
+        st.history.push_back(Arc::clone(event));
+        st.queue.push_back(Arc::clone(event));
+        self.notify_run_loop(&mut st);
+        drop(st);
+
+        tracing::trace!(bus = %self.label, event = %event.label(), "dispatched");
+        if has_parent {
+            event.notify_jumping_ancestors();
+        }
+        self.resolve_find_waiters(event);
+        self.hook_dispatched(event);
+        Ok(())
+    }
+
+    fn already_visited(&self, event: &EventInner) -> bool {
+        let es = event.state.lock();
+        es.buses.iter().any(|slot| slot.bus_id == self.id)
+            || es.path.iter().any(|label| **label == *self.label)
+    }
+}

@@ -1,0 +1,601 @@
+//! `find` and `expect`: looking up events in a bus's history and waiting for future ones.
+
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::sync::oneshot;
+
+use super::{BusInner, EventBus};
+use crate::error::{DispatchError, WaitError};
+use crate::event::inner::EventInner;
+use crate::event::{AnyEvent, IntoEvent};
+use crate::handler::HandlerInput;
+use crate::time::Timestamp;
+
+/// A future-event waiter registered on a bus: resolved when a matching event is dispatched there
+/// (before it is processed), or with `None` when the bus stops.
+pub(crate) struct FindWaiter {
+    pattern: Arc<str>,
+    matches: Box<dyn Fn(&AnyEvent) -> bool + Send + Sync>,
+    tx: Mutex<Option<oneshot::Sender<Option<AnyEvent>>>>,
+}
+
+impl FindWaiter {
+    fn resolve(&self, event: Option<AnyEvent>) -> bool {
+        match self.tx.lock().take() {
+            Some(tx) => tx.send(event).is_ok(),
+            None => false,
+        }
+    }
+}
+
+impl BusInner {
+    /// Hands a just-dispatched event to every future waiter it matches. Predicates run without
+    /// any bus lock held, so they may use the bus.
+    pub(crate) fn resolve_find_waiters(&self, event: &Arc<EventInner>) {
+        if self.waiter_count.load(Ordering::Acquire) == 0 {
+            return;
+        }
+        let candidates: Vec<Arc<FindWaiter>> = self
+            .find_waiters
+            .lock()
+            .iter()
+            .filter(|w| &*w.pattern == "*" || *w.pattern == *event.event_type)
+            .cloned()
+            .collect();
+        if candidates.is_empty() {
+            return;
+        }
+        let any = AnyEvent::from_inner(Arc::clone(event));
+        let resolved: Vec<Arc<FindWaiter>> = candidates
+            .into_iter()
+            .filter(|w| (w.matches)(&any) && w.resolve(Some(any.clone())))
+            .collect();
+        if !resolved.is_empty() {
+            self.remove_waiters(|w| resolved.iter().any(|r| Arc::ptr_eq(r, w)));
+        }
+    }
+
+    fn add_waiter(&self, waiter: Arc<FindWaiter>) {
+        self.find_waiters.lock().push(waiter);
+        self.waiter_count.fetch_add(1, Ordering::AcqRel);
+    }
+
+    fn remove_waiters(&self, remove: impl Fn(&Arc<FindWaiter>) -> bool) {
+        let mut waiters = self.find_waiters.lock();
+        let before = waiters.len();
+        waiters.retain(|w| !remove(w));
+        self.waiter_count
+            .fetch_sub(before - waiters.len(), Ordering::AcqRel);
+    }
+
+    /// Releases every waiter with `None` (the bus stopped).
+    pub(crate) fn release_waiters(&self) {
+        let waiters: Vec<Arc<FindWaiter>> = std::mem::take(&mut *self.find_waiters.lock());
+        self.waiter_count.store(0, Ordering::Release);
+        for waiter in waiters {
+            waiter.resolve(None);
+        }
+    }
+}
+
+/// How far back [`FindQuery`] looks in the history.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Past {
+    None,
+    All,
+    Within(Duration),
+}
+
+/// How long [`FindQuery`] waits for a future event.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+enum Wait {
+    None,
+    Forever,
+    Within(Duration),
+}
+
+type Predicate<T> = Arc<dyn Fn(&T) -> bool + Send + Sync>;
+
+/// Every filter of a query, applied to one event: the typed match, or `None`.
+type Matcher<T> = Arc<dyn Fn(&AnyEvent) -> Option<T> + Send + Sync>;
+
+/// A lookup of one event on one bus: in its history, or among events dispatched from now on, or
+/// both. Build it with [`EventBus::find`] / [`EventBus::find_pattern`], then `.await` it.
+///
+/// * History is searched newest first: the **most recent** match wins, whatever its status
+///   (pending, started or completed). Only this bus's history is searched.
+/// * A future match resolves as soon as a matching event is **dispatched** on this bus — before
+///   its handlers run — so await the returned handle if you need it completed.
+/// * The future wait starts when the query becomes a future (`.await`, or
+///   [`IntoFuture::into_future`]), not at its first poll — like tokio's `Notify::notified()` — so
+///   a find can be created before the code that dispatches and awaited after it.
+/// * Defaults: search all history, do not wait. Both off: resolves to `None` at once.
+/// * Filters combine: the pattern, [`child_of`](Self::child_of), [`field`](Self::field)
+///   equalities, then the [`matching`](Self::matching) predicate last.
+///
+/// Resolves to `None` when nothing matched (or the wait timed out, or the bus stopped).
+///
+/// ```
+/// use std::time::Duration;
+/// use bubus::{Event, EventBus, EventHandle};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Clone, Debug, Serialize, Deserialize, Event)]
+/// struct OrderPlaced { order_id: u32 }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), bubus::Error> {
+/// let bus = EventBus::new("Orders");
+/// bus.dispatch(OrderPlaced { order_id: 1 })?.await?;
+///
+/// // In the history:
+/// let found = bus.find::<OrderPlaced>().matching(|e| e.order_id == 1).await;
+/// assert!(found.is_some());
+///
+/// // Or the next one dispatched (within a second), waiting from before the dispatch:
+/// let waiter = bus.find::<OrderPlaced>().past(false).future_within(Duration::from_secs(1));
+/// let next = waiter.into_future();
+/// bus.dispatch(OrderPlaced { order_id: 2 })?;
+/// assert_eq!(next.await.unwrap().order_id, 2);
+/// # Ok(()) }
+/// ```
+#[must_use = "a find does nothing until awaited"]
+pub struct FindQuery<T> {
+    bus: EventBus,
+    pattern: Arc<str>,
+    past: Past,
+    wait: Wait,
+    child_of: Option<AnyEvent>,
+    fields: Vec<(String, Value)>,
+    predicate: Option<Predicate<T>>,
+    _input: PhantomData<fn() -> T>,
+}
+
+impl<T> fmt::Debug for FindQuery<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FindQuery")
+            .field("bus", &self.bus.label())
+            .field("pattern", &self.pattern)
+            .field("past", &self.past)
+            .field("future", &self.wait)
+            .field("child_of", &self.child_of.as_ref().map(AnyEvent::label))
+            .field("fields", &self.fields)
+            .field("predicate", &self.predicate.is_some())
+            .finish()
+    }
+}
+
+impl<T> Clone for FindQuery<T> {
+    fn clone(&self) -> Self {
+        FindQuery {
+            bus: self.bus.clone(),
+            pattern: Arc::clone(&self.pattern),
+            past: self.past,
+            wait: self.wait,
+            child_of: self.child_of.clone(),
+            fields: self.fields.clone(),
+            predicate: self.predicate.clone(),
+            _input: PhantomData,
+        }
+    }
+}
+
+impl<T: HandlerInput + Clone + Sync> FindQuery<T> {
+    pub(crate) fn new(bus: EventBus, pattern: Arc<str>) -> Self {
+        FindQuery {
+            bus,
+            pattern,
+            past: Past::All,
+            wait: Wait::None,
+            child_of: None,
+            fields: Vec::new(),
+            predicate: None,
+            _input: PhantomData,
+        }
+    }
+
+    /// Search the whole history (`true`, the default) or not at all (`false`).
+    pub fn past(mut self, search: bool) -> Self {
+        self.past = if search { Past::All } else { Past::None };
+        self
+    }
+
+    /// Search only events created within `window` of now.
+    pub fn past_within(mut self, window: Duration) -> Self {
+        self.past = Past::Within(window);
+        self
+    }
+
+    /// Wait for a matching event to be dispatched: forever (`true`) or not at all (`false`, the
+    /// default). A history match is returned at once without waiting.
+    pub fn future(mut self, wait: bool) -> Self {
+        self.wait = if wait { Wait::Forever } else { Wait::None };
+        self
+    }
+
+    /// Wait up to `timeout` for a matching event to be dispatched.
+    pub fn future_within(mut self, timeout: Duration) -> Self {
+        self.wait = Wait::Within(timeout);
+        self
+    }
+
+    /// Only events descending from `ancestor` (children, grandchildren, …).
+    pub fn child_of(mut self, ancestor: impl AsRef<AnyEvent>) -> Self {
+        self.child_of = Some(ancestor.as_ref().clone());
+        self
+    }
+
+    /// Only events whose field `name` equals `value`: a payload field, or a metadata field such as
+    /// `event_status`, `event_id`, `event_parent_id` or `event_timeout`, compared as JSON (numbers
+    /// by value: `11` matches `11.0`).
+    pub fn field(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.fields.push((name.into(), value.into()));
+        self
+    }
+
+    /// Only events the predicate accepts; it runs after every other filter. Several calls must
+    /// all accept.
+    pub fn matching(mut self, predicate: impl Fn(&T) -> bool + Send + Sync + 'static) -> Self {
+        self.predicate = Some(match self.predicate.take() {
+            None => Arc::new(predicate),
+            Some(previous) => Arc::new(move |event: &T| previous(event) && predicate(event)),
+        });
+        self
+    }
+
+    /// Finds a match, or dispatches `make()`'s event on this bus when there is none — the
+    /// debouncing pattern, in one call. Await the returned handle to wait for completion.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bubus::{Event, EventBus};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Clone, Debug, Serialize, Deserialize, Event)]
+    /// struct Refresh { key: String }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), bubus::Error> {
+    /// let bus = EventBus::new("Cache");
+    /// let refresh = |key: &str| {
+    ///     let key = key.to_owned();
+    ///     bus.find::<Refresh>()
+    ///         .past_within(Duration::from_secs(10))
+    ///         .matching({ let key = key.clone(); move |e| e.key == key })
+    ///         .or_dispatch(move || Refresh { key })
+    /// };
+    /// let first = refresh("users").await?;
+    /// let again = refresh("users").await?; // reuses the recent event
+    /// assert_eq!(first.event_id(), again.event_id());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// The dispatch error, when it had to dispatch and the bus refused.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe until it dispatches; dispatching itself is synchronous.
+    pub async fn or_dispatch<P>(self, make: impl FnOnce() -> P) -> Result<T, DispatchError>
+    where
+        P: IntoEvent<Handle = T>,
+    {
+        let bus = self.bus.clone();
+        match self.start().await {
+            Some(found) => Ok(found),
+            None => bus.dispatch(make()),
+        }
+    }
+
+    fn matcher(&self) -> Matcher<T> {
+        let pattern = Arc::clone(&self.pattern);
+        let child_of = self.child_of.clone();
+        let fields = self.fields.clone();
+        let predicate = self.predicate.clone();
+        let bus = Arc::downgrade(&self.bus.inner);
+        Arc::new(move |event: &AnyEvent| {
+            if &*pattern != "*" && event.event_type() != &*pattern {
+                return None;
+            }
+            if let Some(ancestor) = &child_of {
+                let lookup = |id| bus.upgrade().and_then(|b| b.find_event_by_id(id));
+                if Arc::ptr_eq(event.inner(), ancestor.inner())
+                    || !event.inner().has_ancestor(ancestor.inner(), &lookup)
+                {
+                    return None;
+                }
+            }
+            if !fields.is_empty() {
+                let payload = event.payload_json().ok();
+                for (name, want) in &fields {
+                    let have = event
+                        .inner()
+                        .metadata_field(name)
+                        .or_else(|| payload.as_ref().and_then(|p| p.get(name).cloned()));
+                    if !have.is_some_and(|have| json_eq(&have, want)) {
+                        return None;
+                    }
+                }
+            }
+            let typed = T::__extract(event).ok()?;
+            match &predicate {
+                Some(predicate) if !predicate(&typed) => None,
+                _ => Some(typed),
+            }
+        })
+    }
+
+    /// Registers the future waiter (if the query waits) right away, then returns the lookup.
+    ///
+    /// Registering before the first poll lets a find be created, the event dispatched, and the
+    /// find awaited afterwards — as with tokio's `Notify::notified()`. It also happens before the
+    /// history is searched, so an event dispatched in between is seen by one or the other.
+    fn start(self) -> impl Future<Output = Option<T>> + Send + 'static {
+        let matcher = self.matcher();
+        let waiter = if self.wait == Wait::None {
+            None
+        } else {
+            self.register(&matcher)
+        };
+        self.search(matcher, waiter)
+    }
+
+    /// Registers a future waiter on the bus; `None` if the bus is stopped (nothing will ever be
+    /// dispatched there again).
+    fn register(&self, matcher: &Matcher<T>) -> Option<Registered> {
+        let (tx, rx) = oneshot::channel();
+        let m = Arc::clone(matcher);
+        let waiter = Arc::new(FindWaiter {
+            pattern: Arc::clone(&self.pattern),
+            matches: Box::new(move |event| m(event).is_some()),
+            tx: Mutex::new(Some(tx)),
+        });
+        self.bus.inner.add_waiter(Arc::clone(&waiter));
+        let registration = WaiterRegistration {
+            bus: Arc::clone(&self.bus.inner),
+            waiter,
+        };
+        // Checked after registering: `stop` marks the bus stopped before it releases the waiters,
+        // so either it releases this one or this check sees it stopped.
+        if self.bus.is_stopped() {
+            return None;
+        }
+        Some((registration, rx))
+    }
+
+    async fn search(self, matcher: Matcher<T>, waiter: Option<Registered>) -> Option<T> {
+        if self.past != Past::None {
+            let cutoff = match self.past {
+                Past::Within(window) => Some(Timestamp::from_unix_nanos(
+                    Timestamp::now()
+                        .as_unix_nanos()
+                        .saturating_sub(u64::try_from(window.as_nanos()).unwrap_or(u64::MAX)),
+                )),
+                _ => None,
+            };
+            // Newest first, in batches: the batch is taken under the lock (only cheap type and
+            // age checks there), the matcher — which may run user code — without it. Events
+            // pushed meanwhile shift the batches, so some may be looked at twice; none is missed.
+            let pattern = Arc::clone(&self.pattern);
+            let candidate = |event: &Arc<EventInner>| {
+                (&*pattern == "*" || *event.event_type == *pattern)
+                    && cutoff.is_none_or(|cutoff| event.created_at >= cutoff)
+            };
+            let mut passed = 0;
+            loop {
+                let (batch, scanned) = {
+                    let st = self.bus.inner.state.lock();
+                    let mut batch: Vec<Arc<EventInner>> = Vec::new();
+                    let mut scanned = 0;
+                    for event in st.history.iter().rev().skip(passed) {
+                        scanned += 1;
+                        if candidate(event) {
+                            batch.push(Arc::clone(event));
+                            if batch.len() == 64 {
+                                break;
+                            }
+                        }
+                    }
+                    (batch, scanned)
+                };
+                passed += scanned;
+                for event in batch {
+                    if let Some(found) = matcher(&AnyEvent::from_inner(event)) {
+                        return Some(found);
+                    }
+                }
+                if scanned == 0 {
+                    break;
+                }
+            }
+        }
+
+        let (_registration, rx) = waiter?;
+        let received = match self.wait {
+            Wait::Within(timeout) => tokio::time::timeout(timeout, rx).await.ok()?,
+            _ => rx.await,
+        };
+        let event = received.ok().flatten()?;
+        matcher(&event)
+    }
+}
+
+/// JSON equality with numbers compared by value, so `11` matches an `event_timeout` of `11.0`
+/// (as `==` does in the reference runtimes). Integers compare exactly, whatever their spelling.
+fn json_eq(a: &Value, b: &Value) -> bool {
+    fn as_int(n: &serde_json::Number) -> Option<i128> {
+        if let Some(u) = n.as_u64() {
+            return Some(i128::from(u));
+        }
+        if let Some(i) = n.as_i64() {
+            return Some(i128::from(i));
+        }
+        let f = n.as_f64()?;
+        // Integral floats within i128 range convert exactly.
+        (f.fract() == 0.0 && f.abs() < 1e38).then_some(f as i128)
+    }
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (as_int(x), as_int(y)) {
+            (Some(x), Some(y)) => x == y,
+            _ => x.as_f64().is_some_and(|x| y.as_f64() == Some(x)),
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+/// A registered future waiter: removed from the bus when dropped, and the channel it resolves.
+type Registered = (WaiterRegistration, oneshot::Receiver<Option<AnyEvent>>);
+
+/// Removes a future waiter from its bus when the find resolves, times out or is dropped.
+struct WaiterRegistration {
+    bus: Arc<BusInner>,
+    waiter: Arc<FindWaiter>,
+}
+
+impl Drop for WaiterRegistration {
+    fn drop(&mut self) {
+        self.bus.remove_waiters(|w| Arc::ptr_eq(w, &self.waiter));
+    }
+}
+
+impl<T: HandlerInput + Clone + Sync> IntoFuture for FindQuery<T> {
+    type Output = Option<T>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Option<T>> + Send>>;
+
+    /// Registers the future waiter now (see [`FindQuery`]); the history is searched when the
+    /// returned future is first polled.
+    fn into_future(self) -> Self::IntoFuture {
+        Box::pin(self.start())
+    }
+}
+
+/// Waits for the next matching event dispatched on a bus — the seed API's `expect`. Built with
+/// [`EventBus::expect`]; `.await` it.
+///
+/// Unlike [`FindQuery`] it fails instead of returning nothing: with [`WaitError::Timeout`] when
+/// the timeout elapses, [`WaitError::Stopped`] when the bus stops.
+///
+/// ```
+/// use std::time::Duration;
+/// use bubus::{Event, EventBus};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Clone, Debug, Serialize, Deserialize, Event)]
+/// struct AuthResponse { user: String, ok: bool }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), bubus::Error> {
+/// let bus = EventBus::new("Auth");
+/// let expect = bus
+///     .expect::<AuthResponse>()
+///     .include(|e| e.user == "alice")
+///     .exclude(|e| !e.ok)
+///     .timeout(Duration::from_secs(5));
+/// let (response, _) = tokio::join!(expect.into_future(), async {
+///     bus.dispatch(AuthResponse { user: "alice".into(), ok: true })
+/// });
+/// assert!(response?.ok);
+/// # Ok(()) }
+/// ```
+#[must_use = "an expect does nothing until awaited"]
+pub struct Expect<T> {
+    query: FindQuery<T>,
+    timeout: Option<Duration>,
+}
+
+impl<T> fmt::Debug for Expect<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Expect")
+            .field("query", &self.query)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
+}
+
+impl<T: HandlerInput + Clone + Sync> Expect<T> {
+    pub(crate) fn new(query: FindQuery<T>) -> Self {
+        Expect {
+            query: query.past(false).future(true),
+            timeout: None,
+        }
+    }
+
+    /// Only events the predicate accepts (several calls must all accept).
+    pub fn include(mut self, predicate: impl Fn(&T) -> bool + Send + Sync + 'static) -> Self {
+        self.query = self.query.matching(predicate);
+        self
+    }
+
+    /// Never events the predicate accepts (overrides `include`).
+    pub fn exclude(mut self, predicate: impl Fn(&T) -> bool + Send + Sync + 'static) -> Self {
+        self.query = self.query.matching(move |event| !predicate(event));
+        self
+    }
+
+    /// Only events descending from `ancestor`.
+    pub fn child_of(mut self, ancestor: impl AsRef<AnyEvent>) -> Self {
+        self.query = self.query.child_of(ancestor);
+        self
+    }
+
+    /// Only events whose field `name` equals `value` (see [`FindQuery::field`]).
+    pub fn field(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.query = self.query.field(name, value);
+        self
+    }
+
+    /// Also accept a matching event already in the history (the most recent one).
+    pub fn past(mut self, search: bool) -> Self {
+        self.query = self.query.past(search);
+        self
+    }
+
+    /// Give up after `timeout` with [`WaitError::Timeout`].
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self.query = self.query.future_within(timeout);
+        self
+    }
+}
+
+impl<T: HandlerInput + Clone + Sync> IntoFuture for Expect<T> {
+    type Output = Result<T, WaitError>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<T, WaitError>> + Send>>;
+
+    /// Registers the waiter now, like [`FindQuery`]'s `into_future`.
+    fn into_future(self) -> Self::IntoFuture {
+        let bus = self.query.bus.clone();
+        let what = self.query.pattern.to_string();
+        let timeout = self.timeout;
+        let find = self.query.start();
+        Box::pin(async move {
+            match find.await {
+                Some(found) => Ok(found),
+                None if bus.is_stopped() => Err(WaitError::Stopped {
+                    bus: bus.label().to_owned(),
+                }),
+                None => Err(WaitError::Timeout {
+                    event: what,
+                    timeout: timeout.unwrap_or_default(),
+                }),
+            }
+        })
+    }
+}

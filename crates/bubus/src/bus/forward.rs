@@ -1,0 +1,97 @@
+//! Forwarding: a handler that dispatches the events it receives on another bus.
+
+use std::borrow::Cow;
+use std::sync::Arc;
+
+use super::EventBus;
+use crate::error::HandlerError;
+use crate::event::AnyEvent;
+use crate::handler::{ErasedHandler, HandlerCall, HandlerFn, IntoHandler};
+use crate::result::ResultSlot;
+
+/// A handler that forwards each event it receives to a target bus: see [`EventBus::forwarder`].
+///
+/// The forwarded event is the same event (same id, same results map); its `event_path` gains the
+/// target's label, and a bus already in the path never receives it again, so forwarding cycles
+/// end. The forwarding handler's result is the event itself, which the result helpers skip.
+#[derive(Clone, Debug)]
+pub struct Forwarder {
+    target: EventBus,
+}
+
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct ForwardMarker;
+
+#[diagnostic::do_not_recommend]
+impl IntoHandler<AnyEvent, ForwardMarker> for Forwarder {
+    fn __into_handler_fn(self) -> HandlerFn {
+        HandlerFn(Box::new(ForwardFn {
+            target: self.target,
+        }))
+    }
+
+    fn __handler_name(&self) -> Cow<'static, str> {
+        Cow::Owned(format!("{}.dispatch", self.target.name()))
+    }
+
+    fn __forward_target(&self) -> Option<(uuid::Uuid, Arc<str>)> {
+        Some((self.target.id(), Arc::from(self.target.label())))
+    }
+}
+
+struct ForwardFn {
+    target: EventBus,
+}
+
+impl ErasedHandler for ForwardFn {
+    fn call(&self, event: &AnyEvent) -> HandlerCall {
+        HandlerCall::Ready(match self.target.dispatch(event) {
+            Ok(forwarded) => Ok(ResultSlot::Forwarded {
+                event_id: forwarded.event_id(),
+                event: Arc::downgrade(forwarded.inner()),
+            }),
+            Err(err) => Err(HandlerError::from_error(err)),
+        })
+    }
+}
+
+impl EventBus {
+    /// A handler that forwards what it receives to this bus — the seed README's
+    /// `main_bus.on('AuthEvent', auth_bus.dispatch)`:
+    ///
+    /// ```
+    /// use bubus::{DynEvent, EventBus};
+    /// use serde_json::json;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), bubus::Error> {
+    /// let main_bus = EventBus::new("MainBus");
+    /// let auth_bus = EventBus::new("AuthBus");
+    /// main_bus.on_pattern("AuthEvent", auth_bus.forwarder());
+    ///
+    /// let event = main_bus.dispatch(DynEvent::new("AuthEvent", json!({})).unwrap())?.await?;
+    /// assert_eq!(event.event_path(), [main_bus.label(), auth_bus.label()]);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// The forwarder holds the target bus; remove it with [`off`](Self::off) (or stop a bus with
+    /// `clear`) to let a cycle of forwarding buses be freed.
+    pub fn forwarder(&self) -> Forwarder {
+        Forwarder {
+            target: self.clone(),
+        }
+    }
+
+    /// Forwards every event dispatched on this bus to `target` (a `"*"` [`forwarder`]). Returns the
+    /// registration, for [`off`](Self::off).
+    ///
+    /// Awaiting an event on this bus then also waits for `target`'s handlers; their results appear
+    /// on the same handle. Each bus applies its own defaults to options the event leaves unset.
+    ///
+    /// [`forwarder`]: Self::forwarder
+    #[track_caller]
+    pub fn forward_to(&self, target: &EventBus) -> crate::EventHandler {
+        self.on_pattern("*", target.forwarder())
+    }
+}

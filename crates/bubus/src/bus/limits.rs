@@ -1,0 +1,179 @@
+//! Timeouts and slow-warning thresholds, resolved for one event (and one handler) on the bus that
+//! processes it, at processing time.
+
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::BusInner;
+use crate::event::EventConfig;
+use crate::event::inner::EventInner;
+use crate::handler::HandlerMeta;
+
+/// Seconds as the wire carries them to a duration: negative means "already expired" (the Python
+/// runtime accepts 0 and negative timeouts), NaN means none.
+pub(crate) fn seconds(value: Option<f64>) -> Option<Duration> {
+    let secs = value?;
+    if secs.is_nan() {
+        return None;
+    }
+    Some(Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX))
+}
+
+fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// `event.event_timeout ?? bus.event_timeout`.
+pub(crate) fn event_timeout(config: &EventConfig, bus: &BusInner) -> Option<f64> {
+    config.event_timeout.or(bus.config.event_timeout)
+}
+
+/// `event.event_slow_timeout ?? bus.event_slow_timeout`.
+pub(crate) fn event_slow_timeout(config: &EventConfig, bus: &BusInner) -> Option<f64> {
+    config.event_slow_timeout.or(bus.config.event_slow_timeout)
+}
+
+/// The handler's own timeout if it set one (even "none"), else the event's handler timeout, else
+/// the bus's event timeout; then capped by the event's effective timeout.
+pub(crate) fn handler_timeout(
+    handler: &HandlerMeta,
+    config: &EventConfig,
+    bus: &BusInner,
+) -> Option<f64> {
+    let own = match handler.timeout {
+        Some(explicit) => explicit,
+        None => config.event_handler_timeout.or(bus.config.event_timeout),
+    };
+    min_opt(own, event_timeout(config, bus))
+}
+
+/// The handler's own slow threshold if set, else the event's handler slow threshold, else the
+/// event's slow threshold, else the bus's handler slow threshold. Only armed when the handler can
+/// outlive it.
+pub(crate) fn handler_slow_timeout(
+    handler: &HandlerMeta,
+    config: &EventConfig,
+    bus: &BusInner,
+    timeout: Option<f64>,
+) -> Option<f64> {
+    let slow = match handler.slow_timeout {
+        Some(explicit) => explicit,
+        None => config
+            .event_handler_slow_timeout
+            .or(config.event_slow_timeout)
+            .or(bus.config.event_handler_slow_timeout),
+    }?;
+    match timeout {
+        Some(timeout) if timeout <= slow => None,
+        _ => Some(slow),
+    }
+}
+
+/// When the timers of one handler run fire, measured from when it acquired the handler lock.
+#[derive(Copy, Clone, Debug)]
+pub(crate) struct HandlerLimits {
+    /// The handler's timeout in seconds, for messages.
+    pub(crate) timeout: Option<f64>,
+    /// Its deadline — unset when the event's deadline comes first or at the same time: then the
+    /// event timer fires and the handler is reported aborted, not timed out.
+    pub(crate) deadline: Option<Instant>,
+    pub(crate) slow_at: Option<Instant>,
+}
+
+impl HandlerLimits {
+    pub(crate) fn resolve(
+        handler: &HandlerMeta,
+        config: &EventConfig,
+        bus: &BusInner,
+        phase: &PhaseClock<'_>,
+    ) -> Self {
+        let event_deadline = phase.deadline();
+        let now = Instant::now();
+        let timeout = handler_timeout(handler, config, bus);
+        let deadline = seconds(timeout)
+            .and_then(|d| now.checked_add(d))
+            .filter(|deadline| event_deadline.is_none_or(|event| *deadline < event));
+        let slow_timeout = handler_slow_timeout(handler, config, bus, timeout);
+        let slow_at = seconds(slow_timeout).and_then(|d| now.checked_add(d));
+        HandlerLimits {
+            timeout,
+            deadline,
+            slow_at,
+        }
+    }
+}
+
+/// When an event's processing on one bus started, for its timeout and slow warning. The clock is
+/// read only when something first waits (most events never do); the time already spent by
+/// handlers that ran without waiting is taken from their start timestamps. Less than a
+/// millisecond of it is not counted: that is below the timers' resolution.
+pub(crate) struct PhaseClock<'a> {
+    event: &'a EventInner,
+    indices: &'a [usize],
+    timeout: Option<Duration>,
+    slow: Option<Duration>,
+    start: OnceLock<Instant>,
+}
+
+impl<'a> PhaseClock<'a> {
+    pub(crate) fn new(
+        event: &'a EventInner,
+        indices: &'a [usize],
+        timeout: Option<f64>,
+        slow: Option<f64>,
+    ) -> Self {
+        PhaseClock {
+            event,
+            indices,
+            timeout: seconds(timeout),
+            slow: seconds(slow),
+            start: OnceLock::new(),
+        }
+    }
+
+    fn start(&self) -> Instant {
+        *self.start.get_or_init(|| {
+            let now = Instant::now();
+            let first_start = {
+                let st = self.event.state.lock();
+                self.indices
+                    .iter()
+                    .filter_map(|&i| st.results.get(i)?.started_at)
+                    .min()
+            };
+            let spent = first_start.map(|at| at.elapsed()).unwrap_or_default();
+            if spent < Duration::from_millis(1) {
+                now
+            } else {
+                now.checked_sub(spent).unwrap_or(now)
+            }
+        })
+    }
+
+    /// When the event's timeout fires on this bus.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        let timeout = self.timeout?;
+        self.start().checked_add(timeout)
+    }
+
+    /// When the slow-event warning fires.
+    pub(crate) fn slow_at(&self) -> Option<Instant> {
+        let slow = self.slow?;
+        self.start().checked_add(slow)
+    }
+
+    /// Time since processing started.
+    pub(crate) fn elapsed(&self) -> Duration {
+        self.start().elapsed()
+    }
+}
+
+/// `12.5` → `"12.5"`, `60.0` → `"60.0"`: seconds as the reference runtimes print them.
+pub(crate) fn fmt_secs(secs: f64) -> String {
+    format!("{secs:?}")
+}

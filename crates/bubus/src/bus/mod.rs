@@ -1,0 +1,645 @@
+//! The event bus.
+
+mod cancel;
+mod config;
+mod dispatch;
+mod find;
+mod forward;
+mod handler_run;
+mod handlers;
+mod history;
+mod hooks;
+mod limits;
+mod process;
+mod snapshot;
+mod wait;
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::{JoinHandle, JoinSet};
+use uuid::Uuid;
+
+use crate::event::inner::{EventInner, short_id};
+use crate::event::{AnyEvent, Event, EventConcurrency, EventHandle, IntoEvent};
+use crate::handler::{
+    EventHandler, HandlerEntry, HandlerId, HandlerInput, HandlerMeta, HandlerOptions, IntoHandler,
+    input_pattern,
+};
+use crate::middleware::Middleware;
+use crate::time::Timestamp;
+use crate::{DispatchError, EventStatus};
+
+pub use config::{BusConfig, EventBusBuilder, LockDomain};
+pub use find::{Expect, FindQuery};
+pub use forward::Forwarder;
+pub(crate) use handlers::HandlerTable;
+pub(crate) use hooks::hook_completed;
+pub(crate) use process::on_event_completed;
+pub(crate) use wait::wait_for;
+
+/// An in-process event bus: handlers subscribe to event types, `dispatch` enqueues events, and a
+/// per-bus task processes them in FIFO order.
+///
+/// `EventBus` is a cheap handle (`Clone` shares the same bus). The bus starts its processing task
+/// on the first dispatch, inside the current tokio runtime. It lives while any handle to it exists
+/// or any event is queued on it; dropping every handle after the queue drains frees it.
+///
+/// ```
+/// use bubus::{Event, EventBus, EventHandle};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Clone, Debug, Serialize, Deserialize, Event)]
+/// #[event(result = String)]
+/// struct UserLoginEvent {
+///     username: String,
+///     is_admin: bool,
+/// }
+///
+/// async fn handle_login(event: EventHandle<UserLoginEvent>) -> String {
+///     format!("{} logged in (admin={})", event.username, event.is_admin)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), bubus::Error> {
+/// let bus = EventBus::new("AppBus");
+/// bus.on(handle_login);
+///
+/// let event = bus.dispatch(UserLoginEvent { username: "alice".into(), is_admin: true })?;
+/// assert_eq!(event.event_result().await?, "alice logged in (admin=true)");
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct EventBus {
+    inner: Arc<BusInner>,
+}
+
+pub(crate) struct BusInner {
+    pub(crate) id: Uuid,
+    pub(crate) name: Arc<str>,
+    pub(crate) label: Arc<str>,
+    pub(crate) config: BusConfig,
+    pub(crate) domain: LockDomain,
+    /// The bus-serial event lock.
+    pub(crate) bus_lock: Semaphore,
+    pub(crate) state: Mutex<BusState>,
+    /// Wakes the run loop; shared with it so it can wait without keeping the bus alive.
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) idle: Notify,
+    /// Someone called `wait_until_idle` on this bus (so becoming idle must notify).
+    pub(crate) idle_waited: AtomicBool,
+    /// `find(future)` waiters, resolved at dispatch.
+    pub(crate) find_waiters: Mutex<Vec<Arc<find::FindWaiter>>>,
+    pub(crate) waiter_count: AtomicUsize,
+    pub(crate) middlewares: Arc<[Arc<dyn Middleware>]>,
+    /// This bus, for handing `EventBus` handles to middlewares.
+    pub(crate) self_ref: Weak<BusInner>,
+}
+
+pub(crate) struct BusState {
+    pub(crate) queue: VecDeque<Arc<EventInner>>,
+    pub(crate) history: VecDeque<Arc<EventInner>>,
+    pub(crate) handlers: HandlerTable,
+    /// Events taken off the queue and not yet finished on this bus.
+    pub(crate) in_flight: usize,
+    pub(crate) loop_parked: bool,
+    pub(crate) stopped: bool,
+    pub(crate) run_loop: Option<JoinHandle<()>>,
+    /// Events of `parallel` concurrency, each processed on its own task.
+    pub(crate) parallel_tasks: JoinSet<()>,
+    pub(crate) warned_drop: bool,
+}
+
+impl Drop for BusInner {
+    fn drop(&mut self) {
+        // Lets a parked run loop notice the bus is gone and exit.
+        self.wake.notify_one();
+    }
+}
+
+impl EventBus {
+    /// A bus with default options. The name shows up in labels (`Name#abcd`), handler ids and
+    /// logs.
+    pub fn new(name: impl Into<String>) -> Self {
+        EventBus::builder(name).build()
+    }
+
+    /// A builder for a bus with non-default options.
+    pub fn builder(name: impl Into<String>) -> EventBusBuilder {
+        EventBusBuilder::new(name)
+    }
+
+    pub(crate) fn from_builder(builder: EventBusBuilder) -> Self {
+        let id = builder
+            .id
+            .unwrap_or_else(|| crate::event::inner::new_event_id(Timestamp::now()));
+        let name: Arc<str> = if builder.name.is_empty() {
+            Arc::from("EventBus")
+        } else {
+            Arc::from(builder.name)
+        };
+        let label: Arc<str> = Arc::from(format!("{name}#{}", short_id(&id)));
+        let middlewares: Arc<[Arc<dyn Middleware>]> = Arc::from(builder.middlewares.0);
+        EventBus {
+            inner: Arc::new_cyclic(|self_ref| BusInner {
+                id,
+                name,
+                label,
+                config: builder.config,
+                domain: builder.domain.unwrap_or_default(),
+                bus_lock: Semaphore::new(1),
+                state: Mutex::new(BusState {
+                    queue: VecDeque::new(),
+                    history: VecDeque::new(),
+                    handlers: HandlerTable::default(),
+                    in_flight: 0,
+                    loop_parked: false,
+                    stopped: false,
+                    run_loop: None,
+                    parallel_tasks: JoinSet::new(),
+                    warned_drop: false,
+                }),
+                wake: Arc::new(Notify::new()),
+                idle: Notify::new(),
+                idle_waited: AtomicBool::new(false),
+                find_waiters: Mutex::new(Vec::new()),
+                waiter_count: AtomicUsize::new(0),
+                middlewares,
+                self_ref: self_ref.clone(),
+            }),
+        }
+    }
+
+    pub(crate) fn from_inner(inner: Arc<BusInner>) -> Self {
+        EventBus { inner }
+    }
+
+    /// The bus id (UUIDv7 unless set with [`EventBusBuilder::id`]).
+    pub fn id(&self) -> Uuid {
+        self.inner.id
+    }
+
+    /// The bus name.
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// `Name#abcd`: the name and the last four hex digits of the id, as recorded in `event_path`.
+    pub fn label(&self) -> &str {
+        &self.inner.label
+    }
+
+    /// The bus's defaults.
+    pub fn config(&self) -> &BusConfig {
+        &self.inner.config
+    }
+
+    /// The domain whose lock `global-serial` events take.
+    pub fn lock_domain(&self) -> &LockDomain {
+        &self.inner.domain
+    }
+
+    /// Subscribes a handler; the pattern is the handler's event type (`EventHandle<E>` →
+    /// `E::EVENT_TYPE`; `AnyEvent` → `"*"`).
+    ///
+    /// Handlers may be sync or async functions, closures, or [`method`](crate::handler::method)s
+    /// of a shared service. They return the event's result type, or a `Result` of it. Handlers of
+    /// one event run in this order: those registered for the exact type, in registration order,
+    /// then the `"*"` handlers, in registration order.
+    ///
+    /// ```
+    /// use bubus::{AnyEvent, Event, EventBus, EventHandle};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Clone, Debug, Serialize, Deserialize, Event)]
+    /// #[event(result = u64)]
+    /// struct Square { n: u64 }
+    ///
+    /// let bus = EventBus::new("Math");
+    /// let typed = bus.on(|e: EventHandle<Square>| e.n * e.n);          // sync closure
+    /// let logger = bus.on(|e: AnyEvent| async move { let _ = e.event_type(); }); // all events
+    /// assert_eq!(typed.event_pattern(), "Square");
+    /// assert_eq!(logger.event_pattern(), "*");
+    /// ```
+    #[track_caller]
+    pub fn on<I: HandlerInput, M>(&self, handler: impl IntoHandler<I, M>) -> EventHandler {
+        self.register(
+            handler,
+            HandlerOptions::new(),
+            std::panic::Location::caller(),
+        )
+    }
+
+    /// Subscribes a handler to an explicit pattern: an event type name, or `"*"` for every event.
+    ///
+    /// A typed handler (`EventHandle<E>`) subscribed to another type's name receives those events
+    /// decoded as `E`; a payload that does not decode becomes an error result naming the field.
+    #[track_caller]
+    pub fn on_pattern<I: HandlerInput, M>(
+        &self,
+        pattern: &str,
+        handler: impl IntoHandler<I, M>,
+    ) -> EventHandler {
+        self.register(
+            handler,
+            HandlerOptions::new().pattern(pattern),
+            std::panic::Location::caller(),
+        )
+    }
+
+    /// Subscribes a handler with explicit options (pattern, id, name, timeouts).
+    #[track_caller]
+    pub fn on_with<I: HandlerInput, M>(
+        &self,
+        handler: impl IntoHandler<I, M>,
+        options: HandlerOptions,
+    ) -> EventHandler {
+        self.register(handler, options, std::panic::Location::caller())
+    }
+
+    fn register<I: HandlerInput, M>(
+        &self,
+        handler: impl IntoHandler<I, M>,
+        options: HandlerOptions,
+        location: &'static std::panic::Location<'static>,
+    ) -> EventHandler {
+        let pattern: Arc<str> = match options.pattern {
+            Some(p) if !p.is_empty() => Arc::from(p),
+            _ => Arc::from(input_pattern::<I>()),
+        };
+        let name: Arc<str> = match options.name {
+            Some(n) => Arc::from(n),
+            None => Arc::from(handler.__handler_name().as_ref()),
+        };
+        let file_path: Option<Arc<str>> =
+            match options.file_path {
+                Some(p) => Some(Arc::from(p)),
+                None if self.inner.config.event_handler_detect_file_paths => Some(Arc::from(
+                    format!("{}:{}", location.file(), location.line()),
+                )),
+                None => None,
+            };
+        let forward_target = handler.__forward_target();
+        let func = handler.__into_handler_fn();
+        let mut st = self.inner.state.lock();
+        let id = match options.id {
+            Some(id) => id,
+            None => {
+                let mut occurrence = 0;
+                loop {
+                    let id = HandlerId::derive(&self.inner.name, &name, &pattern, occurrence);
+                    if !st.handlers.contains_live_id(&id) {
+                        break id;
+                    }
+                    occurrence += 1;
+                }
+            }
+        };
+        if let Some(list) = st.handlers.pattern_list(&pattern) {
+            if list.len() <= 256 && list.iter().any(|h| h.meta.name == name) {
+                tracing::debug!(
+                    bus = %self.inner.label,
+                    handler = %name,
+                    pattern = %pattern,
+                    "handler is already registered for this pattern; it will run once per registration"
+                );
+            }
+        }
+        let meta = Arc::new(HandlerMeta {
+            id,
+            name,
+            file_path,
+            pattern,
+            registered_at: Timestamp::now(),
+            timeout: options.timeout,
+            slow_timeout: options.slow_timeout,
+            concurrency: options.concurrency,
+            forward_target,
+            bus_id: self.inner.id,
+            bus_name: Arc::clone(&self.inner.name),
+            bus_label: Arc::clone(&self.inner.label),
+        });
+        st.handlers.add(Arc::new(HandlerEntry {
+            meta: Arc::clone(&meta),
+            func,
+            stub: false,
+        }));
+        drop(st);
+        let handler = EventHandler { meta };
+        self.inner.hook_handlers_change(&handler, true);
+        handler
+    }
+
+    /// Unsubscribes a handler. Results it already produced stay on their events. Returns whether
+    /// it was registered.
+    pub fn off(&self, handler: &EventHandler) -> bool {
+        self.off_by_id(&handler.meta.id)
+    }
+
+    /// Unsubscribes the handler with this id. Returns whether it was registered.
+    pub fn off_by_id(&self, id: &HandlerId) -> bool {
+        let removed = self.inner.state.lock().handlers.remove_id(id);
+        match removed {
+            Some(entry) => {
+                let handler = EventHandler {
+                    meta: Arc::clone(&entry.meta),
+                };
+                // The closure is dropped here, outside the bus lock.
+                drop(entry);
+                self.inner.hook_handlers_change(&handler, false);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Unsubscribes every handler registered for `pattern` (`"*"` removes the wildcard handlers
+    /// only). Returns how many were removed.
+    pub fn off_pattern(&self, pattern: &str) -> usize {
+        let removed = self.inner.state.lock().handlers.remove_pattern(pattern);
+        for entry in &removed {
+            let handler = EventHandler {
+                meta: Arc::clone(&entry.meta),
+            };
+            self.inner.hook_handlers_change(&handler, false);
+        }
+        removed.len()
+    }
+
+    /// The registered handlers.
+    pub fn handlers(&self) -> Vec<EventHandler> {
+        let st = self.inner.state.lock();
+        let mut all: Vec<EventHandler> = st
+            .handlers
+            .all()
+            .map(|h| EventHandler {
+                meta: Arc::clone(&h.meta),
+            })
+            .collect();
+        all.sort_by_key(|h| h.meta.registered_at);
+        all
+    }
+
+    /// Enqueues an event and returns at once with a handle to it.
+    ///
+    /// Accepts a new typed event, a [`DynEvent`](crate::DynEvent), or a handle to an existing
+    /// event — dispatching an existing event on another bus forwards it there (its `event_path`
+    /// grows by this bus's label); dispatching it on a bus already in its path does nothing.
+    ///
+    /// Inside a handler, the new event's parent is the event being handled (unless it has an
+    /// explicit parent id), and awaiting it processes it right away (queue-jump).
+    ///
+    /// Never blocks, never waits for processing. Alias: `emit`.
+    ///
+    /// # Errors
+    ///
+    /// [`DispatchError::Stopped`] after [`stop`](Self::stop);
+    /// [`DispatchError::HistoryFull`] when the history is full of unfinished events (see
+    /// [`BusConfig::max_history_drop`]); [`DispatchError::NoRuntime`] outside a tokio runtime.
+    /// Nothing is enqueued when it fails.
+    #[doc(alias = "emit")]
+    pub fn dispatch<T: IntoEvent>(&self, event: T) -> Result<T::Handle, DispatchError> {
+        let (any, handle) = event.__into_event();
+        self.inner.dispatch(any.inner())?;
+        Ok(handle)
+    }
+
+    /// Alias of [`dispatch`](Self::dispatch), the newer reference runtimes' name for it.
+    ///
+    /// # Errors
+    ///
+    /// As [`dispatch`](Self::dispatch).
+    pub fn emit<T: IntoEvent>(&self, event: T) -> Result<T::Handle, DispatchError> {
+        self.dispatch(event)
+    }
+
+    /// Waits until the queue is empty and no event is being processed on this bus. Returns
+    /// `false` if `timeout` elapsed first (the bus keeps working).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn wait_until_idle(&self, timeout: Option<Duration>) -> bool {
+        {
+            // A restored bus has a queue but no run loop until something starts it.
+            let mut st = self.inner.state.lock();
+            if !st.queue.is_empty() && !st.stopped {
+                let _ = self.inner.ensure_run_loop(&mut st);
+            }
+        }
+        let wait = self.inner.wait_idle();
+        match timeout {
+            None => {
+                wait.await;
+                true
+            }
+            Some(t) => tokio::time::timeout(t, wait).await.is_ok(),
+        }
+    }
+
+    /// Stops the bus: first waits up to `timeout` for it to become idle (if given), then stops
+    /// processing. Events still queued and handlers still running get error results
+    /// (cancelled / aborted), so nothing that awaits them hangs. With `clear`, the history and
+    /// the handlers are dropped too. Dispatching afterwards fails with
+    /// [`DispatchError::Stopped`]. Idempotent.
+    ///
+    /// # Cancel safety
+    ///
+    /// Not cancel safe while it waits for the running event to be aborted: cancelling it then
+    /// leaves the bus stopped with that event still being torn down in the background.
+    pub async fn stop(&self, timeout: Option<Duration>, clear: bool) {
+        if let Some(t) = timeout {
+            if !t.is_zero() {
+                self.wait_until_idle(Some(t)).await;
+            }
+        }
+        self.inner.stop(clear).await;
+    }
+
+    /// Whether [`stop`](Self::stop) was called.
+    pub fn is_stopped(&self) -> bool {
+        self.inner.state.lock().stopped
+    }
+
+    /// The events in this bus's history, oldest first (pending, started and completed).
+    pub fn event_history(&self) -> Vec<AnyEvent> {
+        let st = self.inner.state.lock();
+        st.history
+            .iter()
+            .map(|e| AnyEvent::from_inner(Arc::clone(e)))
+            .collect()
+    }
+
+    /// History events with this status.
+    pub fn events_with_status(&self, status: EventStatus) -> Vec<AnyEvent> {
+        let events: Vec<Arc<EventInner>> =
+            self.inner.state.lock().history.iter().cloned().collect();
+        events
+            .into_iter()
+            .filter(|e| e.state.lock().status == status)
+            .map(AnyEvent::from_inner)
+            .collect()
+    }
+
+    /// History events not yet started.
+    pub fn events_pending(&self) -> Vec<AnyEvent> {
+        self.events_with_status(EventStatus::Pending)
+    }
+
+    /// History events started and not completed.
+    pub fn events_started(&self) -> Vec<AnyEvent> {
+        self.events_with_status(EventStatus::Started)
+    }
+
+    /// Completed history events.
+    pub fn events_completed(&self) -> Vec<AnyEvent> {
+        self.events_with_status(EventStatus::Completed)
+    }
+
+    /// How many events are queued, not yet taken up for processing.
+    pub fn queue_len(&self) -> usize {
+        self.inner.state.lock().queue.len()
+    }
+
+    /// An event in this bus's history (or queue) by id.
+    pub fn find_event_by_id(&self, id: Uuid) -> Option<AnyEvent> {
+        self.inner.find_event_by_id(id).map(AnyEvent::from_inner)
+    }
+
+    /// Whether `event` descends from `ancestor` (its parent, grandparent, …). Follows live parent
+    /// links, and this bus's history for parents no longer linked. An event is not its own child.
+    pub fn event_is_child_of(
+        &self,
+        event: impl AsRef<AnyEvent>,
+        ancestor: impl AsRef<AnyEvent>,
+    ) -> bool {
+        let event = event.as_ref().inner();
+        let ancestor = ancestor.as_ref().inner();
+        if Arc::ptr_eq(event, ancestor) {
+            return false;
+        }
+        event.has_ancestor(ancestor, &|id| self.inner.find_event_by_id(id))
+    }
+
+    /// Whether `event` is an ancestor of `descendant`.
+    pub fn event_is_parent_of(
+        &self,
+        event: impl AsRef<AnyEvent>,
+        descendant: impl AsRef<AnyEvent>,
+    ) -> bool {
+        self.event_is_child_of(descendant, event)
+    }
+
+    /// Looks up an event of type `E` in this bus's history (most recent first) and/or waits for
+    /// one to be dispatched: see [`FindQuery`]. Defaults: all history, no waiting.
+    pub fn find<E: Event>(&self) -> FindQuery<EventHandle<E>> {
+        FindQuery::new(self.clone(), Arc::from(E::EVENT_TYPE))
+    }
+
+    /// Like [`find`](Self::find), by event type name, or `"*"` for any event.
+    pub fn find_pattern(&self, pattern: &str) -> FindQuery<AnyEvent> {
+        FindQuery::new(self.clone(), Arc::from(pattern))
+    }
+
+    /// Waits for the next event of type `E` dispatched on this bus (the seed API's `expect`): see
+    /// [`Expect`].
+    pub fn expect<E: Event>(&self) -> Expect<EventHandle<E>> {
+        Expect::new(self.find::<E>())
+    }
+
+    /// Like [`expect`](Self::expect), by event type name, or `"*"` for any event.
+    pub fn expect_pattern(&self, pattern: &str) -> Expect<AnyEvent> {
+        Expect::new(self.find_pattern(pattern))
+    }
+
+    /// The parent/child tree of this bus's history: each event with its handlers' status, result
+    /// or error and duration, and the events each handler dispatched nested under it. Also logged
+    /// line by line at `debug` level through `tracing`.
+    pub fn log_tree(&self) -> String {
+        let events: Vec<Arc<EventInner>> =
+            self.inner.state.lock().history.iter().cloned().collect();
+        let tree = crate::tree::render(&events);
+        for line in tree.lines() {
+            tracing::debug!(bus = %self.inner.label, "{line}");
+        }
+        tree
+    }
+}
+
+impl fmt::Debug for EventBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let st = self.inner.state.lock();
+        f.debug_struct("EventBus")
+            .field("label", &self.inner.label)
+            .field("queue", &st.queue.len())
+            .field("in_flight", &st.in_flight)
+            .field("history", &st.history.len())
+            .field("handlers", &st.handlers.len())
+            .field("stopped", &st.stopped)
+            .finish()
+    }
+}
+
+impl fmt::Display for EventBus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.inner.label)
+    }
+}
+
+impl PartialEq for EventBus {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl BusInner {
+    /// The event lock an event takes on this bus, resolved now: none for parallel events.
+    pub(crate) fn event_lock(&self, event: &EventInner) -> Option<&Semaphore> {
+        let mode = event.state.lock().config.event_concurrency;
+        match mode.unwrap_or(self.config.event_concurrency) {
+            EventConcurrency::GlobalSerial => Some(&self.domain.lock),
+            EventConcurrency::BusSerial => Some(&self.bus_lock),
+            EventConcurrency::Parallel => None,
+        }
+    }
+
+    pub(crate) fn find_event_by_id(&self, id: Uuid) -> Option<Arc<EventInner>> {
+        let st = self.state.lock();
+        st.history
+            .iter()
+            .rev()
+            .chain(st.queue.iter())
+            .find(|e| e.id == id)
+            .cloned()
+    }
+
+    fn is_idle(st: &BusState) -> bool {
+        st.queue.is_empty() && st.in_flight == 0
+    }
+
+    /// Wakes `wait_until_idle` callers, if there ever were any.
+    pub(crate) fn notify_idle(&self) {
+        if self.idle_waited.load(std::sync::atomic::Ordering::SeqCst) {
+            self.idle.notify_waiters();
+        }
+    }
+
+    async fn wait_idle(&self) {
+        self.idle_waited
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if BusInner::is_idle(&self.state.lock()) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}

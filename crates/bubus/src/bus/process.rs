@@ -1,0 +1,649 @@
+//! Processing: the per-bus run loop, running an event's handlers, recording results, and stopping.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Weak};
+use std::task::Poll;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use smallvec::{SmallVec, smallvec};
+use tokio::sync::{Notify, Semaphore};
+use tokio::time::{Instant, Sleep};
+
+use super::cancel::{cancel_events, children_of_results};
+use super::handler_run::{HandlerRun, Started, interrupted, is_winner};
+use super::limits::PhaseClock;
+use super::{BusInner, BusState, limits};
+use crate::context::{self, HeldLocks};
+use crate::error::{DispatchError, HandlerError, HandlerErrorKind};
+use crate::event::inner::{BusPhase, EventInner};
+use crate::event::{EventConfig, EventStatus, HandlerCompletion, HandlerConcurrency};
+use crate::handler::{HandlerEntry, HandlerId};
+use crate::result::{ResultRecord, ResultStatus};
+use rustc_hash::FxHashMap;
+use uuid::Uuid;
+
+/// Identity of an event lock, for the re-entrancy check of queue-jumps.
+pub(crate) fn lock_addr(lock: &Semaphore) -> usize {
+    lock as *const Semaphore as usize
+}
+
+enum Step {
+    Ran,
+    Idle,
+}
+
+impl BusInner {
+    /// Makes sure a run loop exists to process what is about to be enqueued (starting it on the
+    /// first dispatch, or again if the runtime it ran on has shut down).
+    pub(crate) fn ensure_run_loop(
+        self: &Arc<Self>,
+        st: &mut BusState,
+    ) -> Result<(), DispatchError> {
+        let alive = st.run_loop.as_ref().is_some_and(|h| !h.is_finished());
+        if alive {
+            return Ok(());
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err(DispatchError::NoRuntime {
+                bus: self.label.to_string(),
+            });
+        };
+        st.loop_parked = false;
+        st.run_loop = Some(runtime.spawn(run_loop(Arc::downgrade(self), Arc::clone(&self.wake))));
+        Ok(())
+    }
+
+    /// Wakes the run loop if it is waiting for work.
+    pub(crate) fn notify_run_loop(&self, st: &mut BusState) {
+        if st.loop_parked {
+            st.loop_parked = false;
+            self.wake.notify_one();
+        }
+    }
+
+    /// Processes the event at the head of the queue under its event lock.
+    async fn run_next(self: &Arc<Self>) -> Step {
+        let head = match self.state.lock().queue.front() {
+            Some(event) => Arc::clone(event),
+            None => return Step::Idle,
+        };
+        match self.event_lock(&head) {
+            None => {
+                if let Some(event) = self.claim(&head) {
+                    let bus = Arc::clone(self);
+                    let mut st = self.state.lock();
+                    while st.parallel_tasks.try_join_next().is_some() {}
+                    st.parallel_tasks.spawn(async move {
+                        process_event(&bus, &event, &HeldLocks::new()).await;
+                    });
+                }
+            }
+            Some(lock) => {
+                let permit = match lock.try_acquire() {
+                    Ok(permit) => permit,
+                    Err(_) => match lock.acquire().await {
+                        Ok(permit) => permit,
+                        Err(_) => return Step::Ran,
+                    },
+                };
+                // The head may have been queue-jumped while we waited for the lock.
+                if let Some(event) = self.claim(&head) {
+                    let held: HeldLocks = smallvec![lock_addr(lock)];
+                    process_event(self, &event, &held).await;
+                }
+                drop(permit);
+            }
+        }
+        Step::Ran
+    }
+
+    /// Takes `event` off this bus's queue for processing; `None` if it is no longer queued here
+    /// (someone else took it).
+    pub(crate) fn claim(&self, event: &Arc<EventInner>) -> Option<Arc<EventInner>> {
+        let claimed = {
+            let mut st = self.state.lock();
+            let pos = if st.queue.front().is_some_and(|e| Arc::ptr_eq(e, event)) {
+                0
+            } else {
+                st.queue.iter().position(|e| Arc::ptr_eq(e, event))?
+            };
+            let claimed = st.queue.remove(pos)?;
+            st.in_flight += 1;
+            claimed
+        };
+        set_phase(&claimed, self, BusPhase::Processing);
+        Some(claimed)
+    }
+
+    /// Stops the bus (see [`EventBus::stop`](super::EventBus::stop)).
+    pub(crate) async fn stop(self: &Arc<Self>, clear: bool) {
+        let inside_own_handler =
+            context::with_current(|ctx| Arc::ptr_eq(&ctx.bus, self)).unwrap_or(false);
+        let (run_loop, mut parallel, queued) = {
+            let mut st = self.state.lock();
+            let first_stop = !st.stopped;
+            st.stopped = true;
+            let queued: Vec<_> = st.queue.drain(..).collect();
+            st.in_flight += queued.len();
+            let run_loop = if first_stop && !inside_own_handler {
+                st.run_loop.take()
+            } else {
+                None
+            };
+            let parallel = if inside_own_handler {
+                tokio::task::JoinSet::new()
+            } else {
+                std::mem::take(&mut st.parallel_tasks)
+            };
+            (run_loop, parallel, queued)
+        };
+        self.wake.notify_one();
+        // Abort what is running; the processing guards record the interrupted handlers.
+        if let Some(handle) = run_loop {
+            handle.abort();
+            let _ = handle.await;
+        }
+        parallel.shutdown().await;
+        for event in queued {
+            set_phase(&event, self, BusPhase::Processing);
+            let cause = format!(
+                "{} was stopped before it processed {}",
+                self.label,
+                event.label()
+            );
+            self.cancel_unprocessed(&event, &cause);
+        }
+        self.release_waiters();
+        if clear {
+            let (history, handlers) = {
+                let mut st = self.state.lock();
+                (std::mem::take(&mut st.history), st.handlers.clear())
+            };
+            drop(history);
+            drop(handlers);
+        }
+        self.notify_idle();
+    }
+
+    /// Records a cancelled result (`Cancelled: {cause}`) for every handler that would have run
+    /// `event` here, then finishes it on this bus, so waiters on events that will never be
+    /// processed here (the bus stopped, the event was cancelled) never hang. `event` must have
+    /// been claimed.
+    pub(crate) fn cancel_unprocessed(&self, event: &Arc<EventInner>, cause: &str) {
+        let (exact, wildcard) = self.state.lock().handlers.for_event(&event.event_type);
+        let created: SmallVec<[usize; 4]> = {
+            let mut es = event.state.lock();
+            let first = es.results.len();
+            for entry in exact
+                .iter()
+                .flat_map(|l| l.iter())
+                .chain(wildcard.iter().flat_map(|l| l.iter()))
+            {
+                es.results.push(ResultRecord::pending(
+                    Arc::clone(&entry.meta),
+                    event.created_at,
+                ));
+            }
+            (first..es.results.len()).collect()
+        };
+        // The hooks see what processing shows them: the event pending, each result pending,
+        // then each result completed (cancelled).
+        self.hook_event(event, EventStatus::Pending);
+        self.hook_results(event, &created, EventStatus::Pending);
+        {
+            let mut es = event.state.lock();
+            for &index in &created {
+                if let Some(record) = es.results.get_mut(index) {
+                    record.finish(Err(HandlerError::with_kind(
+                        HandlerErrorKind::Cancelled,
+                        format!("Cancelled: {cause}"),
+                    )));
+                }
+            }
+        }
+        self.hook_results(event, &created, EventStatus::Completed);
+        finish_on_bus(self, event);
+    }
+}
+
+async fn run_loop(bus: Weak<BusInner>, wake: Arc<Notify>) {
+    loop {
+        {
+            let Some(bus) = bus.upgrade() else { return };
+            if let Step::Ran = bus.run_next().await {
+                tokio::task::consume_budget().await;
+                continue;
+            }
+            let mut st = bus.state.lock();
+            if st.stopped {
+                return;
+            }
+            if !st.queue.is_empty() {
+                continue;
+            }
+            st.loop_parked = true;
+        }
+        wake.notified().await;
+    }
+}
+
+fn set_phase(event: &EventInner, bus: &BusInner, phase: BusPhase) {
+    let mut es = event.state.lock();
+    if let Some(slot) = es
+        .buses
+        .iter_mut()
+        .find(|s| s.bus_id == bus.id && s.phase != BusPhase::Done)
+    {
+        slot.phase = phase;
+    }
+}
+
+/// Runs every handler of `event` registered on `bus`, then finishes the event on that bus.
+/// `held` are the event locks already held by whoever is running this (a queue-jump re-enters
+/// them).
+pub(crate) async fn process_event(bus: &Arc<BusInner>, event: &Arc<EventInner>, held: &HeldLocks) {
+    let (exact, wildcard) = bus.state.lock().handlers.for_event(&event.event_type);
+    let (runs, config) = {
+        let mut es = event.state.lock();
+        let mut runs: Runs = SmallVec::new();
+        // Results the event already has (from another bus, or a restored snapshot): a handler
+        // that already has one is not run again. Indexed when there are many, so that an event
+        // with thousands of handlers stays linear.
+        let prior = es.results.len();
+        let prior_index: Option<FxHashMap<(HandlerId, Uuid), usize>> = (prior > 16).then(|| {
+            es.results
+                .iter()
+                .enumerate()
+                .map(|(i, r)| ((r.handler.id.clone(), r.handler.bus_id), i))
+                .collect()
+        });
+        for entry in exact
+            .iter()
+            .flat_map(|l| l.iter())
+            .chain(wildcard.iter().flat_map(|l| l.iter()))
+        {
+            // Loop prevention: a forwarder to a bus the event already went through is skipped,
+            // and a handler that already ran for this event does not run again.
+            if let Some((target_id, target_label)) = &entry.meta.forward_target {
+                if es.buses.iter().any(|slot| slot.bus_id == *target_id)
+                    || es.path.iter().any(|label| label == target_label)
+                {
+                    continue;
+                }
+            }
+            let existing = match &prior_index {
+                _ if prior == 0 => None,
+                Some(index) => index
+                    .get(&(entry.meta.id.clone(), entry.meta.bus_id))
+                    .copied(),
+                None => es.results[..prior].iter().position(|r| {
+                    r.handler.id == entry.meta.id && r.handler.bus_id == entry.meta.bus_id
+                }),
+            };
+            if let Some(pos) = existing {
+                // A result seeded as pending (a restored snapshot) runs with the live handler;
+                // one already started or finished is never run again.
+                if es.results[pos].status == ResultStatus::Pending {
+                    es.results[pos].handler = Arc::clone(&entry.meta);
+                    runs.push((Arc::clone(entry), pos));
+                }
+                continue;
+            }
+            es.results.push(ResultRecord::pending(
+                Arc::clone(&entry.meta),
+                event.created_at,
+            ));
+            runs.push((Arc::clone(entry), es.results.len() - 1));
+        }
+        (runs, es.config)
+    };
+    let indices: SmallVec<[usize; 4]> = runs.iter().map(|(_, i)| *i).collect();
+    bus.hook_event(event, EventStatus::Pending);
+    bus.hook_results(event, &indices, EventStatus::Pending);
+    let mut guard = ProcessGuard {
+        bus,
+        event,
+        indices: indices.clone(),
+        armed: true,
+    };
+
+    // The event's hard timeout covers the whole handler phase on this bus, from now.
+    let timeout = limits::event_timeout(&config, bus);
+    let clock = PhaseClock::new(
+        event,
+        &indices,
+        timeout,
+        limits::event_slow_timeout(&config, bus),
+    );
+    let phase = run_handlers(bus, event, &runs, held, &config, &clock);
+    let timed_out = drive_phase(phase, bus, event, &indices, timeout, &clock).await;
+    if timed_out {
+        let cause = format!(
+            "event {} timed out after {}s on {}",
+            event.label(),
+            timeout.map(limits::fmt_secs).unwrap_or_default(),
+            bus.label
+        );
+        cancel_events(children_of_results(event, &indices), &cause);
+    }
+    guard.armed = false;
+    finish_on_bus(bus, event);
+}
+
+type Runs = SmallVec<[(Arc<HandlerEntry>, usize); 4]>;
+
+/// Runs the handlers in the event's handler-concurrency mode (each handler may override it) and
+/// completion mode.
+async fn run_handlers(
+    bus: &Arc<BusInner>,
+    event: &Arc<EventInner>,
+    runs: &Runs,
+    held: &HeldLocks,
+    config: &EventConfig,
+    clock: &PhaseClock<'_>,
+) {
+    let mode = config
+        .event_handler_concurrency
+        .unwrap_or(bus.config.event_handler_concurrency);
+    let first = config
+        .event_handler_completion
+        .unwrap_or(bus.config.event_handler_completion)
+        == HandlerCompletion::First;
+    let mixed = runs
+        .iter()
+        .any(|(entry, _)| entry.meta.concurrency.is_some_and(|m| m != mode));
+    macro_rules! handler_run {
+        ($entry:expr, $index:expr) => {
+            HandlerRun {
+                bus,
+                event,
+                entry: $entry,
+                index: $index,
+                held,
+                config,
+                phase: clock,
+            }
+        };
+    }
+
+    if mode == HandlerConcurrency::Serial && !mixed {
+        // One at a time, in order, each under the event's serial-handler lock (shared with
+        // every other bus processing this event).
+        for (i, (entry, index)) in runs.iter().enumerate() {
+            {
+                let _permit = match event.handler_lock.try_acquire() {
+                    Ok(permit) => Some(permit),
+                    Err(_) => event.handler_lock.acquire().await.ok(),
+                };
+                handler_run!(entry, *index).run().await;
+            }
+            if first && is_winner(event, *index) {
+                let rest: SmallVec<[usize; 4]> =
+                    runs[i + 1..].iter().map(|(_, index)| *index).collect();
+                cancel_losers(bus, event, &rest);
+                return;
+            }
+        }
+        return;
+    }
+
+    // Every handler starts now, in order; those that wait are driven together. Handlers that
+    // finish without waiting cost no future at all.
+    let mut running: FuturesUnordered<Pin<Box<dyn Future<Output = usize> + Send + '_>>> =
+        FuturesUnordered::new();
+    for (i, (entry, index)) in runs.iter().enumerate() {
+        let index = *index;
+        let serial = entry.meta.concurrency.unwrap_or(mode) == HandlerConcurrency::Serial;
+        // A handler starts when it first runs — a sync one here, an async one at its first
+        // poll — before the next handler starts. Serial ones queue for the serial lock in order.
+        let mut fut: Pin<Box<dyn Future<Output = usize> + Send + '_>> = if serial {
+            Box::pin(async move {
+                let _permit = match event.handler_lock.try_acquire() {
+                    Ok(permit) => Some(permit),
+                    Err(_) => event.handler_lock.acquire().await.ok(),
+                };
+                handler_run!(entry, index).run().await;
+                index
+            })
+        } else {
+            match handler_run!(entry, index).start() {
+                Started::Done => {
+                    if first && is_winner(event, index) {
+                        let rest = others(runs, i);
+                        cancel_losers(bus, event, &rest);
+                        return;
+                    }
+                    continue;
+                }
+                Started::Running(handler) => Box::pin(async move {
+                    handler.finish().await;
+                    index
+                }),
+            }
+        };
+        let done = futures_util::poll!(fut.as_mut()).is_ready();
+        if !done {
+            running.push(fut);
+        }
+        if done && first && is_winner(event, index) {
+            let rest = others(runs, i);
+            cancel_losers(bus, event, &rest);
+            return;
+        }
+    }
+    while let Some(index) = running.next().await {
+        if first && is_winner(event, index) {
+            let rest: SmallVec<[usize; 4]> = runs
+                .iter()
+                .map(|(_, i)| *i)
+                .filter(|i| *i != index)
+                .collect();
+            cancel_losers(bus, event, &rest);
+            // Dropping `running` drops the losers still running; they are already recorded.
+            return;
+        }
+    }
+}
+
+/// The result indices of every run but the `i`-th.
+fn others(runs: &Runs, i: usize) -> SmallVec<[usize; 4]> {
+    runs.iter()
+        .enumerate()
+        .filter(|(j, _)| *j != i)
+        .map(|(_, (_, index))| *index)
+        .collect()
+}
+
+/// First-completion mode found its winner: the other handlers on this bus are cancelled (not
+/// started) or aborted (running), and the events they dispatched are cancelled too.
+fn cancel_losers(bus: &BusInner, event: &Arc<EventInner>, indices: &[usize]) {
+    let mut losers: SmallVec<[usize; 4]> = SmallVec::new();
+    {
+        let mut es = event.state.lock();
+        for &index in indices {
+            let Some(result) = es.results.get_mut(index) else {
+                continue;
+            };
+            let error = match result.status {
+                ResultStatus::Pending => HandlerError::with_kind(
+                    HandlerErrorKind::Cancelled,
+                    "Cancelled: first() resolved",
+                ),
+                ResultStatus::Started => {
+                    HandlerError::with_kind(HandlerErrorKind::Aborted, "Aborted: first() resolved")
+                }
+                ResultStatus::Completed | ResultStatus::Error => continue,
+            };
+            result.finish(Err(error));
+            losers.push(index);
+        }
+    }
+    bus.hook_results(event, &losers, EventStatus::Completed);
+    cancel_events(children_of_results(event, &losers), "first() resolved");
+}
+
+/// Polls the handler phase under the event's timeout and slow warning (armed only once the phase
+/// is pending). On timeout, records pending handlers as cancelled and running ones as aborted,
+/// and returns true; the caller drops the phase.
+#[allow(clippy::too_many_arguments)]
+async fn drive_phase<F: Future<Output = ()>>(
+    phase: F,
+    bus: &BusInner,
+    event: &Arc<EventInner>,
+    indices: &[usize],
+    timeout: Option<f64>,
+    clock: &PhaseClock<'_>,
+) -> bool {
+    tokio::pin!(phase);
+    let mut timer: Option<Pin<Box<Sleep>>> = None;
+    let mut slow: Option<Pin<Box<Sleep>>> = None;
+    let mut slow_warned = false;
+    std::future::poll_fn(|cx| {
+        if phase.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(false);
+        }
+        if let Some(deadline) = clock.deadline() {
+            // A deadline already past (tiny timeouts) fires now, not at the timer's next tick.
+            let expired = timer.is_none() && Instant::now() >= deadline;
+            let t = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if expired || t.as_mut().poll(cx).is_ready() {
+                record_event_timeout(bus, event, indices, timeout.unwrap_or_default());
+                return Poll::Ready(true);
+            }
+        }
+        if let (false, Some(at)) = (slow_warned, clock.slow_at()) {
+            let t = slow.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+            if t.as_mut().poll(cx).is_ready() {
+                slow_warned = true;
+                slow = None;
+                tracing::warn!(
+                    bus = %bus.label,
+                    event = %event.label(),
+                    handlers = indices.len(),
+                    "⚠️ Slow event processing: {}.on({}, {} handlers) still running after {:.2}s",
+                    bus.label,
+                    event.label(),
+                    indices.len(),
+                    clock.elapsed().as_secs_f64()
+                );
+            }
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+fn record_event_timeout(bus: &BusInner, event: &Arc<EventInner>, indices: &[usize], timeout: f64) {
+    let secs = limits::fmt_secs(timeout);
+    let label = event.label();
+    let mut finished: SmallVec<[usize; 4]> = SmallVec::new();
+    let mut es = event.state.lock();
+    for &index in indices {
+        let Some(result) = es.results.get_mut(index) else {
+            continue;
+        };
+        let error = match result.status {
+            ResultStatus::Pending => HandlerError::with_kind(
+                HandlerErrorKind::Cancelled,
+                format!("Cancelled: event {label} timed out after {secs}s"),
+            ),
+            ResultStatus::Started => HandlerError::with_kind(
+                HandlerErrorKind::Aborted,
+                format!(
+                    "Event handler {}({label}) was interrupted because the event timed out after {secs}s",
+                    result.handler.label()
+                ),
+            ),
+            ResultStatus::Completed | ResultStatus::Error => continue,
+        };
+        result.finish(Err(error));
+        finished.push(index);
+    }
+    drop(es);
+    bus.hook_results(event, &finished, EventStatus::Completed);
+}
+
+/// Marks this bus done with the event and completes it if nothing else is outstanding.
+pub(crate) fn finish_on_bus(bus: &BusInner, event: &Arc<EventInner>) {
+    let (keep, completion) = {
+        let mut es = event.state.lock();
+        let keep = es
+            .buses
+            .iter_mut()
+            .find(|s| s.bus_id == bus.id && s.phase != BusPhase::Done)
+            .and_then(|slot| {
+                slot.phase = BusPhase::Done;
+                slot.keep.take()
+            });
+        (keep, event.complete_locked(&mut es))
+    };
+    // Complete first: whoever `wait_until_idle` wakes must already see the event completed (and
+    // gone from a bus that keeps only in-flight events).
+    if let Some(completion) = completion {
+        event.completed(completion);
+    }
+    let idle = {
+        let mut st = bus.state.lock();
+        st.in_flight = st.in_flight.saturating_sub(1);
+        BusInner::is_idle(&st)
+    };
+    if idle {
+        bus.notify_idle();
+    }
+    drop(keep);
+}
+
+/// Bookkeeping when an event completes, for the buses that need it: those that keep only
+/// in-flight events forget it, and middlewares hear of it.
+pub(crate) fn on_event_completed(event: &Arc<EventInner>, buses: &[(Arc<BusInner>, bool)]) {
+    for (bus, zero_history) in buses {
+        if *zero_history {
+            let mut st = bus.state.lock();
+            if let Some(pos) = st.history.iter().position(|e| Arc::ptr_eq(e, event)) {
+                st.history.remove(pos);
+            }
+        }
+    }
+    let with_middlewares: SmallVec<[Arc<BusInner>; 2]> = buses
+        .iter()
+        .filter(|(bus, _)| !bus.middlewares.is_empty())
+        .map(|(bus, _)| Arc::clone(bus))
+        .collect();
+    if !with_middlewares.is_empty() {
+        super::hook_completed(event, &with_middlewares);
+    }
+}
+
+/// If the processing future is dropped (bus stopped, timeout, cancelled caller), records what
+/// never ran as cancelled and what was running as aborted, and finishes the event on the bus.
+struct ProcessGuard<'a> {
+    bus: &'a BusInner,
+    event: &'a Arc<EventInner>,
+    indices: SmallVec<[usize; 4]>,
+    armed: bool,
+}
+
+impl Drop for ProcessGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let mut finished: SmallVec<[usize; 4]> = SmallVec::new();
+        {
+            let mut es = self.event.state.lock();
+            for &index in &self.indices {
+                if let Some(result) = es.results.get_mut(index) {
+                    let error = interrupted(result, self.event);
+                    if result.finish(Err(error)) {
+                        finished.push(index);
+                    }
+                }
+            }
+        }
+        self.bus
+            .hook_results(self.event, &finished, EventStatus::Completed);
+        finish_on_bus(self.bus, self.event);
+    }
+}

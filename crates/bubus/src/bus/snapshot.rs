@@ -1,0 +1,453 @@
+//! Bus snapshots: a bus's configuration, handlers, history and pending queue as JSON (the
+//! reference runtimes' §2.4 shape), and a bus restored from one.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::{EventBus, EventBusBuilder};
+use crate::event::inner::{BusPhase, BusSlot, EventInner};
+use crate::event::{AnyEvent, EventConcurrency, HandlerCompletion, HandlerConcurrency};
+use crate::handler::{HandlerEntry, HandlerFn, HandlerId, HandlerMeta};
+use crate::time::Timestamp;
+use crate::wire::DecodeError;
+use crate::wire::encode::event_json;
+
+fn opt_f64(v: Option<f64>) -> Value {
+    v.map_or(Value::Null, Value::from)
+}
+
+impl EventBus {
+    /// The bus as JSON, in the shape the Python and TypeScript runtimes use for bus snapshots:
+    /// configuration, handlers (metadata only), `handlers_by_key`, the history (each event with
+    /// its `event_results`) and the ids of the queued events in order.
+    ///
+    /// Restore it with [`EventBus::restore`].
+    pub fn snapshot(&self) -> Value {
+        let inner = &self.inner;
+        let (handlers, history, queue) = {
+            let st = inner.state.lock();
+            let mut handlers: Vec<Arc<HandlerEntry>> = st.handlers.all().cloned().collect();
+            handlers.sort_by_key(|h| h.meta.registered_at);
+            let mut history: Vec<Arc<EventInner>> = st.history.iter().cloned().collect();
+            // Queued events are always in the snapshot's history, so every queue id resolves.
+            for queued in &st.queue {
+                if !history.iter().any(|e| Arc::ptr_eq(e, queued)) {
+                    history.push(Arc::clone(queued));
+                }
+            }
+            (
+                handlers,
+                history,
+                st.queue.iter().map(|e| e.id).collect::<Vec<_>>(),
+            )
+        };
+        let c = &inner.config;
+        let mut out = Map::new();
+        out.insert("id".into(), Value::String(inner.id.to_string()));
+        out.insert("name".into(), Value::String(inner.name.to_string()));
+        out.insert(
+            "max_history_size".into(),
+            c.max_history_size.map_or(Value::Null, Value::from),
+        );
+        out.insert("max_history_drop".into(), Value::Bool(c.max_history_drop));
+        out.insert(
+            "event_concurrency".into(),
+            Value::String(c.event_concurrency.as_str().into()),
+        );
+        out.insert("event_timeout".into(), opt_f64(c.event_timeout));
+        out.insert("event_slow_timeout".into(), opt_f64(c.event_slow_timeout));
+        out.insert(
+            "event_handler_concurrency".into(),
+            Value::String(c.event_handler_concurrency.as_str().into()),
+        );
+        out.insert(
+            "event_handler_completion".into(),
+            Value::String(c.event_handler_completion.as_str().into()),
+        );
+        out.insert(
+            "event_handler_slow_timeout".into(),
+            opt_f64(c.event_handler_slow_timeout),
+        );
+        out.insert(
+            "event_handler_detect_file_paths".into(),
+            Value::Bool(c.event_handler_detect_file_paths),
+        );
+        let mut handler_map = Map::new();
+        let mut by_key: Map<String, Value> = Map::new();
+        for h in &handlers {
+            handler_map.insert(h.meta.id.to_string(), handler_json(&h.meta));
+            let ids = by_key
+                .entry(h.meta.pattern.to_string())
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Value::Array(ids) = ids {
+                ids.push(Value::String(h.meta.id.to_string()));
+            }
+        }
+        out.insert("handlers".into(), Value::Object(handler_map));
+        out.insert("handlers_by_key".into(), Value::Object(by_key));
+        let mut events = Map::new();
+        for event in &history {
+            events.insert(event.id.to_string(), Value::Object(event_json(event, true)));
+        }
+        out.insert("event_history".into(), Value::Object(events));
+        out.insert(
+            "pending_event_queue".into(),
+            Value::Array(
+                queue
+                    .iter()
+                    .map(|id| Value::String(id.to_string()))
+                    .collect(),
+            ),
+        );
+        Value::Object(out)
+    }
+
+    /// A bus rebuilt from a [`snapshot`](Self::snapshot) — ours or another runtime's.
+    ///
+    /// The bus gets the snapshot's id, name and configuration, its history (with every result)
+    /// and its pending queue. Handlers come back as placeholders that return nothing; register
+    /// the real handlers again — the same functions on the same patterns get the same
+    /// deterministic ids — and each one takes its placeholder's place. The queue is processed
+    /// in order from the first dispatch (or `wait_until_idle`) on; results already completed in
+    /// the snapshot are not run again, pending ones are.
+    ///
+    /// ```
+    /// use bubus::{AnyEvent, DynEvent, EventBus};
+    /// use serde_json::json;
+    ///
+    /// fn greet(event: AnyEvent) -> serde_json::Value {
+    ///     json!(format!("hello {}", event.payload_json().unwrap()["name"]))
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), bubus::Error> {
+    /// let bus = EventBus::new("Greeter");
+    /// bus.on_pattern("Greet", greet);
+    /// bus.dispatch(DynEvent::new("Greet", json!({"name": "ada"})).unwrap())?.await?;
+    /// let snapshot = bus.snapshot();
+    ///
+    /// let restored = EventBus::restore(&snapshot)?;
+    /// restored.on_pattern("Greet", greet); // re-binds by its deterministic id
+    /// assert_eq!(restored.id(), bus.id());
+    /// assert_eq!(restored.event_history().len(), 1);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// A [`DecodeError`] naming the field when the snapshot is malformed (missing `id` or
+    /// `name`, a bad event, a queue id with no event).
+    pub fn restore(snapshot: &Value) -> Result<EventBus, DecodeError> {
+        let Value::Object(obj) = snapshot else {
+            return Err(DecodeError::new("", "expected a bus snapshot object"));
+        };
+        let string = |key: &str| -> Result<String, DecodeError> {
+            obj.get(key)
+                .and_then(Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| DecodeError::new(key, "missing or not a string"))
+        };
+        let id = Uuid::parse_str(&string("id")?)
+            .map_err(|e| DecodeError::new("id", format!("expected a UUID ({e})")))?;
+        let mut builder = EventBusBuilder::new(string("name")?).id(id);
+        let f64_of = |key: &str| -> Result<Option<f64>, DecodeError> {
+            match obj.get(key) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => v
+                    .as_f64()
+                    .map(Some)
+                    .ok_or_else(|| DecodeError::new(key, "expected a number or null")),
+            }
+        };
+        if obj.contains_key("max_history_size") {
+            builder.config.max_history_size = match obj.get("max_history_size") {
+                Some(Value::Null) | None => None,
+                Some(v) => Some(
+                    v.as_u64()
+                        .and_then(|n| usize::try_from(n).ok())
+                        .ok_or_else(|| {
+                            DecodeError::new(
+                                "max_history_size",
+                                "expected a non-negative integer or null",
+                            )
+                        })?,
+                ),
+            };
+        }
+        if let Some(v) = obj.get("max_history_drop") {
+            builder.config.max_history_drop = v
+                .as_bool()
+                .ok_or_else(|| DecodeError::new("max_history_drop", "expected a boolean"))?;
+        }
+        if let Some(v) = obj.get("event_concurrency").filter(|v| !v.is_null()) {
+            builder.config.event_concurrency =
+                serde_json::from_value::<EventConcurrency>(v.clone()).map_err(|_| {
+                    DecodeError::new("event_concurrency", format!("unknown mode {v}"))
+                })?;
+        }
+        if let Some(v) = obj
+            .get("event_handler_concurrency")
+            .filter(|v| !v.is_null())
+        {
+            builder.config.event_handler_concurrency =
+                serde_json::from_value::<HandlerConcurrency>(v.clone()).map_err(|_| {
+                    DecodeError::new("event_handler_concurrency", format!("unknown mode {v}"))
+                })?;
+        }
+        if let Some(v) = obj.get("event_handler_completion").filter(|v| !v.is_null()) {
+            builder.config.event_handler_completion =
+                serde_json::from_value::<HandlerCompletion>(v.clone()).map_err(|_| {
+                    DecodeError::new("event_handler_completion", format!("unknown mode {v}"))
+                })?;
+        }
+        for (key, slot) in [
+            ("event_timeout", &mut builder.config.event_timeout),
+            ("event_slow_timeout", &mut builder.config.event_slow_timeout),
+            (
+                "event_handler_slow_timeout",
+                &mut builder.config.event_handler_slow_timeout,
+            ),
+        ] {
+            if obj.contains_key(key) {
+                *slot = f64_of(key)?;
+            }
+        }
+        if let Some(v) = obj.get("event_handler_detect_file_paths") {
+            builder.config.event_handler_detect_file_paths = v.as_bool().ok_or_else(|| {
+                DecodeError::new("event_handler_detect_file_paths", "expected a boolean")
+            })?;
+        }
+        let bus = builder.build();
+        restore_handlers(&bus, obj)?;
+        restore_events(&bus, obj)?;
+        Ok(bus)
+    }
+}
+
+fn handler_json(meta: &HandlerMeta) -> Value {
+    let mut out = Map::new();
+    out.insert("id".into(), Value::String(meta.id.to_string()));
+    out.insert("handler_name".into(), Value::String(meta.name.to_string()));
+    out.insert(
+        "handler_file_path".into(),
+        meta.file_path
+            .as_deref()
+            .map_or(Value::Null, |p| Value::String(p.to_owned())),
+    );
+    out.insert("handler_timeout".into(), opt_f64(meta.timeout.flatten()));
+    out.insert(
+        "handler_slow_timeout".into(),
+        opt_f64(meta.slow_timeout.flatten()),
+    );
+    out.insert(
+        "handler_registered_at".into(),
+        Value::String(meta.registered_at.to_string()),
+    );
+    out.insert(
+        "event_pattern".into(),
+        Value::String(meta.pattern.to_string()),
+    );
+    out.insert(
+        "eventbus_name".into(),
+        Value::String(meta.bus_name.to_string()),
+    );
+    out.insert("eventbus_id".into(), Value::String(meta.bus_id.to_string()));
+    Value::Object(out)
+}
+
+/// A handler placeholder that returns null.
+fn stub_fn() -> HandlerFn {
+    HandlerFn(Box::new(StubHandler))
+}
+
+struct StubHandler;
+
+impl crate::handler::ErasedHandler for StubHandler {
+    fn call(&self, _event: &AnyEvent) -> crate::handler::HandlerCall {
+        crate::handler::HandlerCall::Ready(Ok(crate::result::ResultSlot::Null))
+    }
+}
+
+fn restore_handlers(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), DecodeError> {
+    let Some(handlers) = obj.get("handlers").filter(|v| !v.is_null()) else {
+        return Ok(());
+    };
+    let Value::Object(handlers) = handlers else {
+        return Err(DecodeError::new(
+            "handlers",
+            "expected an object keyed by handler id",
+        ));
+    };
+    // Registration order: `handlers_by_key` lists ids per pattern in order; fall back to the
+    // order of `handlers`.
+    let mut order: Vec<String> = Vec::new();
+    if let Some(Value::Object(by_key)) = obj.get("handlers_by_key") {
+        for (key, ids) in by_key {
+            let Value::Array(ids) = ids else {
+                return Err(DecodeError::new(
+                    format!("handlers_by_key.{key}"),
+                    "expected a list of ids",
+                ));
+            };
+            for id in ids {
+                if let Some(id) = id.as_str() {
+                    if !order.iter().any(|o| o == id) {
+                        order.push(id.to_owned());
+                    }
+                }
+            }
+        }
+    }
+    for id in handlers.keys() {
+        if !order.iter().any(|o| o == id) {
+            order.push(id.clone());
+        }
+    }
+    let mut st = bus.inner.state.lock();
+    for id in order {
+        let Some(Value::Object(h)) = handlers.get(&id) else {
+            continue;
+        };
+        let field = |name: &str| format!("handlers.{id}.{name}");
+        let text = |name: &str| h.get(name).and_then(Value::as_str).map(str::to_owned);
+        let seconds = |name: &str| -> Result<Option<Option<f64>>, DecodeError> {
+            match h.get(name) {
+                None | Some(Value::Null) => Ok(None),
+                Some(v) => v
+                    .as_f64()
+                    .map(|s| Some(Some(s)))
+                    .ok_or_else(|| DecodeError::new(field(name), "expected a number")),
+            }
+        };
+        let registered_at = match text("handler_registered_at") {
+            Some(t) => Timestamp::parse(&t)
+                .map_err(|e| DecodeError::new(field("handler_registered_at"), e.to_string()))?,
+            None => Timestamp::now(),
+        };
+        let meta = HandlerMeta {
+            id: HandlerId::from(id.as_str()),
+            name: Arc::from(text("handler_name").unwrap_or_else(|| "anonymous".into())),
+            file_path: text("handler_file_path").map(Arc::from),
+            pattern: Arc::from(text("event_pattern").unwrap_or_else(|| "*".into())),
+            registered_at,
+            timeout: seconds("handler_timeout")?,
+            slow_timeout: seconds("handler_slow_timeout")?,
+            concurrency: None,
+            forward_target: None,
+            bus_id: bus.inner.id,
+            bus_name: Arc::clone(&bus.inner.name),
+            bus_label: Arc::clone(&bus.inner.label),
+        };
+        st.handlers.add(Arc::new(HandlerEntry {
+            meta: Arc::new(meta),
+            func: stub_fn(),
+            stub: true,
+        }));
+    }
+    Ok(())
+}
+
+fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), DecodeError> {
+    let mut events: Vec<Arc<EventInner>> = Vec::new();
+    match obj.get("event_history") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(history)) => {
+            for (key, value) in history {
+                let event = crate::wire::decode::decode_event(value).map_err(|e| {
+                    let inner = if e.field().is_empty() {
+                        String::new()
+                    } else {
+                        format!(".{}", e.field())
+                    };
+                    DecodeError::new(format!("event_history.{key}{inner}"), e.message())
+                })?;
+                events.push(event);
+            }
+        }
+        Some(Value::Array(history)) => {
+            for (i, value) in history.iter().enumerate() {
+                let event = crate::wire::decode::decode_event(value).map_err(|e| {
+                    DecodeError::new(format!("event_history[{i}].{}", e.field()), e.message())
+                })?;
+                events.push(event);
+            }
+        }
+        Some(_) => {
+            return Err(DecodeError::new(
+                "event_history",
+                "expected an object keyed by event id",
+            ));
+        }
+    }
+    let by_id: HashMap<Uuid, Arc<EventInner>> =
+        events.iter().map(|e| (e.id, Arc::clone(e))).collect();
+    // Re-link parents and children that are both in the snapshot.
+    for event in &events {
+        let parent = event
+            .state
+            .lock()
+            .parent_id
+            .and_then(|id| by_id.get(&id).cloned());
+        if let Some(parent) = parent {
+            event.state.lock().parent = Arc::downgrade(&parent);
+            let mut pst = parent.state.lock();
+            pst.children.push(Arc::clone(event));
+            if !event.is_complete() {
+                pst.incomplete_children += 1;
+            }
+        }
+    }
+    let mut queue: Vec<Arc<EventInner>> = Vec::new();
+    match obj.get("pending_event_queue") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(ids)) => {
+            for (i, id) in ids.iter().enumerate() {
+                let field = format!("pending_event_queue[{i}]");
+                let id = id
+                    .as_str()
+                    .and_then(|s| Uuid::parse_str(s).ok())
+                    .ok_or_else(|| DecodeError::new(&field, "expected an event id"))?;
+                let event = by_id.get(&id).cloned().ok_or_else(|| {
+                    DecodeError::new(&field, format!("no event {id} in event_history"))
+                })?;
+                queue.push(event);
+            }
+        }
+        Some(_) => {
+            return Err(DecodeError::new(
+                "pending_event_queue",
+                "expected a list of event ids",
+            ));
+        }
+    }
+    let inner = &bus.inner;
+    let mut st = inner.state.lock();
+    for event in &events {
+        if event.is_complete() || queue.iter().any(|q| Arc::ptr_eq(q, event)) {
+            continue;
+        }
+        // An event that was in flight when the snapshot was taken cannot resume mid-handler:
+        // it is queued again after the pending ones, and its finished results are kept.
+        queue.push(Arc::clone(event));
+    }
+    for event in &queue {
+        let mut es = event.state.lock();
+        if !es.path.iter().any(|l| **l == *inner.label) {
+            es.path.push(Arc::clone(&inner.label));
+        }
+        es.buses.push(BusSlot {
+            bus: Arc::downgrade(inner),
+            keep: Some(Arc::clone(inner)),
+            bus_id: inner.id,
+            phase: BusPhase::Queued,
+            zero_history: inner.config.max_history_size == Some(0),
+            has_middlewares: !inner.middlewares.is_empty(),
+        });
+    }
+    st.history.extend(events);
+    st.queue.extend(queue);
+    Ok(())
+}

@@ -1,0 +1,259 @@
+//! Which handler of which event on which bus is running: a task-local set around every handler
+//! call. It links child events to their parent and tells an `.await` on an event that it must
+//! queue-jump.
+
+use std::any::{Any, TypeId};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use smallvec::SmallVec;
+use tokio::task::futures::TaskLocalFuture;
+
+use crate::bus::{BusInner, EventBus};
+use crate::event::AnyEvent;
+use crate::event::inner::EventInner;
+use crate::handler::{HandlerId, HandlerMeta};
+
+/// Addresses of the event locks held by the chain of handlers that led here (bus locks and the
+/// global lock). A queue-jump re-enters them instead of waiting for itself.
+pub(crate) type HeldLocks = SmallVec<[usize; 2]>;
+
+#[derive(Clone)]
+pub(crate) struct HandlerCtx {
+    pub(crate) event: Arc<EventInner>,
+    pub(crate) bus: Arc<BusInner>,
+    pub(crate) handler: Arc<HandlerMeta>,
+    pub(crate) result_index: usize,
+    pub(crate) held: HeldLocks,
+}
+
+tokio::task_local! {
+    static CURRENT: HandlerCtx;
+}
+
+pub(crate) fn current() -> Option<HandlerCtx> {
+    CURRENT.try_with(Clone::clone).ok()
+}
+
+pub(crate) fn with_current<R>(f: impl FnOnce(&HandlerCtx) -> R) -> Option<R> {
+    CURRENT.try_with(f).ok()
+}
+
+pub(crate) fn sync_scope<R>(ctx: HandlerCtx, f: impl FnOnce() -> R) -> R {
+    CURRENT.sync_scope(ctx, f)
+}
+
+pub(crate) fn scope<F: Future>(ctx: HandlerCtx, fut: F) -> impl Future<Output = F::Output> {
+    CURRENT.scope(ctx, fut)
+}
+
+/// The bus running the current handler of `event`, else the last live bus it was dispatched to.
+pub(crate) fn bus_for(event: &Arc<EventInner>) -> Option<EventBus> {
+    if let Some(Some(bus)) =
+        with_current(|ctx| Arc::ptr_eq(&ctx.event, event).then(|| Arc::clone(&ctx.bus)))
+    {
+        return Some(EventBus::from_inner(bus));
+    }
+    let st = event.state.lock();
+    st.buses
+        .iter()
+        .rev()
+        .find_map(|slot| slot.bus.upgrade())
+        .map(EventBus::from_inner)
+}
+
+/// The event whose handler is running in the current task, if any.
+///
+/// ```
+/// use bubus::{AnyEvent, EventBus};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), bubus::Error> {
+/// assert!(bubus::current_event().is_none());
+/// let bus = EventBus::new("Ctx");
+/// bus.on(|event: AnyEvent| {
+///     assert_eq!(bubus::current_event().unwrap().event_id(), event.event_id());
+/// });
+/// bus.dispatch(bubus::DynEvent::new("Ping", serde_json::json!({})).unwrap())?.await?;
+/// # Ok(()) }
+/// ```
+pub fn current_event() -> Option<AnyEvent> {
+    with_current(|ctx| AnyEvent::from_inner(Arc::clone(&ctx.event)))
+}
+
+/// The id of the handler running in the current task, if any.
+pub fn current_handler_id() -> Option<HandlerId> {
+    with_current(|ctx| ctx.handler.id.clone())
+}
+
+/// The bus running the current handler, if any.
+pub fn current_bus() -> Option<EventBus> {
+    with_current(|ctx| EventBus::from_inner(Arc::clone(&ctx.bus)))
+}
+
+/// Whether the current task is running an event handler.
+pub fn in_handler() -> bool {
+    with_current(|_| ()).is_some()
+}
+
+/// Carries the current handler context into a future that will run elsewhere (typically
+/// `tokio::spawn`), so events it dispatches are still linked to the running event and carry the
+/// same [`with_context`] values, and awaits in it still queue-jump. Outside a handler the future
+/// runs unchanged.
+///
+/// ```
+/// use bubus::{AnyEvent, DynEvent, EventBus};
+/// use serde_json::json;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), bubus::Error> {
+/// let bus = EventBus::new("Spawner");
+/// let inner = bus.clone();
+/// bus.on_pattern("Parent", move |_: AnyEvent| {
+///     let bus = inner.clone();
+///     async move {
+///         let task = tokio::spawn(bubus::in_current_handler(async move {
+///             bus.dispatch(DynEvent::new("Child", json!({})).unwrap())
+///         }));
+///         let child = task.await.unwrap().unwrap();
+///         assert!(child.event_parent_id().is_some());
+///     }
+/// });
+/// bus.dispatch(DynEvent::new("Parent", json!({})).unwrap())?.await?;
+/// # Ok(()) }
+/// ```
+pub fn in_current_handler<F: Future>(fut: F) -> InCurrentHandler<F> {
+    match current() {
+        Some(ctx) => InCurrentHandler {
+            inner: Either::Scoped(Box::pin(
+                USER_CONTEXT.scope(current_context(), CURRENT.scope(ctx, fut)),
+            )),
+        },
+        None => InCurrentHandler {
+            inner: Either::Plain(Box::pin(fut)),
+        },
+    }
+}
+
+/// The future returned by [`in_current_handler`].
+#[must_use = "futures do nothing unless polled"]
+pub struct InCurrentHandler<F: Future> {
+    inner: Either<F>,
+}
+
+/// A future with the handler context and the user context values in scope.
+type Scoped<F> = TaskLocalFuture<Option<ContextMap>, TaskLocalFuture<HandlerCtx, F>>;
+
+enum Either<F: Future> {
+    Scoped(Pin<Box<Scoped<F>>>),
+    Plain(Pin<Box<F>>),
+}
+
+impl<F: Future> std::fmt::Debug for InCurrentHandler<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InCurrentHandler")
+    }
+}
+
+impl<F: Future> Future for InCurrentHandler<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        match &mut self.inner {
+            Either::Scoped(fut) => fut.as_mut().poll(cx),
+            Either::Plain(fut) => fut.as_mut().poll(cx),
+        }
+    }
+}
+
+/// Typed values in scope: what [`with_context`] sets and [`context`] reads. Immutable; a new scope
+/// makes a new map.
+#[derive(Clone, Default)]
+pub(crate) struct ContextMap(Arc<Vec<(TypeId, Arc<dyn Any + Send + Sync>)>>);
+
+impl ContextMap {
+    fn get<T: Any + Send + Sync>(&self) -> Option<Arc<T>> {
+        self.0
+            .iter()
+            .find(|(id, _)| *id == TypeId::of::<T>())
+            .and_then(|(_, value)| Arc::clone(value).downcast::<T>().ok())
+    }
+
+    fn with<T: Any + Send + Sync>(&self, value: T) -> ContextMap {
+        let mut values: Vec<_> = self
+            .0
+            .iter()
+            .filter(|(id, _)| *id != TypeId::of::<T>())
+            .cloned()
+            .collect();
+        values.push((TypeId::of::<T>(), Arc::new(value)));
+        ContextMap(Arc::new(values))
+    }
+}
+
+tokio::task_local! {
+    static USER_CONTEXT: Option<ContextMap>;
+}
+
+/// The user context values in scope here (captured by `dispatch`).
+pub(crate) fn current_context() -> Option<ContextMap> {
+    USER_CONTEXT.try_with(Clone::clone).ok().flatten()
+}
+
+/// Whether any user context is in scope here.
+pub(crate) fn has_context() -> bool {
+    USER_CONTEXT.try_with(Option::is_some).unwrap_or(false)
+}
+
+pub(crate) fn context_sync_scope<R>(map: Option<ContextMap>, f: impl FnOnce() -> R) -> R {
+    USER_CONTEXT.sync_scope(map, f)
+}
+
+pub(crate) fn context_scope<F: Future>(
+    map: Option<ContextMap>,
+    fut: F,
+) -> impl Future<Output = F::Output> {
+    USER_CONTEXT.scope(map, fut)
+}
+
+/// Runs `fut` with `value` added to the context — the Rust counterpart of the reference runtimes'
+/// ContextVars. Every event dispatched inside it carries the context to its handlers (through
+/// queue-jumps, forwarding and child events), where [`context`] reads it. A handler that sets its
+/// own value with `with_context` affects only what it runs and dispatches, never its caller.
+///
+/// ```
+/// use bubus::{AnyEvent, DynEvent, EventBus};
+/// use serde_json::json;
+///
+/// #[derive(Debug, PartialEq)]
+/// struct RequestId(String);
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), bubus::Error> {
+/// let bus = EventBus::new("Api");
+/// bus.on(|_: AnyEvent| json!(bubus::context::<RequestId>().map(|id| id.0.clone())));
+///
+/// let event = bubus::with_context(RequestId("req-42".into()), async {
+///     bus.dispatch(DynEvent::new("Handle", json!({})).unwrap())
+/// })
+/// .await?;
+/// assert_eq!(event.event_result().await?, "req-42");
+/// // Outside the scope, nothing is set.
+/// assert!(bubus::context::<RequestId>().is_none());
+/// # Ok(()) }
+/// ```
+pub fn with_context<T: Any + Send + Sync, F: Future>(
+    value: T,
+    fut: F,
+) -> impl Future<Output = F::Output> {
+    let map = current_context().unwrap_or_default().with(value);
+    USER_CONTEXT.scope(Some(map), fut)
+}
+
+/// The context value of type `T` in scope: set by [`with_context`] around this code, or — inside a
+/// handler — around the dispatch of the event being handled.
+pub fn context<T: Any + Send + Sync>() -> Option<Arc<T>> {
+    current_context().and_then(|map| map.get::<T>())
+}

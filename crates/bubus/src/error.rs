@@ -1,0 +1,441 @@
+//! The crate's error hierarchy: one root [`Error`] wrapping one enum per operation family.
+
+use std::any::Any;
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Any error this crate returns. Each operation returns its own, narrower error type; they all
+/// convert into this one, so `?` works across them.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A dispatch was refused.
+    #[error(transparent)]
+    Dispatch(#[from] DispatchError),
+    /// Waiting for an event failed.
+    #[error(transparent)]
+    Wait(#[from] WaitError),
+    /// Reading an event's results failed.
+    #[error(transparent)]
+    Result(#[from] ResultError),
+    /// A handler failed (its recorded error).
+    #[error(transparent)]
+    Handler(#[from] HandlerError),
+    /// JSON that is not an event, a result or a bus snapshot.
+    #[error(transparent)]
+    Wire(#[from] crate::wire::DecodeError),
+    /// A call run through a [`Retry`](crate::retry::Retry) policy gave up. Converts from a
+    /// [`RetryError<E>`](crate::retry::RetryError) of any handler error type `E` (the `From`
+    /// impl lives in `retry`, being generic over `E`).
+    #[error(transparent)]
+    Retry(crate::retry::RetryError),
+    /// Writing, reading or replaying a [write-ahead log](crate::wal) failed.
+    #[error(transparent)]
+    Wal(#[from] crate::wal::WalError),
+}
+
+/// Why [`EventBus::dispatch`](crate::EventBus::dispatch) refused an event. Nothing was enqueued.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DispatchError {
+    /// The bus was stopped with [`EventBus::stop`](crate::EventBus::stop).
+    #[error("{bus} is stopped and accepts no more events")]
+    Stopped {
+        /// The bus label (`Name#abcd`).
+        bus: String,
+    },
+    /// The bus's history is full of events that have not completed yet, so nothing can be evicted
+    /// to make room. Completed events are always evicted first; this is backpressure, not a dead
+    /// bus: dispatch succeeds again as soon as an event completes.
+    #[error(
+        "{bus} refused the event: history is full ({size}/{max} events, none completed); wait \
+         for events to complete, raise max_history_size, or set max_history_drop"
+    )]
+    HistoryFull {
+        /// The bus label.
+        bus: String,
+        /// Events in the history.
+        size: usize,
+        /// `max_history_size`.
+        max: usize,
+    },
+    /// `dispatch` was called outside a tokio runtime, so the bus could not start processing.
+    #[error("{bus} cannot start outside a tokio runtime; dispatch from within one")]
+    NoRuntime {
+        /// The bus label.
+        bus: String,
+    },
+}
+
+/// Why waiting for an event did not end with the event completed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WaitError {
+    /// The event was never dispatched on any bus, so nothing will ever process it.
+    #[error("event {event} was never dispatched, so it can never complete")]
+    NotDispatched {
+        /// `Type#abcd` of the event.
+        event: String,
+    },
+    /// A handler awaited its own event, or an ancestor of it: that event can only complete after
+    /// the handler returns, so the wait could never end.
+    #[error(
+        "handler {handler} awaited {event}, which cannot complete before the handler returns \
+         (it is the handler's own event or one of its ancestors)"
+    )]
+    WouldDeadlock {
+        /// `Type#abcd` of the awaited event.
+        event: String,
+        /// Label of the waiting handler.
+        handler: String,
+    },
+    /// The bus stopped while waiting for an event to be dispatched on it.
+    #[error("{bus} stopped while waiting for an event")]
+    Stopped {
+        /// The bus label.
+        bus: String,
+    },
+    /// The wait's own timeout elapsed first (the event itself goes on).
+    #[error("timed out after {timeout:?} waiting for {event}")]
+    Timeout {
+        /// `Type#abcd` of the event.
+        event: String,
+        /// The timeout that elapsed.
+        timeout: Duration,
+    },
+}
+
+/// Why a result helper (`event_result`, `event_results_list`, …) returned no value.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ResultError {
+    /// Waiting for the event failed.
+    #[error(transparent)]
+    Wait(#[from] WaitError),
+    /// Exactly one handler failed and `raise_if_any` is set.
+    #[error(transparent)]
+    Handler(HandlerError),
+    /// Several handlers failed and `raise_if_any` is set.
+    #[error("{event} had {} handler errors: {}", errors.len(), join(errors))]
+    Handlers {
+        /// `Type#abcd` of the event.
+        event: String,
+        /// Every error, in result order.
+        errors: Vec<HandlerError>,
+    },
+    /// No handler returned a value that passed the include filter, and `raise_if_none` is set.
+    #[error("expected at least one handler of {event} to return a non-null result, but none did")]
+    NoResult {
+        /// `Type#abcd` of the event.
+        event: String,
+    },
+    /// `flat_dict`: two handlers returned the same key and `raise_if_conflicts` is set.
+    #[error(
+        "handler results of {event} would overwrite values from previous handlers: {keys:?} \
+         (turn off raise_if_conflicts to merge with last-handler-wins)"
+    )]
+    Conflict {
+        /// `Type#abcd` of the event.
+        event: String,
+        /// The keys returned by more than one handler.
+        keys: Vec<String>,
+    },
+}
+
+fn join(errors: &[HandlerError]) -> String {
+    errors
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// What kind of failure a [`HandlerError`] records.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum HandlerErrorKind {
+    /// The handler returned an error.
+    Failed,
+    /// The handler panicked; the panic was caught and the bus kept running.
+    Panicked,
+    /// The handler ran past its own timeout (`EventHandlerTimeoutError`).
+    Timeout,
+    /// The handler was cancelled before it started (`EventHandlerCancelledError`).
+    Cancelled,
+    /// The handler was interrupted while running (`EventHandlerAbortedError`).
+    Aborted,
+    /// The handler's return value did not match the event's result type
+    /// (`EventHandlerResultSchemaError`).
+    ResultSchema,
+    /// The event's payload could not be decoded into the handler's event type.
+    PayloadDecode,
+}
+
+impl HandlerErrorKind {
+    /// The error type name this kind carries on the wire, where it has a fixed one.
+    pub const fn wire_type(self) -> Option<&'static str> {
+        match self {
+            HandlerErrorKind::Failed => None,
+            HandlerErrorKind::Panicked => Some("EventHandlerPanicError"),
+            HandlerErrorKind::Timeout => Some("EventHandlerTimeoutError"),
+            HandlerErrorKind::Cancelled => Some("EventHandlerCancelledError"),
+            HandlerErrorKind::Aborted => Some("EventHandlerAbortedError"),
+            HandlerErrorKind::ResultSchema => Some("EventHandlerResultSchemaError"),
+            HandlerErrorKind::PayloadDecode => Some("EventPayloadDecodeError"),
+        }
+    }
+}
+
+/// A handler's failure, as recorded on its [`EventResult`](crate::EventResult).
+///
+/// It carries the error's type name and message, which is exactly what crosses the wire
+/// (`{"type": "...", "message": "..."}`), plus the original error as [`source`] when it was raised
+/// in this process.
+///
+/// Handlers return it — or any `std::error::Error`, or `anyhow::Error` — from a `Result`:
+///
+/// ```
+/// use bubus::HandlerError;
+///
+/// let err = HandlerError::new("ValueError", "boom");
+/// assert_eq!(err.error_type(), "ValueError");
+/// assert_eq!(err.to_string(), "ValueError: boom");
+/// ```
+///
+/// [`source`]: std::error::Error::source
+#[derive(Clone)]
+pub struct HandlerError {
+    kind: HandlerErrorKind,
+    error_type: Cow<'static, str>,
+    message: String,
+    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl HandlerError {
+    /// A handler failure with an explicit type name (as another runtime would report it) and
+    /// message.
+    pub fn new(error_type: impl Into<Cow<'static, str>>, message: impl Into<String>) -> Self {
+        HandlerError {
+            kind: HandlerErrorKind::Failed,
+            error_type: error_type.into(),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Wraps any error a handler returned; the type name is the error type's last path segment.
+    pub fn from_error<E>(error: E) -> Self
+    where
+        E: Into<BoxError> + 'static,
+    {
+        let mut slot = Some(error);
+        if let Some(own) = (&mut slot as &mut dyn Any).downcast_mut::<Option<HandlerError>>() {
+            if let Some(own) = own.take() {
+                return own;
+            }
+        }
+        let type_name = short_type_name(std::any::type_name::<E>());
+        let Some(error) = slot else {
+            return HandlerError::new(type_name, "");
+        };
+        let boxed: BoxError = error.into();
+        // A handler that propagates another handler's failure (`child.event_result().await?`)
+        // fails with that error, as re-raising does in the other runtimes.
+        let boxed = match boxed.downcast::<Error>() {
+            Ok(err) => match *err {
+                Error::Handler(inner) | Error::Result(ResultError::Handler(inner)) => return inner,
+                other => Box::new(other) as BoxError,
+            },
+            Err(boxed) => boxed,
+        };
+        let boxed = match boxed.downcast::<ResultError>() {
+            Ok(err) => match *err {
+                ResultError::Handler(inner) => return inner,
+                other => Box::new(other) as BoxError,
+            },
+            Err(boxed) => boxed,
+        };
+        match boxed.downcast::<HandlerError>() {
+            Ok(own) => *own,
+            Err(boxed) => HandlerError {
+                kind: HandlerErrorKind::Failed,
+                error_type: Cow::Owned(type_name),
+                message: boxed.to_string(),
+                source: Some(Arc::from(boxed)),
+            },
+        }
+    }
+
+    pub(crate) fn with_kind(kind: HandlerErrorKind, message: impl Into<String>) -> Self {
+        HandlerError {
+            kind,
+            error_type: Cow::Borrowed(kind.wire_type().unwrap_or("Error")),
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    pub(crate) fn panicked(payload: Box<dyn Any + Send>) -> Self {
+        let message = if let Some(s) = payload.downcast_ref::<&'static str>() {
+            (*s).to_owned()
+        } else if let Some(s) = payload.downcast_ref::<String>() {
+            s.clone()
+        } else {
+            "handler panicked".to_owned()
+        };
+        HandlerError::with_kind(HandlerErrorKind::Panicked, message)
+    }
+
+    /// What kind of failure this is.
+    pub fn kind(&self) -> HandlerErrorKind {
+        self.kind
+    }
+
+    /// The error type name (`"EventHandlerTimeoutError"`, `"ParseIntError"`, `"ValueError"`…).
+    pub fn error_type(&self) -> &str {
+        &self.error_type
+    }
+
+    /// The error message.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether the handler timed out (`EventHandlerTimeoutError`).
+    pub fn is_timeout(&self) -> bool {
+        self.kind == HandlerErrorKind::Timeout
+    }
+
+    /// Whether the handler was cancelled before it started (`EventHandlerCancelledError`).
+    pub fn is_cancelled(&self) -> bool {
+        self.kind == HandlerErrorKind::Cancelled
+    }
+
+    /// Whether the handler was interrupted while running (`EventHandlerAbortedError`).
+    pub fn is_aborted(&self) -> bool {
+        self.kind == HandlerErrorKind::Aborted
+    }
+
+    /// The wire form, `{"type": ..., "message": ...}`.
+    pub fn to_wire(&self) -> WireError {
+        WireError {
+            error_type: self.error_type.to_string(),
+            message: self.message.clone(),
+        }
+    }
+
+    /// Rebuilds an error read from the wire. The type name is kept; the kind is recovered from
+    /// the reference runtimes' standard error names.
+    pub fn from_wire(wire: WireError) -> Self {
+        let kind = [
+            HandlerErrorKind::Timeout,
+            HandlerErrorKind::Cancelled,
+            HandlerErrorKind::Aborted,
+            HandlerErrorKind::ResultSchema,
+            HandlerErrorKind::Panicked,
+            HandlerErrorKind::PayloadDecode,
+        ]
+        .into_iter()
+        .find(|k| k.wire_type() == Some(wire.error_type.as_str()))
+        .unwrap_or(HandlerErrorKind::Failed);
+        HandlerError {
+            kind,
+            error_type: Cow::Owned(wire.error_type),
+            message: wire.message,
+            source: None,
+        }
+    }
+}
+
+impl fmt::Display for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.message.is_empty() {
+            f.write_str(&self.error_type)
+        } else {
+            write!(f, "{}: {}", self.error_type, self.message)
+        }
+    }
+}
+
+impl fmt::Debug for HandlerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HandlerError")
+            .field("kind", &self.kind)
+            .field("error_type", &self.error_type)
+            .field("message", &self.message)
+            .finish()
+    }
+}
+
+impl std::error::Error for HandlerError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// A handler error as it travels between runtimes: `{"type": "...", "message": "..."}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireError {
+    /// The error type name.
+    #[serde(rename = "type")]
+    pub error_type: String,
+    /// The error message.
+    pub message: String,
+}
+
+/// `alloc::string::String` → `String`, `my_crate::MyError<u8>` → `MyError<u8>`.
+fn short_type_name(full: &str) -> String {
+    let head = full.split('<').next().unwrap_or(full);
+    let start = head.rfind("::").map_or(0, |i| i + 2);
+    full[start..].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("bad input {0}")]
+    struct MyError(u32);
+
+    #[test]
+    fn user_errors_keep_type_name_message_and_source() {
+        let err = HandlerError::from_error(MyError(7));
+        assert_eq!(err.error_type(), "MyError");
+        assert_eq!(err.message(), "bad input 7");
+        assert_eq!(err.kind(), HandlerErrorKind::Failed);
+        assert!(std::error::Error::source(&err).is_some());
+    }
+
+    #[test]
+    fn handler_errors_pass_through_unchanged() {
+        let err = HandlerError::from_error(HandlerError::new("ValueError", "boom"));
+        assert_eq!(err.error_type(), "ValueError");
+        let boxed: BoxError = Box::new(HandlerError::new("KeyError", "k"));
+        let err = HandlerError::from_error(boxed);
+        assert_eq!(err.error_type(), "KeyError");
+    }
+
+    #[test]
+    fn wire_round_trip_recovers_kind() {
+        let err = HandlerError::with_kind(HandlerErrorKind::Timeout, "too slow");
+        let back = HandlerError::from_wire(err.to_wire());
+        assert!(back.is_timeout());
+        assert_eq!(back.to_string(), "EventHandlerTimeoutError: too slow");
+    }
+
+    #[test]
+    fn short_names() {
+        assert_eq!(short_type_name("alloc::string::String"), "String");
+        assert_eq!(short_type_name("a::b::E<c::D>"), "E<c::D>");
+        assert_eq!(short_type_name("anyhow::Error"), "Error");
+    }
+}

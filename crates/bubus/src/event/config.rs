@@ -1,0 +1,143 @@
+//! Per-event configuration and the status/mode enums shared by events, handlers and buses.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Where an event is in its life: the only three states an event has, in both reference runtimes.
+///
+/// An event never has an error state: failures are recorded on its handler results.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventStatus {
+    /// Dispatched, not yet picked up by any bus.
+    Pending,
+    /// At least one handler started on some bus.
+    Started,
+    /// Every handler on every bus it reached is done and every descendant event is completed.
+    Completed,
+}
+
+impl EventStatus {
+    /// The wire spelling (`"pending"`, `"started"`, `"completed"`).
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventStatus::Pending => "pending",
+            EventStatus::Started => "started",
+            EventStatus::Completed => "completed",
+        }
+    }
+}
+
+impl fmt::Display for EventStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How events on a bus may overlap (`event_concurrency`).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum EventConcurrency {
+    /// One event at a time across every bus of the same lock domain.
+    #[serde(rename = "global-serial")]
+    GlobalSerial,
+    /// One event at a time on each bus; different buses overlap. The default.
+    #[default]
+    #[serde(rename = "bus-serial")]
+    BusSerial,
+    /// Events on the same bus overlap.
+    #[serde(rename = "parallel")]
+    Parallel,
+}
+
+impl EventConcurrency {
+    /// The wire spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            EventConcurrency::GlobalSerial => "global-serial",
+            EventConcurrency::BusSerial => "bus-serial",
+            EventConcurrency::Parallel => "parallel",
+        }
+    }
+}
+
+/// How the handlers of one event may overlap (`event_handler_concurrency`).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HandlerConcurrency {
+    /// One handler at a time per event, in handler order, across every bus the event reached.
+    #[default]
+    Serial,
+    /// Every handler of the event starts at once.
+    Parallel,
+}
+
+impl HandlerConcurrency {
+    /// The wire spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            HandlerConcurrency::Serial => "serial",
+            HandlerConcurrency::Parallel => "parallel",
+        }
+    }
+}
+
+/// When an event's handler phase on a bus is over (`event_handler_completion`).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HandlerCompletion {
+    /// After every handler finished.
+    #[default]
+    All,
+    /// After the first handler that returns a non-null value without error; the rest are cancelled.
+    First,
+}
+
+impl HandlerCompletion {
+    /// The wire spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            HandlerCompletion::All => "all",
+            HandlerCompletion::First => "first",
+        }
+    }
+}
+
+/// The configuration an event carries (the reference's `event_*` config fields).
+///
+/// Every field is optional: `None` means "the processing bus's default, at processing time", so a
+/// forwarded event picks up each bus's own defaults unless the event sets a value. Timeouts are in
+/// seconds, as on the wire.
+///
+/// Event types declare defaults with `#[event(...)]`; a single event overrides them with the
+/// `with_*` methods of [`EventHandle`](crate::EventHandle) before it is dispatched.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct EventConfig {
+    /// Hard budget for the whole handler phase on one bus.
+    pub event_timeout: Option<f64>,
+    /// Threshold after which a still-running event logs a warning.
+    pub event_slow_timeout: Option<f64>,
+    /// Event concurrency override.
+    pub event_concurrency: Option<EventConcurrency>,
+    /// Cap on each handler's run time.
+    pub event_handler_timeout: Option<f64>,
+    /// Threshold after which a still-running handler logs a warning.
+    pub event_handler_slow_timeout: Option<f64>,
+    /// Handler concurrency override.
+    pub event_handler_concurrency: Option<HandlerConcurrency>,
+    /// Handler completion override.
+    pub event_handler_completion: Option<HandlerCompletion>,
+}
+
+impl EventConfig {
+    /// A configuration with every field unset.
+    pub const UNSET: EventConfig = EventConfig {
+        event_timeout: None,
+        event_slow_timeout: None,
+        event_concurrency: None,
+        event_handler_timeout: None,
+        event_handler_slow_timeout: None,
+        event_handler_concurrency: None,
+        event_handler_completion: None,
+    };
+}

@@ -1,0 +1,212 @@
+//! Dynamic events: a type name and a JSON payload, for forwarding, bridges and other runtimes.
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use super::config::EventConfig;
+use super::handle::AnyEvent;
+use super::inner::{DYN_KIND, EventInner, Payload};
+use super::{DEFAULT_EVENT_VERSION, EventPayload, sealed};
+use crate::error::HandlerError;
+use crate::wire::schema::ResultType;
+
+/// Payload keys the reference runtimes reserve for their own API.
+const RESERVED_KEYS: &[&str] = &["bus", "first", "toString", "toJSON", "fromJSON"];
+
+/// An event known only by its type name and JSON payload.
+///
+/// Dynamic events share the bus with typed ones: a typed handler subscribed to `"UserLoginEvent"`
+/// receives a dynamic `"UserLoginEvent"` decoded once into its struct, and dynamic handlers see typed
+/// events through their JSON form. Handlers of a dynamic event return JSON.
+///
+/// ```
+/// use bubus::DynEvent;
+/// use serde_json::json;
+///
+/// let event = DynEvent::new("UserLoginEvent", json!({"username": "alice", "is_admin": true}))?;
+/// assert_eq!(event.event_type(), "UserLoginEvent");
+/// assert_eq!(event.payload()["username"], "alice");
+///
+/// assert!(DynEvent::new("Bad", json!([1, 2])).is_err());
+/// # Ok::<(), bubus::DynEventError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct DynEvent {
+    event_type: String,
+    payload: Map<String, Value>,
+    result_schema: Option<Value>,
+}
+
+/// Why a [`DynEvent`] could not be built.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DynEventError {
+    /// The type name was empty or the wildcard `*`.
+    #[error("invalid event_type {0:?}: it must be a non-empty name other than \"*\"")]
+    InvalidType(String),
+    /// The payload was not a JSON object.
+    #[error("the payload of {event_type} must be a JSON object, got {found}")]
+    NotAnObject {
+        /// The event type.
+        event_type: String,
+        /// What the payload was instead.
+        found: &'static str,
+    },
+    /// A payload key is reserved for event metadata or by the other runtimes.
+    #[error("payload field {field:?} of {event_type} is reserved: {reason}")]
+    ReservedField {
+        /// The event type.
+        event_type: String,
+        /// The offending key.
+        field: String,
+        /// Why it is reserved.
+        reason: &'static str,
+    },
+}
+
+impl DynEvent {
+    /// A dynamic event from a type name and a JSON object payload.
+    ///
+    /// # Errors
+    ///
+    /// Fails if the type name is empty or `"*"`, if the payload is not an object, or if a payload
+    /// key is reserved (`event_*` and `model_*` keys, `bus`, `first`, `toString`, `toJSON`,
+    /// `fromJSON`).
+    pub fn new(event_type: impl Into<String>, payload: Value) -> Result<Self, DynEventError> {
+        let event_type = event_type.into();
+        match payload {
+            Value::Object(map) => DynEvent::from_map(event_type, map),
+            Value::Null => DynEvent::from_map(event_type, Map::new()),
+            other => Err(DynEventError::NotAnObject {
+                event_type,
+                found: match other {
+                    Value::Bool(_) => "a boolean",
+                    Value::Number(_) => "a number",
+                    Value::String(_) => "a string",
+                    Value::Array(_) => "an array",
+                    Value::Null | Value::Object(_) => "an object",
+                },
+            }),
+        }
+    }
+
+    /// A dynamic event from a type name and a payload map.
+    ///
+    /// # Errors
+    ///
+    /// As [`DynEvent::new`].
+    pub fn from_map(
+        event_type: impl Into<String>,
+        payload: Map<String, Value>,
+    ) -> Result<Self, DynEventError> {
+        let event_type = event_type.into();
+        if event_type.is_empty() || event_type == "*" {
+            return Err(DynEventError::InvalidType(event_type));
+        }
+        for key in payload.keys() {
+            let reason = if key.starts_with("event_") {
+                Some("event_* keys are event metadata")
+            } else if key.starts_with("model_") {
+                Some("model_* keys are reserved by the Python runtime")
+            } else if RESERVED_KEYS.contains(&key.as_str()) {
+                Some("the reference runtimes use it for their own API")
+            } else {
+                None
+            };
+            if let Some(reason) = reason {
+                return Err(DynEventError::ReservedField {
+                    event_type,
+                    field: key.clone(),
+                    reason,
+                });
+            }
+        }
+        Ok(DynEvent {
+            event_type,
+            payload,
+            result_schema: None,
+        })
+    }
+
+    pub(crate) fn from_parts(event_type: String, payload: Map<String, Value>) -> Self {
+        DynEvent {
+            event_type,
+            payload,
+            result_schema: None,
+        }
+    }
+
+    /// Declares the JSON Schema handlers' results must match (`event_result_type`); results are
+    /// checked against it when recorded (with the `schema` feature).
+    #[must_use]
+    pub fn with_result_schema(mut self, schema: Value) -> Self {
+        self.result_schema = Some(schema);
+        self
+    }
+
+    /// The declared result schema, if any.
+    pub fn result_schema(&self) -> Option<&Value> {
+        self.result_schema.as_ref()
+    }
+
+    /// The `event_type`.
+    pub fn event_type(&self) -> &str {
+        &self.event_type
+    }
+
+    /// The payload fields.
+    pub fn payload(&self) -> &Map<String, Value> {
+        &self.payload
+    }
+
+    /// One payload field.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        self.payload.get(key)
+    }
+
+    /// Decodes the payload into a typed event struct.
+    ///
+    /// # Errors
+    ///
+    /// Returns the decode error, naming the offending field.
+    pub fn decode<E: super::Event>(
+        &self,
+    ) -> Result<E, serde_path_to_error::Error<serde_json::Error>> {
+        serde_path_to_error::deserialize(&self.payload)
+    }
+}
+
+impl std::ops::Index<&str> for DynEvent {
+    type Output = Value;
+    fn index(&self, key: &str) -> &Value {
+        self.payload.get(key).unwrap_or(&Value::Null)
+    }
+}
+
+impl sealed::Sealed for DynEvent {}
+
+impl EventPayload for DynEvent {
+    type Result = Value;
+
+    fn __new_event(self) -> (AnyEvent, Arc<Self>) {
+        let payload = Arc::new(self);
+        let inner = EventInner::new(
+            payload.event_type.clone().into(),
+            DEFAULT_EVENT_VERSION.into(),
+            &DYN_KIND,
+            Payload::Dyn(Arc::clone(&payload)),
+            payload.result_schema.clone().map(ResultType::intern),
+            EventConfig::UNSET,
+        );
+        (AnyEvent::from_inner(inner), payload)
+    }
+
+    fn __resolve(event: &AnyEvent) -> Result<Arc<Self>, HandlerError> {
+        event.inner().dyn_payload()
+    }
+
+    fn __default_pattern() -> &'static str {
+        "*"
+    }
+}

@@ -1,0 +1,650 @@
+//! Handles to events: typed [`EventHandle`] and untyped [`AnyEvent`].
+
+use std::borrow::Cow;
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::ops::Deref;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use uuid::Uuid;
+
+use super::config::{
+    EventConcurrency, EventConfig, EventStatus, HandlerCompletion, HandlerConcurrency,
+};
+use super::dynamic::DynEvent;
+use super::inner::{BusPhase, EventInner, KindOf, Payload};
+use super::{Event, EventPayload};
+use crate::bus::EventBus;
+use crate::error::{HandlerError, WaitError};
+use crate::handler::HandlerId;
+use crate::time::Timestamp;
+
+/// A typed handle to one event: derefs to the payload `P`, exposes the event's metadata and
+/// results, and can be `.await`ed.
+///
+/// Cheap to clone (two reference counts); every clone sees the same event.
+///
+/// Awaiting resolves once the event is completed — every handler on every bus it reached has
+/// finished, and so has every event it caused. Inside a handler the await *queue-jumps*: the event
+/// (and its queued descendants) is processed right away instead of waiting its turn, so awaiting a
+/// child never deadlocks.
+///
+/// ```
+/// use bubus::{Event, EventBus, EventHandle};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Clone, Debug, Serialize, Deserialize, Event)]
+/// #[event(result = u32)]
+/// struct Add { a: u32, b: u32 }
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), bubus::Error> {
+/// let bus = EventBus::new("Calc");
+/// bus.on(|e: EventHandle<Add>| e.a + e.b);
+///
+/// let event = bus.dispatch(Add { a: 2, b: 3 })?;
+/// assert_eq!(event.a, 2); // the payload
+/// let event = event.await?; // the completed event
+/// assert_eq!(event.event_result().await?, 5);
+/// # Ok(()) }
+/// ```
+pub struct EventHandle<P> {
+    event: AnyEvent,
+    payload: Arc<P>,
+}
+
+/// An untyped handle to one event of any type: its metadata, its results as JSON, and
+/// [`downcast`](AnyEvent::downcast) to a typed handle. Wildcard (`"*"`) handlers receive this.
+#[derive(Clone)]
+pub struct AnyEvent {
+    inner: Arc<EventInner>,
+}
+
+impl<P: EventPayload> EventHandle<P> {
+    /// A new event that has not been dispatched yet. Set per-event configuration with the `with_*`
+    /// methods, then pass it (or a clone) to [`EventBus::dispatch`].
+    pub fn new(payload: P) -> Self {
+        let (event, payload) = payload.__new_event();
+        EventHandle { event, payload }
+    }
+
+    pub(crate) fn from_parts(inner: Arc<EventInner>, payload: Arc<P>) -> Self {
+        EventHandle {
+            event: AnyEvent { inner },
+            payload,
+        }
+    }
+
+    /// The payload.
+    pub fn payload(&self) -> &P {
+        &self.payload
+    }
+
+    /// An untyped handle to the same event.
+    pub fn to_any(&self) -> AnyEvent {
+        self.event.clone()
+    }
+}
+
+impl<P> EventHandle<P> {
+    pub(crate) fn inner(&self) -> &Arc<EventInner> {
+        &self.event.inner
+    }
+}
+
+impl<P> AsRef<AnyEvent> for EventHandle<P> {
+    fn as_ref(&self) -> &AnyEvent {
+        &self.event
+    }
+}
+
+impl AsRef<AnyEvent> for AnyEvent {
+    fn as_ref(&self) -> &AnyEvent {
+        self
+    }
+}
+
+impl AnyEvent {
+    pub(crate) fn from_inner(inner: Arc<EventInner>) -> Self {
+        AnyEvent { inner }
+    }
+
+    pub(crate) fn inner(&self) -> &Arc<EventInner> {
+        &self.inner
+    }
+
+    /// A typed handle, if this event is an `E` (or a dynamic event of `E`'s type whose payload
+    /// decodes as `E`).
+    pub fn downcast<E: Event>(&self) -> Option<EventHandle<E>> {
+        self.try_downcast().ok()
+    }
+
+    /// A typed handle, or why there is none: the event is of another type, or its payload does
+    /// not decode as `E` (the error names the field).
+    ///
+    /// # Errors
+    ///
+    /// A [`HandlerError`] of kind [`PayloadDecode`](crate::HandlerErrorKind::PayloadDecode).
+    pub fn try_downcast<E: Event>(&self) -> Result<EventHandle<E>, HandlerError> {
+        if let Payload::Typed(any) = &self.inner.payload {
+            if let Ok(payload) = Arc::clone(any).downcast::<E>() {
+                return Ok(EventHandle {
+                    event: self.clone(),
+                    payload,
+                });
+            }
+        }
+        if self.inner.event_type != E::EVENT_TYPE {
+            return Err(HandlerError::with_kind(
+                crate::HandlerErrorKind::PayloadDecode,
+                format!("{} is not a {}", self.inner.label(), E::EVENT_TYPE),
+            ));
+        }
+        let payload = self.inner.typed_payload::<E>()?;
+        Ok(EventHandle {
+            event: self.clone(),
+            payload,
+        })
+    }
+
+    /// The JSON view of this event's payload as a [`DynEvent`] handle.
+    ///
+    /// # Errors
+    ///
+    /// Fails only if a typed payload cannot be serialized.
+    pub fn to_dyn(&self) -> Result<EventHandle<DynEvent>, HandlerError> {
+        let payload = self.inner.dyn_payload()?;
+        Ok(EventHandle {
+            event: self.clone(),
+            payload,
+        })
+    }
+
+    /// The payload fields as JSON.
+    ///
+    /// # Errors
+    ///
+    /// Fails only if a typed payload cannot be serialized.
+    pub fn payload_json(&self) -> Result<serde_json::Map<String, serde_json::Value>, HandlerError> {
+        self.inner.payload_json()
+    }
+}
+
+macro_rules! event_accessors {
+    ($ty:ident $(<$p:ident>)?) => {
+        impl$(<$p>)? $ty$(<$p>)? {
+            /// The event's id (UUIDv7).
+            pub fn event_id(&self) -> Uuid {
+                self.inner().id
+            }
+
+            /// The `event_type` string.
+            pub fn event_type(&self) -> &str {
+                &self.inner().event_type
+            }
+
+            /// The `event_version` string.
+            pub fn event_version(&self) -> &str {
+                &self.inner().version
+            }
+
+            /// `Type#abcd`: the type and the last four hex digits of the id.
+            pub fn label(&self) -> String {
+                self.inner().label()
+            }
+
+            /// When the event was created.
+            pub fn event_created_at(&self) -> Timestamp {
+                self.inner().created_at
+            }
+
+            /// Pending, started or completed.
+            pub fn event_status(&self) -> EventStatus {
+                self.inner().state.lock().status
+            }
+
+            /// When the first handler started, on any bus.
+            pub fn event_started_at(&self) -> Option<Timestamp> {
+                self.inner().state.lock().started_at
+            }
+
+            /// When the event completed.
+            pub fn event_completed_at(&self) -> Option<Timestamp> {
+                self.inner().state.lock().completed_at
+            }
+
+            /// Whether the event is completed.
+            pub fn is_complete(&self) -> bool {
+                self.inner().is_complete()
+            }
+
+            /// Whether the event was dispatched on at least one bus.
+            pub fn is_dispatched(&self) -> bool {
+                !self.inner().state.lock().buses.is_empty()
+            }
+
+            /// The id of the event whose handler dispatched this one (or the explicit parent id).
+            pub fn event_parent_id(&self) -> Option<Uuid> {
+                self.inner().state.lock().parent_id
+            }
+
+            /// The id of the handler that dispatched this event.
+            pub fn event_emitted_by_handler_id(&self) -> Option<HandlerId> {
+                self.inner().state.lock().emitted_by_handler_id.clone()
+            }
+
+            /// The labels (`Name#abcd`) of the buses this event was dispatched to, in order.
+            pub fn event_path(&self) -> Vec<String> {
+                self.inner().state.lock().path.iter().map(|l| l.to_string()).collect()
+            }
+
+            /// How many buses have accepted the event and not finished processing it.
+            pub fn event_pending_bus_count(&self) -> usize {
+                self.inner()
+                    .state
+                    .lock()
+                    .buses
+                    .iter()
+                    .filter(|slot| slot.phase != BusPhase::Done)
+                    .count()
+            }
+
+            /// The event's configuration (unset fields resolve on each bus at processing time).
+            pub fn event_config(&self) -> EventConfig {
+                self.inner().state.lock().config
+            }
+
+            /// The event that dispatched this one, while it is still alive.
+            pub fn event_parent(&self) -> Option<AnyEvent> {
+                self.inner().state.lock().parent.upgrade().map(AnyEvent::from_inner)
+            }
+
+            /// The events dispatched by this event's handlers, in dispatch order.
+            pub fn event_children(&self) -> Vec<AnyEvent> {
+                self.inner()
+                    .state
+                    .lock()
+                    .children
+                    .iter()
+                    .map(|c| AnyEvent::from_inner(Arc::clone(c)))
+                    .collect()
+            }
+
+            /// Children, grandchildren and so on, depth first.
+            pub fn event_descendants(&self) -> Vec<AnyEvent> {
+                let mut out = Vec::new();
+                let mut stack: Vec<Arc<EventInner>> =
+                    self.inner().state.lock().children.iter().rev().cloned().collect();
+                let mut seen = std::collections::HashSet::new();
+                while let Some(event) = stack.pop() {
+                    if !seen.insert(event.id) {
+                        continue;
+                    }
+                    stack.extend(event.state.lock().children.iter().rev().cloned());
+                    out.push(AnyEvent::from_inner(event));
+                }
+                out
+            }
+
+            /// The bus running the current handler of this event, or else the last bus the event
+            /// was dispatched to (while it is alive). Handlers use it to dispatch follow-up events
+            /// on the bus they run on.
+            pub fn event_bus(&self) -> Option<EventBus> {
+                crate::context::bus_for(self.inner())
+            }
+
+            /// The errors of its handlers that failed, in completion order.
+            pub fn event_errors(&self) -> Vec<HandlerError> {
+                let st = self.inner().state.lock();
+                let mut errors: Vec<_> = st
+                    .results
+                    .iter()
+                    .filter_map(|r| r.error.clone().map(|e| (r.completed_at, e)))
+                    .collect();
+                errors.sort_by_key(|(at, _)| *at);
+                errors.into_iter().map(|(_, e)| e).collect()
+            }
+
+            /// Sets `event_timeout` (seconds; `None` = the bus default). Effective if set before
+            /// the event starts processing.
+            pub fn set_event_timeout(&self, seconds: Option<f64>) {
+                self.inner().state.lock().config.event_timeout = seconds;
+            }
+
+            /// Sets `event_slow_timeout` (seconds).
+            pub fn set_event_slow_timeout(&self, seconds: Option<f64>) {
+                self.inner().state.lock().config.event_slow_timeout = seconds;
+            }
+
+            /// Sets `event_handler_timeout` (seconds).
+            pub fn set_event_handler_timeout(&self, seconds: Option<f64>) {
+                self.inner().state.lock().config.event_handler_timeout = seconds;
+            }
+
+            /// Sets `event_handler_slow_timeout` (seconds).
+            pub fn set_event_handler_slow_timeout(&self, seconds: Option<f64>) {
+                self.inner().state.lock().config.event_handler_slow_timeout = seconds;
+            }
+
+            /// Sets `event_concurrency`.
+            pub fn set_event_concurrency(&self, mode: Option<EventConcurrency>) {
+                self.inner().state.lock().config.event_concurrency = mode;
+            }
+
+            /// Sets `event_handler_concurrency`.
+            pub fn set_event_handler_concurrency(&self, mode: Option<HandlerConcurrency>) {
+                self.inner().state.lock().config.event_handler_concurrency = mode;
+            }
+
+            /// Sets `event_handler_completion`.
+            pub fn set_event_handler_completion(&self, mode: Option<HandlerCompletion>) {
+                self.inner().state.lock().config.event_handler_completion = mode;
+            }
+
+            /// Sets an explicit parent id. A parent set before dispatch is never overwritten by
+            /// automatic linking.
+            pub fn set_event_parent_id(&self, parent: Option<Uuid>) {
+                self.inner().state.lock().parent_id = parent;
+            }
+
+            /// Builder form of [`set_event_timeout`](Self::set_event_timeout).
+            #[must_use]
+            pub fn with_event_timeout(self, seconds: f64) -> Self {
+                self.set_event_timeout(Some(seconds));
+                self
+            }
+
+            /// Builder form of [`set_event_slow_timeout`](Self::set_event_slow_timeout).
+            #[must_use]
+            pub fn with_event_slow_timeout(self, seconds: f64) -> Self {
+                self.set_event_slow_timeout(Some(seconds));
+                self
+            }
+
+            /// Builder form of [`set_event_handler_timeout`](Self::set_event_handler_timeout).
+            #[must_use]
+            pub fn with_event_handler_timeout(self, seconds: f64) -> Self {
+                self.set_event_handler_timeout(Some(seconds));
+                self
+            }
+
+            /// Builder form of [`set_event_concurrency`](Self::set_event_concurrency).
+            #[must_use]
+            pub fn with_event_concurrency(self, mode: EventConcurrency) -> Self {
+                self.set_event_concurrency(Some(mode));
+                self
+            }
+
+            /// Builder form of
+            /// [`set_event_handler_concurrency`](Self::set_event_handler_concurrency).
+            #[must_use]
+            pub fn with_event_handler_concurrency(self, mode: HandlerConcurrency) -> Self {
+                self.set_event_handler_concurrency(Some(mode));
+                self
+            }
+
+            /// Builder form of
+            /// [`set_event_handler_completion`](Self::set_event_handler_completion).
+            #[must_use]
+            pub fn with_event_handler_completion(self, mode: HandlerCompletion) -> Self {
+                self.set_event_handler_completion(Some(mode));
+                self
+            }
+
+            /// Builder form of [`set_event_parent_id`](Self::set_event_parent_id).
+            #[must_use]
+            pub fn with_event_parent_id(self, parent: Uuid) -> Self {
+                self.set_event_parent_id(Some(parent));
+                self
+            }
+        }
+    };
+}
+
+event_accessors!(EventHandle<P>);
+event_accessors!(AnyEvent);
+
+impl<P> Clone for EventHandle<P> {
+    fn clone(&self) -> Self {
+        EventHandle {
+            event: self.event.clone(),
+            payload: Arc::clone(&self.payload),
+        }
+    }
+}
+
+impl<P> Deref for EventHandle<P> {
+    type Target = P;
+    fn deref(&self) -> &P {
+        &self.payload
+    }
+}
+
+impl<P> fmt::Debug for EventHandle<P> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug_event(self.inner(), f)
+    }
+}
+
+impl fmt::Debug for AnyEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        debug_event(&self.inner, f)
+    }
+}
+
+fn debug_event(inner: &EventInner, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    let st = inner.state.lock();
+    f.debug_struct("Event")
+        .field("event_type", &inner.event_type)
+        .field("event_id", &inner.id)
+        .field("event_status", &st.status)
+        .field("event_path", &st.path)
+        .finish_non_exhaustive()
+}
+
+impl<P> PartialEq for EventHandle<P> {
+    fn eq(&self, other: &Self) -> bool {
+        self.event == other.event
+    }
+}
+
+impl PartialEq for AnyEvent {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+impl<P: EventPayload> From<EventHandle<P>> for AnyEvent {
+    fn from(handle: EventHandle<P>) -> Self {
+        handle.event
+    }
+}
+
+impl<E: Event> EventPayload for E {
+    type Result = E::Result;
+
+    fn __new_event(self) -> (AnyEvent, Arc<Self>) {
+        let payload = Arc::new(self);
+        let inner = EventInner::new(
+            Cow::Borrowed(E::EVENT_TYPE),
+            Cow::Borrowed(E::EVENT_VERSION),
+            <E as KindOf>::KIND,
+            Payload::Typed(payload.clone()),
+            None,
+            E::EVENT_DEFAULTS,
+        );
+        (AnyEvent { inner }, payload)
+    }
+
+    fn __resolve(event: &AnyEvent) -> Result<Arc<Self>, HandlerError> {
+        event.inner.typed_payload::<E>()
+    }
+
+    fn __default_pattern() -> &'static str {
+        E::EVENT_TYPE
+    }
+}
+
+/// What [`EventBus::dispatch`] accepts: a new typed event, a [`DynEvent`], or a handle to an
+/// existing event (to forward it to another bus).
+pub trait IntoEvent: IntoEventSealed {
+    /// The handle `dispatch` returns.
+    type Handle;
+
+    #[doc(hidden)]
+    fn __into_event(self) -> (AnyEvent, Self::Handle);
+}
+
+mod into_sealed {
+    #[allow(unreachable_pub)]
+    pub trait IntoEventSealed {}
+}
+use into_sealed::IntoEventSealed;
+
+impl<E: Event> IntoEventSealed for E {}
+impl<E: Event> IntoEvent for E {
+    type Handle = EventHandle<E>;
+    fn __into_event(self) -> (AnyEvent, EventHandle<E>) {
+        let handle = EventHandle::new(self);
+        (handle.to_any(), handle)
+    }
+}
+
+impl IntoEventSealed for DynEvent {}
+impl IntoEvent for DynEvent {
+    type Handle = EventHandle<DynEvent>;
+    fn __into_event(self) -> (AnyEvent, EventHandle<DynEvent>) {
+        let handle = EventHandle::new(self);
+        (handle.to_any(), handle)
+    }
+}
+
+impl<P: EventPayload> IntoEventSealed for EventHandle<P> {}
+impl<P: EventPayload> IntoEvent for EventHandle<P> {
+    type Handle = EventHandle<P>;
+    fn __into_event(self) -> (AnyEvent, EventHandle<P>) {
+        (self.to_any(), self)
+    }
+}
+
+impl<P: EventPayload> IntoEventSealed for &EventHandle<P> {}
+impl<P: EventPayload> IntoEvent for &EventHandle<P> {
+    type Handle = EventHandle<P>;
+    fn __into_event(self) -> (AnyEvent, EventHandle<P>) {
+        (self.to_any(), self.clone())
+    }
+}
+
+impl IntoEventSealed for AnyEvent {}
+impl IntoEvent for AnyEvent {
+    type Handle = AnyEvent;
+    fn __into_event(self) -> (AnyEvent, AnyEvent) {
+        (self.clone(), self)
+    }
+}
+
+impl IntoEventSealed for &AnyEvent {}
+impl IntoEvent for &AnyEvent {
+    type Handle = AnyEvent;
+    fn __into_event(self) -> (AnyEvent, AnyEvent) {
+        (self.clone(), self.clone())
+    }
+}
+
+type WaitBox = Pin<Box<dyn Future<Output = Result<(), WaitError>> + Send>>;
+
+/// The future of `.await`ing an [`EventHandle`] or [`AnyEvent`]: resolves to the same handle once
+/// the event is completed.
+///
+/// # Cancel safety
+///
+/// Dropping it stops waiting; it never cancels the event. If it was queue-jumping the event from
+/// inside a handler, the part already processed stays processed and the rest is processed in
+/// queue order.
+#[must_use = "futures do nothing unless polled"]
+pub struct EventFuture<T> {
+    value: Option<T>,
+    wait: Option<WaitBox>,
+}
+
+impl<T> fmt::Debug for EventFuture<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventFuture")
+            .field("waiting", &self.wait.is_some())
+            .finish()
+    }
+}
+
+impl<T: Unpin> Future for EventFuture<T> {
+    type Output = Result<T, WaitError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(wait) = self.wait.as_mut() {
+            match wait.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(err)) => {
+                    self.wait = None;
+                    return Poll::Ready(Err(err));
+                }
+                Poll::Ready(Ok(())) => self.wait = None,
+            }
+        }
+        match self.value.take() {
+            Some(value) => Poll::Ready(Ok(value)),
+            None => Poll::Pending,
+        }
+    }
+}
+
+fn event_future<T>(inner: &Arc<EventInner>, value: T) -> EventFuture<T> {
+    let wait: Option<WaitBox> = if inner.is_complete() {
+        None
+    } else {
+        Some(Box::pin(crate::bus::wait_for(Arc::clone(inner))))
+    };
+    EventFuture {
+        value: Some(value),
+        wait,
+    }
+}
+
+impl<P> IntoFuture for EventHandle<P> {
+    type Output = Result<EventHandle<P>, WaitError>;
+    type IntoFuture = EventFuture<EventHandle<P>>;
+
+    /// Waits for the event to complete (queue-jumping inside a handler).
+    fn into_future(self) -> Self::IntoFuture {
+        let inner = Arc::clone(self.inner());
+        event_future(&inner, self)
+    }
+}
+
+impl<P> IntoFuture for &EventHandle<P> {
+    type Output = Result<EventHandle<P>, WaitError>;
+    type IntoFuture = EventFuture<EventHandle<P>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        event_future(self.inner(), self.clone())
+    }
+}
+
+impl IntoFuture for AnyEvent {
+    type Output = Result<AnyEvent, WaitError>;
+    type IntoFuture = EventFuture<AnyEvent>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        let inner = Arc::clone(&self.inner);
+        event_future(&inner, self)
+    }
+}
+
+impl IntoFuture for &AnyEvent {
+    type Output = Result<AnyEvent, WaitError>;
+    type IntoFuture = EventFuture<AnyEvent>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        event_future(&self.inner, self.clone())
+    }
+}

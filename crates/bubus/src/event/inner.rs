@@ -1,0 +1,694 @@
+//! The shared state behind every handle to one event.
+
+use std::any::{Any, TypeId};
+use std::borrow::Cow;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock, Weak};
+
+use parking_lot::Mutex;
+use serde_json::{Map, Value};
+use smallvec::SmallVec;
+use tokio::sync::{Notify, Semaphore};
+use uuid::Uuid;
+
+use super::config::{EventConfig, EventStatus};
+use super::dynamic::DynEvent;
+use super::{Event, EventResultValue};
+use crate::bus::BusInner;
+use crate::error::{HandlerError, HandlerErrorKind};
+use crate::handler::HandlerId;
+use crate::result::{ResultRecord, ResultSlot, ResultStatus};
+use crate::time::Timestamp;
+use crate::wire::schema::ResultType;
+
+/// A payload as the core stores it: the user's struct behind `Any`.
+pub(crate) type ErasedPayload = dyn Any + Send + Sync;
+
+/// Per-type operations the untyped core needs (a hand-rolled vtable, one static per event type).
+pub(crate) struct EventKind {
+    /// Validates (and normalises) a handler's return value against the event's result type.
+    pub(crate) check_result: fn(&EventInner, ResultSlot) -> Result<ResultSlot, HandlerError>,
+    /// Serializes a typed payload to its JSON object.
+    pub(crate) payload_json: fn(&ErasedPayload) -> Result<Map<String, Value>, String>,
+    /// The result type's JSON Schema (`event_result_type`).
+    pub(crate) result_schema: fn(&EventInner) -> Option<Value>,
+}
+
+pub(crate) trait KindOf {
+    const KIND: &'static EventKind;
+}
+
+impl<E: Event> KindOf for E {
+    const KIND: &'static EventKind = &EventKind {
+        check_result: check_typed::<E::Result>,
+        payload_json: typed_payload_json::<E>,
+        result_schema: |_| E::__result_schema(),
+    };
+}
+
+fn check_typed<R: EventResultValue>(
+    _event: &EventInner,
+    slot: ResultSlot,
+) -> Result<ResultSlot, HandlerError> {
+    slot.check_as::<R>()
+}
+
+fn typed_payload_json<E: Event>(payload: &ErasedPayload) -> Result<Map<String, Value>, String> {
+    let Some(event) = payload.downcast_ref::<E>() else {
+        return Err(format!("payload is not a {}", std::any::type_name::<E>()));
+    };
+    match serde_json::to_value(event) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(Value::Null) => Ok(Map::new()),
+        Ok(other) => Err(format!(
+            "{} serialized to {} instead of a JSON object",
+            E::EVENT_TYPE,
+            json_kind(&other)
+        )),
+        Err(err) => Err(err.to_string()),
+    }
+}
+
+fn json_kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Dynamic events accept any JSON result, unless they carry a result schema (from another
+/// runtime, or set on the [`DynEvent`]): then results are checked against it.
+pub(crate) static DYN_KIND: EventKind = EventKind {
+    check_result: check_dyn,
+    payload_json: |_| Err("dynamic payloads are not typed".to_owned()),
+    result_schema: |event| event.result_type.as_ref().map(|t| t.schema.clone()),
+};
+
+fn check_dyn(event: &EventInner, slot: ResultSlot) -> Result<ResultSlot, HandlerError> {
+    let slot = slot.check_as::<Value>()?;
+    if let (Some(result_type), ResultSlot::Json(value)) = (&event.result_type, &slot) {
+        result_type.check(value).map_err(|reason| {
+            let snippet: String = value.to_string().chars().take(60).collect();
+            HandlerError::with_kind(
+                HandlerErrorKind::ResultSchema,
+                format!(
+                    "handler returned a value that did not match event_result_type of {}: \
+                     {snippet}: {reason}",
+                    event.label()
+                ),
+            )
+        })?;
+    }
+    Ok(slot)
+}
+
+/// The event's payload as it was created.
+pub(crate) enum Payload {
+    Typed(Arc<dyn Any + Send + Sync>),
+    Dyn(Arc<DynEvent>),
+}
+
+/// What is left to do after an event completed, outside its lock.
+pub(crate) struct Completion {
+    parent: Option<Arc<EventInner>>,
+    /// Buses to tell: keeping only in-flight events (`true`) and/or with middlewares.
+    buses: SmallVec<[(Arc<BusInner>, bool); 2]>,
+}
+
+/// Where one bus is with this event.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum BusPhase {
+    Queued,
+    Processing,
+    Done,
+}
+
+/// One bus the event was dispatched to. While the bus has work to do for the event it is kept
+/// alive by it, so dropping every `EventBus` handle never strands a queued event.
+pub(crate) struct BusSlot {
+    pub(crate) bus: Weak<BusInner>,
+    pub(crate) keep: Option<Arc<BusInner>>,
+    pub(crate) bus_id: Uuid,
+    pub(crate) phase: BusPhase,
+    /// The bus keeps only in-flight events (`max_history_size == 0`): drop it from its history on
+    /// completion.
+    pub(crate) zero_history: bool,
+    /// The bus has middlewares to tell about the event's completion.
+    pub(crate) has_middlewares: bool,
+}
+
+/// Everything about an event that changes after it is created.
+pub(crate) struct EventState {
+    pub(crate) config: EventConfig,
+    pub(crate) status: EventStatus,
+    pub(crate) started_at: Option<Timestamp>,
+    pub(crate) completed_at: Option<Timestamp>,
+    pub(crate) parent_id: Option<Uuid>,
+    /// Set only when this event was linked into its parent's children (and counted there).
+    pub(crate) parent: Weak<EventInner>,
+    pub(crate) emitted_by_handler_id: Option<HandlerId>,
+    pub(crate) path: SmallVec<[Arc<str>; 2]>,
+    pub(crate) buses: SmallVec<[BusSlot; 1]>,
+    pub(crate) results: Vec<ResultRecord>,
+    pub(crate) children: Vec<Arc<EventInner>>,
+    pub(crate) incomplete_children: usize,
+    pub(crate) jump_waiters: usize,
+    /// Why the event was cancelled (its handlers not yet finished end cancelled or aborted).
+    pub(crate) cancel_cause: Option<Arc<str>>,
+    /// The `tracing` span current where the event was first dispatched: the parent of its
+    /// handlers' spans.
+    pub(crate) dispatch_span: Option<tracing::Span>,
+    /// The user context values in scope where the event was first dispatched.
+    pub(crate) dispatch_context: Option<crate::context::ContextMap>,
+}
+
+pub(crate) struct EventInner {
+    pub(crate) id: Uuid,
+    pub(crate) event_type: Cow<'static, str>,
+    pub(crate) version: Cow<'static, str>,
+    pub(crate) created_at: Timestamp,
+    pub(crate) kind: &'static EventKind,
+    pub(crate) payload: Payload,
+    /// A result schema that came with the event (dynamic events only).
+    pub(crate) result_type: Option<Arc<ResultType>>,
+    decoded: OnceLock<(TypeId, Arc<dyn Any + Send + Sync>)>,
+    json_view: OnceLock<Arc<DynEvent>>,
+    pub(crate) state: Mutex<EventState>,
+    complete: AtomicBool,
+    /// Someone waits (or waited) for the completion notification.
+    waited: AtomicBool,
+    cancelled: AtomicBool,
+    /// Woken on completion, and on progress inside the event's subtree while a handler is
+    /// queue-jumping it.
+    pub(crate) notify: Notify,
+    /// The serial-handler lock: one handler of this event at a time, across every bus.
+    pub(crate) handler_lock: Semaphore,
+}
+
+/// An event as read from JSON: everything its JSON said.
+pub(crate) struct RestoredEvent {
+    pub(crate) id: Uuid,
+    pub(crate) event_type: String,
+    pub(crate) version: String,
+    pub(crate) created_at: Timestamp,
+    pub(crate) payload: Map<String, Value>,
+    pub(crate) result_type: Option<Arc<ResultType>>,
+    pub(crate) config: EventConfig,
+    pub(crate) status: EventStatus,
+    pub(crate) started_at: Option<Timestamp>,
+    pub(crate) completed_at: Option<Timestamp>,
+    pub(crate) parent_id: Option<Uuid>,
+    pub(crate) emitted_by_handler_id: Option<HandlerId>,
+    pub(crate) path: Vec<String>,
+    pub(crate) results: Vec<ResultRecord>,
+}
+
+impl EventInner {
+    /// An event restored from JSON, as a dynamic event. A completed one stays completed.
+    pub(crate) fn restored(parts: RestoredEvent) -> Arc<Self> {
+        let dynamic = Arc::new(DynEvent::from_parts(
+            parts.event_type.clone(),
+            parts.payload,
+        ));
+        let complete = parts.status == EventStatus::Completed;
+        Arc::new(EventInner {
+            id: parts.id,
+            event_type: Cow::Owned(parts.event_type),
+            version: Cow::Owned(parts.version),
+            created_at: parts.created_at,
+            kind: &DYN_KIND,
+            payload: Payload::Dyn(dynamic),
+            result_type: parts.result_type,
+            decoded: OnceLock::new(),
+            json_view: OnceLock::new(),
+            state: Mutex::new(EventState {
+                config: parts.config,
+                status: parts.status,
+                started_at: parts.started_at,
+                completed_at: parts.completed_at.or(if complete {
+                    Some(parts.created_at)
+                } else {
+                    None
+                }),
+                parent_id: parts.parent_id,
+                parent: Weak::new(),
+                emitted_by_handler_id: parts.emitted_by_handler_id,
+                path: parts.path.into_iter().map(Arc::from).collect(),
+                buses: SmallVec::new(),
+                results: parts.results,
+                children: Vec::new(),
+                incomplete_children: 0,
+                jump_waiters: 0,
+                cancel_cause: None,
+                dispatch_span: None,
+                dispatch_context: None,
+            }),
+            complete: AtomicBool::new(complete),
+            waited: AtomicBool::new(false),
+            cancelled: AtomicBool::new(false),
+            notify: Notify::new(),
+            handler_lock: Semaphore::new(1),
+        })
+    }
+
+    /// A pending, undispatched copy: same type, payload, configuration, path and parent; a new
+    /// id unless `keep_id`.
+    pub(crate) fn fresh_copy(&self, keep_id: bool) -> Arc<Self> {
+        let st = self.state.lock();
+        let created_at = Timestamp::now();
+        Arc::new(EventInner {
+            id: if keep_id {
+                self.id
+            } else {
+                new_event_id(created_at)
+            },
+            event_type: self.event_type.clone(),
+            version: self.version.clone(),
+            created_at: if keep_id { self.created_at } else { created_at },
+            kind: self.kind,
+            payload: match &self.payload {
+                Payload::Typed(any) => Payload::Typed(Arc::clone(any)),
+                Payload::Dyn(dynamic) => Payload::Dyn(Arc::clone(dynamic)),
+            },
+            result_type: self.result_type.clone(),
+            decoded: OnceLock::new(),
+            json_view: OnceLock::new(),
+            state: Mutex::new(EventState {
+                config: st.config,
+                status: EventStatus::Pending,
+                started_at: None,
+                completed_at: None,
+                parent_id: st.parent_id,
+                parent: Weak::new(),
+                emitted_by_handler_id: st.emitted_by_handler_id.clone(),
+                path: st.path.clone(),
+                buses: SmallVec::new(),
+                results: Vec::new(),
+                children: Vec::new(),
+                incomplete_children: 0,
+                jump_waiters: 0,
+                cancel_cause: None,
+                dispatch_span: None,
+                dispatch_context: st.dispatch_context.clone(),
+            }),
+            complete: AtomicBool::new(false),
+            waited: AtomicBool::new(false),
+            cancelled: AtomicBool::new(false),
+            notify: Notify::new(),
+            handler_lock: Semaphore::new(1),
+        })
+    }
+
+    pub(crate) fn new(
+        event_type: Cow<'static, str>,
+        version: Cow<'static, str>,
+        kind: &'static EventKind,
+        payload: Payload,
+        result_type: Option<Arc<ResultType>>,
+        config: EventConfig,
+    ) -> Arc<Self> {
+        let created_at = Timestamp::now();
+        Arc::new(EventInner {
+            id: new_event_id(created_at),
+            event_type,
+            version,
+            created_at,
+            kind,
+            payload,
+            result_type,
+            decoded: OnceLock::new(),
+            json_view: OnceLock::new(),
+            state: Mutex::new(EventState {
+                config,
+                status: EventStatus::Pending,
+                started_at: None,
+                completed_at: None,
+                parent_id: None,
+                parent: Weak::new(),
+                emitted_by_handler_id: None,
+                path: SmallVec::new(),
+                buses: SmallVec::new(),
+                results: Vec::new(),
+                children: Vec::new(),
+                incomplete_children: 0,
+                jump_waiters: 0,
+                cancel_cause: None,
+                dispatch_span: None,
+                dispatch_context: None,
+            }),
+            complete: AtomicBool::new(false),
+            waited: AtomicBool::new(false),
+            cancelled: AtomicBool::new(false),
+            notify: Notify::new(),
+            handler_lock: Semaphore::new(1),
+        })
+    }
+
+    pub(crate) fn is_complete(&self) -> bool {
+        self.complete.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Marks the event cancelled (first cause wins) and wakes its running handlers so they abort.
+    /// Returns false if it was already cancelled.
+    pub(crate) fn mark_cancelled(&self, cause: &str) -> bool {
+        {
+            let mut st = self.state.lock();
+            if self.cancelled.swap(true, Ordering::AcqRel) {
+                return false;
+            }
+            st.cancel_cause = Some(Arc::from(cause));
+        }
+        self.notify.notify_waiters();
+        true
+    }
+
+    pub(crate) fn cancel_cause(&self) -> Option<Arc<str>> {
+        self.state.lock().cancel_cause.clone()
+    }
+
+    /// `Type#abcd`.
+    pub(crate) fn label(&self) -> String {
+        format!("{}#{}", self.event_type, short_id(&self.id))
+    }
+
+    /// The payload as `E`: a clone of the `Arc` for typed events, decoded once for dynamic ones.
+    pub(crate) fn typed_payload<E: Event>(&self) -> Result<Arc<E>, HandlerError> {
+        match &self.payload {
+            Payload::Typed(any) => match Arc::clone(any).downcast::<E>() {
+                Ok(typed) => Ok(typed),
+                Err(_) => self.decode_cached::<E>(),
+            },
+            Payload::Dyn(_) => self.decode_cached::<E>(),
+        }
+    }
+
+    fn decode_cached<E: Event>(&self) -> Result<Arc<E>, HandlerError> {
+        if let Some((type_id, value)) = self.decoded.get() {
+            if *type_id == TypeId::of::<E>() {
+                if let Ok(typed) = Arc::clone(value).downcast::<E>() {
+                    return Ok(typed);
+                }
+            }
+        }
+        let decoded: Arc<E> = Arc::new(self.decode::<E>()?);
+        let erased: Arc<dyn Any + Send + Sync> = decoded.clone();
+        // Another handler may have raced us to it; either value is the same decode.
+        let _ = self.decoded.set((TypeId::of::<E>(), erased));
+        Ok(decoded)
+    }
+
+    fn decode<E: Event>(&self) -> Result<E, HandlerError> {
+        let map = match &self.payload {
+            Payload::Dyn(dynamic) => return decode_map::<E>(self, dynamic.payload()),
+            Payload::Typed(any) => {
+                (self.kind.payload_json)(&**any).map_err(|msg| decode_error::<E>(self, &msg))?
+            }
+        };
+        decode_map::<E>(self, &map)
+    }
+
+    /// The payload as a [`DynEvent`] (the JSON view), built once for typed events.
+    pub(crate) fn dyn_payload(&self) -> Result<Arc<DynEvent>, HandlerError> {
+        match &self.payload {
+            Payload::Dyn(dynamic) => Ok(Arc::clone(dynamic)),
+            Payload::Typed(any) => {
+                if let Some(view) = self.json_view.get() {
+                    return Ok(Arc::clone(view));
+                }
+                let map = (self.kind.payload_json)(&**any).map_err(|msg| {
+                    HandlerError::with_kind(
+                        HandlerErrorKind::PayloadDecode,
+                        format!("{} payload could not be serialized: {msg}", self.label()),
+                    )
+                })?;
+                let view = Arc::new(DynEvent::from_parts(self.event_type.to_string(), map));
+                Ok(Arc::clone(self.json_view.get_or_init(|| view)))
+            }
+        }
+    }
+
+    /// The payload as a JSON object.
+    pub(crate) fn payload_json(&self) -> Result<Map<String, Value>, HandlerError> {
+        self.dyn_payload().map(|d| d.payload().clone())
+    }
+
+    /// Under the event's lock: if the event can complete (every bus done, every result final,
+    /// every linked child completed), marks it completed and returns what to do once the lock is
+    /// released ([`completed`](Self::completed)).
+    pub(crate) fn complete_locked(&self, st: &mut EventState) -> Option<Completion> {
+        // `status` is set under this lock, the flag only after the completion hooks ran: either
+        // says another caller completed it.
+        if self.is_complete()
+            || st.status == EventStatus::Completed
+            || st.buses.is_empty()
+            || st.incomplete_children > 0
+            || st.buses.iter().any(|slot| slot.phase != BusPhase::Done)
+            || st.results.iter().any(|r| !r.status.is_terminal())
+        {
+            return None;
+        }
+        // Without children, the event completed when its last handler did (as in the Python
+        // runtime); with children, when the last of them completed, i.e. now.
+        let last_result = st.results.iter().filter_map(|r| r.completed_at).max();
+        let at = match last_result {
+            Some(at) if st.children.is_empty() => at,
+            _ => Timestamp::now(),
+        };
+        st.status = EventStatus::Completed;
+        st.completed_at = Some(at);
+        if st.started_at.is_none() {
+            st.started_at = Some(at);
+        }
+        let buses = st
+            .buses
+            .iter()
+            .filter(|s| s.zero_history || s.has_middlewares)
+            .filter_map(|s| s.bus.upgrade().map(|bus| (bus, s.zero_history)))
+            .collect();
+        Some(Completion {
+            parent: st.parent.upgrade(),
+            buses,
+        })
+    }
+
+    /// After [`complete_locked`](Self::complete_locked), with no lock held: bus bookkeeping and
+    /// middlewares, then the waiters, then the parent (which may complete in turn).
+    pub(crate) fn completed(self: &Arc<Self>, completion: Completion) {
+        let mut current = Arc::clone(self);
+        let mut completion = completion;
+        loop {
+            // Middlewares hear of the completion before anyone waiting for it is released, so
+            // whoever awaited an event sees what they did (a log line, a mirrored row).
+            if !completion.buses.is_empty() {
+                crate::bus::on_event_completed(&current, &completion.buses);
+            }
+            current.complete.store(true, Ordering::SeqCst);
+            if current.waited.load(Ordering::SeqCst) {
+                current.notify.notify_waiters();
+            }
+            let Some(parent) = completion.parent else {
+                return;
+            };
+            let next = {
+                let mut pst = parent.state.lock();
+                pst.incomplete_children = pst.incomplete_children.saturating_sub(1);
+                parent.complete_locked(&mut pst)
+            };
+            match next {
+                Some(next) => {
+                    current = parent;
+                    completion = next;
+                }
+                None => return,
+            }
+        }
+    }
+
+    /// Registers interest in the completion notification (before creating a `Notified`): the
+    /// completer only pays for `notify_waiters` when someone is waiting.
+    pub(crate) fn mark_waited(&self) {
+        self.waited.store(true, Ordering::SeqCst);
+    }
+
+    /// Links `child` under this event and under the result of the handler that dispatched it.
+    /// Called before the child is enqueued anywhere, so the child cannot complete unseen.
+    pub(crate) fn link_child(&self, child: &Arc<EventInner>, result_index: usize) {
+        let mut st = self.state.lock();
+        if st.children.iter().any(|c| Arc::ptr_eq(c, child)) {
+            return;
+        }
+        st.children.push(Arc::clone(child));
+        if !child.is_complete() {
+            st.incomplete_children += 1;
+        }
+        if let Some(result) = st.results.get_mut(result_index) {
+            result.children.push(child.id);
+        }
+    }
+
+    /// Whether `ancestor` is this event's parent, grandparent, … (following live links first, then
+    /// ids through `lookup` for parents that are no longer linked).
+    pub(crate) fn has_ancestor(
+        &self,
+        ancestor: &EventInner,
+        lookup: &dyn Fn(Uuid) -> Option<Arc<EventInner>>,
+    ) -> bool {
+        let (mut parent, mut parent_id) = {
+            let st = self.state.lock();
+            (st.parent.upgrade(), st.parent_id)
+        };
+        let mut hops = 0usize;
+        while let Some(id) = parent_id {
+            if id == ancestor.id {
+                return true;
+            }
+            hops += 1;
+            if hops > 10_000 {
+                return false;
+            }
+            let next = parent.take().or_else(|| lookup(id));
+            let Some(next) = next else { return false };
+            let st = next.state.lock();
+            parent = st.parent.upgrade();
+            parent_id = st.parent_id;
+        }
+        false
+    }
+
+    /// A metadata field by its wire name (`event_status`, `event_timeout`, …) as JSON, or `None`
+    /// if `name` is not one.
+    pub(crate) fn metadata_field(&self, name: &str) -> Option<Value> {
+        fn ts(t: Option<Timestamp>) -> Value {
+            t.map_or(Value::Null, |t| Value::String(t.to_string()))
+        }
+        fn mode<T: serde::Serialize>(m: Option<T>) -> Value {
+            m.and_then(|m| serde_json::to_value(m).ok())
+                .unwrap_or(Value::Null)
+        }
+        if !name.starts_with("event_") {
+            return None;
+        }
+        let st = self.state.lock();
+        let c = &st.config;
+        Some(match name {
+            "event_id" => Value::String(self.id.to_string()),
+            "event_type" => Value::String(self.event_type.to_string()),
+            "event_version" => Value::String(self.version.to_string()),
+            "event_status" => Value::String(st.status.as_str().to_owned()),
+            "event_parent_id" => st
+                .parent_id
+                .map_or(Value::Null, |id| Value::String(id.to_string())),
+            "event_emitted_by_handler_id" => st
+                .emitted_by_handler_id
+                .as_ref()
+                .map_or(Value::Null, |id| Value::String(id.to_string())),
+            "event_path" => Value::Array(
+                st.path
+                    .iter()
+                    .map(|l| Value::String(l.to_string()))
+                    .collect(),
+            ),
+            "event_pending_bus_count" => Value::from(
+                st.buses
+                    .iter()
+                    .filter(|s| s.phase != BusPhase::Done)
+                    .count(),
+            ),
+            "event_created_at" => ts(Some(self.created_at)),
+            "event_started_at" => ts(st.started_at),
+            "event_completed_at" => ts(st.completed_at),
+            "event_timeout" => c.event_timeout.map_or(Value::Null, Value::from),
+            "event_slow_timeout" => c.event_slow_timeout.map_or(Value::Null, Value::from),
+            "event_handler_timeout" => c.event_handler_timeout.map_or(Value::Null, Value::from),
+            "event_handler_slow_timeout" => c
+                .event_handler_slow_timeout
+                .map_or(Value::Null, Value::from),
+            "event_concurrency" => mode(c.event_concurrency),
+            "event_handler_concurrency" => mode(c.event_handler_concurrency),
+            "event_handler_completion" => mode(c.event_handler_completion),
+            _ => return None,
+        })
+    }
+
+    /// Signals a handler queue-jumping one of this event's ancestors that the subtree changed.
+    pub(crate) fn notify_jumping_ancestors(&self) {
+        let mut parent = self.state.lock().parent.upgrade();
+        while let Some(p) = parent {
+            let (waiting, next) = {
+                let st = p.state.lock();
+                (st.jump_waiters > 0, st.parent.upgrade())
+            };
+            if waiting {
+                p.notify.notify_waiters();
+            }
+            parent = next;
+        }
+    }
+}
+
+impl std::fmt::Debug for EventInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label())
+    }
+}
+
+fn decode_map<E: Event>(inner: &EventInner, map: &Map<String, Value>) -> Result<E, HandlerError> {
+    serde_path_to_error::deserialize::<_, E>(map).map_err(|err| {
+        let path = err.path().to_string();
+        let field = if path == "." {
+            String::new()
+        } else {
+            format!(" field `{path}`:")
+        };
+        decode_error::<E>(inner, &format!("{field} {}", err.inner()))
+    })
+}
+
+fn decode_error<E: Event>(inner: &EventInner, msg: &str) -> HandlerError {
+    HandlerError::with_kind(
+        HandlerErrorKind::PayloadDecode,
+        format!(
+            "{} payload could not be decoded as {}:{msg}",
+            inner.label(),
+            std::any::type_name::<E>()
+        ),
+    )
+}
+
+/// Last four hex digits of an id, as the reference runtimes print it.
+pub(crate) fn short_id(id: &Uuid) -> String {
+    let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    let text = id.hyphenated().encode_lower(&mut buf);
+    text[text.len() - 4..].to_owned()
+}
+
+/// A UUIDv7 (RFC 9562 layout) whose time part is the event's creation time. The 12 bits below
+/// the millisecond timestamp carry the sub-millisecond time, so ids created in the same millisecond
+/// still sort by creation; the rest is random.
+pub(crate) fn new_event_id(at: Timestamp) -> Uuid {
+    let nanos = at.as_unix_nanos();
+    let millis = nanos / 1_000_000;
+    let sub_ms = ((nanos % 1_000_000) * 4096 / 1_000_000) as u16; // 12 bits
+    let mut bytes = fastrand::u128(..).to_be_bytes();
+    bytes[0] = (sub_ms >> 8) as u8;
+    bytes[1] = sub_ms as u8;
+    let tail: [u8; 10] = [
+        bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7], bytes[8],
+        bytes[9],
+    ];
+    uuid::Builder::from_unix_timestamp_millis(millis, &tail).into_uuid()
+}
+
+impl ResultStatus {
+    pub(crate) fn is_terminal(self) -> bool {
+        matches!(self, ResultStatus::Completed | ResultStatus::Error)
+    }
+}

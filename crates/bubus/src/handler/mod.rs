@@ -1,0 +1,298 @@
+//! Handlers: what can be subscribed, how it is identified, and the record a registration returns.
+
+mod into;
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::event::HandlerConcurrency;
+use crate::time::Timestamp;
+
+pub(crate) use into::{ErasedHandler, HandlerCall, input_pattern};
+pub use into::{
+    HandlerFn, HandlerInput, HandlerOutcome, HandlerOutput, IntoHandler, Method, method,
+};
+
+/// A handler's id: deterministic by default (bus name, handler name, pattern), or set explicitly.
+///
+/// Because the default id does not depend on when or where a handler was registered, a bus built
+/// the same way after a restart gives its handlers the same ids, so restored snapshots and
+/// results re-bind to them.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct HandlerId(Arc<str>);
+
+impl HandlerId {
+    /// An explicit id.
+    pub fn new(id: impl Into<Arc<str>>) -> Self {
+        HandlerId(id.into())
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The default id: `uuid5(namespace, "{bus_name}|{handler_name}|{pattern}")`, with `|{n}`
+    /// appended for the `n`-th (n ≥ 1) further registration of the same handler on the same bus
+    /// and pattern. The namespace is the one the reference runtimes use for handler ids.
+    pub fn derive(bus_name: &str, handler_name: &str, pattern: &str, occurrence: usize) -> Self {
+        let seed = if occurrence == 0 {
+            format!("{bus_name}|{handler_name}|{pattern}")
+        } else {
+            format!("{bus_name}|{handler_name}|{pattern}|{occurrence}")
+        };
+        HandlerId(
+            Uuid::new_v5(&HANDLER_ID_NAMESPACE, seed.as_bytes())
+                .to_string()
+                .into(),
+        )
+    }
+
+    /// The last four characters, as used in labels.
+    pub(crate) fn short(&self) -> &str {
+        let s = self.as_str();
+        let start = s.char_indices().rev().nth(3).map_or(0, |(i, _)| i);
+        &s[start..]
+    }
+}
+
+/// `uuid5(NAMESPACE_DNS, "bubus-handler")`, shared with the Python and TypeScript runtimes.
+const HANDLER_ID_NAMESPACE: Uuid = Uuid::from_u128(0x4898345e_32b7_5f44_b450_2112431ad29d);
+
+impl fmt::Display for HandlerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for HandlerId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl From<&str> for HandlerId {
+    fn from(s: &str) -> Self {
+        HandlerId::new(s)
+    }
+}
+
+impl From<String> for HandlerId {
+    fn from(s: String) -> Self {
+        HandlerId::new(s)
+    }
+}
+
+impl PartialEq<str> for HandlerId {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for HandlerId {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+/// Everything known about a registered handler except the callable.
+#[derive(Debug)]
+pub(crate) struct HandlerMeta {
+    pub(crate) id: HandlerId,
+    pub(crate) name: Arc<str>,
+    pub(crate) file_path: Option<Arc<str>>,
+    pub(crate) pattern: Arc<str>,
+    pub(crate) registered_at: Timestamp,
+    /// `Some(x)`: set explicitly (`x == None` means "no cap", overriding event and bus values).
+    pub(crate) timeout: Option<Option<f64>>,
+    pub(crate) slow_timeout: Option<Option<f64>>,
+    /// Overrides the event's handler concurrency for this handler.
+    pub(crate) concurrency: Option<HandlerConcurrency>,
+    /// For forwarding handlers, the bus they forward to (id, label): skipped for events that
+    /// already went through it.
+    pub(crate) forward_target: Option<(Uuid, Arc<str>)>,
+    pub(crate) bus_id: Uuid,
+    pub(crate) bus_name: Arc<str>,
+    pub(crate) bus_label: Arc<str>,
+}
+
+impl HandlerMeta {
+    /// `name#abcd`.
+    pub(crate) fn label(&self) -> String {
+        format!("{}#{}", self.name, self.id.short())
+    }
+}
+
+pub(crate) struct HandlerEntry {
+    pub(crate) meta: Arc<HandlerMeta>,
+    pub(crate) func: HandlerFn,
+    /// A placeholder restored from a snapshot (returns null) until a handler with its id is
+    /// registered again.
+    pub(crate) stub: bool,
+}
+
+/// A registered handler: what [`EventBus::on`](crate::EventBus::on) returns and
+/// [`EventBus::off`](crate::EventBus::off) takes back. Cheap to clone.
+#[derive(Clone)]
+pub struct EventHandler {
+    pub(crate) meta: Arc<HandlerMeta>,
+}
+
+impl EventHandler {
+    /// The handler id.
+    pub fn id(&self) -> &HandlerId {
+        &self.meta.id
+    }
+
+    /// The handler name (the Rust path of the function, or as set in [`HandlerOptions`]).
+    pub fn handler_name(&self) -> &str {
+        &self.meta.name
+    }
+
+    /// `name#abcd`.
+    pub fn label(&self) -> String {
+        self.meta.label()
+    }
+
+    /// Where it was registered (`file:line`), when file-path detection is on.
+    pub fn handler_file_path(&self) -> Option<&str> {
+        self.meta.file_path.as_deref()
+    }
+
+    /// The pattern: an event type name or `"*"`.
+    pub fn event_pattern(&self) -> &str {
+        &self.meta.pattern
+    }
+
+    /// When it was registered.
+    pub fn handler_registered_at(&self) -> Timestamp {
+        self.meta.registered_at
+    }
+
+    /// The handler's own timeout, if one was set (`Some(None)`: explicitly no cap).
+    pub fn handler_timeout(&self) -> Option<Option<f64>> {
+        self.meta.timeout
+    }
+
+    /// The handler's own slow-warning threshold, if one was set.
+    pub fn handler_slow_timeout(&self) -> Option<Option<f64>> {
+        self.meta.slow_timeout
+    }
+
+    /// The handler's own concurrency override, if set.
+    pub fn handler_concurrency(&self) -> Option<HandlerConcurrency> {
+        self.meta.concurrency
+    }
+
+    /// The id of the bus it is registered on.
+    pub fn eventbus_id(&self) -> Uuid {
+        self.meta.bus_id
+    }
+
+    /// The name of the bus it is registered on.
+    pub fn eventbus_name(&self) -> &str {
+        &self.meta.bus_name
+    }
+}
+
+impl fmt::Debug for EventHandler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventHandler")
+            .field("id", &self.meta.id)
+            .field("handler_name", &self.meta.name)
+            .field("event_pattern", &self.meta.pattern)
+            .field("eventbus", &self.meta.bus_label)
+            .finish()
+    }
+}
+
+impl PartialEq for EventHandler {
+    fn eq(&self, other: &Self) -> bool {
+        self.meta.id == other.meta.id && self.meta.bus_id == other.meta.bus_id
+    }
+}
+
+/// Options for [`EventBus::on_with`](crate::EventBus::on_with).
+///
+/// ```
+/// use bubus::HandlerOptions;
+///
+/// let options = HandlerOptions::new()
+///     .pattern("UserLoginEvent")
+///     .id("login-audit")
+///     .name("audit_login")
+///     .timeout(Some(5.0));
+/// # let _ = options;
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct HandlerOptions {
+    pub(crate) pattern: Option<String>,
+    pub(crate) id: Option<HandlerId>,
+    pub(crate) name: Option<String>,
+    pub(crate) file_path: Option<String>,
+    pub(crate) timeout: Option<Option<f64>>,
+    pub(crate) slow_timeout: Option<Option<f64>>,
+    pub(crate) concurrency: Option<HandlerConcurrency>,
+}
+
+impl HandlerOptions {
+    /// No options: the pattern comes from the handler's argument type, the id and name are derived.
+    pub fn new() -> Self {
+        HandlerOptions::default()
+    }
+
+    /// Subscribe to this event type name, or `"*"` for every event.
+    #[must_use]
+    pub fn pattern(mut self, pattern: impl Into<String>) -> Self {
+        self.pattern = Some(pattern.into());
+        self
+    }
+
+    /// Use this id instead of the derived one.
+    #[must_use]
+    pub fn id(mut self, id: impl Into<HandlerId>) -> Self {
+        self.id = Some(id.into());
+        self
+    }
+
+    /// Use this handler name instead of the function's path.
+    #[must_use]
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Record this file path instead of the registration site.
+    #[must_use]
+    pub fn file_path(mut self, path: impl Into<String>) -> Self {
+        self.file_path = Some(path.into());
+        self
+    }
+
+    /// The handler's own timeout in seconds; `None` means "no cap", overriding event and bus
+    /// timeouts.
+    #[must_use]
+    pub fn timeout(mut self, seconds: Option<f64>) -> Self {
+        self.timeout = Some(seconds);
+        self
+    }
+
+    /// The handler's own slow-warning threshold in seconds; `None` disables the warning.
+    #[must_use]
+    pub fn slow_timeout(mut self, seconds: Option<f64>) -> Self {
+        self.slow_timeout = Some(seconds);
+        self
+    }
+
+    /// Run this handler serially (taking the event's serial-handler lock) or in parallel with the
+    /// event's other handlers, whatever the event's or the bus's handler concurrency says.
+    #[must_use]
+    pub fn concurrency(mut self, mode: HandlerConcurrency) -> Self {
+        self.concurrency = Some(mode);
+        self
+    }
+}

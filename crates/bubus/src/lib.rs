@@ -1,0 +1,147 @@
+//! A typed, async, in-process event bus for tokio, wire-compatible with the Python and TypeScript
+//! `bubus` runtimes.
+//!
+//! # The model
+//!
+//! * An **event** is a serde struct that implements [`Event`] (usually with `#[derive(Event)]`),
+//!   which also names the type its handlers return. The bus keeps the event's metadata — id,
+//!   parent, path, timestamps, status, per-handler results — beside the payload.
+//! * **Handlers** subscribe to an event type, a type name, or `"*"`
+//!   ([`EventBus::on`], [`EventBus::on_pattern`]). They can be sync or async functions, closures,
+//!   or methods of a shared service. For one event they run in order: exact-type handlers by
+//!   registration, then wildcard handlers.
+//! * [`EventBus::dispatch`] enqueues an event and returns at once with an [`EventHandle`]. Each bus
+//!   processes its queue strictly FIFO on its own task.
+//! * Awaiting a handle resolves when the event is **completed**: all its handlers on every bus it
+//!   reached are done, and so is every event they dispatched. Inside a handler, awaiting an event
+//!   **queue-jumps**: it is processed right away, ahead of the queue — that is how a handler calls
+//!   another part of the system through the bus and uses the answer.
+//! * Events dispatched inside a handler are **children** of the event being handled: lineage
+//!   (`event_parent_id`, `event_children`), per-handler results and [`EventBus::log_tree`] all
+//!   follow from it.
+//! * Each handler run leaves an [`EventResult`]; the handle's helpers aggregate them
+//!   ([`EventHandle::event_result`], [`EventHandle::event_results_list`],
+//!   [`EventHandle::first`], …), typed by the event's result type.
+//!
+//! ```
+//! use bubus::{Event, EventBus, EventHandle};
+//! use serde::{Deserialize, Serialize};
+//!
+//! #[derive(Clone, Debug, Serialize, Deserialize, Event)]
+//! #[event(result = String)]
+//! struct UserLoginEvent {
+//!     username: String,
+//!     is_admin: bool,
+//! }
+//!
+//! #[derive(Clone, Debug, Serialize, Deserialize, Event)]
+//! #[event(result = bool)]
+//! struct AuthRequestEvent {
+//!     username: String,
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), bubus::Error> {
+//! let bus = EventBus::new("AppBus");
+//!
+//! // A handler that calls another handler through the bus and waits for its answer.
+//! let inner_bus = bus.clone();
+//! bus.on(move |event: EventHandle<UserLoginEvent>| {
+//!     let bus = inner_bus.clone();
+//!     async move {
+//!         let auth = bus.dispatch(AuthRequestEvent { username: event.username.clone() })?;
+//!         let allowed = auth.event_result().await?; // queue-jumps: runs the child right now
+//!         Ok::<_, bubus::Error>(format!("{} logged in: {allowed}", event.username))
+//!     }
+//! });
+//! bus.on(|event: EventHandle<AuthRequestEvent>| event.username == "alice");
+//!
+//! let login = bus.dispatch(UserLoginEvent { username: "alice".into(), is_admin: true })?;
+//! assert_eq!(login.event_result().await?, "alice logged in: true");
+//!
+//! // The auth request was recorded as the login's child.
+//! let children = login.event_children();
+//! assert_eq!(children[0].event_type(), "AuthRequestEvent");
+//! assert_eq!(children[0].event_parent_id(), Some(login.event_id()));
+//! # Ok(()) }
+//! ```
+//!
+//! # Dynamic events
+//!
+//! Events that arrive as JSON — from another runtime, a bridge, or a log — are [`DynEvent`]s. They
+//! share the bus with typed events: a typed handler for `"UserLoginEvent"` receives a dynamic
+//! `"UserLoginEvent"` decoded into its struct, and `"*"` handlers see every event as an
+//! [`AnyEvent`].
+
+#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![warn(missing_docs)]
+#![cfg_attr(
+    not(test),
+    warn(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::print_stdout,
+        clippy::print_stderr
+    )
+)]
+
+// Lets `#[derive(Event)]` (which names `::bubus`) work inside this crate's own tests. Unused
+// while no unit test derives an event, hence the allow (`rust_2018_idioms` denies it under -D).
+#[cfg(test)]
+#[allow(unused_extern_crates)]
+extern crate self as bubus;
+
+mod bus;
+mod context;
+mod error;
+mod event;
+pub mod handler;
+pub mod middleware;
+mod result;
+pub mod retry;
+mod time;
+mod tree;
+pub mod wal;
+mod wire;
+
+#[doc(hidden)]
+#[path = "private.rs"]
+pub mod __private;
+
+#[doc(inline)]
+pub use bus::{BusConfig, EventBus, EventBusBuilder, Expect, FindQuery, Forwarder, LockDomain};
+#[doc(inline)]
+pub use context::{
+    InCurrentHandler, context, current_bus, current_event, current_handler_id, in_current_handler,
+    in_handler, with_context,
+};
+#[doc(inline)]
+pub use error::{
+    DispatchError, Error, HandlerError, HandlerErrorKind, ResultError, WaitError, WireError,
+};
+#[doc(inline)]
+pub use event::{
+    AnyEvent, DEFAULT_EVENT_VERSION, DynEvent, DynEventError, Event, EventConcurrency, EventConfig,
+    EventHandle, EventPayload, EventResultValue, EventStatus, HandlerCompletion,
+    HandlerConcurrency, IntoEvent,
+};
+#[doc(inline)]
+pub use handler::{EventHandler, HandlerId, HandlerOptions};
+#[doc(inline)]
+pub use result::{EventResult, FlatDict, FlatList, ResultStatus, ResultsQuery};
+#[doc(inline)]
+pub use time::{Timestamp, TimestampError};
+#[doc(inline)]
+pub use wire::DecodeError;
+
+/// `#[derive(Event)]`: see the [`Event`] trait.
+#[cfg(feature = "macros")]
+pub use bubus_macros::Event;
+
+/// The future returned by awaiting an [`EventHandle`] or [`AnyEvent`].
+pub use event::EventFuture;
+
+/// The README's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeDoctests;

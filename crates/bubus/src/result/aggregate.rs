@@ -1,0 +1,516 @@
+//! Result aggregation: the reference runtimes' `event_result*` helpers, typed.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::hash::Hash;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde_json::Value;
+
+use super::EventResult;
+use crate::error::{HandlerError, ResultError, WaitError};
+use crate::event::EventResultValue;
+use crate::event::inner::EventInner;
+use crate::handler::HandlerId;
+
+type Include<R> = Box<dyn Fn(&EventResult<R>) -> bool + Send + Sync>;
+
+/// Result helpers with options. Get one from `EventHandle::results()` or `AnyEvent::results()`,
+/// set options, then call one of the async methods.
+///
+/// Every method first waits for the event to complete (queue-jumping when called inside a
+/// handler), then reads the results in the order the handlers were scheduled — registration order
+/// on each bus, buses in the order they processed the event.
+///
+/// | method | `raise_if_any` | `raise_if_none` | returns |
+/// | --- | --- | --- | --- |
+/// | [`one`](Self::one) | true | true | the first included value |
+/// | [`list`](Self::list) | true | true | every included value |
+/// | [`by_handler_id`](Self::by_handler_id) | true | true | values keyed by handler id |
+/// | [`by_handler_name`](Self::by_handler_name) | true | true | values keyed by handler name |
+/// | [`flat_dict`](Self::flat_dict) | true | false | map results merged into one |
+/// | [`flat_list`](Self::flat_list) | true | true | list results concatenated |
+/// | [`first`](Self::first) | false | false | the first included value |
+///
+/// The default include filter keeps completed results with a non-null value that are not
+/// forwarded events; [`include`](Self::include) replaces it.
+///
+/// ```
+/// use bubus::{Event, EventBus, EventHandle, HandlerError};
+/// use serde::{Deserialize, Serialize};
+///
+/// #[derive(Clone, Debug, Serialize, Deserialize, Event)]
+/// #[event(result = u32)]
+/// struct Count;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), bubus::Error> {
+/// let bus = EventBus::new("Counter");
+/// bus.on(|_: EventHandle<Count>| 1);
+/// bus.on(|_: EventHandle<Count>| -> Result<u32, HandlerError> { Err(HandlerError::new("ValueError", "no")) });
+/// bus.on(|_: EventHandle<Count>| 3);
+///
+/// let event = bus.dispatch(Count)?;
+/// assert!(event.event_results_list().await.is_err()); // one handler failed
+/// let values = event.results().raise_if_any(false).list().await?;
+/// assert_eq!(values, vec![1, 3]);
+/// let big = event.results().raise_if_any(false).include(|r| r.result > Some(2)).list().await?;
+/// assert_eq!(big, vec![3]);
+/// # Ok(()) }
+/// ```
+pub struct ResultsQuery<R> {
+    event: Arc<EventInner>,
+    timeout: Option<Duration>,
+    include: Option<Include<R>>,
+    raise_if_any: Option<bool>,
+    raise_if_none: Option<bool>,
+    raise_if_conflicts: bool,
+    _result: PhantomData<fn() -> R>,
+}
+
+impl<R> fmt::Debug for ResultsQuery<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResultsQuery")
+            .field("event", &self.event.label())
+            .field("timeout", &self.timeout)
+            .field("custom_include", &self.include.is_some())
+            .field("raise_if_any", &self.raise_if_any)
+            .field("raise_if_none", &self.raise_if_none)
+            .field("raise_if_conflicts", &self.raise_if_conflicts)
+            .finish()
+    }
+}
+
+struct Collected<R> {
+    values: Vec<(HandlerId, String, R)>,
+    errors: Vec<HandlerError>,
+}
+
+impl<R: EventResultValue> ResultsQuery<R> {
+    pub(crate) fn new(event: Arc<EventInner>) -> Self {
+        ResultsQuery {
+            event,
+            timeout: None,
+            include: None,
+            raise_if_any: None,
+            raise_if_none: None,
+            raise_if_conflicts: true,
+            _result: PhantomData,
+        }
+    }
+
+    /// Stop waiting after `timeout` with [`WaitError::Timeout`] (the event itself goes on).
+    #[must_use]
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Keep only results for which `filter` returns true (replaces the default filter). Results
+    /// without a value are never returned, whatever the filter says.
+    #[must_use]
+    pub fn include(
+        mut self,
+        filter: impl Fn(&EventResult<R>) -> bool + Send + Sync + 'static,
+    ) -> Self {
+        self.include = Some(Box::new(filter));
+        self
+    }
+
+    /// Fail when any handler failed (one error → that error, several → all of them).
+    #[must_use]
+    pub fn raise_if_any(mut self, raise: bool) -> Self {
+        self.raise_if_any = Some(raise);
+        self
+    }
+
+    /// Fail when no result passes the include filter.
+    #[must_use]
+    pub fn raise_if_none(mut self, raise: bool) -> Self {
+        self.raise_if_none = Some(raise);
+        self
+    }
+
+    /// `flat_dict` only: fail when two handlers return the same key (default), or let the later
+    /// handler win.
+    #[must_use]
+    pub fn raise_if_conflicts(mut self, raise: bool) -> Self {
+        self.raise_if_conflicts = raise;
+        self
+    }
+
+    /// The first included value, or `None` (only when `raise_if_none` is off).
+    ///
+    /// # Errors
+    ///
+    /// See [`ResultError`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: dropping the future stops waiting and leaves the event untouched.
+    pub async fn one(self) -> Result<Option<R>, ResultError> {
+        let collected = self.collect(true, true).await?;
+        Ok(collected.values.into_iter().next().map(|(_, _, v)| v))
+    }
+
+    /// Every included value, in result order.
+    ///
+    /// # Errors
+    ///
+    /// See [`ResultError`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn list(self) -> Result<Vec<R>, ResultError> {
+        let collected = self.collect(true, true).await?;
+        Ok(collected.values.into_iter().map(|(_, _, v)| v).collect())
+    }
+
+    /// Included values keyed by handler id, in result order.
+    ///
+    /// # Errors
+    ///
+    /// See [`ResultError`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn by_handler_id(self) -> Result<IndexMap<HandlerId, R>, ResultError> {
+        let collected = self.collect(true, true).await?;
+        Ok(collected
+            .values
+            .into_iter()
+            .map(|(id, _, v)| (id, v))
+            .collect())
+    }
+
+    /// Included values keyed by handler name; a later handler with the same name wins.
+    ///
+    /// # Errors
+    ///
+    /// See [`ResultError`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn by_handler_name(self) -> Result<IndexMap<String, R>, ResultError> {
+        let collected = self.collect(true, true).await?;
+        Ok(collected
+            .values
+            .into_iter()
+            .map(|(_, name, v)| (name, v))
+            .collect())
+    }
+
+    /// The first included value without raising: `None` if no handler returned one or all
+    /// failed. (Does not switch the event to first-completion mode; the handle's `first()` does.)
+    ///
+    /// # Errors
+    ///
+    /// Only waiting errors, unless raise policies were set explicitly.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn first(self) -> Result<Option<R>, ResultError> {
+        let collected = self.collect(false, false).await?;
+        Ok(collected.values.into_iter().next().map(|(_, _, v)| v))
+    }
+
+    async fn collect(
+        &self,
+        default_any: bool,
+        default_none: bool,
+    ) -> Result<Collected<R>, ResultError> {
+        self.collect_shaped(default_any, default_none, |_| true)
+            .await
+    }
+
+    /// As `collect`, keeping only the values `shape` accepts: `flat_dict` and `flat_list` of JSON
+    /// results keep objects / arrays only, so a value of another shape is not a result for
+    /// `raise_if_none` either (the reference ANDs the include filter with "is a dict / list").
+    async fn collect_shaped(
+        &self,
+        default_any: bool,
+        default_none: bool,
+        shape: impl Fn(&R) -> bool,
+    ) -> Result<Collected<R>, ResultError> {
+        self.wait().await?;
+        let raise_if_any = self.raise_if_any.unwrap_or(default_any);
+        let raise_if_none = self.raise_if_none.unwrap_or(default_none);
+        let mut collected = self.read();
+        collected.values.retain(|(_, _, value)| shape(value));
+        self.check(collected, raise_if_any, raise_if_none)
+    }
+
+    fn check(
+        &self,
+        collected: Collected<R>,
+        raise_if_any: bool,
+        raise_if_none: bool,
+    ) -> Result<Collected<R>, ResultError> {
+        if raise_if_any && !collected.errors.is_empty() {
+            let mut errors = collected.errors;
+            return Err(if errors.len() == 1 {
+                ResultError::Handler(errors.remove(0))
+            } else {
+                ResultError::Handlers {
+                    event: self.event.label(),
+                    errors,
+                }
+            });
+        }
+        if raise_if_none && collected.values.is_empty() {
+            return Err(ResultError::NoResult {
+                event: self.event.label(),
+            });
+        }
+        Ok(collected)
+    }
+
+    async fn wait(&self) -> Result<(), ResultError> {
+        if self.event.is_complete() {
+            return Ok(());
+        }
+        let wait = crate::bus::wait_for(Arc::clone(&self.event));
+        match self.timeout {
+            None => wait.await?,
+            Some(timeout) => match tokio::time::timeout(timeout, wait).await {
+                Ok(result) => result?,
+                Err(_) => {
+                    return Err(WaitError::Timeout {
+                        event: self.event.label(),
+                        timeout,
+                    }
+                    .into());
+                }
+            },
+        }
+        Ok(())
+    }
+
+    fn read(&self) -> Collected<R> {
+        let st = self.event.state.lock();
+        let mut values = Vec::new();
+        let mut errors = Vec::new();
+        for record in &st.results {
+            if let Some(err) = &record.error {
+                errors.push(err.clone());
+            }
+            match &self.include {
+                None => {
+                    if !record.is_truthy() {
+                        continue;
+                    }
+                    match record.value.extract::<R>() {
+                        Some(Ok(value)) => values.push((
+                            record.handler.id.clone(),
+                            record.handler.name.to_string(),
+                            value,
+                        )),
+                        Some(Err(err)) => errors.push(err),
+                        None => {}
+                    }
+                }
+                Some(include) => {
+                    let snapshot = record.snapshot::<R>(self.event.id);
+                    if record.error.is_none() {
+                        // A stored value that does not convert to `R` is an error, not a silent
+                        // omission (the snapshot carries the conversion error).
+                        if let Some(err) = &snapshot.error {
+                            errors.push(err.clone());
+                        }
+                    }
+                    if !include(&snapshot) {
+                        continue;
+                    }
+                    if let Some(value) = snapshot.result {
+                        values.push((snapshot.handler_id, snapshot.handler_name, value));
+                    }
+                }
+            }
+        }
+        Collected { values, errors }
+    }
+}
+
+impl<R: EventResultValue + FlatDict> ResultsQuery<R> {
+    /// Merges the included map results into one map, in result order. Results that are not maps
+    /// (for JSON results) are not included, and empty maps are skipped.
+    ///
+    /// # Errors
+    ///
+    /// [`ResultError::Conflict`] when two handlers return the same key and `raise_if_conflicts`
+    /// is on; otherwise see [`ResultError`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn flat_dict(self) -> Result<R, ResultError> {
+        let collected = self
+            .collect_shaped(true, false, |v| v.__keys().is_some())
+            .await?;
+        let mut merged = R::__empty();
+        let mut conflicts = Vec::new();
+        for (_, _, value) in collected.values {
+            let Some(keys) = value.__keys() else { continue };
+            if keys.is_empty() {
+                continue;
+            }
+            if self.raise_if_conflicts {
+                let existing = merged.__keys().unwrap_or_default();
+                conflicts.extend(keys.into_iter().filter(|k| existing.contains(k)));
+            }
+            merged.__merge(value);
+        }
+        if !conflicts.is_empty() {
+            conflicts.sort();
+            conflicts.dedup();
+            return Err(ResultError::Conflict {
+                event: self.event.label(),
+                keys: conflicts,
+            });
+        }
+        Ok(merged)
+    }
+}
+
+impl<R: EventResultValue + FlatList> ResultsQuery<R> {
+    /// Concatenates the included list results, in result order. Results that are not lists (for
+    /// JSON results) are not included.
+    ///
+    /// # Errors
+    ///
+    /// See [`ResultError`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn flat_list(self) -> Result<R, ResultError> {
+        let collected = self.collect_shaped(true, true, R::__is_list).await?;
+        let mut merged = R::__empty();
+        for (_, _, value) in collected.values {
+            merged.__extend(value);
+        }
+        Ok(merged)
+    }
+}
+
+/// Map-like result types that [`ResultsQuery::flat_dict`] can merge.
+pub trait FlatDict: Sized {
+    #[doc(hidden)]
+    fn __empty() -> Self;
+    /// The keys, or `None` if this value is not a map (JSON values that are not objects).
+    #[doc(hidden)]
+    fn __keys(&self) -> Option<Vec<String>>;
+    /// Inserts every entry of `other`, overwriting existing keys.
+    #[doc(hidden)]
+    fn __merge(&mut self, other: Self);
+}
+
+impl<K: Eq + Hash + ToString, V, S: std::hash::BuildHasher + Default> FlatDict
+    for HashMap<K, V, S>
+{
+    fn __empty() -> Self {
+        HashMap::default()
+    }
+    fn __keys(&self) -> Option<Vec<String>> {
+        Some(self.keys().map(ToString::to_string).collect())
+    }
+    fn __merge(&mut self, other: Self) {
+        self.extend(other);
+    }
+}
+
+impl<K: Ord + ToString, V> FlatDict for BTreeMap<K, V> {
+    fn __empty() -> Self {
+        BTreeMap::new()
+    }
+    fn __keys(&self) -> Option<Vec<String>> {
+        Some(self.keys().map(ToString::to_string).collect())
+    }
+    fn __merge(&mut self, other: Self) {
+        self.extend(other);
+    }
+}
+
+impl<K: Eq + Hash + ToString, V, S: std::hash::BuildHasher + Default> FlatDict
+    for IndexMap<K, V, S>
+{
+    fn __empty() -> Self {
+        IndexMap::default()
+    }
+    fn __keys(&self) -> Option<Vec<String>> {
+        Some(self.keys().map(ToString::to_string).collect())
+    }
+    fn __merge(&mut self, other: Self) {
+        self.extend(other);
+    }
+}
+
+impl FlatDict for serde_json::Map<String, Value> {
+    fn __empty() -> Self {
+        serde_json::Map::new()
+    }
+    fn __keys(&self) -> Option<Vec<String>> {
+        Some(self.keys().cloned().collect())
+    }
+    fn __merge(&mut self, other: Self) {
+        self.extend(other);
+    }
+}
+
+impl FlatDict for Value {
+    fn __empty() -> Self {
+        Value::Object(serde_json::Map::new())
+    }
+    fn __keys(&self) -> Option<Vec<String>> {
+        self.as_object().map(|m| m.keys().cloned().collect())
+    }
+    fn __merge(&mut self, other: Self) {
+        if let (Value::Object(into), Value::Object(from)) = (self, other) {
+            into.extend(from);
+        }
+    }
+}
+
+/// List-like result types that [`ResultsQuery::flat_list`] can concatenate.
+pub trait FlatList: Sized {
+    #[doc(hidden)]
+    fn __empty() -> Self;
+    /// Appends the items of `other` (nothing, if `other` is not a list).
+    #[doc(hidden)]
+    fn __extend(&mut self, other: Self);
+    /// Whether this value is a list (JSON values that are not arrays are not).
+    #[doc(hidden)]
+    fn __is_list(&self) -> bool {
+        true
+    }
+}
+
+impl<T> FlatList for Vec<T> {
+    fn __empty() -> Self {
+        Vec::new()
+    }
+    fn __extend(&mut self, other: Self) {
+        self.extend(other);
+    }
+}
+
+impl FlatList for Value {
+    fn __empty() -> Self {
+        Value::Array(Vec::new())
+    }
+    fn __is_list(&self) -> bool {
+        self.is_array()
+    }
+    fn __extend(&mut self, other: Self) {
+        if let (Value::Array(into), Value::Array(from)) = (self, other) {
+            into.extend(from);
+        }
+    }
+}

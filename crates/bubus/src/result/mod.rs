@@ -1,0 +1,365 @@
+//! Per-handler results and the helpers that aggregate them.
+
+mod aggregate;
+mod slot;
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::{HandlerError, HandlerErrorKind};
+use crate::event::inner::EventInner;
+use crate::event::{AnyEvent, EventHandle, EventPayload, EventResultValue};
+use crate::handler::{HandlerId, HandlerMeta};
+use crate::time::Timestamp;
+
+pub use aggregate::{FlatDict, FlatList, ResultsQuery};
+pub(crate) use slot::ResultSlot;
+
+/// Where one handler is with one event.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResultStatus {
+    /// Waiting to run (for its turn, or for the serial-handler lock).
+    Pending,
+    /// Running.
+    Started,
+    /// Returned a value.
+    Completed,
+    /// Failed: returned an error, panicked, timed out, or was cancelled or aborted.
+    Error,
+}
+
+impl ResultStatus {
+    /// The wire spelling.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ResultStatus::Pending => "pending",
+            ResultStatus::Started => "started",
+            ResultStatus::Completed => "completed",
+            ResultStatus::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for ResultStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The live record of one handler run, stored on the event.
+pub(crate) struct ResultRecord {
+    pub(crate) id: Uuid,
+    pub(crate) handler: Arc<HandlerMeta>,
+    pub(crate) status: ResultStatus,
+    pub(crate) value: ResultSlot,
+    pub(crate) error: Option<HandlerError>,
+    pub(crate) started_at: Option<Timestamp>,
+    pub(crate) completed_at: Option<Timestamp>,
+    pub(crate) children: Vec<Uuid>,
+}
+
+impl ResultRecord {
+    /// A pending result. Its id's time part is `at` (the event's creation time: ids only need to
+    /// be unique, and this saves a clock read per handler run).
+    pub(crate) fn pending(handler: Arc<HandlerMeta>, at: Timestamp) -> Self {
+        ResultRecord {
+            id: crate::event::inner::new_event_id(at),
+            handler,
+            status: ResultStatus::Pending,
+            value: ResultSlot::Null,
+            error: None,
+            started_at: None,
+            completed_at: None,
+            children: Vec::new(),
+        }
+    }
+
+    /// Records a terminal outcome unless one is already recorded (a cancellation or timeout that
+    /// got there first wins). Returns whether it was recorded.
+    pub(crate) fn finish(&mut self, outcome: Result<ResultSlot, HandlerError>) -> bool {
+        if self.status.is_terminal() {
+            return false;
+        }
+        let now = Timestamp::now();
+        match outcome {
+            Ok(value) => {
+                self.value = value;
+                self.status = ResultStatus::Completed;
+            }
+            Err(err) => {
+                self.error = Some(err);
+                self.status = ResultStatus::Error;
+            }
+        }
+        if self.started_at.is_none() {
+            self.started_at = Some(now);
+        }
+        self.completed_at = Some(now);
+        true
+    }
+
+    /// The default "truthy" include filter of the reference helpers: completed, no error, not
+    /// null, not a forwarded event.
+    pub(crate) fn is_truthy(&self) -> bool {
+        self.status == ResultStatus::Completed
+            && self.error.is_none()
+            && !self.value.is_null()
+            && !self.value.is_forwarded()
+    }
+
+    pub(crate) fn snapshot<R: EventResultValue>(&self, event_id: Uuid) -> EventResult<R> {
+        let (result, conversion_error) = match self.value.extract::<R>() {
+            None => (None, None),
+            Some(Ok(value)) => (Some(value), None),
+            Some(Err(err)) => (None, Some(err)),
+        };
+        let forwarded_event_id = match &self.value {
+            ResultSlot::Forwarded { event_id, .. } => Some(*event_id),
+            _ => None,
+        };
+        EventResult {
+            id: self.id,
+            status: self.status,
+            event_id,
+            handler_id: self.handler.id.clone(),
+            handler_name: self.handler.name.to_string(),
+            handler_file_path: self.handler.file_path.as_deref().map(str::to_owned),
+            handler_event_pattern: self.handler.pattern.to_string(),
+            handler_timeout: self.handler.timeout.flatten(),
+            handler_slow_timeout: self.handler.slow_timeout.flatten(),
+            handler_registered_at: self.handler.registered_at,
+            eventbus_id: self.handler.bus_id,
+            eventbus_name: self.handler.bus_name.to_string(),
+            started_at: self.started_at,
+            completed_at: self.completed_at,
+            result,
+            result_json: self.value.to_json(),
+            forwarded_event_id,
+            error: self.error.clone().or(conversion_error),
+            event_children: self.children.clone(),
+        }
+    }
+}
+
+/// A snapshot of one handler's run for one event on one bus.
+///
+/// `R` is the event's result type for [`EventHandle::event_results`], JSON for
+/// [`AnyEvent::event_results`].
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct EventResult<R = Value> {
+    /// The result's id (UUIDv7).
+    pub id: Uuid,
+    /// Pending, started, completed or error.
+    pub status: ResultStatus,
+    /// The event it belongs to.
+    pub event_id: Uuid,
+    /// The handler that produced it.
+    pub handler_id: HandlerId,
+    /// The handler's name.
+    pub handler_name: String,
+    /// Where the handler was registered (`file:line`), when detection is on.
+    pub handler_file_path: Option<String>,
+    /// The pattern the handler was registered for.
+    pub handler_event_pattern: String,
+    /// The handler's own timeout, if set.
+    pub handler_timeout: Option<f64>,
+    /// The handler's own slow-warning threshold, if set.
+    pub handler_slow_timeout: Option<f64>,
+    /// When the handler was registered.
+    pub handler_registered_at: Timestamp,
+    /// The id of the bus that ran the handler.
+    pub eventbus_id: Uuid,
+    /// The name of the bus that ran the handler.
+    pub eventbus_name: String,
+    /// When the handler started.
+    pub started_at: Option<Timestamp>,
+    /// When the handler finished.
+    pub completed_at: Option<Timestamp>,
+    /// The returned value; `None` while running, for null values, forwards and errors.
+    pub result: Option<R>,
+    /// The returned value as JSON (`null` when there is none).
+    pub result_json: Value,
+    /// Set when the handler forwarded the event to another bus (its result is the event itself).
+    pub forwarded_event_id: Option<Uuid>,
+    /// Why the handler failed.
+    pub error: Option<HandlerError>,
+    /// Ids of the events the handler dispatched.
+    pub event_children: Vec<Uuid>,
+}
+
+impl<R> EventResult<R> {
+    /// Whether the handler timed out.
+    pub fn is_timeout(&self) -> bool {
+        self.error
+            .as_ref()
+            .is_some_and(|e| e.kind() == HandlerErrorKind::Timeout)
+    }
+}
+
+fn snapshots<R: EventResultValue>(inner: &EventInner) -> Vec<EventResult<R>> {
+    let st = inner.state.lock();
+    st.results
+        .iter()
+        .map(|r| r.snapshot::<R>(inner.id))
+        .collect()
+}
+
+impl<P: EventPayload> EventHandle<P> {
+    /// One snapshot per handler run so far, on every bus, in the order handlers were scheduled.
+    pub fn event_results(&self) -> Vec<EventResult<P::Result>> {
+        snapshots(self.inner())
+    }
+
+    /// Result helpers with options (timeout, include filter, raise policies).
+    pub fn results(&self) -> ResultsQuery<P::Result> {
+        ResultsQuery::new(Arc::clone(self.inner()))
+    }
+}
+
+impl AnyEvent {
+    /// One snapshot per handler run so far, with values as JSON.
+    pub fn event_results(&self) -> Vec<EventResult<Value>> {
+        snapshots(self.inner())
+    }
+
+    /// Result helpers with options, values as JSON.
+    pub fn results(&self) -> ResultsQuery<Value> {
+        ResultsQuery::new(Arc::clone(self.inner()))
+    }
+}
+
+macro_rules! result_helpers {
+    ($ty:ty, $r:ty $(, $p:ident)?) => {
+        impl$(<$p: EventPayload>)? $ty {
+            /// Waits for the event (queue-jumping inside a handler), then returns the first
+            /// handler's non-null value. Fails if any handler failed or none returned a value.
+            ///
+            /// The reference's `event_result()`; see [`ResultsQuery::one`] for options.
+            ///
+            /// # Errors
+            ///
+            /// [`ResultError::Handler`](crate::ResultError::Handler) /
+            /// [`Handlers`](crate::ResultError::Handlers) when handlers failed,
+            /// [`NoResult`](crate::ResultError::NoResult) when none returned a value,
+            /// [`Wait`](crate::ResultError::Wait) when the event cannot be awaited.
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe: dropping the future stops waiting and leaves the event untouched.
+            pub async fn event_result(&self) -> Result<$r, crate::ResultError> {
+                let inner = Arc::clone(self.inner());
+                self.results().one().await?.ok_or_else(|| crate::ResultError::NoResult {
+                    event: inner.label(),
+                })
+            }
+
+            /// Waits for the event, then returns every handler's non-null value in result
+            /// order. Fails if any handler failed or none returned a value.
+            ///
+            /// # Errors
+            ///
+            /// As [`event_result`](Self::event_result).
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe.
+            pub async fn event_results_list(&self) -> Result<Vec<$r>, crate::ResultError> {
+                self.results().list().await
+            }
+
+            /// Waits for the event, then returns the non-null values keyed by handler id.
+            ///
+            /// # Errors
+            ///
+            /// As [`event_result`](Self::event_result).
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe.
+            pub async fn event_results_by_handler_id(
+                &self,
+            ) -> Result<indexmap::IndexMap<HandlerId, $r>, crate::ResultError> {
+                self.results().by_handler_id().await
+            }
+
+            /// Waits for the event, then returns the non-null values keyed by handler name
+            /// (a later handler with the same name overwrites an earlier one).
+            ///
+            /// # Errors
+            ///
+            /// As [`event_result`](Self::event_result).
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe.
+            pub async fn event_results_by_handler_name(
+                &self,
+            ) -> Result<indexmap::IndexMap<String, $r>, crate::ResultError> {
+                self.results().by_handler_name().await
+            }
+
+            /// Waits for the event, then merges the handlers' map results into one map. A key
+            /// returned by two handlers is an error (see
+            /// [`ResultsQuery::raise_if_conflicts`] to let the last handler win). No results
+            /// is not an error: the merged map is empty.
+            ///
+            /// # Errors
+            ///
+            /// [`ResultError::Conflict`](crate::ResultError::Conflict), and as
+            /// [`event_result`](Self::event_result) for failed handlers.
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe.
+            pub async fn event_results_flat_dict(&self) -> Result<$r, crate::ResultError>
+            where
+                $r: FlatDict,
+            {
+                self.results().flat_dict().await
+            }
+
+            /// Waits for the event, then concatenates the handlers' list results.
+            ///
+            /// # Errors
+            ///
+            /// As [`event_result`](Self::event_result).
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe.
+            pub async fn event_results_flat_list(&self) -> Result<$r, crate::ResultError>
+            where
+                $r: FlatList,
+            {
+                self.results().flat_list().await
+            }
+
+            /// Switches the event to first-completion mode (the first handler to return a
+            /// non-null value wins and the rest are cancelled), waits for it, and returns the
+            /// winning value — `None` if no handler returned one. Handler errors are not raised.
+            ///
+            /// Switching only affects processing that has not started yet.
+            ///
+            /// # Errors
+            ///
+            /// Only [`ResultError::Wait`](crate::ResultError::Wait).
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe.
+            pub async fn first(&self) -> Result<Option<$r>, crate::ResultError> {
+                self.set_event_handler_completion(Some(crate::HandlerCompletion::First));
+                self.results().first().await
+            }
+        }
+    };
+}
+
+result_helpers!(EventHandle<P>, P::Result, P);
+result_helpers!(AnyEvent, Value);

@@ -1,0 +1,297 @@
+//! Events and results to their canonical JSON (design §4): every built-in `event_*` key present
+//! (null when unset), in the Python runtime's order, payload fields after them; timestamps in the
+//! canonical 30-character `Z` form; errors as `{"type", "message"}`.
+
+use std::sync::{Arc, Weak};
+
+use serde_json::{Map, Value};
+
+use crate::event::inner::{BusPhase, EventInner};
+use crate::result::{ResultRecord, ResultSlot};
+use crate::time::Timestamp;
+
+fn ts(t: Option<Timestamp>) -> Value {
+    t.map_or(Value::Null, |t| Value::String(t.to_string()))
+}
+
+fn opt_f64(v: Option<f64>) -> Value {
+    v.map_or(Value::Null, Value::from)
+}
+
+fn mode<T: serde::Serialize>(m: Option<T>) -> Value {
+    m.and_then(|m| serde_json::to_value(m).ok())
+        .unwrap_or(Value::Null)
+}
+
+/// The event's JSON object. With `results`, `event_results` is appended as a list (the form bus
+/// snapshots and result-carrying log records use); without, it is omitted, as on bridges.
+pub(crate) fn event_json(event: &EventInner, results: bool) -> Map<String, Value> {
+    let payload = match event.payload_json() {
+        Ok(payload) => payload,
+        Err(err) => {
+            tracing::warn!(event = %event.label(), error = %err, "payload could not be serialized");
+            Map::new()
+        }
+    };
+    let result_type = (event.kind.result_schema)(event).unwrap_or(Value::Null);
+    let st = event.state.lock();
+    let c = &st.config;
+    let mut out = Map::with_capacity(20 + payload.len());
+    out.insert(
+        "event_type".into(),
+        Value::String(event.event_type.to_string()),
+    );
+    out.insert(
+        "event_version".into(),
+        Value::String(event.version.to_string()),
+    );
+    out.insert("event_timeout".into(), opt_f64(c.event_timeout));
+    out.insert("event_slow_timeout".into(), opt_f64(c.event_slow_timeout));
+    out.insert("event_concurrency".into(), mode(c.event_concurrency));
+    out.insert(
+        "event_handler_timeout".into(),
+        opt_f64(c.event_handler_timeout),
+    );
+    out.insert(
+        "event_handler_slow_timeout".into(),
+        opt_f64(c.event_handler_slow_timeout),
+    );
+    out.insert(
+        "event_handler_concurrency".into(),
+        mode(c.event_handler_concurrency),
+    );
+    out.insert(
+        "event_handler_completion".into(),
+        mode(c.event_handler_completion),
+    );
+    out.insert("event_result_type".into(), result_type);
+    out.insert("event_id".into(), Value::String(event.id.to_string()));
+    out.insert(
+        "event_path".into(),
+        Value::Array(
+            st.path
+                .iter()
+                .map(|l| Value::String(l.to_string()))
+                .collect(),
+        ),
+    );
+    out.insert(
+        "event_parent_id".into(),
+        st.parent_id
+            .map_or(Value::Null, |id| Value::String(id.to_string())),
+    );
+    out.insert(
+        "event_emitted_by_handler_id".into(),
+        st.emitted_by_handler_id
+            .as_ref()
+            .map_or(Value::Null, |id| Value::String(id.to_string())),
+    );
+    out.insert(
+        "event_pending_bus_count".into(),
+        Value::from(
+            st.buses
+                .iter()
+                .filter(|s| s.phase != BusPhase::Done)
+                .count(),
+        ),
+    );
+    out.insert("event_created_at".into(), ts(Some(event.created_at)));
+    out.insert(
+        "event_status".into(),
+        Value::String(st.status.as_str().to_owned()),
+    );
+    out.insert("event_started_at".into(), ts(st.started_at));
+    out.insert("event_completed_at".into(), ts(st.completed_at));
+    for (key, value) in payload {
+        out.entry(key).or_insert(value);
+    }
+    if results {
+        // A forwarding result is this same event: reuse the JSON built above rather than
+        // locking the event again.
+        let this = Value::Object(out.clone());
+        let forwarded = |target: &Weak<EventInner>| match target.upgrade() {
+            Some(target) if std::ptr::eq(Arc::as_ptr(&target), event) => this.clone(),
+            Some(_) | None => Value::Null,
+        };
+        let results: Vec<Value> = st
+            .results
+            .iter()
+            .map(|r| Value::Object(result_json(r, event.id, &forwarded)))
+            .collect();
+        drop(st);
+        out.insert("event_results".into(), Value::Array(results));
+    }
+    out
+}
+
+/// One result's JSON object (§2.2), every key present. `forwarded` renders the event a forwarding
+/// handler returned.
+pub(crate) fn result_json(
+    record: &ResultRecord,
+    event_id: uuid::Uuid,
+    forwarded: &dyn Fn(&Weak<EventInner>) -> Value,
+) -> Map<String, Value> {
+    let h = &record.handler;
+    let mut out = Map::with_capacity(17);
+    out.insert("id".into(), Value::String(record.id.to_string()));
+    out.insert(
+        "status".into(),
+        Value::String(record.status.as_str().to_owned()),
+    );
+    out.insert("event_id".into(), Value::String(event_id.to_string()));
+    out.insert("handler_id".into(), Value::String(h.id.to_string()));
+    out.insert("handler_name".into(), Value::String(h.name.to_string()));
+    out.insert(
+        "handler_file_path".into(),
+        h.file_path
+            .as_deref()
+            .map_or(Value::Null, |p| Value::String(p.to_owned())),
+    );
+    out.insert("handler_timeout".into(), opt_f64(h.timeout.flatten()));
+    out.insert(
+        "handler_slow_timeout".into(),
+        opt_f64(h.slow_timeout.flatten()),
+    );
+    out.insert("handler_registered_at".into(), ts(Some(h.registered_at)));
+    out.insert(
+        "handler_event_pattern".into(),
+        Value::String(h.pattern.to_string()),
+    );
+    out.insert("eventbus_id".into(), Value::String(h.bus_id.to_string()));
+    out.insert(
+        "eventbus_name".into(),
+        Value::String(h.bus_name.to_string()),
+    );
+    out.insert("started_at".into(), ts(record.started_at));
+    out.insert("completed_at".into(), ts(record.completed_at));
+    let result = match &record.value {
+        // A forwarding handler's result is the event itself (without its results).
+        ResultSlot::Forwarded { event, .. } => forwarded(event),
+        other => other.to_json(),
+    };
+    out.insert("result".into(), result);
+    out.insert(
+        "error".into(),
+        record.error.as_ref().map_or(Value::Null, |e| {
+            serde_json::to_value(e.to_wire()).unwrap_or(Value::Null)
+        }),
+    );
+    out.insert(
+        "event_children".into(),
+        Value::Array(
+            record
+                .children
+                .iter()
+                .map(|id| Value::String(id.to_string()))
+                .collect(),
+        ),
+    );
+    out
+}
+
+/// `2026-01-02T03:04:05.123456Z`: the 6-digit `Z` form Python 1.x writes (its `datetime` holds
+/// microseconds; the nanoseconds are truncated, as Python truncates them on input).
+fn ts_micros(t: Option<Timestamp>) -> Value {
+    t.map_or(Value::Null, |t| {
+        let text = t.to_string();
+        match text.get(..26) {
+            Some(micros) if text.len() == 30 => Value::String(format!("{micros}Z")),
+            _ => Value::String(text),
+        }
+    })
+}
+
+/// A bus label `Name#ab12` (the last 4 hex digits of the bus id) back to the bus name `Name`:
+/// Python 1.x paths hold bus names, which must be identifiers. Entries that are not labels
+/// (names read from Python 1.x) stay as they are.
+pub(crate) fn bus_name_of(entry: &str) -> &str {
+    match entry.rsplit_once('#') {
+        Some((name, suffix))
+            if !name.is_empty()
+                && suffix.len() == 4
+                && suffix.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            name
+        }
+        _ => entry,
+    }
+}
+
+/// The event's JSON as Python bubus 1.x (`BaseEvent` of 1.5.x, checked against 1.5.6) reads and
+/// writes it: `event_schema` instead of `event_version`, bus names in `event_path`,
+/// `event_processed_at` for the completion time, 6-digit `Z` timestamps. `event_timeout` only
+/// when set, so the receiving class's default applies otherwise; no `event_result_type` (1.x
+/// holds a Python type there, and the receiving class supplies its own); no `event_status`,
+/// `event_started_at`, `event_completed_at` (properties in 1.x, derived from
+/// `event_processed_at`); the newer configuration keys and `event_emitted_by_handler_id` only
+/// when set (1.x keeps them as extra fields and writes them back); never `event_results`.
+pub(crate) fn event_json_python1(event: &EventInner) -> Map<String, Value> {
+    let payload = match event.payload_json() {
+        Ok(payload) => payload,
+        Err(err) => {
+            tracing::warn!(event = %event.label(), error = %err, "payload could not be serialized");
+            Map::new()
+        }
+    };
+    let st = event.state.lock();
+    let c = &st.config;
+    let mut out = Map::with_capacity(12 + payload.len());
+    out.insert(
+        "event_type".into(),
+        Value::String(event.event_type.to_string()),
+    );
+    out.insert(
+        "event_schema".into(),
+        Value::String(format!("{}@{}", event.event_type, event.version)),
+    );
+    if let Some(timeout) = c.event_timeout {
+        out.insert("event_timeout".into(), Value::from(timeout));
+    }
+    out.insert("event_id".into(), Value::String(event.id.to_string()));
+    out.insert(
+        "event_path".into(),
+        Value::Array(
+            st.path
+                .iter()
+                .map(|l| Value::String(bus_name_of(l).to_owned()))
+                .collect(),
+        ),
+    );
+    out.insert(
+        "event_parent_id".into(),
+        st.parent_id
+            .map_or(Value::Null, |id| Value::String(id.to_string())),
+    );
+    out.insert("event_created_at".into(), ts_micros(Some(event.created_at)));
+    out.insert("event_processed_at".into(), ts_micros(st.completed_at));
+    let extras = [
+        ("event_slow_timeout", opt_f64(c.event_slow_timeout)),
+        ("event_concurrency", mode(c.event_concurrency)),
+        ("event_handler_timeout", opt_f64(c.event_handler_timeout)),
+        (
+            "event_handler_slow_timeout",
+            opt_f64(c.event_handler_slow_timeout),
+        ),
+        (
+            "event_handler_concurrency",
+            mode(c.event_handler_concurrency),
+        ),
+        ("event_handler_completion", mode(c.event_handler_completion)),
+        (
+            "event_emitted_by_handler_id",
+            st.emitted_by_handler_id
+                .as_ref()
+                .map_or(Value::Null, |id| Value::String(id.to_string())),
+        ),
+    ];
+    for (key, value) in extras {
+        if !value.is_null() {
+            out.insert(key.into(), value);
+        }
+    }
+    drop(st);
+    for (key, value) in payload {
+        out.entry(key).or_insert(value);
+    }
+    out
+}

@@ -1,0 +1,249 @@
+//! The JSON wire format shared with the Python and TypeScript runtimes.
+
+pub(crate) mod decode;
+pub(crate) mod encode;
+pub(crate) mod schema;
+mod validate;
+
+use std::sync::Arc;
+
+use serde_json::{Map, Value};
+
+use crate::event::{AnyEvent, EventHandle, EventPayload, EventResultValue};
+use crate::result::EventResult;
+
+/// JSON that is not an event (or a result) any bubus runtime writes. Names the offending field.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}{message}", if field.is_empty() { String::new() } else { format!("invalid `{field}`: ") })]
+pub struct DecodeError {
+    field: String,
+    message: String,
+}
+
+impl DecodeError {
+    pub(crate) fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
+        DecodeError {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The offending field (`event_status`, `event_results[2].handler_id`, …); empty when the
+    /// input as a whole is wrong (not JSON, not an object).
+    pub fn field(&self) -> &str {
+        &self.field
+    }
+
+    /// What is wrong with it.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl AnyEvent {
+    /// The event's canonical JSON: every `event_*` key (null when unset) in the reference order,
+    /// then the payload fields. No `event_results` — the form bridges and logs carry.
+    ///
+    /// ```
+    /// use bubus::{DynEvent, EventHandle};
+    /// use serde_json::json;
+    ///
+    /// let event = EventHandle::new(DynEvent::new("Ping", json!({"n": 1})).unwrap());
+    /// let json = event.to_json();
+    /// assert_eq!(json["event_type"], "Ping");
+    /// assert_eq!(json["event_status"], "pending");
+    /// assert_eq!(json["event_timeout"], serde_json::Value::Null);
+    /// assert_eq!(json["n"], 1);
+    /// assert_eq!(json["event_created_at"].as_str().unwrap().len(), 30);
+    /// ```
+    pub fn to_json(&self) -> Value {
+        Value::Object(encode::event_json(self.inner(), false))
+    }
+
+    /// As [`to_json`](Self::to_json), plus `event_results`: a list of every handler's result.
+    pub fn to_json_with_results(&self) -> Value {
+        Value::Object(encode::event_json(self.inner(), true))
+    }
+
+    /// [`to_json`](Self::to_json) as compact text (what a bridge sends, a log line holds).
+    pub fn to_json_string(&self) -> String {
+        self.to_json().to_string()
+    }
+
+    /// The event's JSON as Python bubus 1.x reads and writes it (checked against bubus 1.5.6,
+    /// whose `BaseEvent` rejects the canonical form: its `event_path` entries must be bus names,
+    /// not `Name#ab12` labels). For talking to services that still run 1.x; everything else
+    /// should use [`to_json`](Self::to_json).
+    ///
+    /// The differences from the canonical form (`docs/wire-format.md` has the full table):
+    ///
+    /// * `event_schema: "{event_type}@{event_version}"` instead of `event_version`;
+    /// * `event_path` holds bus names (`OrdersBus`), not labels (`OrdersBus#ab12`);
+    /// * timestamps have 6 fraction digits (`2026-01-02T03:04:05.123456Z`), truncated;
+    /// * `event_processed_at` is the completion time; no `event_status`, `event_started_at`,
+    ///   `event_completed_at` (1.x derives them from `event_processed_at`);
+    /// * `event_timeout` only when set (1.x then applies its own default, 300 s);
+    /// * no `event_result_type` (1.x holds a Python type there; the receiving class brings its
+    ///   own), no `event_results`, no `event_pending_bus_count`;
+    /// * the configuration keys 1.x does not know (`event_concurrency`, …) and
+    ///   `event_emitted_by_handler_id` only when set: 1.x keeps them as extra fields and writes
+    ///   them back, so they survive a trip through a 1.x service.
+    ///
+    /// 1.x also requires `event_type` and every bus name to be a Python identifier; events whose
+    /// names are not cannot cross into it whatever the format.
+    ///
+    /// [`from_json`](Self::from_json) reads this form (and what 1.x writes) back.
+    ///
+    /// ```
+    /// use bubus::{DynEvent, EventHandle};
+    /// use serde_json::json;
+    ///
+    /// let event = EventHandle::new(DynEvent::new("Ping", json!({"n": 1})).unwrap())
+    ///     .with_event_timeout(5.0);
+    /// let json = event.to_json_python1();
+    /// assert_eq!(json["event_schema"], "Ping@0.0.1");
+    /// assert_eq!(json["event_timeout"], 5.0);
+    /// assert_eq!(json["event_processed_at"], serde_json::Value::Null);
+    /// assert!(json.get("event_status").is_none());
+    /// assert_eq!(json["event_created_at"].as_str().unwrap().len(), 27);
+    /// ```
+    pub fn to_json_python1(&self) -> Value {
+        Value::Object(encode::event_json_python1(self.inner()))
+    }
+
+    /// An event from the JSON any bubus runtime writes: this crate's, the current Python and
+    /// TypeScript ones, or Python 1.x. Keeps its id, path, parent, configuration, status,
+    /// timestamps and results (a list or a map); the payload becomes a [`DynEvent`](crate::DynEvent)
+    /// that typed handlers decode on demand. Results are checked against `event_result_type`.
+    ///
+    /// # Errors
+    ///
+    /// A [`DecodeError`] naming the field: a missing `event_type`, wrong types, an unknown
+    /// `event_*` key, a malformed id or timestamp, a bad status.
+    pub fn from_json(value: &Value) -> Result<AnyEvent, DecodeError> {
+        decode::decode_event(value).map(AnyEvent::from_inner)
+    }
+
+    /// [`from_json`](Self::from_json) for text.
+    ///
+    /// # Errors
+    ///
+    /// A [`DecodeError`]; truncated or invalid JSON is reported with its position.
+    pub fn from_json_str(text: &str) -> Result<AnyEvent, DecodeError> {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| DecodeError::new("", format!("invalid JSON: {e}")))?;
+        AnyEvent::from_json(&value)
+    }
+
+    /// A fresh, undispatched copy of this event with a new id: same type, payload, configuration,
+    /// path and parent; pending, no results. (The reference runtimes' `event_reset()`.)
+    pub fn event_reset(&self) -> AnyEvent {
+        AnyEvent::from_inner(self.inner().fresh_copy(false))
+    }
+
+    /// A fresh, undispatched copy that keeps the event id — how an event crosses into another
+    /// process while keeping its lineage.
+    pub fn event_reset_keep_id(&self) -> AnyEvent {
+        AnyEvent::from_inner(self.inner().fresh_copy(true))
+    }
+}
+
+impl<P: EventPayload> EventHandle<P> {
+    /// See [`AnyEvent::to_json`].
+    pub fn to_json(&self) -> Value {
+        self.as_ref().to_json()
+    }
+
+    /// See [`AnyEvent::to_json_with_results`].
+    pub fn to_json_with_results(&self) -> Value {
+        self.as_ref().to_json_with_results()
+    }
+
+    /// See [`AnyEvent::to_json_string`].
+    pub fn to_json_string(&self) -> String {
+        self.as_ref().to_json_string()
+    }
+
+    /// See [`AnyEvent::to_json_python1`].
+    pub fn to_json_python1(&self) -> Value {
+        self.as_ref().to_json_python1()
+    }
+}
+
+impl<R: EventResultValue> EventResult<R> {
+    /// The result's JSON (§2.2 of the reference wire format), every key present.
+    pub fn to_json(&self) -> Value {
+        let mut out = Map::with_capacity(17);
+        let ts =
+            |t: Option<crate::Timestamp>| t.map_or(Value::Null, |t| Value::String(t.to_string()));
+        out.insert("id".into(), Value::String(self.id.to_string()));
+        out.insert(
+            "status".into(),
+            Value::String(self.status.as_str().to_owned()),
+        );
+        out.insert("event_id".into(), Value::String(self.event_id.to_string()));
+        out.insert(
+            "handler_id".into(),
+            Value::String(self.handler_id.to_string()),
+        );
+        out.insert(
+            "handler_name".into(),
+            Value::String(self.handler_name.clone()),
+        );
+        out.insert(
+            "handler_file_path".into(),
+            self.handler_file_path
+                .clone()
+                .map_or(Value::Null, Value::String),
+        );
+        out.insert(
+            "handler_timeout".into(),
+            self.handler_timeout.map_or(Value::Null, Value::from),
+        );
+        out.insert(
+            "handler_slow_timeout".into(),
+            self.handler_slow_timeout.map_or(Value::Null, Value::from),
+        );
+        out.insert(
+            "handler_registered_at".into(),
+            ts(Some(self.handler_registered_at)),
+        );
+        out.insert(
+            "handler_event_pattern".into(),
+            Value::String(self.handler_event_pattern.clone()),
+        );
+        out.insert(
+            "eventbus_id".into(),
+            Value::String(self.eventbus_id.to_string()),
+        );
+        out.insert(
+            "eventbus_name".into(),
+            Value::String(self.eventbus_name.clone()),
+        );
+        out.insert("started_at".into(), ts(self.started_at));
+        out.insert("completed_at".into(), ts(self.completed_at));
+        out.insert("result".into(), self.result_json.clone());
+        out.insert(
+            "error".into(),
+            self.error.as_ref().map_or(Value::Null, |e| {
+                serde_json::to_value(e.to_wire()).unwrap_or(Value::Null)
+            }),
+        );
+        out.insert(
+            "event_children".into(),
+            Value::Array(
+                self.event_children
+                    .iter()
+                    .map(|id| Value::String(id.to_string()))
+                    .collect(),
+            ),
+        );
+        Value::Object(out)
+    }
+}
+
+pub(crate) fn _assert_send_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<DecodeError>();
+    check::<Arc<schema::ResultType>>();
+}

@@ -1,0 +1,63 @@
+//! JSON Schemas of result types: generated for typed events, carried by events from other
+//! runtimes and checked against the results recorded for them.
+
+use std::collections::HashMap;
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::Mutex;
+use serde_json::Value;
+
+/// The `event_result_type` of a type: its JSON Schema (draft 2020-12), or `None` for `()`-like
+/// types whose values are always null. Computed once per type.
+#[cfg(feature = "schema")]
+pub(crate) fn schema_for<T: schemars::JsonSchema + 'static>() -> Option<Value> {
+    use std::any::TypeId;
+    static CACHE: OnceLock<Mutex<HashMap<TypeId, Option<Value>>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Mutex::default);
+    if let Some(hit) = cache.lock().get(&TypeId::of::<T>()) {
+        return hit.clone();
+    }
+    let schema = serde_json::to_value(schemars::schema_for!(T))
+        .ok()
+        .filter(|schema| schema.get("type").and_then(Value::as_str) != Some("null"));
+    cache.lock().insert(TypeId::of::<T>(), schema.clone());
+    schema
+}
+
+/// A result schema received with an event (shared between events that carry the same schema).
+pub(crate) struct ResultType {
+    pub(crate) schema: Value,
+}
+
+impl std::fmt::Debug for ResultType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResultType")
+            .field("schema", &self.schema)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ResultType {
+    /// The shared `ResultType` for a schema.
+    pub(crate) fn intern(schema: Value) -> Arc<ResultType> {
+        static INTERNED: OnceLock<Mutex<HashMap<String, Arc<ResultType>>>> = OnceLock::new();
+        let key = schema.to_string();
+        let mut interned = INTERNED.get_or_init(Mutex::default).lock();
+        if let Some(hit) = interned.get(&key) {
+            return Arc::clone(hit);
+        }
+        if interned.len() >= 4096 {
+            interned.clear();
+        }
+        let result_type = Arc::new(ResultType { schema });
+        interned.insert(key, Arc::clone(&result_type));
+        result_type
+    }
+
+    /// Checks a value against the schema: `Err(reason)` (naming the path to the mismatch) if it
+    /// does not match. Keywords outside the subset result schemas use are not checked; see
+    /// `validate.rs`.
+    pub(crate) fn check(&self, value: &Value) -> Result<(), String> {
+        super::validate::check(&self.schema, value)
+    }
+}

@@ -1,0 +1,218 @@
+//! Bus snapshots (§2.4 / §1.27 of the reference): serialize a bus with its handlers, history and
+//! pending queue, restore it, re-bind handlers by their deterministic ids, drain the queue in order.
+
+use bubus::{AnyEvent, DynEvent, Event, EventBus, EventHandle, EventStatus, ResultStatus};
+use bubus_test_support::Recorder;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+#[derive(Clone, Debug, Serialize, Deserialize, Event)]
+#[event(result = String)]
+struct Work {
+    n: u32,
+}
+
+fn h1(e: EventHandle<Work>) -> String {
+    format!("h1:{}", e.n)
+}
+
+fn h2(e: EventHandle<Work>) -> String {
+    format!("h2:{}", e.n)
+}
+
+#[tokio::test]
+async fn snapshot_has_the_reference_shape() {
+    let bus = EventBus::builder("SnapBus")
+        .event_handler_detect_file_paths(false)
+        .build();
+    bus.on(h1);
+    bus.dispatch(Work { n: 1 }).unwrap().await.unwrap();
+    let snapshot = bus.snapshot();
+    for key in [
+        "id",
+        "name",
+        "max_history_size",
+        "max_history_drop",
+        "event_concurrency",
+        "event_timeout",
+        "event_slow_timeout",
+        "event_handler_concurrency",
+        "event_handler_completion",
+        "event_handler_slow_timeout",
+        "event_handler_detect_file_paths",
+        "handlers",
+        "handlers_by_key",
+        "event_history",
+        "pending_event_queue",
+    ] {
+        assert!(snapshot.get(key).is_some(), "missing {key}");
+    }
+    assert_eq!(snapshot["event_concurrency"], "bus-serial");
+    assert_eq!(snapshot["event_timeout"], 60.0);
+    let handler_ids = snapshot["handlers_by_key"]["Work"].as_array().unwrap();
+    assert_eq!(handler_ids.len(), 1);
+    let handler = &snapshot["handlers"][handler_ids[0].as_str().unwrap()];
+    assert_eq!(handler["event_pattern"], "Work");
+    assert_eq!(handler["handler_file_path"], serde_json::Value::Null);
+    let history = snapshot["event_history"].as_object().unwrap();
+    assert_eq!(history.len(), 1);
+    let event = history.values().next().unwrap();
+    assert_eq!(event["event_status"], "completed");
+    assert_eq!(event["event_results"][0]["result"], "h1:1");
+    assert_eq!(snapshot["pending_event_queue"], json!([]));
+}
+
+#[tokio::test]
+async fn restored_bus_rebinds_handlers_and_drains_its_queue_in_order() {
+    // Build a bus with two handlers and queued events, snapshot it before it processes anything.
+    let source = EventBus::builder("Source")
+        .event_handler_detect_file_paths(false)
+        .build();
+    source.on(h1);
+    source.on(h2);
+    // A seeded, completed result for h1 on e1 (as if a previous run already did it).
+    let e1 = EventHandle::new(Work { n: 1 });
+    let e2 = EventHandle::new(Work { n: 2 });
+    let snapshot = {
+        // A snapshot of `source` whose queue holds e1 and e2 (as if taken before they ran).
+        let mut snap = source.snapshot();
+        let mut history = serde_json::Map::new();
+        let mut j1 = e1.to_json_with_results();
+        let h1_id = source
+            .handlers()
+            .iter()
+            .find(|h| h.handler_name().ends_with("h1"))
+            .unwrap()
+            .id()
+            .to_string();
+        j1["event_results"] = json!([{
+            "id": "018f8e40-1234-7000-8000-0000000000a1",
+            "status": "completed",
+            "event_id": j1["event_id"],
+            "handler_id": h1_id,
+            "handler_name": "h1",
+            "eventbus_id": source.id().to_string(),
+            "eventbus_name": "Source",
+            "result": "seeded",
+            "event_children": []
+        }]);
+        j1["event_path"] = json!([source.label()]);
+        let mut j2 = e2.to_json_with_results();
+        j2["event_path"] = json!([source.label()]);
+        history.insert(e1.event_id().to_string(), j1);
+        history.insert(e2.event_id().to_string(), j2);
+        snap["event_history"] = serde_json::Value::Object(history);
+        snap["pending_event_queue"] = json!([e1.event_id().to_string(), e2.event_id().to_string()]);
+        snap
+    };
+
+    let restored = EventBus::restore(&snapshot).unwrap();
+    assert_eq!(restored.id(), source.id());
+    assert_eq!(restored.name(), "Source");
+    assert_eq!(restored.queue_len(), 2);
+    assert_eq!(
+        restored.handlers().len(),
+        2,
+        "placeholders for both handlers"
+    );
+
+    // Re-register the real handlers: same functions, same patterns → same ids → re-bound.
+    let log = Recorder::new();
+    let ids_before: Vec<_> = restored.handlers().iter().map(|h| h.id().clone()).collect();
+    restored.on(h1);
+    restored.on(h2);
+    let ids_after: Vec<_> = restored.handlers().iter().map(|h| h.id().clone()).collect();
+    assert_eq!(
+        ids_before, ids_after,
+        "re-binding keeps the handler ids and count"
+    );
+    let l = log.clone();
+    restored.on_pattern("*", move |e: AnyEvent| {
+        l.push(e.event_type());
+    });
+
+    let trigger = restored.dispatch(Work { n: 3 }).unwrap();
+    trigger.await.unwrap();
+    assert!(restored.wait_until_idle(None).await);
+
+    let history = restored.event_history();
+    assert_eq!(history.len(), 3);
+    for event in &history {
+        assert_eq!(event.event_status(), EventStatus::Completed);
+        assert!(
+            event
+                .event_results()
+                .iter()
+                .all(|r| r.status == ResultStatus::Completed)
+        );
+    }
+    let e1r = restored.find_event_by_id(e1.event_id()).unwrap();
+    let values: Vec<_> = e1r
+        .event_results()
+        .into_iter()
+        .map(|r| r.result_json)
+        .collect();
+    // h1's seeded result is kept, h2 ran, the wildcard ran.
+    assert_eq!(
+        values,
+        vec![json!("seeded"), json!("h2:1"), serde_json::Value::Null]
+    );
+    // The queue drained in order before the trigger.
+    assert_eq!(log.entries(), ["Work", "Work", "Work"]);
+    let order: Vec<_> = history.iter().map(|e| e.event_id()).collect();
+    assert_eq!(order[..2], [e1.event_id(), e2.event_id()]);
+}
+
+#[tokio::test]
+async fn unbound_placeholders_return_null_and_events_still_complete() {
+    let bus = EventBus::builder("Placeholders").build();
+    bus.on_pattern("Job", |_: AnyEvent| json!("done"));
+    let snapshot = bus.snapshot();
+    let restored = EventBus::restore(&snapshot).unwrap();
+    // The handler is never re-registered: its placeholder runs and returns null.
+    let event = restored
+        .dispatch(DynEvent::new("Job", json!({})).unwrap())
+        .unwrap()
+        .await
+        .unwrap();
+    let results = event.event_results();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].status, ResultStatus::Completed);
+    assert!(results[0].result.is_none());
+}
+
+#[test]
+fn malformed_snapshots_name_the_field() {
+    let err = EventBus::restore(&json!({"name": "x"})).unwrap_err();
+    assert_eq!(err.field(), "id");
+    let err = EventBus::restore(&json!({"id": "not-a-uuid", "name": "x"})).unwrap_err();
+    assert_eq!(err.field(), "id");
+    let id = "018f8e40-1234-7000-8000-00000000bb22";
+    let err = EventBus::restore(&json!({"id": id, "name": "x", "pending_event_queue": ["018f8e40-1234-7000-8000-00000000bb23"]})).unwrap_err();
+    assert_eq!(err.field(), "pending_event_queue[0]");
+    let err = EventBus::restore(&json!({"id": id, "name": "x", "event_history": {"a": {"event_type": "X", "event_status": "bogus"}}})).unwrap_err();
+    assert_eq!(err.field(), "event_history.a.event_status");
+    let err = EventBus::restore(&json!({"id": id, "name": "x", "event_concurrency": "sometimes"}))
+        .unwrap_err();
+    assert_eq!(err.field(), "event_concurrency");
+}
+
+#[tokio::test]
+async fn snapshot_round_trips_through_restore() {
+    let bus = EventBus::builder("RoundTrip")
+        .max_history_size(Some(10))
+        .event_timeout(Some(5.0))
+        .build();
+    bus.on(h1);
+    for n in 0..3 {
+        bus.dispatch(Work { n }).unwrap().await.unwrap();
+    }
+    let snapshot = bus.snapshot();
+    let restored = EventBus::restore(&snapshot).unwrap();
+    assert_eq!(restored.config().max_history_size, Some(10));
+    assert_eq!(restored.config().event_timeout, Some(5.0));
+    let again = restored.snapshot();
+    assert_eq!(again["event_history"], snapshot["event_history"]);
+    assert_eq!(again["handlers"], snapshot["handlers"]);
+    assert_eq!(again["handlers_by_key"], snapshot["handlers_by_key"]);
+}

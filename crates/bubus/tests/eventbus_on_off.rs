@@ -1,0 +1,227 @@
+//! Ports `tests/test_eventbus_on_off.py` and `bubus-ts/tests/eventbus_on_off.test.ts`: what `on`
+//! returns, how `off` removes handlers, and that sync and async handlers' values are recorded.
+//!
+//! Not ported: calling a registration's normalised callable directly (`_handler_async`) — handlers
+//! are not callable through their registration here — and the typed-contract checks, which the
+//! compiler enforces (see the trybuild fixtures).
+
+use bubus::{AnyEvent, DynEvent, EventBus, EventHandle, HandlerId, HandlerOptions, ResultStatus};
+use bubus_test_support::Recorder;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+#[derive(Clone, Debug, Serialize, Deserialize, bubus::Event)]
+#[event(result = String)]
+struct RegistryEvent {
+    required_token: String,
+}
+
+fn registry_event(token: &str) -> RegistryEvent {
+    RegistryEvent {
+        required_token: token.into(),
+    }
+}
+
+fn registered_ids(bus: &EventBus) -> Vec<HandlerId> {
+    bus.handlers().iter().map(|h| h.id().clone()).collect()
+}
+
+#[tokio::test]
+async fn on_returns_the_registration_and_its_id_keys_the_result() {
+    let bus = EventBus::new("RegistryBus");
+    let entry = bus.on(|e: EventHandle<RegistryEvent>| e.event_type().to_owned());
+
+    assert_eq!(entry.event_pattern(), "RegistryEvent");
+    assert_eq!(entry.eventbus_name(), "RegistryBus");
+    assert_eq!(entry.eventbus_id(), bus.id());
+    assert_eq!(bus.handlers(), std::slice::from_ref(&entry));
+
+    let completed = bus.dispatch(registry_event("x")).unwrap().await.unwrap();
+    let results = completed.event_results();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].handler_id, *entry.id());
+    assert_eq!(results[0].handler_event_pattern, "RegistryEvent");
+    let by_id = completed.event_results_by_handler_id().await.unwrap();
+    assert_eq!(by_id[entry.id()], "RegistryEvent");
+}
+
+#[tokio::test]
+async fn off_removes_by_registration_by_id_or_every_handler_of_a_pattern() {
+    let bus = EventBus::new("RegistryOffBus");
+    let log = Recorder::new();
+    let handler = |name: &'static str| {
+        let log = log.clone();
+        move |_: AnyEvent| log.push(name)
+    };
+    let opts = |name: &str| HandlerOptions::new().pattern("RegistryOffEvent").name(name);
+
+    let entry_a = bus.on_with(handler("a"), opts("handler_a"));
+    let entry_b = bus.on_with(handler("b"), opts("handler_b"));
+    let entry_c = bus.on_with(handler("c"), opts("handler_c"));
+
+    assert!(bus.off(&entry_a));
+    assert_eq!(
+        registered_ids(&bus),
+        [entry_b.id().clone(), entry_c.id().clone()]
+    );
+    assert!(!bus.off(&entry_a), "already removed");
+
+    assert!(bus.off_by_id(entry_b.id()));
+    assert_eq!(registered_ids(&bus), [entry_c.id().clone()]);
+
+    assert!(bus.off(&entry_c));
+    assert!(bus.handlers().is_empty());
+
+    bus.on_with(handler("a"), opts("handler_a"));
+    bus.on_with(handler("b"), opts("handler_b"));
+    let wildcard = bus.on(handler("wildcard"));
+    assert_eq!(bus.off_pattern("RegistryOffEvent"), 2);
+    assert!(
+        bus.handlers()
+            .iter()
+            .all(|h| h.event_pattern() != "RegistryOffEvent")
+    );
+    assert_eq!(
+        bus.handlers(),
+        std::slice::from_ref(&wildcard),
+        "other patterns are untouched"
+    );
+
+    let event = DynEvent::new("RegistryOffEvent", json!({})).unwrap();
+    let dispatched = bus.dispatch(event).unwrap().await.unwrap();
+    assert_eq!(log.entries(), ["wildcard"]);
+    assert_eq!(dispatched.event_results().len(), 1);
+
+    // `"*"` removes the wildcard handlers only.
+    bus.on_with(handler("a"), opts("handler_a"));
+    assert_eq!(bus.off_pattern("*"), 1);
+    assert_eq!(bus.handlers().len(), 1);
+    assert_eq!(bus.off_pattern("NothingRegistered"), 0);
+}
+
+#[tokio::test]
+async fn removing_a_handler_keeps_the_results_it_already_produced() {
+    let bus = EventBus::new("OffKeepsResultsBus");
+    let entry = bus.on(|e: EventHandle<RegistryEvent>| e.required_token.clone());
+
+    let first = bus
+        .dispatch(registry_event("before"))
+        .unwrap()
+        .await
+        .unwrap();
+    assert!(bus.off(&entry));
+    let second = bus
+        .dispatch(registry_event("after"))
+        .unwrap()
+        .await
+        .unwrap();
+
+    assert_eq!(first.event_result().await.unwrap(), "before");
+    assert_eq!(first.event_results()[0].handler_id, *entry.id());
+    assert!(second.event_results().is_empty());
+}
+
+#[tokio::test]
+async fn sync_handler_return_value_is_recorded() {
+    let bus = EventBus::new("RegistryNormalizeBus");
+    let calls = Recorder::new();
+    let log = calls.clone();
+    let entry = bus.on(move |e: EventHandle<RegistryEvent>| {
+        log.push(e.event_id());
+        String::from("normalized")
+    });
+    assert!(
+        entry
+            .handler_name()
+            .ends_with("sync_handler_return_value_is_recorded::<closure>"),
+        "{}",
+        entry.handler_name()
+    );
+
+    let completed = bus.dispatch(registry_event("sync")).unwrap().await.unwrap();
+    let result = &completed.event_results()[0];
+    assert_eq!(result.handler_id, *entry.id());
+    assert_eq!(result.status, ResultStatus::Completed);
+    assert_eq!(result.result.as_deref(), Some("normalized"));
+    assert_eq!(calls.entries(), [completed.event_id().to_string()]);
+}
+
+#[tokio::test]
+async fn async_handler_return_value_is_recorded() {
+    let bus = EventBus::new("RegistryAsyncNormalizeBus");
+    async fn async_handler(event: EventHandle<RegistryEvent>) -> String {
+        tokio::task::yield_now().await;
+        format!("async_normalized:{}", event.required_token)
+    }
+    let entry = bus.on(async_handler);
+    assert!(
+        entry.handler_name().ends_with("::async_handler"),
+        "{}",
+        entry.handler_name()
+    );
+
+    let completed = bus
+        .dispatch(registry_event("async"))
+        .unwrap()
+        .await
+        .unwrap();
+    let result = &completed.event_results()[0];
+    assert_eq!(result.handler_id, *entry.id());
+    assert_eq!(result.status, ResultStatus::Completed);
+    assert_eq!(result.result.as_deref(), Some("async_normalized:async"));
+}
+
+/// The reference warns about a duplicate registration and runs it anyway; so does this bus.
+#[tokio::test]
+async fn registering_the_same_handler_twice_runs_it_twice_under_distinct_ids() {
+    let bus = EventBus::new("DuplicateBus");
+    fn handler(e: EventHandle<RegistryEvent>) -> String {
+        e.required_token.clone()
+    }
+    let first = bus.on(handler);
+    let second = bus.on(handler);
+    assert_ne!(first.id(), second.id());
+
+    let event = bus.dispatch(registry_event("twice")).unwrap();
+    assert_eq!(
+        event.event_results_list().await.unwrap(),
+        ["twice", "twice"]
+    );
+
+    // Removing one leaves the other.
+    assert!(bus.off(&first));
+    let event = bus.dispatch(registry_event("once")).unwrap();
+    assert_eq!(event.event_results_list().await.unwrap(), ["once"]);
+}
+
+/// Deliberate difference (design §5.3): the reference seeds handler ids with the registration time,
+/// so they change on every registration; here they derive from bus name, handler name and
+/// pattern, so a bus rebuilt the same way gets the same ids — and an explicit id always wins.
+#[test]
+fn handler_ids_are_deterministic_unless_set_explicitly() {
+    fn handler(e: EventHandle<RegistryEvent>) -> String {
+        e.required_token.clone()
+    }
+    let build = || {
+        let bus = EventBus::new("StableIdBus");
+        (bus.on(handler), bus.on(handler))
+    };
+    let (a1, a2) = build();
+    let (b1, b2) = build();
+    assert_eq!(a1.id(), b1.id());
+    assert_eq!(a2.id(), b2.id());
+    assert_ne!(a1.id(), a2.id());
+    assert_eq!(
+        *a1.id(),
+        HandlerId::derive("StableIdBus", a1.handler_name(), "RegistryEvent", 0)
+    );
+
+    // Another bus name gives another id.
+    let other = EventBus::new("OtherBus").on(handler);
+    assert_ne!(other.id(), a1.id());
+
+    let bus = EventBus::new("ExplicitIdBus");
+    let explicit = bus.on_with(handler, HandlerOptions::new().id("login-audit"));
+    assert_eq!(explicit.id().as_str(), "login-audit");
+    assert!(bus.off_by_id(&HandlerId::new("login-audit")));
+}

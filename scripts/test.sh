@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Runs the whole test suite: every crate's unit, integration and doc tests, the compile-fail
+# fixtures and the examples. Starts whatever local service a test needs if it is not running.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# shellcheck source=scripts/services.sh
+source scripts/services.sh
+ensure_services
+
+cargo test --workspace --all-targets "$@"
+cargo test --workspace --doc "$@"
+
+# Interop with Python bubus 1.5.6 (interop/run.sh): needs python3. A machine without it skips
+# the suite with a warning; CI (`CI=true`, set by .ci/run) fails instead of skipping silently.
+if command -v "${PYTHON:-python3}" >/dev/null 2>&1; then
+  interop/run.sh
+elif [ "${CI:-}" = "true" ]; then
+  echo "test.sh: python3 is required for the Python interop suite (interop/run.sh)" >&2
+  exit 1
+else
+  echo "test.sh: WARNING: python3 not found; skipping the Python interop suite (interop/run.sh)" >&2
+fi
