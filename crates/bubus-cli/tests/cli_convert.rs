@@ -1,0 +1,285 @@
+//! `bubus convert`: a write-ahead log to a history mirror and back, with the same events, results
+//! and tree on every side.
+
+mod support;
+
+use bubus::wal::{RecordKind, WalReader};
+use bubus::{EventStatus, ResultStatus};
+use bubus_sqlite::rusqlite::Connection;
+use support::{golden, path_str, run, shop_run, stderr, stdout, temp_dir};
+
+/// `(event_id, kind, status, number of results)` of every record of a log, in order.
+fn records(path: &std::path::Path) -> Vec<(String, RecordKind, EventStatus, usize)> {
+    WalReader::open(path)
+        .expect("open the log")
+        .map(|record| {
+            let record = record.expect("a good record");
+            (
+                record.event.event_id().to_string(),
+                record.kind,
+                record.event.event_status(),
+                record.event.event_results().len(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_log_becomes_a_mirror_with_the_same_tree() {
+    let dir = temp_dir("convert-wal");
+    let wal = dir.join("shop.jsonl");
+    let db = dir.join("shop.sqlite3");
+    let live = shop_run(&wal, None);
+
+    let output = run(&["convert", "--no-progress", path_str(&wal), path_str(&db)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), "");
+    assert!(
+        stderr(&output).contains("converted 4 events from"),
+        "{}",
+        stderr(&output)
+    );
+
+    // The rows a mirror would have written: a pending and a completed row per event, one row
+    // per handler result, queryable with plain SQL.
+    let conn = Connection::open(&db).unwrap();
+    let phases: Vec<(String, i64)> = conn
+        .prepare("SELECT phase, COUNT(*) FROM events_log GROUP BY phase ORDER BY phase")
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(
+        phases,
+        [("completed".to_string(), 4), ("pending".to_string(), 4)]
+    );
+    let errors: Vec<(String, String)> = conn
+        .prepare(
+            "SELECT handler_name, error_repr FROM event_results_log \
+             WHERE status = 'error' ORDER BY id",
+        )
+        .unwrap()
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].0.ends_with("audit"), "{errors:?}");
+    assert_eq!(errors[0].1, "AuditError: disk full");
+    let results: i64 = conn
+        .query_row("SELECT COUNT(*) FROM event_results_log", [], |row| {
+            row.get(0)
+        })
+        .unwrap();
+    // Two orders × two handlers, two charges × one handler.
+    assert_eq!(results, 6);
+    drop(conn);
+
+    // No temporary file is left behind.
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["shop.jsonl", "shop.sqlite3"]);
+
+    let output = run(&["tree", path_str(&db)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert_eq!(stdout(&output), format!("{live}\n"));
+}
+
+#[test]
+fn a_mirror_becomes_a_log_that_reads_back_intact() {
+    let dir = temp_dir("convert-sqlite");
+    let wal = dir.join("shop.jsonl");
+    let db = dir.join("shop.sqlite3");
+    let back = dir.join("back.jsonl");
+    let live = shop_run(&wal, Some(&db));
+
+    let output = run(&["convert", path_str(&db), path_str(&back)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    // One completion record per event, in dispatch order, results included.
+    let original: Vec<_> = records(&wal)
+        .into_iter()
+        .filter(|(_, kind, _, _)| *kind == RecordKind::Completed)
+        .collect();
+    let mut by_dispatch = records(&wal)
+        .into_iter()
+        .filter(|(_, kind, _, _)| *kind == RecordKind::Dispatched)
+        .map(|(id, ..)| id)
+        .collect::<Vec<_>>();
+    by_dispatch.dedup();
+    let converted = records(&back);
+    assert_eq!(
+        converted
+            .iter()
+            .map(|(id, ..)| id.clone())
+            .collect::<Vec<_>>(),
+        by_dispatch
+    );
+    for (id, kind, status, results) in &converted {
+        assert_eq!(*kind, RecordKind::Completed);
+        assert_eq!(*status, EventStatus::Completed);
+        let (.., expected) = original
+            .iter()
+            .find(|(other, ..)| other == id)
+            .expect("the event is in the original log");
+        assert_eq!(results, expected, "results of {id}");
+    }
+
+    // Every result kept its handler, status and value or error.
+    let events: Vec<_> = WalReader::open(&back)
+        .unwrap()
+        .map(|record| record.unwrap().event)
+        .collect();
+    let first = &events[0];
+    let statuses: Vec<ResultStatus> = first.event_results().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [ResultStatus::Completed, ResultStatus::Completed]);
+    assert_eq!(
+        first.event_results()[0].result,
+        Some(serde_json::json!(1999))
+    );
+
+    // And the log draws the same tree as the bus did.
+    let output = run(&["tree", path_str(&back)]);
+    assert_eq!(stdout(&output), format!("{live}\n"));
+}
+
+#[test]
+fn a_python_log_converts_both_ways() {
+    let dir = temp_dir("convert-python");
+    let db = dir.join("py.db");
+    let back = dir.join("py.jsonl");
+    let source = golden("wire/python156/py_wal.jsonl");
+
+    let output = run(&["convert", "--no-progress", path_str(&source), path_str(&db)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let output = run(&["convert", path_str(&db), path_str(&back)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+
+    let tree_of = |path: &std::path::Path| stdout(&run(&["tree", path_str(path)]));
+    let expected = tree_of(&source);
+    assert!(expected.contains("OrderPlaced#bf35"), "{expected}");
+    assert_eq!(tree_of(&db), expected);
+    assert_eq!(tree_of(&back), expected);
+}
+
+#[test]
+fn bad_lines_are_reported_and_skipped() {
+    let dir = temp_dir("convert-bad");
+    let wal = dir.join("pings.jsonl");
+    let db = dir.join("pings.sqlite3");
+    let text = [
+        support::ping_line(1),
+        "{\"event_type\": \n".into(),
+        support::ping_line(2),
+    ]
+    .concat();
+    std::fs::write(&wal, text).unwrap();
+
+    let output = run(&["convert", "--no-progress", path_str(&wal), path_str(&db)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(
+        stderr(&output).starts_with(&format!("warning: {}:2: ", wal.display())),
+        "{}",
+        stderr(&output)
+    );
+    let conn = Connection::open(&db).unwrap();
+    let events: i64 = conn
+        .query_row(
+            "SELECT COUNT(DISTINCT event_id) FROM events_log",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    assert_eq!(events, 2);
+    drop(conn);
+
+    // --strict: the good lines are still converted, but the exit status says the input was bad.
+    let strict = dir.join("strict.sqlite3");
+    let output = run(&[
+        "--strict",
+        "convert",
+        "--no-progress",
+        path_str(&wal),
+        path_str(&strict),
+    ]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        stderr(&output).ends_with("error: 1 bad line in the input (--strict)\n"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(stdout(&run(&["tree", path_str(&strict)])).contains("Ping#"));
+    let leftovers = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter(|entry| {
+            let name = entry.as_ref().unwrap().file_name();
+            name.to_string_lossy().contains(".partial-")
+        })
+        .count();
+    assert_eq!(leftovers, 0);
+}
+
+#[test]
+fn the_output_is_protected() {
+    let dir = temp_dir("convert-refuse");
+    let wal = dir.join("shop.jsonl");
+    support::shop_wal(&wal);
+    let db = dir.join("shop.sqlite3");
+    std::fs::write(&db, "keep me").unwrap();
+
+    // An existing output is kept unless --force.
+    let output = run(&["convert", "--no-progress", path_str(&wal), path_str(&db)]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert_eq!(
+        stderr(&output),
+        format!(
+            "error: {} already exists (use --force to replace it)\n",
+            db.display()
+        )
+    );
+    assert_eq!(std::fs::read_to_string(&db).unwrap(), "keep me");
+    let output = run(&[
+        "convert",
+        "--force",
+        "--no-progress",
+        path_str(&wal),
+        path_str(&db),
+    ]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    assert!(stdout(&run(&["tree", path_str(&db)])).contains("OrderPlaced#"));
+
+    // The input is never the output, and the output is named for what it will hold.
+    let output = run(&["convert", path_str(&wal), path_str(&wal)]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(stderr(&output).contains("is both the input and the output"));
+    let output = run(&["convert", path_str(&wal), path_str(&dir.join("out.jsonl"))]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("is named like a log"),
+        "{}",
+        stderr(&output)
+    );
+    let output = run(&["convert", path_str(&db), path_str(&dir.join("out.db"))]);
+    assert_eq!(output.status.code(), Some(2));
+    assert!(
+        stderr(&output).contains("is named like a database"),
+        "{}",
+        stderr(&output)
+    );
+
+    // A missing input is an error, not an empty output.
+    let missing = dir.join("missing.jsonl");
+    let out = dir.join("missing.sqlite3");
+    let output = run(&["convert", path_str(&missing), path_str(&out)]);
+    assert_ne!(output.status.code(), Some(0));
+    assert!(
+        stderr(&output).starts_with("error: "),
+        "{}",
+        stderr(&output)
+    );
+    assert!(!out.exists());
+}
