@@ -28,6 +28,8 @@ OPTIONS:
     --workers <n>         worker threads of the multi-thread runtime (default 2)
     --smoke               reduced counts: checks every checksum, measures nothing
     --no-warmup           skip the warm-up run before each scenario
+    --runs <n>            run each scenario n times and report the median run (default 5;
+                          1 with --smoke)
     --list                print the scenario ids
     -h, --help            this text
 ";
@@ -38,6 +40,7 @@ struct Args {
     json: bool,
     in_process: bool,
     child_json: bool,
+    runs: Option<usize>,
     options: Options,
 }
 
@@ -47,6 +50,7 @@ fn parse_args() -> Result<Option<Args>, String> {
         json: false,
         in_process: false,
         child_json: false,
+        runs: None,
         options: Options::full(),
     };
     let mut workers = 2;
@@ -82,6 +86,14 @@ fn parse_args() -> Result<Option<Args>, String> {
                 args.options.hang_guard = Options::smoke(RuntimeFlavor::default()).hang_guard;
             }
             "--no-warmup" => args.options.warmup = false,
+            "--runs" => {
+                args.runs = Some(
+                    it.next()
+                        .and_then(|n| n.parse().ok())
+                        .filter(|n| *n > 0)
+                        .ok_or("--runs needs a positive number")?,
+                );
+            }
             "--list" => {
                 for s in &SCENARIOS {
                     println!("{}\t{}", s.id, s.column);
@@ -203,6 +215,9 @@ fn run_in_child(id: &str, options: &Options) -> ScenarioResult {
     }
 }
 
+/// Runs per scenario of a measurement; the median one is reported.
+const DEFAULT_RUNS: usize = 5;
+
 fn main() -> ExitCode {
     let args = match parse_args() {
         Ok(Some(args)) => args,
@@ -244,13 +259,21 @@ fn main() -> ExitCode {
             ""
         }
     );
+    let runs = args
+        .runs
+        .unwrap_or(if options.is_smoke() { 1 } else { DEFAULT_RUNS });
     let mut results = Vec::with_capacity(args.scenarios.len());
     for id in &args.scenarios {
-        let result = if args.in_process {
-            bubus_benches::run_scenario_blocking(id, &options)
-        } else {
-            run_in_child(id, &options)
-        };
+        let attempts: Vec<_> = (0..runs)
+            .map(|_| {
+                if args.in_process {
+                    bubus_benches::run_scenario_blocking(id, &options)
+                } else {
+                    run_in_child(id, &options)
+                }
+            })
+            .collect();
+        let result = report::median_run(attempts);
         println!("{}", report::detail_line(&result));
         results.push(result);
     }

@@ -152,15 +152,15 @@ impl Running<'_> {
             ..
         } = run;
         let limits = HandlerLimits::resolve(&entry.meta, config, bus, phase);
-        let handler_label = entry.meta.label();
-        let outcome = drive(fut, event, &limits, &handler_label, &entry.meta.bus_label).await;
+        let outcome = drive(fut, event, &limits, &entry.meta).await;
         guard.armed = false;
         let timed_out = matches!(&outcome, Err(err) if err.is_timeout());
         record(bus, event, index, outcome);
         if timed_out {
             // A timed-out handler's queued and running descendants are cancelled too.
             let cause = format!(
-                "parent handler {handler_label}({}) timed out after {}s",
+                "parent handler {}({}) timed out after {}s",
+                entry.meta.label(),
                 event.label(),
                 limits.timeout.map(fmt_secs).unwrap_or_default()
             );
@@ -225,8 +225,7 @@ async fn drive<F: Future<Output = CaughtOutcome>>(
     fut: F,
     event: &EventInner,
     limits: &HandlerLimits,
-    handler_label: &str,
-    bus_label: &str,
+    handler: &crate::handler::HandlerMeta,
 ) -> Result<ResultSlot, HandlerError> {
     tokio::pin!(fut);
     let mut timeout: Option<Pin<Box<Sleep>>> = None;
@@ -253,7 +252,8 @@ async fn drive<F: Future<Output = CaughtOutcome>>(
                 return Poll::Ready(Err(HandlerError::with_kind(
                     HandlerErrorKind::Timeout,
                     format!(
-                        "Event handler {handler_label}({}) timed out after {}s",
+                        "Event handler {}({}) timed out after {}s",
+                        handler.label(),
                         event.label(),
                         limits.timeout.map(fmt_secs).unwrap_or_default()
                     ),
@@ -266,12 +266,14 @@ async fn drive<F: Future<Output = CaughtOutcome>>(
                 slow_warned = true;
                 slow = None;
                 tracing::warn!(
-                    bus = %bus_label,
+                    bus = %handler.bus_label,
                     event = %event.label(),
-                    handler = %handler_label,
+                    handler = %handler.label(),
                     elapsed_s = started.elapsed().as_secs_f64(),
-                    "⚠️ Slow event handler: {bus_label}.on({}, {handler_label}) still running after {:.1}s",
+                    "⚠️ Slow event handler: {}.on({}, {}) still running after {:.1}s",
+                    handler.bus_label,
                     event.label(),
+                    handler.label(),
                     started.elapsed().as_secs_f64()
                 );
             }

@@ -16,9 +16,36 @@ pub(crate) struct HandlerTable {
     /// Every registered id, with its pattern and whether it is a restored placeholder: keeps
     /// registration and removal by id O(1) in the number of handlers.
     ids: FxHashMap<HandlerId, (Arc<str>, bool)>,
+    /// Default ids already derived on this bus, by (handler name, pattern, occurrence): a
+    /// handler registered again and again (a one-off closure) skips the SHA-1 of its uuid5.
+    derived: FxHashMap<(Arc<str>, Arc<str>, usize), HandlerId>,
 }
 
+/// How many derived ids a bus remembers before it starts over.
+const DERIVED_ID_CACHE: usize = 1024;
+
 impl HandlerTable {
+    /// The default id of the `occurrence`-th registration of `name` on `pattern` on the bus
+    /// `bus_name` ([`HandlerId::derive`]), remembered for the next registration.
+    pub(crate) fn derived_id(
+        &mut self,
+        bus_name: &str,
+        name: &Arc<str>,
+        pattern: &Arc<str>,
+        occurrence: usize,
+    ) -> HandlerId {
+        let key = (Arc::clone(name), Arc::clone(pattern), occurrence);
+        if let Some(id) = self.derived.get(&key) {
+            return id.clone();
+        }
+        if self.derived.len() >= DERIVED_ID_CACHE {
+            self.derived.clear();
+        }
+        let id = HandlerId::derive(bus_name, name, pattern, occurrence);
+        self.derived.insert(key, id.clone());
+        id
+    }
+
     /// Adds a handler; one with the same id that is a restored placeholder is replaced in place
     /// (it keeps its position), which is how a restored bus re-binds its handlers.
     pub(crate) fn add(&mut self, entry: Arc<HandlerEntry>) {

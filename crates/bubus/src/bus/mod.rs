@@ -276,14 +276,13 @@ impl EventBus {
             Some(n) => Arc::from(n),
             None => Arc::from(handler.__handler_name().as_ref()),
         };
-        let file_path: Option<Arc<str>> =
-            match options.file_path {
-                Some(p) => Some(Arc::from(p)),
-                None if self.inner.config.event_handler_detect_file_paths => Some(Arc::from(
-                    format!("{}:{}", location.file(), location.line()),
-                )),
-                None => None,
-            };
+        let file_path: Option<Arc<str>> = match options.file_path {
+            Some(p) => Some(Arc::from(p)),
+            None if self.inner.config.event_handler_detect_file_paths => {
+                Some(location_label(location))
+            }
+            None => None,
+        };
         let forward_target = handler.__forward_target();
         let func = handler.__into_handler_fn();
         let mut st = self.inner.state.lock();
@@ -292,7 +291,9 @@ impl EventBus {
             None => {
                 let mut occurrence = 0;
                 loop {
-                    let id = HandlerId::derive(&self.inner.name, &name, &pattern, occurrence);
+                    let id = st
+                        .handlers
+                        .derived_id(&self.inner.name, &name, &pattern, occurrence);
                     if !st.handlers.contains_live_id(&id) {
                         break id;
                     }
@@ -642,4 +643,19 @@ impl BusInner {
             notified.await;
         }
     }
+}
+
+/// `file:line` of a registration site, formatted once per site (a program has finitely many; a
+/// one-off handler registered in a loop should not format it every time).
+fn location_label(location: &'static std::panic::Location<'static>) -> Arc<str> {
+    static LABELS: std::sync::OnceLock<
+        parking_lot::RwLock<rustc_hash::FxHashMap<usize, Arc<str>>>,
+    > = std::sync::OnceLock::new();
+    let labels = LABELS.get_or_init(Default::default);
+    let key = std::ptr::from_ref(location) as usize;
+    if let Some(label) = labels.read().get(&key) {
+        return Arc::clone(label);
+    }
+    let label: Arc<str> = Arc::from(format!("{}:{}", location.file(), location.line()));
+    Arc::clone(labels.write().entry(key).or_insert(label))
 }

@@ -6,8 +6,10 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
+use parking_lot::RwLock;
+use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use crate::error::HandlerError;
@@ -196,6 +198,18 @@ pub(crate) fn handler_name(type_name: &'static str) -> Cow<'static, str> {
     if !type_name.contains('<') && !type_name.contains("{{closure}}") {
         return Cow::Borrowed(type_name);
     }
+    // Cleaned once per handler type: a program has finitely many, and a handler registered
+    // again and again (a one-off closure) should not pay for the string work each time.
+    static NAMES: OnceLock<RwLock<FxHashMap<&'static str, &'static str>>> = OnceLock::new();
+    let names = NAMES.get_or_init(Default::default);
+    if let Some(name) = names.read().get(type_name) {
+        return Cow::Borrowed(name);
+    }
+    let name: &'static str = Box::leak(clean_type_name(type_name).into_boxed_str());
+    Cow::Borrowed(*names.write().entry(type_name).or_insert(name))
+}
+
+fn clean_type_name(type_name: &str) -> String {
     let mut depth = 0usize;
     let mut plain = String::with_capacity(type_name.len());
     for ch in type_name.chars() {
@@ -217,7 +231,7 @@ pub(crate) fn handler_name(type_name: &'static str) -> Cow<'static, str> {
     if is_closure {
         name.push_str("::<closure>");
     }
-    Cow::Owned(name)
+    name
 }
 
 #[doc(hidden)]
