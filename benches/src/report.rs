@@ -250,6 +250,37 @@ pub fn detail_line(result: &ScenarioResult) -> String {
     format!("[rust] {}: {}", result.scenario, parts.join(" "))
 }
 
+/// The median of several runs of one scenario: the run with the median `ms_per_event`, with the
+/// floor (S1) replaced by the median floor of all runs and the ratio recomputed. A failed run
+/// fails the whole: it is returned as it is. `runs` and every run's `ms_per_event` are added to
+/// the extras.
+pub fn median_run(mut runs: Vec<ScenarioResult>) -> ScenarioResult {
+    assert!(!runs.is_empty(), "at least one run");
+    if let Some(pos) = runs.iter().position(|r| !r.ok) {
+        return runs.swap_remove(pos);
+    }
+    let count = runs.len();
+    let per_run: Vec<f64> = runs.iter().map(|r| r.ms_per_event).collect();
+    let mut floors: Vec<f64> = runs.iter().filter_map(|r| r.floor_ms_per_event).collect();
+    runs.sort_by(|a, b| a.ms_per_event.total_cmp(&b.ms_per_event));
+    let mut result = runs.swap_remove(count / 2);
+    if count > 1 {
+        if !floors.is_empty() {
+            floors.sort_by(f64::total_cmp);
+            let floor = floors[floors.len() / 2];
+            result.floor_ms_per_event = Some(floor);
+            if floor > 0.0 {
+                result.ratio_to_floor = Some(result.ms_per_event / floor);
+            }
+        }
+        result.extra.insert("runs".into(), count.into());
+        result
+            .extra
+            .insert("ms_per_event_runs".into(), per_run.into());
+    }
+    result
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,35 +365,4 @@ mod tests {
         let result = median_run(vec![run(1.0, 1.0), failed.clone(), run(2.0, 1.0)]);
         assert_eq!(result, failed);
     }
-}
-
-/// The median of several runs of one scenario: the run with the median `ms_per_event`, with the
-/// floor (S1) replaced by the median floor of all runs and the ratio recomputed. A failed run
-/// fails the whole: it is returned as it is. `runs` and every run's `ms_per_event` are added to
-/// the extras.
-pub fn median_run(mut runs: Vec<ScenarioResult>) -> ScenarioResult {
-    assert!(!runs.is_empty(), "at least one run");
-    if let Some(pos) = runs.iter().position(|r| !r.ok) {
-        return runs.swap_remove(pos);
-    }
-    let count = runs.len();
-    let per_run: Vec<f64> = runs.iter().map(|r| r.ms_per_event).collect();
-    let mut floors: Vec<f64> = runs.iter().filter_map(|r| r.floor_ms_per_event).collect();
-    runs.sort_by(|a, b| a.ms_per_event.total_cmp(&b.ms_per_event));
-    let mut result = runs.swap_remove(count / 2);
-    if count > 1 {
-        if !floors.is_empty() {
-            floors.sort_by(f64::total_cmp);
-            let floor = floors[floors.len() / 2];
-            result.floor_ms_per_event = Some(floor);
-            if floor > 0.0 {
-                result.ratio_to_floor = Some(result.ms_per_event / floor);
-            }
-        }
-        result.extra.insert("runs".into(), count.into());
-        result
-            .extra
-            .insert("ms_per_event_runs".into(), per_run.into());
-    }
-    result
 }
