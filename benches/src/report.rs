@@ -7,6 +7,42 @@ use crate::{Options, SCENARIOS, Scenario};
 
 /// One scenario's outcome, with the reference's field names (`_scenario_result` in
 /// `performance_scenarios.py`) plus the runtime, the floor (S1 only) and scenario extras.
+impl Metrics {
+    /// The figures of a timed part that ran `total_events` events, `units` of `unit` (`event`,
+    /// or `handler` for S3) — the throughput counts the events —, with the memory tracker's peak
+    /// and the CPU time between two [`cpu_ms`](crate::harness::cpu_ms) readings; no error and no
+    /// extras yet.
+    pub fn over(
+        total_events: u64,
+        (units, unit): (u64, &'static str),
+        total_ms: f64,
+        memory: &crate::harness::MemoryTracker,
+        (cpu_start, cpu_end): (Option<f64>, Option<f64>),
+    ) -> Self {
+        Metrics {
+            total_events,
+            units,
+            unit,
+            total_ms,
+            throughput_events: total_events,
+            peak_rss_kb_per_event: memory.peak_rss_kb_per(units.max(1)),
+            cpu_ms: cpu_start.zip(cpu_end).map(|(a, b)| (b - a).max(0.0)),
+            error: None,
+            extra: Map::new(),
+        }
+    }
+}
+
+/// The extras every counting scenario reports: how many handler calls it saw and its checksum
+/// against the expected one.
+pub fn checksum_extras(processed: u64, checksum: u64, expected: u64) -> Map<String, Value> {
+    let mut extra = Map::new();
+    extra.insert("processed_count".into(), processed.into());
+    extra.insert("checksum".into(), checksum.into());
+    extra.insert("expected_checksum".into(), expected.into());
+    extra
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ScenarioResult {
     /// The scenario id (`50k-events`, …).

@@ -11,14 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bubus::{EventBus, EventHandle};
-use serde_json::{Map, json};
+use serde_json::json;
 
 use crate::events::{PerfSimpleEvent, PerfTrimEvent};
 use crate::harness::{
     HISTORY_LIMIT_STREAM, MemoryTracker, STREAM_BATCH_SIZE, cpu_ms, dispatch_error, elapsed_ms,
     settle, trim_history,
 };
-use crate::report::{Metrics, ScenarioResult};
+use crate::report::{Metrics, ScenarioResult, checksum_extras};
 use crate::{Options, Scenario};
 
 /// How many early event ids are checked for eviction afterwards.
@@ -133,11 +133,8 @@ async fn measure(scenario: &Scenario, options: &Options) -> Result<ScenarioResul
         }
     });
 
-    let mut extra = Map::new();
+    let mut extra = checksum_extras(processed, checksum, expected);
     extra.insert("attempted_events".into(), json!(total_events));
-    extra.insert("processed_count".into(), json!(processed));
-    extra.insert("checksum".into(), json!(checksum));
-    extra.insert("expected_checksum".into(), json!(expected));
     extra.insert("sampled_evicted_count".into(), json!(sampled_evicted_count));
     extra.insert("history_len".into(), json!(history_len));
 
@@ -145,15 +142,15 @@ async fn measure(scenario: &Scenario, options: &Options) -> Result<ScenarioResul
         scenario,
         options,
         Metrics {
-            total_events: dispatched,
-            units: dispatched,
-            unit: "event",
-            total_ms,
-            throughput_events: dispatched,
-            peak_rss_kb_per_event: memory.peak_rss_kb_per(dispatched.max(1)),
-            cpu_ms: cpu_start.zip(cpu_end).map(|(a, b)| (b - a).max(0.0)),
             error,
             extra,
+            ..Metrics::over(
+                dispatched,
+                (dispatched, "event"),
+                total_ms,
+                &memory,
+                (cpu_start, cpu_end),
+            )
         },
     );
     bus.stop(Some(Duration::ZERO), true).await;

@@ -11,14 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bubus::{EventBus, EventHandle};
-use serde_json::{Map, json};
+use serde_json::json;
 
 use crate::events::{PerfSimpleEvent, PerfTrimEphemeralEvent};
 use crate::harness::{
     HISTORY_LIMIT_EPHEMERAL_BUS, MemoryTracker, cpu_ms, dispatch_error, elapsed_ms, settle,
     trim_history,
 };
-use crate::report::{Metrics, ScenarioResult};
+use crate::report::{Metrics, ScenarioResult, checksum_extras};
 use crate::{Options, Scenario};
 
 fn value(bus_index: u64, events_per_bus: u64, i: u64) -> u64 {
@@ -125,25 +125,22 @@ async fn measure(scenario: &Scenario, options: &Options) -> Result<ScenarioResul
         }
     });
 
-    let mut extra = Map::new();
+    let mut extra = checksum_extras(processed, checksum, expected_checksum);
     extra.insert("attempted_events".into(), json!(attempted_events));
-    extra.insert("processed_count".into(), json!(processed));
-    extra.insert("checksum".into(), json!(checksum));
-    extra.insert("expected_checksum".into(), json!(expected_checksum));
 
     Ok(ScenarioResult::measured(
         scenario,
         options,
         Metrics {
-            total_events: dispatched_events,
-            units: dispatched_events,
-            unit: "event",
-            total_ms,
-            throughput_events: dispatched_events,
-            peak_rss_kb_per_event: memory.peak_rss_kb_per(dispatched_events.max(1)),
-            cpu_ms: cpu_start.zip(cpu_end).map(|(a, b)| (b - a).max(0.0)),
             error,
             extra,
+            ..Metrics::over(
+                dispatched_events,
+                (dispatched_events, "event"),
+                total_ms,
+                &memory,
+                (cpu_start, cpu_end),
+            )
         },
     ))
 }

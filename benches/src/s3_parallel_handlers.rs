@@ -11,14 +11,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bubus::{EventBus, EventHandle, HandlerConcurrency, HandlerOptions};
-use serde_json::{Map, json};
+use serde_json::json;
 
 use crate::events::{PerfFixedHandlersEvent, PerfTrimFixedHandlersEvent};
 use crate::harness::{
     HISTORY_LIMIT_FIXED_HANDLERS, MemoryTracker, cpu_ms, dispatch_error, elapsed_ms, settle,
     trim_history,
 };
-use crate::report::{Metrics, ScenarioResult};
+use crate::report::{Metrics, ScenarioResult, checksum_extras};
 use crate::{Options, Scenario};
 
 const BASE_VALUE: u64 = 11;
@@ -102,10 +102,7 @@ async fn measure(scenario: &Scenario, options: &Options) -> Result<ScenarioResul
         }
     });
 
-    let mut extra = Map::new();
-    extra.insert("processed_count".into(), json!(processed));
-    extra.insert("checksum".into(), json!(checksum));
-    extra.insert("expected_checksum".into(), json!(expected_checksum));
+    let mut extra = checksum_extras(processed, checksum, expected_checksum);
     extra.insert("total_handlers".into(), json!(total_handlers));
     extra.insert("registration_ms".into(), json!(registration_ms));
 
@@ -113,15 +110,15 @@ async fn measure(scenario: &Scenario, options: &Options) -> Result<ScenarioResul
         scenario,
         options,
         Metrics {
-            total_events: 1,
-            units: total_handlers,
-            unit: "handler",
-            total_ms,
-            throughput_events: 1,
-            peak_rss_kb_per_event: memory.peak_rss_kb_per(total_handlers.max(1)),
-            cpu_ms: cpu_start.zip(cpu_end).map(|(a, b)| (b - a).max(0.0)),
             error,
             extra,
+            ..Metrics::over(
+                1,
+                (total_handlers, "handler"),
+                total_ms,
+                &memory,
+                (cpu_start, cpu_end),
+            )
         },
     );
 

@@ -11,13 +11,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bubus::{Event, EventBus, EventHandle};
-use serde_json::{Map, json};
+use serde_json::json;
 
 use crate::events::{PerfRequestEvent, PerfTrimOnOffEvent};
 use crate::harness::{
     HISTORY_LIMIT_ON_OFF, MemoryTracker, cpu_ms, dispatch_error, elapsed_ms, settle, trim_history,
 };
-use crate::report::{Metrics, ScenarioResult};
+use crate::report::{Metrics, ScenarioResult, checksum_extras};
 use crate::{Options, Scenario};
 
 /// Runs S4.
@@ -106,25 +106,22 @@ async fn measure(scenario: &Scenario, options: &Options) -> Result<ScenarioResul
         }
     });
 
-    let mut extra = Map::new();
+    let mut extra = checksum_extras(processed, checksum, expected_checksum);
     extra.insert("attempted_events".into(), json!(total_events));
-    extra.insert("processed_count".into(), json!(processed));
-    extra.insert("checksum".into(), json!(checksum));
-    extra.insert("expected_checksum".into(), json!(expected_checksum));
 
     let result = ScenarioResult::measured(
         scenario,
         options,
         Metrics {
-            total_events: processed,
-            units: processed,
-            unit: "event",
-            total_ms,
-            throughput_events: processed,
-            peak_rss_kb_per_event: memory.peak_rss_kb_per(processed.max(1)),
-            cpu_ms: cpu_start.zip(cpu_end).map(|(a, b)| (b - a).max(0.0)),
             error,
             extra,
+            ..Metrics::over(
+                processed,
+                (processed, "event"),
+                total_ms,
+                &memory,
+                (cpu_start, cpu_end),
+            )
         },
     );
 

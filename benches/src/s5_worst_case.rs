@@ -279,15 +279,15 @@ async fn measure(scenario: &Scenario, options: &Options) -> Result<ScenarioResul
         scenario,
         options,
         Metrics {
-            total_events: estimated_events,
-            units: estimated_events,
-            unit: "event",
-            total_ms,
-            throughput_events: estimated_events,
-            peak_rss_kb_per_event: memory.peak_rss_kb_per(estimated_events.max(1)),
-            cpu_ms: cpu_start.zip(cpu_end).map(|(a, b)| (b - a).max(0.0)),
             error,
             extra,
+            ..Metrics::over(
+                estimated_events,
+                (estimated_events, "event"),
+                total_ms,
+                &memory,
+                (cpu_start, cpu_end),
+            )
         },
     );
 
