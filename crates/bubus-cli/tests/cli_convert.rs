@@ -101,15 +101,10 @@ fn a_mirror_becomes_a_log_that_reads_back_intact() {
     assert!(output.status.success(), "{}", stderr(&output));
 
     // One completion record per event, in dispatch order, results included.
-    let original: Vec<_> = records(&wal)
+    let (original, dispatched): (Vec<_>, Vec<_>) = records(&wal)
         .into_iter()
-        .filter(|(_, kind, _, _)| *kind == RecordKind::Completed)
-        .collect();
-    let mut by_dispatch = records(&wal)
-        .into_iter()
-        .filter(|(_, kind, _, _)| *kind == RecordKind::Dispatched)
-        .map(|(id, ..)| id)
-        .collect::<Vec<_>>();
+        .partition(|(_, kind, _, _)| *kind == RecordKind::Completed);
+    let mut by_dispatch: Vec<_> = dispatched.into_iter().map(|(id, ..)| id).collect();
     by_dispatch.dedup();
     let converted = records(&back);
     assert_eq!(
@@ -171,13 +166,7 @@ fn bad_lines_are_reported_and_skipped() {
     let dir = temp_dir("convert-bad");
     let wal = dir.join("pings.jsonl");
     let db = dir.join("pings.sqlite3");
-    let text = [
-        support::ping_line(1),
-        "{\"event_type\": \n".into(),
-        support::ping_line(2),
-    ]
-    .concat();
-    std::fs::write(&wal, text).unwrap();
+    support::write_pings_around(&wal, "{\"event_type\": ", 2);
 
     let output = run(&["convert", "--no-progress", path_str(&wal), path_str(&db)]);
     assert!(output.status.success(), "{}", stderr(&output));
@@ -253,23 +242,14 @@ fn the_output_is_protected() {
     assert!(stdout(&run(&["tree", path_str(&db)])).contains("OrderPlaced#"));
 
     // The input is never the output, and the output is named for what it will hold.
-    let output = run(&["convert", path_str(&wal), path_str(&wal)]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(stderr(&output).contains("is both the input and the output"));
-    let output = run(&["convert", path_str(&wal), path_str(&dir.join("out.jsonl"))]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("is named like a log"),
-        "{}",
-        stderr(&output)
-    );
-    let output = run(&["convert", path_str(&db), path_str(&dir.join("out.db"))]);
-    assert_eq!(output.status.code(), Some(2));
-    assert!(
-        stderr(&output).contains("is named like a database"),
-        "{}",
-        stderr(&output)
-    );
+    let refused = |input: &std::path::Path, output: &std::path::Path, why: &str| {
+        let result = run(&["convert", path_str(input), path_str(output)]);
+        assert_eq!(result.status.code(), Some(2));
+        assert!(stderr(&result).contains(why), "{}", stderr(&result));
+    };
+    refused(&wal, &wal, "is both the input and the output");
+    refused(&wal, &dir.join("out.jsonl"), "is named like a log");
+    refused(&db, &dir.join("out.db"), "is named like a database");
 
     // A missing input is an error, not an empty output.
     let missing = dir.join("missing.jsonl");

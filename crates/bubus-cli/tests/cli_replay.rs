@@ -139,13 +139,7 @@ fn the_output_is_a_log_that_replays_into_a_bus() {
 fn bad_lines_are_reported_counted_and_skipped() {
     let dir = temp_dir("replay-bad");
     let wal = dir.join("pings.jsonl");
-    let text = [
-        support::ping_line(1),
-        "{\"event_type\": 7}\n".into(),
-        support::ping_line(3),
-    ]
-    .concat();
-    std::fs::write(&wal, text).unwrap();
+    support::write_pings_around(&wal, "{\"event_type\": 7}", 3);
 
     let output = run(&["replay", path_str(&wal)]);
     assert_eq!(output.status.code(), Some(0));

@@ -69,13 +69,7 @@ fn the_tree_of_a_python_log() {
 fn bad_lines_are_reported_and_the_rest_is_drawn() {
     let dir = temp_dir("tree-bad");
     let wal = dir.join("pings.jsonl");
-    let text = [
-        support::ping_line(1),
-        "garbage\n".into(),
-        support::ping_line(2),
-    ]
-    .concat();
-    std::fs::write(&wal, text).unwrap();
+    support::write_pings_around(&wal, "garbage", 2);
 
     let output = run(&["tree", path_str(&wal)]);
     assert_eq!(output.status.code(), Some(0));

@@ -277,3 +277,9 @@ pub fn ping_line(n: u64) -> String {
         r#"{{"event_type":"Ping","event_id":"0190a6a0-0000-7000-8000-{n:012x}","event_path":["Pinger#0001"],"n":{n}}}"#
     ) + "\n"
 }
+
+/// Writes a log of `Ping` 1, the line `bad` (newline added), then `Ping` `last`.
+pub fn write_pings_around(path: &Path, bad: &str, last: u64) {
+    let text = [ping_line(1), format!("{bad}\n"), ping_line(last)].concat();
+    std::fs::write(path, text).expect("write the log");
+}

@@ -648,14 +648,8 @@ impl BusInner {
 /// `file:line` of a registration site, formatted once per site (a program has finitely many; a
 /// one-off handler registered in a loop should not format it every time).
 fn location_label(location: &'static std::panic::Location<'static>) -> Arc<str> {
-    static LABELS: std::sync::OnceLock<
-        parking_lot::RwLock<rustc_hash::FxHashMap<usize, Arc<str>>>,
-    > = std::sync::OnceLock::new();
-    let labels = LABELS.get_or_init(Default::default);
-    let key = std::ptr::from_ref(location) as usize;
-    if let Some(label) = labels.read().get(&key) {
-        return Arc::clone(label);
-    }
-    let label: Arc<str> = Arc::from(format!("{}:{}", location.file(), location.line()));
-    Arc::clone(labels.write().entry(key).or_insert(label))
+    static LABELS: crate::memo::Memo<usize, Arc<str>> = crate::memo::Memo::new();
+    LABELS.get_or_insert_with(std::ptr::from_ref(location) as usize, || {
+        Arc::from(format!("{}:{}", location.file(), location.line()))
+    })
 }

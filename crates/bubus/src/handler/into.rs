@@ -6,14 +6,13 @@ use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
-use parking_lot::RwLock;
-use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use crate::error::HandlerError;
 use crate::event::{AnyEvent, EventHandle, EventPayload, EventResultValue};
+use crate::memo::Memo;
 use crate::result::ResultSlot;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
@@ -200,13 +199,10 @@ pub(crate) fn handler_name(type_name: &'static str) -> Cow<'static, str> {
     }
     // Cleaned once per handler type: a program has finitely many, and a handler registered
     // again and again (a one-off closure) should not pay for the string work each time.
-    static NAMES: OnceLock<RwLock<FxHashMap<&'static str, &'static str>>> = OnceLock::new();
-    let names = NAMES.get_or_init(Default::default);
-    if let Some(name) = names.read().get(type_name) {
-        return Cow::Borrowed(name);
-    }
-    let name: &'static str = Box::leak(clean_type_name(type_name).into_boxed_str());
-    Cow::Borrowed(*names.write().entry(type_name).or_insert(name))
+    static NAMES: Memo<&'static str, &'static str> = Memo::new();
+    Cow::Borrowed(NAMES.get_or_insert_with(type_name, || {
+        Box::leak(clean_type_name(type_name).into_boxed_str())
+    }))
 }
 
 fn clean_type_name(type_name: &str) -> String {
