@@ -48,7 +48,7 @@ impl BusInner {
                 // What the dispatching code has in scope reaches the handlers.
                 let span = tracing::Span::current();
                 if !span.is_none() {
-                    es.dispatch_span = Some(span);
+                    es.dispatch_span = Some(Box::new(span));
                 }
                 es.dispatch_context = context::current_context();
             }

@@ -190,7 +190,7 @@ fn mark_started(
         es.status = EventStatus::Started;
         es.started_at = Some(now);
     }
-    let span = handler_span(event, handler, es.dispatch_span.as_ref());
+    let span = handler_span(event, handler, es.dispatch_span.as_deref());
     Some((event_started, span, es.dispatch_context.clone()))
 }
 

@@ -19,6 +19,8 @@ pub(crate) struct HandlerTable {
     /// Default ids already derived on this bus, by (handler name, pattern, occurrence): a
     /// handler registered again and again (a one-off closure) skips the SHA-1 of its uuid5.
     derived: FxHashMap<(Arc<str>, Arc<str>, usize), HandlerId>,
+    /// Whether `"*"` has handlers: saves a second lookup per event when it has none.
+    has_wildcard: bool,
 }
 
 /// How many derived ids a bus remembers before it starts over.
@@ -66,9 +68,19 @@ impl HandlerTable {
                 return;
             }
         }
+        if &*pattern == "*" {
+            self.has_wildcard = true;
+        }
         self.ids
             .insert(entry.meta.id.clone(), (pattern, entry.stub));
         Arc::make_mut(list).push(entry);
+    }
+
+    /// Called after the handlers of `pattern` changed.
+    fn update_wildcard(&mut self, pattern: &str) {
+        if pattern == "*" {
+            self.has_wildcard = self.by_pattern.contains_key("*");
+        }
     }
 
     /// Whether a handler (not a restored placeholder) with this id is registered.
@@ -86,6 +98,7 @@ impl HandlerTable {
         if list.is_empty() {
             self.by_pattern.remove(&pattern);
         }
+        self.update_wildcard(&pattern);
         Some(removed)
     }
 
@@ -99,6 +112,7 @@ impl HandlerTable {
         for entry in &removed {
             self.ids.remove(&entry.meta.id);
         }
+        self.update_wildcard(pattern);
         removed
     }
 
@@ -110,7 +124,11 @@ impl HandlerTable {
         }
         (
             self.by_pattern.get(event_type).cloned(),
-            self.by_pattern.get("*").cloned(),
+            if self.has_wildcard {
+                self.by_pattern.get("*").cloned()
+            } else {
+                None
+            },
         )
     }
 
@@ -128,6 +146,7 @@ impl HandlerTable {
 
     pub(crate) fn clear(&mut self) -> Vec<Arc<HandlerEntry>> {
         self.ids.clear();
+        self.has_wildcard = false;
         self.by_pattern
             .drain()
             .flat_map(|(_, list)| list.iter().cloned().collect::<Vec<_>>())

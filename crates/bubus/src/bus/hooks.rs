@@ -26,32 +26,47 @@ impl BusInner {
         }
     }
 
+    #[inline]
     pub(crate) fn hook_dispatched(&self, event: &Arc<EventInner>) {
-        if self.middlewares.is_empty() {
-            return;
+        if !self.middlewares.is_empty() {
+            self.call_dispatched(event);
         }
+    }
+
+    #[cold]
+    fn call_dispatched(&self, event: &Arc<EventInner>) {
         let any = AnyEvent::from_inner(Arc::clone(event));
         self.with_middlewares(|m, bus| m.on_event_dispatched(bus, &any));
     }
 
+    #[inline]
     pub(crate) fn hook_event(&self, event: &Arc<EventInner>, status: EventStatus) {
-        if self.middlewares.is_empty() {
-            return;
+        if !self.middlewares.is_empty() {
+            self.call_event(event, status);
         }
+    }
+
+    #[cold]
+    fn call_event(&self, event: &Arc<EventInner>, status: EventStatus) {
         let any = AnyEvent::from_inner(Arc::clone(event));
         self.with_middlewares(|m, bus| m.on_event_change(bus, &any, status));
     }
 
     /// The hook for the results at `indices` of `event` (each a result of this bus's handlers).
+    #[inline]
     pub(crate) fn hook_results(
         &self,
         event: &Arc<EventInner>,
         indices: &[usize],
         status: EventStatus,
     ) {
-        if self.middlewares.is_empty() || indices.is_empty() {
-            return;
+        if !self.middlewares.is_empty() && !indices.is_empty() {
+            self.call_results(event, indices, status);
         }
+    }
+
+    #[cold]
+    fn call_results(&self, event: &Arc<EventInner>, indices: &[usize], status: EventStatus) {
         let snapshots: Vec<EventResult<Value>> = {
             let st = event.state.lock();
             indices

@@ -115,8 +115,9 @@ impl HandlerLimits {
 pub(crate) struct PhaseClock<'a> {
     event: &'a EventInner,
     indices: &'a [usize],
-    timeout: Option<Duration>,
-    slow: Option<Duration>,
+    /// Kept in seconds: converted only when something waits.
+    timeout: Option<f64>,
+    slow: Option<f64>,
     start: OnceLock<Instant>,
 }
 
@@ -130,8 +131,8 @@ impl<'a> PhaseClock<'a> {
         PhaseClock {
             event,
             indices,
-            timeout: seconds(timeout),
-            slow: seconds(slow),
+            timeout,
+            slow,
             start: OnceLock::new(),
         }
     }
@@ -157,13 +158,13 @@ impl<'a> PhaseClock<'a> {
 
     /// When the event's timeout fires on this bus.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        let timeout = self.timeout?;
+        let timeout = seconds(self.timeout)?;
         self.start().checked_add(timeout)
     }
 
     /// When the slow-event warning fires.
     pub(crate) fn slow_at(&self) -> Option<Instant> {
-        let slow = self.slow?;
+        let slow = seconds(self.slow)?;
         self.start().checked_add(slow)
     }
 

@@ -104,12 +104,12 @@ impl BusInner {
     pub(crate) fn claim(&self, event: &Arc<EventInner>) -> Option<Arc<EventInner>> {
         let claimed = {
             let mut st = self.state.lock();
-            let pos = if st.queue.front().is_some_and(|e| Arc::ptr_eq(e, event)) {
-                0
+            let claimed = if st.queue.front().is_some_and(|e| Arc::ptr_eq(e, event)) {
+                st.queue.pop_front()?
             } else {
-                st.queue.iter().position(|e| Arc::ptr_eq(e, event))?
+                let pos = st.queue.iter().position(|e| Arc::ptr_eq(e, event))?;
+                st.queue.remove(pos)?
             };
-            let claimed = st.queue.remove(pos)?;
             st.in_flight += 1;
             claimed
         };
@@ -245,9 +245,10 @@ fn set_phase(event: &EventInner, bus: &BusInner, phase: BusPhase) {
 /// them).
 pub(crate) async fn process_event(bus: &Arc<BusInner>, event: &Arc<EventInner>, held: &HeldLocks) {
     let (exact, wildcard) = bus.state.lock().handlers.for_event(&event.event_type);
-    let (runs, config) = {
+    let (runs, indices, config) = {
         let mut es = event.state.lock();
         let mut runs: Runs = SmallVec::new();
+        let mut indices: SmallVec<[usize; 4]> = SmallVec::new();
         // Results the event already has (from another bus, or a restored snapshot): a handler
         // that already has one is not run again. Indexed when there are many, so that an event
         // with thousands of handlers stays linear.
@@ -288,6 +289,7 @@ pub(crate) async fn process_event(bus: &Arc<BusInner>, event: &Arc<EventInner>, 
                 if es.results[pos].status == ResultStatus::Pending {
                     es.results[pos].handler = Arc::clone(&entry.meta);
                     runs.push((Arc::clone(entry), pos));
+                    indices.push(pos);
                 }
                 continue;
             }
@@ -296,16 +298,16 @@ pub(crate) async fn process_event(bus: &Arc<BusInner>, event: &Arc<EventInner>, 
                 event.created_at,
             ));
             runs.push((Arc::clone(entry), es.results.len() - 1));
+            indices.push(es.results.len() - 1);
         }
-        (runs, es.config)
+        (runs, indices, es.config)
     };
-    let indices: SmallVec<[usize; 4]> = runs.iter().map(|(_, i)| *i).collect();
     bus.hook_event(event, EventStatus::Pending);
     bus.hook_results(event, &indices, EventStatus::Pending);
     let mut guard = ProcessGuard {
         bus,
         event,
-        indices: indices.clone(),
+        indices: &indices,
         armed: true,
     };
 
@@ -621,7 +623,7 @@ pub(crate) fn on_event_completed(event: &Arc<EventInner>, buses: &[(Arc<BusInner
 struct ProcessGuard<'a> {
     bus: &'a BusInner,
     event: &'a Arc<EventInner>,
-    indices: SmallVec<[usize; 4]>,
+    indices: &'a [usize],
     armed: bool,
 }
 
@@ -633,7 +635,7 @@ impl Drop for ProcessGuard<'_> {
         let mut finished: SmallVec<[usize; 4]> = SmallVec::new();
         {
             let mut es = self.event.state.lock();
-            for &index in &self.indices {
+            for &index in self.indices {
                 if let Some(result) = es.results.get_mut(index) {
                     let error = interrupted(result, self.event);
                     if result.finish(Err(error)) {

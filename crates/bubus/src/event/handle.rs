@@ -304,7 +304,7 @@ macro_rules! event_accessors {
                     .filter_map(|r| r.error.clone().map(|e| (r.completed_at, e)))
                     .collect();
                 errors.sort_by_key(|(at, _)| *at);
-                errors.into_iter().map(|(_, e)| e).collect()
+                errors.into_iter().map(|(_, e)| *e).collect()
             }
 
             /// Sets `event_timeout` (seconds; `None` = the bus default). Effective if set before

@@ -153,7 +153,8 @@ pub(crate) struct EventState {
     pub(crate) emitted_by_handler_id: Option<HandlerId>,
     pub(crate) path: SmallVec<[Arc<str>; 2]>,
     pub(crate) buses: SmallVec<[BusSlot; 1]>,
-    pub(crate) results: Vec<ResultRecord>,
+    /// One inline: most events have a single handler per bus.
+    pub(crate) results: SmallVec<[ResultRecord; 1]>,
     pub(crate) children: Vec<Arc<EventInner>>,
     pub(crate) incomplete_children: usize,
     pub(crate) jump_waiters: usize,
@@ -161,7 +162,7 @@ pub(crate) struct EventState {
     pub(crate) cancel_cause: Option<Arc<str>>,
     /// The `tracing` span current where the event was first dispatched: the parent of its
     /// handlers' spans.
-    pub(crate) dispatch_span: Option<tracing::Span>,
+    pub(crate) dispatch_span: Option<Box<tracing::Span>>,
     /// The user context values in scope where the event was first dispatched.
     pub(crate) dispatch_context: Option<crate::context::ContextMap>,
 }
@@ -239,7 +240,7 @@ impl EventInner {
                 emitted_by_handler_id: parts.emitted_by_handler_id,
                 path: parts.path.into_iter().map(Arc::from).collect(),
                 buses: SmallVec::new(),
-                results: parts.results,
+                results: SmallVec::from_vec(parts.results),
                 children: Vec::new(),
                 incomplete_children: 0,
                 jump_waiters: 0,
@@ -287,7 +288,7 @@ impl EventInner {
                 emitted_by_handler_id: st.emitted_by_handler_id.clone(),
                 path: st.path.clone(),
                 buses: SmallVec::new(),
-                results: Vec::new(),
+                results: SmallVec::new(),
                 children: Vec::new(),
                 incomplete_children: 0,
                 jump_waiters: 0,
@@ -332,7 +333,7 @@ impl EventInner {
                 emitted_by_handler_id: None,
                 path: SmallVec::new(),
                 buses: SmallVec::new(),
-                results: Vec::new(),
+                results: SmallVec::new(),
                 children: Vec::new(),
                 incomplete_children: 0,
                 jump_waiters: 0,

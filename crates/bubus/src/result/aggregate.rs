@@ -299,7 +299,7 @@ impl<R: EventResultValue> ResultsQuery<R> {
         let mut errors = Vec::new();
         for record in &st.results {
             if let Some(err) = &record.error {
-                errors.push(err.clone());
+                errors.push(HandlerError::clone(err));
             }
             match &self.include {
                 None => {

@@ -57,7 +57,8 @@ pub(crate) struct ResultRecord {
     pub(crate) handler: Arc<HandlerMeta>,
     pub(crate) status: ResultStatus,
     pub(crate) value: ResultSlot,
-    pub(crate) error: Option<HandlerError>,
+    /// Boxed: most results have none, and the record is stored inline in its event.
+    pub(crate) error: Option<Box<HandlerError>>,
     pub(crate) started_at: Option<Timestamp>,
     pub(crate) completed_at: Option<Timestamp>,
     pub(crate) children: Vec<Uuid>,
@@ -92,7 +93,7 @@ impl ResultRecord {
                 self.status = ResultStatus::Completed;
             }
             Err(err) => {
-                self.error = Some(err);
+                self.error = Some(Box::new(err));
                 self.status = ResultStatus::Error;
             }
         }
@@ -140,7 +141,7 @@ impl ResultRecord {
             result,
             result_json: self.value.to_json(),
             forwarded_event_id,
-            error: self.error.clone().or(conversion_error),
+            error: self.error.as_deref().cloned().or(conversion_error),
             event_children: self.children.clone(),
         }
     }

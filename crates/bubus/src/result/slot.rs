@@ -28,14 +28,96 @@ impl<T: Serialize + Send + Sync + 'static> ErasedValue for T {
     }
 }
 
+/// A primitive result stored inline: most handlers return a number, a flag or a character, and
+/// recording one should not cost an allocation.
+#[derive(Copy, Clone)]
+pub(crate) enum Scalar {
+    Bool(bool),
+    U8(u8),
+    U16(u16),
+    U32(u32),
+    U64(u64),
+    Usize(usize),
+    I8(i8),
+    I16(i16),
+    I32(i32),
+    I64(i64),
+    Isize(isize),
+    F32(f32),
+    F64(f64),
+    Char(char),
+}
+
+macro_rules! scalars {
+    ($($variant:ident($ty:ty)),* $(,)?) => {
+        impl Scalar {
+            /// `value` as a scalar, if its type is one.
+            fn of<T: 'static>(value: &T) -> Option<Scalar> {
+                let any = value as &dyn Any;
+                $(if let Some(v) = any.downcast_ref::<$ty>() {
+                    return Some(Scalar::$variant(*v));
+                })*
+                None
+            }
+        }
+
+        impl ErasedValue for Scalar {
+            fn as_any(&self) -> &dyn Any {
+                match self {
+                    $(Scalar::$variant(v) => v,)*
+                }
+            }
+            fn to_json(&self) -> Result<Value, serde_json::Error> {
+                match self {
+                    $(Scalar::$variant(v) => serde_json::to_value(v),)*
+                }
+            }
+        }
+    };
+}
+
+scalars!(
+    Bool(bool),
+    U8(u8),
+    U16(u16),
+    U32(u32),
+    U64(u64),
+    Usize(usize),
+    I8(i8),
+    I16(i16),
+    I32(i32),
+    I64(i64),
+    Isize(isize),
+    F32(f32),
+    F64(f64),
+    Char(char),
+);
+
+/// A typed value: inline when it is a [`Scalar`], boxed otherwise.
+pub(crate) enum TypedValue {
+    Inline(Scalar),
+    Boxed(Box<dyn ErasedValue>),
+}
+
+impl std::ops::Deref for TypedValue {
+    type Target = dyn ErasedValue;
+    fn deref(&self) -> &Self::Target {
+        match self {
+            TypedValue::Inline(scalar) => scalar,
+            TypedValue::Boxed(value) => &**value,
+        }
+    }
+}
+
 /// What a handler returned.
 pub(crate) enum ResultSlot {
     /// Nothing yet, or a null value (`()`, `None`, JSON `null`): excluded from aggregation.
     Null,
     /// A typed value produced in this process.
-    Typed(Box<dyn ErasedValue>),
-    /// A JSON value (a dynamic handler's return, or a result read from the wire).
-    Json(Value),
+    Typed(TypedValue),
+    /// A JSON value (a dynamic handler's return, or a result read from the wire). Boxed: a
+    /// `Value` is several times the size of the other variants.
+    Json(Box<Value>),
     /// The handler forwarded the event to another bus; the result is that event itself.
     Forwarded {
         event_id: Uuid,
@@ -63,11 +145,14 @@ impl ResultSlot {
         let mut slot = Some(value);
         if let Some(json) = (&mut slot as &mut dyn Any).downcast_mut::<Option<Value>>() {
             if let Some(json) = json.take() {
-                return ResultSlot::Json(json);
+                return ResultSlot::Json(Box::new(json));
             }
         }
         match slot {
-            Some(value) => ResultSlot::Typed(Box::new(value)),
+            Some(value) => ResultSlot::Typed(match Scalar::of(&value) {
+                Some(scalar) => TypedValue::Inline(scalar),
+                None => TypedValue::Boxed(Box::new(value)),
+            }),
             None => ResultSlot::Null,
         }
     }
@@ -93,7 +178,7 @@ impl ResultSlot {
                         .and_then(|json| decode(&json)),
                 ),
             },
-            ResultSlot::Json(json) => match (json as &dyn Any).downcast_ref::<R>() {
+            ResultSlot::Json(json) => match (&**json as &dyn Any).downcast_ref::<R>() {
                 Some(r) => Some(Ok(r.clone())),
                 None => Some(decode(json)),
             },
@@ -105,7 +190,7 @@ impl ResultSlot {
         match self {
             ResultSlot::Null => Value::Null,
             ResultSlot::Typed(v) => v.to_json().unwrap_or(Value::Null),
-            ResultSlot::Json(v) => v.clone(),
+            ResultSlot::Json(v) => Value::clone(v),
             ResultSlot::Forwarded { event_id, .. } => Value::String(event_id.to_string()),
         }
     }
@@ -115,6 +200,7 @@ impl ResultSlot {
     pub(crate) fn check_as<R: EventResultValue>(self) -> Result<ResultSlot, HandlerError> {
         match self {
             ResultSlot::Typed(ref value) if value.as_any().is::<R>() => Ok(self),
+            ResultSlot::Json(ref json) if (&**json as &dyn Any).is::<R>() => Ok(self),
             ResultSlot::Null | ResultSlot::Forwarded { .. } => Ok(self),
             ResultSlot::Typed(value) => {
                 let json = value.to_json().map_err(schema_error)?;
@@ -311,13 +397,36 @@ mod tests {
     }
 
     #[test]
+    fn scalars_are_stored_inline_and_keep_their_type() {
+        let slot = ResultSlot::from_value(7u16);
+        assert!(matches!(
+            slot,
+            ResultSlot::Typed(TypedValue::Inline(Scalar::U16(7)))
+        ));
+        assert_eq!(slot.extract::<u16>().unwrap().unwrap(), 7);
+        // Another numeric type goes through JSON, as for any foreign typed value.
+        assert_eq!(slot.extract::<u64>().unwrap().unwrap(), 7);
+        assert_eq!(slot.to_json(), json!(7));
+        let slot = ResultSlot::from_value(false);
+        assert!(matches!(slot, ResultSlot::Typed(TypedValue::Inline(_))));
+        assert_eq!(slot.extract::<bool>().unwrap().unwrap(), false);
+        let slot = ResultSlot::from_value(f64::NAN);
+        assert_eq!(slot.to_json(), Value::Null);
+        let slot = ResultSlot::from_value(String::from("boxed"));
+        assert!(matches!(slot, ResultSlot::Typed(TypedValue::Boxed(_))));
+        assert_eq!(slot.extract::<String>().unwrap().unwrap(), "boxed");
+    }
+
+    #[test]
     fn check_as_rejects_mismatched_json_with_schema_error() {
-        let err = ResultSlot::Json(json!({"a": "not a number"}))
+        let err = ResultSlot::Json(Box::new(json!({"a": "not a number"})))
             .check_as::<std::collections::HashMap<String, u32>>()
             .unwrap_err();
         assert_eq!(err.kind(), HandlerErrorKind::ResultSchema);
         assert!(err.message().contains("`a`"), "{}", err.message());
-        let ok = ResultSlot::Json(json!(5)).check_as::<u64>().unwrap();
+        let ok = ResultSlot::Json(Box::new(json!(5)))
+            .check_as::<u64>()
+            .unwrap();
         assert!(matches!(ok, ResultSlot::Typed(_)));
     }
 }

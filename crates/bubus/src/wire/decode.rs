@@ -500,10 +500,10 @@ fn decode_result(
     record.started_at = opt_timestamp(&field("started_at"), get("started_at"))?;
     record.completed_at = opt_timestamp(&field("completed_at"), get("completed_at"))?;
     record.children = children;
-    record.error = error;
+    record.error = error.map(Box::new);
     let value = get("result");
     if !value.is_null() {
-        record.value = ResultSlot::Json(value.clone());
+        record.value = ResultSlot::Json(Box::new(value.clone()));
         // A result from another runtime is checked against the event's result schema, as the
         // reference runtimes check a handler's return value: a mismatch becomes an error result
         // and the value is dropped.
@@ -513,14 +513,14 @@ fn decode_result(
                     let snippet: String = value.to_string().chars().take(60).collect();
                     record.status = ResultStatus::Error;
                     record.value = ResultSlot::Null;
-                    record.error = Some(HandlerError::with_kind(
+                    record.error = Some(Box::new(HandlerError::with_kind(
                         HandlerErrorKind::ResultSchema,
                         format!(
                             "result {snippet} of handler {} did not match event_result_type: \
                              {reason}",
                             record.handler.name
                         ),
-                    ));
+                    )));
                 }
             }
         }
