@@ -409,7 +409,7 @@ mod tests {
         assert_eq!(slot.to_json(), json!(7));
         let slot = ResultSlot::from_value(false);
         assert!(matches!(slot, ResultSlot::Typed(TypedValue::Inline(_))));
-        assert_eq!(slot.extract::<bool>().unwrap().unwrap(), false);
+        assert!(!slot.extract::<bool>().unwrap().unwrap());
         let slot = ResultSlot::from_value(f64::NAN);
         assert_eq!(slot.to_json(), Value::Null);
         let slot = ResultSlot::from_value(String::from("boxed"));
