@@ -326,7 +326,7 @@ impl<T: HandlerInput + Clone + Sync> FindQuery<T> {
                     }
                 }
             }
-            let typed = T::__extract(event).ok()?;
+            let typed = T::__extract(event.clone()).ok()?;
             match &predicate {
                 Some(predicate) if !predicate(&typed) => None,
                 _ => Some(typed),

@@ -45,7 +45,7 @@ struct ForwardFn {
 }
 
 impl ErasedHandler for ForwardFn {
-    fn call(&self, event: &AnyEvent) -> HandlerCall {
+    fn call(&self, event: AnyEvent) -> HandlerCall {
         HandlerCall::Ready(match self.target.dispatch(event) {
             Ok(forwarded) => Ok(ResultSlot::Forwarded {
                 event_id: forwarded.event_id(),

@@ -601,8 +601,7 @@ impl PartialEq for EventBus {
 impl BusInner {
     /// The event lock an event takes on this bus, resolved now: none for parallel events.
     pub(crate) fn event_lock(&self, event: &EventInner) -> Option<&Semaphore> {
-        let mode = event.state.lock().config.event_concurrency;
-        match mode.unwrap_or(self.config.event_concurrency) {
+        match event.concurrency().unwrap_or(self.config.event_concurrency) {
             EventConcurrency::GlobalSerial => Some(&self.domain.lock),
             EventConcurrency::BusSerial => Some(&self.bus_lock),
             EventConcurrency::Parallel => None,

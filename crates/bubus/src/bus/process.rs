@@ -65,9 +65,35 @@ impl BusInner {
 
     /// Processes the event at the head of the queue under its event lock.
     async fn run_next(self: &Arc<Self>) -> Step {
-        let head = match self.state.lock().queue.front() {
-            Some(event) => Arc::clone(event),
-            None => return Step::Idle,
+        let taken = {
+            let mut st = self.state.lock();
+            let Some(head) = st.queue.front() else {
+                return Step::Idle;
+            };
+            // The usual case: the head's event lock is free. Take both at once.
+            let fast = self
+                .event_lock(head)
+                .and_then(|lock| Some((lock, lock.try_acquire().ok()?)));
+            match fast {
+                Some((lock, permit)) => {
+                    let event = st.queue.pop_front();
+                    st.in_flight += usize::from(event.is_some());
+                    Ok((event, lock, permit))
+                }
+                None => Err(Arc::clone(head)),
+            }
+        };
+        let head = match taken {
+            Ok((event, lock, permit)) => {
+                if let Some(event) = event {
+                    set_phase(&event, self, BusPhase::Processing);
+                    let held: HeldLocks = smallvec![lock_addr(lock)];
+                    process_event(self, &event, &held).await;
+                }
+                drop(permit);
+                return Step::Ran;
+            }
+            Err(head) => head,
         };
         match self.event_lock(&head) {
             None => {
@@ -208,13 +234,18 @@ impl BusInner {
     }
 }
 
+/// How many events the run loop processes per upgrade of its weak reference to the bus.
+const EVENTS_PER_UPGRADE: usize = 64;
+
 async fn run_loop(bus: Weak<BusInner>, wake: Arc<Notify>) {
     loop {
         {
             let Some(bus) = bus.upgrade() else { return };
-            if let Step::Ran = bus.run_next().await {
-                tokio::task::consume_budget().await;
-                continue;
+            for _ in 0..EVENTS_PER_UPGRADE {
+                match bus.run_next().await {
+                    Step::Ran => tokio::task::consume_budget().await,
+                    Step::Idle => break,
+                }
             }
             let mut st = bus.state.lock();
             if st.stopped {

@@ -266,7 +266,7 @@ fn stub_fn() -> HandlerFn {
 struct StubHandler;
 
 impl crate::handler::ErasedHandler for StubHandler {
-    fn call(&self, _event: &AnyEvent) -> crate::handler::HandlerCall {
+    fn call(&self, _event: AnyEvent) -> crate::handler::HandlerCall {
         crate::handler::HandlerCall::Ready(Ok(crate::result::ResultSlot::Null))
     }
 }

@@ -115,6 +115,10 @@ impl AnyEvent {
         &self.inner
     }
 
+    pub(crate) fn into_inner(self) -> Arc<EventInner> {
+        self.inner
+    }
+
     /// A typed handle, if this event is an `E` (or a dynamic event of `E`'s type whose payload
     /// decodes as `E`).
     pub fn downcast<E: Event>(&self) -> Option<EventHandle<E>> {
@@ -330,7 +334,8 @@ macro_rules! event_accessors {
 
             /// Sets `event_concurrency`.
             pub fn set_event_concurrency(&self, mode: Option<EventConcurrency>) {
-                self.inner().state.lock().config.event_concurrency = mode;
+                let inner = self.inner();
+                inner.set_concurrency(&mut inner.state.lock(), mode);
             }
 
             /// Sets `event_handler_concurrency`.

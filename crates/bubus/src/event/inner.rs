@@ -2,7 +2,7 @@
 
 use std::any::{Any, TypeId};
 use std::borrow::Cow;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock, Weak};
 
 use parking_lot::Mutex;
@@ -11,7 +11,7 @@ use smallvec::SmallVec;
 use tokio::sync::{Notify, Semaphore};
 use uuid::Uuid;
 
-use super::config::{EventConfig, EventStatus};
+use super::config::{EventConcurrency, EventConfig, EventStatus};
 use super::dynamic::DynEvent;
 use super::{Event, EventResultValue};
 use crate::bus::BusInner;
@@ -188,6 +188,18 @@ pub(crate) struct EventInner {
     pub(crate) notify: Notify,
     /// The serial-handler lock: one handler of this event at a time, across every bus.
     pub(crate) handler_lock: Semaphore,
+    /// `config.event_concurrency`, readable without the lock (the run loop checks it for every
+    /// event it takes off the queue). Written together with the config.
+    concurrency: AtomicU8,
+}
+
+fn encode_concurrency(mode: Option<EventConcurrency>) -> u8 {
+    match mode {
+        None => 0,
+        Some(EventConcurrency::GlobalSerial) => 1,
+        Some(EventConcurrency::BusSerial) => 2,
+        Some(EventConcurrency::Parallel) => 3,
+    }
 }
 
 /// An event as read from JSON: everything its JSON said.
@@ -253,6 +265,7 @@ impl EventInner {
             cancelled: AtomicBool::new(false),
             notify: Notify::new(),
             handler_lock: Semaphore::new(1),
+            concurrency: AtomicU8::new(encode_concurrency(parts.config.event_concurrency)),
         })
     }
 
@@ -301,6 +314,7 @@ impl EventInner {
             cancelled: AtomicBool::new(false),
             notify: Notify::new(),
             handler_lock: Semaphore::new(1),
+            concurrency: AtomicU8::new(encode_concurrency(st.config.event_concurrency)),
         })
     }
 
@@ -346,7 +360,25 @@ impl EventInner {
             cancelled: AtomicBool::new(false),
             notify: Notify::new(),
             handler_lock: Semaphore::new(1),
+            concurrency: AtomicU8::new(encode_concurrency(config.event_concurrency)),
         })
+    }
+
+    /// The event's own `event_concurrency`, without taking its lock.
+    pub(crate) fn concurrency(&self) -> Option<EventConcurrency> {
+        match self.concurrency.load(Ordering::Acquire) {
+            1 => Some(EventConcurrency::GlobalSerial),
+            2 => Some(EventConcurrency::BusSerial),
+            3 => Some(EventConcurrency::Parallel),
+            _ => None,
+        }
+    }
+
+    /// Sets `event_concurrency` (in the config, which must be `st`, and its lock-free copy).
+    pub(crate) fn set_concurrency(&self, st: &mut EventState, mode: Option<EventConcurrency>) {
+        st.config.event_concurrency = mode;
+        self.concurrency
+            .store(encode_concurrency(mode), Ordering::Release);
     }
 
     pub(crate) fn is_complete(&self) -> bool {

@@ -25,7 +25,7 @@ pub(crate) enum HandlerCall {
 }
 
 pub(crate) trait ErasedHandler: Send + Sync + 'static {
-    fn call(&self, event: &AnyEvent) -> HandlerCall;
+    fn call(&self, event: AnyEvent) -> HandlerCall;
 }
 
 /// A handler with its argument and return types erased. Produced by [`IntoHandler`].
@@ -55,7 +55,7 @@ pub trait HandlerInput: sealed::Sealed + Sized + Send + 'static {
     fn __pattern() -> &'static str;
 
     #[doc(hidden)]
-    fn __extract(event: &AnyEvent) -> Result<Self, HandlerError>;
+    fn __extract(event: AnyEvent) -> Result<Self, HandlerError>;
 }
 
 impl<P: EventPayload> sealed::Sealed for EventHandle<P> {}
@@ -66,9 +66,9 @@ impl<P: EventPayload> HandlerInput for EventHandle<P> {
         P::__default_pattern()
     }
 
-    fn __extract(event: &AnyEvent) -> Result<Self, HandlerError> {
-        let payload = P::__resolve(event)?;
-        Ok(EventHandle::from_parts(Arc::clone(event.inner()), payload))
+    fn __extract(event: AnyEvent) -> Result<Self, HandlerError> {
+        let payload = P::__resolve(&event)?;
+        Ok(EventHandle::from_parts(event.into_inner(), payload))
     }
 }
 
@@ -80,8 +80,8 @@ impl HandlerInput for AnyEvent {
         "*"
     }
 
-    fn __extract(event: &AnyEvent) -> Result<Self, HandlerError> {
-        Ok(event.clone())
+    fn __extract(event: AnyEvent) -> Result<Self, HandlerError> {
+        Ok(event)
     }
 }
 
@@ -248,7 +248,7 @@ where
     I: HandlerInput,
     R: HandlerOutput<I::Output> + 'static,
 {
-    fn call(&self, event: &AnyEvent) -> HandlerCall {
+    fn call(&self, event: AnyEvent) -> HandlerCall {
         match I::__extract(event) {
             Ok(input) => HandlerCall::Ready((self.f)(input).__into_outcome().0),
             Err(err) => HandlerCall::Ready(Err(err)),
@@ -268,7 +268,7 @@ where
     Fut: Future + Send + 'static,
     Fut::Output: HandlerOutput<I::Output>,
 {
-    fn call(&self, event: &AnyEvent) -> HandlerCall {
+    fn call(&self, event: AnyEvent) -> HandlerCall {
         match I::__extract(event) {
             Ok(input) => {
                 let fut = (self.f)(input);
@@ -373,7 +373,7 @@ where
     I: HandlerInput,
     R: HandlerOutput<I::Output> + 'static,
 {
-    fn call(&self, event: &AnyEvent) -> HandlerCall {
+    fn call(&self, event: AnyEvent) -> HandlerCall {
         match I::__extract(event) {
             Ok(input) => HandlerCall::Ready(
                 (self.f)(Arc::clone(&self.service), input)
@@ -399,7 +399,7 @@ where
     Fut: Future + Send + 'static,
     Fut::Output: HandlerOutput<I::Output>,
 {
-    fn call(&self, event: &AnyEvent) -> HandlerCall {
+    fn call(&self, event: AnyEvent) -> HandlerCall {
         match I::__extract(event) {
             Ok(input) => {
                 let fut = (self.f)(Arc::clone(&self.service), input);
