@@ -96,6 +96,7 @@ mod context;
 mod error;
 mod event;
 pub mod handler;
+mod lock;
 mod memo;
 pub mod middleware;
 mod result;

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 
-use tokio::sync::Semaphore;
+use crate::lock::FairLock;
 use uuid::Uuid;
 
 use super::EventBus;
@@ -62,14 +62,14 @@ impl Default for BusConfig {
 /// subsystems) can make their own domain and never contend with the rest of the process.
 #[derive(Clone)]
 pub struct LockDomain {
-    pub(crate) lock: Arc<Semaphore>,
+    pub(crate) lock: Arc<FairLock>,
 }
 
 impl LockDomain {
     /// A new, independent domain.
     pub fn new() -> Self {
         LockDomain {
-            lock: Arc::new(Semaphore::new(1)),
+            lock: Arc::new(FairLock::new()),
         }
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::BusInner;
 use crate::context;
 use crate::error::DispatchError;
-use crate::event::inner::{BusPhase, BusSlot, EventInner};
+use crate::event::inner::{BusPhase, BusSlot, EventInner, EventState};
 
 impl BusInner {
     /// Enqueues `event` on this bus. See [`EventBus::dispatch`](super::EventBus::dispatch).
@@ -28,7 +28,8 @@ impl BusInner {
                 bus: self.label.to_string(),
             });
         }
-        if self.already_visited(event) {
+        let mut es = event.state.lock();
+        if self.already_visited(&es) {
             // Loop prevention: an event never re-enters a bus already in its path.
             return Ok(());
         }
@@ -42,7 +43,6 @@ impl BusInner {
         }
 
         let link = {
-            let mut es = event.state.lock();
             let first_dispatch = es.buses.is_empty();
             if first_dispatch {
                 // What the dispatching code has in scope reaches the handlers.
@@ -73,6 +73,7 @@ impl BusInner {
                 _ => None,
             }
         };
+        drop(es);
         // Linked before it is enqueued, so the child cannot complete before its parent counts it.
         let has_parent = link.is_some();
         if let Some((parent, result_index)) = link {
@@ -93,8 +94,7 @@ impl BusInner {
         Ok(())
     }
 
-    fn already_visited(&self, event: &EventInner) -> bool {
-        let es = event.state.lock();
+    fn already_visited(&self, es: &EventState) -> bool {
         es.buses.iter().any(|slot| slot.bus_id == self.id)
             || es.path.iter().any(|label| **label == *self.label)
     }

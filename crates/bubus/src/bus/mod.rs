@@ -21,7 +21,9 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
+
+use crate::lock::FairLock;
 use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
 
@@ -86,7 +88,7 @@ pub(crate) struct BusInner {
     pub(crate) config: BusConfig,
     pub(crate) domain: LockDomain,
     /// The bus-serial event lock.
-    pub(crate) bus_lock: Semaphore,
+    pub(crate) bus_lock: FairLock,
     pub(crate) state: Mutex<BusState>,
     /// Wakes the run loop; shared with it so it can wait without keeping the bus alive.
     pub(crate) wake: Arc<Notify>,
@@ -152,7 +154,7 @@ impl EventBus {
                 label,
                 config: builder.config,
                 domain: builder.domain.unwrap_or_default(),
-                bus_lock: Semaphore::new(1),
+                bus_lock: FairLock::new(),
                 state: Mutex::new(BusState {
                     queue: VecDeque::new(),
                     history: VecDeque::new(),
@@ -600,7 +602,7 @@ impl PartialEq for EventBus {
 
 impl BusInner {
     /// The event lock an event takes on this bus, resolved now: none for parallel events.
-    pub(crate) fn event_lock(&self, event: &EventInner) -> Option<&Semaphore> {
+    pub(crate) fn event_lock(&self, event: &EventInner) -> Option<&FairLock> {
         match event.concurrency().unwrap_or(self.config.event_concurrency) {
             EventConcurrency::GlobalSerial => Some(&self.domain.lock),
             EventConcurrency::BusSerial => Some(&self.bus_lock),

@@ -8,7 +8,7 @@ use std::task::Poll;
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use smallvec::{SmallVec, smallvec};
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 use super::cancel::{cancel_events, children_of_results};
@@ -17,16 +17,17 @@ use super::limits::PhaseClock;
 use super::{BusInner, BusState, limits};
 use crate::context::{self, HeldLocks};
 use crate::error::{DispatchError, HandlerError, HandlerErrorKind};
-use crate::event::inner::{BusPhase, EventInner};
+use crate::event::inner::{BusPhase, EventInner, EventState};
 use crate::event::{EventConfig, EventStatus, HandlerCompletion, HandlerConcurrency};
 use crate::handler::{HandlerEntry, HandlerId};
+use crate::lock::FairLock;
 use crate::result::{ResultRecord, ResultStatus};
 use rustc_hash::FxHashMap;
 use uuid::Uuid;
 
 /// Identity of an event lock, for the re-entrancy check of queue-jumps.
-pub(crate) fn lock_addr(lock: &Semaphore) -> usize {
-    lock as *const Semaphore as usize
+pub(crate) fn lock_addr(lock: &FairLock) -> usize {
+    lock as *const FairLock as usize
 }
 
 enum Step {
@@ -73,7 +74,7 @@ impl BusInner {
             // The usual case: the head's event lock is free. Take both at once.
             let fast = self
                 .event_lock(head)
-                .and_then(|lock| Some((lock, lock.try_acquire().ok()?)));
+                .and_then(|lock| Some((lock, lock.try_acquire()?)));
             match fast {
                 Some((lock, permit)) => {
                     let event = st.queue.pop_front();
@@ -86,7 +87,7 @@ impl BusInner {
         let head = match taken {
             Ok((event, lock, permit)) => {
                 if let Some(event) = event {
-                    set_phase(&event, self, BusPhase::Processing);
+                    // `process_event` marks it processing here.
                     let held: HeldLocks = smallvec![lock_addr(lock)];
                     process_event(self, &event, &held).await;
                 }
@@ -108,11 +109,8 @@ impl BusInner {
             }
             Some(lock) => {
                 let permit = match lock.try_acquire() {
-                    Ok(permit) => permit,
-                    Err(_) => match lock.acquire().await {
-                        Ok(permit) => permit,
-                        Err(_) => return Step::Ran,
-                    },
+                    Some(permit) => permit,
+                    None => lock.acquire().await,
                 };
                 // The head may have been queue-jumped while we waited for the lock.
                 if let Some(event) = self.claim(&head) {
@@ -261,7 +259,10 @@ async fn run_loop(bus: Weak<BusInner>, wake: Arc<Notify>) {
 }
 
 fn set_phase(event: &EventInner, bus: &BusInner, phase: BusPhase) {
-    let mut es = event.state.lock();
+    set_phase_locked(&mut event.state.lock(), bus, phase);
+}
+
+fn set_phase_locked(es: &mut EventState, bus: &BusInner, phase: BusPhase) {
     if let Some(slot) = es
         .buses
         .iter_mut()
@@ -278,7 +279,8 @@ pub(crate) async fn process_event(bus: &Arc<BusInner>, event: &Arc<EventInner>, 
     let (exact, wildcard) = bus.state.lock().handlers.for_event(&event.event_type);
     let (runs, indices, config) = {
         let mut es = event.state.lock();
-        let mut runs: Runs = SmallVec::new();
+        set_phase_locked(&mut es, bus, BusPhase::Processing);
+        let mut runs: Runs<'_> = SmallVec::new();
         let mut indices: SmallVec<[usize; 4]> = SmallVec::new();
         // Results the event already has (from another bus, or a restored snapshot): a handler
         // that already has one is not run again. Indexed when there are many, so that an event
@@ -319,7 +321,7 @@ pub(crate) async fn process_event(bus: &Arc<BusInner>, event: &Arc<EventInner>, 
                 // one already started or finished is never run again.
                 if es.results[pos].status == ResultStatus::Pending {
                     es.results[pos].handler = Arc::clone(&entry.meta);
-                    runs.push((Arc::clone(entry), pos));
+                    runs.push((&**entry, pos));
                     indices.push(pos);
                 }
                 continue;
@@ -328,7 +330,7 @@ pub(crate) async fn process_event(bus: &Arc<BusInner>, event: &Arc<EventInner>, 
                 Arc::clone(&entry.meta),
                 event.created_at,
             ));
-            runs.push((Arc::clone(entry), es.results.len() - 1));
+            runs.push((&**entry, es.results.len() - 1));
             indices.push(es.results.len() - 1);
         }
         (runs, indices, es.config)
@@ -365,14 +367,14 @@ pub(crate) async fn process_event(bus: &Arc<BusInner>, event: &Arc<EventInner>, 
     finish_on_bus(bus, event);
 }
 
-type Runs = SmallVec<[(Arc<HandlerEntry>, usize); 4]>;
+type Runs<'a> = SmallVec<[(&'a HandlerEntry, usize); 4]>;
 
 /// Runs the handlers in the event's handler-concurrency mode (each handler may override it) and
 /// completion mode.
 async fn run_handlers(
     bus: &Arc<BusInner>,
     event: &Arc<EventInner>,
-    runs: &Runs,
+    runs: &Runs<'_>,
     held: &HeldLocks,
     config: &EventConfig,
     clock: &PhaseClock<'_>,
@@ -407,8 +409,8 @@ async fn run_handlers(
         for (i, (entry, index)) in runs.iter().enumerate() {
             {
                 let _permit = match event.handler_lock.try_acquire() {
-                    Ok(permit) => Some(permit),
-                    Err(_) => event.handler_lock.acquire().await.ok(),
+                    Some(permit) => permit,
+                    None => event.handler_lock.acquire().await,
                 };
                 handler_run!(entry, *index).run().await;
             }
@@ -434,8 +436,8 @@ async fn run_handlers(
         let mut fut: Pin<Box<dyn Future<Output = usize> + Send + '_>> = if serial {
             Box::pin(async move {
                 let _permit = match event.handler_lock.try_acquire() {
-                    Ok(permit) => Some(permit),
-                    Err(_) => event.handler_lock.acquire().await.ok(),
+                    Some(permit) => permit,
+                    None => event.handler_lock.acquire().await,
                 };
                 handler_run!(entry, index).run().await;
                 index
@@ -481,7 +483,7 @@ async fn run_handlers(
 }
 
 /// The result indices of every run but the `i`-th.
-fn others(runs: &Runs, i: usize) -> SmallVec<[usize; 4]> {
+fn others(runs: &Runs<'_>, i: usize) -> SmallVec<[usize; 4]> {
     runs.iter()
         .enumerate()
         .filter(|(j, _)| *j != i)

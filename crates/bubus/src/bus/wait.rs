@@ -6,13 +6,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use smallvec::SmallVec;
-use tokio::sync::Semaphore;
 
 use super::BusInner;
 use super::process::{lock_addr, process_event};
 use crate::context::{self, HandlerCtx, HeldLocks};
 use crate::error::WaitError;
 use crate::event::inner::{BusPhase, EventInner};
+use crate::lock::FairLock;
 
 /// Waits until `event` is completed.
 ///
@@ -104,9 +104,7 @@ async fn help_along(event: &Arc<EventInner>) -> bool {
             .queue
             .front()
             .is_some_and(|e| Arc::ptr_eq(e, event));
-        let free = bus
-            .event_lock(event)
-            .is_none_or(|lock| lock.available_permits() > 0);
+        let free = bus.event_lock(event).is_none_or(FairLock::is_free);
         if at_head && free && Detached::new(help_job(bus, Arc::clone(event))).await {
             return true;
         }
@@ -116,9 +114,9 @@ async fn help_along(event: &Arc<EventInner>) -> bool {
 
 async fn help_job(bus: Arc<BusInner>, event: Arc<EventInner>) -> bool {
     let lock = bus.event_lock(&event);
-    let permit = match lock.map(Semaphore::try_acquire) {
-        Some(Ok(permit)) => Some(permit),
-        Some(Err(_)) => return false,
+    let permit = match lock.map(FairLock::try_acquire) {
+        Some(Some(permit)) => Some(permit),
+        Some(None) => return false,
         None => None,
     };
     // Still at the head now that the lock is ours? Then it is ours to process.
@@ -274,10 +272,7 @@ async fn process_now(bus: &Arc<BusInner>, event: &Arc<EventInner>, ctx: &Handler
         .filter(|lock| !held.contains(&lock_addr(lock)));
     let _permit = match lock {
         Some(lock) => {
-            let permit = match lock.acquire().await {
-                Ok(permit) => permit,
-                Err(_) => return false,
-            };
+            let permit = lock.acquire().await;
             held.push(lock_addr(lock));
             Some(permit)
         }

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock, Weak};
 use parking_lot::Mutex;
 use serde_json::{Map, Value};
 use smallvec::SmallVec;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::config::{EventConcurrency, EventConfig, EventStatus};
@@ -17,6 +17,7 @@ use super::{Event, EventResultValue};
 use crate::bus::BusInner;
 use crate::error::{HandlerError, HandlerErrorKind};
 use crate::handler::HandlerId;
+use crate::lock::FairLock;
 use crate::result::{ResultRecord, ResultSlot, ResultStatus};
 use crate::time::Timestamp;
 use crate::wire::schema::ResultType;
@@ -187,7 +188,7 @@ pub(crate) struct EventInner {
     /// queue-jumping it.
     pub(crate) notify: Notify,
     /// The serial-handler lock: one handler of this event at a time, across every bus.
-    pub(crate) handler_lock: Semaphore,
+    pub(crate) handler_lock: FairLock,
     /// `config.event_concurrency`, readable without the lock (the run loop checks it for every
     /// event it takes off the queue). Written together with the config.
     concurrency: AtomicU8,
@@ -264,7 +265,7 @@ impl EventInner {
             waited: AtomicBool::new(false),
             cancelled: AtomicBool::new(false),
             notify: Notify::new(),
-            handler_lock: Semaphore::new(1),
+            handler_lock: FairLock::new(),
             concurrency: AtomicU8::new(encode_concurrency(parts.config.event_concurrency)),
         })
     }
@@ -313,7 +314,7 @@ impl EventInner {
             waited: AtomicBool::new(false),
             cancelled: AtomicBool::new(false),
             notify: Notify::new(),
-            handler_lock: Semaphore::new(1),
+            handler_lock: FairLock::new(),
             concurrency: AtomicU8::new(encode_concurrency(st.config.event_concurrency)),
         })
     }
@@ -359,7 +360,7 @@ impl EventInner {
             waited: AtomicBool::new(false),
             cancelled: AtomicBool::new(false),
             notify: Notify::new(),
-            handler_lock: Semaphore::new(1),
+            handler_lock: FairLock::new(),
             concurrency: AtomicU8::new(encode_concurrency(config.event_concurrency)),
         })
     }
