@@ -501,12 +501,15 @@ impl EventInner {
         if st.started_at.is_none() {
             st.started_at = Some(at);
         }
-        let buses = st
-            .buses
-            .iter()
-            .filter(|s| s.zero_history || s.has_middlewares)
-            .filter_map(|s| s.bus.upgrade().map(|bus| (bus, s.zero_history)))
-            .collect();
+        let buses = if st.buses.iter().any(|s| s.zero_history || s.has_middlewares) {
+            st.buses
+                .iter()
+                .filter(|s| s.zero_history || s.has_middlewares)
+                .filter_map(|s| s.bus.upgrade().map(|bus| (bus, s.zero_history)))
+                .collect()
+        } else {
+            SmallVec::new()
+        };
         Some(Completion {
             parent: st.parent.upgrade(),
             buses,
