@@ -117,6 +117,15 @@ pub(crate) struct BusState {
     pub(crate) warned_drop: bool,
 }
 
+impl BusState {
+    /// Takes the head of the queue for processing.
+    pub(crate) fn take_head(&mut self) -> Option<Arc<EventInner>> {
+        let head = self.queue.pop_front()?;
+        self.in_flight += 1;
+        Some(head)
+    }
+}
+
 impl Drop for BusInner {
     fn drop(&mut self) {
         // Lets a parked run loop notice the bus is gone and exit.

@@ -76,18 +76,13 @@ impl BusInner {
                 .event_lock(head)
                 .and_then(|lock| Some((lock, lock.try_acquire()?)));
             match fast {
-                Some((lock, permit)) => {
-                    let event = st.queue.pop_front();
-                    st.in_flight += usize::from(event.is_some());
-                    Ok((event, lock, permit))
-                }
+                Some((lock, permit)) => Ok((st.take_head(), lock, permit)),
                 None => Err(Arc::clone(head)),
             }
         };
         let head = match taken {
             Ok((event, lock, permit)) => {
                 if let Some(event) = event {
-                    // `process_event` marks it processing here.
                     let held: HeldLocks = smallvec![lock_addr(lock)];
                     process_event(self, &event, &held).await;
                 }
@@ -108,10 +103,7 @@ impl BusInner {
                 }
             }
             Some(lock) => {
-                let permit = match lock.try_acquire() {
-                    Some(permit) => permit,
-                    None => lock.acquire().await,
-                };
+                let permit = lock.acquire().await;
                 // The head may have been queue-jumped while we waited for the lock.
                 if let Some(event) = self.claim(&head) {
                     let held: HeldLocks = smallvec![lock_addr(lock)];
@@ -124,20 +116,15 @@ impl BusInner {
     }
 
     /// Takes `event` off this bus's queue for processing; `None` if it is no longer queued here
-    /// (someone else took it).
+    /// (someone else took it). [`process_event`] marks it processing.
     pub(crate) fn claim(&self, event: &Arc<EventInner>) -> Option<Arc<EventInner>> {
-        let claimed = {
-            let mut st = self.state.lock();
-            let claimed = if st.queue.front().is_some_and(|e| Arc::ptr_eq(e, event)) {
-                st.queue.pop_front()?
-            } else {
-                let pos = st.queue.iter().position(|e| Arc::ptr_eq(e, event))?;
-                st.queue.remove(pos)?
-            };
-            st.in_flight += 1;
-            claimed
-        };
-        set_phase(&claimed, self, BusPhase::Processing);
+        let mut st = self.state.lock();
+        if st.queue.front().is_some_and(|e| Arc::ptr_eq(e, event)) {
+            return st.take_head();
+        }
+        let pos = st.queue.iter().position(|e| Arc::ptr_eq(e, event))?;
+        let claimed = st.queue.remove(pos)?;
+        st.in_flight += 1;
         Some(claimed)
     }
 
@@ -171,7 +158,6 @@ impl BusInner {
         }
         parallel.shutdown().await;
         for event in queued {
-            set_phase(&event, self, BusPhase::Processing);
             let cause = format!(
                 "{} was stopped before it processed {}",
                 self.label,
@@ -258,17 +244,14 @@ async fn run_loop(bus: Weak<BusInner>, wake: Arc<Notify>) {
     }
 }
 
-fn set_phase(event: &EventInner, bus: &BusInner, phase: BusPhase) {
-    set_phase_locked(&mut event.state.lock(), bus, phase);
-}
-
-fn set_phase_locked(es: &mut EventState, bus: &BusInner, phase: BusPhase) {
+/// Marks `bus`'s slot of the event processing (it was queued, or is already processing).
+fn mark_processing(es: &mut EventState, bus: &BusInner) {
     if let Some(slot) = es
         .buses
         .iter_mut()
         .find(|s| s.bus_id == bus.id && s.phase != BusPhase::Done)
     {
-        slot.phase = phase;
+        slot.phase = BusPhase::Processing;
     }
 }
 
@@ -279,7 +262,7 @@ pub(crate) async fn process_event(bus: &Arc<BusInner>, event: &Arc<EventInner>, 
     let (exact, wildcard) = bus.state.lock().handlers.for_event(&event.event_type);
     let (runs, indices, config) = {
         let mut es = event.state.lock();
-        set_phase_locked(&mut es, bus, BusPhase::Processing);
+        mark_processing(&mut es, bus);
         let mut runs: Runs<'_> = SmallVec::new();
         let mut indices: SmallVec<[usize; 4]> = SmallVec::new();
         // Results the event already has (from another bus, or a restored snapshot): a handler
@@ -408,10 +391,7 @@ async fn run_handlers(
         // every other bus processing this event).
         for (i, (entry, index)) in runs.iter().enumerate() {
             {
-                let _permit = match event.handler_lock.try_acquire() {
-                    Some(permit) => permit,
-                    None => event.handler_lock.acquire().await,
-                };
+                let _permit = event.handler_lock.acquire().await;
                 handler_run!(entry, *index).run().await;
             }
             if first && is_winner(event, *index) {
@@ -435,10 +415,7 @@ async fn run_handlers(
         // poll — before the next handler starts. Serial ones queue for the serial lock in order.
         let mut fut: Pin<Box<dyn Future<Output = usize> + Send + '_>> = if serial {
             Box::pin(async move {
-                let _permit = match event.handler_lock.try_acquire() {
-                    Some(permit) => permit,
-                    None => event.handler_lock.acquire().await,
-                };
+                let _permit = event.handler_lock.acquire().await;
                 handler_run!(entry, index).run().await;
                 index
             })

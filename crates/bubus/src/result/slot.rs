@@ -28,28 +28,15 @@ impl<T: Serialize + Send + Sync + 'static> ErasedValue for T {
     }
 }
 
-/// A primitive result stored inline: most handlers return a number, a flag or a character, and
-/// recording one should not cost an allocation.
-#[derive(Copy, Clone)]
-pub(crate) enum Scalar {
-    Bool(bool),
-    U8(u8),
-    U16(u16),
-    U32(u32),
-    U64(u64),
-    Usize(usize),
-    I8(i8),
-    I16(i16),
-    I32(i32),
-    I64(i64),
-    Isize(isize),
-    F32(f32),
-    F64(f64),
-    Char(char),
-}
-
 macro_rules! scalars {
     ($($variant:ident($ty:ty)),* $(,)?) => {
+        /// A primitive result stored inline: most handlers return a number, a flag or a
+        /// character, and recording one should not cost an allocation.
+        #[derive(Copy, Clone)]
+        pub(crate) enum Scalar {
+            $($variant($ty),)*
+        }
+
         impl Scalar {
             /// `value` as a scalar, if its type is one.
             fn of<T: 'static>(value: &T) -> Option<Scalar> {
