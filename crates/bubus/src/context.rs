@@ -15,18 +15,44 @@ use crate::bus::{BusInner, EventBus};
 use crate::event::AnyEvent;
 use crate::event::inner::EventInner;
 use crate::handler::{HandlerId, HandlerMeta};
+use uuid::Uuid;
 
 /// Addresses of the event locks held by the chain of handlers that led here (bus locks and the
 /// global lock). A queue-jump re-enters them instead of waiting for itself.
 pub(crate) type HeldLocks = SmallVec<[usize; 2]>;
 
+/// The running handler: its event, the bus running it and its result. Only the event is held
+/// (one reference count per handler run); the bus and the handler are looked up through it when
+/// asked for, which is rare next to setting the context up around every handler call.
 #[derive(Clone)]
 pub(crate) struct HandlerCtx {
     pub(crate) event: Arc<EventInner>,
-    pub(crate) bus: Arc<BusInner>,
-    pub(crate) handler: Arc<HandlerMeta>,
+    pub(crate) bus_id: Uuid,
     pub(crate) result_index: usize,
     pub(crate) held: HeldLocks,
+}
+
+impl HandlerCtx {
+    /// The bus running the handler (alive while the handler runs: its processing holds it).
+    pub(crate) fn bus(&self) -> Option<Arc<BusInner>> {
+        self.event
+            .state
+            .lock()
+            .buses
+            .iter()
+            .find(|slot| slot.bus_id == self.bus_id)
+            .and_then(|slot| slot.bus.upgrade())
+    }
+
+    /// The running handler, from its result record.
+    pub(crate) fn handler(&self) -> Option<Arc<HandlerMeta>> {
+        self.event
+            .state
+            .lock()
+            .results
+            .get(self.result_index)
+            .map(|result| Arc::clone(&result.handler))
+    }
 }
 
 tokio::task_local! {
@@ -52,7 +78,7 @@ pub(crate) fn scope<F: Future>(ctx: HandlerCtx, fut: F) -> impl Future<Output = 
 /// The bus running the current handler of `event`, else the last live bus it was dispatched to.
 pub(crate) fn bus_for(event: &Arc<EventInner>) -> Option<EventBus> {
     if let Some(Some(bus)) =
-        with_current(|ctx| Arc::ptr_eq(&ctx.event, event).then(|| Arc::clone(&ctx.bus)))
+        with_current(|ctx| Arc::ptr_eq(&ctx.event, event).then(|| ctx.bus()).flatten())
     {
         return Some(EventBus::from_inner(bus));
     }
@@ -85,12 +111,14 @@ pub fn current_event() -> Option<AnyEvent> {
 
 /// The id of the handler running in the current task, if any.
 pub fn current_handler_id() -> Option<HandlerId> {
-    with_current(|ctx| ctx.handler.id.clone())
+    with_current(|ctx| ctx.handler().map(|handler| handler.id.clone())).flatten()
 }
 
 /// The bus running the current handler, if any.
 pub fn current_bus() -> Option<EventBus> {
-    with_current(|ctx| EventBus::from_inner(Arc::clone(&ctx.bus)))
+    with_current(HandlerCtx::bus)
+        .flatten()
+        .map(EventBus::from_inner)
 }
 
 /// Whether the current task is running an event handler.

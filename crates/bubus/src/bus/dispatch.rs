@@ -12,13 +12,11 @@ impl BusInner {
     pub(crate) fn dispatch(self: &Arc<Self>, event: &Arc<EventInner>) -> Result<(), DispatchError> {
         // The handler running in this task (if any) becomes the parent of a new event.
         let parent = context::with_current(|ctx| {
-            (!Arc::ptr_eq(&ctx.event, event)).then(|| {
-                (
-                    Arc::clone(&ctx.event),
-                    ctx.handler.id.clone(),
-                    ctx.result_index,
-                )
-            })
+            if Arc::ptr_eq(&ctx.event, event) {
+                return None;
+            }
+            let handler_id = ctx.handler()?.id.clone();
+            Some((Arc::clone(&ctx.event), handler_id, ctx.result_index))
         })
         .flatten();
 

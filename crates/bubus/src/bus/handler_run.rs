@@ -75,8 +75,7 @@ impl<'a> HandlerRun<'a> {
         }
         let ctx = || HandlerCtx {
             event: Arc::clone(event),
-            bus: Arc::clone(bus),
-            handler: Arc::clone(&self.entry.meta),
+            bus_id: bus.id,
             result_index: index,
             held: self.held.clone(),
         };

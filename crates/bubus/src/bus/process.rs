@@ -12,7 +12,7 @@ use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
 use super::cancel::{cancel_events, children_of_results};
-use super::handler_run::{HandlerRun, Started, interrupted, is_winner};
+use super::handler_run::{HandlerRun, Running, Started, interrupted, is_winner};
 use super::limits::PhaseClock;
 use super::{BusInner, BusState, limits};
 use crate::context::{self, HeldLocks};
@@ -20,7 +20,7 @@ use crate::error::{DispatchError, HandlerError, HandlerErrorKind};
 use crate::event::inner::{BusPhase, EventInner, EventState};
 use crate::event::{EventConfig, EventStatus, HandlerCompletion, HandlerConcurrency};
 use crate::handler::{HandlerEntry, HandlerId};
-use crate::lock::FairLock;
+use crate::lock::{FairGuard, FairLock};
 use crate::result::{ResultRecord, ResultStatus};
 use rustc_hash::FxHashMap;
 use uuid::Uuid;
@@ -131,7 +131,7 @@ impl BusInner {
     /// Stops the bus (see [`EventBus::stop`](super::EventBus::stop)).
     pub(crate) async fn stop(self: &Arc<Self>, clear: bool) {
         let inside_own_handler =
-            context::with_current(|ctx| Arc::ptr_eq(&ctx.bus, self)).unwrap_or(false);
+            context::with_current(|ctx| ctx.bus_id == self.id).unwrap_or(false);
         let (run_loop, mut parallel, queued) = {
             let mut st = self.state.lock();
             let first_stop = !st.stopped;
@@ -335,8 +335,17 @@ pub(crate) async fn process_event(bus: &Arc<BusInner>, event: &Arc<EventInner>, 
         timeout,
         limits::event_slow_timeout(&config, bus),
     );
-    let phase = run_handlers(bus, event, &runs, held, &config, &clock);
-    let timed_out = drive_phase(phase, bus, event, &indices, timeout, &clock).await;
+    let plan = Plan::new(bus, &config, &runs);
+    let timed_out = match run_ready(bus, event, &runs, held, &config, &clock, &plan) {
+        Ready::AllDone => false,
+        Ready::Rest { next, waiting } => {
+            let phase = run_handlers(
+                bus, event, &runs, next, waiting, held, &config, &clock, &plan,
+            );
+            tokio::pin!(phase);
+            drive_phase(phase, bus, event, &indices, timeout, &clock).await
+        }
+    };
     if timed_out {
         let cause = format!(
             "event {} timed out after {}s on {}",
@@ -352,26 +361,129 @@ pub(crate) async fn process_event(bus: &Arc<BusInner>, event: &Arc<EventInner>, 
 
 type Runs<'a> = SmallVec<[(&'a HandlerEntry, usize); 4]>;
 
-/// Runs the handlers in the event's handler-concurrency mode (each handler may override it) and
-/// completion mode.
-async fn run_handlers(
-    bus: &Arc<BusInner>,
-    event: &Arc<EventInner>,
-    runs: &Runs<'_>,
-    held: &HeldLocks,
-    config: &EventConfig,
-    clock: &PhaseClock<'_>,
+/// How the handlers of one event run on one bus: the event's handler-concurrency mode (each
+/// handler may override it) and completion mode.
+struct Plan {
+    mode: HandlerConcurrency,
+    /// First-completion mode: the first truthy result wins and the rest are cancelled.
+    first: bool,
+    /// Some handler overrides the event's mode.
+    mixed: bool,
+}
+
+impl Plan {
+    fn new(bus: &BusInner, config: &EventConfig, runs: &Runs<'_>) -> Self {
+        let mode = config
+            .event_handler_concurrency
+            .unwrap_or(bus.config.event_handler_concurrency);
+        Plan {
+            mode,
+            first: config
+                .event_handler_completion
+                .unwrap_or(bus.config.event_handler_completion)
+                == HandlerCompletion::First,
+            mixed: runs
+                .iter()
+                .any(|(entry, _)| entry.meta.concurrency.is_some_and(|m| m != mode)),
+        }
+    }
+
+    /// Every handler runs serially, in order, under the event's serial-handler lock.
+    fn all_serial(&self) -> bool {
+        self.mode == HandlerConcurrency::Serial && !self.mixed
+    }
+}
+
+/// What [`run_ready`] left for the handler phase.
+enum Ready<'a> {
+    /// Every handler finished (or was cancelled by a first-completion winner).
+    AllDone,
+    /// Runs from `next` on are still to start; `waiting` is a serial handler that started and
+    /// waits, with its result index and the serial-handler lock it holds.
+    Rest {
+        next: usize,
+        waiting: Option<(Running<'a>, FairGuard<'a>, usize)>,
+    },
+}
+
+/// Serial handlers run one at a time, in order: those that finish without waiting (sync
+/// handlers, async ones done on their first poll) run right here, with no future built for the
+/// handler phase — the usual case, and the cheapest. The first one that waits, or a serial-handler
+/// lock held elsewhere, hands over to [`run_handlers`], which goes on in the same order.
+#[allow(clippy::too_many_arguments)]
+fn run_ready<'a, 'e: 'a>(
+    bus: &'a Arc<BusInner>,
+    event: &'a Arc<EventInner>,
+    runs: &'a Runs<'e>,
+    held: &'a HeldLocks,
+    config: &'a EventConfig,
+    clock: &'a PhaseClock<'a>,
+    plan: &Plan,
+) -> Ready<'a> {
+    if !plan.all_serial() {
+        return Ready::Rest {
+            next: 0,
+            waiting: None,
+        };
+    }
+    let mut next = 0;
+    while let Some(&(entry, index)) = runs.get(next) {
+        let Some(permit) = event.handler_lock.try_acquire() else {
+            break;
+        };
+        next += 1;
+        let run = HandlerRun {
+            bus,
+            event,
+            entry,
+            index,
+            held,
+            config,
+            phase: clock,
+        };
+        match run.start() {
+            Started::Done => {
+                drop(permit);
+                if plan.first && is_winner(event, index) {
+                    let rest: SmallVec<[usize; 4]> =
+                        runs[next..].iter().map(|(_, index)| *index).collect();
+                    cancel_losers(bus, event, &rest);
+                    return Ready::AllDone;
+                }
+            }
+            Started::Running(running) => {
+                return Ready::Rest {
+                    next,
+                    waiting: Some((running, permit, index)),
+                };
+            }
+        }
+    }
+    if next == runs.len() {
+        Ready::AllDone
+    } else {
+        Ready::Rest {
+            next,
+            waiting: None,
+        }
+    }
+}
+
+/// Runs the handlers from `runs[next]` on (after `waiting`, a serial handler [`run_ready`] left
+/// running) in the event's handler-concurrency mode and completion mode.
+#[allow(clippy::too_many_arguments)]
+async fn run_handlers<'a, 'e: 'a>(
+    bus: &'a Arc<BusInner>,
+    event: &'a Arc<EventInner>,
+    runs: &'a Runs<'e>,
+    next: usize,
+    waiting: Option<(Running<'a>, FairGuard<'a>, usize)>,
+    held: &'a HeldLocks,
+    config: &'a EventConfig,
+    clock: &'a PhaseClock<'a>,
+    plan: &Plan,
 ) {
-    let mode = config
-        .event_handler_concurrency
-        .unwrap_or(bus.config.event_handler_concurrency);
-    let first = config
-        .event_handler_completion
-        .unwrap_or(bus.config.event_handler_completion)
-        == HandlerCompletion::First;
-    let mixed = runs
-        .iter()
-        .any(|(entry, _)| entry.meta.concurrency.is_some_and(|m| m != mode));
+    let (mode, first) = (plan.mode, plan.first);
     macro_rules! handler_run {
         ($entry:expr, $index:expr) => {
             HandlerRun {
@@ -386,10 +498,20 @@ async fn run_handlers(
         };
     }
 
-    if mode == HandlerConcurrency::Serial && !mixed {
+    if plan.all_serial() {
         // One at a time, in order, each under the event's serial-handler lock (shared with
         // every other bus processing this event).
-        for (i, (entry, index)) in runs.iter().enumerate() {
+        if let Some((running, permit, index)) = waiting {
+            running.finish().await;
+            drop(permit);
+            if first && is_winner(event, index) {
+                let rest: SmallVec<[usize; 4]> =
+                    runs[next..].iter().map(|(_, index)| *index).collect();
+                cancel_losers(bus, event, &rest);
+                return;
+            }
+        }
+        for (i, (entry, index)) in runs.iter().enumerate().skip(next) {
             {
                 let _permit = event.handler_lock.acquire().await;
                 handler_run!(entry, *index).run().await;
@@ -501,14 +623,13 @@ fn cancel_losers(bus: &BusInner, event: &Arc<EventInner>, indices: &[usize]) {
 /// and returns true; the caller drops the phase.
 #[allow(clippy::too_many_arguments)]
 async fn drive_phase<F: Future<Output = ()>>(
-    phase: F,
+    mut phase: Pin<&mut F>,
     bus: &BusInner,
     event: &Arc<EventInner>,
     indices: &[usize],
     timeout: Option<f64>,
     clock: &PhaseClock<'_>,
 ) -> bool {
-    tokio::pin!(phase);
     let mut timer: Option<Pin<Box<Sleep>>> = None;
     let mut slow: Option<Pin<Box<Sleep>>> = None;
     let mut slow_warned = false;

@@ -38,11 +38,15 @@ pub(crate) async fn wait_for(event: Arc<EventInner>) -> Result<(), WaitError> {
             Ok(())
         }
         Some(ctx) => {
-            let lookup = |id| ctx.bus.find_event_by_id(id);
+            let bus = ctx.bus();
+            let lookup = |id| bus.as_ref().and_then(|bus| bus.find_event_by_id(id));
             if Arc::ptr_eq(&ctx.event, &event) || ctx.event.has_ancestor(&event, &lookup) {
                 return Err(WaitError::WouldDeadlock {
                     event: event.label(),
-                    handler: ctx.handler.label(),
+                    handler: ctx
+                        .handler()
+                        .map(|handler| handler.label())
+                        .unwrap_or_default(),
                 });
             }
             queue_jump(&event, &ctx).await;
