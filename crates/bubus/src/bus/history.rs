@@ -10,7 +10,11 @@ impl BusInner {
     pub(crate) fn make_room(&self, st: &mut BusState, max: usize) -> Result<(), DispatchError> {
         while st.history.len() >= max {
             if let Some(pos) = st.history.iter().position(|e| e.is_complete()) {
-                st.history.remove(pos);
+                if pos == 0 {
+                    st.history.pop_front();
+                } else {
+                    st.history.remove(pos);
+                }
             } else if self.config.max_history_drop {
                 if !st.warned_drop {
                     st.warned_drop = true;
