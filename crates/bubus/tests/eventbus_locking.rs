@@ -509,6 +509,83 @@ async fn serial_handlers_run_one_at_a_time_in_registration_order() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn serial_sync_and_waiting_async_handlers_keep_their_order_and_one_at_a_time() {
+    // Sync handlers run without building any future; the first handler that waits hands the
+    // rest over to the handler phase, which must go on in the same order, one at a time.
+    let bus = EventBus::new("SerialMixedBus");
+    let log = Recorder::new();
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    for (name, wait_ms) in [
+        ("sync_1", None),
+        ("async_waits", Some(10)),
+        ("sync_2", None),
+        ("async_ready", Some(0)),
+        ("sync_3", None),
+    ] {
+        let (log, running, most) = (log.clone(), Arc::clone(&running), Arc::clone(&most));
+        let leave = {
+            let (log, running) = (log.clone(), Arc::clone(&running));
+            move || {
+                log.push(format!("{name}_end"));
+                running.fetch_sub(1, Ordering::SeqCst);
+                name.to_owned()
+            }
+        };
+        let enter = move || {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            log.push(format!("{name}_start"));
+        };
+        match wait_ms {
+            None => bus.on_with(
+                move |_: EventHandle<WorkEvent>| {
+                    enter();
+                    leave()
+                },
+                HandlerOptions::new().name(name),
+            ),
+            Some(wait) => bus.on_with(
+                move |_: EventHandle<WorkEvent>| {
+                    enter();
+                    let leave = leave.clone();
+                    async move {
+                        if wait > 0 {
+                            tokio::time::sleep(ms(wait)).await;
+                        }
+                        leave()
+                    }
+                },
+                HandlerOptions::new().name(name),
+            ),
+        };
+    }
+    let start = Instant::now();
+    let event = within(bus.dispatch(WorkEvent {}).unwrap()).await.unwrap();
+    assert_eq!(start.elapsed(), ms(10));
+    assert_eq!(
+        log.entries(),
+        [
+            "sync_1_start",
+            "sync_1_end",
+            "async_waits_start",
+            "async_waits_end",
+            "sync_2_start",
+            "sync_2_end",
+            "async_ready_start",
+            "async_ready_end",
+            "sync_3_start",
+            "sync_3_end",
+        ]
+    );
+    assert_eq!(most.load(Ordering::SeqCst), 1);
+    assert_eq!(
+        event.event_results_list().await.unwrap(),
+        ["sync_1", "async_waits", "sync_2", "async_ready", "sync_3"]
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn parallel_handlers_of_one_event_run_at_once() {
     let bus = EventBus::builder("ParallelHandlerBus")
         .event_handler_concurrency(HandlerConcurrency::Parallel)
