@@ -1,6 +1,6 @@
 //! The bounded event history.
 
-use super::{BusInner, BusState};
+use super::{BusInner, BusState, remove_at};
 use crate::error::DispatchError;
 
 impl BusInner {
@@ -10,11 +10,7 @@ impl BusInner {
     pub(crate) fn make_room(&self, st: &mut BusState, max: usize) -> Result<(), DispatchError> {
         while st.history.len() >= max {
             if let Some(pos) = st.history.iter().position(|e| e.is_complete()) {
-                if pos == 0 {
-                    st.history.pop_front();
-                } else {
-                    st.history.remove(pos);
-                }
+                remove_at(&mut st.history, pos);
             } else if self.config.max_history_drop {
                 if !st.warned_drop {
                     st.warned_drop = true;

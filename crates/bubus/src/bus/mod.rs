@@ -118,11 +118,21 @@ pub(crate) struct BusState {
 }
 
 impl BusState {
-    /// Takes the head of the queue for processing.
-    pub(crate) fn take_head(&mut self) -> Option<Arc<EventInner>> {
-        let head = self.queue.pop_front()?;
+    /// Takes the queued event at `pos` (0: the head) for processing.
+    pub(crate) fn take_queued(&mut self, pos: usize) -> Option<Arc<EventInner>> {
+        let event = remove_at(&mut self.queue, pos)?;
         self.in_flight += 1;
-        Some(head)
+        Some(event)
+    }
+}
+
+/// `deque.remove(pos)`, with `pop_front`'s shortcut for the front — the usual position (the
+/// queue's head, the history's oldest entry) and one `VecDeque::remove` does not special-case.
+pub(crate) fn remove_at<T>(deque: &mut VecDeque<T>, pos: usize) -> Option<T> {
+    if pos == 0 {
+        deque.pop_front()
+    } else {
+        deque.remove(pos)
     }
 }
 

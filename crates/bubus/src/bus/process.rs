@@ -76,7 +76,7 @@ impl BusInner {
                 .event_lock(head)
                 .and_then(|lock| Some((lock, lock.try_acquire()?)));
             match fast {
-                Some((lock, permit)) => Ok((st.take_head(), lock, permit)),
+                Some((lock, permit)) => Ok((st.take_queued(0), lock, permit)),
                 None => Err(Arc::clone(head)),
             }
         };
@@ -119,13 +119,8 @@ impl BusInner {
     /// (someone else took it). [`process_event`] marks it processing.
     pub(crate) fn claim(&self, event: &Arc<EventInner>) -> Option<Arc<EventInner>> {
         let mut st = self.state.lock();
-        if st.queue.front().is_some_and(|e| Arc::ptr_eq(e, event)) {
-            return st.take_head();
-        }
         let pos = st.queue.iter().position(|e| Arc::ptr_eq(e, event))?;
-        let claimed = st.queue.remove(pos)?;
-        st.in_flight += 1;
-        Some(claimed)
+        st.take_queued(pos)
     }
 
     /// Stops the bus (see [`EventBus::stop`](super::EventBus::stop)).
@@ -392,6 +387,33 @@ impl Plan {
     fn all_serial(&self) -> bool {
         self.mode == HandlerConcurrency::Serial && !self.mixed
     }
+
+    /// In first-completion mode, whether the result at `index` (just finished) won; if it did,
+    /// the event's other handlers on this bus that have not finished are cancelled or aborted.
+    #[inline]
+    fn first_won(
+        &self,
+        bus: &BusInner,
+        event: &Arc<EventInner>,
+        runs: &Runs<'_>,
+        index: usize,
+    ) -> bool {
+        self.first && won(bus, event, runs, index)
+    }
+}
+
+#[cold]
+fn won(bus: &BusInner, event: &Arc<EventInner>, runs: &Runs<'_>, index: usize) -> bool {
+    if !is_winner(event, index) {
+        return false;
+    }
+    let losers: SmallVec<[usize; 4]> = runs
+        .iter()
+        .map(|(_, i)| *i)
+        .filter(|i| *i != index)
+        .collect();
+    cancel_losers(bus, event, &losers);
+    true
 }
 
 /// What [`run_ready`] left for the handler phase.
@@ -444,10 +466,7 @@ fn run_ready<'a, 'e: 'a>(
         match run.start() {
             Started::Done => {
                 drop(permit);
-                if plan.first && is_winner(event, index) {
-                    let rest: SmallVec<[usize; 4]> =
-                        runs[next..].iter().map(|(_, index)| *index).collect();
-                    cancel_losers(bus, event, &rest);
+                if plan.first_won(bus, event, runs, index) {
                     return Ready::AllDone;
                 }
             }
@@ -483,7 +502,7 @@ async fn run_handlers<'a, 'e: 'a>(
     clock: &'a PhaseClock<'a>,
     plan: &Plan,
 ) {
-    let (mode, first) = (plan.mode, plan.first);
+    let mode = plan.mode;
     macro_rules! handler_run {
         ($entry:expr, $index:expr) => {
             HandlerRun {
@@ -504,22 +523,16 @@ async fn run_handlers<'a, 'e: 'a>(
         if let Some((running, permit, index)) = waiting {
             running.finish().await;
             drop(permit);
-            if first && is_winner(event, index) {
-                let rest: SmallVec<[usize; 4]> =
-                    runs[next..].iter().map(|(_, index)| *index).collect();
-                cancel_losers(bus, event, &rest);
+            if plan.first_won(bus, event, runs, index) {
                 return;
             }
         }
-        for (i, (entry, index)) in runs.iter().enumerate().skip(next) {
+        for &(entry, index) in &runs[next..] {
             {
                 let _permit = event.handler_lock.acquire().await;
-                handler_run!(entry, *index).run().await;
+                handler_run!(entry, index).run().await;
             }
-            if first && is_winner(event, *index) {
-                let rest: SmallVec<[usize; 4]> =
-                    runs[i + 1..].iter().map(|(_, index)| *index).collect();
-                cancel_losers(bus, event, &rest);
+            if plan.first_won(bus, event, runs, index) {
                 return;
             }
         }
@@ -530,8 +543,7 @@ async fn run_handlers<'a, 'e: 'a>(
     // finish without waiting cost no future at all.
     let mut running: FuturesUnordered<Pin<Box<dyn Future<Output = usize> + Send + '_>>> =
         FuturesUnordered::new();
-    for (i, (entry, index)) in runs.iter().enumerate() {
-        let index = *index;
+    for &(entry, index) in runs.iter() {
         let serial = entry.meta.concurrency.unwrap_or(mode) == HandlerConcurrency::Serial;
         // A handler starts when it first runs — a sync one here, an async one at its first
         // poll — before the next handler starts. Serial ones queue for the serial lock in order.
@@ -544,9 +556,7 @@ async fn run_handlers<'a, 'e: 'a>(
         } else {
             match handler_run!(entry, index).start() {
                 Started::Done => {
-                    if first && is_winner(event, index) {
-                        let rest = others(runs, i);
-                        cancel_losers(bus, event, &rest);
+                    if plan.first_won(bus, event, runs, index) {
                         return;
                     }
                     continue;
@@ -561,33 +571,16 @@ async fn run_handlers<'a, 'e: 'a>(
         if !done {
             running.push(fut);
         }
-        if done && first && is_winner(event, index) {
-            let rest = others(runs, i);
-            cancel_losers(bus, event, &rest);
+        if done && plan.first_won(bus, event, runs, index) {
             return;
         }
     }
     while let Some(index) = running.next().await {
-        if first && is_winner(event, index) {
-            let rest: SmallVec<[usize; 4]> = runs
-                .iter()
-                .map(|(_, i)| *i)
-                .filter(|i| *i != index)
-                .collect();
-            cancel_losers(bus, event, &rest);
+        if plan.first_won(bus, event, runs, index) {
             // Dropping `running` drops the losers still running; they are already recorded.
             return;
         }
     }
-}
-
-/// The result indices of every run but the `i`-th.
-fn others(runs: &Runs<'_>, i: usize) -> SmallVec<[usize; 4]> {
-    runs.iter()
-        .enumerate()
-        .filter(|(j, _)| *j != i)
-        .map(|(_, (_, index))| *index)
-        .collect()
 }
 
 /// First-completion mode found its winner: the other handlers on this bus are cancelled (not

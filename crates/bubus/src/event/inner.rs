@@ -501,10 +501,11 @@ impl EventInner {
         if st.started_at.is_none() {
             st.started_at = Some(at);
         }
-        let buses = if st.buses.iter().any(|s| s.zero_history || s.has_middlewares) {
+        let told = |s: &&BusSlot| s.zero_history || s.has_middlewares;
+        let buses = if st.buses.iter().any(|s| told(&s)) {
             st.buses
                 .iter()
-                .filter(|s| s.zero_history || s.has_middlewares)
+                .filter(told)
                 .filter_map(|s| s.bus.upgrade().map(|bus| (bus, s.zero_history)))
                 .collect()
         } else {
