@@ -28,7 +28,7 @@ pub(crate) fn cancel_events(roots: impl IntoIterator<Item = Arc<EventInner>>, ca
                 .collect()
         };
         for bus in queued_on {
-            if let Some(claimed) = bus.claim(&event) {
+            if let Some((claimed, _)) = bus.claim(&event) {
                 bus.cancel_unprocessed(&claimed, cause);
             }
         }

@@ -52,8 +52,7 @@ impl BusInner {
             }
             es.path.push(Arc::clone(&self.label));
             es.buses.push(BusSlot {
-                bus: Arc::downgrade(self),
-                keep: Some(Arc::clone(self)),
+                bus: self.self_ref.clone(),
                 bus_id: self.id,
                 phase: BusPhase::Queued,
                 zero_history: self.config.max_history_size == Some(0),
@@ -80,6 +79,9 @@ impl BusInner {
 
         st.history.push_back(Arc::clone(event));
         st.queue.push_back(Arc::clone(event));
+        if st.busy.is_none() {
+            st.busy = Some(Arc::clone(self));
+        }
         self.notify_run_loop(&mut st);
         drop(st);
 

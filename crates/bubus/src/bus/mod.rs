@@ -28,7 +28,7 @@ use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
 
 use crate::event::inner::{EventInner, short_id};
-use crate::event::{AnyEvent, Event, EventConcurrency, EventHandle, IntoEvent};
+use crate::event::{AnyEvent, Event, EventConcurrency, EventHandle, HandleEvent, IntoEvent};
 use crate::handler::{
     EventHandler, HandlerEntry, HandlerId, HandlerInput, HandlerMeta, HandlerOptions, IntoHandler,
     input_pattern,
@@ -115,6 +115,9 @@ pub(crate) struct BusState {
     /// Events of `parallel` concurrency, each processed on its own task.
     pub(crate) parallel_tasks: JoinSet<()>,
     pub(crate) warned_drop: bool,
+    /// The bus itself while it has queued or in-flight events, so dropping every `EventBus`
+    /// handle never strands them; released when the bus becomes idle.
+    pub(crate) busy: Option<Arc<BusInner>>,
 }
 
 impl BusState {
@@ -182,6 +185,7 @@ impl EventBus {
                     loop_parked: false,
                     stopped: false,
                     run_loop: None,
+                    busy: None,
                     parallel_tasks: JoinSet::new(),
                     warned_drop: false,
                 }),
@@ -426,8 +430,8 @@ impl EventBus {
     /// Nothing is enqueued when it fails.
     #[doc(alias = "emit")]
     pub fn dispatch<T: IntoEvent>(&self, event: T) -> Result<T::Handle, DispatchError> {
-        let (any, handle) = event.__into_event();
-        self.inner.dispatch(any.inner())?;
+        let handle = event.__into_event();
+        self.inner.dispatch(handle.__any().inner())?;
         Ok(handle)
     }
 

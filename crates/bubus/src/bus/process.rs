@@ -13,6 +13,7 @@ use tokio::time::{Instant, Sleep};
 
 use super::cancel::{cancel_events, children_of_results};
 use super::handler_run::{HandlerRun, Running, Started, interrupted, is_winner};
+use super::handlers::HandlerList;
 use super::limits::PhaseClock;
 use super::{BusInner, BusState, limits};
 use crate::context::{self, HeldLocks};
@@ -76,15 +77,18 @@ impl BusInner {
                 .event_lock(head)
                 .and_then(|lock| Some((lock, lock.try_acquire()?)));
             match fast {
-                Some((lock, permit)) => Ok((st.take_queued(0), lock, permit)),
+                Some((lock, permit)) => {
+                    let handlers = st.handlers.for_event(&head.event_type);
+                    Ok((st.take_queued(0), handlers, lock, permit))
+                }
                 None => Err(Arc::clone(head)),
             }
         };
         let head = match taken {
-            Ok((event, lock, permit)) => {
+            Ok((event, handlers, lock, permit)) => {
                 if let Some(event) = event {
                     let held: HeldLocks = smallvec![lock_addr(lock)];
-                    process_event(self, &event, &held).await;
+                    process_event(self, &event, handlers, &held).await;
                 }
                 drop(permit);
                 return Step::Ran;
@@ -93,21 +97,21 @@ impl BusInner {
         };
         match self.event_lock(&head) {
             None => {
-                if let Some(event) = self.claim(&head) {
+                if let Some((event, handlers)) = self.claim(&head) {
                     let bus = Arc::clone(self);
                     let mut st = self.state.lock();
                     while st.parallel_tasks.try_join_next().is_some() {}
                     st.parallel_tasks.spawn(async move {
-                        process_event(&bus, &event, &HeldLocks::new()).await;
+                        process_event(&bus, &event, handlers, &HeldLocks::new()).await;
                     });
                 }
             }
             Some(lock) => {
                 let permit = lock.acquire().await;
                 // The head may have been queue-jumped while we waited for the lock.
-                if let Some(event) = self.claim(&head) {
+                if let Some((event, handlers)) = self.claim(&head) {
                     let held: HeldLocks = smallvec![lock_addr(lock)];
-                    process_event(self, &event, &held).await;
+                    process_event(self, &event, handlers, &held).await;
                 }
                 drop(permit);
             }
@@ -115,12 +119,14 @@ impl BusInner {
         Step::Ran
     }
 
-    /// Takes `event` off this bus's queue for processing; `None` if it is no longer queued here
-    /// (someone else took it). [`process_event`] marks it processing.
-    pub(crate) fn claim(&self, event: &Arc<EventInner>) -> Option<Arc<EventInner>> {
+    /// Takes `event` off this bus's queue for processing, with the handlers to run it with (read
+    /// under the same lock); `None` if it is no longer queued here (someone else took it).
+    /// [`process_event`] marks it processing.
+    pub(crate) fn claim(&self, event: &Arc<EventInner>) -> Option<(Arc<EventInner>, Handlers)> {
         let mut st = self.state.lock();
         let pos = st.queue.iter().position(|e| Arc::ptr_eq(e, event))?;
-        st.take_queued(pos)
+        let handlers = st.handlers.for_event(&event.event_type);
+        st.take_queued(pos).map(|event| (event, handlers))
     }
 
     /// Stops the bus (see [`EventBus::stop`](super::EventBus::stop)).
@@ -250,11 +256,18 @@ fn mark_processing(es: &mut EventState, bus: &BusInner) {
     }
 }
 
-/// Runs every handler of `event` registered on `bus`, then finishes the event on that bus.
-/// `held` are the event locks already held by whoever is running this (a queue-jump re-enters
-/// them).
-pub(crate) async fn process_event(bus: &Arc<BusInner>, event: &Arc<EventInner>, held: &HeldLocks) {
-    let (exact, wildcard) = bus.state.lock().handlers.for_event(&event.event_type);
+/// The handlers an event runs with on one bus: those of its type, then the wildcard ones.
+pub(crate) type Handlers = (Option<HandlerList>, Option<HandlerList>);
+
+/// Runs `handlers` (those registered on `bus` for `event`, read when it was taken off the queue)
+/// on `event`, then finishes the event on that bus. `held` are the event locks already held by
+/// whoever is running this (a queue-jump re-enters them).
+pub(crate) async fn process_event(
+    bus: &Arc<BusInner>,
+    event: &Arc<EventInner>,
+    (exact, wildcard): Handlers,
+    held: &HeldLocks,
+) {
     let (runs, indices, config) = {
         let mut es = event.state.lock();
         mark_processing(&mut es, bus);
@@ -693,32 +706,32 @@ fn record_event_timeout(bus: &BusInner, event: &Arc<EventInner>, indices: &[usiz
 
 /// Marks this bus done with the event and completes it if nothing else is outstanding.
 pub(crate) fn finish_on_bus(bus: &BusInner, event: &Arc<EventInner>) {
-    let (keep, completion) = {
+    let completion = {
         let mut es = event.state.lock();
-        let keep = es
+        if let Some(slot) = es
             .buses
             .iter_mut()
             .find(|s| s.bus_id == bus.id && s.phase != BusPhase::Done)
-            .and_then(|slot| {
-                slot.phase = BusPhase::Done;
-                slot.keep.take()
-            });
-        (keep, event.complete_locked(&mut es))
+        {
+            slot.phase = BusPhase::Done;
+        }
+        event.complete_locked(&mut es)
     };
     // Complete first: whoever `wait_until_idle` wakes must already see the event completed (and
     // gone from a bus that keeps only in-flight events).
     if let Some(completion) = completion {
         event.completed(completion);
     }
-    let idle = {
+    let released = {
         let mut st = bus.state.lock();
         st.in_flight = st.in_flight.saturating_sub(1);
-        BusInner::is_idle(&st)
+        BusInner::is_idle(&st).then(|| st.busy.take())
     };
-    if idle {
+    if let Some(busy) = released {
         bus.notify_idle();
+        // Possibly the last reference to the bus: dropped with no lock held.
+        drop(busy);
     }
-    drop(keep);
 }
 
 /// Bookkeeping when an event completes, for the buses that need it: those that keep only

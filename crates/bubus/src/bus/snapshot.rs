@@ -440,7 +440,6 @@ fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Decode
         }
         es.buses.push(BusSlot {
             bus: Arc::downgrade(inner),
-            keep: Some(Arc::clone(inner)),
             bus_id: inner.id,
             phase: BusPhase::Queued,
             zero_history: inner.config.max_history_size == Some(0),
@@ -448,6 +447,9 @@ fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Decode
         });
     }
     st.history.extend(events);
+    if !queue.is_empty() && st.busy.is_none() {
+        st.busy = Some(Arc::clone(inner));
+    }
     st.queue.extend(queue);
     Ok(())
 }

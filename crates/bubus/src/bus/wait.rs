@@ -133,13 +133,13 @@ async fn help_job(bus: Arc<BusInner>, event: Arc<EventInner>) -> bool {
     {
         return false;
     }
-    let Some(event) = bus.claim(&event) else {
+    let Some((event, handlers)) = bus.claim(&event) else {
         return false;
     };
     let held: HeldLocks = lock
         .map(|l| smallvec::smallvec![lock_addr(l)])
         .unwrap_or_default();
-    process_event(&bus, &event, &held).await;
+    process_event(&bus, &event, handlers, &held).await;
     drop(permit);
     true
 }
@@ -282,9 +282,9 @@ async fn process_now(bus: &Arc<BusInner>, event: &Arc<EventInner>, ctx: &Handler
         }
         None => None,
     };
-    let Some(event) = bus.claim(event) else {
+    let Some((event, handlers)) = bus.claim(event) else {
         return false;
     };
-    process_event(bus, &event, &held).await;
+    process_event(bus, &event, handlers, &held).await;
     true
 }

@@ -189,21 +189,24 @@ impl sealed::Sealed for DynEvent {}
 impl EventPayload for DynEvent {
     type Result = Value;
 
-    fn __new_event(self) -> (AnyEvent, Arc<Self>) {
-        let payload = Arc::new(self);
+    fn __new_event(self) -> AnyEvent {
+        let result_type = self.result_schema.clone().map(ResultType::intern);
         let inner = EventInner::new(
-            payload.event_type.clone().into(),
+            self.event_type.clone().into(),
             DEFAULT_EVENT_VERSION.into(),
             &DYN_KIND,
-            Payload::Dyn(Arc::clone(&payload)),
-            payload.result_schema.clone().map(ResultType::intern),
+            Payload::Dyn(Arc::new(self)),
+            result_type,
             EventConfig::UNSET,
         );
-        (AnyEvent::from_inner(inner), payload)
+        AnyEvent::from_inner(inner)
     }
 
-    fn __resolve(event: &AnyEvent) -> Result<Arc<Self>, HandlerError> {
-        event.inner().dyn_payload()
+    fn __resolve(event: &AnyEvent) -> Result<Option<Arc<Self>>, HandlerError> {
+        match event.inner().own_payload::<DynEvent>() {
+            Some(_) => Ok(None),
+            None => event.inner().dyn_payload().map(Some),
+        }
     }
 
     fn __default_pattern() -> &'static str {

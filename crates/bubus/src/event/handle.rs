@@ -52,7 +52,10 @@ use crate::time::Timestamp;
 /// ```
 pub struct EventHandle<P> {
     event: AnyEvent,
-    payload: Arc<P>,
+    /// The payload as another type sees it (a dynamic event decoded as a typed one, a typed one
+    /// as JSON); `None` when the event's own payload is a `P` — the usual case, which costs no
+    /// reference count of its own.
+    view: Option<Arc<P>>,
 }
 
 /// An untyped handle to one event of any type: its metadata, its results as JSON, and
@@ -66,20 +69,33 @@ impl<P: EventPayload> EventHandle<P> {
     /// A new event that has not been dispatched yet. Set per-event configuration with the `with_*`
     /// methods, then pass it (or a clone) to [`EventBus::dispatch`].
     pub fn new(payload: P) -> Self {
-        let (event, payload) = payload.__new_event();
-        EventHandle { event, payload }
+        EventHandle {
+            event: payload.__new_event(),
+            view: None,
+        }
     }
 
-    pub(crate) fn from_parts(inner: Arc<EventInner>, payload: Arc<P>) -> Self {
+    pub(crate) fn from_parts(inner: Arc<EventInner>, view: Option<Arc<P>>) -> Self {
         EventHandle {
             event: AnyEvent { inner },
-            payload,
+            view,
         }
     }
 
     /// The payload.
+    // A handle is built without a view only where its event's payload was just created as, or
+    // checked to be, a `P` (`new`, `__resolve`, `try_downcast`, `to_dyn`), and an event's payload
+    // never changes: the `expect` cannot fire.
+    #[allow(clippy::expect_used)]
     pub fn payload(&self) -> &P {
-        &self.payload
+        match &self.view {
+            Some(view) => view,
+            None => self
+                .event
+                .inner
+                .own_payload::<P>()
+                .expect("a handle without a view is of its event's own payload type"),
+        }
     }
 
     /// An untyped handle to the same event.
@@ -132,13 +148,11 @@ impl AnyEvent {
     ///
     /// A [`HandlerError`] of kind [`PayloadDecode`](crate::HandlerErrorKind::PayloadDecode).
     pub fn try_downcast<E: Event>(&self) -> Result<EventHandle<E>, HandlerError> {
-        if let Payload::Typed(any) = &self.inner.payload {
-            if let Ok(payload) = Arc::clone(any).downcast::<E>() {
-                return Ok(EventHandle {
-                    event: self.clone(),
-                    payload,
-                });
-            }
+        if self.inner.own_payload::<E>().is_some() {
+            return Ok(EventHandle {
+                event: self.clone(),
+                view: None,
+            });
         }
         if self.inner.event_type != E::EVENT_TYPE {
             return Err(HandlerError::with_kind(
@@ -146,10 +160,9 @@ impl AnyEvent {
                 format!("{} is not a {}", self.inner.label(), E::EVENT_TYPE),
             ));
         }
-        let payload = self.inner.typed_payload::<E>()?;
         Ok(EventHandle {
             event: self.clone(),
-            payload,
+            view: self.inner.typed_view::<E>()?,
         })
     }
 
@@ -159,10 +172,13 @@ impl AnyEvent {
     ///
     /// Fails only if a typed payload cannot be serialized.
     pub fn to_dyn(&self) -> Result<EventHandle<DynEvent>, HandlerError> {
-        let payload = self.inner.dyn_payload()?;
+        let view = match self.inner.own_payload::<DynEvent>() {
+            Some(_) => None,
+            None => Some(self.inner.dyn_payload()?),
+        };
         Ok(EventHandle {
             event: self.clone(),
-            payload,
+            view,
         })
     }
 
@@ -415,15 +431,15 @@ impl<P> Clone for EventHandle<P> {
     fn clone(&self) -> Self {
         EventHandle {
             event: self.event.clone(),
-            payload: Arc::clone(&self.payload),
+            view: self.view.clone(),
         }
     }
 }
 
-impl<P> Deref for EventHandle<P> {
+impl<P: EventPayload> Deref for EventHandle<P> {
     type Target = P;
     fn deref(&self) -> &P {
-        &self.payload
+        self.payload()
     }
 }
 
@@ -470,21 +486,20 @@ impl<P: EventPayload> From<EventHandle<P>> for AnyEvent {
 impl<E: Event> EventPayload for E {
     type Result = E::Result;
 
-    fn __new_event(self) -> (AnyEvent, Arc<Self>) {
-        let payload = Arc::new(self);
+    fn __new_event(self) -> AnyEvent {
         let inner = EventInner::new(
             Cow::Borrowed(E::EVENT_TYPE),
             Cow::Borrowed(E::EVENT_VERSION),
             <E as KindOf>::KIND,
-            Payload::Typed(payload.clone()),
+            Payload::Typed(Arc::new(self)),
             None,
             E::EVENT_DEFAULTS,
         );
-        (AnyEvent { inner }, payload)
+        AnyEvent { inner }
     }
 
-    fn __resolve(event: &AnyEvent) -> Result<Arc<Self>, HandlerError> {
-        event.inner.typed_payload::<E>()
+    fn __resolve(event: &AnyEvent) -> Result<Option<Arc<Self>>, HandlerError> {
+        event.inner.typed_view::<E>()
     }
 
     fn __default_pattern() -> &'static str {
@@ -496,65 +511,83 @@ impl<E: Event> EventPayload for E {
 /// existing event (to forward it to another bus).
 pub trait IntoEvent: IntoEventSealed {
     /// The handle `dispatch` returns.
-    type Handle;
+    type Handle: HandleEvent;
 
     #[doc(hidden)]
-    fn __into_event(self) -> (AnyEvent, Self::Handle);
+    fn __into_event(self) -> Self::Handle;
+}
+
+impl<P: EventPayload> HandleEvent for EventHandle<P> {
+    fn __any(&self) -> &AnyEvent {
+        &self.event
+    }
+}
+
+impl HandleEvent for AnyEvent {
+    fn __any(&self) -> &AnyEvent {
+        self
+    }
 }
 
 mod into_sealed {
     #[allow(unreachable_pub)]
     pub trait IntoEventSealed {}
+
+    /// What `dispatch` needs of the handle it returns: the event behind it.
+    #[allow(unreachable_pub)]
+    pub trait HandleEvent {
+        #[doc(hidden)]
+        fn __any(&self) -> &super::AnyEvent;
+    }
 }
+pub(crate) use into_sealed::HandleEvent;
 use into_sealed::IntoEventSealed;
 
 impl<E: Event> IntoEventSealed for E {}
 impl<E: Event> IntoEvent for E {
     type Handle = EventHandle<E>;
-    fn __into_event(self) -> (AnyEvent, EventHandle<E>) {
-        let handle = EventHandle::new(self);
-        (handle.to_any(), handle)
+    fn __into_event(self) -> EventHandle<E> {
+        EventHandle::new(self)
     }
 }
 
 impl IntoEventSealed for DynEvent {}
 impl IntoEvent for DynEvent {
     type Handle = EventHandle<DynEvent>;
-    fn __into_event(self) -> (AnyEvent, EventHandle<DynEvent>) {
-        let handle = EventHandle::new(self);
-        (handle.to_any(), handle)
+    fn __into_event(self) -> EventHandle<DynEvent> {
+        EventHandle::new(self)
     }
 }
 
 impl<P: EventPayload> IntoEventSealed for EventHandle<P> {}
 impl<P: EventPayload> IntoEvent for EventHandle<P> {
     type Handle = EventHandle<P>;
-    fn __into_event(self) -> (AnyEvent, EventHandle<P>) {
-        (self.to_any(), self)
+    fn __into_event(self) -> EventHandle<P> {
+        self
     }
 }
 
 impl<P: EventPayload> IntoEventSealed for &EventHandle<P> {}
 impl<P: EventPayload> IntoEvent for &EventHandle<P> {
     type Handle = EventHandle<P>;
-    fn __into_event(self) -> (AnyEvent, EventHandle<P>) {
-        (self.to_any(), self.clone())
+    fn __into_event(self) -> EventHandle<P> {
+        self.clone()
     }
 }
 
 impl IntoEventSealed for AnyEvent {}
 impl IntoEvent for AnyEvent {
     type Handle = AnyEvent;
-    fn __into_event(self) -> (AnyEvent, AnyEvent) {
-        (self.clone(), self)
+    fn __into_event(self) -> AnyEvent {
+        self
     }
 }
 
 impl IntoEventSealed for &AnyEvent {}
 impl IntoEvent for &AnyEvent {
     type Handle = AnyEvent;
-    fn __into_event(self) -> (AnyEvent, AnyEvent) {
-        (self.clone(), self.clone())
+    fn __into_event(self) -> AnyEvent {
+        self.clone()
     }
 }
 
@@ -603,15 +636,19 @@ impl<T: Unpin> Future for EventFuture<T> {
     }
 }
 
-fn event_future<T>(inner: &Arc<EventInner>, value: T) -> EventFuture<T> {
-    let wait: Option<WaitBox> = if inner.is_complete() {
+/// The wait for `inner`'s completion; none if it already completed.
+fn completion_wait(inner: &Arc<EventInner>) -> Option<WaitBox> {
+    if inner.is_complete() {
         None
     } else {
         Some(Box::pin(crate::bus::wait_for(Arc::clone(inner))))
-    };
+    }
+}
+
+fn event_future<T>(inner: &Arc<EventInner>, value: T) -> EventFuture<T> {
     EventFuture {
+        wait: completion_wait(inner),
         value: Some(value),
-        wait,
     }
 }
 
@@ -621,8 +658,10 @@ impl<P> IntoFuture for EventHandle<P> {
 
     /// Waits for the event to complete (queue-jumping inside a handler).
     fn into_future(self) -> Self::IntoFuture {
-        let inner = Arc::clone(self.inner());
-        event_future(&inner, self)
+        EventFuture {
+            wait: completion_wait(self.inner()),
+            value: Some(self),
+        }
     }
 }
 
@@ -640,8 +679,10 @@ impl IntoFuture for AnyEvent {
     type IntoFuture = EventFuture<AnyEvent>;
 
     fn into_future(self) -> Self::IntoFuture {
-        let inner = Arc::clone(&self.inner);
-        event_future(&inner, self)
+        EventFuture {
+            wait: completion_wait(&self.inner),
+            value: Some(self),
+        }
     }
 }
 

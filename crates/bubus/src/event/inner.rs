@@ -128,11 +128,10 @@ pub(crate) enum BusPhase {
     Done,
 }
 
-/// One bus the event was dispatched to. While the bus has work to do for the event it is kept
-/// alive by it, so dropping every `EventBus` handle never strands a queued event.
+/// One bus the event was dispatched to. (While the bus has work to do, it keeps itself alive:
+/// see `BusState::busy`.)
 pub(crate) struct BusSlot {
     pub(crate) bus: Weak<BusInner>,
-    pub(crate) keep: Option<Arc<BusInner>>,
     pub(crate) bus_id: Uuid,
     pub(crate) phase: BusPhase,
     /// The bus keeps only in-flight events (`max_history_size == 0`): drop it from its history on
@@ -413,15 +412,22 @@ impl EventInner {
         format!("{}#{}", self.event_type, short_id(&self.id))
     }
 
-    /// The payload as `E`: a clone of the `Arc` for typed events, decoded once for dynamic ones.
-    pub(crate) fn typed_payload<E: Event>(&self) -> Result<Arc<E>, HandlerError> {
+    /// The payload as it was created, if it is a `P` (a typed event's struct, or the
+    /// [`DynEvent`] of a dynamic one).
+    pub(crate) fn own_payload<P: Any>(&self) -> Option<&P> {
         match &self.payload {
-            Payload::Typed(any) => match Arc::clone(any).downcast::<E>() {
-                Ok(typed) => Ok(typed),
-                Err(_) => self.decode_cached::<E>(),
-            },
-            Payload::Dyn(_) => self.decode_cached::<E>(),
+            Payload::Typed(any) => any.downcast_ref::<P>(),
+            Payload::Dyn(dynamic) => (&**dynamic as &dyn Any).downcast_ref::<P>(),
         }
+    }
+
+    /// The payload as `E`: `None` if it is one already ([`own_payload`](Self::own_payload)),
+    /// otherwise decoded (once) from its JSON.
+    pub(crate) fn typed_view<E: Event>(&self) -> Result<Option<Arc<E>>, HandlerError> {
+        if self.own_payload::<E>().is_some() {
+            return Ok(None);
+        }
+        self.decode_cached::<E>().map(Some)
     }
 
     fn decode_cached<E: Event>(&self) -> Result<Arc<E>, HandlerError> {
@@ -520,34 +526,34 @@ impl EventInner {
     /// After [`complete_locked`](Self::complete_locked), with no lock held: bus bookkeeping and
     /// middlewares, then the waiters, then the parent (which may complete in turn).
     pub(crate) fn completed(self: &Arc<Self>, completion: Completion) {
-        let mut current = Arc::clone(self);
-        let mut completion = completion;
-        loop {
-            // Middlewares hear of the completion before anyone waiting for it is released, so
-            // whoever awaited an event sees what they did (a log line, a mirrored row).
-            if !completion.buses.is_empty() {
-                crate::bus::on_event_completed(&current, &completion.buses);
-            }
-            current.complete.store(true, Ordering::SeqCst);
-            if current.waited.load(Ordering::SeqCst) {
-                current.notify.notify_waiters();
-            }
-            let Some(parent) = completion.parent else {
-                return;
-            };
-            let next = {
-                let mut pst = parent.state.lock();
-                pst.incomplete_children = pst.incomplete_children.saturating_sub(1);
-                parent.complete_locked(&mut pst)
-            };
-            match next {
-                Some(next) => {
-                    current = parent;
-                    completion = next;
-                }
-                None => return,
-            }
+        let mut next = self.announce_completed(completion);
+        while let Some((parent, completion)) = next {
+            next = parent.announce_completed(completion);
         }
+    }
+
+    /// One step of [`completed`](Self::completed): this event's bookkeeping and waiters, then
+    /// its parent's completion, if the parent can complete now.
+    fn announce_completed(
+        self: &Arc<Self>,
+        completion: Completion,
+    ) -> Option<(Arc<EventInner>, Completion)> {
+        // Middlewares hear of the completion before anyone waiting for it is released, so
+        // whoever awaited an event sees what they did (a log line, a mirrored row).
+        if !completion.buses.is_empty() {
+            crate::bus::on_event_completed(self, &completion.buses);
+        }
+        self.complete.store(true, Ordering::SeqCst);
+        if self.waited.load(Ordering::SeqCst) {
+            self.notify.notify_waiters();
+        }
+        let parent = completion.parent?;
+        let next = {
+            let mut pst = parent.state.lock();
+            pst.incomplete_children = pst.incomplete_children.saturating_sub(1);
+            parent.complete_locked(&mut pst)
+        };
+        next.map(|next| (parent, next))
     }
 
     /// Registers interest in the completion notification (before creating a `Notified`): the

@@ -12,6 +12,7 @@ pub use config::{
     EventConcurrency, EventConfig, EventStatus, HandlerCompletion, HandlerConcurrency,
 };
 pub use dynamic::{DynEvent, DynEventError};
+pub(crate) use handle::HandleEvent;
 pub use handle::{AnyEvent, EventFuture, EventHandle, IntoEvent};
 
 /// The `event_version` an event type has unless it declares one.
@@ -77,10 +78,11 @@ pub trait EventPayload: sealed::Sealed + Send + Sync + Sized + 'static {
     type Result: EventResultValue;
 
     #[doc(hidden)]
-    fn __new_event(self) -> (AnyEvent, std::sync::Arc<Self>);
+    fn __new_event(self) -> AnyEvent;
 
+    /// `None`: the event's own payload is a `Self`; otherwise a decoded view of it.
     #[doc(hidden)]
-    fn __resolve(event: &AnyEvent) -> Result<std::sync::Arc<Self>, crate::HandlerError>;
+    fn __resolve(event: &AnyEvent) -> Result<Option<std::sync::Arc<Self>>, crate::HandlerError>;
 
     #[doc(hidden)]
     fn __default_pattern() -> &'static str;
