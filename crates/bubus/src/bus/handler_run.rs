@@ -14,6 +14,7 @@ use tracing::Instrument;
 use super::BusInner;
 use super::cancel::{cancel_events, children_of_results};
 use super::limits::{HandlerLimits, PhaseClock, fmt_secs};
+use super::process::done_on_bus_locked;
 use crate::context::{self, HandlerCtx, HeldLocks};
 use crate::error::{HandlerError, HandlerErrorKind};
 use crate::event::inner::EventInner;
@@ -34,12 +35,18 @@ pub(crate) struct HandlerRun<'a> {
     /// The event's processing clock on this bus: its deadline (the handler's timer is only
     /// armed if it would fire earlier).
     pub(crate) phase: &'a PhaseClock<'a>,
+    /// The last handler of the event on this bus: if it finishes without waiting, recording its
+    /// outcome also finishes the event here, under the same lock ([`Started::Finished`]).
+    pub(crate) last: bool,
 }
 
 /// What starting a handler did.
 pub(crate) enum Started<'a> {
     /// Finished without waiting (a sync handler, or one that never ran): recorded.
     Done,
+    /// Finished without waiting, and being the [`last`](HandlerRun::last), finished the event on
+    /// its bus too (all but leaving the bus's in-flight count: [`super::process::leave_bus`]).
+    Finished,
     /// Waiting on its future: finish it with [`Running::finish`].
     Running(Running<'a>),
 }
@@ -93,10 +100,7 @@ impl<'a> HandlerRun<'a> {
             }
         }));
         match call {
-            Ok(HandlerCall::Ready(outcome)) => {
-                record(bus, event, index, outcome);
-                Started::Done
-            }
+            Ok(HandlerCall::Ready(outcome)) => record_ready(bus, event, index, outcome, self.last),
             Ok(HandlerCall::Pending(fut)) => {
                 let fut =
                     context::scope(ctx(), AssertUnwindSafe(fut).catch_unwind()).instrument(span);
@@ -117,16 +121,24 @@ impl<'a> HandlerRun<'a> {
                     guard,
                 })
             }
-            Err(panic) => {
-                record(bus, event, index, Err(HandlerError::panicked(panic)));
-                Started::Done
-            }
+            Err(panic) => record_ready(
+                bus,
+                event,
+                index,
+                Err(HandlerError::panicked(panic)),
+                self.last,
+            ),
         }
     }
 
     /// Starts the handler and, if it waits, drives it to the end.
     pub(crate) async fn run(self) {
-        if let Started::Running(running) = self.start() {
+        if let Started::Running(running) = (HandlerRun {
+            last: false,
+            ..self
+        })
+        .start()
+        {
             running.finish().await;
         }
     }
@@ -318,10 +330,38 @@ fn record(
     index: usize,
     outcome: Result<ResultSlot, HandlerError>,
 ) {
+    record_then(bus, event, index, outcome, false);
+}
+
+/// [`record`] for a handler that finished without waiting; the `last` one finishes the event on
+/// the bus under the same lock.
+fn record_ready(
+    bus: &BusInner,
+    event: &Arc<EventInner>,
+    index: usize,
+    outcome: Result<ResultSlot, HandlerError>,
+    last: bool,
+) -> Started<'static> {
+    if record_then(bus, event, index, outcome, last) {
+        Started::Finished
+    } else {
+        Started::Done
+    }
+}
+
+/// Records the outcome and, if `finish_bus`, finishes the event on `bus` under the same lock
+/// (returns whether it did).
+fn record_then(
+    bus: &BusInner,
+    event: &Arc<EventInner>,
+    index: usize,
+    outcome: Result<ResultSlot, HandlerError>,
+    finish_bus: bool,
+) -> bool {
     let outcome = outcome.and_then(|slot| (event.kind.check_result)(event, slot));
     let mut es = event.state.lock();
     let Some(result) = es.results.get_mut(index) else {
-        return;
+        return false;
     };
     if let Err(err) = &outcome {
         if !result.status.is_terminal() {
@@ -335,10 +375,17 @@ fn record(
         }
     }
     let finished = result.finish(outcome);
+    let completion = finish_bus.then(|| done_on_bus_locked(bus, event, &mut es));
     drop(es);
     if finished {
         bus.hook_results(event, &[index], EventStatus::Completed);
     }
+    match completion {
+        Some(Some(completion)) => event.completed(completion),
+        Some(None) => {}
+        None => return false,
+    }
+    true
 }
 
 fn finish_result(

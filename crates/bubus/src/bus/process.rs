@@ -18,7 +18,7 @@ use super::limits::PhaseClock;
 use super::{BusInner, BusState, limits};
 use crate::context::{self, HeldLocks};
 use crate::error::{DispatchError, HandlerError, HandlerErrorKind};
-use crate::event::inner::{BusPhase, EventInner, EventState};
+use crate::event::inner::{BusPhase, Completion, EventInner, EventState};
 use crate::event::{EventConfig, EventStatus, HandlerCompletion, HandlerConcurrency};
 use crate::handler::{HandlerEntry, HandlerId};
 use crate::lock::{FairGuard, FairLock};
@@ -65,11 +65,16 @@ impl BusInner {
         }
     }
 
-    /// Processes the event at the head of the queue under its event lock.
-    async fn run_next(self: &Arc<Self>) -> Step {
+    /// Processes the event at the head of the queue under its event lock. The events the run
+    /// loop `owes` a [`leave_bus`] are accounted for under the lock it looks at the queue with,
+    /// and the event it processes here is added to them.
+    async fn run_next(self: &Arc<Self>, owed: &mut Owed<'_>) -> Step {
         let taken = {
             let mut st = self.state.lock();
+            let left = leave_locked(&mut st, std::mem::take(&mut owed.events));
             let Some(head) = st.queue.front() else {
+                drop(st);
+                after_leave(self, left);
                 return Step::Idle;
             };
             // The usual case: the head's event lock is free. Take both at once.
@@ -88,7 +93,7 @@ impl BusInner {
             Ok((event, handlers, lock, permit)) => {
                 if let Some(event) = event {
                     let held: HeldLocks = smallvec![lock_addr(lock)];
-                    process_event(self, &event, handlers, &held).await;
+                    process_event(self, &event, handlers, &held).await.owe(owed);
                 }
                 drop(permit);
                 return Step::Ran;
@@ -102,7 +107,9 @@ impl BusInner {
                     let mut st = self.state.lock();
                     while st.parallel_tasks.try_join_next().is_some() {}
                     st.parallel_tasks.spawn(async move {
-                        process_event(&bus, &event, handlers, &HeldLocks::new()).await;
+                        process_event(&bus, &event, handlers, &HeldLocks::new())
+                            .await
+                            .leave(&bus);
                     });
                 }
             }
@@ -111,7 +118,7 @@ impl BusInner {
                 // The head may have been queue-jumped while we waited for the lock.
                 if let Some((event, handlers)) = self.claim(&head) {
                     let held: HeldLocks = smallvec![lock_addr(lock)];
-                    process_event(self, &event, handlers, &held).await;
+                    process_event(self, &event, handlers, &held).await.owe(owed);
                 }
                 drop(permit);
             }
@@ -222,24 +229,52 @@ impl BusInner {
 /// How many events the run loop processes per upgrade of its weak reference to the bus.
 const EVENTS_PER_UPGRADE: usize = 64;
 
+/// Events the run loop processed whose [`leave_bus`] it folds into its next look at the queue
+/// (one bus-lock round trip per event fewer). If the run loop is dropped while it owes some (the
+/// bus was stopped), they leave the bus then.
+pub(crate) struct Owed<'a> {
+    bus: &'a BusInner,
+    events: usize,
+}
+
+impl Drop for Owed<'_> {
+    fn drop(&mut self) {
+        if self.events > 0 {
+            let idle = leave_locked(&mut self.bus.state.lock(), self.events);
+            after_leave(self.bus, idle);
+        }
+    }
+}
+
 async fn run_loop(bus: Weak<BusInner>, wake: Arc<Notify>) {
     loop {
         {
             let Some(bus) = bus.upgrade() else { return };
+            let mut owed = Owed {
+                bus: &bus,
+                events: 0,
+            };
             for _ in 0..EVENTS_PER_UPGRADE {
-                match bus.run_next().await {
+                match bus.run_next(&mut owed).await {
                     Step::Ran => tokio::task::consume_budget().await,
                     Step::Idle => break,
                 }
             }
             let mut st = bus.state.lock();
-            if st.stopped {
+            let left = leave_locked(&mut st, std::mem::take(&mut owed.events));
+            let stopped = st.stopped;
+            let more = !st.queue.is_empty();
+            if !stopped && !more {
+                st.loop_parked = true;
+            }
+            drop(st);
+            after_leave(&bus, left);
+            if stopped {
                 return;
             }
-            if !st.queue.is_empty() {
+            if more {
                 continue;
             }
-            st.loop_parked = true;
         }
         wake.notified().await;
     }
@@ -267,7 +302,7 @@ pub(crate) async fn process_event(
     event: &Arc<EventInner>,
     (exact, wildcard): Handlers,
     held: &HeldLocks,
-) {
+) -> Processed {
     let (runs, indices, config) = {
         let mut es = event.state.lock();
         mark_processing(&mut es, bus);
@@ -345,6 +380,10 @@ pub(crate) async fn process_event(
     );
     let plan = Plan::new(bus, &config, &runs);
     let timed_out = match run_ready(bus, event, &runs, held, &config, &clock, &plan) {
+        Ready::Finished => {
+            guard.armed = false;
+            return Processed(());
+        }
         Ready::AllDone => false,
         Ready::Rest { next, waiting } => {
             let phase = run_handlers(
@@ -364,7 +403,30 @@ pub(crate) async fn process_event(
         cancel_events(children_of_results(event, &indices), &cause);
     }
     guard.armed = false;
-    finish_on_bus(bus, event);
+    let completion = done_on_bus_locked(bus, event, &mut event.state.lock());
+    if let Some(completion) = completion {
+        event.completed(completion);
+    }
+    Processed(())
+}
+
+/// What [`process_event`] leaves to its caller: the event is finished on the bus, but still
+/// counted in flight there until the caller calls [`leave_bus`] (the run loop folds it into its
+/// next look at the queue). Only a finished `process_event` returns it: one dropped halfway
+/// leaves the bus itself.
+#[must_use = "the event is still counted in flight on the bus: call `leave` or `owe`"]
+pub(crate) struct Processed(());
+
+impl Processed {
+    /// Leaves the bus now.
+    pub(crate) fn leave(self, bus: &BusInner) {
+        leave_bus(bus);
+    }
+
+    /// Leaves the bus at the run loop's next look at the queue.
+    fn owe(self, owed: &mut Owed<'_>) {
+        owed.events += 1;
+    }
 }
 
 type Runs<'a> = SmallVec<[(&'a HandlerEntry, usize); 4]>;
@@ -433,6 +495,9 @@ fn won(bus: &BusInner, event: &Arc<EventInner>, runs: &Runs<'_>, index: usize) -
 enum Ready<'a> {
     /// Every handler finished (or was cancelled by a first-completion winner).
     AllDone,
+    /// Every handler finished, the last one finishing the event on the bus as well
+    /// ([`Started::Finished`]).
+    Finished,
     /// Runs from `next` on are still to start; `waiting` is a serial handler that started and
     /// waits, with its result index and the serial-handler lock it holds.
     Rest {
@@ -475,8 +540,10 @@ fn run_ready<'a, 'e: 'a>(
             held,
             config,
             phase: clock,
+            last: next == runs.len() && !plan.first,
         };
         match run.start() {
+            Started::Finished => return Ready::Finished,
             Started::Done => {
                 drop(permit);
                 if plan.first_won(bus, event, runs, index) {
@@ -526,6 +593,7 @@ async fn run_handlers<'a, 'e: 'a>(
                 held,
                 config,
                 phase: clock,
+                last: false,
             }
         };
     }
@@ -568,7 +636,7 @@ async fn run_handlers<'a, 'e: 'a>(
             })
         } else {
             match handler_run!(entry, index).start() {
-                Started::Done => {
+                Started::Done | Started::Finished => {
                     if plan.first_won(bus, event, runs, index) {
                         return;
                     }
@@ -706,28 +774,53 @@ fn record_event_timeout(bus: &BusInner, event: &Arc<EventInner>, indices: &[usiz
 
 /// Marks this bus done with the event and completes it if nothing else is outstanding.
 pub(crate) fn finish_on_bus(bus: &BusInner, event: &Arc<EventInner>) {
-    let completion = {
-        let mut es = event.state.lock();
-        if let Some(slot) = es
-            .buses
-            .iter_mut()
-            .find(|s| s.bus_id == bus.id && s.phase != BusPhase::Done)
-        {
-            slot.phase = BusPhase::Done;
-        }
-        event.complete_locked(&mut es)
-    };
+    let completion = done_on_bus_locked(bus, event, &mut event.state.lock());
     // Complete first: whoever `wait_until_idle` wakes must already see the event completed (and
     // gone from a bus that keeps only in-flight events).
     if let Some(completion) = completion {
         event.completed(completion);
     }
-    let released = {
-        let mut st = bus.state.lock();
-        st.in_flight = st.in_flight.saturating_sub(1);
-        BusInner::is_idle(&st).then(|| st.busy.take())
-    };
-    if let Some(busy) = released {
+    leave_bus(bus);
+}
+
+/// Under the event's lock: marks `bus`'s slot of it done, and completes the event if nothing
+/// else is outstanding (the caller runs the returned [`Completion`] once the lock is released).
+pub(crate) fn done_on_bus_locked(
+    bus: &BusInner,
+    event: &EventInner,
+    es: &mut EventState,
+) -> Option<Completion> {
+    if let Some(slot) = es
+        .buses
+        .iter_mut()
+        .find(|s| s.bus_id == bus.id && s.phase != BusPhase::Done)
+    {
+        slot.phase = BusPhase::Done;
+    }
+    event.complete_locked(es)
+}
+
+/// The end of an event's processing on `bus`, after [`done_on_bus_locked`] and its completion:
+/// one event fewer in flight; if that leaves the bus idle, its idle waiters are woken.
+pub(crate) fn leave_bus(bus: &BusInner) {
+    let idle = leave_locked(&mut bus.state.lock(), 1);
+    after_leave(bus, idle);
+}
+
+/// `events` fewer in flight on the bus whose state `st` is. `Some` if that left the bus idle:
+/// pass it to [`after_leave`] once the lock is released.
+fn leave_locked(st: &mut BusState, events: usize) -> Option<Option<Arc<BusInner>>> {
+    if events == 0 {
+        return None;
+    }
+    st.in_flight = st.in_flight.saturating_sub(events);
+    BusInner::is_idle(st).then(|| st.busy.take())
+}
+
+/// After [`leave_locked`], with no lock held: if the bus became idle, wakes its idle waiters and
+/// lets go of the reference it kept to itself while busy.
+fn after_leave(bus: &BusInner, idle: Option<Option<Arc<BusInner>>>) {
+    if let Some(busy) = idle {
         bus.notify_idle();
         // Possibly the last reference to the bus: dropped with no lock held.
         drop(busy);

@@ -139,7 +139,9 @@ async fn help_job(bus: Arc<BusInner>, event: Arc<EventInner>) -> bool {
     let held: HeldLocks = lock
         .map(|l| smallvec::smallvec![lock_addr(l)])
         .unwrap_or_default();
-    process_event(&bus, &event, handlers, &held).await;
+    process_event(&bus, &event, handlers, &held)
+        .await
+        .leave(&bus);
     drop(permit);
     true
 }
@@ -285,6 +287,6 @@ async fn process_now(bus: &Arc<BusInner>, event: &Arc<EventInner>, ctx: &Handler
     let Some((event, handlers)) = bus.claim(event) else {
         return false;
     };
-    process_event(bus, &event, handlers, &held).await;
+    process_event(bus, &event, handlers, &held).await.leave(bus);
     true
 }
