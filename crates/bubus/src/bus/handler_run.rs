@@ -35,17 +35,14 @@ pub(crate) struct HandlerRun<'a> {
     /// The event's processing clock on this bus: its deadline (the handler's timer is only
     /// armed if it would fire earlier).
     pub(crate) phase: &'a PhaseClock<'a>,
-    /// The last handler of the event on this bus: if it finishes without waiting, recording its
-    /// outcome also finishes the event here, under the same lock ([`Started::Finished`]).
-    pub(crate) last: bool,
 }
 
 /// What starting a handler did.
 pub(crate) enum Started<'a> {
     /// Finished without waiting (a sync handler, or one that never ran): recorded.
     Done,
-    /// Finished without waiting, and being the [`last`](HandlerRun::last), finished the event on
-    /// its bus too (all but leaving the bus's in-flight count: [`super::process::leave_bus`]).
+    /// Finished without waiting and, started as the last one, finished the event on its bus too
+    /// (all but leaving the bus's in-flight count: [`super::process::leave_bus`]).
     Finished,
     /// Waiting on its future: finish it with [`Running::finish`].
     Running(Running<'a>),
@@ -64,8 +61,10 @@ pub(crate) struct Running<'a> {
 impl<'a> HandlerRun<'a> {
     /// Marks the handler started and calls it inside its handler context. A sync handler (or an
     /// async one that finishes on its first poll) is recorded here: no future is boxed, no timer
-    /// armed, no clock read beyond its timestamps.
-    pub(crate) fn start(self) -> Started<'a> {
+    /// armed, no clock read beyond its timestamps. The `last` handler of the event on this bus
+    /// that finishes so also finishes the event here, under the lock that records its outcome
+    /// ([`Started::Finished`]).
+    pub(crate) fn start(self, last: bool) -> Started<'a> {
         let (bus, event, index) = (self.bus, self.event, self.index);
         if let Some(cause) = event.is_cancelled().then(|| event.cancel_cause()).flatten() {
             finish_result(bus, event, index, Err(cancelled(&cause)));
@@ -99,8 +98,9 @@ impl<'a> HandlerRun<'a> {
                 call()
             }
         }));
-        match call {
-            Ok(HandlerCall::Ready(outcome)) => record_ready(bus, event, index, outcome, self.last),
+        let outcome = match call {
+            Ok(HandlerCall::Ready(outcome)) => outcome,
+            Err(panic) => Err(HandlerError::panicked(panic)),
             Ok(HandlerCall::Pending(fut)) => {
                 let fut =
                     context::scope(ctx(), AssertUnwindSafe(fut).catch_unwind()).instrument(span);
@@ -115,30 +115,23 @@ impl<'a> HandlerRun<'a> {
                     index,
                     armed: true,
                 };
-                Started::Running(Running {
+                return Started::Running(Running {
                     run: self,
                     fut,
                     guard,
-                })
+                });
             }
-            Err(panic) => record_ready(
-                bus,
-                event,
-                index,
-                Err(HandlerError::panicked(panic)),
-                self.last,
-            ),
+        };
+        if record(bus, event, index, outcome, last) {
+            Started::Finished
+        } else {
+            Started::Done
         }
     }
 
     /// Starts the handler and, if it waits, drives it to the end.
     pub(crate) async fn run(self) {
-        if let Started::Running(running) = (HandlerRun {
-            last: false,
-            ..self
-        })
-        .start()
-        {
+        if let Started::Running(running) = self.start(false) {
             running.finish().await;
         }
     }
@@ -166,7 +159,7 @@ impl Running<'_> {
         let outcome = drive(fut, event, &limits, &entry.meta).await;
         guard.armed = false;
         let timed_out = matches!(&outcome, Err(err) if err.is_timeout());
-        record(bus, event, index, outcome);
+        record(bus, event, index, outcome, false);
         if timed_out {
             // A timed-out handler's queued and running descendants are cancelled too.
             let cause = format!(
@@ -323,35 +316,9 @@ fn aborted(event: &EventInner) -> HandlerError {
 }
 
 /// Validates the outcome against the event's result type and records it (unless something —
-/// a timeout, a cancellation — already recorded a final status).
+/// a timeout, a cancellation — already recorded a final status). If `finish_bus`, also finishes
+/// the event on `bus` under the same lock; returns whether it did.
 fn record(
-    bus: &BusInner,
-    event: &Arc<EventInner>,
-    index: usize,
-    outcome: Result<ResultSlot, HandlerError>,
-) {
-    record_then(bus, event, index, outcome, false);
-}
-
-/// [`record`] for a handler that finished without waiting; the `last` one finishes the event on
-/// the bus under the same lock.
-fn record_ready(
-    bus: &BusInner,
-    event: &Arc<EventInner>,
-    index: usize,
-    outcome: Result<ResultSlot, HandlerError>,
-    last: bool,
-) -> Started<'static> {
-    if record_then(bus, event, index, outcome, last) {
-        Started::Finished
-    } else {
-        Started::Done
-    }
-}
-
-/// Records the outcome and, if `finish_bus`, finishes the event on `bus` under the same lock
-/// (returns whether it did).
-fn record_then(
     bus: &BusInner,
     event: &Arc<EventInner>,
     index: usize,

@@ -130,8 +130,31 @@ impl BusInner {
     /// under the same lock); `None` if it is no longer queued here (someone else took it).
     /// [`process_event`] marks it processing.
     pub(crate) fn claim(&self, event: &Arc<EventInner>) -> Option<(Arc<EventInner>, Handlers)> {
+        self.claim_at(event, false)
+    }
+
+    /// [`claim`](Self::claim), only if `event` is at the head of the queue.
+    pub(crate) fn claim_head(
+        &self,
+        event: &Arc<EventInner>,
+    ) -> Option<(Arc<EventInner>, Handlers)> {
+        self.claim_at(event, true)
+    }
+
+    fn claim_at(
+        &self,
+        event: &Arc<EventInner>,
+        head_only: bool,
+    ) -> Option<(Arc<EventInner>, Handlers)> {
         let mut st = self.state.lock();
-        let pos = st.queue.iter().position(|e| Arc::ptr_eq(e, event))?;
+        let pos = if head_only {
+            st.queue
+                .front()
+                .filter(|e| Arc::ptr_eq(e, event))
+                .map(|_| 0)?
+        } else {
+            st.queue.iter().position(|e| Arc::ptr_eq(e, event))?
+        };
         let handlers = st.handlers.for_event(&event.event_type);
         st.take_queued(pos).map(|event| (event, handlers))
     }
@@ -240,8 +263,7 @@ pub(crate) struct Owed<'a> {
 impl Drop for Owed<'_> {
     fn drop(&mut self) {
         if self.events > 0 {
-            let idle = leave_locked(&mut self.bus.state.lock(), self.events);
-            after_leave(self.bus, idle);
+            leave_bus(self.bus, self.events);
         }
     }
 }
@@ -403,10 +425,7 @@ pub(crate) async fn process_event(
         cancel_events(children_of_results(event, &indices), &cause);
     }
     guard.armed = false;
-    let completion = done_on_bus_locked(bus, event, &mut event.state.lock());
-    if let Some(completion) = completion {
-        event.completed(completion);
-    }
+    done_on_bus(bus, event);
     Processed(())
 }
 
@@ -420,7 +439,7 @@ pub(crate) struct Processed(());
 impl Processed {
     /// Leaves the bus now.
     pub(crate) fn leave(self, bus: &BusInner) {
-        leave_bus(bus);
+        leave_bus(bus, 1);
     }
 
     /// Leaves the bus at the run loop's next look at the queue.
@@ -540,9 +559,8 @@ fn run_ready<'a, 'e: 'a>(
             held,
             config,
             phase: clock,
-            last: next == runs.len() && !plan.first,
         };
-        match run.start() {
+        match run.start(next == runs.len() && !plan.first) {
             Started::Finished => return Ready::Finished,
             Started::Done => {
                 drop(permit);
@@ -593,7 +611,6 @@ async fn run_handlers<'a, 'e: 'a>(
                 held,
                 config,
                 phase: clock,
-                last: false,
             }
         };
     }
@@ -635,7 +652,7 @@ async fn run_handlers<'a, 'e: 'a>(
                 index
             })
         } else {
-            match handler_run!(entry, index).start() {
+            match handler_run!(entry, index).start(false) {
                 Started::Done | Started::Finished => {
                     if plan.first_won(bus, event, runs, index) {
                         return;
@@ -772,15 +789,21 @@ fn record_event_timeout(bus: &BusInner, event: &Arc<EventInner>, indices: &[usiz
     bus.hook_results(event, &finished, EventStatus::Completed);
 }
 
-/// Marks this bus done with the event and completes it if nothing else is outstanding.
+/// Marks this bus done with the event and completes it if nothing else is outstanding, then
+/// leaves the bus.
 pub(crate) fn finish_on_bus(bus: &BusInner, event: &Arc<EventInner>) {
-    let completion = done_on_bus_locked(bus, event, &mut event.state.lock());
     // Complete first: whoever `wait_until_idle` wakes must already see the event completed (and
     // gone from a bus that keeps only in-flight events).
+    done_on_bus(bus, event);
+    leave_bus(bus, 1);
+}
+
+/// [`done_on_bus_locked`] under the event's lock, then the completion it found, if any.
+fn done_on_bus(bus: &BusInner, event: &Arc<EventInner>) {
+    let completion = done_on_bus_locked(bus, event, &mut event.state.lock());
     if let Some(completion) = completion {
         event.completed(completion);
     }
-    leave_bus(bus);
 }
 
 /// Under the event's lock: marks `bus`'s slot of it done, and completes the event if nothing
@@ -800,10 +823,10 @@ pub(crate) fn done_on_bus_locked(
     event.complete_locked(es)
 }
 
-/// The end of an event's processing on `bus`, after [`done_on_bus_locked`] and its completion:
-/// one event fewer in flight; if that leaves the bus idle, its idle waiters are woken.
-pub(crate) fn leave_bus(bus: &BusInner) {
-    let idle = leave_locked(&mut bus.state.lock(), 1);
+/// The end of `events` events' processing on `bus`, after [`done_on_bus_locked`] and their
+/// completion: that many fewer in flight; if that leaves the bus idle, its idle waiters are woken.
+pub(crate) fn leave_bus(bus: &BusInner, events: usize) {
+    let idle = leave_locked(&mut bus.state.lock(), events);
     after_leave(bus, idle);
 }
 

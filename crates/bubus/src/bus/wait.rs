@@ -124,16 +124,7 @@ async fn help_job(bus: Arc<BusInner>, event: Arc<EventInner>) -> bool {
         None => None,
     };
     // Still at the head now that the lock is ours? Then it is ours to process.
-    if !bus
-        .state
-        .lock()
-        .queue
-        .front()
-        .is_some_and(|e| Arc::ptr_eq(e, &event))
-    {
-        return false;
-    }
-    let Some((event, handlers)) = bus.claim(&event) else {
+    let Some((event, handlers)) = bus.claim_head(&event) else {
         return false;
     };
     let held: HeldLocks = lock

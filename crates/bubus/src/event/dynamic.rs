@@ -203,10 +203,7 @@ impl EventPayload for DynEvent {
     }
 
     fn __resolve(event: &AnyEvent) -> Result<Option<Arc<Self>>, HandlerError> {
-        match event.inner().own_payload::<DynEvent>() {
-            Some(_) => Ok(None),
-            None => event.inner().dyn_payload().map(Some),
-        }
+        event.inner().dyn_view()
     }
 
     fn __default_pattern() -> &'static str {

@@ -84,8 +84,8 @@ impl<P: EventPayload> EventHandle<P> {
 
     /// The payload.
     // A handle is built without a view only where its event's payload was just created as, or
-    // checked to be, a `P` (`new`, `__resolve`, `try_downcast`, `to_dyn`), and an event's payload
-    // never changes: the `expect` cannot fire.
+    // checked to be, a `P` (`new`, `EventInner::typed_view`, `EventInner::dyn_view`), and an
+    // event's payload never changes: the `expect` cannot fire.
     #[allow(clippy::expect_used)]
     pub fn payload(&self) -> &P {
         match &self.view {
@@ -148,12 +148,6 @@ impl AnyEvent {
     ///
     /// A [`HandlerError`] of kind [`PayloadDecode`](crate::HandlerErrorKind::PayloadDecode).
     pub fn try_downcast<E: Event>(&self) -> Result<EventHandle<E>, HandlerError> {
-        if self.inner.own_payload::<E>().is_some() {
-            return Ok(EventHandle {
-                event: self.clone(),
-                view: None,
-            });
-        }
         if self.inner.event_type != E::EVENT_TYPE {
             return Err(HandlerError::with_kind(
                 crate::HandlerErrorKind::PayloadDecode,
@@ -172,13 +166,9 @@ impl AnyEvent {
     ///
     /// Fails only if a typed payload cannot be serialized.
     pub fn to_dyn(&self) -> Result<EventHandle<DynEvent>, HandlerError> {
-        let view = match self.inner.own_payload::<DynEvent>() {
-            Some(_) => None,
-            None => Some(self.inner.dyn_payload()?),
-        };
         Ok(EventHandle {
             event: self.clone(),
-            view,
+            view: self.inner.dyn_view()?,
         })
     }
 
@@ -517,7 +507,7 @@ pub trait IntoEvent: IntoEventSealed {
     fn __into_event(self) -> Self::Handle;
 }
 
-impl<P: EventPayload> HandleEvent for EventHandle<P> {
+impl<P> HandleEvent for EventHandle<P> {
     fn __any(&self) -> &AnyEvent {
         &self.event
     }
@@ -636,19 +626,17 @@ impl<T: Unpin> Future for EventFuture<T> {
     }
 }
 
-/// The wait for `inner`'s completion; none if it already completed.
-fn completion_wait(inner: &Arc<EventInner>) -> Option<WaitBox> {
-    if inner.is_complete() {
+/// The future resolving to `handle` once its event completed.
+fn event_future<T: HandleEvent>(handle: T) -> EventFuture<T> {
+    let inner = handle.__any().inner();
+    let wait: Option<WaitBox> = if inner.is_complete() {
         None
     } else {
         Some(Box::pin(crate::bus::wait_for(Arc::clone(inner))))
-    }
-}
-
-fn event_future<T>(inner: &Arc<EventInner>, value: T) -> EventFuture<T> {
+    };
     EventFuture {
-        wait: completion_wait(inner),
-        value: Some(value),
+        wait,
+        value: Some(handle),
     }
 }
 
@@ -658,10 +646,7 @@ impl<P> IntoFuture for EventHandle<P> {
 
     /// Waits for the event to complete (queue-jumping inside a handler).
     fn into_future(self) -> Self::IntoFuture {
-        EventFuture {
-            wait: completion_wait(self.inner()),
-            value: Some(self),
-        }
+        event_future(self)
     }
 }
 
@@ -670,7 +655,7 @@ impl<P> IntoFuture for &EventHandle<P> {
     type IntoFuture = EventFuture<EventHandle<P>>;
 
     fn into_future(self) -> Self::IntoFuture {
-        event_future(self.inner(), self.clone())
+        event_future(self.clone())
     }
 }
 
@@ -679,10 +664,7 @@ impl IntoFuture for AnyEvent {
     type IntoFuture = EventFuture<AnyEvent>;
 
     fn into_future(self) -> Self::IntoFuture {
-        EventFuture {
-            wait: completion_wait(&self.inner),
-            value: Some(self),
-        }
+        event_future(self)
     }
 }
 
@@ -691,6 +673,6 @@ impl IntoFuture for &AnyEvent {
     type IntoFuture = EventFuture<AnyEvent>;
 
     fn into_future(self) -> Self::IntoFuture {
-        event_future(&self.inner, self.clone())
+        event_future(self.clone())
     }
 }

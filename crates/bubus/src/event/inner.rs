@@ -430,6 +430,15 @@ impl EventInner {
         self.decode_cached::<E>().map(Some)
     }
 
+    /// The payload as a [`DynEvent`]: `None` if it is one already, otherwise the JSON view
+    /// ([`dyn_payload`](Self::dyn_payload)).
+    pub(crate) fn dyn_view(&self) -> Result<Option<Arc<DynEvent>>, HandlerError> {
+        match &self.payload {
+            Payload::Dyn(_) => Ok(None),
+            Payload::Typed(_) => self.dyn_payload().map(Some),
+        }
+    }
+
     fn decode_cached<E: Event>(&self) -> Result<Arc<E>, HandlerError> {
         if let Some((type_id, value)) = self.decoded.get() {
             if *type_id == TypeId::of::<E>() {
