@@ -35,13 +35,11 @@ pub(crate) struct HandlerCtx {
 impl HandlerCtx {
     /// The bus running the handler (alive while the handler runs: its processing holds it).
     pub(crate) fn bus(&self) -> Option<Arc<BusInner>> {
-        self.event
-            .state
-            .lock()
-            .buses
+        let st = self.event.state.lock();
+        st.buses
             .iter()
             .find(|slot| slot.bus_id == self.bus_id)
-            .and_then(|slot| slot.bus.upgrade())
+            .and_then(|slot| st.slot_bus(slot))
     }
 
     /// The running handler, from its result record.
@@ -86,7 +84,7 @@ pub(crate) fn bus_for(event: &Arc<EventInner>) -> Option<EventBus> {
     st.buses
         .iter()
         .rev()
-        .find_map(|slot| slot.bus.upgrade())
+        .find_map(|slot| st.slot_bus(slot))
         .map(EventBus::from_inner)
 }
 

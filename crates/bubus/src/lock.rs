@@ -43,6 +43,18 @@ impl Drop for FairGuard<'_> {
     }
 }
 
+impl FairGuard<'_> {
+    /// Whether this guard holds `lock`.
+    pub(crate) fn holds(&self, lock: &FairLock) -> bool {
+        std::ptr::eq(self.lock, lock)
+    }
+
+    /// Whether someone is waiting for the lock this guard holds.
+    pub(crate) fn is_contended(&self) -> bool {
+        self.lock.state.load(Ordering::Acquire) & QUEUED != 0
+    }
+}
+
 impl FairLock {
     pub(crate) fn new() -> Self {
         FairLock {

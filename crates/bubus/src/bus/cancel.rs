@@ -24,7 +24,7 @@ pub(crate) fn cancel_events(roots: impl IntoIterator<Item = Arc<EventInner>>, ca
             st.buses
                 .iter()
                 .filter(|slot| slot.phase == BusPhase::Queued)
-                .filter_map(|slot| slot.bus.upgrade())
+                .filter_map(|slot| st.slot_bus(slot))
                 .collect()
         };
         for bus in queued_on {

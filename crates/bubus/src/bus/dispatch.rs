@@ -5,7 +5,7 @@ use std::sync::Arc;
 use super::BusInner;
 use crate::context;
 use crate::error::DispatchError;
-use crate::event::inner::{BusPhase, BusSlot, EventInner, EventState};
+use crate::event::inner::{EventInner, EventState};
 
 impl BusInner {
     /// Enqueues `event` on this bus. See [`EventBus::dispatch`](super::EventBus::dispatch).
@@ -50,14 +50,9 @@ impl BusInner {
                 }
                 es.dispatch_context = context::current_context();
             }
-            es.path.push(Arc::clone(&self.label));
-            es.buses.push(BusSlot {
-                bus: self.self_ref.clone(),
-                bus_id: self.id,
-                phase: BusPhase::Queued,
-                zero_history: self.config.max_history_size == Some(0),
-                has_middlewares: !self.middlewares.is_empty(),
-            });
+            es.path.push(Arc::clone(&self.link));
+            let link = es.path.len() - 1;
+            es.push_slot(self, link);
             match parent {
                 Some((parent, handler_id, result_index))
                     if first_dispatch && es.parent_id.is_none() =>
@@ -96,6 +91,6 @@ impl BusInner {
 
     fn already_visited(&self, es: &EventState) -> bool {
         es.buses.iter().any(|slot| slot.bus_id == self.id)
-            || es.path.iter().any(|label| **label == *self.label)
+            || es.path.iter().any(|link| link.label == self.label)
     }
 }

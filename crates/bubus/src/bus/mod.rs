@@ -16,8 +16,8 @@ mod wait;
 
 use std::collections::VecDeque;
 use std::fmt;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -27,7 +27,7 @@ use crate::lock::FairLock;
 use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
 
-use crate::event::inner::{EventInner, short_id};
+use crate::event::inner::{BusLink, EventInner, short_id};
 use crate::event::{AnyEvent, Event, EventConcurrency, EventHandle, HandleEvent, IntoEvent};
 use crate::handler::{
     EventHandler, HandlerEntry, HandlerId, HandlerInput, HandlerMeta, HandlerOptions, IntoHandler,
@@ -99,8 +99,9 @@ pub(crate) struct BusInner {
     pub(crate) find_waiters: Mutex<Vec<Arc<find::FindWaiter>>>,
     pub(crate) waiter_count: AtomicUsize,
     pub(crate) middlewares: Arc<[Arc<dyn Middleware>]>,
-    /// This bus, for handing `EventBus` handles to middlewares.
-    pub(crate) self_ref: Weak<BusInner>,
+    /// This bus as event paths record it (and a weak reference to it, for handing `EventBus`
+    /// handles to middlewares).
+    pub(crate) link: Arc<BusLink>,
 }
 
 pub(crate) struct BusState {
@@ -173,7 +174,7 @@ impl EventBus {
             inner: Arc::new_cyclic(|self_ref| BusInner {
                 id,
                 name,
-                label,
+                label: Arc::clone(&label),
                 config: builder.config,
                 domain: builder.domain.unwrap_or_default(),
                 bus_lock: FairLock::new(),
@@ -195,7 +196,10 @@ impl EventBus {
                 find_waiters: Mutex::new(Vec::new()),
                 waiter_count: AtomicUsize::new(0),
                 middlewares,
-                self_ref: self_ref.clone(),
+                link: Arc::new(BusLink {
+                    label: Arc::clone(&label),
+                    bus: self_ref.clone(),
+                }),
             }),
         }
     }

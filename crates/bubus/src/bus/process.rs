@@ -67,20 +67,30 @@ impl BusInner {
 
     /// Processes the event at the head of the queue under its event lock. The events the run
     /// loop `owes` a [`leave_bus`] are accounted for under the lock it looks at the queue with,
-    /// and the event it processes here is added to them.
-    async fn run_next(self: &Arc<Self>, owed: &mut Owed<'_>) -> Step {
+    /// and the event it processes here is added to them. The event lock stays held in `owed`
+    /// after the event, for the next one (see [`Owed::kept`]).
+    async fn run_next<'a>(self: &'a Arc<Self>, owed: &mut Owed<'a>) -> Step {
+        let kept = owed.kept.take();
         let taken = {
             let mut st = self.state.lock();
             let left = leave_locked(&mut st, std::mem::take(&mut owed.events));
             let Some(head) = st.queue.front() else {
                 drop(st);
+                drop(kept);
                 after_leave(self, left);
                 return Step::Idle;
             };
-            // The usual case: the head's event lock is free. Take both at once.
-            let fast = self
-                .event_lock(head)
-                .and_then(|lock| Some((lock, lock.try_acquire()?)));
+            // The usual case: the head's event lock is the one still held from the previous
+            // event, with nobody waiting for it, or it is free. Take it and the head at once.
+            let fast = self.event_lock(head).and_then(|lock| match kept {
+                Some(permit) if permit.holds(lock) && !permit.is_contended() => {
+                    Some((lock, permit))
+                }
+                other => {
+                    drop(other);
+                    Some((lock, lock.try_acquire()?))
+                }
+            });
             match fast {
                 Some((lock, permit)) => {
                     let handlers = st.handlers.for_event(&head.event_type);
@@ -95,7 +105,7 @@ impl BusInner {
                     let held: HeldLocks = smallvec![lock_addr(lock)];
                     process_event(self, &event, handlers, &held).await.owe(owed);
                 }
-                drop(permit);
+                owed.kept = Some(permit);
                 return Step::Ran;
             }
             Err(head) => head,
@@ -120,7 +130,7 @@ impl BusInner {
                     let held: HeldLocks = smallvec![lock_addr(lock)];
                     process_event(self, &event, handlers, &held).await.owe(owed);
                 }
-                drop(permit);
+                owed.kept = Some(permit);
             }
         }
         Step::Ran
@@ -252,16 +262,24 @@ impl BusInner {
 /// How many events the run loop processes per upgrade of its weak reference to the bus.
 const EVENTS_PER_UPGRADE: usize = 64;
 
-/// Events the run loop processed whose [`leave_bus`] it folds into its next look at the queue
-/// (one bus-lock round trip per event fewer). If the run loop is dropped while it owes some (the
-/// bus was stopped), they leave the bus then.
+/// What the run loop carries from one event to the next. If the run loop is dropped while it
+/// carries something (the bus was stopped), the lock is released and the events leave the bus.
 pub(crate) struct Owed<'a> {
     bus: &'a BusInner,
+    /// Events processed whose [`leave_bus`] is folded into the next look at the queue (one
+    /// bus-lock round trip per event fewer).
     events: usize,
+    /// The event lock of the last event, still held: the next event under the same lock takes
+    /// it over instead of releasing and re-acquiring it (two atomic operations per event fewer).
+    /// Released as soon as someone waits for it, when the queue is empty, and before the run
+    /// loop yields to the runtime between events, so it is only ever kept by a run loop that is
+    /// running.
+    kept: Option<FairGuard<'a>>,
 }
 
 impl Drop for Owed<'_> {
     fn drop(&mut self) {
+        drop(self.kept.take());
         if self.events > 0 {
             leave_bus(self.bus, self.events);
         }
@@ -275,13 +293,21 @@ async fn run_loop(bus: Weak<BusInner>, wake: Arc<Notify>) {
             let mut owed = Owed {
                 bus: &bus,
                 events: 0,
+                kept: None,
             };
             for _ in 0..EVENTS_PER_UPGRADE {
                 match bus.run_next(&mut owed).await {
-                    Step::Ran => tokio::task::consume_budget().await,
+                    Step::Ran => {
+                        if !tokio::task::coop::has_budget_remaining() {
+                            // About to yield: nobody waits behind a lock held by a parked task.
+                            drop(owed.kept.take());
+                        }
+                        tokio::task::consume_budget().await;
+                    }
                     Step::Idle => break,
                 }
             }
+            drop(owed.kept.take());
             let mut st = bus.state.lock();
             let left = leave_locked(&mut st, std::mem::take(&mut owed.events));
             let stopped = st.stopped;
@@ -350,7 +376,7 @@ pub(crate) async fn process_event(
             // and a handler that already ran for this event does not run again.
             if let Some((target_id, target_label)) = &entry.meta.forward_target {
                 if es.buses.iter().any(|slot| slot.bus_id == *target_id)
-                    || es.path.iter().any(|label| label == target_label)
+                    || es.path.iter().any(|label| label.label == *target_label)
                 {
                     continue;
                 }

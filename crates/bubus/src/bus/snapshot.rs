@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::{EventBus, EventBusBuilder};
-use crate::event::inner::{BusPhase, BusSlot, EventInner};
+use crate::event::inner::EventInner;
 use crate::event::{AnyEvent, EventConcurrency, HandlerCompletion, HandlerConcurrency};
 use crate::handler::{HandlerEntry, HandlerFn, HandlerId, HandlerMeta};
 use crate::time::Timestamp;
@@ -435,16 +435,18 @@ fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Decode
     }
     for event in &queue {
         let mut es = event.state.lock();
-        if !es.path.iter().any(|l| **l == *inner.label) {
-            es.path.push(Arc::clone(&inner.label));
-        }
-        es.buses.push(BusSlot {
-            bus: Arc::downgrade(inner),
-            bus_id: inner.id,
-            phase: BusPhase::Queued,
-            zero_history: inner.config.max_history_size == Some(0),
-            has_middlewares: !inner.middlewares.is_empty(),
-        });
+        // The snapshot's path names this bus by label only: from now on it is this bus.
+        let link = match es.path.iter().position(|l| l.label == inner.label) {
+            Some(pos) => {
+                es.path[pos] = Arc::clone(&inner.link);
+                pos
+            }
+            None => {
+                es.path.push(Arc::clone(&inner.link));
+                es.path.len() - 1
+            }
+        };
+        es.push_slot(inner, link);
     }
     st.history.extend(events);
     if !queue.is_empty() && st.busy.is_none() {

@@ -98,7 +98,7 @@ async fn help_along(event: &Arc<EventInner>) -> bool {
         st.buses
             .iter()
             .filter(|slot| slot.phase == BusPhase::Queued)
-            .filter_map(|slot| slot.bus.upgrade())
+            .filter_map(|slot| st.slot_bus(slot))
             .collect()
     };
     for bus in candidates {
@@ -246,7 +246,7 @@ async fn jump_pass(event: &Arc<EventInner>, ctx: &HandlerCtx) -> bool {
             st.buses
                 .iter()
                 .filter(|slot| slot.phase == BusPhase::Queued)
-                .filter_map(|slot| slot.bus.upgrade())
+                .filter_map(|slot| st.slot_bus(slot))
                 .collect()
         };
         for bus in queued_on {

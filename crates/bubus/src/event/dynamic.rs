@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use super::config::EventConfig;
 use super::handle::AnyEvent;
-use super::inner::{DYN_KIND, EventInner, Payload};
+use super::inner::{DYN_KIND, EventInner};
 use super::{DEFAULT_EVENT_VERSION, EventPayload, sealed};
 use crate::error::HandlerError;
 use crate::wire::schema::ResultType;
@@ -195,7 +195,7 @@ impl EventPayload for DynEvent {
             self.event_type.clone().into(),
             DEFAULT_EVENT_VERSION.into(),
             &DYN_KIND,
-            Payload::Dyn(Arc::new(self)),
+            Arc::new(self),
             result_type,
             EventConfig::UNSET,
         );

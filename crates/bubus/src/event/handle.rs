@@ -14,7 +14,7 @@ use super::config::{
     EventConcurrency, EventConfig, EventStatus, HandlerCompletion, HandlerConcurrency,
 };
 use super::dynamic::DynEvent;
-use super::inner::{BusPhase, EventInner, KindOf, Payload};
+use super::inner::{BusPhase, EventInner, KindOf};
 use super::{Event, EventPayload};
 use crate::bus::EventBus;
 use crate::error::{HandlerError, WaitError};
@@ -481,7 +481,7 @@ impl<E: Event> EventPayload for E {
             Cow::Borrowed(E::EVENT_TYPE),
             Cow::Borrowed(E::EVENT_VERSION),
             <E as KindOf>::KIND,
-            Payload::Typed(Arc::new(self)),
+            self,
             None,
             E::EVENT_DEFAULTS,
         );

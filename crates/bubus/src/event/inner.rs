@@ -22,7 +22,9 @@ use crate::result::{ResultRecord, ResultSlot, ResultStatus};
 use crate::time::Timestamp;
 use crate::wire::schema::ResultType;
 
-/// A payload as the core stores it: the user's struct behind `Any`.
+/// A payload as the core stores it: the user's struct behind `Any`, in the event's own
+/// allocation (`EventInner<E>`, used as `EventInner<ErasedPayload>`). A dynamic event's payload
+/// is an `Arc<DynEvent>`, shared with its [`DynEvent`] views.
 pub(crate) type ErasedPayload = dyn Any + Send + Sync;
 
 /// Per-type operations the untyped core needs (a hand-rolled vtable, one static per event type).
@@ -33,6 +35,9 @@ pub(crate) struct EventKind {
     pub(crate) payload_json: fn(&ErasedPayload) -> Result<Map<String, Value>, String>,
     /// The result type's JSON Schema (`event_result_type`).
     pub(crate) result_schema: fn(&EventInner) -> Option<Value>,
+    /// The event `header` describes, with a payload re-read from this event's payload's JSON (as
+    /// the reference runtimes' `event_reset()` rebuilds an event from its dump).
+    pub(crate) copy: fn(&EventInner, Header) -> Arc<EventInner>,
 }
 
 pub(crate) trait KindOf {
@@ -44,7 +49,28 @@ impl<E: Event> KindOf for E {
         check_result: check_typed::<E::Result>,
         payload_json: typed_payload_json::<E>,
         result_schema: |_| E::__result_schema(),
+        copy: copy_typed::<E>,
     };
+}
+
+fn copy_typed<E: Event>(event: &EventInner, header: Header) -> Arc<EventInner> {
+    match event.decode::<E>() {
+        Ok(payload) => header.with_payload(payload),
+        Err(_) => copy_json(event, header),
+    }
+}
+
+/// The copy carries the payload's JSON. For a typed payload that does not survive its own JSON
+/// round trip, its handlers decode it on demand and report why they cannot.
+fn copy_json(event: &EventInner, header: Header) -> Arc<EventInner> {
+    let json = event.dyn_payload().unwrap_or_else(|err| {
+        tracing::warn!(event = %event.label(), error = %err, "event copied without its payload");
+        Arc::new(DynEvent::from_parts(
+            event.event_type.to_string(),
+            Map::new(),
+        ))
+    });
+    header.with_payload(json)
 }
 
 fn check_typed<R: EventResultValue>(
@@ -87,6 +113,7 @@ pub(crate) static DYN_KIND: EventKind = EventKind {
     check_result: check_dyn,
     payload_json: |_| Err("dynamic payloads are not typed".to_owned()),
     result_schema: |event| event.result_type.as_ref().map(|t| t.schema.clone()),
+    copy: copy_json,
 };
 
 fn check_dyn(event: &EventInner, slot: ResultSlot) -> Result<ResultSlot, HandlerError> {
@@ -107,12 +134,6 @@ fn check_dyn(event: &EventInner, slot: ResultSlot) -> Result<ResultSlot, Handler
     Ok(slot)
 }
 
-/// The event's payload as it was created.
-pub(crate) enum Payload {
-    Typed(Arc<dyn Any + Send + Sync>),
-    Dyn(Arc<DynEvent>),
-}
-
 /// What is left to do after an event completed, outside its lock.
 pub(crate) struct Completion {
     parent: Option<Arc<EventInner>>,
@@ -128,10 +149,49 @@ pub(crate) enum BusPhase {
     Done,
 }
 
+/// A bus as an event's path records it: its label and, for a bus of this process, the bus
+/// while it lives. Each bus has one, shared by every event dispatched to it, so the path entry
+/// and the event's [`BusSlot`] on that bus cost one reference count between them.
+pub(crate) struct BusLink {
+    pub(crate) label: Arc<str>,
+    pub(crate) bus: Weak<BusInner>,
+}
+
+impl BusLink {
+    /// A bus known only by its label (another process's, or from a snapshot).
+    pub(crate) fn remote(label: impl Into<Arc<str>>) -> Arc<Self> {
+        Arc::new(BusLink {
+            label: label.into(),
+            bus: Weak::new(),
+        })
+    }
+}
+
+impl std::ops::Deref for BusLink {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.label
+    }
+}
+
+impl std::fmt::Display for BusLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label)
+    }
+}
+
+impl std::fmt::Debug for BusLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.label, f)
+    }
+}
+
 /// One bus the event was dispatched to. (While the bus has work to do, it keeps itself alive:
 /// see `BusState::busy`.)
 pub(crate) struct BusSlot {
-    pub(crate) bus: Weak<BusInner>,
+    /// Where the bus is in the event's path ([`EventState::slot_bus`]).
+    pub(crate) link: usize,
     pub(crate) bus_id: Uuid,
     pub(crate) phase: BusPhase,
     /// The bus keeps only in-flight events (`max_history_size == 0`): drop it from its history on
@@ -151,7 +211,8 @@ pub(crate) struct EventState {
     /// Set only when this event was linked into its parent's children (and counted there).
     pub(crate) parent: Weak<EventInner>,
     pub(crate) emitted_by_handler_id: Option<HandlerId>,
-    pub(crate) path: SmallVec<[Arc<str>; 2]>,
+    /// The buses the event went through, in order (`event_path`).
+    pub(crate) path: SmallVec<[Arc<BusLink>; 2]>,
     pub(crate) buses: SmallVec<[BusSlot; 1]>,
     /// One inline: most events have a single handler per bus.
     pub(crate) results: SmallVec<[ResultRecord; 1]>,
@@ -167,13 +228,30 @@ pub(crate) struct EventState {
     pub(crate) dispatch_context: Option<crate::context::ContextMap>,
 }
 
-pub(crate) struct EventInner {
+impl EventState {
+    /// The bus of one of this event's slots, if it is still alive.
+    pub(crate) fn slot_bus(&self, slot: &BusSlot) -> Option<Arc<BusInner>> {
+        self.path.get(slot.link)?.bus.upgrade()
+    }
+
+    /// A slot for `bus` (whose entry is at `link` in the path), queued.
+    pub(crate) fn push_slot(&mut self, bus: &BusInner, link: usize) {
+        self.buses.push(BusSlot {
+            link,
+            bus_id: bus.id,
+            phase: BusPhase::Queued,
+            zero_history: bus.config.max_history_size == Some(0),
+            has_middlewares: !bus.middlewares.is_empty(),
+        });
+    }
+}
+
+pub(crate) struct EventInner<P: ?Sized = ErasedPayload> {
     pub(crate) id: Uuid,
     pub(crate) event_type: Cow<'static, str>,
     pub(crate) version: Cow<'static, str>,
     pub(crate) created_at: Timestamp,
     pub(crate) kind: &'static EventKind,
-    pub(crate) payload: Payload,
     /// A result schema that came with the event (dynamic events only).
     pub(crate) result_type: Option<Arc<ResultType>>,
     decoded: OnceLock<(TypeId, Arc<dyn Any + Send + Sync>)>,
@@ -191,6 +269,76 @@ pub(crate) struct EventInner {
     /// `config.event_concurrency`, readable without the lock (the run loop checks it for every
     /// event it takes off the queue). Written together with the config.
     concurrency: AtomicU8,
+    /// The payload as it was created (last: the field that makes the struct unsized).
+    pub(crate) payload: P,
+}
+
+/// Everything a new event is made of but its payload.
+pub(crate) struct Header {
+    id: Uuid,
+    event_type: Cow<'static, str>,
+    version: Cow<'static, str>,
+    created_at: Timestamp,
+    kind: &'static EventKind,
+    result_type: Option<Arc<ResultType>>,
+    state: EventState,
+    complete: bool,
+}
+
+impl Header {
+    /// The event, its payload in the same allocation.
+    #[inline(always)]
+    fn with_payload<P: Any + Send + Sync>(self, payload: P) -> Arc<EventInner> {
+        let concurrency = encode_concurrency(self.state.config.event_concurrency);
+        Arc::new(EventInner {
+            id: self.id,
+            event_type: self.event_type,
+            version: self.version,
+            created_at: self.created_at,
+            kind: self.kind,
+            result_type: self.result_type,
+            decoded: OnceLock::new(),
+            json_view: OnceLock::new(),
+            state: Mutex::new(self.state),
+            complete: AtomicBool::new(self.complete),
+            waited: AtomicBool::new(false),
+            cancelled: AtomicBool::new(false),
+            notify: Notify::new(),
+            handler_lock: FairLock::new(),
+            concurrency: AtomicU8::new(concurrency),
+            payload,
+        })
+    }
+}
+
+/// No parent (`Weak::new` needs a sized type; an empty one unsizes).
+fn no_parent() -> Weak<EventInner> {
+    Weak::<EventInner<()>>::new()
+}
+
+impl EventState {
+    /// The state of a new, pending event.
+    #[inline(always)]
+    fn pending(config: EventConfig) -> Self {
+        EventState {
+            config,
+            status: EventStatus::Pending,
+            started_at: None,
+            completed_at: None,
+            parent_id: None,
+            parent: no_parent(),
+            emitted_by_handler_id: None,
+            path: SmallVec::new(),
+            buses: SmallVec::new(),
+            results: SmallVec::new(),
+            children: Vec::new(),
+            incomplete_children: 0,
+            jump_waiters: 0,
+            cancel_cause: None,
+            dispatch_span: None,
+            dispatch_context: None,
+        }
+    }
 }
 
 fn encode_concurrency(mode: Option<EventConcurrency>) -> u8 {
@@ -228,18 +376,14 @@ impl EventInner {
             parts.payload,
         ));
         let complete = parts.status == EventStatus::Completed;
-        Arc::new(EventInner {
+        Header {
             id: parts.id,
             event_type: Cow::Owned(parts.event_type),
             version: Cow::Owned(parts.version),
             created_at: parts.created_at,
             kind: &DYN_KIND,
-            payload: Payload::Dyn(dynamic),
             result_type: parts.result_type,
-            decoded: OnceLock::new(),
-            json_view: OnceLock::new(),
-            state: Mutex::new(EventState {
-                config: parts.config,
+            state: EventState {
                 status: parts.status,
                 started_at: parts.started_at,
                 completed_at: parts.completed_at.or(if complete {
@@ -248,33 +392,31 @@ impl EventInner {
                     None
                 }),
                 parent_id: parts.parent_id,
-                parent: Weak::new(),
                 emitted_by_handler_id: parts.emitted_by_handler_id,
-                path: parts.path.into_iter().map(Arc::from).collect(),
-                buses: SmallVec::new(),
+                path: parts.path.into_iter().map(BusLink::remote).collect(),
                 results: SmallVec::from_vec(parts.results),
-                children: Vec::new(),
-                incomplete_children: 0,
-                jump_waiters: 0,
-                cancel_cause: None,
-                dispatch_span: None,
-                dispatch_context: None,
-            }),
-            complete: AtomicBool::new(complete),
-            waited: AtomicBool::new(false),
-            cancelled: AtomicBool::new(false),
-            notify: Notify::new(),
-            handler_lock: FairLock::new(),
-            concurrency: AtomicU8::new(encode_concurrency(parts.config.event_concurrency)),
-        })
+                ..EventState::pending(parts.config)
+            },
+            complete,
+        }
+        .with_payload(dynamic)
     }
 
     /// A pending, undispatched copy: same type, payload, configuration, path and parent; a new
-    /// id unless `keep_id`.
-    pub(crate) fn fresh_copy(&self, keep_id: bool) -> Arc<Self> {
-        let st = self.state.lock();
+    /// id unless `keep_id`. The payload is re-read from its JSON (see [`EventKind::copy`]).
+    pub(crate) fn fresh_copy(&self, keep_id: bool) -> Arc<EventInner> {
         let created_at = Timestamp::now();
-        Arc::new(EventInner {
+        let state = {
+            let st = self.state.lock();
+            EventState {
+                parent_id: st.parent_id,
+                emitted_by_handler_id: st.emitted_by_handler_id.clone(),
+                path: st.path.clone(),
+                dispatch_context: st.dispatch_context.clone(),
+                ..EventState::pending(st.config)
+            }
+        };
+        let header = Header {
             id: if keep_id {
                 self.id
             } else {
@@ -284,84 +426,34 @@ impl EventInner {
             version: self.version.clone(),
             created_at: if keep_id { self.created_at } else { created_at },
             kind: self.kind,
-            payload: match &self.payload {
-                Payload::Typed(any) => Payload::Typed(Arc::clone(any)),
-                Payload::Dyn(dynamic) => Payload::Dyn(Arc::clone(dynamic)),
-            },
             result_type: self.result_type.clone(),
-            decoded: OnceLock::new(),
-            json_view: OnceLock::new(),
-            state: Mutex::new(EventState {
-                config: st.config,
-                status: EventStatus::Pending,
-                started_at: None,
-                completed_at: None,
-                parent_id: st.parent_id,
-                parent: Weak::new(),
-                emitted_by_handler_id: st.emitted_by_handler_id.clone(),
-                path: st.path.clone(),
-                buses: SmallVec::new(),
-                results: SmallVec::new(),
-                children: Vec::new(),
-                incomplete_children: 0,
-                jump_waiters: 0,
-                cancel_cause: None,
-                dispatch_span: None,
-                dispatch_context: st.dispatch_context.clone(),
-            }),
-            complete: AtomicBool::new(false),
-            waited: AtomicBool::new(false),
-            cancelled: AtomicBool::new(false),
-            notify: Notify::new(),
-            handler_lock: FairLock::new(),
-            concurrency: AtomicU8::new(encode_concurrency(st.config.event_concurrency)),
-        })
+            state,
+            complete: false,
+        };
+        (self.kind.copy)(self, header)
     }
 
-    pub(crate) fn new(
+    /// A new, pending event.
+    pub(crate) fn new<P: Any + Send + Sync>(
         event_type: Cow<'static, str>,
         version: Cow<'static, str>,
         kind: &'static EventKind,
-        payload: Payload,
+        payload: P,
         result_type: Option<Arc<ResultType>>,
         config: EventConfig,
-    ) -> Arc<Self> {
+    ) -> Arc<EventInner> {
         let created_at = Timestamp::now();
-        Arc::new(EventInner {
+        Header {
             id: new_event_id(created_at),
             event_type,
             version,
             created_at,
             kind,
-            payload,
             result_type,
-            decoded: OnceLock::new(),
-            json_view: OnceLock::new(),
-            state: Mutex::new(EventState {
-                config,
-                status: EventStatus::Pending,
-                started_at: None,
-                completed_at: None,
-                parent_id: None,
-                parent: Weak::new(),
-                emitted_by_handler_id: None,
-                path: SmallVec::new(),
-                buses: SmallVec::new(),
-                results: SmallVec::new(),
-                children: Vec::new(),
-                incomplete_children: 0,
-                jump_waiters: 0,
-                cancel_cause: None,
-                dispatch_span: None,
-                dispatch_context: None,
-            }),
-            complete: AtomicBool::new(false),
-            waited: AtomicBool::new(false),
-            cancelled: AtomicBool::new(false),
-            notify: Notify::new(),
-            handler_lock: FairLock::new(),
-            concurrency: AtomicU8::new(encode_concurrency(config.event_concurrency)),
-        })
+            state: EventState::pending(config),
+            complete: false,
+        }
+        .with_payload(payload)
     }
 
     /// The event's own `event_concurrency`, without taking its lock.
@@ -415,10 +507,15 @@ impl EventInner {
     /// The payload as it was created, if it is a `P` (a typed event's struct, or the
     /// [`DynEvent`] of a dynamic one).
     pub(crate) fn own_payload<P: Any>(&self) -> Option<&P> {
-        match &self.payload {
-            Payload::Typed(any) => any.downcast_ref::<P>(),
-            Payload::Dyn(dynamic) => (&**dynamic as &dyn Any).downcast_ref::<P>(),
-        }
+        let payload: &dyn Any = &self.payload;
+        payload.downcast_ref::<P>().or_else(|| {
+            (&**payload.downcast_ref::<Arc<DynEvent>>()? as &dyn Any).downcast_ref::<P>()
+        })
+    }
+
+    /// A dynamic event's payload (or a copied one's that carries its JSON).
+    fn dyn_event(&self) -> Option<&Arc<DynEvent>> {
+        self.payload.downcast_ref::<Arc<DynEvent>>()
     }
 
     /// The payload as `E`: `None` if it is one already ([`own_payload`](Self::own_payload)),
@@ -433,9 +530,9 @@ impl EventInner {
     /// The payload as a [`DynEvent`]: `None` if it is one already, otherwise the JSON view
     /// ([`dyn_payload`](Self::dyn_payload)).
     pub(crate) fn dyn_view(&self) -> Result<Option<Arc<DynEvent>>, HandlerError> {
-        match &self.payload {
-            Payload::Dyn(_) => Ok(None),
-            Payload::Typed(_) => self.dyn_payload().map(Some),
+        match self.dyn_event() {
+            Some(_) => Ok(None),
+            None => self.dyn_payload().map(Some),
         }
     }
 
@@ -455,24 +552,23 @@ impl EventInner {
     }
 
     fn decode<E: Event>(&self) -> Result<E, HandlerError> {
-        let map = match &self.payload {
-            Payload::Dyn(dynamic) => return decode_map::<E>(self, dynamic.payload()),
-            Payload::Typed(any) => {
-                (self.kind.payload_json)(&**any).map_err(|msg| decode_error::<E>(self, &msg))?
-            }
+        let map = match self.dyn_event() {
+            Some(dynamic) => return decode_map::<E>(self, dynamic.payload()),
+            None => (self.kind.payload_json)(&self.payload)
+                .map_err(|msg| decode_error::<E>(self, &msg))?,
         };
         decode_map::<E>(self, &map)
     }
 
     /// The payload as a [`DynEvent`] (the JSON view), built once for typed events.
     pub(crate) fn dyn_payload(&self) -> Result<Arc<DynEvent>, HandlerError> {
-        match &self.payload {
-            Payload::Dyn(dynamic) => Ok(Arc::clone(dynamic)),
-            Payload::Typed(any) => {
+        match self.dyn_event() {
+            Some(dynamic) => Ok(Arc::clone(dynamic)),
+            None => {
                 if let Some(view) = self.json_view.get() {
                     return Ok(Arc::clone(view));
                 }
-                let map = (self.kind.payload_json)(&**any).map_err(|msg| {
+                let map = (self.kind.payload_json)(&self.payload).map_err(|msg| {
                     HandlerError::with_kind(
                         HandlerErrorKind::PayloadDecode,
                         format!("{} payload could not be serialized: {msg}", self.label()),
@@ -521,7 +617,7 @@ impl EventInner {
             st.buses
                 .iter()
                 .filter(told)
-                .filter_map(|s| s.bus.upgrade().map(|bus| (bus, s.zero_history)))
+                .filter_map(|s| st.slot_bus(s).map(|bus| (bus, s.zero_history)))
                 .collect()
         } else {
             SmallVec::new()

@@ -110,7 +110,7 @@ pub(crate) fn event_json(event: &EventInner, results: bool) -> Map<String, Value
         // locking the event again.
         let this = Value::Object(out.clone());
         let forwarded = |target: &Weak<EventInner>| match target.upgrade() {
-            Some(target) if std::ptr::eq(Arc::as_ptr(&target), event) => this.clone(),
+            Some(target) if std::ptr::addr_eq(Arc::as_ptr(&target), event) => this.clone(),
             Some(_) | None => Value::Null,
         };
         let results: Vec<Value> = st
