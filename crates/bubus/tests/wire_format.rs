@@ -338,6 +338,62 @@ async fn event_reset_makes_a_fresh_pending_copy() {
     }
 }
 
+/// Serializes `secret` as nothing, and cannot be read back without it.
+#[derive(Debug, Serialize, Deserialize, bubus::Event)]
+#[event(result = String)]
+struct OneWay {
+    visible: String,
+    #[serde(skip_serializing)]
+    secret: String,
+}
+
+/// `cache` is not part of the payload's JSON: a copy starts it over.
+#[derive(Debug, Serialize, Deserialize, bubus::Event)]
+#[event(result = usize)]
+struct WithCache {
+    name: String,
+    #[serde(skip)]
+    cache: Vec<u8>,
+}
+
+#[tokio::test]
+async fn event_reset_reads_the_payload_back_from_its_json() {
+    // A typed copy, its payload rebuilt as the reference runtimes rebuild it from the dump.
+    let event = EventHandle::new(WithCache {
+        name: "n".into(),
+        cache: vec![1, 2, 3],
+    });
+    let copy = event.to_any().event_reset();
+    let typed = copy
+        .downcast::<WithCache>()
+        .expect("the copy is a WithCache");
+    assert_eq!(typed.name, "n");
+    assert!(typed.cache.is_empty());
+    let bus = EventBus::new("Copies");
+    bus.on(|e: EventHandle<WithCache>| e.name.len() + e.cache.len());
+    let done = bus.dispatch(typed).unwrap().await.unwrap();
+    assert_eq!(done.event_result().await.unwrap(), 1);
+
+    // A payload that cannot be read back from its own JSON travels as that JSON: the copy keeps
+    // its type and fields, and a typed handler says why it cannot decode it.
+    let event = EventHandle::new(OneWay {
+        visible: "v".into(),
+        secret: "s".into(),
+    });
+    let copy = event.to_any().event_reset();
+    assert_eq!(copy.event_type(), "OneWay");
+    assert_eq!(copy.payload_json().unwrap()["visible"], "v");
+    let bus = EventBus::new("OneWays");
+    bus.on(|e: EventHandle<OneWay>| e.secret.clone());
+    let done = bus.dispatch(copy).unwrap().await.unwrap();
+    let results = done.event_results();
+    assert_eq!(results.len(), 1);
+    assert_eq!(results[0].status, ResultStatus::Error);
+    let error = results[0].error.as_ref().expect("a decode error");
+    assert_eq!(error.kind(), bubus::HandlerErrorKind::PayloadDecode);
+    assert!(error.to_string().contains("secret"), "{error}");
+}
+
 // ---------------------------------------------------------------------------------------------
 // Python 1.x
 

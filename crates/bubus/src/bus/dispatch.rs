@@ -43,10 +43,15 @@ impl BusInner {
         let link = {
             let first_dispatch = es.buses.is_empty();
             if first_dispatch {
-                // What the dispatching code has in scope reaches the handlers.
-                let span = tracing::Span::current();
-                if !span.is_none() {
-                    es.dispatch_span = Some(Box::new(span));
+                // What the dispatching code has in scope reaches the handlers. (With no
+                // subscriber listening at any level, no span can be current.)
+                if tracing::level_filters::LevelFilter::current()
+                    != tracing::level_filters::LevelFilter::OFF
+                {
+                    let span = tracing::Span::current();
+                    if !span.is_none() {
+                        es.dispatch_span = Some(Box::new(span));
+                    }
                 }
                 es.dispatch_context = context::current_context();
             }

@@ -137,6 +137,11 @@ impl AnyEvent {
 
     /// A fresh, undispatched copy of this event with a new id: same type, payload, configuration,
     /// path and parent; pending, no results. (The reference runtimes' `event_reset()`.)
+    ///
+    /// Like the reference runtimes, which rebuild the event from its dump, the copy's payload is
+    /// read back from the payload's JSON: fields the payload does not serialize start from what
+    /// its deserializer gives them. A typed payload that cannot be read back from its own JSON
+    /// is carried as that JSON; its typed handlers then fail with the decode error.
     pub fn event_reset(&self) -> AnyEvent {
         AnyEvent::from_inner(self.inner().fresh_copy(false))
     }
