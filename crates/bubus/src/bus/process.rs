@@ -82,7 +82,8 @@ impl BusInner {
             };
             // The usual case: the head's event lock is the one still held from the previous
             // event, with nobody waiting for it, or it is free. Take it and the head at once.
-            let fast = self.event_lock(head).and_then(|lock| match kept {
+            let lock = self.event_lock(head);
+            let fast = lock.and_then(|lock| match kept {
                 Some(permit) if permit.holds(lock) && !permit.is_contended() => {
                     Some((lock, permit))
                 }
@@ -96,10 +97,10 @@ impl BusInner {
                     let handlers = st.handlers.for_event(&head.event_type);
                     Ok((st.take_queued(0), handlers, lock, permit))
                 }
-                None => Err(Arc::clone(head)),
+                None => Err((Arc::clone(head), lock)),
             }
         };
-        let head = match taken {
+        let (head, lock) = match taken {
             Ok((event, handlers, lock, permit)) => {
                 if let Some(event) = event {
                     let held: HeldLocks = smallvec![lock_addr(lock)];
@@ -108,9 +109,9 @@ impl BusInner {
                 owed.kept = Some(permit);
                 return Step::Ran;
             }
-            Err(head) => head,
+            Err(slow) => slow,
         };
-        match self.event_lock(&head) {
+        match lock {
             None => {
                 if let Some((event, handlers)) = self.claim(&head) {
                     let bus = Arc::clone(self);
@@ -328,17 +329,6 @@ async fn run_loop(bus: Weak<BusInner>, wake: Arc<Notify>) {
     }
 }
 
-/// Marks `bus`'s slot of the event processing (it was queued, or is already processing).
-fn mark_processing(es: &mut EventState, bus: &BusInner) {
-    if let Some(slot) = es
-        .buses
-        .iter_mut()
-        .find(|s| s.bus_id == bus.id && s.phase != BusPhase::Done)
-    {
-        slot.phase = BusPhase::Processing;
-    }
-}
-
 /// The handlers an event runs with on one bus: those of its type, then the wildcard ones.
 pub(crate) type Handlers = (Option<HandlerList>, Option<HandlerList>);
 
@@ -353,7 +343,10 @@ pub(crate) async fn process_event(
 ) -> Processed {
     let (runs, indices, config) = {
         let mut es = event.state.lock();
-        mark_processing(&mut es, bus);
+        // Queued until now (or already processing, for a restored event).
+        if let Some(slot) = es.active_slot(bus) {
+            slot.phase = BusPhase::Processing;
+        }
         let mut runs: Runs<'_> = SmallVec::new();
         let mut indices: SmallVec<[usize; 4]> = SmallVec::new();
         // Results the event already has (from another bus, or a restored snapshot): a handler
@@ -839,11 +832,7 @@ pub(crate) fn done_on_bus_locked(
     event: &EventInner,
     es: &mut EventState,
 ) -> Option<Completion> {
-    if let Some(slot) = es
-        .buses
-        .iter_mut()
-        .find(|s| s.bus_id == bus.id && s.phase != BusPhase::Done)
-    {
+    if let Some(slot) = es.active_slot(bus) {
         slot.phase = BusPhase::Done;
     }
     event.complete_locked(es)

@@ -229,6 +229,29 @@ pub(crate) struct EventState {
 }
 
 impl EventState {
+    /// The state of a new, pending event.
+    #[inline(always)]
+    fn pending(config: EventConfig) -> Self {
+        EventState {
+            config,
+            status: EventStatus::Pending,
+            started_at: None,
+            completed_at: None,
+            parent_id: None,
+            parent: no_parent(),
+            emitted_by_handler_id: None,
+            path: SmallVec::new(),
+            buses: SmallVec::new(),
+            results: SmallVec::new(),
+            children: Vec::new(),
+            incomplete_children: 0,
+            jump_waiters: 0,
+            cancel_cause: None,
+            dispatch_span: None,
+            dispatch_context: None,
+        }
+    }
+
     /// The bus of one of this event's slots, if it is still alive.
     pub(crate) fn slot_bus(&self, slot: &BusSlot) -> Option<Arc<BusInner>> {
         self.path.get(slot.link)?.bus.upgrade()
@@ -243,6 +266,13 @@ impl EventState {
             zero_history: bus.config.max_history_size == Some(0),
             has_middlewares: !bus.middlewares.is_empty(),
         });
+    }
+
+    /// `bus`'s slot of this event while the bus is not done with it.
+    pub(crate) fn active_slot(&mut self, bus: &BusInner) -> Option<&mut BusSlot> {
+        self.buses
+            .iter_mut()
+            .find(|s| s.bus_id == bus.id && s.phase != BusPhase::Done)
     }
 }
 
@@ -314,31 +344,6 @@ impl Header {
 /// No parent (`Weak::new` needs a sized type; an empty one unsizes).
 fn no_parent() -> Weak<EventInner> {
     Weak::<EventInner<()>>::new()
-}
-
-impl EventState {
-    /// The state of a new, pending event.
-    #[inline(always)]
-    fn pending(config: EventConfig) -> Self {
-        EventState {
-            config,
-            status: EventStatus::Pending,
-            started_at: None,
-            completed_at: None,
-            parent_id: None,
-            parent: no_parent(),
-            emitted_by_handler_id: None,
-            path: SmallVec::new(),
-            buses: SmallVec::new(),
-            results: SmallVec::new(),
-            children: Vec::new(),
-            incomplete_children: 0,
-            jump_waiters: 0,
-            cancel_cause: None,
-            dispatch_span: None,
-            dispatch_context: None,
-        }
-    }
 }
 
 fn encode_concurrency(mode: Option<EventConcurrency>) -> u8 {
