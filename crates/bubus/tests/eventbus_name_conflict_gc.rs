@@ -437,3 +437,53 @@ async fn many_short_lived_buses_keep_memory_bounded() {
         );
     }
 }
+
+/// On a multi-thread runtime a bus's run loop runs on a worker thread, and stopping an idle bus
+/// does not wait for that thread to see the stop. The run loops still end while their buses
+/// live on, and each bus, once dropped, is freed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_loops_of_idle_stopped_buses_end_on_a_multi_thread_runtime() {
+    const BUSES: usize = 50;
+    let (payloads, handlers) = (Counter::default(), Counter::default());
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let tasks_before = metrics.num_alive_tasks();
+
+    let mut stopped = Vec::new();
+    for i in 0..BUSES {
+        let (signal, freed) = freed_signal();
+        let bus = EventBus::new(format!("StoppedIdle{i}"));
+        counted_handler(&bus, handlers.live(), signal);
+        let events: Vec<_> = (0..10)
+            .map(|n| bus.dispatch(gc_event(n, &payloads)).unwrap())
+            .collect();
+        for event in events {
+            assert_eq!(event.await.unwrap().event_result().await.unwrap(), "ok");
+        }
+        assert!(bus.wait_until_idle(None).await);
+        // Stopped without clear: the handler and the history go only with the bus.
+        bus.stop(Some(Duration::ZERO), false).await;
+        assert!(bus.is_stopped());
+        stopped.push((bus, freed));
+    }
+    assert_eq!(handlers.get(), BUSES as isize);
+
+    // Each stop reaches its run loop on a worker thread; give the workers the turns they need.
+    for _ in 0..100_000 {
+        if metrics.num_alive_tasks() <= tasks_before {
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(
+        metrics.num_alive_tasks(),
+        tasks_before,
+        "run loops outlived the stop of their buses"
+    );
+
+    for (i, (bus, freed)) in stopped.into_iter().enumerate() {
+        drop(bus);
+        freed.wait("a stopped bus").await;
+        assert_eq!(handlers.get(), (BUSES - i - 1) as isize);
+    }
+    assert_eq!(payloads.get(), 0);
+}

@@ -178,10 +178,11 @@ impl BusInner {
             let mut st = self.state.lock();
             let first_stop = !st.stopped;
             st.stopped = true;
+            let nothing_in_flight = st.in_flight == 0;
             let queued: Vec<_> = st.queue.drain(..).collect();
             st.in_flight += queued.len();
             let run_loop = if first_stop && !inside_own_handler {
-                st.run_loop.take()
+                st.run_loop.take().map(|handle| (handle, nothing_in_flight))
             } else {
                 None
             };
@@ -194,9 +195,14 @@ impl BusInner {
         };
         self.wake.notify_one();
         // Abort what is running; the processing guards record the interrupted handlers.
-        if let Some(handle) = run_loop {
+        if let Some((handle, nothing_in_flight)) = run_loop {
             handle.abort();
-            let _ = handle.await;
+            // With nothing in flight the run loop is between events and has nothing to
+            // record: the abort reaches it on its own, without this task waiting for that
+            // hand-off (on a multi-thread runtime, a round trip between threads).
+            if !nothing_in_flight {
+                let _ = handle.await;
+            }
         }
         parallel.shutdown().await;
         for event in queued {
