@@ -816,3 +816,38 @@ async fn parallel_events_with_serial_handlers_stay_serial_per_event_across_threa
     }
     assert!(tracker.global_max() >= EVENTS);
 }
+
+/// Awaiting an event on one thread while its handler finishes on another never misses the
+/// completion: many awaits race many completions, on a bus whose completions set the flag under
+/// the event's lock and on one with a middleware (which hears of each completion before the flag
+/// is set). Each await either sees the event complete or is woken by the completion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_await_racing_the_completion_on_another_thread_is_always_woken() {
+    let plain = EventBus::new("RacePlain");
+    let observed = EventBus::builder("RaceObserved")
+        .middleware(Arc::new(bubus::middleware::LoggerMiddleware::new()))
+        .build();
+    for bus in [&plain, &observed] {
+        bus.on(|event: EventHandle<TokenEvent>| event.token.to_string());
+    }
+    for round in 0..2_000 {
+        let bus = if round % 2 == 0 { &plain } else { &observed };
+        let event = bus.dispatch(TokenEvent { token: round }).unwrap();
+        // The waiter runs on a worker thread, the run loop on either: they race.
+        let waiter = tokio::spawn({
+            let event = event.clone();
+            async move { event.await.map(|e| e.event_status()) }
+        });
+        let status = within(Duration::from_secs(30), waiter)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status, EventStatus::Completed, "round {round}");
+        assert_eq!(
+            within(Duration::from_secs(30), event.event_result())
+                .await
+                .unwrap(),
+            round.to_string()
+        );
+    }
+}

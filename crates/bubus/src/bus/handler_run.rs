@@ -182,7 +182,7 @@ fn mark_started(
     handler: &crate::handler::HandlerMeta,
 ) -> Option<(bool, tracing::Span, Option<crate::context::ContextMap>)> {
     let mut es = event.state.lock();
-    let now = Timestamp::now();
+    let now = Timestamp::now_shared();
     let result = es.results.get_mut(index)?;
     if result.status != ResultStatus::Pending {
         return None;

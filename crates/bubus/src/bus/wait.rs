@@ -181,7 +181,7 @@ impl Drop for Detached {
 
 async fn wait_complete(event: &EventInner) {
     spin_while_processing(event);
-    event.mark_waited();
+    event.mark_waited(&event.state.lock());
     loop {
         let notified = event.notify.notified();
         tokio::pin!(notified);
@@ -199,8 +199,10 @@ struct JumpWaiter<'a>(&'a EventInner);
 
 impl<'a> JumpWaiter<'a> {
     fn new(event: &'a EventInner) -> Self {
-        event.mark_waited();
-        event.state.lock().jump_waiters += 1;
+        let mut st = event.state.lock();
+        event.mark_waited(&st);
+        st.jump_waiters += 1;
+        drop(st);
         JumpWaiter(event)
     }
 }

@@ -139,6 +139,10 @@ pub(crate) struct Completion {
     parent: Option<Arc<EventInner>>,
     /// Buses to tell: keeping only in-flight events (`true`) and/or with middlewares.
     buses: SmallVec<[(Arc<BusInner>, bool); 2]>,
+    /// With no bus to tell, the completion flag is set under the event's lock, which orders it
+    /// against waiters registering (they register under the same lock); then this says whether
+    /// one had. `None`: the flag is set after the buses are told.
+    flagged: Option<bool>,
 }
 
 /// Where one bus is with this event.
@@ -618,18 +622,25 @@ impl EventInner {
             st.started_at = Some(at);
         }
         let told = |s: &&BusSlot| s.zero_history || s.has_middlewares;
-        let buses = if st.buses.iter().any(|s| told(&s)) {
-            st.buses
+        let (buses, flagged) = if st.buses.iter().any(|s| told(&s)) {
+            let buses = st
+                .buses
                 .iter()
                 .filter(told)
                 .filter_map(|s| st.slot_bus(s).map(|bus| (bus, s.zero_history)))
-                .collect()
+                .collect();
+            (buses, None)
         } else {
-            SmallVec::new()
+            // Nobody to tell first: complete now. The lock orders this against `mark_waited`,
+            // so a plain store does (a waiter that registered before is seen here; one that
+            // registers after sees the flag).
+            self.complete.store(true, Ordering::Release);
+            (SmallVec::new(), Some(self.waited.load(Ordering::Relaxed)))
         };
         Some(Completion {
             parent: st.parent.upgrade(),
             buses,
+            flagged,
         })
     }
 
@@ -650,11 +661,15 @@ impl EventInner {
     ) -> Option<(Arc<EventInner>, Completion)> {
         // Middlewares hear of the completion before anyone waiting for it is released, so
         // whoever awaited an event sees what they did (a log line, a mirrored row).
-        if !completion.buses.is_empty() {
-            crate::bus::on_event_completed(self, &completion.buses);
-        }
-        self.complete.store(true, Ordering::SeqCst);
-        if self.waited.load(Ordering::SeqCst) {
+        let waited = completion.flagged.unwrap_or_else(|| {
+            if !completion.buses.is_empty() {
+                crate::bus::on_event_completed(self, &completion.buses);
+            }
+            // Outside the lock, the flag and `waited` order each other (both `SeqCst`).
+            self.complete.store(true, Ordering::SeqCst);
+            self.waited.load(Ordering::SeqCst)
+        });
+        if waited {
             self.notify.notify_waiters();
         }
         let parent = completion.parent?;
@@ -666,9 +681,11 @@ impl EventInner {
         next.map(|next| (parent, next))
     }
 
-    /// Registers interest in the completion notification (before creating a `Notified`): the
-    /// completer only pays for `notify_waiters` when someone is waiting.
-    pub(crate) fn mark_waited(&self) {
+    /// Registers interest in the completion notification: the completer only pays for
+    /// `notify_waiters` when someone is waiting. Called under the event's lock (`_locked`), which
+    /// [`complete_locked`](Self::complete_locked) may set the completion flag under. A waiter
+    /// checks [`is_complete`](Self::is_complete) after this and after creating its `Notified`.
+    pub(crate) fn mark_waited(&self, _locked: &EventState) {
         self.waited.store(true, Ordering::SeqCst);
     }
 

@@ -86,7 +86,7 @@ impl ResultRecord {
         if self.status.is_terminal() {
             return false;
         }
-        let now = Timestamp::now();
+        let now = Timestamp::now_shared();
         match outcome {
             Ok(value) => {
                 self.value = value;
