@@ -31,9 +31,15 @@ pub(crate) async fn wait_for(event: Arc<EventInner>) -> Result<(), WaitError> {
     }
     match context::current() {
         None => {
-            // Outside a handler: if the event is next in line on a bus that is free, process it
-            // here instead of waking that bus's run loop and waiting for it.
-            while !event.is_complete() && help_along(&event).await {}
+            // Outside a handler, on a multi-thread runtime: if the event is next in line on a
+            // bus that is free, process it here instead of waking that bus's run loop and
+            // waiting for it; if it is being processed, it is likely done in a moment.
+            let multi_thread = tokio::runtime::Handle::try_current()
+                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
+            while multi_thread && !event.is_complete() && help_along(&event).await {}
+            if multi_thread {
+                spin_while_processing(&event);
+            }
             wait_complete(&event).await;
             Ok(())
         }
@@ -66,9 +72,7 @@ fn spin_while_processing(event: &EventInner) {
         .buses
         .iter()
         .any(|slot| slot.phase == BusPhase::Processing);
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if !processing || !multi_thread {
+    if !processing {
         return;
     }
     for _ in 0..SPINS {
@@ -85,14 +89,11 @@ fn spin_while_processing(event: &EventInner) {
 ///
 /// The processing survives the awaiter: if the awaiting future is dropped halfway through, the
 /// rest is spawned onto the runtime, so giving up on the wait never cancels the event.
+///
+/// Only worth it where the hand-off crosses threads (the caller checks): on a current-thread
+/// runtime the run loop runs on this thread as soon as the awaiter yields, and other tasks that
+/// were ready before the awaiter (other buses' run loops) keep their turn.
 async fn help_along(event: &Arc<EventInner>) -> bool {
-    // Only worth it where the hand-off crosses threads: on a current-thread runtime the run loop
-    // runs on this thread as soon as the awaiter yields.
-    let multi_thread = tokio::runtime::Handle::try_current()
-        .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-    if !multi_thread {
-        return false;
-    }
     let candidates: SmallVec<[Arc<BusInner>; 2]> = {
         let st = event.state.lock();
         st.buses
@@ -180,7 +181,6 @@ impl Drop for Detached {
 }
 
 async fn wait_complete(event: &EventInner) {
-    spin_while_processing(event);
     event.mark_waited(&event.state.lock());
     loop {
         let notified = event.notify.notified();
