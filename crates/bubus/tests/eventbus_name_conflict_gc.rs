@@ -89,6 +89,20 @@ fn counted_handler(bus: &EventBus, live: Live, signal: oneshot::Sender<()>) {
     });
 }
 
+/// Yields up to `turns` times, until no more than `tasks` tasks are alive on the runtime.
+async fn yield_until_tasks_at_most(
+    metrics: &tokio::runtime::RuntimeMetrics,
+    tasks: usize,
+    turns: usize,
+) {
+    for _ in 0..turns {
+        if metrics.num_alive_tasks() <= tasks {
+            return;
+        }
+        tokio::task::yield_now().await;
+    }
+}
+
 fn rss_bytes() -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
@@ -417,12 +431,7 @@ async fn many_short_lived_buses_keep_memory_bounded() {
     }
 
     // The run loops of freed buses end once they notice.
-    for _ in 0..10 {
-        if metrics.num_alive_tasks() <= tasks_before {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    yield_until_tasks_at_most(&metrics, tasks_before, 10).await;
     assert_eq!(
         metrics.num_alive_tasks(),
         tasks_before,
@@ -468,12 +477,7 @@ async fn run_loops_of_idle_stopped_buses_end_on_a_multi_thread_runtime() {
     assert_eq!(handlers.get(), BUSES as isize);
 
     // Each stop reaches its run loop on a worker thread; give the workers the turns they need.
-    for _ in 0..100_000 {
-        if metrics.num_alive_tasks() <= tasks_before {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    yield_until_tasks_at_most(&metrics, tasks_before, 100_000).await;
     assert_eq!(
         metrics.num_alive_tasks(),
         tasks_before,

@@ -36,8 +36,8 @@ pub(crate) async fn wait_for(event: Arc<EventInner>) -> Result<(), WaitError> {
             // waiting for it; if it is being processed, it is likely done in a moment.
             let multi_thread = tokio::runtime::Handle::try_current()
                 .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-            while multi_thread && !event.is_complete() && help_along(&event).await {}
             if multi_thread {
+                while !event.is_complete() && help_along(&event).await {}
                 spin_while_processing(&event);
             }
             wait_complete(&event).await;

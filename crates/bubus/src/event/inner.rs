@@ -139,10 +139,10 @@ pub(crate) struct Completion {
     parent: Option<Arc<EventInner>>,
     /// Buses to tell: keeping only in-flight events (`true`) and/or with middlewares.
     buses: SmallVec<[(Arc<BusInner>, bool); 2]>,
-    /// With no bus to tell, the completion flag is set under the event's lock, which orders it
-    /// against waiters registering (they register under the same lock); then this says whether
-    /// one had. `None`: the flag is set after the buses are told.
-    flagged: Option<bool>,
+    /// With no bus to tell, the completion flag is already set, under the event's lock, which
+    /// orders it against waiters registering (they register under the same lock); then this is
+    /// whether one had. With buses to tell, the flag is set after them.
+    waited: bool,
 }
 
 /// Where one bus is with this event.
@@ -622,25 +622,28 @@ impl EventInner {
             st.started_at = Some(at);
         }
         let told = |s: &&BusSlot| s.zero_history || s.has_middlewares;
-        let (buses, flagged) = if st.buses.iter().any(|s| told(&s)) {
-            let buses = st
-                .buses
+        let buses: SmallVec<_> = if st.buses.iter().any(|s| told(&s)) {
+            st.buses
                 .iter()
                 .filter(told)
                 .filter_map(|s| st.slot_bus(s).map(|bus| (bus, s.zero_history)))
-                .collect();
-            (buses, None)
+                .collect()
         } else {
-            // Nobody to tell first: complete now. The lock orders this against `mark_waited`,
-            // so a plain store does (a waiter that registered before is seen here; one that
-            // registers after sees the flag).
+            SmallVec::new()
+        };
+        // Nobody to tell first: complete now. The lock orders this against `mark_waited`, so a
+        // plain store does (a waiter that registered before is seen here; one that registers
+        // after sees the flag).
+        let waited = if buses.is_empty() {
             self.complete.store(true, Ordering::Release);
-            (SmallVec::new(), Some(self.waited.load(Ordering::Relaxed)))
+            self.waited.load(Ordering::Relaxed)
+        } else {
+            false
         };
         Some(Completion {
             parent: st.parent.upgrade(),
             buses,
-            flagged,
+            waited,
         })
     }
 
@@ -661,14 +664,14 @@ impl EventInner {
     ) -> Option<(Arc<EventInner>, Completion)> {
         // Middlewares hear of the completion before anyone waiting for it is released, so
         // whoever awaited an event sees what they did (a log line, a mirrored row).
-        let waited = completion.flagged.unwrap_or_else(|| {
-            if !completion.buses.is_empty() {
-                crate::bus::on_event_completed(self, &completion.buses);
-            }
+        let waited = if completion.buses.is_empty() {
+            completion.waited
+        } else {
+            crate::bus::on_event_completed(self, &completion.buses);
             // Outside the lock, the flag and `waited` order each other (both `SeqCst`).
             self.complete.store(true, Ordering::SeqCst);
             self.waited.load(Ordering::SeqCst)
-        });
+        };
         if waited {
             self.notify.notify_waiters();
         }
