@@ -24,6 +24,11 @@ ensure_service() {
 }
 
 ensure_services() {
-  # The core crate needs no services; backend crates register theirs here.
-  :
+  # The servers the bridge crates test against (bubus-redis, bubus-nats, bubus-postgres); each
+  # start command is the one the machine itself uses, run only when the port is closed.
+  ensure_service PostgreSQL 5432 sh -c 'pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n 1)" main start'
+  ensure_service Redis 6379 redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" \
+    --appendonly no --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  ensure_service NATS 4222 start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+    -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
 }

@@ -8,6 +8,12 @@ cd "$(dirname "$0")/.."
 source scripts/services.sh
 ensure_services
 
+# The real Python and TypeScript peers (abxbus 2.5, bubus 1.5.6) that interop, bridge and
+# semaphore tests run against: installed once here so the test processes find them ready.
+if command -v "${PYTHON:-python3}" >/dev/null 2>&1; then
+  interop/env.sh all
+fi
+
 cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc "$@"
 

@@ -1,9 +1,12 @@
-//! Helpers shared by the bubus test suites: an ordered, thread-safe log of what happened.
+//! Helpers shared by the bubus test suites: an ordered, thread-safe log of what happened, and the
+//! real Python and TypeScript peers the interop tests run against ([`peers`]).
 
 use std::fmt::Display;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
+
+pub mod peers;
 
 /// An append-only log shared by handlers and the test body; clones share the same log.
 ///
