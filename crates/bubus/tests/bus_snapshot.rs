@@ -58,7 +58,8 @@ async fn snapshot_has_the_reference_shape() {
     assert_eq!(history.len(), 1);
     let event = history.values().next().unwrap();
     assert_eq!(event["event_status"], "completed");
-    assert_eq!(event["event_results"][0]["result"], "h1:1");
+    let handler_id = handler_ids[0].as_str().unwrap();
+    assert_eq!(event["event_results"][handler_id]["result"], "h1:1");
     assert_eq!(snapshot["pending_event_queue"], json!([]));
 }
 

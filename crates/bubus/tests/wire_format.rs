@@ -173,9 +173,9 @@ async fn a_processed_event_carries_path_status_timestamps_lineage_and_results() 
     let completed = ts(&json["event_completed_at"]);
     assert!(ts(&json["event_created_at"]) <= started && started <= completed);
 
-    let results = json["event_results"].as_array().unwrap();
+    let results = json["event_results"].as_object().unwrap();
     let order_result = results
-        .iter()
+        .values()
         .find(|r| r["handler_event_pattern"] == "OrderPlaced")
         .expect("the typed handler's result");
     assert_eq!(keys(order_result), RESULT_KEYS);
@@ -216,9 +216,9 @@ async fn a_processed_event_carries_path_status_timestamps_lineage_and_results() 
         json!([bus.label(), shipping.label()])
     );
     assert_eq!(child_json["event_result_type"]["type"], "integer");
-    let child_results = child_json["event_results"].as_array().unwrap();
+    let child_results = child_json["event_results"].as_object().unwrap();
     let failed = child_results
-        .iter()
+        .values()
         .find(|r| r["status"] == "error")
         .expect("the failing handler");
     assert_eq!(
@@ -228,14 +228,14 @@ async fn a_processed_event_carries_path_status_timestamps_lineage_and_results() 
     assert_eq!(failed["result"], Value::Null);
     // The forwarding handler's result is the event itself, as its JSON without results.
     let forward = child_results
-        .iter()
+        .values()
         .find(|r| r["handler_event_pattern"] == "*")
         .expect("the forwarding handler");
     assert_eq!(forward["result"]["event_id"], child_json["event_id"]);
     assert!(forward["result"].get("event_results").is_none());
     assert!(
         child_results
-            .iter()
+            .values()
             .any(|r| r["result"] == 3 && r["eventbus_name"] == "Shipping")
     );
 
@@ -243,7 +243,7 @@ async fn a_processed_event_carries_path_status_timestamps_lineage_and_results() 
     // forwarded result (which a snapshot holds only by id) is that event's id.
     for snapshot in child.event_results() {
         let mut expected = child_results
-            .iter()
+            .values()
             .find(|r| r["id"] == snapshot.id.to_string())
             .expect("same result")
             .clone();
@@ -257,6 +257,52 @@ async fn a_processed_event_carries_path_status_timestamps_lineage_and_results() 
     let back = AnyEvent::from_json(&child_json).unwrap();
     assert_eq!(back.to_json_with_results(), child_json);
     assert_eq!(back.event_status(), EventStatus::Completed);
+}
+
+fn ship(_: EventHandle<ShipmentRequested>) -> u32 {
+    7
+}
+
+#[tokio::test]
+async fn results_are_keyed_by_handler_id_and_a_shared_handler_id_loses_nothing() {
+    // Two buses with one name and the same handler: their deterministic handler ids coincide.
+    let first = EventBus::new("Twin");
+    let second = EventBus::new("Twin");
+    first.on(ship);
+    second.on(ship);
+    first.forward_to(&second);
+    let event = first
+        .dispatch(ShipmentRequested {
+            order_id: "ord-2".into(),
+        })
+        .unwrap();
+    let event = event.await.unwrap();
+    idle(&second).await;
+
+    let records = event.event_results();
+    let ships: Vec<_> = records
+        .iter()
+        .filter(|r| r.handler_name.ends_with("ship"))
+        .collect();
+    assert_eq!(ships.len(), 2);
+    assert_eq!(ships[0].handler_id, ships[1].handler_id);
+
+    let json = event.to_json_with_results();
+    let results = json["event_results"].as_object().expect("an object");
+    assert_eq!(results.len(), records.len(), "every result is written");
+    for record in &records {
+        let key = if record.id == ships[1].id {
+            record.id.to_string()
+        } else {
+            record.handler_id.to_string()
+        };
+        assert_eq!(results[&key]["id"], record.id.to_string(), "{key}");
+        assert_eq!(results[&key]["handler_id"], record.handler_id.to_string());
+    }
+    // And they read back, both of them.
+    let back = AnyEvent::from_json(&json).unwrap();
+    assert_eq!(back.event_results().len(), records.len());
+    assert_eq!(back.to_json_with_results(), json);
 }
 
 #[test]

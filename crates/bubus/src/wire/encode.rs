@@ -23,7 +23,8 @@ fn mode<T: serde::Serialize>(m: Option<T>) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// The event's JSON object. With `results`, `event_results` is appended as a list (the form bus
+/// The event's JSON object. With `results`, `event_results` is appended as an object keyed by
+/// handler id (what the Python and TypeScript runtimes write since abxbus 2.5; the form bus
 /// snapshots and result-carrying log records use); without, it is omitted, as on bridges.
 pub(crate) fn event_json(event: &EventInner, results: bool) -> Map<String, Value> {
     let payload = match event.payload_json() {
@@ -113,15 +114,27 @@ pub(crate) fn event_json(event: &EventInner, results: bool) -> Map<String, Value
             Some(target) if std::ptr::addr_eq(Arc::as_ptr(&target), event) => this.clone(),
             Some(_) | None => Value::Null,
         };
-        let results: Vec<Value> = st
-            .results
-            .iter()
-            .map(|r| Value::Object(result_json(r, event.id, &forwarded)))
-            .collect();
+        let mut results = Map::with_capacity(st.results.len());
+        for record in &st.results {
+            let json = Value::Object(result_json(record, event.id, &forwarded));
+            results_insert(&mut results, record, json);
+        }
         drop(st);
-        out.insert("event_results".into(), Value::Array(results));
+        out.insert("event_results".into(), Value::Object(results));
     }
     out
+}
+
+/// Adds a result to an `event_results` object under its handler id. Two results of one handler
+/// id (two buses with the same name and handler, whose deterministic ids coincide) cannot share
+/// the key: the later one is keyed by its own result id instead, so neither is lost.
+fn results_insert(results: &mut Map<String, Value>, record: &ResultRecord, json: Value) {
+    let key = record.handler.id.to_string();
+    if results.contains_key(&key) {
+        results.insert(record.id.to_string(), json);
+    } else {
+        results.insert(key, json);
+    }
 }
 
 /// One result's JSON object (§2.2), every key present. `forwarded` renders the event a forwarding

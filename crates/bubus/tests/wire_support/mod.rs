@@ -218,7 +218,8 @@ pub(crate) fn assert_input_preserved(
     }
 }
 
-/// `input` is `event_results` as a list or a map; `output` is the canonical list.
+/// `input` is `event_results` as a list or a map; `output` is the canonical object keyed by
+/// handler id, in the same order.
 pub(crate) fn assert_results_preserved(input: &Value, output: &Value, ctx: &str) {
     let items: Vec<(Option<&str>, &Value)> = match input {
         Value::Array(items) => items.iter().map(|i| (None, i)).collect(),
@@ -227,12 +228,17 @@ pub(crate) fn assert_results_preserved(input: &Value, output: &Value, ctx: &str)
         other => panic!("{ctx}: not results: {other}"),
     };
     let out = output
-        .as_array()
-        .unwrap_or_else(|| panic!("{ctx}: {output}"));
+        .as_object()
+        .unwrap_or_else(|| panic!("{ctx}: not an object keyed by handler id: {output}"));
     assert_eq!(out.len(), items.len(), "{ctx}: number of results");
-    for (i, ((key, item), out)) in items.into_iter().zip(out).enumerate() {
+    for (i, ((key, item), (out_key, out))) in items.into_iter().zip(out).enumerate() {
         let at = format!("{ctx}[{i}]");
         assert_eq!(keys(out), RESULT_KEYS, "{at}: keys and their order");
+        assert_eq!(
+            out["handler_id"],
+            out_key.as_str(),
+            "{at}: keyed by handler id"
+        );
         if let Some(key) = key {
             if item.get("handler_id").is_none() {
                 assert_eq!(out["handler_id"], key, "{at}: handler_id from the map key");
