@@ -230,6 +230,8 @@ pub(crate) struct EventState {
     pub(crate) dispatch_span: Option<Box<tracing::Span>>,
     /// The user context values in scope where the event was first dispatched.
     pub(crate) dispatch_context: Option<crate::context::ContextMap>,
+    /// Wire metadata this version does not model, from the JSON the event was read from.
+    pub(crate) wire_extra: Option<Box<crate::wire::extra::EventExtra>>,
 }
 
 impl EventState {
@@ -253,6 +255,7 @@ impl EventState {
             cancel_cause: None,
             dispatch_span: None,
             dispatch_context: None,
+            wire_extra: None,
         }
     }
 
@@ -375,6 +378,7 @@ pub(crate) struct RestoredEvent {
     pub(crate) emitted_by_handler_id: Option<HandlerId>,
     pub(crate) path: Vec<String>,
     pub(crate) results: Vec<ResultRecord>,
+    pub(crate) wire_extra: Option<Box<crate::wire::extra::EventExtra>>,
 }
 
 impl EventInner {
@@ -404,6 +408,7 @@ impl EventInner {
                 emitted_by_handler_id: parts.emitted_by_handler_id,
                 path: parts.path.into_iter().map(BusLink::remote).collect(),
                 results: SmallVec::from_vec(parts.results),
+                wire_extra: parts.wire_extra,
                 ..EventState::pending(parts.config)
             },
             complete,
@@ -422,6 +427,7 @@ impl EventInner {
                 emitted_by_handler_id: st.emitted_by_handler_id.clone(),
                 path: st.path.clone(),
                 dispatch_context: st.dispatch_context.clone(),
+                wire_extra: crate::wire::extra::EventExtra::for_copy(st.wire_extra.as_deref()),
                 ..EventState::pending(st.config)
             }
         };

@@ -2,6 +2,7 @@
 
 pub(crate) mod decode;
 pub(crate) mod encode;
+pub(crate) mod extra;
 pub(crate) mod schema;
 mod validate;
 
