@@ -217,3 +217,35 @@ async fn snapshot_round_trips_through_restore() {
     assert_eq!(again["handlers"], snapshot["handlers"]);
     assert_eq!(again["handlers_by_key"], snapshot["handlers_by_key"]);
 }
+
+/// A bus snapshot Python abxbus 2.5.79 wrote (`EventBus.model_dump()`): one completed event, two
+/// queued ones put straight into its queue (so their `event_path` is empty), one with a seeded
+/// result and a payload field its class does not declare.
+fn python_snapshot() -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/wire/snapshots/py25_queued.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+#[test]
+fn a_newer_runtimes_snapshot_keeps_the_keys_this_version_does_not_know() {
+    let input = python_snapshot();
+    let restored = EventBus::restore(&input).expect("a 2.5 snapshot restores");
+    let out = restored.snapshot();
+    for key in ["event_ttl", "event_result_ttl"] {
+        assert!(input.get(key).is_some(), "the golden has {key}");
+        assert_eq!(out[key], input[key], "{key}");
+    }
+    // Handler entries come back exactly, `handler_result_ttl` included.
+    assert_eq!(out["handlers"], input["handlers"]);
+    assert_eq!(out["handlers_by_key"], input["handlers_by_key"]);
+    assert_eq!(out["pending_event_queue"], input["pending_event_queue"]);
+    for (id, event) in input["event_history"].as_object().unwrap() {
+        let again = &out["event_history"][id];
+        for (key, value) in event.as_object().unwrap() {
+            if key != "event_pending_bus_count" && key != "event_path" {
+                assert_eq!(&again[key], value, "event {id}: {key}");
+            }
+        }
+    }
+}

@@ -14,6 +14,53 @@ use crate::handler::{HandlerEntry, HandlerFn, HandlerId, HandlerMeta};
 use crate::time::Timestamp;
 use crate::wire::DecodeError;
 use crate::wire::encode::event_json;
+use crate::wire::extra::{UnknownKeys, is_forward_compatible_key, write_unknown};
+
+/// The keys of a bus snapshot this version reads.
+const BUS_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "max_history_size",
+    "max_history_drop",
+    "event_concurrency",
+    "event_timeout",
+    "event_slow_timeout",
+    "event_handler_concurrency",
+    "event_handler_completion",
+    "event_handler_slow_timeout",
+    "event_handler_detect_file_paths",
+    "handlers",
+    "handlers_by_key",
+    "event_history",
+    "pending_event_queue",
+];
+
+/// The keys of a snapshot's handler entry this version reads.
+const HANDLER_KEYS: &[&str] = &[
+    "id",
+    "handler_name",
+    "handler_file_path",
+    "handler_timeout",
+    "handler_slow_timeout",
+    "handler_registered_at",
+    "event_pattern",
+    "eventbus_name",
+    "eventbus_id",
+];
+
+/// The keys of `object` outside `known` that `keep` accepts, in order; `None` if there are none.
+fn unknown_keys(
+    object: &Map<String, Value>,
+    known: &[&str],
+    keep: fn(&str) -> bool,
+) -> UnknownKeys {
+    let unknown: Map<String, Value> = object
+        .iter()
+        .filter(|(key, _)| !known.contains(&key.as_str()) && keep(key))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    (!unknown.is_empty()).then(|| Arc::new(unknown))
+}
 
 fn opt_f64(v: Option<f64>) -> Value {
     v.map_or(Value::Null, Value::from)
@@ -75,6 +122,7 @@ impl EventBus {
             "event_handler_detect_file_paths".into(),
             Value::Bool(c.event_handler_detect_file_paths),
         );
+        write_unknown(&mut out, c.snapshot_extra.as_deref());
         let mut handler_map = Map::new();
         let mut by_key: Map<String, Value> = Map::new();
         for h in &handlers {
@@ -220,6 +268,8 @@ impl EventBus {
                 DecodeError::new("event_handler_detect_file_paths", "expected a boolean")
             })?;
         }
+        // Options a newer runtime added (history TTLs, …) are kept and written back.
+        builder.config.snapshot_extra = unknown_keys(obj, BUS_KEYS, |_| true);
         let bus = builder.build();
         restore_handlers(&bus, obj)?;
         restore_events(&bus, obj)?;
@@ -255,6 +305,7 @@ fn handler_json(meta: &HandlerMeta) -> Value {
         Value::String(meta.bus_name.to_string()),
     );
     out.insert("eventbus_id".into(), Value::String(meta.bus_id.to_string()));
+    write_unknown(&mut out, meta.wire_extra.as_deref());
     Value::Object(out)
 }
 
@@ -340,6 +391,7 @@ fn restore_handlers(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Deco
             bus_id: bus.inner.id,
             bus_name: Arc::clone(&bus.inner.name),
             bus_label: Arc::clone(&bus.inner.label),
+            wire_extra: unknown_keys(h, HANDLER_KEYS, is_forward_compatible_key),
         };
         st.handlers.add(Arc::new(HandlerEntry {
             meta: Arc::new(meta),

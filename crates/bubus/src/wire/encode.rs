@@ -6,6 +6,7 @@ use std::sync::{Arc, Weak};
 
 use serde_json::{Map, Value};
 
+use super::extra::{blocks_parent_completion, write_unknown};
 use crate::event::inner::{BusPhase, EventInner};
 use crate::result::{ResultRecord, ResultSlot};
 use crate::time::Timestamp;
@@ -65,6 +66,13 @@ pub(crate) fn event_json(event: &EventInner, results: bool) -> Map<String, Value
         "event_handler_completion".into(),
         mode(c.event_handler_completion),
     );
+    out.insert(
+        "event_blocks_parent_completion".into(),
+        Value::Bool(blocks_parent_completion(
+            st.wire_extra.as_deref(),
+            st.emitted_by_handler_id.is_some(),
+        )),
+    );
     out.insert("event_result_type".into(), result_type);
     out.insert("event_id".into(), Value::String(event.id.to_string()));
     out.insert(
@@ -103,6 +111,7 @@ pub(crate) fn event_json(event: &EventInner, results: bool) -> Map<String, Value
     );
     out.insert("event_started_at".into(), ts(st.started_at));
     out.insert("event_completed_at".into(), ts(st.completed_at));
+    write_unknown(&mut out, st.wire_extra.as_deref().map(|e| &e.unknown));
     for (key, value) in payload {
         out.entry(key).or_insert(value);
     }
@@ -199,6 +208,7 @@ pub(crate) fn result_json(
                 .collect(),
         ),
     );
+    write_unknown(&mut out, h.wire_extra.as_deref());
     out
 }
 
@@ -296,12 +306,20 @@ pub(crate) fn event_json_python1(event: &EventInner) -> Map<String, Value> {
                 .as_ref()
                 .map_or(Value::Null, |id| Value::String(id.to_string())),
         ),
+        (
+            "event_blocks_parent_completion",
+            st.wire_extra
+                .as_ref()
+                .and_then(|e| e.blocks_parent_completion)
+                .map_or(Value::Null, Value::Bool),
+        ),
     ];
     for (key, value) in extras {
         if !value.is_null() {
             out.insert(key.into(), value);
         }
     }
+    write_unknown(&mut out, st.wire_extra.as_deref().map(|e| &e.unknown));
     drop(st);
     for (key, value) in payload {
         out.entry(key).or_insert(value);

@@ -263,6 +263,7 @@ impl<R: EventResultValue> EventResult<R> {
                     .collect(),
             ),
         );
+        extra::write_unknown(&mut out, self.wire_extra.as_deref());
         Value::Object(out)
     }
 }
