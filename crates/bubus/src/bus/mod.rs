@@ -199,6 +199,7 @@ impl EventBus {
                 link: Arc::new(BusLink {
                     label: Arc::clone(&label),
                     bus: self_ref.clone(),
+                    listed: true,
                 }),
             }),
         }

@@ -159,6 +159,9 @@ pub(crate) enum BusPhase {
 pub(crate) struct BusLink {
     pub(crate) label: Arc<str>,
     pub(crate) bus: Weak<BusInner>,
+    /// Whether the event's `event_path` shows this entry. Not for a bus an event restored from a
+    /// snapshot is queued on without its path naming it: the path stays as the snapshot said.
+    pub(crate) listed: bool,
 }
 
 impl BusLink {
@@ -167,6 +170,16 @@ impl BusLink {
         Arc::new(BusLink {
             label: label.into(),
             bus: Weak::new(),
+            listed: true,
+        })
+    }
+
+    /// The same bus, left out of the `event_path` of the events it is pushed on.
+    pub(crate) fn unlisted(&self) -> Arc<Self> {
+        Arc::new(BusLink {
+            label: Arc::clone(&self.label),
+            bus: self.bus.clone(),
+            listed: false,
         })
     }
 }
@@ -257,6 +270,11 @@ impl EventState {
             dispatch_context: None,
             wire_extra: None,
         }
+    }
+
+    /// The `event_path` entries: the buses the event went through, as its JSON lists them.
+    pub(crate) fn listed_path(&self) -> impl Iterator<Item = &BusLink> {
+        self.path.iter().filter(|link| link.listed).map(|link| &**link)
     }
 
     /// The bus of one of this event's slots, if it is still alive.
@@ -771,8 +789,7 @@ impl EventInner {
                 .as_ref()
                 .map_or(Value::Null, |id| Value::String(id.to_string())),
             "event_path" => Value::Array(
-                st.path
-                    .iter()
+                st.listed_path()
                     .map(|l| Value::String(l.to_string()))
                     .collect(),
             ),
