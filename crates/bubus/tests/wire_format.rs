@@ -629,9 +629,16 @@ async fn event_blocks_parent_completion_is_derived_read_and_written_back() {
     from_python["event_blocks_parent_completion"] = json!(false);
     let read = AnyEvent::from_json(&from_python).unwrap();
     assert_eq!(read.to_json()["event_blocks_parent_completion"], false);
-    assert_eq!(read.to_json_python1()["event_blocks_parent_completion"], false);
+    assert_eq!(
+        read.to_json_python1()["event_blocks_parent_completion"],
+        false
+    );
     from_python["event_blocks_parent_completion"] = Value::Null;
     let read = AnyEvent::from_json(&from_python).unwrap();
     assert_eq!(read.to_json()["event_blocks_parent_completion"], true);
-    assert!(read.to_json_python1().get("event_blocks_parent_completion").is_none());
+    assert!(
+        read.to_json_python1()
+            .get("event_blocks_parent_completion")
+            .is_none()
+    );
 }

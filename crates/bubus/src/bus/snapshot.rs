@@ -14,7 +14,9 @@ use crate::handler::{HandlerEntry, HandlerFn, HandlerId, HandlerMeta};
 use crate::time::Timestamp;
 use crate::wire::DecodeError;
 use crate::wire::encode::event_json;
-use crate::wire::extra::{UnknownKeys, is_forward_compatible_key, write_unknown};
+use crate::wire::extra::{
+    UnknownKeys, blocks_parent_completion, is_forward_compatible_key, write_unknown,
+};
 
 /// The keys of a bus snapshot this version reads.
 const BUS_KEYS: &[&str] = &[
@@ -161,6 +163,14 @@ impl EventBus {
     /// deterministic ids — and each one takes its placeholder's place. The queue is processed
     /// in order from the first dispatch (or `wait_until_idle`) on; results already completed in
     /// the snapshot are not run again, pending ones are.
+    ///
+    /// Events keep their `event_path` as the snapshot has it, including queued events whose path
+    /// does not name this bus (another runtime may put events straight into its queue). Parents
+    /// and children both in the snapshot are linked again; a child whose JSON says
+    /// `"event_blocks_parent_completion": false` (abxbus 2.5) is listed among its parent's
+    /// children, but the parent does not wait for it. Keys this version does not know — of the
+    /// bus, its handler entries, its events and their results — are kept and written back by
+    /// [`snapshot`](Self::snapshot).
     ///
     /// ```
     /// use bubus::{AnyEvent, DynEvent, EventBus};
@@ -436,18 +446,26 @@ fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Decode
     }
     let by_id: HashMap<Uuid, Arc<EventInner>> =
         events.iter().map(|e| (e.id, Arc::clone(e))).collect();
-    // Re-link parents and children that are both in the snapshot.
+    // Re-link parents and children that are both in the snapshot. A child that does not block
+    // its parent's completion (abxbus 2.5's `event_blocks_parent_completion: false`) is listed
+    // among its children, but its parent does not wait for it.
     for event in &events {
-        let parent = event
-            .state
-            .lock()
-            .parent_id
-            .and_then(|id| by_id.get(&id).cloned());
+        let (parent, blocks) = {
+            let st = event.state.lock();
+            let parent = st.parent_id.and_then(|id| by_id.get(&id).cloned());
+            let blocks = blocks_parent_completion(
+                st.wire_extra.as_deref(),
+                st.emitted_by_handler_id.is_some(),
+            );
+            (parent, blocks)
+        };
         if let Some(parent) = parent {
-            event.state.lock().parent = Arc::downgrade(&parent);
+            if blocks {
+                event.state.lock().parent = Arc::downgrade(&parent);
+            }
             let mut pst = parent.state.lock();
             pst.children.push(Arc::clone(event));
-            if !event.is_complete() {
+            if blocks && !event.is_complete() {
                 pst.incomplete_children += 1;
             }
         }
@@ -485,6 +503,9 @@ fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Decode
         // it is queued again after the pending ones, and its finished results are kept.
         queue.push(Arc::clone(event));
     }
+    // An event queued here whose path does not name this bus (the snapshot's runtime put it
+    // straight into the queue) keeps its path as it was: this bus is on it, unlisted.
+    let unlisted = inner.link.unlisted();
     for event in &queue {
         let mut es = event.state.lock();
         // The snapshot's path names this bus by label only: from now on it is this bus.
@@ -494,7 +515,7 @@ fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Decode
                 pos
             }
             None => {
-                es.path.push(Arc::clone(&inner.link));
+                es.path.push(Arc::clone(&unlisted));
                 es.path.len() - 1
             }
         };

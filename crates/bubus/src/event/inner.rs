@@ -274,7 +274,10 @@ impl EventState {
 
     /// The `event_path` entries: the buses the event went through, as its JSON lists them.
     pub(crate) fn listed_path(&self) -> impl Iterator<Item = &BusLink> {
-        self.path.iter().filter(|link| link.listed).map(|link| &**link)
+        self.path
+            .iter()
+            .filter(|link| link.listed)
+            .map(|link| &**link)
     }
 
     /// The bus of one of this event's slots, if it is still alive.

@@ -78,8 +78,7 @@ pub(crate) fn event_json(event: &EventInner, results: bool) -> Map<String, Value
     out.insert(
         "event_path".into(),
         Value::Array(
-            st.path
-                .iter()
+            st.listed_path()
                 .map(|l| Value::String(l.to_string()))
                 .collect(),
         ),
@@ -274,8 +273,7 @@ pub(crate) fn event_json_python1(event: &EventInner) -> Map<String, Value> {
     out.insert(
         "event_path".into(),
         Value::Array(
-            st.path
-                .iter()
+            st.listed_path()
                 .map(|l| Value::String(bus_name_of(l).to_owned()))
                 .collect(),
         ),

@@ -19,7 +19,8 @@ pub(crate) struct EventExtra {
 impl EventExtra {
     /// `None` when there is nothing to keep.
     pub(crate) fn boxed(self) -> Option<Box<EventExtra>> {
-        (self.blocks_parent_completion.is_some() || !self.unknown.is_empty()).then(|| Box::new(self))
+        (self.blocks_parent_completion.is_some() || !self.unknown.is_empty())
+            .then(|| Box::new(self))
     }
 
     /// What a fresh copy of the event (`event_reset`) keeps: the unknown keys. Whether it blocks
@@ -38,10 +39,7 @@ impl EventExtra {
 /// `event_blocks_parent_completion`: as read from the wire, else whether the event was linked to
 /// its parent by a dispatch from one of the parent's handlers — in this crate's model every such
 /// child blocks its parent's completion, and no other event does.
-pub(crate) fn blocks_parent_completion(
-    extra: Option<&EventExtra>,
-    linked_to_parent: bool,
-) -> bool {
+pub(crate) fn blocks_parent_completion(extra: Option<&EventExtra>, linked_to_parent: bool) -> bool {
     extra
         .and_then(|extra| extra.blocks_parent_completion)
         .unwrap_or(linked_to_parent)
