@@ -1,12 +1,14 @@
 //! Ports `tests/test_retry.py::TestMultiprocessSemaphore`: semaphores shared by real OS
-//! processes through lock files — the limit holds across processes, a full semaphore times out,
-//! a killed process's slot is released, slots are reused across runs, lax mode runs without a
-//! slot, and (fixing reference gap §5.5) a process using another limit gets a clear error.
+//! processes through the abxbus slot files — the limit holds across processes, a full semaphore
+//! times out, a killed process's slot is taken over, slots are reused across runs, lax mode runs
+//! without a slot, processes with different limits each count to their own — and with real
+//! Python abxbus processes holding slots of the same semaphore.
 //!
-//! The children are this test binary run again with `<test name> --exact`: each test function
-//! plays the child when `BUBUS_RETRY_CHILD` is set. A child reports on stdout (`@@acquired`,
-//! `@@done ok`, …) and, in the `hold` role, keeps its slot until the parent writes a line to its
-//! stdin — so the parent drives every step and waits for each report instead of sleeping.
+//! The Rust children are this test binary run again with `<test name> --exact`: each test
+//! function plays the child when `BUBUS_RETRY_CHILD` is set. The Python ones run
+//! `interop/python/semaphore_peer.py`. A child reports on stdout (`@@acquired`, `@@done ok`, …)
+//! and, in the `hold` role, keeps its slots until the parent writes a line to its stdin — so the
+//! parent drives every step and waits for each report instead of sleeping.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -27,13 +29,28 @@ const CHILD: &str = "BUBUS_RETRY_CHILD";
 const REPORT_TIMEOUT: Duration = Duration::from_secs(30);
 
 fn policy(dir: &Path, name: &str, limit: usize, timeout: Option<Duration>, lax: bool) -> Retry {
-    Retry::new()
+    policy_in(Some(dir), name, limit, timeout, lax)
+}
+
+/// Without `dir`, the policy uses the family's default directory
+/// (`ABXBUS_MULTIPROCESS_SEMAPHORE_DIR`, …).
+fn policy_in(
+    dir: Option<&Path>,
+    name: &str,
+    limit: usize,
+    timeout: Option<Duration>,
+    lax: bool,
+) -> Retry {
+    let policy = Retry::new()
         .semaphore_scope(SemaphoreScope::MultiProcess)
-        .semaphore_dir(dir)
         .semaphore_name(name)
         .semaphore_limit(limit)
         .semaphore_timeout(timeout)
-        .semaphore_lax(lax)
+        .semaphore_lax(lax);
+    match dir {
+        Some(dir) => policy.semaphore_dir(dir),
+        None => policy,
+    }
 }
 
 // --- The child side -----------------------------------------------------------------------------
@@ -44,7 +61,7 @@ fn child_role() -> bool {
         return false;
     };
     let var = |key: &str| std::env::var(key).unwrap_or_default();
-    let dir = PathBuf::from(var("BUBUS_RETRY_DIR"));
+    let dir = std::env::var_os("BUBUS_RETRY_DIR").map(PathBuf::from);
     let name = var("BUBUS_RETRY_NAME");
     let limit: usize = var("BUBUS_RETRY_LIMIT").parse().unwrap_or(1);
     let timeout = var("BUBUS_RETRY_TIMEOUT_MS")
@@ -52,7 +69,7 @@ fn child_role() -> bool {
         .ok()
         .map(Duration::from_millis);
     let lax = var("BUBUS_RETRY_LAX") == "1";
-    let policy = policy(&dir, &name, limit, timeout, lax);
+    let policy = policy_in(dir.as_deref(), &name, limit, timeout, lax);
 
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -112,6 +129,14 @@ struct Spec<'a> {
     lax: bool,
 }
 
+/// How a Rust child finds the directory: given to the policy, or the family's default read from
+/// `ABXBUS_MULTIPROCESS_SEMAPHORE_DIR` (as the Python peers find it).
+#[derive(Clone, Copy, PartialEq)]
+enum DirFrom {
+    Policy,
+    Environment,
+}
+
 /// A running child; killed if still running when dropped.
 struct Child {
     label: String,
@@ -123,21 +148,57 @@ struct Child {
 
 impl Spec<'_> {
     fn spawn(&self, role: &str, label: &str) -> Child {
+        self.spawn_with(role, label, DirFrom::Policy)
+    }
+
+    fn spawn_with(&self, role: &str, label: &str, dir_from: DirFrom) -> Child {
         let mut command = Command::new(std::env::current_exe().expect("test binary path"));
         command
             .args([self.test, "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD, role)
-            .env("BUBUS_RETRY_DIR", self.dir)
+            .env("ABXBUS_MULTIPROCESS_SEMAPHORE_DIR", self.dir)
             .env("BUBUS_RETRY_NAME", self.name)
             .env("BUBUS_RETRY_LIMIT", self.limit.to_string())
-            .env("BUBUS_RETRY_LAX", if self.lax { "1" } else { "0" })
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+            .env("BUBUS_RETRY_LAX", if self.lax { "1" } else { "0" });
         match self.timeout {
             Some(t) => command.env("BUBUS_RETRY_TIMEOUT_MS", t.as_millis().to_string()),
             None => command.env_remove("BUBUS_RETRY_TIMEOUT_MS"),
         };
+        match dir_from {
+            DirFrom::Policy => command.env("BUBUS_RETRY_DIR", self.dir),
+            DirFrom::Environment => command.env_remove("BUBUS_RETRY_DIR"),
+        };
+        Child::start(command, label)
+    }
+
+    /// A Python abxbus process using the same semaphore: `hold` takes `count` slots and keeps
+    /// them until released; `once` takes one, waiting at most the spec's timeout.
+    fn spawn_python(&self, role: &str, count: usize, label: &str) -> Child {
+        let script =
+            bubus_test_support::peers::workspace_root().join("interop/python/semaphore_peer.py");
+        let mut command = Command::new(bubus_test_support::peers::abxbus_python());
+        command
+            .arg(script)
+            .arg(role)
+            .arg(self.name)
+            .arg(self.limit.to_string())
+            .env("ABXBUS_MULTIPROCESS_SEMAPHORE_DIR", self.dir);
+        if role == "hold" {
+            command.arg(count.to_string());
+        } else {
+            let timeout = self.timeout.unwrap_or(Duration::from_secs(30));
+            command.arg(timeout.as_secs_f64().to_string());
+        }
+        Child::start(command, label)
+    }
+}
+
+impl Child {
+    fn start(mut command: Command, label: &str) -> Child {
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
         let mut process = command.spawn().expect("spawn child");
         let stdout = process.stdout.take().expect("child stdout");
         let (tx, reports) = mpsc::channel();
@@ -167,9 +228,7 @@ impl Spec<'_> {
             stderr,
         }
     }
-}
 
-impl Child {
     /// Waits for the child's next report and checks it.
     fn expect(&mut self, report: &str) {
         match self.reports.recv_timeout(REPORT_TIMEOUT) {
@@ -348,35 +407,37 @@ fn waiting_processes_take_freed_slots_one_by_one() {
 }
 
 #[test]
-fn a_process_using_another_limit_gets_a_clear_error() {
+fn processes_with_different_limits_each_count_to_their_own() {
     if child_role() {
         return;
     }
-    let dir = LockDir::new("mismatch");
-    let spec = |limit: usize| Spec {
-        test: "a_process_using_another_limit_gets_a_clear_error",
+    // As in every abxbus runtime: the slot files say nothing about the limit, so a process
+    // takes any of the first `limit` slots its own limit allows.
+    let dir = LockDir::new("limits");
+    let spec = |limit: usize, timeout_ms: u64| Spec {
+        test: "processes_with_different_limits_each_count_to_their_own",
         dir: &dir.0,
-        name: "test_mismatch_sem",
+        name: "test_limits_sem",
         limit,
-        timeout: Some(Duration::from_secs(30)),
-        lax: true,
+        timeout: Some(Duration::from_millis(timeout_ms)),
+        lax: false,
     };
-    let mut holder = spec(2).spawn("hold", "limit 2");
+    let mut holder = spec(1, 30_000).spawn("hold", "limit 1");
     holder.expect("acquired");
 
-    let mut other = spec(3).spawn("once", "limit 3");
-    other.expect("done limit-mismatch");
-    other.exits_cleanly();
+    // Slot 0 is taken: another process with limit 1 waits in vain, one with limit 2 takes
+    // slot 1.
+    let mut one = spec(1, 200).spawn("once", "limit 1, full");
+    one.expect("done semaphore-timeout");
+    one.exits_cleanly();
+    let mut two = spec(2, 30_000).spawn("once", "limit 2");
+    two.expect("acquired");
+    two.expect("releasing");
+    two.expect("done ok");
+    two.exits_cleanly();
 
     holder.release();
     holder.exits_cleanly();
-
-    // Nobody uses the semaphore any more: the new limit takes over.
-    let mut other = spec(3).spawn("once", "limit 3 later");
-    other.expect("acquired");
-    other.expect("releasing");
-    other.expect("done ok");
-    other.exits_cleanly();
 }
 
 #[test]
@@ -404,6 +465,99 @@ fn a_lax_process_runs_without_a_slot_when_none_frees() {
 
     holder.release();
     holder.exits_cleanly();
+}
+
+// --- With Python abxbus processes --------------------------------------------------------------
+
+#[test]
+fn rust_and_python_processes_share_one_limit() {
+    if child_role() {
+        return;
+    }
+    let dir = LockDir::new("python");
+    let spec = |timeout_ms: u64| Spec {
+        test: "rust_and_python_processes_share_one_limit",
+        dir: &dir.0,
+        name: "shared_with_python",
+        limit: 3,
+        timeout: Some(Duration::from_millis(timeout_ms)),
+        lax: false,
+    };
+
+    // Python takes two of the three slots, a Rust process (finding the directory where Python
+    // does, from ABXBUS_MULTIPROCESS_SEMAPHORE_DIR) the third.
+    let mut python = spec(30_000).spawn_python("hold", 2, "python holder");
+    python.expect("acquired");
+    python.expect("acquired");
+    let mut rust = spec(30_000).spawn_with("hold", "rust holder", DirFrom::Environment);
+    rust.expect("acquired");
+
+    // Full for both runtimes.
+    let mut rust_late = spec(300).spawn("once", "rust, full");
+    rust_late.expect("done semaphore-timeout");
+    rust_late.exits_cleanly();
+    let mut python_late = spec(300).spawn_python("once", 1, "python, full");
+    python_late.expect("done semaphore-timeout");
+    python_late.exits_cleanly();
+
+    // Python gives its slots back: a Rust process can take one; Rust gives its back: a Python
+    // process can take one.
+    python.release();
+    python.exits_cleanly();
+    let mut rust_next = spec(30_000).spawn("once", "rust, after python");
+    rust_next.expect("acquired");
+    rust_next.expect("releasing");
+    rust_next.expect("done ok");
+    rust_next.exits_cleanly();
+    rust.release();
+    rust.exits_cleanly();
+    let mut python_next = spec(30_000).spawn_python("once", 1, "python, after rust");
+    python_next.expect("acquired");
+    python_next.expect("releasing");
+    python_next.expect("done ok");
+    python_next.exits_cleanly();
+
+    // Nothing is left behind.
+    let left: Vec<_> = std::fs::read_dir(&dir.0).unwrap().collect();
+    assert!(left.is_empty(), "slot files left: {left:?}");
+}
+
+#[test]
+fn slots_of_a_killed_python_process_are_taken_over() {
+    if child_role() {
+        return;
+    }
+    let dir = LockDir::new("python-killed");
+    let spec = |timeout_ms: u64| Spec {
+        test: "slots_of_a_killed_python_process_are_taken_over",
+        dir: &dir.0,
+        name: "python_dies",
+        limit: 2,
+        timeout: Some(Duration::from_millis(timeout_ms)),
+        lax: false,
+    };
+    let mut python = spec(30_000).spawn_python("hold", 2, "python holder");
+    python.expect("acquired");
+    python.expect("acquired");
+    let mut full = spec(200).spawn("once", "while python holds");
+    full.expect("done semaphore-timeout");
+    full.exits_cleanly();
+
+    python.kill();
+    let mut rust: Vec<Child> = (0..2)
+        .map(|i| spec(30_000).spawn("hold", &format!("rust {i}")))
+        .collect();
+    for child in &mut rust {
+        child.expect("acquired");
+    }
+    // And a Python process waits for Rust's slots like for its own.
+    let mut python_late = spec(300).spawn_python("once", 1, "python, full");
+    python_late.expect("done semaphore-timeout");
+    python_late.exits_cleanly();
+    for mut child in rust {
+        child.release();
+        child.exits_cleanly();
+    }
 }
 
 // --- In one process -----------------------------------------------------------------------------

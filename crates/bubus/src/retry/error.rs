@@ -70,11 +70,11 @@ pub enum RetryError<E = HandlerError> {
         /// The limit it is in use with.
         existing: usize,
     },
-    /// A cross-process semaphore could not use its lock files, and the policy is not lax.
+    /// A cross-process semaphore could not use its slot files, and the policy is not lax.
     SemaphoreIo {
         /// The semaphore.
         semaphore: String,
-        /// The directory holding its lock files.
+        /// The directory holding its slot files.
         dir: PathBuf,
         /// What went wrong.
         source: Arc<std::io::Error>,

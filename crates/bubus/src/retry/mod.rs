@@ -72,12 +72,28 @@
 //!   slot instead of waiting for itself. The chain is the task running the call, including event
 //!   handlers it runs by awaiting child events; work handed to another task
 //!   (`tokio::spawn`) takes its own slot.
-//! * Callers that use one semaphore with different limits get
+//! * Callers in one process that use one semaphore with different limits get
 //!   [`RetryError::LimitMismatch`], not a silent share.
 //! * Semaphores exist only while used, so per-instance semaphores go away with their instance
 //!   and the registry does not grow with the number of instances.
-//! * [`SemaphoreScope::MultiProcess`] semaphores are shared by every process on the machine
-//!   (lock files; a crashed process's slot is released by the OS).
+//! * [`SemaphoreScope::MultiProcess`] semaphores are shared by every process on the machine,
+//!   whatever its runtime: they use the slot files of Python, TypeScript and Rust abxbus, so a
+//!   Rust process and a Python `@retry(semaphore_scope='multiprocess')` of the same
+//!   [name](Retry::semaphore_name) share one limit. Slot `i` of the semaphore named `n` is the
+//!   file `{sha256(n)[..40]}.{i:02}.lock`, created with `O_EXCL` and holding
+//!   `{"token", "pid", "semaphore_name", "created_at_ms"}`; it is given back by deleting it, and a
+//!   slot whose process is gone (or that names none and is 300 s old) is taken over. The
+//!   directory is [`semaphore_dir`](Retry::semaphore_dir), by default
+//!   `$ABXBUS_MULTIPROCESS_SEMAPHORE_DIR`, else `$XDG_RUNTIME_DIR/abxbus/semaphores`, else
+//!   `$XDG_CACHE_HOME/abxbus/semaphores` or `~/.cache/abxbus/semaphores`. Processes that use
+//!   one name with different limits each count to their own limit, as in the other runtimes.
+//!
+//!   *Changed*: earlier versions kept `flock`ed files (`n.limit`, `n.0.slot`, …) in
+//!   `bubus-semaphores` under the system temporary directory, which no other runtime reads,
+//!   and reported another process's different limit as [`RetryError::LimitMismatch`]. The name,
+//!   the limits, the timeouts, lax and strict modes and [`semaphore_dir`](Retry::semaphore_dir)
+//!   work as before; set `ABXBUS_MULTIPROCESS_SEMAPHORE_DIR` (or `semaphore_dir`) to keep a
+//!   semaphore's processes in one directory of your choice.
 
 mod error;
 mod filter;
@@ -329,15 +345,17 @@ impl Retry {
 
     /// What happens when no slot frees up in time: `true` (the default) runs the call anyway
     /// with a warning; `false` fails it with [`RetryError::SemaphoreTimeout`]. Lax policies also
-    /// run without a cross-process limit when its lock files cannot be used.
+    /// run without a cross-process limit when its slot files cannot be used.
     #[must_use]
     pub fn semaphore_lax(mut self, lax: bool) -> Self {
         self.semaphore_config().strict = !lax;
         self
     }
 
-    /// Where [`SemaphoreScope::MultiProcess`] semaphores keep their lock files (default:
-    /// `bubus-semaphores` in the system temporary directory). Processes share a semaphore only
+    /// Where [`SemaphoreScope::MultiProcess`] semaphores keep their slot files (default: the
+    /// directory every abxbus runtime uses — `$ABXBUS_MULTIPROCESS_SEMAPHORE_DIR`, else
+    /// `$XDG_RUNTIME_DIR/abxbus/semaphores`, else `~/.cache/abxbus/semaphores`, see the
+    /// [module docs](self#semaphores)). Processes share a semaphore only
     /// if they use the same directory.
     #[must_use]
     pub fn semaphore_dir(mut self, dir: impl Into<PathBuf>) -> Self {

@@ -30,9 +30,9 @@ pub enum SemaphoreScope {
     /// Without a receiver it is the global semaphore of that name.
     #[doc(alias = "self")]
     Instance,
-    /// One semaphore per name shared by every process on this machine, through lock files in
-    /// [`Retry::semaphore_dir`]. A process that dies releases its slot (the OS drops its file
-    /// locks).
+    /// One semaphore per name shared by every process on this machine — Rust, Python or
+    /// TypeScript abxbus alike — through the family's slot files in [`Retry::semaphore_dir`]. A
+    /// slot whose process has died is taken over by the next process that looks at it.
     #[doc(alias = "multiprocess")]
     MultiProcess,
 }
@@ -166,7 +166,6 @@ impl Retry {
                     drop(guard);
                     return self.not_acquired(&key, limit, wait.unwrap_or(Duration::MAX), label);
                 }
-                Err(SlotError::Mismatch(existing)) => return Err(mismatch(&key, limit, existing)),
                 Err(SlotError::Io(source)) => {
                     if cfg.strict {
                         return Err(RetryError::SemaphoreIo {
