@@ -54,7 +54,8 @@
 //! record as it is appended — each event once when it is dispatched and once when it completes,
 //! with its duration and every handler's outcome. It follows the log across truncation and
 //! rotation, waits for it to be created if it does not exist yet, and stops on Ctrl-C (or
-//! SIGTERM) with exit status 0. `-n 0 -f` shows only what happens from now on.
+//! SIGTERM) with exit status 0. `-n 0 -f` shows only what happens from now on: for a log that
+//! does not exist yet, that is every line of it once it appears.
 //!
 //! ## `bubus tree <FILE> [--format auto|wal|sqlite]`
 //!

@@ -125,6 +125,9 @@ async fn follow<W: Write>(
 ) -> Result<()> {
     // Listening from the start: a Ctrl-C at any point from here on ends the command cleanly.
     let mut interrupt = Interrupt::listen();
+    // A log that does not exist yet holds, once it appears, only lines written after we started:
+    // every one of them is printed, whatever `lines` says.
+    let mut lines = lines;
     let mut follower = loop {
         match WalFollower::open(path) {
             Ok(follower) => break follower.poll_interval(POLL_INTERVAL),
@@ -142,6 +145,7 @@ async fn follow<W: Write>(
                         break;
                     }
                 }
+                lines = None;
             }
             Err(error) => return Err(Failure::wal(path, &error)),
         }

@@ -147,3 +147,21 @@ fn follow_monitors_a_live_bus() {
         "{completed}"
     );
 }
+
+#[test]
+fn follow_from_now_prints_every_line_of_a_log_that_appears_later() {
+    let dir = temp_dir("follow-create-n0");
+    let wal = dir.join("later.jsonl");
+
+    let mut tail = Running::spawn(&["tail", "-f", "-n", "0", "--json", path_str(&wal)]);
+    tail.expect_stderr("the waiting note", |l| l.contains("waiting for"));
+    // The log appears with two lines already in it (written before the monitor looks again):
+    // both were written after `tail -n 0` started, so both are printed.
+    let staged = dir.join("staged.jsonl");
+    append(&staged, &(1..=2).map(ping_line).collect::<String>());
+    std::fs::rename(&staged, &wal).unwrap();
+    tail.expect_stdout("the first line", |l| l.contains(r#""n":1"#));
+    tail.expect_stdout("the second line", |l| l.contains(r#""n":2"#));
+    append(&wal, &ping_line(3));
+    tail.expect_stdout("a line appended after", |l| l.contains(r#""n":3"#));
+}
