@@ -19,7 +19,9 @@
 //!   reported on stderr as `warning: FILE:LINE: what is wrong` and the lines after it are read.
 //! * A **history mirror**: the SQLite database [`bubus_sqlite::SqliteHistoryMirror`] (or the
 //!   Python runtime's `SQLiteHistoryMirrorMiddleware`) writes, tables `events_log` and
-//!   `event_results_log`. Opened read-only, so a live mirror can be read while it is written.
+//!   `event_results_log`. Opened read-only, so a live mirror can be read while it is written. A
+//!   row whose id or JSON is not text (NULL, a BLOB) or does not decode is reported like a bad
+//!   line and skipped; the event's other rows still count.
 //!
 //! # Commands
 //!

@@ -74,6 +74,15 @@ pub(crate) fn read_events(path: &Path, diag: &Diagnostics) -> Result<Vec<AnyEven
         )));
     }
 
+    let name = path.display();
+    // A row whose id or JSON column is not text (NULL, a BLOB, a number) is reported and
+    // skipped; the event's other rows still count.
+    let bad_row = |table: &str, row: i64, column: &str, found: &str| {
+        diag.bad_input(format_args!(
+            "{name}: {table} row {row}: {column} is {found}, not text"
+        ));
+    };
+
     // event id → (row of the latest state, its JSON); ids in order of first appearance.
     let mut order: Vec<String> = Vec::new();
     let mut latest: HashMap<String, (i64, String)> = HashMap::new();
@@ -83,15 +92,25 @@ pub(crate) fn read_events(path: &Path, diag: &Diagnostics) -> Result<Vec<AnyEven
             .map_err(|e| sql_error(path, &e))?;
         let rows = query
             .query_map([], |row| {
-                Ok((
-                    row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                ))
+                Ok((row.get::<_, i64>(0)?, text(row, 1)?, text(row, 2)?))
             })
             .map_err(|e| sql_error(path, &e))?;
         for row in rows {
             let (id, event_id, json) = row.map_err(|e| sql_error(path, &e))?;
+            let event_id = match event_id {
+                Ok(event_id) => event_id,
+                Err(found) => {
+                    bad_row("events_log", id, "event_id", found);
+                    continue;
+                }
+            };
+            let json = match json {
+                Ok(json) => json,
+                Err(found) => {
+                    bad_row("events_log", id, "event_json", found);
+                    continue;
+                }
+            };
             if latest.insert(event_id.clone(), (id, json)).is_none() {
                 order.push(event_id);
             }
@@ -111,14 +130,29 @@ pub(crate) fn read_events(path: &Path, diag: &Diagnostics) -> Result<Vec<AnyEven
             .query_map([], |row| {
                 Ok((
                     row.get::<_, i64>(0)?,
-                    row.get::<_, String>(1)?,
-                    row.get::<_, String>(2)?,
-                    row.get::<_, String>(3)?,
+                    text(row, 1)?,
+                    text(row, 2)?,
+                    text(row, 3)?,
                 ))
             })
             .map_err(|e| sql_error(path, &e))?;
         for row in rows {
             let (id, event_id, result_id, json) = row.map_err(|e| sql_error(path, &e))?;
+            let (event_id, result_id, json) = match (event_id, result_id, json) {
+                (Ok(event_id), Ok(result_id), Ok(json)) => (event_id, result_id, json),
+                (event_id, result_id, json) => {
+                    let (column, found) = [
+                        ("event_id", event_id.err()),
+                        ("event_result_id", result_id.err()),
+                        ("event_result_json", json.err()),
+                    ]
+                    .into_iter()
+                    .find_map(|(column, found)| Some((column, found?)))
+                    .unwrap_or(("event_result_json", "not text"));
+                    bad_row("event_results_log", id, column, found);
+                    continue;
+                }
+            };
             let list = results.entry(event_id).or_default();
             match list.iter_mut().find(|(r, _, _)| *r == result_id) {
                 Some(slot) => *slot = (result_id, id, json),
@@ -127,7 +161,6 @@ pub(crate) fn read_events(path: &Path, diag: &Diagnostics) -> Result<Vec<AnyEven
         }
     }
 
-    let name = path.display();
     let mut events = Vec::with_capacity(order.len());
     for event_id in order {
         let Some((row, json)) = latest.remove(&event_id) else {
@@ -167,6 +200,21 @@ pub(crate) fn read_events(path: &Path, diag: &Diagnostics) -> Result<Vec<AnyEven
         }
     }
     Ok(events)
+}
+
+/// A text column: `Err(what it holds instead)` for NULL, a BLOB, a number or text that is not
+/// UTF-8.
+fn text(row: &rusqlite::Row<'_>, column: usize) -> rusqlite::Result<Result<String, &'static str>> {
+    use rusqlite::types::ValueRef;
+    Ok(match row.get_ref(column)? {
+        ValueRef::Text(bytes) => std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(|_| "text that is not UTF-8"),
+        ValueRef::Null => Err("NULL"),
+        ValueRef::Blob(_) => Err("a BLOB"),
+        ValueRef::Integer(_) => Err("an integer"),
+        ValueRef::Real(_) => Err("a real number"),
+    })
 }
 
 fn has_table(db: &Connection, name: &str) -> rusqlite::Result<bool> {

@@ -263,3 +263,117 @@ fn the_output_is_protected() {
     );
     assert!(!out.exists());
 }
+
+/// A mirror whose tables accept anything (as tables written by other tools may): its columns
+/// lose their `NOT NULL`.
+fn loosen(db: &Connection) {
+    for table in ["events_log", "event_results_log"] {
+        db.execute_batch(&format!(
+            "ALTER TABLE {table} RENAME TO old_{table};
+             CREATE TABLE {table} AS SELECT * FROM old_{table};
+             DROP TABLE old_{table};"
+        ))
+        .unwrap();
+    }
+}
+
+#[test]
+fn rows_whose_json_is_null_or_a_blob_are_reported_and_skipped() {
+    let dir = temp_dir("convert-null-rows");
+    let wal = dir.join("shop.jsonl");
+    let db = dir.join("shop.sqlite3");
+    shop_run(&wal, Some(&db));
+    let conn = Connection::open(&db).unwrap();
+    loosen(&conn);
+    let events: Vec<String> = conn
+        .prepare("SELECT DISTINCT event_id FROM events_log ORDER BY id")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(events.len(), 4);
+    // The first event's latest row has no JSON; every row of the second holds a BLOB; one
+    // result row of the third has a BLOB id; one event row of the fourth has a NULL event id.
+    let latest = |id: &str| -> i64 {
+        conn.query_row(
+            "SELECT MAX(id) FROM events_log WHERE event_id = ?1",
+            [id],
+            |row| row.get(0),
+        )
+        .unwrap()
+    };
+    let nulled = latest(&events[0]);
+    conn.execute(
+        "UPDATE events_log SET event_json = NULL WHERE id = ?1",
+        [nulled],
+    )
+    .unwrap();
+    let blobbed = conn
+        .execute(
+            "UPDATE events_log SET event_json = CAST(event_json AS BLOB) WHERE event_id = ?1",
+            [&events[1]],
+        )
+        .unwrap();
+    let result_row: i64 = conn
+        .query_row(
+            "SELECT MIN(id) FROM event_results_log WHERE event_id = ?1",
+            [&events[2]],
+            |row| row.get(0),
+        )
+        .unwrap();
+    conn.execute(
+        "UPDATE event_results_log SET event_result_id = CAST(event_result_id AS BLOB) WHERE id = ?1",
+        [result_row],
+    )
+    .unwrap();
+    let no_id = latest(&events[3]);
+    conn.execute(
+        "UPDATE events_log SET event_id = NULL WHERE id = ?1",
+        [no_id],
+    )
+    .unwrap();
+    drop(conn);
+
+    let back = dir.join("back.jsonl");
+    let output = run(&["convert", path_str(&db), path_str(&back)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let warnings: Vec<String> = stderr(&output)
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .map(str::to_owned)
+        .collect();
+    let name = db.display();
+    let expected = [
+        format!("warning: {name}: events_log row {nulled}: event_json is NULL, not text"),
+        format!(
+            "warning: {name}: event_results_log row {result_row}: event_result_id is a BLOB, not text"
+        ),
+        format!("warning: {name}: events_log row {no_id}: event_id is NULL, not text"),
+    ];
+    for warning in &expected {
+        assert!(
+            warnings.contains(warning),
+            "{warning} missing from {warnings:#?}"
+        );
+    }
+    let blob_warnings = warnings
+        .iter()
+        .filter(|w| w.contains("event_json is a BLOB, not text"))
+        .count();
+    assert_eq!(blob_warnings, blobbed);
+    assert_eq!(warnings.len(), expected.len() + blobbed);
+
+    // The others are converted: the first from its previous row, the third without the bad
+    // result row, the fourth from its earlier rows; the second has no row left.
+    let converted: Vec<_> = records(&back).into_iter().map(|(id, ..)| id).collect();
+    assert_eq!(
+        converted,
+        [events[0].clone(), events[2].clone(), events[3].clone()]
+    );
+
+    // --strict says the input was bad.
+    let strict = dir.join("strict.jsonl");
+    let output = run(&["--strict", "convert", path_str(&db), path_str(&strict)]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+}
