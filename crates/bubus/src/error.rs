@@ -71,6 +71,26 @@ pub enum DispatchError {
         /// The bus label.
         bus: String,
     },
+    /// A payload field (or the result schema) nests arrays and objects deeper than
+    /// [`MAX_JSON_DEPTH`](crate::MAX_JSON_DEPTH): its JSON — a log line, a bridge message, a
+    /// snapshot — could not be read back by this crate or any runtime of the family.
+    #[error(
+        "{bus} refused {event}: `{field}` nests {depth} levels of arrays and objects, more than \
+         the {limit} that can be read back"
+    )]
+    TooDeep {
+        /// The bus label.
+        bus: String,
+        /// `Type#abcd` of the event.
+        event: String,
+        /// The offending payload field (`event_result_type` for the schema; empty when a map
+        /// payload's key is not known).
+        field: String,
+        /// How deep it nests (at least: the walk stops past the limit).
+        depth: usize,
+        /// [`MAX_JSON_DEPTH`](crate::MAX_JSON_DEPTH).
+        limit: usize,
+    },
 }
 
 /// Why waiting for an event did not end with the event completed.

@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::DecodeError;
+use super::depth::{MAX_JSON_DEPTH, value_depth};
 use super::extra::{EventExtra, is_forward_compatible_key};
 use super::schema::ResultType;
 use crate::error::{HandlerError, HandlerErrorKind, WireError};
@@ -24,6 +25,18 @@ const RESERVED_KEYS: &[&str] = &["bus", "first", "toString", "toJSON", "fromJSON
 
 fn err(field: impl Into<String>, message: impl Into<String>) -> DecodeError {
     DecodeError::new(field, message)
+}
+
+/// Refuses a value nested deeper than `limit` (what `dispatch` would refuse, and what could not
+/// be written back readably).
+fn check_depth(field: &str, v: &Value, limit: usize) -> Result<(), DecodeError> {
+    if matches!(v, Value::Array(_) | Value::Object(_)) && value_depth(v, limit) > limit {
+        return Err(err(
+            field,
+            format!("nests more than {limit} levels of arrays and objects"),
+        ));
+    }
+    Ok(())
 }
 
 fn kind_of(v: &Value) -> &'static str {
@@ -142,6 +155,9 @@ pub(crate) fn decode_event(value: &Value) -> Result<Arc<EventInner>, DecodeError
 
     for (key, v) in object {
         let k = key.as_str();
+        if k != "event_results" {
+            check_depth(k, v, MAX_JSON_DEPTH)?;
+        }
         match k {
             "event_type" => {
                 let t = string(k, v)?;
@@ -439,6 +455,7 @@ fn decode_result(
         if !is_forward_compatible_key(key) {
             return Err(err(field(key), "not a key of an EventResult"));
         }
+        check_depth(&field(key), v, MAX_JSON_DEPTH)?;
         unknown_keys.insert(key.clone(), v.clone());
     }
 
@@ -526,6 +543,10 @@ fn decode_result(
     record.children = children;
     record.error = error.map(Box::new);
     let value = get("result");
+    // A forwarding handler's result is the forwarded event: its fields may nest as deep as any
+    // event's.
+    let result_limit = MAX_JSON_DEPTH + usize::from(is_event_json(value));
+    check_depth(&field("result"), value, result_limit)?;
     if !value.is_null() {
         record.value = ResultSlot::Json(Box::new(value.clone()));
         // A result from another runtime is checked against the event's result schema, as the

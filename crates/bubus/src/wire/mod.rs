@@ -1,6 +1,7 @@
 //! The JSON wire format shared with the Python and TypeScript runtimes.
 
 pub(crate) mod decode;
+pub(crate) mod depth;
 pub(crate) mod encode;
 pub(crate) mod extra;
 pub(crate) mod schema;
@@ -9,6 +10,8 @@ mod validate;
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
+
+pub use depth::MAX_JSON_DEPTH;
 
 use crate::event::{AnyEvent, EventHandle, EventPayload, EventResultValue};
 use crate::result::EventResult;
