@@ -19,6 +19,14 @@ impl BusInner {
             Some((Arc::clone(&ctx.event), handler_id, ctx.result_index))
         })
         .flatten();
+        // What is dispatched can be written and read back (a log, a bridge, a snapshot).
+        (event.kind.check_depth)(event).map_err(|(field, depth)| DispatchError::TooDeep {
+            bus: self.label.to_string(),
+            event: event.label(),
+            field,
+            depth,
+            limit: crate::MAX_JSON_DEPTH,
+        })?;
 
         let mut st = self.state.lock();
         if st.stopped {

@@ -38,6 +38,8 @@ pub(crate) struct EventKind {
     /// The event `header` describes, with a payload re-read from this event's payload's JSON (as
     /// the reference runtimes' `event_reset()` rebuilds an event from its dump).
     pub(crate) copy: fn(&EventInner, Header) -> Arc<EventInner>,
+    /// Whether the payload's JSON nests within what can be read back (checked at dispatch).
+    pub(crate) check_depth: fn(&EventInner) -> Result<(), crate::wire::depth::TooDeepField>,
 }
 
 pub(crate) trait KindOf {
@@ -50,6 +52,11 @@ impl<E: Event> KindOf for E {
         payload_json: typed_payload_json::<E>,
         result_schema: |_| E::__result_schema(),
         copy: copy_typed::<E>,
+        check_depth: |event| {
+            event
+                .own_payload::<E>()
+                .map_or(Ok(()), crate::wire::depth::check_payload)
+        },
     };
 }
 
@@ -77,7 +84,9 @@ fn check_typed<R: EventResultValue>(
     _event: &EventInner,
     slot: ResultSlot,
 ) -> Result<ResultSlot, HandlerError> {
-    slot.check_as::<R>()
+    let slot = slot.check_as::<R>()?;
+    crate::wire::depth::check_result::<R>(&slot)?;
+    Ok(slot)
 }
 
 fn typed_payload_json<E: Event>(payload: &ErasedPayload) -> Result<Map<String, Value>, String> {
@@ -114,10 +123,12 @@ pub(crate) static DYN_KIND: EventKind = EventKind {
     payload_json: |_| Err("dynamic payloads are not typed".to_owned()),
     result_schema: |event| event.result_type.as_ref().map(|t| t.schema.clone()),
     copy: copy_json,
+    check_depth: crate::wire::depth::check_dyn_event,
 };
 
 fn check_dyn(event: &EventInner, slot: ResultSlot) -> Result<ResultSlot, HandlerError> {
     let slot = slot.check_as::<Value>()?;
+    crate::wire::depth::check_result::<Value>(&slot)?;
     if let (Some(result_type), ResultSlot::Json(value)) = (&event.result_type, &slot) {
         result_type.check(value).map_err(|reason| {
             let snippet: String = value.to_string().chars().take(60).collect();
