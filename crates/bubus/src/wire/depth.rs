@@ -113,6 +113,9 @@ pub(crate) fn check_fields<'a>(
 /// [`MAX_JSON_DEPTH`]: a deeper one is an `EventHandlerResultSchemaError`, as a value that does
 /// not fit the result type is — no runtime of the family could read it back.
 pub(crate) fn check_result<R: Serialize + 'static>(slot: &ResultSlot) -> Result<(), HandlerError> {
+    if is_flat::<R>() {
+        return Ok(());
+    }
     let depth = match slot {
         ResultSlot::Null | ResultSlot::Forwarded { .. } => return Ok(()),
         ResultSlot::Json(json) => value_depth(json, MAX_JSON_DEPTH),
@@ -133,6 +136,35 @@ pub(crate) fn check_result<R: Serialize + 'static>(slot: &ResultSlot) -> Result<
         ));
     }
     Ok(())
+}
+
+/// Whether `T` always serializes to a JSON scalar: the common result types, for which the check
+/// costs nothing (the comparisons fold to a constant once `T` is known).
+fn is_flat<T: 'static>() -> bool {
+    use std::any::TypeId;
+    macro_rules! any_of {
+        ($($ty:ty),*) => { false $(|| TypeId::of::<T>() == TypeId::of::<$ty>())* };
+    }
+    any_of!(
+        (),
+        bool,
+        char,
+        String,
+        u8,
+        u16,
+        u32,
+        u64,
+        u128,
+        usize,
+        i8,
+        i16,
+        i32,
+        i64,
+        i128,
+        isize,
+        f32,
+        f64
+    )
 }
 
 #[derive(Debug)]
