@@ -400,7 +400,7 @@ pub(crate) struct RestoredEvent {
     pub(crate) event_type: String,
     pub(crate) version: String,
     pub(crate) created_at: Timestamp,
-    pub(crate) payload: Map<String, Value>,
+    pub(crate) payload: DynEvent,
     pub(crate) result_type: Option<Arc<ResultType>>,
     pub(crate) config: EventConfig,
     pub(crate) status: EventStatus,
@@ -416,10 +416,7 @@ pub(crate) struct RestoredEvent {
 impl EventInner {
     /// An event restored from JSON, as a dynamic event. A completed one stays completed.
     pub(crate) fn restored(parts: RestoredEvent) -> Arc<Self> {
-        let dynamic = Arc::new(DynEvent::from_parts(
-            parts.event_type.clone(),
-            parts.payload,
-        ));
+        let dynamic = Arc::new(parts.payload);
         let complete = parts.status == EventStatus::Completed;
         Header {
             id: parts.id,

@@ -304,6 +304,7 @@ pub(crate) fn decode_event(value: &Value) -> Result<Arc<EventInner>, DecodeError
             },
         )?,
     };
+    let payload = crate::event::DynEvent::from_parts(event_type.clone(), payload);
     Ok(EventInner::restored(RestoredEvent {
         id: id.unwrap_or_else(|| crate::event::inner::new_event_id(created_at)),
         event_type,
