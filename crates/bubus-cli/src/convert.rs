@@ -168,16 +168,14 @@ fn sqlite_to_wal(input: &Path, output: &Path, diag: &Diagnostics) -> Result<u64>
     let events = mirror::read_events(input, diag)?;
     let writer = WalWriter::open(output).map_err(|e| Failure::wal(output, &e))?;
     for event in &events {
-        let record = if event.event_status() == EventStatus::Completed
+        let written = if event.event_status() == EventStatus::Completed
             || !event.event_results().is_empty()
         {
-            event.to_json_with_results()
+            writer.append_event_with_results(event)
         } else {
-            event.to_json()
+            writer.append_event(event)
         };
-        writer
-            .append(&record)
-            .map_err(|e| Failure::new(e.to_string()))?;
+        written.map_err(|e| Failure::new(e.to_string()))?;
     }
     writer.sync().map_err(|e| Failure::new(e.to_string()))?;
     Ok(events.len() as u64)

@@ -166,40 +166,55 @@ pub(crate) fn read_events(path: &Path, diag: &Diagnostics) -> Result<Vec<AnyEven
         let Some((row, json)) = latest.remove(&event_id) else {
             continue;
         };
-        let mut object = match serde_json::from_str::<Value>(&json) {
-            Ok(Value::Object(object)) => object,
-            Ok(_) => {
-                diag.bad_input(format_args!(
-                    "{name}: events_log row {row}: event_json is not a JSON object"
-                ));
-                continue;
-            }
-            Err(e) => {
-                diag.bad_input(format_args!(
-                    "{name}: events_log row {row}: invalid JSON in event_json: {e}"
-                ));
-                continue;
-            }
+        // The event's text with its results added as text: decoded once, its payload never
+        // parsed (see `AnyEvent::from_json_str`).
+        let event_json = json.trim_end();
+        let Some(body) = event_json
+            .strip_suffix('}')
+            .filter(|body| is_json_object(event_json) && body.trim_start() != "{")
+        else {
+            let what = if serde_json::from_str::<&serde_json::value::RawValue>(event_json).is_ok() {
+                "event_json is not a JSON object (with an event_type)"
+            } else {
+                "invalid JSON in event_json"
+            };
+            diag.bad_input(format_args!("{name}: events_log row {row}: {what}"));
+            continue;
         };
+        let mut text = String::with_capacity(json.len() + 64);
+        text.push_str(body);
         if let Some(rows) = results.remove(&event_id) {
-            let mut list = Vec::with_capacity(rows.len());
+            text.push_str(",\"event_results\":[");
+            let mut first = true;
             for (_, result_row, json) in rows {
-                match serde_json::from_str::<Value>(&json) {
-                    Ok(value @ Value::Object(_)) => list.push(value),
-                    Ok(_) | Err(_) => diag.bad_input(format_args!(
+                if !is_json_object(&json) {
+                    diag.bad_input(format_args!(
                         "{name}: event_results_log row {result_row}: \
                          event_result_json is not a JSON object"
-                    )),
+                    ));
+                    continue;
                 }
+                if !first {
+                    text.push(',');
+                }
+                first = false;
+                text.push_str(&json);
             }
-            object.insert("event_results".into(), Value::Array(list));
+            text.push(']');
         }
-        match AnyEvent::from_json(&Value::Object(object)) {
+        text.push('}');
+        match AnyEvent::from_json_str(&text) {
             Ok(event) => events.push(event),
             Err(e) => diag.bad_input(format_args!("{name}: events_log row {row}: {e}")),
         }
     }
     Ok(events)
+}
+
+/// Whether `text` is one JSON object (checked without building it).
+fn is_json_object(text: &str) -> bool {
+    serde_json::from_str::<&serde_json::value::RawValue>(text)
+        .is_ok_and(|raw| raw.get().starts_with('{'))
 }
 
 /// A text column: `Err(what it holds instead)` for NULL, a BLOB, a number or text that is not

@@ -55,13 +55,14 @@ struct Printer<W: Write> {
 impl<W: Write> Printer<W> {
     fn print(&mut self, record: &WalRecord) -> Result<()> {
         let written = if self.json {
+            // As text: the payload is written as it was read, never parsed into a tree.
             let json = if record.kind == RecordKind::Completed {
-                record.event.to_json_with_results()
+                record.event.to_json_string_with_results()
             } else {
-                record.event.to_json()
+                record.event.to_json_string()
             };
-            serde_json::to_writer(&mut self.out, &json)
-                .map_err(io::Error::from)
+            self.out
+                .write_all(json.as_bytes())
                 .and_then(|()| self.out.write_all(b"\n"))
         } else {
             let line = self.pretty.line(record);

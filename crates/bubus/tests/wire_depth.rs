@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 fn nested(depth: usize) -> Value {
-    (0..depth).fold(json!("leaf"), |inner, _| json!([inner]))
+    (0..depth).fold(json!("leaf"), |inner, _| Value::Array(vec![inner]))
 }
 
 fn wal_path(name: &str) -> PathBuf {

@@ -642,3 +642,34 @@ async fn event_blocks_parent_completion_is_derived_read_and_written_back() {
             .is_none()
     );
 }
+
+#[test]
+fn an_event_read_from_text_writes_its_payload_as_it_was_read() {
+    // Spaced out, with a number and an escape spelled their own way.
+    let text = r#"{ "event_type" : "Ping", "event_id": "018f8e40-1234-7000-8000-000000000001",
+        "n" : 1e2, "s" : "caf\u00e9", "deep" : { "a" : [ 1 , 2 ] } }"#;
+    let event = AnyEvent::from_json_str(text).unwrap();
+    let written = event.to_json_string();
+    // Compact, in one line, the payload spelled as it came.
+    assert!(
+        !written.contains(' ') && !written.contains('\n'),
+        "{written}"
+    );
+    assert!(
+        written.ends_with(r#","n":1e2,"s":"caf\u00e9","deep":{"a":[1,2]}}"#),
+        "{written}"
+    );
+    // The same values as the parsed form, which spells them its own way.
+    let parsed: Value = serde_json::from_str(&written).unwrap();
+    assert_eq!(parsed, event.to_json());
+    assert_eq!(event.to_json()["n"], json!(100.0));
+    assert_eq!(event.to_json()["s"], "café");
+    // Handlers and copies see the same payload.
+    assert_eq!(event.payload_json().unwrap()["deep"]["a"][1], 2);
+    assert!(
+        event
+            .event_reset_keep_id()
+            .to_json_string()
+            .ends_with(r#""deep":{"a":[1,2]}}"#)
+    );
+}

@@ -48,9 +48,19 @@ fn check_golden_event(input: &Value, ctx: &str) -> Value {
         again, out,
         "{ctx}: parse → serialize → parse changed the event"
     );
-    // The same from text.
+    // The same from text, and written as text: the same JSON.
     let from_text =
         AnyEvent::from_json_str(&input.to_string()).unwrap_or_else(|e| panic!("{ctx}: {e}"));
+    let text = if input.get("event_results").is_some() {
+        from_text.to_json_string_with_results()
+    } else {
+        from_text.to_json_string()
+    };
+    assert_eq!(
+        serde_json::from_str::<Value>(&text).unwrap_or_else(|e| panic!("{ctx}: {e}: {text}")),
+        out,
+        "{ctx}: text written from text differs"
+    );
     assert_eq!(
         canonical(&from_text, input),
         out,
@@ -553,7 +563,12 @@ fn deeply_nested_payloads_are_rejected_or_kept_without_overflowing() {
         "[".repeat(100_000),
         "]".repeat(100_000)
     );
-    let err = AnyEvent::from_json_str(&deep).expect_err("serde_json's recursion limit");
+    let err = AnyEvent::from_json_str(&deep).expect_err("deeper than MAX_JSON_DEPTH");
+    assert_eq!(err.field(), "v");
+    assert!(err.message().contains("levels"), "{err}");
+    // As a whole document past serde_json's own limit: refused as a whole.
+    let err = AnyEvent::from_json_str(&format!("{}{}", "[".repeat(100_000), "]".repeat(100_000)))
+        .expect_err("not an event");
     assert_eq!(err.field(), "");
     let ok = format!(
         "{{\"event_type\":\"Deep\",\"v\":{}{}}}",

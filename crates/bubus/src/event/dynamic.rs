@@ -1,6 +1,6 @@
 //! Dynamic events: a type name and a JSON payload, for forwarding, bridges and other runtimes.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{Map, Value};
 
@@ -31,11 +31,41 @@ const RESERVED_KEYS: &[&str] = &["bus", "first", "toString", "toJSON", "fromJSON
 /// assert!(DynEvent::new("Bad", json!([1, 2])).is_err());
 /// # Ok::<(), bubus::DynEventError>(())
 /// ```
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone)]
 pub struct DynEvent {
     event_type: String,
-    payload: Map<String, Value>,
+    payload: Payload,
     result_schema: Option<Value>,
+}
+
+/// The payload fields: parsed, or — for an event read from text — each field's compact JSON text,
+/// parsed on first use. Text is what a log reader that never looks at the payload keeps: a
+/// parsed value of many small items takes several times its text.
+#[derive(Clone)]
+enum Payload {
+    Parsed(Map<String, Value>),
+    Text {
+        fields: Vec<(String, Box<str>)>,
+        parsed: OnceLock<Map<String, Value>>,
+    },
+}
+
+impl std::fmt::Debug for DynEvent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DynEvent")
+            .field("event_type", &self.event_type)
+            .field("payload", self.payload())
+            .field("result_schema", &self.result_schema)
+            .finish()
+    }
+}
+
+impl PartialEq for DynEvent {
+    fn eq(&self, other: &Self) -> bool {
+        self.event_type == other.event_type
+            && self.result_schema == other.result_schema
+            && self.payload() == other.payload()
+    }
 }
 
 /// Why a [`DynEvent`] could not be built.
@@ -124,7 +154,7 @@ impl DynEvent {
         }
         Ok(DynEvent {
             event_type,
-            payload,
+            payload: Payload::Parsed(payload),
             result_schema: None,
         })
     }
@@ -132,8 +162,38 @@ impl DynEvent {
     pub(crate) fn from_parts(event_type: String, payload: Map<String, Value>) -> Self {
         DynEvent {
             event_type,
-            payload,
+            payload: Payload::Parsed(payload),
             result_schema: None,
+        }
+    }
+
+    /// A payload read from text: each field's compact JSON text (valid JSON, checked by the
+    /// decoder), parsed on first use.
+    pub(crate) fn from_text_fields(event_type: String, fields: Vec<(String, Box<str>)>) -> Self {
+        DynEvent {
+            event_type,
+            payload: Payload::Text {
+                fields,
+                parsed: OnceLock::new(),
+            },
+            result_schema: None,
+        }
+    }
+
+    /// The payload fields as the compact JSON text they were read from, if the event was read
+    /// from text: what encoders write instead of parsing them.
+    pub(crate) fn text_fields(&self) -> Option<&[(String, Box<str>)]> {
+        match &self.payload {
+            Payload::Text { fields, .. } => Some(fields),
+            Payload::Parsed(_) => None,
+        }
+    }
+
+    /// Whether the payload has been parsed (or never was text).
+    pub(crate) fn is_parsed(&self) -> bool {
+        match &self.payload {
+            Payload::Parsed(_) => true,
+            Payload::Text { parsed, .. } => parsed.get().is_some(),
         }
     }
 
@@ -157,12 +217,25 @@ impl DynEvent {
 
     /// The payload fields.
     pub fn payload(&self) -> &Map<String, Value> {
-        &self.payload
+        match &self.payload {
+            Payload::Parsed(map) => map,
+            Payload::Text { fields, parsed } => parsed.get_or_init(|| {
+                fields
+                    .iter()
+                    .map(|(key, text)| {
+                        // The decoder checked the text; a failure here cannot happen, and would
+                        // leave the field null rather than panic.
+                        let value = serde_json::from_str(text).unwrap_or(Value::Null);
+                        (key.clone(), value)
+                    })
+                    .collect()
+            }),
+        }
     }
 
     /// One payload field.
     pub fn get(&self, key: &str) -> Option<&Value> {
-        self.payload.get(key)
+        self.payload().get(key)
     }
 
     /// Decodes the payload into a typed event struct.
@@ -173,14 +246,14 @@ impl DynEvent {
     pub fn decode<E: super::Event>(
         &self,
     ) -> Result<E, serde_path_to_error::Error<serde_json::Error>> {
-        serde_path_to_error::deserialize(&self.payload)
+        serde_path_to_error::deserialize(self.payload())
     }
 }
 
 impl std::ops::Index<&str> for DynEvent {
     type Output = Value;
     fn index(&self, key: &str) -> &Value {
-        self.payload.get(key).unwrap_or(&Value::Null)
+        self.payload().get(key).unwrap_or(&Value::Null)
     }
 }
 

@@ -137,11 +137,8 @@ impl WalMiddleware {
         self.last_error.lock().take()
     }
 
-    fn write(&self, line: Result<Vec<u8>, serde_json::Error>) -> Result<(), WalError> {
-        match line {
-            Ok(line) => self.writer.write_line(&line),
-            Err(e) => Err(self.writer.write_error(std::io::Error::other(e))),
-        }
+    fn write(&self, line: &[u8]) -> Result<(), WalError> {
+        self.writer.write_line(line)
     }
 
     fn record_error(&self, bus: &EventBus, event: &AnyEvent, error: WalError) {
@@ -157,11 +154,10 @@ impl WalMiddleware {
 }
 
 /// An event's JSON as one line, newline included.
-fn line_of(value: &serde_json::Value) -> Result<Vec<u8>, serde_json::Error> {
-    let mut line = Vec::with_capacity(512);
-    serde_json::to_writer(&mut line, value)?;
+fn line_of(event: &AnyEvent, results: bool) -> Vec<u8> {
+    let mut line = crate::wire::encode::event_json_text(event.inner(), results);
     line.push(b'\n');
-    Ok(line)
+    line
 }
 
 impl Middleware for WalMiddleware {
@@ -169,7 +165,7 @@ impl Middleware for WalMiddleware {
         if !self.dispatch_records {
             return;
         }
-        let line = line_of(&event.to_json());
+        let line = line_of(event, false);
         let result = {
             let mut open = self.open.lock();
             // Completed already (on another thread: its completion record is written, or is about
@@ -181,7 +177,7 @@ impl Middleware for WalMiddleware {
                 open.clear();
             }
             open.insert(event.event_id());
-            self.write(line)
+            self.write(&line)
         };
         // Synced outside the lock, so records of concurrent events can share one flush.
         let result = result.and_then(|()| self.writer.sync_if_needed());
@@ -194,11 +190,11 @@ impl Middleware for WalMiddleware {
         if status != EventStatus::Completed {
             return;
         }
-        let line = line_of(&event.to_json_with_results());
+        let line = line_of(event, true);
         let result = {
             let mut open = self.open.lock();
             open.remove(&event.event_id());
-            self.write(line)
+            self.write(&line)
         };
         // Synced outside the lock, so records of concurrent events can share one flush.
         let result = result.and_then(|()| self.writer.sync_if_needed());

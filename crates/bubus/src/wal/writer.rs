@@ -115,7 +115,7 @@ impl WalWriter {
     ///
     /// [`WalError::Write`] if writing (or, with [`FsyncPolicy::EveryRecord`], syncing) fails.
     pub fn append_event(&self, event: &AnyEvent) -> Result<(), WalError> {
-        self.append(&event.to_json())
+        self.append_text(event, false)
     }
 
     /// Appends `event` with its handlers' results ([`AnyEvent::to_json_with_results`]) — a
@@ -125,7 +125,13 @@ impl WalWriter {
     ///
     /// As [`append_event`](Self::append_event).
     pub fn append_event_with_results(&self, event: &AnyEvent) -> Result<(), WalError> {
-        self.append(&event.to_json_with_results())
+        self.append_text(event, true)
+    }
+
+    fn append_text(&self, event: &AnyEvent, results: bool) -> Result<(), WalError> {
+        let mut line = crate::wire::encode::event_json_text(event.inner(), results);
+        line.push(b'\n');
+        self.append_line(&line)
     }
 
     /// Appends any JSON value as one compact line.

@@ -6,14 +6,19 @@ use std::sync::Arc;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
+use std::borrow::Cow;
+
+use serde_json::value::RawValue;
+
 use super::DecodeError;
 use super::depth::{MAX_JSON_DEPTH, value_depth};
 use super::extra::{EventExtra, is_forward_compatible_key};
+use super::raw::{RawObject, compact};
 use super::schema::ResultType;
 use crate::error::{HandlerError, HandlerErrorKind, WireError};
 use crate::event::inner::{EventInner, RestoredEvent};
 use crate::event::{
-    DEFAULT_EVENT_VERSION, EventConcurrency, EventConfig, EventStatus, HandlerCompletion,
+    DEFAULT_EVENT_VERSION, DynEvent, EventConcurrency, EventConfig, EventStatus, HandlerCompletion,
     HandlerConcurrency,
 };
 use crate::handler::{HandlerId, HandlerMeta};
@@ -127,6 +132,17 @@ fn opt_enum<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// A field of the event object being decoded: parsed already, or the text of its value.
+enum Field<'a> {
+    Parsed(&'a Value),
+    Text(&'a RawValue),
+}
+
+/// Whether a key is a payload field (not metadata, nor reserved).
+fn is_payload_key(key: &str) -> bool {
+    !key.starts_with("event_") && !key.starts_with("model_") && !RESERVED_KEYS.contains(&key)
+}
+
 /// Parses an event object. Missing keys take their defaults (a new id, now, pending, …).
 pub(crate) fn decode_event(value: &Value) -> Result<Arc<EventInner>, DecodeError> {
     let Value::Object(object) = value else {
@@ -135,6 +151,22 @@ pub(crate) fn decode_event(value: &Value) -> Result<Arc<EventInner>, DecodeError
             format!("expected an event object, got {}", kind_of(value)),
         ));
     };
+    decode_fields(object.iter().map(|(k, v)| (k, Field::Parsed(v))))
+}
+
+/// Parses an event from its JSON text. The payload fields are not parsed: they are kept as
+/// compact text (see `raw.rs`), so reading an event costs close to its text whatever it carries.
+pub(crate) fn decode_event_text(text: &str) -> Result<Arc<EventInner>, DecodeError> {
+    let RawObject(fields) = serde_json::from_str(text).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => err("", e.to_string()),
+        _ => err("", format!("invalid JSON: {e}")),
+    })?;
+    decode_fields(fields.iter().map(|(k, v)| (k, Field::Text(v))))
+}
+
+fn decode_fields<'a>(
+    fields: impl Iterator<Item = (&'a String, Field<'a>)>,
+) -> Result<Arc<EventInner>, DecodeError> {
     let mut event_type: Option<String> = None;
     let mut version: Option<String> = None;
     let mut legacy_version: Option<String> = None;
@@ -149,15 +181,46 @@ pub(crate) fn decode_event(value: &Value) -> Result<Arc<EventInner>, DecodeError
     let mut started_at: Option<Timestamp> = None;
     let mut completed_at: Option<Timestamp> = None;
     let mut processed_at: Option<Timestamp> = None;
-    let mut raw_results: Option<&Value> = None;
+    let mut raw_results: Option<Cow<'a, Value>> = None;
     let mut payload = Map::new();
+    let mut text_payload: Vec<(String, Box<str>)> = Vec::new();
     let mut extra = EventExtra::default();
 
-    for (key, v) in object {
+    for (key, field) in fields {
         let k = key.as_str();
-        if k != "event_results" {
-            check_depth(k, v, MAX_JSON_DEPTH)?;
+        if is_payload_key(k) {
+            match field {
+                Field::Parsed(v) => {
+                    check_depth(k, v, MAX_JSON_DEPTH)?;
+                    payload.insert(key.clone(), v.clone());
+                }
+                Field::Text(text) => {
+                    let (compact, _) = compact(text.get(), MAX_JSON_DEPTH).map_err(|_| {
+                        err(
+                            k,
+                            format!(
+                                "nests more than {MAX_JSON_DEPTH} levels of arrays and objects"
+                            ),
+                        )
+                    })?;
+                    text_payload.push((key.clone(), compact));
+                }
+            }
+            continue;
         }
+        let v: Cow<'a, Value> = match field {
+            Field::Parsed(v) => Cow::Borrowed(v),
+            Field::Text(text) => Cow::Owned(
+                serde_json::from_str(text.get())
+                    .map_err(|e| err(k, format!("invalid JSON: {e}")))?,
+            ),
+        };
+        if k == "event_results" {
+            raw_results = Some(v);
+            continue;
+        }
+        let v = &*v;
+        check_depth(k, v, MAX_JSON_DEPTH)?;
         match k {
             "event_type" => {
                 let t = string(k, v)?;
@@ -259,7 +322,6 @@ pub(crate) fn decode_event(value: &Value) -> Result<Arc<EventInner>, DecodeError
             "event_completed_at" => completed_at = opt_timestamp(k, v)?,
             // Python 1.x.
             "event_processed_at" => processed_at = opt_timestamp(k, v)?,
-            "event_results" => raw_results = Some(v),
             // Metadata a newer runtime added: kept and written back, never a reason to refuse
             // the event (it is not payload: `event_*` keys are reserved for metadata).
             _ if k.starts_with("event_") => {
@@ -268,14 +330,11 @@ pub(crate) fn decode_event(value: &Value) -> Result<Arc<EventInner>, DecodeError
             _ if k.starts_with("model_") => {
                 return Err(err(k, "model_* keys are reserved by the Python runtime"));
             }
-            _ if RESERVED_KEYS.contains(&k) => {
+            _ => {
                 return Err(err(
                     k,
                     "reserved by the reference runtimes for their own API",
                 ));
-            }
-            _ => {
-                payload.insert(key.clone(), v.clone());
             }
         }
     }
@@ -292,7 +351,7 @@ pub(crate) fn decode_event(value: &Value) -> Result<Arc<EventInner>, DecodeError
     let version = version
         .or(legacy_version)
         .unwrap_or_else(|| DEFAULT_EVENT_VERSION.to_owned());
-    let results = match raw_results {
+    let results = match raw_results.as_deref() {
         None | Some(Value::Null) => Vec::new(),
         Some(raw) => decode_results(
             raw,
@@ -304,7 +363,12 @@ pub(crate) fn decode_event(value: &Value) -> Result<Arc<EventInner>, DecodeError
             },
         )?,
     };
-    let payload = crate::event::DynEvent::from_parts(event_type.clone(), payload);
+    // Read from text, the fields stay text; read from a value, they are values.
+    let payload = if text_payload.is_empty() {
+        DynEvent::from_parts(event_type.clone(), payload)
+    } else {
+        DynEvent::from_text_fields(event_type.clone(), text_payload)
+    };
     Ok(EventInner::restored(RestoredEvent {
         id: id.unwrap_or_else(|| crate::event::inner::new_event_id(created_at)),
         event_type,

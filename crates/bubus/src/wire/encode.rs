@@ -7,6 +7,7 @@ use std::sync::{Arc, Weak};
 use serde_json::{Map, Value};
 
 use super::extra::{blocks_parent_completion, write_unknown};
+use crate::event::DynEvent;
 use crate::event::inner::{BusPhase, EventInner};
 use crate::result::{ResultRecord, ResultSlot};
 use crate::time::Timestamp;
@@ -35,6 +36,59 @@ pub(crate) fn event_json(event: &EventInner, results: bool) -> Map<String, Value
             Map::new()
         }
     };
+    event_map(event, results, payload)
+}
+
+/// [`event_json`] as compact text. An event read from text writes its payload fields as the text
+/// they were read as, without parsing them: a log copied or printed costs about its own size.
+pub(crate) fn event_json_text(event: &EventInner, results: bool) -> Vec<u8> {
+    let text_fields = event
+        .own_payload::<DynEvent>()
+        .and_then(DynEvent::text_fields);
+    let Some(fields) = text_fields else {
+        return Value::Object(event_json(event, results))
+            .to_string()
+            .into_bytes();
+    };
+    let mut out = event_map(event, results, Map::new());
+    let event_results = out.shift_remove("event_results");
+    let mut text = Vec::with_capacity(
+        512 + fields
+            .iter()
+            .map(|(key, value)| key.len() + value.len() + 4)
+            .sum::<usize>(),
+    );
+    // (Writing JSON into a vector cannot fail.)
+    text.push(b'{');
+    for (key, value) in &out {
+        push_key(&mut text, key);
+        let _ = serde_json::to_writer(&mut text, value);
+    }
+    for (key, value) in fields {
+        if !out.contains_key(key) {
+            push_key(&mut text, key);
+            text.extend_from_slice(value.as_bytes());
+        }
+    }
+    if let Some(results) = &event_results {
+        push_key(&mut text, "event_results");
+        let _ = serde_json::to_writer(&mut text, results);
+    }
+    text.push(b'}');
+    text
+}
+
+/// `"key":` after the `{` or a `,`.
+fn push_key(text: &mut Vec<u8>, key: &str) {
+    if text.last() != Some(&b'{') {
+        text.push(b',');
+    }
+    let _ = serde_json::to_writer(&mut *text, key);
+    text.push(b':');
+}
+
+/// The event's JSON object with `payload` as its payload fields.
+fn event_map(event: &EventInner, results: bool, payload: Map<String, Value>) -> Map<String, Value> {
     let result_type = (event.kind.result_schema)(event).unwrap_or(Value::Null);
     let st = event.state.lock();
     let c = &st.config;

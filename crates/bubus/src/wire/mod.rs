@@ -4,6 +4,7 @@ pub(crate) mod decode;
 pub(crate) mod depth;
 pub(crate) mod encode;
 pub(crate) mod extra;
+pub(crate) mod raw;
 pub(crate) mod schema;
 mod validate;
 
@@ -89,8 +90,19 @@ impl AnyEvent {
     }
 
     /// [`to_json`](Self::to_json) as compact text (what a bridge sends, a log line holds).
+    ///
+    /// An event read from text ([`from_json_str`](Self::from_json_str), a log reader) writes its
+    /// payload fields as the compact text they were read as, without parsing them — the same
+    /// values; numbers and string escapes are spelled as they came. So copying or printing a log
+    /// costs about the size of its lines, whatever their payloads hold.
     pub fn to_json_string(&self) -> String {
-        self.to_json().to_string()
+        text(encode::event_json_text(self.inner(), false))
+    }
+
+    /// [`to_json_with_results`](Self::to_json_with_results) as compact text, written as
+    /// [`to_json_string`](Self::to_json_string) writes it.
+    pub fn to_json_string_with_results(&self) -> String {
+        text(encode::event_json_text(self.inner(), true))
     }
 
     /// The event's JSON as Python bubus 1.x reads and writes it (checked against bubus 1.5.6,
@@ -153,9 +165,7 @@ impl AnyEvent {
     ///
     /// A [`DecodeError`]; truncated or invalid JSON is reported with its position.
     pub fn from_json_str(text: &str) -> Result<AnyEvent, DecodeError> {
-        let value: Value = serde_json::from_str(text)
-            .map_err(|e| DecodeError::new("", format!("invalid JSON: {e}")))?;
-        AnyEvent::from_json(&value)
+        decode::decode_event_text(text).map(AnyEvent::from_inner)
     }
 
     /// A fresh, undispatched copy of this event with a new id: same type, payload, configuration,
@@ -190,6 +200,11 @@ impl<P: EventPayload> EventHandle<P> {
     /// See [`AnyEvent::to_json_string`].
     pub fn to_json_string(&self) -> String {
         self.as_ref().to_json_string()
+    }
+
+    /// See [`AnyEvent::to_json_string_with_results`].
+    pub fn to_json_string_with_results(&self) -> String {
+        self.as_ref().to_json_string_with_results()
     }
 
     /// See [`AnyEvent::to_json_python1`].
@@ -269,6 +284,11 @@ impl<R: EventResultValue> EventResult<R> {
         extra::write_unknown(&mut out, self.wire_extra.as_deref());
         Value::Object(out)
     }
+}
+
+/// JSON text as a `String` (it is UTF-8: the encoder writes only strings and JSON it validated).
+fn text(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
 }
 
 pub(crate) fn _assert_send_sync() {
