@@ -20,18 +20,9 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { BaseEvent, EventBus } from 'abxbus'
+import { finish, mismatch, ok, plain, short } from './checks.mjs'
 
 const dir = process.argv[2]
-let mismatches = 0
-const ok = (check) => console.log(`@@ok ${check}`)
-const mismatch = (check, what) => {
-  mismatches += 1
-  console.log(`@@mismatch ${check}: ${what}`)
-}
-const short = (value) => {
-  const text = JSON.stringify(value) ?? 'undefined'
-  return text.length <= 300 ? text : `${text.slice(0, 300)}…`
-}
 const same = (a, b) => {
   if (a === b) return true
   if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null) return false
@@ -40,7 +31,6 @@ const same = (a, b) => {
   const kb = Object.keys(b).filter((k) => b[k] !== null)
   return ka.length === kb.length && ka.every((k) => same(a[k], b[k]))
 }
-const plain = (value) => JSON.parse(JSON.stringify(value))
 const isEventJson = (value) =>
   typeof value === 'object' && value !== null && typeof value.event_type === 'string' && typeof value.event_id === 'string'
 
@@ -132,8 +122,4 @@ lines.forEach((line, i) => {
 })
 if (good) ok(`wal: every line (${lines.length})`)
 
-if (mismatches > 0) {
-  console.error(`${mismatches} mismatches`)
-  process.exit(1)
-}
-process.exit(0)
+finish()

@@ -15,21 +15,12 @@ import { execFileSync } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { BaseEvent, EventBus } from 'abxbus'
+import { finish, mismatch, ok, plain, short } from './checks.mjs'
 import { z } from 'zod'
 
 const [binary, workdir] = process.argv.slice(2)
 mkdirSync(workdir, { recursive: true })
-let mismatches = 0
 
-const ok = (check) => console.log(`@@ok ${check}`)
-const mismatch = (check, what) => {
-  mismatches += 1
-  console.log(`@@mismatch ${check}: ${what}`)
-}
-const short = (value) => {
-  const text = JSON.stringify(value) ?? 'undefined'
-  return text.length <= 300 ? text : `${text.slice(0, 300)}…`
-}
 // Structural equality of JSON values.
 const same = (a, b) => {
   if (a === b) return true
@@ -78,8 +69,6 @@ const runBinary = (mode, payload, name) => {
   execFileSync(binary, [mode, input, output], { stdio: ['ignore', 'inherit', 'inherit'] })
   return JSON.parse(readFileSync(output, 'utf8'))
 }
-// What TypeScript's own JSON of a value gives (undefined keys dropped).
-const plain = (value) => JSON.parse(JSON.stringify(value))
 
 // --- Events ------------------------------------------------------------------------------------
 
@@ -159,8 +148,4 @@ for (const [id, event] of Object.entries(own.event_history)) {
 }
 if (good) ok('bus: every field survives TypeScript restoring it')
 
-if (mismatches > 0) {
-  console.error(`${mismatches} mismatches`)
-  process.exit(1)
-}
-process.exit(0)
+finish()

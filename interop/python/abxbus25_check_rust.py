@@ -27,26 +27,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel
 
 from abxbus import BaseEvent, EventBus
-
-MISMATCHES: list[str] = []
-
-
-def ok(check: str) -> None:
-    print(f'@@ok {check}', flush=True)
-
-
-def mismatch(check: str, what: str) -> None:
-    MISMATCHES.append(f'{check}: {what}')
-    print(f'@@mismatch {check}: {what}', flush=True)
-
-
-def short(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= 300 else text[:300] + '…'
-
+from checks import accepts, finish, mismatch, ok, short
 
 class LineItem(BaseModel):
     sku: str
@@ -69,14 +53,6 @@ class PickItems(BaseEvent[list[str]]):
 
 
 TYPED = {cls.__name__: cls for cls in (OrderPlaced, ChargeCard, PickItems)}
-
-
-def accepts(result_type: Any, value: Any) -> bool:
-    try:
-        TypeAdapter(result_type).validate_python(value)
-    except ValidationError:
-        return False
-    return True
 
 
 def compare_result(check: str, expected: dict[str, Any], actual: dict[str, Any]) -> bool:
@@ -203,9 +179,7 @@ async def main() -> None:
     check_events(directory)
     await check_snapshot(directory)
     check_wal(directory)
-    if MISMATCHES:
-        print(f'{len(MISMATCHES)} mismatches', file=sys.stderr)
-        sys.exit(1)
+    finish()
 
 
 if __name__ == '__main__':

@@ -24,28 +24,12 @@ from pathlib import Path
 from types import NoneType
 from typing import Any
 
-from pydantic import BaseModel, TypeAdapter, ValidationError
+from pydantic import BaseModel
 from typing_extensions import TypedDict
 
 from abxbus import BaseEvent, EventBus
+from checks import accepts, finish, mismatch, ok, short
 from abxbus.helpers import CleanShutdownQueue
-
-MISMATCHES: list[str] = []
-
-
-def ok(check: str) -> None:
-    print(f'@@ok {check}', flush=True)
-
-
-def mismatch(check: str, what: str) -> None:
-    MISMATCHES.append(f'{check}: {what}')
-    print(f'@@mismatch {check}: {what}', flush=True)
-
-
-def short(value: Any) -> str:
-    text = json.dumps(value, sort_keys=True, default=str)
-    return text if len(text) <= 300 else text[:300] + '…'
-
 
 def compare_fields(check: str, expected: dict[str, Any], actual: dict[str, Any], skip: tuple[str, ...] = ()) -> bool:
     """Every key of `expected` is in `actual` with the same value."""
@@ -283,13 +267,6 @@ async def completed_cases() -> list[Case]:
 def check_result_type(check: str, original: Any, schema: Any, case: Case) -> None:
     hydrated = BaseEvent[Any].model_validate({'event_type': 'SchemaCheck', 'event_result_type': schema}).event_result_type
 
-    def accepts(result_type: Any, value: Any) -> bool:
-        try:
-            TypeAdapter(result_type).validate_python(value)
-        except ValidationError:
-            return False
-        return True
-
     good = True
     for value in [*case.accepts, *case.rejects]:
         expected = value in case.accepts
@@ -421,9 +398,7 @@ async def main() -> None:
     check_events(binary, workdir, await completed_cases(), 'completed')
     check_future_keys(binary, workdir)
     await check_bus(binary, workdir)
-    if MISMATCHES:
-        print(f'{len(MISMATCHES)} mismatches', file=sys.stderr)
-        sys.exit(1)
+    finish()
 
 
 if __name__ == '__main__':

@@ -19,29 +19,11 @@ fn workdir(name: &str) -> PathBuf {
     dir
 }
 
-/// Runs a peer's check and returns its `@@ok` lines; fails with its report if any check failed.
-fn run_peer(mut command: Command, what: &str, dir: &Path) -> Vec<String> {
-    let done = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let stdout = String::from_utf8_lossy(&done.stdout);
-    let stderr = String::from_utf8_lossy(&done.stderr);
-    let mismatches: Vec<&str> = stdout
-        .lines()
-        .filter(|l| l.starts_with("@@mismatch"))
-        .collect();
-    assert!(
-        done.status.success() && mismatches.is_empty(),
-        "{what} failed ({}):\n{}\n--- stdout ---\n{stdout}\n--- stderr ---\n{stderr}",
-        done.status,
-        mismatches.join("\n"),
-    );
+/// Runs a peer's check (see `peers::run_checks`) and clears its working folder.
+fn run_peer(command: Command, what: &str, dir: &Path) -> Vec<String> {
+    let passed = peers::run_checks(command, what);
     let _ = std::fs::remove_dir_all(dir);
-    stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("@@ok "))
-        .map(str::to_owned)
-        .collect()
+    passed
 }
 
 #[test]

@@ -44,3 +44,31 @@ pub fn bubus_python() -> PathBuf {
 pub fn node_abxbus_dir() -> PathBuf {
     env_sh("node-abxbus")
 }
+
+/// Runs a peer's check script and returns the checks that held (its `@@ok <check>` lines).
+///
+/// The scripts of `interop/` print `@@ok <check>` for every check that held and
+/// `@@mismatch <check>: <what>` for every field that did not, and exit non-zero if any did not;
+/// this fails the test with the mismatches, the script's output and its stderr in that case.
+pub fn run_checks(mut command: Command, what: &str) -> Vec<String> {
+    let done = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    let mismatches: Vec<&str> = stdout
+        .lines()
+        .filter(|line| line.starts_with("@@mismatch"))
+        .collect();
+    assert!(
+        done.status.success() && mismatches.is_empty(),
+        "{what} failed ({}):\n{}\n--- stdout ---\n{stdout}\n--- stderr ---\n{}",
+        done.status,
+        mismatches.join("\n"),
+        String::from_utf8_lossy(&done.stderr),
+    );
+    stdout
+        .lines()
+        .filter_map(|line| line.strip_prefix("@@ok "))
+        .map(str::to_owned)
+        .collect()
+}

@@ -80,30 +80,6 @@ fn scratch(name: &str) -> PathBuf {
     dir
 }
 
-/// Runs a peer's check; fails with its report unless every check held. Returns the `@@ok` lines.
-fn run_peer(mut command: Command, what: &str) -> Vec<String> {
-    let done = command
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let stdout = String::from_utf8_lossy(&done.stdout);
-    let mismatches: Vec<&str> = stdout
-        .lines()
-        .filter(|l| l.starts_with("@@mismatch"))
-        .collect();
-    assert!(
-        done.status.success() && mismatches.is_empty(),
-        "{what} failed ({}):\n{}\n--- stdout ---\n{stdout}\n--- stderr ---\n{}",
-        done.status,
-        mismatches.join("\n"),
-        String::from_utf8_lossy(&done.stderr),
-    );
-    stdout
-        .lines()
-        .filter_map(|l| l.strip_prefix("@@ok "))
-        .map(str::to_owned)
-        .collect()
-}
-
 fn python(script: &str, dir: &Path) -> Command {
     let mut command = Command::new(peers::abxbus_python());
     command
@@ -261,7 +237,7 @@ async fn rust_events_snapshots_and_wal_lines_load_in_python_and_typescript_with_
     let dir = scratch("rust-to-peers");
     write_rust_files(&dir).await;
 
-    let passed = run_peer(
+    let passed = peers::run_checks(
         python("abxbus25_check_rust.py", &dir),
         "Python abxbus reading Rust",
     );
@@ -282,7 +258,7 @@ async fn rust_events_snapshots_and_wal_lines_load_in_python_and_typescript_with_
             "Python: no `{check}` check passed: {passed:#?}"
         );
     }
-    let passed = run_peer(
+    let passed = peers::run_checks(
         node("abxbus_check_rust.mjs", &dir),
         "TypeScript abxbus reading Rust",
     );
@@ -398,7 +374,7 @@ fn check_peer_files(dir: &Path, peer: &str) {
 #[test]
 fn python_events_snapshots_and_wal_lines_read_in_rust_with_every_field() {
     let dir = scratch("python-to-rust");
-    let passed = run_peer(python("abxbus25_write.py", &dir), "Python abxbus writing");
+    let passed = peers::run_checks(python("abxbus25_write.py", &dir), "Python abxbus writing");
     assert!(passed.iter().any(|ok| ok == "written"), "{passed:?}");
     check_peer_files(&dir, "Python");
     let _ = std::fs::remove_dir_all(&dir);
@@ -407,7 +383,7 @@ fn python_events_snapshots_and_wal_lines_read_in_rust_with_every_field() {
 #[test]
 fn typescript_events_snapshots_and_log_lines_read_in_rust_with_every_field() {
     let dir = scratch("typescript-to-rust");
-    let passed = run_peer(node("abxbus_write.mjs", &dir), "TypeScript abxbus writing");
+    let passed = peers::run_checks(node("abxbus_write.mjs", &dir), "TypeScript abxbus writing");
     assert!(passed.iter().any(|ok| ok == "written"), "{passed:?}");
     check_peer_files(&dir, "TypeScript");
     let _ = std::fs::remove_dir_all(&dir);

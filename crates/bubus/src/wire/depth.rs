@@ -368,49 +368,28 @@ impl<'a> ser::Serializer for &'a mut Counter {
     }
 }
 
-impl ser::SerializeSeq for Compound<'_> {
-    type Ok = ();
-    type Error = TooDeep;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TooDeep> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), TooDeep> {
-        Compound::end(self)
-    }
+/// The compound traits whose elements are walked one by one, and what each calls its method.
+macro_rules! elements {
+    ($($trait:ident::$method:ident),* $(,)?) => {$(
+        impl ser::$trait for Compound<'_> {
+            type Ok = ();
+            type Error = TooDeep;
+            fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TooDeep> {
+                self.element(value)
+            }
+            fn end(self) -> Result<(), TooDeep> {
+                Compound::end(self)
+            }
+        }
+    )*};
 }
 
-impl ser::SerializeTuple for Compound<'_> {
-    type Ok = ();
-    type Error = TooDeep;
-    fn serialize_element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TooDeep> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), TooDeep> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTupleStruct for Compound<'_> {
-    type Ok = ();
-    type Error = TooDeep;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TooDeep> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), TooDeep> {
-        Compound::end(self)
-    }
-}
-
-impl ser::SerializeTupleVariant for Compound<'_> {
-    type Ok = ();
-    type Error = TooDeep;
-    fn serialize_field<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TooDeep> {
-        self.element(value)
-    }
-    fn end(self) -> Result<(), TooDeep> {
-        Compound::end(self)
-    }
-}
+elements!(
+    SerializeSeq::serialize_element,
+    SerializeTuple::serialize_element,
+    SerializeTupleStruct::serialize_field,
+    SerializeTupleVariant::serialize_field,
+);
 
 impl ser::SerializeMap for Compound<'_> {
     type Ok = ();
