@@ -28,8 +28,8 @@ from pydantic import BaseModel
 from typing_extensions import TypedDict
 
 from abxbus import BaseEvent, EventBus
-from checks import accepts, finish, mismatch, ok, short
 from abxbus.helpers import CleanShutdownQueue
+from checks import accepts, finish, mismatch, ok, short
 
 def compare_fields(check: str, expected: dict[str, Any], actual: dict[str, Any], skip: tuple[str, ...] = ()) -> bool:
     """Every key of `expected` is in `actual` with the same value."""
