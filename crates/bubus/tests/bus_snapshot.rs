@@ -58,7 +58,8 @@ async fn snapshot_has_the_reference_shape() {
     assert_eq!(history.len(), 1);
     let event = history.values().next().unwrap();
     assert_eq!(event["event_status"], "completed");
-    assert_eq!(event["event_results"][0]["result"], "h1:1");
+    let handler_id = handler_ids[0].as_str().unwrap();
+    assert_eq!(event["event_results"][handler_id]["result"], "h1:1");
     assert_eq!(snapshot["pending_event_queue"], json!([]));
 }
 
@@ -215,4 +216,146 @@ async fn snapshot_round_trips_through_restore() {
     assert_eq!(again["event_history"], snapshot["event_history"]);
     assert_eq!(again["handlers"], snapshot["handlers"]);
     assert_eq!(again["handlers_by_key"], snapshot["handlers_by_key"]);
+}
+
+/// A bus snapshot Python abxbus 2.5.79 wrote (`EventBus.model_dump()`): one completed event, two
+/// queued ones put straight into its queue (so their `event_path` is empty), one with a seeded
+/// result and a payload field its class does not declare.
+fn python_snapshot() -> serde_json::Value {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/wire/snapshots/py25_queued.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
+}
+
+#[test]
+fn a_newer_runtimes_snapshot_keeps_the_keys_this_version_does_not_know() {
+    let input = python_snapshot();
+    let restored = EventBus::restore(&input).expect("a 2.5 snapshot restores");
+    let out = restored.snapshot();
+    for key in ["event_ttl", "event_result_ttl"] {
+        assert!(input.get(key).is_some(), "the golden has {key}");
+        assert_eq!(out[key], input[key], "{key}");
+    }
+    // Handler entries come back exactly, `handler_result_ttl` included.
+    assert_eq!(out["handlers"], input["handlers"]);
+    assert_eq!(out["handlers_by_key"], input["handlers_by_key"]);
+    assert_eq!(out["pending_event_queue"], input["pending_event_queue"]);
+    for (id, event) in input["event_history"].as_object().unwrap() {
+        let again = &out["event_history"][id];
+        for (key, value) in event.as_object().unwrap() {
+            if key != "event_pending_bus_count" && key != "event_path" {
+                assert_eq!(&again[key], value, "event {id}: {key}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn restored_queued_events_keep_the_event_path_of_the_snapshot() {
+    let input = python_snapshot();
+    let queued: Vec<String> = input["pending_event_queue"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|id| id.as_str().unwrap().to_owned())
+        .collect();
+    let restored = EventBus::restore(&input).unwrap();
+    let out = restored.snapshot();
+    for id in &queued {
+        assert_eq!(input["event_history"][id]["event_path"], json!([]));
+        assert_eq!(out["event_history"][id]["event_path"], json!([]), "{id}");
+    }
+    // They still run here (the placeholders of Python's handlers return null), and their path
+    // still says what the snapshot said.
+    assert!(
+        restored
+            .wait_until_idle(Some(std::time::Duration::from_secs(10)))
+            .await
+    );
+    for id in &queued {
+        let event = restored.find_event_by_id(id.parse().unwrap()).unwrap();
+        assert_eq!(event.event_status(), EventStatus::Completed, "{id}");
+        assert!(event.event_path().is_empty(), "{id}");
+        assert_eq!(event.to_json()["event_path"], json!([]));
+    }
+}
+
+/// A snapshot of a bus whose in-flight `Parent` has a queued `Child` that Python marked as not
+/// blocking its parent's completion (`blocks`), or said nothing about (`None`).
+fn lineage_snapshot(blocks: Option<bool>) -> serde_json::Value {
+    let bus = "018f8e40-1234-7000-8000-00000000cc01";
+    let parent = "018f8e40-1234-7000-8000-00000000cc02";
+    let child = "018f8e40-1234-7000-8000-00000000cc03";
+    let handler = "0d7c4373-855f-5347-b20c-09f929432bfe";
+    let mut child_json = json!({
+        "event_type": "Child",
+        "event_id": child,
+        "event_parent_id": parent,
+        "event_emitted_by_handler_id": handler,
+        "event_path": ["Lineage#cc01"],
+        "event_status": "pending",
+    });
+    if let Some(blocks) = blocks {
+        child_json["event_blocks_parent_completion"] = json!(blocks);
+    }
+    json!({
+        "id": bus,
+        "name": "Lineage",
+        // Both at once, and no timeout to cut the child short.
+        "event_concurrency": "parallel",
+        "event_timeout": null,
+        "event_history": {
+            parent: {
+                "event_type": "Parent",
+                "event_id": parent,
+                "event_path": ["Lineage#cc01"],
+                "event_status": "started",
+            },
+            child: child_json,
+        },
+        "pending_event_queue": [child],
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_restored_child_that_does_not_block_its_parent_is_not_waited_for() {
+    use std::time::Duration;
+    for blocks in [Some(false), Some(true), None] {
+        let restored = EventBus::restore(&lineage_snapshot(blocks)).unwrap();
+        let release = std::sync::Arc::new(tokio::sync::Notify::new());
+        let gate = release.clone();
+        restored.on_pattern("Child", move |_: AnyEvent| {
+            let gate = gate.clone();
+            async move { gate.notified().await }
+        });
+        let parent = restored
+            .find_event_by_id("018f8e40-1234-7000-8000-00000000cc02".parse().unwrap())
+            .unwrap();
+        let child = restored
+            .find_event_by_id("018f8e40-1234-7000-8000-00000000cc03".parse().unwrap())
+            .unwrap();
+        assert_eq!(
+            parent.event_children().len(),
+            1,
+            "{blocks:?}: listed as a child"
+        );
+        // A restored queue is processed from the first dispatch on.
+        let _kick = restored.dispatch(DynEvent::new("Kick", json!({})).unwrap());
+        // The child's handler holds it open; does the parent complete meanwhile? (The paused
+        // clock moves on only once every task is stuck.)
+        let parent_done = tokio::time::timeout(Duration::from_secs(30), parent.clone()).await;
+        let waits = blocks != Some(false);
+        assert_eq!(parent_done.is_err(), waits, "{blocks:?}");
+        assert!(
+            !child.is_complete(),
+            "{blocks:?}: the child is still running"
+        );
+        release.notify_one();
+        child.clone().await.unwrap();
+        parent.clone().await.unwrap();
+        assert_eq!(
+            child.to_json()["event_blocks_parent_completion"],
+            blocks.unwrap_or(true)
+        );
+    }
 }

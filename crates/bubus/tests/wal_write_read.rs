@@ -105,9 +105,13 @@ async fn each_event_gets_a_dispatch_record_then_a_completion_record_with_results
     let completion = &lines[1];
     assert_eq!(completion["event_id"], first.event_id().to_string());
     assert_eq!(completion["event_status"], "completed");
-    assert_eq!(completion["event_results"].as_array().unwrap().len(), 2);
-    assert_eq!(completion["event_results"][0]["result"], 10);
-    assert_eq!(completion["event_results"][0]["status"], "completed");
+    // Keyed by handler id, as the Python and TypeScript runtimes write them.
+    let results = completion["event_results"].as_object().unwrap();
+    assert_eq!(results.len(), 2);
+    let (handler_id, first_result) = results.iter().next().unwrap();
+    assert_eq!(first_result["handler_id"], handler_id.as_str());
+    assert_eq!(first_result["result"], 10);
+    assert_eq!(first_result["status"], "completed");
     assert_eq!(completion, &first.to_json_with_results());
     for key in [
         "event_id",
@@ -119,9 +123,13 @@ async fn each_event_gets_a_dispatch_record_then_a_completion_record_with_results
         assert_eq!(dispatch[key], completion[key], "{key}");
     }
     let failed = &lines[3];
-    assert_eq!(failed["event_results"][1]["status"], "error");
+    let failed_result = failed["event_results"]
+        .as_object()
+        .and_then(|results| results.values().nth(1))
+        .unwrap();
+    assert_eq!(failed_result["status"], "error");
     assert_eq!(
-        failed["event_results"][1]["error"],
+        failed_result["error"],
         json!({"type": "ValueError", "message": "order 2 is cursed"})
     );
 

@@ -173,9 +173,9 @@ async fn a_processed_event_carries_path_status_timestamps_lineage_and_results() 
     let completed = ts(&json["event_completed_at"]);
     assert!(ts(&json["event_created_at"]) <= started && started <= completed);
 
-    let results = json["event_results"].as_array().unwrap();
+    let results = json["event_results"].as_object().unwrap();
     let order_result = results
-        .iter()
+        .values()
         .find(|r| r["handler_event_pattern"] == "OrderPlaced")
         .expect("the typed handler's result");
     assert_eq!(keys(order_result), RESULT_KEYS);
@@ -216,9 +216,9 @@ async fn a_processed_event_carries_path_status_timestamps_lineage_and_results() 
         json!([bus.label(), shipping.label()])
     );
     assert_eq!(child_json["event_result_type"]["type"], "integer");
-    let child_results = child_json["event_results"].as_array().unwrap();
+    let child_results = child_json["event_results"].as_object().unwrap();
     let failed = child_results
-        .iter()
+        .values()
         .find(|r| r["status"] == "error")
         .expect("the failing handler");
     assert_eq!(
@@ -228,14 +228,14 @@ async fn a_processed_event_carries_path_status_timestamps_lineage_and_results() 
     assert_eq!(failed["result"], Value::Null);
     // The forwarding handler's result is the event itself, as its JSON without results.
     let forward = child_results
-        .iter()
+        .values()
         .find(|r| r["handler_event_pattern"] == "*")
         .expect("the forwarding handler");
     assert_eq!(forward["result"]["event_id"], child_json["event_id"]);
     assert!(forward["result"].get("event_results").is_none());
     assert!(
         child_results
-            .iter()
+            .values()
             .any(|r| r["result"] == 3 && r["eventbus_name"] == "Shipping")
     );
 
@@ -243,7 +243,7 @@ async fn a_processed_event_carries_path_status_timestamps_lineage_and_results() 
     // forwarded result (which a snapshot holds only by id) is that event's id.
     for snapshot in child.event_results() {
         let mut expected = child_results
-            .iter()
+            .values()
             .find(|r| r["id"] == snapshot.id.to_string())
             .expect("same result")
             .clone();
@@ -257,6 +257,52 @@ async fn a_processed_event_carries_path_status_timestamps_lineage_and_results() 
     let back = AnyEvent::from_json(&child_json).unwrap();
     assert_eq!(back.to_json_with_results(), child_json);
     assert_eq!(back.event_status(), EventStatus::Completed);
+}
+
+fn ship(_: EventHandle<ShipmentRequested>) -> u32 {
+    7
+}
+
+#[tokio::test]
+async fn results_are_keyed_by_handler_id_and_a_shared_handler_id_loses_nothing() {
+    // Two buses with one name and the same handler: their deterministic handler ids coincide.
+    let first = EventBus::new("Twin");
+    let second = EventBus::new("Twin");
+    first.on(ship);
+    second.on(ship);
+    first.forward_to(&second);
+    let event = first
+        .dispatch(ShipmentRequested {
+            order_id: "ord-2".into(),
+        })
+        .unwrap();
+    let event = event.await.unwrap();
+    idle(&second).await;
+
+    let records = event.event_results();
+    let ships: Vec<_> = records
+        .iter()
+        .filter(|r| r.handler_name.ends_with("ship"))
+        .collect();
+    assert_eq!(ships.len(), 2);
+    assert_eq!(ships[0].handler_id, ships[1].handler_id);
+
+    let json = event.to_json_with_results();
+    let results = json["event_results"].as_object().expect("an object");
+    assert_eq!(results.len(), records.len(), "every result is written");
+    for record in &records {
+        let key = if record.id == ships[1].id {
+            record.id.to_string()
+        } else {
+            record.handler_id.to_string()
+        };
+        assert_eq!(results[&key]["id"], record.id.to_string(), "{key}");
+        assert_eq!(results[&key]["handler_id"], record.handler_id.to_string());
+    }
+    // And they read back, both of them.
+    let back = AnyEvent::from_json(&json).unwrap();
+    assert_eq!(back.event_results().len(), records.len());
+    assert_eq!(back.to_json_with_results(), json);
 }
 
 #[test]
@@ -325,7 +371,7 @@ async fn event_reset_makes_a_fresh_pending_copy() {
         assert_eq!(json["event_status"], "pending");
         assert_eq!(json["event_started_at"], Value::Null);
         assert_eq!(json["event_completed_at"], Value::Null);
-        assert_eq!(json["event_results"], json!([]));
+        assert_eq!(json["event_results"], json!({}));
         assert_eq!(json["event_path"], json!([bus.label()]));
         assert_eq!(json["event_parent_id"], parent.to_string());
         assert_eq!(json["order_id"], "ord-1");
@@ -504,5 +550,95 @@ fn bus_names_that_merely_contain_a_hash_are_kept() {
     assert_eq!(
         event.to_json_python1()["event_path"],
         json!(["Plain", "Label", "Odd#name", "#abcd", "Long#abcde", "Up"])
+    );
+}
+
+/// A Python abxbus 2.5.79 event with a handler that failed, plus keys a newer runtime might add
+/// (`event_future_metadata`, `handler_future_option`, `eventbus_future_flag`).
+fn future_event() -> Value {
+    read_json(&golden_dir().join("events/py25_future_keys.json"))
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, bubus::Event)]
+#[event(name = "OrderPlaced", result = i64)]
+struct KnownOrder {
+    order_id: String,
+}
+
+#[tokio::test]
+async fn unknown_metadata_result_and_payload_keys_survive_decoding_a_bus_and_encoding() {
+    let input = future_event();
+    let event = AnyEvent::from_json(&input).expect("newer keys are no reason to refuse an event");
+    let out = event.to_json_with_results();
+    for key in [
+        "event_ttl",
+        "event_result_ttl",
+        "event_future_metadata",
+        "gift_note",
+    ] {
+        assert_eq!(out[key], input[key], "{key}");
+    }
+    assert_eq!(out["event_results"], input["event_results"]);
+    // A result snapshot writes them too.
+    for result in event.event_results() {
+        let json = result.to_json();
+        assert_eq!(json["handler_result_ttl"], Value::Null);
+        assert_eq!(json["handler_future_option"], 3);
+        assert_eq!(json["eventbus_future_flag"], true);
+    }
+
+    // Through a bus (as a bridge delivers it): a typed handler whose struct knows only some of
+    // the payload sees its fields, and the event keeps all of them.
+    let bus = EventBus::new("Receiver");
+    bus.on(|order: EventHandle<KnownOrder>| order.order_id.len() as i64);
+    let copy = event.event_reset_keep_id();
+    let done = bus.dispatch(copy).unwrap().await.unwrap();
+    idle(&bus).await;
+    assert_eq!(done.event_results()[0].result_json, json!(5));
+    let after = done.to_json();
+    for key in ["event_future_metadata", "gift_note", "items", "order_id"] {
+        assert_eq!(after[key], input[key], "{key}");
+    }
+}
+
+#[tokio::test]
+async fn event_blocks_parent_completion_is_derived_read_and_written_back() {
+    let bus = EventBus::new("Blocks");
+    let children = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<AnyEvent>::new()));
+    let seen = children.clone();
+    bus.on(move |_: EventHandle<OrderPlaced>| {
+        let child = bubus::current_bus()
+            .unwrap()
+            .dispatch(ShipmentRequested {
+                order_id: "ord-1".into(),
+            })
+            .unwrap();
+        seen.lock().push(child.to_any());
+        "placed".to_owned()
+    });
+    bus.on(|_: EventHandle<ShipmentRequested>| 1u32);
+    let parent = bus.dispatch(order()).unwrap().await.unwrap();
+    idle(&bus).await;
+    let child = children.lock()[0].clone();
+    // In this crate's model every child a handler dispatches blocks its parent's completion.
+    assert_eq!(parent.to_json()["event_blocks_parent_completion"], false);
+    assert_eq!(child.to_json()["event_blocks_parent_completion"], true);
+
+    // What another runtime says is kept, whatever the lineage says.
+    let mut from_python = child.to_json();
+    from_python["event_blocks_parent_completion"] = json!(false);
+    let read = AnyEvent::from_json(&from_python).unwrap();
+    assert_eq!(read.to_json()["event_blocks_parent_completion"], false);
+    assert_eq!(
+        read.to_json_python1()["event_blocks_parent_completion"],
+        false
+    );
+    from_python["event_blocks_parent_completion"] = Value::Null;
+    let read = AnyEvent::from_json(&from_python).unwrap();
+    assert_eq!(read.to_json()["event_blocks_parent_completion"], true);
+    assert!(
+        read.to_json_python1()
+            .get("event_blocks_parent_completion")
+            .is_none()
     );
 }

@@ -193,7 +193,7 @@ async fn a_python_schema_rejects_a_wrong_typed_result_from_a_wildcard_handler() 
     // On the wire the rejected result is an error with type and message.
     let json = event.to_json_with_results();
     assert_eq!(
-        json["event_results"][2]["error"]["type"],
+        json["event_results"][results[2].handler_id.to_string()]["error"]["type"],
         "EventHandlerResultSchemaError"
     );
     assert_eq!(json["event_result_type"], python_screenshot_schema());
@@ -349,12 +349,10 @@ fn a_result_arriving_in_event_results_that_violates_the_schema_is_recorded_as_an
 
     // The verdict is what the event says from then on.
     let json = event.to_json_with_results();
-    assert_eq!(json["event_results"][1]["status"], "error");
-    assert_eq!(
-        json["event_results"][1]["error"]["type"],
-        "EventHandlerResultSchemaError"
-    );
-    assert_eq!(json["event_results"][1]["result"], Value::Null);
+    let second = &json["event_results"][results[1].handler_id.to_string()];
+    assert_eq!(second["status"], "error");
+    assert_eq!(second["error"]["type"], "EventHandlerResultSchemaError");
+    assert_eq!(second["result"], Value::Null);
 }
 
 #[tokio::test]

@@ -37,6 +37,9 @@ pub struct BusConfig {
     pub max_history_drop: bool,
     /// Record where each handler was registered (`file:line`). Default: true.
     pub event_handler_detect_file_paths: bool,
+    /// Keys of the snapshot a restored bus was read from that this version does not know:
+    /// written back by its snapshots.
+    pub(crate) snapshot_extra: crate::wire::extra::UnknownKeys,
 }
 
 impl Default for BusConfig {
@@ -51,6 +54,7 @@ impl Default for BusConfig {
             max_history_size: Some(100),
             max_history_drop: false,
             event_handler_detect_file_paths: true,
+            snapshot_extra: None,
         }
     }
 }

@@ -199,6 +199,7 @@ impl EventBus {
                 link: Arc::new(BusLink {
                     label: Arc::clone(&label),
                     bus: self_ref.clone(),
+                    listed: true,
                 }),
             }),
         }
@@ -353,6 +354,7 @@ impl EventBus {
             bus_id: self.inner.id,
             bus_name: Arc::clone(&self.inner.name),
             bus_label: Arc::clone(&self.inner.label),
+            wire_extra: None,
         });
         st.handlers.add(Arc::new(HandlerEntry {
             meta: Arc::clone(&meta),

@@ -14,6 +14,55 @@ use crate::handler::{HandlerEntry, HandlerFn, HandlerId, HandlerMeta};
 use crate::time::Timestamp;
 use crate::wire::DecodeError;
 use crate::wire::encode::event_json;
+use crate::wire::extra::{
+    UnknownKeys, blocks_parent_completion, is_forward_compatible_key, write_unknown,
+};
+
+/// The keys of a bus snapshot this version reads.
+const BUS_KEYS: &[&str] = &[
+    "id",
+    "name",
+    "max_history_size",
+    "max_history_drop",
+    "event_concurrency",
+    "event_timeout",
+    "event_slow_timeout",
+    "event_handler_concurrency",
+    "event_handler_completion",
+    "event_handler_slow_timeout",
+    "event_handler_detect_file_paths",
+    "handlers",
+    "handlers_by_key",
+    "event_history",
+    "pending_event_queue",
+];
+
+/// The keys of a snapshot's handler entry this version reads.
+const HANDLER_KEYS: &[&str] = &[
+    "id",
+    "handler_name",
+    "handler_file_path",
+    "handler_timeout",
+    "handler_slow_timeout",
+    "handler_registered_at",
+    "event_pattern",
+    "eventbus_name",
+    "eventbus_id",
+];
+
+/// The keys of `object` outside `known` that `keep` accepts, in order; `None` if there are none.
+fn unknown_keys(
+    object: &Map<String, Value>,
+    known: &[&str],
+    keep: fn(&str) -> bool,
+) -> UnknownKeys {
+    let unknown: Map<String, Value> = object
+        .iter()
+        .filter(|(key, _)| !known.contains(&key.as_str()) && keep(key))
+        .map(|(key, value)| (key.clone(), value.clone()))
+        .collect();
+    (!unknown.is_empty()).then(|| Arc::new(unknown))
+}
 
 fn opt_f64(v: Option<f64>) -> Value {
     v.map_or(Value::Null, Value::from)
@@ -75,6 +124,7 @@ impl EventBus {
             "event_handler_detect_file_paths".into(),
             Value::Bool(c.event_handler_detect_file_paths),
         );
+        write_unknown(&mut out, c.snapshot_extra.as_deref());
         let mut handler_map = Map::new();
         let mut by_key: Map<String, Value> = Map::new();
         for h in &handlers {
@@ -113,6 +163,14 @@ impl EventBus {
     /// deterministic ids — and each one takes its placeholder's place. The queue is processed
     /// in order from the first dispatch (or `wait_until_idle`) on; results already completed in
     /// the snapshot are not run again, pending ones are.
+    ///
+    /// Events keep their `event_path` as the snapshot has it, including queued events whose path
+    /// does not name this bus (another runtime may put events straight into its queue). Parents
+    /// and children both in the snapshot are linked again; a child whose JSON says
+    /// `"event_blocks_parent_completion": false` (abxbus 2.5) is listed among its parent's
+    /// children, but the parent does not wait for it. Keys this version does not know — of the
+    /// bus, its handler entries, its events and their results — are kept and written back by
+    /// [`snapshot`](Self::snapshot).
     ///
     /// ```
     /// use bubus::{AnyEvent, DynEvent, EventBus};
@@ -220,6 +278,8 @@ impl EventBus {
                 DecodeError::new("event_handler_detect_file_paths", "expected a boolean")
             })?;
         }
+        // Options a newer runtime added (history TTLs, …) are kept and written back.
+        builder.config.snapshot_extra = unknown_keys(obj, BUS_KEYS, |_| true);
         let bus = builder.build();
         restore_handlers(&bus, obj)?;
         restore_events(&bus, obj)?;
@@ -255,6 +315,7 @@ fn handler_json(meta: &HandlerMeta) -> Value {
         Value::String(meta.bus_name.to_string()),
     );
     out.insert("eventbus_id".into(), Value::String(meta.bus_id.to_string()));
+    write_unknown(&mut out, meta.wire_extra.as_deref());
     Value::Object(out)
 }
 
@@ -340,6 +401,7 @@ fn restore_handlers(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Deco
             bus_id: bus.inner.id,
             bus_name: Arc::clone(&bus.inner.name),
             bus_label: Arc::clone(&bus.inner.label),
+            wire_extra: unknown_keys(h, HANDLER_KEYS, is_forward_compatible_key),
         };
         st.handlers.add(Arc::new(HandlerEntry {
             meta: Arc::new(meta),
@@ -384,18 +446,26 @@ fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Decode
     }
     let by_id: HashMap<Uuid, Arc<EventInner>> =
         events.iter().map(|e| (e.id, Arc::clone(e))).collect();
-    // Re-link parents and children that are both in the snapshot.
+    // Re-link parents and children that are both in the snapshot. A child that does not block
+    // its parent's completion (abxbus 2.5's `event_blocks_parent_completion: false`) is listed
+    // among its children, but its parent does not wait for it.
     for event in &events {
-        let parent = event
-            .state
-            .lock()
-            .parent_id
-            .and_then(|id| by_id.get(&id).cloned());
+        let (parent, blocks) = {
+            let st = event.state.lock();
+            let parent = st.parent_id.and_then(|id| by_id.get(&id).cloned());
+            let blocks = blocks_parent_completion(
+                st.wire_extra.as_deref(),
+                st.emitted_by_handler_id.is_some(),
+            );
+            (parent, blocks)
+        };
         if let Some(parent) = parent {
-            event.state.lock().parent = Arc::downgrade(&parent);
+            if blocks {
+                event.state.lock().parent = Arc::downgrade(&parent);
+            }
             let mut pst = parent.state.lock();
             pst.children.push(Arc::clone(event));
-            if !event.is_complete() {
+            if blocks && !event.is_complete() {
                 pst.incomplete_children += 1;
             }
         }
@@ -433,6 +503,9 @@ fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Decode
         // it is queued again after the pending ones, and its finished results are kept.
         queue.push(Arc::clone(event));
     }
+    // An event queued here whose path does not name this bus (the snapshot's runtime put it
+    // straight into the queue) keeps its path as it was: this bus is on it, unlisted.
+    let unlisted = inner.link.unlisted();
     for event in &queue {
         let mut es = event.state.lock();
         // The snapshot's path names this bus by label only: from now on it is this bus.
@@ -442,7 +515,7 @@ fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Decode
                 pos
             }
             None => {
-                es.path.push(Arc::clone(&inner.link));
+                es.path.push(Arc::clone(&unlisted));
                 es.path.len() - 1
             }
         };

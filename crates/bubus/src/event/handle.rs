@@ -247,7 +247,7 @@ macro_rules! event_accessors {
 
             /// The labels (`Name#abcd`) of the buses this event was dispatched to, in order.
             pub fn event_path(&self) -> Vec<String> {
-                self.inner().state.lock().path.iter().map(|l| l.to_string()).collect()
+                self.inner().state.lock().listed_path().map(|l| l.to_string()).collect()
             }
 
             /// How many buses have accepted the event and not finished processing it.

@@ -159,6 +159,9 @@ pub(crate) enum BusPhase {
 pub(crate) struct BusLink {
     pub(crate) label: Arc<str>,
     pub(crate) bus: Weak<BusInner>,
+    /// Whether the event's `event_path` shows this entry. Not for a bus an event restored from a
+    /// snapshot is queued on without its path naming it: the path stays as the snapshot said.
+    pub(crate) listed: bool,
 }
 
 impl BusLink {
@@ -167,6 +170,16 @@ impl BusLink {
         Arc::new(BusLink {
             label: label.into(),
             bus: Weak::new(),
+            listed: true,
+        })
+    }
+
+    /// The same bus, left out of the `event_path` of the events it is pushed on.
+    pub(crate) fn unlisted(&self) -> Arc<Self> {
+        Arc::new(BusLink {
+            label: Arc::clone(&self.label),
+            bus: self.bus.clone(),
+            listed: false,
         })
     }
 }
@@ -230,6 +243,8 @@ pub(crate) struct EventState {
     pub(crate) dispatch_span: Option<Box<tracing::Span>>,
     /// The user context values in scope where the event was first dispatched.
     pub(crate) dispatch_context: Option<crate::context::ContextMap>,
+    /// Wire metadata this version does not model, from the JSON the event was read from.
+    pub(crate) wire_extra: Option<Box<crate::wire::extra::EventExtra>>,
 }
 
 impl EventState {
@@ -253,7 +268,16 @@ impl EventState {
             cancel_cause: None,
             dispatch_span: None,
             dispatch_context: None,
+            wire_extra: None,
         }
+    }
+
+    /// The `event_path` entries: the buses the event went through, as its JSON lists them.
+    pub(crate) fn listed_path(&self) -> impl Iterator<Item = &BusLink> {
+        self.path
+            .iter()
+            .filter(|link| link.listed)
+            .map(|link| &**link)
     }
 
     /// The bus of one of this event's slots, if it is still alive.
@@ -375,6 +399,7 @@ pub(crate) struct RestoredEvent {
     pub(crate) emitted_by_handler_id: Option<HandlerId>,
     pub(crate) path: Vec<String>,
     pub(crate) results: Vec<ResultRecord>,
+    pub(crate) wire_extra: Option<Box<crate::wire::extra::EventExtra>>,
 }
 
 impl EventInner {
@@ -404,6 +429,7 @@ impl EventInner {
                 emitted_by_handler_id: parts.emitted_by_handler_id,
                 path: parts.path.into_iter().map(BusLink::remote).collect(),
                 results: SmallVec::from_vec(parts.results),
+                wire_extra: parts.wire_extra,
                 ..EventState::pending(parts.config)
             },
             complete,
@@ -422,6 +448,7 @@ impl EventInner {
                 emitted_by_handler_id: st.emitted_by_handler_id.clone(),
                 path: st.path.clone(),
                 dispatch_context: st.dispatch_context.clone(),
+                wire_extra: crate::wire::extra::EventExtra::for_copy(st.wire_extra.as_deref()),
                 ..EventState::pending(st.config)
             }
         };
@@ -765,8 +792,7 @@ impl EventInner {
                 .as_ref()
                 .map_or(Value::Null, |id| Value::String(id.to_string())),
             "event_path" => Value::Array(
-                st.path
-                    .iter()
+                st.listed_path()
                     .map(|l| Value::String(l.to_string()))
                     .collect(),
             ),

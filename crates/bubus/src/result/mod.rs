@@ -143,6 +143,7 @@ impl ResultRecord {
             forwarded_event_id,
             error: self.error.as_deref().cloned().or(conversion_error),
             event_children: self.children.clone(),
+            wire_extra: self.handler.wire_extra.clone(),
         }
     }
 }
@@ -192,6 +193,8 @@ pub struct EventResult<R = Value> {
     pub error: Option<HandlerError>,
     /// Ids of the events the handler dispatched.
     pub event_children: Vec<Uuid>,
+    /// Keys of the result's JSON this version does not know, written back by `to_json`.
+    pub(crate) wire_extra: crate::wire::extra::UnknownKeys,
 }
 
 impl<R> EventResult<R> {

@@ -31,9 +31,9 @@ const MAX_TRACKED: usize = 1 << 16;
 ///   even if the process dies while handling it.
 /// * **Completion record** (in [`on_event_change`](Middleware::on_event_change) with
 ///   [`EventStatus::Completed`]): [`AnyEvent::to_json_with_results`], so
-///   `"event_status": "completed"` and an `event_results` list. Unlike the Python runtime's WAL,
-///   which writes completed events only and without results, the log says what each handler
-///   returned.
+///   `"event_status": "completed"` and `event_results`, keyed by handler id. Unlike the Python
+///   runtime's WAL, which writes completed events only and without results, the log says what
+///   each handler returned.
 ///
 /// One middleware shared by several buses writes each event once: one dispatch record when it
 /// first reaches one of them (not one per forwarding hop), one completion record when it

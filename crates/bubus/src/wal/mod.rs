@@ -10,7 +10,7 @@
 //!   ([`AnyEvent::to_json`](crate::AnyEvent::to_json)), status `pending`, no `event_results`;
 //! * a **completion record** when it completes:
 //!   [`to_json_with_results`](crate::AnyEvent::to_json_with_results), status `completed`, with the
-//!   `event_results` list.
+//!   `event_results` object, keyed by handler id.
 //!
 //! Each record is one compact JSON object followed by `\n`, written whole by one `write` in
 //! append mode, so concurrent writers never interleave partial lines. With
@@ -19,7 +19,7 @@
 //!
 //! ```text
 //! {"event_type":"OrderPlaced","event_version":"0.0.1",…,"event_id":"0190…","event_path":["Orders#1a2b"],…,"event_status":"pending",…,"order_id":7}
-//! {"event_type":"OrderPlaced","event_version":"0.0.1",…,"event_status":"completed",…,"order_id":7,"event_results":[{"id":"0190…","status":"completed",…,"result":"ok",…}]}
+//! {"event_type":"OrderPlaced","event_version":"0.0.1",…,"event_status":"completed",…,"order_id":7,"event_results":{"5c1e…":{"id":"0190…","status":"completed",…,"handler_id":"5c1e…",…,"result":"ok",…}}}
 //! ```
 //!
 //! # Reading

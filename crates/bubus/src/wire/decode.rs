@@ -7,6 +7,7 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::DecodeError;
+use super::extra::{EventExtra, is_forward_compatible_key};
 use super::schema::ResultType;
 use crate::error::{HandlerError, HandlerErrorKind, WireError};
 use crate::event::inner::{EventInner, RestoredEvent};
@@ -137,6 +138,7 @@ pub(crate) fn decode_event(value: &Value) -> Result<Arc<EventInner>, DecodeError
     let mut processed_at: Option<Timestamp> = None;
     let mut raw_results: Option<&Value> = None;
     let mut payload = Map::new();
+    let mut extra = EventExtra::default();
 
     for (key, v) in object {
         let k = key.as_str();
@@ -173,6 +175,18 @@ pub(crate) fn decode_event(value: &Value) -> Result<Arc<EventInner>, DecodeError
             "event_handler_completion" => {
                 config.event_handler_completion =
                     opt_enum::<HandlerCompletion>(k, v, "\"all\" or \"first\"")?
+            }
+            "event_blocks_parent_completion" => {
+                extra.blocks_parent_completion = match v {
+                    Value::Null => None,
+                    Value::Bool(blocks) => Some(*blocks),
+                    other => {
+                        return Err(err(
+                            k,
+                            format!("expected a boolean or null, got {}", kind_of(other)),
+                        ));
+                    }
+                }
             }
             "event_result_type" => {
                 result_type = match v {
@@ -230,11 +244,10 @@ pub(crate) fn decode_event(value: &Value) -> Result<Arc<EventInner>, DecodeError
             // Python 1.x.
             "event_processed_at" => processed_at = opt_timestamp(k, v)?,
             "event_results" => raw_results = Some(v),
+            // Metadata a newer runtime added: kept and written back, never a reason to refuse
+            // the event (it is not payload: `event_*` keys are reserved for metadata).
             _ if k.starts_with("event_") => {
-                return Err(err(
-                    k,
-                    "unknown event_* key: event_* keys are reserved for event metadata",
-                ));
+                extra.unknown.insert(key.clone(), v.clone());
             }
             _ if k.starts_with("model_") => {
                 return Err(err(k, "model_* keys are reserved by the Python runtime"));
@@ -290,6 +303,7 @@ pub(crate) fn decode_event(value: &Value) -> Result<Arc<EventInner>, DecodeError
         emitted_by_handler_id: emitted_by.map(HandlerId::from),
         path,
         results,
+        wire_extra: extra.boxed(),
     }))
 }
 
@@ -330,8 +344,10 @@ fn decode_results(raw: &Value, event: &EventContext<'_>) -> Result<Vec<ResultRec
         .collect()
 }
 
-/// Every key an EventResult object has (§2.2). Both reference runtimes reject any other key.
-/// (Python 1.x never puts results on the wire: its WAL lines and dumps exclude them.)
+/// Every key an EventResult object has (§2.2). Both reference runtimes reject any other key; we
+/// keep `handler_*`, `event_*` and `eventbus_*` keys a newer runtime may have added
+/// ([`is_forward_compatible_key`]) and reject the rest. (Python 1.x never puts results on the
+/// wire: its WAL lines and dumps exclude them.)
 const RESULT_KEYS: &[&str] = &[
     "id",
     "status",
@@ -415,8 +431,15 @@ fn decode_result(
     };
     let field = |name: &str| format!("{at}.{name}");
     let get = |name: &str| object.get(name).unwrap_or(&Value::Null);
-    if let Some(unknown) = object.keys().find(|k| !RESULT_KEYS.contains(&k.as_str())) {
-        return Err(err(field(unknown), "not a key of an EventResult"));
+    let mut unknown_keys = Map::new();
+    for (key, v) in object {
+        if RESULT_KEYS.contains(&key.as_str()) {
+            continue;
+        }
+        if !is_forward_compatible_key(key) {
+            return Err(err(field(key), "not a key of an EventResult"));
+        }
+        unknown_keys.insert(key.clone(), v.clone());
     }
 
     let id = match object.get("id") {
@@ -478,6 +501,7 @@ fn decode_result(
         bus_id,
         bus_name: Arc::from(bus_name),
         bus_label: Arc::from(bus_label),
+        wire_extra: (!unknown_keys.is_empty()).then(|| Arc::new(unknown_keys)),
     };
     let error = decode_error(&field("error"), get("error"))?;
     let children = match get("event_children") {

@@ -6,6 +6,7 @@ use std::sync::{Arc, Weak};
 
 use serde_json::{Map, Value};
 
+use super::extra::{blocks_parent_completion, write_unknown};
 use crate::event::inner::{BusPhase, EventInner};
 use crate::result::{ResultRecord, ResultSlot};
 use crate::time::Timestamp;
@@ -23,7 +24,8 @@ fn mode<T: serde::Serialize>(m: Option<T>) -> Value {
         .unwrap_or(Value::Null)
 }
 
-/// The event's JSON object. With `results`, `event_results` is appended as a list (the form bus
+/// The event's JSON object. With `results`, `event_results` is appended as an object keyed by
+/// handler id (what the Python and TypeScript runtimes write since abxbus 2.5; the form bus
 /// snapshots and result-carrying log records use); without, it is omitted, as on bridges.
 pub(crate) fn event_json(event: &EventInner, results: bool) -> Map<String, Value> {
     let payload = match event.payload_json() {
@@ -64,13 +66,19 @@ pub(crate) fn event_json(event: &EventInner, results: bool) -> Map<String, Value
         "event_handler_completion".into(),
         mode(c.event_handler_completion),
     );
+    out.insert(
+        "event_blocks_parent_completion".into(),
+        Value::Bool(blocks_parent_completion(
+            st.wire_extra.as_deref(),
+            st.emitted_by_handler_id.is_some(),
+        )),
+    );
     out.insert("event_result_type".into(), result_type);
     out.insert("event_id".into(), Value::String(event.id.to_string()));
     out.insert(
         "event_path".into(),
         Value::Array(
-            st.path
-                .iter()
+            st.listed_path()
                 .map(|l| Value::String(l.to_string()))
                 .collect(),
         ),
@@ -102,6 +110,7 @@ pub(crate) fn event_json(event: &EventInner, results: bool) -> Map<String, Value
     );
     out.insert("event_started_at".into(), ts(st.started_at));
     out.insert("event_completed_at".into(), ts(st.completed_at));
+    write_unknown(&mut out, st.wire_extra.as_deref().map(|e| &e.unknown));
     for (key, value) in payload {
         out.entry(key).or_insert(value);
     }
@@ -113,15 +122,27 @@ pub(crate) fn event_json(event: &EventInner, results: bool) -> Map<String, Value
             Some(target) if std::ptr::addr_eq(Arc::as_ptr(&target), event) => this.clone(),
             Some(_) | None => Value::Null,
         };
-        let results: Vec<Value> = st
-            .results
-            .iter()
-            .map(|r| Value::Object(result_json(r, event.id, &forwarded)))
-            .collect();
+        let mut results = Map::with_capacity(st.results.len());
+        for record in &st.results {
+            let json = Value::Object(result_json(record, event.id, &forwarded));
+            results_insert(&mut results, record, json);
+        }
         drop(st);
-        out.insert("event_results".into(), Value::Array(results));
+        out.insert("event_results".into(), Value::Object(results));
     }
     out
+}
+
+/// Adds a result to an `event_results` object under its handler id. Two results of one handler
+/// id (two buses with the same name and handler, whose deterministic ids coincide) cannot share
+/// the key: the later one is keyed by its own result id instead, so neither is lost.
+fn results_insert(results: &mut Map<String, Value>, record: &ResultRecord, json: Value) {
+    let key = record.handler.id.to_string();
+    if results.contains_key(&key) {
+        results.insert(record.id.to_string(), json);
+    } else {
+        results.insert(key, json);
+    }
 }
 
 /// One result's JSON object (§2.2), every key present. `forwarded` renders the event a forwarding
@@ -186,6 +207,7 @@ pub(crate) fn result_json(
                 .collect(),
         ),
     );
+    write_unknown(&mut out, h.wire_extra.as_deref());
     out
 }
 
@@ -251,8 +273,7 @@ pub(crate) fn event_json_python1(event: &EventInner) -> Map<String, Value> {
     out.insert(
         "event_path".into(),
         Value::Array(
-            st.path
-                .iter()
+            st.listed_path()
                 .map(|l| Value::String(bus_name_of(l).to_owned()))
                 .collect(),
         ),
@@ -283,12 +304,20 @@ pub(crate) fn event_json_python1(event: &EventInner) -> Map<String, Value> {
                 .as_ref()
                 .map_or(Value::Null, |id| Value::String(id.to_string())),
         ),
+        (
+            "event_blocks_parent_completion",
+            st.wire_extra
+                .as_ref()
+                .and_then(|e| e.blocks_parent_completion)
+                .map_or(Value::Null, Value::Bool),
+        ),
     ];
     for (key, value) in extras {
         if !value.is_null() {
             out.insert(key.into(), value);
         }
     }
+    write_unknown(&mut out, st.wire_extra.as_deref().map(|e| &e.unknown));
     drop(st);
     for (key, value) in payload {
         out.entry(key).or_insert(value);

@@ -2,6 +2,7 @@
 
 pub(crate) mod decode;
 pub(crate) mod encode;
+pub(crate) mod extra;
 pub(crate) mod schema;
 mod validate;
 
@@ -60,7 +61,26 @@ impl AnyEvent {
         Value::Object(encode::event_json(self.inner(), false))
     }
 
-    /// As [`to_json`](Self::to_json), plus `event_results`: a list of every handler's result.
+    /// As [`to_json`](Self::to_json), plus `event_results`: every handler's result, as an object
+    /// keyed by handler id (the form the Python and TypeScript runtimes write and require).
+    ///
+    /// ```
+    /// use bubus::{AnyEvent, DynEvent, EventBus};
+    /// use serde_json::json;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), bubus::Error> {
+    /// let bus = EventBus::new("Pinger");
+    /// let handler = bus.on_pattern("Ping", |_event: AnyEvent| json!("pong"));
+    /// let event = bus.dispatch(DynEvent::new("Ping", json!({})).unwrap())?;
+    /// event.clone().await?;
+    ///
+    /// let json = event.to_json_with_results();
+    /// let result = &json["event_results"][handler.id().to_string()];
+    /// assert_eq!(result["handler_id"], handler.id().to_string());
+    /// assert_eq!(result["result"], "pong");
+    /// # Ok(()) }
+    /// ```
     pub fn to_json_with_results(&self) -> Value {
         Value::Object(encode::event_json(self.inner(), true))
     }
@@ -243,6 +263,7 @@ impl<R: EventResultValue> EventResult<R> {
                     .collect(),
             ),
         );
+        extra::write_unknown(&mut out, self.wire_extra.as_deref());
         Value::Object(out)
     }
 }

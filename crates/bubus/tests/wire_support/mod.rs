@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use bubus::Timestamp;
 use serde_json::{Map, Value};
 
-/// The built-in keys of the canonical event JSON, in order (semantics §2.1).
-pub(crate) const EVENT_KEYS: [&str; 19] = [
+/// The built-in keys of the canonical event JSON, in order (semantics §2.1, abxbus 2.5).
+pub(crate) const EVENT_KEYS: [&str; 20] = [
     "event_type",
     "event_version",
     "event_timeout",
@@ -19,6 +19,7 @@ pub(crate) const EVENT_KEYS: [&str; 19] = [
     "event_handler_slow_timeout",
     "event_handler_concurrency",
     "event_handler_completion",
+    "event_blocks_parent_completion",
     "event_result_type",
     "event_id",
     "event_path",
@@ -206,6 +207,10 @@ pub(crate) fn assert_input_preserved(
             "event_pending_bus_count" => {
                 assert!(out.is_u64(), "{at}");
             }
+            // Unset: derived from the lineage.
+            "event_blocks_parent_completion" if value.is_null() => {
+                assert!(out.is_boolean(), "{at}");
+            }
             "event_results" => assert_results_preserved(value, out, &at),
             _ if TIMESTAMP_KEYS.contains(&k) => {
                 assert!(same_instant(value, out), "{at}: {value} vs {out}");
@@ -218,7 +223,8 @@ pub(crate) fn assert_input_preserved(
     }
 }
 
-/// `input` is `event_results` as a list or a map; `output` is the canonical list.
+/// `input` is `event_results` as a list or a map; `output` is the canonical object keyed by
+/// handler id, in the same order.
 pub(crate) fn assert_results_preserved(input: &Value, output: &Value, ctx: &str) {
     let items: Vec<(Option<&str>, &Value)> = match input {
         Value::Array(items) => items.iter().map(|i| (None, i)).collect(),
@@ -227,12 +233,31 @@ pub(crate) fn assert_results_preserved(input: &Value, output: &Value, ctx: &str)
         other => panic!("{ctx}: not results: {other}"),
     };
     let out = output
-        .as_array()
-        .unwrap_or_else(|| panic!("{ctx}: {output}"));
+        .as_object()
+        .unwrap_or_else(|| panic!("{ctx}: not an object keyed by handler id: {output}"));
     assert_eq!(out.len(), items.len(), "{ctx}: number of results");
-    for (i, ((key, item), out)) in items.into_iter().zip(out).enumerate() {
+    for (i, ((key, item), (out_key, out))) in items.into_iter().zip(out).enumerate() {
         let at = format!("{ctx}[{i}]");
-        assert_eq!(keys(out), RESULT_KEYS, "{at}: keys and their order");
+        let unknown: Vec<String> = keys(item)
+            .into_iter()
+            .filter(|k| !RESULT_KEYS.contains(&k.as_str()))
+            .collect();
+        let out_keys = keys(out);
+        assert_eq!(
+            out_keys[..RESULT_KEYS.len().min(out_keys.len())],
+            RESULT_KEYS,
+            "{at}: keys and their order"
+        );
+        assert_eq!(
+            out_keys[RESULT_KEYS.len()..],
+            unknown,
+            "{at}: unknown keys kept, after the known ones"
+        );
+        assert_eq!(
+            out["handler_id"],
+            out_key.as_str(),
+            "{at}: keyed by handler id"
+        );
         if let Some(key) = key {
             if item.get("handler_id").is_none() {
                 assert_eq!(out["handler_id"], key, "{at}: handler_id from the map key");
@@ -265,14 +290,22 @@ pub(crate) fn assert_results_preserved(input: &Value, output: &Value, ctx: &str)
 /// Asserts the canonical event shape: the built-in keys in order, then `extra` (payload and
 /// possibly `event_results`).
 pub(crate) fn assert_canonical_shape(output: &Value, ctx: &str) {
+    assert_canonical_shape_keeping(output, &[], ctx);
+}
+
+/// [`assert_canonical_shape`] for the re-serialization of an input that had `event_*` keys the
+/// crate does not know (`unknown`): they come right after the built-in keys, in input order.
+pub(crate) fn assert_canonical_shape_keeping(output: &Value, unknown: &[String], ctx: &str) {
     let k = keys(output);
-    assert!(k.len() >= EVENT_KEYS.len(), "{ctx}: {k:?}");
+    assert!(k.len() >= EVENT_KEYS.len() + unknown.len(), "{ctx}: {k:?}");
     assert_eq!(
         &k[..EVENT_KEYS.len()],
         EVENT_KEYS,
         "{ctx}: built-in keys and their order"
     );
-    for key in &k[EVENT_KEYS.len()..] {
+    let rest = &k[EVENT_KEYS.len()..];
+    assert_eq!(&rest[..unknown.len()], unknown, "{ctx}: unknown keys kept");
+    for key in &rest[unknown.len()..] {
         assert!(
             !key.starts_with("event_") || key == "event_results",
             "{ctx}: stray key {key}"
@@ -287,4 +320,15 @@ pub(crate) fn assert_canonical_shape(output: &Value, ctx: &str) {
             assert!(t.ends_with('Z'), "{ctx}: {key} = {t}");
         }
     }
+}
+
+/// The `event_*` keys of an input event that are not built-in keys (nor the older runtimes'
+/// `event_schema`, `event_processed_at`, nor `event_results`): kept and written back as they are.
+pub(crate) fn unknown_event_keys(input: &Value) -> Vec<String> {
+    const OLDER: [&str; 3] = ["event_schema", "event_processed_at", "event_results"];
+    keys(input)
+        .into_iter()
+        .filter(|k| k.starts_with("event_"))
+        .filter(|k| !EVENT_KEYS.contains(&k.as_str()) && !OLDER.contains(&k.as_str()))
+        .collect()
 }
