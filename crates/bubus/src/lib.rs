@@ -73,7 +73,7 @@
 //! `"UserLoginEvent"` decoded into its struct, and `"*"` handlers see every event as an
 //! [`AnyEvent`].
 
-#![cfg_attr(docsrs, feature(doc_auto_cfg))]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
 #![cfg_attr(
     not(test),

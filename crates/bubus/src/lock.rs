@@ -9,12 +9,59 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::task::{Context, Poll};
 
-use futures_util::task::AtomicWaker;
-use parking_lot::Mutex;
+use sync::{Arc, AtomicBool, AtomicU8, AtomicWaker, Mutex, Ordering};
+
+/// The synchronisation primitives the lock is built from: the real ones, or loom's when the
+/// crate is built for the model test (`RUSTFLAGS="--cfg bubus_loom"`, see `loom_model` below).
+#[cfg(not(bubus_loom))]
+mod sync {
+    pub(super) use futures_util::task::AtomicWaker;
+    pub(super) use parking_lot::Mutex;
+    pub(super) use std::sync::Arc;
+    pub(super) use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+}
+
+#[cfg(bubus_loom)]
+mod sync {
+    pub(super) use loom::sync::Arc;
+    pub(super) use loom::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+    /// `futures_util`'s shape (register by reference) over loom's waker cell.
+    #[derive(Debug)]
+    pub(super) struct AtomicWaker(loom::future::AtomicWaker);
+
+    impl AtomicWaker {
+        pub(super) fn new() -> Self {
+            AtomicWaker(loom::future::AtomicWaker::new())
+        }
+
+        pub(super) fn register(&self, waker: &std::task::Waker) {
+            self.0.register_by_ref(waker);
+        }
+
+        pub(super) fn wake(&self) {
+            self.0.wake();
+        }
+    }
+
+    /// `parking_lot`'s shape (no poisoning) over loom's mutex.
+    #[derive(Debug)]
+    pub(super) struct Mutex<T>(loom::sync::Mutex<T>);
+
+    impl<T> Mutex<T> {
+        pub(super) fn new(value: T) -> Self {
+            Mutex(loom::sync::Mutex::new(value))
+        }
+
+        pub(super) fn lock(&self) -> loom::sync::MutexGuard<'_, T> {
+            self.0
+                .lock()
+                .unwrap_or_else(|poisoned| poisoned.into_inner())
+        }
+    }
+}
 
 /// Someone holds the lock.
 const LOCKED: u8 = 1;
@@ -186,7 +233,7 @@ impl Drop for Acquire<'_> {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(bubus_loom)))]
 mod tests {
     use super::*;
     use std::sync::atomic::AtomicUsize;
@@ -286,5 +333,83 @@ mod tests {
         });
         assert_eq!(total.load(Ordering::Relaxed), 16_000);
         assert!(lock.is_free());
+    }
+}
+
+/// Every interleaving of a few threads contending for the lock, explored by loom (as tokio checks
+/// its semaphore): mutual exclusion, no lost wake-up, and a waiter that is dropped after the lock
+/// was handed to it passes the lock on. Run with
+/// `RUSTFLAGS="--cfg bubus_loom" cargo test -p bubus --lib --release loom_model`.
+#[cfg(all(test, bubus_loom))]
+mod loom_model {
+    use super::*;
+    use loom::future::block_on;
+    use loom::sync::atomic::AtomicUsize;
+    use loom::thread;
+
+    /// loom's exhaustive search, bounded as tokio bounds its own model tests: every interleaving
+    /// with up to three preemptions (the bugs loom finds need one or two).
+    fn model(test: impl Fn() + Sync + Send + 'static) {
+        let mut builder = loom::model::Builder::new();
+        builder.preemption_bound = Some(3);
+        builder.check(test);
+    }
+
+    /// Takes the lock (fast path first, as the bus does), checks nobody else is inside, leaves.
+    fn critical_section(lock: &FairLock, inside: &AtomicUsize) {
+        let _guard = match lock.try_acquire() {
+            Some(guard) => guard,
+            None => block_on(lock.acquire()),
+        };
+        assert_eq!(
+            inside.fetch_add(1, Ordering::SeqCst),
+            0,
+            "two holders at once"
+        );
+        inside.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    #[test]
+    fn two_threads_and_the_main_one_exclude_each_other_and_all_finish() {
+        model(|| {
+            let lock = Arc::new(FairLock::new());
+            let inside = Arc::new(AtomicUsize::new(0));
+            let others: Vec<_> = (0..2)
+                .map(|_| {
+                    let (lock, inside) = (Arc::clone(&lock), Arc::clone(&inside));
+                    thread::spawn(move || critical_section(&lock, &inside))
+                })
+                .collect();
+            critical_section(&lock, &inside);
+            for other in others {
+                other.join().unwrap();
+            }
+            assert!(
+                lock.is_free(),
+                "the lock is left free when everyone is done"
+            );
+        });
+    }
+
+    #[test]
+    fn a_waiter_dropped_after_the_handover_passes_the_lock_on() {
+        model(|| {
+            let lock = Arc::new(FairLock::new());
+            let guard = lock.try_acquire().unwrap();
+            // Another thread queues for the lock (or gets it, if the release came first) and drops
+            // its future without waiting, at any point relative to the release below.
+            let other = Arc::clone(&lock);
+            let dropper = thread::spawn(move || {
+                let mut acquire = Box::pin(other.acquire());
+                let waker = futures_util::task::noop_waker();
+                let _ = acquire.as_mut().poll(&mut Context::from_waker(&waker));
+                drop(acquire);
+            });
+            drop(guard);
+            dropper.join().unwrap();
+            // Whether the release found the waiter or not, the lock is free again.
+            assert!(lock.is_free());
+            assert!(lock.try_acquire().is_some());
+        });
     }
 }
