@@ -1,14 +1,12 @@
 //! Events and results from JSON written by any bubus runtime: the current Python and TypeScript
 //! formats, and the older Python 1.x one. Bad input is rejected with an error naming the field.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use uuid::Uuid;
-
-use std::borrow::Cow;
-
-use serde_json::value::RawValue;
 
 use super::DecodeError;
 use super::depth::{MAX_JSON_DEPTH, value_depth};
