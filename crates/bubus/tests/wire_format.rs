@@ -673,3 +673,24 @@ fn an_event_read_from_text_writes_its_payload_as_it_was_read() {
             .ends_with(r#""deep":{"a":[1,2]}}"#)
     );
 }
+
+#[tokio::test]
+async fn a_forwarded_event_read_from_text_writes_its_whole_json_as_the_forward_result() {
+    let first = EventBus::new("TextFirst");
+    let second = EventBus::new("TextSecond");
+    first.forward_to(&second);
+    second.on_pattern("Ping", |_: AnyEvent| json!("pong"));
+    let event = AnyEvent::from_json_str(r#"{"event_type":"Ping","n":1e2,"tags":["a"]}"#).unwrap();
+    let done = first.dispatch(event).unwrap().await.unwrap();
+    idle(&second).await;
+    let written: Value = serde_json::from_str(&done.to_json_string_with_results()).unwrap();
+    assert_eq!(written, done.to_json_with_results());
+    let forward = written["event_results"]
+        .as_object()
+        .unwrap()
+        .values()
+        .find(|r| r["eventbus_name"] == "TextFirst")
+        .unwrap();
+    assert_eq!(forward["result"]["tags"], json!(["a"]));
+    assert_eq!(forward["result"]["n"], json!(100.0));
+}

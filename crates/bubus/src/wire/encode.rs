@@ -44,7 +44,10 @@ pub(crate) fn event_json(event: &EventInner, results: bool) -> Map<String, Value
 pub(crate) fn event_json_text(event: &EventInner, results: bool) -> Vec<u8> {
     let text_fields = event
         .own_payload::<DynEvent>()
-        .and_then(DynEvent::text_fields);
+        .and_then(DynEvent::text_fields)
+        // A forwarding handler's result is the event's whole JSON, payload included: written
+        // from the parsed form.
+        .filter(|_| !(results && has_forwarded_result(event)));
     let Some(fields) = text_fields else {
         return Value::Object(event_json(event, results))
             .to_string()
@@ -76,6 +79,15 @@ pub(crate) fn event_json_text(event: &EventInner, results: bool) -> Vec<u8> {
     }
     text.push(b'}');
     text
+}
+
+fn has_forwarded_result(event: &EventInner) -> bool {
+    event
+        .state
+        .lock()
+        .results
+        .iter()
+        .any(|r| r.value.is_forwarded())
 }
 
 /// `"key":` after the `{` or a `,`.
