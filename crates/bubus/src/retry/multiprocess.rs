@@ -229,13 +229,17 @@ fn remove_if_stale(path: &Path) {
     let Some(owner) = owner(path) else {
         return;
     };
-    let stale = match owner.pid {
-        Some(pid) => !process_is_running(pid),
-        None => std::fs::metadata(path)
+    let old = || {
+        std::fs::metadata(path)
             .and_then(|meta| meta.modified())
             .ok()
             .and_then(|modified| modified.elapsed().ok())
-            .is_some_and(|age| age >= STALE_AFTER),
+            .is_some_and(|age| age >= STALE_AFTER)
+    };
+    let stale = match owner.pid.map(process_is_running) {
+        Some(Some(running)) => !running,
+        // No process named, or no way to ask whether it runs: by age.
+        Some(None) | None => old(),
     };
     if stale && self::owner(path).is_some_and(|again| again == owner) {
         tracing::debug!(
@@ -251,23 +255,23 @@ fn remove_if_stale(path: &Path) {
 /// Whether a process with this id exists (signal 0: nothing is sent). A process that exists but
 /// belongs to another user counts as running.
 #[cfg(unix)]
-fn process_is_running(pid: u64) -> bool {
+fn process_is_running(pid: u64) -> Option<bool> {
     use rustix::io::Errno;
     use rustix::process::{Pid, test_kill_process};
     let Some(pid) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
-        return false;
+        return Some(false);
     };
-    match test_kill_process(pid) {
+    Some(match test_kill_process(pid) {
         Ok(()) => true,
         Err(errno) => errno != Errno::SRCH,
-    }
+    })
 }
 
-/// Without a way to ask (not Unix), a process is taken to be running; its slot goes stale only
-/// by age, as a slot that names no process does.
+/// Without a way to ask (not Unix): unknown, so the slot goes stale by age, as a slot that names
+/// no process does.
 #[cfg(not(unix))]
-fn process_is_running(_pid: u64) -> bool {
-    true
+fn process_is_running(_pid: u64) -> Option<bool> {
+    None
 }
 
 async fn pause(poll: &mut Duration, deadline: Option<Instant>) -> Result<(), SlotError> {
