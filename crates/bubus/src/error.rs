@@ -33,9 +33,11 @@ pub enum Error {
     /// A call run through a [`Retry`](crate::retry::Retry) policy gave up. Converts from a
     /// [`RetryError<E>`](crate::retry::RetryError) of any handler error type `E` (the `From`
     /// impl lives in `retry`, being generic over `E`).
+    #[cfg(feature = "retry")]
     #[error(transparent)]
     Retry(crate::retry::RetryError),
     /// Writing, reading or replaying a [write-ahead log](crate::wal) failed.
+    #[cfg(feature = "wal")]
     #[error(transparent)]
     Wal(#[from] crate::wal::WalError),
 }

@@ -72,6 +72,17 @@
 //! share the bus with typed events: a typed handler for `"UserLoginEvent"` receives a dynamic
 //! `"UserLoginEvent"` decoded into its struct, and `"*"` handlers see every event as an
 //! [`AnyEvent`].
+//!
+//! # Cargo features
+//!
+//! All on by default; turn them off with `default-features = false` to build a leaner core.
+//!
+//! | feature | what it adds |
+//! | --- | --- |
+//! | `macros` | `#[derive(Event)]` |
+//! | `schema` | JSON Schemas of result types (`schemars`) |
+//! | `retry` | the `retry` module: retry policies, scoped semaphores, cross-process slot files |
+//! | `wal` | the `wal` module: the write-ahead log, its reader, follower and replay; `EventBusBuilder::wal` |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
@@ -86,9 +97,9 @@
 )]
 
 // Lets `#[derive(Event)]` (which names `::bubus`) work inside this crate's own tests. Unused
-// while no unit test derives an event, hence the allow (`rust_2018_idioms` denies it under -D).
+// while no unit test derives an event (`rust_2018_idioms` denies an unused one under -D).
 #[cfg(test)]
-#[allow(unused_extern_crates)]
+#[expect(unused_extern_crates, reason = "no unit test derives an event yet")]
 extern crate self as bubus;
 
 mod bus;
@@ -100,9 +111,11 @@ mod lock;
 mod memo;
 pub mod middleware;
 mod result;
+#[cfg(feature = "retry")]
 pub mod retry;
 mod time;
 mod tree;
+#[cfg(feature = "wal")]
 pub mod wal;
 mod wire;
 

@@ -225,6 +225,7 @@ impl EventBusBuilder {
     /// # Errors
     ///
     /// [`WalError::Open`](crate::wal::WalError::Open) if the log cannot be opened.
+    #[cfg(feature = "wal")]
     pub fn wal(self, path: impl AsRef<std::path::Path>) -> Result<Self, crate::wal::WalError> {
         let wal = crate::wal::WalMiddleware::open(path)?;
         Ok(self.middleware(Arc::new(wal)))

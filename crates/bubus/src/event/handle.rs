@@ -86,7 +86,10 @@ impl<P: EventPayload> EventHandle<P> {
     // A handle is built without a view only where its event's payload was just created as, or
     // checked to be, a `P` (`new`, `EventInner::typed_view`, `EventInner::dyn_view`), and an
     // event's payload never changes: the `expect` cannot fire.
-    #[allow(clippy::expect_used)]
+    #[expect(
+        clippy::expect_used,
+        reason = "the view is always set for a payload of type P (see above)"
+    )]
     pub fn payload(&self) -> &P {
         match &self.view {
             Some(view) => view,
@@ -520,11 +523,9 @@ impl HandleEvent for AnyEvent {
 }
 
 mod into_sealed {
-    #[allow(unreachable_pub)]
     pub trait IntoEventSealed {}
 
     /// What `dispatch` needs of the handle it returns: the event behind it.
-    #[allow(unreachable_pub)]
     pub trait HandleEvent {
         #[doc(hidden)]
         fn __any(&self) -> &super::AnyEvent;
