@@ -10,6 +10,7 @@
 //! just shorter than an event's age); the one that must tell an old event from a new one lets a
 //! little real time pass between them.
 
+use bubus_test_support::string_events;
 use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,14 +21,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
-
-macro_rules! string_events {
-    ($($name:ident),* $(,)?) => {$(
-        #[derive(Clone, Debug, Default, Serialize, Deserialize, bubus::Event)]
-        #[event(result = String)]
-        struct $name {}
-    )*};
-}
 
 string_events!(
     ParentEvent,

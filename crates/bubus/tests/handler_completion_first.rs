@@ -10,6 +10,8 @@
 //! returns `None` when no handler won (TypeScript re-raises the first real error even when
 //! another handler won). The tests say so where it matters.
 
+use bubus_test_support::time::ms;
+use bubus_test_support::time::within;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,16 +45,6 @@ struct BoolEvent {}
 #[derive(Clone, Debug, Default, Serialize, Deserialize, bubus::Event)]
 #[event(result = String)]
 struct ChildEvent {}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-async fn within<F: std::future::IntoFuture>(future: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(3_600), future)
-        .await
-        .expect("did not finish: deadlock?")
-}
 
 /// A bus without a default event timeout, so nothing but first-completion ends a handler.
 fn bus(name: &str, handlers: HandlerConcurrency) -> EventBus {
