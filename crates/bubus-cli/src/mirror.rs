@@ -293,11 +293,11 @@ impl MirrorWriter {
     /// Commits every row and closes the database.
     pub(crate) fn finish(self) -> Result<()> {
         if let Err(e) = self.mirror.flush() {
-            return Err(Failure::new(e.to_string()));
+            return Err(Failure::new(crate::output::chain(&e)));
         }
         self.mirror.close();
         match self.mirror.take_error() {
-            Some(error) => Err(Failure::new(error.to_string())),
+            Some(error) => Err(Failure::new(crate::output::chain(&error))),
             None => Ok(()),
         }
     }

@@ -145,7 +145,7 @@ impl WalMiddleware {
         tracing::error!(
             bus = %bus.label(),
             event = %event.label(),
-            %error,
+            error = &error as &(dyn std::error::Error + 'static),
             "write-ahead log record lost"
         );
         self.errors.fetch_add(1, Ordering::Relaxed);
