@@ -100,7 +100,7 @@ pub(crate) fn bus_for(event: &Arc<EventInner>) -> Option<EventBus> {
 /// bus.on(|event: AnyEvent| {
 ///     assert_eq!(bubus::current_event().unwrap().event_id(), event.event_id());
 /// });
-/// bus.dispatch(bubus::DynEvent::new("Ping", serde_json::json!({})).unwrap())?.await?;
+/// bus.dispatch(bubus::DynEvent::new("Ping", serde_json::json!({}))?)?.await?;
 /// # Ok(()) }
 /// ```
 pub fn current_event() -> Option<AnyEvent> {
@@ -147,7 +147,7 @@ pub fn in_handler() -> bool {
 ///         assert!(child.event_parent_id().is_some());
 ///     }
 /// });
-/// bus.dispatch(DynEvent::new("Parent", json!({})).unwrap())?.await?;
+/// bus.dispatch(DynEvent::new("Parent", json!({}))?)?.await?;
 /// # Ok(()) }
 /// ```
 pub fn in_current_handler<F: Future>(fut: F) -> InCurrentHandler<F> {

@@ -18,6 +18,9 @@ pub enum Error {
     /// A dispatch was refused.
     #[error(transparent)]
     Dispatch(#[from] DispatchError),
+    /// A [`DynEvent`](crate::DynEvent) could not be built from a type name and payload.
+    #[error(transparent)]
+    DynEvent(#[from] crate::DynEventError),
     /// Waiting for an event failed.
     #[error(transparent)]
     Wait(#[from] WaitError),

@@ -149,6 +149,10 @@ pub use time::{Timestamp, TimestampError};
 #[doc(inline)]
 pub use wire::{DecodeError, MAX_JSON_DEPTH};
 
+/// The id type of events, buses and handlers (`event_id`, `EventBus::id`, `HandlerId`), re-exported
+/// so callers need not depend on `uuid` themselves.
+pub use uuid::Uuid;
+
 /// `#[derive(Event)]`: see the [`Event`] trait.
 #[cfg(feature = "macros")]
 pub use bubus_macros::Event;

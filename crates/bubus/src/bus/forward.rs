@@ -70,7 +70,7 @@ impl EventBus {
     /// let auth_bus = EventBus::new("AuthBus");
     /// main_bus.on_pattern("AuthEvent", auth_bus.forwarder());
     ///
-    /// let event = main_bus.dispatch(DynEvent::new("AuthEvent", json!({})).unwrap())?.await?;
+    /// let event = main_bus.dispatch(DynEvent::new("AuthEvent", json!({}))?)?.await?;
     /// assert_eq!(event.event_path(), [main_bus.label(), auth_bus.label()]);
     /// # Ok(()) }
     /// ```

@@ -184,7 +184,7 @@ impl EventBus {
     /// # async fn main() -> Result<(), bubus::Error> {
     /// let bus = EventBus::new("Greeter");
     /// bus.on_pattern("Greet", greet);
-    /// bus.dispatch(DynEvent::new("Greet", json!({"name": "ada"})).unwrap())?.await?;
+    /// bus.dispatch(DynEvent::new("Greet", json!({"name": "ada"}))?)?.await?;
     /// let snapshot = bus.snapshot();
     ///
     /// let restored = EventBus::restore(&snapshot)?;
