@@ -344,11 +344,10 @@ macro_rules! result_helpers {
                 self.results().flat_list().await
             }
 
-            /// Switches the event to first-completion mode (the first handler to return a
-            /// non-null value wins and the rest are cancelled), waits for it, and returns the
-            /// winning value — `None` if no handler returned one. Handler errors are not raised.
-            ///
-            /// Switching only affects processing that has not started yet.
+            /// Waits for the event, then returns the first non-null value its handlers returned
+            /// (in result order), `None` if none did. Handler errors are not raised. Reading only:
+            /// the event runs in whatever completion mode it has; see [`race`](Self::race) to make
+            /// the first value win and cancel the rest.
             ///
             /// # Errors
             ///
@@ -358,6 +357,27 @@ macro_rules! result_helpers {
             ///
             /// Cancel safe.
             pub async fn first(&self) -> Result<Option<$r>, crate::ResultError> {
+                self.results().first().await
+            }
+
+            /// Switches the event to first-completion mode — the first handler to return a
+            /// non-null value wins and the rest are cancelled — then waits for it and returns the
+            /// winning value (`None` if no handler returned one). Handler errors are not raised.
+            /// The same as setting
+            /// [`HandlerCompletion::First`](crate::HandlerCompletion::First) with
+            /// `set_event_handler_completion` and calling [`first`](Self::first); what Python and
+            /// TypeScript bubus call `await event.first()`.
+            ///
+            /// Switching only affects processing that has not started yet.
+            ///
+            /// # Errors
+            ///
+            /// Only [`ResultError::Wait`](crate::ResultError::Wait).
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe. The mode switch stays when the future is dropped.
+            pub async fn race(&self) -> Result<Option<$r>, crate::ResultError> {
                 self.set_event_handler_completion(Some(crate::HandlerCompletion::First));
                 self.results().first().await
             }
