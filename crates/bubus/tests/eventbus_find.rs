@@ -1108,7 +1108,7 @@ async fn stopping_the_bus_releases_future_waiters() {
     let (forever, windowed, ()) =
         tokio::join!(forever.into_future(), windowed.into_future(), async {
             tokio::task::yield_now().await;
-            bus.stop(None, false).await;
+            bus.stop(None).await;
         });
     assert!(forever.is_none());
     assert!(windowed.is_none());
@@ -1122,7 +1122,7 @@ async fn a_stopped_bus_still_answers_from_its_history() {
     let bus = EventBus::new("FindStoppedHistoryBus");
     answer::<ParentEvent>(&bus);
     let event = bus.dispatch(ParentEvent {}).unwrap().await.unwrap();
-    bus.stop(None, false).await;
+    bus.stop(None).await;
     let found = bus.find::<ParentEvent>().future(true).await;
     assert_eq!(found.unwrap().event_id(), event.event_id());
 }
@@ -1292,7 +1292,7 @@ async fn expect_fails_with_wait_error_stopped_when_the_bus_stops() {
     let bus = EventBus::new("ExpectStopBus");
     let (result, ()) = tokio::join!(bus.expect::<ParentEvent>().into_future(), async {
         tokio::time::sleep(Duration::from_secs(3600)).await;
-        bus.stop(None, false).await;
+        bus.stop(None).await;
     });
     match result {
         Err(WaitError::Stopped { bus: label }) => assert_eq!(label, bus.label()),

@@ -766,7 +766,7 @@ async fn forwarding_to_a_stopped_bus_records_the_refusal_and_still_completes() {
     let dead = EventBus::new("StoppedTarget");
     source.on(|_: EventHandle<PingEvent>| String::from("local"));
     source.forward_to(&dead);
-    dead.stop(None, false).await;
+    dead.stop(None).await;
 
     let event = source
         .dispatch(PingEvent { value: 5 })

@@ -139,7 +139,7 @@ async fn buses_may_share_a_name_and_keep_it() {
     assert!(bus2.event_history().is_empty());
 
     // Stopping (even with clear) does not rename either.
-    bus1.stop(None, true).await;
+    bus1.stop_and_clear(None).await;
     assert_eq!(bus1.name(), "GCTestConflict");
     let bus3 = EventBus::new("GCTestConflict");
     assert_eq!(bus3.name(), "GCTestConflict");
@@ -303,7 +303,7 @@ async fn stop_with_clear_frees_history_handlers_and_waiters_while_the_bus_lives(
     let expect = bus.expect::<GcEvent>();
 
     let (found, expected, ()) = tokio::join!(find.into_future(), expect.into_future(), async {
-        bus.stop(None, true).await;
+        bus.stop_and_clear(None).await;
     });
     assert!(found.is_none());
     assert!(matches!(expected, Err(WaitError::Stopped { .. })));
@@ -345,8 +345,8 @@ async fn reference_cycles_between_buses_are_broken_by_off_or_stop_with_clear() {
         .unwrap();
     assert_eq!(event.event_path(), [bus_a.label(), bus_b.label()]);
     drop(event);
-    bus_a.stop(None, true).await;
-    bus_b.stop(None, true).await;
+    bus_a.stop_and_clear(None).await;
+    bus_b.stop_and_clear(None).await;
     drop((bus_a, bus_b));
     freed_a.wait("bus A of a cleared cycle").await;
     freed_b.wait("bus B of a cleared cycle").await;
@@ -378,7 +378,7 @@ async fn reference_cycles_between_buses_are_broken_by_off_or_stop_with_clear() {
         let _owned = (&own, &signal);
     });
     bus.dispatch(gc_event(3, &payloads)).unwrap().await.unwrap();
-    bus.stop(None, true).await;
+    bus.stop_and_clear(None).await;
     drop(bus);
     freed.wait("a bus its own handler held").await;
     assert_eq!(payloads.get(), 0);
@@ -419,7 +419,7 @@ async fn many_short_lived_buses_keep_memory_bounded() {
         assert!(bus.wait_until_idle(None).await);
         assert!(bus.event_history().len() <= 10);
         if i % 4 < 2 {
-            bus.stop(None, true).await;
+            bus.stop_and_clear(None).await;
         }
         drop(bus);
         freed.wait("a short-lived bus").await;
@@ -470,7 +470,7 @@ async fn run_loops_of_idle_stopped_buses_end_on_a_multi_thread_runtime() {
         }
         assert!(bus.wait_until_idle(None).await);
         // Stopped without clear: the handler and the history go only with the bus.
-        bus.stop(Some(Duration::ZERO), false).await;
+        bus.stop(Some(Duration::ZERO)).await;
         assert!(bus.is_stopped());
         stopped.push((bus, freed));
     }

@@ -1775,5 +1775,5 @@ async fn nested_timeout_scenario_from_the_issue() {
             Some(HandlerErrorKind::Cancelled),
         ]
     );
-    bus.stop(None, true).await;
+    bus.stop_and_clear(None).await;
 }

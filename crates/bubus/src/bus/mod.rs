@@ -476,15 +476,29 @@ impl EventBus {
 
     /// Stops the bus: first waits up to `timeout` for it to become idle (if given), then stops
     /// processing. Events still queued and handlers still running get error results
-    /// (cancelled / aborted), so nothing that awaits them hangs. With `clear`, the history and
-    /// the handlers are dropped too. Dispatching afterwards fails with
+    /// (cancelled / aborted), so nothing that awaits them hangs. The history and the handlers
+    /// stay (see [`stop_and_clear`](Self::stop_and_clear)). Dispatching afterwards fails with
     /// [`DispatchError::Stopped`]. Idempotent.
     ///
     /// # Cancel safety
     ///
     /// Not cancel safe while it waits for the running event to be aborted: cancelling it then
     /// leaves the bus stopped with that event still being torn down in the background.
-    pub async fn stop(&self, timeout: Option<Duration>, clear: bool) {
+    pub async fn stop(&self, timeout: Option<Duration>) {
+        self.stop_inner(timeout, false).await;
+    }
+
+    /// As [`stop`](Self::stop), then drops the history and the handlers too (the reference's
+    /// `stop(clear=True)`), so the bus holds nothing but its name.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`stop`](Self::stop).
+    pub async fn stop_and_clear(&self, timeout: Option<Duration>) {
+        self.stop_inner(timeout, true).await;
+    }
+
+    async fn stop_inner(&self, timeout: Option<Duration>, clear: bool) {
         if let Some(t) = timeout {
             if !t.is_zero() {
                 self.wait_until_idle(Some(t)).await;
