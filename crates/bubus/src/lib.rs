@@ -73,6 +73,20 @@
 //! `"UserLoginEvent"` decoded into its struct, and `"*"` handlers see every event as an
 //! [`AnyEvent`].
 //!
+//! # Names from Python and TypeScript bubus
+//!
+//! Code ported from the family finds its names here; where this crate's own name differs, the
+//! family's is an alias or a documented equivalent:
+//!
+//! | Python / TypeScript | here |
+//! | --- | --- |
+//! | `bus.emit(event)` / `bus.dispatch(event)` | [`EventBus::emit`], [`EventBus::dispatch`] |
+//! | `await bus.expect(Type)` | [`EventBus::expect`] (a [`find`](EventBus::find) that waits) |
+//! | `await event.event_results_list()`, `…_by_handler_id()`, `…_by_handler_name()`, `…_flat_dict()`, `…_flat_list()` | the methods of the same names on [`EventHandle`] and [`AnyEvent`]; [`ResultsQuery`] for their options |
+//! | `await event.first()` (switches to first-completion) | [`EventHandle::race`]; [`EventHandle::first`] only reads |
+//! | `await bus.stop(timeout, clear=True)` | [`EventBus::stop_and_clear`] |
+//! | timeouts in seconds (`event_timeout=5.0`) | the same `f64` seconds in [`EventConfig`] and on the wire |
+//!
 //! # Cargo features
 //!
 //! All on by default; turn them off with `default-features = false` to build a leaner core.

@@ -441,15 +441,6 @@ impl EventBus {
         Ok(handle)
     }
 
-    /// Alias of [`dispatch`](Self::dispatch), the newer reference runtimes' name for it.
-    ///
-    /// # Errors
-    ///
-    /// As [`dispatch`](Self::dispatch).
-    pub fn emit<T: IntoEvent>(&self, event: T) -> Result<T::Handle, DispatchError> {
-        self.dispatch(event)
-    }
-
     /// Waits until the queue is empty and no event is being processed on this bus. Returns
     /// `false` if `timeout` elapsed first (the bus keeps working).
     ///
@@ -592,17 +583,6 @@ impl EventBus {
         FindQuery::new(self.clone(), Arc::from(pattern))
     }
 
-    /// Waits for the next event of type `E` dispatched on this bus (the seed API's `expect`): see
-    /// [`Expect`].
-    pub fn expect<E: Event>(&self) -> Expect<EventHandle<E>> {
-        Expect::new(self.find::<E>())
-    }
-
-    /// Like [`expect`](Self::expect), by event type name, or `"*"` for any event.
-    pub fn expect_pattern(&self, pattern: &str) -> Expect<AnyEvent> {
-        Expect::new(self.find_pattern(pattern))
-    }
-
     /// The parent/child tree of this bus's history: each event with its handlers' status, result
     /// or error and duration, and the events each handler dispatched nested under it. Also logged
     /// line by line at `debug` level through `tracing`.
@@ -696,4 +676,30 @@ fn location_label(location: &'static std::panic::Location<'static>) -> Arc<str> 
     LABELS.get_or_insert_with(std::ptr::from_ref(location) as usize, || {
         Arc::from(format!("{}:{}", location.file(), location.line()))
     })
+}
+
+/// # Names from Python and TypeScript bubus
+///
+/// The family's spellings of what this crate names otherwise, for code ported from there (see
+/// also the crate docs' table).
+impl EventBus {
+    /// Alias of [`dispatch`](Self::dispatch), the newer reference runtimes' name for it.
+    ///
+    /// # Errors
+    ///
+    /// As [`dispatch`](Self::dispatch).
+    pub fn emit<T: IntoEvent>(&self, event: T) -> Result<T::Handle, DispatchError> {
+        self.dispatch(event)
+    }
+
+    /// Waits for the next event of type `E` dispatched on this bus (the seed API's `expect`;
+    /// `find::<E>().past(false).future(true)` in this crate's terms): see [`Expect`].
+    pub fn expect<E: Event>(&self) -> Expect<EventHandle<E>> {
+        Expect::new(self.find::<E>())
+    }
+
+    /// Like [`expect`](Self::expect), by event type name, or `"*"` for any event.
+    pub fn expect_pattern(&self, pattern: &str) -> Expect<AnyEvent> {
+        Expect::new(self.find_pattern(pattern))
+    }
 }
