@@ -1,4 +1,18 @@
 //! Per-handler results and the helpers that aggregate them.
+//!
+//! The helpers come in two shapes, on purpose:
+//!
+//! * `event_result()` (and `ResultsQuery::one`) answers "what did the handlers return?" and
+//!   returns `Result<R, ResultError>`: no handler returning a value is an error
+//!   ([`ResultError::NoResult`](crate::ResultError::NoResult)), as a failed handler is, because the
+//!   caller asked for a value;
+//! * `first()` / `race()` answer "did any handler return something?" and return
+//!   `Result<Option<R>, ResultError>`: `None` is an ordinary answer, and handler errors are not
+//!   raised (only waiting can fail), as in the reference runtimes.
+//!
+//! The list and map helpers (`event_results_list`, `…_by_handler_id`, `…_flat_dict`, …) follow
+//! the first shape, with an empty list or map instead of `NoResult` where the reference allows it;
+//! [`ResultsQuery`] sets each policy (`raise_if_any`, `raise_if_none`) explicitly.
 
 mod aggregate;
 mod slot;
