@@ -9,10 +9,10 @@ use smallvec::SmallVec;
 
 use super::BusInner;
 use super::process::{lock_addr, process_event};
-use crate::context::{self, HandlerCtx, HeldLocks};
+use crate::context::{self, HandlerCtx, HeldLocks, LockRef};
 use crate::error::WaitError;
 use crate::event::inner::{BusPhase, EventInner};
-use crate::lock::FairLock;
+use crate::lock::{FairLock, Loan};
 
 /// Waits until `event` is completed.
 ///
@@ -128,8 +128,8 @@ async fn help_job(bus: Arc<BusInner>, event: Arc<EventInner>) -> bool {
     let Some((event, handlers)) = bus.claim_head(&event) else {
         return false;
     };
-    let held: HeldLocks = lock
-        .map(|l| smallvec::smallvec![lock_addr(l)])
+    let held = lock
+        .map(|l| HeldLocks::one(lock_addr(l)))
         .unwrap_or_default();
     process_event(&bus, &event, handlers, &held)
         .await
@@ -262,24 +262,94 @@ async fn jump_pass(event: &Arc<EventInner>, ctx: &HandlerCtx) -> bool {
     progressed
 }
 
+/// How many queue-jumps may nest on one task's stack: a deeper one runs on a fresh task (which
+/// the awaiter waits for), so a chain of handlers awaiting children thousands of levels deep
+/// never overflows a thread's stack.
+const MAX_INLINE_JUMPS: u32 = 16;
+
 /// Processes `event` on `bus` now, under the bus's event lock unless the waiting handler's chain
-/// already holds it.
+/// already holds it (then the chain lends it). The processing is a job of its own: if the
+/// awaiter gives up halfway (a timeout, a `select!`, a future polled once and dropped), the job
+/// goes on by itself, still holding what it borrowed, so dropping an await never cancels the
+/// event.
 async fn process_now(bus: &Arc<BusInner>, event: &Arc<EventInner>, ctx: &HandlerCtx) -> bool {
-    let mut held = ctx.held.clone();
-    let lock = bus
-        .event_lock(event)
-        .filter(|lock| !held.contains(&lock_addr(lock)));
-    let _permit = match lock {
-        Some(lock) => {
-            let permit = lock.acquire().await;
-            held.push(lock_addr(lock));
-            Some(permit)
+    let job = JumpJob::new(bus, event, ctx);
+    if ctx.held.depth >= MAX_INLINE_JUMPS {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            return runtime.spawn(job.run(true)).await.unwrap_or(false);
         }
-        None => None,
+    }
+    Detached::new(job.run(false)).await
+}
+
+/// One queue-jump: an event to process on a bus, with loans of every lock the awaiting chain
+/// holds (taken before the awaiter can go away) and the lock to acquire, if the chain does not
+/// hold it.
+struct JumpJob {
+    bus: Arc<BusInner>,
+    event: Arc<EventInner>,
+    held: HeldLocks,
+    needed: Option<LockRef>,
+    _loans: SmallVec<[Loan<LockRef>; 2]>,
+}
+
+impl JumpJob {
+    fn new(bus: &Arc<BusInner>, event: &Arc<EventInner>, ctx: &HandlerCtx) -> Self {
+        let chain = chain_locks(ctx);
+        let loans = chain
+            .iter()
+            .filter_map(|lock| FairLock::lend(lock.clone()).ok())
+            .collect();
+        let needed = bus
+            .event_lock_ref(event)
+            .filter(|lock| !ctx.held.contains(lock_addr(lock)));
+        let mut held = ctx.held.clone();
+        let owned: Arc<[LockRef]> = match &needed {
+            Some(lock) => {
+                held.addrs.push(lock_addr(lock));
+                chain.iter().cloned().chain([lock.clone()]).collect()
+            }
+            None => chain,
+        };
+        held.owned = Some(owned);
+        JumpJob {
+            bus: Arc::clone(bus),
+            event: Arc::clone(event),
+            held,
+            needed,
+            _loans: loans,
+        }
+    }
+
+    /// Processes the event; `fresh` when it runs on a task of its own (its stack starts over).
+    async fn run(mut self, fresh: bool) -> bool {
+        self.held.depth = if fresh { 0 } else { self.held.depth + 1 };
+        let _permit = match &self.needed {
+            Some(lock) => Some(lock.acquire().await),
+            None => None,
+        };
+        let Some((event, handlers)) = self.bus.claim(&self.event) else {
+            return false;
+        };
+        process_event(&self.bus, &event, handlers, &self.held)
+            .await
+            .leave(&self.bus);
+        true
+    }
+}
+
+/// The locks the awaiting handler's chain holds, owned.
+fn chain_locks(ctx: &HandlerCtx) -> Arc<[LockRef]> {
+    if let Some(owned) = &ctx.held.owned {
+        return Arc::clone(owned);
+    }
+    // One processing (a run loop, an outside helper): its lock is the handler event's lock on
+    // the handler's bus.
+    let Some(&addr) = ctx.held.addrs.first() else {
+        return Arc::from([]);
     };
-    let Some((event, handlers)) = bus.claim(event) else {
-        return false;
-    };
-    process_event(bus, &event, handlers, &held).await.leave(bus);
-    true
+    ctx.bus()
+        .and_then(|bus| bus.event_lock_ref(&ctx.event))
+        .filter(|lock| lock_addr(lock) == addr)
+        .map_or_else(|| Arc::from([]), |lock| Arc::from([lock]))
 }
