@@ -11,7 +11,7 @@ use super::BusInner;
 use super::process::{lock_addr, process_event};
 use crate::context::{self, HandlerCtx, HeldLocks, LockRef};
 use crate::error::WaitError;
-use crate::event::inner::{BusPhase, EventInner};
+use crate::event::inner::{BusPhase, EventInner, jumper_registered, jumper_unregistered};
 use crate::lock::{FairLock, Loan};
 
 /// Waits until `event` is completed.
@@ -46,7 +46,12 @@ pub(crate) async fn wait_for(event: Arc<EventInner>) -> Result<(), WaitError> {
         Some(ctx) => {
             let bus = ctx.bus();
             let lookup = |id| bus.as_ref().and_then(|bus| bus.find_event_by_id(id));
-            if Arc::ptr_eq(&ctx.event, &event) || ctx.event.has_ancestor(&event, &lookup) {
+            // The usual await, a handler's own child, cannot be one of its ancestors: no walk
+            // up a chain that may be thousands of levels deep.
+            let own_child = event.state.lock().parent_id == Some(ctx.event.id);
+            if Arc::ptr_eq(&ctx.event, &event)
+                || (!own_child && ctx.event.has_ancestor(&event, &lookup))
+            {
                 return Err(WaitError::WouldDeadlock {
                     event: event.label(),
                     handler: ctx
@@ -193,29 +198,53 @@ async fn wait_complete(event: &EventInner) {
     }
 }
 
-/// Registers a queue-jumping waiter on an event for as long as it lives, so that new descendants
-/// dispatched elsewhere wake it.
-struct JumpWaiter<'a>(&'a EventInner);
+/// Registers a queue-jumping waiter on an event while it looks for work or waits, so that new
+/// descendants dispatched elsewhere wake it. While it processes something it is not registered:
+/// it looks at the whole subtree again afterwards anyway, and waking it (and every other waiter
+/// up a deep chain of awaits) for each event dispatched meanwhile would cost a wake-up per
+/// ancestor per dispatch.
+struct JumpWaiter<'a> {
+    event: &'a EventInner,
+    registered: bool,
+}
 
 impl<'a> JumpWaiter<'a> {
     fn new(event: &'a EventInner) -> Self {
-        let mut st = event.state.lock();
-        event.mark_waited(&st);
-        st.jump_waiters += 1;
-        drop(st);
-        JumpWaiter(event)
+        event.mark_waited(&event.state.lock());
+        let mut waiter = JumpWaiter {
+            event,
+            registered: false,
+        };
+        waiter.register(true);
+        waiter
+    }
+
+    /// Registers (or not): under the event's lock, which a dispatch reads the count under after
+    /// queueing, so a dispatch either sees the waiter or happened before its next look.
+    fn register(&mut self, on: bool) {
+        if self.registered == on {
+            return;
+        }
+        let mut st = self.event.state.lock();
+        if on {
+            st.jump_waiters += 1;
+            jumper_registered();
+        } else {
+            st.jump_waiters = st.jump_waiters.saturating_sub(1);
+            jumper_unregistered();
+        }
+        self.registered = on;
     }
 }
 
 impl Drop for JumpWaiter<'_> {
     fn drop(&mut self) {
-        let mut st = self.0.state.lock();
-        st.jump_waiters = st.jump_waiters.saturating_sub(1);
+        self.register(false);
     }
 }
 
 async fn queue_jump(event: &Arc<EventInner>, ctx: &HandlerCtx) {
-    let _waiter = JumpWaiter::new(event);
+    let mut waiter = JumpWaiter::new(event);
     loop {
         let notified = event.notify.notified();
         tokio::pin!(notified);
@@ -223,7 +252,7 @@ async fn queue_jump(event: &Arc<EventInner>, ctx: &HandlerCtx) {
         if event.is_complete() {
             return;
         }
-        let progressed = jump_pass(event, ctx).await;
+        let progressed = jump_pass(event, ctx, &mut waiter).await;
         if event.is_complete() {
             return;
         }
@@ -235,8 +264,9 @@ async fn queue_jump(event: &Arc<EventInner>, ctx: &HandlerCtx) {
 
 /// One pass over the event and its incomplete descendants (parents before children, siblings in
 /// dispatch order), processing each one on every bus where it is still queued. Returns whether
-/// anything was processed.
-async fn jump_pass(event: &Arc<EventInner>, ctx: &HandlerCtx) -> bool {
+/// anything was processed (then the caller looks again: something dispatched while the waiter
+/// was not registered may be in a part of the tree this pass had already looked at).
+async fn jump_pass(event: &Arc<EventInner>, ctx: &HandlerCtx, waiter: &mut JumpWaiter<'_>) -> bool {
     let mut progressed = false;
     let mut stack = vec![Arc::clone(event)];
     while let Some(current) = stack.pop() {
@@ -252,9 +282,11 @@ async fn jump_pass(event: &Arc<EventInner>, ctx: &HandlerCtx) -> bool {
                 .collect()
         };
         for bus in queued_on {
-            if process_now(&bus, &current, ctx).await {
-                progressed = true;
-            }
+            waiter.register(false);
+            process_now(&bus, &current, ctx).await;
+            waiter.register(true);
+            // Processed here or claimed by someone else meanwhile: either way, look again.
+            progressed = true;
         }
         let children: Vec<Arc<EventInner>> = current.state.lock().children.clone();
         stack.extend(children.into_iter().rev());
