@@ -69,3 +69,35 @@ async fn ten_thousand_levels_from_main_on_the_current_thread_runtime() {
 async fn ten_thousand_levels_from_a_spawned_task_on_the_current_thread_runtime() {
     tokio::spawn(run_chain()).await.unwrap();
 }
+
+/// The opt-in limit: with `max_handler_recursion_depth(Some(5))`, the handler that would
+/// re-enter itself a sixth time gets a named dispatch error (never an abort), and handles it.
+#[tokio::test]
+async fn max_handler_recursion_depth_refuses_the_offending_dispatch() {
+    let bus = EventBus::builder("RecursionBus")
+        .max_handler_recursion_depth(Some(5))
+        .build();
+    let b = bus.clone();
+    bus.on(move |level: EventHandle<Level>| {
+        let bus = b.clone();
+        async move {
+            match bus.dispatch(Level {
+                below: level.below + 1,
+            }) {
+                Ok(child) => Ok::<_, bubus::Error>(child.event_result().await?),
+                Err(bubus::DispatchError::HandlerRecursion { depth, max, .. }) => {
+                    assert_eq!((depth, max), (5, 5));
+                    Ok(level.below)
+                }
+                Err(other) => Err(other.into()),
+            }
+        }
+    });
+    let root = bus.dispatch(Level { below: 0 }).unwrap();
+    // The root (dispatched from outside) and five nested levels ran; the sixth was refused.
+    assert_eq!(root.event_result().await.unwrap(), 5);
+    assert_eq!(bus.event_history().len(), 6);
+
+    // Without the option there is no limit.
+    assert_eq!(chain_bus().config().max_handler_recursion_depth, None);
+}
