@@ -96,6 +96,25 @@ pub enum DispatchError {
         /// [`MAX_JSON_DEPTH`](crate::MAX_JSON_DEPTH).
         limit: usize,
     },
+    /// The dispatching handler already re-entered itself through nested events as many times
+    /// as the bus's [`max_handler_recursion_depth`](crate::BusConfig::max_handler_recursion_depth)
+    /// allows.
+    #[error(
+        "{bus} refused {event}: handler {handler} already re-entered itself {depth} times \
+         through nested events (max_handler_recursion_depth = {max})"
+    )]
+    HandlerRecursion {
+        /// The bus label.
+        bus: String,
+        /// `Type#abcd` of the refused event.
+        event: String,
+        /// Label of the dispatching handler.
+        handler: String,
+        /// How many of the events that led here that handler dispatched.
+        depth: usize,
+        /// `max_handler_recursion_depth`.
+        max: usize,
+    },
 }
 
 /// Why waiting for an event did not end with the event completed.

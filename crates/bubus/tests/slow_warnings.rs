@@ -120,6 +120,27 @@ async fn no_warning_when_the_work_finishes_before_the_thresholds() {
     assert_eq!(logs.count("Slow event"), 0);
 }
 
+/// Under the paused test clock, wall-clock time spent by a handler that ran without waiting
+/// (here a busy one, as a loaded machine makes any handler) is not taken from the timers' clock:
+/// the warning fires at the threshold on the paused clock, not earlier.
+#[tokio::test(start_paused = true)]
+async fn wall_clock_time_is_not_charged_to_the_paused_clock() {
+    let (logs, _guard) = capture();
+    let bus = bus("BusyThenFastBus", Some(0.05), Some(0.05));
+    bus.on(|_: EventHandle<WorkEvent>| {
+        // Five real milliseconds of work, no waiting.
+        let start = std::time::Instant::now();
+        while start.elapsed() < ms(5) {
+            std::hint::spin_loop();
+        }
+        String::from("busy")
+    });
+    on_sleep(&bus, "fast", 49, HandlerOptions::new());
+
+    bus.dispatch(WorkEvent {}).unwrap().await.unwrap();
+    assert_eq!(logs.count("Slow event"), 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn slow_warnings_fire_once_and_never_cancel_anything() {
     let logs = capture_logs_at(Level::WARN);

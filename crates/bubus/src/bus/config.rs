@@ -37,6 +37,12 @@ pub struct BusConfig {
     pub max_history_drop: bool,
     /// Record where each handler was registered (`file:line`). Default: true.
     pub event_handler_detect_file_paths: bool,
+    /// How many times one handler may re-enter itself through nested events: a handler whose
+    /// chain of ancestor events was already dispatched this many times by the same handler gets
+    /// [`DispatchError::HandlerRecursion`](crate::DispatchError::HandlerRecursion) from the next
+    /// dispatch. `None` (default): no limit — a chain of handlers awaiting children may be as
+    /// deep as memory allows.
+    pub max_handler_recursion_depth: Option<usize>,
     /// Keys of the snapshot a restored bus was read from that this version does not know:
     /// written back by its snapshots.
     pub(crate) snapshot_extra: crate::wire::extra::UnknownKeys,
@@ -54,6 +60,7 @@ impl Default for BusConfig {
             max_history_size: Some(100),
             max_history_drop: false,
             event_handler_detect_file_paths: true,
+            max_handler_recursion_depth: None,
             snapshot_extra: None,
         }
     }
@@ -202,6 +209,13 @@ impl EventBusBuilder {
     /// Record `file:line` of each handler registration.
     pub fn event_handler_detect_file_paths(mut self, detect: bool) -> Self {
         self.config.event_handler_detect_file_paths = detect;
+        self
+    }
+
+    /// How many times one handler may re-enter itself through nested events (see
+    /// [`BusConfig::max_handler_recursion_depth`]); `None` for no limit (the default).
+    pub fn max_handler_recursion_depth(mut self, depth: Option<usize>) -> Self {
+        self.config.max_handler_recursion_depth = depth;
         self
     }
 

@@ -633,6 +633,19 @@ impl BusInner {
         }
     }
 
+    /// [`event_lock`](Self::event_lock), owned.
+    pub(crate) fn event_lock_ref(
+        self: &Arc<Self>,
+        event: &EventInner,
+    ) -> Option<crate::context::LockRef> {
+        use crate::context::LockRef;
+        match event.concurrency().unwrap_or(self.config.event_concurrency) {
+            EventConcurrency::GlobalSerial => Some(LockRef::Domain(Arc::clone(&self.domain.lock))),
+            EventConcurrency::BusSerial => Some(LockRef::Bus(Arc::clone(self))),
+            EventConcurrency::Parallel => None,
+        }
+    }
+
     pub(crate) fn find_event_by_id(&self, id: Uuid) -> Option<Arc<EventInner>> {
         let st = self.state.lock();
         st.history

@@ -7,7 +7,7 @@ use std::task::Poll;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use smallvec::{SmallVec, smallvec};
+use smallvec::SmallVec;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
@@ -103,7 +103,7 @@ impl BusInner {
         let (head, lock) = match taken {
             Ok((event, handlers, lock, permit)) => {
                 if let Some(event) = event {
-                    let held: HeldLocks = smallvec![lock_addr(lock)];
+                    let held = HeldLocks::one(lock_addr(lock));
                     process_event(self, &event, handlers, &held).await.owe(owed);
                 }
                 owed.kept = Some(permit);
@@ -118,7 +118,7 @@ impl BusInner {
                     let mut st = self.state.lock();
                     while st.parallel_tasks.try_join_next().is_some() {}
                     st.parallel_tasks.spawn(async move {
-                        process_event(&bus, &event, handlers, &HeldLocks::new())
+                        process_event(&bus, &event, handlers, &HeldLocks::default())
                             .await
                             .leave(&bus);
                     });
@@ -128,7 +128,7 @@ impl BusInner {
                 let permit = lock.acquire().await;
                 // The head may have been queue-jumped while we waited for the lock.
                 if let Some((event, handlers)) = self.claim(&head) {
-                    let held: HeldLocks = smallvec![lock_addr(lock)];
+                    let held = HeldLocks::one(lock_addr(lock));
                     process_event(self, &event, handlers, &held).await.owe(owed);
                 }
                 owed.kept = Some(permit);

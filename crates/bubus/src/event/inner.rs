@@ -229,6 +229,39 @@ pub(crate) struct BusSlot {
     pub(crate) has_middlewares: bool,
 }
 
+/// An event's children (held strongly; each child holds its parent weakly).
+#[derive(Default)]
+pub(crate) struct Children(Vec<Arc<EventInner>>);
+
+impl std::ops::Deref for Children {
+    type Target = Vec<Arc<EventInner>>;
+
+    fn deref(&self) -> &Vec<Arc<EventInner>> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Children {
+    fn deref_mut(&mut self) -> &mut Vec<Arc<EventInner>> {
+        &mut self.0
+    }
+}
+
+impl Drop for Children {
+    /// Drops the children without recursing: a chain of events thousands of levels deep (each
+    /// holding the next) would otherwise drop one level per stack frame. A child this is the
+    /// last strong holder of gives up its own children to the loop first.
+    fn drop(&mut self) {
+        let mut stack = std::mem::take(&mut self.0);
+        while let Some(child) = stack.pop() {
+            if Arc::strong_count(&child) == 1 {
+                stack.append(&mut child.state.lock().children.0);
+            }
+            drop(child);
+        }
+    }
+}
+
 /// Everything about an event that changes after it is created.
 pub(crate) struct EventState {
     pub(crate) config: EventConfig,
@@ -244,7 +277,7 @@ pub(crate) struct EventState {
     pub(crate) buses: SmallVec<[BusSlot; 1]>,
     /// One inline: most events have a single handler per bus.
     pub(crate) results: SmallVec<[ResultRecord; 1]>,
-    pub(crate) children: Vec<Arc<EventInner>>,
+    pub(crate) children: Children,
     pub(crate) incomplete_children: usize,
     pub(crate) jump_waiters: usize,
     /// Why the event was cancelled (its handlers not yet finished end cancelled or aborted).
@@ -273,7 +306,7 @@ impl EventState {
             path: SmallVec::new(),
             buses: SmallVec::new(),
             results: SmallVec::new(),
-            children: Vec::new(),
+            children: Children::default(),
             incomplete_children: 0,
             jump_waiters: 0,
             cancel_cause: None,
@@ -827,7 +860,16 @@ impl EventInner {
     }
 
     /// Signals a handler queue-jumping one of this event's ancestors that the subtree changed.
+    /// Called after the event was queued.
     pub(crate) fn notify_jumping_ancestors(&self) {
+        // Nobody looking for work anywhere (the usual case, and every level of a deep chain of
+        // awaits, whose jumpers are all busy processing): no walk up the chain. The fence pairs
+        // with the one in `jumper_registered`: either this load sees the jumper, or the
+        // jumper's next look at the tree sees this event queued.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if JUMPERS_LOOKING.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         let mut parent = self.state.lock().parent.upgrade();
         while let Some(p) = parent {
             let (waiting, next) = {
@@ -840,6 +882,20 @@ impl EventInner {
             parent = next;
         }
     }
+}
+
+/// Queue-jumpers registered on some event (looking for work or parked), process-wide.
+static JUMPERS_LOOKING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A queue-jumper registered (before it looks at the tree of the event it waits for).
+pub(crate) fn jumper_registered() {
+    JUMPERS_LOOKING.fetch_add(1, Ordering::SeqCst);
+    std::sync::atomic::fence(Ordering::SeqCst);
+}
+
+/// A queue-jumper unregistered.
+pub(crate) fn jumper_unregistered() {
+    JUMPERS_LOOKING.fetch_sub(1, Ordering::SeqCst);
 }
 
 impl std::fmt::Debug for EventInner {
