@@ -98,6 +98,7 @@ mod event;
 pub mod handler;
 mod lock;
 mod memo;
+pub mod memory;
 pub mod middleware;
 mod result;
 pub mod retry;

@@ -65,7 +65,7 @@ impl BusInner {
             }
             es.path.push(Arc::clone(&self.link));
             let link = es.path.len() - 1;
-            es.push_slot(self, link);
+            es.push_slot(self, link, st.history.next_seq());
             match parent {
                 Some((parent, handler_id, result_index))
                     if first_dispatch && es.parent_id.is_none() =>
@@ -85,7 +85,7 @@ impl BusInner {
             parent.link_child(event, result_index);
         }
 
-        st.history.push_back(Arc::clone(event));
+        st.history.push(Arc::clone(event));
         st.queue.push_back(Arc::clone(event));
         if st.busy.is_none() {
             st.busy = Some(Arc::clone(self));

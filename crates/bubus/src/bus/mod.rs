@@ -106,7 +106,7 @@ pub(crate) struct BusInner {
 
 pub(crate) struct BusState {
     pub(crate) queue: VecDeque<Arc<EventInner>>,
-    pub(crate) history: VecDeque<Arc<EventInner>>,
+    pub(crate) history: history::History,
     pub(crate) handlers: HandlerTable,
     /// Events taken off the queue and not yet finished on this bus.
     pub(crate) in_flight: usize,
@@ -119,6 +119,10 @@ pub(crate) struct BusState {
     /// The bus itself while it has queued or in-flight events, so dropping every `EventBus`
     /// handle never strands them; released when the bus becomes idle.
     pub(crate) busy: Option<Arc<BusInner>>,
+    /// The bus evicts unfinished events (`max_history_drop` with a bound), so its history
+    /// tracks which it started.
+    pub(crate) track_started: bool,
+    pub(crate) bus_id: Uuid,
 }
 
 impl BusState {
@@ -126,6 +130,20 @@ impl BusState {
     pub(crate) fn take_queued(&mut self, pos: usize) -> Option<Arc<EventInner>> {
         let event = remove_at(&mut self.queue, pos)?;
         self.in_flight += 1;
+        if self.track_started {
+            // Drop mode evicts events this bus started before those still queued here.
+            let seq = event
+                .state
+                .lock()
+                .buses
+                .iter()
+                .rev()
+                .find(|s| s.bus_id == self.bus_id)
+                .map(|s| s.history_seq);
+            if let Some(seq) = seq {
+                self.history.mark_started(seq);
+            }
+        }
         Some(event)
     }
 }
@@ -170,6 +188,8 @@ impl EventBus {
         };
         let label: Arc<str> = Arc::from(format!("{name}#{}", short_id(&id)));
         let middlewares: Arc<[Arc<dyn Middleware>]> = Arc::from(builder.middlewares.0);
+        let track_started = builder.config.max_history_drop
+            && builder.config.max_history_size.is_some_and(|max| max > 0);
         EventBus {
             inner: Arc::new_cyclic(|self_ref| BusInner {
                 id,
@@ -180,7 +200,7 @@ impl EventBus {
                 bus_lock: FairLock::new(),
                 state: Mutex::new(BusState {
                     queue: VecDeque::new(),
-                    history: VecDeque::new(),
+                    history: history::History::default(),
                     handlers: HandlerTable::default(),
                     in_flight: 0,
                     loop_parked: false,
@@ -189,6 +209,8 @@ impl EventBus {
                     busy: None,
                     parallel_tasks: JoinSet::new(),
                     warned_drop: false,
+                    track_started,
+                    bus_id: id,
                 }),
                 wake: Arc::new(Notify::new()),
                 idle: Notify::new(),
@@ -531,6 +553,11 @@ impl EventBus {
     /// Completed history events.
     pub fn events_completed(&self) -> Vec<AnyEvent> {
         self.events_with_status(EventStatus::Completed)
+    }
+
+    /// The estimated bytes this bus's history holds (see [`crate::memory`]).
+    pub fn history_bytes(&self) -> usize {
+        self.inner.state.lock().history.bytes()
     }
 
     /// How many events are queued, not yet taken up for processing.

@@ -503,10 +503,24 @@ fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Decode
         // it is queued again after the pending ones, and its finished results are kept.
         queue.push(Arc::clone(event));
     }
+    let mut seqs: rustc_hash::FxHashMap<*const EventInner, u64> = rustc_hash::FxHashMap::default();
+    for event in events {
+        let complete = event.is_complete();
+        let ptr = Arc::as_ptr(&event);
+        let seq = st.history.push(event);
+        if complete {
+            st.history.mark_completed(seq, None);
+        }
+        seqs.insert(ptr, seq);
+    }
     // An event queued here whose path does not name this bus (the snapshot's runtime put it
     // straight into the queue) keeps its path as it was: this bus is on it, unlisted.
     let unlisted = inner.link.unlisted();
     for event in &queue {
+        let seq = match seqs.get(&Arc::as_ptr(event)) {
+            Some(&seq) => seq,
+            None => st.history.push(Arc::clone(event)),
+        };
         let mut es = event.state.lock();
         // The snapshot's path names this bus by label only: from now on it is this bus.
         let link = match es.path.iter().position(|l| l.label == inner.label) {
@@ -519,9 +533,8 @@ fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Decode
                 es.path.len() - 1
             }
         };
-        es.push_slot(inner, link);
+        es.push_slot(inner, link, seq);
     }
-    st.history.extend(events);
     if !queue.is_empty() && st.busy.is_none() {
         st.busy = Some(Arc::clone(inner));
     }

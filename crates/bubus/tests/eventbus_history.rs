@@ -1,0 +1,112 @@
+//! The bounded history: eviction order in drop mode, backpressure a producer can await, the
+//! memory estimate, `filter`, TTLs (abxbus 2.5's `event_ttl`, `event_result_ttl`,
+//! `handler_result_ttl`).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bubus::{AnyEvent, DynEvent, EventBus};
+use serde_json::json;
+use tokio::sync::{Notify, watch};
+
+fn dyn_event(event_type: &str, n: u64) -> DynEvent {
+    DynEvent::new(event_type, json!({ "n": n })).unwrap()
+}
+
+fn ids(bus: &EventBus) -> Vec<String> {
+    bus.event_history()
+        .iter()
+        .map(|e| format!("{}{}", e.event_type(), e.payload_json().unwrap()["n"]))
+        .collect()
+}
+
+async fn open(gate: &watch::Receiver<bool>) {
+    let mut gate = gate.clone();
+    let _ = gate.wait_for(|open| *open).await;
+}
+
+/// Drop mode evicts completed events first, then events the bus has started, then events still
+/// queued — each oldest first (the bubus README's order), not simply the oldest entry.
+#[tokio::test]
+async fn drop_mode_evicts_completed_then_started_then_pending() {
+    let bus = EventBus::builder("EvictBus")
+        .max_history_size(Some(4))
+        .max_history_drop(true)
+        .build();
+    let (open1, gate1) = watch::channel(false);
+    let (open2, gate2) = watch::channel(false);
+    let p_started = Arc::new(Notify::new());
+    let k_started = Arc::new(Notify::new());
+
+    // P waits for gate 1, then dispatches K and awaits it: K jumps the queue ahead of Q.
+    let (b, g, n) = (bus.clone(), gate1.clone(), Arc::clone(&p_started));
+    bus.on_pattern("P", move |_: AnyEvent| {
+        let (bus, gate, started) = (b.clone(), g.clone(), Arc::clone(&n));
+        async move {
+            started.notify_one();
+            open(&gate).await;
+            let k = bus.dispatch(dyn_event("K", 0)).unwrap();
+            k.await.unwrap();
+        }
+    });
+    let (g, n) = (gate2.clone(), Arc::clone(&k_started));
+    bus.on_pattern("K", move |_: AnyEvent| {
+        let (gate, started) = (g.clone(), Arc::clone(&n));
+        async move {
+            started.notify_one();
+            open(&gate).await;
+        }
+    });
+
+    bus.dispatch(dyn_event("X", 0)).unwrap().await.unwrap();
+    let p = bus.dispatch(dyn_event("P", 0)).unwrap();
+    p_started.notified().await;
+    let q = bus.dispatch(dyn_event("Q", 0)).unwrap();
+    open1.send_replace(true);
+    k_started.notified().await;
+    assert_eq!(ids(&bus), ["X0", "P0", "Q0", "K0"]);
+
+    // Completed first.
+    bus.dispatch(dyn_event("D", 1)).unwrap();
+    assert_eq!(ids(&bus), ["P0", "Q0", "K0", "D1"]);
+    // Then started, oldest first: P, then K — although Q, still queued, is older than K.
+    bus.dispatch(dyn_event("D", 2)).unwrap();
+    assert_eq!(ids(&bus), ["Q0", "K0", "D1", "D2"]);
+    bus.dispatch(dyn_event("D", 3)).unwrap();
+    assert_eq!(ids(&bus), ["Q0", "D1", "D2", "D3"]);
+    // Then the still-queued, oldest first.
+    bus.dispatch(dyn_event("D", 4)).unwrap();
+    assert_eq!(ids(&bus), ["D1", "D2", "D3", "D4"]);
+
+    open2.send_replace(true);
+    p.await.unwrap();
+    q.await.unwrap();
+    assert!(bus.wait_until_idle(Some(Duration::from_secs(10))).await);
+}
+
+/// A history full of unfinished events, evicted one per dispatch in drop mode, keeps the newest
+/// `max` entries in dispatch order whatever the mix (a longer run than the case above).
+#[tokio::test]
+async fn drop_mode_under_a_flood_keeps_the_newest_in_order() {
+    let bus = EventBus::builder("FloodBus")
+        .max_history_size(Some(64))
+        .max_history_drop(true)
+        .build();
+    let (release, gate) = watch::channel(false);
+    bus.on_pattern("Slow", move |_: AnyEvent| {
+        let gate = gate.clone();
+        async move { open(&gate).await }
+    });
+    let mut handles = Vec::new();
+    for n in 0..10_000 {
+        handles.push(bus.dispatch(dyn_event("Slow", n)).unwrap());
+    }
+    let held = ids(&bus);
+    assert_eq!(held.len(), 64);
+    let expected: Vec<String> = (10_000 - 64..10_000).map(|n| format!("Slow{n}")).collect();
+    assert_eq!(held, expected);
+    release.send_replace(true);
+    for h in handles {
+        h.await.unwrap();
+    }
+}
