@@ -1348,3 +1348,43 @@ async fn an_expect_turned_into_a_future_catches_dispatches_before_its_first_poll
     let found = pending.await.expect("registered before the dispatch");
     assert_eq!(found.event_id(), dispatched.event_id());
 }
+
+/// 100 000 `find` waiters that time out are each removed in O(1): they all resolve to `None`
+/// and a later dispatch still resolves a new waiter. (A removal
+/// that scanned the waiters made this quadratic. A million, timed, is in `benches/`
+/// (`cargo bench -p bubus-benches -- waiters`); this checks the outcome.)
+#[tokio::test(start_paused = true)]
+async fn many_timed_out_waiters_all_resolve_and_the_bus_still_resolves_new_ones() {
+    use futures::stream::{FuturesUnordered, StreamExt};
+    const WAITERS: usize = 100_000;
+    let bus = EventBus::new("MillionWaiters");
+    let mut waiting: FuturesUnordered<_> = (0..WAITERS)
+        .map(|_| {
+            bus.find_pattern("Never")
+                .past(false)
+                .future_within(Duration::from_secs(1))
+                .into_future()
+        })
+        .collect();
+    // Unconstrained: tokio's cooperative budget would otherwise make `FuturesUnordered` poll
+    // the whole set again and again (a cost of the test's harness, not of the bus).
+    let resolved = tokio::task::unconstrained(async {
+        let mut resolved = 0;
+        while let Some(found) = waiting.next().await {
+            assert!(found.is_none());
+            resolved += 1;
+        }
+        resolved
+    })
+    .await;
+    assert_eq!(resolved, WAITERS);
+
+    let next = bus
+        .find_pattern("Never")
+        .past(false)
+        .future_within(Duration::from_secs(1))
+        .into_future();
+    bus.dispatch(bubus::DynEvent::new("Never", serde_json::json!({})).unwrap())
+        .unwrap();
+    assert!(next.await.is_some());
+}

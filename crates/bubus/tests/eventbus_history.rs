@@ -110,3 +110,72 @@ async fn drop_mode_under_a_flood_keeps_the_newest_in_order() {
         h.await.unwrap();
     }
 }
+
+/// `dispatch_when_room` waits while the history is full of unfinished events and dispatches as
+/// soon as one completes; `dispatch` refuses at once; a timeout gives `HistoryFull` back.
+#[tokio::test(start_paused = true)]
+async fn dispatch_when_room_waits_for_a_completion_then_dispatches() {
+    let bus = EventBus::builder("RoomBus")
+        .max_history_size(Some(2))
+        .build();
+    let (release, gate) = watch::channel(0u64);
+    bus.on_pattern("Job", move |e: AnyEvent| {
+        let mut gate = gate.clone();
+        async move {
+            let n = e.payload_json().unwrap()["n"].as_u64().unwrap();
+            let _ = gate.wait_for(|open| *open > n).await;
+        }
+    });
+    let a = bus.dispatch(dyn_event("Job", 0)).unwrap();
+    let b = bus.dispatch(dyn_event("Job", 1)).unwrap();
+    assert!(matches!(
+        bus.dispatch(dyn_event("Job", 2)),
+        Err(bubus::DispatchError::HistoryFull { .. })
+    ));
+
+    // Times out while nothing completes.
+    let timed_out = bus
+        .dispatch_when_room(dyn_event("Job", 2), Some(Duration::from_secs(3)))
+        .await;
+    assert!(matches!(
+        timed_out,
+        Err(bubus::DispatchError::HistoryFull { .. })
+    ));
+    assert_eq!(ids(&bus), ["Job0", "Job1"]);
+
+    // Waits without a timeout; completes when Job0 completes.
+    let producer = {
+        let bus = bus.clone();
+        tokio::spawn(async move { bus.dispatch_when_room(dyn_event("Job", 2), None).await })
+    };
+    tokio::task::yield_now().await;
+    assert!(!producer.is_finished());
+    release.send_replace(1);
+    a.await.unwrap();
+    let c = producer.await.unwrap().unwrap();
+    assert_eq!(ids(&bus), ["Job1", "Job2"]);
+
+    release.send_replace(10);
+    b.await.unwrap();
+    c.await.unwrap();
+}
+
+/// A producer waiting for room is released by `stop` with `Stopped`.
+#[tokio::test(start_paused = true)]
+async fn dispatch_when_room_returns_stopped_when_the_bus_stops() {
+    let bus = EventBus::builder("RoomStopBus")
+        .max_history_size(Some(1))
+        .build();
+    bus.on_pattern("Job", |_: AnyEvent| std::future::pending::<()>());
+    let _a = bus.dispatch(dyn_event("Job", 0)).unwrap();
+    let producer = {
+        let bus = bus.clone();
+        tokio::spawn(async move { bus.dispatch_when_room(dyn_event("Job", 1), None).await })
+    };
+    tokio::task::yield_now().await;
+    bus.stop(None, false).await;
+    assert!(matches!(
+        producer.await.unwrap(),
+        Err(bubus::DispatchError::Stopped { .. })
+    ));
+}

@@ -37,6 +37,10 @@ pub struct BusConfig {
     pub max_history_drop: bool,
     /// Record where each handler was registered (`file:line`). Default: true.
     pub event_handler_detect_file_paths: bool,
+    /// Log a `tracing` warning when a handler is registered for a pattern that already has a
+    /// handler of the same name (results keyed by handler name then keep only one of them) —
+    /// once per name and pattern. Default: true, as in abxbus 2.5.
+    pub warn_on_duplicate_handler_names: bool,
     /// Keys of the snapshot a restored bus was read from that this version does not know:
     /// written back by its snapshots.
     pub(crate) snapshot_extra: crate::wire::extra::UnknownKeys,
@@ -54,6 +58,7 @@ impl Default for BusConfig {
             max_history_size: Some(100),
             max_history_drop: false,
             event_handler_detect_file_paths: true,
+            warn_on_duplicate_handler_names: true,
             snapshot_extra: None,
         }
     }
@@ -202,6 +207,12 @@ impl EventBusBuilder {
     /// Record `file:line` of each handler registration.
     pub fn event_handler_detect_file_paths(mut self, detect: bool) -> Self {
         self.config.event_handler_detect_file_paths = detect;
+        self
+    }
+
+    /// Warn when a handler's name is already registered for its pattern (default: true).
+    pub fn warn_on_duplicate_handler_names(mut self, warn: bool) -> Self {
+        self.config.warn_on_duplicate_handler_names = warn;
         self
     }
 

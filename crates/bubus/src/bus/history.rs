@@ -146,17 +146,6 @@ impl History {
         self.compact();
     }
 
-    /// Whether a completed event is held (forgetting completions of events no longer held).
-    fn has_completed(&mut self) -> bool {
-        while let Some(&seq) = self.completed.front() {
-            if self.index_of(seq).is_some() {
-                return true;
-            }
-            self.completed.pop_front();
-        }
-        false
-    }
-
     /// Removes and returns the oldest completed event, if any.
     fn pop_completed(&mut self) -> Option<Arc<EventInner>> {
         while let Some(seq) = self.completed.pop_front() {
@@ -266,17 +255,6 @@ impl BusInner {
         }
         Ok(())
     }
-
-    /// Whether a dispatch would find room in the history now (see
-    /// [`EventBus::dispatch_when_room`](super::EventBus::dispatch_when_room)).
-    pub(crate) fn has_room(&self, st: &mut BusState) -> bool {
-        match self.config.max_history_size {
-            Some(max) if max > 0 => {
-                self.config.max_history_drop || st.history.len() < max || st.history.has_completed()
-            }
-            _ => true,
-        }
-    }
 }
 
 impl BusInner {
@@ -296,6 +274,11 @@ impl BusInner {
             Some(_) => st.history.mark_completed(seq, None),
             None => {}
         }
+        drop(st);
         let _ = event;
+        // A completed event can be evicted: a producer waiting for room may dispatch now.
+        if self.room_waiters.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            self.room.notify_waiters();
+        }
     }
 }

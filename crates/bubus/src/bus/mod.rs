@@ -96,8 +96,12 @@ pub(crate) struct BusInner {
     /// Someone called `wait_until_idle` on this bus (so becoming idle must notify).
     pub(crate) idle_waited: AtomicBool,
     /// `find(future)` waiters, resolved at dispatch.
-    pub(crate) find_waiters: Mutex<Vec<Arc<find::FindWaiter>>>,
+    pub(crate) find_waiters: Mutex<find::FindWaiters>,
     pub(crate) waiter_count: AtomicUsize,
+    /// Wakes [`EventBus::dispatch_when_room`] callers when the history may have room.
+    pub(crate) room: Notify,
+    /// How many `dispatch_when_room` callers wait (so completions only notify when one does).
+    pub(crate) room_waiters: AtomicUsize,
     pub(crate) middlewares: Arc<[Arc<dyn Middleware>]>,
     /// This bus as event paths record it (and a weak reference to it, for handing `EventBus`
     /// handles to middlewares).
@@ -215,8 +219,10 @@ impl EventBus {
                 wake: Arc::new(Notify::new()),
                 idle: Notify::new(),
                 idle_waited: AtomicBool::new(false),
-                find_waiters: Mutex::new(Vec::new()),
+                find_waiters: Mutex::new(find::FindWaiters::default()),
                 waiter_count: AtomicUsize::new(0),
+                room: Notify::new(),
+                room_waiters: AtomicUsize::new(0),
                 middlewares,
                 link: Arc::new(BusLink {
                     label: Arc::clone(&label),
@@ -338,23 +344,26 @@ impl EventBus {
         let forward_target = handler.__forward_target();
         let func = handler.__into_handler_fn();
         let mut st = self.inner.state.lock();
-        let id = match options.id {
-            Some(id) => id,
+        let (id, occurrence) = match options.id {
+            Some(id) => (id, None),
             None => {
-                let mut occurrence = 0;
-                loop {
-                    let id = st
-                        .handlers
-                        .derived_id(&self.inner.name, &name, &pattern, occurrence);
-                    if !st.handlers.contains_live_id(&id) {
-                        break id;
-                    }
-                    occurrence += 1;
-                }
+                let (id, occurrence) =
+                    st.handlers
+                        .next_default_id(&self.inner.name, &name, &pattern);
+                (id, Some(occurrence))
             }
         };
-        if let Some(list) = st.handlers.pattern_list(&pattern) {
-            if list.len() <= 256 && list.iter().any(|h| h.meta.name == name) {
+        if st.handlers.first_duplicate(&name, &pattern) {
+            if self.inner.config.warn_on_duplicate_handler_names {
+                tracing::warn!(
+                    bus = %self.inner.label,
+                    handler = %name,
+                    pattern = %pattern,
+                    "handler {name} is already registered for {pattern}: results keyed by handler \
+                     name will keep only one of them; give handlers unique names (warned once \
+                     per name and pattern)"
+                );
+            } else {
                 tracing::debug!(
                     bus = %self.inner.label,
                     handler = %name,
@@ -382,6 +391,7 @@ impl EventBus {
             meta: Arc::clone(&meta),
             func,
             stub: false,
+            occurrence,
         }));
         drop(st);
         let handler = EventHandler { meta };
@@ -461,6 +471,70 @@ impl EventBus {
         let handle = event.__into_event();
         self.inner.dispatch(handle.__any().inner())?;
         Ok(handle)
+    }
+
+    /// Like [`dispatch`](Self::dispatch), but when the history is full of unfinished events
+    /// ([`DispatchError::HistoryFull`]) it waits — up to `timeout`, or for as long as it takes
+    /// with `None` — until one of them completes and makes room, then dispatches. A producer
+    /// faster than the handlers so waits for them instead of spinning on `HistoryFull`.
+    ///
+    /// Waiting producers are woken when an event of this bus's history completes; several may
+    /// race for the room, and the losers wait again. Inside a handler, waiting for room that
+    /// only the handler's own event could make waits until the timeout.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bubus::{DynEvent, EventBus};
+    /// use serde_json::json;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), bubus::Error> {
+    /// let bus = EventBus::builder("Ingest").max_history_size(Some(8)).build();
+    /// bus.on_pattern("Row", |_: bubus::AnyEvent| async { tokio::task::yield_now().await });
+    /// for n in 0..100 {
+    ///     // `dispatch` would fail with HistoryFull once 8 rows are unfinished.
+    ///     let row = DynEvent::new("Row", json!({ "n": n })).unwrap();
+    ///     bus.dispatch_when_room(row, Some(Duration::from_secs(5))).await?;
+    /// }
+    /// assert!(bus.wait_until_idle(None).await);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`DispatchError::HistoryFull`] when the timeout elapsed with the history still full;
+    /// otherwise as [`dispatch`](Self::dispatch).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: until it returns, nothing was dispatched.
+    pub async fn dispatch_when_room<T: IntoEvent>(
+        &self,
+        event: T,
+        timeout: Option<Duration>,
+    ) -> Result<T::Handle, DispatchError> {
+        let handle = event.__into_event();
+        let event = handle.__any().inner();
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let _waiting = RoomWaiter::new(&self.inner);
+        loop {
+            let room = self.inner.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            let full = match self.inner.dispatch(event) {
+                Err(full @ DispatchError::HistoryFull { .. }) => full,
+                Err(other) => return Err(other),
+                Ok(()) => return Ok(handle),
+            };
+            match deadline {
+                None => room.await,
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, room).await.is_err() {
+                        return Err(full);
+                    }
+                }
+            }
+        }
     }
 
     /// Alias of [`dispatch`](Self::dispatch), the newer reference runtimes' name for it.
@@ -699,6 +773,25 @@ impl BusInner {
             }
             notified.await;
         }
+    }
+}
+
+/// Counts a [`EventBus::dispatch_when_room`] caller among the bus's room waiters while it lives.
+struct RoomWaiter<'a>(&'a BusInner);
+
+impl<'a> RoomWaiter<'a> {
+    fn new(bus: &'a BusInner) -> Self {
+        bus.room_waiters
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        RoomWaiter(bus)
+    }
+}
+
+impl Drop for RoomWaiter<'_> {
+    fn drop(&mut self) {
+        self.0
+            .room_waiters
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 

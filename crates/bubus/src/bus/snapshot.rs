@@ -407,6 +407,7 @@ fn restore_handlers(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Deco
             meta: Arc::new(meta),
             func: stub_fn(),
             stub: true,
+            occurrence: None,
         }));
     }
     Ok(())

@@ -136,6 +136,8 @@ pub(crate) struct HandlerEntry {
     /// A placeholder restored from a snapshot (returns null) until a handler with its id is
     /// registered again.
     pub(crate) stub: bool,
+    /// The occurrence its default id was derived with (`None`: an explicit or restored id).
+    pub(crate) occurrence: Option<usize>,
 }
 
 /// A registered handler: what [`EventBus::on`](crate::EventBus::on) returns and
