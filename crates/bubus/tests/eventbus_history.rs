@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bubus::{AnyEvent, DynEvent, EventBus};
+use bubus::{AnyEvent, DynEvent, EventBus, EventHandle};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 
@@ -178,4 +178,176 @@ async fn dispatch_when_room_returns_stopped_when_the_bus_stops() {
         producer.await.unwrap(),
         Err(bubus::DispatchError::Stopped { .. })
     ));
+}
+
+fn secs(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+/// `event_ttl` (abxbus 2.5): a completed event leaves the history that many seconds after it
+/// completed; the event's own value wins over the bus's; negative is never, 0 is at once; an
+/// unfinished event never expires.
+#[tokio::test(start_paused = true)]
+async fn event_ttl_expires_completed_events_from_the_history() {
+    let bus = EventBus::builder("TtlBus")
+        .event_ttl(Some(10.0))
+        .event_timeout(None)
+        .build();
+    let (release, gate) = watch::channel(false);
+    bus.on_pattern("Slow", move |_: AnyEvent| {
+        let gate = gate.clone();
+        async move { open(&gate).await }
+    });
+    bus.dispatch(dyn_event("A", 1)).unwrap().await.unwrap();
+    // Parallel, so the events after it are processed while it runs.
+    let slow = bus
+        .dispatch(
+            EventHandle::new(dyn_event("Slow", 0))
+                .with_event_concurrency(bubus::EventConcurrency::Parallel),
+        )
+        .unwrap();
+    tokio::time::advance(secs(5)).await;
+    bus.dispatch(dyn_event("A", 2)).unwrap().await.unwrap();
+    bus.dispatch(EventHandle::new(dyn_event("A", 3)).with_event_ttl(-1.0))
+        .unwrap()
+        .await
+        .unwrap();
+    bus.dispatch(EventHandle::new(dyn_event("A", 4)).with_event_ttl(2.0))
+        .unwrap()
+        .await
+        .unwrap();
+    bus.dispatch(EventHandle::new(dyn_event("A", 5)).with_event_ttl(0.0))
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(
+        ids(&bus),
+        ["A1", "Slow0", "A2", "A3", "A4"],
+        "a TTL of 0 leaves at once"
+    );
+
+    tokio::time::advance(secs(3)).await;
+    assert_eq!(ids(&bus), ["A1", "Slow0", "A2", "A3"], "A4's own 2 s");
+    tokio::time::advance(secs(3)).await;
+    assert_eq!(ids(&bus), ["Slow0", "A2", "A3"], "A1: the bus's 10 s");
+    tokio::time::advance(secs(100)).await;
+    assert_eq!(
+        ids(&bus),
+        ["Slow0", "A3"],
+        "unfinished and never-expiring events stay"
+    );
+
+    release.send_replace(true);
+    slow.await.unwrap();
+    tokio::time::advance(secs(9)).await;
+    assert_eq!(ids(&bus), ["Slow0", "A3"], "counted from its completion");
+    tokio::time::advance(secs(1)).await;
+    assert_eq!(ids(&bus), ["A3"]);
+    // `find` sees the same history.
+    assert!(bus.find_pattern("Slow").await.is_none());
+}
+
+/// `event_result_ttl` and `handler_result_ttl`: the results this bus's handlers left on a
+/// completed event are removed from it after their TTL (a handler's own wins, then the
+/// event's, then the bus's); the event itself stays.
+#[tokio::test(start_paused = true)]
+async fn result_ttls_remove_results_and_keep_the_event() {
+    let bus = EventBus::builder("ResultTtlBus")
+        .event_result_ttl(Some(10.0))
+        .build();
+    bus.on_with(
+        |_: AnyEvent| json!("short"),
+        bubus::HandlerOptions::new()
+            .pattern("R")
+            .name("short")
+            .result_ttl(2.0),
+    );
+    bus.on_with(
+        |_: AnyEvent| json!("bus default"),
+        bubus::HandlerOptions::new().pattern("R").name("default"),
+    );
+    bus.on_with(
+        |_: AnyEvent| json!("kept"),
+        bubus::HandlerOptions::new()
+            .pattern("R")
+            .name("kept")
+            .result_ttl(-1.0),
+    );
+    fn names(e: &impl AsRef<AnyEvent>) -> Vec<String> {
+        e.as_ref()
+            .event_results()
+            .into_iter()
+            .map(|r| r.handler_name)
+            .collect()
+    }
+    let plain = bus.dispatch(dyn_event("R", 1)).unwrap().await.unwrap();
+    let own = bus
+        .dispatch(EventHandle::new(dyn_event("R", 2)).with_event_result_ttl(5.0))
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(names(&plain), ["short", "default", "kept"]);
+
+    tokio::time::advance(secs(3)).await;
+    assert_eq!(bus.event_history().len(), 2);
+    assert_eq!(names(&plain), ["default", "kept"]);
+    assert_eq!(names(&own), ["default", "kept"]);
+    tokio::time::advance(secs(3)).await;
+    bus.event_history();
+    assert_eq!(names(&plain), ["default", "kept"]);
+    assert_eq!(names(&own), ["kept"], "the event's own 5 s");
+    tokio::time::advance(secs(5)).await;
+    bus.event_history();
+    assert_eq!(names(&plain), ["kept"], "the bus's 10 s");
+    assert_eq!(bus.event_history().len(), 2, "the events stay");
+}
+
+/// The TTLs travel as abxbus 2.5's keys: an event's on the event, a handler's on its snapshot
+/// entry and results, the bus's in its snapshot — and a restored bus applies them.
+#[tokio::test(start_paused = true)]
+async fn ttls_are_written_as_the_2_5_keys_and_restored() {
+    let bus = EventBus::builder("TtlWire")
+        .event_ttl(Some(30.0))
+        .event_result_ttl(Some(-1.0))
+        .event_handler_detect_file_paths(false)
+        .build();
+    bus.on_with(
+        |_: AnyEvent| json!(1),
+        bubus::HandlerOptions::new().pattern("W").result_ttl(4.0),
+    );
+    let event = bus
+        .dispatch(EventHandle::new(dyn_event("W", 1)).with_event_ttl(20.0))
+        .unwrap()
+        .await
+        .unwrap();
+    let json = event.to_json_with_results();
+    assert_eq!(json["event_ttl"], 20.0);
+    let result = json["event_results"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    assert_eq!(result["handler_result_ttl"], 4.0);
+    let snapshot = bus.snapshot();
+    assert_eq!(snapshot["event_ttl"], 30.0);
+    assert_eq!(snapshot["event_result_ttl"], -1.0);
+    let handler = snapshot["handlers"]
+        .as_object()
+        .unwrap()
+        .values()
+        .next()
+        .unwrap();
+    assert_eq!(handler["handler_result_ttl"], 4.0);
+
+    let restored = EventBus::restore(&snapshot).unwrap();
+    assert_eq!(restored.config().event_ttl, Some(30.0));
+    assert_eq!(restored.config().event_result_ttl, Some(-1.0));
+    assert_eq!(restored.snapshot()["event_ttl"], 30.0);
+    restored.dispatch(dyn_event("W", 2)).unwrap().await.unwrap();
+    tokio::time::advance(secs(31)).await;
+    assert!(
+        restored.find_pattern("W").await.is_none(),
+        "the restored bus's 30 s applied to its own event"
+    );
 }

@@ -42,6 +42,7 @@ impl BusInner {
         // Start (or restart) the run loop before touching the history, so a refused dispatch
         // evicts nothing.
         self.ensure_run_loop(&mut st)?;
+        self.expire(&mut st);
         if let Some(max) = self.config.max_history_size {
             if max > 0 {
                 self.make_room(&mut st, max)?;

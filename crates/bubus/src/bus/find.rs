@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use serde_json::Value;
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
 use super::{BusInner, EventBus};
 use crate::error::{DispatchError, WaitError};
@@ -408,59 +409,139 @@ impl<T: HandlerInput + Clone + Sync> FindQuery<T> {
     }
 
     async fn search(self, matcher: Matcher<T>, waiter: Option<Registered>) -> Option<T> {
-        if self.past != Past::None {
-            let cutoff = match self.past {
-                Past::Within(window) => Some(Timestamp::from_unix_nanos(
-                    Timestamp::now()
-                        .as_unix_nanos()
-                        .saturating_sub(u64::try_from(window.as_nanos()).unwrap_or(u64::MAX)),
-                )),
-                _ => None,
-            };
-            // Newest first, in batches: the batch is taken under the lock (only cheap type and
-            // age checks there), the matcher — which may run user code — without it. Events
-            // pushed meanwhile shift the batches, so some may be looked at twice; none is missed.
-            let pattern = Arc::clone(&self.pattern);
-            let candidate = |event: &Arc<EventInner>| {
-                (&*pattern == "*" || *event.event_type == *pattern)
-                    && cutoff.is_none_or(|cutoff| event.created_at >= cutoff)
-            };
-            let mut passed = 0;
-            loop {
-                let (batch, scanned) = {
-                    let st = self.bus.inner.state.lock();
-                    let mut batch: Vec<Arc<EventInner>> = Vec::new();
-                    let mut scanned = 0;
-                    for event in st.history.iter().rev().skip(passed) {
-                        scanned += 1;
-                        if candidate(event) {
-                            batch.push(Arc::clone(event));
-                            if batch.len() == 64 {
-                                break;
-                            }
+        if let Some((_, found)) = self.search_past(&matcher, 1).pop() {
+            return Some(found);
+        }
+        self.wait_future(&matcher, waiter)
+            .await
+            .map(|(_, found)| found)
+    }
+
+    /// Up to `limit` matches in the history, newest first, with their ids.
+    fn search_past(&self, matcher: &Matcher<T>, limit: usize) -> Vec<(Uuid, T)> {
+        let mut found = Vec::new();
+        if self.past == Past::None || limit == 0 {
+            return found;
+        }
+        let cutoff = match self.past {
+            Past::Within(window) => Some(Timestamp::from_unix_nanos(
+                Timestamp::now()
+                    .as_unix_nanos()
+                    .saturating_sub(u64::try_from(window.as_nanos()).unwrap_or(u64::MAX)),
+            )),
+            _ => None,
+        };
+        // Newest first, in batches: the batch is taken under the lock (only cheap type and
+        // age checks there), the matcher — which may run user code — without it. Each batch
+        // resumes below the last entry looked at, so events pushed meanwhile are not seen and
+        // none is looked at twice.
+        let pattern = Arc::clone(&self.pattern);
+        let candidate = |event: &Arc<EventInner>| {
+            (&*pattern == "*" || *event.event_type == *pattern)
+                && cutoff.is_none_or(|cutoff| event.created_at >= cutoff)
+        };
+        let mut before = None;
+        let mut first = true;
+        loop {
+            let batch = {
+                let mut st = self.bus.inner.state.lock();
+                if first {
+                    self.bus.inner.expire(&mut st);
+                    first = false;
+                }
+                let mut batch: Vec<Arc<EventInner>> = Vec::new();
+                let mut scanned = 0;
+                for (seq, event) in st.history.newest_before(before) {
+                    before = Some(seq);
+                    scanned += 1;
+                    if candidate(event) {
+                        batch.push(Arc::clone(event));
+                        if batch.len() == 64 {
+                            break;
                         }
-                    }
-                    (batch, scanned)
-                };
-                passed += scanned;
-                for event in batch {
-                    if let Some(found) = matcher(&AnyEvent::from_inner(event)) {
-                        return Some(found);
                     }
                 }
                 if scanned == 0 {
                     break;
                 }
+                batch
+            };
+            for event in batch {
+                let id = event.id;
+                if let Some(matched) = matcher(&AnyEvent::from_inner(event)) {
+                    found.push((id, matched));
+                    if found.len() >= limit {
+                        return found;
+                    }
+                }
             }
         }
+        found
+    }
 
+    async fn wait_future(
+        &self,
+        matcher: &Matcher<T>,
+        waiter: Option<Registered>,
+    ) -> Option<(Uuid, T)> {
         let (_registration, rx) = waiter?;
         let received = match self.wait {
             Wait::Within(timeout) => tokio::time::timeout(timeout, rx).await.ok()?,
             _ => rx.await,
         };
         let event = received.ok().flatten()?;
-        matcher(&event)
+        Some((event.event_id(), matcher(&event)?))
+    }
+
+    /// Every match, newest first, up to `limit` (abxbus 2.5's `filter`): the history's
+    /// matches, then — if the query waits ([`future`](Self::future),
+    /// [`future_within`](Self::future_within)) and fewer than `limit` were found — the next
+    /// matching event dispatched.
+    ///
+    /// ```
+    /// use bubus::{Event, EventBus};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Clone, Debug, Serialize, Deserialize, Event)]
+    /// struct Reading { value: u32 }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), bubus::Error> {
+    /// let bus = EventBus::new("Sensors");
+    /// for value in [3, 8, 1, 9] {
+    ///     bus.dispatch(Reading { value })?.await?;
+    /// }
+    /// let high = bus.find::<Reading>().matching(|r| r.value > 2).filter(None).await;
+    /// let values: Vec<u32> = high.iter().map(|r| r.value).collect();
+    /// assert_eq!(values, [9, 8, 3]); // newest first
+    /// assert_eq!(bus.find::<Reading>().filter(Some(2)).await.len(), 2);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub fn filter(self, limit: Option<usize>) -> impl Future<Output = Vec<T>> + Send + 'static {
+        let limit = limit.unwrap_or(usize::MAX);
+        let matcher = self.matcher();
+        let waiter = if self.wait == Wait::None || limit == 0 {
+            None
+        } else {
+            self.register(&matcher)
+        };
+        async move {
+            let mut found = self.search_past(&matcher, limit);
+            if found.len() < limit {
+                // The waiter was registered before the history was searched: an event
+                // dispatched in between is seen by both, and counted once.
+                if let Some((id, next)) = self.wait_future(&matcher, waiter).await {
+                    if !found.iter().any(|(seen, _)| *seen == id) {
+                        found.push((id, next));
+                    }
+                }
+            }
+            found.into_iter().map(|(_, found)| found).collect()
+        }
     }
 }
 

@@ -22,6 +22,8 @@ struct Entry {
     event: Option<Arc<EventInner>>,
     /// This entry's share of the bus's [memory estimate](crate::memory).
     bytes: usize,
+    /// When the bus heard of its completion (TTLs count from there).
+    completed: Option<tokio::time::Instant>,
 }
 
 /// A bus's history. See the module docs.
@@ -61,6 +63,7 @@ impl History {
             seq,
             event: Some(event),
             bytes,
+            completed: None,
         });
         self.live += 1;
         seq
@@ -69,6 +72,21 @@ impl History {
     /// The events, oldest first.
     pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = &Arc<EventInner>> + '_ {
         self.entries.iter().filter_map(|e| e.event.as_ref())
+    }
+
+    /// The events older than the entry `before` (all of them for `None`), newest first, with
+    /// their sequence numbers: a scan can stop and resume below where it stopped.
+    pub(crate) fn newest_before(
+        &self,
+        before: Option<u64>,
+    ) -> impl Iterator<Item = (u64, &Arc<EventInner>)> + '_ {
+        let end = before.map_or(self.entries.len(), |seq| {
+            self.entries.partition_point(|e| e.seq < seq)
+        });
+        self.entries
+            .range(..end)
+            .rev()
+            .filter_map(|e| Some((e.seq, e.event.as_ref()?)))
     }
 
     fn index_of(&self, seq: u64) -> Option<usize> {
@@ -117,23 +135,29 @@ impl History {
         }
     }
 
-    /// Records that the event with this sequence number completed (for eviction and expiry).
+    /// Records that the event with this sequence number completed (for eviction), and when
+    /// its earliest TTL expires, if it has one.
     pub(crate) fn mark_completed(&mut self, seq: u64, ttl: Option<Duration>) {
+        self.mark_completed_ago(seq, ttl, Duration::ZERO);
+    }
+
+    /// [`mark_completed`](Self::mark_completed) for an event that completed `ago` (restored
+    /// from a snapshot).
+    pub(crate) fn mark_completed_ago(&mut self, seq: u64, ttl: Option<Duration>, ago: Duration) {
         let Some(i) = self.index_of(seq) else {
             return;
         };
         self.completed.push_back(seq);
+        let now = tokio::time::Instant::now();
+        let completed = now.checked_sub(ago).unwrap_or(now);
+        self.entries[i].completed = Some(completed);
         if let Some(ttl) = ttl {
-            let deadline = tokio::time::Instant::now() + ttl;
-            self.expiries.push(std::cmp::Reverse((deadline, seq)));
+            self.expire_at(seq, completed + ttl);
         }
         // Its results are in now: estimate it again.
         let entry = &mut self.entries[i];
         let old = entry.bytes;
-        let new = entry
-            .event
-            .as_ref()
-            .map_or(0, |e| crate::memory::estimate(e));
+        let new = entry.event.as_ref().map_or(0, crate::memory::estimate);
         entry.bytes = new;
         self.sub_bytes(old);
         self.add_bytes(new);
@@ -183,6 +207,16 @@ impl History {
             due.push(seq);
         }
         due
+    }
+
+    /// Looks at the entry `seq` again at `deadline` (its next TTL).
+    pub(crate) fn expire_at(&mut self, seq: u64, deadline: tokio::time::Instant) {
+        self.expiries.push(std::cmp::Reverse((deadline, seq)));
+    }
+
+    /// When the bus heard the event `seq` completed.
+    pub(crate) fn completed_at(&self, seq: u64) -> Option<tokio::time::Instant> {
+        self.index_of(seq).and_then(|i| self.entries[i].completed)
     }
 
     /// Whether any TTL is tracked.
@@ -261,21 +295,20 @@ impl BusInner {
     /// Whether this bus's history needs to hear of its events' completions: it is bounded (to
     /// evict completed events first), keeps only in-flight events, or has middlewares.
     pub(crate) fn hears_completions(&self) -> bool {
-        self.config.max_history_size.is_some() || !self.middlewares.is_empty()
+        self.config.max_history_size.is_some() || !self.middlewares.is_empty() || self.may_expire()
     }
 
     /// An event in this bus's history (sequence number `seq`) completed.
     pub(crate) fn history_completed(&self, event: &Arc<EventInner>, seq: u64) {
         let mut st = self.state.lock();
-        match self.config.max_history_size {
-            Some(0) => {
-                st.history.remove(seq);
-            }
-            Some(_) => st.history.mark_completed(seq, None),
-            None => {}
+        if self.config.max_history_size == Some(0) {
+            st.history.remove(seq);
+        } else {
+            let ttl = self.earliest_ttl(event);
+            st.history.mark_completed(seq, ttl);
+            self.expire(&mut st);
         }
         drop(st);
-        let _ = event;
         // A completed event can be evicted: a producer waiting for room may dispatch now.
         if self.room_waiters.load(std::sync::atomic::Ordering::SeqCst) > 0 {
             self.room.notify_waiters();

@@ -12,6 +12,7 @@ mod hooks;
 mod limits;
 mod process;
 mod snapshot;
+mod ttl;
 mod wait;
 
 use std::collections::VecDeque;
@@ -102,6 +103,8 @@ pub(crate) struct BusInner {
     pub(crate) room: Notify,
     /// How many `dispatch_when_room` callers wait (so completions only notify when one does).
     pub(crate) room_waiters: AtomicUsize,
+    /// A handler with a `handler_result_ttl` was registered (so completions must be heard).
+    pub(crate) result_ttl_handlers: AtomicBool,
     pub(crate) middlewares: Arc<[Arc<dyn Middleware>]>,
     /// This bus as event paths record it (and a weak reference to it, for handing `EventBus`
     /// handles to middlewares).
@@ -223,6 +226,7 @@ impl EventBus {
                 waiter_count: AtomicUsize::new(0),
                 room: Notify::new(),
                 room_waiters: AtomicUsize::new(0),
+                result_ttl_handlers: AtomicBool::new(false),
                 middlewares,
                 link: Arc::new(BusLink {
                     label: Arc::clone(&label),
@@ -385,8 +389,18 @@ impl EventBus {
             bus_id: self.inner.id,
             bus_name: Arc::clone(&self.inner.name),
             bus_label: Arc::clone(&self.inner.label),
-            wire_extra: None,
+            // Written on the wire as abxbus 2.5 does, with the snapshot entry and each result.
+            wire_extra: options.result_ttl.map(|ttl| {
+                let mut keys = serde_json::Map::new();
+                keys.insert("handler_result_ttl".into(), serde_json::Value::from(ttl));
+                Arc::new(keys)
+            }),
         });
+        if options.result_ttl.is_some() {
+            self.inner
+                .result_ttl_handlers
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         st.handlers.add(Arc::new(HandlerEntry {
             meta: Arc::clone(&meta),
             func,
@@ -596,7 +610,8 @@ impl EventBus {
 
     /// The events in this bus's history, oldest first (pending, started and completed).
     pub fn event_history(&self) -> Vec<AnyEvent> {
-        let st = self.inner.state.lock();
+        let mut st = self.inner.state.lock();
+        self.inner.expire(&mut st);
         st.history
             .iter()
             .map(|e| AnyEvent::from_inner(Arc::clone(e)))
@@ -605,8 +620,11 @@ impl EventBus {
 
     /// History events with this status.
     pub fn events_with_status(&self, status: EventStatus) -> Vec<AnyEvent> {
-        let events: Vec<Arc<EventInner>> =
-            self.inner.state.lock().history.iter().cloned().collect();
+        let events: Vec<Arc<EventInner>> = {
+            let mut st = self.inner.state.lock();
+            self.inner.expire(&mut st);
+            st.history.iter().cloned().collect()
+        };
         events
             .into_iter()
             .filter(|e| e.state.lock().status == status)
@@ -631,7 +649,9 @@ impl EventBus {
 
     /// The estimated bytes this bus's history holds (see [`crate::memory`]).
     pub fn history_bytes(&self) -> usize {
-        self.inner.state.lock().history.bytes()
+        let mut st = self.inner.state.lock();
+        self.inner.expire(&mut st);
+        st.history.bytes()
     }
 
     /// How many events are queued, not yet taken up for processing.

@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -27,6 +28,8 @@ const BUS_KEYS: &[&str] = &[
     "event_concurrency",
     "event_timeout",
     "event_slow_timeout",
+    "event_ttl",
+    "event_result_ttl",
     "event_handler_concurrency",
     "event_handler_completion",
     "event_handler_slow_timeout",
@@ -108,6 +111,9 @@ impl EventBus {
         );
         out.insert("event_timeout".into(), opt_f64(c.event_timeout));
         out.insert("event_slow_timeout".into(), opt_f64(c.event_slow_timeout));
+        // abxbus 2.5's history TTLs, where it writes them.
+        out.insert("event_ttl".into(), opt_f64(c.event_ttl));
+        out.insert("event_result_ttl".into(), opt_f64(c.event_result_ttl));
         out.insert(
             "event_handler_concurrency".into(),
             Value::String(c.event_handler_concurrency.as_str().into()),
@@ -264,6 +270,8 @@ impl EventBus {
         for (key, slot) in [
             ("event_timeout", &mut builder.config.event_timeout),
             ("event_slow_timeout", &mut builder.config.event_slow_timeout),
+            ("event_ttl", &mut builder.config.event_ttl),
+            ("event_result_ttl", &mut builder.config.event_result_ttl),
             (
                 "event_handler_slow_timeout",
                 &mut builder.config.event_handler_slow_timeout,
@@ -508,9 +516,23 @@ fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Decode
     for event in events {
         let complete = event.is_complete();
         let ptr = Arc::as_ptr(&event);
+        let ttl = if complete {
+            inner.earliest_ttl(&event)
+        } else {
+            None
+        };
+        let completed_at = event.state.lock().completed_at;
         let seq = st.history.push(event);
         if complete {
-            st.history.mark_completed(seq, None);
+            // TTLs count from the completion the snapshot recorded.
+            let ago = completed_at.map_or(Duration::ZERO, |at| {
+                Duration::from_nanos(
+                    crate::time::Timestamp::now()
+                        .as_unix_nanos()
+                        .saturating_sub(at.as_unix_nanos()),
+                )
+            });
+            st.history.mark_completed_ago(seq, ttl, ago);
         }
         seqs.insert(ptr, seq);
     }
@@ -540,5 +562,6 @@ fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Decode
         st.busy = Some(Arc::clone(inner));
     }
     st.queue.extend(queue);
+    inner.expire(&mut st);
     Ok(())
 }

@@ -304,7 +304,7 @@ impl EventState {
             bus_id: bus.id,
             phase: BusPhase::Queued,
             history_seq,
-            tell: bus.hears_completions(),
+            tell: bus.hears_completions() || self.has_own_ttl(),
         });
     }
 
