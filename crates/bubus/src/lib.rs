@@ -123,6 +123,7 @@ mod event;
 pub mod handler;
 mod lock;
 mod memo;
+pub mod memory;
 pub mod middleware;
 mod result;
 #[cfg(feature = "retry")]

@@ -47,7 +47,7 @@ async fn run_chain() {
     assert_eq!(root.event_result().await.unwrap(), levels());
     assert!(bus.wait_until_idle(None).await);
     assert_eq!(bus.event_history().len() as u64, levels() + 1);
-    bus.stop(None, true).await;
+    bus.stop_and_clear(None).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -125,7 +125,7 @@ async fn no_warning_when_the_work_finishes_before_the_thresholds() {
 /// the warning fires at the threshold on the paused clock, not earlier.
 #[tokio::test(start_paused = true)]
 async fn wall_clock_time_is_not_charged_to_the_paused_clock() {
-    let (logs, _guard) = capture();
+    let logs = capture_logs_at(Level::WARN);
     let bus = bus("BusyThenFastBus", Some(0.05), Some(0.05));
     bus.on(|_: EventHandle<WorkEvent>| {
         // Five real milliseconds of work, no waiting.

@@ -83,6 +83,7 @@ impl BusInner {
         // Start (or restart) the run loop before touching the history, so a refused dispatch
         // evicts nothing.
         self.ensure_run_loop(&mut st)?;
+        self.expire(&mut st);
         if let Some(max) = self.config.max_history_size {
             if max > 0 {
                 self.make_room(&mut st, max)?;
@@ -106,7 +107,7 @@ impl BusInner {
             }
             es.path.push(Arc::clone(&self.link));
             let link = es.path.len() - 1;
-            es.push_slot(self, link);
+            es.push_slot(self, link, st.history.next_seq());
             match parent {
                 Some((parent, handler_id, result_index))
                     if first_dispatch && es.parent_id.is_none() =>
@@ -126,7 +127,7 @@ impl BusInner {
             parent.link_child(event, result_index);
         }
 
-        st.history.push_back(Arc::clone(event));
+        st.history.push(Arc::clone(event));
         st.queue.push_back(Arc::clone(event));
         if st.busy.is_none() {
             st.busy = Some(Arc::clone(self));

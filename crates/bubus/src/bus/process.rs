@@ -217,7 +217,7 @@ impl BusInner {
         if clear {
             let (history, handlers) = {
                 let mut st = self.state.lock();
-                (std::mem::take(&mut st.history), st.handlers.clear())
+                (st.history.take(), st.handlers.clear())
             };
             drop(history);
             drop(handlers);
@@ -873,14 +873,9 @@ fn after_leave(bus: &BusInner, idle: Option<Option<Arc<BusInner>>>) {
 
 /// Bookkeeping when an event completes, for the buses that need it: those that keep only
 /// in-flight events forget it, and middlewares hear of it.
-pub(crate) fn on_event_completed(event: &Arc<EventInner>, buses: &[(Arc<BusInner>, bool)]) {
-    for (bus, zero_history) in buses {
-        if *zero_history {
-            let mut st = bus.state.lock();
-            if let Some(pos) = st.history.iter().position(|e| Arc::ptr_eq(e, event)) {
-                st.history.remove(pos);
-            }
-        }
+pub(crate) fn on_event_completed(event: &Arc<EventInner>, buses: &[(Arc<BusInner>, u64)]) {
+    for (bus, seq) in buses {
+        bus.history_completed(event, *seq);
     }
     let with_middlewares: SmallVec<[Arc<BusInner>; 2]> = buses
         .iter()

@@ -204,6 +204,14 @@ impl DynEvent {
         }
     }
 
+    /// How many payload fields it has, without parsing them.
+    pub(crate) fn payload_len(&self) -> usize {
+        match &self.payload {
+            Payload::Parsed(map) => map.len(),
+            Payload::Text { fields, .. } => fields.len(),
+        }
+    }
+
     /// Whether the payload has been parsed (or never was text).
     pub(crate) fn is_parsed(&self) -> bool {
         match &self.payload {

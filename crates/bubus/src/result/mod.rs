@@ -322,6 +322,23 @@ macro_rules! result_helpers {
                 self.results().by_handler_name().await
             }
 
+            /// Waits for the event, then returns the results (status, value, error, timing)
+            /// that completed with a non-null value, keyed by handler id: the reference's
+            /// `event_results_filtered`. See [`ResultsQuery::filtered`] for another filter.
+            ///
+            /// # Errors
+            ///
+            /// As [`event_result`](Self::event_result).
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe.
+            pub async fn event_results_filtered(
+                &self,
+            ) -> Result<indexmap::IndexMap<HandlerId, EventResult<$r>>, crate::ResultError> {
+                self.results().filtered().await
+            }
+
             /// Waits for the event, then merges the handlers' map results into one map. A key
             /// returned by two handlers is an error (see
             /// [`ResultsQuery::raise_if_conflicts`] to let the last handler win). No results
