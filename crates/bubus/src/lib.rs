@@ -116,6 +116,7 @@
 #[expect(unused_extern_crates, reason = "no unit test derives an event yet")]
 extern crate self as bubus;
 
+pub mod bridge;
 mod bus;
 mod context;
 mod error;
