@@ -2,7 +2,9 @@
 //!
 //! One row per event, keyed by `event_id`; every column value is the JSON text of the value
 //! (strings quoted), `NULL` for null; one `TEXT` column per `event_*` key, added the first time
-//! an event has it; the whole event in `event_payload`. A write is an upsert by `event_id`.
+//! an event has it; the whole event in `event_payload`. A write is an upsert by `event_id`; unlike
+//! the family's, a rewrite of an existing row also moves it to the end of the insertion order, so
+//! a reader that already passed it reads it again (and de-duplicates by `event_id`).
 //!
 //! Rows are read in insertion order (SQLite's `rowid`), not by `event_created_at`: a row inserted
 //! late with an older creation time is still read, and a reader's position is one integer that can
@@ -116,7 +118,7 @@ fn valid_identifier(name: &str) -> bool {
 
 impl BridgeTable {
     /// Opens (creating them if needed) the file and the table, in WAL mode with a 30 s busy
-    /// timeout, as the family does.
+    /// timeout, as the family does (and `synchronous=NORMAL`).
     ///
     /// # Errors
     ///
@@ -141,6 +143,10 @@ impl BridgeTable {
         let conn = Connection::open(&path).map_err(sql)?;
         conn.busy_timeout(Duration::from_secs(30)).map_err(sql)?;
         conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sql)?;
+        // In WAL mode a commit survives the process being killed either way; NORMAL only
+        // risks the last commits on a power loss, and saves an fsync per write.
+        conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(sql)?;
         conn.execute_batch(&format!(
             "CREATE TABLE IF NOT EXISTS \"{table}\" (
@@ -316,12 +322,19 @@ impl BridgeTable {
                 .map(|k| if *k == PAYLOAD { "json(?)" } else { "?" })
                 .collect::<Vec<_>>()
                 .join(", ");
-            let updates = keys
-                .iter()
-                .filter(|k| **k != "event_id")
-                .map(|k| format!("\"{k}\" = excluded.\"{k}\""))
-                .collect::<Vec<_>>()
-                .join(", ");
+            // A rewrite moves the row to the end (a new rowid), so readers see it again and
+            // their de-duplication decides; the family keeps the row where it was.
+            let updates = std::iter::once(format!(
+                "rowid = (SELECT MAX(rowid) + 1 FROM \"{}\")",
+                self.table
+            ))
+            .chain(
+                keys.iter()
+                    .filter(|k| **k != "event_id")
+                    .map(|k| format!("\"{k}\" = excluded.\"{k}\"")),
+            )
+            .collect::<Vec<_>>()
+            .join(", ");
             let sql = format!(
                 "INSERT INTO \"{}\" ({columns}) VALUES ({values}) \
                  ON CONFLICT(\"event_id\") DO UPDATE SET {updates}",

@@ -186,3 +186,32 @@ fn tables_in_lists_bridge_tables_only() {
         ["a_events", "b_events"]
     );
 }
+
+#[test]
+fn a_rewritten_row_moves_to_the_end_and_is_read_again() {
+    let path = temp_db("rewrite");
+    let mut table = BridgeTable::open(&path, DEFAULT_TABLE).unwrap();
+    table
+        .write_json(r#"{"event_id":"a","event_type":"A"}"#)
+        .unwrap();
+    table
+        .write_json(r#"{"event_id":"b","event_type":"B"}"#)
+        .unwrap();
+    let read = table.read_after(0, 10).unwrap();
+    let cursor = read[1].rowid;
+    // The newest row rewritten: still a new position, not its old one.
+    table
+        .write_json(r#"{"event_id":"b","event_type":"B","x":2}"#)
+        .unwrap();
+    table
+        .write_json(r#"{"event_id":"a","event_type":"A","x":1}"#)
+        .unwrap();
+    let again = table.read_after(cursor, 10).unwrap();
+    let ids: Vec<_> = again
+        .iter()
+        .map(|r| r.event.as_ref().unwrap()["event_id"].clone())
+        .collect();
+    assert_eq!(ids, [json!("b"), json!("a")]);
+    assert_eq!(again[1].event.as_ref().unwrap()["x"], 1);
+    assert_eq!(table.read_after(0, 10).unwrap().len(), 2);
+}
