@@ -402,6 +402,28 @@ impl BridgeTable {
             .map_err(|e| self.sql(e))
     }
 
+    /// The `rowid` after which the last `n` rows start (0 if the table has `n` rows or fewer):
+    /// `read_after(start_of_last(n), n)` reads the last `n` rows.
+    ///
+    /// # Errors
+    ///
+    /// [`TableError::Sqlite`] if the read fails.
+    pub fn start_of_last(&self, n: u64) -> Result<i64, TableError> {
+        let offset = i64::try_from(n).unwrap_or(i64::MAX);
+        self.conn
+            .query_row(
+                &format!(
+                    "SELECT rowid FROM \"{}\" ORDER BY rowid DESC LIMIT 1 OFFSET ?1",
+                    self.table
+                ),
+                [offset],
+                |row| row.get(0),
+            )
+            .optional()
+            .map(|rowid| rowid.unwrap_or(0))
+            .map_err(|e| self.sql(e))
+    }
+
     /// Up to `limit` rows inserted after `rowid`, in insertion order.
     ///
     /// # Errors
