@@ -135,6 +135,7 @@
 
 mod row;
 mod table;
+mod transport;
 mod writer;
 
 use std::fmt;
@@ -153,6 +154,7 @@ use row::Row;
 use writer::{Queue, open_connection, write_rows};
 
 pub use table::{BridgeTable, DEFAULT_TABLE, RowError, TableError, TableRow};
+pub use transport::{SqliteTransport, StartAt};
 
 /// The SQLite library this crate is built with, for opening mirrors yourself to query them.
 pub use rusqlite;

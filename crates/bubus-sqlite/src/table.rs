@@ -25,6 +25,9 @@ pub const DEFAULT_TABLE: &str = "abxbus_events";
 /// The column holding the whole event.
 const PAYLOAD: &str = "event_payload";
 
+/// The key of a bridge's completion record (`bubus::bridge::COMPLETION_KEY`).
+const COMPLETION: &str = "bubus_completion";
+
 /// The table persisted cursors live in (one row per table and consumer name).
 const CURSORS: &str = "bubus_bridge_cursors";
 
@@ -287,8 +290,30 @@ impl BridgeTable {
     /// [`TableError::Identifier`] for an `event_*` key that cannot be a column name;
     /// [`TableError::Sqlite`] if the write fails.
     pub fn write_json(&mut self, json: &str) -> Result<(), TableError> {
-        let fields: HashMap<String, &RawValue> = serde_json::from_str(json)
+        self.write_keyed(json, None)
+    }
+
+    /// Writes a record that is not an event (a bridge's completion record, whose text starts
+    /// with `{"bubus_completion":`) under the row id `key`: its text in `event_payload`, no
+    /// `event_type`. The family's readers fail to read it as an event and skip it.
+    ///
+    /// # Errors
+    ///
+    /// As [`write_json`](Self::write_json).
+    pub fn write_record(&mut self, key: &str, json: &str) -> Result<(), TableError> {
+        self.write_keyed(json, Some(key))
+    }
+
+    fn write_keyed(&mut self, json: &str, key: Option<&str>) -> Result<(), TableError> {
+        let id_text: Box<RawValue>;
+        let mut fields: HashMap<String, &RawValue> = serde_json::from_str(json)
             .map_err(|e| TableError::Event(format!("not a JSON object: {e}")))?;
+        if let Some(key) = key {
+            fields.retain(|k, _| !k.starts_with("event_"));
+            id_text = RawValue::from_string(Value::String(key.to_owned()).to_string())
+                .map_err(|e| TableError::Event(e.to_string()))?;
+            fields.insert("event_id".to_owned(), &id_text);
+        }
         match fields.get("event_id") {
             Some(id) if id.get().starts_with('"') => {}
             _ => return Err(TableError::Event("no string `event_id`".into())),
@@ -541,6 +566,8 @@ fn row_event(
                 _ => return Err(bad("event_payload is not text".into())),
             };
             match serde_json::from_slice::<Value>(text) {
+                // A completion record is delivered as it was written.
+                Ok(Value::Object(map)) if map.contains_key(COMPLETION) => return Ok(map),
                 Ok(Value::Object(map)) => event = map,
                 Ok(_) => return Err(bad("event_payload is not a JSON object".into())),
                 Err(e) => return Err(bad(format!("invalid JSON in event_payload: {e}"))),
