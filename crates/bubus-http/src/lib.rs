@@ -1,6 +1,8 @@
 //! The HTTP bridge of [`bubus`]: events POSTed as JSON from one process to another, on the
 //! wire of the bubus/abxbus family (Python and TypeScript `HTTPEventBridge`).
 //!
+//! [`HttpTransport`] is the [`bubus::bridge::Transport`] to give a `Bridge`; it is made of:
+//!
 //! * [`HttpListener`] — an axum server on one path: `202` once an event is queued, `400` for a
 //!   body that is not a JSON object, `404` for another path, `405` for another method (the
 //!   family's codes), plus an optional bearer token (`401`) and a body limit (`413`). Binds
@@ -23,6 +25,10 @@
 
 mod listener;
 mod sender;
+mod transport;
 
-pub use listener::{DEFAULT_BODY_LIMIT, HttpListener, Inbound, ListenerOptions, ListenerStats};
+pub use listener::{
+    DEFAULT_BODY_LIMIT, HttpListener, Inbound, ListenerOptions, ListenerStats, Rejected,
+};
 pub use sender::{HttpSender, RetryPolicy, SendError};
+pub use transport::HttpTransport;

@@ -110,6 +110,15 @@ impl ListenerOptions {
     }
 }
 
+/// A request refused for what it carried (400, 413): who sent it and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rejected {
+    /// The sender's address.
+    pub peer: SocketAddr,
+    /// What was wrong.
+    pub reason: String,
+}
+
 /// One event received: its JSON text (a JSON object, checked) and who sent it.
 #[derive(Debug)]
 pub struct Inbound {
@@ -143,7 +152,7 @@ struct Shared {
     path: String,
     token: Option<HeaderValue>,
     body_limit: usize,
-    tx: mpsc::Sender<Inbound>,
+    tx: mpsc::Sender<Result<Inbound, Rejected>>,
     stats: Arc<ListenerStats>,
 }
 
@@ -156,7 +165,7 @@ struct Shared {
 pub struct HttpListener {
     local_addr: SocketAddr,
     path: String,
-    rx: mpsc::Receiver<Inbound>,
+    rx: mpsc::Receiver<Result<Inbound, Rejected>>,
     stats: Arc<ListenerStats>,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -170,6 +179,24 @@ impl HttpListener {
     /// The bind's I/O error (address in use, permission denied).
     pub async fn bind(options: ListenerOptions) -> std::io::Result<Self> {
         let socket = TcpListener::bind(options.addr).await?;
+        Self::serve(socket, options)
+    }
+
+    /// Serves on a socket already bound (its address replaces the options' one): for a port
+    /// reserved ahead, or a socket handed over by a service manager.
+    ///
+    /// # Errors
+    ///
+    /// If the socket cannot be used with tokio.
+    pub fn from_std(
+        socket: std::net::TcpListener,
+        options: ListenerOptions,
+    ) -> std::io::Result<Self> {
+        socket.set_nonblocking(true)?;
+        Self::serve(TcpListener::from_std(socket)?, options)
+    }
+
+    fn serve(socket: TcpListener, options: ListenerOptions) -> std::io::Result<Self> {
         let local_addr = socket.local_addr()?;
         let (tx, rx) = mpsc::channel(options.queue);
         let stats = Arc::new(ListenerStats::default());
@@ -227,14 +254,20 @@ impl HttpListener {
         self.stats.clone()
     }
 
-    /// The next event received; `None` once closed and drained.
+    /// The next event received; `None` once closed and drained. Rejected requests are skipped
+    /// (they were answered, logged and counted).
     pub async fn recv(&mut self) -> Option<Inbound> {
-        self.rx.recv().await
+        loop {
+            if let Ok(inbound) = self.rx.recv().await? {
+                return Some(inbound);
+            }
+        }
     }
 
-    /// Takes the receiving end, to consume events from another task; [`recv`](Self::recv) then
-    /// returns `None`.
-    pub fn take_receiver(&mut self) -> mpsc::Receiver<Inbound> {
+    /// Takes the receiving end, to consume from another task: events, and requests rejected
+    /// for what they carried (sent when there is room, never waited for). [`recv`](Self::recv)
+    /// then returns `None`.
+    pub fn take_receiver(&mut self) -> mpsc::Receiver<Result<Inbound, Rejected>> {
         let (_, empty) = mpsc::channel(1);
         std::mem::replace(&mut self.rx, empty)
     }
@@ -294,8 +327,11 @@ async fn handle(
         }
     }
     let too_large = |shared: &Shared| {
-        shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
-        tracing::warn!(%peer, limit = shared.body_limit, "bubus-http: request body over the limit, refused");
+        reject(
+            shared,
+            peer,
+            format!("request body over the {} byte limit", shared.body_limit),
+        );
         plain(StatusCode::PAYLOAD_TOO_LARGE, "payload too large")
     };
     let declared = request
@@ -312,8 +348,7 @@ async fn handle(
             if is_length_limit(&e) {
                 return too_large(&shared);
             }
-            shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(%peer, error = %e, "bubus-http: cannot read request body");
+            reject(&shared, peer, format!("cannot read the request body: {e}"));
             return plain(StatusCode::BAD_REQUEST, "incomplete body");
         }
     };
@@ -326,7 +361,12 @@ async fn handle(
         Ok(_) => return bad_json(&shared, peer, "body is not a JSON object"),
         Err(e) => return bad_json(&shared, peer, &format!("invalid JSON: {e}")),
     }
-    if shared.tx.send(Inbound { body: text, peer }).await.is_err() {
+    if shared
+        .tx
+        .send(Ok(Inbound { body: text, peer }))
+        .await
+        .is_err()
+    {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "listener closed");
     }
     shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
@@ -344,9 +384,16 @@ fn is_length_limit(error: &axum::Error) -> bool {
     false
 }
 
-fn bad_json(shared: &Shared, peer: SocketAddr, why: &str) -> Response {
+/// Counts, logs and reports a request refused for what it carried.
+fn reject(shared: &Shared, peer: SocketAddr, reason: String) {
     shared.stats.rejected.fetch_add(1, Ordering::Relaxed);
-    tracing::warn!(%peer, error = why, "bubus-http: bad request body skipped");
+    tracing::warn!(%peer, error = %reason, "bubus-http: bad request skipped");
+    // Never waits: a consumer that does not keep up misses rejections, not events.
+    let _ = shared.tx.try_send(Err(Rejected { peer, reason }));
+}
+
+fn bad_json(shared: &Shared, peer: SocketAddr, why: &str) -> Response {
+    reject(shared, peer, why.to_owned());
     let body = Body::from(why.to_owned());
     (
         StatusCode::BAD_REQUEST,
