@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+pub mod bridge_peer;
 pub mod conformance;
 pub mod peers;
 
