@@ -134,16 +134,13 @@ async fn wait_metric(
     what: &str,
     pred: impl Fn(&bubus::bridge::BridgeMetrics) -> bool,
 ) {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while !pred(&bridge.metrics()) {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{}: {what} never happened; metrics {:?}",
-            bridge.name(),
-            bridge.metrics()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    let waited = tokio::time::timeout(WAIT, bridge.wait_metrics(pred)).await;
+    assert!(
+        waited.is_ok(),
+        "{}: {what} never happened; metrics {:?}",
+        bridge.name(),
+        bridge.metrics()
+    );
 }
 
 /// A bus on each side, attached; returns (sender bus, receiver bus, tally of the receiver's

@@ -15,7 +15,9 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::dedup::{DedupStore, MemoryDedup};
-use super::transport::{Acker, Delivery, Message, MessageKind, Transport, TransportError};
+use super::transport::{
+    Acker, BadInput, Delivery, Message, MessageKind, Transport, TransportError,
+};
 use crate::EventHandler;
 use crate::bus::EventBus;
 use crate::error::HandlerError;
@@ -109,10 +111,6 @@ struct Counters {
     dead_lettered: AtomicU64,
     replies_sent: AtomicU64,
     replies_merged: AtomicU64,
-}
-
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 /// How a bridge is built: see [`Bridge::builder`].
@@ -210,6 +208,8 @@ impl BridgeBuilder {
                 in_flight: Mutex::new(HashMap::new()),
                 listener: Mutex::new(None),
                 stop: Arc::new(Notify::new()),
+                recent_bad: Mutex::new(std::collections::VecDeque::new()),
+                changed: Notify::new(),
             }),
         }
     }
@@ -263,6 +263,10 @@ struct BridgeInner {
     in_flight: Mutex<HashMap<Uuid, ()>>,
     listener: Mutex<Option<JoinHandle<()>>>,
     stop: Arc<Notify>,
+    /// The last few problems with input, for [`Bridge::recent_bad_input`].
+    recent_bad: Mutex<std::collections::VecDeque<BadInput>>,
+    /// Woken on every counter change ([`Bridge::wait_metrics`]).
+    changed: Notify,
 }
 
 impl fmt::Debug for Bridge {
@@ -332,6 +336,28 @@ impl Bridge {
             dead_lettered: get(&c.dead_lettered),
             replies_sent: get(&c.replies_sent),
             replies_merged: get(&c.replies_merged),
+        }
+    }
+
+    /// The last 32 problems with received input (oldest first), each with where it was
+    /// (`file:line`, a row id, a peer) and what is wrong; [`metrics`](Self::metrics) counts
+    /// all of them (`invalid`).
+    pub fn recent_bad_input(&self) -> Vec<BadInput> {
+        self.inner.recent_bad.lock().iter().cloned().collect()
+    }
+
+    /// Waits until the counters satisfy `done` (checked on every change).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn wait_metrics(&self, done: impl Fn(&BridgeMetrics) -> bool) {
+        loop {
+            let changed = self.inner.changed.notified();
+            if done(&self.metrics()) {
+                return;
+            }
+            changed.await;
         }
     }
 
@@ -463,6 +489,24 @@ pub struct Attachment {
 }
 
 impl BridgeInner {
+    const RECENT_BAD: usize = 32;
+
+    fn bump(&self, counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_waiters();
+    }
+
+    fn bad_input(&self, bad: BadInput) {
+        tracing::warn!(bridge = %self.name, origin = %bad.origin, error = %bad.message, "bridge skipped bad input");
+        let mut recent = self.recent_bad.lock();
+        if recent.len() == Self::RECENT_BAD {
+            recent.pop_front();
+        }
+        recent.push_back(bad);
+        drop(recent);
+        self.bump(&self.counters.invalid);
+    }
+
     fn closed_error(&self) -> BridgeError {
         BridgeError::Closed {
             bridge: self.name.clone(),
@@ -487,11 +531,11 @@ impl BridgeInner {
         }
         match sent {
             Ok(()) => {
-                bump(&self.counters.sent);
+                self.bump(&self.counters.sent);
                 Ok(())
             }
             Err(e) => {
-                bump(&self.counters.send_errors);
+                self.bump(&self.counters.send_errors);
                 Err(self.transport_error(e))
             }
         }
@@ -556,7 +600,7 @@ impl BridgeInner {
         match AnyEvent::from_json_str(&text) {
             Ok(remote) => {
                 event.inner().merge_foreign_results(remote.inner());
-                bump(&self.counters.replies_merged);
+                self.bump(&self.counters.replies_merged);
                 Ok(ResultSlot::Null)
             }
             Err(e) => Err(HandlerError::from_error(e)),
@@ -575,12 +619,9 @@ impl BridgeInner {
             let Some(next) = next else { break };
             // Reap finished completions so the set stays small.
             while tasks.try_join_next().is_some() {}
-            bump(&self.counters.received);
+            self.bump(&self.counters.received);
             match next {
-                Err(bad) => {
-                    bump(&self.counters.invalid);
-                    tracing::warn!(bridge = %self.name, origin = %bad.origin, error = %bad.message, "bridge skipped bad input");
-                }
+                Err(bad) => self.bad_input(bad),
                 Ok(delivery) => {
                     if let Some(task) = Arc::clone(&self).receive(delivery).await {
                         tasks.spawn(task);
@@ -608,10 +649,9 @@ impl BridgeInner {
         let decoded = match AnyEvent::from_json_str(text) {
             Ok(e) => e,
             Err(e) => {
-                bump(&self.counters.invalid);
-                tracing::warn!(bridge = %self.name, origin = %delivery.origin(), error = %e, "bridge skipped a message that is not an event");
+                self.bad_input(BadInput::new(delivery.origin(), e.to_string()));
                 if let Some(a) = acker {
-                    bump(&self.counters.dead_lettered);
+                    self.bump(&self.counters.dead_lettered);
                     let _ = a.dead_letter(format!("{}: {e}", delivery.origin())).await;
                 }
                 return None;
@@ -625,7 +665,7 @@ impl BridgeInner {
                 .iter()
                 .any(|label| path.iter().any(|p| **p == **label));
         if own_echo {
-            bump(&self.counters.loops);
+            self.bump(&self.counters.loops);
             ack(acker).await;
             return None;
         }
@@ -638,7 +678,7 @@ impl BridgeInner {
             }
         };
         if seen || self.in_flight.lock().insert(event_id, ()).is_some() {
-            bump(&self.counters.duplicates);
+            self.bump(&self.counters.duplicates);
             ack(acker).await;
             return None;
         }
@@ -649,13 +689,13 @@ impl BridgeInner {
                 self.in_flight.lock().remove(&event_id);
                 tracing::warn!(bridge = %self.name, origin = %delivery.origin(), error = %e, "bridge could not dispatch a received event");
                 if let Some(a) = acker {
-                    bump(&self.counters.nacked);
+                    self.bump(&self.counters.nacked);
                     let _ = a.nack(None).await;
                 }
                 return None;
             }
         };
-        bump(&self.counters.dispatched);
+        self.bump(&self.counters.dispatched);
         let attempt = delivery.attempt();
         let origin = delivery.origin().to_owned();
         let this = Arc::clone(&self);
@@ -679,11 +719,11 @@ impl BridgeInner {
             self.in_flight.lock().remove(&event_id);
             if let Some(a) = acker {
                 if attempt >= self.max_deliveries {
-                    bump(&self.counters.dead_lettered);
+                    self.bump(&self.counters.dead_lettered);
                     tracing::warn!(bridge = %self.name, %origin, event = %event_id, attempt, reason = %reason, "bridge gave up on an event");
                     let _ = a.dead_letter(reason.clone()).await;
                 } else {
-                    bump(&self.counters.nacked);
+                    self.bump(&self.counters.nacked);
                     let _ = a.nack(None).await;
                 }
             }
@@ -693,7 +733,7 @@ impl BridgeInner {
             tracing::warn!(bridge = %self.name, error = %e, "bridge dedup store failed to record an event");
         }
         self.in_flight.lock().remove(&event_id);
-        bump(&self.counters.completed);
+        self.bump(&self.counters.completed);
         ack(acker).await;
         if self.results_back {
             let text = format!(
@@ -704,15 +744,17 @@ impl BridgeInner {
                 Message::from_parts(MessageKind::Completion, event_id, handle.event_type(), text);
             // A reply after close is dropped: the sender's timeout reports it.
             if self.transport.send(&message).await.is_ok() {
-                bump(&self.counters.replies_sent);
+                self.bump(&self.counters.replies_sent);
             }
         }
     }
 
     fn receive_completion(&self, text: &str, origin: &str) {
         let Ok(Value::Object(mut record)) = serde_json::from_str::<Value>(text) else {
-            bump(&self.counters.invalid);
-            tracing::warn!(bridge = %self.name, %origin, "bridge skipped a completion record that is not JSON");
+            self.bad_input(BadInput::new(
+                origin,
+                "completion record is not a JSON object",
+            ));
             return;
         };
         let Some(event) = record.remove(COMPLETION_KEY) else {
@@ -723,8 +765,10 @@ impl BridgeInner {
             .and_then(Value::as_str)
             .and_then(|s| Uuid::parse_str(s).ok())
         else {
-            bump(&self.counters.invalid);
-            tracing::warn!(bridge = %self.name, %origin, "bridge skipped a completion record without an event id");
+            self.bad_input(BadInput::new(
+                origin,
+                "completion record without an event id",
+            ));
             return;
         };
         // Not ours (another sender's, or our own reply on a shared medium): ignore.

@@ -48,6 +48,8 @@
 #[allow(clippy::module_inception)]
 mod bridge;
 mod dedup;
+#[cfg(feature = "bridge-jsonl")]
+mod jsonl;
 mod memory;
 mod transport;
 
@@ -58,6 +60,9 @@ pub use bridge::{
 };
 #[doc(inline)]
 pub use dedup::{DedupStore, MemoryDedup};
+#[cfg(feature = "bridge-jsonl")]
+#[doc(inline)]
+pub use jsonl::JsonlTransport;
 #[doc(inline)]
 pub use memory::{DeadLetter, MemoryMedium, MemoryTransport};
 #[doc(inline)]
