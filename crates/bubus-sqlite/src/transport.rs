@@ -47,7 +47,8 @@ pub enum StartAt {
 ///   `bubus_bridge_cursors`) as rows are acked — once the event completed on the receiving bus —
 ///   and a listener with the same name resumes after the last row acked in order. Nothing written
 ///   while it was down, or in flight when it was killed, is lost (at-least-once; the bridge
-///   de-duplicates by `event_id`). The first start without a saved cursor begins at
+///   de-duplicates by `event_id`). A row the bridge hands back (a handler failed, the bus refused
+///   it) is delivered again, and the cursor waits for it. The first start without a saved cursor begins at
 ///   [`start_at`](Self::start_at) and saves that position at once.
 ///
 /// Several processes (and the Python and TypeScript `SQLiteEventBridge`) may share one file and
@@ -210,6 +211,7 @@ impl Transport for SqliteTransport {
         Capabilities::at_most_once()
             .with_durable(saved)
             .with_acks(saved)
+            .with_redelivery(saved)
             .with_receives_own(true)
             .with_ordered(true)
     }
@@ -379,23 +381,45 @@ impl AckState {
 struct RowAcker {
     state: Arc<AckState>,
     rowid: i64,
+    /// For redelivery: the message, where it came from, which delivery this is, and the
+    /// listener's channel (weak: an acker kept after close does not keep the stream open).
+    text: String,
+    origin: String,
+    attempt: u32,
+    redeliver: mpsc::WeakSender<Result<Delivery, BadInput>>,
 }
+
+/// How long a nacked row waits before it is delivered again, when the bridge gives no delay.
+const REDELIVERY_DELAY: Duration = Duration::from_millis(20);
 
 impl Acker for RowAcker {
     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
         Box::pin(async move {
-            let RowAcker { state, rowid } = *self;
+            let RowAcker { state, rowid, .. } = *self;
             blocking(move || state.ack(rowid)).await
         })
     }
 
-    /// No redelivery: the row is passed (the bridge has recorded the failure).
+    /// Delivers the row again after `delay` (20 ms by default); the cursor stays before it.
     fn nack(
         self: Box<Self>,
         delay: Option<Duration>,
     ) -> BoxFuture<'static, Result<(), TransportError>> {
-        let _ = delay;
-        self.ack()
+        let this = *self;
+        tokio::spawn(async move {
+            tokio::time::sleep(delay.unwrap_or(REDELIVERY_DELAY)).await;
+            let Some(tx) = this.redeliver.upgrade() else {
+                return;
+            };
+            let delivery = Delivery::new(this.text.clone(), this.origin.clone())
+                .with_attempt(this.attempt.saturating_add(1));
+            let again = RowAcker {
+                attempt: this.attempt.saturating_add(1),
+                ..this
+            };
+            let _ = tx.send(Ok(delivery.with_acker(again))).await;
+        });
+        Box::pin(async { Ok(()) })
     }
 }
 
@@ -448,7 +472,6 @@ async fn poll(
             let item = match row.event {
                 Ok(map) => {
                     let text = serde_json::Value::Object(map).to_string();
-                    let delivery = Delivery::new(text, origin);
                     match &acks {
                         Some(acks) => {
                             {
@@ -456,12 +479,17 @@ async fn poll(
                                 c.pending.insert(row.rowid);
                                 c.read = row.rowid;
                             }
+                            let delivery = Delivery::new(text.clone(), origin.clone());
                             Ok(delivery.with_acker(RowAcker {
                                 state: Arc::clone(acks),
                                 rowid: row.rowid,
+                                text,
+                                origin,
+                                attempt: 1,
+                                redeliver: tx.downgrade(),
                             }))
                         }
-                        None => Ok(delivery),
+                        None => Ok(Delivery::new(text, origin)),
                     }
                 }
                 Err(e) => {
