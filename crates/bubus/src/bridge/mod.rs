@@ -51,6 +51,8 @@ mod dedup;
 #[cfg(feature = "bridge-jsonl")]
 mod jsonl;
 mod memory;
+#[cfg(all(unix, feature = "bridge-socket"))]
+mod socket;
 mod transport;
 
 #[doc(inline)]
@@ -65,6 +67,9 @@ pub use dedup::{DedupStore, MemoryDedup};
 pub use jsonl::JsonlTransport;
 #[doc(inline)]
 pub use memory::{DeadLetter, MemoryMedium, MemoryTransport};
+#[cfg(all(unix, feature = "bridge-socket"))]
+#[doc(inline)]
+pub use socket::{MAX_SOCKET_PATH_BYTES, UnixSocketTransport};
 #[doc(inline)]
 pub use transport::{
     Acker, BadInput, BoxFuture, Capabilities, Delivery, DeliveryStream, Message, MessageKind,
