@@ -134,6 +134,8 @@
 )]
 
 mod row;
+mod table;
+mod transport;
 mod writer;
 
 use std::fmt;
@@ -150,6 +152,9 @@ use serde_json::Value;
 
 use row::Row;
 use writer::{Queue, open_connection, write_rows};
+
+pub use table::{BridgeTable, DEFAULT_TABLE, RowError, TableError, TableRow};
+pub use transport::{SqliteTransport, StartAt};
 
 /// The SQLite library this crate is built with, for opening mirrors yourself to query them.
 pub use rusqlite;

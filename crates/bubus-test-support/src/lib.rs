@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+pub mod bridge_peer;
 pub mod conformance;
 pub mod logs;
 pub mod peers;
