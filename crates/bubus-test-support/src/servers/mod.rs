@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use parking_lot::{Condvar, Mutex};
 
+pub mod fault;
 pub mod nats;
 mod proxy;
 pub mod redis;
