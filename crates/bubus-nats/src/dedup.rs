@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use async_nats::jetstream::kv;
+use async_nats::jetstream::{kv, stream};
 use bubus::bridge::{BoxFuture, DedupStore, TransportError};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
@@ -34,21 +34,31 @@ impl NatsDedup {
                 let o = &self.shared.options;
                 retry("NATS dedup bucket", o.send_timeout, || async {
                     let name = o.dedup_bucket();
-                    match self.shared.js.get_key_value(&name).await {
-                        Ok(store) => Ok(store),
-                        Err(_) => self
-                            .shared
-                            .js
-                            .create_key_value(kv::Config {
-                                bucket: name,
-                                history: 1,
-                                max_age: o.dedup_ttl,
-                                storage: async_nats::jetstream::stream::StorageType::File,
-                                ..Default::default()
-                            })
-                            .await
-                            .map_err(Into::into),
+                    if let Ok(store) = self.shared.js.get_key_value(&name).await {
+                        return Ok(store);
                     }
+                    // The bucket's stream, made directly: `create_key_value` of this client
+                    // cannot read the answer of a 2.9 server.
+                    self.shared
+                        .js
+                        .get_or_create_stream(stream::Config {
+                            name: format!("KV_{name}"),
+                            subjects: vec![format!("$KV.{name}.>")],
+                            max_messages_per_subject: 1,
+                            max_age: o.dedup_ttl,
+                            allow_rollup: true,
+                            deny_delete: true,
+                            allow_direct: true,
+                            discard: stream::DiscardPolicy::New,
+                            storage: stream::StorageType::File,
+                            ..Default::default()
+                        })
+                        .await?;
+                    self.shared
+                        .js
+                        .get_key_value(&name)
+                        .await
+                        .map_err(Into::into)
                 })
                 .await
             })

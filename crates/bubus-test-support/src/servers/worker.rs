@@ -58,13 +58,20 @@ impl Worker {
                 "--nocapture",
                 "--test-threads=1",
             ])
-            .env(ROLE_VAR, role)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .env(ROLE_VAR, role);
         for (key, value) in env {
             command.env(key, value);
         }
+        Self::spawn_command(role, command)
+    }
+
+    /// Runs any command as a worker (a peer process in another language that reports with `@@`
+    /// lines the same way); `role` names it in messages.
+    pub fn spawn_command(role: &str, mut command: Command) -> io::Result<Worker> {
+        command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
         let mut child = command.spawn()?;
         let stdin = child.stdin.take();
         let lines = Arc::new(Lines::default());
