@@ -1,7 +1,8 @@
 //! Helpers shared by the bubus test suites: an ordered, thread-safe log of what happened
 //! ([`Recorder`]), deadlock guards and durations ([`time`]), what the code logs ([`logs`]), event
-//! types for tests ([`string_events!`]), and the real Python and TypeScript peers the interop tests
-//! run against ([`peers`]).
+//! types for tests ([`string_events!`]), the real Python and TypeScript peers the interop tests
+//! run against ([`peers`]), the bridge transport conformance suite ([`conformance`]), and private
+//! servers, a connection-cutting proxy and worker processes for fault tests ([`servers`]).
 
 use std::fmt::Display;
 use std::sync::Arc;
@@ -12,6 +13,7 @@ pub mod bridge_peer;
 pub mod conformance;
 pub mod logs;
 pub mod peers;
+pub mod servers;
 pub mod time;
 
 /// Declares payload-less events whose handlers return `String`, one per name:
