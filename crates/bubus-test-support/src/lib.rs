@@ -7,6 +7,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 
 pub mod peers;
+pub mod postgres_server;
 
 /// An append-only log shared by handlers and the test body; clones share the same log.
 ///
