@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::conn::{Backoff, Conn, Heard, listen};
+use crate::dedup::PgDedup;
 use crate::durable::{Claimed, Tables};
 use crate::error::PgError;
 
@@ -37,17 +38,49 @@ pub(crate) struct Claim {
     pub(crate) body: String,
 }
 
-/// The outcome of a claim, sent back by whoever handled it.
+/// The outcome of a claim, sent back by whoever handled it; `done` is told once it is written.
 #[derive(Debug)]
 pub(crate) enum Outcome {
-    Ack(i64),
+    /// Handled: delete the delivery, remember the id as done for the group.
+    Ack {
+        seq: i64,
+        done: Option<oneshot::Sender<()>>,
+    },
+    /// Failed: deliver again after `delay` (or the configured retry delay).
     Nack {
         seq: i64,
         error: String,
+        delay: Option<Duration>,
+        done: Option<oneshot::Sender<()>>,
     },
-    /// Let the lease lapse (the bus is closing): another member, or this one after a restart,
-    /// takes it.
+    /// Give up: move it to the dead letters with `reason`.
+    Dead {
+        seq: i64,
+        reason: String,
+        done: Option<oneshot::Sender<()>>,
+    },
+    /// Let the lease lapse now (nobody will finish it here): another member takes it.
     Release(i64),
+}
+
+impl Outcome {
+    fn seq(&self) -> i64 {
+        match self {
+            Outcome::Ack { seq, .. }
+            | Outcome::Nack { seq, .. }
+            | Outcome::Dead { seq, .. }
+            | Outcome::Release(seq) => *seq,
+        }
+    }
+
+    fn take_done(&mut self) -> Option<oneshot::Sender<()>> {
+        match self {
+            Outcome::Ack { done, .. } | Outcome::Nack { done, .. } | Outcome::Dead { done, .. } => {
+                done.take()
+            }
+            Outcome::Release(_) => None,
+        }
+    }
 }
 
 /// Handles on a running consumer.
@@ -73,6 +106,7 @@ struct Shared {
     conn: Arc<Conn>,
     in_flight: Mutex<HashSet<i64>>,
     capacity: Notify,
+    dedup: Arc<PgDedup>,
 }
 
 /// Starts the claim loop, the outcome writer and the lease keeper; claimed events go to `out`.
@@ -81,6 +115,7 @@ pub(crate) fn start(
     settings: ConsumerSettings,
     conn: Arc<Conn>,
     listen_config: tokio_postgres::Config,
+    dedup: Arc<PgDedup>,
     out: mpsc::Sender<Claim>,
 ) -> ConsumerHandle {
     let stop = Arc::new(Notify::new());
@@ -90,6 +125,7 @@ pub(crate) fn start(
         conn,
         in_flight: Mutex::new(HashSet::new()),
         capacity: Notify::new(),
+        dedup,
     });
     let (heard_tx, heard_rx) = mpsc::unbounded_channel();
     let listener = listen(
@@ -160,26 +196,30 @@ async fn claim_loop(
         };
         let got = claimed.len();
         for c in claimed {
-            if c.done {
-                // Published twice; the group already completed this id.
-                let _ = outcomes.send(Outcome::Ack(c.seq));
-                continue;
-            }
             if c.attempts > s.max_deliveries {
                 // Every earlier delivery's lease lapsed without an outcome: its consumers died
                 // on it (or never came back). It counts as failing.
                 if shared.in_flight.lock().insert(c.seq) {
-                    let error = format!(
+                    let reason = format!(
                         "no outcome after {} deliveries (the consumers' leases lapsed)",
                         c.attempts - 1
                     );
-                    let _ = outcomes.send(Outcome::Nack { seq: c.seq, error });
+                    let _ = outcomes.send(Outcome::Dead {
+                        seq: c.seq,
+                        reason,
+                        done: None,
+                    });
                 }
                 continue;
             }
             if !shared.in_flight.lock().insert(c.seq) {
                 // Our own lease lapsed and we claimed it again while it still runs here.
                 continue;
+            }
+            if c.done {
+                // The same id was published again after the group completed it: the bridge's
+                // dedup store hears it from here, without a query per event.
+                shared.dedup.mark_done(&c.event_id);
             }
             let claim = Claim {
                 seq: c.seq,
@@ -212,14 +252,11 @@ async fn outcome_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Outco
     let s = &shared.settings;
     let mut batch = Vec::new();
     while rx.recv_many(&mut batch, 512).await > 0 {
-        let mut acks = Vec::new();
-        let mut others = Vec::new();
-        for o in batch.drain(..) {
-            match o {
-                Outcome::Ack(seq) => acks.push(seq),
-                other => others.push(other),
-            }
-        }
+        let acks: Vec<i64> = batch
+            .iter()
+            .filter(|o| matches!(o, Outcome::Ack { .. }))
+            .map(Outcome::seq)
+            .collect();
         // Never drop an outcome: retry through reconnects until it is written.
         let mut backoff = Backoff::new(shared.conn.max_backoff());
         loop {
@@ -231,23 +268,23 @@ async fn outcome_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Outco
                 if !acks.is_empty() {
                     shared.tables.ack(&client, &s.group, &acks).await?;
                 }
-                for o in &others {
+                for o in &batch {
                     match o {
-                        Outcome::Nack { seq, error } => {
-                            let dead = shared
+                        Outcome::Nack {
+                            seq, error, delay, ..
+                        } => {
+                            let delay = delay.unwrap_or(s.retry_delay);
+                            shared
                                 .tables
-                                .nack(
-                                    &client,
-                                    &s.group,
-                                    *seq,
-                                    error,
-                                    s.max_deliveries,
-                                    s.retry_delay.as_secs_f64(),
-                                )
+                                .nack(&client, &s.group, *seq, error, i32::MAX, delay.as_secs_f64())
                                 .await?;
-                            if dead {
-                                tracing::warn!(seq, error = %error, group = %s.group, "bubus-postgres: event dead-lettered");
-                            }
+                        }
+                        Outcome::Dead { seq, reason, .. } => {
+                            shared
+                                .tables
+                                .nack(&client, &s.group, *seq, reason, 0, 0.0)
+                                .await?;
+                            tracing::warn!(seq, reason = %reason, group = %s.group, "bubus-postgres: event dead-lettered");
                         }
                         Outcome::Release(seq) => {
                             shared
@@ -255,7 +292,7 @@ async fn outcome_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Outco
                                 .extend(&client, &s.group, &s.owner, &[*seq], 0.0)
                                 .await?;
                         }
-                        Outcome::Ack(_) => {}
+                        Outcome::Ack { .. } => {}
                     }
                 }
                 Ok(())
@@ -267,7 +304,7 @@ async fn outcome_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Outco
                     if e.is_connection() {
                         shared.conn.broken(&client).await;
                     } else {
-                        tracing::error!(error = %e, "bubus-postgres: writing an ack failed");
+                        tracing::error!(error = %e, "bubus-postgres: writing an outcome failed");
                     }
                     tokio::time::sleep(backoff.step()).await;
                 }
@@ -275,13 +312,13 @@ async fn outcome_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Outco
         }
         {
             let mut in_flight = shared.in_flight.lock();
-            for seq in &acks {
-                in_flight.remove(seq);
+            for o in &batch {
+                in_flight.remove(&o.seq());
             }
-            for o in &others {
-                if let Outcome::Nack { seq, .. } | Outcome::Release(seq) = o {
-                    in_flight.remove(seq);
-                }
+        }
+        for mut o in batch.drain(..) {
+            if let Some(done) = o.take_done() {
+                let _ = done.send(());
             }
         }
         shared.capacity.notify_one();

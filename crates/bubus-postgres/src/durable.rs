@@ -6,7 +6,7 @@
 //!
 //! | table | rows |
 //! | --- | --- |
-//! | `T` | `seq BIGSERIAL`, `event_id` (unique), `event_type`, `body` (the event's JSON), `published_at` |
+//! | `T` | `seq BIGSERIAL`, `event_id`, `event_type`, `body` (the event's JSON), `published_at` |
 //! | `T_groups` | one per consumer group |
 //! | `T_deliveries` | one per (group, event) not yet acknowledged: `attempts`, `available_at` (the lease's end), `lease_owner`, `last_error` |
 //! | `T_dedup` | (group, `event_id`) of every event a group completed |
@@ -41,7 +41,7 @@ pub(crate) struct Claimed {
     pub(crate) attempts: i32,
     pub(crate) event_id: String,
     pub(crate) body: String,
-    /// The group already completed this event id (it was published twice).
+    /// The group already completed an event with this id (it was published twice).
     pub(crate) done: bool,
 }
 
@@ -114,8 +114,9 @@ impl Tables {
         )
         .await?;
         tx.batch_execute(&format!(
-            "CREATE TABLE IF NOT EXISTS \"{t}\" (seq BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL UNIQUE, \
+            "CREATE TABLE IF NOT EXISTS \"{t}\" (seq BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL, \
                event_type TEXT NOT NULL, body TEXT NOT NULL, published_at TIMESTAMPTZ NOT NULL DEFAULT now());
+             CREATE INDEX IF NOT EXISTS \"{t}_event_id\" ON \"{t}\" (event_id);
              CREATE TABLE IF NOT EXISTS \"{g}\" (group_name TEXT PRIMARY KEY, created_at TIMESTAMPTZ NOT NULL DEFAULT now());
              CREATE TABLE IF NOT EXISTS \"{d}\" (group_name TEXT NOT NULL, seq BIGINT NOT NULL, \
                attempts INT NOT NULL DEFAULT 0, available_at TIMESTAMPTZ NOT NULL DEFAULT now(), \
@@ -207,29 +208,28 @@ impl Tables {
     }
 
     /// Writes an event to the outbox through `client` — a plain client or the caller's own
-    /// transaction. An event id already in the table is not written again. Returns whether it
-    /// was written.
+    /// transaction. The same event id written twice is delivered twice; receivers
+    /// de-duplicate by id.
     pub(crate) async fn publish<C: GenericClient>(
         &self,
         client: &C,
         event_id: &str,
         event_type: &str,
         body: &str,
-    ) -> Result<bool, PgError> {
-        let n = client
+    ) -> Result<(), PgError> {
+        client
             .execute(
                 &format!(
-                    "INSERT INTO \"{}\" (event_id, event_type, body) VALUES ($1, $2, $3) \
-                     ON CONFLICT (event_id) DO NOTHING",
+                    "INSERT INTO \"{}\" (event_id, event_type, body) VALUES ($1, $2, $3)",
                     self.events
                 ),
                 &[&event_id, &event_type, &body],
             )
             .await?;
-        Ok(n == 1)
+        Ok(())
     }
 
-    /// Writes many events in one statement; returns how many were new.
+    /// Writes many events in one statement.
     pub(crate) async fn publish_many<C: GenericClient>(
         &self,
         client: &C,
@@ -241,8 +241,7 @@ impl Tables {
             .execute(
                 &format!(
                     "INSERT INTO \"{}\" (event_id, event_type, body) \
-                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[]) \
-                     ON CONFLICT (event_id) DO NOTHING",
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[])",
                     self.events
                 ),
                 &[&ids, &types, &bodies],

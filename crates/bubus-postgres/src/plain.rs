@@ -147,14 +147,40 @@ impl PlainTable {
         Ok(())
     }
 
+    /// Writes a completion record (results back): a row keyed `"<id>:completion"` holding the
+    /// record as its `event_payload`, and a notification with that key. Family receivers read
+    /// it, fail to validate it as an event and skip it.
+    pub(crate) async fn write_completion(
+        &self,
+        client: &Client,
+        event_id: &str,
+        text: &str,
+    ) -> Result<(), PgError> {
+        let key = Value::String(format!("{event_id}:completion")).to_string();
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO \"{}\" (\"event_id\", \"event_payload\") VALUES ($1, $2) \
+                     ON CONFLICT (\"event_id\") DO UPDATE SET \"event_payload\" = EXCLUDED.\"event_payload\"",
+                    self.table
+                ),
+                &[&key, &text],
+            )
+            .await?;
+        client
+            .execute("SELECT pg_notify($1, $2)", &[&self.channel, &key])
+            .await?;
+        Ok(())
+    }
+
     /// Reads the row a notification named (its payload is the stored, JSON-encoded id) and
-    /// rebuilds the event: `event_payload` overlaid with every non-null `event_*` column.
-    /// `None` when there is no such row.
+    /// rebuilds the event's JSON text: `event_payload` overlaid with every non-null `event_*`
+    /// column (a completion record is returned as stored). `None` when there is no such row.
     pub(crate) async fn read(
         &self,
         client: &Client,
         id_payload: &str,
-    ) -> Result<Option<Value>, PgError> {
+    ) -> Result<Option<String>, PgError> {
         let sql = format!(
             "SELECT row_to_json(t)::text FROM \"{}\" t WHERE \"event_id\" = $1",
             self.table
@@ -172,7 +198,12 @@ impl PlainTable {
         else {
             return Err(bad("row is not an object".into()));
         };
-        Ok(Some(Value::Object(rebuild(columns))))
+        if let Some(Value::String(payload)) = columns.get("event_payload") {
+            if payload.starts_with("{\"bubus_completion\"") {
+                return Ok(Some(payload.clone()));
+            }
+        }
+        Ok(Some(Value::Object(rebuild(columns)).to_string()))
     }
 }
 

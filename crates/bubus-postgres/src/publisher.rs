@@ -5,7 +5,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::conn::{Backoff, Conn};
@@ -18,7 +18,10 @@ use crate::plain::PlainTable;
 pub(crate) struct Outgoing {
     pub(crate) event_id: String,
     pub(crate) event_type: String,
-    pub(crate) json: Map<String, Value>,
+    /// The compact JSON text.
+    pub(crate) text: Arc<str>,
+    /// A completion record (results back), not an event.
+    pub(crate) completion: bool,
     pub(crate) done: oneshot::Sender<Result<(), PgError>>,
 }
 
@@ -60,10 +63,7 @@ async fn write_loop(target: Target, conn: Arc<Conn>, mut rx: mpsc::Receiver<Outg
                 Target::Durable(tables) => {
                     let ids: Vec<String> = batch.iter().map(|o| o.event_id.clone()).collect();
                     let types: Vec<String> = batch.iter().map(|o| o.event_type.clone()).collect();
-                    let bodies: Vec<String> = batch
-                        .iter()
-                        .map(|o| Value::Object(o.json.clone()).to_string())
-                        .collect();
+                    let bodies: Vec<String> = batch.iter().map(|o| o.text.to_string()).collect();
                     tables
                         .publish_many(&*client, &ids, &types, &bodies)
                         .await
@@ -74,7 +74,18 @@ async fn write_loop(target: Target, conn: Arc<Conn>, mut rx: mpsc::Receiver<Outg
                     // Written in order; on a connection error the rest is retried (an upsert
                     // twice is harmless, a notification twice is what the family does on retry).
                     while let Some(o) = batch.first() {
-                        match table.write(&client, &o.json).await {
+                        let written = if o.completion {
+                            table.write_completion(&client, &o.event_id, &o.text).await
+                        } else {
+                            match serde_json::from_str::<Value>(&o.text) {
+                                Ok(Value::Object(map)) => table.write(&client, &map).await,
+                                _ => Err(PgError::Send {
+                                    event_id: o.event_id.clone(),
+                                    message: "not a JSON object".into(),
+                                }),
+                            }
+                        };
+                        match written {
                             Ok(()) => {
                                 let o = batch.remove(0);
                                 let _ = o.done.send(Ok(()));

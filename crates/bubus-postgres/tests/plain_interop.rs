@@ -6,7 +6,10 @@ mod support;
 use std::collections::BTreeMap;
 use std::process::Stdio;
 
-use bubus_postgres::PgBridge;
+use bubus::EventBus;
+use bubus::bridge::Bridge;
+use bubus_postgres::PgTransport;
+use bubus_test_support::conformance::Tally;
 use bubus_test_support::peers::{abxbus_python, workspace_root};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
@@ -37,12 +40,11 @@ async fn rust_to_python() {
             break;
         }
     }
-    let bridge = PgBridge::plain(&url, Some(&channel)).await.unwrap();
-    let mut sent = BTreeMap::new();
+    let bus = EventBus::new("RustSide");
+    let bridge = Bridge::new(PgTransport::plain(&url, Some(&channel)).await.unwrap());
+    bus.on_pattern("*", bridge.sender());
     for n in 0..20u64 {
-        let e = ping_with(n);
-        sent.insert(n, e.event_id().to_string());
-        bridge.send(&e).await.unwrap();
+        bus.dispatch(ping_with(n)).unwrap().await.unwrap();
     }
     let mut got = BTreeMap::new();
     while got.len() < 20 {
@@ -66,7 +68,7 @@ async fn rust_to_python() {
         (0..20).collect::<Vec<_>>()
     );
     assert!(py.wait().await.unwrap().success());
-    bridge.close().await;
+    bridge.close().await.unwrap();
 }
 
 fn ping_with(n: u64) -> bubus::AnyEvent {
@@ -85,8 +87,12 @@ async fn python_to_rust() {
     let table = unique("pi_p2r");
     let channel = unique("pi_ch");
     let url = shared_url(&table);
-    let bridge = PgBridge::plain(&url, Some(&channel)).await.unwrap();
-    let mut deliveries = bridge.subscribe().unwrap();
+    let bus = EventBus::builder("RustSide").max_history_size(None).build();
+    let tally = Tally::new();
+    bus.on_pattern("PgPing", tally.handler());
+    let bridge = Bridge::new(PgTransport::plain(&url, Some(&channel)).await.unwrap());
+    bridge.attach(&bus);
+    bridge.start().await.unwrap();
     // Listening before the peer sends: the plain mode delivers only to listeners.
     wait_listening(&channel).await;
     let mut py = peer("send", &url, &channel, 20);
@@ -100,18 +106,16 @@ async fn python_to_rust() {
     }
     assert!(py.wait().await.unwrap().success());
     assert_eq!(sent.len(), 20);
-    for _ in 0..20 {
-        let d = deliveries.recv().await.unwrap();
-        let e = d.event();
-        assert_eq!(e.event_type(), "PgPing");
-        let payload = e.payload_json().unwrap();
-        let n = payload["n"].as_u64().unwrap();
+    tally.wait_for(20).await;
+    for e in tally.events() {
+        let n = e["n"].as_u64().unwrap();
         // The sender's id survives the hop.
-        assert_eq!(e.event_id().to_string(), sent[&n]);
-        assert_eq!(payload["text"], format!("grüße {n}"));
-        assert_eq!(payload["tags"], json!(["a", n.to_string()]));
+        assert_eq!(e["event_id"], sent[&n].as_str());
+        assert_eq!(e["event_type"], "PgPing");
+        assert_eq!(e["text"], format!("grüße {n}"));
+        assert_eq!(e["tags"], json!(["a", n.to_string()]));
     }
-    bridge.close().await;
+    bridge.close().await.unwrap();
 }
 
 /// Waits until some backend listens on `channel` (the bridge's LISTEN connection is up).
@@ -155,9 +159,9 @@ async fn stored_as_the_family_stores_it() {
         .await
         .unwrap();
 
-    let bridge = PgBridge::plain(&url, Some(&channel)).await.unwrap();
+    let transport = PgTransport::plain(&url, Some(&channel)).await.unwrap();
     let e = ping_with(3);
-    bridge.send(&e).await.unwrap();
+    transport.send_event(&e).await.unwrap();
     let id = e.event_id().to_string();
     let (ch, payload) = rx.recv().await.unwrap();
     assert_eq!(ch, channel);
@@ -174,6 +178,7 @@ async fn stored_as_the_family_stores_it() {
     assert_eq!(cols["event_type"], json!("\"Ping\""));
     let whole: Value = serde_json::from_str(cols["event_payload"].as_str().unwrap()).unwrap();
     assert_eq!(whole, e.to_json());
+    assert!(whole.get("event_results").is_none());
     // Every event_* key has its column, JSON text or NULL.
     for (k, v) in whole.as_object().unwrap() {
         if k.starts_with("event_") {
@@ -194,5 +199,4 @@ async fn stored_as_the_family_stores_it() {
         .await
         .unwrap();
     assert!(types.iter().all(|r| r.get::<_, String>(0) == "text"));
-    bridge.close().await;
 }

@@ -4,7 +4,8 @@
 //! `initdb` refuses to run as root, so the server is created and run as the `postgres` user
 //! (`runuser -u postgres --` when the test runs as root), with a data directory that user owns.
 //! Trust authentication, user `postgres`, database `postgres`; no Unix socket, TCP on
-//! 127.0.0.1 only; `fsync` off (a crash test kills the server, not the machine).
+//! 127.0.0.1 only; `fsync` off (a crash test kills the server, not the machine, so what reached
+//! the OS survives) but `synchronous_commit` on (an acknowledged commit must survive the crash).
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -116,7 +117,7 @@ impl PgServer {
     fn pg_ctl_start(&self) {
         let opts = format!(
             "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off \
-             -c synchronous_commit=off -c full_page_writes=off -c max_connections=200",
+             -c full_page_writes=off -c max_connections=200",
             self.port
         );
         check(

@@ -1,17 +1,21 @@
-//! [`PgBridge`]: the PostgreSQL transport, in the family's plain mode or the durable mode.
+//! [`PgTransport`]: the PostgreSQL transport of the bridge model, in the family's plain mode or
+//! the durable mode.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bubus::AnyEvent;
+use bubus::bridge::{
+    Acker, BoxFuture, Bridge, BridgeBuilder, Capabilities, Delivery, DeliveryStream, Message,
+    MessageKind, Transport, TransportError,
+};
 use parking_lot::Mutex;
-use serde_json::{Map, Value};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_postgres::GenericClient;
 
 use crate::conn::{Conn, Heard, listen};
 use crate::consumer::{self, Claim, ConsumerHandle, ConsumerSettings, Outcome};
+use crate::dedup::PgDedup;
 use crate::durable::{DeadLetter, GroupStart, Tables};
 use crate::error::PgError;
 use crate::plain::PlainTable;
@@ -132,47 +136,48 @@ enum Mode {
     },
 }
 
-/// Counters of a bridge's receiving side.
-#[derive(Debug, Default)]
-struct Counters {
-    received: AtomicU64,
-    undecodable: AtomicU64,
-}
-
-/// What a bridge received so far (see [`PgBridge::stats`]).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct BridgeStats {
-    /// Events handed to the receiver.
-    pub received: u64,
-    /// Messages that were not events (logged, skipped; dead-lettered in the durable mode).
-    pub undecodable: u64,
-}
-
 #[derive(Debug)]
 struct Inner {
     url: PgUrl,
     mode: Mode,
     conn: Arc<Conn>,
     writer: mpsc::Sender<Outgoing>,
-    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    writer_task: Mutex<Option<tokio::task::JoinHandle<()>>>,
     consumer: Mutex<Option<ConsumerHandle>>,
     stop: Arc<Notify>,
-    counters: Arc<Counters>,
+    dedup: Arc<PgDedup>,
     owner: String,
 }
 
-/// A PostgreSQL bridge: sends events to a table and receives them from it.
+/// The PostgreSQL transport; attach it with [`Bridge`] like any other.
 ///
 /// * [`plain`](Self::plain): the family's table + `NOTIFY` (abxbus 2.5 `PostgresEventBridge`
-///   wire, at-most-once).
-/// * [`durable`](Self::durable): an outbox table, consumer groups claiming with
-///   `FOR UPDATE SKIP LOCKED` under a lease, acks after completion, dedup, dead letters
-///   (at-least-once; once per group at the handlers).
+///   wire), at-most-once: a listener that is not connected when a row is notified never sees
+///   it.
+/// * [`durable`](Self::durable): an outbox table, consumer groups claiming rows with
+///   `FOR UPDATE SKIP LOCKED` under a lease (`LISTEN/NOTIFY` only wakes them), acks after the
+///   event completed on the receiving bus, a persisted dedup table, dead letters —
+///   at-least-once on the wire, once per group at the handlers.
+///
+/// Both reconnect with backoff after a server restart or a cut connection.
+///
+/// ```no_run
+/// use bubus::EventBus;
+/// use bubus_postgres::{DurableOptions, PgTransport};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let bus = EventBus::new("Billing");
+/// let transport =
+///     PgTransport::durable("postgresql://app@db:5432/shop", DurableOptions::new("billing")).await?;
+/// let bridge = transport.bridge().build();
+/// bridge.attach(&bus);
+/// bridge.start().await?;
+/// # Ok(()) }
+/// ```
 ///
 /// Cheap to clone; clones share the connections.
 #[derive(Clone, Debug)]
-pub struct PgBridge {
+pub struct PgTransport {
     inner: Arc<Inner>,
 }
 
@@ -180,7 +185,7 @@ fn owner_id() -> String {
     format!("{}-{:016x}", std::process::id(), fastrand::u64(..))
 }
 
-impl PgBridge {
+impl PgTransport {
     /// The family's plain mode on `postgresql://…/<db>[/<table>]` (table default
     /// `abxbus_events`), `NOTIFY` channel `channel` (default `abxbus_events`, never derived
     /// from the table, as in the family). Creates the table if missing.
@@ -188,7 +193,7 @@ impl PgBridge {
     /// # Errors
     ///
     /// A bad URL or channel name, or the server cannot be reached or refuses the table.
-    pub async fn plain(url: &str, channel: Option<&str>) -> Result<PgBridge, PgError> {
+    pub async fn plain(url: &str, channel: Option<&str>) -> Result<PgTransport, PgError> {
         let parsed = PgUrl::parse(url)?;
         let table = parsed
             .table
@@ -202,7 +207,7 @@ impl PgBridge {
         let table = Arc::new(PlainTable::new(table, channel));
         table.ensure_schema(&client).await?;
         let (writer, task) = publisher::start(Target::Plain(table.clone()), conn.clone());
-        Ok(PgBridge::from_parts(
+        Ok(PgTransport::from_parts(
             parsed,
             Mode::Plain { table },
             conn,
@@ -218,7 +223,7 @@ impl PgBridge {
     ///
     /// A bad URL, a table of that name that is not a durable events table, or the server
     /// cannot be reached.
-    pub async fn durable(url: &str, opts: DurableOptions) -> Result<PgBridge, PgError> {
+    pub async fn durable(url: &str, opts: DurableOptions) -> Result<PgTransport, PgError> {
         let parsed = PgUrl::parse(url)?;
         let table = parsed
             .table
@@ -226,7 +231,7 @@ impl PgBridge {
             .unwrap_or_else(|| DEFAULT_DURABLE_TABLE.to_owned());
         let tables = Tables::new(&table)?;
         let conn = Arc::new(Conn::new(parsed.config.clone(), opts.max_backoff));
-        // Schema changes on their own connection (they need `&mut`).
+        // Schema changes on a connection of their own (they need `&mut`).
         let (mut client, connection) = parsed.config.connect(tokio_postgres::NoTls).await?;
         let driver = tokio::spawn(connection);
         let setup = async {
@@ -241,7 +246,7 @@ impl PgBridge {
         setup?;
         conn.connect_now().await?;
         let (writer, task) = publisher::start(Target::Durable(tables.clone()), conn.clone());
-        Ok(PgBridge::from_parts(
+        Ok(PgTransport::from_parts(
             parsed,
             Mode::Durable { tables, opts },
             conn,
@@ -256,20 +261,36 @@ impl PgBridge {
         conn: Arc<Conn>,
         writer: mpsc::Sender<Outgoing>,
         task: tokio::task::JoinHandle<()>,
-    ) -> PgBridge {
-        PgBridge {
+    ) -> PgTransport {
+        PgTransport {
             inner: Arc::new(Inner {
                 url,
                 mode,
                 conn,
                 writer,
-                tasks: Mutex::new(vec![task]),
+                writer_task: Mutex::new(Some(task)),
                 consumer: Mutex::new(None),
                 stop: Arc::new(Notify::new()),
-                counters: Arc::new(Counters::default()),
+                dedup: Arc::new(PgDedup::default()),
                 owner: owner_id(),
             }),
         }
+    }
+
+    /// A [`Bridge`] builder for this transport with the durable mode's settings applied: the
+    /// persisted [`dedup`](Self::dedup) store and [`max_deliveries`](DurableOptions::max_deliveries).
+    /// (`Bridge::new(transport)` works too, with an in-memory dedup window.)
+    pub fn bridge(&self) -> BridgeBuilder {
+        let builder = Bridge::builder(self.clone()).dedup(self.inner.dedup.clone());
+        match &self.inner.mode {
+            Mode::Durable { opts, .. } => builder.max_deliveries(opts.max_deliveries),
+            Mode::Plain { .. } => builder,
+        }
+    }
+
+    /// The de-duplication store backed by the group's dedup table.
+    pub fn dedup(&self) -> Arc<PgDedup> {
+        self.inner.dedup.clone()
     }
 
     /// Whether this is the durable mode.
@@ -285,48 +306,28 @@ impl PgBridge {
         }
     }
 
-    /// Sends an event; returns once it is committed (retrying through reconnects).
-    ///
-    /// # Errors
-    ///
-    /// The event has no string `event_id`, or the server refused it, or the bridge is closed.
-    ///
-    /// # Cancel safety
-    ///
-    /// Dropping the future does not withdraw the event: it is written all the same.
-    pub async fn send(&self, event: &AnyEvent) -> Result<(), PgError> {
-        match event.to_json() {
-            Value::Object(map) => self.send_json(map).await,
-            _ => Err(PgError::Closed),
+    /// The consumer group (durable mode).
+    pub fn group(&self) -> Option<&str> {
+        match &self.inner.mode {
+            Mode::Durable { opts, .. } => Some(&opts.group),
+            Mode::Plain { .. } => None,
         }
     }
 
-    /// Sends an event given as its JSON object.
-    ///
-    /// # Errors
-    ///
-    /// As [`send`](Self::send).
-    pub async fn send_json(&self, json: Map<String, Value>) -> Result<(), PgError> {
-        let event_id = match json.get("event_id") {
-            Some(Value::String(id)) => id.clone(),
-            _ => {
-                return Err(PgError::Send {
-                    event_id: String::new(),
-                    message: "the event has no string event_id".into(),
-                });
-            }
-        };
-        let event_type = match json.get("event_type") {
-            Some(Value::String(t)) => t.clone(),
-            _ => String::new(),
-        };
+    async fn write(&self, message: &Message) -> Result<(), PgError> {
         let (done, wait) = oneshot::channel();
+        let completion = message.kind() == MessageKind::Completion;
         self.inner
             .writer
             .send(Outgoing {
-                event_id,
-                event_type,
-                json,
+                event_id: message.event_id().to_string(),
+                event_type: if completion {
+                    "bubus_completion".to_owned()
+                } else {
+                    message.event_type().to_owned()
+                },
+                text: message.text_arc().clone(),
+                completion,
                 done,
             })
             .await
@@ -334,22 +335,35 @@ impl PgBridge {
         wait.await.map_err(|_| PgError::Closed)?
     }
 
-    /// The transactional outbox: writes `event` through `client` — typically the caller's own
-    /// open [`Transaction`](tokio_postgres::Transaction) — so it is published exactly when that
-    /// transaction commits (consumers are woken by the commit) and never if it rolls back.
-    /// Returns `false` if an event with this id was already published.
-    ///
-    /// `client` must be connected to the same database as the bridge.
+    /// Sends an event without a bridge; returns once it is committed.
     ///
     /// # Errors
     ///
-    /// [`PgError::NotDurable`] on a plain bridge; the statement's error otherwise (the
-    /// transaction is then aborted, as for any failed statement).
+    /// The server refused it, or the transport is closed.
+    pub async fn send_event(&self, event: &AnyEvent) -> Result<(), PgError> {
+        self.write(&Message::event(event)).await
+    }
+
+    /// The transactional outbox: writes `event` through `client` — typically the caller's own
+    /// open [`Transaction`](tokio_postgres::Transaction) — so it is published exactly when that
+    /// transaction commits (consumers are woken by the commit) and never if it rolls back.
+    ///
+    /// `client` must be connected to the same database as the transport.
+    ///
+    /// # Errors
+    ///
+    /// [`PgError::NotDurable`] on a plain transport; the statement's error otherwise (the
+    /// transaction is then aborted, as after any failed statement).
+    ///
+    /// # Cancel safety
+    ///
+    /// Like any statement on the transaction: dropping the future may leave the statement
+    /// sent; roll the transaction back.
     pub async fn publish_in<C: GenericClient>(
         &self,
         client: &C,
         event: &AnyEvent,
-    ) -> Result<bool, PgError> {
+    ) -> Result<(), PgError> {
         let Mode::Durable { tables, .. } = &self.inner.mode else {
             return Err(PgError::NotDurable);
         };
@@ -364,15 +378,82 @@ impl PgBridge {
             .await
     }
 
-    /// Starts receiving (once; later calls fail with [`PgError::Closed`]): the plain mode
-    /// listens on its channel, the durable mode claims its group's deliveries.
+    fn tables(&self) -> Result<(&Tables, &DurableOptions), PgError> {
+        match &self.inner.mode {
+            Mode::Durable { tables, opts } => Ok((tables, opts)),
+            Mode::Plain { .. } => Err(PgError::NotDurable),
+        }
+    }
+
+    /// The dead letters of this transport's group, oldest first.
     ///
     /// # Errors
     ///
-    /// [`PgError::Closed`] if already subscribed or closed.
-    pub fn subscribe(&self) -> Result<Deliveries, PgError> {
-        let mut consumer_slot = self.inner.consumer.lock();
-        if consumer_slot.is_some() {
+    /// [`PgError::NotDurable`] on a plain transport, or the query failed.
+    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, PgError> {
+        let (tables, opts) = self.tables()?;
+        let client = self.inner.conn.get().await?;
+        tables.dead_letters(&*client, Some(&opts.group)).await
+    }
+
+    /// Puts this group's dead letters back for delivery (attempts from zero): the one with
+    /// `event_id`, or all of them. Returns how many.
+    ///
+    /// # Errors
+    ///
+    /// [`PgError::NotDurable`] on a plain transport, or the statement failed.
+    pub async fn replay_dead_letters(&self, event_id: Option<&str>) -> Result<u64, PgError> {
+        let (tables, opts) = self.tables()?;
+        let client = self.inner.conn.get().await?;
+        tables.replay(&*client, Some(&opts.group), event_id).await
+    }
+
+    /// How many events this group has not acknowledged yet (claimed or waiting).
+    ///
+    /// # Errors
+    ///
+    /// [`PgError::NotDurable`] on a plain transport, or the query failed.
+    pub async fn pending(&self) -> Result<i64, PgError> {
+        let (tables, opts) = self.tables()?;
+        let client = self.inner.conn.get().await?;
+        tables.pending(&*client, &opts.group).await
+    }
+
+    /// Injects raw text as one message on this medium, bypassing the sender (tests feed bad
+    /// input with it): a durable events row with `text` as its body, or a plain row with `text`
+    /// as its `event_payload`, notified.
+    ///
+    /// # Errors
+    ///
+    /// The statement failed.
+    #[doc(hidden)]
+    pub async fn inject_raw(&self, text: &str) -> Result<(), PgError> {
+        let client = self.inner.conn.get().await?;
+        let key = format!("raw-{:016x}", fastrand::u64(..));
+        match &self.inner.mode {
+            Mode::Durable { tables, .. } => tables.publish(&*client, &key, "", text).await,
+            Mode::Plain { table } => {
+                let quoted = serde_json::Value::String(key).to_string();
+                client
+                    .execute(
+                        &format!(
+                            "INSERT INTO \"{}\" (\"event_id\", \"event_payload\") VALUES ($1, $2)",
+                            table.table
+                        ),
+                        &[&quoted, &text],
+                    )
+                    .await?;
+                client
+                    .execute("SELECT pg_notify($1, $2)", &[&table.channel, &quoted])
+                    .await?;
+                Ok(())
+            }
+        }
+    }
+
+    fn start_listening(&self) -> Result<mpsc::Receiver<Delivery>, PgError> {
+        let mut slot = self.inner.consumer.lock();
+        if slot.is_some() {
             return Err(PgError::Closed);
         }
         let (tx, rx) = mpsc::channel(1024);
@@ -391,15 +472,13 @@ impl PgBridge {
                     self.inner.url.config.clone(),
                     heard_rx,
                     tx,
-                    self.inner.counters.clone(),
                 ));
                 let (outcomes, _) = mpsc::unbounded_channel();
-                *consumer_slot = Some(ConsumerHandle {
+                *slot = Some(ConsumerHandle {
                     outcomes,
                     stop: self.inner.stop.clone(),
                     tasks: vec![listener, reader],
                 });
-                Ok(Deliveries { rx, outcomes: None })
             }
             Mode::Durable { tables, opts } => {
                 let settings = ConsumerSettings {
@@ -413,99 +492,100 @@ impl PgBridge {
                     retry_delay: opts.retry_delay,
                 };
                 let (claims_tx, claims_rx) = mpsc::channel(opts.batch);
-                let handle = consumer::start(
+                let mut handle = consumer::start(
                     tables.clone(),
                     settings,
                     self.inner.conn.clone(),
                     self.inner.url.config.clone(),
+                    self.inner.dedup.clone(),
                     claims_tx,
                 );
                 let outcomes = handle.outcomes.clone();
-                let decoder = tokio::spawn(durable_decode(
-                    claims_rx,
-                    tx,
-                    outcomes.clone(),
-                    self.inner.counters.clone(),
-                ));
-                let mut handle = handle;
-                handle.tasks.push(decoder);
-                *consumer_slot = Some(handle);
-                Ok(Deliveries {
-                    rx,
-                    outcomes: Some(outcomes),
-                })
+                handle
+                    .tasks
+                    .push(tokio::spawn(durable_forward(claims_rx, tx, outcomes)));
+                *slot = Some(handle);
             }
         }
+        Ok(rx)
     }
 
-    /// What the receiving side counted so far.
-    pub fn stats(&self) -> BridgeStats {
-        BridgeStats {
-            received: self.inner.counters.received.load(Ordering::Relaxed),
-            undecodable: self.inner.counters.undecodable.load(Ordering::Relaxed),
-        }
-    }
-
-    fn tables(&self) -> Result<(&Tables, &DurableOptions), PgError> {
-        match &self.inner.mode {
-            Mode::Durable { tables, opts } => Ok((tables, opts)),
-            Mode::Plain { .. } => Err(PgError::NotDurable),
-        }
-    }
-
-    /// The dead letters of this bridge's group, oldest first.
-    ///
-    /// # Errors
-    ///
-    /// [`PgError::NotDurable`] on a plain bridge, or the query failed.
-    pub async fn dead_letters(&self) -> Result<Vec<DeadLetter>, PgError> {
-        let (tables, opts) = self.tables()?;
-        let client = self.inner.conn.get().await?;
-        tables.dead_letters(&*client, Some(&opts.group)).await
-    }
-
-    /// Puts this group's dead letters back for delivery (attempts from zero): the one with
-    /// `event_id`, or all of them. Returns how many.
-    ///
-    /// # Errors
-    ///
-    /// [`PgError::NotDurable`] on a plain bridge, or the statement failed.
-    pub async fn replay_dead_letters(&self, event_id: Option<&str>) -> Result<u64, PgError> {
-        let (tables, opts) = self.tables()?;
-        let client = self.inner.conn.get().await?;
-        tables.replay(&*client, Some(&opts.group), event_id).await
-    }
-
-    /// How many events this group has not acknowledged yet (claimed or waiting).
-    ///
-    /// # Errors
-    ///
-    /// [`PgError::NotDurable`] on a plain bridge, or the query failed.
-    pub async fn pending(&self) -> Result<i64, PgError> {
-        let (tables, opts) = self.tables()?;
-        let client = self.inner.conn.get().await?;
-        tables.pending(&*client, &opts.group).await
-    }
-
-    /// Stops receiving and closes the connections. Events claimed and not yet acknowledged
-    /// are left to lapse to other members after their lease. Events already handed to
-    /// [`send`](Self::send) are written first.
-    pub async fn close(&self) {
+    async fn shutdown(&self) {
         if let Some(c) = self.inner.consumer.lock().take() {
             c.shutdown();
         }
         self.inner.stop.notify_waiters();
         self.inner.conn.close();
-        let tasks: Vec<_> = self.inner.tasks.lock().drain(..).collect();
-        for t in tasks {
+        if let Some(t) = self.inner.writer_task.lock().take() {
             t.abort();
         }
     }
 }
 
-/// Dead letters and replay without a bridge: what `bubus dead-letters` runs. `url` names the
-/// durable events table as its table segment (default `bubus_events`); `group` narrows to one
-/// consumer group.
+fn transport_error(e: PgError) -> TransportError {
+    match e {
+        PgError::Closed => TransportError::Closed,
+        PgError::InvalidUrl(_) | PgError::InvalidName { .. } | PgError::NotDurable => {
+            TransportError::Config(e.to_string())
+        }
+        other => TransportError::other("postgres", other),
+    }
+}
+
+impl Transport for PgTransport {
+    fn kind(&self) -> &str {
+        "PostgresEventBridge"
+    }
+
+    fn describe(&self) -> String {
+        match &self.inner.mode {
+            Mode::Plain { table } => format!("postgres:{} (NOTIFY {})", table.table, table.channel),
+            Mode::Durable { tables, opts } => {
+                format!("postgres:{} (durable, group {})", tables.events, opts.group)
+            }
+        }
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        let caps = Capabilities::at_most_once()
+            .with_receives_own(true)
+            .with_ordered(true);
+        match self.inner.mode {
+            Mode::Plain { .. } => caps,
+            Mode::Durable { .. } => caps
+                .with_durable(true)
+                .with_acks(true)
+                .with_redelivery(true)
+                .with_dead_letters(true),
+        }
+    }
+
+    fn send<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, Result<(), TransportError>> {
+        Box::pin(async move { self.write(message).await.map_err(transport_error) })
+    }
+
+    fn listen(&self) -> BoxFuture<'_, Result<DeliveryStream, TransportError>> {
+        Box::pin(async move {
+            let rx = self.start_listening().map_err(transport_error)?;
+            let stream: DeliveryStream =
+                Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+                    rx.recv().await.map(|d| (Ok(d), rx))
+                }));
+            Ok(stream)
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            self.shutdown().await;
+            Ok(())
+        })
+    }
+}
+
+/// Dead letters and replay without a transport: what `bubus dead-letters` runs. `url` names
+/// the durable events table as its table segment (default `bubus_events`); `group` narrows to
+/// one consumer group.
 ///
 /// # Errors
 ///
@@ -536,115 +616,94 @@ pub async fn replay_dead_letters(
     r
 }
 
-async fn admin(
-    url: &str,
-) -> Result<
-    (
-        Tables,
-        tokio_postgres::Client,
-        tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>,
-    ),
-    PgError,
-> {
+type Driver = tokio::task::JoinHandle<Result<(), tokio_postgres::Error>>;
+
+async fn admin(url: &str) -> Result<(Tables, tokio_postgres::Client, Driver), PgError> {
     let parsed = PgUrl::parse(url)?;
     let tables = Tables::new(parsed.table.as_deref().unwrap_or(DEFAULT_DURABLE_TABLE))?;
     let (client, connection) = parsed.config.connect(tokio_postgres::NoTls).await?;
     Ok((tables, client, tokio::spawn(connection)))
 }
 
-/// Received events; in the durable mode each must be acknowledged.
-#[derive(Debug)]
-pub struct Deliveries {
-    rx: mpsc::Receiver<Delivery>,
-    #[allow(dead_code)]
+/// Acknowledges one claimed row; dropped without a call, it releases the row at once.
+struct PgAcker {
+    seq: i64,
     outcomes: Option<mpsc::UnboundedSender<Outcome>>,
 }
 
-impl Deliveries {
-    /// The next event; `None` once the bridge is closed.
-    ///
-    /// # Cancel safety
-    ///
-    /// Cancel safe: a delivery is only taken when this returns it.
-    pub async fn recv(&mut self) -> Option<Delivery> {
-        self.rx.recv().await
+impl PgAcker {
+    fn finish(
+        mut self: Box<Self>,
+        make: impl FnOnce(i64, oneshot::Sender<()>) -> Outcome,
+    ) -> BoxFuture<'static, Result<(), TransportError>> {
+        let outcomes = self.outcomes.take();
+        let (done, wait) = oneshot::channel();
+        let outcome = make(self.seq, done);
+        Box::pin(async move {
+            let Some(outcomes) = outcomes else {
+                return Err(TransportError::Closed);
+            };
+            outcomes.send(outcome).map_err(|_| TransportError::Closed)?;
+            // Returns once written (through reconnects), so "acked" means committed.
+            wait.await.map_err(|_| TransportError::Closed)
+        })
     }
 }
 
-/// One received event. In the durable mode, [`ack`](Self::ack) it after it completed or
-/// [`nack`](Self::nack) it after it failed; dropping it releases it for redelivery.
-#[derive(Debug)]
-pub struct Delivery {
-    event: AnyEvent,
-    attempt: u32,
-    ack: Option<(i64, mpsc::UnboundedSender<Outcome>)>,
-}
-
-impl Delivery {
-    /// The event, with the sender's id, path and parent.
-    pub fn event(&self) -> &AnyEvent {
-        &self.event
+impl Acker for PgAcker {
+    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
+        self.finish(|seq, done| Outcome::Ack {
+            seq,
+            done: Some(done),
+        })
     }
 
-    /// Which delivery of this event this is (1 for the first; always 1 in the plain mode).
-    pub fn attempt(&self) -> u32 {
-        self.attempt
+    fn nack(
+        self: Box<Self>,
+        delay: Option<Duration>,
+    ) -> BoxFuture<'static, Result<(), TransportError>> {
+        self.finish(move |seq, done| Outcome::Nack {
+            seq,
+            error: "the event's handlers failed".into(),
+            delay,
+            done: Some(done),
+        })
     }
 
-    /// The event completed: the group will not see it again.
-    pub fn ack(mut self) {
-        if let Some((seq, tx)) = self.ack.take() {
-            let _ = tx.send(Outcome::Ack(seq));
-        }
-    }
-
-    /// The event failed with `error`: it is delivered again after the retry delay, or goes to
-    /// the dead letters after the last allowed delivery.
-    pub fn nack(mut self, error: impl Into<String>) {
-        if let Some((seq, tx)) = self.ack.take() {
-            let _ = tx.send(Outcome::Nack {
-                seq,
-                error: error.into(),
-            });
-        }
+    fn dead_letter(
+        self: Box<Self>,
+        reason: String,
+    ) -> BoxFuture<'static, Result<(), TransportError>> {
+        self.finish(move |seq, done| Outcome::Dead {
+            seq,
+            reason,
+            done: Some(done),
+        })
     }
 }
 
-impl Drop for Delivery {
+impl Drop for PgAcker {
     fn drop(&mut self) {
-        if let Some((seq, tx)) = self.ack.take() {
-            let _ = tx.send(Outcome::Release(seq));
+        if let Some(tx) = self.outcomes.take() {
+            let _ = tx.send(Outcome::Release(self.seq));
         }
     }
 }
 
-async fn durable_decode(
+async fn durable_forward(
     mut claims: mpsc::Receiver<Claim>,
     out: mpsc::Sender<Delivery>,
     outcomes: mpsc::UnboundedSender<Outcome>,
-    counters: Arc<Counters>,
 ) {
     while let Some(c) = claims.recv().await {
-        match AnyEvent::from_json_str(&c.body) {
-            Ok(event) => {
-                counters.received.fetch_add(1, Ordering::Relaxed);
-                let d = Delivery {
-                    event,
-                    attempt: u32::try_from(c.attempts).unwrap_or(1),
-                    ack: Some((c.seq, outcomes.clone())),
-                };
-                if out.send(d).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                counters.undecodable.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(event_id = %c.event_id, error = %e, "bubus-postgres: undecodable event");
-                let _ = outcomes.send(Outcome::Nack {
-                    seq: c.seq,
-                    error: format!("DecodeError: {e}"),
-                });
-            }
+        let d = Delivery::new(c.body, format!("row {} ({})", c.seq, c.event_id))
+            .with_attempt(u32::try_from(c.attempts).unwrap_or(1))
+            .with_acker(PgAcker {
+                seq: c.seq,
+                outcomes: Some(outcomes.clone()),
+            });
+        if out.send(d).await.is_err() {
+            return;
         }
     }
 }
@@ -654,7 +713,6 @@ async fn plain_receive(
     config: tokio_postgres::Config,
     mut heard: mpsc::UnboundedReceiver<Heard>,
     out: mpsc::Sender<Delivery>,
-    counters: Arc<Counters>,
 ) {
     let conn = Conn::new(config, Duration::from_secs(2));
     while let Some(h) = heard.recv().await {
@@ -679,23 +737,13 @@ async fn plain_receive(
                 }
             }
         }
-        let Some(json) = row else { continue };
-        match AnyEvent::from_json(&json) {
-            Ok(event) => {
-                counters.received.fetch_add(1, Ordering::Relaxed);
-                let d = Delivery {
-                    event,
-                    attempt: 1,
-                    ack: None,
-                };
-                if out.send(d).await.is_err() {
-                    return;
-                }
-            }
-            Err(e) => {
-                counters.undecodable.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(id = %payload, error = %e, "bubus-postgres: undecodable event");
-            }
+        let Some(text) = row else { continue };
+        if out
+            .send(Delivery::new(text, format!("row {payload}")))
+            .await
+            .is_err()
+        {
+            return;
         }
     }
 }
