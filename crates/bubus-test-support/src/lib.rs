@@ -1,5 +1,6 @@
 //! Helpers shared by the bubus test suites: an ordered, thread-safe log of what happened, and the
-//! real Python and TypeScript peers the interop tests run against ([`peers`]).
+//! real Python and TypeScript peers the interop tests run against ([`peers`]), and private servers,
+//! a connection-cutting proxy and worker processes for fault tests ([`servers`]).
 
 use std::fmt::Display;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use parking_lot::Mutex;
 pub mod conformance;
 pub mod peers;
 pub mod postgres_server;
+pub mod servers;
 
 /// An append-only log shared by handlers and the test body; clones share the same log.
 ///
