@@ -433,6 +433,15 @@ impl PgTransport {
         match &self.inner.mode {
             Mode::Durable { tables, .. } => tables.publish(&*client, &key, "", text).await,
             Mode::Plain { table } => {
+                // An event object goes in as the family writes one (its own row, notified).
+                if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(text) {
+                    if map
+                        .get("event_id")
+                        .is_some_and(serde_json::Value::is_string)
+                    {
+                        return table.write(&client, &map).await;
+                    }
+                }
                 let quoted = serde_json::Value::String(key).to_string();
                 client
                     .execute(
