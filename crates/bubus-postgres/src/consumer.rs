@@ -214,7 +214,15 @@ async fn claim_loop(
             }
             if !shared.in_flight.lock().insert(c.seq) {
                 // Our own lease lapsed and we claimed it again while it still runs here.
+                tracing::debug!(
+                    seq = c.seq,
+                    attempts = c.attempts,
+                    "bubus-postgres: claimed own in-flight row again"
+                );
                 continue;
+            }
+            if c.attempts > 1 {
+                tracing::debug!(seq = c.seq, attempts = c.attempts, owner = %s.owner, "bubus-postgres: redelivery");
             }
             if c.done {
                 // The same id was published again after the group completed it: the bridge's

@@ -18,6 +18,7 @@ use std::time::Duration;
 use bubus::EventBus;
 use bubus_postgres::{DurableOptions, PgTransport};
 use bubus_test_support::postgres_server::PgServer;
+use bubus_test_support::servers::TcpProxy;
 use parking_lot::Mutex;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -44,13 +45,20 @@ fn consumer_opts() -> DurableOptions {
         .max_in_flight(128)
 }
 
-/// Entry point of the child processes; does nothing in a normal test run.
+/// Entry point of the child processes (run with `--include-ignored` and a role).
 #[test]
+#[ignore = "a worker process of the fault tests"]
 fn child() {
     let Ok(role) = std::env::var("BUBUS_PG_ROLE") else {
         return;
     };
     let url = std::env::var("BUBUS_PG_URL").unwrap();
+    if std::env::var_os("BUBUS_PG_DEBUG").is_some() {
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -142,12 +150,18 @@ fn collect(child: &mut Child, sink: Arc<Mutex<Vec<String>>>, tick: watch::Sender
 
 fn spawn_role(role: &str, url: &str, extra: &[(&str, String)]) -> Child {
     let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", "child", "--nocapture", "--test-threads=1"])
-        .env("BUBUS_PG_ROLE", role)
-        .env("BUBUS_PG_URL", url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .kill_on_drop(true);
+    cmd.args([
+        "--exact",
+        "child",
+        "--include-ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("BUBUS_PG_ROLE", role)
+    .env("BUBUS_PG_URL", url)
+    .stdout(Stdio::piped())
+    .stderr(Stdio::inherit())
+    .kill_on_drop(true);
     for (k, v) in extra {
         cmd.env(k, v);
     }
@@ -250,7 +264,7 @@ async fn acked_all(url: &str, run: &Run, tag: &str) {
 }
 
 /// Checks the handled lines: every published value exactly once.
-fn check_exactly_once(lines: &[String]) {
+fn check_exactly_once(lines: &[String], what: &str) {
     let mut by_value: HashMap<u64, usize> = HashMap::new();
     for l in lines.iter().filter(|l| l.contains("@@handled ")) {
         let v: u64 = l.rsplit(' ').next().unwrap().parse().unwrap();
@@ -279,12 +293,46 @@ fn check_exactly_once(lines: &[String]) {
     assert_eq!(sum, expected_sum, "checksum");
 }
 
+/// What goes wrong twice mid-stream.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Fault {
+    /// The server crashes (`pg_ctl stop -m immediate`) and starts again.
+    Restart,
+    /// Every connection is cut by a TCP proxy between the processes and the server.
+    Cut,
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ten_thousand_events_through_two_restarts_and_a_killed_consumer() {
+    scenario(Fault::Restart).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_events_through_two_cut_connections_and_a_killed_consumer() {
+    scenario(Fault::Cut).await;
+}
+
+async fn scenario(fault: Fault) {
     let server = PgServer::start();
-    let url = server.url();
+    let direct = server.url();
+    let proxy = TcpProxy::start(server.port()).unwrap();
+    // The processes connect through the proxy when it is the fault, directly otherwise.
+    let url = match fault {
+        Fault::Restart => direct.clone(),
+        Fault::Cut => format!("postgresql://postgres@127.0.0.1:{}/postgres", proxy.port()),
+    };
+    let strike = |n: u32| {
+        match fault {
+            Fault::Restart => server.restart(),
+            Fault::Cut => proxy.cut(),
+        }
+        println!("{fault:?} {n} done");
+    };
+    println!("server log: {}", server.log_path().display());
     // Create the tables and the group before anyone publishes.
-    PgTransport::durable(&url, consumer_opts()).await.unwrap();
+    PgTransport::durable(&direct, consumer_opts())
+        .await
+        .unwrap();
 
     let mut run = Run::new();
     let mut a = spawn_role("consume", &url, &[("BUBUS_PG_HANG_AFTER", "1500".into())]);
@@ -298,24 +346,22 @@ async fn ten_thousand_events_through_two_restarts_and_a_killed_consumer() {
         pubs.push(c);
     }
 
-    // Restart 1, a third of the way.
+    // The first fault a third of the way.
     run.until(|l| Run::published(l) >= TOTAL / 3).await;
-    server.restart();
-    println!("restart 1 done");
+    strike(1);
 
     // Consumer A hangs in a handler after 1500 events: once its finished handlers are
     // acknowledged, SIGKILL it mid-handler and start it again.
     run.until(|l| Run::count(l, "A @@hang") > 0).await;
-    acked_all(&url, &run, "A").await;
+    acked_all(&direct, &run, "A").await;
     a.kill().await.unwrap();
     println!("consumer A killed mid-handler");
     let mut a2 = spawn_role("consume", &url, &[]);
     run.attach(&mut a2, "A2");
 
-    // Restart 2, two thirds of the way.
+    // The second fault two thirds of the way.
     run.until(|l| Run::published(l) >= 2 * TOTAL / 3).await;
-    server.restart();
-    println!("restart 2 done");
+    strike(2);
 
     for mut p in pubs {
         assert!(p.wait().await.unwrap().success(), "a publisher failed");
@@ -332,11 +378,13 @@ async fn ten_thousand_events_through_two_restarts_and_a_killed_consumer() {
     })
     .await;
     // ...and acknowledged: nothing can be delivered again.
-    let check = PgTransport::durable(&url, consumer_opts()).await.unwrap();
+    let check = PgTransport::durable(&direct, consumer_opts())
+        .await
+        .unwrap();
     while check.pending().await.unwrap() != 0 {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     b.kill().await.unwrap();
     a2.kill().await.unwrap();
-    check_exactly_once(&run.lines.lock());
+    check_exactly_once(&run.lines.lock(), &format!("{fault:?}"));
 }
