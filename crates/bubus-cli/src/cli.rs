@@ -57,6 +57,7 @@ pub(crate) enum Command {
     Tree(TreeArgs),
     Replay(ReplayArgs),
     Convert(ConvertArgs),
+    DeadLetters(crate::dead_letters::DeadLettersArgs),
 }
 
 /// Print the records of a write-ahead log, one line each; with --follow, watch a live bus.

@@ -13,6 +13,7 @@ pub mod bridge_peer;
 pub mod conformance;
 pub mod logs;
 pub mod peers;
+pub mod postgres_server;
 pub mod servers;
 pub mod time;
 
