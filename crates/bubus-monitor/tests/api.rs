@@ -183,7 +183,6 @@ async fn replay_asks_for_confirmation_and_writes_fresh_copies() {
     let addr = monitor.local_addr();
     let json = [("Content-Type", "application/json")];
     let ask = |body: String| {
-        let json = json;
         async move { http(addr, "POST", "/api/replay", &json, Some(&body)).await }
     };
     let (status, _, body) = ask(json!({"ids": [id(1)]}).to_string()).await;
