@@ -120,7 +120,6 @@ async fn the_page_follows_a_live_bus_in_another_process() {
             "the forwarded child on both buses of its path",
         )
         .await;
-    browser.screenshot("events.png").await;
 
     // 2. A failing handler shows in its failure group.
     let failing = demo.order(2, 4_500, true);
@@ -132,7 +131,6 @@ async fn the_page_follows_a_live_bus_in_another_process() {
             "the AuditError group of audit with one failure",
         )
         .await;
-    browser.screenshot("failures.png").await;
     browser.click(".group-row .show-group").await;
     browser
         .expect(
@@ -302,6 +300,43 @@ async fn the_page_follows_a_live_bus_in_another_process() {
     browser
         .expect(
             r#"[...document.querySelectorAll('#stats-type tbody tr')].some(r => r.dataset.key === 'OrderPlaced')"#,
+            "the statistics",
+        )
+        .await;
+
+    // 6. A busier shop, for the screenshots of the main views.
+    let mut orders = Vec::new();
+    for n in 10..34u64 {
+        orders.push(demo.order(n, 1_000 + n * 7_919 % 150_000, n % 6 == 0));
+    }
+    for id in &orders {
+        monitor
+            .wait_for_event(id, |d| d.summary.status == Status::Completed)
+            .await;
+    }
+    browser.click("#tab-events").await;
+    let shown = &orders[20]; // order 30: its audit fails (and it is near the top)
+    browser.expect(&row(shown), "the last orders").await;
+    browser.click(&format!(r#".row[data-event-id="{shown}"]"#)).await;
+    browser
+        .expect(
+            r#"[...document.querySelectorAll('#handlers .handler-row')].some(r => r.dataset.status === 'error')"#,
+            "the failed handler's row",
+        )
+        .await;
+    browser.screenshot("events.png").await;
+    browser.click("#tab-failures").await;
+    browser
+        .expect(
+            "document.querySelectorAll('.group-row').length === 2",
+            "two failure groups (AuditError, CardDeclined)",
+        )
+        .await;
+    browser.screenshot("failures.png").await;
+    browser.click("#tab-stats").await;
+    browser
+        .expect(
+            r#"document.querySelector('#stats-type tbody tr') && document.querySelector('#totals').textContent.includes('failed')"#,
             "the statistics",
         )
         .await;
