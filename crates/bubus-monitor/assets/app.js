@@ -12,6 +12,7 @@ const state = {
   dirty: true,
   paused: false,
   queued: [],              // stream messages held while paused
+  overflow: false,         // more were held than MAX_QUEUED: resume reconnects
   selected: null,
   searchIds: null,         // Set of ids matching the search, or null
   groupFilter: null,       // {error_type, handler, ids:Set}
@@ -54,13 +55,21 @@ const ICON = { completed: "✓", started: "●", pending: "○", failed: "✗" }
 
 // ---- the live stream ------------------------------------------------------------------------
 
+const MAX_QUEUED = 500;    // messages held while paused; past that, resume starts over
+let source = null;
+
 function connect() {
-  const source = new EventSource("/api/stream");
+  if (source) source.close();
+  source = new EventSource("/api/stream");
   source.addEventListener("open", () => setConn());
   source.addEventListener("error", () => { $("#conn").textContent = "reconnecting…"; $("#conn").className = "conn"; });
   source.addEventListener("events", (m) => {
     const msg = JSON.parse(m.data);
-    if (state.paused && !msg.reset) { state.queued.push(msg); setConn(); return; }
+    if (state.paused && !msg.reset) {
+      if (state.queued.length < MAX_QUEUED) state.queued.push(msg); else state.overflow = true;
+      setConn();
+      return;
+    }
     if (msg.reset) state.queued = [];
     apply(msg);
   });
@@ -304,14 +313,17 @@ function renderFailures() {
   el("td", { class: "err" }, g.error_type), el("td", { class: "mono" }, g.handler),
   el("td", { class: "num group-count" }, g.count), el("td", {}, g.last_message), el("td", {}, fmtTime(g.last_seen)),
   el("td", {},
-    el("button", { class: "show-group", onclick: () => showGroup(g) }, `Show ${g.events.length}`), " ",
+    el("button", { class: "show-group", onclick: () => showGroup(g) }, `Show ${g.in_memory}`), " ",
     state.targets.length ? el("button", { class: "replay-group danger", onclick: () => confirmReplay(
-      `Replay the ${g.events.length} events in memory that failed with ${g.error_type} in ${g.handler}? Fresh copies are dispatched.`,
+      `Replay the ${g.in_memory} events in memory that failed with ${g.error_type} in ${g.handler}? Fresh copies are dispatched.`,
       { group: { error_type: g.error_type, handler: g.handler } }) }, "Replay group…") : null))));
 }
 
-function showGroup(g) {
-  state.groupFilter = { error_type: g.error_type, handler: g.handler, ids: new Set(g.events) };
+async function showGroup(g) {
+  const q = `error_type=${encodeURIComponent(g.error_type)}&handler=${encodeURIComponent(g.handler)}`;
+  const response = await fetch(`/api/failures/events?${q}`);
+  if (!response.ok) return;
+  state.groupFilter = { error_type: g.error_type, handler: g.handler, ids: new Set((await response.json()).ids) };
   const chip = $("#group-filter");
   chip.textContent = `${g.error_type} in ${g.handler} ✕`;
   chip.classList.remove("hidden");
@@ -363,6 +375,7 @@ function confirmReplay(text, body) {
 
 function toast(text, ids) {
   const t = $("#toast");
+  t.onclick = (ev) => { if (ev.target === t) t.classList.add("hidden"); };
   t.replaceChildren(text, ...(ids || []).slice(0, 5).flatMap((id) => [" ", el("a", { onclick: () => select(id, true), "data-replay": id }, shortId(id))]));
   t.classList.remove("hidden");
   clearTimeout(t.timer);
@@ -401,7 +414,12 @@ async function start() {
     state.paused = !state.paused;
     $("#pause").textContent = state.paused ? "Resume" : "Pause";
     $("#pause").classList.toggle("active", state.paused);
-    if (!state.paused) { const q = state.queued; state.queued = []; for (const m of q) apply(m); }
+    if (!state.paused) {
+      const q = state.queued;
+      state.queued = [];
+      if (state.overflow) { state.overflow = false; connect(); } // too much held: start over
+      else for (const m of q) apply(m);
+    }
     setConn();
   });
   // Age filters and searches follow the clock and new events.

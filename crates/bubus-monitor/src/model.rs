@@ -156,8 +156,9 @@ pub struct FailureGroup {
     pub last_message: String,
     /// The last failure's time, Unix milliseconds.
     pub last_seen: Option<f64>,
-    /// The failing events still in memory, newest last.
-    pub events: Vec<String>,
+    /// How many of the failing events it remembers (the last 1 000) are still in memory: those
+    /// a replay of the group re-dispatches. Their ids: [`Model::group_events`].
+    pub in_memory: usize,
 }
 
 struct Group {
@@ -810,8 +811,8 @@ impl Model {
         self.events.get(id)?.raw.clone()
     }
 
-    /// The failure groups, most failures first.
-    pub fn failure_groups(&self) -> Vec<FailureGroup> {
+    /// The failure groups, most failures first (at most `limit`).
+    pub fn failure_groups(&self, limit: usize) -> Vec<FailureGroup> {
         let mut groups: Vec<FailureGroup> = self
             .groups
             .iter()
@@ -821,15 +822,20 @@ impl Model {
                 count: g.count,
                 last_message: g.last_message.clone(),
                 last_seen: g.last_seen,
-                events: g
+                in_memory: g
                     .events
                     .iter()
                     .filter(|id| self.events.contains_key(*id))
-                    .cloned()
-                    .collect(),
+                    .count(),
             })
             .collect();
-        groups.sort_by(|a, b| b.count.cmp(&a.count).then(a.error_type.cmp(&b.error_type)));
+        groups.sort_by(|a, b| {
+            b.count
+                .cmp(&a.count)
+                .then_with(|| a.error_type.cmp(&b.error_type))
+                .then_with(|| a.handler.cmp(&b.handler))
+        });
+        groups.truncate(limit);
         groups
     }
 
@@ -881,7 +887,7 @@ impl Model {
             now_ms,
             self.events.len(),
             self.evicted,
-            self.failure_groups(),
+            self.failure_groups(200),
         )
     }
 }
@@ -992,7 +998,7 @@ mod tests {
             );
             m.ingest_event(0, e);
         }
-        let groups = m.failure_groups();
+        let groups = m.failure_groups(10);
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[0].handler, "h1");
         assert_eq!(groups[0].count, 2);
@@ -1007,7 +1013,7 @@ mod tests {
             json!([{"id": "r-a", "handler_name": "h1", "status": "error", "error": {"type": "Boom", "message": "no"}}]),
         );
         m.ingest_event(0, e);
-        assert_eq!(m.failure_groups()[0].count, 2);
+        assert_eq!(m.failure_groups(10)[0].count, 2);
     }
 
     #[test]

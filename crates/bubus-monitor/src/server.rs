@@ -44,6 +44,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/stream", get(stream))
         .route("/api/events/{id}", get(detail))
         .route("/api/search", get(search))
+        .route("/api/failures/events", get(group_events))
         .route("/api/stats", get(stats))
         .route("/api/replay", post(replay))
         .route("/metrics", get(metrics))
@@ -286,6 +287,23 @@ async fn search(
 ) -> Json<serde_json::Value> {
     let limit = query.limit.unwrap_or(10_000).min(100_000);
     let ids = shared.model.lock().search(&query.q, limit);
+    Json(json!({ "ids": ids }))
+}
+
+#[derive(Deserialize)]
+struct GroupQuery {
+    error_type: String,
+    handler: String,
+}
+
+async fn group_events(
+    State(shared): State<Arc<Shared>>,
+    Query(group): Query<GroupQuery>,
+) -> Json<serde_json::Value> {
+    let ids = shared
+        .model
+        .lock()
+        .group_events(&group.error_type, &group.handler);
     Json(json!({ "ids": ids }))
 }
 

@@ -315,9 +315,14 @@ async fn the_page_follows_a_live_bus_in_another_process() {
             .await;
     }
     browser.click("#tab-events").await;
+    browser
+        .eval("document.querySelector('#toast').classList.add('hidden'); return 0")
+        .await;
     let shown = &orders[20]; // order 30: its audit fails (and it is near the top)
     browser.expect(&row(shown), "the last orders").await;
-    browser.click(&format!(r#".row[data-event-id="{shown}"]"#)).await;
+    browser
+        .click(&format!(r#".row[data-event-id="{shown}"]"#))
+        .await;
     browser
         .expect(
             r#"[...document.querySelectorAll('#handlers .handler-row')].some(r => r.dataset.status === 'error')"#,
