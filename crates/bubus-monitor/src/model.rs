@@ -442,9 +442,11 @@ impl Model {
         entry.duration = entry.duration.or(duration);
         if entry.summary.parent.is_none() && parent.is_some() {
             // A parent learnt late (a source that did not name it first).
-            entry.summary.parent = parent.clone();
-            if let Some(p) = &parent {
-                self.link_child(p, &id);
+            if let Some(p) = parent.filter(|p| !self.closes_cycle(&id, p)) {
+                if let Some(entry) = self.events.get_mut(&id) {
+                    entry.summary.parent = Some(p.clone());
+                }
+                self.link_child(&p, &id);
             }
         }
         match results {
@@ -502,6 +504,8 @@ impl Model {
     ) {
         self.stats.on_new_event(event_type, created);
         let event_type = event_type.to_owned();
+        // Lineage that loops (an event its own ancestor) is bad input: the link is dropped.
+        let parent = parent.filter(|p| !self.closes_cycle(id, p));
         let mut children = self.orphans.remove(id).unwrap_or_default();
         children.retain(|c| self.events.contains_key(c));
         self.events.insert(
@@ -536,6 +540,20 @@ impl Model {
             Some(p) => self.link_child(p, id),
             None => self.roots.push_back(id.to_owned()),
         }
+    }
+
+    /// Whether making `parent` the parent of `id` would make `id` its own ancestor.
+    fn closes_cycle(&self, id: &str, parent: &str) -> bool {
+        let mut cur = Some(parent);
+        let mut steps = 0;
+        while let Some(c) = cur {
+            if c == id || steps > 100_000 {
+                return true;
+            }
+            steps += 1;
+            cur = self.events.get(c).and_then(|e| e.summary.parent.as_deref());
+        }
+        false
     }
 
     fn link_child(&mut self, parent: &str, child: &str) {
@@ -726,6 +744,15 @@ impl Model {
             };
             self.changed.remove(&entry.seq);
             self.orphans.remove(&id);
+            // A child whose parent never came: no longer waiting for it.
+            if let Some(parent) = &entry.summary.parent {
+                if let Some(waiting) = self.orphans.get_mut(parent) {
+                    waiting.retain(|c| *c != id);
+                    if waiting.is_empty() {
+                        self.orphans.remove(parent);
+                    }
+                }
+            }
             stack.extend(entry.children);
             self.seq += 1;
             self.removed.push_back((self.seq, id));
@@ -965,6 +992,102 @@ mod tests {
         assert!(m.len() <= 5, "{}", m.len());
         assert!(m.detail("open").is_none());
         assert!(m.detail("s9").is_some());
+    }
+
+    #[test]
+    fn children_whose_parent_never_comes_do_not_pile_up() {
+        let mut m = Model::new(10);
+        for i in 0..100 {
+            m.ingest_event(
+                0,
+                event(&format!("c{i}"), Some(&format!("gone{i}")), "completed"),
+            );
+        }
+        assert_eq!(m.len(), 10);
+        assert!(m.orphans.len() <= 10, "{}", m.orphans.len());
+        assert!(m.roots.len() <= 10 + 64, "{}", m.roots.len());
+    }
+
+    /// A page that applies every change it is sent holds what the model holds, whatever
+    /// comes in which order: parents after children, repeated states, evictions, results alone.
+    #[test]
+    fn random_feeds_keep_a_page_in_step_with_the_model() {
+        let mut state = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: u64| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state % n
+        };
+        for round in 0..50 {
+            let bound = 1 + next(20) as usize;
+            let mut m = Model::new(bound);
+            let mut page = std::collections::HashSet::new();
+            let mut seq = 0;
+            for _ in 0..300 {
+                let id = format!("e{}", next(60));
+                let parent = (next(3) == 0).then(|| format!("e{}", next(60)));
+                let status = ["pending", "started", "completed"][next(3) as usize];
+                if next(5) == 0 {
+                    let row = json!({"id": format!("r{}", next(4)), "handler_name": "h", "status": "error",
+                        "error": {"type": "E", "message": "m"}});
+                    let Value::Object(row) = row else {
+                        unreachable!()
+                    };
+                    m.ingest_result(0, &id, "T", &row);
+                } else if parent.as_deref() != Some(id.as_str()) {
+                    m.ingest_event(next(2) as usize, event(&id, parent.as_deref(), status));
+                }
+                assert!(
+                    m.len() <= bound + bound / 4 + 1,
+                    "round {round}: {}",
+                    m.len()
+                );
+                let changes = m.changes_since(seq, 1 + next(5) as usize);
+                if changes.reset {
+                    page.clear();
+                }
+                for gone in &changes.removed {
+                    page.remove(gone);
+                }
+                for e in &changes.events {
+                    page.insert(e.id.clone());
+                }
+                seq = changes.seq;
+            }
+            loop {
+                let changes = m.changes_since(seq, 7);
+                for gone in &changes.removed {
+                    page.remove(gone);
+                }
+                for e in &changes.events {
+                    page.insert(e.id.clone());
+                }
+                if changes.seq == seq {
+                    break;
+                }
+                seq = changes.seq;
+            }
+            let held: std::collections::HashSet<String> = m.events.keys().cloned().collect();
+            assert_eq!(page, held, "round {round}");
+        }
+    }
+
+    #[test]
+    fn lineage_that_loops_is_cut() {
+        let mut m = Model::new(10);
+        m.ingest_event(0, event("a", Some("b"), "completed"));
+        m.ingest_event(0, event("b", Some("a"), "completed"));
+        m.ingest_event(0, event("c", Some("c"), "completed"));
+        let (a, b) = (m.detail("a").unwrap(), m.detail("b").unwrap());
+        assert_eq!(a.summary.parent.as_deref(), Some("b"));
+        assert_eq!(
+            b.summary.parent, None,
+            "the link that closes the loop is dropped"
+        );
+        assert_eq!(b.children, vec!["a".to_owned()]);
+        assert_eq!(m.detail("c").unwrap().summary.parent, None);
+        assert!(m.tree_complete("b"));
     }
 
     #[test]
