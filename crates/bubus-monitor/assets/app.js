@@ -17,6 +17,7 @@ const state = {
   searchIds: null,         // Set of ids matching the search, or null
   groupFilter: null,       // {error_type, handler, ids:Set}
   stats: null,
+  failedBelow: new Set(),
   targets: [],
   types: new Set(),
   buses: new Set(),
@@ -145,6 +146,15 @@ function flatten() {
       list.push(e);
     } else roots.push(e);
   }
+  // Events with a failed handler somewhere below them: marked, so a failure shows on a
+  // collapsed or scrolled-past tree.
+  const failedBelow = new Set();
+  for (const e of events.values()) {
+    if (!e.errors) continue;
+    let p = e.parent ? events.get(e.parent) : null;
+    while (p && !failedBelow.has(p.id)) { failedBelow.add(p.id); p = p.parent ? events.get(p.parent) : null; }
+  }
+  state.failedBelow = failedBelow;
   const byCreated = (a, b) => (a.created ?? 0) - (b.created ?? 0) || (a.id < b.id ? -1 : 1);
   roots.sort((a, b) => byCreated(b, a));           // newest tree first
   for (const list of children.values()) list.sort(byCreated);
@@ -214,6 +224,7 @@ function rowNode(item, i) {
     item.kids ? (state.collapsed.has(e.id) ? "▸" : "▾") : ""),
   el("span", { class: `st ${st}`, title: st }, ICON[st]),
   el("span", { class: "ty" }, e.type),
+  state.failedBelow.has(e.id) ? el("span", { class: "below", title: "a handler failed below this event" }, "⚠") : null,
   el("span", { class: "id" }, shortId(e.id)),
   e.path.map((b) => el("span", { class: "bus" }, b)),
   el("span", { class: "hs" }, e.handlers ? `${e.handlers} handler${e.handlers > 1 ? "s" : ""}` : ""),

@@ -329,6 +329,18 @@ async fn the_page_follows_a_live_bus_in_another_process() {
             "the failed handler's row",
         )
         .await;
+    // Order 33's card is declined (over 1 000.00), order 31's is not: the tree with a failure
+    // below its root is marked on the root's row.
+    browser
+        .expect(
+            &format!(
+                r#"{}.querySelector('.below') && !{}.querySelector('.below')"#,
+                row(&orders[23]),
+                row(&orders[21])
+            ),
+            "the mark on a tree with a failure below its root",
+        )
+        .await;
     browser.screenshot("events.png").await;
     browser.click("#tab-failures").await;
     browser
