@@ -14,6 +14,19 @@ if command -v "${PYTHON:-python3}" >/dev/null 2>&1; then
   interop/env.sh all
 fi
 
+# The monitor's browser tests (crates/bubus-monitor/tests/browser.rs) drive Debian's headless
+# Chromium through chromedriver: installed here when missing. Without them those tests skip with
+# a warning, except on CI (`CI=true`), where they fail.
+if ! command -v chromedriver >/dev/null 2>&1 || ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq chromium chromium-driver >/dev/null
+  else
+    echo "test.sh: WARNING: chromium/chromedriver missing and cannot be installed here; the monitor's browser tests will skip" >&2
+  fi
+fi
+
 cargo test --workspace --all-targets "$@"
 cargo test --workspace --doc "$@"
 

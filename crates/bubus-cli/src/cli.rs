@@ -19,7 +19,9 @@ Examples:
   bubus tree history.sqlite3           the same from a SqliteHistoryMirror database
   bubus replay orders.jsonl --to replayed.jsonl
   bubus convert orders.jsonl history.sqlite3
-  bubus convert history.sqlite3 orders.jsonl";
+  bubus convert history.sqlite3 orders.jsonl
+  bubus monitor orders.jsonl           a live web page over the log (http://127.0.0.1:7474/)
+  bubus monitor a.jsonl b.sqlite3 --replay-to inbox.jsonl";
 
 /// Tail, replay and convert bubus write-ahead logs, print event trees, watch a live bus.
 ///
@@ -58,6 +60,7 @@ pub(crate) enum Command {
     Replay(ReplayArgs),
     Convert(ConvertArgs),
     DeadLetters(crate::dead_letters::DeadLettersArgs),
+    Monitor(MonitorArgs),
 }
 
 /// Print the records of a write-ahead log, one line each; with --follow, watch a live bus.
@@ -207,6 +210,55 @@ pub(crate) struct ConvertArgs {
     /// Never show a progress bar.
     #[arg(long)]
     pub(crate) no_progress: bool,
+}
+
+/// Serve a live web page over logs and history mirrors: event trees, handlers, failures, rates.
+///
+/// Each SOURCE is a write-ahead log being written (followed as it grows, waited for if it does
+/// not exist yet) or an SQLite history mirror (polled for new rows); `wal:PATH` and `sqlite:PATH`
+/// say which, otherwise the file's content (or name) tells. Events from every source are merged
+/// by event id into one view: trees across buses and processes, one row per handler, failures
+/// grouped by error type and handler, counts, rates and latency percentiles, and Prometheus
+/// metrics at /metrics.
+///
+/// With --replay-to, the page can replay an event or a failure group (after a confirmation):
+/// fresh copies (new ids, same payload) are appended to the JSONL inbox, which the process (or a
+/// JSONL bridge) dispatches from.
+///
+/// Binds 127.0.0.1 by default. Bound to another address, it requires an access token
+/// (--token, or a generated one): the printed URL carries it.
+#[derive(Debug, Args)]
+pub(crate) struct MonitorArgs {
+    /// Logs (JSONL) and history mirrors (SQLite) to watch.
+    #[arg(value_name = "SOURCE", required = true)]
+    pub(crate) sources: Vec<String>,
+
+    /// The address to listen on. Anything but a loopback address requires a token.
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    pub(crate) host: std::net::IpAddr,
+
+    /// The port to listen on (0: any free port; the URL printed tells which).
+    #[arg(long, value_name = "PORT", default_value_t = 7474)]
+    pub(crate) port: u16,
+
+    /// The access token the page and /metrics require (default: none on a loopback address,
+    /// a generated one elsewhere).
+    #[arg(
+        long,
+        value_name = "TOKEN",
+        env = "BUBUS_MONITOR_TOKEN",
+        hide_env_values = true
+    )]
+    pub(crate) token: Option<String>,
+
+    /// A JSONL inbox replayed events are appended to (repeat for several; the page lets you
+    /// choose). Without it the page cannot replay.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) replay_to: Vec<PathBuf>,
+
+    /// The most events kept in memory; the oldest completed trees are evicted first.
+    #[arg(long, value_name = "N", default_value_t = bubus_monitor::DEFAULT_MAX_EVENTS)]
+    pub(crate) max_events: usize,
 }
 
 /// `--color`.

@@ -5,6 +5,7 @@
 //! $ cargo install bubus-cli        # or: cargo run -p bubus-cli -- <command> …
 //! $ bubus tail -f orders.jsonl     # watch a live bus
 //! $ bubus tree orders.jsonl        # the parent/child tree of everything it did
+//! $ bubus monitor orders.jsonl     # a live web page over the log
 //! ```
 //!
 //! This crate is the command; its library part only holds this manual and [`run`], which the
@@ -116,6 +117,24 @@
 //! its lineage, payload and results. OUT is written beside itself under a temporary name and
 //! moved into place when complete; it must not exist (or must be empty) unless `--force`.
 //!
+//! ## `bubus monitor <SOURCE>… [--replay-to FILE] [--host IP] [--port N] [--token T]`
+//!
+//! The live web monitor ([`bubus_monitor`]): serves a page at `http://127.0.0.1:7474/` (the URL
+//! is printed on stdout) over one or more sources at once — logs being written (followed) and
+//! history mirrors (polled) — merged by event id: event trees across buses and processes that
+//! grow in place, one row per handler, failures grouped by error type and handler, counts, rates
+//! and latency percentiles, filters, search, pause, deep links (`#event=ID`), the raw JSON, and
+//! Prometheus metrics at `/metrics`. A SOURCE is `wal:PATH`, `sqlite:PATH`, or a path whose
+//! content tells. With `--replay-to inbox.jsonl` the page replays an event or a failure group
+//! (after a confirmation) by appending fresh copies to that inbox. Bound to a non-loopback
+//! `--host`, it requires an access token (`--token`, `BUBUS_MONITOR_TOKEN`, or a generated
+//! one, carried by the printed URL). Ctrl-C stops it (status 0).
+//!
+//! ```console
+//! $ bubus monitor shop.jsonl --replay-to shop-inbox.jsonl
+//! bubus monitor: http://127.0.0.1:7474/
+//! ```
+//!
 //! # Output, colours and progress
 //!
 //! Records and trees go to stdout; diagnostics (`warning:` for a bad line or row, `error:` when
@@ -141,6 +160,7 @@ mod cli;
 mod convert;
 mod dead_letters;
 mod mirror;
+mod monitor;
 mod output;
 mod pretty;
 mod replay;
@@ -182,6 +202,7 @@ pub fn run() -> ExitCode {
             Command::Replay(args) => replay::run(args, &diag).await,
             Command::Convert(args) => convert::run(args, &diag),
             Command::DeadLetters(args) => dead_letters::run(args).await,
+            Command::Monitor(args) => monitor::run(args, &diag).await,
         }
     });
     match outcome {

@@ -257,7 +257,7 @@ async fn follow<W: Write>(
 
 /// Ctrl-C (and SIGTERM on Unix), listened to from creation on, so a signal that arrives at any
 /// point ends the command cleanly rather than killing it.
-struct Interrupt {
+pub(crate) struct Interrupt {
     #[cfg(unix)]
     signals: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
     #[cfg(windows)]
@@ -265,7 +265,7 @@ struct Interrupt {
 }
 
 impl Interrupt {
-    fn listen() -> Self {
+    pub(crate) fn listen() -> Self {
         #[cfg(unix)]
         {
             use tokio::signal::unix::{SignalKind, signal};
@@ -287,7 +287,7 @@ impl Interrupt {
     }
 
     /// Resolves on the next signal; never if signals cannot be listened to. Cancel safe.
-    async fn recv(&mut self) {
+    pub(crate) async fn recv(&mut self) {
         #[cfg(unix)]
         if let Some((int, term)) = &mut self.signals {
             tokio::select! {

@@ -1,0 +1,108 @@
+//! `bubus monitor`: the live web monitor (crate `bubus-monitor`) over logs and mirrors.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use bubus_monitor::{JsonlTarget, Monitor, SqliteSource, WalSource};
+
+use crate::cli::MonitorArgs;
+use crate::mirror::{has_sqlite_extension, is_sqlite};
+use crate::output::{Diagnostics, Failure, Result};
+use crate::tail::Interrupt;
+
+/// What a SOURCE argument names.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum SourceSpec {
+    Wal(PathBuf),
+    Sqlite(PathBuf),
+}
+
+/// `wal:PATH`, `sqlite:PATH`, or a path whose content (or, for a file not there yet, name)
+/// tells: an SQLite database, else a log.
+pub(crate) fn parse_source(arg: &str) -> std::result::Result<SourceSpec, String> {
+    if let Some(path) = arg.strip_prefix("wal:") {
+        return Ok(SourceSpec::Wal(path.into()));
+    }
+    if let Some(path) = arg.strip_prefix("sqlite:") {
+        return Ok(SourceSpec::Sqlite(path.into()));
+    }
+    if let Some((scheme, _)) = arg.split_once("://") {
+        return Err(format!(
+            "{scheme}:// sources (bridge transports) are not supported by this build; \
+             give a log (wal:PATH) or a history mirror (sqlite:PATH)"
+        ));
+    }
+    let path = Path::new(arg);
+    let sqlite = match is_sqlite(path) {
+        Ok(true) => true,
+        Ok(false) => false,
+        Err(_) => has_sqlite_extension(path),
+    };
+    Ok(if sqlite {
+        SourceSpec::Sqlite(path.into())
+    } else {
+        SourceSpec::Wal(path.into())
+    })
+}
+
+pub(crate) async fn run(args: &MonitorArgs, diag: &Diagnostics) -> Result<()> {
+    let mut builder = Monitor::builder()
+        .bind(SocketAddr::new(args.host, args.port))
+        .max_events(args.max_events);
+    for arg in &args.sources {
+        builder = match parse_source(arg).map_err(Failure::new)? {
+            SourceSpec::Wal(path) => builder.source(WalSource::new(path)),
+            SourceSpec::Sqlite(path) => builder.source(SqliteSource::new(path)),
+        };
+    }
+    for path in &args.replay_to {
+        builder = builder.replay_target(JsonlTarget::new(path));
+    }
+    if let Some(token) = &args.token {
+        builder = builder.token(token.clone());
+    }
+    let mut interrupt = Interrupt::listen();
+    let monitor = builder
+        .start()
+        .await
+        .map_err(|e| Failure::new(e.to_string()))?;
+    {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "bubus monitor: {}", monitor.url());
+        let _ = out.flush();
+    }
+    if !monitor.local_addr().ip().is_loopback() {
+        diag.note(format_args!(
+            "listening on {}: the page needs the token in the URL above (or \
+             `Authorization: Bearer TOKEN`)",
+            monitor.local_addr()
+        ));
+    }
+    interrupt.recv().await;
+    monitor.shutdown().await;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sources_are_told_apart() {
+        assert_eq!(parse_source("wal:x.db"), Ok(SourceSpec::Wal("x.db".into())));
+        assert_eq!(
+            parse_source("sqlite:x.jsonl"),
+            Ok(SourceSpec::Sqlite("x.jsonl".into()))
+        );
+        assert_eq!(
+            parse_source("nope/history.sqlite3"),
+            Ok(SourceSpec::Sqlite("nope/history.sqlite3".into()))
+        );
+        assert_eq!(
+            parse_source("nope/app.jsonl"),
+            Ok(SourceSpec::Wal("nope/app.jsonl".into()))
+        );
+        assert!(parse_source("redis://localhost").is_err());
+    }
+}

@@ -1,0 +1,139 @@
+//! `bubus monitor`: the web monitor behind the command line. The page itself is tested in a
+//! browser by crates/bubus-monitor/tests/browser.rs; here, the command: its URL, its sources,
+//! its access token, Ctrl-C.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+use support::{PATIENCE, Running, path_str, run, shop_wal, stderr, temp_dir};
+
+/// One GET over a fresh connection; (status, body). `stop` ends reading early once the body so
+/// far satisfies it (for the endless event stream).
+fn get(port: u16, path: &str, stop: impl Fn(&str) -> bool) -> (u16, String) {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .expect("send");
+    let mut text = String::new();
+    let mut buf = [0u8; 16 * 1024];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                text.push_str(&String::from_utf8_lossy(&buf[..n]));
+                if stop(&text) {
+                    break;
+                }
+            }
+            Err(e) => panic!("reading {path}: {e}; so far:\n{text}"),
+        }
+    }
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+fn port_of(url_line: &str) -> u16 {
+    let rest = url_line
+        .strip_prefix("bubus monitor: http://127.0.0.1:")
+        .unwrap_or_else(|| panic!("not a URL line: {url_line}"));
+    rest.split('/').next().unwrap().parse().expect("a port")
+}
+
+#[cfg(unix)]
+#[test]
+fn monitor_serves_a_log_and_stops_on_ctrl_c() {
+    let dir = temp_dir("monitor-log");
+    let wal = dir.join("shop.jsonl");
+    let inbox = dir.join("inbox.jsonl");
+    shop_wal(&wal);
+    let ids: Vec<String> = bubus::wal::WalReader::open(&wal)
+        .unwrap()
+        .map(|r| r.unwrap().event.event_id().to_string())
+        .collect();
+    assert_eq!(ids.len(), 8);
+
+    let mut monitor = Running::spawn(&[
+        "monitor",
+        path_str(&wal),
+        "--port",
+        "0",
+        "--replay-to",
+        path_str(&inbox),
+    ]);
+    let line = monitor.expect_stdout("the URL", |l| l.starts_with("bubus monitor: "));
+    assert!(line.ends_with('/'), "no token on loopback: {line}");
+    let port = port_of(&line);
+
+    // Every event of the log comes through the live stream.
+    let (status, stream) = get(port, "/api/stream", |text| {
+        ids.iter().all(|id| text.contains(id.as_str()))
+    });
+    assert_eq!(status, 200);
+    assert!(stream.contains("event: events"));
+    let (status, page) = get(port, "/", |_| false);
+    assert_eq!(status, 200);
+    assert!(page.contains(r#"<script src="/assets/app.js">"#));
+    let (_, info) = get(port, "/api/info", |_| false);
+    assert!(
+        info.contains(&format!("\"jsonl:{}\"", inbox.display())),
+        "{info}"
+    );
+    assert!(
+        info.contains(&format!("\"wal:{}\"", wal.display())),
+        "{info}"
+    );
+    let (_, metrics) = get(port, "/metrics", |_| false);
+    assert!(
+        metrics.contains(r#"bubus_events_total{event_type="OrderPlaced"} 2"#),
+        "{metrics}"
+    );
+
+    assert!(
+        monitor.interrupt().success(),
+        "Ctrl-C ends it with status 0"
+    );
+}
+
+#[test]
+fn monitor_off_loopback_needs_the_token_it_prints() {
+    let mut monitor = Running::spawn(&[
+        "monitor",
+        "nothing-yet.jsonl",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "0",
+    ]);
+    let line = monitor.expect_stdout("the URL", |l| l.starts_with("bubus monitor: "));
+    let port = port_of(&line);
+    let token = line.split_once("?token=").expect("a token in the URL").1;
+    monitor.expect_stderr("the note about the token", |l| {
+        l.contains("needs the token")
+    });
+    let (status, _) = get(port, "/api/info", |_| false);
+    assert_eq!(status, 401);
+    let (status, _) = get(port, &format!("/api/info?token={token}"), |_| false);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn monitor_refuses_sources_it_cannot_read() {
+    let out = run(&["monitor", "redis://127.0.0.1:6379"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("not supported"), "{}", stderr(&out));
+    let out = run(&["monitor"]);
+    assert_eq!(out.status.code(), Some(2), "a source is required");
+}
