@@ -281,17 +281,15 @@ impl Outcome {
         self.error.is_none()
     }
 
-    /// Whether this run fails the command: every failure does, except a failure of the
-    /// `abxbus` crate inside its own code (a hang, a parent its second bus skipped), which the
-    /// table reports; a wrong checksum always does.
+    /// Whether this run fails the command: every failure of bubus, a peer or the floor does
+    /// (a wrong checksum there is a wrong answer, or a bug in this harness); a failure of the
+    /// `abxbus` crate does not — its races (docs/performance.md) are what the table reports,
+    /// and the smoke test checks this harness's code for it with a strict checksum.
     pub fn is_fatal(&self) -> bool {
-        let Some(error) = &self.error else {
-            return false;
-        };
-        let abxbus = self
-            .case
-            .ends_with(&format!("/{}", FamilyImpl::Abxbus.id()));
-        !abxbus || error.starts_with("checksum")
+        self.error.is_some()
+            && !self
+                .case
+                .ends_with(&format!("/{}", FamilyImpl::Abxbus.id()))
     }
 
     /// A failed run.

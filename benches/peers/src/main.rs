@@ -38,8 +38,8 @@ OPTIONS:
     -h, --help          this text
 
 Exit status: 1 when a run of bubus, a peer or the floor failed or computed a wrong checksum.
-Failed runs of the abxbus crate are reported in the table (its own failures) and do not fail
-the command unless its checksum was wrong.
+Failed runs of the abxbus crate are counted in its cells (failed k/n) and listed after the
+tables; they do not fail the command.
 ";
 
 struct Args {
@@ -315,6 +315,14 @@ fn main() -> ExitCode {
         if any_family {
             println!("{}", runs.family_table(runtime, rounds));
         }
+    }
+    for outcome in runs.all().filter(|o| o.error.is_some() && !o.is_fatal()) {
+        println!(
+            "not counted: {} on {}: {}",
+            outcome.case,
+            outcome.runtime,
+            outcome.error.as_deref().unwrap_or("")
+        );
     }
     let fatal: Vec<&Outcome> = runs.all().filter(|o| o.is_fatal()).collect();
     for outcome in &fatal {

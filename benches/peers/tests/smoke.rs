@@ -114,8 +114,8 @@ fn the_binary_prints_both_tables() {
     assert!(!stderr.contains("bubus-peers: "), "{stderr}");
 }
 
-/// A wrong checksum fails the command whoever computed it; other failures do, except the
-/// abxbus crate's own.
+/// Every failure of bubus, a peer or the floor fails the command, a wrong checksum first;
+/// the abxbus crate's own failures are reported instead.
 #[test]
 fn which_failures_fail_the_command() {
     let runtime = RuntimeFlavor::CurrentThread;
@@ -126,7 +126,7 @@ fn which_failures_fail_the_command() {
     assert!(failed(bubus_s5, "checksum 1 != expected 2").is_fatal());
     assert!(failed(bubus_s5, "hung").is_fatal());
     assert!(failed(ractor_w1, "call timed out").is_fatal());
-    assert!(failed(abxbus_s5, "checksum 1 != expected 2").is_fatal());
+    assert!(!failed(abxbus_s5, "checksum 1 != expected 2").is_fatal());
     assert!(!failed(abxbus_s5, "bus B handled 44 of 50 parents").is_fatal());
     let ok = run_case_blocking(ractor_w1, runtime, &Sizes::SMOKE);
     assert!(!ok.is_fatal(), "{ok:?}");
