@@ -1,4 +1,5 @@
-//! The crate's error hierarchy: one root [`Error`] wrapping one enum per operation family.
+//! The leaf errors, one enum per operation family, which the event model returns; the crate's
+//! root [`Error`](crate::Error) that wraps them all lives above every layer, in `umbrella`.
 
 use std::any::Any;
 use std::borrow::Cow;
@@ -8,42 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
-
-/// Any error this crate returns. Each operation returns its own, narrower error type; they all
-/// convert into this one, so `?` works across them.
-#[derive(Debug, Clone, thiserror::Error)]
-#[non_exhaustive]
-pub enum Error {
-    /// A dispatch was refused.
-    #[error(transparent)]
-    Dispatch(#[from] DispatchError),
-    /// A [`DynEvent`](crate::DynEvent) could not be built from a type name and payload.
-    #[error(transparent)]
-    DynEvent(#[from] crate::DynEventError),
-    /// Waiting for an event failed.
-    #[error(transparent)]
-    Wait(#[from] WaitError),
-    /// Reading an event's results failed.
-    #[error(transparent)]
-    Result(#[from] ResultError),
-    /// A handler failed (its recorded error).
-    #[error(transparent)]
-    Handler(#[from] HandlerError),
-    /// JSON that is not an event, a result or a bus snapshot.
-    #[error(transparent)]
-    Wire(#[from] crate::wire::DecodeError),
-    /// A call run through a [`Retry`](crate::retry::Retry) policy gave up. Converts from a
-    /// [`RetryError<E>`](crate::retry::RetryError) of any handler error type `E` (the `From`
-    /// impl lives in `retry`, being generic over `E`).
-    #[cfg(feature = "retry")]
-    #[error(transparent)]
-    Retry(crate::retry::RetryError),
-    /// Writing, reading or replaying a [write-ahead log](crate::wal) failed.
-    #[cfg(feature = "wal")]
-    #[error(transparent)]
-    Wal(#[from] crate::wal::WalError),
-}
+pub(crate) type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Why [`EventBus::dispatch`](crate::EventBus::dispatch) refused an event. Nothing was enqueued.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -255,10 +221,10 @@ impl HandlerErrorKind {
 /// [`source`]: std::error::Error::source
 #[derive(Clone)]
 pub struct HandlerError {
-    kind: HandlerErrorKind,
-    error_type: Cow<'static, str>,
-    message: String,
-    source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
+    pub(crate) kind: HandlerErrorKind,
+    pub(crate) error_type: Cow<'static, str>,
+    pub(crate) message: String,
+    pub(crate) source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
 impl HandlerError {
@@ -270,49 +236,6 @@ impl HandlerError {
             error_type: error_type.into(),
             message: message.into(),
             source: None,
-        }
-    }
-
-    /// Wraps any error a handler returned; the type name is the error type's last path segment.
-    pub fn from_error<E>(error: E) -> Self
-    where
-        E: Into<BoxError> + 'static,
-    {
-        let mut slot = Some(error);
-        if let Some(own) = (&mut slot as &mut dyn Any).downcast_mut::<Option<HandlerError>>() {
-            if let Some(own) = own.take() {
-                return own;
-            }
-        }
-        let type_name = short_type_name(std::any::type_name::<E>());
-        let Some(error) = slot else {
-            return HandlerError::new(type_name, "");
-        };
-        let boxed: BoxError = error.into();
-        // A handler that propagates another handler's failure (`child.event_result().await?`)
-        // fails with that error, as re-raising does in the other runtimes.
-        let boxed = match boxed.downcast::<Error>() {
-            Ok(err) => match *err {
-                Error::Handler(inner) | Error::Result(ResultError::Handler(inner)) => return inner,
-                other => Box::new(other) as BoxError,
-            },
-            Err(boxed) => boxed,
-        };
-        let boxed = match boxed.downcast::<ResultError>() {
-            Ok(err) => match *err {
-                ResultError::Handler(inner) => return inner,
-                other => Box::new(other) as BoxError,
-            },
-            Err(boxed) => boxed,
-        };
-        match boxed.downcast::<HandlerError>() {
-            Ok(own) => *own,
-            Err(boxed) => HandlerError {
-                kind: HandlerErrorKind::Failed,
-                error_type: Cow::Owned(type_name),
-                message: boxed.to_string(),
-                source: Some(Arc::from(boxed)),
-            },
         }
     }
 
@@ -436,7 +359,7 @@ pub struct WireError {
 }
 
 /// `alloc::string::String` → `String`, `my_crate::MyError<u8>` → `MyError<u8>`.
-fn short_type_name(full: &str) -> String {
+pub(crate) fn short_type_name(full: &str) -> String {
     let head = full.split('<').next().unwrap_or(full);
     let start = head.rfind("::").map_or(0, |i| i + 2);
     full[start..].to_owned()

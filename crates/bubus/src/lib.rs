@@ -131,6 +131,7 @@ mod result;
 pub mod retry;
 mod time;
 mod tree;
+mod umbrella;
 #[cfg(feature = "wal")]
 pub mod wal;
 mod wire;
@@ -147,9 +148,7 @@ pub use context::{
     in_handler, with_context,
 };
 #[doc(inline)]
-pub use error::{
-    DispatchError, Error, HandlerError, HandlerErrorKind, ResultError, WaitError, WireError,
-};
+pub use error::{DispatchError, HandlerError, HandlerErrorKind, ResultError, WaitError, WireError};
 #[doc(inline)]
 pub use event::{
     AnyEvent, DEFAULT_EVENT_VERSION, DynEvent, DynEventError, Event, EventConcurrency, EventConfig,
@@ -162,6 +161,7 @@ pub use handler::{EventHandler, HandlerId, HandlerOptions};
 pub use result::{EventResult, FlatDict, FlatList, ResultStatus, ResultsQuery};
 #[doc(inline)]
 pub use time::{Timestamp, TimestampError};
+pub use umbrella::Error;
 #[doc(inline)]
 pub use wire::{DecodeError, MAX_JSON_DEPTH};
 

@@ -288,20 +288,6 @@ impl EventBusBuilder {
         self
     }
 
-    /// Logs every event of the bus to the [write-ahead log](crate::wal) at `path` (created if
-    /// missing, appended to if not): adds a [`WalMiddleware`](crate::wal::WalMiddleware) with
-    /// the default options. To sync the log, see its write errors or share it with other buses,
-    /// create the middleware yourself and pass it to [`middleware`](Self::middleware).
-    ///
-    /// # Errors
-    ///
-    /// [`WalError::Open`](crate::wal::WalError::Open) if the log cannot be opened.
-    #[cfg(feature = "wal")]
-    pub fn wal(self, path: impl AsRef<std::path::Path>) -> Result<Self, crate::wal::WalError> {
-        let wal = crate::wal::WalMiddleware::open(path)?;
-        Ok(self.middleware(Arc::new(wal)))
-    }
-
     /// Creates the bus. It starts processing on its first dispatch.
     pub fn build(self) -> EventBus {
         EventBus::from_builder(self)

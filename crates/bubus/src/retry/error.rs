@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::error::{Error, HandlerError, HandlerErrorKind};
+use crate::error::{HandlerError, HandlerErrorKind};
+use crate::umbrella::Error;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 

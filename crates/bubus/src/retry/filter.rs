@@ -6,7 +6,8 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
 
-use crate::error::{Error, HandlerError};
+use crate::error::HandlerError;
+use crate::umbrella::Error;
 
 type DynError = dyn StdError + 'static;
 type Predicate = dyn Fn(&dyn Any) -> Option<bool> + Send + Sync;

@@ -213,3 +213,20 @@ impl fmt::Debug for WalMiddleware {
             .finish_non_exhaustive()
     }
 }
+
+/// The builder's shortcut for the common case, here beside the middleware it adds (the engine
+/// does not know the log).
+impl crate::bus::EventBusBuilder {
+    /// Logs every event of the bus to the [write-ahead log](crate::wal) at `path` (created if
+    /// missing, appended to if not): adds a [`WalMiddleware`](WalMiddleware) with
+    /// the default options. To sync the log, see its write errors or share it with other buses,
+    /// create the middleware yourself and pass it to [`middleware`](Self::middleware).
+    ///
+    /// # Errors
+    ///
+    /// [`WalError::Open`](WalError::Open) if the log cannot be opened.
+    pub fn wal(self, path: impl AsRef<std::path::Path>) -> Result<Self, WalError> {
+        let wal = WalMiddleware::open(path)?;
+        Ok(self.middleware(Arc::new(wal)))
+    }
+}
