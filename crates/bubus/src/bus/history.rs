@@ -57,7 +57,7 @@ impl History {
     pub(crate) fn push(&mut self, event: Arc<EventInner>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let bytes = crate::memory::estimate(&event);
+        let bytes = event.base_bytes();
         self.add_bytes(bytes);
         self.entries.push_back(Entry {
             seq,
@@ -137,13 +137,19 @@ impl History {
 
     /// Records that the event with this sequence number completed (for eviction), and when
     /// its earliest TTL expires, if it has one.
-    pub(crate) fn mark_completed(&mut self, seq: u64, ttl: Option<Duration>) {
-        self.mark_completed_ago(seq, ttl, Duration::ZERO);
+    pub(crate) fn mark_completed(&mut self, seq: u64, ttl: Option<Duration>, bytes: usize) {
+        self.mark_completed_ago(seq, ttl, Duration::ZERO, bytes);
     }
 
     /// [`mark_completed`](Self::mark_completed) for an event that completed `ago` (restored
     /// from a snapshot).
-    pub(crate) fn mark_completed_ago(&mut self, seq: u64, ttl: Option<Duration>, ago: Duration) {
+    pub(crate) fn mark_completed_ago(
+        &mut self,
+        seq: u64,
+        ttl: Option<Duration>,
+        ago: Duration,
+        bytes: usize,
+    ) {
         let Some(i) = self.index_of(seq) else {
             return;
         };
@@ -154,13 +160,11 @@ impl History {
         if let Some(ttl) = ttl {
             self.expire_at(seq, completed + ttl);
         }
-        // Its results are in now: estimate it again.
+        // Its results are in now: its estimate with them.
         let entry = &mut self.entries[i];
-        let old = entry.bytes;
-        let new = entry.event.as_ref().map_or(0, crate::memory::estimate);
-        entry.bytes = new;
+        let old = std::mem::replace(&mut entry.bytes, bytes);
         self.sub_bytes(old);
-        self.add_bytes(new);
+        self.add_bytes(bytes);
         self.compact();
     }
 
@@ -291,6 +295,16 @@ impl BusInner {
     }
 }
 
+/// What a bus's history needs to know of a completed event, read once under the event's lock
+/// for every bus it completed on.
+#[derive(Copy, Clone, Debug, Default)]
+pub(crate) struct CompletedInfo {
+    /// Its memory estimate with its results.
+    pub(crate) bytes: usize,
+    /// It sets a TTL of its own.
+    pub(crate) own_ttl: bool,
+}
+
 impl BusInner {
     /// Whether this bus's history needs to hear of its events' completions: it is bounded (to
     /// evict completed events first), keeps only in-flight events, or has middlewares.
@@ -299,13 +313,17 @@ impl BusInner {
     }
 
     /// An event in this bus's history (sequence number `seq`) completed.
-    pub(crate) fn history_completed(&self, event: &Arc<EventInner>, seq: u64) {
+    pub(crate) fn history_completed(&self, event: &Arc<EventInner>, seq: u64, info: CompletedInfo) {
+        let ttl = if info.own_ttl || self.may_expire() {
+            self.earliest_ttl(event)
+        } else {
+            None
+        };
         let mut st = self.state.lock();
         if self.config.max_history_size == Some(0) {
             st.history.remove(seq);
         } else {
-            let ttl = self.earliest_ttl(event);
-            st.history.mark_completed(seq, ttl);
+            st.history.mark_completed(seq, ttl, info.bytes);
             self.expire(&mut st);
         }
         drop(st);
