@@ -22,8 +22,10 @@ struct Entry {
     event: Option<Arc<EventInner>>,
     /// This entry's share of the bus's [memory estimate](crate::memory).
     bytes: usize,
-    /// When the bus heard of its completion (TTLs count from there).
+    /// When the bus heard of its completion, if it has a TTL (TTLs count from there).
     completed: Option<tokio::time::Instant>,
+    /// The bus heard of its completion.
+    done: bool,
 }
 
 /// A bus's history. See the module docs.
@@ -64,6 +66,7 @@ impl History {
             event: Some(event),
             bytes,
             completed: None,
+            done: false,
         });
         self.live += 1;
         seq
@@ -90,7 +93,14 @@ impl History {
     }
 
     fn index_of(&self, seq: u64) -> Option<usize> {
-        let i = self.entries.binary_search_by_key(&seq, |e| e.seq).ok()?;
+        // Without gaps (no compaction since the front entry), the entry is where its number
+        // says: the usual case, checked first.
+        let first = self.entries.front()?.seq;
+        let guess = usize::try_from(seq.checked_sub(first)?).ok()?;
+        let i = match self.entries.get(guess) {
+            Some(entry) if entry.seq == seq => guess,
+            _ => self.entries.binary_search_by_key(&seq, |e| e.seq).ok()?,
+        };
         self.entries[i].event.is_some().then_some(i)
     }
 
@@ -154,11 +164,23 @@ impl History {
             return;
         };
         self.completed.push_back(seq);
-        let now = tokio::time::Instant::now();
-        let completed = now.checked_sub(ago).unwrap_or(now);
-        self.entries[i].completed = Some(completed);
+        self.entries[i].done = true;
+        // The clock is read only for a TTL (TTLs count from the completion).
         if let Some(ttl) = ttl {
+            let now = tokio::time::Instant::now();
+            let completed = now.checked_sub(ago).unwrap_or(now);
+            self.entries[i].completed = Some(completed);
             self.expire_at(seq, completed + ttl);
+        }
+        // Started events usually complete in the order they started: forget the completed
+        // ones at the front, so the started queue holds about the unfinished ones.
+        while let Some(&front) = self.started.front() {
+            match self.index_of(front) {
+                Some(j) if !self.entries[j].done => break,
+                _ => {
+                    self.started.pop_front();
+                }
+            }
         }
         // Its results are in now: its estimate with them.
         let entry = &mut self.entries[i];
