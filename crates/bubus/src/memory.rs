@@ -26,10 +26,7 @@
 //! # Ok(()) }
 //! ```
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-
-use crate::event::inner::EventInner;
 
 /// The default warning threshold: 50 MB.
 pub const DEFAULT_WARN_THRESHOLD: usize = 50 * 1024 * 1024;
@@ -55,10 +52,6 @@ pub fn set_warn_threshold(bytes: usize) {
 /// The current warning threshold in bytes (`0`: never warn).
 pub fn warn_threshold() -> usize {
     THRESHOLD.load(Ordering::Relaxed)
-}
-
-pub(crate) fn estimate(event: &Arc<EventInner>) -> usize {
-    event.approx_bytes()
 }
 
 pub(crate) fn add(bytes: usize) {

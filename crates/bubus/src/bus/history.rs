@@ -22,8 +22,10 @@ struct Entry {
     event: Option<Arc<EventInner>>,
     /// This entry's share of the bus's [memory estimate](crate::memory).
     bytes: usize,
-    /// When the bus heard of its completion (TTLs count from there).
+    /// When the bus heard of its completion, if it has a TTL (TTLs count from there).
     completed: Option<tokio::time::Instant>,
+    /// The bus heard of its completion.
+    done: bool,
 }
 
 /// A bus's history. See the module docs.
@@ -57,13 +59,14 @@ impl History {
     pub(crate) fn push(&mut self, event: Arc<EventInner>) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
-        let bytes = crate::memory::estimate(&event);
+        let bytes = event.base_bytes();
         self.add_bytes(bytes);
         self.entries.push_back(Entry {
             seq,
             event: Some(event),
             bytes,
             completed: None,
+            done: false,
         });
         self.live += 1;
         seq
@@ -90,7 +93,14 @@ impl History {
     }
 
     fn index_of(&self, seq: u64) -> Option<usize> {
-        let i = self.entries.binary_search_by_key(&seq, |e| e.seq).ok()?;
+        // Without gaps (no compaction since the front entry), the entry is where its number
+        // says: the usual case, checked first.
+        let first = self.entries.front()?.seq;
+        let guess = usize::try_from(seq.checked_sub(first)?).ok()?;
+        let i = match self.entries.get(guess) {
+            Some(entry) if entry.seq == seq => guess,
+            _ => self.entries.binary_search_by_key(&seq, |e| e.seq).ok()?,
+        };
         self.entries[i].event.is_some().then_some(i)
     }
 
@@ -137,30 +147,46 @@ impl History {
 
     /// Records that the event with this sequence number completed (for eviction), and when
     /// its earliest TTL expires, if it has one.
-    pub(crate) fn mark_completed(&mut self, seq: u64, ttl: Option<Duration>) {
-        self.mark_completed_ago(seq, ttl, Duration::ZERO);
+    pub(crate) fn mark_completed(&mut self, seq: u64, ttl: Option<Duration>, bytes: usize) {
+        self.mark_completed_ago(seq, ttl, Duration::ZERO, bytes);
     }
 
     /// [`mark_completed`](Self::mark_completed) for an event that completed `ago` (restored
     /// from a snapshot).
-    pub(crate) fn mark_completed_ago(&mut self, seq: u64, ttl: Option<Duration>, ago: Duration) {
+    pub(crate) fn mark_completed_ago(
+        &mut self,
+        seq: u64,
+        ttl: Option<Duration>,
+        ago: Duration,
+        bytes: usize,
+    ) {
         let Some(i) = self.index_of(seq) else {
             return;
         };
         self.completed.push_back(seq);
-        let now = tokio::time::Instant::now();
-        let completed = now.checked_sub(ago).unwrap_or(now);
-        self.entries[i].completed = Some(completed);
+        self.entries[i].done = true;
+        // The clock is read only for a TTL (TTLs count from the completion).
         if let Some(ttl) = ttl {
+            let now = tokio::time::Instant::now();
+            let completed = now.checked_sub(ago).unwrap_or(now);
+            self.entries[i].completed = Some(completed);
             self.expire_at(seq, completed + ttl);
         }
-        // Its results are in now: estimate it again.
+        // Started events usually complete in the order they started: forget the completed
+        // ones at the front, so the started queue holds about the unfinished ones.
+        while let Some(&front) = self.started.front() {
+            match self.index_of(front) {
+                Some(j) if !self.entries[j].done => break,
+                _ => {
+                    self.started.pop_front();
+                }
+            }
+        }
+        // Its results are in now: its estimate with them.
         let entry = &mut self.entries[i];
-        let old = entry.bytes;
-        let new = entry.event.as_ref().map_or(0, crate::memory::estimate);
-        entry.bytes = new;
+        let old = std::mem::replace(&mut entry.bytes, bytes);
         self.sub_bytes(old);
-        self.add_bytes(new);
+        self.add_bytes(bytes);
         self.compact();
     }
 
@@ -291,6 +317,16 @@ impl BusInner {
     }
 }
 
+/// What a bus's history needs to know of a completed event, read once under the event's lock
+/// for every bus it completed on.
+#[derive(Copy, Clone, Debug, Default)]
+pub(crate) struct CompletedInfo {
+    /// Its memory estimate with its results.
+    pub(crate) bytes: usize,
+    /// It sets a TTL of its own.
+    pub(crate) own_ttl: bool,
+}
+
 impl BusInner {
     /// Whether this bus's history needs to hear of its events' completions: it is bounded (to
     /// evict completed events first), keeps only in-flight events, or has middlewares.
@@ -299,13 +335,17 @@ impl BusInner {
     }
 
     /// An event in this bus's history (sequence number `seq`) completed.
-    pub(crate) fn history_completed(&self, event: &Arc<EventInner>, seq: u64) {
+    pub(crate) fn history_completed(&self, event: &Arc<EventInner>, seq: u64, info: CompletedInfo) {
+        let ttl = if info.own_ttl || self.may_expire() {
+            self.earliest_ttl(event)
+        } else {
+            None
+        };
         let mut st = self.state.lock();
         if self.config.max_history_size == Some(0) {
             st.history.remove(seq);
         } else {
-            let ttl = self.earliest_ttl(event);
-            st.history.mark_completed(seq, ttl);
+            st.history.mark_completed(seq, ttl, info.bytes);
             self.expire(&mut st);
         }
         drop(st);

@@ -42,6 +42,7 @@ pub use config::{BusConfig, EventBusBuilder, LockDomain};
 pub use find::{Expect, FindQuery};
 pub use forward::Forwarder;
 pub(crate) use handlers::HandlerTable;
+pub(crate) use history::CompletedInfo;
 pub(crate) use hooks::hook_completed;
 pub(crate) use process::on_event_completed;
 pub(crate) use wait::wait_for;

@@ -873,9 +873,13 @@ fn after_leave(bus: &BusInner, idle: Option<Option<Arc<BusInner>>>) {
 
 /// Bookkeeping when an event completes, for the buses that need it: those that keep only
 /// in-flight events forget it, and middlewares hear of it.
-pub(crate) fn on_event_completed(event: &Arc<EventInner>, buses: &[(Arc<BusInner>, u64)]) {
+pub(crate) fn on_event_completed(
+    event: &Arc<EventInner>,
+    buses: &[(Arc<BusInner>, u64)],
+    info: super::CompletedInfo,
+) {
     for (bus, seq) in buses {
-        bus.history_completed(event, *seq);
+        bus.history_completed(event, *seq, info);
     }
     let with_middlewares: SmallVec<[Arc<BusInner>; 2]> = buses
         .iter()

@@ -521,7 +521,10 @@ fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Decode
         } else {
             None
         };
-        let completed_at = event.state.lock().completed_at;
+        let (completed_at, bytes) = {
+            let es = event.state.lock();
+            (es.completed_at, event.approx_bytes(&es))
+        };
         let seq = st.history.push(event);
         if complete {
             // TTLs count from the completion the snapshot recorded.
@@ -532,7 +535,7 @@ fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Decode
                         .saturating_sub(at.as_unix_nanos()),
                 )
             });
-            st.history.mark_completed_ago(seq, ttl, ago);
+            st.history.mark_completed_ago(seq, ttl, ago, bytes);
         }
         seqs.insert(ptr, seq);
     }

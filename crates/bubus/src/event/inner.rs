@@ -151,6 +151,8 @@ pub(crate) struct Completion {
     /// Buses to tell (their history tracks completions, or they have middlewares), with the
     /// event's sequence number in their history.
     buses: SmallVec<[(Arc<BusInner>, u64); 2]>,
+    /// What the buses' histories need to know, read under the event's lock.
+    history: crate::bus::CompletedInfo,
     /// With no bus to tell, the completion flag is already set, under the event's lock, which
     /// orders it against waiters registering (they register under the same lock); then this is
     /// whether one had. With buses to tell, the flag is set after them.
@@ -618,17 +620,22 @@ impl EventInner {
         })
     }
 
-    /// A rough size of what holding this event costs: the event itself, its payload (the text of
-    /// a payload read from text) and its result records. For the history's memory estimate.
-    pub(crate) fn approx_bytes(&self) -> usize {
+    /// A rough size of what holding this event costs before it has results: the event itself
+    /// and its payload (the text of a payload read from text). For the history's memory
+    /// estimate; takes no lock.
+    pub(crate) fn base_bytes(&self) -> usize {
         let payload = self.dyn_event().map_or(0, |d| {
             d.text_fields().map_or(d.payload_len() * 64, |fields| {
                 fields.iter().map(|(k, v)| k.len() + v.len() + 32).sum()
             })
         });
-        let st = self.state.lock();
-        std::mem::size_of_val(self)
-            + payload
+        std::mem::size_of_val(self) + payload
+    }
+
+    /// [`base_bytes`](Self::base_bytes) plus the result records, children and path the state
+    /// `st` (this event's, locked) holds.
+    pub(crate) fn approx_bytes(&self, st: &EventState) -> usize {
+        self.base_bytes()
             + st.results.len() * std::mem::size_of::<crate::result::ResultRecord>()
             + st.children.len() * std::mem::size_of::<Arc<EventInner>>()
             + st.path.len() * std::mem::size_of::<Arc<BusLink>>()
@@ -752,10 +759,19 @@ impl EventInner {
         } else {
             false
         };
+        let history = if buses.is_empty() {
+            crate::bus::CompletedInfo::default()
+        } else {
+            crate::bus::CompletedInfo {
+                bytes: self.approx_bytes(st),
+                own_ttl: st.has_own_ttl(),
+            }
+        };
         Some(Completion {
             parent: st.parent.upgrade(),
             buses,
             waited,
+            history,
         })
     }
 
@@ -779,7 +795,7 @@ impl EventInner {
         let waited = if completion.buses.is_empty() {
             completion.waited
         } else {
-            crate::bus::on_event_completed(self, &completion.buses);
+            crate::bus::on_event_completed(self, &completion.buses, completion.history);
             // Outside the lock, the flag and `waited` order each other (both `SeqCst`).
             self.complete.store(true, Ordering::SeqCst);
             self.waited.load(Ordering::SeqCst)
