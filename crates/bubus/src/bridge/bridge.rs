@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use serde_json::Value;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -25,8 +24,7 @@ use crate::event::AnyEvent;
 use crate::handler::{ErasedHandler, HandlerCall, HandlerFn, HandlerInput, IntoHandler};
 use crate::result::ResultSlot;
 
-/// The key of a completion record on the wire: `{"bubus_completion": <event with results>}`.
-pub const COMPLETION_KEY: &str = "bubus_completion";
+use super::message::{COMPLETION_KEY, Incoming, decode_message};
 
 /// Why a bridge operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -615,26 +613,21 @@ impl BridgeInner {
             None => waiting.await,
         };
         drop(guard);
-        let Ok(text) = text else {
+        let Ok(remote) = text else {
             return Err(HandlerError::from_error(self.closed_error()));
         };
-        match AnyEvent::from_json_str(&text) {
-            Ok(remote) => {
-                event.inner().merge_foreign_results(remote.inner());
-                self.bump(&self.counters.replies_merged);
-                Ok(ResultSlot::Null)
-            }
-            Err(e) => Err(HandlerError::from_error(e)),
-        }
+        event.inner().merge_foreign_results(remote.inner());
+        self.bump(&self.counters.replies_merged);
+        Ok(ResultSlot::Null)
     }
 
     /// Waits for the completion record, meanwhile processing the remote children of the
     /// awaited event (inside the sending handler, so they queue-jump on this process's buses).
     async fn wait_reply(
         self: Arc<Self>,
-        mut rx: oneshot::Receiver<String>,
+        mut rx: oneshot::Receiver<AnyEvent>,
         mut children: tokio::sync::mpsc::UnboundedReceiver<RemoteChild>,
-    ) -> Result<String, oneshot::error::RecvError> {
+    ) -> Result<AnyEvent, oneshot::error::RecvError> {
         loop {
             tokio::select! {
                 biased;
@@ -703,13 +696,13 @@ impl BridgeInner {
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         let acker = delivery.take_acker();
         let text = delivery.text();
-        if text.starts_with("{\"bubus_completion\"") {
-            self.receive_completion(text, delivery.origin());
-            ack(acker).await;
-            return None;
-        }
-        let decoded = match AnyEvent::from_json_str(text) {
-            Ok(e) => e,
+        let decoded = match decode_message(text) {
+            Ok(Incoming::Event(e)) => e,
+            Ok(Incoming::Completion(record)) => {
+                self.receive_completion(record);
+                ack(acker).await;
+                return None;
+            }
             Err(e) => {
                 self.bad_input(BadInput::new(delivery.origin(), e.to_string()));
                 if let Some(a) = acker {
@@ -835,39 +828,18 @@ impl BridgeInner {
         }
     }
 
-    fn receive_completion(&self, text: &str, origin: &str) {
-        let Ok(Value::Object(mut record)) = serde_json::from_str::<Value>(text) else {
-            self.bad_input(BadInput::new(
-                origin,
-                "completion record is not a JSON object",
-            ));
-            return;
-        };
-        let Some(event) = record.remove(COMPLETION_KEY) else {
-            return;
-        };
-        let Some(id) = event
-            .get("event_id")
-            .and_then(Value::as_str)
-            .and_then(|s| Uuid::parse_str(s).ok())
-        else {
-            self.bad_input(BadInput::new(
-                origin,
-                "completion record without an event id",
-            ));
-            return;
-        };
+    fn receive_completion(&self, record: AnyEvent) {
         // Not ours (another sender's, or our own reply on a shared medium): ignore.
-        let Some(waiter) = self.replies.lock().remove(&id) else {
+        let Some(waiter) = self.replies.lock().remove(&record.event_id()) else {
             return;
         };
-        let _ = waiter.reply.send(event.to_string());
+        let _ = waiter.reply.send(record);
     }
 }
 
 /// A sender waiting for the far side's completion of one event.
 struct Waiter {
-    reply: oneshot::Sender<String>,
+    reply: oneshot::Sender<AnyEvent>,
     /// Events the far side's handlers dispatched as children of the awaited event: the waiting
     /// handler processes them (queue-jumping, as an awaited child in one process would be),
     /// since the bus it runs on is busy with their parent.
