@@ -1,23 +1,20 @@
-"""Python abxbus 2.5 on the other end of a bridge from Rust, with abxbus's own bridges.
+"""Python abxbus 2.5 on the other side of a Rust bridge, using its own JSONL and socket bridges.
 
-    abxbus25_bridge_peer.py send sqlite PATH TABLE
-    abxbus25_bridge_peer.py send http URL
-    abxbus25_bridge_peer.py listen sqlite PATH TABLE COUNT
-    abxbus25_bridge_peer.py listen http URL COUNT
+    abxbus25_bridge_peer.py listen jsonl|socket ENDPOINT EXPECTED OUT
+    abxbus25_bridge_peer.py send   jsonl|socket ENDPOINT OUT
 
-`send`: a bus `PyShop` forwards every event to the bridge (`SQLiteEventBridge(PATH, TABLE)` or
-`HTTPEventBridge(send_to=URL)`); it emits a typed `OrderPlaced` (nested models, a field the class
-does not declare) whose handler emits and awaits a `ChargeCard` child. Prints `@@sent <json>` with
-`model_dump(mode='json')` of each event as it was handed to the bridge, then `@@ok sent`.
+`listen`: wires `JSONLEventBridge(ENDPOINT)` or `SocketEventBridge(ENDPOINT)` to a bus the way
+the family documents it (`bridge.on('*', bus.emit)`), prints `@@ready` once listening, waits for
+an `IPCPingEvent` and its child `IPCChildEvent` from Rust, and compares every field of what it
+received with EXPECTED (the events as Rust sent them). Python's bridges reset each received
+event's id, path, parent, emitted-by, status and timestamps (`event_reset()`, by design), so those
+are checked to be reset; everything else must be equal. Writes what it received to OUT.
 
-`listen`: starts the bridge (`SQLiteEventBridge(PATH, TABLE)` or `HTTPEventBridge(listen_on=URL)`),
-prints `@@ready`, and prints `@@received <json>` with `model_dump(mode='json')` of each of the
-COUNT events its handler gets (as abxbus's bridges deliver them: `event_reset()`, so a new id and
-an empty path), then validates each with the class of its type (`@@ok typed <type>`). Exits 1 if
-COUNT events do not arrive within 60 s.
+`send`: a bus wired with `bus.on('*', bridge.emit)` emits an `IPCPingEvent` whose handler emits
+a child `IPCChildEvent` (`event.emit`, so it is linked); writes both events' dumps (as sent) to
+OUT for crates/bubus/tests/bridge_interop.rs to compare with what Rust received.
 
-The Rust side (crates/bubus-sqlite/tests/interop_sqlite_bridge.rs,
-crates/bubus-http/tests/interop_http_bridge.rs) compares every field.
+Prints `@@ok <check>` per check that held, `@@mismatch <check>: <what>` per field that did not.
 """
 
 from __future__ import annotations
@@ -25,123 +22,165 @@ from __future__ import annotations
 import asyncio
 import json
 import sys
+from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
 
 from abxbus import BaseEvent, EventBus
-from abxbus.bridges import HTTPEventBridge, SQLiteEventBridge
-from checks import finish, mismatch, ok
+from abxbus.bridges import JSONLEventBridge, SocketEventBridge
+from checks import finish, mismatch, ok, short
 
 
-class LineItem(BaseModel):
-    sku: str
-    quantity: int
-    options: dict[str, str]
+class Meta(BaseModel):
+    tags: list[str]
+    score: float
+    nested: dict[str, Any]
 
 
-class OrderPlaced(BaseEvent[int]):
-    order_id: str
-    items: list[LineItem]
-    note: str | None = None
+class IPCPingEvent(BaseEvent[str]):
+    label: str
+    meta: Meta
 
 
-class ChargeCard(BaseEvent[str]):
-    order_id: str
-    cents: int
+class IPCChildEvent(BaseEvent[str]):
+    note: str
 
 
-TYPES: dict[str, type[BaseEvent[Any]]] = {'OrderPlaced': OrderPlaced, 'ChargeCard': ChargeCard}
+# Reset by every abxbus 2.5.79 bridge on receipt (`event_reset()`).
+RESET_ON_RECEIPT = {
+    'event_id',
+    'event_path',
+    'event_parent_id',
+    'event_emitted_by_handler_id',
+    'event_blocks_parent_completion',
+    'event_status',
+    'event_started_at',
+    'event_completed_at',
+    'event_pending_bus_count',
+    'event_results',
+}
 
 
-def emit_line(tag: str, event: BaseEvent[Any]) -> None:
-    print(f'@@{tag} {json.dumps(event.model_dump(mode="json"), separators=(",", ":"))}', flush=True)
+def bridge_for(kind: str, endpoint: str) -> Any:
+    if kind == 'jsonl':
+        return JSONLEventBridge(endpoint, poll_interval=0.01)
+    if kind == 'socket':
+        return SocketEventBridge(endpoint)
+    raise SystemExit(f'unknown bridge kind {kind}')
 
 
-def make_bridge(kind: str, args: list[str], *, listen: bool) -> Any:
-    if kind == 'sqlite':
-        return SQLiteEventBridge(args[0], args[1], poll_interval=0.02)
-    if kind == 'http':
-        return HTTPEventBridge(listen_on=args[0]) if listen else HTTPEventBridge(send_to=args[0])
-    raise SystemExit(f'unknown transport {kind!r}')
+def instant(value: Any) -> float | None:
+    if value is None:
+        return None
+    return datetime.fromisoformat(str(value).replace('Z', '+00:00')).timestamp()
 
 
-async def send(kind: str, args: list[str]) -> None:
-    bridge = make_bridge(kind, args, listen=False)
-    bus = EventBus(name='PyShop')
-
-    async def forward(event: BaseEvent[Any]) -> None:
-        emit_line('sent', event)
-        await bridge.emit(event)
-
-    async def place(event: OrderPlaced) -> int:
-        charge = event.emit(ChargeCard(order_id=event.order_id, cents=1999))
-        await charge
-        return 1999
-
-    async def charge(event: ChargeCard) -> str:
-        return f'charged {event.cents} cents'
-
-    bus.on('*', forward)
-    bus.on(OrderPlaced, place)
-    bus.on(ChargeCard, charge)
-    order = bus.emit(
-        OrderPlaced(
-            order_id='ord-py-7',
-            items=[LineItem(sku='ENG-1', quantity=2, options={'gift': 'yes', 'wrap': 'blue'})],
-            note='ünïcode ✓',
-            event_timeout=12.5,
-            undeclared_extra={'kept': [1, 2.5, None]},
-        )
-    )
-    await order
-    await bus.wait_until_idle()
-    if hasattr(bridge, 'close'):
-        await bridge.close()
-    await bus.destroy()
-    ok('sent')
+def compare(check: str, expected: dict[str, Any], received: dict[str, Any]) -> None:
+    good = True
+    for key in sorted(set(expected) | set(received)):
+        sent = expected.get(key)
+        got = received.get(key)
+        if key in RESET_ON_RECEIPT:
+            continue
+        if key == 'event_created_at':
+            if instant(sent) != instant(got):
+                mismatch(check, f'{key}: sent {sent}, received {got}')
+                good = False
+            continue
+        if key == 'event_result_type':
+            # Python rebuilds a schema into a type and dumps that type's schema again.
+            if (sent is None) != (got is None) or (isinstance(sent, dict) and sent.get('type') != got.get('type')):
+                mismatch(check, f'{key}: sent {short(sent)}, received {short(got)}')
+                good = False
+            continue
+        if sent != got:
+            mismatch(check, f'{key}: sent {short(sent)}, received {short(got)}')
+            good = False
+    # What Python's bridge resets must be reset (a new id: the family cuts lineage).
+    if received.get('event_id') == expected.get('event_id'):
+        mismatch(check, 'event_id was expected to be replaced by Python (event_reset)')
+        good = False
+    if good:
+        ok(check)
 
 
-async def listen(kind: str, args: list[str], count: int) -> None:
-    bridge = make_bridge(kind, args, listen=True)
-    received: list[BaseEvent[Any]] = []
-    done = asyncio.Event()
+async def listen(kind: str, endpoint: str, expected_path: str, out_path: str) -> None:
+    bus = EventBus('PyReceiver')
+    bridge = bridge_for(kind, endpoint)
+    received: dict[str, dict[str, Any]] = {}
+    both = asyncio.Event()
 
-    async def handler(event: BaseEvent[Any]) -> None:
-        received.append(event)
-        emit_line('received', event)
-        if len(received) >= count:
-            done.set()
+    def record(event: BaseEvent[Any]) -> str:
+        # Without its results: the forwarding handler's result is the event itself, which
+        # Python cannot dump while it is being handled.
+        bare = event.model_copy(update={'event_results': type(event.event_results)()})
+        received[event.event_type] = bare.model_dump(mode='json')
+        if len(received) == 2:
+            both.set()
+        return f'python got {event.event_type}'
 
-    bridge.on('*', handler)
+    bus.on('IPCPingEvent', record)
+    bus.on('IPCChildEvent', record)
+    bridge.on('*', bus.emit)
     await bridge.start()
     print('@@ready', flush=True)
-    try:
-        await asyncio.wait_for(done.wait(), timeout=60)
-    except TimeoutError:
-        mismatch('received', f'{len(received)} of {count} events within 60 s')
-    for event in received:
-        cls = TYPES.get(event.event_type)
-        if cls is None:
-            mismatch('typed', f'no class for {event.event_type}')
+    await asyncio.wait_for(both.wait(), timeout=60)
+    with open(out_path, 'w') as f:
+        json.dump(received, f, indent=1)
+    with open(expected_path) as f:
+        expected = json.load(f)
+    for sent in expected:
+        got = received.get(sent['event_type'])
+        if got is None:
+            mismatch(sent['event_type'], 'not received')
             continue
-        try:
-            typed = cls.model_validate(event.model_dump(mode='json'))
-        except Exception as exc:  # noqa: BLE001
-            mismatch(f'typed {event.event_type}', repr(exc))
-            continue
-        ok(f'typed {typed.event_type}')
+        compare(f"rust->python {kind} {sent['event_type']}", sent, got)
     await bridge.close()
+    await bus.destroy()
+
+
+async def send(kind: str, endpoint: str, out_path: str) -> None:
+    bus = EventBus('PySender')
+    bridge = bridge_for(kind, endpoint)
+    bus.on('*', bridge.emit)
+    children: list[BaseEvent[Any]] = []
+
+    async def on_ping(event: IPCPingEvent) -> str:
+        child = event.emit(IPCChildEvent(note='emitted by the python handler', event_timeout=12.5))
+        children.append(child)
+        await child.now()
+        return 'pong from python'
+
+    bus.on(IPCPingEvent, on_ping)
+    ping = bus.emit(
+        IPCPingEvent(
+            label='from python',
+            meta=Meta(tags=['a', 'b'], score=0.25, nested={'deep': {'list': [1, 2, {'x': None}]}, 'ok': True}),
+            event_timeout=33.0,
+        )
+    )
+    await ping.now()
+    await bus.wait_until_idle()
+    sent = [ping.model_dump(mode='json')] + [c.model_dump(mode='json') for c in children]
+    for dump in sent:
+        # The sending bus's own results: not part of what a receiver takes over.
+        dump.pop('event_results', None)
+    with open(out_path, 'w') as f:
+        json.dump(sent, f, indent=1)
+    ok(f'python->rust {kind} sent')
+    await bridge.close()
+    await bus.destroy()
 
 
 def main() -> None:
-    mode, kind, *rest = sys.argv[1:]
-    if mode == 'send':
-        asyncio.run(send(kind, rest))
-    elif mode == 'listen':
-        asyncio.run(listen(kind, rest[:-1], int(rest[-1])))
+    mode, kind, endpoint = sys.argv[1:4]
+    if mode == 'listen':
+        asyncio.run(listen(kind, endpoint, sys.argv[4], sys.argv[5]))
+    elif mode == 'send':
+        asyncio.run(send(kind, endpoint, sys.argv[4]))
     else:
-        raise SystemExit(f'unknown mode {mode!r}')
+        raise SystemExit(f'unknown mode {mode}')
     finish()
 
 

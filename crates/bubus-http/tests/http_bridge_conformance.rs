@@ -7,10 +7,9 @@ use std::time::Duration;
 
 use bubus_http::{HttpTransport, ListenerOptions, RetryPolicy};
 use bubus_test_support::conformance::TransportFactory;
-use parking_lot::Mutex;
 
 struct Medium {
-    sockets: Mutex<Vec<Option<std::net::TcpListener>>>,
+    sockets: Vec<std::net::TcpListener>,
     urls: Vec<String>,
     endpoints: AtomicUsize,
 }
@@ -30,7 +29,7 @@ impl TransportFactory for Pair {
             .map(|s| format!("http://{}/events", s.local_addr().unwrap()))
             .collect();
         Medium {
-            sockets: Mutex::new(sockets.into_iter().map(Some).collect()),
+            sockets,
             urls,
             endpoints: AtomicUsize::new(0),
         }
@@ -46,12 +45,10 @@ impl TransportFactory for Pair {
             })
             .send_to(&medium.urls[1 - n])
             .unwrap();
-        match medium.sockets.lock()[n].take() {
-            Some(socket) => {
-                transport.listen_on_socket(socket, ListenerOptions::new().path("/events"))
-            }
-            None => transport,
-        }
+        // A handle of the socket (the same port): an endpoint made only to read its
+        // capabilities never listens on it.
+        let socket = medium.sockets[n].try_clone().unwrap();
+        transport.listen_on_socket(socket, ListenerOptions::new().path("/events"))
     }
 
     async fn inject(&self, medium: &Medium, text: &str) -> bool {

@@ -1,4 +1,4 @@
-//! Python `abxbus` 2.5 on the other end of a bridge (`interop/python/abxbus25_bridge_peer.py`,
+//! Python `abxbus` 2.5 on the other end of a bridge (`interop/python/abxbus25_sqlite_http_peer.py`,
 //! with abxbus's own `SQLiteEventBridge` / `HTTPEventBridge`), and the field-by-field comparison
 //! of what crossed.
 //!
@@ -17,7 +17,7 @@ use serde_json::{Map, Value};
 use crate::peers::{abxbus_python, workspace_root};
 
 fn script() -> PathBuf {
-    workspace_root().join("interop/python/abxbus25_bridge_peer.py")
+    workspace_root().join("interop/python/abxbus25_sqlite_http_peer.py")
 }
 
 fn command(args: &[&str]) -> Command {
@@ -65,7 +65,7 @@ fn parse(stdout: &str, stderr: &str, success: bool, tag: &str) -> PeerOutput {
     }
 }
 
-/// Runs `abxbus25_bridge_peer.py send <args…>` to the end: Python emits a typed `OrderPlaced`
+/// Runs `abxbus25_sqlite_http_peer.py send <args…>` to the end: Python emits a typed `OrderPlaced`
 /// whose handler emits and awaits a `ChargeCard`, both forwarded to its bridge. Returns the
 /// events as handed to the bridge.
 pub fn python_send(args: &[&str]) -> PeerOutput {
@@ -89,7 +89,7 @@ pub struct PythonListener {
 }
 
 impl PythonListener {
-    /// Starts `abxbus25_bridge_peer.py listen <args…>` and waits until its bridge listens.
+    /// Starts `abxbus25_sqlite_http_peer.py listen <args…>` and waits until its bridge listens.
     pub fn start(args: &[&str]) -> Self {
         let mut full = vec!["listen"];
         full.extend_from_slice(args);

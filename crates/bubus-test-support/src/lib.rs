@@ -14,6 +14,7 @@ pub mod conformance;
 pub mod logs;
 pub mod peers;
 pub mod postgres_server;
+pub mod roles;
 pub mod servers;
 pub mod time;
 

@@ -158,3 +158,42 @@ async fn bad_input_is_reported_with_its_peer_and_line_and_skipped() {
     bridge.wait_metrics(|m| m.invalid == 4).await;
     bridge.close().await.expect("close");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_paths_give_a_two_way_link_with_results_back() {
+    let a_path = socket_path("a");
+    let b_path = socket_path("b");
+    let (a, b) = (EventBus::new("A"), EventBus::new("B"));
+    b.on_pattern(
+        "Ping",
+        |e: bubus::AnyEvent| json!({"doubled": e.to_json()["n"].as_i64().unwrap_or(0) * 2}),
+    );
+    let on_a = Bridge::builder(
+        transport(&b_path)
+            .listen_on(a_path.to_str().expect("utf-8"))
+            .expect("valid"),
+    )
+    .results_back(true)
+    .build();
+    let on_b = Bridge::builder(
+        transport(&a_path)
+            .listen_on(b_path.to_str().expect("utf-8"))
+            .expect("valid"),
+    )
+    .results_back(true)
+    .build();
+    on_a.attach(&a);
+    on_b.attach(&b);
+    on_a.start().await.expect("start");
+    on_b.start().await.expect("start");
+    let sent = a
+        .dispatch(DynEvent::new("Ping", json!({"n": 21})).expect("event"))
+        .expect("dispatch");
+    assert_eq!(
+        sent.event_results_list().await.expect("results"),
+        [json!({"doubled": 42})]
+    );
+    on_a.close().await.expect("close");
+    on_b.close().await.expect("close");
+    assert!(!a_path.exists() && !b_path.exists());
+}

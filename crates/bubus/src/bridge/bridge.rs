@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use serde_json::Value;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -25,8 +24,7 @@ use crate::event::AnyEvent;
 use crate::handler::{ErasedHandler, HandlerCall, HandlerFn, HandlerInput, IntoHandler};
 use crate::result::ResultSlot;
 
-/// The key of a completion record on the wire: `{"bubus_completion": <event with results>}`.
-pub const COMPLETION_KEY: &str = "bubus_completion";
+use super::message::{COMPLETION_KEY, Incoming, decode_message};
 
 /// Why a bridge operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -123,9 +121,18 @@ pub struct BridgeBuilder {
     dedup: Option<Arc<dyn DedupStore>>,
     max_deliveries: u32,
     redeliver_on_error: Option<bool>,
+    max_in_flight: usize,
 }
 
 impl BridgeBuilder {
+    /// How many received events may be dispatched and not yet completed at once (default 64):
+    /// the listener waits for one to complete before it dispatches more, so a fast sender
+    /// cannot fill the receiving bus's history with pending events.
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
+    }
+
     /// The bridge's name, which names its inbound bus (default: the family's
     /// `<Kind>_<last 8 hex digits of a new id>`, e.g. `JSONLEventBridge_1a2b3c4d`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
@@ -199,6 +206,7 @@ impl BridgeBuilder {
                     .unwrap_or_else(|| Arc::new(MemoryDedup::default())),
                 max_deliveries: self.max_deliveries,
                 redeliver_on_error: self.redeliver_on_error.unwrap_or(caps.redelivery),
+                permits: Arc::new(tokio::sync::Semaphore::new(self.max_in_flight)),
                 counters: Counters::default(),
                 closed: AtomicBool::new(false),
                 sending: AtomicUsize::new(0),
@@ -250,6 +258,8 @@ struct BridgeInner {
     dedup: Arc<dyn DedupStore>,
     max_deliveries: u32,
     redeliver_on_error: bool,
+    /// One per received event between its dispatch and its completion.
+    permits: Arc<tokio::sync::Semaphore>,
     counters: Counters,
     closed: AtomicBool,
     sending: AtomicUsize,
@@ -258,7 +268,7 @@ struct BridgeInner {
     /// own echo is skipped (and counted).
     attached: Mutex<Vec<Arc<str>>>,
     /// Senders waiting for the far side's completion record, by event id.
-    replies: Mutex<HashMap<Uuid, oneshot::Sender<String>>>,
+    replies: Mutex<HashMap<Uuid, Waiter>>,
     /// Received events not yet completed, by id (a second delivery meanwhile is a duplicate).
     in_flight: Mutex<HashMap<Uuid, ()>>,
     listener: Mutex<Option<JoinHandle<()>>>,
@@ -300,6 +310,7 @@ impl Bridge {
             dedup: None,
             max_deliveries: 5,
             redeliver_on_error: None,
+            max_in_flight: 64,
         }
     }
 
@@ -563,8 +574,15 @@ impl BridgeInner {
         let event_id = event.event_id();
         let reply = if self.results_back {
             let (tx, rx) = oneshot::channel();
-            self.replies.lock().insert(event_id, tx);
-            Some(rx)
+            let (children, children_rx) = tokio::sync::mpsc::unbounded_channel();
+            self.replies.lock().insert(
+                event_id,
+                Waiter {
+                    reply: tx,
+                    children,
+                },
+            );
+            Some((rx, children_rx))
         } else {
             None
         };
@@ -572,7 +590,7 @@ impl BridgeInner {
             self.replies.lock().remove(&event_id);
             return Err(HandlerError::from_error(e));
         }
-        let Some(rx) = reply else {
+        let Some((rx, children)) = reply else {
             return Ok(ResultSlot::Null);
         };
         // Dropped (the handler timed out, was cancelled): forget the waiter.
@@ -580,8 +598,9 @@ impl BridgeInner {
             bridge: &self,
             event_id,
         };
+        let waiting = Arc::clone(&self).wait_reply(rx, children);
         let text = match self.reply_timeout {
-            Some(t) => match tokio::time::timeout(t, rx).await {
+            Some(t) => match tokio::time::timeout(t, waiting).await {
                 Ok(r) => r,
                 Err(_) => {
                     return Err(HandlerError::from_error(BridgeError::NoReply {
@@ -591,19 +610,49 @@ impl BridgeInner {
                     }));
                 }
             },
-            None => rx.await,
+            None => waiting.await,
         };
         drop(guard);
-        let Ok(text) = text else {
+        let Ok(remote) = text else {
             return Err(HandlerError::from_error(self.closed_error()));
         };
-        match AnyEvent::from_json_str(&text) {
-            Ok(remote) => {
-                event.inner().merge_foreign_results(remote.inner());
-                self.bump(&self.counters.replies_merged);
-                Ok(ResultSlot::Null)
+        event.inner().merge_foreign_results(remote.inner());
+        self.bump(&self.counters.replies_merged);
+        Ok(ResultSlot::Null)
+    }
+
+    /// Waits for the completion record, meanwhile processing the remote children of the
+    /// awaited event (inside the sending handler, so they queue-jump on this process's buses).
+    async fn wait_reply(
+        self: Arc<Self>,
+        mut rx: oneshot::Receiver<AnyEvent>,
+        mut children: tokio::sync::mpsc::UnboundedReceiver<RemoteChild>,
+    ) -> Result<AnyEvent, oneshot::error::RecvError> {
+        loop {
+            tokio::select! {
+                biased;
+                reply = &mut rx => return reply,
+                Some(child) = children.recv() => {
+                    let RemoteChild { event, acker, attempt, origin } = child;
+                    let event_id = event.event_id();
+                    match self.inbound.dispatch(event) {
+                        Ok(handle) => {
+                            self.bump(&self.counters.dispatched);
+                            // Awaited in handler context: processed now, ahead of the queue.
+                            let _ = (&handle).await;
+                            Arc::clone(&self).complete(handle, acker, attempt, origin).await;
+                        }
+                        Err(e) => {
+                            self.in_flight.lock().remove(&event_id);
+                            tracing::warn!(bridge = %self.name, %origin, error = %e, "bridge could not dispatch a received event");
+                            if let Some(a) = acker {
+                                self.bump(&self.counters.nacked);
+                                let _ = a.nack(None).await;
+                            }
+                        }
+                    }
+                }
             }
-            Err(e) => Err(HandlerError::from_error(e)),
         }
     }
 
@@ -623,8 +672,14 @@ impl BridgeInner {
             match next {
                 Err(bad) => self.bad_input(bad),
                 Ok(delivery) => {
+                    let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+                        break;
+                    };
                     if let Some(task) = Arc::clone(&self).receive(delivery).await {
-                        tasks.spawn(task);
+                        tasks.spawn(async move {
+                            task.await;
+                            drop(permit);
+                        });
                     }
                 }
             }
@@ -641,13 +696,13 @@ impl BridgeInner {
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         let acker = delivery.take_acker();
         let text = delivery.text();
-        if text.starts_with("{\"bubus_completion\"") {
-            self.receive_completion(text, delivery.origin());
-            ack(acker).await;
-            return None;
-        }
-        let decoded = match AnyEvent::from_json_str(text) {
-            Ok(e) => e,
+        let decoded = match decode_message(text) {
+            Ok(Incoming::Event(e)) => e,
+            Ok(Incoming::Completion(record)) => {
+                self.receive_completion(record);
+                ack(acker).await;
+                return None;
+            }
             Err(e) => {
                 self.bad_input(BadInput::new(delivery.origin(), e.to_string()));
                 if let Some(a) = acker {
@@ -683,6 +738,30 @@ impl BridgeInner {
             return None;
         }
         let event = decoded.event_reset_keep_id();
+        // A child the far side dispatched under an event a sender here is waiting on: that
+        // sender's handler processes it (its bus is busy with the parent).
+        let mut acker = acker;
+        let event = match event
+            .event_parent_id()
+            .and_then(|parent| self.replies.lock().get(&parent).map(|w| w.children.clone()))
+        {
+            Some(children) => {
+                let child = RemoteChild {
+                    event,
+                    acker,
+                    attempt: delivery.attempt(),
+                    origin: delivery.origin().to_owned(),
+                };
+                match children.send(child) {
+                    Ok(()) => return None,
+                    Err(back) => {
+                        acker = back.0.acker;
+                        back.0.event
+                    }
+                }
+            }
+            None => event,
+        };
         let handle = match self.inbound.dispatch(event) {
             Ok(h) => h,
             Err(e) => {
@@ -749,34 +828,29 @@ impl BridgeInner {
         }
     }
 
-    fn receive_completion(&self, text: &str, origin: &str) {
-        let Ok(Value::Object(mut record)) = serde_json::from_str::<Value>(text) else {
-            self.bad_input(BadInput::new(
-                origin,
-                "completion record is not a JSON object",
-            ));
-            return;
-        };
-        let Some(event) = record.remove(COMPLETION_KEY) else {
-            return;
-        };
-        let Some(id) = event
-            .get("event_id")
-            .and_then(Value::as_str)
-            .and_then(|s| Uuid::parse_str(s).ok())
-        else {
-            self.bad_input(BadInput::new(
-                origin,
-                "completion record without an event id",
-            ));
-            return;
-        };
+    fn receive_completion(&self, record: AnyEvent) {
         // Not ours (another sender's, or our own reply on a shared medium): ignore.
-        let Some(tx) = self.replies.lock().remove(&id) else {
+        let Some(waiter) = self.replies.lock().remove(&record.event_id()) else {
             return;
         };
-        let _ = tx.send(event.to_string());
+        let _ = waiter.reply.send(record);
     }
+}
+
+/// A sender waiting for the far side's completion of one event.
+struct Waiter {
+    reply: oneshot::Sender<AnyEvent>,
+    /// Events the far side's handlers dispatched as children of the awaited event: the waiting
+    /// handler processes them (queue-jumping, as an awaited child in one process would be),
+    /// since the bus it runs on is busy with their parent.
+    children: tokio::sync::mpsc::UnboundedSender<RemoteChild>,
+}
+
+struct RemoteChild {
+    event: AnyEvent,
+    acker: Option<Box<dyn Acker>>,
+    attempt: u32,
+    origin: String,
 }
 
 struct ReplyGuard<'a> {

@@ -51,14 +51,14 @@ mod dedup;
 #[cfg(feature = "bridge-jsonl")]
 mod jsonl;
 mod memory;
+mod message;
 #[cfg(all(unix, feature = "bridge-socket"))]
 mod socket;
 mod transport;
 
 #[doc(inline)]
 pub use bridge::{
-    Attachment, Bridge, BridgeBuilder, BridgeError, BridgeMetrics, BridgeSender, COMPLETION_KEY,
-    SenderMarker,
+    Attachment, Bridge, BridgeBuilder, BridgeError, BridgeMetrics, BridgeSender, SenderMarker,
 };
 #[doc(inline)]
 pub use dedup::{DedupStore, MemoryDedup};
@@ -67,6 +67,8 @@ pub use dedup::{DedupStore, MemoryDedup};
 pub use jsonl::JsonlTransport;
 #[doc(inline)]
 pub use memory::{DeadLetter, MemoryMedium, MemoryTransport};
+#[doc(inline)]
+pub use message::{COMPLETION_KEY, Incoming, decode_message};
 #[cfg(all(unix, feature = "bridge-socket"))]
 #[doc(inline)]
 pub use socket::{MAX_SOCKET_PATH_BYTES, UnixSocketTransport};

@@ -41,7 +41,10 @@ pub const MAX_SOCKET_PATH_BYTES: usize = 90;
 /// ```
 #[derive(Clone)]
 pub struct UnixSocketTransport {
+    /// Where sends go.
     path: Arc<PathBuf>,
+    /// Where the listener binds (the same path unless [`listen_on`](Self::listen_on) moved it).
+    listen_path: Arc<PathBuf>,
     mode: u32,
     max_line_bytes: usize,
     shared: Arc<Shared>,
@@ -78,21 +81,10 @@ impl UnixSocketTransport {
     /// [`MAX_SOCKET_PATH_BYTES`] (the family's message: `Unix socket path is too long (N
     /// chars), max is 90: <path>`).
     pub fn new(path: impl AsRef<str>) -> Result<Self, TransportError> {
-        let raw = path.as_ref();
-        let path = raw.strip_prefix("unix://").unwrap_or(raw);
-        if path.is_empty() {
-            return Err(TransportError::Config(
-                "SocketEventBridge path must not be empty".into(),
-            ));
-        }
-        if path.len() > MAX_SOCKET_PATH_BYTES {
-            return Err(TransportError::Config(format!(
-                "Unix socket path is too long ({} chars), max is {MAX_SOCKET_PATH_BYTES}: {path}",
-                path.len()
-            )));
-        }
+        let path = Arc::new(checked_path(path.as_ref())?);
         Ok(UnixSocketTransport {
-            path: Arc::new(PathBuf::from(path)),
+            listen_path: Arc::clone(&path),
+            path,
             mode: 0o600,
             max_line_bytes: Self::DEFAULT_MAX_LINE_BYTES,
             shared: Arc::new(Shared {
@@ -103,6 +95,18 @@ impl UnixSocketTransport {
                 peers: AtomicU64::new(0),
             }),
         })
+    }
+
+    /// Listens on `path` instead of the path sends go to: two processes each listening on
+    /// their own path and sending to the other's get a two-way link with one listener per
+    /// path — and results back, which needs the sender to listen.
+    ///
+    /// # Errors
+    ///
+    /// As [`new`](Self::new).
+    pub fn listen_on(mut self, path: impl AsRef<str>) -> Result<Self, TransportError> {
+        self.listen_path = Arc::new(checked_path(path.as_ref())?);
+        Ok(self)
     }
 
     /// The socket file's permissions (default `0o600`: only the owner's processes connect).
@@ -117,9 +121,14 @@ impl UnixSocketTransport {
         self
     }
 
-    /// The socket path.
+    /// The socket path sends go to.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The socket path the listener binds.
+    pub fn listen_path(&self) -> &Path {
+        &self.listen_path
     }
 
     fn io(&self, what: &str, e: std::io::Error) -> TransportError {
@@ -127,7 +136,8 @@ impl UnixSocketTransport {
     }
 
     async fn bind(&self) -> Result<UnixListener, TransportError> {
-        let path = &*self.path;
+        let path = &*self.listen_path;
+        let io = |what: &str, e| TransportError::io(format!("{what} {}", path.display()), e);
         if !path.is_absolute() {
             return Err(TransportError::Config(format!(
                 "unix listen_on path must be absolute, got: {}",
@@ -135,7 +145,7 @@ impl UnixSocketTransport {
             )));
         }
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| self.io("create the directory of", e))?;
+            std::fs::create_dir_all(dir).map_err(|e| io("create the directory of", e))?;
         }
         match std::fs::symlink_metadata(path) {
             Ok(meta) if meta.file_type().is_socket() => {
@@ -146,7 +156,7 @@ impl UnixSocketTransport {
                     )));
                 }
                 // Left behind by a listener that died: replace it.
-                std::fs::remove_file(path).map_err(|e| self.io("remove the stale socket", e))?;
+                std::fs::remove_file(path).map_err(|e| io("remove the stale socket", e))?;
             }
             Ok(_) => {
                 return Err(TransportError::Config(format!(
@@ -155,12 +165,12 @@ impl UnixSocketTransport {
                 )));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(self.io("inspect", e)),
+            Err(e) => return Err(io("inspect", e)),
         }
-        let listener = UnixListener::bind(path).map_err(|e| self.io("bind", e))?;
+        let listener = UnixListener::bind(path).map_err(|e| io("bind", e))?;
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(self.mode))
-            .map_err(|e| self.io("set the permissions of", e))?;
-        let meta = std::fs::metadata(path).map_err(|e| self.io("inspect", e))?;
+            .map_err(|e| io("set the permissions of", e))?;
+        let meta = std::fs::metadata(path).map_err(|e| io("inspect", e))?;
         *self.shared.bound.lock() = Some((meta.dev(), meta.ino()));
         Ok(listener)
     }
@@ -184,14 +194,14 @@ impl UnixSocketTransport {
                         let n = self.shared.peers.fetch_add(1, Ordering::Relaxed) + 1;
                         let pid = stream.peer_cred().ok().and_then(|c| c.pid());
                         let peer = match pid {
-                            Some(pid) => format!("unix:{} peer {n} (pid {pid})", self.path.display()),
-                            None => format!("unix:{} peer {n}", self.path.display()),
+                            Some(pid) => format!("unix:{} peer {n} (pid {pid})", self.listen_path.display()),
+                            None => format!("unix:{} peer {n}", self.listen_path.display()),
                         };
                         readers.spawn(read_lines(stream, peer, self.max_line_bytes, tx.clone()));
                         while readers.try_join_next().is_some() {}
                     }
                     Err(e) => {
-                        tracing::warn!(path = %self.path.display(), error = %e, "unix socket accept failed");
+                        tracing::warn!(path = %self.listen_path.display(), error = %e, "unix socket accept failed");
                         tokio::task::yield_now().await;
                     }
                 },
@@ -199,6 +209,22 @@ impl UnixSocketTransport {
         }
         readers.abort_all();
     }
+}
+
+fn checked_path(raw: &str) -> Result<PathBuf, TransportError> {
+    let path = raw.strip_prefix("unix://").unwrap_or(raw);
+    if path.is_empty() {
+        return Err(TransportError::Config(
+            "SocketEventBridge path must not be empty".into(),
+        ));
+    }
+    if path.len() > MAX_SOCKET_PATH_BYTES {
+        return Err(TransportError::Config(format!(
+            "Unix socket path is too long ({} chars), max is {MAX_SOCKET_PATH_BYTES}: {path}",
+            path.len()
+        )));
+    }
+    Ok(PathBuf::from(path))
 }
 
 /// Reads newline-delimited messages from one connection, with bounded memory.
@@ -279,7 +305,15 @@ impl Transport for UnixSocketTransport {
     }
 
     fn describe(&self) -> String {
-        format!("unix://{}", self.path.display())
+        if self.path == self.listen_path {
+            format!("unix://{}", self.path.display())
+        } else {
+            format!(
+                "unix://{} (listening on {})",
+                self.path.display(),
+                self.listen_path.display()
+            )
+        }
     }
 
     fn capabilities(&self) -> Capabilities {
@@ -356,10 +390,14 @@ impl Transport for UnixSocketTransport {
             let bound = self.shared.bound.lock().take();
             if let Some((dev, ino)) = bound {
                 // Only our own socket file: another listener may have replaced it since.
-                if let Ok(meta) = std::fs::symlink_metadata(&*self.path) {
+                if let Ok(meta) = std::fs::symlink_metadata(&*self.listen_path) {
                     if meta.dev() == dev && meta.ino() == ino {
-                        std::fs::remove_file(&*self.path)
-                            .map_err(|e| self.io("remove the socket", e))?;
+                        std::fs::remove_file(&*self.listen_path).map_err(|e| {
+                            TransportError::io(
+                                format!("remove the socket {}", self.listen_path.display()),
+                                e,
+                            )
+                        })?;
                     }
                 }
             }
