@@ -26,7 +26,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bubus::bridge::Bridge;
-use bubus::{AnyEvent, DynEvent, EventBus, EventHandle};
+use bubus::{AnyEvent, DynEvent, EventBus};
 use bubus_postgres::{DurableOptions, PgTransport};
 use futures_util::StreamExt;
 use parking_lot::Mutex;
@@ -311,12 +311,13 @@ async fn consume(case: &str, url: &str, table: &str, n: usize) {
     }
     println!("ready");
     all.notified().await;
-    let s = seen.lock();
-    let mut lat = s.lat_us.clone();
+    let (mut lat, last_ns) = {
+        let s = seen.lock();
+        (s.lat_us.clone(), s.last_ns)
+    };
     lat.sort_by(f64::total_cmp);
     let pick = |q: f64| lat[((lat.len() as f64 - 1.0) * q).round() as usize];
-    println!("done {} {} {}", s.last_ns, pick(0.5), pick(0.99));
+    println!("done {last_ns} {} {}", pick(0.5), pick(0.99));
     // Let the last acks go out before the process ends.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    let _ = EventHandle::new(DynEvent::new("Unused", json!({})).expect("event"));
 }

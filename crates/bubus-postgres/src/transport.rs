@@ -131,8 +131,8 @@ enum Mode {
         table: Arc<PlainTable>,
     },
     Durable {
-        tables: Tables,
-        opts: DurableOptions,
+        tables: Box<Tables>,
+        opts: Box<DurableOptions>,
     },
 }
 
@@ -248,7 +248,10 @@ impl PgTransport {
         let (writer, task) = publisher::start(Target::Durable(tables.clone()), conn.clone());
         Ok(PgTransport::from_parts(
             parsed,
-            Mode::Durable { tables, opts },
+            Mode::Durable {
+                tables: Box::new(tables),
+                opts: Box::new(opts),
+            },
             conn,
             writer,
             task,
@@ -510,7 +513,7 @@ impl PgTransport {
                 };
                 let (claims_tx, claims_rx) = mpsc::channel(opts.batch);
                 let mut handle = consumer::start(
-                    tables.clone(),
+                    (**tables).clone(),
                     settings,
                     self.inner.conn.clone(),
                     self.inner.url.config.clone(),
@@ -654,6 +657,7 @@ struct PgAcker {
 }
 
 impl PgAcker {
+    #[allow(clippy::boxed_local)] // the `Acker` methods take `Box<Self>`
     fn finish(
         mut self: Box<Self>,
         make: impl FnOnce(i64, oneshot::Sender<()>) -> Outcome,

@@ -297,7 +297,7 @@ fn check_exactly_once(lines: &[String], what: &str) {
     }
     let sum: u64 = by_value.iter().map(|(v, n)| v * *n as u64).sum();
     println!(
-        "durable: {TOTAL} published, {} handled, {lost} lost, {dups} duplicate handler runs",
+        "durable ({what}): {TOTAL} published, {} handled, {lost} lost, {dups} duplicate handler runs",
         by_value.values().sum::<usize>()
     );
     assert_eq!((lost, dups), (0, 0), "lost or duplicated events");
