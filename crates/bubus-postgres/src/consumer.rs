@@ -265,6 +265,15 @@ async fn outcome_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Outco
             .filter(|o| matches!(o, Outcome::Ack { .. }))
             .map(Outcome::seq)
             .collect();
+        // A row handed back (failed, released, dead) leaves the in-flight set before it becomes
+        // claimable again, so this consumer never mistakes it for one it is still running. An
+        // acked row stays (and keeps its lease) until the ack is written.
+        {
+            let mut in_flight = shared.in_flight.lock();
+            for o in batch.iter().filter(|o| !matches!(o, Outcome::Ack { .. })) {
+                in_flight.remove(&o.seq());
+            }
+        }
         // Never drop an outcome: retry through reconnects until it is written.
         let mut backoff = Backoff::new(shared.conn.max_backoff());
         loop {
@@ -320,8 +329,8 @@ async fn outcome_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Outco
         }
         {
             let mut in_flight = shared.in_flight.lock();
-            for o in &batch {
-                in_flight.remove(&o.seq());
+            for seq in &acks {
+                in_flight.remove(seq);
             }
         }
         for mut o in batch.drain(..) {

@@ -229,7 +229,9 @@ impl Tables {
         Ok(())
     }
 
-    /// Writes many events in one statement.
+    /// Writes many events in one statement, skipping ids already in the table: a send retried
+    /// after its reply was lost (a cut connection, a crash right after the commit) is not
+    /// published twice.
     pub(crate) async fn publish_many<C: GenericClient>(
         &self,
         client: &C,
@@ -240,9 +242,10 @@ impl Tables {
         Ok(client
             .execute(
                 &format!(
-                    "INSERT INTO \"{}\" (event_id, event_type, body) \
-                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[])",
-                    self.events
+                    "INSERT INTO \"{t}\" (event_id, event_type, body) \
+                     SELECT u.* FROM unnest($1::text[], $2::text[], $3::text[]) AS u(id, ty, body) \
+                     WHERE NOT EXISTS (SELECT 1 FROM \"{t}\" e WHERE e.event_id = u.id)",
+                    t = self.events
                 ),
                 &[&ids, &types, &bodies],
             )

@@ -61,7 +61,17 @@ async fn write_loop(target: Target, conn: Arc<Conn>, mut rx: mpsc::Receiver<Outg
             };
             let r = match &target {
                 Target::Durable(tables) => {
-                    let ids: Vec<String> = batch.iter().map(|o| o.event_id.clone()).collect();
+                    // A completion record is keyed apart from its event (ids are not re-sent).
+                    let ids: Vec<String> = batch
+                        .iter()
+                        .map(|o| {
+                            if o.completion {
+                                format!("{}:completion", o.event_id)
+                            } else {
+                                o.event_id.clone()
+                            }
+                        })
+                        .collect();
                     let types: Vec<String> = batch.iter().map(|o| o.event_type.clone()).collect();
                     let bodies: Vec<String> = batch.iter().map(|o| o.text.to_string()).collect();
                     tables

@@ -131,8 +131,8 @@ enum Mode {
         table: Arc<PlainTable>,
     },
     Durable {
-        tables: Tables,
-        opts: DurableOptions,
+        tables: Box<Tables>,
+        opts: Box<DurableOptions>,
     },
 }
 
@@ -248,7 +248,10 @@ impl PgTransport {
         let (writer, task) = publisher::start(Target::Durable(tables.clone()), conn.clone());
         Ok(PgTransport::from_parts(
             parsed,
-            Mode::Durable { tables, opts },
+            Mode::Durable {
+                tables: Box::new(tables),
+                opts: Box::new(opts),
+            },
             conn,
             writer,
             task,
@@ -460,12 +463,17 @@ impl PgTransport {
         }
     }
 
-    fn start_listening(&self) -> Result<mpsc::Receiver<Delivery>, PgError> {
+    /// Starts receiving; the plain mode also returns a signal for "`LISTEN` is active".
+    #[allow(clippy::type_complexity)]
+    fn start_listening(
+        &self,
+    ) -> Result<(mpsc::Receiver<Delivery>, Option<oneshot::Receiver<()>>), PgError> {
         let mut slot = self.inner.consumer.lock();
         if slot.is_some() {
             return Err(PgError::Closed);
         }
         let (tx, rx) = mpsc::channel(1024);
+        let mut ready = None;
         match &self.inner.mode {
             Mode::Plain { table } => {
                 let (heard_tx, heard_rx) = mpsc::unbounded_channel();
@@ -476,11 +484,14 @@ impl PgTransport {
                     heard_tx,
                     self.inner.stop.clone(),
                 );
+                let (ready_tx, ready_rx) = oneshot::channel();
+                ready = Some(ready_rx);
                 let reader = tokio::spawn(plain_receive(
                     table.clone(),
                     self.inner.url.config.clone(),
                     heard_rx,
                     tx,
+                    ready_tx,
                 ));
                 let (outcomes, _) = mpsc::unbounded_channel();
                 *slot = Some(ConsumerHandle {
@@ -502,7 +513,7 @@ impl PgTransport {
                 };
                 let (claims_tx, claims_rx) = mpsc::channel(opts.batch);
                 let mut handle = consumer::start(
-                    tables.clone(),
+                    (**tables).clone(),
                     settings,
                     self.inner.conn.clone(),
                     self.inner.url.config.clone(),
@@ -516,7 +527,7 @@ impl PgTransport {
                 *slot = Some(handle);
             }
         }
-        Ok(rx)
+        Ok((rx, ready))
     }
 
     async fn shutdown(&self) {
@@ -575,7 +586,12 @@ impl Transport for PgTransport {
 
     fn listen(&self) -> BoxFuture<'_, Result<DeliveryStream, TransportError>> {
         Box::pin(async move {
-            let rx = self.start_listening().map_err(transport_error)?;
+            let (rx, ready) = self.start_listening().map_err(transport_error)?;
+            // Plain mode: what is notified before `LISTEN` runs is never heard, so return once
+            // it runs (or after a while if the server is unreachable: it keeps trying).
+            if let Some(ready) = ready {
+                let _ = tokio::time::timeout(Duration::from_secs(10), ready).await;
+            }
             let stream: DeliveryStream =
                 Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
                     rx.recv().await.map(|d| (Ok(d), rx))
@@ -641,6 +657,7 @@ struct PgAcker {
 }
 
 impl PgAcker {
+    #[allow(clippy::boxed_local)] // the `Acker` methods take `Box<Self>`
     fn finish(
         mut self: Box<Self>,
         make: impl FnOnce(i64, oneshot::Sender<()>) -> Outcome,
@@ -722,10 +739,15 @@ async fn plain_receive(
     config: tokio_postgres::Config,
     mut heard: mpsc::UnboundedReceiver<Heard>,
     out: mpsc::Sender<Delivery>,
+    ready: oneshot::Sender<()>,
 ) {
     let conn = Conn::new(config, Duration::from_secs(2));
+    let mut ready = Some(ready);
     while let Some(h) = heard.recv().await {
         let Heard::Notification { payload } = h else {
+            if let Some(r) = ready.take() {
+                let _ = r.send(());
+            }
             continue;
         };
         // The row is read on a connection of its own; a failed read is retried once after

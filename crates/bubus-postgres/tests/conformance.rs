@@ -20,10 +20,9 @@ impl TransportFactory for Plain {
     }
 
     async fn endpoint(&self, medium: &(String, String)) -> PgTransport {
-        let t = PgTransport::plain(&medium.0, Some(&medium.1))
+        PgTransport::plain(&medium.0, Some(&medium.1))
             .await
-            .unwrap();
-        t
+            .unwrap()
     }
 
     async fn inject(&self, medium: &(String, String), text: &str) -> bool {

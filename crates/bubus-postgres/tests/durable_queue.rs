@@ -50,6 +50,22 @@ async fn wait_dead(t: &PgTransport) -> Vec<bubus_postgres::DeadLetter> {
     }
 }
 
+/// The `n` of a `Ping` seen by a handler.
+fn h_count(e: &bubus::AnyEvent) -> u64 {
+    e.payload_json().unwrap()["n"].as_u64().unwrap()
+}
+
+/// Waits until two members together handled `n` events.
+async fn wait_both(a: &Tally, b: &Tally, n: usize) {
+    while a.count() + b.count() < n {
+        let (ca, cb) = (a.count(), b.count());
+        tokio::select! {
+            () = a.wait_for(ca + 1) => {}
+            () = b.wait_for(cb + 1) => {}
+        }
+    }
+}
+
 fn ns(tally: &Tally) -> Vec<u64> {
     tally
         .events()
@@ -93,8 +109,11 @@ async fn the_same_event_twice_runs_the_handlers_once() {
     let url = shared_url(&unique("dq_dup"));
     let t = PgTransport::durable(&url, opts("g")).await.unwrap();
     let e = ping(1);
-    // At-least-once on the wire: a producer retrying (here: the outbox and a plain send).
+    // At-least-once on the wire: a producer publishing again (the outbox after a send); a
+    // plain send of an id already published is skipped.
     t.send_event(&e).await.unwrap();
+    t.send_event(&e).await.unwrap();
+    assert_eq!(t.pending().await.unwrap(), 1);
     t.publish_in(&client().await, &e).await.unwrap();
     assert_eq!(t.pending().await.unwrap(), 2);
     let (_bus, tally, bridge) = receiver(&t, "Dup").await;
@@ -109,7 +128,8 @@ async fn the_same_event_twice_runs_the_handlers_once() {
     // Another process of the group (a fresh dedup window) gets the id again later: the
     // persisted dedup table still knows it.
     let again = PgTransport::durable(&url, opts("g")).await.unwrap();
-    again.send_event(&e).await.unwrap();
+    // (A send skips an id already published; `publish_in` writes what it is given.)
+    again.publish_in(&client().await, &e).await.unwrap();
     let (_bus, tally, bridge) = receiver(&again, "Dup2").await;
     bridge.wait_metrics(|m| m.duplicates >= 1).await;
     assert_eq!(tally.count(), 0);
@@ -175,9 +195,7 @@ async fn competing_members_split_broadcast_groups_all() {
         (0..300).collect::<Vec<_>>(),
         "the broadcast group got every event once"
     );
-    bridge_a
-        .wait_metrics(|_| ta.count() + tb.count() >= 300)
-        .await;
+    wait_both(&ta, &tb, 300).await;
     let from_a: HashSet<u64> = ns(&ta).into_iter().collect();
     let from_b: HashSet<u64> = ns(&tb).into_iter().collect();
     assert!(from_a.is_disjoint(&from_b), "an event reached both members");
@@ -197,11 +215,16 @@ async fn a_member_added_later_takes_load() {
     let bus_a = EventBus::builder("SlowA").max_history_size(None).build();
     let ta = Tally::new();
     let h = ta.handler();
-    // A slow member: it cannot keep up alone.
+    // B's tally exists before B joins: A, after its first event, cannot go on until B has
+    // handled one — the work can only finish if the member added later takes some of it.
+    let tb = Tally::new();
+    let b_handled = tb.clone();
     bus_a.on_pattern("Ping", move |e: bubus::AnyEvent| {
-        let h = h.clone();
+        let (h, b_handled) = (h.clone(), b_handled.clone());
         async move {
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            if b_handled.count() == 0 && h_count(&e) > 0 {
+                b_handled.wait_for(1).await;
+            }
             h(e);
         }
     });
@@ -214,10 +237,12 @@ async fn a_member_added_later_takes_load() {
     ta.wait_for(1).await;
     // Joins while A is busy, without restarting A.
     let b = PgTransport::durable(&url, opts("workers")).await.unwrap();
-    let (_bus_b, tb, bridge_b) = receiver(&b, "FastB").await;
-    bridge_a
-        .wait_metrics(|_| ta.count() + tb.count() >= 200)
-        .await;
+    let bus_b = EventBus::builder("FastB").max_history_size(None).build();
+    bus_b.on_pattern("Ping", tb.handler());
+    let bridge_b = b.bridge().build();
+    bridge_b.attach(&bus_b);
+    bridge_b.start().await.unwrap();
+    wait_both(&ta, &tb, 200).await;
     assert!(tb.count() > 0, "the new member took some of the work");
     assert_eq!(ta.count() + tb.count(), 200);
     bridge_a.close().await.unwrap();
@@ -299,4 +324,46 @@ async fn plain_table_is_refused_as_durable() {
         plain.publish_in(&client().await, &ping(1)).await,
         Err(bubus_postgres::PgError::NotDurable)
     ));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_handler_keeps_its_lease() {
+    let url = shared_url(&unique("dq_lease"));
+    let lease = opts("workers").lease(Duration::from_secs(1));
+    let a = PgTransport::durable(&url, lease.clone()).await.unwrap();
+    let bus_a = EventBus::new("SlowA");
+    let ta = Tally::new();
+    let h = ta.handler();
+    // Runs for four leases: the lease is renewed meanwhile, so no other member gets it.
+    bus_a.on_pattern("Ping", move |e: bubus::AnyEvent| {
+        let h = h.clone();
+        async move {
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            h(e);
+        }
+    });
+    let bridge_a = a.bridge().build();
+    bridge_a.attach(&bus_a);
+    bridge_a.start().await.unwrap();
+    a.send_event(&ping(1)).await.unwrap();
+    let b = PgTransport::durable(&url, lease).await.unwrap();
+    let (_bus_b, tb, bridge_b) = receiver(&b, "IdleB").await;
+    ta.wait_for(1).await;
+    wait_pending(&a, 0).await;
+    assert_eq!(tb.count(), 0, "the event was taken from a live member");
+    let dedup_rows = client()
+        .await
+        .query_one(
+            &format!(
+                "SELECT count(*) FROM {}_dedup",
+                url.rsplit('/').next().unwrap()
+            ),
+            &[],
+        )
+        .await
+        .unwrap()
+        .get::<_, i64>(0);
+    assert_eq!(dedup_rows, 1);
+    bridge_a.close().await.unwrap();
+    bridge_b.close().await.unwrap();
 }
