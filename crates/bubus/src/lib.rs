@@ -134,6 +134,7 @@ pub use result::{EventResult, FlatDict, FlatList, ResultStatus, ResultsQuery};
 #[doc(inline)]
 pub use time::{Timestamp, TimestampError};
 #[doc(inline)]
+pub use tree::write_tree;
 pub use wire::{DecodeError, MAX_JSON_DEPTH};
 
 /// `#[derive(Event)]`: see the [`Event`] trait.

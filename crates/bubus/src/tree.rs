@@ -21,15 +21,66 @@ const MAX_DRAWN_DEPTH: usize = 32;
 /// handler dispatched nested under it, then children no handler claimed.
 pub(crate) fn render(events: &[Arc<EventInner>]) -> String {
     let mut out = String::new();
-    let _ = write_tree(events, &mut out);
+    let _ = write_lines(events, &mut out);
     out.truncate(out.trim_end_matches('\n').len());
     out
+}
+
+/// Writes the parent/child tree of `events` — the tree [`EventBus::log_tree`] draws for a bus's
+/// history — to `out`, a line at a time, without collecting it first. For events read from a log
+/// (`bubus tree` draws a log this way) or gathered from several buses.
+///
+/// ```
+/// use bubus::{DynEvent, EventBus};
+/// use serde_json::json;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), bubus::Error> {
+/// let bus = EventBus::new("TreeBus");
+/// bus.on(|_: bubus::AnyEvent| "done");
+/// let event = bus.dispatch(DynEvent::new("Ping", json!({})).unwrap())?.await?;
+/// let mut out = Vec::new();
+/// bubus::write_tree(&[event.to_any()], &mut out).unwrap();
+/// assert_eq!(String::from_utf8(out).unwrap(), format!("{}\n", bus.log_tree()));
+/// # Ok(()) }
+/// ```
+///
+/// [`EventBus::log_tree`]: crate::EventBus::log_tree
+///
+/// # Errors
+///
+/// What writing to `out` returned.
+pub fn write_tree(
+    events: &[crate::AnyEvent],
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
+    /// Line by line into an `io::Write`, keeping its error.
+    struct Lines<'a, W: std::io::Write> {
+        out: &'a mut W,
+        error: Option<std::io::Error>,
+    }
+    impl<W: std::io::Write> std::fmt::Write for Lines<'_, W> {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.out.write_all(s.as_bytes()).map_err(|e| {
+                self.error = Some(e);
+                std::fmt::Error
+            })
+        }
+    }
+    let inners: Vec<Arc<EventInner>> = events.iter().map(|e| Arc::clone(e.inner())).collect();
+    let mut lines = Lines { out, error: None };
+    match write_lines(&inners, &mut lines) {
+        Ok(()) => Ok(()),
+        Err(_) => Err(lines
+            .error
+            .unwrap_or_else(|| std::io::Error::other("formatting the tree failed"))),
+    }
 }
 
 /// [`render`], a line at a time (each ending in a newline) into `out`, without recursion: the
 /// work left is an explicit stack. Events whose parents form a cycle (possible in a log: A's
 /// parent is B, B's parent is A) are drawn after the trees, from the oldest one, marked `↻`.
-pub(crate) fn write_tree(
+pub(crate) fn write_lines(
     events: &[Arc<EventInner>],
     out: &mut dyn std::fmt::Write,
 ) -> std::fmt::Result {
