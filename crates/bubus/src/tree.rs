@@ -378,6 +378,15 @@ fn format_value(value: &ResultSlot) -> String {
             Some(e) => format!("Event({})", e.label()),
             None => format!("Event(#{})", short_id(event_id)),
         },
+        // Held as text: a list or dict is summarised by counting its items, not parsed.
+        ResultSlot::Text(text) if text.starts_with(['[', '{']) => {
+            let kind = if text.starts_with('[') {
+                "list"
+            } else {
+                "dict"
+            };
+            format!("{kind}({} items)", top_level_items(text))
+        }
         other => match other.to_json() {
             Value::Null => "None".to_owned(),
             Value::String(s) => format!("'{s}'"),
@@ -385,5 +394,54 @@ fn format_value(value: &ResultSlot) -> String {
             Value::Array(items) => format!("list({} items)", items.len()),
             v => v.to_string(),
         },
+    }
+}
+
+/// How many items the compact JSON array or object `text` holds (its top-level commas, plus one).
+fn top_level_items(text: &str) -> usize {
+    let (mut depth, mut commas) = (0usize, 0usize);
+    let (mut in_string, mut escaped, mut empty) = (false, false, true);
+    for c in text.chars() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                empty = false;
+            }
+            '[' | '{' => {
+                if depth == 1 {
+                    empty = false;
+                }
+                depth += 1;
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            ',' if depth == 1 => commas += 1,
+            _ if depth == 1 => empty = false,
+            _ => {}
+        }
+    }
+    if empty { 0 } else { commas + 1 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::top_level_items;
+
+    #[test]
+    fn items_are_counted_at_the_top_level_only() {
+        assert_eq!(top_level_items("[]"), 0);
+        assert_eq!(top_level_items("{}"), 0);
+        assert_eq!(top_level_items("[1]"), 1);
+        assert_eq!(top_level_items(r#"[1,[2,3],{"a":[4,5]},"x,y"]"#), 4);
+        assert_eq!(top_level_items(r#"{"a":1,"b\",":[1,2]}"#), 2);
     }
 }
