@@ -180,7 +180,7 @@ fn decode_fields<'a>(
     let mut completed_at: Option<Timestamp> = None;
     let mut processed_at: Option<Timestamp> = None;
     let mut raw_results: Option<Cow<'a, Value>> = None;
-    let mut text_results: Vec<Option<Box<str>>> = Vec::new();
+    let mut text_results: TextResults = Vec::new();
     let mut payload = Map::new();
     let mut text_payload: Vec<(String, Box<str>)> = Vec::new();
     let mut extra = EventExtra::default();
@@ -502,12 +502,15 @@ fn decode_error(field: &str, value: &Value) -> Result<Option<HandlerError>, Deco
 
 /// A forwarding handler's result is the event it forwarded, as that event's JSON: not a value
 /// of the result type (the reference runtimes skip it when validating too).
+/// The results [`results_from_text`] kept as text, by record.
+type TextResults = Vec<Option<Box<str>>>;
+
 /// `event_results` from its text: every record's fields parsed, except a `result` that is an
 /// array, an object (not a forwarded event) or a string, which is kept as compact text — checked
 /// against the nesting limit here, given to its record by [`set_text_result`] once the record is
 /// decoded (the records come back in the same order). Returns the results with those `result`s
 /// as null, and the texts by record.
-fn results_from_text(text: &str) -> Result<(Value, Vec<Option<Box<str>>>), DecodeError> {
+fn results_from_text(text: &str) -> Result<(Value, TextResults), DecodeError> {
     let invalid = |field: &str, e: serde_json::Error| err(field, format!("invalid JSON: {e}"));
     let first = text.trim_start().as_bytes().first().copied();
     let records: Vec<(String, Option<String>, &RawValue)> = match first {
