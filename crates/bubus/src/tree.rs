@@ -281,9 +281,12 @@ impl Drawer<'_> {
             .iter()
             .flat_map(|r| r.children.iter().copied())
             .collect();
-        let mut unclaimed: Vec<Arc<EventInner>> = by_id
-            .values()
-            .filter(|c| !claimed.contains(&c.id))
+        // In the order they were linked, then the history's: ties in creation time keep it.
+        let mut listed = HashSet::new();
+        let mut unclaimed: Vec<Arc<EventInner>> = live_children
+            .iter()
+            .chain(self.by_parent.get(&event.id).into_iter().flatten())
+            .filter(|c| !claimed.contains(&c.id) && listed.insert(c.id))
             .cloned()
             .collect();
         unclaimed.sort_by_key(|c| c.created_at);
