@@ -37,7 +37,7 @@ pub(crate) fn render(events: &[Arc<EventInner>]) -> String {
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), bubus::Error> {
 /// let bus = EventBus::new("TreeBus");
-/// bus.on(|_: bubus::AnyEvent| "done");
+/// bus.on(|_: bubus::AnyEvent| json!("done"));
 /// let event = bus.dispatch(DynEvent::new("Ping", json!({})).unwrap())?.await?;
 /// let mut out = Vec::new();
 /// bubus::write_tree(&[event.to_any()], &mut out).unwrap();
