@@ -111,7 +111,8 @@ pub(crate) struct TailArgs {
 /// the last `events_log` row of each event in a mirror with the latest row of each of its
 /// results. The tree is `EventBus::log_tree`'s: each event with its creation time and duration,
 /// each handler with its status, duration and result or error, and the events each handler
-/// dispatched nested under it. Events whose parent is not in the input are shown as roots.
+/// dispatched nested under it. Events whose parent is not in the input are shown as roots; events
+/// whose parents form a cycle are drawn after the trees, marked ↻.
 #[derive(Debug, Args)]
 pub(crate) struct TreeArgs {
     /// The write-ahead log (JSONL), history mirror or bridge database (SQLite) to read.

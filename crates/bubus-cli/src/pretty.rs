@@ -5,8 +5,10 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use bubus::wal::{RecordKind, WalRecord};
-use bubus::{AnyEvent, EventResult, ResultStatus, Timestamp};
+use bubus::{AnyEvent, ResultStatus, Timestamp};
+use serde::Deserialize;
 use serde_json::Value;
+use serde_json::value::RawValue;
 use uuid::Uuid;
 
 use crate::output::{paint, style};
@@ -68,7 +70,8 @@ impl Pretty {
             paint(style::BOLD, &label)
         );
 
-        let results = event.event_results();
+        let text = event.to_json_string_with_results();
+        let results = results_of(&text);
         if completed {
             let failed = results.iter().any(|r| r.status == ResultStatus::Error);
             let status = if failed { style::ERROR } else { style::OK };
@@ -99,9 +102,112 @@ impl Pretty {
     }
 }
 
+/// What the line shows of one result, read from the event's JSON text: the result's value stays
+/// the text it was written as and only its start is shown, so a record whose size is in a result
+/// costs about its text, never a parsed tree of it.
+struct ResultView<'a> {
+    status: ResultStatus,
+    handler_name: String,
+    started_at: Option<Timestamp>,
+    completed_at: Option<Timestamp>,
+    error: Option<(String, String)>,
+    value: Option<&'a RawValue>,
+}
+
+/// The wire form of one result, as much of it as the line shows.
+#[derive(Deserialize)]
+struct WireResult<'a> {
+    #[serde(default)]
+    status: Option<String>,
+    #[serde(default)]
+    handler_name: Option<String>,
+    #[serde(default)]
+    started_at: Option<String>,
+    #[serde(default)]
+    completed_at: Option<String>,
+    #[serde(default)]
+    error: Option<Value>,
+    #[serde(borrow, default)]
+    result: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct WireResults<'a> {
+    #[serde(borrow, default)]
+    event_results: Option<InOrder<'a>>,
+}
+
+/// The results of an `event_results` object, in order.
+struct InOrder<'a>(Vec<WireResult<'a>>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for InOrder<'a> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Entries<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> serde::de::Visitor<'de> for Entries<'a> {
+            type Value = InOrder<'a>;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("results keyed by handler id")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<InOrder<'a>, A::Error> {
+                let mut results = Vec::new();
+                while let Some((_, result)) =
+                    map.next_entry::<serde::de::IgnoredAny, WireResult<'a>>()?
+                {
+                    results.push(result);
+                }
+                Ok(InOrder(results))
+            }
+        }
+        deserializer.deserialize_map(Entries(std::marker::PhantomData))
+    }
+}
+
+/// The results in `text`, an event's JSON with its results (written keyed by handler id).
+fn results_of(text: &str) -> Vec<ResultView<'_>> {
+    let Ok(WireResults {
+        event_results: Some(InOrder(results)),
+    }) = serde_json::from_str::<WireResults<'_>>(text)
+    else {
+        return Vec::new();
+    };
+    results
+        .into_iter()
+        .map(|r| ResultView {
+            status: match r.status.as_deref() {
+                Some("completed") => ResultStatus::Completed,
+                Some("error") => ResultStatus::Error,
+                Some("started") => ResultStatus::Started,
+                _ => ResultStatus::Pending,
+            },
+            handler_name: r.handler_name.unwrap_or_default(),
+            started_at: r.started_at.and_then(|t| Timestamp::parse(&t).ok()),
+            completed_at: r.completed_at.and_then(|t| Timestamp::parse(&t).ok()),
+            error: r.error.and_then(|error| match error {
+                Value::Null => None,
+                Value::String(message) => Some(("Error".to_owned(), message)),
+                Value::Object(fields) => {
+                    let text =
+                        |key: &str| fields.get(key).and_then(Value::as_str).map(str::to_owned);
+                    Some((
+                        text("type")
+                            .or_else(|| text("name"))
+                            .unwrap_or_else(|| "Error".to_owned()),
+                        text("message").unwrap_or_default(),
+                    ))
+                }
+                other => Some(("Error".to_owned(), other.to_string())),
+            }),
+            value: r.result,
+        })
+        .collect()
+}
+
 /// `✅ module::handler (0.9ms) → "value"` (no arrow for a null result), `❌ module::handler
 /// (0.1ms) ☠ Type: message`.
-fn result_text(event: &AnyEvent, result: &EventResult<Value>) -> String {
+fn result_text(event: &AnyEvent, result: &ResultView<'_>) -> String {
     let (icon, name_style) = match result.status {
         ResultStatus::Completed => ("✅", style::OK),
         ResultStatus::Error => ("❌", style::ERROR),
@@ -115,17 +221,17 @@ fn result_text(event: &AnyEvent, result: &EventResult<Value>) -> String {
     if let (Some(started), Some(done)) = (result.started_at, result.completed_at) {
         let _ = write!(text, " ({})", duration(done.duration_since(started)));
     }
-    match (&result.error, result.status) {
-        (Some(error), _) => {
-            let message = cut(&one_line(error.message()), MAX_ERROR_CHARS);
+    match (&result.error, result.status, result.value) {
+        (Some((error_type, message)), _, _) => {
+            let message = cut(&one_line(message), MAX_ERROR_CHARS);
             let _ = write!(
                 text,
                 " {}",
-                paint(style::ERROR, format!("☠ {}: {message}", error.error_type()))
+                paint(style::ERROR, format!("☠ {error_type}: {message}"))
             );
         }
-        (None, ResultStatus::Completed) if !result.result_json.is_null() => {
-            let _ = write!(text, " → {}", value_text(event, &result.result_json));
+        (None, ResultStatus::Completed, Some(value)) if value.get() != "null" => {
+            let _ = write!(text, " → {}", value_text(event, value));
         }
         _ => {}
     }
@@ -134,13 +240,20 @@ fn result_text(event: &AnyEvent, result: &EventResult<Value>) -> String {
 
 /// A result as compact JSON, cut to [`MAX_VALUE_CHARS`]; a forwarding handler's result (the
 /// event itself) as `forwarded`.
-fn value_text(event: &AnyEvent, value: &Value) -> String {
-    if let Value::Object(map) = value {
-        if map.get("event_id").and_then(Value::as_str) == Some(&event.event_id().to_string()) {
-            return "forwarded".to_owned();
+fn value_text(event: &AnyEvent, value: &RawValue) -> String {
+    if value.get().starts_with('{') {
+        #[derive(Deserialize)]
+        struct Id<'a> {
+            #[serde(borrow, default)]
+            event_id: Option<&'a str>,
+        }
+        if let Ok(Id { event_id: Some(id) }) = serde_json::from_str::<Id<'_>>(value.get()) {
+            if id == event.event_id().to_string() {
+                return "forwarded".to_owned();
+            }
         }
     }
-    cut(&value.to_string(), MAX_VALUE_CHARS)
+    cut(value.get(), MAX_VALUE_CHARS)
 }
 
 /// A handler's name without the leading module path: its last two `::` segments

@@ -5,9 +5,8 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
+use bubus::AnyEvent;
 use bubus::wal::WalReader;
-use bubus::{AnyEvent, EventBus};
-use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::cli::{ColorWhen, Format, TreeArgs};
@@ -21,12 +20,43 @@ pub(crate) fn run(args: &TreeArgs, color: ColorWhen, diag: &Diagnostics) -> Resu
         }
         _ => read_wal(&args.file, diag)?,
     };
-    let tree = render(&events)?;
     let mut out = stdout(color);
-    for line in tree.lines() {
-        writeln!(out, "{}", colorize(line)).map_err(|e| Failure::stdout(&e))?;
+    if events.is_empty() {
+        writeln!(out, "(no events)").map_err(|e| Failure::stdout(&e))?;
+    } else {
+        // Drawn from the events as read, a line at a time: nothing is rebuilt or collected.
+        let mut lines = ColorLines {
+            out: &mut out,
+            line: Vec::new(),
+        };
+        bubus::write_tree(&events, &mut lines).map_err(|e| Failure::stdout(&e))?;
     }
     out.flush().map_err(|e| Failure::stdout(&e))
+}
+
+/// Colours each line written through it (see [`colorize`]).
+struct ColorLines<'a, W: Write> {
+    out: &'a mut W,
+    line: Vec<u8>,
+}
+
+impl<W: Write> Write for ColorLines<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for &byte in buf {
+            if byte == b'\n' {
+                let line = String::from_utf8_lossy(&self.line);
+                writeln!(self.out, "{}", colorize(&line))?;
+                self.line.clear();
+            } else {
+                self.line.push(byte);
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out.flush()
+    }
 }
 
 /// `--format auto`: SQLite if the file starts like a database, or is empty with an SQLite name.
@@ -62,26 +92,6 @@ pub(crate) fn read_wal(path: &Path, diag: &Diagnostics) -> Result<Vec<AnyEvent>>
         }
     }
     Ok(events)
-}
-
-/// The tree `EventBus::log_tree` draws for these events: they are restored, with their results,
-/// into the history of a bus that never runs (from a snapshot holding them), and drawn from there.
-pub(crate) fn render(events: &[AnyEvent]) -> Result<String> {
-    if events.is_empty() {
-        return Ok("(no events)".to_owned());
-    }
-    let mut history = Map::with_capacity(events.len());
-    for event in events {
-        history.insert(event.event_id().to_string(), event.to_json_with_results());
-    }
-    let mut snapshot = Map::new();
-    snapshot.insert("id".into(), Value::String(Uuid::nil().to_string()));
-    snapshot.insert("name".into(), Value::String("bubus".into()));
-    snapshot.insert("max_history_size".into(), Value::Null);
-    snapshot.insert("event_history".into(), Value::Object(history));
-    let bus = EventBus::restore(&Value::Object(snapshot))
-        .map_err(|e| Failure::new(format!("cannot rebuild the events: {e}")))?;
-    Ok(bus.log_tree())
 }
 
 /// Colours one line of the tree: events in bold, timings dimmed, failed handlers and their

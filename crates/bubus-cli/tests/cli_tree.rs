@@ -128,3 +128,48 @@ fn tree_colours() {
     assert!(coloured.contains("\x1b[31m❌"), "{coloured}");
     assert_ne!(plain, coloured);
 }
+
+/// One minimal log line: event `n` with parent `parent`.
+fn chain_line(n: usize, parent: Option<usize>) -> String {
+    let id = |n: usize| format!("\"018f8e40-1234-7000-8000-{n:012x}\"");
+    format!(
+        "{{\"event_type\":\"Step\",\"event_id\":{},\"event_parent_id\":{},\
+         \"event_created_at\":\"2026-01-01T00:00:00.000000000Z\"}}\n",
+        id(n),
+        parent.map_or("null".to_owned(), id)
+    )
+}
+
+#[test]
+fn a_hundred_thousand_event_chain_and_a_parent_cycle_are_drawn() {
+    const EVENTS: usize = 100_000;
+    let dir = temp_dir("tree-chain");
+    let wal = dir.join("chain.jsonl");
+    let mut text = String::new();
+    for n in 0..EVENTS {
+        text.push_str(&chain_line(n, n.checked_sub(1)));
+    }
+    // Two more events, each the other's parent.
+    text.push_str(&chain_line(EVENTS, Some(EVENTS + 1)));
+    text.push_str(&chain_line(EVENTS + 1, Some(EVENTS)));
+    std::fs::write(&wal, text).unwrap();
+
+    let output = run(&["tree", path_str(&wal)]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let tree = stdout(&output);
+    let lines: Vec<&str> = tree.lines().collect();
+    assert_eq!(lines.len(), EVENTS + 3);
+    assert!(lines.iter().all(|line| line.len() < 300), "linear output");
+    assert!(lines[EVENTS - 1].contains(&format!("┆+{} └── Step#", EVENTS - 1 - 32)));
+    assert!(
+        lines[EVENTS].starts_with("└── ↻ Step#"),
+        "{}",
+        lines[EVENTS]
+    );
+    assert!(lines[EVENTS + 1].starts_with("    └── Step#"));
+    assert!(
+        lines[EVENTS + 2].ends_with("(parent cycle)"),
+        "{}",
+        lines[EVENTS + 2]
+    );
+}

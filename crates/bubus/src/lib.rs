@@ -163,6 +163,7 @@ pub use result::{EventResult, FlatDict, FlatList, ResultStatus, ResultsQuery};
 pub use time::{Timestamp, TimestampError};
 pub use umbrella::Error;
 #[doc(inline)]
+pub use tree::write_tree;
 pub use wire::{DecodeError, MAX_JSON_DEPTH};
 
 /// The id type of events, buses and handlers (`event_id`, `EventBus::id`, `HandlerId`), re-exported

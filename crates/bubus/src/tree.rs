@@ -21,15 +21,66 @@ const MAX_DRAWN_DEPTH: usize = 32;
 /// handler dispatched nested under it, then children no handler claimed.
 pub(crate) fn render(events: &[Arc<EventInner>]) -> String {
     let mut out = String::new();
-    let _ = write_tree(events, &mut out);
+    let _ = write_lines(events, &mut out);
     out.truncate(out.trim_end_matches('\n').len());
     out
+}
+
+/// Writes the parent/child tree of `events` — the tree [`EventBus::log_tree`] draws for a bus's
+/// history — to `out`, a line at a time, without collecting it first. For events read from a log
+/// (`bubus tree` draws a log this way) or gathered from several buses.
+///
+/// ```
+/// use bubus::{DynEvent, EventBus};
+/// use serde_json::json;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), bubus::Error> {
+/// let bus = EventBus::new("TreeBus");
+/// bus.on(|_: bubus::AnyEvent| json!("done"));
+/// let event = bus.dispatch(DynEvent::new("Ping", json!({})).unwrap())?.await?;
+/// let mut out = Vec::new();
+/// bubus::write_tree(&[event.to_any()], &mut out).unwrap();
+/// assert_eq!(String::from_utf8(out).unwrap(), format!("{}\n", bus.log_tree()));
+/// # Ok(()) }
+/// ```
+///
+/// [`EventBus::log_tree`]: crate::EventBus::log_tree
+///
+/// # Errors
+///
+/// What writing to `out` returned.
+pub fn write_tree(
+    events: &[crate::AnyEvent],
+    out: &mut impl std::io::Write,
+) -> std::io::Result<()> {
+    /// Line by line into an `io::Write`, keeping its error.
+    struct Lines<'a, W: std::io::Write> {
+        out: &'a mut W,
+        error: Option<std::io::Error>,
+    }
+    impl<W: std::io::Write> std::fmt::Write for Lines<'_, W> {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            self.out.write_all(s.as_bytes()).map_err(|e| {
+                self.error = Some(e);
+                std::fmt::Error
+            })
+        }
+    }
+    let inners: Vec<Arc<EventInner>> = events.iter().map(|e| Arc::clone(e.inner())).collect();
+    let mut lines = Lines { out, error: None };
+    match write_lines(&inners, &mut lines) {
+        Ok(()) => Ok(()),
+        Err(_) => Err(lines
+            .error
+            .unwrap_or_else(|| std::io::Error::other("formatting the tree failed"))),
+    }
 }
 
 /// [`render`], a line at a time (each ending in a newline) into `out`, without recursion: the
 /// work left is an explicit stack. Events whose parents form a cycle (possible in a log: A's
 /// parent is B, B's parent is A) are drawn after the trees, from the oldest one, marked `↻`.
-pub(crate) fn write_tree(
+pub(crate) fn write_lines(
     events: &[Arc<EventInner>],
     out: &mut dyn std::fmt::Write,
 ) -> std::fmt::Result {
@@ -230,9 +281,12 @@ impl Drawer<'_> {
             .iter()
             .flat_map(|r| r.children.iter().copied())
             .collect();
-        let mut unclaimed: Vec<Arc<EventInner>> = by_id
-            .values()
-            .filter(|c| !claimed.contains(&c.id))
+        // In the order they were linked, then the history's: ties in creation time keep it.
+        let mut listed = HashSet::new();
+        let mut unclaimed: Vec<Arc<EventInner>> = live_children
+            .iter()
+            .chain(self.by_parent.get(&event.id).into_iter().flatten())
+            .filter(|c| !claimed.contains(&c.id) && listed.insert(c.id))
             .cloned()
             .collect();
         unclaimed.sort_by_key(|c| c.created_at);
@@ -327,6 +381,15 @@ fn format_value(value: &ResultSlot) -> String {
             Some(e) => format!("Event({})", e.label()),
             None => format!("Event(#{})", short_id(event_id)),
         },
+        // Held as text: a list or dict is summarised by counting its items, not parsed.
+        ResultSlot::Text(text) if text.starts_with(['[', '{']) => {
+            let kind = if text.starts_with('[') {
+                "list"
+            } else {
+                "dict"
+            };
+            format!("{kind}({} items)", top_level_items(text))
+        }
         other => match other.to_json() {
             Value::Null => "None".to_owned(),
             Value::String(s) => format!("'{s}'"),
@@ -334,5 +397,54 @@ fn format_value(value: &ResultSlot) -> String {
             Value::Array(items) => format!("list({} items)", items.len()),
             v => v.to_string(),
         },
+    }
+}
+
+/// How many items the compact JSON array or object `text` holds (its top-level commas, plus one).
+fn top_level_items(text: &str) -> usize {
+    let (mut depth, mut commas) = (0usize, 0usize);
+    let (mut in_string, mut escaped, mut empty) = (false, false, true);
+    for c in text.chars() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            continue;
+        }
+        match c {
+            '"' => {
+                in_string = true;
+                empty = false;
+            }
+            '[' | '{' => {
+                if depth == 1 {
+                    empty = false;
+                }
+                depth += 1;
+            }
+            ']' | '}' => depth = depth.saturating_sub(1),
+            ',' if depth == 1 => commas += 1,
+            _ if depth == 1 => empty = false,
+            _ => {}
+        }
+    }
+    if empty { 0 } else { commas + 1 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::top_level_items;
+
+    #[test]
+    fn items_are_counted_at_the_top_level_only() {
+        assert_eq!(top_level_items("[]"), 0);
+        assert_eq!(top_level_items("{}"), 0);
+        assert_eq!(top_level_items("[1]"), 1);
+        assert_eq!(top_level_items(r#"[1,[2,3],{"a":[4,5]},"x,y"]"#), 4);
+        assert_eq!(top_level_items(r#"{"a":1,"b\",":[1,2]}"#), 2);
     }
 }

@@ -64,9 +64,9 @@ fn a_parent_cycle_is_drawn_with_a_marker() {
     let cycle = &lines[1..];
     assert!(cycle[0].starts_with("└── ↻ Level1#"), "{tree}");
     assert!(cycle[1].starts_with("    └── Level2#"), "{tree}");
-    assert!(cycle[2].starts_with("        ├── Level0#"), "{tree}");
     assert!(
-        cycle[3].starts_with("        └── ↻ Level1#") && cycle[3].ends_with("(parent cycle)"),
+        cycle[2].starts_with("        ├── ↻ Level1#") && cycle[2].ends_with("(parent cycle)"),
         "{tree}"
     );
+    assert!(cycle[3].starts_with("        └── Level0#"), "{tree}");
 }

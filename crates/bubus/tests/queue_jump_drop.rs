@@ -8,11 +8,13 @@
 //! without forwarding to a second bus.
 
 use std::future::IntoFuture;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bubus::{AnyEvent, EventBus, EventHandle, ResultStatus};
 use bubus_test_support::Recorder;
 use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
 
 macro_rules! string_events {
     ($($name:ident),* $(,)?) => {$(
@@ -40,20 +42,22 @@ enum GiveUp {
 /// and gives up on it as `give_up` says while the child's handler is still running.
 fn bus_giving_up(log: &Recorder, give_up: GiveUp) -> EventBus {
     let bus = EventBus::new("GiveUpBus");
-    let (l, b) = (log.clone(), bus.clone());
+    // The child finishes only once the parent has given up on it (no race with the clock).
+    let release = Arc::new(Notify::new());
+    let (l, b, r) = (log.clone(), bus.clone(), Arc::clone(&release));
     bus.on(move |_: EventHandle<ParentEvent>| {
-        let (log, bus) = (l.clone(), b.clone());
+        let (log, bus, release) = (l.clone(), b.clone(), Arc::clone(&r));
         async move {
             log.push("parent_start");
             let child = bus.dispatch(ChildEvent {})?;
             match give_up {
                 GiveUp::Timeout => {
                     let waited = tokio::time::timeout(ms(5), child.event_result()).await;
-                    assert!(waited.is_err(), "the child takes 20 ms");
+                    assert!(waited.is_err(), "the child waits for the parent");
                 }
                 GiveUp::Select => {
                     tokio::select! {
-                        _ = child.event_result() => panic!("the child takes 20 ms"),
+                        _ = child.event_result() => panic!("the child waits for the parent"),
                         () = tokio::time::sleep(ms(5)) => {}
                     }
                 }
@@ -64,15 +68,16 @@ fn bus_giving_up(log: &Recorder, give_up: GiveUp) -> EventBus {
                 }
             }
             log.push("parent_end");
+            release.notify_one();
             Ok::<_, bubus::Error>(String::from("parent"))
         }
     });
     let l = log.clone();
     bus.on(move |_: EventHandle<ChildEvent>| {
-        let log = l.clone();
+        let (log, release) = (l.clone(), Arc::clone(&release));
         async move {
             log.push("child_start");
-            tokio::time::sleep(ms(20)).await;
+            release.notified().await;
             log.push("child_end");
             String::from("child")
         }

@@ -105,6 +105,10 @@ pub(crate) enum ResultSlot {
     /// A JSON value (a dynamic handler's return, or a result read from the wire). Boxed: a
     /// `Value` is several times the size of the other variants.
     Json(Box<Value>),
+    /// A value read from a log or another runtime's text, kept as its compact JSON text (already
+    /// checked against the nesting limit): parsed when something reads it, written back as it
+    /// is. A large result costs about its text, not the 16–32 times that of a parsed `Value`.
+    Text(std::sync::Arc<str>),
     /// The handler forwarded the event to another bus; the result is that event itself.
     Forwarded {
         event_id: Uuid,
@@ -118,6 +122,7 @@ impl fmt::Debug for ResultSlot {
             ResultSlot::Null => f.write_str("Null"),
             ResultSlot::Typed(v) => write!(f, "Typed({:?})", v.to_json().ok()),
             ResultSlot::Json(v) => write!(f, "Json({v})"),
+            ResultSlot::Text(text) => write!(f, "Text({text})"),
             ResultSlot::Forwarded { event_id, .. } => write!(f, "Forwarded({event_id})"),
         }
     }
@@ -169,6 +174,7 @@ impl ResultSlot {
                 Some(r) => Some(Ok(r.clone())),
                 None => Some(decode(json)),
             },
+            ResultSlot::Text(text) => Some(parse(text).and_then(|json| decode(&json))),
         }
     }
 
@@ -178,6 +184,7 @@ impl ResultSlot {
             ResultSlot::Null => Value::Null,
             ResultSlot::Typed(v) => v.to_json().unwrap_or(Value::Null),
             ResultSlot::Json(v) => Value::clone(v),
+            ResultSlot::Text(text) => parse(text).unwrap_or(Value::Null),
             ResultSlot::Forwarded { event_id, .. } => Value::String(event_id.to_string()),
         }
     }
@@ -194,8 +201,16 @@ impl ResultSlot {
                 decode::<R>(&json).map(ResultSlot::from_value)
             }
             ResultSlot::Json(json) => decode::<R>(&json).map(ResultSlot::from_value),
+            ResultSlot::Text(text) => parse(&text)
+                .and_then(|json| decode::<R>(&json))
+                .map(ResultSlot::from_value),
         }
     }
+}
+
+/// A [`ResultSlot::Text`] parsed.
+fn parse(text: &str) -> Result<Value, HandlerError> {
+    serde_json::from_str(text).map_err(schema_error)
 }
 
 fn decode<R: EventResultValue>(json: &Value) -> Result<R, HandlerError> {

@@ -180,6 +180,7 @@ fn decode_fields<'a>(
     let mut completed_at: Option<Timestamp> = None;
     let mut processed_at: Option<Timestamp> = None;
     let mut raw_results: Option<Cow<'a, Value>> = None;
+    let mut text_results: TextResults = Vec::new();
     let mut payload = Map::new();
     let mut text_payload: Vec<(String, Box<str>)> = Vec::new();
     let mut extra = EventExtra::default();
@@ -204,6 +205,13 @@ fn decode_fields<'a>(
                     text_payload.push((key.clone(), compact));
                 }
             }
+            continue;
+        }
+        if let ("event_results", Field::Text(text)) = (k, &field) {
+            // Each record's fields are parsed; its result stays text (see `results_from_text`).
+            let (value, raws) = results_from_text(text.get())?;
+            raw_results = Some(Cow::Owned(value));
+            text_results = raws;
             continue;
         }
         let v: Cow<'a, Value> = match field {
@@ -349,7 +357,7 @@ fn decode_fields<'a>(
     let version = version
         .or(legacy_version)
         .unwrap_or_else(|| DEFAULT_EVENT_VERSION.to_owned());
-    let results = match raw_results.as_deref() {
+    let mut results = match raw_results.as_deref() {
         None | Some(Value::Null) => Vec::new(),
         Some(raw) => decode_results(
             raw,
@@ -361,6 +369,11 @@ fn decode_fields<'a>(
             },
         )?,
     };
+    for (record, text) in results.iter_mut().zip(text_results) {
+        if let Some(text) = text {
+            set_text_result(record, text, result_type.as_deref());
+        }
+    }
     // Read from text, the fields stay text; read from a value, they are values.
     let payload = if text_payload.is_empty() {
         DynEvent::from_parts(event_type.clone(), payload)
@@ -485,6 +498,119 @@ fn decode_error(field: &str, value: &Value) -> Result<Option<HandlerError>, Deco
             ),
         )),
     }
+}
+
+/// The results [`results_from_text`] kept as text, by record.
+type TextResults = Vec<Option<Box<str>>>;
+
+/// `event_results` from its text: every record's fields parsed, except a `result` that is an
+/// array, an object (not a forwarded event) or a string, which is kept as compact text — checked
+/// against the nesting limit here, given to its record by [`set_text_result`] once the record is
+/// decoded (the records come back in the same order). Returns the results with those `result`s
+/// as null, and the texts by record.
+fn results_from_text(text: &str) -> Result<(Value, TextResults), DecodeError> {
+    let invalid = |field: &str, e: serde_json::Error| err(field, format!("invalid JSON: {e}"));
+    let first = text.trim_start().as_bytes().first().copied();
+    let records: Vec<(String, Option<String>, &RawValue)> = match first {
+        Some(b'[') => serde_json::from_str::<Vec<&RawValue>>(text)
+            .map_err(|e| invalid("event_results", e))?
+            .into_iter()
+            .enumerate()
+            .map(|(i, record)| (format!("event_results[{i}]"), None, record))
+            .collect(),
+        Some(b'{') => {
+            let RawObject(map) =
+                serde_json::from_str(text).map_err(|e| invalid("event_results", e))?;
+            map.into_iter()
+                .map(|(key, record)| (format!("event_results.{key}"), Some(key), record))
+                .collect()
+        }
+        _ => {
+            let value = serde_json::from_str(text).map_err(|e| invalid("event_results", e))?;
+            return Ok((value, Vec::new()));
+        }
+    };
+    let mut texts = Vec::with_capacity(records.len());
+    let mut list = Vec::with_capacity(records.len());
+    let mut map = Map::new();
+    for (field, key, record) in records {
+        let mut kept = None;
+        let value = match serde_json::from_str::<RawObject<'_>>(record.get()) {
+            Ok(RawObject(fields)) => {
+                let mut object = Map::with_capacity(fields.len());
+                for (name, raw) in fields {
+                    let value = if name == "result" && keeps_as_text(raw.get()) {
+                        let (compact, _) = compact(raw.get(), MAX_JSON_DEPTH).map_err(|_| {
+                            err(
+                                format!("{field}.result"),
+                                format!(
+                                    "nests more than {MAX_JSON_DEPTH} levels of arrays and objects"
+                                ),
+                            )
+                        })?;
+                        kept = Some(compact);
+                        Value::Null
+                    } else {
+                        serde_json::from_str(raw.get())
+                            .map_err(|e| invalid(&format!("{field}.{name}"), e))?
+                    };
+                    object.insert(name, value);
+                }
+                Value::Object(object)
+            }
+            // Not an object: decoding it names the problem.
+            Err(_) => serde_json::from_str(record.get()).map_err(|e| invalid(&field, e))?,
+        };
+        texts.push(kept);
+        match key {
+            Some(key) => {
+                map.insert(key, value);
+            }
+            None => list.push(value),
+        }
+    }
+    let value = if first == Some(b'[') {
+        Value::Array(list)
+    } else {
+        Value::Object(map)
+    };
+    Ok((value, texts))
+}
+
+/// Whether a result's text is kept as text: a string, an array, or an object that is not a
+/// forwarded event (those are decoded as events are).
+fn keeps_as_text(text: &str) -> bool {
+    match text.trim_start().as_bytes().first() {
+        Some(b'"' | b'[') => true,
+        Some(b'{') => serde_json::from_str::<RawObject<'_>>(text)
+            .is_ok_and(|RawObject(fields)| !fields.contains_key("event_type")),
+        _ => false,
+    }
+}
+
+/// Gives a decoded record the result [`results_from_text`] kept as text. A completed result of an
+/// event with a result schema is checked against it as [`decode_result`] checks a parsed one
+/// (parsed for the check only).
+fn set_text_result(record: &mut ResultRecord, text: Box<str>, result_type: Option<&ResultType>) {
+    if let (Some(result_type), ResultStatus::Completed) = (result_type, record.status) {
+        let checked = serde_json::from_str::<Value>(&text)
+            .map_err(|e| e.to_string())
+            .and_then(|value| result_type.check(&value));
+        if let Err(reason) = checked {
+            let snippet: String = text.chars().take(60).collect();
+            record.status = ResultStatus::Error;
+            record.value = ResultSlot::Null;
+            record.error = Some(Box::new(HandlerError::with_kind(
+                HandlerErrorKind::ResultSchema,
+                format!(
+                    "result {snippet} of handler {} did not match event_result_type: {reason}",
+                    record.handler.name
+                ),
+            )));
+            return;
+        }
+    }
+    record.value = ResultSlot::Text(Arc::from(text));
 }
 
 /// A forwarding handler's result is the event it forwarded, as that event's JSON: not a value

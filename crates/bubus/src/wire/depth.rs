@@ -120,6 +120,9 @@ pub(crate) fn check_result<R: Serialize + 'static>(slot: &ResultSlot) -> Result<
     let depth = match slot {
         ResultSlot::Null | ResultSlot::Forwarded { .. } => return Ok(()),
         ResultSlot::Json(json) => value_depth(json, MAX_JSON_DEPTH),
+        ResultSlot::Text(text) => {
+            super::raw::compact(text, MAX_JSON_DEPTH).map_or_else(|depth| depth, |(_, d)| d)
+        }
         ResultSlot::Typed(value) => match value.as_any().downcast_ref::<R>() {
             Some(value) => serialized_depth(value, MAX_JSON_DEPTH),
             None => value

@@ -29,18 +29,22 @@ fn mode<T: serde::Serialize>(m: Option<T>) -> Value {
 /// handler id (what the Python and TypeScript runtimes write since abxbus 2.5; the form bus
 /// snapshots and result-carrying log records use); without, it is omitted, as on bridges.
 pub(crate) fn event_json(event: &EventInner, results: bool) -> Map<String, Value> {
-    let payload = match event.payload_json() {
+    event_map(event, results, payload_or_empty(event), false)
+}
+
+fn payload_or_empty(event: &EventInner) -> Map<String, Value> {
+    match event.payload_json() {
         Ok(payload) => payload,
         Err(err) => {
             tracing::warn!(event = %event.label(), error = %err, "payload could not be serialized");
             Map::new()
         }
-    };
-    event_map(event, results, payload)
+    }
 }
 
-/// [`event_json`] as compact text. An event read from text writes its payload fields as the text
-/// they were read as, without parsing them: a log copied or printed costs about its own size.
+/// [`event_json`] as compact text. An event read from text writes its payload fields, and its
+/// results, as the text they were read as, without parsing them: a log copied or printed costs
+/// about its own size.
 pub(crate) fn event_json_text(event: &EventInner, results: bool) -> Vec<u8> {
     let text_fields = event
         .own_payload::<DynEvent>()
@@ -48,12 +52,13 @@ pub(crate) fn event_json_text(event: &EventInner, results: bool) -> Vec<u8> {
         // A forwarding handler's result is the event's whole JSON, payload included: written
         // from the parsed form.
         .filter(|_| !(results && has_forwarded_result(event)));
-    let Some(fields) = text_fields else {
-        return Value::Object(event_json(event, results))
-            .to_string()
-            .into_bytes();
+    let (mut out, fields) = match text_fields {
+        Some(fields) => (event_map(event, results, Map::new(), true), fields),
+        None => (
+            event_map(event, results, payload_or_empty(event), true),
+            &[][..],
+        ),
     };
-    let mut out = event_map(event, results, Map::new());
     let event_results = out.shift_remove("event_results");
     let mut text = Vec::with_capacity(
         512 + fields
@@ -75,10 +80,56 @@ pub(crate) fn event_json_text(event: &EventInner, results: bool) -> Vec<u8> {
     }
     if let Some(results) = &event_results {
         push_key(&mut text, "event_results");
-        let _ = serde_json::to_writer(&mut text, results);
+        write_results(&mut text, event, results);
     }
     text.push(b'}');
     text
+}
+
+/// The `event_results` object [`event_map`] built (with results held as text left null), with
+/// those results written as their text.
+fn write_results(text: &mut Vec<u8>, event: &EventInner, results: &Value) {
+    let texts: Vec<Option<Arc<str>>> = event
+        .state
+        .lock()
+        .results
+        .iter()
+        .map(|r| match &r.value {
+            ResultSlot::Text(raw) => Some(Arc::clone(raw)),
+            _ => None,
+        })
+        .collect();
+    let Value::Object(map) = results else {
+        let _ = serde_json::to_writer(&mut *text, results);
+        return;
+    };
+    // One entry per record, in order (`results_insert`); anything else is written as it is.
+    if map.len() != texts.len() || texts.iter().all(Option::is_none) {
+        let _ = serde_json::to_writer(&mut *text, results);
+        return;
+    }
+    text.push(b'{');
+    for ((key, record), raw) in map.iter().zip(texts) {
+        push_key(text, key);
+        match (record, raw) {
+            (Value::Object(fields), Some(raw)) => {
+                text.push(b'{');
+                for (name, value) in fields {
+                    push_key(text, name);
+                    if name == "result" {
+                        text.extend_from_slice(raw.as_bytes());
+                    } else {
+                        let _ = serde_json::to_writer(&mut *text, value);
+                    }
+                }
+                text.push(b'}');
+            }
+            (record, _) => {
+                let _ = serde_json::to_writer(&mut *text, record);
+            }
+        }
+    }
+    text.push(b'}');
 }
 
 fn has_forwarded_result(event: &EventInner) -> bool {
@@ -100,7 +151,13 @@ fn push_key(text: &mut Vec<u8>, key: &str) {
 }
 
 /// The event's JSON object with `payload` as its payload fields.
-fn event_map(event: &EventInner, results: bool, payload: Map<String, Value>) -> Map<String, Value> {
+/// With `text_results`, results held as text are left null (the text writer splices them in).
+fn event_map(
+    event: &EventInner,
+    results: bool,
+    payload: Map<String, Value>,
+    text_results: bool,
+) -> Map<String, Value> {
     let result_type = (event.kind.result_schema)(event).unwrap_or(Value::Null);
     let st = event.state.lock();
     let c = &st.config;
@@ -190,7 +247,7 @@ fn event_map(event: &EventInner, results: bool, payload: Map<String, Value>) -> 
         };
         let mut results = Map::with_capacity(st.results.len());
         for record in &st.results {
-            let json = Value::Object(result_json(record, event.id, &forwarded));
+            let json = Value::Object(result_json(record, event.id, &forwarded, text_results));
             results_insert(&mut results, record, json);
         }
         drop(st);
@@ -217,6 +274,7 @@ pub(crate) fn result_json(
     record: &ResultRecord,
     event_id: uuid::Uuid,
     forwarded: &dyn Fn(&Weak<EventInner>) -> Value,
+    text_results: bool,
 ) -> Map<String, Value> {
     let h = &record.handler;
     let mut out = Map::with_capacity(17);
@@ -254,6 +312,7 @@ pub(crate) fn result_json(
     let result = match &record.value {
         // A forwarding handler's result is the event itself (without its results).
         ResultSlot::Forwarded { event, .. } => forwarded(event),
+        ResultSlot::Text(_) if text_results => Value::Null,
         other => other.to_json(),
     };
     out.insert("result".into(), result);
