@@ -132,6 +132,7 @@
 
 mod cli;
 mod convert;
+mod dead_letters;
 mod mirror;
 mod output;
 mod pretty;
@@ -173,6 +174,7 @@ pub fn run() -> ExitCode {
             Command::Tree(args) => tree::run(args, cli.color, &diag),
             Command::Replay(args) => replay::run(args, &diag).await,
             Command::Convert(args) => convert::run(args, &diag),
+            Command::DeadLetters(args) => dead_letters::run(args).await,
         }
     });
     match outcome {
