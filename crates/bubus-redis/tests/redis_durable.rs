@@ -252,3 +252,48 @@ async fn one_group_shares_the_events_another_group_gets_them_all() {
         "no event handled twice in the group"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_handler_keeps_its_lease() {
+    // Two members with a 1 s lease; the event's handler takes 3.5 s. Without lease renewal
+    // the idle member would reclaim the entry and run it a second time.
+    let channel = channel();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut bridges = Vec::new();
+    for _ in 0..2 {
+        let t = RedisTransport::builder(URL)
+            .expect("url")
+            .channel(&channel)
+            .streams()
+            .group("slow")
+            .lease(Duration::from_secs(1))
+            .build()
+            .expect("transport");
+        let bridge = Bridge::builder(t.clone())
+            .dedup(Arc::new(t.dedup_store()))
+            .build();
+        let r = Arc::clone(&runs);
+        bridge.on("DurablePing", move |_e: AnyEvent| {
+            let r = Arc::clone(&r);
+            async move {
+                r.fetch_add(1, Ordering::SeqCst);
+                // The work itself.
+                tokio::time::sleep(Duration::from_millis(3500)).await;
+            }
+        });
+        bridge.start().await.expect("start");
+        bridges.push(bridge);
+    }
+    let sender = Bridge::new(transport(&channel, "senders"));
+    sender.send(&ping(1)).await.expect("send");
+    eventually("the slow event completed", || {
+        bridges.iter().map(|b| b.metrics().completed).sum::<u64>() == 1
+    })
+    .await;
+    // A reclaim would have started a second run by now (it is attempted every half lease).
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    for b in bridges {
+        assert_eq!(b.metrics().duplicates, 0);
+        b.close().await.expect("close");
+    }
+}
