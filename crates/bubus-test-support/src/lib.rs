@@ -9,6 +9,7 @@ use parking_lot::Mutex;
 
 pub mod conformance;
 pub mod peers;
+pub mod roles;
 pub mod servers;
 
 /// An append-only log shared by handlers and the test body; clones share the same log.

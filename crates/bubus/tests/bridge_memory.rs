@@ -57,3 +57,56 @@ mod durable {
     use super::*;
     bubus_test_support::transport_conformance!(Durable);
 }
+
+mod policy {
+    use std::time::Duration;
+
+    use bubus::bridge::{Bridge, MemoryMedium};
+    use bubus::{AnyEvent, DynEvent, EventBus};
+    use serde_json::json;
+
+    /// A far side that does not return results (a family runtime, or a bridge with results back
+    /// off) never answers: the sender's handler fails with `NoReply` when its wait runs out.
+    #[tokio::test(start_paused = true)]
+    async fn a_far_side_that_never_answers_fails_the_sender_at_its_timeout() {
+        let medium = MemoryMedium::new();
+        let (a, b) = (EventBus::new("A"), EventBus::new("B"));
+        let sender = Bridge::builder(medium.transport())
+            .results_back(true)
+            .reply_timeout(Duration::from_secs(5))
+            .build();
+        let plain = Bridge::new(medium.transport());
+        sender.attach(&a);
+        plain.attach(&b);
+        b.on_pattern("Ping", |_e: AnyEvent| json!("handled on B"));
+        sender.start().await.expect("start");
+        plain.start().await.expect("start");
+        let arrived = std::future::IntoFuture::into_future(b.expect_pattern("Ping"));
+        let sent = a
+            .dispatch(DynEvent::new("Ping", json!({})).expect("event"))
+            .expect("dispatch");
+        arrived.await.expect("B got it");
+        let err = sent.event_result().await.expect_err("no reply");
+        let message = err.to_string();
+        assert!(message.contains("no completion"), "{message}");
+        assert!(message.contains(&sent.event_id().to_string()), "{message}");
+        sender.close().await.expect("close");
+        plain.close().await.expect("close");
+    }
+
+    /// Closing waits for the sends in flight and refuses new ones.
+    #[tokio::test]
+    async fn close_refuses_new_sends() {
+        let medium = MemoryMedium::new();
+        let a = EventBus::new("A");
+        let bridge = Bridge::new(medium.transport());
+        bridge.attach(&a);
+        bridge.close().await.expect("close");
+        let sent = a
+            .dispatch(DynEvent::new("Ping", json!({})).expect("event"))
+            .expect("dispatch");
+        let errors = sent.await.expect("done").event_errors();
+        assert!(errors[0].to_string().contains("is closed"), "{errors:?}");
+        assert!(bridge.is_closed());
+    }
+}

@@ -9,13 +9,14 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use parking_lot::Mutex;
-use serde_json::Value;
 use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use super::dedup::{DedupStore, MemoryDedup};
-use super::transport::{Acker, Delivery, Message, MessageKind, Transport, TransportError};
+use super::transport::{
+    Acker, BadInput, Delivery, Message, MessageKind, Transport, TransportError,
+};
 use crate::EventHandler;
 use crate::bus::EventBus;
 use crate::error::HandlerError;
@@ -23,8 +24,7 @@ use crate::event::AnyEvent;
 use crate::handler::{ErasedHandler, HandlerCall, HandlerFn, HandlerInput, IntoHandler};
 use crate::result::ResultSlot;
 
-/// The key of a completion record on the wire: `{"bubus_completion": <event with results>}`.
-pub const COMPLETION_KEY: &str = "bubus_completion";
+use super::message::{COMPLETION_KEY, Incoming, decode_message};
 
 /// Why a bridge operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -111,10 +111,6 @@ struct Counters {
     replies_merged: AtomicU64,
 }
 
-fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
-}
-
 /// How a bridge is built: see [`Bridge::builder`].
 #[derive(Debug)]
 pub struct BridgeBuilder {
@@ -125,9 +121,18 @@ pub struct BridgeBuilder {
     dedup: Option<Arc<dyn DedupStore>>,
     max_deliveries: u32,
     redeliver_on_error: Option<bool>,
+    max_in_flight: usize,
 }
 
 impl BridgeBuilder {
+    /// How many received events may be dispatched and not yet completed at once (default 64):
+    /// the listener waits for one to complete before it dispatches more, so a fast sender
+    /// cannot fill the receiving bus's history with pending events.
+    pub fn max_in_flight(mut self, n: usize) -> Self {
+        self.max_in_flight = n.max(1);
+        self
+    }
+
     /// The bridge's name, which names its inbound bus (default: the family's
     /// `<Kind>_<last 8 hex digits of a new id>`, e.g. `JSONLEventBridge_1a2b3c4d`).
     pub fn name(mut self, name: impl Into<String>) -> Self {
@@ -201,6 +206,7 @@ impl BridgeBuilder {
                     .unwrap_or_else(|| Arc::new(MemoryDedup::default())),
                 max_deliveries: self.max_deliveries,
                 redeliver_on_error: self.redeliver_on_error.unwrap_or(caps.redelivery),
+                permits: Arc::new(tokio::sync::Semaphore::new(self.max_in_flight)),
                 counters: Counters::default(),
                 closed: AtomicBool::new(false),
                 sending: AtomicUsize::new(0),
@@ -210,6 +216,8 @@ impl BridgeBuilder {
                 in_flight: Mutex::new(HashMap::new()),
                 listener: Mutex::new(None),
                 stop: Arc::new(Notify::new()),
+                recent_bad: Mutex::new(std::collections::VecDeque::new()),
+                changed: Notify::new(),
             }),
         }
     }
@@ -250,6 +258,8 @@ struct BridgeInner {
     dedup: Arc<dyn DedupStore>,
     max_deliveries: u32,
     redeliver_on_error: bool,
+    /// One per received event between its dispatch and its completion.
+    permits: Arc<tokio::sync::Semaphore>,
     counters: Counters,
     closed: AtomicBool,
     sending: AtomicUsize,
@@ -258,11 +268,15 @@ struct BridgeInner {
     /// own echo is skipped (and counted).
     attached: Mutex<Vec<Arc<str>>>,
     /// Senders waiting for the far side's completion record, by event id.
-    replies: Mutex<HashMap<Uuid, oneshot::Sender<String>>>,
+    replies: Mutex<HashMap<Uuid, Waiter>>,
     /// Received events not yet completed, by id (a second delivery meanwhile is a duplicate).
     in_flight: Mutex<HashMap<Uuid, ()>>,
     listener: Mutex<Option<JoinHandle<()>>>,
     stop: Arc<Notify>,
+    /// The last few problems with input, for [`Bridge::recent_bad_input`].
+    recent_bad: Mutex<std::collections::VecDeque<BadInput>>,
+    /// Woken on every counter change ([`Bridge::wait_metrics`]).
+    changed: Notify,
 }
 
 impl fmt::Debug for Bridge {
@@ -296,6 +310,7 @@ impl Bridge {
             dedup: None,
             max_deliveries: 5,
             redeliver_on_error: None,
+            max_in_flight: 64,
         }
     }
 
@@ -332,6 +347,28 @@ impl Bridge {
             dead_lettered: get(&c.dead_lettered),
             replies_sent: get(&c.replies_sent),
             replies_merged: get(&c.replies_merged),
+        }
+    }
+
+    /// The last 32 problems with received input (oldest first), each with where it was
+    /// (`file:line`, a row id, a peer) and what is wrong; [`metrics`](Self::metrics) counts
+    /// all of them (`invalid`).
+    pub fn recent_bad_input(&self) -> Vec<BadInput> {
+        self.inner.recent_bad.lock().iter().cloned().collect()
+    }
+
+    /// Waits until the counters satisfy `done` (checked on every change).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn wait_metrics(&self, done: impl Fn(&BridgeMetrics) -> bool) {
+        loop {
+            let changed = self.inner.changed.notified();
+            if done(&self.metrics()) {
+                return;
+            }
+            changed.await;
         }
     }
 
@@ -463,6 +500,24 @@ pub struct Attachment {
 }
 
 impl BridgeInner {
+    const RECENT_BAD: usize = 32;
+
+    fn bump(&self, counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_waiters();
+    }
+
+    fn bad_input(&self, bad: BadInput) {
+        tracing::warn!(bridge = %self.name, origin = %bad.origin, error = %bad.message, "bridge skipped bad input");
+        let mut recent = self.recent_bad.lock();
+        if recent.len() == Self::RECENT_BAD {
+            recent.pop_front();
+        }
+        recent.push_back(bad);
+        drop(recent);
+        self.bump(&self.counters.invalid);
+    }
+
     fn closed_error(&self) -> BridgeError {
         BridgeError::Closed {
             bridge: self.name.clone(),
@@ -487,11 +542,11 @@ impl BridgeInner {
         }
         match sent {
             Ok(()) => {
-                bump(&self.counters.sent);
+                self.bump(&self.counters.sent);
                 Ok(())
             }
             Err(e) => {
-                bump(&self.counters.send_errors);
+                self.bump(&self.counters.send_errors);
                 Err(self.transport_error(e))
             }
         }
@@ -519,8 +574,15 @@ impl BridgeInner {
         let event_id = event.event_id();
         let reply = if self.results_back {
             let (tx, rx) = oneshot::channel();
-            self.replies.lock().insert(event_id, tx);
-            Some(rx)
+            let (children, children_rx) = tokio::sync::mpsc::unbounded_channel();
+            self.replies.lock().insert(
+                event_id,
+                Waiter {
+                    reply: tx,
+                    children,
+                },
+            );
+            Some((rx, children_rx))
         } else {
             None
         };
@@ -528,7 +590,7 @@ impl BridgeInner {
             self.replies.lock().remove(&event_id);
             return Err(HandlerError::from_error(e));
         }
-        let Some(rx) = reply else {
+        let Some((rx, children)) = reply else {
             return Ok(ResultSlot::Null);
         };
         // Dropped (the handler timed out, was cancelled): forget the waiter.
@@ -536,8 +598,9 @@ impl BridgeInner {
             bridge: &self,
             event_id,
         };
+        let waiting = Arc::clone(&self).wait_reply(rx, children);
         let text = match self.reply_timeout {
-            Some(t) => match tokio::time::timeout(t, rx).await {
+            Some(t) => match tokio::time::timeout(t, waiting).await {
                 Ok(r) => r,
                 Err(_) => {
                     return Err(HandlerError::from_error(BridgeError::NoReply {
@@ -547,19 +610,49 @@ impl BridgeInner {
                     }));
                 }
             },
-            None => rx.await,
+            None => waiting.await,
         };
         drop(guard);
-        let Ok(text) = text else {
+        let Ok(remote) = text else {
             return Err(HandlerError::from_error(self.closed_error()));
         };
-        match AnyEvent::from_json_str(&text) {
-            Ok(remote) => {
-                event.inner().merge_foreign_results(remote.inner());
-                bump(&self.counters.replies_merged);
-                Ok(ResultSlot::Null)
+        event.inner().merge_foreign_results(remote.inner());
+        self.bump(&self.counters.replies_merged);
+        Ok(ResultSlot::Null)
+    }
+
+    /// Waits for the completion record, meanwhile processing the remote children of the
+    /// awaited event (inside the sending handler, so they queue-jump on this process's buses).
+    async fn wait_reply(
+        self: Arc<Self>,
+        mut rx: oneshot::Receiver<AnyEvent>,
+        mut children: tokio::sync::mpsc::UnboundedReceiver<RemoteChild>,
+    ) -> Result<AnyEvent, oneshot::error::RecvError> {
+        loop {
+            tokio::select! {
+                biased;
+                reply = &mut rx => return reply,
+                Some(child) = children.recv() => {
+                    let RemoteChild { event, acker, attempt, origin } = child;
+                    let event_id = event.event_id();
+                    match self.inbound.dispatch(event) {
+                        Ok(handle) => {
+                            self.bump(&self.counters.dispatched);
+                            // Awaited in handler context: processed now, ahead of the queue.
+                            let _ = (&handle).await;
+                            Arc::clone(&self).complete(handle, acker, attempt, origin).await;
+                        }
+                        Err(e) => {
+                            self.in_flight.lock().remove(&event_id);
+                            tracing::warn!(bridge = %self.name, %origin, error = %e, "bridge could not dispatch a received event");
+                            if let Some(a) = acker {
+                                self.bump(&self.counters.nacked);
+                                let _ = a.nack(None).await;
+                            }
+                        }
+                    }
+                }
             }
-            Err(e) => Err(HandlerError::from_error(e)),
         }
     }
 
@@ -575,15 +668,18 @@ impl BridgeInner {
             let Some(next) = next else { break };
             // Reap finished completions so the set stays small.
             while tasks.try_join_next().is_some() {}
-            bump(&self.counters.received);
+            self.bump(&self.counters.received);
             match next {
-                Err(bad) => {
-                    bump(&self.counters.invalid);
-                    tracing::warn!(bridge = %self.name, origin = %bad.origin, error = %bad.message, "bridge skipped bad input");
-                }
+                Err(bad) => self.bad_input(bad),
                 Ok(delivery) => {
+                    let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
+                        break;
+                    };
                     if let Some(task) = Arc::clone(&self).receive(delivery).await {
-                        tasks.spawn(task);
+                        tasks.spawn(async move {
+                            task.await;
+                            drop(permit);
+                        });
                     }
                 }
             }
@@ -600,18 +696,17 @@ impl BridgeInner {
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         let acker = delivery.take_acker();
         let text = delivery.text();
-        if text.starts_with("{\"bubus_completion\"") {
-            self.receive_completion(text, delivery.origin());
-            ack(acker).await;
-            return None;
-        }
-        let decoded = match AnyEvent::from_json_str(text) {
-            Ok(e) => e,
+        let decoded = match decode_message(text) {
+            Ok(Incoming::Event(e)) => e,
+            Ok(Incoming::Completion(record)) => {
+                self.receive_completion(record);
+                ack(acker).await;
+                return None;
+            }
             Err(e) => {
-                bump(&self.counters.invalid);
-                tracing::warn!(bridge = %self.name, origin = %delivery.origin(), error = %e, "bridge skipped a message that is not an event");
+                self.bad_input(BadInput::new(delivery.origin(), e.to_string()));
                 if let Some(a) = acker {
-                    bump(&self.counters.dead_lettered);
+                    self.bump(&self.counters.dead_lettered);
                     let _ = a.dead_letter(format!("{}: {e}", delivery.origin())).await;
                 }
                 return None;
@@ -625,7 +720,7 @@ impl BridgeInner {
                 .iter()
                 .any(|label| path.iter().any(|p| **p == **label));
         if own_echo {
-            bump(&self.counters.loops);
+            self.bump(&self.counters.loops);
             ack(acker).await;
             return None;
         }
@@ -638,24 +733,48 @@ impl BridgeInner {
             }
         };
         if seen || self.in_flight.lock().insert(event_id, ()).is_some() {
-            bump(&self.counters.duplicates);
+            self.bump(&self.counters.duplicates);
             ack(acker).await;
             return None;
         }
         let event = decoded.event_reset_keep_id();
+        // A child the far side dispatched under an event a sender here is waiting on: that
+        // sender's handler processes it (its bus is busy with the parent).
+        let mut acker = acker;
+        let event = match event
+            .event_parent_id()
+            .and_then(|parent| self.replies.lock().get(&parent).map(|w| w.children.clone()))
+        {
+            Some(children) => {
+                let child = RemoteChild {
+                    event,
+                    acker,
+                    attempt: delivery.attempt(),
+                    origin: delivery.origin().to_owned(),
+                };
+                match children.send(child) {
+                    Ok(()) => return None,
+                    Err(back) => {
+                        acker = back.0.acker;
+                        back.0.event
+                    }
+                }
+            }
+            None => event,
+        };
         let handle = match self.inbound.dispatch(event) {
             Ok(h) => h,
             Err(e) => {
                 self.in_flight.lock().remove(&event_id);
                 tracing::warn!(bridge = %self.name, origin = %delivery.origin(), error = %e, "bridge could not dispatch a received event");
                 if let Some(a) = acker {
-                    bump(&self.counters.nacked);
+                    self.bump(&self.counters.nacked);
                     let _ = a.nack(None).await;
                 }
                 return None;
             }
         };
-        bump(&self.counters.dispatched);
+        self.bump(&self.counters.dispatched);
         let attempt = delivery.attempt();
         let origin = delivery.origin().to_owned();
         let this = Arc::clone(&self);
@@ -679,11 +798,11 @@ impl BridgeInner {
             self.in_flight.lock().remove(&event_id);
             if let Some(a) = acker {
                 if attempt >= self.max_deliveries {
-                    bump(&self.counters.dead_lettered);
+                    self.bump(&self.counters.dead_lettered);
                     tracing::warn!(bridge = %self.name, %origin, event = %event_id, attempt, reason = %reason, "bridge gave up on an event");
                     let _ = a.dead_letter(reason.clone()).await;
                 } else {
-                    bump(&self.counters.nacked);
+                    self.bump(&self.counters.nacked);
                     let _ = a.nack(None).await;
                 }
             }
@@ -693,7 +812,7 @@ impl BridgeInner {
             tracing::warn!(bridge = %self.name, error = %e, "bridge dedup store failed to record an event");
         }
         self.in_flight.lock().remove(&event_id);
-        bump(&self.counters.completed);
+        self.bump(&self.counters.completed);
         ack(acker).await;
         if self.results_back {
             let text = format!(
@@ -704,35 +823,34 @@ impl BridgeInner {
                 Message::from_parts(MessageKind::Completion, event_id, handle.event_type(), text);
             // A reply after close is dropped: the sender's timeout reports it.
             if self.transport.send(&message).await.is_ok() {
-                bump(&self.counters.replies_sent);
+                self.bump(&self.counters.replies_sent);
             }
         }
     }
 
-    fn receive_completion(&self, text: &str, origin: &str) {
-        let Ok(Value::Object(mut record)) = serde_json::from_str::<Value>(text) else {
-            bump(&self.counters.invalid);
-            tracing::warn!(bridge = %self.name, %origin, "bridge skipped a completion record that is not JSON");
-            return;
-        };
-        let Some(event) = record.remove(COMPLETION_KEY) else {
-            return;
-        };
-        let Some(id) = event
-            .get("event_id")
-            .and_then(Value::as_str)
-            .and_then(|s| Uuid::parse_str(s).ok())
-        else {
-            bump(&self.counters.invalid);
-            tracing::warn!(bridge = %self.name, %origin, "bridge skipped a completion record without an event id");
-            return;
-        };
+    fn receive_completion(&self, record: AnyEvent) {
         // Not ours (another sender's, or our own reply on a shared medium): ignore.
-        let Some(tx) = self.replies.lock().remove(&id) else {
+        let Some(waiter) = self.replies.lock().remove(&record.event_id()) else {
             return;
         };
-        let _ = tx.send(event.to_string());
+        let _ = waiter.reply.send(record);
     }
+}
+
+/// A sender waiting for the far side's completion of one event.
+struct Waiter {
+    reply: oneshot::Sender<AnyEvent>,
+    /// Events the far side's handlers dispatched as children of the awaited event: the waiting
+    /// handler processes them (queue-jumping, as an awaited child in one process would be),
+    /// since the bus it runs on is busy with their parent.
+    children: tokio::sync::mpsc::UnboundedSender<RemoteChild>,
+}
+
+struct RemoteChild {
+    event: AnyEvent,
+    acker: Option<Box<dyn Acker>>,
+    attempt: u32,
+    origin: String,
 }
 
 struct ReplyGuard<'a> {

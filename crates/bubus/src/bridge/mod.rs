@@ -48,18 +48,30 @@
 #[allow(clippy::module_inception)]
 mod bridge;
 mod dedup;
+#[cfg(feature = "bridge-jsonl")]
+mod jsonl;
 mod memory;
+mod message;
+#[cfg(all(unix, feature = "bridge-socket"))]
+mod socket;
 mod transport;
 
 #[doc(inline)]
 pub use bridge::{
-    Attachment, Bridge, BridgeBuilder, BridgeError, BridgeMetrics, BridgeSender, COMPLETION_KEY,
-    SenderMarker,
+    Attachment, Bridge, BridgeBuilder, BridgeError, BridgeMetrics, BridgeSender, SenderMarker,
 };
 #[doc(inline)]
 pub use dedup::{DedupStore, MemoryDedup};
+#[cfg(feature = "bridge-jsonl")]
+#[doc(inline)]
+pub use jsonl::JsonlTransport;
 #[doc(inline)]
 pub use memory::{DeadLetter, MemoryMedium, MemoryTransport};
+#[doc(inline)]
+pub use message::{COMPLETION_KEY, Incoming, decode_message};
+#[cfg(all(unix, feature = "bridge-socket"))]
+#[doc(inline)]
+pub use socket::{MAX_SOCKET_PATH_BYTES, UnixSocketTransport};
 #[doc(inline)]
 pub use transport::{
     Acker, BadInput, BoxFuture, Capabilities, Delivery, DeliveryStream, Message, MessageKind,

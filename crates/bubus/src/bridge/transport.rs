@@ -48,6 +48,9 @@ pub struct Capabilities {
     pub receives_own: bool,
     /// Messages from one sender arrive in the order they were sent.
     pub ordered: bool,
+    /// Only one endpoint on a medium can listen (a socket path, an HTTP address); the others
+    /// only send. Results back then needs the sender to listen somewhere of its own.
+    pub single_listener: bool,
 }
 
 impl Capabilities {
@@ -60,6 +63,7 @@ impl Capabilities {
             dead_letters: false,
             receives_own: false,
             ordered: false,
+            single_listener: false,
         }
     }
 
@@ -96,6 +100,12 @@ impl Capabilities {
     /// Sets [`ordered`](Self::ordered).
     pub const fn with_ordered(mut self, yes: bool) -> Self {
         self.ordered = yes;
+        self
+    }
+
+    /// Sets [`single_listener`](Self::single_listener).
+    pub const fn with_single_listener(mut self, yes: bool) -> Self {
+        self.single_listener = yes;
         self
     }
 }
