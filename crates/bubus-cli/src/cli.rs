@@ -21,7 +21,10 @@ Examples:
   bubus convert orders.jsonl history.sqlite3
   bubus convert history.sqlite3 orders.jsonl
   bubus monitor orders.jsonl           a live web page over the log (http://127.0.0.1:7474/)
-  bubus monitor a.jsonl b.sqlite3 --replay-to inbox.jsonl";
+  bubus monitor a.jsonl b.sqlite3 --replay-to inbox.jsonl
+
+  bubus dead-letters list redis://127.0.0.1:6379/0/orders
+  bubus dead-letters replay --all nats://127.0.0.1:4222/orders";
 
 /// Tail, replay and convert bubus write-ahead logs, print event trees, watch a live bus.
 ///
@@ -59,7 +62,7 @@ pub(crate) enum Command {
     Tree(TreeArgs),
     Replay(ReplayArgs),
     Convert(ConvertArgs),
-    DeadLetters(crate::dead_letters::DeadLettersArgs),
+    DeadLetters(DeadLettersArgs),
     Monitor(MonitorArgs),
 }
 
@@ -304,4 +307,55 @@ mod tests {
     fn the_command_line_is_consistent() {
         super::Cli::command().debug_assert();
     }
+}
+
+/// List or replay the dead letters of a durable bridge: the events that kept failing on the
+/// receiving side (Redis Streams: the stream `bubus:<channel>:dead`; NATS JetStream: the
+/// stream `<stream>_DEAD`).
+///
+/// URL is the bridge's: `redis[s]://host:port/<db>/<channel>` or `nats://host:port/<subject>`
+/// (channel and subject default to `abxbus_events`).
+#[derive(Debug, Args)]
+pub(crate) struct DeadLettersArgs {
+    #[command(subcommand)]
+    pub(crate) action: DeadLettersAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeadLettersAction {
+    /// One line per dead letter, oldest first: its id, the event (`Type#abcd`), how many times it
+    /// was delivered, the consumer group it failed in, and the last error.
+    List {
+        /// The bridge's URL.
+        url: String,
+        /// At most this many.
+        #[arg(long, value_name = "N", default_value_t = 1000)]
+        limit: usize,
+        /// One JSON object per line, with the event itself.
+        #[arg(long)]
+        json: bool,
+        /// NATS: the stream's name, when it is not the default `BUBUS_<subject>`.
+        #[arg(long, value_name = "NAME")]
+        stream: Option<String>,
+        /// PostgreSQL: only this consumer group's.
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+    },
+    /// Put a dead letter (or all of them) back on its stream: every group receives it again,
+    /// and groups that already handled it skip it.
+    Replay {
+        /// The bridge's URL.
+        url: String,
+        /// The dead letter's id (as `list` prints it).
+        id: Option<String>,
+        /// Replay every dead letter.
+        #[arg(long, conflicts_with = "id")]
+        all: bool,
+        /// NATS: the stream's name, when it is not the default `BUBUS_<subject>`.
+        #[arg(long, value_name = "NAME")]
+        stream: Option<String>,
+        /// PostgreSQL: only this consumer group's.
+        #[arg(long, value_name = "GROUP")]
+        group: Option<String>,
+    },
 }

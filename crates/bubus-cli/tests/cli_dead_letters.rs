@@ -1,82 +1,145 @@
-//! `bubus dead-letters list|replay` against a durable PostgreSQL bridge on the shared server.
+//! `bubus dead-letters list|replay URL` against the durable Redis and NATS bridges on the shared
+//! servers (127.0.0.1:6379, 127.0.0.1:4222).
 
-use std::process::Command;
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use bubus::{AnyEvent, DynEvent, EventBus, EventHandle};
-use bubus_postgres::{DurableOptions, PgTransport};
+use bubus::bridge::{Bridge, Transport};
+use bubus::{AnyEvent, DynEvent, EventHandle};
+use serde_json::{Value, json};
+use support::{run, stderr, stdout};
 
-const SHARED: &str = "postgresql://postgres@127.0.0.1:5432/test";
+async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    tokio::time::timeout(Duration::from_secs(60), async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what} never happened"));
+}
 
-fn bubus(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_bubus"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// A receiver whose handler fails until healed, a poison event dead-lettered after 2
+/// deliveries; then the CLI lists it, replays it, and the healed receiver handles it.
+async fn list_and_replay(url: &str, receiver: impl Transport + Clone, sender: impl Transport) {
+    let healed = Arc::new(AtomicBool::new(false));
+    let bridge = Bridge::builder(receiver).max_deliveries(2).build();
+    let h = Arc::clone(&healed);
+    bridge.on("CliPoison", move |_e: AnyEvent| {
+        if h.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(std::io::Error::other("still broken"))
+        }
+    });
+    bridge.start().await.expect("start");
+    let event =
+        EventHandle::new(DynEvent::new("CliPoison", json!({"n": 7})).expect("event")).to_any();
+    let sender = Bridge::new(sender);
+    sender.send(&event).await.expect("send");
+    eventually("the dead letter", || bridge.metrics().dead_lettered == 1).await;
+
+    let url_owned = url.to_owned();
+    let listed = tokio::task::spawn_blocking(move || run(&["dead-letters", "list", &url_owned]))
+        .await
+        .expect("cli");
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    let text = stdout(&listed);
+    let short = &event.event_id().to_string()[32..];
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.contains(&format!("CliPoison#{short}")), "{text}");
+    assert!(
+        text.contains("deliveries=2") && text.contains("still broken"),
+        "{text}"
+    );
+
+    let url_owned = url.to_owned();
+    let json_out =
+        tokio::task::spawn_blocking(move || run(&["dead-letters", "list", "--json", &url_owned]))
+            .await
+            .expect("cli");
+    let letter: Value = serde_json::from_str(stdout(&json_out).trim()).expect("one JSON line");
+    assert_eq!(letter["event_id"], event.event_id().to_string());
+    assert_eq!(letter["event"]["n"], 7);
+    let id = letter["id"].as_str().expect("an id").to_owned();
+
+    healed.store(true, Ordering::SeqCst);
+    let url_owned = url.to_owned();
+    let replayed =
+        tokio::task::spawn_blocking(move || run(&["dead-letters", "replay", &url_owned, &id]))
+            .await
+            .expect("cli");
+    assert!(replayed.status.success(), "{}", stderr(&replayed));
+    assert_eq!(stdout(&replayed).trim(), "replayed 1");
+    eventually("the replayed event handled", || {
+        bridge.metrics().completed == 1
+    })
+    .await;
+
+    let url_owned = url.to_owned();
+    let rest = tokio::task::spawn_blocking(move || {
+        (
+            run(&["dead-letters", "list", &url_owned]),
+            run(&["dead-letters", "replay", "--all", &url_owned]),
+        )
+    })
+    .await
+    .expect("cli");
+    assert_eq!(stdout(&rest.0), "", "no dead letters left");
+    assert_eq!(stdout(&rest.1).trim(), "replayed 0");
+    bridge.close().await.expect("close");
+    sender.close().await.expect("close");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn lists_and_replays_postgres_dead_letters() {
-    let table = format!("cli_dead_{}_{:08x}", std::process::id(), fastrand::u32(..));
-    let url = format!("{SHARED}/{table}");
-    let transport = PgTransport::durable(
-        &url,
-        DurableOptions::new("billing")
-            .max_deliveries(1)
-            .poll_interval(Duration::from_millis(100)),
-    )
-    .await
-    .unwrap();
-    let bus = EventBus::new("Billing");
-    bus.on_pattern("Charge", |_e: AnyEvent| {
-        Err::<(), _>(std::io::Error::other("card declined"))
-    });
-    let bridge = transport.bridge().build();
-    bridge.attach(&bus);
-    bridge.start().await.unwrap();
-    let event: AnyEvent =
-        EventHandle::new(DynEvent::new("Charge", serde_json::json!({"cents": 5})).unwrap()).into();
-    let id = event.event_id().to_string();
-    transport.send_event(&event).await.unwrap();
-    while transport.dead_letters().await.unwrap().is_empty() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    bridge.close().await.unwrap();
-
-    let (ok, out, err) = bubus(&["dead-letters", "list", &url]);
-    assert!(ok, "{err}");
-    let line = out.lines().next().unwrap();
-    assert!(
-        line.contains(&id) && line.contains("billing") && line.contains("Charge"),
-        "{out}"
+async fn redis_dead_letters_list_and_replay() {
+    let url = format!(
+        "redis://127.0.0.1:6379/0/cli_{}",
+        uuid::Uuid::new_v4().simple()
     );
+    let t = |group: &str| {
+        bubus_redis::RedisTransport::builder(&url)
+            .expect("url")
+            .streams()
+            .group(group)
+            .lease(Duration::from_secs(2))
+            .build()
+            .expect("transport")
+    };
+    list_and_replay(&url, t("workers"), t("senders")).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_dead_letters_list_and_replay() {
+    let subject = format!("cli_{}", uuid::Uuid::new_v4().simple());
+    let t = async |group: &str| {
+        bubus_nats::NatsTransport::builder("nats://127.0.0.1:4222", &subject)
+            .jetstream()
+            .group(group)
+            .lease(Duration::from_secs(2))
+            .build()
+            .await
+            .expect("transport")
+    };
+    let url = format!("nats://127.0.0.1:4222/{subject}");
+    list_and_replay(&url, t("workers").await, t("senders").await).await;
+}
+
+#[test]
+fn other_urls_are_refused_with_the_forms_that_work() {
+    let out = run(&["dead-letters", "list", "mysql://localhost/x"]);
+    assert_eq!(out.status.code(), Some(2));
     assert!(
-        line.contains("attempts=1") && line.contains("card declined"),
-        "{out}"
+        stderr(&out).contains("redis://")
+            && stderr(&out).contains("nats://")
+            && stderr(&out).contains("postgresql://"),
+        "{}",
+        stderr(&out)
     );
-
-    let (ok, out, err) = bubus(&["dead-letters", "list", "--json", "--group", "billing", &url]);
-    assert!(ok, "{err}");
-    let v: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
-    assert_eq!(v["event_id"], id.as_str());
-    assert_eq!(v["event"]["cents"], 5);
-    let (ok, out, _) = bubus(&["dead-letters", "list", "--group", "other", &url]);
-    assert!(ok && out.is_empty());
-
-    let (ok, _, err) = bubus(&["dead-letters", "replay", &url, &id]);
-    assert!(ok && err.contains("replayed 1 dead letter"), "{err}");
-    let again = PgTransport::durable(&url, DurableOptions::new("billing"))
-        .await
-        .unwrap();
-    assert_eq!(again.pending().await.unwrap(), 1);
-    let (ok, out, _) = bubus(&["dead-letters", "list", &url]);
-    assert!(ok && out.is_empty(), "{out}");
-
-    let (ok, _, err) = bubus(&["dead-letters", "list", "redis://127.0.0.1/0"]);
-    assert!(!ok && err.contains("no durable bridge"), "{err}");
+    let out = run(&["dead-letters", "replay", "redis://127.0.0.1:6379/0/x"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--all"), "{}", stderr(&out));
 }

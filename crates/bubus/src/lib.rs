@@ -161,9 +161,9 @@ pub use handler::{EventHandler, HandlerId, HandlerOptions};
 pub use result::{EventResult, FlatDict, FlatList, ResultStatus, ResultsQuery};
 #[doc(inline)]
 pub use time::{Timestamp, TimestampError};
-pub use umbrella::Error;
 #[doc(inline)]
 pub use tree::write_tree;
+pub use umbrella::Error;
 pub use wire::{DecodeError, MAX_JSON_DEPTH};
 
 /// The id type of events, buses and handlers (`event_id`, `EventBus::id`, `HandlerId`), re-exported

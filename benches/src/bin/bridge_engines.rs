@@ -1,0 +1,499 @@
+//! Redis and NATS bridges, one process to another, next to the raw client doing the same
+//! publish → consume on the same server in the same run (the floor), and the family's Python
+//! bridge where it has one.
+//!
+//! ```text
+//! cargo run --release -p bubus-benches --bin bridge_engines -- [--events N] [--python]
+//! ```
+//!
+//! Each case: this process sends N events one after another (each send awaited), a receiver
+//! process (this binary again, or Python) takes them; the receiver reports the rate from the
+//! first send to the last receipt and the median and p99 of send → handler latency (both
+//! processes read the same clock). Needs Redis on 127.0.0.1:6379 and NATS with JetStream on
+//! 127.0.0.1:4222 (`scripts/services.sh`).
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bubus::bridge::{Bridge, Transport};
+use bubus::{AnyEvent, DynEvent, EventHandle};
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use serde_json::json;
+
+const REDIS: &str = "redis://127.0.0.1:6379/0";
+const NATS: &str = "nats://127.0.0.1:4222";
+const CASES: &[&str] = &[
+    "redis-pubsub-raw",
+    "redis-pubsub-bubus",
+    "redis-streams-raw",
+    "redis-streams-bubus",
+    "nats-core-raw",
+    "nats-core-bubus",
+    "nats-jetstream-raw",
+    "nats-jetstream-bubus",
+];
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The raw cases' payload: as long as a bubus event's JSON (~700 bytes), parsed on receipt.
+fn raw_payload(seq: u64) -> String {
+    json!({ "sent_ns": now_ns(), "seq": seq, "pad": "x".repeat(560) }).to_string()
+}
+
+fn sent_ns_of(text: &str) -> u64 {
+    serde_json::from_str::<serde_json::Value>(text)
+        .ok()
+        .and_then(|v| v["sent_ns"].as_u64())
+        .unwrap_or(0)
+}
+
+fn event(seq: u64) -> AnyEvent {
+    EventHandle::new(
+        DynEvent::new("BenchPing", json!({ "sent_ns": now_ns(), "seq": seq })).expect("event"),
+    )
+    .to_any()
+}
+
+/// The bubus cases' event (a `DynEvent` of this type on the sending side).
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize, bubus::Event)]
+struct BenchPing {
+    sent_ns: u64,
+    seq: u64,
+}
+
+/// What a receiver saw.
+#[derive(Default)]
+struct Seen {
+    latencies_ns: Vec<u64>,
+    first_sent_ns: u64,
+    last_recv_ns: u64,
+}
+
+impl Seen {
+    fn record(&mut self, sent_ns: u64) {
+        let now = now_ns();
+        if self.first_sent_ns == 0 || sent_ns < self.first_sent_ns {
+            self.first_sent_ns = sent_ns;
+        }
+        self.last_recv_ns = now;
+        self.latencies_ns.push(now.saturating_sub(sent_ns));
+    }
+
+    fn line(&mut self) -> String {
+        self.latencies_ns.sort_unstable();
+        let pick = |q: f64| {
+            let n = self.latencies_ns.len();
+            if n == 0 {
+                return 0;
+            }
+            self.latencies_ns[((n as f64 * q) as usize).min(n - 1)]
+        };
+        format!(
+            "@@result {} {} {} {}",
+            self.latencies_ns.len(),
+            self.last_recv_ns.saturating_sub(self.first_sent_ns),
+            pick(0.5),
+            pick(0.99)
+        )
+    }
+}
+
+fn redis_transport(channel: &str, durable: bool) -> bubus_redis::RedisTransport {
+    let b = bubus_redis::RedisTransport::builder(REDIS)
+        .expect("url")
+        .channel(channel);
+    let b = if durable {
+        b.streams().group("bench")
+    } else {
+        b.pubsub()
+    };
+    b.build().expect("transport")
+}
+
+async fn nats_transport(subject: &str, durable: bool) -> bubus_nats::NatsTransport {
+    let b = bubus_nats::NatsTransport::builder(NATS, subject);
+    let b = if durable {
+        b.jetstream().group("bench")
+    } else {
+        b.core()
+    };
+    b.build().await.expect("transport")
+}
+
+/// The receiver side of `case`: prints `@@ready`, takes `n` events (or gives up after 60 s of
+/// silence) and prints `@@result <count> <span ns> <p50 ns> <p99 ns>`.
+async fn receive(case: &str, name: &str, n: u64) {
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let done = Arc::new(tokio::sync::Notify::new());
+    let record = {
+        let (seen, done) = (Arc::clone(&seen), Arc::clone(&done));
+        move |sent_ns: u64| {
+            let mut s = seen.lock();
+            s.record(sent_ns);
+            if s.latencies_ns.len() as u64 >= n {
+                done.notify_one();
+            }
+        }
+    };
+    let mut keep: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
+    match case {
+        "redis-pubsub-raw" => {
+            let client = redis::Client::open(REDIS).expect("client");
+            let mut pubsub = client.get_async_pubsub().await.expect("pubsub");
+            pubsub.subscribe(name).await.expect("subscribe");
+            tokio::spawn(async move {
+                let mut messages = pubsub.into_on_message();
+                while let Some(m) = messages.next().await {
+                    let text: String = m.get_payload().unwrap_or_default();
+                    record(sent_ns_of(&text));
+                }
+            });
+        }
+        "redis-streams-raw" => {
+            let client = redis::Client::open(REDIS).expect("client");
+            let mut con = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("connect");
+            let key = format!("rawbench:{name}");
+            let _: redis::RedisResult<()> = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(&key)
+                .arg("bench")
+                .arg("0")
+                .arg("MKSTREAM")
+                .query_async(&mut con)
+                .await;
+            tokio::spawn(async move {
+                loop {
+                    let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREADGROUP")
+                        .arg("GROUP")
+                        .arg("bench")
+                        .arg("c")
+                        .arg("COUNT")
+                        .arg(64)
+                        .arg("BLOCK")
+                        .arg(1000)
+                        .arg("STREAMS")
+                        .arg(&key)
+                        .arg(">")
+                        .query_async(&mut con)
+                        .await
+                        .expect("XREADGROUP");
+                    for entry in reply.into_iter().flat_map(|r| r.keys).flat_map(|k| k.ids) {
+                        let text = match entry.map.get("event") {
+                            Some(redis::Value::BulkString(b)) => {
+                                String::from_utf8_lossy(b).into_owned()
+                            }
+                            _ => String::new(),
+                        };
+                        record(sent_ns_of(&text));
+                        let _: i64 = redis::cmd("XACK")
+                            .arg(&key)
+                            .arg("bench")
+                            .arg(&entry.id)
+                            .query_async(&mut con)
+                            .await
+                            .expect("XACK");
+                    }
+                }
+            });
+        }
+        "nats-core-raw" => {
+            let client = async_nats::connect(NATS).await.expect("connect");
+            let mut sub = client.subscribe(name.to_owned()).await.expect("subscribe");
+            client.flush().await.expect("flush");
+            tokio::spawn(async move {
+                while let Some(m) = sub.next().await {
+                    record(sent_ns_of(&String::from_utf8_lossy(&m.payload)));
+                }
+            });
+            keep.push(Box::new(client));
+        }
+        "nats-jetstream-raw" => {
+            let client = async_nats::connect(NATS).await.expect("connect");
+            let js = async_nats::jetstream::new(client);
+            let stream = js
+                .get_or_create_stream(async_nats::jetstream::stream::Config {
+                    name: format!("RAWBENCH_{name}"),
+                    subjects: vec![format!("rawbench.{name}")],
+                    ..Default::default()
+                })
+                .await
+                .expect("stream");
+            let consumer = stream
+                .get_or_create_consumer(
+                    "bench",
+                    async_nats::jetstream::consumer::pull::Config {
+                        durable_name: Some("bench".into()),
+                        ack_policy: async_nats::jetstream::consumer::AckPolicy::Explicit,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .expect("consumer");
+            let mut messages = consumer.messages().await.expect("messages");
+            tokio::spawn(async move {
+                while let Some(Ok(m)) = messages.next().await {
+                    record(sent_ns_of(&String::from_utf8_lossy(&m.payload)));
+                    let _ = m.double_ack().await;
+                }
+            });
+        }
+        bubus_case => {
+            let durable = bubus_case.contains("streams") || bubus_case.contains("jetstream");
+            let bridge = if bubus_case.starts_with("redis") {
+                let t = redis_transport(name, durable);
+                let d = t.dedup_store();
+                if durable {
+                    Bridge::builder(t).dedup(Arc::new(d)).build()
+                } else {
+                    Bridge::new(t)
+                }
+            } else {
+                let t = nats_transport(name, durable).await;
+                let d = t.dedup_store();
+                if durable {
+                    Bridge::builder(t).dedup(Arc::new(d)).build()
+                } else {
+                    Bridge::new(t)
+                }
+            };
+            // A typed handler: the payload is decoded once, as a user's handler would get it.
+            bridge.on("BenchPing", move |e: EventHandle<BenchPing>| {
+                record(e.sent_ns)
+            });
+            bridge.start().await.expect("start");
+            keep.push(Box::new(bridge));
+        }
+    }
+    println!("@@ready");
+    let _ = std::io::stdout().flush();
+    loop {
+        let before = seen.lock().latencies_ns.len();
+        if before as u64 >= n {
+            break;
+        }
+        if tokio::time::timeout(Duration::from_secs(60), done.notified())
+            .await
+            .is_err()
+            && seen.lock().latencies_ns.len() == before
+        {
+            break;
+        }
+    }
+    println!("{}", seen.lock().line());
+    drop(keep);
+}
+
+/// The sender side: `n` sends, each awaited.
+async fn send(case: &str, name: &str, n: u64) {
+    match case {
+        "redis-pubsub-raw" | "redis-streams-raw" => {
+            let client = redis::Client::open(REDIS).expect("client");
+            let mut con = client
+                .get_multiplexed_async_connection()
+                .await
+                .expect("connect");
+            for i in 0..n {
+                let payload = raw_payload(i);
+                if case == "redis-pubsub-raw" {
+                    let _: i64 = redis::cmd("PUBLISH")
+                        .arg(name)
+                        .arg(payload)
+                        .query_async(&mut con)
+                        .await
+                        .expect("PUBLISH");
+                } else {
+                    let _: String = redis::cmd("XADD")
+                        .arg(format!("rawbench:{name}"))
+                        .arg("*")
+                        .arg("event")
+                        .arg(payload)
+                        .query_async(&mut con)
+                        .await
+                        .expect("XADD");
+                }
+            }
+        }
+        "nats-core-raw" => {
+            let client = async_nats::connect(NATS).await.expect("connect");
+            for i in 0..n {
+                client
+                    .publish(name.to_owned(), raw_payload(i).into())
+                    .await
+                    .expect("publish");
+            }
+            client.flush().await.expect("flush");
+        }
+        "nats-jetstream-raw" => {
+            let js = async_nats::jetstream::new(async_nats::connect(NATS).await.expect("connect"));
+            for i in 0..n {
+                js.publish(format!("rawbench.{name}"), raw_payload(i).into())
+                    .await
+                    .expect("publish")
+                    .await
+                    .expect("stored");
+            }
+        }
+        bubus_case => {
+            let durable = bubus_case.contains("streams") || bubus_case.contains("jetstream");
+            let transport: Arc<dyn Transport> = if bubus_case.starts_with("redis") {
+                Arc::new(redis_transport(name, durable))
+            } else {
+                Arc::new(nats_transport(name, durable).await)
+            };
+            let bridge = Bridge::builder_arc(transport).build();
+            for i in 0..n {
+                bridge.send(&event(i)).await.expect("send");
+            }
+            bridge.close().await.expect("close");
+        }
+    }
+}
+
+struct Outcome {
+    count: u64,
+    span_ns: u64,
+    p50_ns: u64,
+    p99_ns: u64,
+}
+
+fn spawn_receiver(
+    case: &str,
+    name: &str,
+    n: u64,
+) -> (std::process::Child, BufReader<std::process::ChildStdout>) {
+    let mut child = Command::new(std::env::current_exe().expect("exe"))
+        .args(["--receive", case, name, &n.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("receiver");
+    let mut reader = BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    while reader.read_line(&mut line).unwrap_or(0) > 0 && !line.contains("@@ready") {
+        line.clear();
+    }
+    (child, reader)
+}
+
+fn row(label: &str, n: u64, o: &Outcome) -> String {
+    let rate = if o.span_ns == 0 {
+        0.0
+    } else {
+        o.count as f64 / (o.span_ns as f64 / 1e9)
+    };
+    format!(
+        "| {label:<24} | {:>6}/{n:<6} | {:>9.0} | {:>8.3} | {:>8.3} |",
+        o.count,
+        rate,
+        o.p50_ns as f64 / 1e6,
+        o.p99_ns as f64 / 1e6
+    )
+}
+
+fn python_case(engine: &str, n: u64) -> Option<Outcome> {
+    let python = Command::new("interop/env.sh")
+        .arg("python-abxbus")
+        .output()
+        .ok()?;
+    let python = String::from_utf8(python.stdout).ok()?.trim().to_owned();
+    let script = "benches/python/abxbus_bridge_bench.py";
+    let name = format!("pybench_{}", uuid::Uuid::new_v4().simple());
+    let mut receiver = Command::new(&python)
+        .args([script, engine, &name, "receive", &n.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()
+        .ok()?;
+    let stdout = receiver.stdout.take()?;
+    let mut lines = BufReader::new(stdout).lines();
+    lines
+        .by_ref()
+        .find(|l| l.as_ref().is_ok_and(|l| l.contains("@@ready")))?
+        .ok()?;
+    let status = Command::new(&python)
+        .args([script, engine, &name, "send", &n.to_string()])
+        .status()
+        .ok()?;
+    if !status.success() {
+        return None;
+    }
+    let line = lines.find_map(|l| l.ok().filter(|l| l.contains("@@result")))?;
+    let _ = receiver.wait();
+    let nums: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    Some(Outcome {
+        count: nums[0],
+        span_ns: nums[1],
+        p50_ns: nums[2],
+        p99_ns: nums[3],
+    })
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    if args.first().map(String::as_str) == Some("--receive") {
+        let n = args.get(3).and_then(|n| n.parse().ok()).unwrap_or(0);
+        runtime.block_on(receive(&args[1], &args[2], n));
+        return ExitCode::SUCCESS;
+    }
+    let n: u64 = args
+        .iter()
+        .position(|a| a == "--events")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    let with_python = args.iter().any(|a| a == "--python");
+    println!("| case                     | received      | events/s  | p50 ms   | p99 ms   |");
+    println!("| ------------------------ | ------------- | --------- | -------- | -------- |");
+    for case in CASES {
+        let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+        let (mut child, reader) = spawn_receiver(case, &name, n);
+        runtime.block_on(send(case, &name, n));
+        let mut lines = reader.lines();
+        let outcome = lines
+            .find_map(|l| l.ok().filter(|l| l.contains("@@result")))
+            .map(|line| {
+                let nums: Vec<u64> = line
+                    .split_whitespace()
+                    .skip(1)
+                    .filter_map(|x| x.parse().ok())
+                    .collect();
+                Outcome {
+                    count: nums[0],
+                    span_ns: nums[1],
+                    p50_ns: nums[2],
+                    p99_ns: nums[3],
+                }
+            });
+        let _ = child.wait();
+        match outcome {
+            Some(o) => println!("{}", row(case, n, &o)),
+            None => println!("| {case:<24} | failed |"),
+        }
+    }
+    if with_python {
+        for engine in ["redis", "nats"] {
+            match python_case(engine, n) {
+                Some(o) => println!("{}", row(&format!("{engine}-python-abxbus"), n, &o)),
+                None => println!("| {engine}-python-abxbus | failed |"),
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}

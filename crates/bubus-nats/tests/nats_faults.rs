@@ -1,0 +1,140 @@
+//! The fault runs over a private NATS server with JetStream (issue 17 §7): 10 000 events from 4 publisher tasks in
+//! 2 processes while the server is restarted twice (or the connections are cut twice) and a
+//! consumer process is SIGKILLed mid-handler and replaced. Durable mode: 0 lost, 0 duplicate
+//! handler runs. Plain mode: the run reports what it lost.
+//!
+//! Run them alone with `cargo test -p bubus-nats --test nats_faults -- --nocapture`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bubus::bridge::Bridge;
+use bubus_nats::{Mode, NatsTransport};
+use bubus_test_support::servers::fault::{self, Plan};
+use bubus_test_support::servers::nats::NatsServer;
+use bubus_test_support::servers::{TcpProxy, Worker, worker_role};
+use parking_lot::Mutex;
+
+/// One run at a time: they share two cores with everything else.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const LEASE: Duration = Duration::from_secs(10);
+
+async fn transport(url: &str, subject: &str, mode: Mode) -> NatsTransport {
+    NatsTransport::builder(url, subject)
+        .mode(mode)
+        .group("fault")
+        .lease(LEASE)
+        .send_timeout(Duration::from_secs(60))
+        .build()
+        .await
+        .expect("transport")
+}
+
+#[test]
+#[ignore = "a worker process of the fault runs"]
+fn worker() {
+    let Some(role) = worker_role() else { return };
+    // FAULT_TRACE=<dir>: each worker logs to <dir>/<role>-<pid>.log.
+    if let Some(dir) = std::env::var_os("FAULT_TRACE") {
+        let path = std::path::Path::new(&dir).join(format!("{role}-{}.log", std::process::id()));
+        let file = std::fs::File::create(path).expect("trace file");
+        tracing_subscriber::fmt()
+            .with_writer(std::sync::Mutex::new(file))
+            .with_ansi(false)
+            .with_max_level(tracing::Level::DEBUG)
+            .init();
+    }
+    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
+    let (url, channel) = (env("FAULT_URL"), env("FAULT_CHANNEL"));
+    let mode = if env("FAULT_MODE") == "jetstream" {
+        Mode::JetStream
+    } else {
+        Mode::Core
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let t = transport(&url, &channel, mode).await;
+        if let Some(i) = role.strip_prefix("publisher:") {
+            let index = i.parse().expect("publisher index");
+            fault::publisher(Bridge::new(t), index, Plan::ISSUE).await;
+        } else {
+            let bridge = match mode {
+                Mode::JetStream => Bridge::builder(t.clone())
+                    .dedup(Arc::new(t.dedup_store()))
+                    .build(),
+                _ => Bridge::new(t),
+            };
+            let stuck = (role == "consumer:stuck").then_some(Plan::ISSUE.stuck_after);
+            fault::consumer(bridge, stuck).await;
+        }
+    });
+}
+
+fn spawner(url: String, mode: &'static str) -> impl Fn(&str) -> Worker {
+    let channel = format!("fault_{}", uuid::Uuid::new_v4().simple());
+    move |role| {
+        Worker::spawn(
+            "worker",
+            role,
+            &[
+                ("FAULT_URL", url.clone()),
+                ("FAULT_CHANNEL", channel.clone()),
+                ("FAULT_MODE", mode.to_owned()),
+            ],
+        )
+        .expect("spawn worker")
+    }
+}
+
+fn assert_exactly_once(report: &fault::Report) {
+    println!("nats durable fault run: {report}");
+    assert_eq!(report.lost, 0, "{report}");
+    assert_eq!(report.duplicates, 0, "{report}");
+    assert!(report.checksum_ok, "{report}");
+}
+
+#[test]
+fn jetstream_loses_nothing_across_server_restarts_and_a_killed_consumer() {
+    let _serial = SERIAL.lock();
+    let mut server = NatsServer::start().expect("nats-server");
+    let spawn = spawner(server.url(), "jetstream");
+    let report = fault::durable_run(Plan::ISSUE, spawn, |_| server.restart().expect("restart"));
+    assert_exactly_once(&report);
+}
+
+#[test]
+fn jetstream_loses_nothing_across_cut_connections_and_a_killed_consumer() {
+    let _serial = SERIAL.lock();
+    let server = NatsServer::start().expect("nats-server");
+    let proxy = TcpProxy::start(server.port()).expect("proxy");
+    let spawn = spawner(format!("nats://127.0.0.1:{}", proxy.port()), "jetstream");
+    let report = fault::durable_run(Plan::ISSUE, spawn, |_| proxy.cut());
+    assert!(
+        proxy.accepted() > 8,
+        "the clients reconnected through the proxy"
+    );
+    assert_exactly_once(&report);
+}
+
+#[test]
+fn core_reports_what_server_restarts_lose() {
+    let _serial = SERIAL.lock();
+    let mut server = NatsServer::start().expect("nats-server");
+    let spawn = spawner(server.url(), "core");
+    let report = fault::plain_run(
+        Plan::ISSUE,
+        spawn,
+        |_| server.restart().expect("restart"),
+        Duration::from_secs(3),
+    );
+    println!("nats core (at-most-once) fault run: {report}");
+    assert!(
+        report.distinct > 0 && report.distinct <= report.expected,
+        "{report}"
+    );
+}

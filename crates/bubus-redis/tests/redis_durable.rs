@@ -1,0 +1,299 @@
+//! Durable mode on the shared Redis (127.0.0.1:6379): poison events land in dead letters and
+//! replay from there, sends are idempotent, the dedup store is shared, and groups give
+//! competing consumers or broadcast.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use bubus::bridge::{Bridge, DedupStore, Message};
+use bubus::{AnyEvent, DynEvent, EventHandle};
+use bubus_redis::RedisTransport;
+use serde_json::json;
+
+const URL: &str = "redis://127.0.0.1:6379/0";
+const WAIT: Duration = Duration::from_secs(60);
+
+fn channel() -> String {
+    format!("durable_{}", uuid::Uuid::new_v4().simple())
+}
+
+fn transport(channel: &str, group: &str) -> RedisTransport {
+    RedisTransport::builder(URL)
+        .expect("url")
+        .channel(channel)
+        .streams()
+        .group(group)
+        .lease(Duration::from_secs(2))
+        .build()
+        .expect("transport")
+}
+
+fn ping(n: u64) -> AnyEvent {
+    EventHandle::new(DynEvent::new("DurablePing", json!({ "n": n })).expect("event")).to_any()
+}
+
+async fn eventually(what: &str, cond: impl Fn() -> bool) {
+    tokio::time::timeout(WAIT, async {
+        while !cond() {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{what} never happened"));
+}
+
+async fn xlen(key: &str) -> i64 {
+    let client = redis::Client::open(URL).expect("client");
+    let mut con = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    redis::cmd("XLEN")
+        .arg(key)
+        .query_async(&mut con)
+        .await
+        .expect("XLEN")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_event_lands_in_dead_letters_and_replays() {
+    let channel = channel();
+    let receiver = transport(&channel, "workers");
+    let healed = Arc::new(AtomicBool::new(false));
+    let runs = Arc::new(AtomicUsize::new(0));
+    let bridge = Bridge::builder(receiver.clone())
+        .dedup(Arc::new(receiver.dedup_store()))
+        .max_deliveries(3)
+        .build();
+    let (h, r) = (Arc::clone(&healed), Arc::clone(&runs));
+    bridge.on("DurablePing", move |_e: AnyEvent| {
+        r.fetch_add(1, Ordering::SeqCst);
+        if h.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(std::io::Error::other("poison"))
+        }
+    });
+    bridge.start().await.expect("start");
+    let sender = Bridge::new(transport(&channel, "senders"));
+    let event = ping(1);
+    sender.send(&event).await.expect("send");
+    eventually("the dead letter", || bridge.metrics().dead_lettered == 1).await;
+    assert_eq!(
+        runs.load(Ordering::SeqCst),
+        3,
+        "delivered max_deliveries times"
+    );
+
+    let letters = receiver.dead_letters(10).await.expect("list");
+    assert_eq!(letters.len(), 1, "{letters:?}");
+    let letter = &letters[0];
+    assert_eq!(letter.event_id, event.event_id().to_string());
+    assert_eq!(letter.event_type, "DurablePing");
+    assert_eq!(letter.deliveries, 3);
+    assert_eq!(letter.group, "workers");
+    assert!(letter.reason.contains("poison"), "{}", letter.reason);
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&letter.text).expect("json")["n"],
+        1
+    );
+
+    // Something that is not an event at all is dead-lettered at once.
+    let client = redis::Client::open(URL).expect("client");
+    let mut con = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect");
+    let _: String = redis::cmd("XADD")
+        .arg(format!("bubus:{channel}"))
+        .arg("*")
+        .arg("event")
+        .arg("{not json")
+        .query_async(&mut con)
+        .await
+        .expect("XADD");
+    eventually("the bad message dead-lettered", || {
+        bridge.metrics().dead_lettered == 2
+    })
+    .await;
+
+    healed.store(true, Ordering::SeqCst);
+    assert!(
+        receiver
+            .replay_dead_letter(&letter.id)
+            .await
+            .expect("replay")
+    );
+    eventually("the replayed event handled", || {
+        bridge.metrics().completed == 1
+    })
+    .await;
+    assert_eq!(runs.load(Ordering::SeqCst), 4);
+    let left = receiver.dead_letters(10).await.expect("list");
+    assert_eq!(left.len(), 1, "only the bad message is left: {left:?}");
+    assert!(
+        !receiver
+            .replay_dead_letter(&letter.id)
+            .await
+            .expect("replay"),
+        "gone"
+    );
+    bridge.close().await.expect("close");
+    sender.close().await.expect("close");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resent_event_is_added_once() {
+    let channel = channel();
+    let t = transport(&channel, "g");
+    let message = Message::event(&ping(1));
+    for _ in 0..3 {
+        bubus::bridge::Transport::send(&t, &message)
+            .await
+            .expect("send");
+    }
+    bubus::bridge::Transport::send(&t, &Message::event(&ping(2)))
+        .await
+        .expect("send");
+    assert_eq!(xlen(&format!("bubus:{channel}")).await, 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dedup_store_is_shared_by_the_group_and_survives_the_transport() {
+    let channel = channel();
+    let id = uuid::Uuid::new_v4();
+    let first = transport(&channel, "g").dedup_store();
+    assert!(!first.seen(id).await.expect("seen"));
+    first.record(id).await.expect("record");
+    drop(first);
+    assert!(
+        transport(&channel, "g")
+            .dedup_store()
+            .seen(id)
+            .await
+            .expect("seen")
+    );
+    // Another group handles events on its own.
+    assert!(
+        !transport(&channel, "other")
+            .dedup_store()
+            .seen(id)
+            .await
+            .expect("seen")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_group_shares_the_events_another_group_gets_them_all() {
+    const N: u64 = 300;
+    let channel = channel();
+    let counts: Vec<Arc<AtomicUsize>> = (0..4).map(|_| Arc::default()).collect();
+    let mut bridges = Vec::new();
+    // Three members of `workers` (the third joins later), one of `audit`.
+    let start = |group: &'static str, count: Arc<AtomicUsize>| {
+        let t = transport(&channel, group);
+        let bridge = Bridge::builder(t.clone())
+            .dedup(Arc::new(t.dedup_store()))
+            .build();
+        bridge.on("DurablePing", move |_e: AnyEvent| {
+            count.fetch_add(1, Ordering::SeqCst);
+        });
+        bridge
+    };
+    for (group, count) in [
+        ("workers", &counts[0]),
+        ("workers", &counts[1]),
+        ("audit", &counts[3]),
+    ] {
+        let b = start(group, Arc::clone(count));
+        b.start().await.expect("start");
+        bridges.push(b);
+    }
+    let sender = Bridge::new(transport(&channel, "senders"));
+    for n in 0..N / 2 {
+        sender.send(&ping(n)).await.expect("send");
+    }
+    let total = |c: &[Arc<AtomicUsize>]| {
+        c[..3]
+            .iter()
+            .map(|c| c.load(Ordering::SeqCst))
+            .sum::<usize>()
+    };
+    eventually("the first half", || total(&counts) == (N / 2) as usize).await;
+    let late = start("workers", Arc::clone(&counts[2]));
+    late.start().await.expect("start");
+    bridges.push(late);
+    for n in N / 2..N {
+        sender.send(&ping(n)).await.expect("send");
+    }
+    eventually("every event handled by the workers", || {
+        total(&counts) == N as usize
+    })
+    .await;
+    eventually("every event seen by the audit group", || {
+        counts[3].load(Ordering::SeqCst) == N as usize
+    })
+    .await;
+    assert!(
+        counts[0].load(Ordering::SeqCst) > 0 && counts[1].load(Ordering::SeqCst) > 0,
+        "both members work"
+    );
+    assert!(
+        counts[2].load(Ordering::SeqCst) > 0,
+        "the member that joined later takes load"
+    );
+    for b in bridges {
+        b.close().await.expect("close");
+    }
+    assert_eq!(
+        total(&counts),
+        N as usize,
+        "no event handled twice in the group"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_handler_keeps_its_lease() {
+    // Two members with a 1 s lease; the event's handler takes 3.5 s. Without lease renewal
+    // the idle member would reclaim the entry and run it a second time.
+    let channel = channel();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut bridges = Vec::new();
+    for _ in 0..2 {
+        let t = RedisTransport::builder(URL)
+            .expect("url")
+            .channel(&channel)
+            .streams()
+            .group("slow")
+            .lease(Duration::from_secs(1))
+            .build()
+            .expect("transport");
+        let bridge = Bridge::builder(t.clone())
+            .dedup(Arc::new(t.dedup_store()))
+            .build();
+        let r = Arc::clone(&runs);
+        bridge.on("DurablePing", move |_e: AnyEvent| {
+            let r = Arc::clone(&r);
+            async move {
+                r.fetch_add(1, Ordering::SeqCst);
+                // The work itself.
+                tokio::time::sleep(Duration::from_millis(3500)).await;
+            }
+        });
+        bridge.start().await.expect("start");
+        bridges.push(bridge);
+    }
+    let sender = Bridge::new(transport(&channel, "senders"));
+    sender.send(&ping(1)).await.expect("send");
+    eventually("the slow event completed", || {
+        bridges.iter().map(|b| b.metrics().completed).sum::<u64>() == 1
+    })
+    .await;
+    // A reclaim would have started a second run by now (it is attempted every half lease).
+    assert_eq!(runs.load(Ordering::SeqCst), 1);
+    for b in bridges {
+        assert_eq!(b.metrics().duplicates, 0);
+        b.close().await.expect("close");
+    }
+}
