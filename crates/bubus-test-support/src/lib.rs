@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+pub mod conformance;
 pub mod peers;
 
 /// An append-only log shared by handlers and the test body; clones share the same log.

@@ -91,6 +91,7 @@
 #[allow(unused_extern_crates)]
 extern crate self as bubus;
 
+pub mod bridge;
 mod bus;
 mod context;
 mod error;

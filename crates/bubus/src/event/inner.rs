@@ -447,6 +447,33 @@ impl EventInner {
 
     /// A pending, undispatched copy: same type, payload, configuration, path and parent; a new
     /// id unless `keep_id`. The payload is re-read from its JSON (see [`EventKind::copy`]).
+    /// Appends the terminal results recorded elsewhere (a bridge's completion record, decoded
+    /// into `from`) to this event's results; handlers this event already has a result for are
+    /// skipped, and so are the far side's forwarding handlers. Returns how many were added.
+    pub(crate) fn merge_foreign_results(&self, from: &EventInner) -> usize {
+        let theirs = std::mem::take(&mut from.state.lock().results);
+        let mut st = self.state.lock();
+        let mut added = 0;
+        for record in theirs {
+            let terminal = matches!(
+                record.status,
+                crate::result::ResultStatus::Completed | crate::result::ResultStatus::Error
+            );
+            // The far side's forwarding handlers (its bridge's inbound bus forwarding to its
+            // bus) are plumbing: their result is the event itself.
+            let forwarding = matches!(&record.value, crate::result::ResultSlot::Json(v) if crate::wire::decode::is_event_json(v));
+            if !terminal
+                || forwarding
+                || st.results.iter().any(|r| r.handler.id == record.handler.id)
+            {
+                continue;
+            }
+            st.results.push(record);
+            added += 1;
+        }
+        added
+    }
+
     pub(crate) fn fresh_copy(&self, keep_id: bool) -> Arc<EventInner> {
         let created_at = Timestamp::now();
         let state = {

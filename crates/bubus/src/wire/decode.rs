@@ -489,7 +489,7 @@ fn decode_error(field: &str, value: &Value) -> Result<Option<HandlerError>, Deco
 
 /// A forwarding handler's result is the event it forwarded, as that event's JSON: not a value
 /// of the result type (the reference runtimes skip it when validating too).
-fn is_event_json(value: &Value) -> bool {
+pub(crate) fn is_event_json(value: &Value) -> bool {
     value.as_object().is_some_and(|o| {
         o.get("event_type").is_some_and(Value::is_string)
             && o.get("event_id").is_some_and(Value::is_string)

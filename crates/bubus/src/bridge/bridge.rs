@@ -1,0 +1,840 @@
+//! The bridge: attaches a [`Transport`] to buses both ways and owns the policy.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use parking_lot::Mutex;
+use serde_json::Value;
+use tokio::sync::{Notify, oneshot};
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::dedup::{DedupStore, MemoryDedup};
+use super::transport::{
+    Acker, BadInput, Delivery, Message, MessageKind, Transport, TransportError,
+};
+use crate::EventHandler;
+use crate::bus::EventBus;
+use crate::error::HandlerError;
+use crate::event::AnyEvent;
+use crate::handler::{ErasedHandler, HandlerCall, HandlerFn, HandlerInput, IntoHandler};
+use crate::result::ResultSlot;
+
+/// The key of a completion record on the wire: `{"bubus_completion": <event with results>}`.
+pub const COMPLETION_KEY: &str = "bubus_completion";
+
+/// Why a bridge operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BridgeError {
+    /// The transport failed.
+    #[error("{bridge}: {source}")]
+    Transport {
+        /// The bridge's name.
+        bridge: String,
+        /// The transport's error.
+        #[source]
+        source: TransportError,
+    },
+    /// The bridge is closed.
+    #[error("{bridge} is closed")]
+    Closed {
+        /// The bridge's name.
+        bridge: String,
+    },
+    /// [`Bridge::start`] was called on a bridge that is already listening.
+    #[error("{bridge} is already started")]
+    AlreadyStarted {
+        /// The bridge's name.
+        bridge: String,
+    },
+    /// Results back was on and the far side did not answer in time (a family runtime never
+    /// answers: turn results back off to talk to one).
+    #[error("{bridge}: no completion for event {event_id} from the far side within {waited:?}")]
+    NoReply {
+        /// The bridge's name.
+        bridge: String,
+        /// The event sent.
+        event_id: Uuid,
+        /// How long the sender waited.
+        waited: Duration,
+    },
+}
+
+/// What a bridge counted since it was built: read it with [`Bridge::metrics`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BridgeMetrics {
+    /// Events sent.
+    pub sent: u64,
+    /// Sends that failed (the sending handler's result is the error).
+    pub send_errors: u64,
+    /// Messages received (good or bad).
+    pub received: u64,
+    /// Received events dispatched on the inbound bus.
+    pub dispatched: u64,
+    /// Received events that completed (acked where the transport has acks).
+    pub completed: u64,
+    /// Received events already handled (same `event_id`): acked, not dispatched again.
+    pub duplicates: u64,
+    /// Received events that already passed through the bridge's inbound bus or an attached bus
+    /// (a bus's own echo on a shared medium): skipped.
+    pub loops: u64,
+    /// Bad input skipped (not JSON, not an event, unframeable), each logged with where it was.
+    pub invalid: u64,
+    /// Deliveries handed back for redelivery (a handler failed, the transport redelivers).
+    pub nacked: u64,
+    /// Deliveries given up on (dead-lettered where the transport keeps them).
+    pub dead_lettered: u64,
+    /// Completion records sent back (results back on).
+    pub replies_sent: u64,
+    /// Completion records merged into a waiting sender's event.
+    pub replies_merged: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    sent: AtomicU64,
+    send_errors: AtomicU64,
+    received: AtomicU64,
+    dispatched: AtomicU64,
+    completed: AtomicU64,
+    duplicates: AtomicU64,
+    loops: AtomicU64,
+    invalid: AtomicU64,
+    nacked: AtomicU64,
+    dead_lettered: AtomicU64,
+    replies_sent: AtomicU64,
+    replies_merged: AtomicU64,
+}
+
+/// How a bridge is built: see [`Bridge::builder`].
+#[derive(Debug)]
+pub struct BridgeBuilder {
+    transport: Arc<dyn Transport>,
+    name: Option<String>,
+    results_back: bool,
+    reply_timeout: Option<Duration>,
+    dedup: Option<Arc<dyn DedupStore>>,
+    max_deliveries: u32,
+    redeliver_on_error: Option<bool>,
+}
+
+impl BridgeBuilder {
+    /// The bridge's name, which names its inbound bus (default: the family's
+    /// `<Kind>_<last 8 hex digits of a new id>`, e.g. `JSONLEventBridge_1a2b3c4d`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into());
+        self
+    }
+
+    /// Results back (off by default: the family never answers). On the receiving side, each
+    /// received event's completion (its results keyed by handler id, errors as
+    /// `{type, message}`) is sent back over the transport; on the sending side, the sending
+    /// handler waits for it and merges the remote results into the local event, so the sender's
+    /// `event_result()` sees them. Both sides must turn it on; the sender's event or handler
+    /// timeout (or [`reply_timeout`](Self::reply_timeout)) bounds the wait.
+    pub fn results_back(mut self, on: bool) -> Self {
+        self.results_back = on;
+        self
+    }
+
+    /// With results back: how long a sender waits for the far side's completion record before
+    /// its handler fails with [`BridgeError::NoReply`] (default: no bound of its own; the
+    /// event's handler timeout applies).
+    pub fn reply_timeout(mut self, timeout: Duration) -> Self {
+        self.reply_timeout = Some(timeout);
+        self
+    }
+
+    /// Where handled event ids are remembered (default: a [`MemoryDedup`] window of the last
+    /// 65 536). Durable transports pass a persisted store.
+    pub fn dedup(mut self, store: Arc<dyn DedupStore>) -> Self {
+        self.dedup = Some(store);
+        self
+    }
+
+    /// On transports with redelivery: how many times a message whose handlers fail is delivered
+    /// before it goes to the dead letters (default 5).
+    pub fn max_deliveries(mut self, n: u32) -> Self {
+        self.max_deliveries = n.max(1);
+        self
+    }
+
+    /// Whether an event whose handlers failed is handed back for redelivery (default: yes on
+    /// transports with redelivery, no elsewhere — there the failure is only recorded).
+    pub fn redeliver_on_error(mut self, yes: bool) -> Self {
+        self.redeliver_on_error = Some(yes);
+        self
+    }
+
+    /// Builds the bridge (not started: see [`Bridge::start`]).
+    pub fn build(self) -> Bridge {
+        let name = self.name.unwrap_or_else(|| {
+            let id = crate::event::inner::new_event_id(crate::Timestamp::now())
+                .simple()
+                .to_string();
+            format!("{}_{}", self.transport.kind(), &id[id.len() - 8..])
+        });
+        let inbound = EventBus::builder(name.clone())
+            .max_history_size(Some(0))
+            .event_timeout(None)
+            .event_handler_detect_file_paths(false)
+            .build();
+        let caps = self.transport.capabilities();
+        Bridge {
+            inner: Arc::new(BridgeInner {
+                name,
+                transport: self.transport,
+                inbound,
+                results_back: self.results_back,
+                reply_timeout: self.reply_timeout,
+                dedup: self
+                    .dedup
+                    .unwrap_or_else(|| Arc::new(MemoryDedup::default())),
+                max_deliveries: self.max_deliveries,
+                redeliver_on_error: self.redeliver_on_error.unwrap_or(caps.redelivery),
+                counters: Counters::default(),
+                closed: AtomicBool::new(false),
+                sending: AtomicUsize::new(0),
+                sends_done: Notify::new(),
+                attached: Mutex::new(Vec::new()),
+                replies: Mutex::new(HashMap::new()),
+                in_flight: Mutex::new(HashMap::new()),
+                listener: Mutex::new(None),
+                stop: Arc::new(Notify::new()),
+                recent_bad: Mutex::new(std::collections::VecDeque::new()),
+                changed: Notify::new(),
+            }),
+        }
+    }
+}
+
+/// Attaches a [`Transport`] to buses, both ways — the family's bridge, plus what it lacks.
+///
+/// * **The family's shape.** A bridge has an inbound bus: [`on`](Self::on) subscribes to what
+///   arrives, and [`sender`](Self::sender) is a handler that sends what it receives:
+///   `bus.on_pattern("*", bridge.sender())` and `bridge.on("*", bus.forwarder())`, or
+///   [`attach`](Self::attach) for both.
+/// * **Lineage.** A received event keeps the sender's `event_id`, parent id, path and payload;
+///   each bus it reaches appends itself to `event_path`, and a bus already on the path never
+///   takes it again, so two processes wired both ways over one medium handle each event once
+///   per bus. Events that came in through a bridge are not sent back out through it.
+/// * **De-duplication** by `event_id` ([`DedupStore`]): an event delivered again is acked and
+///   not dispatched again.
+/// * **Acks** (transports that have them) after the event completed on the receiving bus;
+///   failures are redelivered up to [`max_deliveries`](BridgeBuilder::max_deliveries), then
+///   dead-lettered.
+/// * **Bad input** never stops the listener: it is logged (`tracing`, with where it was),
+///   counted ([`metrics`](Self::metrics)) and skipped.
+/// * **Results back** ([`results_back`](BridgeBuilder::results_back)), off by default.
+///
+/// [`start`](Self::start) begins listening; [`close`](Self::close) waits for sends in flight,
+/// flushes, and stops. A bridge is a cheap `Clone`.
+#[derive(Clone)]
+pub struct Bridge {
+    inner: Arc<BridgeInner>,
+}
+
+struct BridgeInner {
+    name: String,
+    transport: Arc<dyn Transport>,
+    inbound: EventBus,
+    results_back: bool,
+    reply_timeout: Option<Duration>,
+    dedup: Arc<dyn DedupStore>,
+    max_deliveries: u32,
+    redeliver_on_error: bool,
+    counters: Counters,
+    closed: AtomicBool,
+    sending: AtomicUsize,
+    sends_done: Notify,
+    /// Labels of the buses this bridge sends for (attached, or whose `sender()` ran): their
+    /// own echo is skipped (and counted).
+    attached: Mutex<Vec<Arc<str>>>,
+    /// Senders waiting for the far side's completion record, by event id.
+    replies: Mutex<HashMap<Uuid, oneshot::Sender<String>>>,
+    /// Received events not yet completed, by id (a second delivery meanwhile is a duplicate).
+    in_flight: Mutex<HashMap<Uuid, ()>>,
+    listener: Mutex<Option<JoinHandle<()>>>,
+    stop: Arc<Notify>,
+    /// The last few problems with input, for [`Bridge::recent_bad_input`].
+    recent_bad: Mutex<std::collections::VecDeque<BadInput>>,
+    /// Woken on every counter change ([`Bridge::wait_metrics`]).
+    changed: Notify,
+}
+
+impl fmt::Debug for Bridge {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Bridge")
+            .field("name", &self.inner.name)
+            .field("transport", &self.inner.transport)
+            .field("results_back", &self.inner.results_back)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Bridge {
+    /// A bridge over `transport` with default options.
+    pub fn new(transport: impl Transport) -> Self {
+        Bridge::builder(transport).build()
+    }
+
+    /// A builder for a bridge with non-default options.
+    pub fn builder(transport: impl Transport) -> BridgeBuilder {
+        Bridge::builder_arc(Arc::new(transport))
+    }
+
+    /// [`builder`](Self::builder) for a shared transport.
+    pub fn builder_arc(transport: Arc<dyn Transport>) -> BridgeBuilder {
+        BridgeBuilder {
+            transport,
+            name: None,
+            results_back: false,
+            reply_timeout: None,
+            dedup: None,
+            max_deliveries: 5,
+            redeliver_on_error: None,
+        }
+    }
+
+    /// The bridge's name (its inbound bus's name).
+    pub fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    /// The transport.
+    pub fn transport(&self) -> &Arc<dyn Transport> {
+        &self.inner.transport
+    }
+
+    /// The bus received events are dispatched on first (history off); [`on`](Self::on)
+    /// subscribes to it.
+    pub fn inbound_bus(&self) -> &EventBus {
+        &self.inner.inbound
+    }
+
+    /// What the bridge counted so far.
+    pub fn metrics(&self) -> BridgeMetrics {
+        let c = &self.inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        BridgeMetrics {
+            sent: get(&c.sent),
+            send_errors: get(&c.send_errors),
+            received: get(&c.received),
+            dispatched: get(&c.dispatched),
+            completed: get(&c.completed),
+            duplicates: get(&c.duplicates),
+            loops: get(&c.loops),
+            invalid: get(&c.invalid),
+            nacked: get(&c.nacked),
+            dead_lettered: get(&c.dead_lettered),
+            replies_sent: get(&c.replies_sent),
+            replies_merged: get(&c.replies_merged),
+        }
+    }
+
+    /// The last 32 problems with received input (oldest first), each with where it was
+    /// (`file:line`, a row id, a peer) and what is wrong; [`metrics`](Self::metrics) counts
+    /// all of them (`invalid`).
+    pub fn recent_bad_input(&self) -> Vec<BadInput> {
+        self.inner.recent_bad.lock().iter().cloned().collect()
+    }
+
+    /// Waits until the counters satisfy `done` (checked on every change).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn wait_metrics(&self, done: impl Fn(&BridgeMetrics) -> bool) {
+        loop {
+            let changed = self.inner.changed.notified();
+            if done(&self.metrics()) {
+                return;
+            }
+            changed.await;
+        }
+    }
+
+    /// Subscribes `handler` to events that arrive through the bridge (`pattern`: a type name or
+    /// `"*"`) — the family's `bridge.on('*', bus.emit)` is `bridge.on("*", bus.forwarder())`.
+    #[track_caller]
+    pub fn on<I: HandlerInput, M>(
+        &self,
+        pattern: &str,
+        handler: impl IntoHandler<I, M>,
+    ) -> EventHandler {
+        self.inner.inbound.on_pattern(pattern, handler)
+    }
+
+    /// A handler that sends each event it receives over the bridge — the family's
+    /// `bus.on('*', bridge.emit)` is `bus.on_pattern("*", bridge.sender())`. Its result is null
+    /// (with results back, the far side's results are merged into the event), or the send's
+    /// error.
+    pub fn sender(&self) -> BridgeSender {
+        BridgeSender {
+            bridge: Arc::clone(&self.inner),
+        }
+    }
+
+    /// Both directions for `bus`: what `bus` dispatches is sent, what arrives is forwarded to
+    /// `bus`. Returns the two registrations (for [`EventBus::off`] and [`Bridge::off`]).
+    #[track_caller]
+    pub fn attach(&self, bus: &EventBus) -> Attachment {
+        self.inner.attached.lock().push(Arc::from(bus.label()));
+        Attachment {
+            outbound: bus.on_pattern("*", self.sender()),
+            inbound: self.on("*", bus.forwarder()),
+        }
+    }
+
+    /// Removes a handler registered with [`on`](Self::on).
+    pub fn off(&self, handler: &EventHandler) -> bool {
+        self.inner.inbound.off(handler)
+    }
+
+    /// Sends one event now (the family's `bridge.emit(event)`).
+    ///
+    /// # Errors
+    ///
+    /// [`BridgeError::Closed`] after [`close`](Self::close); the transport's error.
+    ///
+    /// # Cancel safety
+    ///
+    /// As the transport's `send`.
+    pub async fn send(&self, event: &AnyEvent) -> Result<(), BridgeError> {
+        self.inner.send(Message::event(event)).await
+    }
+
+    /// Starts listening: received events are dispatched on the inbound bus (and from there to
+    /// whatever [`on`](Self::on) subscribed).
+    ///
+    /// # Errors
+    ///
+    /// The transport's error (a socket that cannot be bound, a file that cannot be read);
+    /// [`BridgeError::AlreadyStarted`]; [`BridgeError::Closed`].
+    pub async fn start(&self) -> Result<(), BridgeError> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(inner.closed_error());
+        }
+        if inner.listener.lock().is_some() {
+            return Err(BridgeError::AlreadyStarted {
+                bridge: inner.name.clone(),
+            });
+        }
+        let stream = inner
+            .transport
+            .listen()
+            .await
+            .map_err(|e| inner.transport_error(e))?;
+        let task = tokio::spawn(Arc::clone(inner).listen(stream));
+        let mut slot = inner.listener.lock();
+        if slot.is_some() {
+            task.abort();
+            return Err(BridgeError::AlreadyStarted {
+                bridge: inner.name.clone(),
+            });
+        }
+        *slot = Some(task);
+        Ok(())
+    }
+
+    /// Closes the bridge: refuses new sends, waits for the sends in flight, flushes the
+    /// transport, stops listening (received events still running finish and are acked), and
+    /// closes the transport. Senders still waiting for results back fail. Idempotent.
+    ///
+    /// # Errors
+    ///
+    /// The transport's error from flushing or closing.
+    pub async fn close(&self) -> Result<(), BridgeError> {
+        let inner = &self.inner;
+        inner.closed.store(true, Ordering::Release);
+        loop {
+            let done = inner.sends_done.notified();
+            if inner.sending.load(Ordering::Acquire) == 0 {
+                break;
+            }
+            done.await;
+        }
+        let flushed = inner.transport.flush().await;
+        inner.stop.notify_one();
+        let task = inner.listener.lock().take();
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+        inner.replies.lock().clear();
+        let closed = inner.transport.close().await;
+        flushed.and(closed).map_err(|e| inner.transport_error(e))
+    }
+
+    /// Whether [`close`](Self::close) was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.closed.load(Ordering::Acquire)
+    }
+}
+
+/// The two registrations [`Bridge::attach`] made.
+#[derive(Clone, Debug)]
+pub struct Attachment {
+    /// The bus's `"*"` handler that sends.
+    pub outbound: EventHandler,
+    /// The bridge's `"*"` handler that forwards to the bus.
+    pub inbound: EventHandler,
+}
+
+impl BridgeInner {
+    const RECENT_BAD: usize = 32;
+
+    fn bump(&self, counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.changed.notify_waiters();
+    }
+
+    fn bad_input(&self, bad: BadInput) {
+        tracing::warn!(bridge = %self.name, origin = %bad.origin, error = %bad.message, "bridge skipped bad input");
+        let mut recent = self.recent_bad.lock();
+        if recent.len() == Self::RECENT_BAD {
+            recent.pop_front();
+        }
+        recent.push_back(bad);
+        drop(recent);
+        self.bump(&self.counters.invalid);
+    }
+
+    fn closed_error(&self) -> BridgeError {
+        BridgeError::Closed {
+            bridge: self.name.clone(),
+        }
+    }
+
+    fn transport_error(&self, source: TransportError) -> BridgeError {
+        BridgeError::Transport {
+            bridge: self.name.clone(),
+            source,
+        }
+    }
+
+    async fn send(&self, message: Message) -> Result<(), BridgeError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(self.closed_error());
+        }
+        self.sending.fetch_add(1, Ordering::AcqRel);
+        let sent = self.transport.send(&message).await;
+        if self.sending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.sends_done.notify_waiters();
+        }
+        match sent {
+            Ok(()) => {
+                self.bump(&self.counters.sent);
+                Ok(())
+            }
+            Err(e) => {
+                self.bump(&self.counters.send_errors);
+                Err(self.transport_error(e))
+            }
+        }
+    }
+
+    /// Whether `event` came in through this bridge (its inbound bus is on the path).
+    fn came_through(&self, path: &[String]) -> bool {
+        path.iter().any(|label| label == self.inbound.label())
+    }
+
+    /// The sending handler's work.
+    async fn send_event(self: Arc<Self>, event: AnyEvent) -> Result<ResultSlot, HandlerError> {
+        let path = event.event_path();
+        if self.came_through(&path) {
+            // Every peer on the medium already had it.
+            return Ok(ResultSlot::Null);
+        }
+        // The bus this handler runs on: its own echo (a shared medium) is skipped on receipt.
+        if let Some(bus) = path.last() {
+            let mut outbound = self.attached.lock();
+            if !outbound.iter().any(|l| **l == **bus) {
+                outbound.push(Arc::from(bus.as_str()));
+            }
+        }
+        let event_id = event.event_id();
+        let reply = if self.results_back {
+            let (tx, rx) = oneshot::channel();
+            self.replies.lock().insert(event_id, tx);
+            Some(rx)
+        } else {
+            None
+        };
+        if let Err(e) = self.send(Message::event(&event)).await {
+            self.replies.lock().remove(&event_id);
+            return Err(HandlerError::from_error(e));
+        }
+        let Some(rx) = reply else {
+            return Ok(ResultSlot::Null);
+        };
+        // Dropped (the handler timed out, was cancelled): forget the waiter.
+        let guard = ReplyGuard {
+            bridge: &self,
+            event_id,
+        };
+        let text = match self.reply_timeout {
+            Some(t) => match tokio::time::timeout(t, rx).await {
+                Ok(r) => r,
+                Err(_) => {
+                    return Err(HandlerError::from_error(BridgeError::NoReply {
+                        bridge: self.name.clone(),
+                        event_id,
+                        waited: t,
+                    }));
+                }
+            },
+            None => rx.await,
+        };
+        drop(guard);
+        let Ok(text) = text else {
+            return Err(HandlerError::from_error(self.closed_error()));
+        };
+        match AnyEvent::from_json_str(&text) {
+            Ok(remote) => {
+                event.inner().merge_foreign_results(remote.inner());
+                self.bump(&self.counters.replies_merged);
+                Ok(ResultSlot::Null)
+            }
+            Err(e) => Err(HandlerError::from_error(e)),
+        }
+    }
+
+    async fn listen(self: Arc<Self>, mut stream: super::transport::DeliveryStream) {
+        let stop = Arc::clone(&self.stop);
+        let mut tasks = tokio::task::JoinSet::new();
+        loop {
+            let next = tokio::select! {
+                biased;
+                () = stop.notified() => break,
+                next = stream.next() => next,
+            };
+            let Some(next) = next else { break };
+            // Reap finished completions so the set stays small.
+            while tasks.try_join_next().is_some() {}
+            self.bump(&self.counters.received);
+            match next {
+                Err(bad) => self.bad_input(bad),
+                Ok(delivery) => {
+                    if let Some(task) = Arc::clone(&self).receive(delivery).await {
+                        tasks.spawn(task);
+                    }
+                }
+            }
+        }
+        drop(stream);
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Handles one delivery up to its dispatch; returns the completion work to run beside the
+    /// listener (awaiting the event, acking, replying).
+    async fn receive(
+        self: Arc<Self>,
+        mut delivery: Delivery,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        let acker = delivery.take_acker();
+        let text = delivery.text();
+        if text.starts_with("{\"bubus_completion\"") {
+            self.receive_completion(text, delivery.origin());
+            ack(acker).await;
+            return None;
+        }
+        let decoded = match AnyEvent::from_json_str(text) {
+            Ok(e) => e,
+            Err(e) => {
+                self.bad_input(BadInput::new(delivery.origin(), e.to_string()));
+                if let Some(a) = acker {
+                    self.bump(&self.counters.dead_lettered);
+                    let _ = a.dead_letter(format!("{}: {e}", delivery.origin())).await;
+                }
+                return None;
+            }
+        };
+        let path = decoded.event_path();
+        let own_echo = self.came_through(&path)
+            || self
+                .attached
+                .lock()
+                .iter()
+                .any(|label| path.iter().any(|p| **p == **label));
+        if own_echo {
+            self.bump(&self.counters.loops);
+            ack(acker).await;
+            return None;
+        }
+        let event_id = decoded.event_id();
+        let seen = match self.dedup.seen(event_id).await {
+            Ok(seen) => seen,
+            Err(e) => {
+                tracing::warn!(bridge = %self.name, error = %e, "bridge dedup store failed; delivering");
+                false
+            }
+        };
+        if seen || self.in_flight.lock().insert(event_id, ()).is_some() {
+            self.bump(&self.counters.duplicates);
+            ack(acker).await;
+            return None;
+        }
+        let event = decoded.event_reset_keep_id();
+        let handle = match self.inbound.dispatch(event) {
+            Ok(h) => h,
+            Err(e) => {
+                self.in_flight.lock().remove(&event_id);
+                tracing::warn!(bridge = %self.name, origin = %delivery.origin(), error = %e, "bridge could not dispatch a received event");
+                if let Some(a) = acker {
+                    self.bump(&self.counters.nacked);
+                    let _ = a.nack(None).await;
+                }
+                return None;
+            }
+        };
+        self.bump(&self.counters.dispatched);
+        let attempt = delivery.attempt();
+        let origin = delivery.origin().to_owned();
+        let this = Arc::clone(&self);
+        Some(async move { this.complete(handle, acker, attempt, origin).await })
+    }
+
+    async fn complete(
+        self: Arc<Self>,
+        handle: AnyEvent,
+        acker: Option<Box<dyn Acker>>,
+        attempt: u32,
+        origin: String,
+    ) {
+        let event_id = handle.event_id();
+        let done = (&handle).await;
+        let failure = match &done {
+            Err(e) => Some(e.to_string()),
+            Ok(event) => event.event_errors().first().map(ToString::to_string),
+        };
+        if let (Some(reason), true) = (&failure, self.redeliver_on_error) {
+            self.in_flight.lock().remove(&event_id);
+            if let Some(a) = acker {
+                if attempt >= self.max_deliveries {
+                    self.bump(&self.counters.dead_lettered);
+                    tracing::warn!(bridge = %self.name, %origin, event = %event_id, attempt, reason = %reason, "bridge gave up on an event");
+                    let _ = a.dead_letter(reason.clone()).await;
+                } else {
+                    self.bump(&self.counters.nacked);
+                    let _ = a.nack(None).await;
+                }
+            }
+            return;
+        }
+        if let Err(e) = self.dedup.record(event_id).await {
+            tracing::warn!(bridge = %self.name, error = %e, "bridge dedup store failed to record an event");
+        }
+        self.in_flight.lock().remove(&event_id);
+        self.bump(&self.counters.completed);
+        ack(acker).await;
+        if self.results_back {
+            let text = format!(
+                "{{\"{COMPLETION_KEY}\":{}}}",
+                handle.to_json_string_with_results()
+            );
+            let message =
+                Message::from_parts(MessageKind::Completion, event_id, handle.event_type(), text);
+            // A reply after close is dropped: the sender's timeout reports it.
+            if self.transport.send(&message).await.is_ok() {
+                self.bump(&self.counters.replies_sent);
+            }
+        }
+    }
+
+    fn receive_completion(&self, text: &str, origin: &str) {
+        let Ok(Value::Object(mut record)) = serde_json::from_str::<Value>(text) else {
+            self.bad_input(BadInput::new(
+                origin,
+                "completion record is not a JSON object",
+            ));
+            return;
+        };
+        let Some(event) = record.remove(COMPLETION_KEY) else {
+            return;
+        };
+        let Some(id) = event
+            .get("event_id")
+            .and_then(Value::as_str)
+            .and_then(|s| Uuid::parse_str(s).ok())
+        else {
+            self.bad_input(BadInput::new(
+                origin,
+                "completion record without an event id",
+            ));
+            return;
+        };
+        // Not ours (another sender's, or our own reply on a shared medium): ignore.
+        let Some(tx) = self.replies.lock().remove(&id) else {
+            return;
+        };
+        let _ = tx.send(event.to_string());
+    }
+}
+
+struct ReplyGuard<'a> {
+    bridge: &'a BridgeInner,
+    event_id: Uuid,
+}
+
+impl Drop for ReplyGuard<'_> {
+    fn drop(&mut self) {
+        self.bridge.replies.lock().remove(&self.event_id);
+    }
+}
+
+async fn ack(acker: Option<Box<dyn Acker>>) {
+    if let Some(a) = acker {
+        if let Err(e) = a.ack().await {
+            tracing::warn!(error = %e, "bridge ack failed");
+        }
+    }
+}
+
+/// The handler [`Bridge::sender`] returns.
+#[derive(Clone)]
+pub struct BridgeSender {
+    bridge: Arc<BridgeInner>,
+}
+
+impl fmt::Debug for BridgeSender {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BridgeSender")
+            .field("bridge", &self.bridge.name)
+            .finish()
+    }
+}
+
+#[doc(hidden)]
+#[derive(Debug)]
+pub struct SenderMarker;
+
+#[diagnostic::do_not_recommend]
+impl IntoHandler<AnyEvent, SenderMarker> for BridgeSender {
+    fn __into_handler_fn(self) -> HandlerFn {
+        HandlerFn(Box::new(SendFn {
+            bridge: self.bridge,
+        }))
+    }
+
+    fn __handler_name(&self) -> Cow<'static, str> {
+        Cow::Owned(format!("{}.emit", self.bridge.name))
+    }
+}
+
+struct SendFn {
+    bridge: Arc<BridgeInner>,
+}
+
+impl ErasedHandler for SendFn {
+    fn call(&self, event: AnyEvent) -> HandlerCall {
+        HandlerCall::Pending(Box::pin(Arc::clone(&self.bridge).send_event(event)))
+    }
+}
