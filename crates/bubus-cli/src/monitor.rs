@@ -4,7 +4,10 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use bubus_monitor::{JsonlTarget, Monitor, SqliteSource, WalSource};
+use bubus::bridge::JsonlTransport;
+use bubus_monitor::{
+    JsonlTarget, Monitor, SqliteSource, TransportSource, TransportTarget, WalSource,
+};
 
 use crate::cli::MonitorArgs;
 use crate::mirror::{has_sqlite_extension, is_sqlite};
@@ -16,11 +19,16 @@ use crate::tail::Interrupt;
 pub(crate) enum SourceSpec {
     Wal(PathBuf),
     Sqlite(PathBuf),
+    /// The JSONL bridge transport on a file: what is sent on it from now on.
+    JsonlBridge(PathBuf),
 }
 
-/// `wal:PATH`, `sqlite:PATH`, or a path whose content (or, for a file not there yet, name)
-/// tells: an SQLite database, else a log.
+/// `wal:PATH`, `sqlite:PATH`, `jsonl:PATH` (a JSONL bridge), or a path whose content (or, for a
+/// file not there yet, name) tells: an SQLite database, else a log.
 pub(crate) fn parse_source(arg: &str) -> std::result::Result<SourceSpec, String> {
+    if let Some(path) = arg.strip_prefix("jsonl:") {
+        return Ok(SourceSpec::JsonlBridge(path.into()));
+    }
     if let Some(path) = arg.strip_prefix("wal:") {
         return Ok(SourceSpec::Wal(path.into()));
     }
@@ -29,8 +37,9 @@ pub(crate) fn parse_source(arg: &str) -> std::result::Result<SourceSpec, String>
     }
     if let Some((scheme, _)) = arg.split_once("://") {
         return Err(format!(
-            "{scheme}:// sources (bridge transports) are not supported by this build; \
-             give a log (wal:PATH) or a history mirror (sqlite:PATH)"
+            "{scheme}:// sources are not built into this command; give a log (wal:PATH), a \
+             history mirror (sqlite:PATH) or a JSONL bridge (jsonl:PATH), or embed the \
+             bubus-monitor crate with a TransportSource for that bridge transport"
         ));
     }
     let path = Path::new(arg);
@@ -54,10 +63,16 @@ pub(crate) async fn run(args: &MonitorArgs, diag: &Diagnostics) -> Result<()> {
         builder = match parse_source(arg).map_err(Failure::new)? {
             SourceSpec::Wal(path) => builder.source(WalSource::new(path)),
             SourceSpec::Sqlite(path) => builder.source(SqliteSource::new(path)),
+            SourceSpec::JsonlBridge(path) => {
+                builder.source(TransportSource::new(JsonlTransport::new(path)))
+            }
         };
     }
-    for path in &args.replay_to {
-        builder = builder.replay_target(JsonlTarget::new(path));
+    for target in &args.replay_to {
+        builder = match target.to_str().and_then(|t| t.strip_prefix("jsonl:")) {
+            Some(path) => builder.replay_target(TransportTarget::new(JsonlTransport::new(path))),
+            None => builder.replay_target(JsonlTarget::new(target)),
+        };
     }
     if let Some(token) = &args.token {
         builder = builder.token(token.clone());
@@ -102,6 +117,10 @@ mod tests {
         assert_eq!(
             parse_source("nope/app.jsonl"),
             Ok(SourceSpec::Wal("nope/app.jsonl".into()))
+        );
+        assert_eq!(
+            parse_source("jsonl:bridge.jsonl"),
+            Ok(SourceSpec::JsonlBridge("bridge.jsonl".into()))
         );
         assert!(parse_source("redis://localhost").is_err());
     }

@@ -7,7 +7,7 @@ mod support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 
-use support::{PATIENCE, Running, path_str, run, shop_wal, stderr, temp_dir};
+use support::{PATIENCE, Running, append, path_str, ping_line, run, shop_wal, stderr, temp_dir};
 
 /// One GET over a fresh connection; (status, body). `stop` ends reading early once the body so
 /// far satisfies it (for the endless event stream).
@@ -107,6 +107,51 @@ fn monitor_serves_a_log_and_stops_on_ctrl_c() {
     );
 }
 
+/// A JSONL bridge as a source: what is sent on it once the monitor listens shows.
+#[test]
+fn monitor_listens_on_a_jsonl_bridge() {
+    let dir = temp_dir("monitor-bridge");
+    let bridge = dir.join("bridge.jsonl");
+    append(&bridge, &ping_line(1)); // sent before: a bridge listener starts at the end
+    let mut monitor = Running::spawn(&[
+        "monitor",
+        &format!("jsonl:{}", bridge.display()),
+        "--port",
+        "0",
+    ]);
+    let port = port_of(&monitor.expect_stdout("the URL", |l| l.starts_with("bubus monitor: ")));
+
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream.set_read_timeout(Some(PATIENCE)).expect("timeout");
+    write!(
+        stream,
+        "GET /api/stream HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n"
+    )
+    .expect("send");
+    let mut text = String::new();
+    let mut read_until = |stream: &mut TcpStream, done: &dyn Fn(&str) -> bool| {
+        let mut buf = [0u8; 16 * 1024];
+        while !done(&text) {
+            let n = stream
+                .read(&mut buf)
+                .unwrap_or_else(|e| panic!("reading the stream: {e}; so far:\n{text}"));
+            assert!(n > 0, "the stream ended; so far:\n{text}");
+            text.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    };
+    // The statistics (every second) say when the source listens.
+    read_until(&mut stream, &|t| t.contains(r#""ready":true"#));
+    append(&bridge, &ping_line(2));
+    read_until(&mut stream, &|t| {
+        t.contains("0190a6a0-0000-7000-8000-000000000002")
+    });
+    assert!(
+        !text.contains("0190a6a0-0000-7000-8000-000000000001"),
+        "sent before it listened"
+    );
+    assert!(text.contains(&format!("bridge:jsonl:{}", bridge.display())));
+}
+
 #[test]
 fn monitor_off_loopback_needs_the_token_it_prints() {
     let mut monitor = Running::spawn(&[
@@ -133,7 +178,7 @@ fn monitor_off_loopback_needs_the_token_it_prints() {
 fn monitor_refuses_sources_it_cannot_read() {
     let out = run(&["monitor", "redis://127.0.0.1:6379"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("not supported"), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not built into this command"), "{}", stderr(&out));
     let out = run(&["monitor"]);
     assert_eq!(out.status.code(), Some(2), "a source is required");
 }

@@ -90,10 +90,11 @@ pub use model::{
     Changes, DEFAULT_MAX_EVENTS, Detail, FailureGroup, HandlerRow, Model, Status, Summary,
 };
 #[doc(inline)]
-pub use replay::{JsonlTarget, ReplayError, ReplayTarget};
+pub use replay::{JsonlTarget, ReplayError, ReplayTarget, TransportTarget};
 #[doc(inline)]
 pub use source::{
-    POLL_INTERVAL, Sink, Source, SourceStatus, SqliteSource, StreamSource, WalSource,
+    POLL_INTERVAL, Sink, Source, SourceStatus, SqliteSource, StreamSource, TransportSource,
+    WalSource,
 };
 #[doc(inline)]
 pub use stats::{Stats, StatsRow, StatsSnapshot};
@@ -358,6 +359,29 @@ impl RunningMonitor {
         loop {
             if let Some(detail) = self.event(id).filter(&f) {
                 return detail;
+            }
+            if changed.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Waits until every source reads ([`SourceStatus::ready`]; a stream that ended counts as
+    /// done): what is written from then on is seen — a bridge transport listens from the end of
+    /// its medium, so a test sends only once this returned.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only watches.
+    pub async fn wait_ready(&self) {
+        let mut changed = self.shared.notify.subscribe();
+        loop {
+            let all = self.shared.sources.iter().all(|s| {
+                let s = s.lock();
+                s.ready || s.ended
+            });
+            if all {
+                return;
             }
             if changed.changed().await.is_err() {
                 std::future::pending::<()>().await;
