@@ -315,7 +315,7 @@ pub async fn warmup(counts: &Counts) -> Result<(), String> {
         bus.wait_until_idle(None).await;
     }
     trim_history(&bus, PerfWarmupTrimEvent {}).await?;
-    bus.stop(Some(Duration::ZERO), true).await;
+    bus.stop_and_clear(Some(Duration::ZERO)).await;
     settle().await;
     Ok(())
 }

@@ -153,6 +153,6 @@ async fn measure(scenario: &Scenario, options: &Options) -> Result<ScenarioResul
             )
         },
     );
-    bus.stop(Some(Duration::ZERO), true).await;
+    bus.stop_and_clear(Some(Duration::ZERO)).await;
     Ok(result)
 }

@@ -95,7 +95,7 @@ async fn measure(scenario: &Scenario, options: &Options) -> Result<ScenarioResul
 
         memory.sample();
         trim_history(&bus, PerfTrimEphemeralEvent {}).await?;
-        bus.stop(Some(Duration::ZERO), true).await;
+        bus.stop_and_clear(Some(Duration::ZERO)).await;
 
         if bus_index % 10 == 0 {
             memory.sample();

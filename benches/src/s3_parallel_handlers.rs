@@ -123,6 +123,6 @@ async fn measure(scenario: &Scenario, options: &Options) -> Result<ScenarioResul
     );
 
     trim_history(&bus, PerfTrimFixedHandlersEvent {}).await?;
-    bus.stop(Some(Duration::ZERO), true).await;
+    bus.stop_and_clear(Some(Duration::ZERO)).await;
     Ok(result)
 }

@@ -126,6 +126,6 @@ async fn measure(scenario: &Scenario, options: &Options) -> Result<ScenarioResul
     );
 
     trim_history(&bus, PerfTrimOnOffEvent {}).await?;
-    bus.stop(Some(Duration::ZERO), true).await;
+    bus.stop_and_clear(Some(Duration::ZERO)).await;
     Ok(result)
 }

@@ -296,7 +296,7 @@ async fn measure(scenario: &Scenario, options: &Options) -> Result<ScenarioResul
     trim_history(&bus_c, WCTrimEvent {}).await?;
     settle().await;
     for bus in [&bus_a, &bus_b, &bus_c] {
-        bus.stop(Some(Duration::ZERO), true).await;
+        bus.stop_and_clear(Some(Duration::ZERO)).await;
     }
     Ok(result)
 }

@@ -59,6 +59,7 @@ pub(crate) enum Command {
     Tree(TreeArgs),
     Replay(ReplayArgs),
     Convert(ConvertArgs),
+    DeadLetters(crate::dead_letters::DeadLettersArgs),
     Monitor(MonitorArgs),
 }
 
@@ -96,9 +97,15 @@ pub(crate) struct TailArgs {
     /// on). [default: 10]
     #[arg(short = 'n', long, value_name = "N")]
     pub(crate) lines: Option<u64>,
+
+    /// The bridge table to read when WAL is a bridge database (the table SQLite bridges write;
+    /// default: the only one, or `abxbus_events`).
+    #[arg(long, value_name = "NAME")]
+    pub(crate) table: Option<String>,
 }
 
-/// Print the parent/child tree of the events in a write-ahead log or a history mirror.
+/// Print the parent/child tree of the events in a write-ahead log, a history mirror or a bridge
+/// table.
 ///
 /// The events are rebuilt from their latest state: the last record of each event in a log, or
 /// the last `events_log` row of each event in a mirror with the latest row of each of its
@@ -107,7 +114,7 @@ pub(crate) struct TailArgs {
 /// dispatched nested under it. Events whose parent is not in the input are shown as roots.
 #[derive(Debug, Args)]
 pub(crate) struct TreeArgs {
-    /// The write-ahead log (JSONL) or history mirror (SQLite) to read.
+    /// The write-ahead log (JSONL), history mirror or bridge database (SQLite) to read.
     #[arg(value_name = "FILE")]
     pub(crate) file: PathBuf,
 
@@ -115,6 +122,12 @@ pub(crate) struct TreeArgs {
     /// *.sqlite, *.sqlite3 or *.db), a write-ahead log otherwise.
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub(crate) format: Format,
+
+    /// The bridge table to read when FILE is a bridge database (the table SQLite bridges write;
+    /// default: the only one, or `abxbus_events`). Without it, a database with a history
+    /// mirror's tables is read as a mirror.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) table: Option<String>,
 }
 
 /// Replay a write-ahead log through a fresh bus that writes each event to a JSONL file or stdout.
@@ -183,6 +196,12 @@ pub(crate) struct ConvertArgs {
     /// otherwise).
     #[arg(long, value_enum, default_value_t = Format::Auto)]
     pub(crate) from: Format,
+
+    /// The bridge table to read when IN is a bridge database (the table SQLite bridges write;
+    /// default: the only one, or `abxbus_events`). Without it, a database with a history
+    /// mirror's tables is read as a mirror.
+    #[arg(long, value_name = "NAME")]
+    pub(crate) table: Option<String>,
 
     /// Replace OUT if it exists.
     #[arg(long)]

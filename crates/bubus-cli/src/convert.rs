@@ -25,7 +25,7 @@ pub(crate) fn run(args: &ConvertArgs, diag: &Diagnostics) -> Result<()> {
     let outcome = if to_sqlite {
         wal_to_sqlite(&args.input, &temp, !args.no_progress, diag)
     } else {
-        sqlite_to_wal(&args.input, &temp, diag)
+        sqlite_to_wal(&args.input, args.table.as_deref(), &temp, diag)
     };
     let written = match outcome {
         Ok(written) => written,
@@ -163,9 +163,15 @@ fn wal_to_sqlite(input: &Path, output: &Path, progress: bool, diag: &Diagnostics
     Ok(seen.len() as u64)
 }
 
-/// One record per event of the mirror, in dispatch order: its latest state, with its results.
-fn sqlite_to_wal(input: &Path, output: &Path, diag: &Diagnostics) -> Result<u64> {
-    let events = mirror::read_events(input, diag)?;
+/// One record per event of the mirror, in dispatch order: its latest state, with its results;
+/// or of the bridge table, in insertion order.
+fn sqlite_to_wal(
+    input: &Path,
+    table: Option<&str>,
+    output: &Path,
+    diag: &Diagnostics,
+) -> Result<u64> {
+    let events = crate::bridge_table::read_sqlite_events(input, table, diag)?;
     let writer = WalWriter::open(output).map_err(|e| Failure::wal(output, &e))?;
     for event in &events {
         let written = if event.event_status() == EventStatus::Completed

@@ -23,6 +23,12 @@
 //!   `event_results_log`. Opened read-only, so a live mirror can be read while it is written. A
 //!   row whose id or JSON is not text (NULL, a BLOB) or does not decode is reported like a bad
 //!   line and skipped; the event's other rows still count.
+//! * A **bridge table**: the `abxbus_events` table (or another name, `--table`) that SQLite
+//!   bridges write — `bubus_sqlite::SqliteTransport` or the Python and TypeScript
+//!   `SQLiteEventBridge` — one row per event, read in insertion order. `tree`, `tail` (with
+//!   `--follow`, polling for new rows) and `convert` (to a log) read it; a database with a
+//!   history mirror's tables is read as a mirror unless `--table` is given. A row that does not
+//!   make an event is reported as `warning: FILE: TABLE row ROWID: what is wrong` and skipped.
 //!
 //! # Commands
 //!
@@ -149,8 +155,10 @@
 
 #![warn(missing_docs)]
 
+mod bridge_table;
 mod cli;
 mod convert;
+mod dead_letters;
 mod mirror;
 mod monitor;
 mod output;
@@ -193,6 +201,7 @@ pub fn run() -> ExitCode {
             Command::Tree(args) => tree::run(args, cli.color, &diag),
             Command::Replay(args) => replay::run(args, &diag).await,
             Command::Convert(args) => convert::run(args, &diag),
+            Command::DeadLetters(args) => dead_letters::run(args).await,
             Command::Monitor(args) => monitor::run(args, &diag).await,
         }
     });

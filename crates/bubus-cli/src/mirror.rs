@@ -55,6 +55,18 @@ fn sql_error(path: &Path, error: &rusqlite::Error) -> Failure {
     Failure::new(format!("cannot read {}: {error}", path.display()))
 }
 
+/// Whether the database has a history mirror's `events_log` table.
+pub(crate) fn is_mirror(path: &Path) -> Result<bool> {
+    let db = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| Failure::new(format!("cannot open {}: {e}", path.display())))?;
+    db.busy_timeout(Duration::from_secs(5))
+        .map_err(|e| sql_error(path, &e))?;
+    has_table(&db, "events_log").map_err(|e| sql_error(path, &e))
+}
+
 /// The events of a mirror, in the order they first appear in `events_log` (dispatch order), each
 /// rebuilt from its latest `events_log` row and the latest row of each of its results (in the
 /// order the results first appear). Rows that do not decode are reported and skipped.
@@ -293,11 +305,11 @@ impl MirrorWriter {
     /// Commits every row and closes the database.
     pub(crate) fn finish(self) -> Result<()> {
         if let Err(e) = self.mirror.flush() {
-            return Err(Failure::new(e.to_string()));
+            return Err(Failure::new(crate::output::chain(&e)));
         }
         self.mirror.close();
         match self.mirror.take_error() {
-            Some(error) => Err(Failure::new(error.to_string())),
+            Some(error) => Err(Failure::new(crate::output::chain(&error))),
             None => Ok(()),
         }
     }

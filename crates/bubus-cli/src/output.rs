@@ -56,7 +56,7 @@ impl Failure {
                 "cannot read {} after line {line}: {source}",
                 path.display()
             )),
-            other => Failure::new(format!("{}: {other}", path.display())),
+            other => Failure::new(format!("{}: {}", path.display(), chain(other))),
         }
     }
 }
@@ -68,6 +68,18 @@ impl Display for Failure {
             Failure::BrokenPipe => f.write_str("broken pipe"),
         }
     }
+}
+
+/// An error and its sources, `what: why: why`, for one line of output.
+pub(crate) fn chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
 
 pub(crate) type Result<T, E = Failure> = std::result::Result<T, E>;
@@ -183,7 +195,9 @@ impl Diagnostics {
                 "{path}:{}: line of {len} bytes skipped (the limit is {max})",
                 line + offset
             )),
-            other if other.is_line_error() => self.bad_input(format_args!("{path}: {other}")),
+            other if other.is_line_error() => {
+                self.bad_input(format_args!("{path}: {}", chain(other)));
+            }
             _ => return false,
         }
         true

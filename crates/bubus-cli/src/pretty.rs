@@ -36,14 +36,18 @@ impl Pretty {
     /// 16:40:37.774 Orders#3e1f ChargeCard#5f4b completed (1.2ms) child of OrderPlaced#d6f9  ✅ shop::charge (0.9ms) → "charged"
     /// ```
     pub(crate) fn line(&mut self, record: &WalRecord) -> String {
-        let event = &record.event;
+        self.event_line(&record.event, record.kind == RecordKind::Completed)
+    }
+
+    /// [`line`](Self::line) for an event not read from a log (a bridge table row): a
+    /// completion record if `completed`, a dispatch record otherwise.
+    pub(crate) fn event_line(&mut self, event: &bubus::AnyEvent, completed: bool) -> String {
         let label = event.label();
         if self.labels.len() >= MAX_REMEMBERED {
             self.labels.clear();
         }
         self.labels.insert(event.event_id(), label.clone());
 
-        let completed = record.kind == RecordKind::Completed;
         let at = if completed {
             event
                 .event_completed_at()

@@ -29,6 +29,9 @@ pub(crate) async fn run(args: &TailArgs, color: ColorWhen, diag: &Diagnostics) -
     } else {
         Some(args.lines.unwrap_or(DEFAULT_LINES))
     };
+    if crate::mirror::is_sqlite(&args.wal).unwrap_or(false) {
+        return tail_table(args, lines, &mut printer, diag).await;
+    }
     if args.follow {
         follow(&args.wal, lines, &mut printer, diag).await
     } else {
@@ -66,6 +69,29 @@ impl<W: Write> Printer<W> {
                 .and_then(|()| self.out.write_all(b"\n"))
         } else {
             let line = self.pretty.line(record);
+            writeln!(self.out, "{line}")
+        };
+        written.map_err(|e| Failure::stdout(&e))?;
+        if self.flush_each {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// A bridge table row's event: with its results if it has any.
+    fn print_event(&mut self, event: &bubus::AnyEvent) -> Result<()> {
+        let completed = crate::bridge_table::is_completed(event);
+        let written = if self.json {
+            let json = if completed || !event.event_results().is_empty() {
+                event.to_json_string_with_results()
+            } else {
+                event.to_json_string()
+            };
+            self.out
+                .write_all(json.as_bytes())
+                .and_then(|()| self.out.write_all(b"\n"))
+        } else {
+            let line = self.pretty.event_line(event, completed);
             writeln!(self.out, "{line}")
         };
         written.map_err(|e| Failure::stdout(&e))?;
@@ -115,6 +141,50 @@ fn print_range<W: Write>(
         }
     }
     Ok(())
+}
+
+/// A bridge table (an SQLite file): one line per row, in insertion order; with `--follow`, each
+/// row as it is written.
+async fn tail_table<W: Write>(
+    args: &TailArgs,
+    lines: Option<u64>,
+    printer: &mut Printer<W>,
+    diag: &Diagnostics,
+) -> Result<()> {
+    use crate::bridge_table as bt;
+    let path = &args.wal;
+    let name = bt::pick_table(path, args.table.as_deref())?;
+    let table = bt::open(path, &name)?;
+    let mut cursor = match lines {
+        None => 0,
+        Some(n) => bt::start_for_last(&table, n)?,
+    };
+    let mut interrupt = if args.follow {
+        Some(Interrupt::listen())
+    } else {
+        None
+    };
+    loop {
+        let rows = bt::read_after(&table, cursor, 4_096)?;
+        let full = rows.len() == 4_096;
+        for row in rows {
+            cursor = row.rowid;
+            if let Some(event) = bt::row_event(path, &name, row, diag) {
+                printer.print_event(&event)?;
+            }
+        }
+        printer.flush()?;
+        if full {
+            continue;
+        }
+        let Some(interrupt) = interrupt.as_mut() else {
+            return Ok(());
+        };
+        tokio::select! {
+            () = interrupt.recv() => return Ok(()),
+            () = tokio::time::sleep(bt::POLL_INTERVAL) => {}
+        }
+    }
 }
 
 /// `--follow`: the records already there (per `lines`), then each one appended, until Ctrl-C.

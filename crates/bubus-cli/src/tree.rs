@@ -16,7 +16,9 @@ use crate::output::{Diagnostics, Failure, Result, paint, stdout, style};
 
 pub(crate) fn run(args: &TreeArgs, color: ColorWhen, diag: &Diagnostics) -> Result<()> {
     let events = match resolve_format(&args.file, args.format)? {
-        Format::Sqlite => mirror::read_events(&args.file, diag)?,
+        Format::Sqlite => {
+            crate::bridge_table::read_sqlite_events(&args.file, args.table.as_deref(), diag)?
+        }
         _ => read_wal(&args.file, diag)?,
     };
     let tree = render(&events)?;

@@ -98,7 +98,7 @@ fn the_wrong_kind_of_file_is_an_error() {
         stderr(&output)
     );
 
-    // An SQLite database that is not a mirror.
+    // An SQLite database that is neither a mirror nor a bridge database.
     let db = dir.join("other.sqlite3");
     let conn = bubus_sqlite::rusqlite::Connection::open(&db).unwrap();
     conn.execute_batch("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1);")
@@ -109,7 +109,8 @@ fn the_wrong_kind_of_file_is_an_error() {
     assert_eq!(
         stderr(&output),
         format!(
-            "error: {} is not a bubus history mirror: it has no `events_log` table\n",
+            "error: {} is neither a bubus history mirror (no `events_log` table) nor a bridge \
+             database (no table with `event_id` and `event_payload` columns)\n",
             db.display()
         )
     );

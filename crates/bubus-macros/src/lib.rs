@@ -108,15 +108,14 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
             type Result = #result;
             const EVENT_TYPE: &'static str = #name;
             #version
-            const EVENT_DEFAULTS: ::bubus::EventConfig = ::bubus::EventConfig {
-                event_timeout: #timeout,
-                event_slow_timeout: #slow_timeout,
-                event_concurrency: #concurrency,
-                event_handler_timeout: #handler_timeout,
-                event_handler_slow_timeout: #handler_slow_timeout,
-                event_handler_concurrency: #handler_concurrency,
-                event_handler_completion: #handler_completion,
-            };
+            const EVENT_DEFAULTS: ::bubus::EventConfig = ::bubus::EventConfig::UNSET
+                .with_event_timeout(#timeout)
+                .with_event_slow_timeout(#slow_timeout)
+                .with_event_concurrency(#concurrency)
+                .with_event_handler_timeout(#handler_timeout)
+                .with_event_handler_slow_timeout(#handler_slow_timeout)
+                .with_event_handler_concurrency(#handler_concurrency)
+                .with_event_handler_completion(#handler_completion);
 
             fn __result_schema() -> ::core::option::Option<::bubus::__private::Value> {
                 #[allow(unused_imports)]

@@ -134,6 +134,8 @@
 )]
 
 mod row;
+mod table;
+mod transport;
 mod writer;
 
 use std::fmt;
@@ -150,6 +152,9 @@ use serde_json::Value;
 
 use row::Row;
 use writer::{Queue, open_connection, write_rows};
+
+pub use table::{BridgeTable, DEFAULT_TABLE, RowError, TableError, TableRow};
+pub use transport::{SqliteTransport, StartAt};
 
 /// The SQLite library this crate is built with, for opening mirrors yourself to query them.
 pub use rusqlite;
@@ -220,12 +225,13 @@ impl MirrorOptions {
     }
 }
 
-/// Why the mirror could not open its database, or could not write to it.
+/// Why the mirror could not open its database, or could not write to it. The message does not
+/// repeat the cause: it is the error's [`source`](std::error::Error::source).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MirrorError {
     /// The directory of the database file could not be created.
-    #[error("could not create the directory of {path}: {source}")]
+    #[error("could not create the directory of {path}")]
     CreateDir {
         /// The database file.
         path: PathBuf,
@@ -233,7 +239,7 @@ pub enum MirrorError {
         source: std::io::Error,
     },
     /// The database could not be opened or set up (journal mode, tables).
-    #[error("could not open the history mirror {path}: {source}")]
+    #[error("could not open the history mirror {path}")]
     Open {
         /// The database file.
         path: PathBuf,
@@ -241,7 +247,7 @@ pub enum MirrorError {
         source: rusqlite::Error,
     },
     /// Rows could not be written; they are lost.
-    #[error("could not write {rows} row(s) to the history mirror: {source}")]
+    #[error("could not write {rows} row(s) to the history mirror")]
     Write {
         /// How many rows were lost.
         rows: usize,
@@ -249,7 +255,7 @@ pub enum MirrorError {
         source: rusqlite::Error,
     },
     /// The database could not be closed cleanly.
-    #[error("could not close the history mirror: {source}")]
+    #[error("could not close the history mirror")]
     Close {
         /// What SQLite said.
         source: rusqlite::Error,
@@ -271,7 +277,11 @@ pub(crate) struct Failures {
 
 impl Failures {
     pub(crate) fn record(&self, error: MirrorError) {
-        tracing::error!(target: "bubus_sqlite", %error, "history mirror write failed");
+        tracing::error!(
+            target: "bubus_sqlite",
+            error = &error as &(dyn std::error::Error + 'static),
+            "history mirror write failed"
+        );
         self.count.fetch_add(1, Ordering::Relaxed);
         *self.last.lock() = Some(error);
     }

@@ -1,13 +1,37 @@
-//! Helpers shared by the bubus test suites: an ordered, thread-safe log of what happened, and the
-//! real Python and TypeScript peers the interop tests run against ([`peers`]).
+//! Helpers shared by the bubus test suites: an ordered, thread-safe log of what happened
+//! ([`Recorder`]), deadlock guards and durations ([`time`]), what the code logs ([`logs`]), event
+//! types for tests ([`string_events!`]), the real Python and TypeScript peers the interop tests
+//! run against ([`peers`]), the bridge transport conformance suite ([`conformance`]), and private
+//! servers, a connection-cutting proxy and worker processes for fault tests ([`servers`]).
 
 use std::fmt::Display;
 use std::sync::Arc;
 
 use parking_lot::Mutex;
 
+pub mod bridge_peer;
 pub mod conformance;
+pub mod logs;
 pub mod peers;
+pub mod postgres_server;
+pub mod servers;
+pub mod time;
+
+/// Declares payload-less events whose handlers return `String`, one per name:
+/// `string_events!(ParentEvent, ChildEvent);`. The calling crate needs `serde` and `bubus`.
+///
+/// ```
+/// bubus_test_support::string_events!(PingEvent, PongEvent);
+/// assert_eq!(<PingEvent as bubus::Event>::EVENT_TYPE, "PingEvent");
+/// ```
+#[macro_export]
+macro_rules! string_events {
+    ($($name:ident),* $(,)?) => {$(
+        #[derive(Clone, Debug, Default, ::serde::Serialize, ::serde::Deserialize, ::bubus::Event)]
+        #[event(result = String)]
+        struct $name {}
+    )*};
+}
 
 /// An append-only log shared by handlers and the test body; clones share the same log.
 ///

@@ -149,7 +149,7 @@ async fn main() -> Result<(), bubus::Error> {
     worker(&bus, &timeline, "slow_source", 50);
     worker(&bus, &timeline, "fast_source", 10);
     let event = bus.dispatch(Job { id: 0 })?;
-    let winner = event.first().await?;
+    let winner = event.race().await?;
     timeline.print("first completion: the slow source never ends");
     println!("  winner: {winner:?}");
     for result in event.event_results() {

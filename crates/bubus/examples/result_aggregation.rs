@@ -85,8 +85,8 @@ async fn main() -> Result<(), bubus::Error> {
         .await?;
     println!("filtered: {short:?}");
 
-    // first(): the first handler to return a value wins.
-    let fastest = bus.dispatch(GetConfigEvent)?.first().await?;
+    // race(): the first handler to return a value wins; the others are cancelled.
+    let fastest = bus.dispatch(GetConfigEvent)?.race().await?;
     println!("first():  {fastest:?}");
     Ok(())
 }

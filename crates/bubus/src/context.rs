@@ -17,9 +17,51 @@ use crate::event::inner::EventInner;
 use crate::handler::{HandlerId, HandlerMeta};
 use uuid::Uuid;
 
-/// Addresses of the event locks held by the chain of handlers that led here (bus locks and the
-/// global lock). A queue-jump re-enters them instead of waiting for itself.
-pub(crate) type HeldLocks = SmallVec<[usize; 2]>;
+/// The event locks held by the chain of handlers that led here (bus locks and the global lock),
+/// by address: a queue-jump re-enters them instead of waiting for itself.
+#[derive(Clone, Default)]
+pub(crate) struct HeldLocks {
+    pub(crate) addrs: SmallVec<[usize; 2]>,
+    /// The same locks, owned, once a queue-jump is in the chain (a jump lends them all, so that
+    /// the processing it started may outlive its awaiter). `None` where the chain is one
+    /// processing: its lock (if any) is the event lock of the handler's event on its bus.
+    pub(crate) owned: Option<Arc<[LockRef]>>,
+    /// How many queue-jumps are nested on this task's stack.
+    pub(crate) depth: u32,
+}
+
+impl HeldLocks {
+    /// The lock held by a run loop (or an outside helper) for one event.
+    pub(crate) fn one(addr: usize) -> Self {
+        HeldLocks {
+            addrs: smallvec::smallvec![addr],
+            owned: None,
+            depth: 0,
+        }
+    }
+
+    pub(crate) fn contains(&self, addr: usize) -> bool {
+        self.addrs.contains(&addr)
+    }
+}
+
+/// An event lock, owned: a bus's own lock (kept alive through the bus) or a domain's.
+#[derive(Clone)]
+pub(crate) enum LockRef {
+    Bus(Arc<BusInner>),
+    Domain(Arc<crate::lock::FairLock>),
+}
+
+impl std::ops::Deref for LockRef {
+    type Target = crate::lock::FairLock;
+
+    fn deref(&self) -> &crate::lock::FairLock {
+        match self {
+            LockRef::Bus(bus) => &bus.bus_lock,
+            LockRef::Domain(lock) => lock,
+        }
+    }
+}
 
 /// The running handler: its event, the bus running it and its result. Only the event is held
 /// (one reference count per handler run); the bus and the handler are looked up through it when
@@ -100,7 +142,7 @@ pub(crate) fn bus_for(event: &Arc<EventInner>) -> Option<EventBus> {
 /// bus.on(|event: AnyEvent| {
 ///     assert_eq!(bubus::current_event().unwrap().event_id(), event.event_id());
 /// });
-/// bus.dispatch(bubus::DynEvent::new("Ping", serde_json::json!({})).unwrap())?.await?;
+/// bus.dispatch(bubus::DynEvent::new("Ping", serde_json::json!({}))?)?.await?;
 /// # Ok(()) }
 /// ```
 pub fn current_event() -> Option<AnyEvent> {
@@ -147,7 +189,7 @@ pub fn in_handler() -> bool {
 ///         assert!(child.event_parent_id().is_some());
 ///     }
 /// });
-/// bus.dispatch(DynEvent::new("Parent", json!({})).unwrap())?.await?;
+/// bus.dispatch(DynEvent::new("Parent", json!({}))?)?.await?;
 /// # Ok(()) }
 /// ```
 pub fn in_current_handler<F: Future>(fut: F) -> InCurrentHandler<F> {

@@ -18,6 +18,9 @@ pub enum Error {
     /// A dispatch was refused.
     #[error(transparent)]
     Dispatch(#[from] DispatchError),
+    /// A [`DynEvent`](crate::DynEvent) could not be built from a type name and payload.
+    #[error(transparent)]
+    DynEvent(#[from] crate::DynEventError),
     /// Waiting for an event failed.
     #[error(transparent)]
     Wait(#[from] WaitError),
@@ -33,9 +36,11 @@ pub enum Error {
     /// A call run through a [`Retry`](crate::retry::Retry) policy gave up. Converts from a
     /// [`RetryError<E>`](crate::retry::RetryError) of any handler error type `E` (the `From`
     /// impl lives in `retry`, being generic over `E`).
+    #[cfg(feature = "retry")]
     #[error(transparent)]
     Retry(crate::retry::RetryError),
     /// Writing, reading or replaying a [write-ahead log](crate::wal) failed.
+    #[cfg(feature = "wal")]
     #[error(transparent)]
     Wal(#[from] crate::wal::WalError),
 }
@@ -90,6 +95,25 @@ pub enum DispatchError {
         depth: usize,
         /// [`MAX_JSON_DEPTH`](crate::MAX_JSON_DEPTH).
         limit: usize,
+    },
+    /// The dispatching handler already re-entered itself through nested events as many times
+    /// as the bus's [`max_handler_recursion_depth`](crate::BusConfig::max_handler_recursion_depth)
+    /// allows.
+    #[error(
+        "{bus} refused {event}: handler {handler} already re-entered itself {depth} times \
+         through nested events (max_handler_recursion_depth = {max})"
+    )]
+    HandlerRecursion {
+        /// The bus label.
+        bus: String,
+        /// `Type#abcd` of the refused event.
+        event: String,
+        /// Label of the dispatching handler.
+        handler: String,
+        /// How many of the events that led here that handler dispatched.
+        depth: usize,
+        /// `max_handler_recursion_depth`.
+        max: usize,
     },
 }
 

@@ -72,6 +72,31 @@
 //! share the bus with typed events: a typed handler for `"UserLoginEvent"` receives a dynamic
 //! `"UserLoginEvent"` decoded into its struct, and `"*"` handlers see every event as an
 //! [`AnyEvent`].
+//!
+//! # Names from Python and TypeScript bubus
+//!
+//! Code ported from the family finds its names here; where this crate's own name differs, the
+//! family's is an alias or a documented equivalent:
+//!
+//! | Python / TypeScript | here |
+//! | --- | --- |
+//! | `bus.emit(event)` / `bus.dispatch(event)` | [`EventBus::emit`], [`EventBus::dispatch`] |
+//! | `await bus.expect(Type)` | [`EventBus::expect`] (a [`find`](EventBus::find) that waits) |
+//! | `await event.event_results_list()`, `…_by_handler_id()`, `…_by_handler_name()`, `…_flat_dict()`, `…_flat_list()` | the methods of the same names on [`EventHandle`] and [`AnyEvent`]; [`ResultsQuery`] for their options |
+//! | `await event.first()` (switches to first-completion) | [`EventHandle::race`]; [`EventHandle::first`] only reads |
+//! | `await bus.stop(timeout, clear=True)` | [`EventBus::stop_and_clear`] |
+//! | timeouts in seconds (`event_timeout=5.0`) | the same `f64` seconds in [`EventConfig`] and on the wire |
+//!
+//! # Cargo features
+//!
+//! All on by default; turn them off with `default-features = false` to build a leaner core.
+//!
+//! | feature | what it adds |
+//! | --- | --- |
+//! | `macros` | `#[derive(Event)]` |
+//! | `schema` | JSON Schemas of result types (`schemars`) |
+//! | `retry` | the `retry` module: retry policies, scoped semaphores, cross-process slot files |
+//! | `wal` | the `wal` module: the write-ahead log, its reader, follower and replay; `EventBusBuilder::wal` |
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
 #![warn(missing_docs)]
@@ -86,9 +111,9 @@
 )]
 
 // Lets `#[derive(Event)]` (which names `::bubus`) work inside this crate's own tests. Unused
-// while no unit test derives an event, hence the allow (`rust_2018_idioms` denies it under -D).
+// while no unit test derives an event (`rust_2018_idioms` denies an unused one under -D).
 #[cfg(test)]
-#[allow(unused_extern_crates)]
+#[expect(unused_extern_crates, reason = "no unit test derives an event yet")]
 extern crate self as bubus;
 
 pub mod bridge;
@@ -99,11 +124,14 @@ mod event;
 pub mod handler;
 mod lock;
 mod memo;
+pub mod memory;
 pub mod middleware;
 mod result;
+#[cfg(feature = "retry")]
 pub mod retry;
 mod time;
 mod tree;
+#[cfg(feature = "wal")]
 pub mod wal;
 mod wire;
 
@@ -136,6 +164,10 @@ pub use result::{EventResult, FlatDict, FlatList, ResultStatus, ResultsQuery};
 pub use time::{Timestamp, TimestampError};
 #[doc(inline)]
 pub use wire::{DecodeError, MAX_JSON_DEPTH};
+
+/// The id type of events, buses and handlers (`event_id`, `EventBus::id`, `HandlerId`), re-exported
+/// so callers need not depend on `uuid` themselves.
+pub use uuid::Uuid;
 
 /// `#[derive(Event)]`: see the [`Event`] trait.
 #[cfg(feature = "macros")]

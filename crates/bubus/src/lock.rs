@@ -5,13 +5,19 @@
 //! waiter-list mutex on every release; this lock only does so when someone is waiting. Waiters
 //! are served in arrival order and a released lock is handed straight to the first of them, so a
 //! newcomer never slips in ahead of a waiter.
+//!
+//! A holder can also *lend* the lock ([`FairLock::lend`]): a queue-jump that processes a child
+//! event under the lock its awaiting handler's chain holds takes a loan, so that if the awaiter
+//! gives up and the jump goes on by itself, the holder's release waits for the loan to end — the
+//! lock is only passed on once neither the holder nor any borrower needs it.
 
 use std::collections::VecDeque;
 use std::future::Future;
+use std::ops::Deref;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use sync::{Arc, AtomicBool, AtomicU8, AtomicWaker, Mutex, Ordering};
+use sync::{Arc, AtomicBool, AtomicUsize, AtomicWaker, Mutex, Ordering};
 
 /// The synchronisation primitives the lock is built from: the real ones, or loom's when the
 /// crate is built for the model test (`RUSTFLAGS="--cfg bubus_loom"`, see `loom_model` below).
@@ -20,13 +26,13 @@ mod sync {
     pub(super) use futures_util::task::AtomicWaker;
     pub(super) use parking_lot::Mutex;
     pub(super) use std::sync::Arc;
-    pub(super) use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+    pub(super) use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 }
 
 #[cfg(bubus_loom)]
 mod sync {
     pub(super) use loom::sync::Arc;
-    pub(super) use loom::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+    pub(super) use loom::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
     /// `futures_util`'s shape (register by reference) over loom's waker cell.
     #[derive(Debug)]
@@ -64,12 +70,16 @@ mod sync {
 }
 
 /// Someone holds the lock.
-const LOCKED: u8 = 1;
+const LOCKED: usize = 1;
 /// Someone waits for it (only ever set together with `LOCKED`).
-const QUEUED: u8 = 2;
+const QUEUED: usize = 2;
+/// The holder let go while loans were out: the last loan to end releases the lock.
+const OWNER_DONE: usize = 4;
+/// One loan out (the rest of the word counts them; only ever set together with `LOCKED`).
+const LOAN: usize = 8;
 
 pub(crate) struct FairLock {
-    state: AtomicU8,
+    state: AtomicUsize,
     waiters: Mutex<VecDeque<Arc<Waiter>>>,
 }
 
@@ -96,16 +106,29 @@ impl FairGuard<'_> {
         std::ptr::eq(self.lock, lock)
     }
 
-    /// Whether someone is waiting for the lock this guard holds.
+    /// Whether someone is waiting for the lock this guard holds, or has it on loan: either way
+    /// the holder should let go rather than keep it for more work.
     pub(crate) fn is_contended(&self) -> bool {
-        self.lock.state.load(Ordering::Acquire) & QUEUED != 0
+        self.lock.state.load(Ordering::Acquire) & !LOCKED != 0
+    }
+}
+
+/// A loan of a held lock ([`FairLock::lend`]); the lock is not passed on before it is dropped.
+#[must_use = "the loan ends when it is dropped"]
+pub(crate) struct Loan<L: Deref<Target = FairLock>> {
+    lock: L,
+}
+
+impl<L: Deref<Target = FairLock>> Drop for Loan<L> {
+    fn drop(&mut self) {
+        self.lock.end_loan();
     }
 }
 
 impl FairLock {
     pub(crate) fn new() -> Self {
         FairLock {
-            state: AtomicU8::new(0),
+            state: AtomicUsize::new(0),
             waiters: Mutex::new(VecDeque::new()),
         }
     }
@@ -134,6 +157,51 @@ impl FairLock {
         }
     }
 
+    /// Lends the lock, which whoever calls this knows to be held (by itself or by a chain of
+    /// callers that waits for it): until the loan is dropped, releasing the lock only marks the
+    /// holder done, and the last loan to end releases it. `Err` gives `lock` back if it is not
+    /// held.
+    pub(crate) fn lend<L: Deref<Target = FairLock>>(lock: L) -> Result<Loan<L>, L> {
+        let mut state = lock.state.load(Ordering::Relaxed);
+        loop {
+            if state & LOCKED == 0 {
+                return Err(lock);
+            }
+            match lock.state.compare_exchange_weak(
+                state,
+                state + LOAN,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return Ok(Loan { lock }),
+                Err(actual) => state = actual,
+            }
+        }
+    }
+
+    fn end_loan(&self) {
+        let mut state = self.state.load(Ordering::Relaxed);
+        loop {
+            let last_after_holder = state & OWNER_DONE != 0 && state & !(LOAN - 1) == LOAN;
+            let new = if last_after_holder {
+                state - LOAN - OWNER_DONE
+            } else {
+                state - LOAN
+            };
+            match self
+                .state
+                .compare_exchange_weak(state, new, Ordering::AcqRel, Ordering::Relaxed)
+            {
+                Ok(_) => break,
+                Err(actual) => state = actual,
+            }
+        }
+        if state & OWNER_DONE != 0 && state & !(LOAN - 1) == LOAN {
+            // The holder is gone and this was the last loan: release on its behalf.
+            self.release();
+        }
+    }
+
     fn release(&self) {
         if self
             .state
@@ -142,18 +210,34 @@ impl FairLock {
         {
             return;
         }
+        // Loans out: the last one releases. (New loans only come from under a holder or a
+        // borrower, so once there are none, none can appear while this release goes on.)
+        let mut state = self.state.load(Ordering::Relaxed);
+        while state >= LOAN {
+            match self.state.compare_exchange_weak(
+                state,
+                state | OWNER_DONE,
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            ) {
+                Ok(_) => return,
+                Err(actual) => state = actual,
+            }
+        }
         let mut waiters = self.waiters.lock();
         match waiters.pop_front() {
             Some(next) => {
                 // Handed over: the lock stays held, now by `next`.
                 if waiters.is_empty() {
-                    self.state.store(LOCKED, Ordering::Release);
+                    self.state.fetch_and(!QUEUED, Ordering::Release);
                 }
                 drop(waiters);
                 next.granted.store(true, Ordering::Release);
                 next.waker.wake();
             }
-            None => self.state.store(0, Ordering::Release),
+            None => {
+                self.state.fetch_and(!(LOCKED | QUEUED), Ordering::Release);
+            }
         }
     }
 }
@@ -300,6 +384,36 @@ mod tests {
         assert!(lock.is_free());
     }
 
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_loan_keeps_the_lock_from_being_passed_on_until_it_ends() {
+        let lock = FairLock::new();
+        assert!(FairLock::lend(&lock).is_err(), "a free lock is not lent");
+        let guard = lock.try_acquire().unwrap();
+        let loan = FairLock::lend(&lock).ok().unwrap();
+        let nested = FairLock::lend(&lock).ok().unwrap();
+        assert!(guard.is_contended(), "a holder with loans out lets go");
+        let mut waiter = Box::pin(lock.acquire());
+        assert!(futures_util::poll!(waiter.as_mut()).is_pending());
+        // The holder lets go: the lock stays taken while loans are out.
+        drop(guard);
+        assert!(!lock.is_free());
+        assert!(futures_util::poll!(waiter.as_mut()).is_pending());
+        drop(loan);
+        assert!(futures_util::poll!(waiter.as_mut()).is_pending());
+        // The last loan passes it on.
+        drop(nested);
+        let guard = waiter.await;
+        drop(guard);
+        assert!(lock.is_free());
+
+        // Loans that end before the holder lets go change nothing.
+        let guard = lock.try_acquire().unwrap();
+        drop(FairLock::lend(&lock).ok().unwrap());
+        assert!(!guard.is_contended());
+        drop(guard);
+        assert!(lock.is_free());
+    }
+
     #[test]
     fn mutual_exclusion_across_threads() {
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -384,6 +498,34 @@ mod loom_model {
             for other in others {
                 other.join().unwrap();
             }
+            assert!(
+                lock.is_free(),
+                "the lock is left free when everyone is done"
+            );
+        });
+    }
+
+    #[test]
+    fn a_loan_that_outlives_the_holder_keeps_the_next_holder_out() {
+        model(|| {
+            let lock = Arc::new(FairLock::new());
+            let inside = Arc::new(AtomicUsize::new(0));
+            let guard = lock.try_acquire().unwrap();
+            // The holder's group (holder and borrower) counts as one inside the lock.
+            inside.fetch_add(1, Ordering::SeqCst);
+            let loan = FairLock::lend(Arc::clone(&lock)).ok().unwrap();
+            let group = Arc::clone(&inside);
+            let borrower = thread::spawn(move || {
+                // Works under the loan, then ends it: the group leaves with it.
+                group.fetch_sub(1, Ordering::SeqCst);
+                drop(loan);
+            });
+            let (other, other_inside) = (Arc::clone(&lock), Arc::clone(&inside));
+            let next = thread::spawn(move || critical_section(&other, &other_inside));
+            // The holder lets go at any point relative to the other two.
+            drop(guard);
+            borrower.join().unwrap();
+            next.join().unwrap();
             assert!(
                 lock.is_free(),
                 "the lock is left free when everyone is done"

@@ -10,7 +10,10 @@ pub use serde_json::Value;
 pub struct SchemaProbe<T>(PhantomData<fn() -> T>);
 
 impl<T> SchemaProbe<T> {
-    #[allow(clippy::new_without_default)]
+    #[expect(
+        clippy::new_without_default,
+        reason = "a probe for the derive, not a value users build"
+    )]
     pub fn new() -> Self {
         SchemaProbe(PhantomData)
     }

@@ -11,12 +11,30 @@ use crate::event::inner::{EventInner, short_id};
 use crate::result::{ResultSlot, ResultStatus};
 use crate::time::Timestamp;
 
+/// How many levels of a tree are drawn with their own indentation; deeper levels keep the
+/// indentation of this one and say how much deeper they are, so a chain of events thousands of
+/// levels deep prints in output linear in its length.
+const MAX_DRAWN_DEPTH: usize = 32;
+
 /// Renders the events (a bus's history) as parent/child trees. Roots are events without a parent
 /// in `events`; each event lists its handler results (sorted by start time) with the events each
 /// handler dispatched nested under it, then children no handler claimed.
 pub(crate) fn render(events: &[Arc<EventInner>]) -> String {
+    let mut out = String::new();
+    let _ = write_tree(events, &mut out);
+    out.truncate(out.trim_end_matches('\n').len());
+    out
+}
+
+/// [`render`], a line at a time (each ending in a newline) into `out`, without recursion: the
+/// work left is an explicit stack. Events whose parents form a cycle (possible in a log: A's
+/// parent is B, B's parent is A) are drawn after the trees, from the oldest one, marked `↻`.
+pub(crate) fn write_tree(
+    events: &[Arc<EventInner>],
+    out: &mut dyn std::fmt::Write,
+) -> std::fmt::Result {
     if events.is_empty() {
-        return "(No events in history)".to_owned();
+        return out.write_str("(No events in history)\n");
     }
     let ids: HashSet<Uuid> = events.iter().map(|e| e.id).collect();
     let mut by_parent: HashMap<Uuid, Vec<Arc<EventInner>>> = HashMap::new();
@@ -34,14 +52,225 @@ pub(crate) fn render(events: &[Arc<EventInner>]) -> String {
     for children in by_parent.values_mut() {
         children.sort_by_key(|e| e.created_at);
     }
-    let mut out = String::new();
-    let mut seen = HashSet::new();
+    let mut drawer = Drawer {
+        by_parent: &by_parent,
+        seen: HashSet::new(),
+        stack: Vec::new(),
+        in_cycle: false,
+    };
     let count = roots.len();
-    for (i, root) in roots.iter().enumerate() {
-        event_lines(&mut out, root, "", i + 1 == count, &by_parent, &mut seen);
+    for (i, root) in roots.into_iter().enumerate() {
+        drawer.draw(root, Indent::root(), i + 1 == count, out)?;
     }
-    out.truncate(out.trim_end_matches('\n').len());
-    out
+    // What no root led to sits on (or under) a parent cycle.
+    let mut rest: Vec<&Arc<EventInner>> = events
+        .iter()
+        .filter(|e| !drawer.seen.contains(&e.id))
+        .collect();
+    rest.sort_by_key(|e| e.created_at);
+    drawer.in_cycle = true;
+    for event in rest {
+        if !drawer.seen.contains(&event.id) {
+            drawer.draw(Arc::clone(event), Indent::root(), true, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// The indentation of one level: drawn for the first [`MAX_DRAWN_DEPTH`] levels, counted below.
+#[derive(Clone)]
+struct Indent {
+    text: Arc<str>,
+    depth: usize,
+}
+
+impl Indent {
+    fn root() -> Self {
+        Indent {
+            text: Arc::from(""),
+            depth: 0,
+        }
+    }
+
+    /// The indentation under an entry drawn at this one (`last`: the last of its siblings).
+    fn under(&self, last: bool) -> Self {
+        let text = if self.depth < MAX_DRAWN_DEPTH {
+            Arc::from(format!(
+                "{}{}",
+                self.text,
+                if last { "    " } else { "│   " }
+            ))
+        } else {
+            Arc::clone(&self.text)
+        };
+        Indent {
+            text,
+            depth: self.depth + 1,
+        }
+    }
+
+    fn write(&self, out: &mut dyn std::fmt::Write) -> std::fmt::Result {
+        out.write_str(&self.text)?;
+        if self.depth > MAX_DRAWN_DEPTH {
+            write!(out, "┆+{} ", self.depth - MAX_DRAWN_DEPTH)?;
+        }
+        Ok(())
+    }
+}
+
+/// What is left to draw.
+enum Item {
+    Event {
+        event: Arc<EventInner>,
+        indent: Indent,
+        last: bool,
+    },
+    Result {
+        line: String,
+        indent: Indent,
+        last: bool,
+    },
+}
+
+struct Drawer<'a> {
+    by_parent: &'a HashMap<Uuid, Vec<Arc<EventInner>>>,
+    seen: HashSet<Uuid>,
+    stack: Vec<Item>,
+    /// Drawing what sits on a parent cycle: an event met again is the cycle closing.
+    in_cycle: bool,
+}
+
+impl Drawer<'_> {
+    fn draw(
+        &mut self,
+        root: Arc<EventInner>,
+        indent: Indent,
+        last: bool,
+        out: &mut dyn std::fmt::Write,
+    ) -> std::fmt::Result {
+        let cycle_root = self.in_cycle;
+        self.stack.push(Item::Event {
+            event: root,
+            indent,
+            last,
+        });
+        let mut first = true;
+        while let Some(item) = self.stack.pop() {
+            match item {
+                Item::Result { line, indent, last } => {
+                    indent.write(out)?;
+                    out.write_str(if last { "└── " } else { "├── " })?;
+                    out.write_str(&line)?;
+                    out.write_char('\n')?;
+                }
+                Item::Event {
+                    event,
+                    indent,
+                    last,
+                } => {
+                    let marker = if first && cycle_root { "↻ " } else { "" };
+                    first = false;
+                    self.event(&event, &indent, last, marker, out)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Draws one event's line and queues its results and children.
+    fn event(
+        &mut self,
+        event: &Arc<EventInner>,
+        indent: &Indent,
+        is_last: bool,
+        marker: &str,
+        out: &mut dyn std::fmt::Write,
+    ) -> std::fmt::Result {
+        let connector = if is_last { "└── " } else { "├── " };
+        if !self.seen.insert(event.id) {
+            if self.in_cycle {
+                indent.write(out)?;
+                writeln!(out, "{connector}↻ {} (parent cycle)", event.label())?;
+            }
+            return Ok(());
+        }
+        let (completed_at, mut results, live_children) = {
+            let st = event.state.lock();
+            let results: Vec<ResultLine> = st.results.iter().map(result_line).collect();
+            (st.completed_at, results, st.children.clone())
+        };
+        indent.write(out)?;
+        write!(
+            out,
+            "{connector}{marker}{} [{}",
+            event.label(),
+            clock(event.created_at)
+        )?;
+        if let Some(done) = completed_at {
+            write!(
+                out,
+                " ({:.3}s)",
+                done.duration_since(event.created_at).as_secs_f64()
+            )?;
+        }
+        out.write_str("]\n")?;
+
+        results.sort_by_key(|r| r.started_at);
+        let child_indent = indent.under(is_last);
+        let mut by_id: HashMap<Uuid, Arc<EventInner>> = live_children
+            .iter()
+            .map(|c| (c.id, Arc::clone(c)))
+            .collect();
+        if let Some(known) = self.by_parent.get(&event.id) {
+            for child in known {
+                by_id.entry(child.id).or_insert_with(|| Arc::clone(child));
+            }
+        }
+        let claimed: HashSet<Uuid> = results
+            .iter()
+            .flat_map(|r| r.children.iter().copied())
+            .collect();
+        let mut unclaimed: Vec<Arc<EventInner>> = by_id
+            .values()
+            .filter(|c| !claimed.contains(&c.id))
+            .cloned()
+            .collect();
+        unclaimed.sort_by_key(|c| c.created_at);
+
+        // Queued in reverse: the stack gives them back in drawing order.
+        let total = results.len() + unclaimed.len();
+        let offset = results.len();
+        for (i, child) in unclaimed.into_iter().enumerate().rev() {
+            self.stack.push(Item::Event {
+                event: child,
+                indent: child_indent.clone(),
+                last: offset + i + 1 == total,
+            });
+        }
+        for (i, result) in results.into_iter().enumerate().rev() {
+            let last = i + 1 == total;
+            let grand_indent = child_indent.under(last);
+            let children: Vec<Arc<EventInner>> = result
+                .children
+                .iter()
+                .filter_map(|id| by_id.get(id).cloned())
+                .collect();
+            let n = children.len();
+            for (j, child) in children.into_iter().enumerate().rev() {
+                self.stack.push(Item::Event {
+                    event: child,
+                    indent: grand_indent.clone(),
+                    last: j + 1 == n,
+                });
+            }
+            self.stack.push(Item::Result {
+                line: result.line,
+                indent: child_indent.clone(),
+                last,
+            });
+        }
+        Ok(())
+    }
 }
 
 struct ResultLine {
@@ -50,126 +279,38 @@ struct ResultLine {
     children: Vec<Uuid>,
 }
 
-fn event_lines(
-    out: &mut String,
-    event: &Arc<EventInner>,
-    indent: &str,
-    is_last: bool,
-    by_parent: &HashMap<Uuid, Vec<Arc<EventInner>>>,
-    seen: &mut HashSet<Uuid>,
-) {
-    if !seen.insert(event.id) {
-        return;
-    }
-    let connector = if is_last { "└── " } else { "├── " };
-    let (completed_at, mut results, live_children) = {
-        let st = event.state.lock();
-        let results: Vec<ResultLine> = st
-            .results
-            .iter()
-            .map(|r| {
-                let icon = match r.status {
-                    ResultStatus::Completed => "✅",
-                    ResultStatus::Error => "❌",
-                    ResultStatus::Started => "🏃",
-                    ResultStatus::Pending => "⏳",
-                };
-                let mut line = format!("{icon} {}.{}", r.handler.bus_label, r.handler.label());
-                if let Some(started) = r.started_at {
-                    let _ = write!(line, " [{}", clock(started));
-                    if let Some(done) = r.completed_at {
-                        let _ = write!(
-                            line,
-                            " ({:.3}s)",
-                            done.duration_since(started).as_secs_f64()
-                        );
-                    }
-                    line.push(']');
-                }
-                match (r.status, &r.error) {
-                    (ResultStatus::Error, Some(err)) => {
-                        let _ = write!(line, " ☠️ {}: {}", err.error_type(), err.message());
-                    }
-                    (ResultStatus::Completed, _) => {
-                        let _ = write!(line, " → {}", format_value(&r.value));
-                    }
-                    _ => {}
-                }
-                ResultLine {
-                    started_at: r.started_at,
-                    line,
-                    children: r.children.clone(),
-                }
-            })
-            .collect();
-        (st.completed_at, results, st.children.clone())
+fn result_line(r: &crate::result::ResultRecord) -> ResultLine {
+    let icon = match r.status {
+        ResultStatus::Completed => "✅",
+        ResultStatus::Error => "❌",
+        ResultStatus::Started => "🏃",
+        ResultStatus::Pending => "⏳",
     };
-    let mut line = format!(
-        "{indent}{connector}{} [{}",
-        event.label(),
-        clock(event.created_at)
-    );
-    if let Some(done) = completed_at {
-        let _ = write!(
-            line,
-            " ({:.3}s)",
-            done.duration_since(event.created_at).as_secs_f64()
-        );
-    }
-    line.push(']');
-    out.push_str(&line);
-    out.push('\n');
-
-    results.sort_by_key(|r| r.started_at);
-    let child_indent = format!("{indent}{}", if is_last { "    " } else { "│   " });
-    let mut by_id: HashMap<Uuid, Arc<EventInner>> = live_children
-        .iter()
-        .map(|c| (c.id, Arc::clone(c)))
-        .collect();
-    if let Some(known) = by_parent.get(&event.id) {
-        for child in known {
-            by_id.entry(child.id).or_insert_with(|| Arc::clone(child));
+    let mut line = format!("{icon} {}.{}", r.handler.bus_label, r.handler.label());
+    if let Some(started) = r.started_at {
+        let _ = write!(line, " [{}", clock(started));
+        if let Some(done) = r.completed_at {
+            let _ = write!(
+                line,
+                " ({:.3}s)",
+                done.duration_since(started).as_secs_f64()
+            );
         }
+        line.push(']');
     }
-    let claimed: HashSet<Uuid> = results
-        .iter()
-        .flat_map(|r| r.children.iter().copied())
-        .collect();
-    let mut unclaimed: Vec<Arc<EventInner>> = by_id
-        .values()
-        .filter(|c| !claimed.contains(&c.id))
-        .cloned()
-        .collect();
-    unclaimed.sort_by_key(|c| c.created_at);
-
-    let total = results.len() + unclaimed.len();
-    for (i, result) in results.iter().enumerate() {
-        let last = i + 1 == total;
-        out.push_str(&child_indent);
-        out.push_str(if last { "└── " } else { "├── " });
-        out.push_str(&result.line);
-        out.push('\n');
-        let grand_indent = format!("{child_indent}{}", if last { "    " } else { "│   " });
-        let children: Vec<Arc<EventInner>> = result
-            .children
-            .iter()
-            .filter_map(|id| by_id.get(id).cloned())
-            .collect();
-        let n = children.len();
-        for (j, child) in children.iter().enumerate() {
-            event_lines(out, child, &grand_indent, j + 1 == n, by_parent, seen);
+    match (r.status, &r.error) {
+        (ResultStatus::Error, Some(err)) => {
+            let _ = write!(line, " ☠️ {}: {}", err.error_type(), err.message());
         }
+        (ResultStatus::Completed, _) => {
+            let _ = write!(line, " → {}", format_value(&r.value));
+        }
+        _ => {}
     }
-    let offset = results.len();
-    for (i, child) in unclaimed.iter().enumerate() {
-        event_lines(
-            out,
-            child,
-            &child_indent,
-            offset + i + 1 == total,
-            by_parent,
-            seen,
-        );
+    ResultLine {
+        started_at: r.started_at,
+        line,
+        children: r.children.clone(),
     }
 }
 

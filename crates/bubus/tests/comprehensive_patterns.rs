@@ -6,24 +6,17 @@
 //! Where this bus deliberately differs from the reference, the test checks this bus's behaviour
 //! and says so: every await queue-jumps, and awaiting an ancestor fails fast instead of hanging.
 
+use bubus_test_support::string_events;
+use bubus_test_support::time::within_real;
 use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bubus::{AnyEvent, Event, EventBus, EventHandle, EventStatus, ResultStatus, WaitError};
 use bubus_test_support::Recorder;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
-
-macro_rules! string_events {
-    ($($name:ident),* $(,)?) => {$(
-        #[derive(Clone, Debug, Default, Serialize, Deserialize, bubus::Event)]
-        #[event(result = String)]
-        struct $name {}
-    )*};
-}
 
 string_events!(
     ParentEvent,
@@ -44,13 +37,6 @@ string_events!(
     TriggerEvent,
     SlowEvent,
 );
-
-/// Fails the test instead of hanging it when something deadlocks.
-async fn within<F: IntoFuture>(future: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(10), future)
-        .await
-        .expect("did not finish within 10s: deadlock?")
-}
 
 /// Registers a handler for `E` that logs `{name}_start`, yields, logs `{name}_end`.
 fn on_logged<E: Event<Result = String>>(bus: &EventBus, log: &Recorder, name: &'static str) {
@@ -131,7 +117,7 @@ async fn forwarding_with_queued_and_awaited_children_keeps_order_and_lineage() {
         }
     });
 
-    let parent = within(bus1.dispatch(ParentEvent {}).unwrap())
+    let parent = within_real(bus1.dispatch(ParentEvent {}).unwrap())
         .await
         .unwrap();
     assert!(bus1.wait_until_idle(None).await);
@@ -251,7 +237,9 @@ async fn repeated_runs_of_mixed_queued_and_awaited_children_have_no_races() {
 
     for run in 0..5 {
         log.clear();
-        let root = within(bus1.dispatch(RootEvent {}).unwrap()).await.unwrap();
+        let root = within_real(bus1.dispatch(RootEvent {}).unwrap())
+            .await
+            .unwrap();
         assert!(bus1.wait_until_idle(None).await);
         assert!(bus2.wait_until_idle(None).await);
 
@@ -523,7 +511,7 @@ async fn awaits_from_spawned_tasks_in_the_handler_context_run_the_child_once() {
 
     let event1 = bus.dispatch(Event1 {}).unwrap();
     bus.dispatch(Event2 {}).unwrap();
-    let event1 = within(event1).await.unwrap();
+    let event1 = within_real(event1).await.unwrap();
     assert!(bus.wait_until_idle(None).await);
 
     log.assert_order(&[
@@ -604,9 +592,9 @@ async fn other_buses_keep_processing_while_a_handler_awaits_a_child() {
     bus2.dispatch(Event3 {}).unwrap();
     bus2.dispatch(Event4 {}).unwrap();
 
-    within(event1).await.unwrap();
-    assert!(within(bus1.wait_until_idle(None)).await);
-    assert!(within(bus2.wait_until_idle(None)).await);
+    within_real(event1).await.unwrap();
+    assert!(within_real(bus1.wait_until_idle(None)).await);
+    assert!(within_real(bus2.wait_until_idle(None)).await);
 
     log.assert_order(&[
         "Bus1_Event1_start",
@@ -642,7 +630,7 @@ async fn queue_jump_across_two_buses_keeps_serial_handlers_serial() {
         }
     });
 
-    let top = within(bus_a.dispatch(TriggerEvent {}).unwrap())
+    let top = within_real(bus_a.dispatch(TriggerEvent {}).unwrap())
         .await
         .unwrap();
     assert!(bus_a.wait_until_idle(None).await);
@@ -707,9 +695,9 @@ async fn queue_jump_waits_for_the_event_in_flight_on_another_bus() {
     });
 
     bus_b.dispatch(SlowEvent {}).unwrap();
-    within(slow_started.notified()).await;
+    within_real(slow_started.notified()).await;
     let top = bus_a.dispatch(TriggerEvent {}).unwrap();
-    within(child_a_done.notified()).await;
+    within_real(child_a_done.notified()).await;
     for _ in 0..10 {
         tokio::task::yield_now().await;
     }
@@ -717,7 +705,7 @@ async fn queue_jump_waits_for_the_event_in_flight_on_another_bus() {
     assert!(!top.is_complete());
 
     release.send_replace(true);
-    within(top).await.unwrap();
+    within_real(top).await.unwrap();
     log.assert_order(&["child_a_end", "slow_end", "child_b_start", "child_b_end"]);
 }
 
@@ -764,7 +752,9 @@ async fn serial_handlers_awaiting_a_child() -> Vec<String> {
     });
     on_logged::<SiblingEvent>(&bus, &log, "sibling");
 
-    let parent = within(bus.dispatch(ParentEvent {}).unwrap()).await.unwrap();
+    let parent = within_real(bus.dispatch(ParentEvent {}).unwrap())
+        .await
+        .unwrap();
     // The parent completes only when the sibling (also its child) has.
     assert!(parent.event_children().iter().all(AnyEvent::is_complete));
     assert_eq!(parent.event_children().len(), 2);
@@ -839,7 +829,7 @@ async fn awaits_that_could_never_end_fail_fast_and_result_helpers_queue_jump() {
 
     let parent = bus.dispatch(ParentEvent {}).unwrap();
     bus.dispatch(Event2 {}).unwrap();
-    within(parent).await.unwrap();
+    within_real(parent).await.unwrap();
     assert!(bus.wait_until_idle(None).await);
     assert_eq!(
         log.entries(),

@@ -9,6 +9,7 @@
 //! * typed user values set with [`bubus::with_context`], read with [`bubus::context`];
 //! * the `tracing` span current at dispatch, which becomes the parent of each handler's span.
 
+use bubus_test_support::string_events;
 use std::sync::{Arc, OnceLock};
 
 use bubus::{
@@ -16,20 +17,11 @@ use bubus::{
 };
 use bubus_test_support::Recorder;
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tracing::Instrument;
 use tracing::span::{Attributes, Id};
 use tracing_subscriber::layer::{Context, Layer, SubscriberExt};
 use tracing_subscriber::registry::LookupSpan;
-
-macro_rules! string_events {
-    ($($name:ident),* $(,)?) => {$(
-        #[derive(Clone, Debug, Default, Serialize, Deserialize, bubus::Event)]
-        #[event(result = String)]
-        struct $name {}
-    )*};
-}
 
 string_events!(
     SimpleEvent,

@@ -8,8 +8,9 @@
 //! The reference tests only check that the fields stay unset; these also check that the
 //! resolved behaviour is the right one on each bus.
 
+use bubus_test_support::time::ms;
+use bubus_test_support::time::within;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use bubus::{
     AnyEvent, EventBus, EventConcurrency, EventConfig, EventHandle, HandlerCompletion,
@@ -38,16 +39,6 @@ struct TimeoutOverrideEvent {}
 #[event(result = String)]
 struct ForwardedChildEvent {
     mode: String,
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-async fn within<F: std::future::IntoFuture>(future: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(3_600), future)
-        .await
-        .expect("did not finish: deadlock?")
 }
 
 /// Counts handler runs in flight (now, and the most at once).

@@ -1385,3 +1385,49 @@ async fn a_typed_handler_on_another_types_name_is_checked_against_that_events_re
     }
     Ok(())
 }
+
+/// `event_results_filtered` (the reference's name): the results themselves, keyed by handler
+/// id, that the include filter accepts — by default the completed ones with a value; with the
+/// reference's raise policies.
+#[tokio::test]
+async fn event_results_filtered_keys_the_included_results_by_handler_id() {
+    let bus = EventBus::new("FilteredBus");
+    let a = bus.on_with(
+        |_: EventHandle<Work>| String::from("a"),
+        HandlerOptions::new().name("a"),
+    );
+    bus.on_with(
+        |_: AnyEvent| Value::Null,
+        HandlerOptions::new().name("nothing").pattern("Work"),
+    );
+    let c = bus.on_with(
+        |_: EventHandle<Work>| String::from("c"),
+        HandlerOptions::new().name("c"),
+    );
+    let event = bus.dispatch(Work).unwrap();
+    let filtered = event.event_results_filtered().await.unwrap();
+    let keys: Vec<_> = filtered.keys().cloned().collect();
+    assert_eq!(keys, [a.id().clone(), c.id().clone()]);
+    assert_eq!(filtered[a.id()].result.as_deref(), Some("a"));
+    assert_eq!(filtered[c.id()].handler_name, "c");
+
+    let only_c = event
+        .results()
+        .include(|r| r.result.as_deref() == Some("c"))
+        .filtered()
+        .await
+        .unwrap();
+    assert_eq!(only_c.len(), 1);
+    assert!(only_c.contains_key(c.id()));
+
+    let none = event.results().include(|_| false).filtered().await;
+    assert!(matches!(none, Err(bubus::ResultError::NoResult { .. })));
+    let none_ok = event
+        .results()
+        .include(|_| false)
+        .raise_if_none(false)
+        .filtered()
+        .await
+        .unwrap();
+    assert!(none_ok.is_empty());
+}

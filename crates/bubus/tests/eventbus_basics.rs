@@ -138,13 +138,13 @@ async fn bus_starts_on_first_dispatch_and_stop_is_final_and_idempotent() {
     assert!(bus.wait_until_idle(None).await);
     assert_eq!(handled.load(Ordering::SeqCst), 1);
 
-    bus.stop(None, false).await;
+    bus.stop(None).await;
     assert!(bus.is_stopped());
     assert!(matches!(
         bus.dispatch(user_action("late")),
         Err(DispatchError::Stopped { .. })
     ));
-    bus.stop(None, false).await; // idempotent
+    bus.stop(None).await; // idempotent
     assert!(bus.is_stopped());
     // A stopped bus is idle: waiting never hangs.
     assert!(bus.wait_until_idle(Some(Duration::from_secs(1))).await);
@@ -1027,7 +1027,7 @@ async fn stop_with_queued_events_cancels_them_and_releases_their_waiters() {
         .map(|i| bus.dispatch(user_action(&format!("action_{i}"))).unwrap())
         .collect();
 
-    bus.stop(None, false).await;
+    bus.stop(None).await;
     assert!(bus.is_stopped());
     for event in events {
         let event = event.await.unwrap();

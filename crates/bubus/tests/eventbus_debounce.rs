@@ -347,7 +347,7 @@ async fn the_three_step_spelling_of_the_hybrid_pattern_works_too() {
 #[tokio::test]
 async fn or_dispatch_reports_a_refused_dispatch() {
     let bus = EventBus::new("DebounceStoppedBus");
-    bus.stop(None, false).await;
+    bus.stop(None).await;
     let err = bus
         .find::<SyncEvent>()
         .or_dispatch(SyncEvent::default)

@@ -10,6 +10,7 @@
 //! just shorter than an event's age); the one that must tell an old event from a new one lets a
 //! little real time pass between them.
 
+use bubus_test_support::string_events;
 use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,14 +21,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
-
-macro_rules! string_events {
-    ($($name:ident),* $(,)?) => {$(
-        #[derive(Clone, Debug, Default, Serialize, Deserialize, bubus::Event)]
-        #[event(result = String)]
-        struct $name {}
-    )*};
-}
 
 string_events!(
     ParentEvent,
@@ -1115,7 +1108,7 @@ async fn stopping_the_bus_releases_future_waiters() {
     let (forever, windowed, ()) =
         tokio::join!(forever.into_future(), windowed.into_future(), async {
             tokio::task::yield_now().await;
-            bus.stop(None, false).await;
+            bus.stop(None).await;
         });
     assert!(forever.is_none());
     assert!(windowed.is_none());
@@ -1129,7 +1122,7 @@ async fn a_stopped_bus_still_answers_from_its_history() {
     let bus = EventBus::new("FindStoppedHistoryBus");
     answer::<ParentEvent>(&bus);
     let event = bus.dispatch(ParentEvent {}).unwrap().await.unwrap();
-    bus.stop(None, false).await;
+    bus.stop(None).await;
     let found = bus.find::<ParentEvent>().future(true).await;
     assert_eq!(found.unwrap().event_id(), event.event_id());
 }
@@ -1299,7 +1292,7 @@ async fn expect_fails_with_wait_error_stopped_when_the_bus_stops() {
     let bus = EventBus::new("ExpectStopBus");
     let (result, ()) = tokio::join!(bus.expect::<ParentEvent>().into_future(), async {
         tokio::time::sleep(Duration::from_secs(3600)).await;
-        bus.stop(None, false).await;
+        bus.stop(None).await;
     });
     match result {
         Err(WaitError::Stopped { bus: label }) => assert_eq!(label, bus.label()),
@@ -1347,4 +1340,111 @@ async fn an_expect_turned_into_a_future_catches_dispatches_before_its_first_poll
     let dispatched = bus.dispatch(ParentEvent {}).unwrap();
     let found = pending.await.expect("registered before the dispatch");
     assert_eq!(found.event_id(), dispatched.event_id());
+}
+
+/// 100 000 `find` waiters that time out are each removed in O(1): they all resolve to `None`
+/// and a later dispatch still resolves a new waiter. (A removal
+/// that scanned the waiters made this quadratic. A million, timed, is in `benches/`
+/// (`cargo bench -p bubus-benches -- waiters`); this checks the outcome.)
+#[tokio::test(start_paused = true)]
+async fn many_timed_out_waiters_all_resolve_and_the_bus_still_resolves_new_ones() {
+    use futures::stream::{FuturesUnordered, StreamExt};
+    const WAITERS: usize = 100_000;
+    let bus = EventBus::new("MillionWaiters");
+    let mut waiting: FuturesUnordered<_> = (0..WAITERS)
+        .map(|_| {
+            bus.find_pattern("Never")
+                .past(false)
+                .future_within(Duration::from_secs(1))
+                .into_future()
+        })
+        .collect();
+    // Unconstrained: tokio's cooperative budget would otherwise make `FuturesUnordered` poll
+    // the whole set again and again (a cost of the test's harness, not of the bus).
+    let resolved = tokio::task::unconstrained(async {
+        let mut resolved = 0;
+        while let Some(found) = waiting.next().await {
+            assert!(found.is_none());
+            resolved += 1;
+        }
+        resolved
+    })
+    .await;
+    assert_eq!(resolved, WAITERS);
+
+    let next = bus
+        .find_pattern("Never")
+        .past(false)
+        .future_within(Duration::from_secs(1))
+        .into_future();
+    bus.dispatch(bubus::DynEvent::new("Never", serde_json::json!({})).unwrap())
+        .unwrap();
+    assert!(next.await.is_some());
+}
+
+/// `filter` (abxbus 2.5): every match, newest first, up to a limit; the same filters as
+/// `find`; with a future wait, the next matching dispatch when the history had fewer.
+#[tokio::test(start_paused = true)]
+async fn filter_returns_every_match_newest_first_up_to_a_limit() {
+    let bus = EventBus::new("FilterBus");
+    for n in 0..10 {
+        bus.dispatch(NumberedEvent { value: n })
+            .unwrap()
+            .await
+            .unwrap();
+        bus.dispatch(DynEvent::new("Other", json!({ "n": n })).unwrap())
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let numbers = |found: &[EventHandle<NumberedEvent>]| -> Vec<i64> {
+        found.iter().map(|e| e.value).collect()
+    };
+    let all = bus.find::<NumberedEvent>().filter(None).await;
+    assert_eq!(numbers(&all), [9, 8, 7, 6, 5, 4, 3, 2, 1, 0]);
+    let odd = bus
+        .find::<NumberedEvent>()
+        .matching(|e| e.value % 2 == 1)
+        .filter(Some(3))
+        .await;
+    assert_eq!(numbers(&odd), [9, 7, 5]);
+    assert!(bus.find::<NumberedEvent>().filter(Some(0)).await.is_empty());
+    assert_eq!(bus.find_pattern("*").filter(Some(4)).await.len(), 4);
+    let by_field = bus.find_pattern("Other").field("n", 3).filter(None).await;
+    assert_eq!(by_field.len(), 1);
+    assert!(
+        bus.find::<NumberedEvent>()
+            .past(false)
+            .filter(None)
+            .await
+            .is_empty()
+    );
+
+    // Fewer than the limit in the history: waits for the next match.
+    let waiting = bus
+        .find::<NumberedEvent>()
+        .matching(|e| e.value >= 9)
+        .future_within(Duration::from_secs(5))
+        .filter(Some(5));
+    let (found, _) = tokio::join!(waiting, async {
+        tokio::task::yield_now().await;
+        bus.dispatch(NumberedEvent { value: 42 }).unwrap()
+    });
+    assert_eq!(numbers(&found), [9, 42]);
+    // An event dispatched between creating the query and awaiting it is counted once.
+    let waiting = bus
+        .find::<NumberedEvent>()
+        .matching(|e| e.value >= 9)
+        .future_within(Duration::from_secs(5))
+        .filter(Some(5));
+    bus.dispatch(NumberedEvent { value: 43 }).unwrap();
+    assert_eq!(numbers(&waiting.await), [43, 42, 9]);
+    // …or times out with what the history had.
+    let timed_out = bus
+        .find::<NumberedEvent>()
+        .matching(|e| e.value == 0)
+        .future_within(Duration::from_secs(5))
+        .filter(Some(5))
+        .await;
+    assert_eq!(numbers(&timed_out), [0]);
 }

@@ -549,7 +549,7 @@ async fn a_forwarded_event_uses_the_processing_bus_handler_defaults_in_first_mod
     bus_a.forward_to(&bus_b);
 
     let event = bus_a.dispatch(PingEvent { value: 0 }).unwrap();
-    let result = event.first().await.unwrap();
+    let result = event.race().await.unwrap();
     all_idle(&[&bus_a, &bus_b]).await;
 
     assert_eq!(result.as_deref(), Some("fast"), "log: {:?}", log.entries());
@@ -766,7 +766,7 @@ async fn forwarding_to_a_stopped_bus_records_the_refusal_and_still_completes() {
     let dead = EventBus::new("StoppedTarget");
     source.on(|_: EventHandle<PingEvent>| String::from("local"));
     source.forward_to(&dead);
-    dead.stop(None, false).await;
+    dead.stop(None).await;
 
     let event = source
         .dispatch(PingEvent { value: 5 })

@@ -72,6 +72,9 @@
 //! jumps when the runtime is idle), or on a multi-thread runtime where real parallelism matters,
 //! made deterministic with barriers and notifications, never with timing.
 
+use bubus_test_support::string_events;
+use bubus_test_support::time::ms;
+use bubus_test_support::time::within_real;
 use std::future::IntoFuture;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -88,14 +91,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use tokio::sync::{Barrier, Notify};
 use tokio::time::Instant;
-
-macro_rules! string_events {
-    ($($name:ident),* $(,)?) => {$(
-        #[derive(Clone, Debug, Default, Serialize, Deserialize, bubus::Event)]
-        #[event(result = String)]
-        struct $name {}
-    )*};
-}
 
 string_events!(
     WorkEvent,
@@ -118,18 +113,6 @@ struct OrderedEvent {
 #[derive(Clone, Debug, Default, Serialize, Deserialize, bubus::Event)]
 #[event(result = u32)]
 struct CountEvent {}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// Fails the test instead of hanging it. Under a paused clock the limit costs nothing unless
-/// something is stuck.
-async fn within<F: IntoFuture>(future: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(600), future)
-        .await
-        .expect("did not finish: deadlock?")
-}
 
 /// Counts handler runs in flight: now, and the most at once.
 #[derive(Clone, Default)]
@@ -242,8 +225,8 @@ async fn global_serial_runs_one_event_at_a_time_across_buses_in_fifo_order() {
             .unwrap();
     }
     let start = Instant::now();
-    assert!(within(bus_a.wait_until_idle(None)).await);
-    assert!(within(bus_b.wait_until_idle(None)).await);
+    assert!(within_real(bus_a.wait_until_idle(None)).await);
+    assert!(within_real(bus_b.wait_until_idle(None)).await);
 
     assert_eq!(flight.max(), 1);
     assert_eq!(start.elapsed(), ms(60), "six events, one at a time");
@@ -278,7 +261,7 @@ async fn global_serial_holds_across_threads() {
         }
     }
     for bus in &buses {
-        assert!(within(bus.wait_until_idle(None)).await);
+        assert!(within_real(bus.wait_until_idle(None)).await);
     }
     assert_eq!(flight.max(), 1);
 }
@@ -311,8 +294,8 @@ async fn lock_domains_are_independent() {
 
     let x = bus_x.dispatch(WorkEvent {}).unwrap();
     let y = bus_y.dispatch(WorkEvent {}).unwrap();
-    assert_eq!(within(x.event_result()).await.unwrap(), "x");
-    assert_eq!(within(y.event_result()).await.unwrap(), "y");
+    assert_eq!(within_real(x.event_result()).await.unwrap(), "x");
+    assert_eq!(within_real(y.event_result()).await.unwrap(), "y");
 }
 
 #[tokio::test(start_paused = true)]
@@ -351,8 +334,8 @@ async fn bus_serial_serializes_per_bus_but_overlaps_across_buses() {
         bus_a.dispatch(WorkEvent {}).unwrap();
         bus_b.dispatch(WorkEvent {}).unwrap();
     }
-    assert!(within(bus_a.wait_until_idle(None)).await);
-    assert!(within(bus_b.wait_until_idle(None)).await);
+    assert!(within_real(bus_a.wait_until_idle(None)).await);
+    assert!(within_real(bus_b.wait_until_idle(None)).await);
     assert_eq!(flight_a.max(), 1);
     assert_eq!(flight_b.max(), 1);
     assert_eq!(global.max(), 2);
@@ -380,8 +363,8 @@ async fn bus_serial_keeps_fifo_with_interleaved_dispatches() {
             })
             .unwrap();
     }
-    assert!(within(bus_a.wait_until_idle(None)).await);
-    assert!(within(bus_b.wait_until_idle(None)).await);
+    assert!(within_real(bus_a.wait_until_idle(None)).await);
+    assert!(within_real(bus_b.wait_until_idle(None)).await);
     assert_eq!(orders(&log, "a"), [0, 1, 2, 3]);
     assert_eq!(orders(&log, "b"), [0, 1, 2, 3]);
     assert_eq!(flight.max(), 2, "one per bus");
@@ -420,8 +403,8 @@ async fn parallel_events_overlap_on_one_bus() {
             source: String::new(),
         })
         .unwrap();
-    assert_eq!(within(first.event_result()).await.unwrap(), "done 0");
-    assert_eq!(within(second.event_result()).await.unwrap(), "done 1");
+    assert_eq!(within_real(first.event_result()).await.unwrap(), "done 0");
+    assert_eq!(within_real(second.event_result()).await.unwrap(), "done 1");
     assert_eq!(flight.max(), 2);
 }
 
@@ -446,8 +429,8 @@ async fn parallel_event_concurrency_keeps_queue_jump_working() {
 
     let parent = bus.dispatch(ParentEvent {}).unwrap();
     let sibling = bus.dispatch(SiblingEvent {}).unwrap();
-    assert_eq!(within(parent.event_result()).await.unwrap(), "child");
-    within(sibling).await.unwrap();
+    assert_eq!(within_real(parent.event_result()).await.unwrap(), "child");
+    within_real(sibling).await.unwrap();
     // The child ran inside the awaiting handler, once; the sibling overlapped (parallel).
     log.assert_order(&["parent_start", "child_start", "child_end", "parent_end"]);
     assert_eq!(
@@ -476,7 +459,7 @@ async fn unset_event_concurrency_resolves_to_the_bus_default() {
         event.set_event_concurrency(None);
         bus.dispatch(event).unwrap();
     }
-    assert!(within(bus.wait_until_idle(None)).await);
+    assert!(within_real(bus.wait_until_idle(None)).await);
     assert_eq!(flight.max(), 1);
 }
 
@@ -498,7 +481,9 @@ async fn serial_handlers_run_one_at_a_time_in_registration_order() {
             HandlerOptions::new(),
         );
     }
-    within(bus.dispatch(WorkEvent {}).unwrap()).await.unwrap();
+    within_real(bus.dispatch(WorkEvent {}).unwrap())
+        .await
+        .unwrap();
     assert_eq!(
         log.entries(),
         [
@@ -561,7 +546,9 @@ async fn serial_sync_and_waiting_async_handlers_keep_their_order_and_one_at_a_ti
         };
     }
     let start = Instant::now();
-    let event = within(bus.dispatch(WorkEvent {}).unwrap()).await.unwrap();
+    let event = within_real(bus.dispatch(WorkEvent {}).unwrap())
+        .await
+        .unwrap();
     assert_eq!(start.elapsed(), ms(10));
     assert_eq!(
         log.entries(),
@@ -605,7 +592,9 @@ async fn parallel_handlers_of_one_event_run_at_once() {
             HandlerOptions::new().name(name),
         );
     }
-    let event = within(bus.dispatch(WorkEvent {}).unwrap()).await.unwrap();
+    let event = within_real(bus.dispatch(WorkEvent {}).unwrap())
+        .await
+        .unwrap();
     assert_eq!(
         event.event_results_list().await.unwrap(),
         ["handler_a", "handler_b"]
@@ -623,7 +612,7 @@ async fn unset_handler_concurrency_resolves_to_the_bus_default() {
     on_tracked::<WorkEvent>(&bus, &[&flight], &log, "b", 5, HandlerOptions::new());
     let event = EventHandle::new(WorkEvent {});
     event.set_event_handler_concurrency(None);
-    within(bus.dispatch(event).unwrap()).await.unwrap();
+    within_real(bus.dispatch(event).unwrap()).await.unwrap();
     assert_eq!(flight.max(), 1);
 }
 
@@ -643,7 +632,9 @@ async fn a_handler_option_overrides_the_event_handler_concurrency() {
     );
     on_tracked::<WorkEvent>(&bus, &[], &log, "s2", 20, HandlerOptions::new());
     let start = Instant::now();
-    within(bus.dispatch(WorkEvent {}).unwrap()).await.unwrap();
+    within_real(bus.dispatch(WorkEvent {}).unwrap())
+        .await
+        .unwrap();
     assert_eq!(start.elapsed(), ms(40));
     log.assert_order(&[
         "s1_start", "p_start", "p_end", "s1_end", "s2_start", "s2_end",
@@ -661,7 +652,9 @@ async fn a_handler_option_overrides_the_event_handler_concurrency() {
     on_tracked::<WorkEvent>(&bus, &[&serial, &all], &log, "s2", 10, serial_opts());
     on_tracked::<WorkEvent>(&bus, &[&all], &log, "p2", 10, HandlerOptions::new());
     let start = Instant::now();
-    within(bus.dispatch(WorkEvent {}).unwrap()).await.unwrap();
+    within_real(bus.dispatch(WorkEvent {}).unwrap())
+        .await
+        .unwrap();
     assert_eq!(start.elapsed(), ms(20));
     assert_eq!(serial.max(), 1);
     assert_eq!(all.max(), 3);
@@ -683,7 +676,7 @@ async fn the_serial_handler_lock_is_shared_by_every_bus_the_event_reaches() {
     bus_a.dispatch(&event).unwrap();
     bus_b.dispatch(&event).unwrap();
     let start = Instant::now();
-    within(event).await.unwrap();
+    within_real(event).await.unwrap();
     assert_eq!(start.elapsed(), ms(20));
     assert_eq!(flight.max(), 1);
 
@@ -712,7 +705,7 @@ async fn the_serial_handler_lock_is_shared_by_every_bus_the_event_reaches() {
     bus_c.dispatch(&event).unwrap();
     bus_d.dispatch(&event).unwrap();
     let start = Instant::now();
-    within(event).await.unwrap();
+    within_real(event).await.unwrap();
     assert_eq!(start.elapsed(), ms(10));
     assert_eq!(flight_parallel.max(), 2);
 }
@@ -739,8 +732,8 @@ async fn global_serial_with_parallel_handlers_overlaps_handlers_not_events() {
     bus_a.dispatch(WorkEvent {}).unwrap();
     bus_b.dispatch(WorkEvent {}).unwrap();
     let start = Instant::now();
-    assert!(within(bus_a.wait_until_idle(None)).await);
-    assert!(within(bus_b.wait_until_idle(None)).await);
+    assert!(within_real(bus_a.wait_until_idle(None)).await);
+    assert!(within_real(bus_b.wait_until_idle(None)).await);
     assert_eq!(
         flight.max(),
         2,
@@ -763,8 +756,8 @@ async fn parallel_events_with_serial_handlers_overlap_across_buses() {
     on_tracked::<WorkEvent>(&bus_b, &[&flight], &log, "b", 10, HandlerOptions::new());
     bus_a.dispatch(WorkEvent {}).unwrap();
     bus_b.dispatch(WorkEvent {}).unwrap();
-    assert!(within(bus_a.wait_until_idle(None)).await);
-    assert!(within(bus_b.wait_until_idle(None)).await);
+    assert!(within_real(bus_a.wait_until_idle(None)).await);
+    assert!(within_real(bus_b.wait_until_idle(None)).await);
     assert_eq!(flight.max(), 2);
 }
 
@@ -793,7 +786,7 @@ async fn an_event_parallel_override_beats_a_bus_serial_default() {
         )
         .unwrap();
     }
-    assert!(within(bus.wait_until_idle(None)).await);
+    assert!(within_real(bus.wait_until_idle(None)).await);
     assert_eq!(flight.max(), 2);
 }
 
@@ -819,7 +812,7 @@ async fn an_event_bus_serial_override_beats_a_bus_parallel_default() {
         .unwrap();
     }
     let start = Instant::now();
-    assert!(within(bus.wait_until_idle(None)).await);
+    assert!(within_real(bus.wait_until_idle(None)).await);
     assert_eq!(flight.max(), 1);
     assert_eq!(start.elapsed(), ms(20));
 }
@@ -838,7 +831,7 @@ async fn an_event_handler_concurrency_override_beats_the_bus_default() {
         on_tracked::<WorkEvent>(&bus, &[&flight], &log, "a", 10, HandlerOptions::new());
         on_tracked::<WorkEvent>(&bus, &[&flight], &log, "b", 10, HandlerOptions::new());
         let event = EventHandle::new(WorkEvent {}).with_event_handler_concurrency(event_mode);
-        within(bus.dispatch(event).unwrap()).await.unwrap();
+        within_real(bus.dispatch(event).unwrap()).await.unwrap();
         assert_eq!(
             flight.max(),
             expected_max,
@@ -887,8 +880,8 @@ async fn a_retry_semaphore_serializes_handlers_even_on_parallel_buses() {
             .unwrap();
     }
     let start = Instant::now();
-    assert!(within(bus_a.wait_until_idle(None)).await);
-    assert!(within(bus_b.wait_until_idle(None)).await);
+    assert!(within_real(bus_a.wait_until_idle(None)).await);
+    assert!(within_real(bus_b.wait_until_idle(None)).await);
     assert_eq!(flight.max(), 1);
     assert_eq!(start.elapsed(), ms(40));
 }
@@ -921,8 +914,8 @@ async fn an_awaited_child_preempts_a_queued_sibling_on_the_same_bus() {
     let parent = bus.dispatch(ParentEvent {}).unwrap();
     bus.dispatch(SiblingEvent {}).unwrap();
 
-    within(parent).await.unwrap();
-    assert!(within(bus.wait_until_idle(None)).await);
+    within_real(parent).await.unwrap();
+    assert!(within_real(bus.wait_until_idle(None)).await);
     assert_eq!(
         log.entries(),
         [
@@ -961,10 +954,10 @@ async fn an_awaited_child_jumps_queued_events_across_global_serial_buses() {
         }
     });
 
-    within(bus_a.dispatch(ParentEvent {}).unwrap())
+    within_real(bus_a.dispatch(ParentEvent {}).unwrap())
         .await
         .unwrap();
-    assert!(within(bus_b.wait_until_idle(None)).await);
+    assert!(within_real(bus_b.wait_until_idle(None)).await);
     log.assert_order(&[
         "parent_start",
         "child_start",
@@ -995,8 +988,8 @@ async fn awaiting_a_child_on_one_bus_does_not_block_another_bus() {
 
     let parent = bus_a.dispatch(ParentEvent {}).unwrap();
     bus_b.dispatch(OtherEvent {}).unwrap();
-    within(parent).await.unwrap();
-    assert!(within(bus_b.wait_until_idle(None)).await);
+    within_real(parent).await.unwrap();
+    assert!(within_real(bus_b.wait_until_idle(None)).await);
     assert!(log.position("other_end").unwrap() < log.position("parent_end").unwrap());
 }
 
@@ -1022,7 +1015,7 @@ async fn a_queue_jump_honours_the_lock_of_another_busy_bus() {
 
     bus_b.dispatch(BlockerEvent {}).unwrap();
     let start = Instant::now();
-    let parent = within(bus_a.dispatch(ParentEvent {}).unwrap())
+    let parent = within_real(bus_a.dispatch(ParentEvent {}).unwrap())
         .await
         .unwrap();
     assert_eq!(start.elapsed(), ms(105));
@@ -1075,7 +1068,7 @@ async fn awaiting_an_event_already_in_flight_does_not_run_it_twice() {
     });
 
     let child = bus.dispatch(ChildEvent {}).unwrap();
-    within(started.notified()).await;
+    within_real(started.notified()).await;
     *slot.lock().unwrap() = Some(child.to_any());
     let parent = bus.dispatch(ParentEvent {}).unwrap();
     let waiting = tokio::spawn(child.clone().into_future());
@@ -1083,8 +1076,8 @@ async fn awaiting_an_event_already_in_flight_does_not_run_it_twice() {
     assert!(!child.is_complete() && !parent.is_complete());
 
     release.notify_one();
-    within(waiting).await.unwrap().unwrap();
-    assert_eq!(within(parent.event_result()).await.unwrap(), "parent");
+    within_real(waiting).await.unwrap().unwrap();
+    assert_eq!(within_real(parent.event_result()).await.unwrap(), "parent");
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     assert_eq!(child.event_results().len(), 1);
 }
@@ -1107,11 +1100,11 @@ async fn the_same_event_type_on_separate_buses_stays_isolated_without_forwarding
         }
     });
 
-    within(bus_a.dispatch(ParentEvent {}).unwrap())
+    within_real(bus_a.dispatch(ParentEvent {}).unwrap())
         .await
         .unwrap();
-    assert!(within(bus_a.wait_until_idle(None)).await);
-    assert!(within(bus_b.wait_until_idle(None)).await);
+    assert!(within_real(bus_a.wait_until_idle(None)).await);
+    assert!(within_real(bus_b.wait_until_idle(None)).await);
     assert_eq!(
         log.entries(),
         [
@@ -1170,8 +1163,8 @@ async fn forwarded_events_keep_fifo_order_on_the_target_bus() {
             })
             .unwrap();
     }
-    assert!(within(bus_a.wait_until_idle(None)).await);
-    assert!(within(bus_b.wait_until_idle(None)).await);
+    assert!(within_real(bus_a.wait_until_idle(None)).await);
+    assert!(within_real(bus_b.wait_until_idle(None)).await);
 
     assert_eq!(log_a.entries(), ["0", "1", "2", "3", "4"]);
     assert_eq!(log_b.entries(), ["0:1", "1:1", "2:1", "3:1", "4:1"]);
@@ -1229,7 +1222,7 @@ async fn forwarded_events_keep_fifo_order_across_chained_buses() {
             .unwrap();
     }
     for bus in [&bus_a, &bus_b, &bus_c] {
-        assert!(within(bus.wait_until_idle(None)).await);
+        assert!(within_real(bus.wait_until_idle(None)).await);
     }
     assert_eq!(log.entries(), ["0", "1", "2", "3", "4", "5"]);
 }
@@ -1270,7 +1263,7 @@ async fn forwarding_does_not_change_the_bus_of_the_running_handler() {
     bus_a.on(|_: EventHandle<ChildEvent>| String::from("child on a"));
     bus_b.on(|_: EventHandle<ChildEvent>| String::from("child on b"));
 
-    let parent = within(bus_a.dispatch(ParentEvent {}).unwrap())
+    let parent = within_real(bus_a.dispatch(ParentEvent {}).unwrap())
         .await
         .unwrap();
     assert!(
@@ -1353,9 +1346,9 @@ async fn children_of_concurrent_handlers_are_linked_to_the_handler_that_dispatch
         .map(|_| bus.dispatch(ParentEvent {}).unwrap())
         .collect();
     for parent in &parents {
-        within(parent.clone()).await.unwrap();
+        within_real(parent.clone()).await.unwrap();
     }
-    assert!(within(bus.wait_until_idle(None)).await);
+    assert!(within_real(bus.wait_until_idle(None)).await);
 
     for parent in &parents {
         let children = parent.event_children();
@@ -1385,7 +1378,7 @@ async fn children_of_concurrent_handlers_are_linked_to_the_handler_that_dispatch
     assert!(!bus.event_is_child_of(stranger, &parents[0]));
     // `find` with `child_of` picks among that parent's own children only.
     for parent in &parents {
-        let found = within(bus.find::<ChildEvent>().child_of(parent))
+        let found = within_real(bus.find::<ChildEvent>().child_of(parent))
             .await
             .expect("a child of this parent");
         assert_eq!(found.event_parent_id(), Some(parent.event_id()));
@@ -1408,12 +1401,12 @@ async fn the_pending_bus_count_returns_to_zero() {
         bus.dispatch(&event).unwrap();
     }
     assert_eq!(event.event_pending_bus_count(), 3);
-    let event = within(event).await.unwrap();
+    let event = within_real(event).await.unwrap();
     assert_eq!(event.event_pending_bus_count(), 0);
     assert_eq!(event.event_results().len(), 3);
 
     let nothing = buses[0].dispatch(OtherEvent {}).unwrap();
-    let nothing = within(nothing).await.unwrap();
+    let nothing = within_real(nothing).await.unwrap();
     assert_eq!(nothing.event_pending_bus_count(), 0);
 }
 
@@ -1433,7 +1426,7 @@ async fn find_in_the_past_returns_the_most_recent_match_of_any_status_unless_tol
         }
     });
 
-    within(
+    within_real(
         bus.dispatch(OrderedEvent {
             order: 1,
             source: String::new(),
@@ -1442,13 +1435,13 @@ async fn find_in_the_past_returns_the_most_recent_match_of_any_status_unless_tol
     )
     .await
     .unwrap();
-    let found = within(bus.find::<OrderedEvent>()).await.unwrap();
+    let found = within_real(bus.find::<OrderedEvent>()).await.unwrap();
     assert_eq!(
         (found.order, found.event_status()),
         (1, EventStatus::Completed)
     );
     assert!(
-        within(other.find::<OrderedEvent>()).await.is_none(),
+        within_real(other.find::<OrderedEvent>()).await.is_none(),
         "bus-scoped"
     );
 
@@ -1460,11 +1453,11 @@ async fn find_in_the_past_returns_the_most_recent_match_of_any_status_unless_tol
         })
         .unwrap();
     tokio::task::yield_now().await;
-    let found = within(bus.find::<OrderedEvent>()).await.unwrap();
+    let found = within_real(bus.find::<OrderedEvent>()).await.unwrap();
     assert_eq!(found.order, 2);
     assert_ne!(found.event_status(), EventStatus::Completed);
     // ... unless completion is required.
-    let completed = within(
+    let completed = within_real(
         bus.find::<OrderedEvent>()
             .field("event_status", "completed"),
     )
@@ -1473,7 +1466,7 @@ async fn find_in_the_past_returns_the_most_recent_match_of_any_status_unless_tol
     assert_eq!(completed.order, 1);
 
     release.notify_one();
-    let done = within(found).await.unwrap();
+    let done = within_real(found).await.unwrap();
     assert_eq!(done.event_status(), EventStatus::Completed);
     assert_eq!(done.event_id(), in_flight.event_id());
 }
@@ -1496,9 +1489,11 @@ async fn find_in_the_future_resolves_with_an_event_forwarded_from_another_bus() 
         .into_future();
     let start = Instant::now();
     let dispatched = bus_a.dispatch(WorkEvent {}).unwrap();
-    let found = within(waiting).await.expect("seen when forwarded to B");
+    let found = within_real(waiting)
+        .await
+        .expect("seen when forwarded to B");
     assert_eq!(found.event_id(), dispatched.event_id());
-    let done = within(found).await.unwrap();
+    let done = within_real(found).await.unwrap();
     assert_eq!(start.elapsed(), ms(50));
     assert_eq!(done.event_result().await.unwrap(), "done on b");
 }
@@ -1526,7 +1521,7 @@ async fn history_views_never_report_an_in_flight_event_as_completed() {
             .unwrap()
         })
         .collect();
-    within(events[1].clone()).await.unwrap();
+    within_real(events[1].clone()).await.unwrap();
     tokio::task::yield_now().await;
 
     let ids = |list: Vec<AnyEvent>| list.iter().map(AnyEvent::event_id).collect::<Vec<_>>();
@@ -1538,7 +1533,7 @@ async fn history_views_never_report_an_in_flight_event_as_completed() {
     assert!(bus.events_completed().iter().all(AnyEvent::is_complete));
 
     release.notify_one();
-    within(events[2].clone()).await.unwrap();
+    within_real(events[2].clone()).await.unwrap();
     assert_eq!(bus.events_completed().len(), 3);
     assert!(bus.events_started().is_empty());
 }
@@ -1555,7 +1550,9 @@ async fn awaiting_a_forwarded_event_resolves_when_the_other_bus_is_done() {
     });
 
     let start = Instant::now();
-    let event = within(bus_a.dispatch(WorkEvent {}).unwrap()).await.unwrap();
+    let event = within_real(bus_a.dispatch(WorkEvent {}).unwrap())
+        .await
+        .unwrap();
     assert_eq!(start.elapsed(), ms(50));
     assert_eq!(event.event_status(), EventStatus::Completed);
     assert_eq!(event.event_result().await.unwrap(), "done on b");
@@ -1591,12 +1588,12 @@ async fn a_parent_timeout_cancels_the_child_handlers_on_every_bus_with_attributi
     bus_b.dispatch(BlockerEvent {}).unwrap();
     let parent = EventHandle::new(ParentEvent {}).with_event_timeout(0.02);
     let start = Instant::now();
-    let parent = within(bus_a.dispatch(parent).unwrap()).await.unwrap();
+    let parent = within_real(bus_a.dispatch(parent).unwrap()).await.unwrap();
     // The cancelled child was taken off both queues at once: nothing waited for bus B's
     // blocker to finish.
     assert_eq!(start.elapsed(), ms(20));
     assert!(parent.event_children()[0].is_complete());
-    assert!(within(bus_b.wait_until_idle(None)).await);
+    assert!(within_real(bus_b.wait_until_idle(None)).await);
 
     let child = &parent.event_children()[0];
     let results = child.event_results();
@@ -1632,7 +1629,7 @@ async fn a_forwarded_event_timeout_leaves_nothing_waiting() {
     on_tracked::<OtherEvent>(&bus_b, &[], &log, "next", 0, HandlerOptions::new());
 
     let event = EventHandle::new(WorkEvent {}).with_event_timeout(0.01);
-    let event = within(bus_a.dispatch(event).unwrap()).await.unwrap();
+    let event = within_real(bus_a.dispatch(event).unwrap()).await.unwrap();
     let slow = event
         .event_results()
         .into_iter()
@@ -1643,10 +1640,10 @@ async fn a_forwarded_event_timeout_leaves_nothing_waiting() {
         Some(HandlerErrorKind::Aborted)
     );
     assert_eq!(event.event_pending_bus_count(), 0);
-    assert!(within(bus_a.wait_until_idle(None)).await);
-    assert!(within(bus_b.wait_until_idle(None)).await);
+    assert!(within_real(bus_a.wait_until_idle(None)).await);
+    assert!(within_real(bus_b.wait_until_idle(None)).await);
     // Both buses go on.
-    within(bus_a.dispatch(OtherEvent {}).unwrap())
+    within_real(bus_a.dispatch(OtherEvent {}).unwrap())
         .await
         .unwrap();
     assert!(log.position("next_end").is_some());
@@ -1680,7 +1677,9 @@ async fn result_types_are_enforced_under_parallel_handlers() {
         HandlerOptions::new().name("json_number"),
     );
 
-    let event = within(bus.dispatch(CountEvent {}).unwrap()).await.unwrap();
+    let event = within_real(bus.dispatch(CountEvent {}).unwrap())
+        .await
+        .unwrap();
     let results = event.event_results();
     let wrong = results
         .iter()
@@ -1721,7 +1720,9 @@ async fn a_timeout_is_never_overwritten_by_a_late_result() {
             .timeout(Some(0.01)),
     );
 
-    let event = within(bus.dispatch(CountEvent {}).unwrap()).await.unwrap();
+    let event = within_real(bus.dispatch(CountEvent {}).unwrap())
+        .await
+        .unwrap();
     tokio::time::sleep(ms(100)).await;
     let result = &event.event_results()[0];
     assert!(result.is_timeout(), "{result:?}");
@@ -1757,7 +1758,7 @@ async fn wait_until_idle_never_returns_with_work_in_flight() {
     for _ in 0..20 {
         bus_1.dispatch(ParentEvent {}).unwrap();
     }
-    assert!(within(bus_1.wait_until_idle(None)).await);
+    assert!(within_real(bus_1.wait_until_idle(None)).await);
     assert_eq!(bus_1.queue_len(), 0);
     let id_1 = bus_1.id();
     for event in bus_1.event_history() {
@@ -1771,7 +1772,7 @@ async fn wait_until_idle_never_returns_with_work_in_flight() {
             "{event:?}"
         );
     }
-    assert!(within(bus_2.wait_until_idle(None)).await);
+    assert!(within_real(bus_2.wait_until_idle(None)).await);
     assert_eq!(bus_1.event_history().len(), 60);
     for event in bus_1.event_history() {
         assert!(event.is_complete(), "{event:?}");
@@ -1797,7 +1798,7 @@ async fn awaiting_an_event_waits_for_its_queued_children() {
     let parent = bus.dispatch(ParentEvent {}).unwrap();
     bus.dispatch(OtherEvent {}).unwrap();
     let start = Instant::now();
-    let parent = within(parent).await.unwrap();
+    let parent = within_real(parent).await.unwrap();
     assert_eq!(start.elapsed(), ms(20), "other, then the child");
     assert!(parent.event_children().iter().all(AnyEvent::is_complete));
     assert_eq!(
@@ -1852,15 +1853,15 @@ async fn many_nested_awaits_never_deadlock_the_run_loops() {
             .map(|_| bus_1.dispatch(ParentEvent {}).unwrap())
             .collect();
         for parent in parents {
-            let parent = within(parent).await.unwrap();
+            let parent = within_real(parent).await.unwrap();
             assert!(
                 parent.event_errors().is_empty(),
                 "{mode:?}: {:?}",
                 parent.event_errors()
             );
         }
-        assert!(within(bus_1.wait_until_idle(None)).await);
-        assert!(within(bus_2.wait_until_idle(None)).await);
+        assert!(within_real(bus_1.wait_until_idle(None)).await);
+        assert!(within_real(bus_2.wait_until_idle(None)).await);
     }
 }
 
@@ -1891,7 +1892,9 @@ async fn nested_awaited_children_do_not_starve_sibling_handlers() {
     });
     on_tracked::<ParentEvent>(&bus, &[], &log, "h2", 1, HandlerOptions::new());
 
-    within(bus.dispatch(ParentEvent {}).unwrap()).await.unwrap();
+    within_real(bus.dispatch(ParentEvent {}).unwrap())
+        .await
+        .unwrap();
     // Python's strict serial order (the intended one): h2 starts only after h1 is done.
     assert_eq!(
         log.entries(),
@@ -1911,11 +1914,13 @@ async fn nested_awaited_children_do_not_starve_sibling_handlers() {
 #[tokio::test(start_paused = true)]
 async fn an_event_without_handlers_completes_at_once() {
     let bus = EventBus::new("NoHandlerBus");
-    let event = within(bus.dispatch(WorkEvent {}).unwrap()).await.unwrap();
+    let event = within_real(bus.dispatch(WorkEvent {}).unwrap())
+        .await
+        .unwrap();
     assert_eq!(event.event_status(), EventStatus::Completed);
     assert_eq!(event.event_pending_bus_count(), 0);
     assert!(event.event_results().is_empty());
-    assert!(within(bus.wait_until_idle(None)).await);
+    assert!(within_real(bus.wait_until_idle(None)).await);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1942,7 +1947,9 @@ async fn handlers_of_one_type_with_different_options_do_not_collide() {
     assert_eq!(tight.handler_timeout(), Some(Some(0.01)));
     assert_eq!(loose.handler_timeout(), Some(Some(1.0)));
 
-    let event = within(bus.dispatch(WorkEvent {}).unwrap()).await.unwrap();
+    let event = within_real(bus.dispatch(WorkEvent {}).unwrap())
+        .await
+        .unwrap();
     let results = event.event_results();
     assert_eq!(results.len(), 3);
     let by_id = |h: &bubus::EventHandler| {
@@ -1980,7 +1987,9 @@ async fn handlers_failing_before_their_first_await_are_recorded_and_nothing_leak
     );
 
     for _ in 0..3 {
-        let event = within(bus.dispatch(WorkEvent {}).unwrap()).await.unwrap();
+        let event = within_real(bus.dispatch(WorkEvent {}).unwrap())
+            .await
+            .unwrap();
         let results = event.event_results();
         let messages: Vec<_> = results
             .iter()
@@ -2000,7 +2009,7 @@ async fn handlers_failing_before_their_first_await_are_recorded_and_nothing_leak
         );
         assert_eq!(results[3].result.as_deref(), Some("ok"));
     }
-    assert!(within(bus.wait_until_idle(None)).await);
+    assert!(within_real(bus.wait_until_idle(None)).await);
     assert_eq!(bus.queue_len(), 0);
     assert!(bus.events_started().is_empty() && bus.events_pending().is_empty());
 }

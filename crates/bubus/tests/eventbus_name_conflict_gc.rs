@@ -139,7 +139,7 @@ async fn buses_may_share_a_name_and_keep_it() {
     assert!(bus2.event_history().is_empty());
 
     // Stopping (even with clear) does not rename either.
-    bus1.stop(None, true).await;
+    bus1.stop_and_clear(None).await;
     assert_eq!(bus1.name(), "GCTestConflict");
     let bus3 = EventBus::new("GCTestConflict");
     assert_eq!(bus3.name(), "GCTestConflict");
@@ -303,7 +303,7 @@ async fn stop_with_clear_frees_history_handlers_and_waiters_while_the_bus_lives(
     let expect = bus.expect::<GcEvent>();
 
     let (found, expected, ()) = tokio::join!(find.into_future(), expect.into_future(), async {
-        bus.stop(None, true).await;
+        bus.stop_and_clear(None).await;
     });
     assert!(found.is_none());
     assert!(matches!(expected, Err(WaitError::Stopped { .. })));
@@ -323,8 +323,8 @@ async fn stop_with_clear_frees_history_handlers_and_waiters_while_the_bus_lives(
     assert_eq!(payloads.get(), 0, "a refused event is not kept");
 }
 
-/// A forwarding cycle, or a handler that holds its own bus, keeps the buses alive (each holds
-/// the other); removing the forwarder or `stop(clear)` breaks the cycle.
+/// `stop(clear)` and `off` free buses whatever holds them; a handler that holds its own bus keeps
+/// it alive until then (a forwarder does not: see the next test).
 #[tokio::test(start_paused = true)]
 async fn reference_cycles_between_buses_are_broken_by_off_or_stop_with_clear() {
     let payloads = Counter::default();
@@ -345,8 +345,8 @@ async fn reference_cycles_between_buses_are_broken_by_off_or_stop_with_clear() {
         .unwrap();
     assert_eq!(event.event_path(), [bus_a.label(), bus_b.label()]);
     drop(event);
-    bus_a.stop(None, true).await;
-    bus_b.stop(None, true).await;
+    bus_a.stop_and_clear(None).await;
+    bus_b.stop_and_clear(None).await;
     drop((bus_a, bus_b));
     freed_a.wait("bus A of a cleared cycle").await;
     freed_b.wait("bus B of a cleared cycle").await;
@@ -378,10 +378,78 @@ async fn reference_cycles_between_buses_are_broken_by_off_or_stop_with_clear() {
         let _owned = (&own, &signal);
     });
     bus.dispatch(gc_event(3, &payloads)).unwrap().await.unwrap();
-    bus.stop(None, true).await;
+    bus.stop_and_clear(None).await;
     drop(bus);
     freed.wait("a bus its own handler held").await;
     assert_eq!(payloads.get(), 0);
+}
+
+/// Two buses forwarding to each other — the README's own example — are freed, with their run
+/// loops, as soon as the user drops their handles: a forwarder does not keep its target alive.
+#[tokio::test(start_paused = true)]
+async fn buses_forwarding_to_each_other_are_freed_with_their_tasks_when_dropped() {
+    let metrics = tokio::runtime::Handle::current().metrics();
+    let tasks_before = metrics.num_alive_tasks();
+    let payloads = Counter::default();
+    let (signal_a, freed_a) = freed_signal();
+    let (signal_b, freed_b) = freed_signal();
+    let bus_a = EventBus::new("MutualA");
+    let bus_b = EventBus::new("MutualB");
+    counted_handler(&bus_a, Counter::default().live(), signal_a);
+    counted_handler(&bus_b, Counter::default().live(), signal_b);
+    bus_a.forward_to(&bus_b);
+    bus_b.forward_to(&bus_a);
+    for n in 0..5 {
+        let event = bus_a
+            .dispatch(gc_event(n, &payloads))
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(event.event_path(), [bus_a.label(), bus_b.label()]);
+        let event = bus_b
+            .dispatch(gc_event(n, &payloads))
+            .unwrap()
+            .await
+            .unwrap();
+        assert_eq!(event.event_path(), [bus_b.label(), bus_a.label()]);
+    }
+    assert!(
+        metrics.num_alive_tasks() >= tasks_before + 2,
+        "both run loops run"
+    );
+
+    drop((bus_a, bus_b));
+    freed_a.wait("bus A of a forwarding pair").await;
+    freed_b.wait("bus B of a forwarding pair").await;
+    yield_until_tasks_at_most(&metrics, tasks_before, 1_000).await;
+    assert_eq!(
+        metrics.num_alive_tasks(),
+        tasks_before,
+        "their run loops ended"
+    );
+    assert_eq!(payloads.get(), 0, "their histories went with them");
+}
+
+/// Forwarding to a bus whose handles were all dropped is an error result naming it, not a
+/// resurrected bus.
+#[tokio::test(start_paused = true)]
+async fn forwarding_to_a_dropped_bus_is_an_error_result() {
+    let payloads = Counter::default();
+    let main = EventBus::new("FwdMain");
+    let gone = EventBus::new("FwdGone");
+    main.forward_to(&gone);
+    let label = gone.label().to_owned();
+    drop(gone);
+    let event = main
+        .dispatch(gc_event(1, &payloads))
+        .unwrap()
+        .await
+        .unwrap();
+    let results = event.event_results();
+    assert_eq!(results.len(), 1);
+    let error = results[0].error.as_ref().expect("an error result");
+    assert_eq!(error.error_type(), "BusDropped");
+    assert!(error.message().contains(&label), "{error}");
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -419,7 +487,7 @@ async fn many_short_lived_buses_keep_memory_bounded() {
         assert!(bus.wait_until_idle(None).await);
         assert!(bus.event_history().len() <= 10);
         if i % 4 < 2 {
-            bus.stop(None, true).await;
+            bus.stop_and_clear(None).await;
         }
         drop(bus);
         freed.wait("a short-lived bus").await;
@@ -470,7 +538,7 @@ async fn run_loops_of_idle_stopped_buses_end_on_a_multi_thread_runtime() {
         }
         assert!(bus.wait_until_idle(None).await);
         // Stopped without clear: the handler and the history go only with the bus.
-        bus.stop(Some(Duration::ZERO), false).await;
+        bus.stop(Some(Duration::ZERO)).await;
         assert!(bus.is_stopped());
         stopped.push((bus, freed));
     }

@@ -13,6 +13,9 @@
 //! cancelled, never run later; design §5.6), and errors carry their cause in the message rather
 //! than as a linked `cause` object.
 
+use bubus_test_support::string_events;
+use bubus_test_support::time::ms;
+use bubus_test_support::time::within;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -27,14 +30,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
-macro_rules! string_events {
-    ($($name:ident),* $(,)?) => {$(
-        #[derive(Clone, Debug, Default, Serialize, Deserialize, bubus::Event)]
-        #[event(result = String)]
-        struct $name {}
-    )*};
-}
-
 string_events!(
     TimeoutEvent,
     ParentEvent,
@@ -46,17 +41,6 @@ string_events!(
     TailEvent,
     DeepEvent,
 );
-
-/// Fails the test instead of hanging it (virtual time: instant when nothing else is pending).
-async fn within<F: std::future::IntoFuture>(future: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(3_600), future)
-        .await
-        .expect("did not finish: deadlock?")
-}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
 
 /// A handler for `E` named `name`: logs `{name}_start`, sleeps `sleep_ms`, logs `{name}_end`,
 /// returns `name`.
@@ -1791,5 +1775,5 @@ async fn nested_timeout_scenario_from_the_issue() {
             Some(HandlerErrorKind::Cancelled),
         ]
     );
-    bus.stop(None, true).await;
+    bus.stop_and_clear(None).await;
 }

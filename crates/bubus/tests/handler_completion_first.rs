@@ -3,13 +3,16 @@
 //! `tests/test_event_handler.py` (semantics §1.8 c): with `event_handler_completion = first`,
 //! the first completed non-null, non-error result wins (`0`, `""` and `false` win; null results
 //! and forwarded events do not); the losers are cancelled — not started → cancelled, running →
-//! aborted — and so are the events they dispatched; `first()` on the handle switches the event to
-//! that mode and returns the winning value.
+//! aborted — and so are the events they dispatched; `race()` on the handle (the reference's
+//! `first()`) switches the event to that mode and returns the winning value, while `first()` only
+//! reads.
 //!
 //! Where the runtimes disagree this bus follows Python: `first()` never raises handler errors and
 //! returns `None` when no handler won (TypeScript re-raises the first real error even when
 //! another handler won). The tests say so where it matters.
 
+use bubus_test_support::time::ms;
+use bubus_test_support::time::within;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -43,16 +46,6 @@ struct BoolEvent {}
 #[derive(Clone, Debug, Default, Serialize, Deserialize, bubus::Event)]
 #[event(result = String)]
 struct ChildEvent {}
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-async fn within<F: std::future::IntoFuture>(future: F) -> F::Output {
-    tokio::time::timeout(Duration::from_secs(3_600), future)
-        .await
-        .expect("did not finish: deadlock?")
-}
 
 /// A bus without a default event timeout, so nothing but first-completion ends a handler.
 fn bus(name: &str, handlers: HandlerConcurrency) -> EventBus {
@@ -103,6 +96,30 @@ fn kind<R>(result: &EventResult<R>) -> Option<HandlerErrorKind> {
 // ---------------------------------------------------------------------------------------------
 
 #[tokio::test(start_paused = true)]
+async fn first_only_reads_the_results_and_leaves_the_completion_mode_alone() {
+    let bus = bus("FirstReadsBus", HandlerConcurrency::Parallel);
+    let log = Recorder::new();
+    on_value(&bus, &log, "slow", 100, "slow handler");
+    on_value(&bus, &log, "fast", 10, "fast handler");
+
+    let event = bus.dispatch(FirstEvent {}).unwrap();
+    let start = Instant::now();
+    // Every handler runs to completion; the first value in result order is the slow one's.
+    let result = within(event.first()).await.unwrap();
+    assert_eq!(result.as_deref(), Some("slow handler"));
+    assert_eq!(start.elapsed(), ms(100));
+    assert_ne!(
+        event.event_config().event_handler_completion,
+        Some(HandlerCompletion::First)
+    );
+    let results = event.event_results();
+    for name in ["slow", "fast"] {
+        assert_eq!(result_named(&results, name).status, ResultStatus::Completed);
+    }
+    log.assert_order(&["fast_end", "slow_end"]);
+}
+
+#[tokio::test(start_paused = true)]
 async fn parallel_first_returns_the_earliest_completed_result_and_aborts_the_rest() {
     let bus = bus("FirstParallelBus", HandlerConcurrency::Parallel);
     let log = Recorder::new();
@@ -113,7 +130,7 @@ async fn parallel_first_returns_the_earliest_completed_result_and_aborts_the_res
 
     let start = Instant::now();
     let event = bus.dispatch(FirstEvent {}).unwrap();
-    let result = within(event.first()).await.unwrap();
+    let result = within(event.race()).await.unwrap();
     assert_eq!(result.as_deref(), Some("fast handler"));
     assert_eq!(
         start.elapsed(),
@@ -233,7 +250,7 @@ async fn a_started_parallel_loser_is_aborted() {
             .as_deref(),
         Some("winner")
     );
-    assert_eq!(event.first().await.unwrap().as_deref(), Some("winner"));
+    assert_eq!(event.race().await.unwrap().as_deref(), Some("winner"));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -249,7 +266,7 @@ async fn serial_first_stops_after_the_first_winner_and_cancels_the_rest() {
 
     let event = bus.dispatch(FirstEvent {}).unwrap();
     assert_eq!(
-        within(event.first()).await.unwrap().as_deref(),
+        within(event.race()).await.unwrap().as_deref(),
         Some("first handler result")
     );
     assert_eq!(log.entries(), ["first_start", "first_end"]);
@@ -346,7 +363,7 @@ async fn serial_first_skips_a_null_result_and_takes_the_next_winner() {
 
     let event = bus.dispatch(MaybeEvent {}).unwrap();
     assert_eq!(
-        within(event.first()).await.unwrap(),
+        within(event.race()).await.unwrap(),
         Some(Some(String::from("winner")))
     );
     assert!(!third_called.load(Ordering::SeqCst));
@@ -394,7 +411,7 @@ async fn a_forwarded_event_result_does_not_win() {
 
     let event = bus.dispatch(FirstEvent {}).unwrap();
     assert_eq!(
-        within(event.first()).await.unwrap().as_deref(),
+        within(event.race()).await.unwrap().as_deref(),
         Some("winner")
     );
     assert!(!third_called.load(Ordering::SeqCst));
@@ -419,7 +436,7 @@ async fn zero_empty_string_and_false_are_winning_values() {
         99_i64
     });
     let event = int_bus.dispatch(IntEvent {}).unwrap();
-    assert_eq!(within(event.first()).await.unwrap(), Some(0));
+    assert_eq!(within(event.race()).await.unwrap(), Some(0));
 
     let str_bus = bus("FirstEmptyBus", HandlerConcurrency::Serial);
     str_bus.on(|_: EventHandle<FirstEvent>| String::new());
@@ -429,7 +446,7 @@ async fn zero_empty_string_and_false_are_winning_values() {
         String::from("second")
     });
     let event = str_bus.dispatch(FirstEvent {}).unwrap();
-    assert_eq!(within(event.first()).await.unwrap(), Some(String::new()));
+    assert_eq!(within(event.race()).await.unwrap(), Some(String::new()));
 
     let bool_bus = bus("FirstFalseBus", HandlerConcurrency::Serial);
     bool_bus.on(|_: EventHandle<BoolEvent>| false);
@@ -439,7 +456,7 @@ async fn zero_empty_string_and_false_are_winning_values() {
         true
     });
     let event = bool_bus.dispatch(BoolEvent {}).unwrap();
-    assert_eq!(within(event.first()).await.unwrap(), Some(false));
+    assert_eq!(within(event.race()).await.unwrap(), Some(false));
 
     assert_eq!(
         second_called.load(Ordering::SeqCst),
@@ -453,7 +470,7 @@ async fn first_with_a_single_handler_returns_its_value() {
     let bus = bus("FirstSingleBus", HandlerConcurrency::Serial);
     bus.on(|_: EventHandle<IntEvent>| async { 42_i64 });
     let event = bus.dispatch(IntEvent {}).unwrap();
-    assert_eq!(within(event.first()).await.unwrap(), Some(42));
+    assert_eq!(within(event.race()).await.unwrap(), Some(42));
 }
 
 #[tokio::test(start_paused = true)]
@@ -463,7 +480,7 @@ async fn first_is_none_when_every_handler_returns_null() {
     bus.on(|_: AnyEvent| async {});
 
     let event = bus.dispatch(MaybeEvent {}).unwrap();
-    assert_eq!(within(event.first()).await.unwrap(), None);
+    assert_eq!(within(event.race()).await.unwrap(), None);
     // Without a winner every handler ran to completion.
     let results = event.event_results();
     assert_eq!(results.len(), 2);
@@ -481,7 +498,7 @@ async fn first_is_none_when_every_handler_fails() {
     });
 
     let event = bus.dispatch(FirstEvent {}).unwrap();
-    assert_eq!(within(event.first()).await.unwrap(), None);
+    assert_eq!(within(event.race()).await.unwrap(), None);
     // Both failures are recorded as they happened: neither is relabelled by first-mode.
     let errors = event.event_errors();
     assert_eq!(errors.len(), 2);
@@ -511,7 +528,7 @@ async fn a_failing_handler_does_not_win_and_a_later_success_does() {
 
     let event = bus.dispatch(FirstEvent {}).unwrap();
     assert_eq!(
-        within(event.first()).await.unwrap().as_deref(),
+        within(event.race()).await.unwrap().as_deref(),
         Some("slow but succeeds")
     );
     let results = event.event_results();
@@ -533,7 +550,7 @@ async fn a_failing_handler_does_not_win_and_a_later_success_does() {
 async fn first_is_none_without_handlers() {
     let bus = bus("FirstNoHandlerBus", HandlerConcurrency::Serial);
     let event = bus.dispatch(FirstEvent {}).unwrap();
-    assert_eq!(within(event.first()).await.unwrap(), None);
+    assert_eq!(within(event.race()).await.unwrap(), None);
     assert!(event.is_complete());
 }
 
@@ -541,7 +558,7 @@ async fn first_is_none_without_handlers() {
 async fn first_on_an_event_never_dispatched_fails_at_once() {
     let event = EventHandle::new(FirstEvent {});
     assert!(matches!(
-        event.first().await,
+        event.race().await,
         Err(ResultError::Wait(WaitError::NotDispatched { .. }))
     ));
 }
@@ -596,7 +613,7 @@ async fn the_events_dispatched_by_losing_handlers_are_cancelled() {
 
     let event = bus.dispatch(FirstEvent {}).unwrap();
     assert_eq!(
-        within(event.first()).await.unwrap().as_deref(),
+        within(event.race()).await.unwrap().as_deref(),
         Some("fast parent")
     );
     assert!(within(bus.wait_until_idle(None)).await);
@@ -676,7 +693,7 @@ async fn first_sets_the_completion_mode_on_the_event() {
     let event = bus.dispatch(FirstEvent {}).unwrap();
     assert_eq!(event.event_config().event_handler_completion, None);
     assert_eq!(
-        within(event.first()).await.unwrap().as_deref(),
+        within(event.race()).await.unwrap().as_deref(),
         Some("result")
     );
     assert_eq!(
@@ -723,7 +740,7 @@ async fn switching_to_first_after_processing_started_has_no_effect() {
     tokio::time::sleep(ms(1)).await;
     assert_eq!(log.len(), 2);
     assert_eq!(
-        within(event.first()).await.unwrap().as_deref(),
+        within(event.race()).await.unwrap().as_deref(),
         Some("slow handler")
     );
     assert!(
@@ -757,7 +774,7 @@ async fn a_retried_handler_can_win_after_failed_attempts() {
 
     let event = bus.dispatch(FirstEvent {}).unwrap();
     assert_eq!(
-        within(event.first()).await.unwrap().as_deref(),
+        within(event.race()).await.unwrap().as_deref(),
         Some("succeeded after retries")
     );
     assert_eq!(attempts.load(Ordering::SeqCst), 3);
@@ -789,7 +806,7 @@ async fn a_fast_winner_stops_a_slow_retried_handler() {
     );
     let event = bus.dispatch(FirstEvent {}).unwrap();
     assert_eq!(
-        within(event.first()).await.unwrap().as_deref(),
+        within(event.race()).await.unwrap().as_deref(),
         Some("fast path")
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -812,7 +829,7 @@ async fn a_fast_winner_stops_a_slow_retried_handler() {
     });
     let event = bus.dispatch(FirstEvent {}).unwrap();
     assert_eq!(
-        within(event.first()).await.unwrap().as_deref(),
+        within(event.race()).await.unwrap().as_deref(),
         Some("fast path")
     );
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -843,7 +860,7 @@ async fn a_null_fast_path_lets_a_retried_slow_path_win() {
 
     let event = bus.dispatch(MaybeEvent {}).unwrap();
     assert_eq!(
-        within(event.first()).await.unwrap(),
+        within(event.race()).await.unwrap(),
         Some(Some(String::from("slow_screenshot_data")))
     );
     assert_eq!(attempts.load(Ordering::SeqCst), 2);

@@ -580,7 +580,7 @@ async fn events_still_queued_when_the_bus_stops_report_pending_then_completed()
     let running = bus.dispatch(action("running"))?;
     let queued = bus.dispatch(action("queued"))?;
     tokio::task::yield_now().await;
-    bus.stop(None, false).await;
+    bus.stop(None).await;
     running.clone().await?;
     queued.clone().await?;
 

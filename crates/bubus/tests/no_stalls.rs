@@ -11,8 +11,10 @@
 //! always ready never lets a paused clock advance), and one test uses a multi-thread runtime
 //! where real parallelism matters, made deterministic with a barrier.
 
+use bubus_test_support::string_events;
+use bubus_test_support::time::ms;
+use bubus_test_support::time::{within, within_limit};
 use std::collections::HashMap;
-use std::future::IntoFuture;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,14 +28,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::time::Instant;
 
-macro_rules! string_events {
-    ($($name:ident),* $(,)?) => {$(
-        #[derive(Clone, Debug, Default, Serialize, Deserialize, bubus::Event)]
-        #[event(result = String)]
-        struct $name {}
-    )*};
-}
-
 string_events!(StuckEvent, NextEvent, ParentEvent, ChildEvent, SiblingEvent);
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, bubus::Event)]
@@ -41,19 +35,6 @@ string_events!(StuckEvent, NextEvent, ParentEvent, ChildEvent, SiblingEvent);
 struct TokenEvent {
     token: usize,
 }
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-async fn within<F: IntoFuture>(limit: Duration, future: F) -> F::Output {
-    tokio::time::timeout(limit, future)
-        .await
-        .expect("did not finish: stalled")
-}
-
-/// Virtual time: generous, and instant unless something is really stuck.
-const VIRTUAL: Duration = Duration::from_secs(3_600);
 
 fn result_named(event: impl AsRef<AnyEvent>, name: &str) -> EventResult<Value> {
     event
@@ -78,8 +59,8 @@ async fn bus_still_works(bus: &EventBus) {
         );
     }
     let next = bus.dispatch(NextEvent {}).unwrap();
-    assert_eq!(within(VIRTUAL, next.event_result()).await.unwrap(), "next");
-    assert!(within(VIRTUAL, bus.wait_until_idle(None)).await);
+    assert_eq!(within(next.event_result()).await.unwrap(), "next");
+    assert!(within(bus.wait_until_idle(None)).await);
     assert_eq!(bus.queue_len(), 0);
     assert!(bus.events_started().is_empty());
     assert!(bus.events_pending().is_empty());
@@ -102,9 +83,7 @@ async fn a_handler_that_never_completes_ends_at_its_own_timeout() {
     );
 
     let start = Instant::now();
-    let event = within(VIRTUAL, bus.dispatch(StuckEvent {}).unwrap())
-        .await
-        .unwrap();
+    let event = within(bus.dispatch(StuckEvent {}).unwrap()).await.unwrap();
     assert_eq!(start.elapsed(), ms(50));
     assert_eq!(
         kind(&result_named(&event, "pending")),
@@ -128,9 +107,7 @@ async fn a_handler_that_never_completes_ends_at_the_bus_default_timeout() {
     );
 
     let start = Instant::now();
-    let event = within(VIRTUAL, bus.dispatch(StuckEvent {}).unwrap())
-        .await
-        .unwrap();
+    let event = within(bus.dispatch(StuckEvent {}).unwrap()).await.unwrap();
     assert_eq!(start.elapsed(), Duration::from_secs(60));
     assert_eq!(
         kind(&result_named(&event, "pending")),
@@ -163,7 +140,7 @@ async fn a_never_completing_handler_of_an_awaited_child_lets_the_parent_go_on() 
 
     let parent = bus.dispatch(ParentEvent {}).unwrap();
     assert_eq!(
-        within(VIRTUAL, parent.event_result()).await.unwrap(),
+        within(parent.event_result()).await.unwrap(),
         "child ended with 1 error"
     );
     let child = &parent.event_children()[0];
@@ -194,7 +171,7 @@ async fn a_handler_that_spins_without_completing_is_stopped_by_its_timeout() {
         HandlerOptions::new().name("spinner").timeout(Some(0.05)),
     );
 
-    let event = within(
+    let event = within_limit(
         Duration::from_secs(10),
         bus.dispatch(StuckEvent {}).unwrap(),
     )
@@ -243,9 +220,7 @@ async fn panicking_handlers_end_in_errors_and_the_bus_goes_on() {
         HandlerOptions::new().name("survivor"),
     );
 
-    let event = within(VIRTUAL, bus.dispatch(StuckEvent {}).unwrap())
-        .await
-        .unwrap();
+    let event = within(bus.dispatch(StuckEvent {}).unwrap()).await.unwrap();
     for (name, message) in [("sync_panic", "sync boom"), ("async_panic", "async boom")] {
         let result = result_named(&event, name);
         assert_eq!(result.status, ResultStatus::Error);
@@ -293,10 +268,7 @@ async fn a_panic_in_a_parallel_event_or_an_awaited_child_is_contained() {
         .map(|_| bus.dispatch(ParentEvent {}).unwrap())
         .collect();
     for parent in parents {
-        assert_eq!(
-            within(VIRTUAL, parent.event_result()).await.unwrap(),
-            "1 errors"
-        );
+        assert_eq!(within(parent.event_result()).await.unwrap(), "1 errors");
         let child = &parent.event_children()[0];
         assert_eq!(
             kind(&result_named(child, "child_panic")),
@@ -337,9 +309,7 @@ async fn a_handler_awaiting_its_own_event_fails_at_once() {
     );
 
     let start = Instant::now();
-    let event = within(VIRTUAL, bus.dispatch(StuckEvent {}).unwrap())
-        .await
-        .unwrap();
+    let event = within(bus.dispatch(StuckEvent {}).unwrap()).await.unwrap();
     assert_eq!(start.elapsed(), Duration::ZERO, "no timeout was needed");
     assert_eq!(
         seen.entries(),
@@ -376,9 +346,7 @@ async fn a_handler_awaiting_an_ancestor_fails_at_once() {
     );
 
     let start = Instant::now();
-    let parent = within(VIRTUAL, bus.dispatch(ParentEvent {}).unwrap())
-        .await
-        .unwrap();
+    let parent = within(bus.dispatch(ParentEvent {}).unwrap()).await.unwrap();
     assert_eq!(start.elapsed(), Duration::ZERO);
     let child = &parent.event_children()[0];
     let result = result_named(child, "awaits_parent");
@@ -427,8 +395,8 @@ async fn a_handler_awaiting_a_queued_sibling_processes_it_right_away() {
     let next = bus.dispatch(NextEvent {}).unwrap();
 
     let start = Instant::now();
-    within(VIRTUAL, first.clone()).await.unwrap();
-    within(VIRTUAL, next).await.unwrap();
+    within(first.clone()).await.unwrap();
+    within(next).await.unwrap();
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert_eq!(
         log.entries(),
@@ -474,9 +442,7 @@ async fn a_child_awaiting_its_queued_sibling_processes_it_inside_the_parent() {
     });
 
     let start = Instant::now();
-    let parent = within(VIRTUAL, bus.dispatch(ParentEvent {}).unwrap())
-        .await
-        .unwrap();
+    let parent = within(bus.dispatch(ParentEvent {}).unwrap()).await.unwrap();
     assert_eq!(start.elapsed(), Duration::ZERO);
     assert_eq!(
         log.entries(),
@@ -530,7 +496,7 @@ async fn siblings_awaiting_each_other_are_parted_by_a_handler_timeout() {
 
     let start = Instant::now();
     assert_eq!(
-        within(VIRTUAL, a.event_result()).await.unwrap(),
+        within(a.event_result()).await.unwrap(),
         "b ended with 1 error"
     );
     assert_eq!(start.elapsed(), ms(100));
@@ -588,7 +554,7 @@ async fn a_cross_bus_lock_cycle_is_broken_by_the_handler_timeout() {
     bus_a.dispatch(&event).unwrap();
     bus_b.dispatch(&event).unwrap();
     let start = Instant::now();
-    let event = within(VIRTUAL, event).await.unwrap();
+    let event = within(event).await.unwrap();
     assert_eq!(
         start.elapsed(),
         ms(100),
@@ -638,7 +604,7 @@ async fn timeout_enforcement_does_not_break_followup_processing_or_queue_state()
     }
     bus.on(|_: EventHandle<NextEvent>| async { String::from("followup-ok") });
 
-    let timed_out = within(VIRTUAL, bus.dispatch(TimeoutEnforcementEvent {}).unwrap())
+    let timed_out = within(bus.dispatch(TimeoutEnforcementEvent {}).unwrap())
         .await
         .unwrap();
     assert_eq!(timed_out.event_status(), EventStatus::Completed);
@@ -652,9 +618,7 @@ async fn timeout_enforcement_does_not_break_followup_processing_or_queue_state()
         "{results:?}"
     );
 
-    let followup = within(VIRTUAL, bus.dispatch(NextEvent {}).unwrap())
-        .await
-        .unwrap();
+    let followup = within(bus.dispatch(NextEvent {}).unwrap()).await.unwrap();
     assert_eq!(followup.event_result().await.unwrap(), "followup-ok");
     assert!(
         followup
@@ -663,7 +627,7 @@ async fn timeout_enforcement_does_not_break_followup_processing_or_queue_state()
             .all(|r| r.status == ResultStatus::Completed)
     );
 
-    assert!(within(VIRTUAL, bus.wait_until_idle(None)).await);
+    assert!(within(bus.wait_until_idle(None)).await);
     assert_eq!(bus.queue_len(), 0);
     assert!(bus.events_started().is_empty());
     assert!(bus.events_pending().is_empty());
@@ -746,9 +710,9 @@ async fn parallel_events_with_serial_handlers_stay_serial_per_event() {
         .collect();
     let start = Instant::now();
     for event in &events {
-        within(VIRTUAL, event.clone()).await.unwrap();
+        within(event.clone()).await.unwrap();
     }
-    assert!(within(VIRTUAL, bus.wait_until_idle(None)).await);
+    assert!(within(bus.wait_until_idle(None)).await);
     // Eight events at once, two serial handlers each: 20 ms in all.
     assert_eq!(start.elapsed(), ms(20));
     for event in &events {
@@ -805,7 +769,7 @@ async fn parallel_events_with_serial_handlers_stay_serial_per_event_across_threa
         .map(|token| bus.dispatch(TokenEvent { token }).unwrap())
         .collect();
     for event in &events {
-        let event = within(Duration::from_secs(10), event.clone())
+        let event = within_limit(Duration::from_secs(10), event.clone())
             .await
             .unwrap();
         assert_eq!(
@@ -838,13 +802,13 @@ async fn an_await_racing_the_completion_on_another_thread_is_always_woken() {
             let event = event.clone();
             async move { event.await.map(|e| e.event_status()) }
         });
-        let status = within(Duration::from_secs(30), waiter)
+        let status = within_limit(Duration::from_secs(30), waiter)
             .await
             .unwrap()
             .unwrap();
         assert_eq!(status, EventStatus::Completed, "round {round}");
         assert_eq!(
-            within(Duration::from_secs(30), event.event_result())
+            within_limit(Duration::from_secs(30), event.event_result())
                 .await
                 .unwrap(),
             round.to_string()

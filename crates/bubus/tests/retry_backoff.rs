@@ -3,7 +3,8 @@
 //! `tests/test_retry.py::TestRetryApiParity`, plus what the Rust policy adds (`retries`, jitter,
 //! `max_delay`, typed predicates, `tracing` logs). Time runs on tokio's paused clock.
 
-use std::fmt;
+use bubus_test_support::logs::capture_logs;
+use bubus_test_support::time::ms;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
@@ -25,10 +26,6 @@ struct ValidationError;
 struct TypeError;
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
 
 /// Calls `f` with the 1-based attempt number; records when each attempt started.
 struct Attempts {
@@ -565,114 +562,4 @@ async fn each_retry_is_logged_through_tracing() {
     let first = &logs.events()[0];
     assert!(first.fields.contains("error=down"), "{}", first.fields);
     assert!(first.fields.contains("delay=10ms"), "{}", first.fields);
-}
-
-// --- A minimal `tracing` subscriber that keeps every event. -----------------------------------
-
-#[derive(Clone, Debug)]
-struct LogEvent {
-    level: tracing::Level,
-    target: String,
-    message: String,
-    fields: String,
-}
-
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<LogEvent>>>);
-
-impl Logs {
-    fn events(&self) -> Vec<LogEvent> {
-        self.0.lock().clone()
-    }
-
-    fn messages(&self) -> Vec<String> {
-        self.events().into_iter().map(|e| e.message).collect()
-    }
-}
-
-struct CaptureGuard {
-    logs: Logs,
-    _default: tracing::subscriber::DefaultGuard,
-}
-
-impl std::ops::Deref for CaptureGuard {
-    type Target = Logs;
-    fn deref(&self) -> &Logs {
-        &self.logs
-    }
-}
-
-/// Captures the events of this thread (the current-thread test runtime) until dropped.
-fn capture_logs() -> CaptureGuard {
-    let logs = Logs::default();
-    let subscriber = Capture(logs.clone());
-    CaptureGuard {
-        logs,
-        _default: tracing::subscriber::set_default(subscriber),
-    }
-}
-
-struct Capture(Logs);
-
-struct Fields {
-    message: String,
-    rest: String,
-}
-
-impl tracing::field::Visit for Fields {
-    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn fmt::Debug) {
-        if field.name() == "message" {
-            self.message = format!("{value:?}");
-        } else {
-            self.rest.push_str(&format!("{}={value:?} ", field.name()));
-        }
-    }
-
-    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-        if field.name() == "message" {
-            self.message = value.to_owned();
-        } else {
-            self.rest.push_str(&format!("{}={value} ", field.name()));
-        }
-    }
-}
-
-impl tracing::Subscriber for Capture {
-    fn register_callsite(
-        &self,
-        _: &'static tracing::Metadata<'static>,
-    ) -> tracing::subscriber::Interest {
-        tracing::subscriber::Interest::sometimes()
-    }
-
-    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
-        true
-    }
-
-    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
-        tracing::span::Id::from_u64(1)
-    }
-
-    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
-
-    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
-
-    fn event(&self, event: &tracing::Event<'_>) {
-        let mut fields = Fields {
-            message: String::new(),
-            rest: String::new(),
-        };
-        event.record(&mut fields);
-        let meta = event.metadata();
-        self.0.0.lock().push(LogEvent {
-            level: *meta.level(),
-            target: meta.target().to_owned(),
-            message: fields.message,
-            fields: fields.rest,
-        });
-    }
-
-    fn enter(&self, _: &tracing::span::Id) {}
-
-    fn exit(&self, _: &tracing::span::Id) {}
 }

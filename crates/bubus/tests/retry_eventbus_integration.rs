@@ -5,6 +5,7 @@
 //! per-attempt timeouts, error filters, semaphores across handlers, services and buses, and
 //! retrying a whole dispatch. Time runs on tokio's paused clock.
 
+use bubus_test_support::time::ms;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
@@ -17,10 +18,6 @@ use bubus::{
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
 
 #[derive(Clone, Debug, Serialize, Deserialize, bubus::Event)]
 #[event(result = String)]

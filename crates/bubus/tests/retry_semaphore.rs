@@ -4,6 +4,7 @@
 //! plus the reference gaps fixed here (§5.5): a clear error for two limits on one name, and
 //! semaphores freed with the calls that use them. Time runs on tokio's paused clock.
 
+use bubus_test_support::time::ms;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -18,10 +19,6 @@ use tokio::time::Instant;
 #[derive(Debug, thiserror::Error)]
 #[error("fail")]
 struct Fail;
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
 
 /// Counts how many calls are inside at once.
 #[derive(Clone, Default)]

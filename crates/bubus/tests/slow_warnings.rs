@@ -2,16 +2,16 @@
 //! `tests/test_eventbus_timeout.py`, `bubus-ts/tests/eventbus_timeout.test.ts` and
 //! `tests/test_event_result.py` (the slow monitor starts after the handler lock is taken).
 //!
-//! The warnings go through `tracing` at `WARN`; each test captures them with a subscriber set as
-//! the thread's default on a current-thread runtime (the bus's run loop runs on that thread),
+//! The warnings go through `tracing` at `WARN`; each test captures them with `bubus_test_support::logs`
+//! (the events of its thread) on a current-thread runtime (the bus's run loop runs on that thread),
 //! and checks that they fire past their thresholds — with the reference's precedence: the
 //! handler's own threshold, else the event's handler threshold, else the event's slow
 //! threshold, else the bus's handler threshold; only armed when the handler's timeout is
 //! larger — and that they never cancel anything.
 
-use std::io;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use bubus_test_support::logs::capture_logs_at;
+use bubus_test_support::time::ms;
+use tracing::Level;
 
 use bubus::{
     EventBus, EventHandle, EventStatus, HandlerConcurrency, HandlerErrorKind, HandlerOptions,
@@ -26,49 +26,6 @@ struct WorkEvent {}
 
 const SLOW_HANDLER: &str = "Slow event handler:";
 const SLOW_EVENT: &str = "Slow event processing:";
-
-fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
-/// Everything the `tracing` subscriber wrote.
-#[derive(Clone, Default)]
-struct Logs(Arc<Mutex<Vec<u8>>>);
-
-impl io::Write for Logs {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
-impl Logs {
-    fn lines_with(&self, needle: &str) -> Vec<String> {
-        String::from_utf8_lossy(&self.0.lock().unwrap())
-            .lines()
-            .filter(|l| l.contains(needle))
-            .map(str::to_owned)
-            .collect()
-    }
-    fn count(&self, needle: &str) -> usize {
-        self.lines_with(needle).len()
-    }
-}
-
-/// Captures `WARN` and above on this thread until the guard is dropped.
-fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
-    let logs = Logs::default();
-    let writer = logs.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_max_level(tracing::Level::WARN)
-        .finish();
-    (logs, tracing::subscriber::set_default(subscriber))
-}
 
 /// Registers a `WorkEvent` handler named `name` that sleeps `sleep_ms` and returns `name`.
 fn on_sleep(bus: &EventBus, name: &'static str, sleep_ms: u64, options: HandlerOptions) {
@@ -96,7 +53,7 @@ fn bus(name: &str, event_slow: Option<f64>, handler_slow: Option<f64>) -> EventB
 
 #[tokio::test(start_paused = true)]
 async fn slow_handler_warning_fires_past_the_bus_threshold() {
-    let (logs, _guard) = capture();
+    let logs = capture_logs_at(Level::WARN);
     let bus = bus("SlowHandlerWarnBus", None, Some(0.01));
     on_sleep(&bus, "slow_handler", 30, HandlerOptions::new());
 
@@ -121,7 +78,7 @@ async fn slow_handler_warning_fires_past_the_bus_threshold() {
 
 #[tokio::test(start_paused = true)]
 async fn slow_event_warning_fires_past_the_event_threshold() {
-    let (logs, _guard) = capture();
+    let logs = capture_logs_at(Level::WARN);
     let bus = bus("SlowEventWarnBus", Some(0.01), None);
     on_sleep(&bus, "slow_event_handler", 30, HandlerOptions::new());
 
@@ -143,7 +100,7 @@ async fn slow_event_warning_fires_past_the_event_threshold() {
 
 #[tokio::test(start_paused = true)]
 async fn slow_handler_and_slow_event_warnings_can_both_fire() {
-    let (logs, _guard) = capture();
+    let logs = capture_logs_at(Level::WARN);
     let bus = bus("SlowComboWarnBus", Some(0.01), Some(0.01));
     on_sleep(&bus, "slow", 25, HandlerOptions::new());
 
@@ -155,8 +112,29 @@ async fn slow_handler_and_slow_event_warnings_can_both_fire() {
 
 #[tokio::test(start_paused = true)]
 async fn no_warning_when_the_work_finishes_before_the_thresholds() {
-    let (logs, _guard) = capture();
+    let logs = capture_logs_at(Level::WARN);
     let bus = bus("FastEnoughBus", Some(0.05), Some(0.05));
+    on_sleep(&bus, "fast", 49, HandlerOptions::new());
+
+    bus.dispatch(WorkEvent {}).unwrap().await.unwrap();
+    assert_eq!(logs.count("Slow event"), 0);
+}
+
+/// Under the paused test clock, wall-clock time spent by a handler that ran without waiting
+/// (here a busy one, as a loaded machine makes any handler) is not taken from the timers' clock:
+/// the warning fires at the threshold on the paused clock, not earlier.
+#[tokio::test(start_paused = true)]
+async fn wall_clock_time_is_not_charged_to_the_paused_clock() {
+    let logs = capture_logs_at(Level::WARN);
+    let bus = bus("BusyThenFastBus", Some(0.05), Some(0.05));
+    bus.on(|_: EventHandle<WorkEvent>| {
+        // Five real milliseconds of work, no waiting.
+        let start = std::time::Instant::now();
+        while start.elapsed() < ms(5) {
+            std::hint::spin_loop();
+        }
+        String::from("busy")
+    });
     on_sleep(&bus, "fast", 49, HandlerOptions::new());
 
     bus.dispatch(WorkEvent {}).unwrap().await.unwrap();
@@ -165,7 +143,7 @@ async fn no_warning_when_the_work_finishes_before_the_thresholds() {
 
 #[tokio::test(start_paused = true)]
 async fn slow_warnings_fire_once_and_never_cancel_anything() {
-    let (logs, _guard) = capture();
+    let logs = capture_logs_at(Level::WARN);
     // Far past both thresholds, well within the timeout; parallel handlers, one of them slow
     // enough to warn many times over if the warning repeated.
     let bus = EventBus::builder("NeverCancelBus")
@@ -203,7 +181,7 @@ async fn handler_warnings(
     options: HandlerOptions,
     configure: impl FnOnce(&EventHandle<WorkEvent>),
 ) -> usize {
-    let (logs, _guard) = capture();
+    let logs = capture_logs_at(Level::WARN);
     let bus = bus("PrecedenceBus", None, bus_handler_slow);
     on_sleep(&bus, "handler", 100, options);
     let event = EventHandle::new(WorkEvent {});
@@ -278,7 +256,7 @@ async fn then_the_event_handler_threshold_then_the_event_threshold_then_the_bus(
 
 #[tokio::test(start_paused = true)]
 async fn the_event_threshold_beats_the_bus_event_threshold() {
-    let (logs, _guard) = capture();
+    let logs = capture_logs_at(Level::WARN);
     let bus = bus("EventSlowPrecedenceBus", Some(0.01), None);
     on_sleep(&bus, "handler", 100, HandlerOptions::new());
 
@@ -303,7 +281,7 @@ async fn the_event_threshold_beats_the_bus_event_threshold() {
 async fn the_handler_warning_is_armed_only_when_its_timeout_is_larger() {
     // The handler's effective timeout (here: the event's) equal to the threshold: no warning,
     // the timeout ends the handler at that instant anyway.
-    let (logs, _guard) = capture();
+    let logs = capture_logs_at(Level::WARN);
     let bus = EventBus::builder("ArmedOnlyIfLargerBus")
         .event_slow_timeout(None)
         .event_handler_slow_timeout(Some(0.05))
@@ -362,7 +340,7 @@ async fn the_handler_warning_starts_after_the_handler_lock_wait() {
     // The event reaches two buses and its serial-handler lock is shared by both: bus B's handler
     // waits 150 ms for bus A's, then runs 20 ms. Its 100 ms threshold counts from when it got
     // the lock, so it must not warn.
-    let (logs, _guard) = capture();
+    let logs = capture_logs_at(Level::WARN);
     let bus_a = bus("SlowAfterLockA", None, None);
     let bus_b = bus("SlowAfterLockB", None, Some(0.1));
     on_sleep(&bus_a, "holder", 150, HandlerOptions::new());

@@ -224,7 +224,7 @@ async fn twenty_thousand_events_keep_history_and_memory_bounded() {
     dropping.wait_until_idle(None).await;
     check_drained(&dropping, &processed, &sampled);
     // Clearing the bus frees the rest.
-    dropping.stop(None, true).await;
+    dropping.stop_and_clear(None).await;
     drop(sampled);
     assert_eq!(ALIVE.load(Ordering::SeqCst), 0);
 

@@ -320,7 +320,7 @@ async fn replay_into_a_stopped_bus_stops_with_the_line() {
         json!({"event_type": "OrderPlaced", "order_id": 1})
     );
     let bus = EventBus::new("Stopped");
-    bus.stop(None, false).await;
+    bus.stop(None).await;
     let err = wal::replay(WalReader::new(log.as_bytes()), &bus)
         .await
         .unwrap_err();

@@ -394,6 +394,10 @@ fn opening_a_log_where_it_cannot_be_created_fails_cleanly() {
     let err = WalWriter::open(dir.path("events.jsonl")).unwrap_err();
     assert!(matches!(err, WalError::Open { .. }), "{err:?}");
     assert!(err.to_string().contains("events.jsonl"));
+    // The cause is the error's source, and only there: a report that walks the chain prints it
+    // once.
+    let cause = std::error::Error::source(&err).expect("the I/O error is the source");
+    assert!(!err.to_string().contains(&cause.to_string()), "{err}");
     assert!(
         EventBus::builder("Nope")
             .wal(dir.path("events.jsonl"))

@@ -35,8 +35,26 @@ pub struct BusConfig {
     /// `true` evicts the oldest events even though they have not completed. Completed events are
     /// always evicted first, in both modes.
     pub max_history_drop: bool,
+    /// How long a completed event stays in the history, in seconds (abxbus 2.5's `event_ttl`):
+    /// `None` forever (default), `0` not at all, negative forever. An event's own `event_ttl`
+    /// overrides it. See [`EventBusBuilder::event_ttl`].
+    pub event_ttl: Option<f64>,
+    /// How long the results this bus's handlers left on a completed event stay on it, in
+    /// seconds (abxbus 2.5's `event_result_ttl`); the event's own value and a handler's
+    /// `handler_result_ttl` override it. `None`: forever (default).
+    pub event_result_ttl: Option<f64>,
     /// Record where each handler was registered (`file:line`). Default: true.
     pub event_handler_detect_file_paths: bool,
+    /// How many times one handler may re-enter itself through nested events: a handler whose
+    /// chain of ancestor events was already dispatched this many times by the same handler gets
+    /// [`DispatchError::HandlerRecursion`](crate::DispatchError::HandlerRecursion) from the next
+    /// dispatch. `None` (default): no limit — a chain of handlers awaiting children may be as
+    /// deep as memory allows.
+    pub max_handler_recursion_depth: Option<usize>,
+    /// Log a `tracing` warning when a handler is registered for a pattern that already has a
+    /// handler of the same name (results keyed by handler name then keep only one of them) —
+    /// once per name and pattern. Default: true, as in abxbus 2.5.
+    pub warn_on_duplicate_handler_names: bool,
     /// Keys of the snapshot a restored bus was read from that this version does not know:
     /// written back by its snapshots.
     pub(crate) snapshot_extra: crate::wire::extra::UnknownKeys,
@@ -53,7 +71,11 @@ impl Default for BusConfig {
             event_handler_slow_timeout: Some(30.0),
             max_history_size: Some(100),
             max_history_drop: false,
+            event_ttl: None,
+            event_result_ttl: None,
             event_handler_detect_file_paths: true,
+            max_handler_recursion_depth: None,
+            warn_on_duplicate_handler_names: true,
             snapshot_extra: None,
         }
     }
@@ -199,9 +221,58 @@ impl EventBusBuilder {
         self
     }
 
+    /// Completed events leave the history `seconds` after they completed (abxbus 2.5's
+    /// `event_ttl`; `None`: never, the default; `0`: at completion; negative: never). An
+    /// event's own TTL ([`EventHandle::with_event_ttl`](crate::EventHandle::with_event_ttl))
+    /// overrides it.
+    ///
+    /// Expiry happens at the bus's cleanup points — a dispatch, a completion, a read of the
+    /// history (`event_history`, `find`, `filter`, …) — not on a timer.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bubus::{DynEvent, EventBus};
+    /// use serde_json::json;
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
+    /// # async fn main() -> Result<(), bubus::Error> {
+    /// let bus = EventBus::builder("Recent").event_ttl(Some(60.0)).build();
+    /// bus.dispatch(DynEvent::new("Tick", json!({})).unwrap())?.await?;
+    /// assert_eq!(bus.event_history().len(), 1);
+    /// tokio::time::sleep(Duration::from_secs(61)).await;
+    /// assert!(bus.event_history().is_empty());
+    /// # Ok(()) }
+    /// ```
+    pub fn event_ttl(mut self, seconds: Option<f64>) -> Self {
+        self.config.event_ttl = seconds;
+        self
+    }
+
+    /// The results this bus's handlers leave on completed events are removed from them
+    /// `seconds` after the event completed (abxbus 2.5's `event_result_ttl`; `None`: never, the
+    /// default). The event's own value and a handler's
+    /// [`result_ttl`](crate::HandlerOptions::result_ttl) override it.
+    pub fn event_result_ttl(mut self, seconds: Option<f64>) -> Self {
+        self.config.event_result_ttl = seconds;
+        self
+    }
+
     /// Record `file:line` of each handler registration.
     pub fn event_handler_detect_file_paths(mut self, detect: bool) -> Self {
         self.config.event_handler_detect_file_paths = detect;
+        self
+    }
+
+    /// How many times one handler may re-enter itself through nested events (see
+    /// [`BusConfig::max_handler_recursion_depth`]); `None` for no limit (the default).
+    pub fn max_handler_recursion_depth(mut self, depth: Option<usize>) -> Self {
+        self.config.max_handler_recursion_depth = depth;
+        self
+    }
+
+    /// Warn when a handler's name is already registered for its pattern (default: true).
+    pub fn warn_on_duplicate_handler_names(mut self, warn: bool) -> Self {
+        self.config.warn_on_duplicate_handler_names = warn;
         self
     }
 
@@ -225,6 +296,7 @@ impl EventBusBuilder {
     /// # Errors
     ///
     /// [`WalError::Open`](crate::wal::WalError::Open) if the log cannot be opened.
+    #[cfg(feature = "wal")]
     pub fn wal(self, path: impl AsRef<std::path::Path>) -> Result<Self, crate::wal::WalError> {
         let wal = crate::wal::WalMiddleware::open(path)?;
         Ok(self.middleware(Arc::new(wal)))

@@ -8,6 +8,42 @@ use crate::error::DispatchError;
 use crate::event::inner::{EventInner, EventState};
 
 impl BusInner {
+    /// `max_handler_recursion_depth`: how many of the events from `parent` up were dispatched by
+    /// the handler dispatching `event` now.
+    #[cold]
+    fn check_recursion(
+        &self,
+        event: &EventInner,
+        parent: &Arc<EventInner>,
+        handler_id: &crate::handler::HandlerId,
+        max: usize,
+    ) -> Result<(), DispatchError> {
+        let mut depth = 0;
+        let mut current = Some(Arc::clone(parent));
+        while let Some(ancestor) = current {
+            let st = ancestor.state.lock();
+            if st.emitted_by_handler_id.as_ref() == Some(handler_id) {
+                depth += 1;
+                if depth >= max {
+                    drop(st);
+                    let handler = context::with_current(|ctx| ctx.handler())
+                        .flatten()
+                        .map(|h| h.label())
+                        .unwrap_or_default();
+                    return Err(DispatchError::HandlerRecursion {
+                        bus: self.label.to_string(),
+                        event: event.label(),
+                        handler,
+                        depth,
+                        max,
+                    });
+                }
+            }
+            current = st.parent.upgrade();
+        }
+        Ok(())
+    }
+
     /// Enqueues `event` on this bus. See [`EventBus::dispatch`](super::EventBus::dispatch).
     pub(crate) fn dispatch(self: &Arc<Self>, event: &Arc<EventInner>) -> Result<(), DispatchError> {
         // The handler running in this task (if any) becomes the parent of a new event.
@@ -19,6 +55,11 @@ impl BusInner {
             Some((Arc::clone(&ctx.event), handler_id, ctx.result_index))
         })
         .flatten();
+        if let (Some(max), Some((parent, handler_id, _))) =
+            (self.config.max_handler_recursion_depth, &parent)
+        {
+            self.check_recursion(event, parent, handler_id, max)?;
+        }
         // What is dispatched can be written and read back (a log, a bridge, a snapshot).
         (event.kind.check_depth)(event).map_err(|(field, depth)| DispatchError::TooDeep {
             bus: self.label.to_string(),
@@ -42,6 +83,7 @@ impl BusInner {
         // Start (or restart) the run loop before touching the history, so a refused dispatch
         // evicts nothing.
         self.ensure_run_loop(&mut st)?;
+        self.expire(&mut st);
         if let Some(max) = self.config.max_history_size {
             if max > 0 {
                 self.make_room(&mut st, max)?;
@@ -65,7 +107,7 @@ impl BusInner {
             }
             es.path.push(Arc::clone(&self.link));
             let link = es.path.len() - 1;
-            es.push_slot(self, link);
+            es.push_slot(self, link, st.history.next_seq());
             match parent {
                 Some((parent, handler_id, result_index))
                     if first_dispatch && es.parent_id.is_none() =>
@@ -85,7 +127,7 @@ impl BusInner {
             parent.link_child(event, result_index);
         }
 
-        st.history.push_back(Arc::clone(event));
+        st.history.push(Arc::clone(event));
         st.queue.push_back(Arc::clone(event));
         if st.busy.is_none() {
             st.busy = Some(Arc::clone(self));

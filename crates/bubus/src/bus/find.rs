@@ -8,9 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
 use serde_json::Value;
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
 use super::{BusInner, EventBus};
 use crate::error::{DispatchError, WaitError};
@@ -22,6 +26,8 @@ use crate::time::Timestamp;
 /// A future-event waiter registered on a bus: resolved when a matching event is dispatched there
 /// (before it is processed), or with `None` when the bus stops.
 pub(crate) struct FindWaiter {
+    /// Its key in the bus's [`FindWaiters`].
+    key: u64,
     pattern: Arc<str>,
     matches: Box<dyn Fn(&AnyEvent) -> bool + Send + Sync>,
     tx: Mutex<Option<oneshot::Sender<Option<AnyEvent>>>>,
@@ -36,6 +42,16 @@ impl FindWaiter {
     }
 }
 
+/// A bus's future waiters, by pattern and key: a dispatch looks only at the waiters of its
+/// event's type and of `"*"`, and removing one (resolved, timed out, dropped) is O(1), so a
+/// million waiters that time out cost a million small removals, and waiters for other types
+/// cost a dispatch nothing.
+#[derive(Default)]
+pub(crate) struct FindWaiters {
+    by_pattern: FxHashMap<Arc<str>, FxHashMap<u64, Arc<FindWaiter>>>,
+    next_key: u64,
+}
+
 impl BusInner {
     /// Hands a just-dispatched event to every future waiter it matches. Predicates run without
     /// any bus lock held, so they may use the bus.
@@ -43,44 +59,63 @@ impl BusInner {
         if self.waiter_count.load(Ordering::Acquire) == 0 {
             return;
         }
-        let candidates: Vec<Arc<FindWaiter>> = self
-            .find_waiters
-            .lock()
-            .iter()
-            .filter(|w| &*w.pattern == "*" || *w.pattern == *event.event_type)
-            .cloned()
-            .collect();
+        let candidates: Vec<Arc<FindWaiter>> = {
+            let waiters = self.find_waiters.lock();
+            let of = |pattern: &str| {
+                waiters
+                    .by_pattern
+                    .get(pattern)
+                    .into_iter()
+                    .flat_map(|m| m.values())
+            };
+            of(&event.event_type).chain(of("*")).cloned().collect()
+        };
         if candidates.is_empty() {
             return;
         }
         let any = AnyEvent::from_inner(Arc::clone(event));
-        let resolved: Vec<Arc<FindWaiter>> = candidates
-            .into_iter()
-            .filter(|w| (w.matches)(&any) && w.resolve(Some(any.clone())))
-            .collect();
-        if !resolved.is_empty() {
-            self.remove_waiters(|w| resolved.iter().any(|r| Arc::ptr_eq(r, w)));
+        for waiter in candidates {
+            if (waiter.matches)(&any) && waiter.resolve(Some(any.clone())) {
+                self.remove_waiter(&waiter.pattern, waiter.key);
+            }
         }
     }
 
-    fn add_waiter(&self, waiter: Arc<FindWaiter>) {
-        self.find_waiters.lock().push(waiter);
-        self.waiter_count.fetch_add(1, Ordering::AcqRel);
-    }
-
-    fn remove_waiters(&self, remove: impl Fn(&Arc<FindWaiter>) -> bool) {
+    /// Registers a waiter built by `make` from its key.
+    fn add_waiter(&self, make: impl FnOnce(u64) -> FindWaiter) -> Arc<FindWaiter> {
         let mut waiters = self.find_waiters.lock();
-        let before = waiters.len();
-        waiters.retain(|w| !remove(w));
-        self.waiter_count
-            .fetch_sub(before - waiters.len(), Ordering::AcqRel);
+        let key = waiters.next_key;
+        waiters.next_key += 1;
+        let waiter = Arc::new(make(key));
+        waiters
+            .by_pattern
+            .entry(Arc::clone(&waiter.pattern))
+            .or_default()
+            .insert(key, Arc::clone(&waiter));
+        self.waiter_count.fetch_add(1, Ordering::AcqRel);
+        waiter
     }
 
-    /// Releases every waiter with `None` (the bus stopped).
+    fn remove_waiter(&self, pattern: &str, key: u64) {
+        let mut waiters = self.find_waiters.lock();
+        let Some(of_pattern) = waiters.by_pattern.get_mut(pattern) else {
+            return;
+        };
+        if of_pattern.remove(&key).is_some() {
+            self.waiter_count.fetch_sub(1, Ordering::AcqRel);
+        }
+        if of_pattern.is_empty() {
+            waiters.by_pattern.remove(pattern);
+        }
+    }
+
+    /// Releases every waiter with `None` (the bus stopped); producers waiting for room in the
+    /// history retry, and find the bus stopped.
     pub(crate) fn release_waiters(&self) {
-        let waiters: Vec<Arc<FindWaiter>> = std::mem::take(&mut *self.find_waiters.lock());
+        self.room.notify_waiters();
+        let waiters = std::mem::take(&mut self.find_waiters.lock().by_pattern);
         self.waiter_count.store(0, Ordering::Release);
-        for waiter in waiters {
+        for waiter in waiters.into_values().flat_map(HashMap::into_values) {
             waiter.resolve(None);
         }
     }
@@ -354,15 +389,16 @@ impl<T: HandlerInput + Clone + Sync> FindQuery<T> {
     fn register(&self, matcher: &Matcher<T>) -> Option<Registered> {
         let (tx, rx) = oneshot::channel();
         let m = Arc::clone(matcher);
-        let waiter = Arc::new(FindWaiter {
+        let waiter = self.bus.inner.add_waiter(|key| FindWaiter {
+            key,
             pattern: Arc::clone(&self.pattern),
             matches: Box::new(move |event| m(event).is_some()),
             tx: Mutex::new(Some(tx)),
         });
-        self.bus.inner.add_waiter(Arc::clone(&waiter));
         let registration = WaiterRegistration {
             bus: Arc::clone(&self.bus.inner),
-            waiter,
+            pattern: Arc::clone(&waiter.pattern),
+            key: waiter.key,
         };
         // Checked after registering: `stop` marks the bus stopped before it releases the waiters,
         // so either it releases this one or this check sees it stopped.
@@ -373,59 +409,139 @@ impl<T: HandlerInput + Clone + Sync> FindQuery<T> {
     }
 
     async fn search(self, matcher: Matcher<T>, waiter: Option<Registered>) -> Option<T> {
-        if self.past != Past::None {
-            let cutoff = match self.past {
-                Past::Within(window) => Some(Timestamp::from_unix_nanos(
-                    Timestamp::now()
-                        .as_unix_nanos()
-                        .saturating_sub(u64::try_from(window.as_nanos()).unwrap_or(u64::MAX)),
-                )),
-                _ => None,
-            };
-            // Newest first, in batches: the batch is taken under the lock (only cheap type and
-            // age checks there), the matcher — which may run user code — without it. Events
-            // pushed meanwhile shift the batches, so some may be looked at twice; none is missed.
-            let pattern = Arc::clone(&self.pattern);
-            let candidate = |event: &Arc<EventInner>| {
-                (&*pattern == "*" || *event.event_type == *pattern)
-                    && cutoff.is_none_or(|cutoff| event.created_at >= cutoff)
-            };
-            let mut passed = 0;
-            loop {
-                let (batch, scanned) = {
-                    let st = self.bus.inner.state.lock();
-                    let mut batch: Vec<Arc<EventInner>> = Vec::new();
-                    let mut scanned = 0;
-                    for event in st.history.iter().rev().skip(passed) {
-                        scanned += 1;
-                        if candidate(event) {
-                            batch.push(Arc::clone(event));
-                            if batch.len() == 64 {
-                                break;
-                            }
+        if let Some((_, found)) = self.search_past(&matcher, 1).pop() {
+            return Some(found);
+        }
+        self.wait_future(&matcher, waiter)
+            .await
+            .map(|(_, found)| found)
+    }
+
+    /// Up to `limit` matches in the history, newest first, with their ids.
+    fn search_past(&self, matcher: &Matcher<T>, limit: usize) -> Vec<(Uuid, T)> {
+        let mut found = Vec::new();
+        if self.past == Past::None || limit == 0 {
+            return found;
+        }
+        let cutoff = match self.past {
+            Past::Within(window) => Some(Timestamp::from_unix_nanos(
+                Timestamp::now()
+                    .as_unix_nanos()
+                    .saturating_sub(u64::try_from(window.as_nanos()).unwrap_or(u64::MAX)),
+            )),
+            _ => None,
+        };
+        // Newest first, in batches: the batch is taken under the lock (only cheap type and
+        // age checks there), the matcher — which may run user code — without it. Each batch
+        // resumes below the last entry looked at, so events pushed meanwhile are not seen and
+        // none is looked at twice.
+        let pattern = Arc::clone(&self.pattern);
+        let candidate = |event: &Arc<EventInner>| {
+            (&*pattern == "*" || *event.event_type == *pattern)
+                && cutoff.is_none_or(|cutoff| event.created_at >= cutoff)
+        };
+        let mut before = None;
+        let mut first = true;
+        loop {
+            let batch = {
+                let mut st = self.bus.inner.state.lock();
+                if first {
+                    self.bus.inner.expire(&mut st);
+                    first = false;
+                }
+                let mut batch: Vec<Arc<EventInner>> = Vec::new();
+                let mut scanned = 0;
+                for (seq, event) in st.history.newest_before(before) {
+                    before = Some(seq);
+                    scanned += 1;
+                    if candidate(event) {
+                        batch.push(Arc::clone(event));
+                        if batch.len() == 64 {
+                            break;
                         }
-                    }
-                    (batch, scanned)
-                };
-                passed += scanned;
-                for event in batch {
-                    if let Some(found) = matcher(&AnyEvent::from_inner(event)) {
-                        return Some(found);
                     }
                 }
                 if scanned == 0 {
                     break;
                 }
+                batch
+            };
+            for event in batch {
+                let id = event.id;
+                if let Some(matched) = matcher(&AnyEvent::from_inner(event)) {
+                    found.push((id, matched));
+                    if found.len() >= limit {
+                        return found;
+                    }
+                }
             }
         }
+        found
+    }
 
+    async fn wait_future(
+        &self,
+        matcher: &Matcher<T>,
+        waiter: Option<Registered>,
+    ) -> Option<(Uuid, T)> {
         let (_registration, rx) = waiter?;
         let received = match self.wait {
             Wait::Within(timeout) => tokio::time::timeout(timeout, rx).await.ok()?,
             _ => rx.await,
         };
         let event = received.ok().flatten()?;
-        matcher(&event)
+        Some((event.event_id(), matcher(&event)?))
+    }
+
+    /// Every match, newest first, up to `limit` (abxbus 2.5's `filter`): the history's
+    /// matches, then — if the query waits ([`future`](Self::future),
+    /// [`future_within`](Self::future_within)) and fewer than `limit` were found — the next
+    /// matching event dispatched.
+    ///
+    /// ```
+    /// use bubus::{Event, EventBus};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Clone, Debug, Serialize, Deserialize, Event)]
+    /// struct Reading { value: u32 }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), bubus::Error> {
+    /// let bus = EventBus::new("Sensors");
+    /// for value in [3, 8, 1, 9] {
+    ///     bus.dispatch(Reading { value })?.await?;
+    /// }
+    /// let high = bus.find::<Reading>().matching(|r| r.value > 2).filter(None).await;
+    /// let values: Vec<u32> = high.iter().map(|r| r.value).collect();
+    /// assert_eq!(values, [9, 8, 3]); // newest first
+    /// assert_eq!(bus.find::<Reading>().filter(Some(2)).await.len(), 2);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub fn filter(self, limit: Option<usize>) -> impl Future<Output = Vec<T>> + Send + 'static {
+        let limit = limit.unwrap_or(usize::MAX);
+        let matcher = self.matcher();
+        let waiter = if self.wait == Wait::None || limit == 0 {
+            None
+        } else {
+            self.register(&matcher)
+        };
+        async move {
+            let mut found = self.search_past(&matcher, limit);
+            if found.len() < limit {
+                // The waiter was registered before the history was searched: an event
+                // dispatched in between is seen by both, and counted once.
+                if let Some((id, next)) = self.wait_future(&matcher, waiter).await {
+                    if !found.iter().any(|(seen, _)| *seen == id) {
+                        found.push((id, next));
+                    }
+                }
+            }
+            found.into_iter().map(|(_, found)| found).collect()
+        }
     }
 }
 
@@ -466,12 +582,13 @@ type Registered = (WaiterRegistration, oneshot::Receiver<Option<AnyEvent>>);
 /// Removes a future waiter from its bus when the find resolves, times out or is dropped.
 struct WaiterRegistration {
     bus: Arc<BusInner>,
-    waiter: Arc<FindWaiter>,
+    pattern: Arc<str>,
+    key: u64,
 }
 
 impl Drop for WaiterRegistration {
     fn drop(&mut self) {
-        self.bus.remove_waiters(|w| Arc::ptr_eq(w, &self.waiter));
+        self.bus.remove_waiter(&self.pattern, self.key);
     }
 }
 

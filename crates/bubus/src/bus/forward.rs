@@ -1,9 +1,9 @@
 //! Forwarding: a handler that dispatches the events it receives on another bus.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
-use super::EventBus;
+use super::{BusInner, EventBus};
 use crate::error::HandlerError;
 use crate::event::AnyEvent;
 use crate::handler::{ErasedHandler, HandlerCall, HandlerFn, IntoHandler};
@@ -14,6 +14,10 @@ use crate::result::ResultSlot;
 /// The forwarded event is the same event (same id, same results map); its `event_path` gains the
 /// target's label, and a bus already in the path never receives it again, so forwarding cycles
 /// end. The forwarding handler's result is the event itself, which the result helpers skip.
+///
+/// It does not keep the target alive: two buses forwarding to each other are freed when the
+/// last handles to them are dropped. Forwarding to a bus that no longer exists is an error
+/// result naming it.
 #[derive(Clone, Debug)]
 pub struct Forwarder {
     target: EventBus,
@@ -27,7 +31,8 @@ pub struct ForwardMarker;
 impl IntoHandler<AnyEvent, ForwardMarker> for Forwarder {
     fn __into_handler_fn(self) -> HandlerFn {
         HandlerFn(Box::new(ForwardFn {
-            target: self.target,
+            target: Arc::downgrade(&self.target.inner),
+            label: Arc::clone(&self.target.inner.label),
         }))
     }
 
@@ -40,13 +45,26 @@ impl IntoHandler<AnyEvent, ForwardMarker> for Forwarder {
     }
 }
 
+/// A registered forwarder: the target bus by weak reference, so buses that forward to each
+/// other do not keep each other alive.
 struct ForwardFn {
-    target: EventBus,
+    target: Weak<BusInner>,
+    label: Arc<str>,
 }
 
 impl ErasedHandler for ForwardFn {
     fn call(&self, event: AnyEvent) -> HandlerCall {
-        HandlerCall::Ready(match self.target.dispatch(event) {
+        let Some(target) = self.target.upgrade() else {
+            return HandlerCall::Ready(Err(HandlerError::new(
+                "BusDropped",
+                format!(
+                    "cannot forward {} to {}: that bus no longer exists (every handle to it was dropped)",
+                    event.label(),
+                    self.label
+                ),
+            )));
+        };
+        HandlerCall::Ready(match EventBus::from_inner(target).dispatch(event) {
             Ok(forwarded) => Ok(ResultSlot::Forwarded {
                 event_id: forwarded.event_id(),
                 event: Arc::downgrade(forwarded.inner()),
@@ -70,13 +88,14 @@ impl EventBus {
     /// let auth_bus = EventBus::new("AuthBus");
     /// main_bus.on_pattern("AuthEvent", auth_bus.forwarder());
     ///
-    /// let event = main_bus.dispatch(DynEvent::new("AuthEvent", json!({})).unwrap())?.await?;
+    /// let event = main_bus.dispatch(DynEvent::new("AuthEvent", json!({}))?)?.await?;
     /// assert_eq!(event.event_path(), [main_bus.label(), auth_bus.label()]);
     /// # Ok(()) }
     /// ```
     ///
-    /// The forwarder holds the target bus; remove it with [`off`](Self::off) (or stop a bus with
-    /// `clear`) to let a cycle of forwarding buses be freed.
+    /// The forwarder does not keep this bus alive: keep a handle to it for as long as it should
+    /// receive events. So buses that forward to each other (`a.forward_to(&b)` and
+    /// `b.forward_to(&a)`) are freed, with their tasks, once their handles are dropped.
     pub fn forwarder(&self) -> Forwarder {
         Forwarder {
             target: self.clone(),

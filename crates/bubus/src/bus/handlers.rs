@@ -1,5 +1,6 @@
 //! The handler table of one bus: handlers by pattern, in registration order.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -16,11 +17,28 @@ pub(crate) struct HandlerTable {
     /// Every registered id, with its pattern and whether it is a restored placeholder: keeps
     /// registration and removal by id O(1) in the number of handlers.
     ids: FxHashMap<HandlerId, (Arc<str>, bool)>,
+    /// The live handlers of each (handler name, pattern): how many, and which default-id
+    /// occurrences they hold, so the next registration of the same name finds its occurrence
+    /// without probing ids one by one.
+    names: FxHashMap<(Arc<str>, Arc<str>), NameSlot>,
     /// Default ids already derived on this bus, by (handler name, pattern, occurrence): a
     /// handler registered again and again (a one-off closure) skips the SHA-1 of its uuid5.
     derived: FxHashMap<(Arc<str>, Arc<str>, usize), HandlerId>,
     /// Whether `"*"` has handlers: saves a second lookup per event when it has none.
     has_wildcard: bool,
+}
+
+/// The live handlers registered under one (handler name, pattern).
+#[derive(Default)]
+struct NameSlot {
+    /// How many are registered (not counting restored placeholders).
+    live: usize,
+    /// Default-id occurrences below `next` that are free again (their handler was removed).
+    free: BTreeSet<usize>,
+    /// The lowest occurrence never handed out.
+    next: usize,
+    /// The duplicate-name warning was given for this name and pattern.
+    warned: bool,
 }
 
 /// How many derived ids a bus remembers before it starts over.
@@ -48,6 +66,51 @@ impl HandlerTable {
         id
     }
 
+    /// The default id for a new registration of `name` on `pattern`: the lowest occurrence not
+    /// held by a live handler of that name and pattern ([`HandlerId::derive`]). O(log n).
+    pub(crate) fn next_default_id(
+        &mut self,
+        bus_name: &str,
+        name: &Arc<str>,
+        pattern: &Arc<str>,
+    ) -> (HandlerId, usize) {
+        loop {
+            let slot = self
+                .names
+                .entry((Arc::clone(name), Arc::clone(pattern)))
+                .or_default();
+            let occurrence = match slot.free.pop_first() {
+                Some(occurrence) => occurrence,
+                None => {
+                    slot.next += 1;
+                    slot.next - 1
+                }
+            };
+            let id = self.derived_id(bus_name, name, pattern, occurrence);
+            // An explicit id may hold it already: that occurrence stays taken.
+            if !self.contains_live_id(&id) {
+                return (id, occurrence);
+            }
+        }
+    }
+
+    /// Whether a live handler named `name` is registered for `pattern`, and the duplicate
+    /// warning was not given for them yet (it is marked given).
+    pub(crate) fn first_duplicate(&mut self, name: &Arc<str>, pattern: &Arc<str>) -> bool {
+        match self.names.get_mut(&(Arc::clone(name), Arc::clone(pattern))) {
+            Some(slot) if slot.live > 0 && !slot.warned => {
+                slot.warned = true;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Counts a live handler in (or out of) its name's slot.
+    fn count_name(&mut self, entry: &HandlerEntry, added: bool) {
+        count_name(&mut self.names, entry, added);
+    }
+
     /// Adds a handler; one with the same id that is a restored placeholder is replaced in place
     /// (it keeps its position), which is how a restored bus re-binds its handlers.
     pub(crate) fn add(&mut self, entry: Arc<HandlerEntry>) {
@@ -64,6 +127,7 @@ impl HandlerTable {
             {
                 self.ids
                     .insert(entry.meta.id.clone(), (pattern, entry.stub));
+                count_name(&mut self.names, &entry, true);
                 Arc::make_mut(list)[pos] = entry;
                 return;
             }
@@ -73,6 +137,7 @@ impl HandlerTable {
         }
         self.ids
             .insert(entry.meta.id.clone(), (pattern, entry.stub));
+        count_name(&mut self.names, &entry, true);
         Arc::make_mut(list).push(entry);
     }
 
@@ -99,6 +164,7 @@ impl HandlerTable {
             self.by_pattern.remove(&pattern);
         }
         self.update_wildcard(&pattern);
+        self.count_name(&removed, false);
         Some(removed)
     }
 
@@ -111,6 +177,7 @@ impl HandlerTable {
             .unwrap_or_default();
         for entry in &removed {
             self.ids.remove(&entry.meta.id);
+            self.count_name(entry, false);
         }
         self.update_wildcard(pattern);
         removed
@@ -132,10 +199,6 @@ impl HandlerTable {
         )
     }
 
-    pub(crate) fn pattern_list(&self, pattern: &str) -> Option<&HandlerList> {
-        self.by_pattern.get(pattern)
-    }
-
     pub(crate) fn all(&self) -> impl Iterator<Item = &Arc<HandlerEntry>> {
         self.by_pattern.values().flat_map(|list| list.iter())
     }
@@ -146,10 +209,46 @@ impl HandlerTable {
 
     pub(crate) fn clear(&mut self) -> Vec<Arc<HandlerEntry>> {
         self.ids.clear();
+        self.names.clear();
         self.has_wildcard = false;
         self.by_pattern
             .drain()
             .flat_map(|(_, list)| list.iter().cloned().collect::<Vec<_>>())
             .collect()
+    }
+}
+
+/// [`HandlerTable::count_name`] on the name index alone (so it can run while a handler list of
+/// the table is borrowed).
+fn count_name(
+    names: &mut FxHashMap<(Arc<str>, Arc<str>), NameSlot>,
+    entry: &HandlerEntry,
+    added: bool,
+) {
+    if entry.stub {
+        return;
+    }
+    let key = (
+        Arc::clone(&entry.meta.name),
+        Arc::clone(&entry.meta.pattern),
+    );
+    let slot = names.entry(key).or_default();
+    if added {
+        slot.live += 1;
+        return;
+    }
+    slot.live = slot.live.saturating_sub(1);
+    if let Some(occurrence) = entry.occurrence {
+        if occurrence < slot.next {
+            slot.free.insert(occurrence);
+        }
+    }
+    if slot.live == 0 {
+        // Nothing of this name is left: its next registration starts over at occurrence 0.
+        let key = (
+            Arc::clone(&entry.meta.name),
+            Arc::clone(&entry.meta.pattern),
+        );
+        names.remove(&key);
     }
 }

@@ -1,35 +1,317 @@
-//! The bounded event history.
+//! The bounded event history of one bus, and how it makes room.
+//!
+//! Entries are kept in dispatch order. Eviction takes, oldest first, completed events, then
+//! events this bus has started, then events still queued here — without scanning: besides the
+//! entries, the history keeps the sequence numbers of its completed and of its started events in
+//! the order they reached that state, and consumes them from the front. A sequence number whose
+//! entry is gone by then (evicted another way, expired) is skipped, and each is pushed once, so
+//! making room costs O(1) amortised (plus an O(log n) lookup) whatever the history holds.
 
-use super::{BusInner, BusState, remove_at};
+use std::collections::{BinaryHeap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{BusInner, BusState};
 use crate::error::DispatchError;
+use crate::event::inner::EventInner;
+
+/// One history entry: its sequence number and the event, `None` once removed (a tombstone,
+/// dropped when it reaches the front or when tombstones outnumber live entries).
+struct Entry {
+    seq: u64,
+    event: Option<Arc<EventInner>>,
+    /// This entry's share of the bus's [memory estimate](crate::memory).
+    bytes: usize,
+    /// When the bus heard of its completion (TTLs count from there).
+    completed: Option<tokio::time::Instant>,
+}
+
+/// A bus's history. See the module docs.
+#[derive(Default)]
+pub(crate) struct History {
+    entries: VecDeque<Entry>,
+    live: usize,
+    next_seq: u64,
+    /// Completed events, in completion order.
+    completed: VecDeque<u64>,
+    /// Events this bus took up for processing (drop mode only), in that order.
+    started: VecDeque<u64>,
+    /// Completed events with a TTL here: (deadline, seq), soonest first.
+    expiries: BinaryHeap<std::cmp::Reverse<(tokio::time::Instant, u64)>>,
+    /// The estimated bytes of the live entries.
+    bytes: usize,
+}
+
+impl History {
+    /// The number of events held.
+    pub(crate) fn len(&self) -> usize {
+        self.live
+    }
+
+    /// The sequence number the next [`push`](Self::push) gets.
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    /// Appends an event; returns its sequence number.
+    pub(crate) fn push(&mut self, event: Arc<EventInner>) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let bytes = crate::memory::estimate(&event);
+        self.add_bytes(bytes);
+        self.entries.push_back(Entry {
+            seq,
+            event: Some(event),
+            bytes,
+            completed: None,
+        });
+        self.live += 1;
+        seq
+    }
+
+    /// The events, oldest first.
+    pub(crate) fn iter(&self) -> impl DoubleEndedIterator<Item = &Arc<EventInner>> + '_ {
+        self.entries.iter().filter_map(|e| e.event.as_ref())
+    }
+
+    /// The events older than the entry `before` (all of them for `None`), newest first, with
+    /// their sequence numbers: a scan can stop and resume below where it stopped.
+    pub(crate) fn newest_before(
+        &self,
+        before: Option<u64>,
+    ) -> impl Iterator<Item = (u64, &Arc<EventInner>)> + '_ {
+        let end = before.map_or(self.entries.len(), |seq| {
+            self.entries.partition_point(|e| e.seq < seq)
+        });
+        self.entries
+            .range(..end)
+            .rev()
+            .filter_map(|e| Some((e.seq, e.event.as_ref()?)))
+    }
+
+    fn index_of(&self, seq: u64) -> Option<usize> {
+        let i = self.entries.binary_search_by_key(&seq, |e| e.seq).ok()?;
+        self.entries[i].event.is_some().then_some(i)
+    }
+
+    /// The event with this sequence number, if it is still held.
+    pub(crate) fn get(&self, seq: u64) -> Option<&Arc<EventInner>> {
+        self.index_of(seq)
+            .and_then(|i| self.entries[i].event.as_ref())
+    }
+
+    /// Removes the event with this sequence number; returns it if it was held.
+    pub(crate) fn remove(&mut self, seq: u64) -> Option<Arc<EventInner>> {
+        let i = self.index_of(seq)?;
+        let entry = &mut self.entries[i];
+        let event = entry.event.take()?;
+        let bytes = std::mem::take(&mut entry.bytes);
+        self.sub_bytes(bytes);
+        self.live -= 1;
+        self.compact();
+        Some(event)
+    }
+
+    /// Drops tombstones from the front, and all of them once they outnumber the live entries,
+    /// so the entries stay within twice the live count (amortised O(1) per removal).
+    fn compact(&mut self) {
+        while self.entries.front().is_some_and(|e| e.event.is_none()) {
+            self.entries.pop_front();
+        }
+        if self.entries.len() > 2 * self.live + 16 {
+            self.entries.retain(|e| e.event.is_some());
+        }
+        let live = self.live;
+        let held = |q: &VecDeque<u64>| q.len() > 2 * live + 16;
+        if held(&self.completed) || held(&self.started) {
+            let entries = &self.entries;
+            let keep = |seq: &u64| {
+                entries
+                    .binary_search_by_key(seq, |e| e.seq)
+                    .is_ok_and(|i| entries[i].event.is_some())
+            };
+            self.completed.retain(keep);
+            self.started.retain(keep);
+        }
+    }
+
+    /// Records that the event with this sequence number completed (for eviction), and when
+    /// its earliest TTL expires, if it has one.
+    pub(crate) fn mark_completed(&mut self, seq: u64, ttl: Option<Duration>) {
+        self.mark_completed_ago(seq, ttl, Duration::ZERO);
+    }
+
+    /// [`mark_completed`](Self::mark_completed) for an event that completed `ago` (restored
+    /// from a snapshot).
+    pub(crate) fn mark_completed_ago(&mut self, seq: u64, ttl: Option<Duration>, ago: Duration) {
+        let Some(i) = self.index_of(seq) else {
+            return;
+        };
+        self.completed.push_back(seq);
+        let now = tokio::time::Instant::now();
+        let completed = now.checked_sub(ago).unwrap_or(now);
+        self.entries[i].completed = Some(completed);
+        if let Some(ttl) = ttl {
+            self.expire_at(seq, completed + ttl);
+        }
+        // Its results are in now: estimate it again.
+        let entry = &mut self.entries[i];
+        let old = entry.bytes;
+        let new = entry.event.as_ref().map_or(0, crate::memory::estimate);
+        entry.bytes = new;
+        self.sub_bytes(old);
+        self.add_bytes(new);
+        self.compact();
+    }
+
+    /// Records that this bus took up the event with this sequence number (drop mode).
+    pub(crate) fn mark_started(&mut self, seq: u64) {
+        self.started.push_back(seq);
+        self.compact();
+    }
+
+    /// Removes and returns the oldest completed event, if any.
+    fn pop_completed(&mut self) -> Option<Arc<EventInner>> {
+        while let Some(seq) = self.completed.pop_front() {
+            if let Some(event) = self.remove(seq) {
+                return Some(event);
+            }
+        }
+        None
+    }
+
+    /// Removes and returns the oldest event this bus started, if any is still held.
+    fn pop_started(&mut self) -> Option<Arc<EventInner>> {
+        while let Some(seq) = self.started.pop_front() {
+            if let Some(event) = self.remove(seq) {
+                return Some(event);
+            }
+        }
+        None
+    }
+
+    /// Removes and returns the oldest entry.
+    fn pop_oldest(&mut self) -> Option<Arc<EventInner>> {
+        let seq = self.entries.iter().find(|e| e.event.is_some())?.seq;
+        self.remove(seq)
+    }
+
+    /// The sequence numbers whose TTL is due at `now`, removed from the expiry queue.
+    pub(crate) fn due(&mut self, now: tokio::time::Instant) -> Vec<u64> {
+        let mut due = Vec::new();
+        while let Some(std::cmp::Reverse((deadline, seq))) = self.expiries.peek().copied() {
+            if deadline > now {
+                break;
+            }
+            self.expiries.pop();
+            due.push(seq);
+        }
+        due
+    }
+
+    /// Looks at the entry `seq` again at `deadline` (its next TTL).
+    pub(crate) fn expire_at(&mut self, seq: u64, deadline: tokio::time::Instant) {
+        self.expiries.push(std::cmp::Reverse((deadline, seq)));
+    }
+
+    /// When the bus heard the event `seq` completed.
+    pub(crate) fn completed_at(&self, seq: u64) -> Option<tokio::time::Instant> {
+        self.index_of(seq).and_then(|i| self.entries[i].completed)
+    }
+
+    /// Whether any TTL is tracked.
+    pub(crate) fn has_expiries(&self) -> bool {
+        !self.expiries.is_empty()
+    }
+
+    /// Takes every event out (the bus was stopped with `clear`).
+    pub(crate) fn take(&mut self) -> Vec<Arc<EventInner>> {
+        let events = self.entries.drain(..).filter_map(|e| e.event).collect();
+        self.completed.clear();
+        self.started.clear();
+        self.expiries.clear();
+        self.live = 0;
+        let bytes = std::mem::take(&mut self.bytes);
+        crate::memory::sub(bytes);
+        events
+    }
+
+    /// The estimated bytes of what the history holds.
+    pub(crate) fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    fn add_bytes(&mut self, bytes: usize) {
+        self.bytes += bytes;
+        crate::memory::add(bytes);
+    }
+
+    fn sub_bytes(&mut self, bytes: usize) {
+        self.bytes -= bytes;
+        crate::memory::sub(bytes);
+    }
+}
+
+impl Drop for History {
+    fn drop(&mut self) {
+        crate::memory::sub(self.bytes);
+    }
+}
 
 impl BusInner {
-    /// Makes room for one more event in a history bounded to `max` (> 0) entries: evicts the oldest
-    /// completed events first; if none has completed, evicts the oldest events anyway when
-    /// `max_history_drop` is set, else refuses.
+    /// Makes room for one more event in a history bounded to `max` (> 0) entries: evicts the
+    /// oldest completed events first; if none has completed, and `max_history_drop` is set, the
+    /// oldest event this bus has started, then the oldest still queued; else refuses.
     pub(crate) fn make_room(&self, st: &mut BusState, max: usize) -> Result<(), DispatchError> {
         while st.history.len() >= max {
-            if let Some(pos) = st.history.iter().position(|e| e.is_complete()) {
-                remove_at(&mut st.history, pos);
-            } else if self.config.max_history_drop {
-                if !st.warned_drop {
-                    st.warned_drop = true;
-                    tracing::warn!(
-                        bus = %self.label,
-                        max_history_size = max,
-                        "history is full of unfinished events; dropping the oldest entries \
-                         (even uncompleted events) because max_history_drop is set"
-                    );
-                }
-                st.history.pop_front();
-            } else {
+            if st.history.pop_completed().is_some() {
+                continue;
+            }
+            if !self.config.max_history_drop {
                 return Err(DispatchError::HistoryFull {
                     bus: self.label.to_string(),
                     size: st.history.len(),
                     max,
                 });
             }
+            if !st.warned_drop {
+                st.warned_drop = true;
+                tracing::warn!(
+                    bus = %self.label,
+                    max_history_size = max,
+                    "history is full of unfinished events; dropping the oldest entries \
+                     (even uncompleted events) because max_history_drop is set"
+                );
+            }
+            if st.history.pop_started().is_none() {
+                st.history.pop_oldest();
+            }
         }
         Ok(())
+    }
+}
+
+impl BusInner {
+    /// Whether this bus's history needs to hear of its events' completions: it is bounded (to
+    /// evict completed events first), keeps only in-flight events, or has middlewares.
+    pub(crate) fn hears_completions(&self) -> bool {
+        self.config.max_history_size.is_some() || !self.middlewares.is_empty() || self.may_expire()
+    }
+
+    /// An event in this bus's history (sequence number `seq`) completed.
+    pub(crate) fn history_completed(&self, event: &Arc<EventInner>, seq: u64) {
+        let mut st = self.state.lock();
+        if self.config.max_history_size == Some(0) {
+            st.history.remove(seq);
+        } else {
+            let ttl = self.earliest_ttl(event);
+            st.history.mark_completed(seq, ttl);
+            self.expire(&mut st);
+        }
+        drop(st);
+        // A completed event can be evicted: a producer waiting for room may dispatch now.
+        if self.room_waiters.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+            self.room.notify_waiters();
+        }
     }
 }

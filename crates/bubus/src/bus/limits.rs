@@ -148,7 +148,10 @@ impl<'a> PhaseClock<'a> {
                     .min()
             };
             let spent = first_start.map(|at| at.elapsed()).unwrap_or_default();
-            if spent < Duration::from_millis(1) {
+            // `spent` is wall-clock time; it only applies to the timers' clock when that clock
+            // is the wall clock. Under tokio's paused test clock (which only moves when
+            // advanced) no time passes while handlers run without waiting.
+            if spent < Duration::from_millis(1) || !wall_clock(now) {
                 now
             } else {
                 now.checked_sub(spent).unwrap_or(now)
@@ -172,6 +175,17 @@ impl<'a> PhaseClock<'a> {
     pub(crate) fn elapsed(&self) -> Duration {
         self.start().elapsed()
     }
+}
+
+/// Whether tokio's clock, read as `now`, is the wall clock (not paused or advanced by a test):
+/// the two agree but for the time between the two reads.
+fn wall_clock(now: Instant) -> bool {
+    const TOLERANCE: Duration = Duration::from_micros(200);
+    let wall = std::time::Instant::now();
+    let now = now.into_std();
+    wall.checked_duration_since(now)
+        .or_else(|| now.checked_duration_since(wall))
+        .is_some_and(|drift| drift < TOLERANCE)
 }
 
 /// `12.5` → `"12.5"`, `60.0` → `"60.0"`: seconds as the reference runtimes print them.

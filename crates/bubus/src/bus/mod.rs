@@ -12,6 +12,7 @@ mod hooks;
 mod limits;
 mod process;
 mod snapshot;
+mod ttl;
 mod wait;
 
 use std::collections::VecDeque;
@@ -96,8 +97,14 @@ pub(crate) struct BusInner {
     /// Someone called `wait_until_idle` on this bus (so becoming idle must notify).
     pub(crate) idle_waited: AtomicBool,
     /// `find(future)` waiters, resolved at dispatch.
-    pub(crate) find_waiters: Mutex<Vec<Arc<find::FindWaiter>>>,
+    pub(crate) find_waiters: Mutex<find::FindWaiters>,
     pub(crate) waiter_count: AtomicUsize,
+    /// Wakes [`EventBus::dispatch_when_room`] callers when the history may have room.
+    pub(crate) room: Notify,
+    /// How many `dispatch_when_room` callers wait (so completions only notify when one does).
+    pub(crate) room_waiters: AtomicUsize,
+    /// A handler with a `handler_result_ttl` was registered (so completions must be heard).
+    pub(crate) result_ttl_handlers: AtomicBool,
     pub(crate) middlewares: Arc<[Arc<dyn Middleware>]>,
     /// This bus as event paths record it (and a weak reference to it, for handing `EventBus`
     /// handles to middlewares).
@@ -106,7 +113,7 @@ pub(crate) struct BusInner {
 
 pub(crate) struct BusState {
     pub(crate) queue: VecDeque<Arc<EventInner>>,
-    pub(crate) history: VecDeque<Arc<EventInner>>,
+    pub(crate) history: history::History,
     pub(crate) handlers: HandlerTable,
     /// Events taken off the queue and not yet finished on this bus.
     pub(crate) in_flight: usize,
@@ -119,6 +126,10 @@ pub(crate) struct BusState {
     /// The bus itself while it has queued or in-flight events, so dropping every `EventBus`
     /// handle never strands them; released when the bus becomes idle.
     pub(crate) busy: Option<Arc<BusInner>>,
+    /// The bus evicts unfinished events (`max_history_drop` with a bound), so its history
+    /// tracks which it started.
+    pub(crate) track_started: bool,
+    pub(crate) bus_id: Uuid,
 }
 
 impl BusState {
@@ -126,6 +137,20 @@ impl BusState {
     pub(crate) fn take_queued(&mut self, pos: usize) -> Option<Arc<EventInner>> {
         let event = remove_at(&mut self.queue, pos)?;
         self.in_flight += 1;
+        if self.track_started {
+            // Drop mode evicts events this bus started before those still queued here.
+            let seq = event
+                .state
+                .lock()
+                .buses
+                .iter()
+                .rev()
+                .find(|s| s.bus_id == self.bus_id)
+                .map(|s| s.history_seq);
+            if let Some(seq) = seq {
+                self.history.mark_started(seq);
+            }
+        }
         Some(event)
     }
 }
@@ -170,6 +195,8 @@ impl EventBus {
         };
         let label: Arc<str> = Arc::from(format!("{name}#{}", short_id(&id)));
         let middlewares: Arc<[Arc<dyn Middleware>]> = Arc::from(builder.middlewares.0);
+        let track_started = builder.config.max_history_drop
+            && builder.config.max_history_size.is_some_and(|max| max > 0);
         EventBus {
             inner: Arc::new_cyclic(|self_ref| BusInner {
                 id,
@@ -180,7 +207,7 @@ impl EventBus {
                 bus_lock: FairLock::new(),
                 state: Mutex::new(BusState {
                     queue: VecDeque::new(),
-                    history: VecDeque::new(),
+                    history: history::History::default(),
                     handlers: HandlerTable::default(),
                     in_flight: 0,
                     loop_parked: false,
@@ -189,12 +216,17 @@ impl EventBus {
                     busy: None,
                     parallel_tasks: JoinSet::new(),
                     warned_drop: false,
+                    track_started,
+                    bus_id: id,
                 }),
                 wake: Arc::new(Notify::new()),
                 idle: Notify::new(),
                 idle_waited: AtomicBool::new(false),
-                find_waiters: Mutex::new(Vec::new()),
+                find_waiters: Mutex::new(find::FindWaiters::default()),
                 waiter_count: AtomicUsize::new(0),
+                room: Notify::new(),
+                room_waiters: AtomicUsize::new(0),
+                result_ttl_handlers: AtomicBool::new(false),
                 middlewares,
                 link: Arc::new(BusLink {
                     label: Arc::clone(&label),
@@ -316,23 +348,26 @@ impl EventBus {
         let forward_target = handler.__forward_target();
         let func = handler.__into_handler_fn();
         let mut st = self.inner.state.lock();
-        let id = match options.id {
-            Some(id) => id,
+        let (id, occurrence) = match options.id {
+            Some(id) => (id, None),
             None => {
-                let mut occurrence = 0;
-                loop {
-                    let id = st
-                        .handlers
-                        .derived_id(&self.inner.name, &name, &pattern, occurrence);
-                    if !st.handlers.contains_live_id(&id) {
-                        break id;
-                    }
-                    occurrence += 1;
-                }
+                let (id, occurrence) =
+                    st.handlers
+                        .next_default_id(&self.inner.name, &name, &pattern);
+                (id, Some(occurrence))
             }
         };
-        if let Some(list) = st.handlers.pattern_list(&pattern) {
-            if list.len() <= 256 && list.iter().any(|h| h.meta.name == name) {
+        if st.handlers.first_duplicate(&name, &pattern) {
+            if self.inner.config.warn_on_duplicate_handler_names {
+                tracing::warn!(
+                    bus = %self.inner.label,
+                    handler = %name,
+                    pattern = %pattern,
+                    "handler {name} is already registered for {pattern}: results keyed by handler \
+                     name will keep only one of them; give handlers unique names (warned once \
+                     per name and pattern)"
+                );
+            } else {
                 tracing::debug!(
                     bus = %self.inner.label,
                     handler = %name,
@@ -354,12 +389,23 @@ impl EventBus {
             bus_id: self.inner.id,
             bus_name: Arc::clone(&self.inner.name),
             bus_label: Arc::clone(&self.inner.label),
-            wire_extra: None,
+            // Written on the wire as abxbus 2.5 does, with the snapshot entry and each result.
+            wire_extra: options.result_ttl.map(|ttl| {
+                let mut keys = serde_json::Map::new();
+                keys.insert("handler_result_ttl".into(), serde_json::Value::from(ttl));
+                Arc::new(keys)
+            }),
         });
+        if options.result_ttl.is_some() {
+            self.inner
+                .result_ttl_handlers
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         st.handlers.add(Arc::new(HandlerEntry {
             meta: Arc::clone(&meta),
             func,
             stub: false,
+            occurrence,
         }));
         drop(st);
         let handler = EventHandler { meta };
@@ -441,13 +487,68 @@ impl EventBus {
         Ok(handle)
     }
 
-    /// Alias of [`dispatch`](Self::dispatch), the newer reference runtimes' name for it.
+    /// Like [`dispatch`](Self::dispatch), but when the history is full of unfinished events
+    /// ([`DispatchError::HistoryFull`]) it waits — up to `timeout`, or for as long as it takes
+    /// with `None` — until one of them completes and makes room, then dispatches. A producer
+    /// faster than the handlers so waits for them instead of spinning on `HistoryFull`.
+    ///
+    /// Waiting producers are woken when an event of this bus's history completes; several may
+    /// race for the room, and the losers wait again. Inside a handler, waiting for room that
+    /// only the handler's own event could make waits until the timeout.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bubus::{DynEvent, EventBus};
+    /// use serde_json::json;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), bubus::Error> {
+    /// let bus = EventBus::builder("Ingest").max_history_size(Some(8)).build();
+    /// bus.on_pattern("Row", |_: bubus::AnyEvent| async { tokio::task::yield_now().await });
+    /// for n in 0..100 {
+    ///     // `dispatch` would fail with HistoryFull once 8 rows are unfinished.
+    ///     let row = DynEvent::new("Row", json!({ "n": n })).unwrap();
+    ///     bus.dispatch_when_room(row, Some(Duration::from_secs(5))).await?;
+    /// }
+    /// assert!(bus.wait_until_idle(None).await);
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     ///
-    /// As [`dispatch`](Self::dispatch).
-    pub fn emit<T: IntoEvent>(&self, event: T) -> Result<T::Handle, DispatchError> {
-        self.dispatch(event)
+    /// [`DispatchError::HistoryFull`] when the timeout elapsed with the history still full;
+    /// otherwise as [`dispatch`](Self::dispatch).
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: until it returns, nothing was dispatched.
+    pub async fn dispatch_when_room<T: IntoEvent>(
+        &self,
+        event: T,
+        timeout: Option<Duration>,
+    ) -> Result<T::Handle, DispatchError> {
+        let handle = event.__into_event();
+        let event = handle.__any().inner();
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let _waiting = RoomWaiter::new(&self.inner);
+        loop {
+            let room = self.inner.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            let full = match self.inner.dispatch(event) {
+                Err(full @ DispatchError::HistoryFull { .. }) => full,
+                Err(other) => return Err(other),
+                Ok(()) => return Ok(handle),
+            };
+            match deadline {
+                None => room.await,
+                Some(deadline) => {
+                    if tokio::time::timeout_at(deadline, room).await.is_err() {
+                        return Err(full);
+                    }
+                }
+            }
+        }
     }
 
     /// Waits until the queue is empty and no event is being processed on this bus. Returns
@@ -476,15 +577,29 @@ impl EventBus {
 
     /// Stops the bus: first waits up to `timeout` for it to become idle (if given), then stops
     /// processing. Events still queued and handlers still running get error results
-    /// (cancelled / aborted), so nothing that awaits them hangs. With `clear`, the history and
-    /// the handlers are dropped too. Dispatching afterwards fails with
+    /// (cancelled / aborted), so nothing that awaits them hangs. The history and the handlers
+    /// stay (see [`stop_and_clear`](Self::stop_and_clear)). Dispatching afterwards fails with
     /// [`DispatchError::Stopped`]. Idempotent.
     ///
     /// # Cancel safety
     ///
     /// Not cancel safe while it waits for the running event to be aborted: cancelling it then
     /// leaves the bus stopped with that event still being torn down in the background.
-    pub async fn stop(&self, timeout: Option<Duration>, clear: bool) {
+    pub async fn stop(&self, timeout: Option<Duration>) {
+        self.stop_inner(timeout, false).await;
+    }
+
+    /// As [`stop`](Self::stop), then drops the history and the handlers too (the reference's
+    /// `stop(clear=True)`), so the bus holds nothing but its name.
+    ///
+    /// # Cancel safety
+    ///
+    /// As [`stop`](Self::stop).
+    pub async fn stop_and_clear(&self, timeout: Option<Duration>) {
+        self.stop_inner(timeout, true).await;
+    }
+
+    async fn stop_inner(&self, timeout: Option<Duration>, clear: bool) {
         if let Some(t) = timeout {
             if !t.is_zero() {
                 self.wait_until_idle(Some(t)).await;
@@ -500,7 +615,8 @@ impl EventBus {
 
     /// The events in this bus's history, oldest first (pending, started and completed).
     pub fn event_history(&self) -> Vec<AnyEvent> {
-        let st = self.inner.state.lock();
+        let mut st = self.inner.state.lock();
+        self.inner.expire(&mut st);
         st.history
             .iter()
             .map(|e| AnyEvent::from_inner(Arc::clone(e)))
@@ -509,8 +625,11 @@ impl EventBus {
 
     /// History events with this status.
     pub fn events_with_status(&self, status: EventStatus) -> Vec<AnyEvent> {
-        let events: Vec<Arc<EventInner>> =
-            self.inner.state.lock().history.iter().cloned().collect();
+        let events: Vec<Arc<EventInner>> = {
+            let mut st = self.inner.state.lock();
+            self.inner.expire(&mut st);
+            st.history.iter().cloned().collect()
+        };
         events
             .into_iter()
             .filter(|e| e.state.lock().status == status)
@@ -531,6 +650,13 @@ impl EventBus {
     /// Completed history events.
     pub fn events_completed(&self) -> Vec<AnyEvent> {
         self.events_with_status(EventStatus::Completed)
+    }
+
+    /// The estimated bytes this bus's history holds (see [`crate::memory`]).
+    pub fn history_bytes(&self) -> usize {
+        let mut st = self.inner.state.lock();
+        self.inner.expire(&mut st);
+        st.history.bytes()
     }
 
     /// How many events are queued, not yet taken up for processing.
@@ -576,17 +702,6 @@ impl EventBus {
     /// Like [`find`](Self::find), by event type name, or `"*"` for any event.
     pub fn find_pattern(&self, pattern: &str) -> FindQuery<AnyEvent> {
         FindQuery::new(self.clone(), Arc::from(pattern))
-    }
-
-    /// Waits for the next event of type `E` dispatched on this bus (the seed API's `expect`): see
-    /// [`Expect`].
-    pub fn expect<E: Event>(&self) -> Expect<EventHandle<E>> {
-        Expect::new(self.find::<E>())
-    }
-
-    /// Like [`expect`](Self::expect), by event type name, or `"*"` for any event.
-    pub fn expect_pattern(&self, pattern: &str) -> Expect<AnyEvent> {
-        Expect::new(self.find_pattern(pattern))
     }
 
     /// The parent/child tree of this bus's history: each event with its handlers' status, result
@@ -639,6 +754,19 @@ impl BusInner {
         }
     }
 
+    /// [`event_lock`](Self::event_lock), owned.
+    pub(crate) fn event_lock_ref(
+        self: &Arc<Self>,
+        event: &EventInner,
+    ) -> Option<crate::context::LockRef> {
+        use crate::context::LockRef;
+        match event.concurrency().unwrap_or(self.config.event_concurrency) {
+            EventConcurrency::GlobalSerial => Some(LockRef::Domain(Arc::clone(&self.domain.lock))),
+            EventConcurrency::BusSerial => Some(LockRef::Bus(Arc::clone(self))),
+            EventConcurrency::Parallel => None,
+        }
+    }
+
     pub(crate) fn find_event_by_id(&self, id: Uuid) -> Option<Arc<EventInner>> {
         let st = self.state.lock();
         st.history
@@ -675,6 +803,25 @@ impl BusInner {
     }
 }
 
+/// Counts a [`EventBus::dispatch_when_room`] caller among the bus's room waiters while it lives.
+struct RoomWaiter<'a>(&'a BusInner);
+
+impl<'a> RoomWaiter<'a> {
+    fn new(bus: &'a BusInner) -> Self {
+        bus.room_waiters
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        RoomWaiter(bus)
+    }
+}
+
+impl Drop for RoomWaiter<'_> {
+    fn drop(&mut self) {
+        self.0
+            .room_waiters
+            .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
 /// `file:line` of a registration site, formatted once per site (a program has finitely many; a
 /// one-off handler registered in a loop should not format it every time).
 fn location_label(location: &'static std::panic::Location<'static>) -> Arc<str> {
@@ -682,4 +829,30 @@ fn location_label(location: &'static std::panic::Location<'static>) -> Arc<str> 
     LABELS.get_or_insert_with(std::ptr::from_ref(location) as usize, || {
         Arc::from(format!("{}:{}", location.file(), location.line()))
     })
+}
+
+/// # Names from Python and TypeScript bubus
+///
+/// The family's spellings of what this crate names otherwise, for code ported from there (see
+/// also the crate docs' table).
+impl EventBus {
+    /// Alias of [`dispatch`](Self::dispatch), the newer reference runtimes' name for it.
+    ///
+    /// # Errors
+    ///
+    /// As [`dispatch`](Self::dispatch).
+    pub fn emit<T: IntoEvent>(&self, event: T) -> Result<T::Handle, DispatchError> {
+        self.dispatch(event)
+    }
+
+    /// Waits for the next event of type `E` dispatched on this bus (the seed API's `expect`;
+    /// `find::<E>().past(false).future(true)` in this crate's terms): see [`Expect`].
+    pub fn expect<E: Event>(&self) -> Expect<EventHandle<E>> {
+        Expect::new(self.find::<E>())
+    }
+
+    /// Like [`expect`](Self::expect), by event type name, or `"*"` for any event.
+    pub fn expect_pattern(&self, pattern: &str) -> Expect<AnyEvent> {
+        Expect::new(self.find_pattern(pattern))
+    }
 }

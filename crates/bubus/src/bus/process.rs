@@ -7,7 +7,7 @@ use std::task::Poll;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
-use smallvec::{SmallVec, smallvec};
+use smallvec::SmallVec;
 use tokio::sync::Notify;
 use tokio::time::{Instant, Sleep};
 
@@ -103,7 +103,7 @@ impl BusInner {
         let (head, lock) = match taken {
             Ok((event, handlers, lock, permit)) => {
                 if let Some(event) = event {
-                    let held: HeldLocks = smallvec![lock_addr(lock)];
+                    let held = HeldLocks::one(lock_addr(lock));
                     process_event(self, &event, handlers, &held).await.owe(owed);
                 }
                 owed.kept = Some(permit);
@@ -118,7 +118,7 @@ impl BusInner {
                     let mut st = self.state.lock();
                     while st.parallel_tasks.try_join_next().is_some() {}
                     st.parallel_tasks.spawn(async move {
-                        process_event(&bus, &event, handlers, &HeldLocks::new())
+                        process_event(&bus, &event, handlers, &HeldLocks::default())
                             .await
                             .leave(&bus);
                     });
@@ -128,7 +128,7 @@ impl BusInner {
                 let permit = lock.acquire().await;
                 // The head may have been queue-jumped while we waited for the lock.
                 if let Some((event, handlers)) = self.claim(&head) {
-                    let held: HeldLocks = smallvec![lock_addr(lock)];
+                    let held = HeldLocks::one(lock_addr(lock));
                     process_event(self, &event, handlers, &held).await.owe(owed);
                 }
                 owed.kept = Some(permit);
@@ -217,7 +217,7 @@ impl BusInner {
         if clear {
             let (history, handlers) = {
                 let mut st = self.state.lock();
-                (std::mem::take(&mut st.history), st.handlers.clear())
+                (st.history.take(), st.handlers.clear())
             };
             drop(history);
             drop(handlers);
@@ -873,14 +873,9 @@ fn after_leave(bus: &BusInner, idle: Option<Option<Arc<BusInner>>>) {
 
 /// Bookkeeping when an event completes, for the buses that need it: those that keep only
 /// in-flight events forget it, and middlewares hear of it.
-pub(crate) fn on_event_completed(event: &Arc<EventInner>, buses: &[(Arc<BusInner>, bool)]) {
-    for (bus, zero_history) in buses {
-        if *zero_history {
-            let mut st = bus.state.lock();
-            if let Some(pos) = st.history.iter().position(|e| Arc::ptr_eq(e, event)) {
-                st.history.remove(pos);
-            }
-        }
+pub(crate) fn on_event_completed(event: &Arc<EventInner>, buses: &[(Arc<BusInner>, u64)]) {
+    for (bus, seq) in buses {
+        bus.history_completed(event, *seq);
     }
     let with_middlewares: SmallVec<[Arc<BusInner>; 2]> = buses
         .iter()

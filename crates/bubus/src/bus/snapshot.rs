@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -27,6 +28,8 @@ const BUS_KEYS: &[&str] = &[
     "event_concurrency",
     "event_timeout",
     "event_slow_timeout",
+    "event_ttl",
+    "event_result_ttl",
     "event_handler_concurrency",
     "event_handler_completion",
     "event_handler_slow_timeout",
@@ -108,6 +111,9 @@ impl EventBus {
         );
         out.insert("event_timeout".into(), opt_f64(c.event_timeout));
         out.insert("event_slow_timeout".into(), opt_f64(c.event_slow_timeout));
+        // abxbus 2.5's history TTLs, where it writes them.
+        out.insert("event_ttl".into(), opt_f64(c.event_ttl));
+        out.insert("event_result_ttl".into(), opt_f64(c.event_result_ttl));
         out.insert(
             "event_handler_concurrency".into(),
             Value::String(c.event_handler_concurrency.as_str().into()),
@@ -184,7 +190,7 @@ impl EventBus {
     /// # async fn main() -> Result<(), bubus::Error> {
     /// let bus = EventBus::new("Greeter");
     /// bus.on_pattern("Greet", greet);
-    /// bus.dispatch(DynEvent::new("Greet", json!({"name": "ada"})).unwrap())?.await?;
+    /// bus.dispatch(DynEvent::new("Greet", json!({"name": "ada"}))?)?.await?;
     /// let snapshot = bus.snapshot();
     ///
     /// let restored = EventBus::restore(&snapshot)?;
@@ -264,6 +270,8 @@ impl EventBus {
         for (key, slot) in [
             ("event_timeout", &mut builder.config.event_timeout),
             ("event_slow_timeout", &mut builder.config.event_slow_timeout),
+            ("event_ttl", &mut builder.config.event_ttl),
+            ("event_result_ttl", &mut builder.config.event_result_ttl),
             (
                 "event_handler_slow_timeout",
                 &mut builder.config.event_handler_slow_timeout,
@@ -407,6 +415,7 @@ fn restore_handlers(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Deco
             meta: Arc::new(meta),
             func: stub_fn(),
             stub: true,
+            occurrence: None,
         }));
     }
     Ok(())
@@ -503,10 +512,38 @@ fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Decode
         // it is queued again after the pending ones, and its finished results are kept.
         queue.push(Arc::clone(event));
     }
+    let mut seqs: rustc_hash::FxHashMap<*const EventInner, u64> = rustc_hash::FxHashMap::default();
+    for event in events {
+        let complete = event.is_complete();
+        let ptr = Arc::as_ptr(&event);
+        let ttl = if complete {
+            inner.earliest_ttl(&event)
+        } else {
+            None
+        };
+        let completed_at = event.state.lock().completed_at;
+        let seq = st.history.push(event);
+        if complete {
+            // TTLs count from the completion the snapshot recorded.
+            let ago = completed_at.map_or(Duration::ZERO, |at| {
+                Duration::from_nanos(
+                    crate::time::Timestamp::now()
+                        .as_unix_nanos()
+                        .saturating_sub(at.as_unix_nanos()),
+                )
+            });
+            st.history.mark_completed_ago(seq, ttl, ago);
+        }
+        seqs.insert(ptr, seq);
+    }
     // An event queued here whose path does not name this bus (the snapshot's runtime put it
     // straight into the queue) keeps its path as it was: this bus is on it, unlisted.
     let unlisted = inner.link.unlisted();
     for event in &queue {
+        let seq = match seqs.get(&Arc::as_ptr(event)) {
+            Some(&seq) => seq,
+            None => st.history.push(Arc::clone(event)),
+        };
         let mut es = event.state.lock();
         // The snapshot's path names this bus by label only: from now on it is this bus.
         let link = match es.path.iter().position(|l| l.label == inner.label) {
@@ -519,12 +556,12 @@ fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Decode
                 es.path.len() - 1
             }
         };
-        es.push_slot(inner, link);
+        es.push_slot(inner, link, seq);
     }
-    st.history.extend(events);
     if !queue.is_empty() && st.busy.is_none() {
         st.busy = Some(Arc::clone(inner));
     }
     st.queue.extend(queue);
+    inner.expire(&mut st);
     Ok(())
 }

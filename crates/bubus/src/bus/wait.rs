@@ -9,10 +9,10 @@ use smallvec::SmallVec;
 
 use super::BusInner;
 use super::process::{lock_addr, process_event};
-use crate::context::{self, HandlerCtx, HeldLocks};
+use crate::context::{self, HandlerCtx, HeldLocks, LockRef};
 use crate::error::WaitError;
-use crate::event::inner::{BusPhase, EventInner};
-use crate::lock::FairLock;
+use crate::event::inner::{BusPhase, EventInner, jumper_registered, jumper_unregistered};
+use crate::lock::{FairLock, Loan};
 
 /// Waits until `event` is completed.
 ///
@@ -46,7 +46,12 @@ pub(crate) async fn wait_for(event: Arc<EventInner>) -> Result<(), WaitError> {
         Some(ctx) => {
             let bus = ctx.bus();
             let lookup = |id| bus.as_ref().and_then(|bus| bus.find_event_by_id(id));
-            if Arc::ptr_eq(&ctx.event, &event) || ctx.event.has_ancestor(&event, &lookup) {
+            // The usual await, a handler's own child, cannot be one of its ancestors: no walk
+            // up a chain that may be thousands of levels deep.
+            let own_child = event.state.lock().parent_id == Some(ctx.event.id);
+            if Arc::ptr_eq(&ctx.event, &event)
+                || (!own_child && ctx.event.has_ancestor(&event, &lookup))
+            {
                 return Err(WaitError::WouldDeadlock {
                     event: event.label(),
                     handler: ctx
@@ -128,8 +133,8 @@ async fn help_job(bus: Arc<BusInner>, event: Arc<EventInner>) -> bool {
     let Some((event, handlers)) = bus.claim_head(&event) else {
         return false;
     };
-    let held: HeldLocks = lock
-        .map(|l| smallvec::smallvec![lock_addr(l)])
+    let held = lock
+        .map(|l| HeldLocks::one(lock_addr(l)))
         .unwrap_or_default();
     process_event(&bus, &event, handlers, &held)
         .await
@@ -193,29 +198,53 @@ async fn wait_complete(event: &EventInner) {
     }
 }
 
-/// Registers a queue-jumping waiter on an event for as long as it lives, so that new descendants
-/// dispatched elsewhere wake it.
-struct JumpWaiter<'a>(&'a EventInner);
+/// Registers a queue-jumping waiter on an event while it looks for work or waits, so that new
+/// descendants dispatched elsewhere wake it. While it processes something it is not registered:
+/// it looks at the whole subtree again afterwards anyway, and waking it (and every other waiter
+/// up a deep chain of awaits) for each event dispatched meanwhile would cost a wake-up per
+/// ancestor per dispatch.
+struct JumpWaiter<'a> {
+    event: &'a EventInner,
+    registered: bool,
+}
 
 impl<'a> JumpWaiter<'a> {
     fn new(event: &'a EventInner) -> Self {
-        let mut st = event.state.lock();
-        event.mark_waited(&st);
-        st.jump_waiters += 1;
-        drop(st);
-        JumpWaiter(event)
+        event.mark_waited(&event.state.lock());
+        let mut waiter = JumpWaiter {
+            event,
+            registered: false,
+        };
+        waiter.register(true);
+        waiter
+    }
+
+    /// Registers (or not): under the event's lock, which a dispatch reads the count under after
+    /// queueing, so a dispatch either sees the waiter or happened before its next look.
+    fn register(&mut self, on: bool) {
+        if self.registered == on {
+            return;
+        }
+        let mut st = self.event.state.lock();
+        if on {
+            st.jump_waiters += 1;
+            jumper_registered();
+        } else {
+            st.jump_waiters = st.jump_waiters.saturating_sub(1);
+            jumper_unregistered();
+        }
+        self.registered = on;
     }
 }
 
 impl Drop for JumpWaiter<'_> {
     fn drop(&mut self) {
-        let mut st = self.0.state.lock();
-        st.jump_waiters = st.jump_waiters.saturating_sub(1);
+        self.register(false);
     }
 }
 
 async fn queue_jump(event: &Arc<EventInner>, ctx: &HandlerCtx) {
-    let _waiter = JumpWaiter::new(event);
+    let mut waiter = JumpWaiter::new(event);
     loop {
         let notified = event.notify.notified();
         tokio::pin!(notified);
@@ -223,7 +252,7 @@ async fn queue_jump(event: &Arc<EventInner>, ctx: &HandlerCtx) {
         if event.is_complete() {
             return;
         }
-        let progressed = jump_pass(event, ctx).await;
+        let progressed = jump_pass(event, ctx, &mut waiter).await;
         if event.is_complete() {
             return;
         }
@@ -235,8 +264,9 @@ async fn queue_jump(event: &Arc<EventInner>, ctx: &HandlerCtx) {
 
 /// One pass over the event and its incomplete descendants (parents before children, siblings in
 /// dispatch order), processing each one on every bus where it is still queued. Returns whether
-/// anything was processed.
-async fn jump_pass(event: &Arc<EventInner>, ctx: &HandlerCtx) -> bool {
+/// anything was processed (then the caller looks again: something dispatched while the waiter
+/// was not registered may be in a part of the tree this pass had already looked at).
+async fn jump_pass(event: &Arc<EventInner>, ctx: &HandlerCtx, waiter: &mut JumpWaiter<'_>) -> bool {
     let mut progressed = false;
     let mut stack = vec![Arc::clone(event)];
     while let Some(current) = stack.pop() {
@@ -252,9 +282,11 @@ async fn jump_pass(event: &Arc<EventInner>, ctx: &HandlerCtx) -> bool {
                 .collect()
         };
         for bus in queued_on {
-            if process_now(&bus, &current, ctx).await {
-                progressed = true;
-            }
+            waiter.register(false);
+            process_now(&bus, &current, ctx).await;
+            waiter.register(true);
+            // Processed here or claimed by someone else meanwhile: either way, look again.
+            progressed = true;
         }
         let children: Vec<Arc<EventInner>> = current.state.lock().children.clone();
         stack.extend(children.into_iter().rev());
@@ -262,24 +294,94 @@ async fn jump_pass(event: &Arc<EventInner>, ctx: &HandlerCtx) -> bool {
     progressed
 }
 
+/// How many queue-jumps may nest on one task's stack: a deeper one runs on a fresh task (which
+/// the awaiter waits for), so a chain of handlers awaiting children thousands of levels deep
+/// never overflows a thread's stack.
+const MAX_INLINE_JUMPS: u32 = 16;
+
 /// Processes `event` on `bus` now, under the bus's event lock unless the waiting handler's chain
-/// already holds it.
+/// already holds it (then the chain lends it). The processing is a job of its own: if the
+/// awaiter gives up halfway (a timeout, a `select!`, a future polled once and dropped), the job
+/// goes on by itself, still holding what it borrowed, so dropping an await never cancels the
+/// event.
 async fn process_now(bus: &Arc<BusInner>, event: &Arc<EventInner>, ctx: &HandlerCtx) -> bool {
-    let mut held = ctx.held.clone();
-    let lock = bus
-        .event_lock(event)
-        .filter(|lock| !held.contains(&lock_addr(lock)));
-    let _permit = match lock {
-        Some(lock) => {
-            let permit = lock.acquire().await;
-            held.push(lock_addr(lock));
-            Some(permit)
+    let job = JumpJob::new(bus, event, ctx);
+    if ctx.held.depth >= MAX_INLINE_JUMPS {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            return runtime.spawn(job.run(true)).await.unwrap_or(false);
         }
-        None => None,
+    }
+    Detached::new(job.run(false)).await
+}
+
+/// One queue-jump: an event to process on a bus, with loans of every lock the awaiting chain
+/// holds (taken before the awaiter can go away) and the lock to acquire, if the chain does not
+/// hold it.
+struct JumpJob {
+    bus: Arc<BusInner>,
+    event: Arc<EventInner>,
+    held: HeldLocks,
+    needed: Option<LockRef>,
+    _loans: SmallVec<[Loan<LockRef>; 2]>,
+}
+
+impl JumpJob {
+    fn new(bus: &Arc<BusInner>, event: &Arc<EventInner>, ctx: &HandlerCtx) -> Self {
+        let chain = chain_locks(ctx);
+        let loans = chain
+            .iter()
+            .filter_map(|lock| FairLock::lend(lock.clone()).ok())
+            .collect();
+        let needed = bus
+            .event_lock_ref(event)
+            .filter(|lock| !ctx.held.contains(lock_addr(lock)));
+        let mut held = ctx.held.clone();
+        let owned: Arc<[LockRef]> = match &needed {
+            Some(lock) => {
+                held.addrs.push(lock_addr(lock));
+                chain.iter().cloned().chain([lock.clone()]).collect()
+            }
+            None => chain,
+        };
+        held.owned = Some(owned);
+        JumpJob {
+            bus: Arc::clone(bus),
+            event: Arc::clone(event),
+            held,
+            needed,
+            _loans: loans,
+        }
+    }
+
+    /// Processes the event; `fresh` when it runs on a task of its own (its stack starts over).
+    async fn run(mut self, fresh: bool) -> bool {
+        self.held.depth = if fresh { 0 } else { self.held.depth + 1 };
+        let _permit = match &self.needed {
+            Some(lock) => Some(lock.acquire().await),
+            None => None,
+        };
+        let Some((event, handlers)) = self.bus.claim(&self.event) else {
+            return false;
+        };
+        process_event(&self.bus, &event, handlers, &self.held)
+            .await
+            .leave(&self.bus);
+        true
+    }
+}
+
+/// The locks the awaiting handler's chain holds, owned.
+fn chain_locks(ctx: &HandlerCtx) -> Arc<[LockRef]> {
+    if let Some(owned) = &ctx.held.owned {
+        return Arc::clone(owned);
+    }
+    // One processing (a run loop, an outside helper): its lock is the handler event's lock on
+    // the handler's bus.
+    let Some(&addr) = ctx.held.addrs.first() else {
+        return Arc::from([]);
     };
-    let Some((event, handlers)) = bus.claim(event) else {
-        return false;
-    };
-    process_event(bus, &event, handlers, &held).await.leave(bus);
-    true
+    ctx.bus()
+        .and_then(|bus| bus.event_lock_ref(&ctx.event))
+        .filter(|lock| lock_addr(lock) == addr)
+        .map_or_else(|| Arc::from([]), |lock| Arc::from([lock]))
 }

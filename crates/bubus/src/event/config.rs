@@ -111,7 +111,21 @@ impl HandlerCompletion {
 ///
 /// Event types declare defaults with `#[event(...)]`; a single event overrides them with the
 /// `with_*` methods of [`EventHandle`](crate::EventHandle) before it is dispatched.
+///
+/// New fields may be added: build one from [`EventConfig::UNSET`] with the `with_*` setters
+/// (`const`, so they work in an `EVENT_DEFAULTS` constant).
+///
+/// ```
+/// use bubus::{EventConfig, HandlerCompletion};
+///
+/// const DEFAULTS: EventConfig = EventConfig::UNSET
+///     .with_event_timeout(Some(5.0))
+///     .with_event_handler_completion(Some(HandlerCompletion::First));
+/// assert_eq!(DEFAULTS.event_timeout, Some(5.0));
+/// assert_eq!(DEFAULTS.event_slow_timeout, None);
+/// ```
 #[derive(Copy, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct EventConfig {
     /// Hard budget for the whole handler phase on one bus.
     pub event_timeout: Option<f64>,
@@ -140,4 +154,56 @@ impl EventConfig {
         event_handler_concurrency: None,
         event_handler_completion: None,
     };
+
+    /// Sets `event_timeout`: the hard budget for the whole handler phase on one bus, in seconds.
+    #[must_use]
+    pub const fn with_event_timeout(mut self, value: Option<f64>) -> Self {
+        self.event_timeout = value;
+        self
+    }
+
+    /// Sets `event_slow_timeout`: the slow-event warning threshold, in seconds.
+    #[must_use]
+    pub const fn with_event_slow_timeout(mut self, value: Option<f64>) -> Self {
+        self.event_slow_timeout = value;
+        self
+    }
+
+    /// Sets `event_concurrency`: the event concurrency override.
+    #[must_use]
+    pub const fn with_event_concurrency(mut self, value: Option<EventConcurrency>) -> Self {
+        self.event_concurrency = value;
+        self
+    }
+
+    /// Sets `event_handler_timeout`: the cap on each handler's run time, in seconds.
+    #[must_use]
+    pub const fn with_event_handler_timeout(mut self, value: Option<f64>) -> Self {
+        self.event_handler_timeout = value;
+        self
+    }
+
+    /// Sets `event_handler_slow_timeout`: the slow-handler warning threshold, in seconds.
+    #[must_use]
+    pub const fn with_event_handler_slow_timeout(mut self, value: Option<f64>) -> Self {
+        self.event_handler_slow_timeout = value;
+        self
+    }
+
+    /// Sets `event_handler_concurrency`: the handler concurrency override.
+    #[must_use]
+    pub const fn with_event_handler_concurrency(
+        mut self,
+        value: Option<HandlerConcurrency>,
+    ) -> Self {
+        self.event_handler_concurrency = value;
+        self
+    }
+
+    /// Sets `event_handler_completion`: the handler completion override.
+    #[must_use]
+    pub const fn with_event_handler_completion(mut self, value: Option<HandlerCompletion>) -> Self {
+        self.event_handler_completion = value;
+        self
+    }
 }

@@ -103,6 +103,21 @@ impl DynEvent {
     /// Fails if the type name is empty or `"*"`, if the payload is not an object, or if a payload
     /// key is reserved (`event_*` and `model_*` keys, `bus`, `first`, `toString`, `toJSON`,
     /// `fromJSON`).
+    ///
+    /// The error converts into [`crate::Error`], so `?` works where other bus errors do:
+    ///
+    /// ```
+    /// use bubus::{DynEvent, EventBus};
+    /// use serde_json::json;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), bubus::Error> {
+    /// let bus = EventBus::new("AppBus");
+    /// bus.on_pattern("UserLoginEvent", |_: bubus::AnyEvent| json!("welcome"));
+    /// let login = DynEvent::new("UserLoginEvent", json!({"username": "alice"}))?;
+    /// bus.dispatch(login)?.await?;
+    /// # Ok(()) }
+    /// ```
     pub fn new(event_type: impl Into<String>, payload: Value) -> Result<Self, DynEventError> {
         let event_type = event_type.into();
         match payload {
@@ -186,6 +201,14 @@ impl DynEvent {
         match &self.payload {
             Payload::Text { fields, .. } => Some(fields),
             Payload::Parsed(_) => None,
+        }
+    }
+
+    /// How many payload fields it has, without parsing them.
+    pub(crate) fn payload_len(&self) -> usize {
+        match &self.payload {
+            Payload::Parsed(map) => map.len(),
+            Payload::Text { fields, .. } => fields.len(),
         }
     }
 

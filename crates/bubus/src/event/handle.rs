@@ -86,7 +86,10 @@ impl<P: EventPayload> EventHandle<P> {
     // A handle is built without a view only where its event's payload was just created as, or
     // checked to be, a `P` (`new`, `EventInner::typed_view`, `EventInner::dyn_view`), and an
     // event's payload never changes: the `expect` cannot fire.
-    #[allow(clippy::expect_used)]
+    #[expect(
+        clippy::expect_used,
+        reason = "the view is always set for a payload of type P (see above)"
+    )]
     pub fn payload(&self) -> &P {
         match &self.view {
             Some(view) => view,
@@ -404,6 +407,39 @@ macro_rules! event_accessors {
                 self
             }
 
+            /// Sets how long the event stays in a bus's history after it completed, in seconds
+            /// (abxbus 2.5's `event_ttl`; `None`: the bus's [`event_ttl`]; `0`: not at all;
+            /// negative: forever). Written on the wire as `event_ttl`.
+            ///
+            /// [`event_ttl`]: crate::EventBusBuilder::event_ttl
+            pub fn set_event_ttl(&self, seconds: Option<f64>) {
+                self.inner().state.lock().set_own_ttl("event_ttl", seconds);
+            }
+
+            /// Sets how long the results handlers left on the event stay on it after it
+            /// completed, in seconds (abxbus 2.5's `event_result_ttl`; `None`: each bus's own;
+            /// a handler's `result_ttl` wins). Written on the wire as `event_result_ttl`.
+            pub fn set_event_result_ttl(&self, seconds: Option<f64>) {
+                self.inner()
+                    .state
+                    .lock()
+                    .set_own_ttl("event_result_ttl", seconds);
+            }
+
+            /// Builder form of [`set_event_ttl`](Self::set_event_ttl).
+            #[must_use]
+            pub fn with_event_ttl(self, seconds: f64) -> Self {
+                self.set_event_ttl(Some(seconds));
+                self
+            }
+
+            /// Builder form of [`set_event_result_ttl`](Self::set_event_result_ttl).
+            #[must_use]
+            pub fn with_event_result_ttl(self, seconds: f64) -> Self {
+                self.set_event_result_ttl(Some(seconds));
+                self
+            }
+
             /// Builder form of [`set_event_parent_id`](Self::set_event_parent_id).
             #[must_use]
             pub fn with_event_parent_id(self, parent: Uuid) -> Self {
@@ -520,11 +556,9 @@ impl HandleEvent for AnyEvent {
 }
 
 mod into_sealed {
-    #[allow(unreachable_pub)]
     pub trait IntoEventSealed {}
 
     /// What `dispatch` needs of the handle it returns: the event behind it.
-    #[allow(unreachable_pub)]
     pub trait HandleEvent {
         #[doc(hidden)]
         fn __any(&self) -> &super::AnyEvent;

@@ -148,8 +148,9 @@ fn check_dyn(event: &EventInner, slot: ResultSlot) -> Result<ResultSlot, Handler
 /// What is left to do after an event completed, outside its lock.
 pub(crate) struct Completion {
     parent: Option<Arc<EventInner>>,
-    /// Buses to tell: keeping only in-flight events (`true`) and/or with middlewares.
-    buses: SmallVec<[(Arc<BusInner>, bool); 2]>,
+    /// Buses to tell (their history tracks completions, or they have middlewares), with the
+    /// event's sequence number in their history.
+    buses: SmallVec<[(Arc<BusInner>, u64); 2]>,
     /// With no bus to tell, the completion flag is already set, under the event's lock, which
     /// orders it against waiters registering (they register under the same lock); then this is
     /// whether one had. With buses to tell, the flag is set after them.
@@ -222,11 +223,44 @@ pub(crate) struct BusSlot {
     pub(crate) link: usize,
     pub(crate) bus_id: Uuid,
     pub(crate) phase: BusPhase,
-    /// The bus keeps only in-flight events (`max_history_size == 0`): drop it from its history on
-    /// completion.
-    pub(crate) zero_history: bool,
-    /// The bus has middlewares to tell about the event's completion.
-    pub(crate) has_middlewares: bool,
+    /// The event's sequence number in the bus's history.
+    pub(crate) history_seq: u64,
+    /// The bus wants to hear of the event's completion: its history tracks completions (a
+    /// bound, TTLs, only in-flight events kept), or it has middlewares.
+    pub(crate) tell: bool,
+}
+
+/// An event's children (held strongly; each child holds its parent weakly).
+#[derive(Default)]
+pub(crate) struct Children(Vec<Arc<EventInner>>);
+
+impl std::ops::Deref for Children {
+    type Target = Vec<Arc<EventInner>>;
+
+    fn deref(&self) -> &Vec<Arc<EventInner>> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Children {
+    fn deref_mut(&mut self) -> &mut Vec<Arc<EventInner>> {
+        &mut self.0
+    }
+}
+
+impl Drop for Children {
+    /// Drops the children without recursing: a chain of events thousands of levels deep (each
+    /// holding the next) would otherwise drop one level per stack frame. A child this is the
+    /// last strong holder of gives up its own children to the loop first.
+    fn drop(&mut self) {
+        let mut stack = std::mem::take(&mut self.0);
+        while let Some(child) = stack.pop() {
+            if Arc::strong_count(&child) == 1 {
+                stack.append(&mut child.state.lock().children.0);
+            }
+            drop(child);
+        }
+    }
 }
 
 /// Everything about an event that changes after it is created.
@@ -244,7 +278,7 @@ pub(crate) struct EventState {
     pub(crate) buses: SmallVec<[BusSlot; 1]>,
     /// One inline: most events have a single handler per bus.
     pub(crate) results: SmallVec<[ResultRecord; 1]>,
-    pub(crate) children: Vec<Arc<EventInner>>,
+    pub(crate) children: Children,
     pub(crate) incomplete_children: usize,
     pub(crate) jump_waiters: usize,
     /// Why the event was cancelled (its handlers not yet finished end cancelled or aborted).
@@ -273,7 +307,7 @@ impl EventState {
             path: SmallVec::new(),
             buses: SmallVec::new(),
             results: SmallVec::new(),
-            children: Vec::new(),
+            children: Children::default(),
             incomplete_children: 0,
             jump_waiters: 0,
             cancel_cause: None,
@@ -297,13 +331,13 @@ impl EventState {
     }
 
     /// A slot for `bus` (whose entry is at `link` in the path), queued.
-    pub(crate) fn push_slot(&mut self, bus: &BusInner, link: usize) {
+    pub(crate) fn push_slot(&mut self, bus: &BusInner, link: usize, history_seq: u64) {
         self.buses.push(BusSlot {
             link,
             bus_id: bus.id,
             phase: BusPhase::Queued,
-            zero_history: bus.config.max_history_size == Some(0),
-            has_middlewares: !bus.middlewares.is_empty(),
+            history_seq,
+            tell: bus.hears_completions() || self.has_own_ttl(),
         });
     }
 
@@ -584,6 +618,22 @@ impl EventInner {
         })
     }
 
+    /// A rough size of what holding this event costs: the event itself, its payload (the text of
+    /// a payload read from text) and its result records. For the history's memory estimate.
+    pub(crate) fn approx_bytes(&self) -> usize {
+        let payload = self.dyn_event().map_or(0, |d| {
+            d.text_fields().map_or(d.payload_len() * 64, |fields| {
+                fields.iter().map(|(k, v)| k.len() + v.len() + 32).sum()
+            })
+        });
+        let st = self.state.lock();
+        std::mem::size_of_val(self)
+            + payload
+            + st.results.len() * std::mem::size_of::<crate::result::ResultRecord>()
+            + st.children.len() * std::mem::size_of::<Arc<EventInner>>()
+            + st.path.len() * std::mem::size_of::<Arc<BusLink>>()
+    }
+
     /// A dynamic event's payload (or a copied one's that carries its JSON).
     fn dyn_event(&self) -> Option<&Arc<DynEvent>> {
         self.payload.downcast_ref::<Arc<DynEvent>>()
@@ -683,12 +733,12 @@ impl EventInner {
         if st.started_at.is_none() {
             st.started_at = Some(at);
         }
-        let told = |s: &&BusSlot| s.zero_history || s.has_middlewares;
+        let told = |s: &&BusSlot| s.tell;
         let buses: SmallVec<_> = if st.buses.iter().any(|s| told(&s)) {
             st.buses
                 .iter()
                 .filter(told)
-                .filter_map(|s| st.slot_bus(s).map(|bus| (bus, s.zero_history)))
+                .filter_map(|s| st.slot_bus(s).map(|bus| (bus, s.history_seq)))
                 .collect()
         } else {
             SmallVec::new()
@@ -854,7 +904,16 @@ impl EventInner {
     }
 
     /// Signals a handler queue-jumping one of this event's ancestors that the subtree changed.
+    /// Called after the event was queued.
     pub(crate) fn notify_jumping_ancestors(&self) {
+        // Nobody looking for work anywhere (the usual case, and every level of a deep chain of
+        // awaits, whose jumpers are all busy processing): no walk up the chain. The fence pairs
+        // with the one in `jumper_registered`: either this load sees the jumper, or the
+        // jumper's next look at the tree sees this event queued.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if JUMPERS_LOOKING.load(Ordering::Relaxed) == 0 {
+            return;
+        }
         let mut parent = self.state.lock().parent.upgrade();
         while let Some(p) = parent {
             let (waiting, next) = {
@@ -867,6 +926,20 @@ impl EventInner {
             parent = next;
         }
     }
+}
+
+/// Queue-jumpers registered on some event (looking for work or parked), process-wide.
+static JUMPERS_LOOKING: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A queue-jumper registered (before it looks at the tree of the event it waits for).
+pub(crate) fn jumper_registered() {
+    JUMPERS_LOOKING.fetch_add(1, Ordering::SeqCst);
+    std::sync::atomic::fence(Ordering::SeqCst);
+}
+
+/// A queue-jumper unregistered.
+pub(crate) fn jumper_unregistered() {
+    JUMPERS_LOOKING.fetch_sub(1, Ordering::SeqCst);
 }
 
 impl std::fmt::Debug for EventInner {

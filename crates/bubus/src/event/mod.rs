@@ -66,7 +66,6 @@ impl<T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static> EventResul
 
 pub(crate) mod sealed {
     /// Keeps [`EventPayload`](super::EventPayload) implemented only by this crate.
-    #[allow(unreachable_pub)]
     pub trait Sealed {}
 }
 

@@ -38,7 +38,6 @@ impl fmt::Debug for HandlerFn {
 }
 
 mod sealed {
-    #[allow(unreachable_pub)]
     pub trait Sealed {}
 }
 

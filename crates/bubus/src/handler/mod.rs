@@ -136,6 +136,8 @@ pub(crate) struct HandlerEntry {
     /// A placeholder restored from a snapshot (returns null) until a handler with its id is
     /// registered again.
     pub(crate) stub: bool,
+    /// The occurrence its default id was derived with (`None`: an explicit or restored id).
+    pub(crate) occurrence: Option<usize>,
 }
 
 /// A registered handler: what [`EventBus::on`](crate::EventBus::on) returns and
@@ -240,9 +242,20 @@ pub struct HandlerOptions {
     pub(crate) timeout: Option<Option<f64>>,
     pub(crate) slow_timeout: Option<Option<f64>>,
     pub(crate) concurrency: Option<HandlerConcurrency>,
+    pub(crate) result_ttl: Option<f64>,
 }
 
 impl HandlerOptions {
+    /// The results this handler leaves on completed events are removed from them `seconds`
+    /// after the event completed (abxbus 2.5's `handler_result_ttl`; negative: never). Overrides
+    /// the event's and the bus's `event_result_ttl`; see
+    /// [`EventBusBuilder::event_result_ttl`](crate::EventBusBuilder::event_result_ttl).
+    #[must_use]
+    pub fn result_ttl(mut self, seconds: f64) -> Self {
+        self.result_ttl = Some(seconds);
+        self
+    }
+
     /// No options: the pattern comes from the handler's argument type, the id and name are derived.
     pub fn new() -> Self {
         HandlerOptions::default()

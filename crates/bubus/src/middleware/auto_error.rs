@@ -38,7 +38,7 @@ use crate::result::EventResult;
 /// });
 ///
 /// // The error event is dispatched before the failed event completes.
-/// bus.dispatch(DynEvent::new("Charge", json!({})).unwrap())?.await?;
+/// bus.dispatch(DynEvent::new("Charge", json!({}))?)?.await?;
 ///
 /// let error_event = bus.expect_pattern("ChargeErrorEvent").past(true).await?.to_json();
 /// assert_eq!(error_event["error_type"], "CardDeclined");

@@ -32,7 +32,7 @@ use crate::result::{EventResult, ResultStatus};
 ///     .build();
 /// bus.on_pattern("Quote", |_event: AnyEvent| json!({"price": 42}));
 ///
-/// bus.dispatch(DynEvent::new("Quote", json!({})).unwrap())?.await?;
+/// bus.dispatch(DynEvent::new("Quote", json!({}))?)?.await?;
 /// let result_event = bus.expect_pattern("QuoteResultEvent").past(true).await?;
 /// assert_eq!(result_event.to_json()["data"], json!({"price": 42}));
 /// # Ok(()) }

@@ -38,7 +38,7 @@
 //! # async fn main() -> Result<(), bubus::Error> {
 //! let counter = Arc::new(CountCompleted::default());
 //! let bus = EventBus::builder("Counted").middleware(counter.clone()).build();
-//! bus.dispatch(DynEvent::new("Ping", json!({})).unwrap())?.await?;
+//! bus.dispatch(DynEvent::new("Ping", json!({}))?)?.await?;
 //! assert_eq!(counter.0.load(Ordering::Relaxed), 1);
 //! # Ok(()) }
 //! ```

@@ -73,7 +73,7 @@ const TARGET: &str = "bubus::middleware::tracing";
 /// let tracing_mw = Arc::new(TracingMiddleware::new());
 /// let bus = EventBus::builder("Traced").middleware(tracing_mw.clone()).build();
 /// bus.on_pattern("Ping", |_event: AnyEvent| json!("pong"));
-/// bus.dispatch(DynEvent::new("Ping", json!({})).unwrap())?.await?;
+/// bus.dispatch(DynEvent::new("Ping", json!({}))?)?.await?;
 /// assert_eq!(tracing_mw.open_events(), 0);
 /// # Ok(()) }
 /// ```

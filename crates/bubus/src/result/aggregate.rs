@@ -14,7 +14,7 @@ use super::EventResult;
 use crate::error::{HandlerError, ResultError, WaitError};
 use crate::event::EventResultValue;
 use crate::event::inner::EventInner;
-use crate::handler::HandlerId;
+use crate::handler::{HandlerId, HandlerMeta};
 
 type Include<R> = Box<dyn Fn(&EventResult<R>) -> bool + Send + Sync>;
 
@@ -34,6 +34,7 @@ type Include<R> = Box<dyn Fn(&EventResult<R>) -> bool + Send + Sync>;
 /// | [`flat_dict`](Self::flat_dict) | true | false | map results merged into one |
 /// | [`flat_list`](Self::flat_list) | true | true | list results concatenated |
 /// | [`first`](Self::first) | false | false | the first included value |
+/// | [`filtered`](Self::filtered) | true | true | the included results, keyed by handler id |
 ///
 /// The default include filter keeps completed results with a non-null value that are not
 /// forwarded events; [`include`](Self::include) replaces it.
@@ -85,7 +86,9 @@ impl<R> fmt::Debug for ResultsQuery<R> {
 }
 
 struct Collected<R> {
-    values: Vec<(HandlerId, String, R)>,
+    /// Each value with the handler that returned it (one reference count, no copy of its id or
+    /// name until a helper keys by them).
+    values: Vec<(Arc<HandlerMeta>, R)>,
     errors: Vec<HandlerError>,
 }
 
@@ -153,7 +156,7 @@ impl<R: EventResultValue> ResultsQuery<R> {
     /// Cancel safe: dropping the future stops waiting and leaves the event untouched.
     pub async fn one(self) -> Result<Option<R>, ResultError> {
         let collected = self.collect(true, true).await?;
-        Ok(collected.values.into_iter().next().map(|(_, _, v)| v))
+        Ok(collected.values.into_iter().next().map(|(_, v)| v))
     }
 
     /// Every included value, in result order.
@@ -167,7 +170,7 @@ impl<R: EventResultValue> ResultsQuery<R> {
     /// Cancel safe.
     pub async fn list(self) -> Result<Vec<R>, ResultError> {
         let collected = self.collect(true, true).await?;
-        Ok(collected.values.into_iter().map(|(_, _, v)| v).collect())
+        Ok(collected.values.into_iter().map(|(_, v)| v).collect())
     }
 
     /// Included values keyed by handler id, in result order.
@@ -184,7 +187,7 @@ impl<R: EventResultValue> ResultsQuery<R> {
         Ok(collected
             .values
             .into_iter()
-            .map(|(id, _, v)| (id, v))
+            .map(|(handler, v)| (handler.id.clone(), v))
             .collect())
     }
 
@@ -202,8 +205,92 @@ impl<R: EventResultValue> ResultsQuery<R> {
         Ok(collected
             .values
             .into_iter()
-            .map(|(_, name, v)| (name, v))
+            .map(|(handler, v)| (handler.name.to_string(), v))
             .collect())
+    }
+
+    /// The included results themselves — status, value, error, timing — keyed by handler id, in
+    /// result order: the reference's `event_results_filtered`. With the default include filter,
+    /// the completed results with a non-null value; [`include`](Self::include) chooses others
+    /// (errors too, if it accepts them).
+    ///
+    /// ```
+    /// use bubus::{Event, EventBus, EventHandle, HandlerError, ResultStatus};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Clone, Debug, Serialize, Deserialize, Event)]
+    /// #[event(result = u32)]
+    /// struct Probe;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), bubus::Error> {
+    /// let bus = EventBus::new("Probes");
+    /// bus.on(|_: EventHandle<Probe>| 7);
+    /// bus.on(|_: EventHandle<Probe>| -> Result<u32, HandlerError> { Err(HandlerError::new("IOError", "down")) });
+    ///
+    /// let event = bus.dispatch(Probe)?;
+    /// let failed = event
+    ///     .results()
+    ///     .raise_if_any(false)
+    ///     .include(|r| r.status == ResultStatus::Error)
+    ///     .filtered()
+    ///     .await?;
+    /// assert_eq!(failed.len(), 1);
+    /// let ok = event.event_results_filtered().await;
+    /// assert!(ok.is_err()); // by default a failed handler raises, as in the reference
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// See [`ResultError`]; both raise policies default to on.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn filtered(self) -> Result<IndexMap<HandlerId, EventResult<R>>, ResultError> {
+        self.wait().await?;
+        let raise_if_any = self.raise_if_any.unwrap_or(true);
+        let raise_if_none = self.raise_if_none.unwrap_or(true);
+        let mut kept = IndexMap::new();
+        let mut errors = Vec::new();
+        {
+            let st = self.event.state.lock();
+            for record in &st.results {
+                if let Some(err) = &record.error {
+                    errors.push(HandlerError::clone(err));
+                }
+                let snapshot = record.snapshot::<R>(self.event.id);
+                if record.error.is_none() {
+                    if let Some(err) = &snapshot.error {
+                        errors.push(err.clone());
+                    }
+                }
+                let included = match &self.include {
+                    Some(include) => include(&snapshot),
+                    None => record.is_truthy() && snapshot.result.is_some(),
+                };
+                if included {
+                    kept.insert(snapshot.handler_id.clone(), snapshot);
+                }
+            }
+        }
+        if raise_if_any && !errors.is_empty() {
+            return Err(if errors.len() == 1 {
+                ResultError::Handler(errors.remove(0))
+            } else {
+                ResultError::Handlers {
+                    event: self.event.label(),
+                    errors,
+                }
+            });
+        }
+        if raise_if_none && kept.is_empty() {
+            return Err(ResultError::NoResult {
+                event: self.event.label(),
+            });
+        }
+        Ok(kept)
     }
 
     /// The first included value without raising: `None` if no handler returned one or all
@@ -218,7 +305,7 @@ impl<R: EventResultValue> ResultsQuery<R> {
     /// Cancel safe.
     pub async fn first(self) -> Result<Option<R>, ResultError> {
         let collected = self.collect(false, false).await?;
-        Ok(collected.values.into_iter().next().map(|(_, _, v)| v))
+        Ok(collected.values.into_iter().next().map(|(_, v)| v))
     }
 
     async fn collect(
@@ -243,7 +330,7 @@ impl<R: EventResultValue> ResultsQuery<R> {
         let raise_if_any = self.raise_if_any.unwrap_or(default_any);
         let raise_if_none = self.raise_if_none.unwrap_or(default_none);
         let mut collected = self.read();
-        collected.values.retain(|(_, _, value)| shape(value));
+        collected.values.retain(|(_, value)| shape(value));
         self.check(collected, raise_if_any, raise_if_none)
     }
 
@@ -307,11 +394,7 @@ impl<R: EventResultValue> ResultsQuery<R> {
                         continue;
                     }
                     match record.value.extract::<R>() {
-                        Some(Ok(value)) => values.push((
-                            record.handler.id.clone(),
-                            record.handler.name.to_string(),
-                            value,
-                        )),
+                        Some(Ok(value)) => values.push((Arc::clone(&record.handler), value)),
                         Some(Err(err)) => errors.push(err),
                         None => {}
                     }
@@ -329,7 +412,7 @@ impl<R: EventResultValue> ResultsQuery<R> {
                         continue;
                     }
                     if let Some(value) = snapshot.result {
-                        values.push((snapshot.handler_id, snapshot.handler_name, value));
+                        values.push((Arc::clone(&record.handler), value));
                     }
                 }
             }
@@ -356,7 +439,7 @@ impl<R: EventResultValue + FlatDict> ResultsQuery<R> {
             .await?;
         let mut merged = R::__empty();
         let mut conflicts = Vec::new();
-        for (_, _, value) in collected.values {
+        for (_, value) in collected.values {
             let Some(keys) = value.__keys() else { continue };
             if keys.is_empty() {
                 continue;
@@ -393,7 +476,7 @@ impl<R: EventResultValue + FlatList> ResultsQuery<R> {
     pub async fn flat_list(self) -> Result<R, ResultError> {
         let collected = self.collect_shaped(true, true, R::__is_list).await?;
         let mut merged = R::__empty();
-        for (_, _, value) in collected.values {
+        for (_, value) in collected.values {
             merged.__extend(value);
         }
         Ok(merged)

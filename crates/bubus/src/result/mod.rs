@@ -1,4 +1,18 @@
 //! Per-handler results and the helpers that aggregate them.
+//!
+//! The helpers come in two shapes, on purpose:
+//!
+//! * `event_result()` (and `ResultsQuery::one`) answers "what did the handlers return?" and
+//!   returns `Result<R, ResultError>`: no handler returning a value is an error
+//!   ([`ResultError::NoResult`](crate::ResultError::NoResult)), as a failed handler is, because the
+//!   caller asked for a value;
+//! * `first()` / `race()` answer "did any handler return something?" and return
+//!   `Result<Option<R>, ResultError>`: `None` is an ordinary answer, and handler errors are not
+//!   raised (only waiting can fail), as in the reference runtimes.
+//!
+//! The list and map helpers (`event_results_list`, `…_by_handler_id`, `…_flat_dict`, …) follow
+//! the first shape, with an empty list or map instead of `NoResult` where the reference allows it;
+//! [`ResultsQuery`] sets each policy (`raise_if_any`, `raise_if_none`) explicitly.
 
 mod aggregate;
 mod slot;
@@ -308,6 +322,23 @@ macro_rules! result_helpers {
                 self.results().by_handler_name().await
             }
 
+            /// Waits for the event, then returns the results (status, value, error, timing)
+            /// that completed with a non-null value, keyed by handler id: the reference's
+            /// `event_results_filtered`. See [`ResultsQuery::filtered`] for another filter.
+            ///
+            /// # Errors
+            ///
+            /// As [`event_result`](Self::event_result).
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe.
+            pub async fn event_results_filtered(
+                &self,
+            ) -> Result<indexmap::IndexMap<HandlerId, EventResult<$r>>, crate::ResultError> {
+                self.results().filtered().await
+            }
+
             /// Waits for the event, then merges the handlers' map results into one map. A key
             /// returned by two handlers is an error (see
             /// [`ResultsQuery::raise_if_conflicts`] to let the last handler win). No results
@@ -344,11 +375,10 @@ macro_rules! result_helpers {
                 self.results().flat_list().await
             }
 
-            /// Switches the event to first-completion mode (the first handler to return a
-            /// non-null value wins and the rest are cancelled), waits for it, and returns the
-            /// winning value — `None` if no handler returned one. Handler errors are not raised.
-            ///
-            /// Switching only affects processing that has not started yet.
+            /// Waits for the event, then returns the first non-null value its handlers returned
+            /// (in result order), `None` if none did. Handler errors are not raised. Reading only:
+            /// the event runs in whatever completion mode it has; see [`race`](Self::race) to make
+            /// the first value win and cancel the rest.
             ///
             /// # Errors
             ///
@@ -358,6 +388,27 @@ macro_rules! result_helpers {
             ///
             /// Cancel safe.
             pub async fn first(&self) -> Result<Option<$r>, crate::ResultError> {
+                self.results().first().await
+            }
+
+            /// Switches the event to first-completion mode — the first handler to return a
+            /// non-null value wins and the rest are cancelled — then waits for it and returns the
+            /// winning value (`None` if no handler returned one). Handler errors are not raised.
+            /// The same as setting
+            /// [`HandlerCompletion::First`](crate::HandlerCompletion::First) with
+            /// `set_event_handler_completion` and calling [`first`](Self::first); what Python and
+            /// TypeScript bubus call `await event.first()`.
+            ///
+            /// Switching only affects processing that has not started yet.
+            ///
+            /// # Errors
+            ///
+            /// Only [`ResultError::Wait`](crate::ResultError::Wait).
+            ///
+            /// # Cancel safety
+            ///
+            /// Cancel safe. The mode switch stays when the future is dropped.
+            pub async fn race(&self) -> Result<Option<$r>, crate::ResultError> {
                 self.set_event_handler_completion(Some(crate::HandlerCompletion::First));
                 self.results().first().await
             }

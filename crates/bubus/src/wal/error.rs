@@ -12,12 +12,13 @@ use crate::wire::DecodeError;
 /// Line errors ([`BadLine`](Self::BadLine), [`PartialLine`](Self::PartialLine),
 /// [`LineTooLong`](Self::LineTooLong)) concern one line only: readers report them and go on with
 /// the next line. I/O errors carry the [`io::Error`] as their source (shared, so the error is
-/// `Clone`).
+/// `Clone`). The message does not repeat the source: walk [`std::error::Error::source`] (as
+/// `anyhow`'s `{:#}` does) for the whole story.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum WalError {
     /// The log could not be opened or created (or its directory created).
-    #[error("cannot open write-ahead log {}: {source}", path.display())]
+    #[error("cannot open write-ahead log {}", path.display())]
     Open {
         /// The log's path.
         path: PathBuf,
@@ -26,7 +27,7 @@ pub enum WalError {
         source: Arc<io::Error>,
     },
     /// Appending a record to the log, or syncing it to disk, failed.
-    #[error("cannot write to write-ahead log {}: {source}", path.display())]
+    #[error("cannot write to write-ahead log {}", path.display())]
     Write {
         /// The log's path.
         path: PathBuf,
@@ -35,7 +36,7 @@ pub enum WalError {
         source: Arc<io::Error>,
     },
     /// Reading the log failed after `line` complete lines.
-    #[error("cannot read write-ahead log after line {line}: {source}")]
+    #[error("cannot read write-ahead log after line {line}")]
     Read {
         /// The number of the last line read before the error (0 at the start).
         line: u64,
@@ -44,7 +45,7 @@ pub enum WalError {
         source: Arc<io::Error>,
     },
     /// A line is not an event any bubus runtime writes (not JSON, not UTF-8, a bad field).
-    #[error("line {line}: {error}")]
+    #[error("line {line} is not an event")]
     BadLine {
         /// The line number, from 1.
         line: u64,
@@ -54,7 +55,7 @@ pub enum WalError {
     },
     /// The log's last line has no newline and is not a whole event: most likely a write cut
     /// short by a crash.
-    #[error("line {line} is incomplete (the log ends in the middle of a record): {error}")]
+    #[error("line {line} is incomplete (the log ends in the middle of a record)")]
     PartialLine {
         /// The line number, from 1.
         line: u64,
@@ -73,7 +74,7 @@ pub enum WalError {
         max: usize,
     },
     /// Replay stopped: the bus refused the event logged at `line`.
-    #[error("replay stopped at line {line}: {source}")]
+    #[error("replay stopped at line {line}")]
     Dispatch {
         /// The line of the refused event.
         line: u64,

@@ -64,7 +64,7 @@ const MAX_TRACKED: usize = 1 << 16;
 /// let bus = EventBus::builder("Orders").middleware(wal.clone()).build();
 /// bus.on_pattern("Ping", |_event: bubus::AnyEvent| json!("pong"));
 ///
-/// bus.dispatch(DynEvent::new("Ping", json!({"n": 1})).unwrap())?.await?;
+/// bus.dispatch(DynEvent::new("Ping", json!({"n": 1}))?)?.await?;
 ///
 /// let kinds: Vec<RecordKind> = WalReader::open(&path)?
 ///     .map(|record| record.map(|r| r.kind))
@@ -145,7 +145,7 @@ impl WalMiddleware {
         tracing::error!(
             bus = %bus.label(),
             event = %event.label(),
-            %error,
+            error = &error as &(dyn std::error::Error + 'static),
             "write-ahead log record lost"
         );
         self.errors.fetch_add(1, Ordering::Relaxed);

@@ -181,7 +181,10 @@ where
         let record = match item {
             Ok(record) => record,
             Err(error) if error.is_line_error() => {
-                tracing::warn!(%error, "skipping a bad write-ahead log line");
+                tracing::warn!(
+                    error = &error as &(dyn std::error::Error + 'static),
+                    "skipping a bad write-ahead log line"
+                );
                 summary.bad_lines += 1;
                 if summary.errors.len() < KEPT_ERRORS {
                     summary.errors.push(error);

@@ -76,7 +76,7 @@ impl AnyEvent {
     /// # async fn main() -> Result<(), bubus::Error> {
     /// let bus = EventBus::new("Pinger");
     /// let handler = bus.on_pattern("Ping", |_event: AnyEvent| json!("pong"));
-    /// let event = bus.dispatch(DynEvent::new("Ping", json!({})).unwrap())?;
+    /// let event = bus.dispatch(DynEvent::new("Ping", json!({}))?)?;
     /// event.clone().await?;
     ///
     /// let json = event.to_json_with_results();

@@ -1,0 +1,440 @@
+//! The durable mode's tables and statements: an outbox of events, one delivery row per
+//! (consumer group, event) claimed with `FOR UPDATE SKIP LOCKED` under a lease, a dedup table and
+//! a dead-letter table.
+//!
+//! For an events table `T`:
+//!
+//! | table | rows |
+//! | --- | --- |
+//! | `T` | `seq BIGSERIAL`, `event_id`, `event_type`, `body` (the event's JSON), `published_at` |
+//! | `T_groups` | one per consumer group |
+//! | `T_deliveries` | one per (group, event) not yet acknowledged: `attempts`, `available_at` (the lease's end), `lease_owner`, `last_error` |
+//! | `T_dedup` | (group, `event_id`) of every event a group completed |
+//! | `T_dead` | dead letters: (group, seq) with a copy of the event, `attempts`, `error` |
+//!
+//! A trigger on `T` adds a delivery row for every group and sends `NOTIFY T_wake` — inside the
+//! producer's transaction, so an event written with [`publish_in`](crate::PgBridge::publish_in)
+//! becomes visible (and wakes consumers) exactly when that transaction commits, and never if it
+//! rolls back.
+
+use tokio_postgres::GenericClient;
+use tokio_postgres::types::ToSql;
+
+use crate::error::PgError;
+use crate::plain::ignore_concurrent_ddl;
+
+/// Where a new consumer group starts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum GroupStart {
+    /// With every event still in the events table (the default).
+    #[default]
+    Beginning,
+    /// With the events published after the group was created.
+    New,
+}
+
+/// A claimed delivery.
+#[derive(Clone, Debug)]
+pub(crate) struct Claimed {
+    pub(crate) seq: i64,
+    pub(crate) attempts: i32,
+    pub(crate) event_id: String,
+    pub(crate) body: String,
+    /// The group already completed an event with this id (it was published twice).
+    pub(crate) done: bool,
+}
+
+/// A dead letter: an event a group gave up on, with why.
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct DeadLetter {
+    /// The consumer group that gave up.
+    pub group: String,
+    /// The event's sequence number in the events table.
+    pub seq: i64,
+    /// The event's id.
+    pub event_id: String,
+    /// The event's type.
+    pub event_type: String,
+    /// The event's JSON.
+    pub body: String,
+    /// How many deliveries failed.
+    pub attempts: i32,
+    /// The last failure (a handler error or why the event could not be decoded).
+    pub error: Option<String>,
+    /// When it was dead-lettered (RFC 3339, as the server formats it).
+    pub dead_at: String,
+}
+
+/// The durable tables of one events table.
+#[derive(Clone, Debug)]
+pub(crate) struct Tables {
+    pub(crate) events: String,
+    deliveries: String,
+    groups: String,
+    dedup: String,
+    dead: String,
+    pub(crate) wake: String,
+}
+
+impl Tables {
+    pub(crate) fn new(events: &str) -> Result<Tables, PgError> {
+        if !crate::url::is_identifier(events) || events.len() > 50 {
+            return Err(PgError::InvalidName {
+                what: "durable events table (at most 50 characters)",
+                name: events.to_owned(),
+            });
+        }
+        Ok(Tables {
+            events: events.to_owned(),
+            deliveries: format!("{events}_deliveries"),
+            groups: format!("{events}_groups"),
+            dedup: format!("{events}_dedup"),
+            dead: format!("{events}_dead"),
+            wake: format!("{events}_wake"),
+        })
+    }
+
+    /// Creates the tables and the fan-out trigger if missing (serialized by an advisory lock, so
+    /// many processes may start at once).
+    pub(crate) async fn ensure(&self, client: &mut tokio_postgres::Client) -> Result<(), PgError> {
+        let Tables {
+            events: t,
+            deliveries: d,
+            groups: g,
+            dedup: x,
+            dead,
+            wake,
+        } = self;
+        let tx = client.transaction().await?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext($1))",
+            &[&format!("bubus-durable:{t}")],
+        )
+        .await?;
+        tx.batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS \"{t}\" (seq BIGSERIAL PRIMARY KEY, event_id TEXT NOT NULL, \
+               event_type TEXT NOT NULL, body TEXT NOT NULL, published_at TIMESTAMPTZ NOT NULL DEFAULT now());
+             CREATE INDEX IF NOT EXISTS \"{t}_event_id\" ON \"{t}\" (event_id);
+             CREATE TABLE IF NOT EXISTS \"{g}\" (group_name TEXT PRIMARY KEY, created_at TIMESTAMPTZ NOT NULL DEFAULT now());
+             CREATE TABLE IF NOT EXISTS \"{d}\" (group_name TEXT NOT NULL, seq BIGINT NOT NULL, \
+               attempts INT NOT NULL DEFAULT 0, available_at TIMESTAMPTZ NOT NULL DEFAULT now(), \
+               lease_owner TEXT, last_error TEXT, PRIMARY KEY (group_name, seq));
+             CREATE INDEX IF NOT EXISTS \"{d}_ready\" ON \"{d}\" (group_name, available_at);
+             CREATE TABLE IF NOT EXISTS \"{x}\" (group_name TEXT NOT NULL, event_id TEXT NOT NULL, \
+               done_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (group_name, event_id));
+             CREATE TABLE IF NOT EXISTS \"{dead}\" (group_name TEXT NOT NULL, seq BIGINT NOT NULL, \
+               event_id TEXT NOT NULL, event_type TEXT NOT NULL, body TEXT NOT NULL, attempts INT NOT NULL, \
+               error TEXT, dead_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (group_name, seq));
+             CREATE OR REPLACE FUNCTION \"{t}_fanout\"() RETURNS trigger LANGUAGE plpgsql AS $f$
+             BEGIN
+               INSERT INTO \"{d}\" (group_name, seq) SELECT group_name, NEW.seq FROM \"{g}\";
+               PERFORM pg_notify('{wake}', '');
+               RETURN NEW;
+             END $f$;
+             DO $d$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = '{t}_fanout' AND tgrelid = '\"{t}\"'::regclass) THEN
+                 CREATE TRIGGER \"{t}_fanout\" AFTER INSERT ON \"{t}\" FOR EACH ROW EXECUTE FUNCTION \"{t}_fanout\"();
+               END IF;
+             END $d$;"
+        ))
+        .await?;
+        // A table of that name made by something else (the family's plain table, say).
+        let shape = tx
+            .query_opt(
+                "SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() \
+                 AND table_name = $1 AND column_name = 'seq'",
+                &[t],
+            )
+            .await?;
+        if shape.is_none() {
+            return Err(PgError::NotDurableTable(t.clone()));
+        }
+        tx.commit().await.or_else(ignore_concurrent_ddl)?;
+        Ok(())
+    }
+
+    /// Creates the consumer group if missing. A new group starting at the
+    /// [`Beginning`](GroupStart::Beginning) gets a delivery for every event in the table; the
+    /// events table is locked against inserts meanwhile, so no event falls between the
+    /// backfill and the trigger.
+    pub(crate) async fn ensure_group(
+        &self,
+        client: &mut tokio_postgres::Client,
+        group: &str,
+        start: GroupStart,
+    ) -> Result<(), PgError> {
+        let exists = client
+            .query_opt(
+                &format!("SELECT 1 FROM \"{}\" WHERE group_name = $1", self.groups),
+                &[&group],
+            )
+            .await?;
+        if exists.is_some() {
+            return Ok(());
+        }
+        let tx = client.transaction().await?;
+        tx.batch_execute(&format!(
+            "LOCK TABLE \"{}\" IN SHARE ROW EXCLUSIVE MODE",
+            self.events
+        ))
+        .await?;
+        let inserted = tx
+            .execute(
+                &format!(
+                    "INSERT INTO \"{}\" (group_name) VALUES ($1) ON CONFLICT DO NOTHING",
+                    self.groups
+                ),
+                &[&group],
+            )
+            .await?;
+        if inserted == 1 && start == GroupStart::Beginning {
+            tx.execute(
+                &format!(
+                    "INSERT INTO \"{d}\" (group_name, seq) SELECT $1, e.seq FROM \"{t}\" e \
+                     WHERE NOT EXISTS (SELECT 1 FROM \"{x}\" x WHERE x.group_name = $1 AND x.event_id = e.event_id) \
+                     ON CONFLICT DO NOTHING",
+                    d = self.deliveries,
+                    t = self.events,
+                    x = self.dedup
+                ),
+                &[&group],
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Writes an event to the outbox through `client` — a plain client or the caller's own
+    /// transaction. The same event id written twice is delivered twice; receivers
+    /// de-duplicate by id.
+    pub(crate) async fn publish<C: GenericClient>(
+        &self,
+        client: &C,
+        event_id: &str,
+        event_type: &str,
+        body: &str,
+    ) -> Result<(), PgError> {
+        client
+            .execute(
+                &format!(
+                    "INSERT INTO \"{}\" (event_id, event_type, body) VALUES ($1, $2, $3)",
+                    self.events
+                ),
+                &[&event_id, &event_type, &body],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Writes many events in one statement.
+    pub(crate) async fn publish_many<C: GenericClient>(
+        &self,
+        client: &C,
+        ids: &[String],
+        types: &[String],
+        bodies: &[String],
+    ) -> Result<u64, PgError> {
+        Ok(client
+            .execute(
+                &format!(
+                    "INSERT INTO \"{}\" (event_id, event_type, body) \
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::text[])",
+                    self.events
+                ),
+                &[&ids, &types, &bodies],
+            )
+            .await?)
+    }
+
+    /// Claims up to `limit` available deliveries of `group` for `lease_secs`, oldest first;
+    /// rows another consumer holds locked are skipped, not waited for.
+    pub(crate) async fn claim(
+        &self,
+        client: &tokio_postgres::Client,
+        group: &str,
+        owner: &str,
+        limit: i64,
+        lease_secs: f64,
+    ) -> Result<Vec<Claimed>, PgError> {
+        let sql = format!(
+            "WITH c AS (SELECT group_name, seq FROM \"{d}\" WHERE group_name = $1 AND available_at <= now() \
+               ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) \
+             UPDATE \"{d}\" d SET attempts = d.attempts + 1, available_at = now() + make_interval(secs => $3), \
+               lease_owner = $4 \
+             FROM c, \"{t}\" e WHERE d.group_name = c.group_name AND d.seq = c.seq AND e.seq = d.seq \
+             RETURNING d.seq, d.attempts, e.event_id, e.body, \
+               EXISTS (SELECT 1 FROM \"{x}\" x WHERE x.group_name = $1 AND x.event_id = e.event_id)",
+            d = self.deliveries,
+            t = self.events,
+            x = self.dedup
+        );
+        let rows = client
+            .query(&sql, &[&group, &limit, &lease_secs, &owner])
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for r in rows {
+            out.push(Claimed {
+                seq: r.try_get(0)?,
+                attempts: r.try_get(1)?,
+                event_id: r.try_get(2)?,
+                body: r.try_get(3)?,
+                done: r.try_get(4)?,
+            });
+        }
+        out.sort_by_key(|c| c.seq);
+        Ok(out)
+    }
+
+    /// Acknowledges deliveries: deletes them and records their event ids as done for the group,
+    /// in one statement.
+    pub(crate) async fn ack(
+        &self,
+        client: &tokio_postgres::Client,
+        group: &str,
+        seqs: &[i64],
+    ) -> Result<(), PgError> {
+        let sql = format!(
+            "WITH gone AS (DELETE FROM \"{d}\" WHERE group_name = $1 AND seq = ANY($2) RETURNING seq) \
+             INSERT INTO \"{x}\" (group_name, event_id) SELECT $1, e.event_id FROM \"{t}\" e \
+             WHERE e.seq = ANY($2) ON CONFLICT DO NOTHING",
+            d = self.deliveries,
+            t = self.events,
+            x = self.dedup
+        );
+        client.execute(&sql, &[&group, &seqs]).await?;
+        Ok(())
+    }
+
+    /// A failed delivery: after `max_attempts` it moves to the dead letters with `error`,
+    /// otherwise it becomes available again after `retry_secs`. Returns whether it was
+    /// dead-lettered.
+    pub(crate) async fn nack(
+        &self,
+        client: &tokio_postgres::Client,
+        group: &str,
+        seq: i64,
+        error: &str,
+        max_attempts: i32,
+        retry_secs: f64,
+    ) -> Result<bool, PgError> {
+        let sql = format!(
+            "WITH moved AS (DELETE FROM \"{d}\" WHERE group_name = $1 AND seq = $2 AND attempts >= $3 \
+               RETURNING group_name, seq, attempts), \
+             dead AS (INSERT INTO \"{dead}\" (group_name, seq, event_id, event_type, body, attempts, error) \
+               SELECT m.group_name, m.seq, e.event_id, e.event_type, e.body, m.attempts, $4 \
+               FROM moved m JOIN \"{t}\" e ON e.seq = m.seq \
+               ON CONFLICT (group_name, seq) DO UPDATE SET attempts = EXCLUDED.attempts, \
+                 error = EXCLUDED.error, dead_at = now() RETURNING 1) \
+             UPDATE \"{d}\" SET available_at = now() + make_interval(secs => $5), last_error = $4, \
+               lease_owner = NULL WHERE group_name = $1 AND seq = $2 AND attempts < $3 \
+             RETURNING (SELECT count(*) FROM dead)",
+            d = self.deliveries,
+            t = self.events,
+            dead = self.dead
+        );
+        let rows = client
+            .query(&sql, &[&group, &seq, &max_attempts, &error, &retry_secs])
+            .await?;
+        Ok(rows.is_empty())
+    }
+
+    /// Extends the lease of deliveries `owner` still holds.
+    pub(crate) async fn extend(
+        &self,
+        client: &tokio_postgres::Client,
+        group: &str,
+        owner: &str,
+        seqs: &[i64],
+        lease_secs: f64,
+    ) -> Result<(), PgError> {
+        client
+            .execute(
+                &format!(
+                    "UPDATE \"{}\" SET available_at = now() + make_interval(secs => $4) \
+                     WHERE group_name = $1 AND seq = ANY($2) AND lease_owner = $3",
+                    self.deliveries
+                ),
+                &[&group, &seqs, &owner, &lease_secs],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// The dead letters, of one group or of all, oldest first.
+    pub(crate) async fn dead_letters<C: GenericClient>(
+        &self,
+        client: &C,
+        group: Option<&str>,
+    ) -> Result<Vec<DeadLetter>, PgError> {
+        let rows = client
+            .query(
+                &format!(
+                    "SELECT group_name, seq, event_id, event_type, body, attempts, error, \
+                       to_char(dead_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') \
+                     FROM \"{}\" WHERE $1::text IS NULL OR group_name = $1 ORDER BY dead_at, seq",
+                    self.dead
+                ),
+                &[&group],
+            )
+            .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(DeadLetter {
+                    group: r.try_get(0)?,
+                    seq: r.try_get(1)?,
+                    event_id: r.try_get(2)?,
+                    event_type: r.try_get(3)?,
+                    body: r.try_get(4)?,
+                    attempts: r.try_get(5)?,
+                    error: r.try_get(6)?,
+                    dead_at: r.try_get(7)?,
+                })
+            })
+            .collect()
+    }
+
+    /// Puts dead letters back as fresh deliveries (attempts 0) of their group: the one with
+    /// `event_id`, or all of `group` (or of every group) when `None`. Returns how many.
+    pub(crate) async fn replay<C: GenericClient>(
+        &self,
+        client: &C,
+        group: Option<&str>,
+        event_id: Option<&str>,
+    ) -> Result<u64, PgError> {
+        let sql = format!(
+            "WITH back AS (DELETE FROM \"{dead}\" WHERE ($1::text IS NULL OR group_name = $1) \
+               AND ($2::text IS NULL OR event_id = $2) RETURNING group_name, seq) \
+             INSERT INTO \"{d}\" (group_name, seq) SELECT group_name, seq FROM back \
+             ON CONFLICT (group_name, seq) DO UPDATE SET attempts = 0, available_at = now(), lease_owner = NULL",
+            dead = self.dead,
+            d = self.deliveries
+        );
+        let params: [&(dyn ToSql + Sync); 2] = [&group, &event_id];
+        let n = client.execute(&sql, &params).await?;
+        client
+            .execute("SELECT pg_notify($1, '')", &[&self.wake])
+            .await?;
+        Ok(n)
+    }
+
+    /// How many deliveries of `group` are not yet acknowledged (claimed or not).
+    pub(crate) async fn pending<C: GenericClient>(
+        &self,
+        client: &C,
+        group: &str,
+    ) -> Result<i64, PgError> {
+        let row = client
+            .query_one(
+                &format!(
+                    "SELECT count(*) FROM \"{}\" WHERE group_name = $1",
+                    self.deliveries
+                ),
+                &[&group],
+            )
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+}

@@ -1,0 +1,157 @@
+//! History TTLs (abxbus 2.5): how long a completed event stays in a bus's history
+//! (`event_ttl`), and how long the results a bus's handlers left on it stay (`event_result_ttl`,
+//! per handler `handler_result_ttl`).
+//!
+//! Meanings, as in abxbus 2.5: seconds after the event completed; `0` removes at completion;
+//! a negative value means never; unset falls back — a handler's `handler_result_ttl`, else the
+//! event's `event_result_ttl`, else the bus's; the event's `event_ttl`, else the bus's. A bus
+//! only ever removes its own history entry and its own handlers' results. Expiry is applied at
+//! the bus's own cleanup points — a dispatch, a completion, reading the history (`event_history`,
+//! `find`, `filter`, …) — not by a timer, so nothing runs while the bus is left alone.
+//!
+//! Event and handler values travel on the wire as the 2.5 keys (`event_ttl`,
+//! `event_result_ttl`, `handler_result_ttl`), which this version keeps with the other keys it
+//! carries for newer runtimes and writes back.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::time::Instant;
+
+use super::{BusInner, BusState};
+use crate::event::inner::{EventInner, EventState};
+use crate::result::ResultRecord;
+
+/// A TTL as configured: `None` unset (fall back), `Some(None)` never, `Some(Some(d))` after `d`.
+type Ttl = Option<Option<Duration>>;
+
+/// A TTL in seconds as the options and the wire give it.
+pub(crate) fn ttl_of_seconds(seconds: Option<f64>) -> Ttl {
+    let seconds = seconds?;
+    if seconds.is_nan() || seconds < 0.0 {
+        return Some(None);
+    }
+    Some(Duration::try_from_secs_f64(seconds).ok())
+}
+
+/// A TTL key of a JSON map (`null` or absent: unset).
+fn ttl_of_key(map: Option<&Map<String, Value>>, key: &str) -> Ttl {
+    ttl_of_seconds(map.and_then(|m| m.get(key)).and_then(Value::as_f64))
+}
+
+impl EventState {
+    /// The event's own `event_ttl` / `event_result_ttl` (kept with its 2.5 wire keys).
+    fn own_ttl(&self, key: &str) -> Ttl {
+        ttl_of_key(self.wire_extra.as_deref().map(|e| &e.unknown), key)
+    }
+
+    /// Whether the event sets a TTL of its own.
+    pub(crate) fn has_own_ttl(&self) -> bool {
+        self.own_ttl("event_ttl").is_some() || self.own_ttl("event_result_ttl").is_some()
+    }
+
+    /// Sets one of the event's TTL keys (`None`: unset).
+    pub(crate) fn set_own_ttl(&mut self, key: &str, seconds: Option<f64>) {
+        let extra = self.wire_extra.get_or_insert_with(Default::default);
+        let value = seconds.map_or(Value::Null, Value::from);
+        extra.unknown.insert(key.to_owned(), value);
+    }
+}
+
+/// A result's `handler_result_ttl`, from its handler.
+fn handler_ttl(record: &ResultRecord) -> Ttl {
+    ttl_of_key(record.handler.wire_extra.as_deref(), "handler_result_ttl")
+}
+
+impl BusInner {
+    /// Whether TTLs can apply on this bus (bus options, or a handler with a result TTL).
+    pub(crate) fn may_expire(&self) -> bool {
+        self.config.event_ttl.is_some()
+            || self.config.event_result_ttl.is_some()
+            || self
+                .result_ttl_handlers
+                .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The event's TTL on this bus, and its results' (index, TTL) for this bus's handlers.
+    fn ttls(&self, es: &EventState) -> (Option<Duration>, Vec<(usize, Duration)>) {
+        let event_ttl = es
+            .own_ttl("event_ttl")
+            .or_else(|| ttl_of_seconds(self.config.event_ttl))
+            .flatten();
+        let event_result_ttl = es
+            .own_ttl("event_result_ttl")
+            .or_else(|| ttl_of_seconds(self.config.event_result_ttl));
+        let results = es
+            .results
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| r.handler.bus_id == self.id)
+            .filter_map(|(i, r)| Some((i, handler_ttl(r).or(event_result_ttl).flatten()?)))
+            .collect();
+        (event_ttl, results)
+    }
+
+    /// The earliest TTL of the event on this bus (`None`: nothing expires).
+    pub(crate) fn earliest_ttl(&self, event: &EventInner) -> Option<Duration> {
+        let (event_ttl, results) = self.ttls(&event.state.lock());
+        results
+            .into_iter()
+            .map(|(_, ttl)| ttl)
+            .chain(event_ttl)
+            .min()
+    }
+
+    /// Applies the TTLs that are due: removes expired results of this bus's handlers from their
+    /// events, and expired events from the history.
+    pub(crate) fn expire(&self, st: &mut BusState) {
+        if !st.history.has_expiries() {
+            return;
+        }
+        let now = Instant::now();
+        for seq in st.history.due(now) {
+            let (Some(event), Some(completed)) = (
+                st.history.get(seq).map(Arc::clone),
+                st.history.completed_at(seq),
+            ) else {
+                continue;
+            };
+            let age = now.saturating_duration_since(completed);
+            let next = {
+                let mut es = event.state.lock();
+                let (event_ttl, results) = self.ttls(&es);
+                let expired: Vec<usize> = results
+                    .iter()
+                    .filter(|(_, ttl)| *ttl <= age)
+                    .map(|(i, _)| *i)
+                    .collect();
+                if !expired.is_empty() {
+                    let mut index = 0;
+                    es.results.retain(|_| {
+                        let keep = !expired.contains(&index);
+                        index += 1;
+                        keep
+                    });
+                }
+                if event_ttl.is_some_and(|ttl| ttl <= age) {
+                    None
+                } else {
+                    let remaining = results
+                        .iter()
+                        .filter(|(_, ttl)| *ttl > age)
+                        .map(|(_, ttl)| *ttl)
+                        .chain(event_ttl);
+                    Some(remaining.min())
+                }
+            };
+            match next {
+                None => {
+                    st.history.remove(seq);
+                }
+                Some(Some(ttl)) => st.history.expire_at(seq, completed + ttl),
+                Some(None) => {}
+            }
+        }
+    }
+}

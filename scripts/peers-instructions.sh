@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Instructions per message of bubus-peers cases, counted by callgrind on the current-thread
+# runtime (docs/performance.md, "Against other Rust crates"). Instruction counts repeat from run to
+# run where wall time does not, so they are the figures to compare before and after a change.
+#
+#   scripts/peers-instructions.sh                 # every workload on every subject, and S1
+#   scripts/peers-instructions.sh w1-seq/bubus w3/ractor s1/abxbus
+#
+# Each case runs twice under callgrind, with its messages scaled by LOW (default 1) and HIGH
+# (default 3): setup, warm-up, calibration and teardown are the same in both runs, so
+#   (instructions(HIGH) - instructions(LOW)) / (messages(HIGH) - messages(LOW))
+# is the cost of one message, every thread included (the abxbus crate's bus threads too).
+# Builds the release binary first. Prints one Markdown row per case.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+LOW="${LOW:-1}"
+HIGH="${HIGH:-3}"
+BIN=target/release/bubus-peers
+
+cargo build --release -p bubus-peers >&2
+
+if [ "$#" -eq 0 ]; then
+  set -- $("$BIN" --list | grep -E '^w' ) s1/bubus s1/abxbus
+fi
+
+# Prints "<instructions> <units>" for one run of case $1 at scale $2.
+count() {
+  local err out
+  err="$(mktemp)"
+  out="$(valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+    "$BIN" one "$1" --runtime current --scale "$2" 2>"$err")" || {
+    echo "peers-instructions: $1 at scale $2 failed:" >&2
+    tail -5 "$err" >&2
+    rm -f "$err"
+    return 1
+  }
+  local ir units
+  ir="$(sed -n 's/^==[0-9]*== Collected : \([0-9]*\).*/\1/p' "$err" | tail -1)"
+  units="$(printf '%s\n' "$out" | grep '^{' | tail -1 | sed -n 's/.*"units":\([0-9]*\).*/\1/p')"
+  rm -f "$err"
+  if [ -z "$ir" ] || [ -z "$units" ]; then
+    echo "peers-instructions: no count for $1 at scale $2" >&2
+    return 1
+  fi
+  echo "$ir $units"
+}
+
+echo "| case | instructions per unit | units (low, high) |"
+echo "| --- | --- | --- |"
+status=0
+for case in "$@"; do
+  if low="$(count "$case" "$LOW")" && high="$(count "$case" "$HIGH")"; then
+    read -r ir_low units_low <<<"$low"
+    read -r ir_high units_high <<<"$high"
+    per=$(( (ir_high - ir_low) / (units_high - units_low) ))
+    echo "| $case | $per | $units_low, $units_high |"
+  else
+    echo "| $case | failed | |"
+    status=1
+  fi
+done
+exit "$status"
