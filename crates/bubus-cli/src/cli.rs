@@ -215,9 +215,12 @@ pub(crate) struct ConvertArgs {
 /// Serve a live web page over logs and history mirrors: event trees, handlers, failures, rates.
 ///
 /// Each SOURCE is a write-ahead log being written (followed as it grows, waited for if it does
-/// not exist yet), an SQLite history mirror (polled for new rows), or a JSONL bridge
-/// (`jsonl:PATH`: the events sent on it from now on); `wal:PATH` and `sqlite:PATH` say which,
-/// otherwise the file's content (or name) tells. Events from every source are merged
+/// not exist yet), an SQLite history mirror (polled for new rows), a JSONL bridge (`jsonl:PATH`)
+/// or a bridge engine's URL in the family's form — `redis://host:port/db/channel`,
+/// `nats://host:port/subject`, `postgresql://…/db[/table]` — listened to in its plain mode
+/// (pub/sub, core NATS, LISTEN), so the monitor takes nothing from the other consumers. A bridge
+/// shows the events sent on it from then on. `wal:PATH` and `sqlite:PATH` say which kind of
+/// file; otherwise its content (or name) tells. Events from every source are merged
 /// by event id into one view: trees across buses and processes, one row per handler, failures
 /// grouped by error type and handler, counts, rates and latency percentiles, and Prometheus
 /// metrics at /metrics.
@@ -230,7 +233,8 @@ pub(crate) struct ConvertArgs {
 /// (--token, or a generated one): the printed URL carries it.
 #[derive(Debug, Args)]
 pub(crate) struct MonitorArgs {
-    /// Logs (JSONL), history mirrors (SQLite) and JSONL bridges (jsonl:PATH) to watch.
+    /// Logs (JSONL), history mirrors (SQLite), JSONL bridges (jsonl:PATH) and bridge URLs
+    /// (redis://, nats://, postgresql://) to watch.
     #[arg(value_name = "SOURCE", required = true)]
     pub(crate) sources: Vec<String>,
 
