@@ -1,6 +1,8 @@
 //! A live monitor for [`bubus`] buses: a local web page that watches events from one or more
-//! sources at once — write-ahead logs being written, history mirrors, any stream of event JSON
-//! (a bridge) — from Rust, Python and TypeScript processes alike, and replays what failed.
+//! sources at once — write-ahead logs being written ([`WalSource`]), history mirrors
+//! ([`SqliteSource`]), bridge transports ([`TransportSource`]), any stream of event JSON
+//! ([`StreamSource`]) — from Rust, Python and TypeScript processes alike, and replays what
+//! failed.
 //!
 //! The `bubus monitor` command (crate `bubus-cli`) is this crate behind a command line:
 //!
@@ -38,8 +40,8 @@
 //! # Replay
 //!
 //! Replay sends a fresh copy of an event — same type and payload, a new id, no parent, no
-//! results — to a [`ReplayTarget`]: a JSONL inbox ([`JsonlTarget`]) that the process (or a JSONL
-//! bridge) dispatches from, or a bridge transport. The page asks for confirmation first; the
+//! results — to a [`ReplayTarget`]: a JSONL inbox ([`JsonlTarget`]) that the process dispatches
+//! from, or a bridge transport ([`TransportTarget`]). The page asks for confirmation first; the
 //! monitor links the copy to its original when the copy shows up in a source.
 //!
 //! # Access

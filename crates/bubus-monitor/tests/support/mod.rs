@@ -233,6 +233,15 @@ impl Browser {
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
             .expect("a WebDriver session");
+        // `until` waits inside the page (an async script): up to its own limit.
+        client
+            .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
+                Some(Duration::from_secs(180)),
+                Some(Duration::from_secs(60)),
+                Some(Duration::ZERO),
+            ))
+            .await
+            .expect("set the timeouts");
         Browser {
             driver: child,
             client,
