@@ -90,7 +90,7 @@ pub async fn run(work: Work, plan: Plan) -> Result<Measured, String> {
             }
         }
     };
-    bus.stop(Some(std::time::Duration::ZERO), true).await;
+    bus.stop_and_clear(Some(std::time::Duration::ZERO)).await;
     Ok(measured)
 }
 
