@@ -219,21 +219,26 @@ pub(crate) struct ConvertArgs {
 /// Serve a live web page over logs and history mirrors: event trees, handlers, failures, rates.
 ///
 /// Each SOURCE is a write-ahead log being written (followed as it grows, waited for if it does
-/// not exist yet) or an SQLite history mirror (polled for new rows); `wal:PATH` and `sqlite:PATH`
-/// say which, otherwise the file's content (or name) tells. Events from every source are merged
+/// not exist yet), an SQLite history mirror (polled for new rows), a JSONL bridge (`jsonl:PATH`)
+/// or a bridge engine's URL in the family's form — `redis://host:port/db/channel`,
+/// `nats://host:port/subject`, `postgresql://…/db[/table]` — listened to in its plain mode
+/// (pub/sub, core NATS, LISTEN), so the monitor takes nothing from the other consumers. A bridge
+/// shows the events sent on it from then on. `wal:PATH` and `sqlite:PATH` say which kind of
+/// file; otherwise its content (or name) tells. Events from every source are merged
 /// by event id into one view: trees across buses and processes, one row per handler, failures
 /// grouped by error type and handler, counts, rates and latency percentiles, and Prometheus
 /// metrics at /metrics.
 ///
 /// With --replay-to, the page can replay an event or a failure group (after a confirmation):
-/// fresh copies (new ids, same payload) are appended to the JSONL inbox, which the process (or a
-/// JSONL bridge) dispatches from.
+/// fresh copies (new ids, same payload) are appended to the JSONL inbox, which the process
+/// dispatches from, or sent on a JSONL bridge (`jsonl:PATH`).
 ///
 /// Binds 127.0.0.1 by default. Bound to another address, it requires an access token
 /// (--token, or a generated one): the printed URL carries it.
 #[derive(Debug, Args)]
 pub(crate) struct MonitorArgs {
-    /// Logs (JSONL) and history mirrors (SQLite) to watch.
+    /// Logs (JSONL), history mirrors (SQLite), JSONL bridges (jsonl:PATH) and bridge URLs
+    /// (redis://, nats://, postgresql://) to watch.
     #[arg(value_name = "SOURCE", required = true)]
     pub(crate) sources: Vec<String>,
 
@@ -255,8 +260,9 @@ pub(crate) struct MonitorArgs {
     )]
     pub(crate) token: Option<String>,
 
-    /// A JSONL inbox replayed events are appended to (repeat for several; the page lets you
-    /// choose). Without it the page cannot replay.
+    /// A JSONL inbox replayed events are appended to, or a JSONL bridge (jsonl:PATH) they are
+    /// sent on (repeat for several; the page lets you choose). Without it the page cannot
+    /// replay.
     #[arg(long, value_name = "FILE")]
     pub(crate) replay_to: Vec<PathBuf>,
 

@@ -124,8 +124,9 @@
 //! history mirrors (polled) — merged by event id: event trees across buses and processes that
 //! grow in place, one row per handler, failures grouped by error type and handler, counts, rates
 //! and latency percentiles, filters, search, pause, deep links (`#event=ID`), the raw JSON, and
-//! Prometheus metrics at `/metrics`. A SOURCE is `wal:PATH`, `sqlite:PATH`, or a path whose
-//! content tells. With `--replay-to inbox.jsonl` the page replays an event or a failure group
+//! Prometheus metrics at `/metrics`. A SOURCE is `wal:PATH`, `sqlite:PATH`, a path whose
+//! content tells, a JSONL bridge (`jsonl:PATH`), or a bridge URL (`redis://…`, `nats://…`,
+//! `postgresql://…`, the family's forms) listened to in the engine's plain mode. With `--replay-to inbox.jsonl` the page replays an event or a failure group
 //! (after a confirmation) by appending fresh copies to that inbox. Bound to a non-loopback
 //! `--host`, it requires an access token (`--token`, `BUBUS_MONITOR_TOKEN`, or a generated
 //! one, carried by the printed URL). Ctrl-C stops it (status 0).

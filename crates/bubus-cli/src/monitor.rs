@@ -4,7 +4,15 @@ use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use bubus_monitor::{JsonlTarget, Monitor, SqliteSource, WalSource};
+use std::sync::Arc;
+
+use bubus::bridge::{JsonlTransport, Transport};
+use bubus_monitor::{
+    JsonlTarget, Monitor, SqliteSource, TransportSource, TransportTarget, WalSource,
+};
+use bubus_nats::NatsTransport;
+use bubus_postgres::PgTransport;
+use bubus_redis::RedisTransport;
 
 use crate::cli::MonitorArgs;
 use crate::mirror::{has_sqlite_extension, is_sqlite};
@@ -16,11 +24,19 @@ use crate::tail::Interrupt;
 pub(crate) enum SourceSpec {
     Wal(PathBuf),
     Sqlite(PathBuf),
+    /// The JSONL bridge transport on a file: what is sent on it from now on.
+    JsonlBridge(PathBuf),
+    /// A bridge engine's URL in the family's form, listened to in its plain mode: Redis
+    /// pub/sub, core NATS, PostgreSQL `LISTEN`.
+    Url(String),
 }
 
-/// `wal:PATH`, `sqlite:PATH`, or a path whose content (or, for a file not there yet, name)
-/// tells: an SQLite database, else a log.
+/// `wal:PATH`, `sqlite:PATH`, `jsonl:PATH` (a JSONL bridge), or a path whose content (or, for a
+/// file not there yet, name) tells: an SQLite database, else a log.
 pub(crate) fn parse_source(arg: &str) -> std::result::Result<SourceSpec, String> {
+    if let Some(path) = arg.strip_prefix("jsonl:") {
+        return Ok(SourceSpec::JsonlBridge(path.into()));
+    }
     if let Some(path) = arg.strip_prefix("wal:") {
         return Ok(SourceSpec::Wal(path.into()));
     }
@@ -28,9 +44,17 @@ pub(crate) fn parse_source(arg: &str) -> std::result::Result<SourceSpec, String>
         return Ok(SourceSpec::Sqlite(path.into()));
     }
     if let Some((scheme, _)) = arg.split_once("://") {
+        if matches!(
+            scheme,
+            "redis" | "rediss" | "nats" | "postgres" | "postgresql"
+        ) {
+            return Ok(SourceSpec::Url(arg.to_owned()));
+        }
         return Err(format!(
-            "{scheme}:// sources (bridge transports) are not supported by this build; \
-             give a log (wal:PATH) or a history mirror (sqlite:PATH)"
+            "{scheme}:// sources are not built into this command; give a log (wal:PATH), a \
+             history mirror (sqlite:PATH), a JSONL bridge (jsonl:PATH) or a redis://, nats:// \
+             or postgresql:// bridge URL, or embed the bubus-monitor crate with a \
+             TransportSource for that bridge transport"
         ));
     }
     let path = Path::new(arg);
@@ -46,6 +70,29 @@ pub(crate) fn parse_source(arg: &str) -> std::result::Result<SourceSpec, String>
     })
 }
 
+/// The plain-mode transport of a bridge engine's URL: what every listener receives (Redis
+/// pub/sub, core NATS, PostgreSQL `LISTEN`), so the monitor takes nothing from other consumers.
+async fn engine(url: &str) -> Result<Arc<dyn Transport>> {
+    let failed = |e: &dyn std::fmt::Display| Failure::new(format!("monitor: {url}: {e}"));
+    let scheme = url.split_once("://").map_or("", |(scheme, _)| scheme);
+    Ok(match scheme {
+        "redis" | "rediss" => Arc::new(RedisTransport::pubsub(url).map_err(|e| failed(&e))?),
+        "nats" => {
+            let (server, subject) = bubus_nats::split_url(url);
+            Arc::new(
+                NatsTransport::core(&server, &subject)
+                    .await
+                    .map_err(|e| failed(&e))?,
+            )
+        }
+        _ => Arc::new(
+            PgTransport::plain(url, None)
+                .await
+                .map_err(|e| failed(&e))?,
+        ),
+    })
+}
+
 pub(crate) async fn run(args: &MonitorArgs, diag: &Diagnostics) -> Result<()> {
     let mut builder = Monitor::builder()
         .bind(SocketAddr::new(args.host, args.port))
@@ -54,10 +101,17 @@ pub(crate) async fn run(args: &MonitorArgs, diag: &Diagnostics) -> Result<()> {
         builder = match parse_source(arg).map_err(Failure::new)? {
             SourceSpec::Wal(path) => builder.source(WalSource::new(path)),
             SourceSpec::Sqlite(path) => builder.source(SqliteSource::new(path)),
+            SourceSpec::JsonlBridge(path) => {
+                builder.source(TransportSource::new(JsonlTransport::new(path)))
+            }
+            SourceSpec::Url(url) => builder.source(TransportSource::from_arc(engine(&url).await?)),
         };
     }
-    for path in &args.replay_to {
-        builder = builder.replay_target(JsonlTarget::new(path));
+    for target in &args.replay_to {
+        builder = match target.to_str().and_then(|t| t.strip_prefix("jsonl:")) {
+            Some(path) => builder.replay_target(TransportTarget::new(JsonlTransport::new(path))),
+            None => builder.replay_target(JsonlTarget::new(target)),
+        };
     }
     if let Some(token) = &args.token {
         builder = builder.token(token.clone());
@@ -103,6 +157,14 @@ mod tests {
             parse_source("nope/app.jsonl"),
             Ok(SourceSpec::Wal("nope/app.jsonl".into()))
         );
-        assert!(parse_source("redis://localhost").is_err());
+        assert_eq!(
+            parse_source("jsonl:bridge.jsonl"),
+            Ok(SourceSpec::JsonlBridge("bridge.jsonl".into()))
+        );
+        assert_eq!(
+            parse_source("redis://127.0.0.1:6379/0/orders"),
+            Ok(SourceSpec::Url("redis://127.0.0.1:6379/0/orders".into()))
+        );
+        assert!(parse_source("amqp://localhost").is_err());
     }
 }

@@ -1,6 +1,8 @@
 //! A live monitor for [`bubus`] buses: a local web page that watches events from one or more
-//! sources at once — write-ahead logs being written, history mirrors, any stream of event JSON
-//! (a bridge) — from Rust, Python and TypeScript processes alike, and replays what failed.
+//! sources at once — write-ahead logs being written ([`WalSource`]), history mirrors
+//! ([`SqliteSource`]), bridge transports ([`TransportSource`]), any stream of event JSON
+//! ([`StreamSource`]) — from Rust, Python and TypeScript processes alike, and replays what
+//! failed.
 //!
 //! The `bubus monitor` command (crate `bubus-cli`) is this crate behind a command line:
 //!
@@ -38,8 +40,8 @@
 //! # Replay
 //!
 //! Replay sends a fresh copy of an event — same type and payload, a new id, no parent, no
-//! results — to a [`ReplayTarget`]: a JSONL inbox ([`JsonlTarget`]) that the process (or a JSONL
-//! bridge) dispatches from, or a bridge transport. The page asks for confirmation first; the
+//! results — to a [`ReplayTarget`]: a JSONL inbox ([`JsonlTarget`]) that the process dispatches
+//! from, or a bridge transport ([`TransportTarget`]). The page asks for confirmation first; the
 //! monitor links the copy to its original when the copy shows up in a source.
 //!
 //! # Access
@@ -90,10 +92,11 @@ pub use model::{
     Changes, DEFAULT_MAX_EVENTS, Detail, FailureGroup, HandlerRow, Model, Status, Summary,
 };
 #[doc(inline)]
-pub use replay::{JsonlTarget, ReplayError, ReplayTarget};
+pub use replay::{JsonlTarget, ReplayError, ReplayTarget, TransportTarget};
 #[doc(inline)]
 pub use source::{
-    POLL_INTERVAL, Sink, Source, SourceStatus, SqliteSource, StreamSource, WalSource,
+    POLL_INTERVAL, Sink, Source, SourceStatus, SqliteSource, StreamSource, TransportSource,
+    WalSource,
 };
 #[doc(inline)]
 pub use stats::{Stats, StatsRow, StatsSnapshot};
@@ -358,6 +361,29 @@ impl RunningMonitor {
         loop {
             if let Some(detail) = self.event(id).filter(&f) {
                 return detail;
+            }
+            if changed.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Waits until every source reads ([`SourceStatus::ready`]; a stream that ended counts as
+    /// done): what is written from then on is seen — a bridge transport listens from the end of
+    /// its medium, so a test sends only once this returned.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: it only watches.
+    pub async fn wait_ready(&self) {
+        let mut changed = self.shared.notify.subscribe();
+        loop {
+            let all = self.shared.sources.iter().all(|s| {
+                let s = s.lock();
+                s.ready || s.ended
+            });
+            if all {
+                return;
             }
             if changed.changed().await.is_err() {
                 std::future::pending::<()>().await;

@@ -83,6 +83,56 @@ impl ReplayTarget for JsonlTarget {
     }
 }
 
+/// Sends replayed events on a bridge transport ([`bubus::bridge::Transport`]): the bridge on
+/// the far side dispatches them like any event it receives.
+pub struct TransportTarget {
+    transport: std::sync::Arc<dyn bubus::bridge::Transport>,
+}
+
+impl std::fmt::Debug for TransportTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransportTarget")
+            .field("transport", &self.transport.describe())
+            .finish()
+    }
+}
+
+impl TransportTarget {
+    /// Sends on `transport`.
+    pub fn new(transport: impl bubus::bridge::Transport) -> TransportTarget {
+        TransportTarget {
+            transport: std::sync::Arc::new(transport),
+        }
+    }
+
+    /// Sends on a shared transport.
+    pub fn from_arc(transport: std::sync::Arc<dyn bubus::bridge::Transport>) -> TransportTarget {
+        TransportTarget { transport }
+    }
+}
+
+impl ReplayTarget for TransportTarget {
+    fn name(&self) -> String {
+        format!("bridge:{}", self.transport.describe())
+    }
+
+    fn send<'a>(&'a self, events: &'a [AnyEvent]) -> BoxFuture<'a, Result<(), ReplayError>> {
+        Box::pin(async move {
+            for event in events {
+                let message = bubus::bridge::Message::event(event);
+                self.transport
+                    .send(&message)
+                    .await
+                    .map_err(|e| ReplayError::Refused(e.to_string()))?;
+            }
+            self.transport
+                .flush()
+                .await
+                .map_err(|e| ReplayError::Refused(e.to_string()))
+        })
+    }
+}
+
 /// A fresh pending copy of a logged event (its JSON, without results): same type, version and
 /// payload, a new id, no parent (a replay is a root of its own), no results.
 pub(crate) fn fresh_copy(raw: &str) -> Result<AnyEvent, String> {

@@ -1,5 +1,5 @@
-//! Where events come from: a write-ahead log being written, a history mirror, or any stream of
-//! event JSON (the way a bridge transport plugs in).
+//! Where events come from: a write-ahead log being written, a history mirror, a bridge
+//! transport, or any stream of event JSON.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -45,6 +45,10 @@ pub struct SourceStatus {
     pub bad: u64,
     /// The last problem, if any.
     pub last_warning: Option<String>,
+    /// Whether the source misses nothing written from now on: at once for a log or a mirror
+    /// (read from their start whenever they appear), once it listens for a bridge transport
+    /// (which delivers what is sent after that).
+    pub ready: bool,
     /// Whether the source stopped (a stream that ended).
     pub ended: bool,
 }
@@ -118,8 +122,23 @@ impl Sink {
         status.last_warning = Some(message);
     }
 
+    /// Tells the monitor the source reads now ([`SourceStatus::ready`]); a source whose reading
+    /// starts at once need not call it: it is ready when it first hands an event over.
+    pub fn ready(&self) {
+        let mut status = self.status.lock();
+        if status.ready {
+            return;
+        }
+        status.ready = true;
+        drop(status);
+        self.shared.changed();
+    }
+
     fn ended(&self) {
-        self.status.lock().ended = true;
+        let mut status = self.status.lock();
+        status.ended = true;
+        status.ready = false;
+        drop(status);
         self.shared.changed();
     }
 }
@@ -146,6 +165,8 @@ impl Source for WalSource {
 
     fn run(self: Box<Self>, sink: Sink) -> BoxFuture<'static, ()> {
         Box::pin(async move {
+            // The log is read from its first line whenever it appears: nothing is missed.
+            sink.ready();
             let mut follower = loop {
                 match bubus::wal::WalFollower::open(&self.path) {
                     Ok(f) => break f.poll_interval(POLL_INTERVAL),
@@ -288,6 +309,8 @@ impl Source for SqliteSource {
 
     fn run(self: Box<Self>, sink: Sink) -> BoxFuture<'static, ()> {
         Box::pin(async move {
+            // Every row is read, from the first: nothing is missed.
+            sink.ready();
             let path = Arc::new(self.path);
             let mut cursor = Some(MirrorCursor {
                 events: 0,
@@ -389,10 +412,107 @@ where
     fn run(self: Box<Self>, sink: Sink) -> BoxFuture<'static, ()> {
         let mut stream = self.stream;
         Box::pin(async move {
+            sink.ready();
             while let Some(json) = stream.next().await {
                 sink.event(json);
             }
             sink.ended();
+        })
+    }
+}
+
+/// A bridge transport as a source ([`bubus::bridge::Transport`]: JSONL files, Unix sockets, and
+/// the engines' crates): every message delivered on it — an event, or a completion record
+/// (`{"bubus_completion": event}`, when the bridge sends results back) — is shown.
+///
+/// The monitor listens like any receiver, so give it a subscription of its own: on engines with
+/// consumer groups, a group of its own, or it takes events from the real consumers. It acks what
+/// it has read. A transport whose stream ends (closed, or the connection lost) is listened to
+/// again after a pause.
+///
+/// ```no_run
+/// use bubus::bridge::JsonlTransport;
+/// use bubus_monitor::{Monitor, TransportSource};
+///
+/// # async fn run() -> Result<(), bubus_monitor::MonitorError> {
+/// let monitor = Monitor::builder()
+///     .source(TransportSource::new(JsonlTransport::new("bridge.jsonl")))
+///     .start()
+///     .await?;
+/// # Ok(()) }
+/// ```
+pub struct TransportSource {
+    transport: Arc<dyn bubus::bridge::Transport>,
+}
+
+impl std::fmt::Debug for TransportSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TransportSource")
+            .field("transport", &self.transport.describe())
+            .finish()
+    }
+}
+
+impl TransportSource {
+    /// Listens on `transport`.
+    pub fn new(transport: impl bubus::bridge::Transport) -> TransportSource {
+        TransportSource {
+            transport: Arc::new(transport),
+        }
+    }
+
+    /// Listens on a shared transport.
+    pub fn from_arc(transport: Arc<dyn bubus::bridge::Transport>) -> TransportSource {
+        TransportSource { transport }
+    }
+}
+
+/// The event a bridge message carries: itself, or the event of a completion record.
+fn bridged_event(text: &str) -> Option<Value> {
+    match serde_json::from_str::<Value>(text).ok()? {
+        Value::Object(mut map) => match map.remove(bubus::bridge::COMPLETION_KEY) {
+            Some(event) => Some(event),
+            None => Some(Value::Object(map)),
+        },
+        _ => None,
+    }
+}
+
+impl Source for TransportSource {
+    fn name(&self) -> String {
+        format!("bridge:{}", self.transport.describe())
+    }
+
+    fn run(self: Box<Self>, sink: Sink) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            loop {
+                match self.transport.listen().await {
+                    Ok(mut deliveries) => {
+                        sink.ready();
+                        while let Some(item) = deliveries.next().await {
+                            match item {
+                                Ok(mut delivery) => {
+                                    match bridged_event(delivery.text()) {
+                                        Some(event) => sink.event(event),
+                                        None => sink.warn(format!(
+                                            "{}: a message that is not a JSON object",
+                                            delivery.origin()
+                                        )),
+                                    }
+                                    if let Some(acker) = delivery.take_acker() {
+                                        if let Err(e) = acker.ack().await {
+                                            sink.warn(format!("cannot ack: {e}"));
+                                        }
+                                    }
+                                }
+                                Err(bad) => sink.warn(format!("{}: {}", bad.origin, bad.message)),
+                            }
+                        }
+                    }
+                    Err(e) => sink.warn(e.to_string()),
+                }
+                tokio::time::sleep(POLL_INTERVAL * 10).await;
+            }
         })
     }
 }

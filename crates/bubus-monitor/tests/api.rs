@@ -46,7 +46,7 @@ async fn monitor_of(
         .bind(([127, 0, 0, 1], 0).into());
     let monitor = configure(builder).start().await.expect("starts");
     if let Some(last) = last {
-        monitor.wait_for_event(&last, |_| true).await;
+        support::event(&monitor, &last, |_| true).await;
     }
     monitor
 }
@@ -357,13 +357,10 @@ async fn a_log_and_a_mirror_of_one_bus_merge_by_event_id() {
     mirror.flush().unwrap();
 
     for id in &ids {
-        let detail = monitor
-            .wait_for_event(id, |d| {
-                d.sources.len() == 2
-                    && d.summary.status == Status::Completed
-                    && d.results.len() == 1
-            })
-            .await;
+        let detail = support::event(&monitor, id, |d| {
+            d.sources.len() == 2 && d.summary.status == Status::Completed && d.results.len() == 1
+        })
+        .await;
         assert_eq!(detail.summary.path, vec![bus.label()]);
     }
     assert_eq!(

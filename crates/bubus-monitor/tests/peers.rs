@@ -49,11 +49,10 @@ async fn rust_and_python_processes_in_one_view() {
     drop(stdin);
     let _ = py.wait();
 
-    let order = monitor
-        .wait_for_event(&py_order, |d| {
-            d.summary.status == Status::Completed && d.children.len() == 1
-        })
-        .await;
+    let order = support::event(&monitor, &py_order, |d| {
+        d.summary.status == Status::Completed && d.children.len() == 1
+    })
+    .await;
     assert_eq!(order.summary.event_type, "PyOrder");
     assert_eq!(order.children, vec![py_child.clone()]);
     assert!(order.summary.path[0].starts_with("PyShop#"));
@@ -72,9 +71,10 @@ async fn rust_and_python_processes_in_one_view() {
         Some(r#""charged order 7""#)
     );
 
-    monitor
-        .wait_for_event(&rust_order, |d| d.summary.status == Status::Completed)
-        .await;
+    support::event(&monitor, &rust_order, |d| {
+        d.summary.status == Status::Completed
+    })
+    .await;
     let (_, _, stats) = http(monitor.local_addr(), "GET", "/api/stats", &[], None).await;
     let stats: Value = serde_json::from_str(&stats).unwrap();
     let buses: Vec<&str> = stats["by_bus"]

@@ -1,5 +1,6 @@
-//! `bubus-monitor-demo LOG [--inbox FILE] [--rate N] [--stdin]`: a small shop whose buses write
-//! a log for `bubus monitor LOG` to watch.
+//! `bubus-monitor-demo LOG [--inbox FILE] [--rate N] [--stdin] [--ship-over FILE]`: a small shop
+//! whose buses write a log for `bubus monitor LOG` to watch.
+//! `bubus-monitor-demo LOG --warehouse FILE`: the warehouse alone, in a process of its own.
 //!
 //! Two buses, `Shop` and `Warehouse`, share the log. Each `OrderPlaced` on `Shop` dispatches a
 //! `ChargeCard` child (awaited) and a `ShipOrder` child that `Shop` forwards to `Warehouse`;
@@ -11,12 +12,17 @@
 //!   `dispatched EVENT_ID` once the order is dispatched (and logged).
 //! * `--inbox FILE`: follows FILE (JSONL events, as `bubus monitor --replay-to FILE` appends
 //!   them) and dispatches each event on `Shop`; prints `replayed EVENT_ID`.
+//! * `--ship-over FILE`: `ShipOrder` goes over a JSONL bridge (FILE) instead of to the local
+//!   `Warehouse` bus — to a `--warehouse FILE` process, so one tree spans two processes.
+//! * `--warehouse FILE`: no shop: a `Warehouse` bus (its log at LOG) that takes `ShipOrder` from
+//!   the JSONL bridge FILE. Prints `listening` once it does, `shipped EVENT_ID` per order.
 
 use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
+use bubus::bridge::{Bridge, JsonlTransport};
 use bubus::wal::{WalFollower, WalMiddleware};
 use bubus::{AnyEvent, Event, EventBus, EventHandle, HandlerError};
 use serde::{Deserialize, Serialize};
@@ -88,11 +94,29 @@ async fn ship(order: EventHandle<ShipOrder>) -> String {
     format!("parcel {}", 9_000 + order.order_id)
 }
 
+/// `--warehouse FILE`: takes `ShipOrder` from the bridge until killed.
+async fn run_warehouse(warehouse: &EventBus, file: &std::path::Path) -> std::process::ExitCode {
+    let bridge = Bridge::new(JsonlTransport::new(file).poll_interval(Duration::from_millis(50)));
+    bridge.on("*", warehouse.forwarder());
+    warehouse.on_pattern("ShipOrder", |order: AnyEvent| {
+        say(&format!("shipped {}", order.event_id()));
+    });
+    if let Err(e) = bridge.start().await {
+        eprintln!("error: {e}");
+        return std::process::ExitCode::from(2);
+    }
+    say("listening");
+    std::future::pending::<()>().await;
+    std::process::ExitCode::SUCCESS
+}
+
 struct Args {
     log: PathBuf,
     inbox: Option<PathBuf>,
     rate: Option<f64>,
     stdin: bool,
+    ship_over: Option<PathBuf>,
+    warehouse: Option<PathBuf>,
 }
 
 fn args() -> Result<Args, String> {
@@ -100,6 +124,8 @@ fn args() -> Result<Args, String> {
     let mut inbox = None;
     let mut rate = None;
     let mut stdin = false;
+    let mut ship_over = None;
+    let mut warehouse = None;
     let mut it = std::env::args_os().skip(1);
     while let Some(arg) = it.next() {
         match arg.to_str() {
@@ -112,6 +138,12 @@ fn args() -> Result<Args, String> {
                 );
             }
             Some("--stdin") => stdin = true,
+            Some("--ship-over") => {
+                ship_over = Some(PathBuf::from(it.next().ok_or("--ship-over FILE")?));
+            }
+            Some("--warehouse") => {
+                warehouse = Some(PathBuf::from(it.next().ok_or("--warehouse FILE")?));
+            }
             Some("-h" | "--help") => return Err(String::new()),
             _ if log.is_none() => log = Some(PathBuf::from(arg)),
             _ => return Err(format!("unexpected argument {arg:?}")),
@@ -122,6 +154,8 @@ fn args() -> Result<Args, String> {
         inbox,
         rate: if stdin { rate } else { rate.or(Some(2.0)) },
         stdin,
+        ship_over,
+        warehouse,
     })
 }
 
@@ -156,7 +190,10 @@ async fn main() -> std::process::ExitCode {
             if !why.is_empty() {
                 eprintln!("error: {why}");
             }
-            eprintln!("usage: bubus-monitor-demo LOG [--inbox FILE] [--rate N] [--stdin]");
+            eprintln!(
+                "usage: bubus-monitor-demo LOG [--inbox FILE] [--rate N] [--stdin] [--ship-over FILE]"
+            );
+            eprintln!("       bubus-monitor-demo LOG --warehouse FILE");
             return std::process::ExitCode::from(2);
         }
     };
@@ -167,15 +204,29 @@ async fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     };
-    let shop = EventBus::builder("Shop").middleware(log.clone()).build();
     let warehouse = EventBus::builder("Warehouse")
         .middleware(log.clone())
         .build();
+    warehouse.on(ship);
+    if let Some(file) = &args.warehouse {
+        return run_warehouse(&warehouse, file).await;
+    }
+    let shop = EventBus::builder("Shop").middleware(log.clone()).build();
     shop.on(place_order);
     shop.on(charge_card);
     shop.on_pattern("OrderPlaced", audit);
-    shop.on_pattern("ShipOrder", warehouse.forwarder());
-    warehouse.on(ship);
+    // Kept alive for the whole run.
+    let _bridge = match &args.ship_over {
+        Some(file) => {
+            let bridge = Bridge::new(JsonlTransport::new(file));
+            shop.on_pattern("ShipOrder", bridge.sender());
+            Some(bridge)
+        }
+        None => {
+            shop.on_pattern("ShipOrder", warehouse.forwarder());
+            None
+        }
+    };
 
     if let Some(inbox) = args.inbox.clone() {
         let shop = shop.clone();

@@ -28,11 +28,17 @@ pub struct Demo {
 
 impl Demo {
     pub fn spawn(log: &Path, inbox: &Path) -> Demo {
+        Demo::spawn_with(
+            log,
+            &["--inbox".as_ref(), inbox.as_os_str(), "--stdin".as_ref()],
+        )
+    }
+
+    /// The demo with other arguments after the log's path.
+    pub fn spawn_with(log: &Path, args: &[&std::ffi::OsStr]) -> Demo {
         let mut child = Command::new(env!("CARGO_BIN_EXE_bubus-monitor-demo"))
             .arg(log)
-            .arg("--inbox")
-            .arg(inbox)
-            .arg("--stdin")
+            .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -86,6 +92,28 @@ impl Drop for Demo {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// [`RunningMonitor::wait_for_event`], failing the test after [`PATIENCE`].
+pub async fn event(
+    monitor: &bubus_monitor::RunningMonitor,
+    id: &str,
+    f: impl Fn(&bubus_monitor::Detail) -> bool,
+) -> bubus_monitor::Detail {
+    match tokio::time::timeout(PATIENCE, monitor.wait_for_event(id, f)).await {
+        Ok(detail) => detail,
+        Err(_) => panic!(
+            "event {id} never showed as expected; now: {:#?}",
+            monitor.event(id)
+        ),
+    }
+}
+
+/// [`RunningMonitor::wait_ready`], failing the test after [`PATIENCE`].
+pub async fn ready(monitor: &bubus_monitor::RunningMonitor) {
+    tokio::time::timeout(PATIENCE, monitor.wait_ready())
+        .await
+        .expect("every source started reading");
 }
 
 /// One HTTP/1.1 request over a fresh connection: (status, headers, body).
@@ -205,6 +233,15 @@ impl Browser {
             .connect(&format!("http://127.0.0.1:{port}"))
             .await
             .expect("a WebDriver session");
+        // `until` waits inside the page (an async script): up to its own limit.
+        client
+            .update_timeouts(fantoccini::wd::TimeoutConfiguration::new(
+                Some(Duration::from_secs(180)),
+                Some(Duration::from_secs(60)),
+                Some(Duration::ZERO),
+            ))
+            .await
+            .expect("set the timeouts");
         Browser {
             driver: child,
             client,
