@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
             .unwrap_or_else(|e| panic!("our own snapshot does not restore: {e}\n{text}"));
         assert_eq!(again.snapshot(), snapshot, "input: {input}");
         // Restored queues keep their buses alive until they are stopped.
-        bus.stop(None, true).await;
-        again.stop(None, true).await;
+        bus.stop_and_clear(None).await;
+        again.stop_and_clear(None).await;
     });
 });
