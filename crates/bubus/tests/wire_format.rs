@@ -694,3 +694,19 @@ async fn a_forwarded_event_read_from_text_writes_its_whole_json_as_the_forward_r
     assert_eq!(forward["result"]["tags"], json!(["a"]));
     assert_eq!(forward["result"]["n"], json!(100.0));
 }
+
+/// Text the decoder keeps as it was read (payload fields, results) must parse again: a number
+/// beyond the `f64` range passes JSON's syntax but no parser reads it back, so it is refused
+/// with the field named (found by the `event_decoder` fuzz target).
+#[test]
+fn a_number_no_parser_reads_back_is_refused_where_it_would_be_kept_as_text() {
+    let err = AnyEvent::from_json_str(r#"{"event_type":"OrderPlaced","order_id":6666e6666667}"#)
+        .unwrap_err();
+    assert!(err.to_string().contains("order_id"), "{err}");
+    assert!(err.to_string().contains("out of range"), "{err}");
+    let ok =
+        AnyEvent::from_json_str(r#"{"event_type":"OrderPlaced","order_id":6.5e300,"ok":true}"#)
+            .unwrap();
+    let again = AnyEvent::from_json_str(&ok.to_json_string()).unwrap();
+    assert_eq!(again.payload_json().unwrap()["ok"], serde_json::json!(true));
+}

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::DecodeError;
 use super::depth::{MAX_JSON_DEPTH, value_depth};
 use super::extra::{EventExtra, is_forward_compatible_key};
-use super::raw::{RawObject, compact};
+use super::raw::{RawObject, compact, numbers_in_range};
 use super::schema::ResultType;
 use crate::error::{HandlerError, HandlerErrorKind, WireError};
 use crate::event::inner::{EventInner, RestoredEvent};
@@ -202,6 +202,9 @@ fn decode_fields<'a>(
                             ),
                         )
                     })?;
+                    if !numbers_in_range(&compact) {
+                        return Err(err(k, "holds a number out of range"));
+                    }
                     text_payload.push((key.clone(), compact));
                 }
             }
@@ -548,6 +551,12 @@ fn results_from_text(text: &str) -> Result<(Value, TextResults), DecodeError> {
                                 ),
                             )
                         })?;
+                        if !numbers_in_range(&compact) {
+                            return Err(err(
+                                format!("{field}.result"),
+                                "holds a number out of range",
+                            ));
+                        }
                         kept = Some(compact);
                         Value::Null
                     } else {

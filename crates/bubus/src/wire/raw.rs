@@ -71,9 +71,65 @@ pub(crate) fn compact(raw: &str, limit: usize) -> Result<(Box<str>, usize), usiz
     Ok((out.into_boxed_str(), deepest))
 }
 
+/// Whether every number in the JSON text `raw` (already known to be valid JSON) is one a parser
+/// can read back: finite as an `f64`. serde_json's validation of raw text checks a number's
+/// syntax only, so `1e999` passes it and fails every later parse ("number out of range"); text
+/// kept as it was read must not hold one.
+pub(crate) fn numbers_in_range(raw: &str) -> bool {
+    let (mut in_string, mut escaped) = (false, false);
+    let mut start = None;
+    for (i, c) in raw.char_indices() {
+        if in_string {
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_string = false;
+            }
+            continue;
+        }
+        // A number starts with `-` or a digit (so the `e` of `true` starts none) and runs on
+        // through its fraction and exponent.
+        let starts = matches!(c, '-' | '0'..='9');
+        let continues = matches!(c, '-' | '+' | '.' | 'e' | 'E' | '0'..='9');
+        match (start, starts, continues) {
+            (None, true, _) => start = Some(i),
+            (Some(from), _, false) => {
+                if !number_in_range(&raw[from..i]) {
+                    return false;
+                }
+                start = None;
+            }
+            _ => {}
+        }
+        if c == '"' {
+            in_string = true;
+        }
+    }
+    start.is_none_or(|from| number_in_range(&raw[from..]))
+}
+
+fn number_in_range(token: &str) -> bool {
+    token.parse::<f64>().is_ok_and(f64::is_finite)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_a_parser_cannot_read_back_are_found() {
+        assert!(numbers_in_range(
+            r#"{"a":[1,-2.5e10,1e308],"b":"1e999","c":true}"#
+        ));
+        assert!(numbers_in_range("123456789012345678901234567890"));
+        assert!(!numbers_in_range(r#"{"a":1e999}"#));
+        assert!(!numbers_in_range("[1,-6666e6666]"));
+        assert!(!numbers_in_range("1e400"));
+        // What serde_json says of the same text.
+        assert!(serde_json::from_str::<serde_json::Value>("[1,-6666e6666]").is_err());
+    }
 
     #[test]
     fn compacting_keeps_strings_and_measures_depth() {
