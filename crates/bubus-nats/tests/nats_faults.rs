@@ -12,7 +12,7 @@ use bubus::bridge::Bridge;
 use bubus_nats::{Mode, NatsTransport};
 use bubus_test_support::servers::fault::{self, Plan};
 use bubus_test_support::servers::nats::NatsServer;
-use bubus_test_support::servers::{TcpProxy, Worker, worker_role};
+use bubus_test_support::servers::{TcpProxy, worker_role};
 use parking_lot::Mutex;
 
 /// One run at a time: they share two cores with everything else.
@@ -45,64 +45,31 @@ fn worker() {
             .with_max_level(tracing::Level::DEBUG)
             .init();
     }
-    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
-    let (url, channel) = (env("FAULT_URL"), env("FAULT_CHANNEL"));
-    let mode = if env("FAULT_MODE") == "jetstream" {
-        Mode::JetStream
-    } else {
-        Mode::Core
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let t = transport(&url, &channel, mode).await;
-        if let Some(i) = role.strip_prefix("publisher:") {
-            let index = i.parse().expect("publisher index");
-            fault::publisher(Bridge::new(t), index, Plan::ISSUE).await;
+    fault::run_worker(&role, |env, publisher| async move {
+        let mode = if env.mode == "jetstream" {
+            Mode::JetStream
         } else {
-            let bridge = match mode {
-                Mode::JetStream => Bridge::builder(t.clone())
-                    .dedup(Arc::new(t.dedup_store()))
-                    .build(),
-                _ => Bridge::new(t),
-            };
-            let stuck = (role == "consumer:stuck").then_some(Plan::ISSUE.stuck_after);
-            fault::consumer(bridge, stuck).await;
+            Mode::Core
+        };
+        let t = transport(&env.url, &env.channel, mode).await;
+        match mode {
+            Mode::JetStream if !publisher => Bridge::builder(t.clone())
+                .dedup(Arc::new(t.dedup_store()))
+                .build(),
+            _ => Bridge::new(t),
         }
     });
 }
 
-fn spawner(url: String, mode: &'static str) -> impl Fn(&str) -> Worker {
-    let channel = format!("fault_{}", uuid::Uuid::new_v4().simple());
-    move |role| {
-        Worker::spawn(
-            "worker",
-            role,
-            &[
-                ("FAULT_URL", url.clone()),
-                ("FAULT_CHANNEL", channel.clone()),
-                ("FAULT_MODE", mode.to_owned()),
-            ],
-        )
-        .expect("spawn worker")
-    }
-}
-
 fn assert_exactly_once(report: &fault::Report) {
-    println!("nats durable fault run: {report}");
-    assert_eq!(report.lost, 0, "{report}");
-    assert_eq!(report.duplicates, 0, "{report}");
-    assert!(report.checksum_ok, "{report}");
+    fault::assert_exactly_once("nats", report);
 }
 
 #[test]
 fn jetstream_loses_nothing_across_server_restarts_and_a_killed_consumer() {
     let _serial = SERIAL.lock();
     let mut server = NatsServer::start().expect("nats-server");
-    let spawn = spawner(server.url(), "jetstream");
+    let spawn = fault::spawner(server.url(), "jetstream");
     let report = fault::durable_run(Plan::ISSUE, spawn, |_| server.restart().expect("restart"));
     assert_exactly_once(&report);
 }
@@ -112,7 +79,7 @@ fn jetstream_loses_nothing_across_cut_connections_and_a_killed_consumer() {
     let _serial = SERIAL.lock();
     let server = NatsServer::start().expect("nats-server");
     let proxy = TcpProxy::start(server.port()).expect("proxy");
-    let spawn = spawner(format!("nats://127.0.0.1:{}", proxy.port()), "jetstream");
+    let spawn = fault::spawner(format!("nats://127.0.0.1:{}", proxy.port()), "jetstream");
     let report = fault::durable_run(Plan::ISSUE, spawn, |_| proxy.cut());
     assert!(
         proxy.accepted() > 8,
@@ -134,7 +101,7 @@ fn jetstream_loses_nothing_across_cut_connections_and_a_killed_consumer() {
 fn core_reports_what_server_restarts_lose() {
     let _serial = SERIAL.lock();
     let mut server = NatsServer::start().expect("nats-server");
-    let spawn = spawner(server.url(), "core");
+    let spawn = fault::spawner(server.url(), "core");
     let report = fault::plain_run(
         Plan::ISSUE,
         spawn,

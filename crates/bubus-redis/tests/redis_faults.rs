@@ -12,7 +12,7 @@ use bubus::bridge::Bridge;
 use bubus_redis::{Mode, RedisTransport};
 use bubus_test_support::servers::fault::{self, Plan};
 use bubus_test_support::servers::redis::RedisServer;
-use bubus_test_support::servers::{TcpProxy, Worker, worker_role};
+use bubus_test_support::servers::{TcpProxy, worker_role};
 use parking_lot::Mutex;
 
 /// One run at a time: they share two cores with everything else.
@@ -36,64 +36,31 @@ fn transport(url: &str, channel: &str, mode: Mode) -> RedisTransport {
 #[ignore = "a worker process of the fault runs"]
 fn worker() {
     let Some(role) = worker_role() else { return };
-    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
-    let (url, channel) = (env("FAULT_URL"), env("FAULT_CHANNEL"));
-    let mode = if env("FAULT_MODE") == "streams" {
-        Mode::Streams
-    } else {
-        Mode::PubSub
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let t = transport(&url, &channel, mode);
-        if let Some(i) = role.strip_prefix("publisher:") {
-            let index = i.parse().expect("publisher index");
-            fault::publisher(Bridge::new(t), index, Plan::ISSUE).await;
+    fault::run_worker(&role, |env, publisher| async move {
+        let mode = if env.mode == "streams" {
+            Mode::Streams
         } else {
-            let bridge = match mode {
-                Mode::Streams => Bridge::builder(t.clone())
-                    .dedup(Arc::new(t.dedup_store()))
-                    .build(),
-                _ => Bridge::new(t),
-            };
-            let stuck = (role == "consumer:stuck").then_some(Plan::ISSUE.stuck_after);
-            fault::consumer(bridge, stuck).await;
+            Mode::PubSub
+        };
+        let t = transport(&env.url, &env.channel, mode);
+        match mode {
+            Mode::Streams if !publisher => Bridge::builder(t.clone())
+                .dedup(Arc::new(t.dedup_store()))
+                .build(),
+            _ => Bridge::new(t),
         }
     });
 }
 
-fn spawner(url: String, mode: &'static str) -> impl Fn(&str) -> Worker {
-    let channel = format!("fault_{}", uuid::Uuid::new_v4().simple());
-    move |role| {
-        Worker::spawn(
-            "worker",
-            role,
-            &[
-                ("FAULT_URL", url.clone()),
-                ("FAULT_CHANNEL", channel.clone()),
-                ("FAULT_MODE", mode.to_owned()),
-            ],
-        )
-        .expect("spawn worker")
-    }
-}
-
 fn assert_exactly_once(report: &fault::Report) {
-    println!("redis durable fault run: {report}");
-    assert_eq!(report.lost, 0, "{report}");
-    assert_eq!(report.duplicates, 0, "{report}");
-    assert!(report.checksum_ok, "{report}");
+    fault::assert_exactly_once("redis", report);
 }
 
 #[test]
 fn streams_lose_nothing_across_server_restarts_and_a_killed_consumer() {
     let _serial = SERIAL.lock();
     let mut server = RedisServer::start().expect("redis-server");
-    let spawn = spawner(format!("{}/0", server.url()), "streams");
+    let spawn = fault::spawner(format!("{}/0", server.url()), "streams");
     let report = fault::durable_run(Plan::ISSUE, spawn, |_| server.restart().expect("restart"));
     assert_exactly_once(&report);
 }
@@ -103,7 +70,7 @@ fn streams_lose_nothing_across_cut_connections_and_a_killed_consumer() {
     let _serial = SERIAL.lock();
     let server = RedisServer::start().expect("redis-server");
     let proxy = TcpProxy::start(server.port()).expect("proxy");
-    let spawn = spawner(format!("redis://127.0.0.1:{}/0", proxy.port()), "streams");
+    let spawn = fault::spawner(format!("redis://127.0.0.1:{}/0", proxy.port()), "streams");
     let report = fault::durable_run(Plan::ISSUE, spawn, |_| proxy.cut());
     assert!(
         proxy.accepted() > 8,
@@ -116,7 +83,7 @@ fn streams_lose_nothing_across_cut_connections_and_a_killed_consumer() {
 fn pubsub_reports_what_server_restarts_lose() {
     let _serial = SERIAL.lock();
     let mut server = RedisServer::start().expect("redis-server");
-    let spawn = spawner(format!("{}/0", server.url()), "pubsub");
+    let spawn = fault::spawner(format!("{}/0", server.url()), "pubsub");
     let report = fault::plain_run(
         Plan::ISSUE,
         spawn,

@@ -344,3 +344,84 @@ pub fn plain_run(
     stop(&mut consumer);
     tally(&plan, &[&consumer])
 }
+
+/// What a fault-run worker process is told: the server's URL, the channel of this run and the
+/// engine's mode name (read from `FAULT_URL`, `FAULT_CHANNEL`, `FAULT_MODE`).
+#[derive(Clone, Debug)]
+pub struct WorkerEnv {
+    /// The server's URL.
+    pub url: String,
+    /// The channel (subject, stream) of this run.
+    pub channel: String,
+    /// The engine's mode, as the test named it.
+    pub mode: String,
+}
+
+/// Spawns fault-run workers (the test binary's `worker` test, under `role`) that all share one
+/// fresh channel on `url`, in `mode`: the `spawn` argument of [`durable_run`] and [`plain_run`].
+///
+/// # Panics
+///
+/// If a worker process cannot be started.
+pub fn spawner(url: String, mode: &'static str) -> impl Fn(&str) -> Worker {
+    let channel = format!("fault_{}", uuid::Uuid::new_v4().simple());
+    move |role| {
+        Worker::spawn(
+            "worker",
+            role,
+            &[
+                ("FAULT_URL", url.clone()),
+                ("FAULT_CHANNEL", channel.clone()),
+                ("FAULT_MODE", mode.to_owned()),
+            ],
+        )
+        .expect("spawn worker")
+    }
+}
+
+/// The body of a fault-run worker process in `role` (`publisher:N`, `consumer`,
+/// `consumer:stuck`): reads [`WorkerEnv`], builds the bridge with `bridge` (told whether it is
+/// for a publisher) on a 2-worker runtime, and publishes or consumes as the plan says.
+///
+/// # Panics
+///
+/// If the environment is incomplete or the runtime cannot be built.
+pub fn run_worker<F, Fut>(role: &str, bridge: F)
+where
+    F: FnOnce(WorkerEnv, bool) -> Fut,
+    Fut: Future<Output = Bridge>,
+{
+    let env = |k: &str| std::env::var(k).unwrap_or_else(|_| panic!("{k} not set"));
+    let worker_env = WorkerEnv {
+        url: env("FAULT_URL"),
+        channel: env("FAULT_CHANNEL"),
+        mode: env("FAULT_MODE"),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        if let Some(i) = role.strip_prefix("publisher:") {
+            let index = i.parse().expect("publisher index");
+            publisher(bridge(worker_env, true).await, index, Plan::ISSUE).await;
+        } else {
+            let stuck = (role == "consumer:stuck").then_some(Plan::ISSUE.stuck_after);
+            consumer(bridge(worker_env, false).await, stuck).await;
+        }
+    });
+}
+
+/// Asserts a durable run handled every event exactly once (0 lost, 0 duplicate handler runs,
+/// checksums right), printing the report under `what`.
+///
+/// # Panics
+///
+/// When it did not.
+pub fn assert_exactly_once(what: &str, report: &Report) {
+    println!("{what} durable fault run: {report}");
+    assert_eq!(report.lost, 0, "{report}");
+    assert_eq!(report.duplicates, 0, "{report}");
+    assert!(report.checksum_ok, "{report}");
+}
