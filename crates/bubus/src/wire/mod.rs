@@ -7,6 +7,7 @@ pub(crate) mod extra;
 pub(crate) mod raw;
 pub(crate) mod schema;
 mod validate;
+mod validate_text;
 
 use std::sync::Arc;
 
