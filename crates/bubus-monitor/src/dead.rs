@@ -210,7 +210,20 @@ mod redis {
         }
 
         fn replay<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<bool, ReplayError>> {
-            Box::pin(async move { self.transport.replay_dead_letter(id).await.map_err(refused) })
+            Box::pin(async move {
+                // A stream entry id is `<ms>-<seq>`: anything else names no letter (and would
+                // be a Redis error).
+                let entry_id = id.split_once('-').is_some_and(|(ms, seq)| {
+                    !ms.is_empty()
+                        && !seq.is_empty()
+                        && ms.bytes().all(|b| b.is_ascii_digit())
+                        && seq.bytes().all(|b| b.is_ascii_digit())
+                });
+                if !entry_id {
+                    return Ok(false);
+                }
+                self.transport.replay_dead_letter(id).await.map_err(refused)
+            })
         }
     }
 
