@@ -20,6 +20,9 @@ const state = {
   failedBelow: new Set(),
   targets: [],
   deadStores: [],
+  deadKey: null,           // the last dead-letter listing, to redraw only on change
+  deadLast: null,
+  deadOpen: new Set(),     // "store\nid" of the letters whose JSON is shown
   types: new Set(),
   buses: new Set(),
 };
@@ -396,8 +399,24 @@ async function loadDead() {
     if (!response.ok) return;
     stores = (await response.json()).stores;
   } catch (_) { return; }
+  // Redrawn only when something changed: a refresh never steals a click or closes a JSON view.
+  const key = JSON.stringify(stores);
+  if (key === state.deadKey) return;
+  state.deadKey = key;
+  state.deadLast = stores;
   const count = stores.reduce((n, s) => n + s.letters.length, 0);
   $("#dead-count").textContent = count ? String(count) : "";
+  renderDead();
+}
+
+function renderDead() {
+  const stores = state.deadLast || [];
+  const open = (s, l) => state.deadOpen.has(`${s.name}\n${l.id}`);
+  const toggleJson = (s, l) => {
+    const k = `${s.name}\n${l.id}`;
+    if (!state.deadOpen.delete(k)) state.deadOpen.add(k);
+    renderDead();
+  };
   $("#dead-stores").replaceChildren(...stores.map((s) => el("div", { class: "dead-store", "data-store": s.name },
     el("h3", {}, el("span", { class: "mono" }, s.name), " ",
       s.letters.length ? el("button", { class: "replay-all danger", onclick: () => confirmDead(
@@ -406,20 +425,17 @@ async function loadDead() {
     s.error ? el("p", { class: "err" }, s.error) : null,
     s.letters.length ? el("table", { class: "grid" },
       el("thead", {}, el("tr", {}, ["Event", "Group", "Deliveries", "Last error", "Dead since", ""].map((h) => el("th", {}, h)))),
-      el("tbody", {}, s.letters.map((l) => el("tr", { class: "dead-row", "data-event-id": l.event_id, "data-id": l.id },
+      el("tbody", {}, s.letters.map((l) => [el("tr", { class: "dead-row", "data-event-id": l.event_id, "data-id": l.id },
         el("td", { class: "mono" }, state.events.has(l.event_id) ? el("a", { onclick: () => { showTab("events"); select(l.event_id, true); } },
           `${l.event_type || "?"} ${shortId(l.event_id)}`) : `${l.event_type || "?"} ${shortId(l.event_id || l.id)}`),
         el("td", { class: "mono" }, l.group), el("td", { class: "num" }, l.deliveries),
         el("td", { class: "err" }, l.reason), el("td", {}, l.failed_at),
         el("td", {},
-          el("button", { class: "show-dead", onclick: (ev) => {
-            const pre = ev.target.closest("tr").nextElementSibling;
-            if (pre && pre.classList.contains("dead-json")) pre.remove();
-            else ev.target.closest("tr").after(el("tr", { class: "dead-json" }, el("td", { colspan: 6 }, el("pre", {}, pretty(l.text)))));
-          } }, "JSON"), " ",
+          el("button", { class: "show-dead", onclick: () => toggleJson(s, l) }, "JSON"), " ",
           el("button", { class: "replay-dead danger", onclick: () => confirmDead(
             `Replay the dead letter ${l.event_type || "?"} ${shortId(l.event_id || l.id)} (group ${l.group})? It goes back for delivery with its own id.`,
-            { store: s.name, id: l.id }) }, "Replay…")))))) :
+            { store: s.name, id: l.id }) }, "Replay…"))),
+        open(s, l) ? el("tr", { class: "dead-json" }, el("td", { colspan: 6 }, el("pre", {}, pretty(l.text)))) : null]))) :
       el("p", { class: "muted no-dead" }, "No dead letters."))));
 }
 
