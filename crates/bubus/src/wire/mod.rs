@@ -8,6 +8,7 @@ mod kind;
 pub(crate) mod raw;
 pub(crate) mod schema;
 mod validate;
+mod validate_text;
 
 pub(crate) use kind::metadata_field;
 

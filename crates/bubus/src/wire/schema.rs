@@ -36,4 +36,10 @@ impl ResultType {
     pub(crate) fn check(&self, value: &Value) -> Result<(), String> {
         super::validate::check(&self.schema, value)
     }
+
+    /// [`check`](Self::check) for a value given as its JSON text, without parsing it into a
+    /// `Value` (same decisions and messages); see `validate_text.rs`.
+    pub(crate) fn check_text(&self, text: &str) -> Result<(), String> {
+        super::validate_text::check_text(&self.schema, text)
+    }
 }

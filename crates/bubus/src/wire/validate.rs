@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 /// How deep `$ref` chains and nesting may go before the value is accepted unchecked (a guard
 /// against self-referencing schemas).
-const MAX_DEPTH: usize = 64;
+pub(super) const MAX_DEPTH: usize = 64;
 
 /// Checks `value` against `schema`. `Err` carries the first mismatch, with the JSON Pointer to it
 /// (`/regions/0/x`).
@@ -24,7 +24,7 @@ struct Checker<'a> {
     root: &'a Value,
 }
 
-fn kind(value: &Value) -> &'static str {
+pub(super) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "boolean",
@@ -36,7 +36,7 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
-fn type_matches(expected: &str, value: &Value) -> bool {
+pub(super) fn type_matches(expected: &str, value: &Value) -> bool {
     match expected {
         "null" => value.is_null(),
         "boolean" => value.is_boolean(),
@@ -57,7 +57,7 @@ fn type_matches(expected: &str, value: &Value) -> bool {
     }
 }
 
-fn at(path: &str) -> String {
+pub(super) fn at(path: &str) -> String {
     if path.is_empty() {
         String::from("the value")
     } else {
@@ -279,7 +279,7 @@ impl<'a> Checker<'a> {
     }
 }
 
-fn check_number(schema: &Map<String, Value>, n: f64, path: &str) -> Result<(), String> {
+pub(super) fn check_number(schema: &Map<String, Value>, n: f64, path: &str) -> Result<(), String> {
     let bound = |key: &str| schema.get(key).and_then(Value::as_f64);
     if let Some(min) = bound("minimum") {
         if n < min {
@@ -310,7 +310,7 @@ fn check_number(schema: &Map<String, Value>, n: f64, path: &str) -> Result<(), S
     Ok(())
 }
 
-fn check_length(
+pub(super) fn check_length(
     schema: &Map<String, Value>,
     len: usize,
     min_key: &str,
