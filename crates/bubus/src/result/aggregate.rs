@@ -106,7 +106,7 @@ impl<R: EventResultValue> ResultsQuery<R> {
         }
     }
 
-    /// Stop waiting after `timeout` with [`WaitError::Timeout`] (the event itself goes on).
+    /// Stop waiting after `timeout` with [`WaitError::Timeout`](crate::WaitError::Timeout) (the event itself goes on).
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
