@@ -14,8 +14,6 @@ use std::time::Duration;
 use super::{BusInner, BusState};
 use crate::error::DispatchError;
 use crate::event::inner::EventInner;
-use crate::event::{AnyEvent, EventStatus};
-use uuid::Uuid;
 
 /// One history entry: its sequence number and the event, `None` once removed (a tombstone,
 /// dropped when it reaches the front or when tombstones outnumber live entries).
@@ -355,88 +353,5 @@ impl BusInner {
         if self.room_waiters.load(std::sync::atomic::Ordering::SeqCst) > 0 {
             self.room.notify_waiters();
         }
-    }
-}
-
-/// Reading the history.
-impl super::EventBus {
-    /// The events in this bus's history, oldest first (pending, started and completed).
-    pub fn event_history(&self) -> Vec<AnyEvent> {
-        let mut st = self.inner.state.lock();
-        self.inner.expire(&mut st);
-        st.history
-            .iter()
-            .map(|e| AnyEvent::from_inner(Arc::clone(e)))
-            .collect()
-    }
-
-    /// History events with this status.
-    pub fn events_with_status(&self, status: EventStatus) -> Vec<AnyEvent> {
-        let events: Vec<Arc<EventInner>> = {
-            let mut st = self.inner.state.lock();
-            self.inner.expire(&mut st);
-            st.history.iter().cloned().collect()
-        };
-        events
-            .into_iter()
-            .filter(|e| e.state.lock().status == status)
-            .map(AnyEvent::from_inner)
-            .collect()
-    }
-
-    /// History events not yet started.
-    pub fn events_pending(&self) -> Vec<AnyEvent> {
-        self.events_with_status(EventStatus::Pending)
-    }
-
-    /// History events started and not completed.
-    pub fn events_started(&self) -> Vec<AnyEvent> {
-        self.events_with_status(EventStatus::Started)
-    }
-
-    /// Completed history events.
-    pub fn events_completed(&self) -> Vec<AnyEvent> {
-        self.events_with_status(EventStatus::Completed)
-    }
-
-    /// The estimated bytes this bus's history holds (see [`crate::memory`]).
-    pub fn history_bytes(&self) -> usize {
-        let mut st = self.inner.state.lock();
-        self.inner.expire(&mut st);
-        st.history.bytes()
-    }
-
-    /// How many events are queued, not yet taken up for processing.
-    pub fn queue_len(&self) -> usize {
-        self.inner.state.lock().queue.len()
-    }
-
-    /// An event in this bus's history (or queue) by id.
-    pub fn find_event_by_id(&self, id: Uuid) -> Option<AnyEvent> {
-        self.inner.find_event_by_id(id).map(AnyEvent::from_inner)
-    }
-
-    /// Whether `event` descends from `ancestor` (its parent, grandparent, …). Follows live parent
-    /// links, and this bus's history for parents no longer linked. An event is not its own child.
-    pub fn event_is_child_of(
-        &self,
-        event: impl AsRef<AnyEvent>,
-        ancestor: impl AsRef<AnyEvent>,
-    ) -> bool {
-        let event = event.as_ref().inner();
-        let ancestor = ancestor.as_ref().inner();
-        if Arc::ptr_eq(event, ancestor) {
-            return false;
-        }
-        event.has_ancestor(ancestor, &|id| self.inner.find_event_by_id(id))
-    }
-
-    /// Whether `event` is an ancestor of `descendant`.
-    pub fn event_is_parent_of(
-        &self,
-        event: impl AsRef<AnyEvent>,
-        descendant: impl AsRef<AnyEvent>,
-    ) -> bool {
-        self.event_is_child_of(descendant, event)
     }
 }

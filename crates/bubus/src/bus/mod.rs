@@ -17,15 +17,16 @@
 //!
 //! Beside the path: `stop.rs` (stopping: abort, cancel what is queued), `cancel.rs` (cascading
 //! cancellation of descendants), `limits.rs` (timeouts and slow thresholds, resolved; the timer
-//! helper), `register.rs` and `handlers.rs` (registering handlers; the handler table),
-//! `history.rs` and `ttl.rs` (the history, its bound, expiry and reading it), `find.rs`
-//! (`find`/`expect`), `forward.rs` (forwarding between buses), `hooks.rs` (middleware calls),
-//! `snapshot.rs` (snapshots and restore), `config.rs` (the builder). This file: `EventBus`,
-//! `BusInner`/`BusState`, and the engine's side of the event model's bus links.
+//! helper), `handlers.rs` (the handler table), `history.rs` and `ttl.rs` (the history, its bound
+//! and expiry), `find.rs` (`find`/`expect`), `forward.rs` (forwarding between buses), `hooks.rs`
+//! (middleware calls), `snapshot.rs` (snapshots and restore), `config.rs` (the builder).
 //!
-//! This file is over 500 lines because `EventBus`'s public methods (dispatch, waiting, stopping,
-//! finding) keep their documentation and examples, about 180 lines, beside them in one `impl`
-//! block, so its rustdoc page reads in order; the steps of the engine are in the files above.
+//! This file holds `EventBus` with its public methods, `BusInner`/`BusState`, and the engine's
+//! side of the event model's bus links. It is over 500 lines because `EventBus`'s public methods
+//! stay in the module that defines the type: rustc names a method of an `impl` block in another
+//! module by that module's path in its errors (`bubus::bus::register::<impl EventBus>::on`
+//! instead of `EventBus::on`), which is what users read when a handler has the wrong type (the
+//! trybuild fixtures check it). About 200 of its lines are those methods' docs and examples.
 
 mod awaiting;
 mod cancel;
@@ -41,7 +42,6 @@ mod history;
 mod hooks;
 mod limits;
 mod phase;
-mod register;
 mod run_loop;
 mod snapshot;
 mod stop;
@@ -62,11 +62,15 @@ use crate::lock::FairLock;
 use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
 
-use crate::DispatchError;
 use crate::event::inner::{BusLink, BusPhase, BusSlot, EventInner, EventState, short_id};
 use crate::event::{AnyEvent, Event, EventConcurrency, EventHandle, HandleEvent, IntoEvent};
+use crate::handler::{
+    EventHandler, HandlerEntry, HandlerId, HandlerInput, HandlerMeta, HandlerOptions, IntoHandler,
+    input_pattern,
+};
 use crate::middleware::Middleware;
 use crate::time::Timestamp;
+use crate::{DispatchError, EventStatus};
 
 pub use awaiting::EventFuture;
 pub use config::{BusConfig, EventBusBuilder, LockDomain};
@@ -300,6 +304,203 @@ impl EventBus {
         &self.inner.domain
     }
 
+    /// Subscribes a handler; the pattern is the handler's event type (`EventHandle<E>` →
+    /// `E::EVENT_TYPE`; `AnyEvent` → `"*"`).
+    ///
+    /// Handlers may be sync or async functions, closures, or [`method`](crate::handler::method)s
+    /// of a shared service. They return the event's result type, or a `Result` of it. Handlers of
+    /// one event run in this order: those registered for the exact type, in registration order,
+    /// then the `"*"` handlers, in registration order.
+    ///
+    /// ```
+    /// use bubus::{AnyEvent, Event, EventBus, EventHandle};
+    /// use serde::{Deserialize, Serialize};
+    ///
+    /// #[derive(Clone, Debug, Serialize, Deserialize, Event)]
+    /// #[event(result = u64)]
+    /// struct Square { n: u64 }
+    ///
+    /// let bus = EventBus::new("Math");
+    /// let typed = bus.on(|e: EventHandle<Square>| e.n * e.n);          // sync closure
+    /// let logger = bus.on(|e: AnyEvent| async move { let _ = e.event_type(); }); // all events
+    /// assert_eq!(typed.event_pattern(), "Square");
+    /// assert_eq!(logger.event_pattern(), "*");
+    /// ```
+    #[track_caller]
+    pub fn on<I: HandlerInput, M>(&self, handler: impl IntoHandler<I, M>) -> EventHandler {
+        self.register(
+            handler,
+            HandlerOptions::new(),
+            std::panic::Location::caller(),
+        )
+    }
+
+    /// Subscribes a handler to an explicit pattern: an event type name, or `"*"` for every event.
+    ///
+    /// A typed handler (`EventHandle<E>`) subscribed to another type's name receives those events
+    /// decoded as `E`; a payload that does not decode becomes an error result naming the field.
+    #[track_caller]
+    pub fn on_pattern<I: HandlerInput, M>(
+        &self,
+        pattern: &str,
+        handler: impl IntoHandler<I, M>,
+    ) -> EventHandler {
+        self.register(
+            handler,
+            HandlerOptions::new().pattern(pattern),
+            std::panic::Location::caller(),
+        )
+    }
+
+    /// Subscribes a handler with explicit options (pattern, id, name, timeouts).
+    #[track_caller]
+    pub fn on_with<I: HandlerInput, M>(
+        &self,
+        handler: impl IntoHandler<I, M>,
+        options: HandlerOptions,
+    ) -> EventHandler {
+        self.register(handler, options, std::panic::Location::caller())
+    }
+
+    fn register<I: HandlerInput, M>(
+        &self,
+        handler: impl IntoHandler<I, M>,
+        options: HandlerOptions,
+        location: &'static std::panic::Location<'static>,
+    ) -> EventHandler {
+        let pattern: Arc<str> = match options.pattern {
+            Some(p) if !p.is_empty() => Arc::from(p),
+            _ => Arc::from(input_pattern::<I>()),
+        };
+        let name: Arc<str> = match options.name {
+            Some(n) => Arc::from(n),
+            None => Arc::from(handler.__handler_name().as_ref()),
+        };
+        let file_path: Option<Arc<str>> = match options.file_path {
+            Some(p) => Some(Arc::from(p)),
+            None if self.inner.config.event_handler_detect_file_paths => {
+                Some(location_label(location))
+            }
+            None => None,
+        };
+        let forward_target = handler.__forward_target();
+        let func = handler.__into_handler_fn();
+        let mut st = self.inner.state.lock();
+        let (id, occurrence) = match options.id {
+            Some(id) => (id, None),
+            None => {
+                let (id, occurrence) =
+                    st.handlers
+                        .next_default_id(&self.inner.name, &name, &pattern);
+                (id, Some(occurrence))
+            }
+        };
+        if st.handlers.first_duplicate(&name, &pattern) {
+            if self.inner.config.warn_on_duplicate_handler_names {
+                tracing::warn!(
+                    bus = %self.inner.label,
+                    handler = %name,
+                    pattern = %pattern,
+                    "handler {name} is already registered for {pattern}: results keyed by handler \
+                     name will keep only one of them; give handlers unique names (warned once \
+                     per name and pattern)"
+                );
+            } else {
+                tracing::debug!(
+                    bus = %self.inner.label,
+                    handler = %name,
+                    pattern = %pattern,
+                    "handler is already registered for this pattern; it will run once per registration"
+                );
+            }
+        }
+        let meta = Arc::new(HandlerMeta {
+            id,
+            name,
+            file_path,
+            pattern,
+            registered_at: Timestamp::now(),
+            timeout: options.timeout,
+            slow_timeout: options.slow_timeout,
+            concurrency: options.concurrency,
+            forward_target,
+            bus_id: self.inner.id,
+            bus_name: Arc::clone(&self.inner.name),
+            bus_label: Arc::clone(&self.inner.label),
+            // Written on the wire as abxbus 2.5 does, with the snapshot entry and each result.
+            wire_extra: options.result_ttl.map(|ttl| {
+                let mut keys = serde_json::Map::new();
+                keys.insert("handler_result_ttl".into(), serde_json::Value::from(ttl));
+                Arc::new(keys)
+            }),
+        });
+        if options.result_ttl.is_some() {
+            self.inner
+                .result_ttl_handlers
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+        st.handlers.add(Arc::new(HandlerEntry {
+            meta: Arc::clone(&meta),
+            func,
+            stub: false,
+            occurrence,
+        }));
+        drop(st);
+        let handler = EventHandler { meta };
+        self.inner.hook_handlers_change(&handler, true);
+        handler
+    }
+
+    /// Unsubscribes a handler. Results it already produced stay on their events. Returns whether
+    /// it was registered.
+    pub fn off(&self, handler: &EventHandler) -> bool {
+        self.off_by_id(&handler.meta.id)
+    }
+
+    /// Unsubscribes the handler with this id. Returns whether it was registered.
+    pub fn off_by_id(&self, id: &HandlerId) -> bool {
+        let removed = self.inner.state.lock().handlers.remove_id(id);
+        match removed {
+            Some(entry) => {
+                let handler = EventHandler {
+                    meta: Arc::clone(&entry.meta),
+                };
+                // The closure is dropped here, outside the bus lock.
+                drop(entry);
+                self.inner.hook_handlers_change(&handler, false);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Unsubscribes every handler registered for `pattern` (`"*"` removes the wildcard handlers
+    /// only). Returns how many were removed.
+    pub fn off_pattern(&self, pattern: &str) -> usize {
+        let removed = self.inner.state.lock().handlers.remove_pattern(pattern);
+        for entry in &removed {
+            let handler = EventHandler {
+                meta: Arc::clone(&entry.meta),
+            };
+            self.inner.hook_handlers_change(&handler, false);
+        }
+        removed.len()
+    }
+
+    /// The registered handlers.
+    pub fn handlers(&self) -> Vec<EventHandler> {
+        let st = self.inner.state.lock();
+        let mut all: Vec<EventHandler> = st
+            .handlers
+            .all()
+            .map(|h| EventHandler {
+                meta: Arc::clone(&h.meta),
+            })
+            .collect();
+        all.sort_by_key(|h| h.meta.registered_at);
+        all
+    }
+
     /// Enqueues an event and returns at once with a handle to it.
     ///
     /// Accepts a new typed event, a [`DynEvent`](crate::DynEvent), or a handle to an existing
@@ -450,6 +651,86 @@ impl EventBus {
         self.inner.state.lock().stopped
     }
 
+    /// The events in this bus's history, oldest first (pending, started and completed).
+    pub fn event_history(&self) -> Vec<AnyEvent> {
+        let mut st = self.inner.state.lock();
+        self.inner.expire(&mut st);
+        st.history
+            .iter()
+            .map(|e| AnyEvent::from_inner(Arc::clone(e)))
+            .collect()
+    }
+
+    /// History events with this status.
+    pub fn events_with_status(&self, status: EventStatus) -> Vec<AnyEvent> {
+        let events: Vec<Arc<EventInner>> = {
+            let mut st = self.inner.state.lock();
+            self.inner.expire(&mut st);
+            st.history.iter().cloned().collect()
+        };
+        events
+            .into_iter()
+            .filter(|e| e.state.lock().status == status)
+            .map(AnyEvent::from_inner)
+            .collect()
+    }
+
+    /// History events not yet started.
+    pub fn events_pending(&self) -> Vec<AnyEvent> {
+        self.events_with_status(EventStatus::Pending)
+    }
+
+    /// History events started and not completed.
+    pub fn events_started(&self) -> Vec<AnyEvent> {
+        self.events_with_status(EventStatus::Started)
+    }
+
+    /// Completed history events.
+    pub fn events_completed(&self) -> Vec<AnyEvent> {
+        self.events_with_status(EventStatus::Completed)
+    }
+
+    /// The estimated bytes this bus's history holds (see [`crate::memory`]).
+    pub fn history_bytes(&self) -> usize {
+        let mut st = self.inner.state.lock();
+        self.inner.expire(&mut st);
+        st.history.bytes()
+    }
+
+    /// How many events are queued, not yet taken up for processing.
+    pub fn queue_len(&self) -> usize {
+        self.inner.state.lock().queue.len()
+    }
+
+    /// An event in this bus's history (or queue) by id.
+    pub fn find_event_by_id(&self, id: Uuid) -> Option<AnyEvent> {
+        self.inner.find_event_by_id(id).map(AnyEvent::from_inner)
+    }
+
+    /// Whether `event` descends from `ancestor` (its parent, grandparent, …). Follows live parent
+    /// links, and this bus's history for parents no longer linked. An event is not its own child.
+    pub fn event_is_child_of(
+        &self,
+        event: impl AsRef<AnyEvent>,
+        ancestor: impl AsRef<AnyEvent>,
+    ) -> bool {
+        let event = event.as_ref().inner();
+        let ancestor = ancestor.as_ref().inner();
+        if Arc::ptr_eq(event, ancestor) {
+            return false;
+        }
+        event.has_ancestor(ancestor, &|id| self.inner.find_event_by_id(id))
+    }
+
+    /// Whether `event` is an ancestor of `descendant`.
+    pub fn event_is_parent_of(
+        &self,
+        event: impl AsRef<AnyEvent>,
+        descendant: impl AsRef<AnyEvent>,
+    ) -> bool {
+        self.event_is_child_of(descendant, event)
+    }
+
     /// Looks up an event of type `E` in this bus's history (most recent first) and/or waits for
     /// one to be dispatched: see [`FindQuery`]. Defaults: all history, no waiting.
     pub fn find<E: Event>(&self) -> FindQuery<EventHandle<E>> {
@@ -577,6 +858,15 @@ impl Drop for RoomWaiter<'_> {
             .room_waiters
             .fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
     }
+}
+
+/// `file:line` of a registration site, formatted once per site (a program has finitely many; a
+/// one-off handler registered in a loop should not format it every time).
+fn location_label(location: &'static std::panic::Location<'static>) -> Arc<str> {
+    static LABELS: crate::memo::Memo<usize, Arc<str>> = crate::memo::Memo::new();
+    LABELS.get_or_insert_with(std::ptr::from_ref(location) as usize, || {
+        Arc::from(format!("{}:{}", location.file(), location.line()))
+    })
 }
 
 /// # Names from Python and TypeScript bubus
