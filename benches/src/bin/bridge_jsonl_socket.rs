@@ -178,7 +178,7 @@ async fn receive(case: &str, target: &str, n: u64, poll: Duration) {
                 .max_history_size(Some(1000))
                 .build();
             // A typed handler: the payload is decoded once, as a user's handler would get it.
-            bus.on("BenchPing", move |e: EventHandle<BenchPing>| record(e.sent_ns));
+            bus.on(move |e: EventHandle<BenchPing>| record(e.sent_ns));
             bridge.on("*", bus.forwarder());
             bridge.start().await.expect("start");
             keep.push(Box::new(bridge));
@@ -445,9 +445,7 @@ fn main() {
         "{n} events sent one after another, process to process; JSONL polled every {poll:?}; \
          median of {rounds} interleaved rounds\n"
     );
-    println!(
-        "| case | received | events/s | median latency | p99 latency | time/event vs floor |"
-    );
+    println!("| case | received | events/s | median latency | p99 latency | time/event vs floor |");
     println!("| --- | --- | --- | --- | --- | --- |");
     for (i, case) in cases.iter().enumerate() {
         let ok: Vec<Outcome> = results[i].iter().flatten().copied().collect();

@@ -49,7 +49,7 @@ fn role_entry() {
                 .dispatch(DynEvent::new("PingChild", json!({"from": "remote"})).expect("event"))
                 .expect("dispatch");
             let _ = handled_tx.send(());
-            "pong"
+            json!("pong")
         });
         bridge.start().await.expect("start");
         roles::report("ready");
@@ -72,7 +72,7 @@ async fn one_log_of_two_bridged_processes_draws_one_tree() {
     remote.wait_for("ready").await;
 
     let (bus, bridge, log) = bridged_bus("Local", &args);
-    bus.on_pattern("PingChild", |_: AnyEvent| "child seen here");
+    bus.on_pattern("PingChild", |_: AnyEvent| json!("child seen here"));
     bridge.start().await.expect("start");
     let came_back = std::future::IntoFuture::into_future(bus.expect_pattern("PingChild"));
     let ping = bus
@@ -89,7 +89,10 @@ async fn one_log_of_two_bridged_processes_draws_one_tree() {
     // The log holds both processes' records.
     let wal = dir.join("both.jsonl");
     let text = std::fs::read_to_string(&wal).expect("the log");
-    assert!(text.contains("Remote#") && text.contains("Local#"), "{text}");
+    assert!(
+        text.contains("Remote#") && text.contains("Local#"),
+        "{text}"
+    );
 
     let output = run(&["tree", path_str(&wal)]);
     assert!(output.status.success(), "{}", stderr(&output));

@@ -151,7 +151,10 @@ async fn a_nack_carries_the_handler_error_to_the_engine() {
     assert!(dead[0].reason.contains("disk full"), "{}", dead[0].reason);
     // The first failure's reason reached the engine with the nack.
     let last = dead[0].last_error.as_deref().expect("the nack's reason");
-    assert!(last.contains("OSError") && last.contains("disk full"), "{last}");
+    assert!(
+        last.contains("OSError") && last.contains("disk full"),
+        "{last}"
+    );
     sender.close().await.unwrap();
     receiver.close().await.unwrap();
 }
@@ -179,7 +182,9 @@ async fn a_receiving_bus_without_room_is_backpressure_not_a_dead_letter() {
             let (gate, handled) = (Arc::clone(&gate), Arc::clone(&handled));
             async move {
                 let _permit = gate.acquire().await;
-                handled.lock().push(e.to_json()["n"].as_u64().unwrap_or(u64::MAX));
+                handled
+                    .lock()
+                    .push(e.to_json()["n"].as_u64().unwrap_or(u64::MAX));
             }
         });
     }
@@ -198,7 +203,12 @@ async fn a_receiving_bus_without_room_is_backpressure_not_a_dead_letter() {
     receiver
         .wait_metrics(|m| m.nacked + m.dead_lettered >= N as u64)
         .await;
-    assert_eq!(receiver.metrics().dead_lettered, 0, "{:?}", receiver.metrics());
+    assert_eq!(
+        receiver.metrics().dead_lettered,
+        0,
+        "{:?}",
+        receiver.metrics()
+    );
     assert!(medium.dead_letters().is_empty());
 
     gate.add_permits(N * 10);
@@ -255,11 +265,23 @@ async fn a_sender_in_its_own_competing_group_acks_its_echo_as_handled_by_the_gro
         }
     }
     let (ma, mb) = (bridge_a.metrics(), bridge_b.metrics());
-    assert_eq!(ma.loops + mb.completed, K, "each event ended once: {ma:?} {mb:?}");
+    assert_eq!(
+        ma.loops + mb.completed,
+        K,
+        "each event ended once: {ma:?} {mb:?}"
+    );
     assert_eq!((ma.dispatched, ma.nacked, mb.nacked), (0, 0, 0));
-    assert_eq!(ran_a.lock().len() as u64, K, "the sender ran each of its events once");
+    assert_eq!(
+        ran_a.lock().len() as u64,
+        K,
+        "the sender ran each of its events once"
+    );
     let on_b: HashSet<_> = ran_b.lock().iter().copied().collect();
-    assert_eq!(on_b.len(), ran_b.lock().len(), "the other member ran none twice");
+    assert_eq!(
+        on_b.len(),
+        ran_b.lock().len(),
+        "the other member ran none twice"
+    );
     assert_eq!(on_b.len() as u64, mb.completed);
     assert_eq!(medium.pending(), 0, "nothing left in the group");
     assert!(medium.dead_letters().is_empty());

@@ -418,10 +418,7 @@ impl Bridge {
         self.inner.attached.lock().push(Arc::from(bus.label()));
         Attachment {
             outbound: bus.on_pattern("*", self.sender()),
-            inbound: self.on(
-                "*",
-                bus.forwarder().wait_for_room(self.inner.room_timeout),
-            ),
+            inbound: self.on("*", bus.forwarder().wait_for_room(self.inner.room_timeout)),
         }
     }
 

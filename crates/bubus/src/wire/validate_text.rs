@@ -22,8 +22,8 @@ use serde::de::{self, Deserializer as _, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::raw::RawObject;
 use super::json_eq;
+use super::raw::RawObject;
 use super::validate::{MAX_DEPTH, at, check_length, check_number, kind, type_matches};
 
 /// Checks the JSON text `text` against `schema`, as `validate::check` checks its parsed value.
