@@ -151,8 +151,10 @@ async fn receive(case: &str, target: &str, n: u64, poll: Duration) {
     let mut keep: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
     match case {
         "jsonl-floor" => {
-            let path = PathBuf::from(target);
-            std::thread::spawn(move || poll_file(&path, poll, record));
+            // At the end of the file before `@@ready`, as the bridge's listener starts.
+            let mut file = std::fs::File::open(target).expect("open");
+            let at = file.seek(SeekFrom::End(0)).expect("seek");
+            std::thread::spawn(move || poll_file(file, at, poll, record));
         }
         "socket-floor" => {
             let listener = tokio::net::UnixListener::bind(target).expect("bind");
@@ -207,9 +209,7 @@ async fn receive(case: &str, target: &str, n: u64, poll: Duration) {
 }
 
 /// The JSONL floor's reader: from the end of the file, every `poll` while nothing is new.
-fn poll_file(path: &Path, poll: Duration, record: impl Fn(u64)) {
-    let mut file = std::fs::File::open(path).expect("open");
-    let mut at = file.seek(SeekFrom::End(0)).expect("seek");
+fn poll_file(mut file: std::fs::File, mut at: u64, poll: Duration, record: impl Fn(u64)) {
     let mut partial = Vec::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
