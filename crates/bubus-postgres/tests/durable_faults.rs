@@ -253,7 +253,7 @@ async fn acked_all(url: &str, run: &Run, tag: &str) {
             tokio::spawn(conn);
             if let Ok(row) = c
                 .query_one(
-                    "SELECT count(*) FROM bubus_events_dedup WHERE group_name = $1 AND event_id = ANY($2)",
+                    "SELECT count(*) FROM bubus_events_dedup WHERE group_name = $1 AND event_id = ANY($2) AND done_at IS NOT NULL",
                     &[&GROUP, &ids],
                 )
                 .await
