@@ -124,8 +124,13 @@ impl Tables {
              CREATE INDEX IF NOT EXISTS \"{d}_ready\" ON \"{d}\" (group_name, available_at);
              CREATE TABLE IF NOT EXISTS \"{x}\" (group_name TEXT NOT NULL, event_id TEXT NOT NULL, \
                done_at TIMESTAMPTZ DEFAULT now(), PRIMARY KEY (group_name, event_id));
-             ALTER TABLE \"{x}\" ALTER COLUMN done_at DROP NOT NULL, \
-               ADD COLUMN IF NOT EXISTS lease_owner TEXT, ADD COLUMN IF NOT EXISTS lease_until TIMESTAMPTZ;
+             DO $m$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() \
+                   AND table_name = '{x}' AND column_name = 'lease_until') THEN
+                 ALTER TABLE \"{x}\" ALTER COLUMN done_at DROP NOT NULL, \
+                   ADD COLUMN lease_owner TEXT, ADD COLUMN lease_until TIMESTAMPTZ;
+               END IF;
+             END $m$;
              CREATE TABLE IF NOT EXISTS \"{dead}\" (group_name TEXT NOT NULL, seq BIGINT NOT NULL, \
                event_id TEXT NOT NULL, event_type TEXT NOT NULL, body TEXT NOT NULL, attempts INT NOT NULL, \
                error TEXT, dead_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (group_name, seq));
