@@ -162,7 +162,7 @@ pub use result::{EventResult, FlatDict, FlatList, ResultStatus, ResultsQuery};
 #[doc(inline)]
 pub use time::{Timestamp, TimestampError};
 #[doc(inline)]
-pub use tree::write_tree;
+pub use tree::{TreeEvent, write_tree, write_tree_events};
 pub use umbrella::Error;
 pub use wire::{DecodeError, MAX_JSON_DEPTH};
 

@@ -169,7 +169,7 @@ pub fn in_handler() -> bool {
 
 /// Carries the current handler context into a future that will run elsewhere (typically
 /// `tokio::spawn`), so events it dispatches are still linked to the running event and carry the
-/// same [`with_context`] values, and awaits in it still queue-jump. Outside a handler the future
+/// same [`with_context`](crate::with_context) values, and awaits in it still queue-jump. Outside a handler the future
 /// runs unchanged.
 ///
 /// ```
