@@ -134,6 +134,7 @@ pub trait DeadLetterStore: Send + Sync + 'static {
     }
 }
 
+#[cfg(any(feature = "redis", feature = "nats", feature = "postgres"))]
 fn refused(e: impl std::fmt::Display) -> ReplayError {
     ReplayError::Refused(e.to_string())
 }

@@ -454,6 +454,7 @@ async fn a_hundred_thousand_events_stay_in_a_virtualised_list() {
 /// A durable Redis bridge's dead letter on the page: the "Dead letters" tab lists it (group,
 /// event, the error) and replays it after a confirmation — the consumer, healed since, gets it
 /// again and handles it.
+#[cfg(feature = "redis")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_lists_dead_letters_and_replays_them() {
     use std::sync::Arc;
