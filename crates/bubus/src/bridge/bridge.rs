@@ -13,7 +13,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::dedup::{DedupStore, MemoryDedup};
+use super::dedup::{Claim, DedupStore, MemoryDedup};
 use super::transport::{
     Acker, BadInput, Delivery, Message, MessageKind, Transport, TransportError,
 };
@@ -122,9 +122,20 @@ pub struct BridgeBuilder {
     max_deliveries: u32,
     redeliver_on_error: Option<bool>,
     max_in_flight: usize,
+    room_timeout: Option<Duration>,
 }
 
 impl BridgeBuilder {
+    /// How long [`attach`](Bridge::attach)'s forwarder waits when the attached bus's history is
+    /// full of unfinished events (default 30 s; `None`: as long as it takes). Waiting is the
+    /// backpressure: the inbound bus, then the listener, stop taking events until the bus has
+    /// room. An event still refused after the wait is handed back to the transport (nacked
+    /// with a delay, never dead-lettered for it), not counted as a failed delivery.
+    pub fn room_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.room_timeout = timeout;
+        self
+    }
+
     /// How many received events may be dispatched and not yet completed at once (default 64):
     /// the listener waits for one to complete before it dispatches more, so a fast sender
     /// cannot fill the receiving bus's history with pending events.
@@ -206,6 +217,7 @@ impl BridgeBuilder {
                     .unwrap_or_else(|| Arc::new(MemoryDedup::default())),
                 max_deliveries: self.max_deliveries,
                 redeliver_on_error: self.redeliver_on_error.unwrap_or(caps.redelivery),
+                room_timeout: self.room_timeout,
                 permits: Arc::new(tokio::sync::Semaphore::new(self.max_in_flight)),
                 counters: Counters::default(),
                 closed: AtomicBool::new(false),
@@ -258,6 +270,7 @@ struct BridgeInner {
     dedup: Arc<dyn DedupStore>,
     max_deliveries: u32,
     redeliver_on_error: bool,
+    room_timeout: Option<Duration>,
     /// One per received event between its dispatch and its completion.
     permits: Arc<tokio::sync::Semaphore>,
     counters: Counters,
@@ -311,6 +324,7 @@ impl Bridge {
             max_deliveries: 5,
             redeliver_on_error: None,
             max_in_flight: 64,
+            room_timeout: Some(Duration::from_secs(30)),
         }
     }
 
@@ -395,12 +409,16 @@ impl Bridge {
 
     /// Both directions for `bus`: what `bus` dispatches is sent, what arrives is forwarded to
     /// `bus`. Returns the two registrations (for [`EventBus::off`] and [`Bridge::off`]).
+    ///
+    /// The forwarder [waits for room](crate::Forwarder::wait_for_room) when `bus`'s history is
+    /// full of unfinished events (up to [`room_timeout`](BridgeBuilder::room_timeout)), so a
+    /// busy receiver slows the listener down instead of refusing deliveries.
     #[track_caller]
     pub fn attach(&self, bus: &EventBus) -> Attachment {
         self.inner.attached.lock().push(Arc::from(bus.label()));
         Attachment {
             outbound: bus.on_pattern("*", self.sender()),
-            inbound: self.on("*", bus.forwarder()),
+            inbound: self.on("*", bus.forwarder().wait_for_room(self.inner.room_timeout)),
         }
     }
 
@@ -501,6 +519,45 @@ pub struct Attachment {
 
 impl BridgeInner {
     const RECENT_BAD: usize = 32;
+    /// How long an event the receiving bus refused (no room, stopped) waits before the
+    /// transport delivers it again.
+    const REFUSED_RETRY: Duration = Duration::from_millis(500);
+
+    /// When a delivery whose claim failed (the dedup store did not answer) comes back.
+    const CLAIM_RETRY: Duration = Duration::from_secs(1);
+
+    /// Gives up the claim on an event whose handlers will not complete here.
+    async fn release(&self, event_id: Uuid) {
+        if let Err(e) = self.dedup.release(event_id).await {
+            tracing::warn!(bridge = %self.name, error = %e, "bridge dedup store failed to release a claim (it expires after its lease)");
+        }
+    }
+
+    /// Runs `work` (the received event's processing) while renewing the event's claim every
+    /// third of the store's lease.
+    async fn renewing_claim<F: std::future::Future>(&self, event_id: Uuid, work: F) -> F::Output {
+        let Some(lease) = self.dedup.lease() else {
+            return work.await;
+        };
+        let every = (lease / 3).max(Duration::from_millis(10));
+        let mut work = std::pin::pin!(work);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut work => return out,
+                _ = tick.tick() => {
+                    match tokio::time::timeout(every, self.dedup.renew(event_id)).await {
+                        Ok(Ok(true)) => {}
+                        Ok(Ok(false)) => tracing::warn!(bridge = %self.name, event = %event_id, "bridge lost an event's claim while its handlers ran (it expired and was taken over)"),
+                        Ok(Err(e)) => tracing::warn!(bridge = %self.name, event = %event_id, error = %e, "bridge could not renew an event's claim"),
+                        Err(_) => tracing::warn!(bridge = %self.name, event = %event_id, "bridge could not renew an event's claim in time"),
+                    }
+                }
+            }
+        }
+    }
 
     fn bump(&self, counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
@@ -644,10 +701,11 @@ impl BridgeInner {
                         }
                         Err(e) => {
                             self.in_flight.lock().remove(&event_id);
+                            self.release(event_id).await;
                             tracing::warn!(bridge = %self.name, %origin, error = %e, "bridge could not dispatch a received event");
                             if let Some(a) = acker {
+                                let _ = a.nack(Some(Self::REFUSED_RETRY), e.to_string()).await;
                                 self.bump(&self.counters.nacked);
-                                let _ = a.nack(None).await;
                             }
                         }
                     }
@@ -706,8 +764,8 @@ impl BridgeInner {
             Err(e) => {
                 self.bad_input(BadInput::new(delivery.origin(), e.to_string()));
                 if let Some(a) = acker {
-                    self.bump(&self.counters.dead_lettered);
                     let _ = a.dead_letter(format!("{}: {e}", delivery.origin())).await;
+                    self.bump(&self.counters.dead_lettered);
                 }
                 return None;
             }
@@ -725,17 +783,39 @@ impl BridgeInner {
             return None;
         }
         let event_id = decoded.event_id();
-        let seen = match self.dedup.seen(event_id).await {
-            Ok(seen) => seen,
-            Err(e) => {
-                tracing::warn!(bridge = %self.name, error = %e, "bridge dedup store failed; delivering");
-                false
-            }
-        };
-        if seen || self.in_flight.lock().insert(event_id, ()).is_some() {
+        // A copy of an event being handled in this process.
+        if self.in_flight.lock().insert(event_id, ()).is_some() {
             self.bump(&self.counters.duplicates);
             ack(acker).await;
             return None;
+        }
+        // The atomic claim: of two copies delivered to two receivers at once, one runs.
+        match self.dedup.claim(event_id).await {
+            Ok(Claim::Won) => {}
+            Ok(Claim::Done) => {
+                self.in_flight.lock().remove(&event_id);
+                self.bump(&self.counters.duplicates);
+                ack(acker).await;
+                return None;
+            }
+            Ok(Claim::Held { retry_after }) => {
+                self.in_flight.lock().remove(&event_id);
+                self.bump(&self.counters.duplicates);
+                tracing::debug!(bridge = %self.name, event = %event_id, ?retry_after, "bridge: another receiver holds the event's claim; handing it back");
+                nack(acker, retry_after, "another receiver holds the event's claim").await;
+                return None;
+            }
+            // Without a way to hand it back (no acks), the event is delivered; with one, it
+            // comes back once the store answers again.
+            Err(e) if acker.is_some() => {
+                self.in_flight.lock().remove(&event_id);
+                tracing::warn!(bridge = %self.name, error = %e, "bridge dedup store failed to claim an event; handing it back");
+                nack(acker, Self::CLAIM_RETRY, "the dedup store did not answer the claim").await;
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(bridge = %self.name, error = %e, "bridge dedup store failed to claim an event; delivering");
+            }
         }
         let event = decoded.event_reset_keep_id();
         // A child the far side dispatched under an event a sender here is waiting on: that
@@ -766,10 +846,11 @@ impl BridgeInner {
             Ok(h) => h,
             Err(e) => {
                 self.in_flight.lock().remove(&event_id);
+                self.release(event_id).await;
                 tracing::warn!(bridge = %self.name, origin = %delivery.origin(), error = %e, "bridge could not dispatch a received event");
                 if let Some(a) = acker {
+                    let _ = a.nack(Some(Self::REFUSED_RETRY), e.to_string()).await;
                     self.bump(&self.counters.nacked);
-                    let _ = a.nack(None).await;
                 }
                 return None;
             }
@@ -789,31 +870,57 @@ impl BridgeInner {
         origin: String,
     ) {
         let event_id = handle.event_id();
-        let done = (&handle).await;
-        let failure = match &done {
-            Err(e) => Some(e.to_string()),
-            Ok(event) => event.event_errors().first().map(ToString::to_string),
+        let done = self
+            .renewing_claim(event_id, std::future::IntoFuture::into_future(&handle))
+            .await;
+        let (failure, no_room) = match &done {
+            Err(e) => (Some(e.to_string()), false),
+            Ok(event) => {
+                let errors = event.event_errors();
+                let no_room = !errors.is_empty() && errors.iter().all(is_history_full);
+                (errors.first().map(ToString::to_string), no_room)
+            }
         };
+        if let (Some(reason), true) = (&failure, no_room) {
+            // A receiving bus with no room is backpressure, not a failed delivery: hand the
+            // event back (never to the dead letters for it) and do not record it as handled.
+            self.release(event_id).await;
+            self.in_flight.lock().remove(&event_id);
+            tracing::warn!(bridge = %self.name, %origin, event = %event_id, reason = %reason, "bridge handed back an event the receiving bus had no room for");
+            if let Some(a) = acker {
+                if let Err(e) = a.nack(Some(Self::REFUSED_RETRY), reason.clone()).await {
+                    tracing::warn!(bridge = %self.name, error = %e, "bridge nack failed");
+                }
+                self.bump(&self.counters.nacked);
+            }
+            return;
+        }
         if let (Some(reason), true) = (&failure, self.redeliver_on_error) {
+            self.release(event_id).await;
             self.in_flight.lock().remove(&event_id);
             if let Some(a) = acker {
                 if attempt >= self.max_deliveries {
-                    self.bump(&self.counters.dead_lettered);
                     tracing::warn!(bridge = %self.name, %origin, event = %event_id, attempt, reason = %reason, "bridge gave up on an event");
-                    let _ = a.dead_letter(reason.clone()).await;
+                    if let Err(e) = a.dead_letter(reason.clone()).await {
+                        tracing::warn!(bridge = %self.name, error = %e, "bridge dead letter failed");
+                    }
+                    self.bump(&self.counters.dead_lettered);
                 } else {
+                    if let Err(e) = a.nack(None, reason.clone()).await {
+                        tracing::warn!(bridge = %self.name, error = %e, "bridge nack failed");
+                    }
                     self.bump(&self.counters.nacked);
-                    let _ = a.nack(None).await;
                 }
             }
             return;
         }
-        if let Err(e) = self.dedup.record(event_id).await {
-            tracing::warn!(bridge = %self.name, error = %e, "bridge dedup store failed to record an event");
+        if let Err(e) = self.dedup.confirm(event_id).await {
+            tracing::warn!(bridge = %self.name, error = %e, "bridge dedup store failed to confirm an event");
         }
         self.in_flight.lock().remove(&event_id);
-        self.bump(&self.counters.completed);
+        // Counted once the ack is done: `completed` means acked where the transport has acks.
         ack(acker).await;
+        self.bump(&self.counters.completed);
         if self.results_back {
             let text = format!(
                 "{{\"{COMPLETION_KEY}\":{}}}",
@@ -861,6 +968,23 @@ struct ReplyGuard<'a> {
 impl Drop for ReplyGuard<'_> {
     fn drop(&mut self) {
         self.bridge.replies.lock().remove(&self.event_id);
+    }
+}
+
+/// Whether a handler's error is a bus refusing an event for lack of room (a forwarder's
+/// [`HistoryFull`](crate::DispatchError::HistoryFull)).
+fn is_history_full(error: &HandlerError) -> bool {
+    std::error::Error::source(error)
+        .and_then(|e| e.downcast_ref::<crate::DispatchError>())
+        .is_some_and(|e| matches!(e, crate::DispatchError::HistoryFull { .. }))
+}
+
+/// Hands a delivery back to its transport, to come again after `delay`.
+async fn nack(acker: Option<Box<dyn Acker>>, delay: Duration, reason: &str) {
+    if let Some(a) = acker {
+        if let Err(e) = a.nack(Some(delay), reason.to_owned()).await {
+            tracing::warn!(error = %e, "bridge nack failed");
+        }
     }
 }
 

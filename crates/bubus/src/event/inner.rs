@@ -13,14 +13,15 @@ use uuid::Uuid;
 
 use super::config::{EventConcurrency, EventConfig, EventStatus};
 use super::dynamic::DynEvent;
-use super::{Event, EventResultValue};
-use crate::bus::BusInner;
-use crate::error::{HandlerError, HandlerErrorKind};
+use super::extra::EventExtra;
+pub(crate) use super::payload::{copy_json, copy_typed};
+use super::result_type::ResultType;
+pub(crate) use super::state::{BusLink, BusPhase, BusSlot, EventState};
+use crate::error::HandlerError;
 use crate::handler::HandlerId;
 use crate::lock::FairLock;
 use crate::result::{ResultRecord, ResultSlot, ResultStatus};
 use crate::time::Timestamp;
-use crate::wire::schema::ResultType;
 
 /// A payload as the core stores it: the user's struct behind `Any`, in the event's own
 /// allocation (`EventInner<E>`, used as `EventInner<ErasedPayload>`). A dynamic event's payload
@@ -39,317 +40,17 @@ pub(crate) struct EventKind {
     /// the reference runtimes' `event_reset()` rebuilds an event from its dump).
     pub(crate) copy: fn(&EventInner, Header) -> Arc<EventInner>,
     /// Whether the payload's JSON nests within what can be read back (checked at dispatch).
-    pub(crate) check_depth: fn(&EventInner) -> Result<(), crate::wire::depth::TooDeepField>,
+    pub(crate) check_depth: fn(&EventInner) -> Result<(), TooDeepField>,
 }
 
+/// The [`EventKind`] of a payload type. Implemented where the JSON code is (`wire/kind.rs`): the
+/// model names the operations, the wire layer supplies them.
 pub(crate) trait KindOf {
     const KIND: &'static EventKind;
 }
 
-impl<E: Event> KindOf for E {
-    const KIND: &'static EventKind = &EventKind {
-        check_result: check_typed::<E::Result>,
-        payload_json: typed_payload_json::<E>,
-        result_schema: |_| E::__result_schema(),
-        copy: copy_typed::<E>,
-        check_depth: |event| {
-            event
-                .own_payload::<E>()
-                .map_or(Ok(()), crate::wire::depth::check_payload)
-        },
-    };
-}
-
-fn copy_typed<E: Event>(event: &EventInner, header: Header) -> Arc<EventInner> {
-    match event.decode::<E>() {
-        Ok(payload) => header.with_payload(payload),
-        Err(_) => copy_json(event, header),
-    }
-}
-
-/// The copy carries the payload's JSON. For a typed payload that does not survive its own JSON
-/// round trip, its handlers decode it on demand and report why they cannot.
-fn copy_json(event: &EventInner, header: Header) -> Arc<EventInner> {
-    let json = event.dyn_payload().unwrap_or_else(|err| {
-        tracing::warn!(event = %event.label(), error = %err, "event copied without its payload");
-        Arc::new(DynEvent::from_parts(
-            event.event_type.to_string(),
-            Map::new(),
-        ))
-    });
-    header.with_payload(json)
-}
-
-fn check_typed<R: EventResultValue>(
-    _event: &EventInner,
-    slot: ResultSlot,
-) -> Result<ResultSlot, HandlerError> {
-    let slot = slot.check_as::<R>()?;
-    crate::wire::depth::check_result::<R>(&slot)?;
-    Ok(slot)
-}
-
-fn typed_payload_json<E: Event>(payload: &ErasedPayload) -> Result<Map<String, Value>, String> {
-    let Some(event) = payload.downcast_ref::<E>() else {
-        return Err(format!("payload is not a {}", std::any::type_name::<E>()));
-    };
-    match serde_json::to_value(event) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(Value::Null) => Ok(Map::new()),
-        Ok(other) => Err(format!(
-            "{} serialized to {} instead of a JSON object",
-            E::EVENT_TYPE,
-            json_kind(&other)
-        )),
-        Err(err) => Err(err.to_string()),
-    }
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// Dynamic events accept any JSON result, unless they carry a result schema (from another
-/// runtime, or set on the [`DynEvent`]): then results are checked against it.
-pub(crate) static DYN_KIND: EventKind = EventKind {
-    check_result: check_dyn,
-    payload_json: |_| Err("dynamic payloads are not typed".to_owned()),
-    result_schema: |event| event.result_type.as_ref().map(|t| t.schema.clone()),
-    copy: copy_json,
-    check_depth: crate::wire::depth::check_dyn_event,
-};
-
-fn check_dyn(event: &EventInner, slot: ResultSlot) -> Result<ResultSlot, HandlerError> {
-    let slot = slot.check_as::<Value>()?;
-    crate::wire::depth::check_result::<Value>(&slot)?;
-    if let (Some(result_type), ResultSlot::Json(value)) = (&event.result_type, &slot) {
-        result_type.check(value).map_err(|reason| {
-            let snippet: String = value.to_string().chars().take(60).collect();
-            HandlerError::with_kind(
-                HandlerErrorKind::ResultSchema,
-                format!(
-                    "handler returned a value that did not match event_result_type of {}: \
-                     {snippet}: {reason}",
-                    event.label()
-                ),
-            )
-        })?;
-    }
-    Ok(slot)
-}
-
-/// What is left to do after an event completed, outside its lock.
-pub(crate) struct Completion {
-    parent: Option<Arc<EventInner>>,
-    /// Buses to tell (their history tracks completions, or they have middlewares), with the
-    /// event's sequence number in their history.
-    buses: SmallVec<[(Arc<BusInner>, u64); 2]>,
-    /// What the buses' histories need to know, read under the event's lock.
-    history: crate::bus::CompletedInfo,
-    /// With no bus to tell, the completion flag is already set, under the event's lock, which
-    /// orders it against waiters registering (they register under the same lock); then this is
-    /// whether one had. With buses to tell, the flag is set after them.
-    waited: bool,
-}
-
-/// Where one bus is with this event.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) enum BusPhase {
-    Queued,
-    Processing,
-    Done,
-}
-
-/// A bus as an event's path records it: its label and, for a bus of this process, the bus
-/// while it lives. Each bus has one, shared by every event dispatched to it, so the path entry
-/// and the event's [`BusSlot`] on that bus cost one reference count between them.
-pub(crate) struct BusLink {
-    pub(crate) label: Arc<str>,
-    pub(crate) bus: Weak<BusInner>,
-    /// Whether the event's `event_path` shows this entry. Not for a bus an event restored from a
-    /// snapshot is queued on without its path naming it: the path stays as the snapshot said.
-    pub(crate) listed: bool,
-}
-
-impl BusLink {
-    /// A bus known only by its label (another process's, or from a snapshot).
-    pub(crate) fn remote(label: impl Into<Arc<str>>) -> Arc<Self> {
-        Arc::new(BusLink {
-            label: label.into(),
-            bus: Weak::new(),
-            listed: true,
-        })
-    }
-
-    /// The same bus, left out of the `event_path` of the events it is pushed on.
-    pub(crate) fn unlisted(&self) -> Arc<Self> {
-        Arc::new(BusLink {
-            label: Arc::clone(&self.label),
-            bus: self.bus.clone(),
-            listed: false,
-        })
-    }
-}
-
-impl std::ops::Deref for BusLink {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.label
-    }
-}
-
-impl std::fmt::Display for BusLink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.label)
-    }
-}
-
-impl std::fmt::Debug for BusLink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&*self.label, f)
-    }
-}
-
-/// One bus the event was dispatched to. (While the bus has work to do, it keeps itself alive:
-/// see `BusState::busy`.)
-pub(crate) struct BusSlot {
-    /// Where the bus is in the event's path ([`EventState::slot_bus`]).
-    pub(crate) link: usize,
-    pub(crate) bus_id: Uuid,
-    pub(crate) phase: BusPhase,
-    /// The event's sequence number in the bus's history.
-    pub(crate) history_seq: u64,
-    /// The bus wants to hear of the event's completion: its history tracks completions (a
-    /// bound, TTLs, only in-flight events kept), or it has middlewares.
-    pub(crate) tell: bool,
-}
-
-/// An event's children (held strongly; each child holds its parent weakly).
-#[derive(Default)]
-pub(crate) struct Children(Vec<Arc<EventInner>>);
-
-impl std::ops::Deref for Children {
-    type Target = Vec<Arc<EventInner>>;
-
-    fn deref(&self) -> &Vec<Arc<EventInner>> {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Children {
-    fn deref_mut(&mut self) -> &mut Vec<Arc<EventInner>> {
-        &mut self.0
-    }
-}
-
-impl Drop for Children {
-    /// Drops the children without recursing: a chain of events thousands of levels deep (each
-    /// holding the next) would otherwise drop one level per stack frame. A child this is the
-    /// last strong holder of gives up its own children to the loop first.
-    fn drop(&mut self) {
-        let mut stack = std::mem::take(&mut self.0);
-        while let Some(child) = stack.pop() {
-            if Arc::strong_count(&child) == 1 {
-                stack.append(&mut child.state.lock().children.0);
-            }
-            drop(child);
-        }
-    }
-}
-
-/// Everything about an event that changes after it is created.
-pub(crate) struct EventState {
-    pub(crate) config: EventConfig,
-    pub(crate) status: EventStatus,
-    pub(crate) started_at: Option<Timestamp>,
-    pub(crate) completed_at: Option<Timestamp>,
-    pub(crate) parent_id: Option<Uuid>,
-    /// Set only when this event was linked into its parent's children (and counted there).
-    pub(crate) parent: Weak<EventInner>,
-    pub(crate) emitted_by_handler_id: Option<HandlerId>,
-    /// The buses the event went through, in order (`event_path`).
-    pub(crate) path: SmallVec<[Arc<BusLink>; 2]>,
-    pub(crate) buses: SmallVec<[BusSlot; 1]>,
-    /// One inline: most events have a single handler per bus.
-    pub(crate) results: SmallVec<[ResultRecord; 1]>,
-    pub(crate) children: Children,
-    pub(crate) incomplete_children: usize,
-    pub(crate) jump_waiters: usize,
-    /// Why the event was cancelled (its handlers not yet finished end cancelled or aborted).
-    pub(crate) cancel_cause: Option<Arc<str>>,
-    /// The `tracing` span current where the event was first dispatched: the parent of its
-    /// handlers' spans.
-    pub(crate) dispatch_span: Option<Box<tracing::Span>>,
-    /// The user context values in scope where the event was first dispatched.
-    pub(crate) dispatch_context: Option<crate::context::ContextMap>,
-    /// Wire metadata this version does not model, from the JSON the event was read from.
-    pub(crate) wire_extra: Option<Box<crate::wire::extra::EventExtra>>,
-}
-
-impl EventState {
-    /// The state of a new, pending event.
-    #[inline(always)]
-    fn pending(config: EventConfig) -> Self {
-        EventState {
-            config,
-            status: EventStatus::Pending,
-            started_at: None,
-            completed_at: None,
-            parent_id: None,
-            parent: no_parent(),
-            emitted_by_handler_id: None,
-            path: SmallVec::new(),
-            buses: SmallVec::new(),
-            results: SmallVec::new(),
-            children: Children::default(),
-            incomplete_children: 0,
-            jump_waiters: 0,
-            cancel_cause: None,
-            dispatch_span: None,
-            dispatch_context: None,
-            wire_extra: None,
-        }
-    }
-
-    /// The `event_path` entries: the buses the event went through, as its JSON lists them.
-    pub(crate) fn listed_path(&self) -> impl Iterator<Item = &BusLink> {
-        self.path
-            .iter()
-            .filter(|link| link.listed)
-            .map(|link| &**link)
-    }
-
-    /// The bus of one of this event's slots, if it is still alive.
-    pub(crate) fn slot_bus(&self, slot: &BusSlot) -> Option<Arc<BusInner>> {
-        self.path.get(slot.link)?.bus.upgrade()
-    }
-
-    /// A slot for `bus` (whose entry is at `link` in the path), queued.
-    pub(crate) fn push_slot(&mut self, bus: &BusInner, link: usize, history_seq: u64) {
-        self.buses.push(BusSlot {
-            link,
-            bus_id: bus.id,
-            phase: BusPhase::Queued,
-            history_seq,
-            tell: bus.hears_completions() || self.has_own_ttl(),
-        });
-    }
-
-    /// `bus`'s slot of this event while the bus is not done with it.
-    pub(crate) fn active_slot(&mut self, bus: &BusInner) -> Option<&mut BusSlot> {
-        self.buses
-            .iter_mut()
-            .find(|s| s.bus_id == bus.id && s.phase != BusPhase::Done)
-    }
-}
+/// A field nested too deep to be read back: its path and depth (`wire::depth`).
+pub(crate) type TooDeepField = (String, usize);
 
 pub(crate) struct EventInner<P: ?Sized = ErasedPayload> {
     pub(crate) id: Uuid,
@@ -359,8 +60,10 @@ pub(crate) struct EventInner<P: ?Sized = ErasedPayload> {
     pub(crate) kind: &'static EventKind,
     /// A result schema that came with the event (dynamic events only).
     pub(crate) result_type: Option<Arc<ResultType>>,
-    decoded: OnceLock<(TypeId, Arc<dyn Any + Send + Sync>)>,
-    json_view: OnceLock<Arc<DynEvent>>,
+    /// The payload decoded as another type, once (`payload.rs`).
+    pub(super) decoded: OnceLock<(TypeId, Arc<dyn Any + Send + Sync>)>,
+    /// A typed payload's JSON view, built once (`payload.rs`).
+    pub(super) json_view: OnceLock<Arc<DynEvent>>,
     pub(crate) state: Mutex<EventState>,
     complete: AtomicBool,
     /// Someone waits (or waited) for the completion notification.
@@ -393,7 +96,7 @@ pub(crate) struct Header {
 impl Header {
     /// The event, its payload in the same allocation.
     #[inline(always)]
-    fn with_payload<P: Any + Send + Sync>(self, payload: P) -> Arc<EventInner> {
+    pub(super) fn with_payload<P: Any + Send + Sync>(self, payload: P) -> Arc<EventInner> {
         let concurrency = encode_concurrency(self.state.config.event_concurrency);
         Arc::new(EventInner {
             id: self.id,
@@ -417,7 +120,7 @@ impl Header {
 }
 
 /// No parent (`Weak::new` needs a sized type; an empty one unsizes).
-fn no_parent() -> Weak<EventInner> {
+pub(super) fn no_parent() -> Weak<EventInner> {
     Weak::<EventInner<()>>::new()
 }
 
@@ -446,7 +149,7 @@ pub(crate) struct RestoredEvent {
     pub(crate) emitted_by_handler_id: Option<HandlerId>,
     pub(crate) path: Vec<String>,
     pub(crate) results: Vec<ResultRecord>,
-    pub(crate) wire_extra: Option<Box<crate::wire::extra::EventExtra>>,
+    pub(crate) wire_extra: Option<Box<EventExtra>>,
 }
 
 impl EventInner {
@@ -459,7 +162,7 @@ impl EventInner {
             event_type: Cow::Owned(parts.event_type),
             version: Cow::Owned(parts.version),
             created_at: parts.created_at,
-            kind: &DYN_KIND,
+            kind: <DynEvent as KindOf>::KIND,
             result_type: parts.result_type,
             state: EventState {
                 status: parts.status,
@@ -497,7 +200,7 @@ impl EventInner {
             );
             // The far side's forwarding handlers (its bridge's inbound bus forwarding to its
             // bus) are plumbing: their result is the event itself.
-            let forwarding = matches!(&record.value, crate::result::ResultSlot::Json(v) if crate::wire::decode::is_event_json(v));
+            let forwarding = matches!(&record.value, crate::result::ResultSlot::Json(v) if crate::result::is_event_json(v));
             if !terminal
                 || forwarding
                 || st.results.iter().any(|r| r.handler.id == record.handler.id)
@@ -519,7 +222,7 @@ impl EventInner {
                 emitted_by_handler_id: st.emitted_by_handler_id.clone(),
                 path: st.path.clone(),
                 dispatch_context: st.dispatch_context.clone(),
-                wire_extra: crate::wire::extra::EventExtra::for_copy(st.wire_extra.as_deref()),
+                wire_extra: EventExtra::for_copy(st.wire_extra.as_deref()),
                 ..EventState::pending(st.config)
             }
         };
@@ -584,6 +287,16 @@ impl EventInner {
         self.complete.load(Ordering::SeqCst)
     }
 
+    /// Sets the completion flag (the engine decides when: `bus::complete`).
+    pub(crate) fn set_complete(&self, order: Ordering) {
+        self.complete.store(true, order);
+    }
+
+    /// Whether someone registered for the completion notification ([`mark_waited`](Self::mark_waited)).
+    pub(crate) fn is_waited(&self, order: Ordering) -> bool {
+        self.waited.load(order)
+    }
+
     pub(crate) fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::Acquire)
     }
@@ -641,180 +354,9 @@ impl EventInner {
             + st.path.len() * std::mem::size_of::<Arc<BusLink>>()
     }
 
-    /// A dynamic event's payload (or a copied one's that carries its JSON).
-    fn dyn_event(&self) -> Option<&Arc<DynEvent>> {
-        self.payload.downcast_ref::<Arc<DynEvent>>()
-    }
-
-    /// The payload as `E`: `None` if it is one already ([`own_payload`](Self::own_payload)),
-    /// otherwise decoded (once) from its JSON.
-    pub(crate) fn typed_view<E: Event>(&self) -> Result<Option<Arc<E>>, HandlerError> {
-        if self.own_payload::<E>().is_some() {
-            return Ok(None);
-        }
-        self.decode_cached::<E>().map(Some)
-    }
-
-    /// The payload as a [`DynEvent`]: `None` if it is one already, otherwise the JSON view
-    /// ([`dyn_payload`](Self::dyn_payload)).
-    pub(crate) fn dyn_view(&self) -> Result<Option<Arc<DynEvent>>, HandlerError> {
-        match self.dyn_event() {
-            Some(_) => Ok(None),
-            None => self.dyn_payload().map(Some),
-        }
-    }
-
-    fn decode_cached<E: Event>(&self) -> Result<Arc<E>, HandlerError> {
-        if let Some((type_id, value)) = self.decoded.get() {
-            if *type_id == TypeId::of::<E>() {
-                if let Ok(typed) = Arc::clone(value).downcast::<E>() {
-                    return Ok(typed);
-                }
-            }
-        }
-        let decoded: Arc<E> = Arc::new(self.decode::<E>()?);
-        let erased: Arc<dyn Any + Send + Sync> = decoded.clone();
-        // Another handler may have raced us to it; either value is the same decode.
-        let _ = self.decoded.set((TypeId::of::<E>(), erased));
-        Ok(decoded)
-    }
-
-    fn decode<E: Event>(&self) -> Result<E, HandlerError> {
-        let map = match self.dyn_event() {
-            Some(dynamic) => return decode_map::<E>(self, dynamic.payload()),
-            None => (self.kind.payload_json)(&self.payload)
-                .map_err(|msg| decode_error::<E>(self, &msg))?,
-        };
-        decode_map::<E>(self, &map)
-    }
-
-    /// The payload as a [`DynEvent`] (the JSON view), built once for typed events.
-    pub(crate) fn dyn_payload(&self) -> Result<Arc<DynEvent>, HandlerError> {
-        match self.dyn_event() {
-            Some(dynamic) => Ok(Arc::clone(dynamic)),
-            None => {
-                if let Some(view) = self.json_view.get() {
-                    return Ok(Arc::clone(view));
-                }
-                let map = (self.kind.payload_json)(&self.payload).map_err(|msg| {
-                    HandlerError::with_kind(
-                        HandlerErrorKind::PayloadDecode,
-                        format!("{} payload could not be serialized: {msg}", self.label()),
-                    )
-                })?;
-                let view = Arc::new(DynEvent::from_parts(self.event_type.to_string(), map));
-                Ok(Arc::clone(self.json_view.get_or_init(|| view)))
-            }
-        }
-    }
-
-    /// The payload as a JSON object.
-    pub(crate) fn payload_json(&self) -> Result<Map<String, Value>, HandlerError> {
-        self.dyn_payload().map(|d| d.payload().clone())
-    }
-
-    /// Under the event's lock: if the event can complete (every bus done, every result final,
-    /// every linked child completed), marks it completed and returns what to do once the lock is
-    /// released ([`completed`](Self::completed)).
-    pub(crate) fn complete_locked(&self, st: &mut EventState) -> Option<Completion> {
-        // `status` is set under this lock, the flag only after the completion hooks ran: either
-        // says another caller completed it.
-        if self.is_complete()
-            || st.status == EventStatus::Completed
-            || st.buses.is_empty()
-            || st.incomplete_children > 0
-            || st.buses.iter().any(|slot| slot.phase != BusPhase::Done)
-            || st.results.iter().any(|r| !r.status.is_terminal())
-        {
-            return None;
-        }
-        // Without children, the event completed when its last handler did (as in the Python
-        // runtime); with children, when the last of them completed, i.e. now.
-        let last_result = st.results.iter().filter_map(|r| r.completed_at).max();
-        let at = match last_result {
-            Some(at) if st.children.is_empty() => at,
-            _ => Timestamp::now(),
-        };
-        st.status = EventStatus::Completed;
-        st.completed_at = Some(at);
-        if st.started_at.is_none() {
-            st.started_at = Some(at);
-        }
-        let told = |s: &&BusSlot| s.tell;
-        let buses: SmallVec<_> = if st.buses.iter().any(|s| told(&s)) {
-            st.buses
-                .iter()
-                .filter(told)
-                .filter_map(|s| st.slot_bus(s).map(|bus| (bus, s.history_seq)))
-                .collect()
-        } else {
-            SmallVec::new()
-        };
-        // Nobody to tell first: complete now. The lock orders this against `mark_waited`, so a
-        // plain store does (a waiter that registered before is seen here; one that registers
-        // after sees the flag).
-        let waited = if buses.is_empty() {
-            self.complete.store(true, Ordering::Release);
-            self.waited.load(Ordering::Relaxed)
-        } else {
-            false
-        };
-        let history = if buses.is_empty() {
-            crate::bus::CompletedInfo::default()
-        } else {
-            crate::bus::CompletedInfo {
-                bytes: self.approx_bytes(st),
-                own_ttl: st.has_own_ttl(),
-            }
-        };
-        Some(Completion {
-            parent: st.parent.upgrade(),
-            buses,
-            waited,
-            history,
-        })
-    }
-
-    /// After [`complete_locked`](Self::complete_locked), with no lock held: bus bookkeeping and
-    /// middlewares, then the waiters, then the parent (which may complete in turn).
-    pub(crate) fn completed(self: &Arc<Self>, completion: Completion) {
-        let mut next = self.announce_completed(completion);
-        while let Some((parent, completion)) = next {
-            next = parent.announce_completed(completion);
-        }
-    }
-
-    /// One step of [`completed`](Self::completed): this event's bookkeeping and waiters, then
-    /// its parent's completion, if the parent can complete now.
-    fn announce_completed(
-        self: &Arc<Self>,
-        completion: Completion,
-    ) -> Option<(Arc<EventInner>, Completion)> {
-        // Middlewares hear of the completion before anyone waiting for it is released, so
-        // whoever awaited an event sees what they did (a log line, a mirrored row).
-        let waited = if completion.buses.is_empty() {
-            completion.waited
-        } else {
-            crate::bus::on_event_completed(self, &completion.buses, completion.history);
-            // Outside the lock, the flag and `waited` order each other (both `SeqCst`).
-            self.complete.store(true, Ordering::SeqCst);
-            self.waited.load(Ordering::SeqCst)
-        };
-        if waited {
-            self.notify.notify_waiters();
-        }
-        let parent = completion.parent?;
-        let next = {
-            let mut pst = parent.state.lock();
-            pst.incomplete_children = pst.incomplete_children.saturating_sub(1);
-            parent.complete_locked(&mut pst)
-        };
-        next.map(|next| (parent, next))
-    }
-
     /// Registers interest in the completion notification: the completer only pays for
     /// `notify_waiters` when someone is waiting. Called under the event's lock (`_locked`), which
-    /// [`complete_locked`](Self::complete_locked) may set the completion flag under. A waiter
+    /// `bus::complete::complete_locked` may set the completion flag under. A waiter
     /// checks [`is_complete`](Self::is_complete) after this and after creating its `Notified`.
     pub(crate) fn mark_waited(&self, _locked: &EventState) {
         self.waited.store(true, Ordering::SeqCst);
@@ -865,60 +407,6 @@ impl EventInner {
         false
     }
 
-    /// A metadata field by its wire name (`event_status`, `event_timeout`, …) as JSON, or `None`
-    /// if `name` is not one.
-    pub(crate) fn metadata_field(&self, name: &str) -> Option<Value> {
-        fn ts(t: Option<Timestamp>) -> Value {
-            t.map_or(Value::Null, |t| Value::String(t.to_string()))
-        }
-        fn mode<T: serde::Serialize>(m: Option<T>) -> Value {
-            m.and_then(|m| serde_json::to_value(m).ok())
-                .unwrap_or(Value::Null)
-        }
-        if !name.starts_with("event_") {
-            return None;
-        }
-        let st = self.state.lock();
-        let c = &st.config;
-        Some(match name {
-            "event_id" => Value::String(self.id.to_string()),
-            "event_type" => Value::String(self.event_type.to_string()),
-            "event_version" => Value::String(self.version.to_string()),
-            "event_status" => Value::String(st.status.as_str().to_owned()),
-            "event_parent_id" => st
-                .parent_id
-                .map_or(Value::Null, |id| Value::String(id.to_string())),
-            "event_emitted_by_handler_id" => st
-                .emitted_by_handler_id
-                .as_ref()
-                .map_or(Value::Null, |id| Value::String(id.to_string())),
-            "event_path" => Value::Array(
-                st.listed_path()
-                    .map(|l| Value::String(l.to_string()))
-                    .collect(),
-            ),
-            "event_pending_bus_count" => Value::from(
-                st.buses
-                    .iter()
-                    .filter(|s| s.phase != BusPhase::Done)
-                    .count(),
-            ),
-            "event_created_at" => ts(Some(self.created_at)),
-            "event_started_at" => ts(st.started_at),
-            "event_completed_at" => ts(st.completed_at),
-            "event_timeout" => c.event_timeout.map_or(Value::Null, Value::from),
-            "event_slow_timeout" => c.event_slow_timeout.map_or(Value::Null, Value::from),
-            "event_handler_timeout" => c.event_handler_timeout.map_or(Value::Null, Value::from),
-            "event_handler_slow_timeout" => c
-                .event_handler_slow_timeout
-                .map_or(Value::Null, Value::from),
-            "event_concurrency" => mode(c.event_concurrency),
-            "event_handler_concurrency" => mode(c.event_handler_concurrency),
-            "event_handler_completion" => mode(c.event_handler_completion),
-            _ => return None,
-        })
-    }
-
     /// Signals a handler queue-jumping one of this event's ancestors that the subtree changed.
     /// Called after the event was queued.
     pub(crate) fn notify_jumping_ancestors(&self) {
@@ -962,29 +450,6 @@ impl std::fmt::Debug for EventInner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.label())
     }
-}
-
-fn decode_map<E: Event>(inner: &EventInner, map: &Map<String, Value>) -> Result<E, HandlerError> {
-    serde_path_to_error::deserialize::<_, E>(map).map_err(|err| {
-        let path = err.path().to_string();
-        let field = if path == "." {
-            String::new()
-        } else {
-            format!(" field `{path}`:")
-        };
-        decode_error::<E>(inner, &format!("{field} {}", err.inner()))
-    })
-}
-
-fn decode_error<E: Event>(inner: &EventInner, msg: &str) -> HandlerError {
-    HandlerError::with_kind(
-        HandlerErrorKind::PayloadDecode,
-        format!(
-            "{} payload could not be decoded as {}:{msg}",
-            inner.label(),
-            std::any::type_name::<E>()
-        ),
-    )
 }
 
 /// Last four hex digits of an id, as the reference runtimes print it.

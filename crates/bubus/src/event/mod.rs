@@ -2,8 +2,12 @@
 
 pub(crate) mod config;
 mod dynamic;
+pub(crate) mod extra;
 mod handle;
 pub(crate) mod inner;
+mod payload;
+pub(crate) mod result_type;
+mod state;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -13,7 +17,7 @@ pub use config::{
 };
 pub use dynamic::{DynEvent, DynEventError};
 pub(crate) use handle::HandleEvent;
-pub use handle::{AnyEvent, EventFuture, EventHandle, IntoEvent};
+pub use handle::{AnyEvent, EventHandle, IntoEvent};
 
 /// The `event_version` an event type has unless it declares one.
 pub const DEFAULT_EVENT_VERSION: &str = "0.0.1";

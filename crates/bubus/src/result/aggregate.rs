@@ -9,9 +9,10 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 use serde_json::Value;
+use smallvec::SmallVec;
 
 use super::EventResult;
-use crate::error::{HandlerError, ResultError, WaitError};
+use crate::error::{HandlerError, ResultError};
 use crate::event::EventResultValue;
 use crate::event::inner::EventInner;
 use crate::handler::{HandlerId, HandlerMeta};
@@ -63,8 +64,9 @@ type Include<R> = Box<dyn Fn(&EventResult<R>) -> bool + Send + Sync>;
 /// # Ok(()) }
 /// ```
 pub struct ResultsQuery<R> {
-    event: Arc<EventInner>,
-    timeout: Option<Duration>,
+    pub(crate) event: Arc<EventInner>,
+    /// How long [`wait`](Self::wait) (in `bus`, next to the waiting code) waits.
+    pub(crate) timeout: Option<Duration>,
     include: Option<Include<R>>,
     raise_if_any: Option<bool>,
     raise_if_none: Option<bool>,
@@ -88,7 +90,8 @@ impl<R> fmt::Debug for ResultsQuery<R> {
 struct Collected<R> {
     /// Each value with the handler that returned it (one reference count, no copy of its id or
     /// name until a helper keys by them).
-    values: Vec<(Arc<HandlerMeta>, R)>,
+    /// One inline: most events have one handler, and `event_result` reads one value.
+    values: SmallVec<[(Arc<HandlerMeta>, R); 1]>,
     errors: Vec<HandlerError>,
 }
 
@@ -105,7 +108,7 @@ impl<R: EventResultValue> ResultsQuery<R> {
         }
     }
 
-    /// Stop waiting after `timeout` with [`WaitError::Timeout`] (the event itself goes on).
+    /// Stop waiting after `timeout` with [`WaitError::Timeout`](crate::WaitError::Timeout) (the event itself goes on).
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
@@ -170,7 +173,13 @@ impl<R: EventResultValue> ResultsQuery<R> {
     /// Cancel safe.
     pub async fn list(self) -> Result<Vec<R>, ResultError> {
         let collected = self.collect(true, true).await?;
-        Ok(collected.values.into_iter().map(|(_, v)| v).collect())
+        // Spilled (many handlers): reuses the values' allocation.
+        Ok(collected
+            .values
+            .into_vec()
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
     }
 
     /// Included values keyed by handler id, in result order.
@@ -359,30 +368,9 @@ impl<R: EventResultValue> ResultsQuery<R> {
         Ok(collected)
     }
 
-    async fn wait(&self) -> Result<(), ResultError> {
-        if self.event.is_complete() {
-            return Ok(());
-        }
-        let wait = crate::bus::wait_for(Arc::clone(&self.event));
-        match self.timeout {
-            None => wait.await?,
-            Some(timeout) => match tokio::time::timeout(timeout, wait).await {
-                Ok(result) => result?,
-                Err(_) => {
-                    return Err(WaitError::Timeout {
-                        event: self.event.label(),
-                        timeout,
-                    }
-                    .into());
-                }
-            },
-        }
-        Ok(())
-    }
-
     fn read(&self) -> Collected<R> {
         let st = self.event.state.lock();
-        let mut values = Vec::new();
+        let mut values = SmallVec::new();
         let mut errors = Vec::new();
         for record in &st.results {
             if let Some(err) = &record.error {

@@ -619,14 +619,7 @@ fn set_text_result(record: &mut ResultRecord, text: Box<str>, result_type: Optio
     record.value = ResultSlot::Text(Arc::from(text));
 }
 
-/// A forwarding handler's result is the event it forwarded, as that event's JSON: not a value
-/// of the result type (the reference runtimes skip it when validating too).
-pub(crate) fn is_event_json(value: &Value) -> bool {
-    value.as_object().is_some_and(|o| {
-        o.get("event_type").is_some_and(Value::is_string)
-            && o.get("event_id").is_some_and(Value::is_string)
-    })
-}
+pub(crate) use crate::result::is_event_json;
 
 fn decode_result(
     at: &str,

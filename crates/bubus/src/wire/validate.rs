@@ -65,25 +65,6 @@ pub(super) fn at(path: &str) -> String {
     }
 }
 
-/// JSON equality with numbers compared by value (`1` equals `1.0`).
-pub(super) fn json_eq(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
-            (Some(x), Some(y)) => x == y,
-            _ => x.as_f64() == y.as_f64(),
-        },
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
-        }
-        _ => a == b,
-    }
-}
-
 impl<'a> Checker<'a> {
     fn check(
         &self,
@@ -108,7 +89,7 @@ impl<'a> Checker<'a> {
         }
         self.check_type(schema, value, path)?;
         if let Some(Value::Array(options)) = schema.get("enum") {
-            if !options.iter().any(|o| json_eq(o, value)) {
+            if !options.iter().any(|o| super::json_eq(o, value)) {
                 return Err(format!(
                     "{} is {value}, not one of {}",
                     at(path),
@@ -117,7 +98,7 @@ impl<'a> Checker<'a> {
             }
         }
         if let Some(expected) = schema.get("const") {
-            if !json_eq(expected, value) {
+            if !super::json_eq(expected, value) {
                 return Err(format!("{} is {value}, expected {expected}", at(path)));
             }
         }
@@ -250,7 +231,7 @@ impl<'a> Checker<'a> {
         }
         if schema.get("uniqueItems") == Some(&Value::Bool(true)) {
             for (i, a) in items.iter().enumerate() {
-                if items[..i].iter().any(|b| json_eq(a, b)) {
+                if items[..i].iter().any(|b| super::json_eq(a, b)) {
                     return Err(format!("{} has a duplicate item {a}", at(path)));
                 }
             }

@@ -22,8 +22,9 @@ use serde::de::{self, Deserializer as _, SeqAccess, Visitor};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use super::json_eq;
 use super::raw::RawObject;
-use super::validate::{MAX_DEPTH, at, check_length, check_number, json_eq, kind, type_matches};
+use super::validate::{MAX_DEPTH, at, check_length, check_number, kind, type_matches};
 
 /// Checks the JSON text `text` against `schema`, as `validate::check` checks its parsed value.
 pub(crate) fn check_text(schema: &Value, text: &str) -> Result<(), String> {
