@@ -802,7 +802,12 @@ impl BridgeInner {
                 self.in_flight.lock().remove(&event_id);
                 self.bump(&self.counters.duplicates);
                 tracing::debug!(bridge = %self.name, event = %event_id, ?retry_after, "bridge: another receiver holds the event's claim; handing it back");
-                nack(acker, retry_after, "another receiver holds the event's claim").await;
+                nack(
+                    acker,
+                    retry_after,
+                    "another receiver holds the event's claim",
+                )
+                .await;
                 return None;
             }
             // Without a way to hand it back (no acks), the event is delivered; with one, it
@@ -810,7 +815,12 @@ impl BridgeInner {
             Err(e) if acker.is_some() => {
                 self.in_flight.lock().remove(&event_id);
                 tracing::warn!(bridge = %self.name, error = %e, "bridge dedup store failed to claim an event; handing it back");
-                nack(acker, Self::CLAIM_RETRY, "the dedup store did not answer the claim").await;
+                nack(
+                    acker,
+                    Self::CLAIM_RETRY,
+                    "the dedup store did not answer the claim",
+                )
+                .await;
                 return None;
             }
             Err(e) => {
