@@ -3,6 +3,7 @@
 //! child, every field compared (`bubus_test_support::bridge_peer`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bubus::bridge::Bridge;
 use bubus::{Event, EventBus, EventHandle};
@@ -122,7 +123,7 @@ async fn rust_to_python_keeps_every_field_the_family_keeps() {
                 }],
                 note: Some("ünïcode ✓".into()),
             })
-            .with_event_timeout(12.5),
+            .with_event_timeout(Duration::from_millis(12500)),
         )
         .unwrap();
     order.clone().await.unwrap();

@@ -140,7 +140,7 @@ async fn rust_to_python_keeps_every_field_the_family_keeps() {
                 }],
                 note: Some("ünïcode ✓".into()),
             })
-            .with_event_timeout(12.5),
+            .with_event_timeout(Duration::from_millis(12500)),
         )
         .unwrap();
     order.clone().await.unwrap();

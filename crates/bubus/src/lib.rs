@@ -85,7 +85,7 @@
 //! | `await event.event_results_list()`, `…_by_handler_id()`, `…_by_handler_name()`, `…_flat_dict()`, `…_flat_list()` | the methods of the same names on [`EventHandle`] and [`AnyEvent`]; [`ResultsQuery`] for their options |
 //! | `await event.first()` (switches to first-completion) | [`EventHandle::race`]; [`EventHandle::first`] only reads |
 //! | `await bus.stop(timeout, clear=True)` | [`EventBus::stop_and_clear`] |
-//! | timeouts in seconds (`event_timeout=5.0`) | the same `f64` seconds in [`EventConfig`] and on the wire |
+//! | timeouts in seconds (`event_timeout=5.0`) | [`Duration`](std::time::Duration)s in [`EventConfig`], the bus builder and handler options; `f64` seconds on the wire |
 //!
 //! # Cargo features
 //!
@@ -117,24 +117,24 @@
 extern crate self as bubus;
 
 pub mod bridge;
-mod bus;
-mod context;
-mod error;
-mod event;
+pub mod bus;
+pub mod context;
+pub mod error;
+pub mod event;
 pub mod handler;
 mod lock;
 mod memo;
 pub mod memory;
 pub mod middleware;
-mod result;
+pub mod result;
 #[cfg(feature = "retry")]
 pub mod retry;
-mod time;
-mod tree;
+pub mod time;
+pub mod tree;
 mod umbrella;
 #[cfg(feature = "wal")]
 pub mod wal;
-mod wire;
+pub mod wire;
 
 #[doc(hidden)]
 #[path = "private.rs"]

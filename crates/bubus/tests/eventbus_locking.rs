@@ -1484,7 +1484,7 @@ async fn find_in_the_future_resolves_with_an_event_forwarded_from_another_bus() 
 
     let waiting = bus_b
         .find::<WorkEvent>()
-        .past(false)
+        .no_past()
         .future_within(Duration::from_secs(1))
         .into_future();
     let start = Instant::now();
@@ -1586,7 +1586,7 @@ async fn a_parent_timeout_cancels_the_child_handlers_on_every_bus_with_attributi
     );
 
     bus_b.dispatch(BlockerEvent {}).unwrap();
-    let parent = EventHandle::new(ParentEvent {}).with_event_timeout(0.02);
+    let parent = EventHandle::new(ParentEvent {}).with_event_timeout(Duration::from_millis(20));
     let start = Instant::now();
     let parent = within_real(bus_a.dispatch(parent).unwrap()).await.unwrap();
     // The cancelled child was taken off both queues at once: nothing waited for bus B's
@@ -1628,7 +1628,7 @@ async fn a_forwarded_event_timeout_leaves_nothing_waiting() {
     on_tracked::<WorkEvent>(&bus_b, &[], &log, "slow", 50, HandlerOptions::new());
     on_tracked::<OtherEvent>(&bus_b, &[], &log, "next", 0, HandlerOptions::new());
 
-    let event = EventHandle::new(WorkEvent {}).with_event_timeout(0.01);
+    let event = EventHandle::new(WorkEvent {}).with_event_timeout(Duration::from_millis(10));
     let event = within_real(bus_a.dispatch(event).unwrap()).await.unwrap();
     let slow = event
         .event_results()
@@ -1717,7 +1717,7 @@ async fn a_timeout_is_never_overwritten_by_a_late_result() {
         },
         HandlerOptions::new()
             .name("late_and_wrong")
-            .timeout(Some(0.01)),
+            .timeout(Some(Duration::from_millis(10))),
     );
 
     let event = within_real(bus.dispatch(CountEvent {}).unwrap())
@@ -1936,16 +1936,25 @@ async fn handlers_of_one_type_with_different_options_do_not_collide() {
         tokio::time::sleep(ms(30)).await;
         String::from("slow")
     }
-    let tight = bus.on_with(slow, HandlerOptions::new().timeout(Some(0.01)));
-    let loose = bus.on_with(slow, HandlerOptions::new().timeout(Some(1.0)));
+    let tight = bus.on_with(
+        slow,
+        HandlerOptions::new().timeout(Some(Duration::from_millis(10))),
+    );
+    let loose = bus.on_with(
+        slow,
+        HandlerOptions::new().timeout(Some(Duration::from_secs(1))),
+    );
     let serial = bus.on_with(
         slow,
         HandlerOptions::new().concurrency(HandlerConcurrency::Serial),
     );
     assert_ne!(tight.id(), loose.id());
     assert_ne!(loose.id(), serial.id());
-    assert_eq!(tight.handler_timeout(), Some(Some(0.01)));
-    assert_eq!(loose.handler_timeout(), Some(Some(1.0)));
+    assert_eq!(
+        tight.handler_timeout(),
+        Some(Some(Duration::from_millis(10)))
+    );
+    assert_eq!(loose.handler_timeout(), Some(Some(Duration::from_secs(1))));
 
     let event = within_real(bus.dispatch(WorkEvent {}).unwrap())
         .await

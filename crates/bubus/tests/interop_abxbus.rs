@@ -17,6 +17,7 @@ mod wire_support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bubus::wal::{RecordKind, WalMiddleware, WalReader};
 use bubus::{AnyEvent, DynEvent, EventBus, EventConcurrency, EventHandle, HandlerConcurrency};
@@ -154,7 +155,7 @@ async fn write_rust_files(dir: &Path) {
                 }],
                 note: Some("gift ✓".into()),
             })
-            .with_event_handler_timeout(4.0),
+            .with_event_handler_timeout(Duration::from_secs(4)),
         )
         .unwrap();
     let _ = order.clone().await;

@@ -391,7 +391,9 @@ async fn event_timeout_keeps_event_and_result_hooks_monotonic() -> Result<(), bu
         named("pending_handler"),
     );
 
-    let event = bus.dispatch(EventHandle::new(action("timeout")).with_event_timeout(0.02))?;
+    let event = bus.dispatch(
+        EventHandle::new(action("timeout")).with_event_timeout(Duration::from_millis(20)),
+    )?;
     event.clone().await?;
     bus.wait_until_idle(None).await;
 
@@ -440,7 +442,9 @@ async fn parallel_handlers_cut_by_a_timeout_never_go_back_to_started() -> Result
         );
     }
 
-    let event = bus.dispatch(EventHandle::new(action("parallel")).with_event_timeout(0.01))?;
+    let event = bus.dispatch(
+        EventHandle::new(action("parallel")).with_event_timeout(Duration::from_millis(10)),
+    )?;
     event.clone().await?;
     // Let the dropped handlers' timers pass: nothing more may be reported.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -521,7 +525,9 @@ async fn children_cancelled_by_a_parent_timeout_report_pending_then_completed()
                 Ok::<_, bubus::Error>("late".to_owned())
             }
         },
-        HandlerOptions::new().name("parent").timeout(Some(0.05)),
+        HandlerOptions::new()
+            .name("parent")
+            .timeout(Some(Duration::from_millis(50))),
     );
     bus.on_with(
         |_: EventHandle<ChildEvent>| "child".to_owned(),
@@ -818,8 +824,9 @@ async fn handler_change_hooks_cover_typed_string_and_wildcard_registrations()
     };
     assert_eq!(changes(true), as_owned(&expected));
 
-    let event =
-        bus.dispatch(EventHandle::new(MiddlewarePatternEvent {}).with_event_timeout(0.2))?;
+    let event = bus.dispatch(
+        EventHandle::new(MiddlewarePatternEvent {}).with_event_timeout(Duration::from_millis(200)),
+    )?;
     event.clone().await?;
     assert_eq!(
         mw.event_statuses(event.event_id()),

@@ -75,7 +75,9 @@ async fn a_handler_that_never_completes_ends_at_its_own_timeout() {
     let bus = EventBus::new("NeverCompletesBus");
     bus.on_with(
         |_: EventHandle<StuckEvent>| std::future::pending::<String>(),
-        HandlerOptions::new().name("pending").timeout(Some(0.05)),
+        HandlerOptions::new()
+            .name("pending")
+            .timeout(Some(Duration::from_millis(50))),
     );
     bus.on_with(
         |_: EventHandle<StuckEvent>| String::from("after"),
@@ -100,7 +102,7 @@ async fn a_handler_that_never_completes_ends_at_its_own_timeout() {
 async fn a_handler_that_never_completes_ends_at_the_bus_default_timeout() {
     // Nothing configured: the bus's 60 s default bounds it.
     let bus = EventBus::new("NeverCompletesDefaultBus");
-    assert_eq!(bus.config().event_timeout, Some(60.0));
+    assert_eq!(bus.config().event_timeout, Some(Duration::from_secs(60)));
     bus.on_with(
         |_: EventHandle<StuckEvent>| std::future::pending::<String>(),
         HandlerOptions::new().name("pending"),
@@ -123,7 +125,7 @@ async fn a_never_completing_handler_of_an_awaited_child_lets_the_parent_go_on() 
         |_: EventHandle<ChildEvent>| std::future::pending::<String>(),
         HandlerOptions::new()
             .name("pending_child")
-            .timeout(Some(0.02)),
+            .timeout(Some(Duration::from_millis(20))),
     );
     let b = bus.clone();
     bus.on_with(
@@ -168,7 +170,9 @@ async fn a_handler_that_spins_without_completing_is_stopped_by_its_timeout() {
                 String::new()
             }
         },
-        HandlerOptions::new().name("spinner").timeout(Some(0.05)),
+        HandlerOptions::new()
+            .name("spinner")
+            .timeout(Some(Duration::from_millis(50))),
     );
 
     let event = within_limit(
@@ -486,7 +490,9 @@ async fn siblings_awaiting_each_other_are_parted_by_a_handler_timeout() {
                 Ok::<_, bubus::Error>(String::from("unreachable"))
             }
         },
-        HandlerOptions::new().name("b_awaits_a").timeout(Some(0.1)),
+        HandlerOptions::new()
+            .name("b_awaits_a")
+            .timeout(Some(Duration::from_millis(100))),
     );
 
     let a = bus.dispatch(ParentEvent {}).unwrap();
@@ -531,7 +537,9 @@ async fn a_cross_bus_lock_cycle_is_broken_by_the_handler_timeout() {
                 Ok::<_, bubus::Error>(String::from("unreachable"))
             }
         },
-        HandlerOptions::new().name("holder").timeout(Some(0.1)),
+        HandlerOptions::new()
+            .name("holder")
+            .timeout(Some(Duration::from_millis(100))),
     );
     let l = log.clone();
     bus_b.on_with(

@@ -4,6 +4,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Weak};
 use std::task::Poll;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -743,7 +744,7 @@ async fn drive_phase<F: Future<Output = ()>>(
     bus: &BusInner,
     event: &Arc<EventInner>,
     indices: &[usize],
-    timeout: Option<f64>,
+    timeout: Option<Duration>,
     clock: &PhaseClock<'_>,
 ) -> bool {
     let mut timer: Option<Pin<Box<Sleep>>> = None;
@@ -784,7 +785,12 @@ async fn drive_phase<F: Future<Output = ()>>(
     .await
 }
 
-fn record_event_timeout(bus: &BusInner, event: &Arc<EventInner>, indices: &[usize], timeout: f64) {
+fn record_event_timeout(
+    bus: &BusInner,
+    event: &Arc<EventInner>,
+    indices: &[usize],
+    timeout: Duration,
+) {
     let secs = limits::fmt_secs(timeout);
     let label = event.label();
     let mut finished: SmallVec<[usize; 4]> = SmallVec::new();

@@ -906,12 +906,10 @@ impl EventInner {
             "event_created_at" => ts(Some(self.created_at)),
             "event_started_at" => ts(st.started_at),
             "event_completed_at" => ts(st.completed_at),
-            "event_timeout" => c.event_timeout.map_or(Value::Null, Value::from),
-            "event_slow_timeout" => c.event_slow_timeout.map_or(Value::Null, Value::from),
-            "event_handler_timeout" => c.event_handler_timeout.map_or(Value::Null, Value::from),
-            "event_handler_slow_timeout" => c
-                .event_handler_slow_timeout
-                .map_or(Value::Null, Value::from),
+            "event_timeout" => crate::time::secs_value(c.event_timeout),
+            "event_slow_timeout" => crate::time::secs_value(c.event_slow_timeout),
+            "event_handler_timeout" => crate::time::secs_value(c.event_handler_timeout),
+            "event_handler_slow_timeout" => crate::time::secs_value(c.event_handler_slow_timeout),
             "event_concurrency" => mode(c.event_concurrency),
             "event_handler_concurrency" => mode(c.event_handler_concurrency),
             "event_handler_completion" => mode(c.event_handler_completion),

@@ -184,9 +184,9 @@ pub struct EventResult<R = Value> {
     /// The pattern the handler was registered for.
     pub handler_event_pattern: String,
     /// The handler's own timeout, if set.
-    pub handler_timeout: Option<f64>,
+    pub handler_timeout: Option<std::time::Duration>,
     /// The handler's own slow-warning threshold, if set.
-    pub handler_slow_timeout: Option<f64>,
+    pub handler_slow_timeout: Option<std::time::Duration>,
     /// When the handler was registered.
     pub handler_registered_at: Timestamp,
     /// The id of the bus that ran the handler.
