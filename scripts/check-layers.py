@@ -3,11 +3,12 @@
 
 The layers of `crates/bubus/src`, lowest first (a module may name its own layer and any below):
 
-  0 primitives   time, lock, memo
+  0 primitives   time, lock, memo, context         (context: the user's context values; the
+                                                   handler context is the engine's)
   1 errors       error                             (the leaf errors the model returns)
   2 model        event, handler, result            (the event data model)
   3 wire         wire                              (every JSON shape of the model)
-  4 services     context, tree, memory, private    (private: what the derive expands to)
+  4 services     tree, memory, private             (private: what the derive expands to)
   5 engine       bus, middleware                   (the engine and the hooks it calls)
   6 extensions   retry, wal, bridge, umbrella      (umbrella: the root Error, which wraps all)
 
@@ -28,18 +29,21 @@ SRC = os.path.join(ROOT, "crates", "bubus", "src")
 BASELINE = os.path.join(ROOT, "scripts", "layers-baseline.txt")
 
 LAYERS = [
-    ("primitives", ["time", "lock", "memo"]),
+    ("primitives", ["time", "lock", "memo", "context"]),
     ("errors", ["error"]),
     ("model", ["event", "handler", "result"]),
     ("wire", ["wire"]),
-    ("services", ["context", "tree", "memory", "private"]),
+    ("services", ["tree", "memory", "private"]),
     ("engine", ["bus", "middleware"]),
     ("extensions", ["retry", "wal", "bridge", "umbrella"]),
 ]
 RANK = {module: rank for rank, (_, modules) in enumerate(LAYERS) for module in modules}
 
-COMMENT = re.compile(r"//[^\n]*|/\*.*?\*/", re.S)
-STRING = re.compile(r'"(?:\\.|[^"\\])*"')
+# Comments, string literals (raw ones too) and char literals, read left to right in one pass, so
+# that a quote inside a comment or a `//` inside a string hides nothing after it.
+NOISE = re.compile(
+    r"//[^\n]*|/\*.*?\*/|\br(#*)\".*?\"\1|b?\"(?:\\.|[^\"\\])*\"|'(?:\\.|[^'\\])'", re.S
+)
 CRATE_PATH = re.compile(r"\bcrate::([a-z_][a-z0-9_]*)")
 # `use crate::{a, b::c}` names several top-level modules in one group.
 CRATE_GROUP = re.compile(r"\bcrate::\{([^}]*)\}", re.S)
@@ -51,7 +55,7 @@ def top_module(rel):
 
 
 def imports(text):
-    text = STRING.sub('""', COMMENT.sub("", text))
+    text = NOISE.sub(" ", text)
     found = set(CRATE_PATH.findall(text))
     for group in CRATE_GROUP.findall(text):
         for item in group.split(","):

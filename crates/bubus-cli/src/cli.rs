@@ -22,6 +22,8 @@ Examples:
   bubus convert history.sqlite3 orders.jsonl
   bubus monitor orders.jsonl           a live web page over the log (http://127.0.0.1:7474/)
   bubus monitor a.jsonl b.sqlite3 --replay-to inbox.jsonl
+  bubus monitor unix:/tmp/monitor.sock http://127.0.0.1:8788/events
+  bubus monitor redis+durable://127.0.0.1:6379/0/orders   events and dead letters
 
   bubus dead-letters list redis://127.0.0.1:6379/0/orders
   bubus dead-letters replay --all nats://127.0.0.1:4222/orders";
@@ -216,29 +218,48 @@ pub(crate) struct ConvertArgs {
     pub(crate) no_progress: bool,
 }
 
-/// Serve a live web page over logs and history mirrors: event trees, handlers, failures, rates.
+/// Serve a live web page over logs, history mirrors and bridges: event trees, handlers, failures,
+/// rates, dead letters.
 ///
-/// Each SOURCE is a write-ahead log being written (followed as it grows, waited for if it does
-/// not exist yet), an SQLite history mirror (polled for new rows), a JSONL bridge (`jsonl:PATH`)
-/// or a bridge engine's URL in the family's form — `redis://host:port/db/channel`,
-/// `nats://host:port/subject`, `postgresql://…/db[/table]` — listened to in its plain mode
-/// (pub/sub, core NATS, LISTEN), so the monitor takes nothing from the other consumers. A bridge
-/// shows the events sent on it from then on. `wal:PATH` and `sqlite:PATH` say which kind of
-/// file; otherwise its content (or name) tells. Events from every source are merged
-/// by event id into one view: trees across buses and processes, one row per handler, failures
-/// grouped by error type and handler, counts, rates and latency percentiles, and Prometheus
-/// metrics at /metrics.
+/// Each SOURCE is one of:
+///
+/// * a write-ahead log being written (followed as it grows, waited for if it does not exist
+///   yet) or an SQLite history mirror (polled for new rows); `wal:PATH` and `sqlite:PATH` say
+///   which, otherwise its content (or name) tells;
+/// * `jsonl:PATH`, a JSONL bridge: the lines appended from then on;
+/// * `unix:PATH` (or `unix://PATH`), a socket bridge: the monitor binds its own socket at PATH
+///   (never one a live listener serves) and shows what senders write to it — point a process's
+///   socket bridge (or a second one) at it;
+/// * `http://host:port/path`, an HTTP bridge: the monitor listens there itself and shows what
+///   is POSTed to it — point a process's HTTP bridge (or a second one) at it;
+/// * a bridge engine's URL in the family's form — `redis://host:port/db/channel`,
+///   `nats://host:port/subject`, `postgresql://…/db[/table]` — listened to in its plain mode
+///   (pub/sub, core NATS, LISTEN): every listener gets every event, so the monitor takes
+///   nothing from the other consumers;
+/// * the same with `+durable` (`redis+durable://…`, `nats+durable://…`,
+///   `postgresql+durable://…/db[/table]`): Redis Streams, JetStream, the PostgreSQL outbox,
+///   read through a consumer group of the monitor's own (--group), which gets its own copy of
+///   every event: acking it there never takes work from the real consumers' groups. The group
+///   starts with the events published from then on and stays on the server (a restarted
+///   monitor first shows what was published while it was away). The page also lists the
+///   engine's dead letters (every group's) and replays them, after a confirmation.
+///
+/// Events from every source are merged by event id into one view: trees across buses and
+/// processes, one row per handler, failures grouped by error type and handler, counts, rates
+/// and latency percentiles, and Prometheus metrics at /metrics.
 ///
 /// With --replay-to, the page can replay an event or a failure group (after a confirmation):
 /// fresh copies (new ids, same payload) are appended to the JSONL inbox, which the process
-/// dispatches from, or sent on a JSONL bridge (`jsonl:PATH`).
+/// dispatches from, or sent on a bridge (`jsonl:PATH`, `unix:PATH`, `http://…`, an engine's
+/// URL, `redis+durable://…`, `nats+durable://…`).
 ///
 /// Binds 127.0.0.1 by default. Bound to another address, it requires an access token
 /// (--token, or a generated one): the printed URL carries it.
 #[derive(Debug, Args)]
 pub(crate) struct MonitorArgs {
-    /// Logs (JSONL), history mirrors (SQLite), JSONL bridges (jsonl:PATH) and bridge URLs
-    /// (redis://, nats://, postgresql://) to watch.
+    /// Logs (JSONL), history mirrors (SQLite), bridges (jsonl:PATH, unix:PATH,
+    /// http://host:port/path) and bridge URLs (redis://, nats://, postgresql://, and their
+    /// +durable forms) to watch.
     #[arg(value_name = "SOURCE", required = true)]
     pub(crate) sources: Vec<String>,
 
@@ -260,15 +281,22 @@ pub(crate) struct MonitorArgs {
     )]
     pub(crate) token: Option<String>,
 
-    /// A JSONL inbox replayed events are appended to, or a JSONL bridge (jsonl:PATH) they are
-    /// sent on (repeat for several; the page lets you choose). Without it the page cannot
-    /// replay.
-    #[arg(long, value_name = "FILE")]
+    /// A JSONL inbox replayed events are appended to, or a bridge they are sent on (jsonl:PATH,
+    /// unix:PATH, http://…, redis://…, nats://…, redis+durable://…, nats+durable://…); repeat
+    /// for several, the page lets you choose. Without it the page cannot replay events (dead
+    /// letters replay without it).
+    #[arg(long, value_name = "TARGET")]
     pub(crate) replay_to: Vec<PathBuf>,
 
     /// The most events kept in memory; the oldest completed trees are evicted first.
     #[arg(long, value_name = "N", default_value_t = bubus_monitor::DEFAULT_MAX_EVENTS)]
     pub(crate) max_events: usize,
+
+    /// The consumer group (Redis Streams group, JetStream durable consumer, PostgreSQL outbox
+    /// group) the monitor reads durable sources through. It is the monitor's own: the groups of
+    /// the real consumers lose nothing. Give each monitor watching the same bridge its own.
+    #[arg(long, value_name = "NAME", default_value = "bubus-monitor")]
+    pub(crate) group: String,
 }
 
 /// `--color`.
@@ -319,15 +347,16 @@ mod tests {
 /// receiving side (Redis Streams: the stream `bubus:<channel>:dead`; NATS JetStream: the
 /// stream `<stream>_DEAD`).
 ///
-/// URL is the bridge's: `redis[s]://host:port/<db>/<channel>` or `nats://host:port/<subject>`
-/// (channel and subject default to `abxbus_events`).
-#[derive(Debug, Args)]
+/// URL is the bridge's: `redis[s]://host:port/<db>/<channel>`, `nats://host:port/<subject>`
+/// (channel and subject default to `abxbus_events`) or `postgresql://user@host:port/db[/table]`;
+/// the `+durable` forms `bubus monitor` takes (`redis+durable://…`) are the same.
+#[derive(Clone, Debug, Args)]
 pub(crate) struct DeadLettersArgs {
     #[command(subcommand)]
     pub(crate) action: DeadLettersAction,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Clone, Debug, Subcommand)]
 pub(crate) enum DeadLettersAction {
     /// One line per dead letter, oldest first: its id, the event (`Type#abcd`), how many times it
     /// was delivered, the consumer group it failed in, and the last error.

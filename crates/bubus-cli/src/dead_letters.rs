@@ -111,6 +111,16 @@ fn is_postgres(url: &str) -> bool {
 }
 
 pub(crate) async fn run(args: &DeadLettersArgs) -> Result<(), Failure> {
+    // `bubus monitor`'s durable form names the same bridge.
+    let mut action = args.action.clone();
+    match &mut action {
+        DeadLettersAction::List { url, .. } | DeadLettersAction::Replay { url, .. } => {
+            if let Some(plain) = crate::monitor::durable_url(url) {
+                *url = plain;
+            }
+        }
+    }
+    let args = &DeadLettersArgs { action };
     if let DeadLettersAction::Replay {
         id: None,
         all: false,

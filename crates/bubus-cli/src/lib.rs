@@ -117,19 +117,33 @@
 //! its lineage, payload and results. OUT is written beside itself under a temporary name and
 //! moved into place when complete; it must not exist (or must be empty) unless `--force`.
 //!
-//! ## `bubus monitor <SOURCE>… [--replay-to FILE] [--host IP] [--port N] [--token T]`
+//! ## `bubus monitor <SOURCE>… [--replay-to TARGET] [--group NAME] [--host IP] [--port N] [--token T]`
 //!
 //! The live web monitor ([`bubus_monitor`]): serves a page at `http://127.0.0.1:7474/` (the URL
-//! is printed on stdout) over one or more sources at once — logs being written (followed) and
-//! history mirrors (polled) — merged by event id: event trees across buses and processes that
-//! grow in place, one row per handler, failures grouped by error type and handler, counts, rates
-//! and latency percentiles, filters, search, pause, deep links (`#event=ID`), the raw JSON, and
-//! Prometheus metrics at `/metrics`. A SOURCE is `wal:PATH`, `sqlite:PATH`, a path whose
-//! content tells, a JSONL bridge (`jsonl:PATH`), or a bridge URL (`redis://…`, `nats://…`,
-//! `postgresql://…`, the family's forms) listened to in the engine's plain mode. With `--replay-to inbox.jsonl` the page replays an event or a failure group
-//! (after a confirmation) by appending fresh copies to that inbox. Bound to a non-loopback
-//! `--host`, it requires an access token (`--token`, `BUBUS_MONITOR_TOKEN`, or a generated
-//! one, carried by the printed URL). Ctrl-C stops it (status 0).
+//! is printed on stdout) over one or more sources at once — logs being written (followed),
+//! history mirrors (polled) and bridges — merged by event id: event trees across buses and
+//! processes that grow in place, one row per handler, failures grouped by error type and
+//! handler, counts, rates and latency percentiles, filters, search, pause, deep links
+//! (`#event=ID`), the raw JSON, durable bridges' dead letters, and Prometheus metrics at
+//! `/metrics`. A SOURCE is `wal:PATH`, `sqlite:PATH`, a path whose content tells, or a bridge —
+//! none of them takes an event from a real consumer:
+//!
+//! * `jsonl:PATH`: the lines appended from then on;
+//! * `unix:PATH` (or `unix://PATH`): a socket of the monitor's own, bound at PATH (never one a
+//!   live listener serves), that senders write to;
+//! * `http://host:port/path`: a listener of the monitor's own that senders POST to;
+//! * `redis://…`, `nats://…`, `postgresql://…` (the family's forms): the plain mode, one more
+//!   subscriber;
+//! * `redis+durable://…`, `nats+durable://…`, `postgresql+durable://…`: Redis Streams,
+//!   JetStream, the PostgreSQL outbox, read through a consumer group of the monitor's own
+//!   (`--group`, default `bubus-monitor`; created with new events only, kept on the server),
+//!   which gets its own copy of every event — and the engine's dead letters, listed on the page
+//!   and replayed from it after a confirmation.
+//!
+//! With `--replay-to inbox.jsonl` (or a bridge: `jsonl:`, `unix:`, `http://`, an engine's URL)
+//! the page replays an event or a failure group (after a confirmation) as fresh copies. Bound to
+//! a non-loopback `--host`, it requires an access token (`--token`, `BUBUS_MONITOR_TOKEN`, or a
+//! generated one, carried by the printed URL). Ctrl-C stops it (status 0).
 //!
 //! ```console
 //! $ bubus monitor shop.jsonl --replay-to shop-inbox.jsonl

@@ -19,6 +19,7 @@ const state = {
   stats: null,
   failedBelow: new Set(),
   targets: [],
+  deadStores: [],
   types: new Set(),
   buses: new Set(),
 };
@@ -369,6 +370,7 @@ function confirmReplay(text, body) {
   $("#confirm-text").textContent = text;
   const select = $("#confirm-target");
   select.replaceChildren(...state.targets.map((t) => new Option(t, t)));
+  $("#confirm-target-label").classList.remove("hidden");
   $("#confirm").classList.remove("hidden");
   $("#confirm-yes").onclick = async () => {
     $("#confirm").classList.add("hidden");
@@ -381,6 +383,64 @@ function confirmReplay(text, body) {
     const result = JSON.parse(text);
     toast(`Replayed ${result.replayed.length} event(s) to ${result.target}` +
       (result.skipped.length ? `; skipped ${result.skipped.length}` : ""), result.replayed.map((r) => r.replay));
+  };
+}
+
+// ---- dead letters ---------------------------------------------------------------------------
+
+async function loadDead() {
+  if (!state.deadStores.length) return;
+  let stores;
+  try {
+    const response = await fetch("/api/dead-letters");
+    if (!response.ok) return;
+    stores = (await response.json()).stores;
+  } catch (_) { return; }
+  const count = stores.reduce((n, s) => n + s.letters.length, 0);
+  $("#dead-count").textContent = count ? String(count) : "";
+  $("#dead-stores").replaceChildren(...stores.map((s) => el("div", { class: "dead-store", "data-store": s.name },
+    el("h3", {}, el("span", { class: "mono" }, s.name), " ",
+      s.letters.length ? el("button", { class: "replay-all danger", onclick: () => confirmDead(
+        `Replay all ${s.letters.length} dead letter(s) of ${s.name}? Each goes back for delivery with its own id.`,
+        { store: s.name, all: true }) }, "Replay all…") : null),
+    s.error ? el("p", { class: "err" }, s.error) : null,
+    s.letters.length ? el("table", { class: "grid" },
+      el("thead", {}, el("tr", {}, ["Event", "Group", "Deliveries", "Last error", "Dead since", ""].map((h) => el("th", {}, h)))),
+      el("tbody", {}, s.letters.map((l) => el("tr", { class: "dead-row", "data-event-id": l.event_id, "data-id": l.id },
+        el("td", { class: "mono" }, state.events.has(l.event_id) ? el("a", { onclick: () => { showTab("events"); select(l.event_id, true); } },
+          `${l.event_type || "?"} ${shortId(l.event_id)}`) : `${l.event_type || "?"} ${shortId(l.event_id || l.id)}`),
+        el("td", { class: "mono" }, l.group), el("td", { class: "num" }, l.deliveries),
+        el("td", { class: "err" }, l.reason), el("td", {}, l.failed_at),
+        el("td", {},
+          el("button", { class: "show-dead", onclick: (ev) => {
+            const pre = ev.target.closest("tr").nextElementSibling;
+            if (pre && pre.classList.contains("dead-json")) pre.remove();
+            else ev.target.closest("tr").after(el("tr", { class: "dead-json" }, el("td", { colspan: 6 }, el("pre", {}, pretty(l.text)))));
+          } }, "JSON"), " ",
+          el("button", { class: "replay-dead danger", onclick: () => confirmDead(
+            `Replay the dead letter ${l.event_type || "?"} ${shortId(l.event_id || l.id)} (group ${l.group})? It goes back for delivery with its own id.`,
+            { store: s.name, id: l.id }) }, "Replay…")))))) :
+      el("p", { class: "muted no-dead" }, "No dead letters."))));
+}
+
+function pretty(text) {
+  try { return JSON.stringify(JSON.parse(text), null, 2); } catch (_) { return text; }
+}
+
+function confirmDead(text, body) {
+  $("#confirm-text").textContent = text;
+  $("#confirm-target-label").classList.add("hidden");
+  $("#confirm").classList.remove("hidden");
+  $("#confirm-yes").onclick = async () => {
+    $("#confirm").classList.add("hidden");
+    const response = await fetch("/api/dead-letters/replay", {
+      method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ ...body, confirm: true }),
+    });
+    const reply = await response.text();
+    if (!response.ok) { toast(`Replay failed: ${reply}`); loadDead(); return; }
+    toast(`Replayed ${JSON.parse(reply).replayed} dead letter(s)`);
+    loadDead();
   };
 }
 
@@ -399,6 +459,7 @@ function showTab(name) {
   for (const b of document.querySelectorAll(".tab")) b.classList.toggle("active", b.dataset.tab === name);
   for (const v of document.querySelectorAll(".view")) v.classList.toggle("active", v.id === `view-${name}`);
   if (name === "stats") renderStats();
+  if (name === "dead") loadDead();
   if (name === "events") schedule();
 }
 
@@ -435,9 +496,15 @@ async function start() {
   });
   // Age filters and searches follow the clock and new events.
   setInterval(() => { if ($("#f-age").value) markDirty(); if (state.searchIds) runSearch(); }, 2000);
+  $("#dead-refresh").addEventListener("click", loadDead);
+  // Dead letters are read from the engines: every 5 s, and when their tab opens.
+  setInterval(() => { if (!document.hidden) loadDead(); }, 5000);
   try {
     const info = await (await fetch("/api/info")).json();
     state.targets = info.replay_targets;
+    state.deadStores = info.dead_letter_stores || [];
+    $("#tab-dead").classList.toggle("hidden", !state.deadStores.length);
+    loadDead();
   } catch (_) { /* the stream still works */ }
   connect();
 }

@@ -44,6 +44,17 @@
 //! from, or a bridge transport ([`TransportTarget`]). The page asks for confirmation first; the
 //! monitor links the copy to its original when the copy shows up in a source.
 //!
+//! # Dead letters
+//!
+//! The durable bridges (Redis Streams, NATS JetStream, the PostgreSQL outbox) move an event
+//! that kept failing to their dead letters. Given a [`DeadLetterStore`]
+//! ([`dead_letters`](MonitorBuilder::dead_letters): [`RedisDeadLetters`], [`NatsDeadLetters`],
+//! [`PgDeadLetters`]), the page's "Dead letters" tab lists them — group, event, deliveries, the
+//! last error, the message — and replays one or all of them after a confirmation, through the
+//! engine crate's own replay: the event goes back on its stream or table with its own id, for
+//! the groups to take again. Letters are read from the engine when the page asks (at most
+//! [`MAX_DEAD_LETTERS`] per store), never kept.
+//!
 //! # Access
 //!
 //! The monitor binds `127.0.0.1` by default and then answers only requests addressed to a
@@ -74,6 +85,7 @@
 
 #![warn(missing_docs)]
 
+mod dead;
 mod model;
 mod replay;
 mod server;
@@ -87,6 +99,17 @@ use parking_lot::Mutex;
 use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
+#[cfg(feature = "nats")]
+#[doc(inline)]
+pub use dead::NatsDeadLetters;
+#[cfg(feature = "postgres")]
+#[doc(inline)]
+pub use dead::PgDeadLetters;
+#[cfg(feature = "redis")]
+#[doc(inline)]
+pub use dead::RedisDeadLetters;
+#[doc(inline)]
+pub use dead::{DeadLetter, DeadLetterStore, MAX_DEAD_LETTERS};
 #[doc(inline)]
 pub use model::{
     Changes, DEFAULT_MAX_EVENTS, Detail, FailureGroup, HandlerRow, Model, Status, Summary,
@@ -128,6 +151,7 @@ pub(crate) struct Shared {
     pub(crate) notify: watch::Sender<u64>,
     pub(crate) sources: Vec<Arc<Mutex<SourceStatus>>>,
     pub(crate) targets: Vec<Box<dyn ReplayTarget>>,
+    pub(crate) dead: Vec<Box<dyn DeadLetterStore>>,
     pub(crate) token: Option<String>,
     pub(crate) max_events: usize,
 }
@@ -151,6 +175,7 @@ impl Monitor {
         MonitorBuilder {
             sources: Vec::new(),
             targets: Vec::new(),
+            dead: Vec::new(),
             addr: DEFAULT_ADDR.into(),
             token: None,
             max_events: DEFAULT_MAX_EVENTS,
@@ -162,6 +187,7 @@ impl Monitor {
 pub struct MonitorBuilder {
     sources: Vec<Box<dyn Source>>,
     targets: Vec<Box<dyn ReplayTarget>>,
+    dead: Vec<Box<dyn DeadLetterStore>>,
     addr: SocketAddr,
     token: Option<String>,
     max_events: usize,
@@ -177,6 +203,10 @@ impl std::fmt::Debug for MonitorBuilder {
             .field(
                 "targets",
                 &self.targets.iter().map(|t| t.name()).collect::<Vec<_>>(),
+            )
+            .field(
+                "dead_letters",
+                &self.dead.iter().map(|d| d.name()).collect::<Vec<_>>(),
             )
             .field("addr", &self.addr)
             .field("max_events", &self.max_events)
@@ -196,6 +226,14 @@ impl MonitorBuilder {
     #[must_use]
     pub fn replay_target(mut self, target: impl ReplayTarget) -> Self {
         self.targets.push(Box::new(target));
+        self
+    }
+
+    /// Adds a durable bridge's dead letters: the page lists them and replays one or all of
+    /// them, after a confirmation.
+    #[must_use]
+    pub fn dead_letters(mut self, store: impl DeadLetterStore) -> Self {
+        self.dead.push(Box::new(store));
         self
     }
 
@@ -262,9 +300,15 @@ impl MonitorBuilder {
             notify,
             sources: statuses.clone(),
             targets: self.targets,
+            dead: self.dead,
             token: token.clone(),
             max_events: self.max_events,
         });
+        let closers: Vec<_> = self
+            .sources
+            .iter()
+            .filter_map(|s| s.on_shutdown())
+            .collect();
         let mut tasks = Vec::new();
         for (index, (source, status)) in self.sources.into_iter().zip(statuses).enumerate() {
             let sink = Sink::new(shared.clone(), index, status);
@@ -288,6 +332,7 @@ impl MonitorBuilder {
             stop: Some(stop),
             server: Some(server),
             tasks,
+            closers,
             shared,
         })
     }
@@ -300,8 +345,12 @@ pub struct RunningMonitor {
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<()>>,
     tasks: Vec<JoinHandle<()>>,
+    closers: Vec<futures_util::future::BoxFuture<'static, ()>>,
     shared: Arc<Shared>,
 }
+
+/// How long shutdown waits for a source's transport to close.
+const CLOSE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl std::fmt::Debug for RunningMonitor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -403,13 +452,17 @@ impl RunningMonitor {
         }
     }
 
-    /// Stops serving (open pages are disconnected) and stops the sources.
+    /// Stops serving (open pages are disconnected) and stops the sources (a transport source's
+    /// transport is closed: its socket file removed, its listener unbound).
     pub async fn shutdown(mut self) {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         for task in &self.tasks {
             task.abort();
+        }
+        for closer in std::mem::take(&mut self.closers) {
+            let _ = tokio::time::timeout(CLOSE_WAIT, closer).await;
         }
         // Open event streams hold connections: do not wait on them forever.
         if let Some(server) = self.server.take() {

@@ -47,6 +47,8 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/api/failures/events", get(group_events))
         .route("/api/stats", get(stats))
         .route("/api/replay", post(replay))
+        .route("/api/dead-letters", get(dead_letters))
+        .route("/api/dead-letters/replay", post(replay_dead_letters))
         .route("/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(shared.clone(), guard))
         .with_state(shared)
@@ -192,10 +194,12 @@ async fn favicon() -> Response {
 async fn info(State(shared): State<Arc<Shared>>) -> Json<serde_json::Value> {
     let sources: Vec<_> = shared.sources.iter().map(|s| s.lock().clone()).collect();
     let targets: Vec<_> = shared.targets.iter().map(|t| t.name()).collect();
+    let dead: Vec<_> = shared.dead.iter().map(|d| d.name()).collect();
     Json(json!({
         "version": env!("CARGO_PKG_VERSION"),
         "sources": sources,
         "replay_targets": targets,
+        "dead_letter_stores": dead,
         "max_events": shared.max_events,
     }))
 }
@@ -433,6 +437,90 @@ async fn replay(State(shared): State<Arc<Shared>>, Json(request): Json<ReplayReq
         "skipped": skipped,
     }))
     .into_response()
+}
+
+#[derive(Deserialize)]
+struct DeadQuery {
+    #[serde(default)]
+    limit: Option<usize>,
+}
+
+/// Every store's dead letters, read from the engines now: `{"stores": [{"name", "letters",
+/// "error"}]}` (a store that cannot be read says why; the others are still listed).
+async fn dead_letters(
+    State(shared): State<Arc<Shared>>,
+    Query(query): Query<DeadQuery>,
+) -> Json<serde_json::Value> {
+    let limit = query
+        .limit
+        .unwrap_or(crate::MAX_DEAD_LETTERS)
+        .min(crate::MAX_DEAD_LETTERS);
+    let lists =
+        futures_util::future::join_all(shared.dead.iter().map(|store| store.list(limit))).await;
+    let stores: Vec<_> = shared
+        .dead
+        .iter()
+        .zip(lists)
+        .map(|(store, list)| match list {
+            Ok(letters) => json!({"name": store.name(), "letters": letters, "error": null}),
+            Err(e) => json!({"name": store.name(), "letters": [], "error": e.to_string()}),
+        })
+        .collect();
+    Json(json!({ "stores": stores }))
+}
+
+#[derive(Deserialize)]
+struct DeadReplayRequest {
+    store: Option<String>,
+    #[serde(default)]
+    id: Option<String>,
+    #[serde(default)]
+    all: bool,
+    #[serde(default)]
+    confirm: bool,
+}
+
+/// Puts a dead letter (`id`) or all of a store's (`all`) back for delivery. Needs
+/// `"confirm": true`: the page asks first.
+async fn replay_dead_letters(
+    State(shared): State<Arc<Shared>>,
+    Json(request): Json<DeadReplayRequest>,
+) -> Response {
+    if !request.confirm {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            "a replay needs \"confirm\": true\n",
+        );
+    }
+    let store = match &request.store {
+        Some(name) => shared.dead.iter().find(|d| &d.name() == name),
+        None if shared.dead.len() == 1 => shared.dead.first(),
+        None => None,
+    };
+    let Some(store) = store else {
+        return refuse(
+            StatusCode::NOT_FOUND,
+            "no such dead-letter store: name one of /api/info's dead_letter_stores\n",
+        );
+    };
+    let replayed = match (&request.id, request.all) {
+        (Some(_), true) | (None, false) => {
+            return refuse(
+                StatusCode::BAD_REQUEST,
+                "name one dead letter (\"id\") or ask for \"all\"\n",
+            );
+        }
+        (Some(id), false) => match store.replay(id).await {
+            Ok(true) => 1,
+            Ok(false) => return refuse(StatusCode::NOT_FOUND, "no such dead letter\n"),
+            Err(e) => return refuse(StatusCode::BAD_GATEWAY, &format!("{e}\n")),
+        },
+        (None, true) => match store.replay_all().await {
+            Ok(n) => n,
+            Err(e) => return refuse(StatusCode::BAD_GATEWAY, &format!("{e}\n")),
+        },
+    };
+    Json(json!({"store": store.name(), "replayed": replayed})).into_response()
 }
 
 #[cfg(test)]

@@ -32,6 +32,13 @@ pub trait Source: Send + 'static {
     /// Reads events into `sink` until the source ends (a stream that ends) or forever.
     /// Recoverable problems (a bad line) are reported with [`Sink::warn`] and reading goes on.
     fn run(self: Box<Self>, sink: Sink) -> BoxFuture<'static, ()>;
+
+    /// What to run when the monitor shuts down, taken before the source starts (a transport
+    /// source closes its transport: a Unix socket file is removed, a listener unbound).
+    /// Default: nothing.
+    fn on_shutdown(&self) -> Option<BoxFuture<'static, ()>> {
+        None
+    }
 }
 
 /// The state of a source, shown on the page.
@@ -481,6 +488,15 @@ fn bridged_event(text: &str) -> Option<Value> {
 impl Source for TransportSource {
     fn name(&self) -> String {
         format!("bridge:{}", self.transport.describe())
+    }
+
+    fn on_shutdown(&self) -> Option<BoxFuture<'static, ()>> {
+        let transport = Arc::clone(&self.transport);
+        Some(Box::pin(async move {
+            if let Err(e) = transport.close().await {
+                tracing::debug!("closing {}: {e}", transport.describe());
+            }
+        }))
     }
 
     fn run(self: Box<Self>, sink: Sink) -> BoxFuture<'static, ()> {

@@ -450,3 +450,141 @@ async fn a_hundred_thousand_events_stay_in_a_virtualised_list() {
     browser.close().await;
     monitor.shutdown().await;
 }
+
+/// A durable Redis bridge's dead letter on the page: the "Dead letters" tab lists it (group,
+/// event, the error) and replays it after a confirmation — the consumer, healed since, gets it
+/// again and handles it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_page_lists_dead_letters_and_replays_them() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    use bubus::bridge::Bridge;
+    use bubus::{AnyEvent, DynEvent, EventHandle};
+    use bubus_monitor::{RedisDeadLetters, TransportSource};
+    use bubus_redis::RedisTransport;
+
+    let Some((driver, chromium)) = browser_binaries() else {
+        return;
+    };
+    let url = format!(
+        "redis://127.0.0.1:6379/0/monitor_page_{}",
+        uuid::Uuid::new_v4().simple()
+    );
+    let transport = |group: &str| {
+        RedisTransport::builder(&url)
+            .expect("url")
+            .streams()
+            .group(group)
+            .from_start(false)
+            .build()
+            .expect("transport")
+    };
+    // The consumer: its refund handler fails until healed; one failure and it is dead.
+    let healed = Arc::new(AtomicBool::new(false));
+    let consumer = Bridge::builder(transport("billing"))
+        .max_deliveries(1)
+        .build();
+    let h = Arc::clone(&healed);
+    consumer.on("RefundRequested", move |_e: AnyEvent| {
+        if h.load(Ordering::SeqCst) {
+            Ok(())
+        } else {
+            Err(std::io::Error::other("the ledger is locked"))
+        }
+    });
+    consumer.start().await.expect("the consumer starts");
+    let monitor = Monitor::builder()
+        .source(TransportSource::new(transport("bubus-monitor")))
+        .dead_letters(RedisDeadLetters::new(&url).expect("url"))
+        .bind(([127, 0, 0, 1], 0).into())
+        .start()
+        .await
+        .expect("the monitor starts");
+    support::ready(&monitor).await;
+
+    let sender = Bridge::new(transport("senders"));
+    let refund = EventHandle::new(
+        DynEvent::new(
+            "RefundRequested",
+            serde_json::json!({"order_id": 4, "cents": 1_250}),
+        )
+        .expect("event"),
+    )
+    .to_any();
+    let id = refund.event_id().to_string();
+    sender.send(&refund).await.expect("send");
+    consumer.wait_metrics(|m| m.dead_lettered == 1).await;
+    support::event(&monitor, &id, |_| true).await;
+
+    let browser = Browser::start(&driver, &chromium).await;
+    browser
+        .client
+        .goto(&monitor.url())
+        .await
+        .expect("open the page");
+    browser
+        .expect(
+            "getComputedStyle(document.querySelector('#tab-dead')).display !== 'none'",
+            "the dead letters tab",
+        )
+        .await;
+    browser.click("#tab-dead").await;
+    let dead_row = format!(r#"document.querySelector('.dead-row[data-event-id="{id}"]')"#);
+    browser
+        .expect(
+            &format!(
+                "{dead_row} && {dead_row}.textContent.includes('billing') && {dead_row}.textContent.includes('the ledger is locked') && {dead_row}.textContent.includes('RefundRequested')"
+            ),
+            "the dead letter with its group and error",
+        )
+        .await;
+    browser
+        .expect(
+            "document.querySelector('#dead-count').textContent === '1'",
+            "the count on the tab",
+        )
+        .await;
+    browser
+        .click(&format!(r#".dead-row[data-event-id="{id}"] .show-dead"#))
+        .await;
+    browser
+        .expect(
+            "document.querySelector('.dead-json pre') && JSON.parse(document.querySelector('.dead-json pre').textContent).cents === 1250",
+            "the dead letter's JSON",
+        )
+        .await;
+    browser.screenshot("dead-letters.png").await;
+
+    // Replay asks first; cancelling replays nothing.
+    healed.store(true, Ordering::SeqCst);
+    browser
+        .click(&format!(r#".dead-row[data-event-id="{id}"] .replay-dead"#))
+        .await;
+    browser
+        .expect(
+            "getComputedStyle(document.querySelector('#confirm')).display !== 'none' && document.querySelector('#confirm-text').textContent.includes('RefundRequested')",
+            "the confirmation",
+        )
+        .await;
+    browser.click("#confirm-no").await;
+    assert_eq!(consumer.metrics().completed, 0, "cancelled: not replayed");
+    browser
+        .click(&format!(r#".dead-row[data-event-id="{id}"] .replay-dead"#))
+        .await;
+    browser.click("#confirm-yes").await;
+    // The consumer gets it again and, healed, handles it.
+    consumer.wait_metrics(|m| m.completed == 1).await;
+    browser
+        .expect(
+            &format!(
+                "!{dead_row} && document.querySelector('.no-dead') && document.querySelector('#toast').textContent.includes('Replayed 1')"
+            ),
+            "no dead letter left",
+        )
+        .await;
+    browser.close().await;
+    monitor.shutdown().await;
+    sender.close().await.expect("close");
+    consumer.close().await.expect("close");
+}

@@ -342,7 +342,10 @@ impl Acker for JsAcker {
     fn nack(
         self: Box<Self>,
         delay: Option<Duration>,
+        reason: String,
     ) -> BoxFuture<'static, Result<(), TransportError>> {
+        // `-NAK` carries no text; the dead letter records the final reason.
+        tracing::debug!(seq = self.seq, reason = %reason, "bubus-nats: message handed back");
         Box::pin(async move { self.send("NATS nak", AckKind::Nak(delay), false).await })
     }
 

@@ -687,10 +687,11 @@ impl Acker for PgAcker {
     fn nack(
         self: Box<Self>,
         delay: Option<Duration>,
+        reason: String,
     ) -> BoxFuture<'static, Result<(), TransportError>> {
         self.finish(move |seq, done| Outcome::Nack {
             seq,
-            error: "the event's handlers failed".into(),
+            error: reason,
             delay,
             done: Some(done),
         })

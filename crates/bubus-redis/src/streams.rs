@@ -396,9 +396,12 @@ impl Acker for StreamAcker {
     fn nack(
         self: Box<Self>,
         delay: Option<Duration>,
+        reason: String,
     ) -> BoxFuture<'static, Result<(), TransportError>> {
         Box::pin(async move {
             let o = &self.shared.options;
+            // A pending entry has no field for it; the dead letter records the final reason.
+            tracing::debug!(id = %self.id, reason = %reason, "bubus-redis: entry handed back");
             // The entry stays pending; an idle time of `lease - delay` makes it reclaimable
             // (by any member, this one included) once `delay` has passed.
             let idle = o.lease.saturating_sub(delay.unwrap_or_default());

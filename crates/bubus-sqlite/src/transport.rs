@@ -404,8 +404,10 @@ impl Acker for RowAcker {
     fn nack(
         self: Box<Self>,
         delay: Option<Duration>,
+        reason: String,
     ) -> BoxFuture<'static, Result<(), TransportError>> {
         let this = *self;
+        tracing::debug!(origin = %this.origin, reason = %reason, "bubus-sqlite: row handed back");
         tokio::spawn(async move {
             tokio::time::sleep(delay.unwrap_or(REDELIVERY_DELAY)).await;
             let Some(tx) = this.redeliver.upgrade() else {

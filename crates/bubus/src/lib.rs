@@ -141,12 +141,12 @@ pub mod wire;
 pub mod __private;
 
 #[doc(inline)]
-pub use bus::{BusConfig, EventBus, EventBusBuilder, Expect, FindQuery, Forwarder, LockDomain};
-#[doc(inline)]
-pub use context::{
-    InCurrentHandler, context, current_bus, current_event, current_handler_id, in_current_handler,
-    in_handler, with_context,
+pub use bus::{
+    BusConfig, EventBus, EventBusBuilder, Expect, FindQuery, Forwarder, InCurrentHandler,
+    LockDomain, current_bus, current_event, current_handler_id, in_current_handler, in_handler,
 };
+#[doc(inline)]
+pub use context::{context, with_context};
 #[doc(inline)]
 pub use error::{DispatchError, HandlerError, HandlerErrorKind, ResultError, WaitError, WireError};
 #[doc(inline)]
@@ -175,7 +175,7 @@ pub use uuid::Uuid;
 pub use bubus_macros::Event;
 
 /// The future returned by awaiting an [`EventHandle`] or [`AnyEvent`].
-pub use event::EventFuture;
+pub use bus::EventFuture;
 
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]

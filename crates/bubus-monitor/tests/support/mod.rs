@@ -291,18 +291,25 @@ impl Browser {
             .expect("script runs")
     }
 
+    /// Clicks the element `css` selects, once it exists. The list re-renders its rows as events
+    /// arrive, so an element found can be replaced before the click lands: a stale element is
+    /// looked up again (a bounded number of times).
     pub async fn click(&self, css: &str) {
-        let element = self
-            .client
-            .wait()
-            .at_most(PATIENCE)
-            .for_element(fantoccini::Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no {css}: {e}"));
-        element
-            .click()
-            .await
-            .unwrap_or_else(|e| panic!("click {css}: {e}"));
+        const ATTEMPTS: usize = 20;
+        for attempt in 1..=ATTEMPTS {
+            let element = self
+                .client
+                .wait()
+                .at_most(PATIENCE)
+                .for_element(fantoccini::Locator::Css(css))
+                .await
+                .unwrap_or_else(|e| panic!("no {css}: {e}"));
+            match element.click().await {
+                Ok(()) => return,
+                Err(e) if e.is_stale_element_reference() && attempt < ATTEMPTS => continue,
+                Err(e) => panic!("click {css}: {e}"),
+            }
+        }
     }
 
     /// Saves a screenshot of the page when `BUBUS_MONITOR_SCREENSHOTS` names a directory.

@@ -122,9 +122,20 @@ pub struct BridgeBuilder {
     max_deliveries: u32,
     redeliver_on_error: Option<bool>,
     max_in_flight: usize,
+    room_timeout: Option<Duration>,
 }
 
 impl BridgeBuilder {
+    /// How long [`attach`](Bridge::attach)'s forwarder waits when the attached bus's history is
+    /// full of unfinished events (default 30 s; `None`: as long as it takes). Waiting is the
+    /// backpressure: the inbound bus, then the listener, stop taking events until the bus has
+    /// room. An event still refused after the wait is handed back to the transport (nacked
+    /// with a delay, never dead-lettered for it), not counted as a failed delivery.
+    pub fn room_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.room_timeout = timeout;
+        self
+    }
+
     /// How many received events may be dispatched and not yet completed at once (default 64):
     /// the listener waits for one to complete before it dispatches more, so a fast sender
     /// cannot fill the receiving bus's history with pending events.
@@ -206,6 +217,7 @@ impl BridgeBuilder {
                     .unwrap_or_else(|| Arc::new(MemoryDedup::default())),
                 max_deliveries: self.max_deliveries,
                 redeliver_on_error: self.redeliver_on_error.unwrap_or(caps.redelivery),
+                room_timeout: self.room_timeout,
                 permits: Arc::new(tokio::sync::Semaphore::new(self.max_in_flight)),
                 counters: Counters::default(),
                 closed: AtomicBool::new(false),
@@ -258,6 +270,7 @@ struct BridgeInner {
     dedup: Arc<dyn DedupStore>,
     max_deliveries: u32,
     redeliver_on_error: bool,
+    room_timeout: Option<Duration>,
     /// One per received event between its dispatch and its completion.
     permits: Arc<tokio::sync::Semaphore>,
     counters: Counters,
@@ -311,6 +324,7 @@ impl Bridge {
             max_deliveries: 5,
             redeliver_on_error: None,
             max_in_flight: 64,
+            room_timeout: Some(Duration::from_secs(30)),
         }
     }
 
@@ -395,12 +409,16 @@ impl Bridge {
 
     /// Both directions for `bus`: what `bus` dispatches is sent, what arrives is forwarded to
     /// `bus`. Returns the two registrations (for [`EventBus::off`] and [`Bridge::off`]).
+    ///
+    /// The forwarder [waits for room](crate::Forwarder::wait_for_room) when `bus`'s history is
+    /// full of unfinished events (up to [`room_timeout`](BridgeBuilder::room_timeout)), so a
+    /// busy receiver slows the listener down instead of refusing deliveries.
     #[track_caller]
     pub fn attach(&self, bus: &EventBus) -> Attachment {
         self.inner.attached.lock().push(Arc::from(bus.label()));
         Attachment {
             outbound: bus.on_pattern("*", self.sender()),
-            inbound: self.on("*", bus.forwarder()),
+            inbound: self.on("*", bus.forwarder().wait_for_room(self.inner.room_timeout)),
         }
     }
 
@@ -501,6 +519,9 @@ pub struct Attachment {
 
 impl BridgeInner {
     const RECENT_BAD: usize = 32;
+    /// How long an event the receiving bus refused (no room, stopped) waits before the
+    /// transport delivers it again.
+    const REFUSED_RETRY: Duration = Duration::from_millis(500);
 
     fn bump(&self, counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
@@ -646,8 +667,8 @@ impl BridgeInner {
                             self.in_flight.lock().remove(&event_id);
                             tracing::warn!(bridge = %self.name, %origin, error = %e, "bridge could not dispatch a received event");
                             if let Some(a) = acker {
+                                let _ = a.nack(Some(Self::REFUSED_RETRY), e.to_string()).await;
                                 self.bump(&self.counters.nacked);
-                                let _ = a.nack(None).await;
                             }
                         }
                     }
@@ -706,8 +727,8 @@ impl BridgeInner {
             Err(e) => {
                 self.bad_input(BadInput::new(delivery.origin(), e.to_string()));
                 if let Some(a) = acker {
-                    self.bump(&self.counters.dead_lettered);
                     let _ = a.dead_letter(format!("{}: {e}", delivery.origin())).await;
+                    self.bump(&self.counters.dead_lettered);
                 }
                 return None;
             }
@@ -768,8 +789,8 @@ impl BridgeInner {
                 self.in_flight.lock().remove(&event_id);
                 tracing::warn!(bridge = %self.name, origin = %delivery.origin(), error = %e, "bridge could not dispatch a received event");
                 if let Some(a) = acker {
+                    let _ = a.nack(Some(Self::REFUSED_RETRY), e.to_string()).await;
                     self.bump(&self.counters.nacked);
-                    let _ = a.nack(None).await;
                 }
                 return None;
             }
@@ -790,20 +811,41 @@ impl BridgeInner {
     ) {
         let event_id = handle.event_id();
         let done = (&handle).await;
-        let failure = match &done {
-            Err(e) => Some(e.to_string()),
-            Ok(event) => event.event_errors().first().map(ToString::to_string),
+        let (failure, no_room) = match &done {
+            Err(e) => (Some(e.to_string()), false),
+            Ok(event) => {
+                let errors = event.event_errors();
+                let no_room = !errors.is_empty() && errors.iter().all(is_history_full);
+                (errors.first().map(ToString::to_string), no_room)
+            }
         };
+        if let (Some(reason), true) = (&failure, no_room) {
+            // A receiving bus with no room is backpressure, not a failed delivery: hand the
+            // event back (never to the dead letters for it) and do not record it as handled.
+            self.in_flight.lock().remove(&event_id);
+            tracing::warn!(bridge = %self.name, %origin, event = %event_id, reason = %reason, "bridge handed back an event the receiving bus had no room for");
+            if let Some(a) = acker {
+                if let Err(e) = a.nack(Some(Self::REFUSED_RETRY), reason.clone()).await {
+                    tracing::warn!(bridge = %self.name, error = %e, "bridge nack failed");
+                }
+                self.bump(&self.counters.nacked);
+            }
+            return;
+        }
         if let (Some(reason), true) = (&failure, self.redeliver_on_error) {
             self.in_flight.lock().remove(&event_id);
             if let Some(a) = acker {
                 if attempt >= self.max_deliveries {
-                    self.bump(&self.counters.dead_lettered);
                     tracing::warn!(bridge = %self.name, %origin, event = %event_id, attempt, reason = %reason, "bridge gave up on an event");
-                    let _ = a.dead_letter(reason.clone()).await;
+                    if let Err(e) = a.dead_letter(reason.clone()).await {
+                        tracing::warn!(bridge = %self.name, error = %e, "bridge dead letter failed");
+                    }
+                    self.bump(&self.counters.dead_lettered);
                 } else {
+                    if let Err(e) = a.nack(None, reason.clone()).await {
+                        tracing::warn!(bridge = %self.name, error = %e, "bridge nack failed");
+                    }
                     self.bump(&self.counters.nacked);
-                    let _ = a.nack(None).await;
                 }
             }
             return;
@@ -812,8 +854,9 @@ impl BridgeInner {
             tracing::warn!(bridge = %self.name, error = %e, "bridge dedup store failed to record an event");
         }
         self.in_flight.lock().remove(&event_id);
-        self.bump(&self.counters.completed);
+        // Counted once the ack is done: `completed` means acked where the transport has acks.
         ack(acker).await;
+        self.bump(&self.counters.completed);
         if self.results_back {
             let text = format!(
                 "{{\"{COMPLETION_KEY}\":{}}}",
@@ -862,6 +905,14 @@ impl Drop for ReplyGuard<'_> {
     fn drop(&mut self) {
         self.bridge.replies.lock().remove(&self.event_id);
     }
+}
+
+/// Whether a handler's error is a bus refusing an event for lack of room (a forwarder's
+/// [`HistoryFull`](crate::DispatchError::HistoryFull)).
+fn is_history_full(error: &HandlerError) -> bool {
+    std::error::Error::source(error)
+        .and_then(|e| e.downcast_ref::<crate::DispatchError>())
+        .is_some_and(|e| matches!(e, crate::DispatchError::HistoryFull { .. }))
 }
 
 async fn ack(acker: Option<Box<dyn Acker>>) {

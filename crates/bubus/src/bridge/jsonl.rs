@@ -604,6 +604,7 @@ impl Acker for CursorAck {
     fn nack(
         self: Box<Self>,
         _delay: Option<Duration>,
+        _reason: String,
     ) -> BoxFuture<'static, Result<(), TransportError>> {
         // A file cannot hand a line out again while it runs; the cursor stays before it, so
         // the next start delivers it again.

@@ -73,6 +73,8 @@ struct Entry {
     seq: u64,
     text: String,
     attempt: u32,
+    /// Why it was last handed back ([`Acker::nack`]'s reason).
+    last_error: Option<String>,
 }
 
 /// A message a bridge gave up on (a durable [`MemoryMedium`] keeps them).
@@ -84,6 +86,9 @@ pub struct DeadLetter {
     pub reason: String,
     /// How many times it was delivered.
     pub attempts: u32,
+    /// The reason given when it was last handed back for redelivery (a handler error, a full
+    /// receiving bus), if it ever was.
+    pub last_error: Option<String>,
 }
 
 impl fmt::Debug for MemoryMedium {
@@ -175,6 +180,7 @@ impl Medium {
                     seq,
                     text: text.clone(),
                     attempt: 0,
+                    last_error: None,
                 });
             }
             self.wake.notify_waiters();
@@ -250,8 +256,10 @@ impl Acker for MemoryAcker {
     fn nack(
         self: Box<Self>,
         _delay: Option<Duration>,
+        reason: String,
     ) -> BoxFuture<'static, Result<(), TransportError>> {
-        if let Some(entry) = self.take() {
+        if let Some(mut entry) = self.take() {
+            entry.last_error = Some(reason);
             if let Some(q) = self.medium.groups.lock().get_mut(&*self.group) {
                 q.ready.push_back(entry);
             }
@@ -269,6 +277,7 @@ impl Acker for MemoryAcker {
                 text: entry.text,
                 reason,
                 attempts: entry.attempt,
+                last_error: entry.last_error,
             });
         }
         Box::pin(async { Ok(()) })

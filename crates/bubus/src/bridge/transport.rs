@@ -193,10 +193,14 @@ pub trait Acker: Send + 'static {
     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>>;
 
     /// The message was not handled: deliver it again, after `delay` when the engine supports
-    /// one. Engines without redelivery treat it as an ack.
+    /// one. `reason` says why (the first handler error, why the receiving bus refused it):
+    /// engines that keep per-delivery state record it (the PostgreSQL outbox's `last_error`,
+    /// the memory medium's [`DeadLetter::last_error`](super::DeadLetter)); others may log or
+    /// drop it. Engines without redelivery treat a nack as an ack.
     fn nack(
         self: Box<Self>,
         delay: Option<Duration>,
+        reason: String,
     ) -> BoxFuture<'static, Result<(), TransportError>>;
 
     /// The message keeps failing (or can never be read): move it where the user can inspect

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use super::BusInner;
+use super::handler_context;
 use crate::context;
 use crate::error::DispatchError;
 use crate::event::inner::{EventInner, EventState};
@@ -26,7 +27,7 @@ impl BusInner {
                 depth += 1;
                 if depth >= max {
                     drop(st);
-                    let handler = context::with_current(|ctx| ctx.handler())
+                    let handler = handler_context::with_current(|ctx| ctx.handler())
                         .flatten()
                         .map(|h| h.label())
                         .unwrap_or_default();
@@ -47,7 +48,7 @@ impl BusInner {
     /// Enqueues `event` on this bus. See [`EventBus::dispatch`](super::EventBus::dispatch).
     pub(crate) fn dispatch(self: &Arc<Self>, event: &Arc<EventInner>) -> Result<(), DispatchError> {
         // The handler running in this task (if any) becomes the parent of a new event.
-        let parent = context::with_current(|ctx| {
+        let parent = handler_context::with_current(|ctx| {
             if Arc::ptr_eq(&ctx.event, event) {
                 return None;
             }

@@ -366,11 +366,9 @@ impl<T: HandlerInput + Clone + Sync> FindQuery<T> {
             if !fields.is_empty() {
                 let payload = event.payload_json().ok();
                 for (name, want) in &fields {
-                    let have = event
-                        .inner()
-                        .metadata_field(name)
+                    let have = crate::wire::metadata_field(event.inner(), name)
                         .or_else(|| payload.as_ref().and_then(|p| p.get(name).cloned()));
-                    if !have.is_some_and(|have| json_eq(&have, want)) {
+                    if !have.is_some_and(|have| crate::wire::json_eq(&have, want)) {
                         return None;
                     }
                 }
@@ -556,37 +554,6 @@ impl<T: HandlerInput + Clone + Sync> FindQuery<T> {
             }
             found.into_iter().map(|(_, found)| found).collect()
         }
-    }
-}
-
-/// JSON equality with numbers compared by value, so `11` matches an `event_timeout` of `11.0`
-/// (as `==` does in the reference runtimes). Integers compare exactly, whatever their spelling.
-fn json_eq(a: &Value, b: &Value) -> bool {
-    fn as_int(n: &serde_json::Number) -> Option<i128> {
-        if let Some(u) = n.as_u64() {
-            return Some(i128::from(u));
-        }
-        if let Some(i) = n.as_i64() {
-            return Some(i128::from(i));
-        }
-        let f = n.as_f64()?;
-        // Integral floats within i128 range convert exactly.
-        (f.fract() == 0.0 && f.abs() < 1e38).then_some(f as i128)
-    }
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (as_int(x), as_int(y)) {
-            (Some(x), Some(y)) => x == y,
-            _ => x.as_f64().is_some_and(|x| y.as_f64() == Some(x)),
-        },
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
-        }
-        _ => a == b,
     }
 }
 

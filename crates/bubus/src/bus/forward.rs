@@ -21,6 +21,41 @@ use crate::result::ResultSlot;
 #[derive(Clone, Debug)]
 pub struct Forwarder {
     target: EventBus,
+    /// `Some(wait)`: a full target history is waited on ([`Forwarder::wait_for_room`]).
+    room: Option<Option<std::time::Duration>>,
+}
+
+impl Forwarder {
+    /// Waits for room when the target's history is full of unfinished events, instead of
+    /// failing with [`HistoryFull`](crate::DispatchError::HistoryFull): the forwarding
+    /// handler stays pending (on a serial bus, so does the bus: backpressure) until an event of
+    /// the target completes, for up to `timeout` (`None`: as long as it takes), as
+    /// [`EventBus::dispatch_when_room`] does. [`Bridge::attach`](crate::bridge::Bridge::attach)
+    /// forwards this way.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use bubus::{AnyEvent, DynEvent, EventBus};
+    /// use serde_json::json;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), bubus::Error> {
+    /// let front = EventBus::builder("Front").max_history_size(None).build();
+    /// let slow = EventBus::builder("Slow").max_history_size(Some(2)).build();
+    /// slow.on_pattern("Job", |_: AnyEvent| async { tokio::task::yield_now().await });
+    /// front.on_pattern("*", slow.forwarder().wait_for_room(Some(Duration::from_secs(5))));
+    /// let jobs: Vec<_> = (0..20)
+    ///     .map(|n| front.dispatch(DynEvent::new("Job", json!({ "n": n })).unwrap()).unwrap())
+    ///     .collect();
+    /// for job in jobs {
+    ///     assert!(job.await?.event_errors().is_empty()); // none refused with HistoryFull
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn wait_for_room(mut self, timeout: Option<std::time::Duration>) -> Self {
+        self.room = Some(timeout);
+        self
+    }
 }
 
 #[doc(hidden)]
@@ -33,6 +68,7 @@ impl IntoHandler<AnyEvent, ForwardMarker> for Forwarder {
         HandlerFn(Box::new(ForwardFn {
             target: Arc::downgrade(&self.target.inner),
             label: Arc::clone(&self.target.inner.label),
+            room: self.room,
         }))
     }
 
@@ -50,6 +86,17 @@ impl IntoHandler<AnyEvent, ForwardMarker> for Forwarder {
 struct ForwardFn {
     target: Weak<BusInner>,
     label: Arc<str>,
+    room: Option<Option<std::time::Duration>>,
+}
+
+fn forwarded(result: Result<AnyEvent, crate::DispatchError>) -> Result<ResultSlot, HandlerError> {
+    match result {
+        Ok(forwarded) => Ok(ResultSlot::Forwarded {
+            event_id: forwarded.event_id(),
+            event: Arc::downgrade(forwarded.inner()),
+        }),
+        Err(err) => Err(HandlerError::from_error(err)),
+    }
 }
 
 impl ErasedHandler for ForwardFn {
@@ -64,13 +111,13 @@ impl ErasedHandler for ForwardFn {
                 ),
             )));
         };
-        HandlerCall::Ready(match EventBus::from_inner(target).dispatch(event) {
-            Ok(forwarded) => Ok(ResultSlot::Forwarded {
-                event_id: forwarded.event_id(),
-                event: Arc::downgrade(forwarded.inner()),
-            }),
-            Err(err) => Err(HandlerError::from_error(err)),
-        })
+        let target = EventBus::from_inner(target);
+        match self.room {
+            None => HandlerCall::Ready(forwarded(target.dispatch(event))),
+            Some(timeout) => HandlerCall::Pending(Box::pin(async move {
+                forwarded(target.dispatch_when_room(event, timeout).await)
+            })),
+        }
     }
 }
 
@@ -99,6 +146,7 @@ impl EventBus {
     pub fn forwarder(&self) -> Forwarder {
         Forwarder {
             target: self.clone(),
+            room: None,
         }
     }
 

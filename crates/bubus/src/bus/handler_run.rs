@@ -6,35 +6,36 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 
 use futures_util::FutureExt;
-use tokio::time::{Instant, Sleep};
+use smallvec::SmallVec;
+use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::BusInner;
 use super::cancel::{cancel_events, children_of_results};
-use super::limits::{HandlerLimits, PhaseClock, fmt_secs};
-use super::process::done_on_bus_locked;
-use crate::context::{self, HandlerCtx, HeldLocks};
+use super::complete::{completed, done_on_bus_locked};
+use super::handler_context::{self, HandlerCtx};
+use super::limits::{HandlerLimits, Timers, fmt_secs};
+use super::phase::Phase;
+use crate::context;
 use crate::error::{HandlerError, HandlerErrorKind};
 use crate::event::inner::EventInner;
-use crate::event::{AnyEvent, EventConfig, EventStatus};
-use crate::handler::{HandlerCall, HandlerEntry};
+use crate::event::{AnyEvent, EventStatus};
+use crate::handler::{HandlerCall, HandlerEntry, HandlerMeta};
 use crate::result::{ResultRecord, ResultSlot, ResultStatus};
 use crate::time::Timestamp;
 
 /// One handler of one event on one bus, about to run (the caller holds the serial-handler lock
 /// if the handler is serial).
 pub(crate) struct HandlerRun<'a> {
-    pub(crate) bus: &'a Arc<BusInner>,
-    pub(crate) event: &'a Arc<EventInner>,
+    /// The event's handler phase on this bus (its deadline: the handler's timer is only armed if
+    /// it would fire earlier).
+    pub(crate) phase: &'a Phase<'a>,
     pub(crate) entry: &'a HandlerEntry,
+    /// The index of the handler's result.
     pub(crate) index: usize,
-    pub(crate) held: &'a HeldLocks,
-    pub(crate) config: &'a EventConfig,
-    /// The event's processing clock on this bus: its deadline (the handler's timer is only
-    /// armed if it would fire earlier).
-    pub(crate) phase: &'a PhaseClock<'a>,
 }
 
 /// What starting a handler did.
@@ -42,7 +43,7 @@ pub(crate) enum Started<'a> {
     /// Finished without waiting (a sync handler, or one that never ran): recorded.
     Done,
     /// Finished without waiting and, started as the last one, finished the event on its bus too
-    /// (all but leaving the bus's in-flight count: [`super::process::leave_bus`]).
+    /// (all but leaving the bus's in-flight count: [`super::complete::leave_bus`]).
     Finished,
     /// Waiting on its future: finish it with [`Running::finish`].
     Running(Running<'a>),
@@ -65,9 +66,12 @@ impl<'a> HandlerRun<'a> {
     /// that finishes so also finishes the event here, under the lock that records its outcome
     /// ([`Started::Finished`]).
     pub(crate) fn start(self, last: bool) -> Started<'a> {
-        let (bus, event, index) = (self.bus, self.event, self.index);
+        let Phase {
+            bus, event, held, ..
+        } = *self.phase;
+        let index = self.index;
         if let Some(cause) = event.is_cancelled().then(|| event.cancel_cause()).flatten() {
-            finish_result(bus, event, index, Err(cancelled(&cause)));
+            interrupt_results(bus, event, &[index], Interrupt::Cancelled(&cause));
             return Started::Done;
         }
         let Some((event_started, span, user_context)) =
@@ -83,7 +87,7 @@ impl<'a> HandlerRun<'a> {
             event: Arc::clone(event),
             bus_id: bus.id,
             result_index: index,
-            held: self.held.clone(),
+            held: held.clone(),
         };
         let any = AnyEvent::from_inner(Arc::clone(event));
         // The handler sees the context of the event's dispatch, not of whoever runs it (a
@@ -91,7 +95,7 @@ impl<'a> HandlerRun<'a> {
         let scope_context = user_context.is_some() || context::has_context();
         let call = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let _entered = span.enter();
-            let call = || context::sync_scope(ctx(), || self.entry.func.0.call(any));
+            let call = || handler_context::sync_scope(ctx(), || self.entry.func.0.call(any));
             if scope_context {
                 context::context_sync_scope(user_context.clone(), call)
             } else {
@@ -102,8 +106,8 @@ impl<'a> HandlerRun<'a> {
             Ok(HandlerCall::Ready(outcome)) => outcome,
             Err(panic) => Err(HandlerError::panicked(panic)),
             Ok(HandlerCall::Pending(fut)) => {
-                let fut =
-                    context::scope(ctx(), AssertUnwindSafe(fut).catch_unwind()).instrument(span);
+                let fut = handler_context::scope(ctx(), AssertUnwindSafe(fut).catch_unwind())
+                    .instrument(span);
                 let fut: HandlerFuture<'a> = if scope_context {
                     Box::pin(context::context_scope(user_context, fut))
                 } else {
@@ -147,15 +151,14 @@ impl Running<'_> {
             mut guard,
         } = self;
         let HandlerRun {
-            bus,
-            event,
+            phase,
             entry,
             index,
-            config,
-            phase,
-            ..
         } = run;
-        let limits = HandlerLimits::resolve(&entry.meta, config, bus, phase);
+        let Phase {
+            bus, event, config, ..
+        } = *phase;
+        let limits = HandlerLimits::resolve(&entry.meta, &config, bus, phase.deadline());
         let outcome = drive(fut, event, &limits, &entry.meta).await;
         guard.armed = false;
         let timed_out = matches!(&outcome, Err(err) if err.is_timeout());
@@ -179,7 +182,7 @@ impl Running<'_> {
 fn mark_started(
     event: &EventInner,
     index: usize,
-    handler: &crate::handler::HandlerMeta,
+    handler: &HandlerMeta,
 ) -> Option<(bool, tracing::Span, Option<crate::context::ContextMap>)> {
     let mut es = event.state.lock();
     let now = Timestamp::now_shared();
@@ -204,7 +207,7 @@ fn mark_started(
 /// opens still have the right parent.
 fn handler_span(
     event: &EventInner,
-    handler: &crate::handler::HandlerMeta,
+    handler: &HandlerMeta,
     dispatch_span: Option<&tracing::Span>,
 ) -> tracing::Span {
     let span = tracing::debug_span!(
@@ -229,17 +232,15 @@ async fn drive<F: Future<Output = CaughtOutcome>>(
     fut: F,
     event: &EventInner,
     limits: &HandlerLimits,
-    handler: &crate::handler::HandlerMeta,
+    handler: &HandlerMeta,
 ) -> Result<ResultSlot, HandlerError> {
     tokio::pin!(fut);
-    let mut timeout: Option<Pin<Box<Sleep>>> = None;
-    let mut slow: Option<Pin<Box<Sleep>>> = None;
-    let mut slow_warned = false;
+    let mut timers = Timers::new(limits.deadline, limits.slow_at);
     let mut cancel: Option<Pin<Box<tokio::sync::futures::Notified<'_>>>> = None;
     let started = Instant::now();
     std::future::poll_fn(|cx| {
         if event.is_cancelled() {
-            return Poll::Ready(Err(aborted(event)));
+            return Poll::Ready(Err(aborted(event, handler)));
         }
         if let Poll::Ready(outcome) = fut.as_mut().poll(cx) {
             return Poll::Ready(match outcome {
@@ -247,40 +248,29 @@ async fn drive<F: Future<Output = CaughtOutcome>>(
                 Err(panic) => Err(HandlerError::panicked(panic)),
             });
         }
-        if let Some(deadline) = limits.deadline {
-            // A deadline already past (tiny timeouts) fires now rather than at the timer's next
-            // tick.
-            let expired = timeout.is_none() && Instant::now() >= deadline;
-            let timer = timeout.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-            if expired || timer.as_mut().poll(cx).is_ready() {
-                return Poll::Ready(Err(HandlerError::with_kind(
-                    HandlerErrorKind::Timeout,
-                    format!(
-                        "Event handler {}({}) timed out after {}s",
-                        handler.label(),
-                        event.label(),
-                        limits.timeout.map(fmt_secs).unwrap_or_default()
-                    ),
-                )));
-            }
-        }
-        if let (Some(at), false) = (limits.slow_at, slow_warned) {
-            let timer = slow.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
-            if timer.as_mut().poll(cx).is_ready() {
-                slow_warned = true;
-                slow = None;
-                tracing::warn!(
-                    bus = %handler.bus_label,
-                    event = %event.label(),
-                    handler = %handler.label(),
-                    elapsed_s = started.elapsed().as_secs_f64(),
-                    "⚠️ Slow event handler: {}.on({}, {}) still running after {:.1}s",
-                    handler.bus_label,
-                    event.label(),
+        let fired = timers.poll(cx, || {
+            tracing::warn!(
+                bus = %handler.bus_label,
+                event = %event.label(),
+                handler = %handler.label(),
+                elapsed_s = started.elapsed().as_secs_f64(),
+                "⚠️ Slow event handler: {}.on({}, {}) still running after {:.1}s",
+                handler.bus_label,
+                event.label(),
+                handler.label(),
+                started.elapsed().as_secs_f64()
+            );
+        });
+        if fired.is_ready() {
+            return Poll::Ready(Err(HandlerError::with_kind(
+                HandlerErrorKind::Timeout,
+                format!(
+                    "Event handler {}({}) timed out after {}s",
                     handler.label(),
-                    started.elapsed().as_secs_f64()
-                );
-            }
+                    event.label(),
+                    limits.timeout.map(fmt_secs).unwrap_or_default()
+                ),
+            )));
         }
         // Wake up if the event gets cancelled; re-check after registering so a cancellation
         // between the first check and the registration is not missed.
@@ -291,7 +281,7 @@ async fn drive<F: Future<Output = CaughtOutcome>>(
                 notified
             });
             if event.is_cancelled() {
-                return Poll::Ready(Err(aborted(event)));
+                return Poll::Ready(Err(aborted(event, handler)));
             }
             if notified.as_mut().poll(cx).is_ready() {
                 cancel = None;
@@ -304,15 +294,12 @@ async fn drive<F: Future<Output = CaughtOutcome>>(
     .await
 }
 
-fn cancelled(cause: &str) -> HandlerError {
-    HandlerError::with_kind(HandlerErrorKind::Cancelled, format!("Cancelled: {cause}"))
-}
-
-fn aborted(event: &EventInner) -> HandlerError {
+/// The error of a running handler whose event was cancelled.
+fn aborted(event: &EventInner, handler: &HandlerMeta) -> HandlerError {
     let cause = event
         .cancel_cause()
         .unwrap_or_else(|| Arc::from("the event was cancelled"));
-    HandlerError::with_kind(HandlerErrorKind::Aborted, format!("Aborted: {cause}"))
+    Interrupt::Cancelled(&cause).error(ResultStatus::Started, handler, event)
 }
 
 /// Validates the outcome against the event's result type and records it (unless something —
@@ -348,28 +335,11 @@ fn record(
         bus.hook_results(event, &[index], EventStatus::Completed);
     }
     match completion {
-        Some(Some(completion)) => event.completed(completion),
+        Some(Some(completion)) => completed(event, completion),
         Some(None) => {}
         None => return false,
     }
     true
-}
-
-fn finish_result(
-    bus: &BusInner,
-    event: &Arc<EventInner>,
-    index: usize,
-    outcome: Result<ResultSlot, HandlerError>,
-) {
-    let finished = event
-        .state
-        .lock()
-        .results
-        .get_mut(index)
-        .is_some_and(|r| r.finish(outcome));
-    if finished {
-        bus.hook_results(event, &[index], EventStatus::Completed);
-    }
 }
 
 /// Whether the result at `index` wins first-completion mode: completed without error, with a
@@ -397,41 +367,101 @@ impl Drop for RunGuard<'_> {
         if !self.armed {
             return;
         }
-        let finished = {
-            let mut es = self.event.state.lock();
-            match es.results.get_mut(self.index) {
-                Some(result) => {
-                    let error = interrupted(result, self.event);
-                    result.finish(Err(error))
-                }
-                None => false,
-            }
-        };
-        if finished {
-            self.bus
-                .hook_results(self.event, &[self.index], EventStatus::Completed);
-        }
+        interrupt_results(self.bus, self.event, &[self.index], Interrupt::Dropped);
     }
 }
 
-/// The error for a result whose processing was dropped before it finished.
-pub(crate) fn interrupted(result: &ResultRecord, event: &EventInner) -> HandlerError {
-    if result.status == ResultStatus::Pending {
-        HandlerError::with_kind(
-            HandlerErrorKind::Cancelled,
-            format!(
-                "Cancelled: {} was interrupted before this handler started",
-                event.label()
+/// Why results are finished by someone other than their handler: each gets an error, a
+/// `Cancelled` one if its handler had not started, an `Aborted` one if it was running.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Interrupt<'a> {
+    /// The event, or this bus's processing of it, was cancelled (`Cancelled: {cause}` /
+    /// `Aborted: {cause}`).
+    Cancelled(&'a str),
+    /// The event's timeout on this bus fired.
+    EventTimeout(Duration),
+    /// The processing was dropped before it finished (the bus stopped, the caller gave up).
+    Dropped,
+}
+
+impl Interrupt<'_> {
+    /// The error for a result of `handler` on `event` whose status is `status` (not final).
+    pub(crate) fn error(
+        self,
+        status: ResultStatus,
+        handler: &HandlerMeta,
+        event: &EventInner,
+    ) -> HandlerError {
+        let started = status != ResultStatus::Pending;
+        let (kind, message) = match (self, started) {
+            (Interrupt::Cancelled(cause), false) => {
+                (HandlerErrorKind::Cancelled, format!("Cancelled: {cause}"))
+            }
+            (Interrupt::Cancelled(cause), true) => {
+                (HandlerErrorKind::Aborted, format!("Aborted: {cause}"))
+            }
+            (Interrupt::EventTimeout(secs), false) => (
+                HandlerErrorKind::Cancelled,
+                format!(
+                    "Cancelled: event {} timed out after {}s",
+                    event.label(),
+                    fmt_secs(secs)
+                ),
             ),
-        )
-    } else {
-        HandlerError::with_kind(
-            HandlerErrorKind::Aborted,
-            format!(
-                "Event handler {}({}) was interrupted while running",
-                result.handler.label(),
-                event.label()
+            (Interrupt::EventTimeout(secs), true) => (
+                HandlerErrorKind::Aborted,
+                format!(
+                    "Event handler {}({}) was interrupted because the event timed out after {}s",
+                    handler.label(),
+                    event.label(),
+                    fmt_secs(secs)
+                ),
             ),
-        )
+            (Interrupt::Dropped, false) => (
+                HandlerErrorKind::Cancelled,
+                format!(
+                    "Cancelled: {} was interrupted before this handler started",
+                    event.label()
+                ),
+            ),
+            (Interrupt::Dropped, true) => (
+                HandlerErrorKind::Aborted,
+                format!(
+                    "Event handler {}({}) was interrupted while running",
+                    handler.label(),
+                    event.label()
+                ),
+            ),
+        };
+        HandlerError::with_kind(kind, message)
     }
+}
+
+/// Finishes the results at `indices` that are not final yet with the error `why` gives them
+/// (cancelled if their handler had not started, aborted if it was running), tells the hooks, and
+/// returns the indices it finished.
+pub(crate) fn interrupt_results(
+    bus: &BusInner,
+    event: &Arc<EventInner>,
+    indices: &[usize],
+    why: Interrupt<'_>,
+) -> SmallVec<[usize; 4]> {
+    let mut finished: SmallVec<[usize; 4]> = SmallVec::new();
+    {
+        let mut es = event.state.lock();
+        for &index in indices {
+            let Some(result) = es.results.get_mut(index) else {
+                continue;
+            };
+            if result.status.is_terminal() {
+                continue;
+            }
+            let error = why.error(result.status, &result.handler, event);
+            if result.finish(Err(error)) {
+                finished.push(index);
+            }
+        }
+    }
+    bus.hook_results(event, &finished, EventStatus::Completed);
+    finished
 }

@@ -17,7 +17,7 @@ impl BusInner {
         if self.middlewares.is_empty() {
             return;
         }
-        let Some(bus) = self.link.bus.upgrade() else {
+        let Some(bus) = self.link.upgrade() else {
             return;
         };
         let bus = EventBus::from_inner(bus);

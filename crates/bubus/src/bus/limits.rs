@@ -1,10 +1,13 @@
 //! Timeouts and slow-warning thresholds, resolved for one event (and one handler) on the bus that
 //! processes it, at processing time.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::OnceLock;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use super::BusInner;
 use crate::event::EventConfig;
@@ -80,9 +83,8 @@ impl HandlerLimits {
         handler: &HandlerMeta,
         config: &EventConfig,
         bus: &BusInner,
-        phase: &PhaseClock<'_>,
+        event_deadline: Option<Instant>,
     ) -> Self {
-        let event_deadline = phase.deadline();
         let now = Instant::now();
         let timeout = handler_timeout(handler, config, bus);
         let deadline = timeout
@@ -100,38 +102,30 @@ impl HandlerLimits {
 
 /// When an event's processing on one bus started, for its timeout and slow warning. The clock is
 /// read only when something first waits (most events never do); the time already spent by
-/// handlers that ran without waiting is taken from their start timestamps. Less than a
-/// millisecond of it is not counted: that is below the timers' resolution.
-pub(crate) struct PhaseClock<'a> {
-    event: &'a EventInner,
-    indices: &'a [usize],
+/// handlers that ran without waiting is taken from their start timestamps (of the results at
+/// `indices`, passed to each method). Less than a millisecond of it is not counted: that is below
+/// the timers' resolution.
+pub(crate) struct PhaseClock {
     timeout: Option<Duration>,
     slow: Option<Duration>,
     start: OnceLock<Instant>,
 }
 
-impl<'a> PhaseClock<'a> {
-    pub(crate) fn new(
-        event: &'a EventInner,
-        indices: &'a [usize],
-        timeout: Option<Duration>,
-        slow: Option<Duration>,
-    ) -> Self {
+impl PhaseClock {
+    pub(crate) fn new(timeout: Option<Duration>, slow: Option<Duration>) -> Self {
         PhaseClock {
-            event,
-            indices,
             timeout,
             slow,
             start: OnceLock::new(),
         }
     }
 
-    fn start(&self) -> Instant {
+    fn start(&self, event: &EventInner, indices: &[usize]) -> Instant {
         *self.start.get_or_init(|| {
             let now = Instant::now();
             let first_start = {
-                let st = self.event.state.lock();
-                self.indices
+                let st = event.state.lock();
+                indices
                     .iter()
                     .filter_map(|&i| st.results.get(i)?.started_at)
                     .min()
@@ -149,20 +143,65 @@ impl<'a> PhaseClock<'a> {
     }
 
     /// When the event's timeout fires on this bus.
-    pub(crate) fn deadline(&self) -> Option<Instant> {
+    pub(crate) fn deadline(&self, event: &EventInner, indices: &[usize]) -> Option<Instant> {
         let timeout = self.timeout?;
-        self.start().checked_add(timeout)
+        self.start(event, indices).checked_add(timeout)
     }
 
     /// When the slow-event warning fires.
-    pub(crate) fn slow_at(&self) -> Option<Instant> {
+    pub(crate) fn slow_at(&self, event: &EventInner, indices: &[usize]) -> Option<Instant> {
         let slow = self.slow?;
-        self.start().checked_add(slow)
+        self.start(event, indices).checked_add(slow)
     }
 
     /// Time since processing started.
-    pub(crate) fn elapsed(&self) -> Duration {
-        self.start().elapsed()
+    pub(crate) fn elapsed(&self, event: &EventInner, indices: &[usize]) -> Duration {
+        self.start(event, indices).elapsed()
+    }
+}
+
+/// A deadline and a slow-warning time, for the event phase and for one handler. Each timer is
+/// registered with tokio only when first polled, i.e. once what it guards is pending.
+pub(crate) struct Timers {
+    deadline: Option<Instant>,
+    slow_at: Option<Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
+    slow: Option<Pin<Box<Sleep>>>,
+}
+
+impl Timers {
+    pub(crate) fn new(deadline: Option<Instant>, slow_at: Option<Instant>) -> Self {
+        Timers {
+            deadline,
+            slow_at,
+            timer: None,
+            slow: None,
+        }
+    }
+
+    /// `Ready` once the deadline passed; `warn` runs once, when the slow-warning time passed.
+    pub(crate) fn poll(&mut self, cx: &mut Context<'_>, warn: impl FnOnce()) -> Poll<()> {
+        if let Some(deadline) = self.deadline {
+            // A deadline already past (tiny timeouts) fires now, not at the timer's next tick.
+            let expired = self.timer.is_none() && Instant::now() >= deadline;
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+            if expired || timer.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+        }
+        if let Some(at) = self.slow_at {
+            let slow = self
+                .slow
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(at)));
+            if slow.as_mut().poll(cx).is_ready() {
+                self.slow_at = None;
+                self.slow = None;
+                warn();
+            }
+        }
+        Poll::Pending
     }
 }
 

@@ -1,24 +1,52 @@
 //! The event bus.
+//!
+//! # Where things live
+//!
+//! The handler path, in the order an event takes it (read the files in this order):
+//!
+//! | step | file |
+//! | --- | --- |
+//! | `dispatch`: path, history entry, queue, wake the run loop | `dispatch.rs` |
+//! | the run loop: next event off the queue under its event lock | `run_loop.rs` |
+//! | the handler phase: every handler of the event on this bus, the event timeout | `phase.rs` |
+//! | one handler: context, panics, handler timeout, recording its result | `handler_run.rs` |
+//! | the task-local handler context (which handler is running; locks it holds) | `handler_context.rs` |
+//! | completion: the bus done with the event, the event complete, who is told | `complete.rs` |
+//! | `.await` on an event: waiting, queue-jumping from inside a handler | `wait.rs` |
+//! | what makes handles and result queries awaitable | `awaiting.rs` |
+//!
+//! Beside the path: `stop.rs` (stopping: abort, cancel what is queued), `cancel.rs` (cascading
+//! cancellation of descendants), `limits.rs` (timeouts and slow thresholds, resolved),
+//! `handlers.rs` (registration and the handler table), `history.rs` and `ttl.rs` (history, its
+//! bound and expiry), `find.rs` (`find`/`expect`), `forward.rs` (forwarding between buses),
+//! `hooks.rs` (middleware calls), `snapshot.rs` (snapshots and restore), `config.rs` (the
+//! builder).
 
+mod awaiting;
 mod cancel;
+mod complete;
 mod config;
 mod dispatch;
 mod find;
 mod forward;
+pub(crate) mod handler_context;
 mod handler_run;
 mod handlers;
 mod history;
 mod hooks;
 mod limits;
-mod process;
+mod phase;
+mod run_loop;
 mod snapshot;
+mod stop;
 mod ttl;
 mod wait;
 
+use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -28,7 +56,7 @@ use crate::lock::FairLock;
 use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
 
-use crate::event::inner::{BusLink, EventInner, short_id};
+use crate::event::inner::{BusLink, BusPhase, BusSlot, EventInner, EventState, short_id};
 use crate::event::{AnyEvent, Event, EventConcurrency, EventHandle, HandleEvent, IntoEvent};
 use crate::handler::{
     EventHandler, HandlerEntry, HandlerId, HandlerInput, HandlerMeta, HandlerOptions, IntoHandler,
@@ -38,13 +66,16 @@ use crate::middleware::Middleware;
 use crate::time::Timestamp;
 use crate::{DispatchError, EventStatus};
 
+pub use awaiting::EventFuture;
 pub use config::{BusConfig, EventBusBuilder, LockDomain};
 pub use find::{Expect, FindQuery};
 pub use forward::Forwarder;
+pub use handler_context::{
+    InCurrentHandler, current_bus, current_event, current_handler_id, in_current_handler,
+    in_handler,
+};
 pub(crate) use handlers::HandlerTable;
-pub(crate) use history::CompletedInfo;
 pub(crate) use hooks::hook_completed;
-pub(crate) use process::on_event_completed;
 pub(crate) use wait::wait_for;
 
 /// An in-process event bus: handlers subscribe to event types, `dispatch` enqueues events, and a
@@ -231,7 +262,7 @@ impl EventBus {
                 middlewares,
                 link: Arc::new(BusLink {
                     label: Arc::clone(&label),
-                    bus: self_ref.clone(),
+                    bus: self_ref.clone() as Weak<dyn Any + Send + Sync>,
                     listed: true,
                 }),
             }),
@@ -762,8 +793,8 @@ impl BusInner {
     pub(crate) fn event_lock_ref(
         self: &Arc<Self>,
         event: &EventInner,
-    ) -> Option<crate::context::LockRef> {
-        use crate::context::LockRef;
+    ) -> Option<handler_context::LockRef> {
+        use handler_context::LockRef;
         match event.concurrency().unwrap_or(self.config.event_concurrency) {
             EventConcurrency::GlobalSerial => Some(LockRef::Domain(Arc::clone(&self.domain.lock))),
             EventConcurrency::BusSerial => Some(LockRef::Bus(Arc::clone(self))),
@@ -858,5 +889,40 @@ impl EventBus {
     /// Like [`expect`](Self::expect), by event type name, or `"*"` for any event.
     pub fn expect_pattern(&self, pattern: &str) -> Expect<AnyEvent> {
         Expect::new(self.find_pattern(pattern))
+    }
+}
+
+// The engine's side of the event model's references to buses: the model keeps them type-erased
+// and never names the engine (scripts/check-layers.py).
+
+impl BusLink {
+    /// The bus, while it lives (a bus of this process).
+    pub(crate) fn upgrade(&self) -> Option<Arc<BusInner>> {
+        self.bus.upgrade()?.downcast::<BusInner>().ok()
+    }
+}
+
+impl EventState {
+    /// The bus of one of this event's slots, if it is still alive.
+    pub(crate) fn slot_bus(&self, slot: &BusSlot) -> Option<Arc<BusInner>> {
+        self.path.get(slot.link)?.upgrade()
+    }
+
+    /// A slot for `bus` (whose entry is at `link` in the path), queued.
+    pub(crate) fn push_slot(&mut self, bus: &BusInner, link: usize, history_seq: u64) {
+        self.buses.push(BusSlot {
+            link,
+            bus_id: bus.id,
+            phase: BusPhase::Queued,
+            history_seq,
+            tell: bus.hears_completions() || self.has_own_ttl(),
+        });
+    }
+
+    /// `bus`'s slot of this event while the bus is not done with it.
+    pub(crate) fn active_slot(&mut self, bus: &BusInner) -> Option<&mut BusSlot> {
+        self.buses
+            .iter_mut()
+            .find(|s| s.bus_id == bus.id && s.phase != BusPhase::Done)
     }
 }

@@ -8,8 +8,9 @@ use std::task::{Context, Poll};
 use smallvec::SmallVec;
 
 use super::BusInner;
-use super::process::{lock_addr, process_event};
-use crate::context::{self, HandlerCtx, HeldLocks, LockRef};
+use super::handler_context::{self, HandlerCtx, HeldLocks, LockRef};
+use super::phase::process_event;
+use super::run_loop::lock_addr;
 use crate::error::WaitError;
 use crate::event::inner::{BusPhase, EventInner, jumper_registered, jumper_unregistered};
 use crate::lock::{FairLock, Loan};
@@ -29,7 +30,7 @@ pub(crate) async fn wait_for(event: Arc<EventInner>) -> Result<(), WaitError> {
             event: event.label(),
         });
     }
-    match context::current() {
+    match handler_context::current() {
         None => {
             // Outside a handler, on a multi-thread runtime: if the event is next in line on a
             // bus that is free, process it here instead of waking that bus's run loop and

@@ -6,10 +6,10 @@ use serde_json::{Map, Value};
 
 use super::config::EventConfig;
 use super::handle::AnyEvent;
-use super::inner::{DYN_KIND, EventInner};
+use super::inner::{EventInner, KindOf};
+use super::result_type::ResultType;
 use super::{DEFAULT_EVENT_VERSION, EventPayload, sealed};
 use crate::error::HandlerError;
-use crate::wire::schema::ResultType;
 
 /// Payload keys the reference runtimes reserve for their own API.
 const RESERVED_KEYS: &[&str] = &["bus", "first", "toString", "toJSON", "fromJSON"];
@@ -290,7 +290,7 @@ impl EventPayload for DynEvent {
         let inner = EventInner::new(
             self.event_type.clone().into(),
             DEFAULT_EVENT_VERSION.into(),
-            &DYN_KIND,
+            <DynEvent as KindOf>::KIND,
             Arc::new(self),
             result_type,
             EventConfig::UNSET,

@@ -2,11 +2,10 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::future::{Future, IntoFuture};
+
 use std::ops::Deref;
-use std::pin::Pin;
+
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use uuid::Uuid;
@@ -17,8 +16,7 @@ use super::config::{
 use super::dynamic::DynEvent;
 use super::inner::{BusPhase, EventInner, KindOf};
 use super::{Event, EventPayload};
-use crate::bus::EventBus;
-use crate::error::{HandlerError, WaitError};
+use crate::error::HandlerError;
 use crate::handler::HandlerId;
 use crate::time::Timestamp;
 
@@ -300,13 +298,6 @@ macro_rules! event_accessors {
                     out.push(AnyEvent::from_inner(event));
                 }
                 out
-            }
-
-            /// The bus running the current handler of this event, or else the last bus the event
-            /// was dispatched to (while it is alive). Handlers use it to dispatch follow-up events
-            /// on the bus they run on.
-            pub fn event_bus(&self) -> Option<EventBus> {
-                crate::context::bus_for(self.inner())
             }
 
             /// The errors of its handlers that failed, in completion order.
@@ -616,101 +607,5 @@ impl IntoEvent for &AnyEvent {
     type Handle = AnyEvent;
     fn __into_event(self) -> AnyEvent {
         self.clone()
-    }
-}
-
-type WaitBox = Pin<Box<dyn Future<Output = Result<(), WaitError>> + Send>>;
-
-/// The future of `.await`ing an [`EventHandle`] or [`AnyEvent`]: resolves to the same handle once
-/// the event is completed.
-///
-/// # Cancel safety
-///
-/// Dropping it stops waiting; it never cancels the event. If it was queue-jumping the event from
-/// inside a handler, the part already processed stays processed and the rest is processed in
-/// queue order.
-#[must_use = "futures do nothing unless polled"]
-pub struct EventFuture<T> {
-    value: Option<T>,
-    wait: Option<WaitBox>,
-}
-
-impl<T> fmt::Debug for EventFuture<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EventFuture")
-            .field("waiting", &self.wait.is_some())
-            .finish()
-    }
-}
-
-impl<T: Unpin> Future for EventFuture<T> {
-    type Output = Result<T, WaitError>;
-
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some(wait) = self.wait.as_mut() {
-            match wait.as_mut().poll(cx) {
-                Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(err)) => {
-                    self.wait = None;
-                    return Poll::Ready(Err(err));
-                }
-                Poll::Ready(Ok(())) => self.wait = None,
-            }
-        }
-        match self.value.take() {
-            Some(value) => Poll::Ready(Ok(value)),
-            None => Poll::Pending,
-        }
-    }
-}
-
-/// The future resolving to `handle` once its event completed.
-fn event_future<T: HandleEvent>(handle: T) -> EventFuture<T> {
-    let inner = handle.__any().inner();
-    let wait: Option<WaitBox> = if inner.is_complete() {
-        None
-    } else {
-        Some(Box::pin(crate::bus::wait_for(Arc::clone(inner))))
-    };
-    EventFuture {
-        wait,
-        value: Some(handle),
-    }
-}
-
-impl<P> IntoFuture for EventHandle<P> {
-    type Output = Result<EventHandle<P>, WaitError>;
-    type IntoFuture = EventFuture<EventHandle<P>>;
-
-    /// Waits for the event to complete (queue-jumping inside a handler).
-    fn into_future(self) -> Self::IntoFuture {
-        event_future(self)
-    }
-}
-
-impl<P> IntoFuture for &EventHandle<P> {
-    type Output = Result<EventHandle<P>, WaitError>;
-    type IntoFuture = EventFuture<EventHandle<P>>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        event_future(self.clone())
-    }
-}
-
-impl IntoFuture for AnyEvent {
-    type Output = Result<AnyEvent, WaitError>;
-    type IntoFuture = EventFuture<AnyEvent>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        event_future(self)
-    }
-}
-
-impl IntoFuture for &AnyEvent {
-    type Output = Result<AnyEvent, WaitError>;
-    type IntoFuture = EventFuture<AnyEvent>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        event_future(self.clone())
     }
 }

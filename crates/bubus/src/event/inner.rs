@@ -11,16 +11,16 @@ use smallvec::SmallVec;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
+use super::Event;
 use super::config::{EventConcurrency, EventConfig, EventStatus};
 use super::dynamic::DynEvent;
-use super::{Event, EventResultValue};
-use crate::bus::BusInner;
+use super::extra::EventExtra;
+use super::result_type::ResultType;
 use crate::error::{HandlerError, HandlerErrorKind};
 use crate::handler::HandlerId;
 use crate::lock::FairLock;
 use crate::result::{ResultRecord, ResultSlot, ResultStatus};
 use crate::time::Timestamp;
-use crate::wire::schema::ResultType;
 
 /// A payload as the core stores it: the user's struct behind `Any`, in the event's own
 /// allocation (`EventInner<E>`, used as `EventInner<ErasedPayload>`). A dynamic event's payload
@@ -39,28 +39,19 @@ pub(crate) struct EventKind {
     /// the reference runtimes' `event_reset()` rebuilds an event from its dump).
     pub(crate) copy: fn(&EventInner, Header) -> Arc<EventInner>,
     /// Whether the payload's JSON nests within what can be read back (checked at dispatch).
-    pub(crate) check_depth: fn(&EventInner) -> Result<(), crate::wire::depth::TooDeepField>,
+    pub(crate) check_depth: fn(&EventInner) -> Result<(), TooDeepField>,
 }
 
+/// The [`EventKind`] of a payload type. Implemented where the JSON code is (`wire/kind.rs`): the
+/// model names the operations, the wire layer supplies them.
 pub(crate) trait KindOf {
     const KIND: &'static EventKind;
 }
 
-impl<E: Event> KindOf for E {
-    const KIND: &'static EventKind = &EventKind {
-        check_result: check_typed::<E::Result>,
-        payload_json: typed_payload_json::<E>,
-        result_schema: |_| E::__result_schema(),
-        copy: copy_typed::<E>,
-        check_depth: |event| {
-            event
-                .own_payload::<E>()
-                .map_or(Ok(()), crate::wire::depth::check_payload)
-        },
-    };
-}
+/// A field nested too deep to be read back: its path and depth (`wire::depth`).
+pub(crate) type TooDeepField = (String, usize);
 
-fn copy_typed<E: Event>(event: &EventInner, header: Header) -> Arc<EventInner> {
+pub(crate) fn copy_typed<E: Event>(event: &EventInner, header: Header) -> Arc<EventInner> {
     match event.decode::<E>() {
         Ok(payload) => header.with_payload(payload),
         Err(_) => copy_json(event, header),
@@ -69,7 +60,7 @@ fn copy_typed<E: Event>(event: &EventInner, header: Header) -> Arc<EventInner> {
 
 /// The copy carries the payload's JSON. For a typed payload that does not survive its own JSON
 /// round trip, its handlers decode it on demand and report why they cannot.
-fn copy_json(event: &EventInner, header: Header) -> Arc<EventInner> {
+pub(crate) fn copy_json(event: &EventInner, header: Header) -> Arc<EventInner> {
     let json = event.dyn_payload().unwrap_or_else(|err| {
         tracing::warn!(event = %event.label(), error = %err, "event copied without its payload");
         Arc::new(DynEvent::from_parts(
@@ -78,85 +69,6 @@ fn copy_json(event: &EventInner, header: Header) -> Arc<EventInner> {
         ))
     });
     header.with_payload(json)
-}
-
-fn check_typed<R: EventResultValue>(
-    _event: &EventInner,
-    slot: ResultSlot,
-) -> Result<ResultSlot, HandlerError> {
-    let slot = slot.check_as::<R>()?;
-    crate::wire::depth::check_result::<R>(&slot)?;
-    Ok(slot)
-}
-
-fn typed_payload_json<E: Event>(payload: &ErasedPayload) -> Result<Map<String, Value>, String> {
-    let Some(event) = payload.downcast_ref::<E>() else {
-        return Err(format!("payload is not a {}", std::any::type_name::<E>()));
-    };
-    match serde_json::to_value(event) {
-        Ok(Value::Object(map)) => Ok(map),
-        Ok(Value::Null) => Ok(Map::new()),
-        Ok(other) => Err(format!(
-            "{} serialized to {} instead of a JSON object",
-            E::EVENT_TYPE,
-            json_kind(&other)
-        )),
-        Err(err) => Err(err.to_string()),
-    }
-}
-
-fn json_kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
-/// Dynamic events accept any JSON result, unless they carry a result schema (from another
-/// runtime, or set on the [`DynEvent`]): then results are checked against it.
-pub(crate) static DYN_KIND: EventKind = EventKind {
-    check_result: check_dyn,
-    payload_json: |_| Err("dynamic payloads are not typed".to_owned()),
-    result_schema: |event| event.result_type.as_ref().map(|t| t.schema.clone()),
-    copy: copy_json,
-    check_depth: crate::wire::depth::check_dyn_event,
-};
-
-fn check_dyn(event: &EventInner, slot: ResultSlot) -> Result<ResultSlot, HandlerError> {
-    let slot = slot.check_as::<Value>()?;
-    crate::wire::depth::check_result::<Value>(&slot)?;
-    if let (Some(result_type), ResultSlot::Json(value)) = (&event.result_type, &slot) {
-        result_type.check(value).map_err(|reason| {
-            let snippet: String = value.to_string().chars().take(60).collect();
-            HandlerError::with_kind(
-                HandlerErrorKind::ResultSchema,
-                format!(
-                    "handler returned a value that did not match event_result_type of {}: \
-                     {snippet}: {reason}",
-                    event.label()
-                ),
-            )
-        })?;
-    }
-    Ok(slot)
-}
-
-/// What is left to do after an event completed, outside its lock.
-pub(crate) struct Completion {
-    parent: Option<Arc<EventInner>>,
-    /// Buses to tell (their history tracks completions, or they have middlewares), with the
-    /// event's sequence number in their history.
-    buses: SmallVec<[(Arc<BusInner>, u64); 2]>,
-    /// What the buses' histories need to know, read under the event's lock.
-    history: crate::bus::CompletedInfo,
-    /// With no bus to tell, the completion flag is already set, under the event's lock, which
-    /// orders it against waiters registering (they register under the same lock); then this is
-    /// whether one had. With buses to tell, the flag is set after them.
-    waited: bool,
 }
 
 /// Where one bus is with this event.
@@ -172,7 +84,9 @@ pub(crate) enum BusPhase {
 /// and the event's [`BusSlot`] on that bus cost one reference count between them.
 pub(crate) struct BusLink {
     pub(crate) label: Arc<str>,
-    pub(crate) bus: Weak<BusInner>,
+    /// The bus, type-erased: the event model does not name the engine, which reads it back
+    /// (`BusLink::upgrade` in `bus`).
+    pub(crate) bus: Weak<dyn Any + Send + Sync>,
     /// Whether the event's `event_path` shows this entry. Not for a bus an event restored from a
     /// snapshot is queued on without its path naming it: the path stays as the snapshot said.
     pub(crate) listed: bool,
@@ -183,7 +97,7 @@ impl BusLink {
     pub(crate) fn remote(label: impl Into<Arc<str>>) -> Arc<Self> {
         Arc::new(BusLink {
             label: label.into(),
-            bus: Weak::new(),
+            bus: Weak::<()>::new(),
             listed: true,
         })
     }
@@ -291,7 +205,7 @@ pub(crate) struct EventState {
     /// The user context values in scope where the event was first dispatched.
     pub(crate) dispatch_context: Option<crate::context::ContextMap>,
     /// Wire metadata this version does not model, from the JSON the event was read from.
-    pub(crate) wire_extra: Option<Box<crate::wire::extra::EventExtra>>,
+    pub(crate) wire_extra: Option<Box<EventExtra>>,
 }
 
 impl EventState {
@@ -325,29 +239,6 @@ impl EventState {
             .iter()
             .filter(|link| link.listed)
             .map(|link| &**link)
-    }
-
-    /// The bus of one of this event's slots, if it is still alive.
-    pub(crate) fn slot_bus(&self, slot: &BusSlot) -> Option<Arc<BusInner>> {
-        self.path.get(slot.link)?.bus.upgrade()
-    }
-
-    /// A slot for `bus` (whose entry is at `link` in the path), queued.
-    pub(crate) fn push_slot(&mut self, bus: &BusInner, link: usize, history_seq: u64) {
-        self.buses.push(BusSlot {
-            link,
-            bus_id: bus.id,
-            phase: BusPhase::Queued,
-            history_seq,
-            tell: bus.hears_completions() || self.has_own_ttl(),
-        });
-    }
-
-    /// `bus`'s slot of this event while the bus is not done with it.
-    pub(crate) fn active_slot(&mut self, bus: &BusInner) -> Option<&mut BusSlot> {
-        self.buses
-            .iter_mut()
-            .find(|s| s.bus_id == bus.id && s.phase != BusPhase::Done)
     }
 }
 
@@ -446,7 +337,7 @@ pub(crate) struct RestoredEvent {
     pub(crate) emitted_by_handler_id: Option<HandlerId>,
     pub(crate) path: Vec<String>,
     pub(crate) results: Vec<ResultRecord>,
-    pub(crate) wire_extra: Option<Box<crate::wire::extra::EventExtra>>,
+    pub(crate) wire_extra: Option<Box<EventExtra>>,
 }
 
 impl EventInner {
@@ -459,7 +350,7 @@ impl EventInner {
             event_type: Cow::Owned(parts.event_type),
             version: Cow::Owned(parts.version),
             created_at: parts.created_at,
-            kind: &DYN_KIND,
+            kind: <DynEvent as KindOf>::KIND,
             result_type: parts.result_type,
             state: EventState {
                 status: parts.status,
@@ -497,7 +388,7 @@ impl EventInner {
             );
             // The far side's forwarding handlers (its bridge's inbound bus forwarding to its
             // bus) are plumbing: their result is the event itself.
-            let forwarding = matches!(&record.value, crate::result::ResultSlot::Json(v) if crate::wire::decode::is_event_json(v));
+            let forwarding = matches!(&record.value, crate::result::ResultSlot::Json(v) if crate::result::is_event_json(v));
             if !terminal
                 || forwarding
                 || st.results.iter().any(|r| r.handler.id == record.handler.id)
@@ -519,7 +410,7 @@ impl EventInner {
                 emitted_by_handler_id: st.emitted_by_handler_id.clone(),
                 path: st.path.clone(),
                 dispatch_context: st.dispatch_context.clone(),
-                wire_extra: crate::wire::extra::EventExtra::for_copy(st.wire_extra.as_deref()),
+                wire_extra: EventExtra::for_copy(st.wire_extra.as_deref()),
                 ..EventState::pending(st.config)
             }
         };
@@ -582,6 +473,16 @@ impl EventInner {
 
     pub(crate) fn is_complete(&self) -> bool {
         self.complete.load(Ordering::SeqCst)
+    }
+
+    /// Sets the completion flag (the engine decides when: `bus::complete`).
+    pub(crate) fn set_complete(&self, order: Ordering) {
+        self.complete.store(true, order);
+    }
+
+    /// Whether someone registered for the completion notification ([`mark_waited`](Self::mark_waited)).
+    pub(crate) fn is_waited(&self, order: Ordering) -> bool {
+        self.waited.load(order)
     }
 
     pub(crate) fn is_cancelled(&self) -> bool {
@@ -713,108 +614,9 @@ impl EventInner {
         self.dyn_payload().map(|d| d.payload().clone())
     }
 
-    /// Under the event's lock: if the event can complete (every bus done, every result final,
-    /// every linked child completed), marks it completed and returns what to do once the lock is
-    /// released ([`completed`](Self::completed)).
-    pub(crate) fn complete_locked(&self, st: &mut EventState) -> Option<Completion> {
-        // `status` is set under this lock, the flag only after the completion hooks ran: either
-        // says another caller completed it.
-        if self.is_complete()
-            || st.status == EventStatus::Completed
-            || st.buses.is_empty()
-            || st.incomplete_children > 0
-            || st.buses.iter().any(|slot| slot.phase != BusPhase::Done)
-            || st.results.iter().any(|r| !r.status.is_terminal())
-        {
-            return None;
-        }
-        // Without children, the event completed when its last handler did (as in the Python
-        // runtime); with children, when the last of them completed, i.e. now.
-        let last_result = st.results.iter().filter_map(|r| r.completed_at).max();
-        let at = match last_result {
-            Some(at) if st.children.is_empty() => at,
-            _ => Timestamp::now(),
-        };
-        st.status = EventStatus::Completed;
-        st.completed_at = Some(at);
-        if st.started_at.is_none() {
-            st.started_at = Some(at);
-        }
-        let told = |s: &&BusSlot| s.tell;
-        let buses: SmallVec<_> = if st.buses.iter().any(|s| told(&s)) {
-            st.buses
-                .iter()
-                .filter(told)
-                .filter_map(|s| st.slot_bus(s).map(|bus| (bus, s.history_seq)))
-                .collect()
-        } else {
-            SmallVec::new()
-        };
-        // Nobody to tell first: complete now. The lock orders this against `mark_waited`, so a
-        // plain store does (a waiter that registered before is seen here; one that registers
-        // after sees the flag).
-        let waited = if buses.is_empty() {
-            self.complete.store(true, Ordering::Release);
-            self.waited.load(Ordering::Relaxed)
-        } else {
-            false
-        };
-        let history = if buses.is_empty() {
-            crate::bus::CompletedInfo::default()
-        } else {
-            crate::bus::CompletedInfo {
-                bytes: self.approx_bytes(st),
-                own_ttl: st.has_own_ttl(),
-            }
-        };
-        Some(Completion {
-            parent: st.parent.upgrade(),
-            buses,
-            waited,
-            history,
-        })
-    }
-
-    /// After [`complete_locked`](Self::complete_locked), with no lock held: bus bookkeeping and
-    /// middlewares, then the waiters, then the parent (which may complete in turn).
-    pub(crate) fn completed(self: &Arc<Self>, completion: Completion) {
-        let mut next = self.announce_completed(completion);
-        while let Some((parent, completion)) = next {
-            next = parent.announce_completed(completion);
-        }
-    }
-
-    /// One step of [`completed`](Self::completed): this event's bookkeeping and waiters, then
-    /// its parent's completion, if the parent can complete now.
-    fn announce_completed(
-        self: &Arc<Self>,
-        completion: Completion,
-    ) -> Option<(Arc<EventInner>, Completion)> {
-        // Middlewares hear of the completion before anyone waiting for it is released, so
-        // whoever awaited an event sees what they did (a log line, a mirrored row).
-        let waited = if completion.buses.is_empty() {
-            completion.waited
-        } else {
-            crate::bus::on_event_completed(self, &completion.buses, completion.history);
-            // Outside the lock, the flag and `waited` order each other (both `SeqCst`).
-            self.complete.store(true, Ordering::SeqCst);
-            self.waited.load(Ordering::SeqCst)
-        };
-        if waited {
-            self.notify.notify_waiters();
-        }
-        let parent = completion.parent?;
-        let next = {
-            let mut pst = parent.state.lock();
-            pst.incomplete_children = pst.incomplete_children.saturating_sub(1);
-            parent.complete_locked(&mut pst)
-        };
-        next.map(|next| (parent, next))
-    }
-
     /// Registers interest in the completion notification: the completer only pays for
     /// `notify_waiters` when someone is waiting. Called under the event's lock (`_locked`), which
-    /// [`complete_locked`](Self::complete_locked) may set the completion flag under. A waiter
+    /// `bus::complete::complete_locked` may set the completion flag under. A waiter
     /// checks [`is_complete`](Self::is_complete) after this and after creating its `Notified`.
     pub(crate) fn mark_waited(&self, _locked: &EventState) {
         self.waited.store(true, Ordering::SeqCst);
@@ -863,58 +665,6 @@ impl EventInner {
             parent_id = st.parent_id;
         }
         false
-    }
-
-    /// A metadata field by its wire name (`event_status`, `event_timeout`, …) as JSON, or `None`
-    /// if `name` is not one.
-    pub(crate) fn metadata_field(&self, name: &str) -> Option<Value> {
-        fn ts(t: Option<Timestamp>) -> Value {
-            t.map_or(Value::Null, |t| Value::String(t.to_string()))
-        }
-        fn mode<T: serde::Serialize>(m: Option<T>) -> Value {
-            m.and_then(|m| serde_json::to_value(m).ok())
-                .unwrap_or(Value::Null)
-        }
-        if !name.starts_with("event_") {
-            return None;
-        }
-        let st = self.state.lock();
-        let c = &st.config;
-        Some(match name {
-            "event_id" => Value::String(self.id.to_string()),
-            "event_type" => Value::String(self.event_type.to_string()),
-            "event_version" => Value::String(self.version.to_string()),
-            "event_status" => Value::String(st.status.as_str().to_owned()),
-            "event_parent_id" => st
-                .parent_id
-                .map_or(Value::Null, |id| Value::String(id.to_string())),
-            "event_emitted_by_handler_id" => st
-                .emitted_by_handler_id
-                .as_ref()
-                .map_or(Value::Null, |id| Value::String(id.to_string())),
-            "event_path" => Value::Array(
-                st.listed_path()
-                    .map(|l| Value::String(l.to_string()))
-                    .collect(),
-            ),
-            "event_pending_bus_count" => Value::from(
-                st.buses
-                    .iter()
-                    .filter(|s| s.phase != BusPhase::Done)
-                    .count(),
-            ),
-            "event_created_at" => ts(Some(self.created_at)),
-            "event_started_at" => ts(st.started_at),
-            "event_completed_at" => ts(st.completed_at),
-            "event_timeout" => crate::time::secs_value(c.event_timeout),
-            "event_slow_timeout" => crate::time::secs_value(c.event_slow_timeout),
-            "event_handler_timeout" => crate::time::secs_value(c.event_handler_timeout),
-            "event_handler_slow_timeout" => crate::time::secs_value(c.event_handler_slow_timeout),
-            "event_concurrency" => mode(c.event_concurrency),
-            "event_handler_concurrency" => mode(c.event_handler_concurrency),
-            "event_handler_completion" => mode(c.event_handler_completion),
-            _ => return None,
-        })
     }
 
     /// Signals a handler queue-jumping one of this event's ancestors that the subtree changed.

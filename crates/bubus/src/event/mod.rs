@@ -2,8 +2,10 @@
 
 pub(crate) mod config;
 mod dynamic;
+pub(crate) mod extra;
 mod handle;
 pub(crate) mod inner;
+pub(crate) mod result_type;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -13,7 +15,7 @@ pub use config::{
 };
 pub use dynamic::{DynEvent, DynEventError};
 pub(crate) use handle::HandleEvent;
-pub use handle::{AnyEvent, EventFuture, EventHandle, IntoEvent};
+pub use handle::{AnyEvent, EventHandle, IntoEvent};
 
 /// The `event_version` an event type has unless it declares one.
 pub const DEFAULT_EVENT_VERSION: &str = "0.0.1";

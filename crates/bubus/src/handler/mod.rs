@@ -121,7 +121,7 @@ pub(crate) struct HandlerMeta {
     pub(crate) bus_label: Arc<str>,
     /// Keys of the result or snapshot entry this handler was read from that this version does
     /// not know: written back with its results and its snapshot entry.
-    pub(crate) wire_extra: crate::wire::extra::UnknownKeys,
+    pub(crate) wire_extra: crate::result::UnknownKeys,
 }
 
 impl HandlerMeta {

@@ -109,10 +109,10 @@ impl TracingMiddleware {
     /// The span of the handler running in this task (the one dispatching), else its event's
     /// span, else whatever span is current.
     fn dispatch_parent(events: &HashMap<Uuid, EventSpans>) -> Option<Span> {
-        let current = crate::context::current_event().and_then(|event| {
+        let current = crate::bus::current_event().and_then(|event| {
             let spans = events.get(&event.event_id())?;
-            let bus = crate::context::current_bus().map(|bus| bus.id());
-            let handler = crate::context::current_handler_id();
+            let bus = crate::bus::current_bus().map(|bus| bus.id());
+            let handler = crate::bus::current_handler_id();
             spans
                 .handlers
                 .iter()

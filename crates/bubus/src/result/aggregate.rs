@@ -11,7 +11,7 @@ use indexmap::IndexMap;
 use serde_json::Value;
 
 use super::EventResult;
-use crate::error::{HandlerError, ResultError, WaitError};
+use crate::error::{HandlerError, ResultError};
 use crate::event::EventResultValue;
 use crate::event::inner::EventInner;
 use crate::handler::{HandlerId, HandlerMeta};
@@ -63,8 +63,9 @@ type Include<R> = Box<dyn Fn(&EventResult<R>) -> bool + Send + Sync>;
 /// # Ok(()) }
 /// ```
 pub struct ResultsQuery<R> {
-    event: Arc<EventInner>,
-    timeout: Option<Duration>,
+    pub(crate) event: Arc<EventInner>,
+    /// How long [`wait`](Self::wait) (in `bus`, next to the waiting code) waits.
+    pub(crate) timeout: Option<Duration>,
     include: Option<Include<R>>,
     raise_if_any: Option<bool>,
     raise_if_none: Option<bool>,
@@ -357,27 +358,6 @@ impl<R: EventResultValue> ResultsQuery<R> {
             });
         }
         Ok(collected)
-    }
-
-    async fn wait(&self) -> Result<(), ResultError> {
-        if self.event.is_complete() {
-            return Ok(());
-        }
-        let wait = crate::bus::wait_for(Arc::clone(&self.event));
-        match self.timeout {
-            None => wait.await?,
-            Some(timeout) => match tokio::time::timeout(timeout, wait).await {
-                Ok(result) => result?,
-                Err(_) => {
-                    return Err(WaitError::Timeout {
-                        event: self.event.label(),
-                        timeout,
-                    }
-                    .into());
-                }
-            },
-        }
-        Ok(())
     }
 
     fn read(&self) -> Collected<R> {

@@ -208,7 +208,7 @@ pub struct EventResult<R = Value> {
     /// Ids of the events the handler dispatched.
     pub event_children: Vec<Uuid>,
     /// Keys of the result's JSON this version does not know, written back by `to_json`.
-    pub(crate) wire_extra: crate::wire::extra::UnknownKeys,
+    pub(crate) wire_extra: UnknownKeys,
 }
 
 impl<R> EventResult<R> {
@@ -418,3 +418,18 @@ macro_rules! result_helpers {
 
 result_helpers!(EventHandle<P>, P::Result, P);
 result_helpers!(AnyEvent, Value);
+
+/// Keys of a result object or a handler entry, or of a bus snapshot, that this version does not
+/// know, kept and written back (`wire::extra`). Shared: every result of a handler refers to the
+/// same map.
+pub(crate) type UnknownKeys = Option<Arc<serde_json::Map<String, serde_json::Value>>>;
+
+/// A forwarding handler's result is the event it forwarded, as that event's JSON: not a value
+/// of the result type (the reference runtimes skip it when validating too).
+pub(crate) fn is_event_json(value: &serde_json::Value) -> bool {
+    value.as_object().is_some_and(|o| {
+        o.get("event_type")
+            .is_some_and(serde_json::Value::is_string)
+            && o.get("event_id").is_some_and(serde_json::Value::is_string)
+    })
+}

@@ -601,14 +601,11 @@ fn keeps_as_text(text: &str) -> bool {
 }
 
 /// Gives a decoded record the result [`results_from_text`] kept as text. A completed result of an
-/// event with a result schema is checked against it as [`decode_result`] checks a parsed one
-/// (parsed for the check only).
+/// event with a result schema is checked against it as [`decode_result`] checks a parsed one,
+/// walking the text (no `Value` tree of a result that may be megabytes long).
 fn set_text_result(record: &mut ResultRecord, text: Box<str>, result_type: Option<&ResultType>) {
     if let (Some(result_type), ResultStatus::Completed) = (result_type, record.status) {
-        let checked = serde_json::from_str::<Value>(&text)
-            .map_err(|e| e.to_string())
-            .and_then(|value| result_type.check(&value));
-        if let Err(reason) = checked {
+        if let Err(reason) = result_type.check_text(&text) {
             let snippet: String = text.chars().take(60).collect();
             record.status = ResultStatus::Error;
             record.value = ResultSlot::Null;
@@ -625,14 +622,7 @@ fn set_text_result(record: &mut ResultRecord, text: Box<str>, result_type: Optio
     record.value = ResultSlot::Text(Arc::from(text));
 }
 
-/// A forwarding handler's result is the event it forwarded, as that event's JSON: not a value
-/// of the result type (the reference runtimes skip it when validating too).
-pub(crate) fn is_event_json(value: &Value) -> bool {
-    value.as_object().is_some_and(|o| {
-        o.get("event_type").is_some_and(Value::is_string)
-            && o.get("event_id").is_some_and(Value::is_string)
-    })
-}
+pub(crate) use crate::result::is_event_json;
 
 fn decode_result(
     at: &str,

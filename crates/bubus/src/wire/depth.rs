@@ -69,7 +69,7 @@ fn walk<T: Serialize + ?Sized>(value: &T, limit: usize) -> (usize, Option<&'stat
 
 /// A payload field nested deeper than [`MAX_JSON_DEPTH`]: its name (empty if it has none, e.g.
 /// a key of a map payload) and its depth (at least).
-pub(crate) type TooDeepField = (String, usize);
+pub(crate) use crate::event::inner::TooDeepField;
 
 /// Checks a typed payload: each of its fields may nest [`MAX_JSON_DEPTH`] levels.
 pub(crate) fn check_payload<T: Serialize + ?Sized>(payload: &T) -> Result<(), TooDeepField> {

@@ -4,9 +4,13 @@ pub(crate) mod decode;
 pub(crate) mod depth;
 pub(crate) mod encode;
 pub(crate) mod extra;
+mod kind;
 pub(crate) mod raw;
 pub(crate) mod schema;
 mod validate;
+mod validate_text;
+
+pub(crate) use kind::metadata_field;
 
 use std::sync::Arc;
 
@@ -296,4 +300,78 @@ pub(crate) fn _assert_send_sync() {
     fn check<T: Send + Sync>() {}
     check::<DecodeError>();
     check::<Arc<schema::ResultType>>();
+}
+
+/// Whether two JSON values are equal, numbers by their mathematical value as JSON Schema's
+/// `const`/`enum`/`uniqueItems` and the reference runtimes' `==` compare them: `1` equals `1.0`,
+/// integers compare exactly (`18446744073709551615` is not `18446744073709551614`, which they
+/// would be as `f64`s), an integer and a float only when the float is that integer exactly.
+/// Objects compare as maps (key order ignored), arrays element by element.
+pub(crate) fn json_eq(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    /// The number as an exact integer, if it is one (an integral float converts exactly while
+    /// within `i128`, whose range holds every `u64` and `i64`).
+    fn as_int(n: &serde_json::Number) -> Option<i128> {
+        if let Some(u) = n.as_u64() {
+            return Some(i128::from(u));
+        }
+        if let Some(i) = n.as_i64() {
+            return Some(i128::from(i));
+        }
+        let f = n.as_f64()?;
+        (f.fract() == 0.0 && f.abs() < 1e38).then_some(f as i128)
+    }
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => match (as_int(x), as_int(y)) {
+            (Some(x), Some(y)) => x == y,
+            _ => x.as_f64().is_some_and(|x| y.as_f64() == Some(x)),
+        },
+        (Value::Array(x), Value::Array(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y))
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
+        }
+        _ => a == b,
+    }
+}
+
+#[cfg(test)]
+mod json_eq_tests {
+    use super::json_eq;
+    use serde_json::json;
+
+    #[test]
+    fn numbers_compare_by_mathematical_value() {
+        assert!(json_eq(&json!(1), &json!(1.0)));
+        assert!(json_eq(&json!(-3), &json!(-3.0)));
+        assert!(json_eq(&json!(0.5), &json!(0.5)));
+        assert!(!json_eq(&json!(1), &json!(1.5)));
+        assert!(!json_eq(&json!(1), &json!("1")));
+        // Integers beyond f64's 53 bits compare exactly, not as the same rounded f64.
+        assert!(json_eq(&json!(u64::MAX), &json!(u64::MAX)));
+        assert!(!json_eq(&json!(u64::MAX), &json!(u64::MAX - 1)));
+        assert!(!json_eq(&json!(i64::MIN), &json!(i64::MIN + 1)));
+        assert!(!json_eq(
+            &json!(9_007_199_254_740_993_u64),
+            &json!(9_007_199_254_740_992.0)
+        ));
+        assert!(json_eq(
+            &json!(9_007_199_254_740_992_u64),
+            &json!(9_007_199_254_740_992.0)
+        ));
+    }
+
+    #[test]
+    fn containers_compare_element_by_element_and_key_by_key() {
+        assert!(json_eq(
+            &json!({"a": [1, {"b": 2.0}]}),
+            &json!({"a": [1.0, {"b": 2}]})
+        ));
+        assert!(json_eq(&json!({"a": 1, "b": 2}), &json!({"b": 2, "a": 1})));
+        assert!(!json_eq(&json!([1, 2]), &json!([2, 1])));
+        assert!(!json_eq(&json!({"a": 1}), &json!({"a": 1, "b": null})));
+    }
 }

@@ -1,9 +1,12 @@
 //! JSON Schemas of result types: generated for typed events, carried by events from other
 //! runtimes and checked against the results recorded for them.
 
+#[cfg(feature = "schema")]
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock};
+#[cfg(feature = "schema")]
+use std::sync::OnceLock;
 
+#[cfg(feature = "schema")]
 use parking_lot::Mutex;
 use serde_json::Value;
 
@@ -24,40 +27,19 @@ pub(crate) fn schema_for<T: schemars::JsonSchema + 'static>() -> Option<Value> {
     schema
 }
 
-/// A result schema received with an event (shared between events that carry the same schema).
-pub(crate) struct ResultType {
-    pub(crate) schema: Value,
-}
-
-impl std::fmt::Debug for ResultType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ResultType")
-            .field("schema", &self.schema)
-            .finish_non_exhaustive()
-    }
-}
+pub(crate) use crate::event::result_type::ResultType;
 
 impl ResultType {
-    /// The shared `ResultType` for a schema.
-    pub(crate) fn intern(schema: Value) -> Arc<ResultType> {
-        static INTERNED: OnceLock<Mutex<HashMap<String, Arc<ResultType>>>> = OnceLock::new();
-        let key = schema.to_string();
-        let mut interned = INTERNED.get_or_init(Mutex::default).lock();
-        if let Some(hit) = interned.get(&key) {
-            return Arc::clone(hit);
-        }
-        if interned.len() >= 4096 {
-            interned.clear();
-        }
-        let result_type = Arc::new(ResultType { schema });
-        interned.insert(key, Arc::clone(&result_type));
-        result_type
-    }
-
     /// Checks a value against the schema: `Err(reason)` (naming the path to the mismatch) if it
     /// does not match. Keywords outside the subset result schemas use are not checked; see
     /// `validate.rs`.
     pub(crate) fn check(&self, value: &Value) -> Result<(), String> {
         super::validate::check(&self.schema, value)
+    }
+
+    /// [`check`](Self::check) for a value given as its JSON text, without parsing it into a
+    /// `Value` (same decisions and messages); see `validate_text.rs`.
+    pub(crate) fn check_text(&self, text: &str) -> Result<(), String> {
+        super::validate_text::check_text(&self.schema, text)
     }
 }

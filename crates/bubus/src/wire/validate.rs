@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 
 /// How deep `$ref` chains and nesting may go before the value is accepted unchecked (a guard
 /// against self-referencing schemas).
-const MAX_DEPTH: usize = 64;
+pub(super) const MAX_DEPTH: usize = 64;
 
 /// Checks `value` against `schema`. `Err` carries the first mismatch, with the JSON Pointer to it
 /// (`/regions/0/x`).
@@ -24,7 +24,7 @@ struct Checker<'a> {
     root: &'a Value,
 }
 
-fn kind(value: &Value) -> &'static str {
+pub(super) fn kind(value: &Value) -> &'static str {
     match value {
         Value::Null => "null",
         Value::Bool(_) => "boolean",
@@ -36,7 +36,7 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
-fn type_matches(expected: &str, value: &Value) -> bool {
+pub(super) fn type_matches(expected: &str, value: &Value) -> bool {
     match expected {
         "null" => value.is_null(),
         "boolean" => value.is_boolean(),
@@ -57,30 +57,11 @@ fn type_matches(expected: &str, value: &Value) -> bool {
     }
 }
 
-fn at(path: &str) -> String {
+pub(super) fn at(path: &str) -> String {
     if path.is_empty() {
         String::from("the value")
     } else {
         format!("`{path}`")
-    }
-}
-
-/// JSON equality with numbers compared by value (`1` equals `1.0`).
-fn json_eq(a: &Value, b: &Value) -> bool {
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
-            (Some(x), Some(y)) => x == y,
-            _ => x.as_f64() == y.as_f64(),
-        },
-        (Value::Array(x), Value::Array(y)) => {
-            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| json_eq(x, y))
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            x.len() == y.len()
-                && x.iter()
-                    .all(|(k, v)| y.get(k).is_some_and(|w| json_eq(v, w)))
-        }
-        _ => a == b,
     }
 }
 
@@ -108,7 +89,7 @@ impl<'a> Checker<'a> {
         }
         self.check_type(schema, value, path)?;
         if let Some(Value::Array(options)) = schema.get("enum") {
-            if !options.iter().any(|o| json_eq(o, value)) {
+            if !options.iter().any(|o| super::json_eq(o, value)) {
                 return Err(format!(
                     "{} is {value}, not one of {}",
                     at(path),
@@ -117,7 +98,7 @@ impl<'a> Checker<'a> {
             }
         }
         if let Some(expected) = schema.get("const") {
-            if !json_eq(expected, value) {
+            if !super::json_eq(expected, value) {
                 return Err(format!("{} is {value}, expected {expected}", at(path)));
             }
         }
@@ -250,7 +231,7 @@ impl<'a> Checker<'a> {
         }
         if schema.get("uniqueItems") == Some(&Value::Bool(true)) {
             for (i, a) in items.iter().enumerate() {
-                if items[..i].iter().any(|b| json_eq(a, b)) {
+                if items[..i].iter().any(|b| super::json_eq(a, b)) {
                     return Err(format!("{} has a duplicate item {a}", at(path)));
                 }
             }
@@ -298,7 +279,7 @@ impl<'a> Checker<'a> {
     }
 }
 
-fn check_number(schema: &Map<String, Value>, n: f64, path: &str) -> Result<(), String> {
+pub(super) fn check_number(schema: &Map<String, Value>, n: f64, path: &str) -> Result<(), String> {
     let bound = |key: &str| schema.get(key).and_then(Value::as_f64);
     if let Some(min) = bound("minimum") {
         if n < min {
@@ -329,7 +310,7 @@ fn check_number(schema: &Map<String, Value>, n: f64, path: &str) -> Result<(), S
     Ok(())
 }
 
-fn check_length(
+pub(super) fn check_length(
     schema: &Map<String, Value>,
     len: usize,
     min_key: &str,

@@ -1,0 +1,153 @@
+//! What makes events awaitable: `.await` on an [`EventHandle`] or [`AnyEvent`] ([`EventFuture`])
+//! and the wait of a [`ResultsQuery`], next to the waiting code they call ([`wait_for`]). The
+//! handles and the query are the event model's; only the engine knows how to wait.
+
+use std::fmt;
+use std::future::{Future, IntoFuture};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use super::EventBus;
+use super::handler_context::bus_for;
+use super::wait::wait_for;
+use crate::EventResultValue;
+use crate::error::{ResultError, WaitError};
+use crate::event::{AnyEvent, EventHandle, HandleEvent};
+use crate::result::ResultsQuery;
+
+type WaitBox = Pin<Box<dyn Future<Output = Result<(), WaitError>> + Send>>;
+
+/// The future of `.await`ing an [`EventHandle`] or [`AnyEvent`]: resolves to the same handle once
+/// the event is completed.
+///
+/// # Cancel safety
+///
+/// Dropping it stops waiting; it never cancels the event. If it was queue-jumping the event from
+/// inside a handler, the part already processed stays processed and the rest is processed in
+/// queue order.
+#[must_use = "futures do nothing unless polled"]
+pub struct EventFuture<T> {
+    value: Option<T>,
+    wait: Option<WaitBox>,
+}
+
+impl<T> fmt::Debug for EventFuture<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EventFuture")
+            .field("waiting", &self.wait.is_some())
+            .finish()
+    }
+}
+
+impl<T: Unpin> Future for EventFuture<T> {
+    type Output = Result<T, WaitError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        if let Some(wait) = self.wait.as_mut() {
+            match wait.as_mut().poll(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(err)) => {
+                    self.wait = None;
+                    return Poll::Ready(Err(err));
+                }
+                Poll::Ready(Ok(())) => self.wait = None,
+            }
+        }
+        match self.value.take() {
+            Some(value) => Poll::Ready(Ok(value)),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// The future resolving to `handle` once its event completed.
+fn event_future<T: HandleEvent>(handle: T) -> EventFuture<T> {
+    let inner = handle.__any().inner();
+    let wait: Option<WaitBox> = if inner.is_complete() {
+        None
+    } else {
+        Some(Box::pin(crate::bus::wait_for(Arc::clone(inner))))
+    };
+    EventFuture {
+        wait,
+        value: Some(handle),
+    }
+}
+
+impl<P> IntoFuture for EventHandle<P> {
+    type Output = Result<EventHandle<P>, WaitError>;
+    type IntoFuture = EventFuture<EventHandle<P>>;
+
+    /// Waits for the event to complete (queue-jumping inside a handler).
+    fn into_future(self) -> Self::IntoFuture {
+        event_future(self)
+    }
+}
+
+impl<P> IntoFuture for &EventHandle<P> {
+    type Output = Result<EventHandle<P>, WaitError>;
+    type IntoFuture = EventFuture<EventHandle<P>>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        event_future(self.clone())
+    }
+}
+
+impl IntoFuture for AnyEvent {
+    type Output = Result<AnyEvent, WaitError>;
+    type IntoFuture = EventFuture<AnyEvent>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        event_future(self)
+    }
+}
+
+impl IntoFuture for &AnyEvent {
+    type Output = Result<AnyEvent, WaitError>;
+    type IntoFuture = EventFuture<AnyEvent>;
+
+    fn into_future(self) -> Self::IntoFuture {
+        event_future(self.clone())
+    }
+}
+
+impl<R: EventResultValue> ResultsQuery<R> {
+    /// Waits for the event to complete, within the query's timeout.
+    pub(crate) async fn wait(&self) -> Result<(), ResultError> {
+        if self.event.is_complete() {
+            return Ok(());
+        }
+        let wait = wait_for(Arc::clone(&self.event));
+        match self.timeout {
+            None => wait.await?,
+            Some(timeout) => match tokio::time::timeout(timeout, wait).await {
+                Ok(result) => result?,
+                Err(_) => {
+                    return Err(WaitError::Timeout {
+                        event: self.event.label(),
+                        timeout,
+                    }
+                    .into());
+                }
+            },
+        }
+        Ok(())
+    }
+}
+
+macro_rules! event_bus {
+    ($ty:ty $(, $p:ident)?) => {
+        impl$(<$p>)? $ty {
+            /// The bus running the current handler of this event, or else the last bus the event
+            /// was dispatched to (while it is alive). Handlers use it to dispatch follow-up events
+            /// on the bus they run on.
+            pub fn event_bus(&self) -> Option<EventBus> {
+                bus_for(self.inner())
+            }
+        }
+    };
+}
+
+event_bus!(EventHandle<P>, P);
+event_bus!(AnyEvent);

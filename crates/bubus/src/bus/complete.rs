@@ -1,0 +1,221 @@
+//! Completion, the last step of the handler path: a bus is done with an event
+//! ([`finish_on_bus`]), the event completes once nothing is outstanding on any bus and every
+//! child completed ([`complete_locked`], under the event's lock), and what completion tells —
+//! the buses' histories, middlewares, the waiters, then the parent, which may complete in turn —
+//! runs with no lock held ([`completed`]). The event data model only keeps the flags; every
+//! decision about completing is made here.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use smallvec::SmallVec;
+
+use super::history::CompletedInfo;
+use super::{BusInner, BusState};
+use crate::event::EventStatus;
+use crate::event::inner::{BusPhase, BusSlot, EventInner, EventState};
+use crate::time::Timestamp;
+
+/// What is left to do after an event completed, outside its lock.
+pub(crate) struct Completion {
+    parent: Option<Arc<EventInner>>,
+    /// Buses to tell (their history tracks completions, or they have middlewares), with the
+    /// event's sequence number in their history.
+    buses: SmallVec<[(Arc<BusInner>, u64); 2]>,
+    /// What the buses' histories need to know, read under the event's lock.
+    history: CompletedInfo,
+    /// With no bus to tell, the completion flag is already set, under the event's lock, which
+    /// orders it against waiters registering (they register under the same lock); then this is
+    /// whether one had. With buses to tell, the flag is set after them.
+    waited: bool,
+}
+
+/// What [`process_event`] leaves to its caller: the event is finished on the bus, but still
+/// counted in flight there until the caller calls [`leave_bus`] (the run loop folds it into its
+/// next look at the queue). Only a finished `process_event` returns it: one dropped halfway
+/// leaves the bus itself.
+#[must_use = "the event is still counted in flight on the bus: call `leave` or `owe`"]
+pub(crate) struct Processed(pub(super) ());
+
+impl Processed {
+    /// Leaves the bus now.
+    pub(crate) fn leave(self, bus: &BusInner) {
+        leave_bus(bus, 1);
+    }
+}
+
+/// Marks this bus done with the event and completes it if nothing else is outstanding, then
+/// leaves the bus.
+pub(crate) fn finish_on_bus(bus: &BusInner, event: &Arc<EventInner>) {
+    // Complete first: whoever `wait_until_idle` wakes must already see the event completed (and
+    // gone from a bus that keeps only in-flight events).
+    done_on_bus(bus, event);
+    leave_bus(bus, 1);
+}
+
+/// [`done_on_bus_locked`] under the event's lock, then the completion it found, if any.
+pub(super) fn done_on_bus(bus: &BusInner, event: &Arc<EventInner>) {
+    let completion = done_on_bus_locked(bus, event, &mut event.state.lock());
+    if let Some(completion) = completion {
+        completed(event, completion);
+    }
+}
+
+/// Under the event's lock: marks `bus`'s slot of it done, and completes the event if nothing
+/// else is outstanding (the caller runs the returned [`Completion`] once the lock is released).
+pub(crate) fn done_on_bus_locked(
+    bus: &BusInner,
+    event: &EventInner,
+    es: &mut EventState,
+) -> Option<Completion> {
+    if let Some(slot) = es.active_slot(bus) {
+        slot.phase = BusPhase::Done;
+    }
+    complete_locked(event, es)
+}
+
+/// The end of `events` events' processing on `bus`, after [`done_on_bus_locked`] and their
+/// completion: that many fewer in flight; if that leaves the bus idle, its idle waiters are woken.
+pub(crate) fn leave_bus(bus: &BusInner, events: usize) {
+    let idle = leave_locked(&mut bus.state.lock(), events);
+    after_leave(bus, idle);
+}
+
+/// `events` fewer in flight on the bus whose state `st` is. `Some` if that left the bus idle:
+/// pass it to [`after_leave`] once the lock is released.
+pub(super) fn leave_locked(st: &mut BusState, events: usize) -> Option<Option<Arc<BusInner>>> {
+    if events == 0 {
+        return None;
+    }
+    st.in_flight = st.in_flight.saturating_sub(events);
+    BusInner::is_idle(st).then(|| st.busy.take())
+}
+
+/// After [`leave_locked`], with no lock held: if the bus became idle, wakes its idle waiters and
+/// lets go of the reference it kept to itself while busy.
+pub(super) fn after_leave(bus: &BusInner, idle: Option<Option<Arc<BusInner>>>) {
+    if let Some(busy) = idle {
+        bus.notify_idle();
+        // Possibly the last reference to the bus: dropped with no lock held.
+        drop(busy);
+    }
+}
+
+/// Bookkeeping when an event completes, for the buses that need it: those that keep only
+/// in-flight events forget it, and middlewares hear of it.
+pub(crate) fn on_event_completed(
+    event: &Arc<EventInner>,
+    buses: &[(Arc<BusInner>, u64)],
+    info: CompletedInfo,
+) {
+    for (bus, seq) in buses {
+        bus.history_completed(event, *seq, info);
+    }
+    let with_middlewares: SmallVec<[Arc<BusInner>; 2]> = buses
+        .iter()
+        .filter(|(bus, _)| !bus.middlewares.is_empty())
+        .map(|(bus, _)| Arc::clone(bus))
+        .collect();
+    if !with_middlewares.is_empty() {
+        super::hook_completed(event, &with_middlewares);
+    }
+}
+
+/// Under the event's lock: if the event can complete (every bus done, every result final,
+/// every linked child completed), marks it completed and returns what to do once the lock is
+/// released ([`completed`]).
+pub(crate) fn complete_locked(event: &EventInner, st: &mut EventState) -> Option<Completion> {
+    // `status` is set under this lock, the flag only after the completion hooks ran: either
+    // says another caller completed it.
+    if event.is_complete()
+        || st.status == EventStatus::Completed
+        || st.buses.is_empty()
+        || st.incomplete_children > 0
+        || st.buses.iter().any(|slot| slot.phase != BusPhase::Done)
+        || st.results.iter().any(|r| !r.status.is_terminal())
+    {
+        return None;
+    }
+    // Without children, the event completed when its last handler did (as in the Python
+    // runtime); with children, when the last of them completed, i.e. now.
+    let last_result = st.results.iter().filter_map(|r| r.completed_at).max();
+    let at = match last_result {
+        Some(at) if st.children.is_empty() => at,
+        _ => Timestamp::now(),
+    };
+    st.status = EventStatus::Completed;
+    st.completed_at = Some(at);
+    if st.started_at.is_none() {
+        st.started_at = Some(at);
+    }
+    let told = |s: &&BusSlot| s.tell;
+    let buses: SmallVec<_> = if st.buses.iter().any(|s| told(&s)) {
+        st.buses
+            .iter()
+            .filter(told)
+            .filter_map(|s| st.slot_bus(s).map(|bus| (bus, s.history_seq)))
+            .collect()
+    } else {
+        SmallVec::new()
+    };
+    // Nobody to tell first: complete now. The lock orders this against `mark_waited`, so a
+    // plain store does (a waiter that registered before is seen here; one that registers
+    // after sees the flag).
+    let waited = if buses.is_empty() {
+        event.set_complete(Ordering::Release);
+        event.is_waited(Ordering::Relaxed)
+    } else {
+        false
+    };
+    let history = if buses.is_empty() {
+        CompletedInfo::default()
+    } else {
+        CompletedInfo {
+            bytes: event.approx_bytes(st),
+            own_ttl: st.has_own_ttl(),
+        }
+    };
+    Some(Completion {
+        parent: st.parent.upgrade(),
+        buses,
+        waited,
+        history,
+    })
+}
+
+/// After [`complete_locked`], with no lock held: bus bookkeeping and
+/// middlewares, then the waiters, then the parent (which may complete in turn).
+pub(crate) fn completed(event: &Arc<EventInner>, completion: Completion) {
+    let mut next = announce_completed(event, completion);
+    while let Some((parent, completion)) = next {
+        next = announce_completed(&parent, completion);
+    }
+}
+
+/// One step of [`completed`]: this event's bookkeeping and waiters, then
+/// its parent's completion, if the parent can complete now.
+fn announce_completed(
+    event: &Arc<EventInner>,
+    completion: Completion,
+) -> Option<(Arc<EventInner>, Completion)> {
+    // Middlewares hear of the completion before anyone waiting for it is released, so
+    // whoever awaited an event sees what they did (a log line, a mirrored row).
+    let waited = if completion.buses.is_empty() {
+        completion.waited
+    } else {
+        on_event_completed(event, &completion.buses, completion.history);
+        // Outside the lock, the flag and `waited` order each other (both `SeqCst`).
+        event.set_complete(Ordering::SeqCst);
+        event.is_waited(Ordering::SeqCst)
+    };
+    if waited {
+        event.notify.notify_waiters();
+    }
+    let parent = completion.parent?;
+    let next = {
+        let mut pst = parent.state.lock();
+        pst.incomplete_children = pst.incomplete_children.saturating_sub(1);
+        complete_locked(&parent, &mut pst)
+    };
+    next.map(|next| (parent, next))
+}

@@ -1,0 +1,239 @@
+//! Which handler of which event on which bus is running: a task-local set around every handler
+//! call. It links child events to their parent and tells an `.await` on an event that it must
+//! queue-jump. (The user's context values, carried the same way, are the layer below:
+//! `crate::context`.)
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use smallvec::SmallVec;
+use tokio::task::futures::TaskLocalFuture;
+
+use super::{BusInner, EventBus};
+use crate::context::{ContextMap, context_scope, current_context};
+use crate::event::AnyEvent;
+use crate::event::inner::EventInner;
+use crate::handler::{HandlerId, HandlerMeta};
+use uuid::Uuid;
+
+/// The event locks held by the chain of handlers that led here (bus locks and the global lock),
+/// by address: a queue-jump re-enters them instead of waiting for itself.
+#[derive(Clone, Default)]
+pub(crate) struct HeldLocks {
+    pub(crate) addrs: SmallVec<[usize; 2]>,
+    /// The same locks, owned, once a queue-jump is in the chain (a jump lends them all, so that
+    /// the processing it started may outlive its awaiter). `None` where the chain is one
+    /// processing: its lock (if any) is the event lock of the handler's event on its bus.
+    pub(crate) owned: Option<Arc<[LockRef]>>,
+    /// How many queue-jumps are nested on this task's stack.
+    pub(crate) depth: u32,
+}
+
+impl HeldLocks {
+    /// The lock held by a run loop (or an outside helper) for one event.
+    pub(crate) fn one(addr: usize) -> Self {
+        HeldLocks {
+            addrs: smallvec::smallvec![addr],
+            owned: None,
+            depth: 0,
+        }
+    }
+
+    pub(crate) fn contains(&self, addr: usize) -> bool {
+        self.addrs.contains(&addr)
+    }
+}
+
+/// An event lock, owned: a bus's own lock (kept alive through the bus) or a domain's.
+#[derive(Clone)]
+pub(crate) enum LockRef {
+    Bus(Arc<BusInner>),
+    Domain(Arc<crate::lock::FairLock>),
+}
+
+impl std::ops::Deref for LockRef {
+    type Target = crate::lock::FairLock;
+
+    fn deref(&self) -> &crate::lock::FairLock {
+        match self {
+            LockRef::Bus(bus) => &bus.bus_lock,
+            LockRef::Domain(lock) => lock,
+        }
+    }
+}
+
+/// The running handler: its event, the bus running it and its result. Only the event is held
+/// (one reference count per handler run); the bus and the handler are looked up through it when
+/// asked for, which is rare next to setting the context up around every handler call.
+#[derive(Clone)]
+pub(crate) struct HandlerCtx {
+    pub(crate) event: Arc<EventInner>,
+    pub(crate) bus_id: Uuid,
+    pub(crate) result_index: usize,
+    pub(crate) held: HeldLocks,
+}
+
+impl HandlerCtx {
+    /// The bus running the handler (alive while the handler runs: its processing holds it).
+    pub(crate) fn bus(&self) -> Option<Arc<BusInner>> {
+        let st = self.event.state.lock();
+        st.buses
+            .iter()
+            .find(|slot| slot.bus_id == self.bus_id)
+            .and_then(|slot| st.slot_bus(slot))
+    }
+
+    /// The running handler, from its result record.
+    pub(crate) fn handler(&self) -> Option<Arc<HandlerMeta>> {
+        self.event
+            .state
+            .lock()
+            .results
+            .get(self.result_index)
+            .map(|result| Arc::clone(&result.handler))
+    }
+}
+
+tokio::task_local! {
+    static CURRENT: HandlerCtx;
+}
+
+pub(crate) fn current() -> Option<HandlerCtx> {
+    CURRENT.try_with(Clone::clone).ok()
+}
+
+pub(crate) fn with_current<R>(f: impl FnOnce(&HandlerCtx) -> R) -> Option<R> {
+    CURRENT.try_with(f).ok()
+}
+
+pub(crate) fn sync_scope<R>(ctx: HandlerCtx, f: impl FnOnce() -> R) -> R {
+    CURRENT.sync_scope(ctx, f)
+}
+
+pub(crate) fn scope<F: Future>(ctx: HandlerCtx, fut: F) -> impl Future<Output = F::Output> {
+    CURRENT.scope(ctx, fut)
+}
+
+/// The bus running the current handler of `event`, else the last live bus it was dispatched to.
+pub(crate) fn bus_for(event: &Arc<EventInner>) -> Option<EventBus> {
+    if let Some(Some(bus)) =
+        with_current(|ctx| Arc::ptr_eq(&ctx.event, event).then(|| ctx.bus()).flatten())
+    {
+        return Some(EventBus::from_inner(bus));
+    }
+    let st = event.state.lock();
+    st.buses
+        .iter()
+        .rev()
+        .find_map(|slot| st.slot_bus(slot))
+        .map(EventBus::from_inner)
+}
+
+/// The event whose handler is running in the current task, if any.
+///
+/// ```
+/// use bubus::{AnyEvent, EventBus};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), bubus::Error> {
+/// assert!(bubus::current_event().is_none());
+/// let bus = EventBus::new("Ctx");
+/// bus.on(|event: AnyEvent| {
+///     assert_eq!(bubus::current_event().unwrap().event_id(), event.event_id());
+/// });
+/// bus.dispatch(bubus::DynEvent::new("Ping", serde_json::json!({}))?)?.await?;
+/// # Ok(()) }
+/// ```
+pub fn current_event() -> Option<AnyEvent> {
+    with_current(|ctx| AnyEvent::from_inner(Arc::clone(&ctx.event)))
+}
+
+/// The id of the handler running in the current task, if any.
+pub fn current_handler_id() -> Option<HandlerId> {
+    with_current(|ctx| ctx.handler().map(|handler| handler.id.clone())).flatten()
+}
+
+/// The bus running the current handler, if any.
+pub fn current_bus() -> Option<EventBus> {
+    with_current(HandlerCtx::bus)
+        .flatten()
+        .map(EventBus::from_inner)
+}
+
+/// Whether the current task is running an event handler.
+pub fn in_handler() -> bool {
+    with_current(|_| ()).is_some()
+}
+
+/// Carries the current handler context into a future that will run elsewhere (typically
+/// `tokio::spawn`), so events it dispatches are still linked to the running event and carry the
+/// same [`with_context`] values, and awaits in it still queue-jump. Outside a handler the future
+/// runs unchanged.
+///
+/// ```
+/// use bubus::{AnyEvent, DynEvent, EventBus};
+/// use serde_json::json;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), bubus::Error> {
+/// let bus = EventBus::new("Spawner");
+/// let inner = bus.clone();
+/// bus.on_pattern("Parent", move |_: AnyEvent| {
+///     let bus = inner.clone();
+///     async move {
+///         let task = tokio::spawn(bubus::in_current_handler(async move {
+///             bus.dispatch(DynEvent::new("Child", json!({})).unwrap())
+///         }));
+///         let child = task.await.unwrap().unwrap();
+///         assert!(child.event_parent_id().is_some());
+///     }
+/// });
+/// bus.dispatch(DynEvent::new("Parent", json!({}))?)?.await?;
+/// # Ok(()) }
+/// ```
+pub fn in_current_handler<F: Future>(fut: F) -> InCurrentHandler<F> {
+    match current() {
+        Some(ctx) => InCurrentHandler {
+            inner: Either::Scoped(Box::pin(context_scope(
+                current_context(),
+                CURRENT.scope(ctx, fut),
+            ))),
+        },
+        None => InCurrentHandler {
+            inner: Either::Plain(Box::pin(fut)),
+        },
+    }
+}
+
+/// The future returned by [`in_current_handler`].
+#[must_use = "futures do nothing unless polled"]
+pub struct InCurrentHandler<F: Future> {
+    inner: Either<F>,
+}
+
+/// A future with the handler context and the user context values in scope.
+type Scoped<F> = TaskLocalFuture<Option<ContextMap>, TaskLocalFuture<HandlerCtx, F>>;
+
+enum Either<F: Future> {
+    Scoped(Pin<Box<Scoped<F>>>),
+    Plain(Pin<Box<F>>),
+}
+
+impl<F: Future> std::fmt::Debug for InCurrentHandler<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InCurrentHandler")
+    }
+}
+
+impl<F: Future> Future for InCurrentHandler<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        match &mut self.inner {
+            Either::Scoped(fut) => fut.as_mut().poll(cx),
+            Either::Plain(fut) => fut.as_mut().poll(cx),
+        }
+    }
+}

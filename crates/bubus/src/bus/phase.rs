@@ -1,0 +1,447 @@
+//! The handler phase: every handler of one event on one bus, in the event's handler-concurrency
+//! and completion modes, under the event's timeout and slow warning. One handler's run is in
+//! [`super::handler_run`]; the end of the phase in [`super::complete`].
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
+use rustc_hash::FxHashMap;
+use smallvec::SmallVec;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::BusInner;
+use super::cancel::{cancel_events, children_of_results};
+use super::complete::{Processed, done_on_bus, finish_on_bus};
+use super::handler_context::HeldLocks;
+use super::handler_run::{HandlerRun, Interrupt, Running, Started, interrupt_results, is_winner};
+use super::handlers::HandlerList;
+use super::limits::{self, PhaseClock, Timers};
+use super::run_loop::Handlers;
+use crate::event::inner::{BusPhase, EventInner};
+use crate::event::{EventConfig, EventStatus, HandlerCompletion, HandlerConcurrency};
+use crate::handler::{HandlerEntry, HandlerId};
+use crate::lock::FairGuard;
+use crate::result::{ResultRecord, ResultStatus};
+
+/// Runs `handlers` (those registered on `bus` for `event`, read when it was taken off the queue)
+/// on `event`, then finishes the event on that bus. `held` are the event locks already held by
+/// whoever is running this (a queue-jump re-enters them).
+pub(crate) async fn process_event(
+    bus: &Arc<BusInner>,
+    event: &Arc<EventInner>,
+    (exact, wildcard): Handlers,
+    held: &HeldLocks,
+) -> Processed {
+    let (runs, indices, config) = select_runs(bus, event, &exact, &wildcard);
+    bus.hook_event(event, EventStatus::Pending);
+    bus.hook_results(event, &indices, EventStatus::Pending);
+    // The event's hard timeout covers the whole handler phase on this bus, from now.
+    let timeout = limits::event_timeout(&config, bus);
+    let phase = Phase {
+        bus,
+        event,
+        runs: &runs,
+        indices: &indices,
+        held,
+        config,
+        timeout,
+        clock: PhaseClock::new(timeout, limits::event_slow_timeout(&config, bus)),
+        plan: Plan::new(bus, &config, &runs),
+    };
+    let mut guard = ProcessGuard {
+        phase: &phase,
+        armed: true,
+    };
+    let timed_out = match phase.run_ready() {
+        Ready::Finished => {
+            guard.armed = false;
+            return Processed(());
+        }
+        Ready::AllDone => false,
+        Ready::Rest { next, waiting } => {
+            let handlers = phase.run_handlers(next, waiting);
+            tokio::pin!(handlers);
+            phase.drive(handlers).await
+        }
+    };
+    if timed_out {
+        let cause = format!(
+            "event {} timed out after {}s on {}",
+            event.label(),
+            timeout.map(limits::fmt_secs).unwrap_or_default(),
+            bus.label
+        );
+        cancel_events(children_of_results(event, &indices), &cause);
+    }
+    guard.armed = false;
+    done_on_bus(bus, event);
+    Processed(())
+}
+
+type Runs<'a> = SmallVec<[(&'a HandlerEntry, usize); 4]>;
+
+/// Marks the event processing on `bus` and picks the handlers to run, each with the index of its
+/// (new, pending) result; returns them with the result indices and the event's config.
+fn select_runs<'h>(
+    bus: &BusInner,
+    event: &Arc<EventInner>,
+    exact: &'h Option<HandlerList>,
+    wildcard: &'h Option<HandlerList>,
+) -> (Runs<'h>, SmallVec<[usize; 4]>, EventConfig) {
+    let mut es = event.state.lock();
+    // Queued until now (or already processing, for a restored event).
+    if let Some(slot) = es.active_slot(bus) {
+        slot.phase = BusPhase::Processing;
+    }
+    let mut runs: Runs<'_> = SmallVec::new();
+    let mut indices: SmallVec<[usize; 4]> = SmallVec::new();
+    // Results the event already has (from another bus, or a restored snapshot): a handler
+    // that already has one is not run again. Indexed when there are many, so that an event
+    // with thousands of handlers stays linear.
+    let prior = es.results.len();
+    let prior_index: Option<FxHashMap<(HandlerId, Uuid), usize>> = (prior > 16).then(|| {
+        es.results
+            .iter()
+            .enumerate()
+            .map(|(i, r)| ((r.handler.id.clone(), r.handler.bus_id), i))
+            .collect()
+    });
+    for entry in exact
+        .iter()
+        .flat_map(|l| l.iter())
+        .chain(wildcard.iter().flat_map(|l| l.iter()))
+    {
+        // Loop prevention: a forwarder to a bus the event already went through is skipped,
+        // and a handler that already ran for this event does not run again.
+        if let Some((target_id, target_label)) = &entry.meta.forward_target {
+            if es.buses.iter().any(|slot| slot.bus_id == *target_id)
+                || es.path.iter().any(|label| label.label == *target_label)
+            {
+                continue;
+            }
+        }
+        let existing = match &prior_index {
+            _ if prior == 0 => None,
+            Some(index) => index
+                .get(&(entry.meta.id.clone(), entry.meta.bus_id))
+                .copied(),
+            None => es.results[..prior].iter().position(|r| {
+                r.handler.id == entry.meta.id && r.handler.bus_id == entry.meta.bus_id
+            }),
+        };
+        if let Some(pos) = existing {
+            // A result seeded as pending (a restored snapshot) runs with the live handler;
+            // one already started or finished is never run again.
+            if es.results[pos].status == ResultStatus::Pending {
+                es.results[pos].handler = Arc::clone(&entry.meta);
+                runs.push((&**entry, pos));
+                indices.push(pos);
+            }
+            continue;
+        }
+        es.results.push(ResultRecord::pending(
+            Arc::clone(&entry.meta),
+            event.created_at,
+        ));
+        runs.push((&**entry, es.results.len() - 1));
+        indices.push(es.results.len() - 1);
+    }
+    (runs, indices, es.config)
+}
+
+/// One event's handler phase on one bus: what each of its steps, and each handler run, reads.
+pub(crate) struct Phase<'a> {
+    pub(crate) bus: &'a Arc<BusInner>,
+    pub(crate) event: &'a Arc<EventInner>,
+    /// The handlers to run, in order, each with the index of its result.
+    runs: &'a [(&'a HandlerEntry, usize)],
+    /// The result indices of `runs`.
+    indices: &'a [usize],
+    /// The event locks already held by whoever runs the phase (a queue-jump re-enters them).
+    pub(crate) held: &'a HeldLocks,
+    /// The event's config, read when the phase started.
+    pub(crate) config: EventConfig,
+    /// The event's timeout on this bus.
+    timeout: Option<Duration>,
+    clock: PhaseClock,
+    plan: Plan,
+}
+
+impl<'a> Phase<'a> {
+    /// When the event's timeout fires on this bus.
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        self.clock.deadline(self.event, self.indices)
+    }
+
+    /// The handler run of `runs[i]`.
+    fn run(&'a self, (entry, index): (&'a HandlerEntry, usize)) -> HandlerRun<'a> {
+        HandlerRun {
+            phase: self,
+            entry,
+            index,
+        }
+    }
+
+    /// In first-completion mode, whether the result at `index` (just finished) won; if it did,
+    /// the event's other handlers on this bus that have not finished are cancelled or aborted.
+    #[inline]
+    fn first_won(&self, index: usize) -> bool {
+        self.plan.first && self.won(index)
+    }
+
+    #[cold]
+    fn won(&self, index: usize) -> bool {
+        if !is_winner(self.event, index) {
+            return false;
+        }
+        let losers: SmallVec<[usize; 4]> = self
+            .indices
+            .iter()
+            .copied()
+            .filter(|i| *i != index)
+            .collect();
+        // The other handlers on this bus are cancelled (not started) or aborted (running), and
+        // the events they dispatched are cancelled too.
+        let cause = "first() resolved";
+        let losers = interrupt_results(self.bus, self.event, &losers, Interrupt::Cancelled(cause));
+        cancel_events(children_of_results(self.event, &losers), cause);
+        true
+    }
+
+    /// Serial handlers run one at a time, in order: those that finish without waiting (sync
+    /// handlers, async ones done on their first poll) run right here, with no future built for
+    /// the handler phase — the usual case, and the cheapest. The first one that waits, or a
+    /// serial-handler lock held elsewhere, hands over to [`run_handlers`](Self::run_handlers),
+    /// which goes on in the same order.
+    fn run_ready(&'a self) -> Ready<'a> {
+        if !self.plan.all_serial() {
+            return Ready::Rest {
+                next: 0,
+                waiting: None,
+            };
+        }
+        let mut next = 0;
+        while let Some(&run) = self.runs.get(next) {
+            let Some(permit) = self.event.handler_lock.try_acquire() else {
+                break;
+            };
+            next += 1;
+            match self
+                .run(run)
+                .start(next == self.runs.len() && !self.plan.first)
+            {
+                Started::Finished => return Ready::Finished,
+                Started::Done => {
+                    drop(permit);
+                    if self.first_won(run.1) {
+                        return Ready::AllDone;
+                    }
+                }
+                Started::Running(running) => {
+                    return Ready::Rest {
+                        next,
+                        waiting: Some((running, permit, run.1)),
+                    };
+                }
+            }
+        }
+        if next == self.runs.len() {
+            Ready::AllDone
+        } else {
+            Ready::Rest {
+                next,
+                waiting: None,
+            }
+        }
+    }
+
+    /// Runs the handlers from `runs[next]` on (after `waiting`, a serial handler
+    /// [`run_ready`](Self::run_ready) left running) in the event's handler-concurrency mode and
+    /// completion mode.
+    async fn run_handlers(
+        &'a self,
+        next: usize,
+        waiting: Option<(Running<'a>, FairGuard<'a>, usize)>,
+    ) {
+        let event = self.event;
+        if self.plan.all_serial() {
+            // One at a time, in order, each under the event's serial-handler lock (shared with
+            // every other bus processing this event).
+            if let Some((running, permit, index)) = waiting {
+                running.finish().await;
+                drop(permit);
+                if self.first_won(index) {
+                    return;
+                }
+            }
+            for &run in &self.runs[next..] {
+                {
+                    let _permit = event.handler_lock.acquire().await;
+                    self.run(run).run().await;
+                }
+                if self.first_won(run.1) {
+                    return;
+                }
+            }
+            return;
+        }
+
+        // Every handler starts now, in order; those that wait are driven together. Handlers that
+        // finish without waiting cost no future at all.
+        let mode = self.plan.mode;
+        let mut running: FuturesUnordered<Pin<Box<dyn Future<Output = usize> + Send + '_>>> =
+            FuturesUnordered::new();
+        for &run in self.runs {
+            let (entry, index) = run;
+            let serial = entry.meta.concurrency.unwrap_or(mode) == HandlerConcurrency::Serial;
+            // A handler starts when it first runs — a sync one here, an async one at its first
+            // poll — before the next handler starts. Serial ones queue for the serial lock in
+            // order.
+            let mut fut: Pin<Box<dyn Future<Output = usize> + Send + '_>> = if serial {
+                Box::pin(async move {
+                    let _permit = event.handler_lock.acquire().await;
+                    self.run(run).run().await;
+                    index
+                })
+            } else {
+                match self.run(run).start(false) {
+                    Started::Done | Started::Finished => {
+                        if self.first_won(index) {
+                            return;
+                        }
+                        continue;
+                    }
+                    Started::Running(handler) => Box::pin(async move {
+                        handler.finish().await;
+                        index
+                    }),
+                }
+            };
+            let done = futures_util::poll!(fut.as_mut()).is_ready();
+            if !done {
+                running.push(fut);
+            }
+            if done && self.first_won(index) {
+                return;
+            }
+        }
+        while let Some(index) = running.next().await {
+            if self.first_won(index) {
+                // Dropping `running` drops the losers still running; they are already recorded.
+                return;
+            }
+        }
+    }
+
+    /// Polls the handler phase under the event's timeout and slow warning (armed only once the
+    /// phase is pending). On timeout, records pending handlers as cancelled and running ones as
+    /// aborted, and returns true; the caller drops the phase.
+    async fn drive<F: Future<Output = ()>>(&self, mut handlers: Pin<&mut F>) -> bool {
+        let (bus, event) = (self.bus, self.event);
+        let mut timers: Option<Timers> = None;
+        std::future::poll_fn(|cx| {
+            if handlers.as_mut().poll(cx).is_ready() {
+                return Poll::Ready(false);
+            }
+            let timers = timers.get_or_insert_with(|| {
+                Timers::new(self.deadline(), self.clock.slow_at(event, self.indices))
+            });
+            let fired = timers.poll(cx, || {
+                tracing::warn!(
+                    bus = %bus.label,
+                    event = %event.label(),
+                    handlers = self.indices.len(),
+                    "⚠️ Slow event processing: {}.on({}, {} handlers) still running after {:.2}s",
+                    bus.label,
+                    event.label(),
+                    self.indices.len(),
+                    self.clock.elapsed(event, self.indices).as_secs_f64()
+                );
+            });
+            if fired.is_ready() {
+                let timeout = self.timeout.unwrap_or_default();
+                interrupt_results(bus, event, self.indices, Interrupt::EventTimeout(timeout));
+                return Poll::Ready(true);
+            }
+            Poll::Pending
+        })
+        .await
+    }
+}
+
+/// How the handlers of one event run on one bus: the event's handler-concurrency mode (each
+/// handler may override it) and completion mode.
+struct Plan {
+    mode: HandlerConcurrency,
+    /// First-completion mode: the first truthy result wins and the rest are cancelled.
+    first: bool,
+    /// Some handler overrides the event's mode.
+    mixed: bool,
+}
+
+impl Plan {
+    fn new(bus: &BusInner, config: &EventConfig, runs: &Runs<'_>) -> Self {
+        let mode = config
+            .event_handler_concurrency
+            .unwrap_or(bus.config.event_handler_concurrency);
+        Plan {
+            mode,
+            first: config
+                .event_handler_completion
+                .unwrap_or(bus.config.event_handler_completion)
+                == HandlerCompletion::First,
+            mixed: runs
+                .iter()
+                .any(|(entry, _)| entry.meta.concurrency.is_some_and(|m| m != mode)),
+        }
+    }
+
+    /// Every handler runs serially, in order, under the event's serial-handler lock.
+    fn all_serial(&self) -> bool {
+        self.mode == HandlerConcurrency::Serial && !self.mixed
+    }
+}
+
+/// What [`Phase::run_ready`] left for the handler phase.
+enum Ready<'a> {
+    /// Every handler finished (or was cancelled by a first-completion winner).
+    AllDone,
+    /// Every handler finished, the last one finishing the event on the bus as well
+    /// ([`Started::Finished`]).
+    Finished,
+    /// Runs from `next` on are still to start; `waiting` is a serial handler that started and
+    /// waits, with its result index and the serial-handler lock it holds.
+    Rest {
+        next: usize,
+        waiting: Option<(Running<'a>, FairGuard<'a>, usize)>,
+    },
+}
+
+/// If the processing future is dropped (bus stopped, timeout, cancelled caller), records what
+/// never ran as cancelled and what was running as aborted, and finishes the event on the bus.
+struct ProcessGuard<'a> {
+    phase: &'a Phase<'a>,
+    armed: bool,
+}
+
+impl Drop for ProcessGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Phase {
+            bus,
+            event,
+            indices,
+            ..
+        } = *self.phase;
+        interrupt_results(bus, event, indices, Interrupt::Dropped);
+        finish_on_bus(bus, event);
+    }
+}

@@ -1,0 +1,239 @@
+//! The run loop: one task per bus that takes events off the queue in FIFO order, under their
+//! event lock, and hands each to the handler phase ([`process_event`]).
+
+use std::sync::{Arc, Weak};
+
+use tokio::sync::Notify;
+
+use super::complete::{Processed, after_leave, leave_bus, leave_locked};
+use super::handler_context::HeldLocks;
+use super::handlers::HandlerList;
+use super::phase::process_event;
+use super::{BusInner, BusState};
+use crate::error::DispatchError;
+use crate::event::inner::EventInner;
+use crate::lock::{FairGuard, FairLock};
+
+/// Identity of an event lock, for the re-entrancy check of queue-jumps.
+pub(crate) fn lock_addr(lock: &FairLock) -> usize {
+    lock as *const FairLock as usize
+}
+
+enum Step {
+    Ran,
+    Idle,
+}
+
+impl BusInner {
+    /// Makes sure a run loop exists to process what is about to be enqueued (starting it on the
+    /// first dispatch, or again if the runtime it ran on has shut down).
+    pub(crate) fn ensure_run_loop(
+        self: &Arc<Self>,
+        st: &mut BusState,
+    ) -> Result<(), DispatchError> {
+        let alive = st.run_loop.as_ref().is_some_and(|h| !h.is_finished());
+        if alive {
+            return Ok(());
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return Err(DispatchError::NoRuntime {
+                bus: self.label.to_string(),
+            });
+        };
+        st.loop_parked = false;
+        st.run_loop = Some(runtime.spawn(run_loop(Arc::downgrade(self), Arc::clone(&self.wake))));
+        Ok(())
+    }
+
+    /// Wakes the run loop if it is waiting for work.
+    pub(crate) fn notify_run_loop(&self, st: &mut BusState) {
+        if st.loop_parked {
+            st.loop_parked = false;
+            self.wake.notify_one();
+        }
+    }
+
+    /// Processes the event at the head of the queue under its event lock. The events the run
+    /// loop `owes` a [`leave_bus`] are accounted for under the lock it looks at the queue with,
+    /// and the event it processes here is added to them. The event lock stays held in `owed`
+    /// after the event, for the next one (see [`Owed::kept`]).
+    async fn run_next<'a>(self: &'a Arc<Self>, owed: &mut Owed<'a>) -> Step {
+        let kept = owed.kept.take();
+        let taken = {
+            let mut st = self.state.lock();
+            let left = leave_locked(&mut st, std::mem::take(&mut owed.events));
+            let Some(head) = st.queue.front() else {
+                drop(st);
+                drop(kept);
+                after_leave(self, left);
+                return Step::Idle;
+            };
+            // The usual case: the head's event lock is the one still held from the previous
+            // event, with nobody waiting for it, or it is free. Take it and the head at once.
+            let lock = self.event_lock(head);
+            let fast = lock.and_then(|lock| match kept {
+                Some(permit) if permit.holds(lock) && !permit.is_contended() => {
+                    Some((lock, permit))
+                }
+                other => {
+                    drop(other);
+                    Some((lock, lock.try_acquire()?))
+                }
+            });
+            match fast {
+                Some((lock, permit)) => {
+                    let handlers = st.handlers.for_event(&head.event_type);
+                    Ok((st.take_queued(0), handlers, lock, permit))
+                }
+                None => Err((Arc::clone(head), lock)),
+            }
+        };
+        let (head, lock) = match taken {
+            Ok((event, handlers, lock, permit)) => {
+                if let Some(event) = event {
+                    let held = HeldLocks::one(lock_addr(lock));
+                    process_event(self, &event, handlers, &held).await.owe(owed);
+                }
+                owed.kept = Some(permit);
+                return Step::Ran;
+            }
+            Err(slow) => slow,
+        };
+        match lock {
+            None => {
+                if let Some((event, handlers)) = self.claim(&head) {
+                    let bus = Arc::clone(self);
+                    let mut st = self.state.lock();
+                    while st.parallel_tasks.try_join_next().is_some() {}
+                    st.parallel_tasks.spawn(async move {
+                        process_event(&bus, &event, handlers, &HeldLocks::default())
+                            .await
+                            .leave(&bus);
+                    });
+                }
+            }
+            Some(lock) => {
+                let permit = lock.acquire().await;
+                // The head may have been queue-jumped while we waited for the lock.
+                if let Some((event, handlers)) = self.claim(&head) {
+                    let held = HeldLocks::one(lock_addr(lock));
+                    process_event(self, &event, handlers, &held).await.owe(owed);
+                }
+                owed.kept = Some(permit);
+            }
+        }
+        Step::Ran
+    }
+
+    /// Takes `event` off this bus's queue for processing, with the handlers to run it with (read
+    /// under the same lock); `None` if it is no longer queued here (someone else took it).
+    /// [`process_event`] marks it processing.
+    pub(crate) fn claim(&self, event: &Arc<EventInner>) -> Option<(Arc<EventInner>, Handlers)> {
+        self.claim_at(event, false)
+    }
+
+    /// [`claim`](Self::claim), only if `event` is at the head of the queue.
+    pub(crate) fn claim_head(
+        &self,
+        event: &Arc<EventInner>,
+    ) -> Option<(Arc<EventInner>, Handlers)> {
+        self.claim_at(event, true)
+    }
+
+    fn claim_at(
+        &self,
+        event: &Arc<EventInner>,
+        head_only: bool,
+    ) -> Option<(Arc<EventInner>, Handlers)> {
+        let mut st = self.state.lock();
+        let pos = if head_only {
+            st.queue
+                .front()
+                .filter(|e| Arc::ptr_eq(e, event))
+                .map(|_| 0)?
+        } else {
+            st.queue.iter().position(|e| Arc::ptr_eq(e, event))?
+        };
+        let handlers = st.handlers.for_event(&event.event_type);
+        st.take_queued(pos).map(|event| (event, handlers))
+    }
+}
+
+impl Processed {
+    /// Leaves the bus at the run loop's next look at the queue.
+    fn owe(self, owed: &mut Owed<'_>) {
+        owed.events += 1;
+    }
+}
+
+/// How many events the run loop processes per upgrade of its weak reference to the bus.
+const EVENTS_PER_UPGRADE: usize = 64;
+
+/// What the run loop carries from one event to the next. If the run loop is dropped while it
+/// carries something (the bus was stopped), the lock is released and the events leave the bus.
+pub(crate) struct Owed<'a> {
+    bus: &'a BusInner,
+    /// Events processed whose [`leave_bus`] is folded into the next look at the queue (one
+    /// bus-lock round trip per event fewer).
+    events: usize,
+    /// The event lock of the last event, still held: the next event under the same lock takes
+    /// it over instead of releasing and re-acquiring it (two atomic operations per event fewer).
+    /// Released as soon as someone waits for it, when the queue is empty, and before the run
+    /// loop yields to the runtime between events, so it is only ever kept by a run loop that is
+    /// running.
+    kept: Option<FairGuard<'a>>,
+}
+
+impl Drop for Owed<'_> {
+    fn drop(&mut self) {
+        drop(self.kept.take());
+        if self.events > 0 {
+            leave_bus(self.bus, self.events);
+        }
+    }
+}
+
+async fn run_loop(bus: Weak<BusInner>, wake: Arc<Notify>) {
+    loop {
+        {
+            let Some(bus) = bus.upgrade() else { return };
+            let mut owed = Owed {
+                bus: &bus,
+                events: 0,
+                kept: None,
+            };
+            for _ in 0..EVENTS_PER_UPGRADE {
+                match bus.run_next(&mut owed).await {
+                    Step::Ran => {
+                        if !tokio::task::coop::has_budget_remaining() {
+                            // About to yield: nobody waits behind a lock held by a parked task.
+                            drop(owed.kept.take());
+                        }
+                        tokio::task::consume_budget().await;
+                    }
+                    Step::Idle => break,
+                }
+            }
+            drop(owed.kept.take());
+            let mut st = bus.state.lock();
+            let left = leave_locked(&mut st, std::mem::take(&mut owed.events));
+            let stopped = st.stopped;
+            let more = !st.queue.is_empty();
+            if !stopped && !more {
+                st.loop_parked = true;
+            }
+            drop(st);
+            after_leave(&bus, left);
+            if stopped {
+                return;
+            }
+            if more {
+                continue;
+            }
+        }
+        wake.notified().await;
+    }
+}
+
+/// The handlers an event runs with on one bus: those of its type, then the wildcard ones.
+pub(crate) type Handlers = (Option<HandlerList>, Option<HandlerList>);
