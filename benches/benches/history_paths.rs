@@ -75,7 +75,7 @@ async fn results(handlers: usize) -> f64 {
     for i in 0..handlers {
         bus.on_with(
             |e: EventHandle<Ping>| e.n + 1,
-            bubus::HandlerOptions::new().name(format!("h{i}")),
+            bubus::handler::HandlerOptions::new().name(format!("h{i}")),
         );
     }
     let rounds = 5;

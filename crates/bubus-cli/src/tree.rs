@@ -29,7 +29,7 @@ pub(crate) fn run(args: &TreeArgs, color: ColorWhen, diag: &Diagnostics) -> Resu
             out: &mut out,
             line: Vec::new(),
         };
-        bubus::write_tree(&events, &mut lines).map_err(|e| Failure::stdout(&e))?;
+        bubus::tree::write_tree(&events, &mut lines).map_err(|e| Failure::stdout(&e))?;
     }
     out.flush().map_err(|e| Failure::stdout(&e))
 }

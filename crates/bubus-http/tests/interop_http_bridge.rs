@@ -38,7 +38,7 @@ struct ChargeCard {
 }
 
 async fn place_order(order: EventHandle<OrderPlaced>) -> Result<i64, bubus::Error> {
-    let bus = bubus::current_bus().expect("handlers run with a current bus");
+    let bus = bubus::bus::current_bus().expect("handlers run with a current bus");
     let charge = bus.dispatch(ChargeCard {
         order_id: order.order_id.clone(),
         cents: 1999,

@@ -112,7 +112,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
             type Result = #result;
             const EVENT_TYPE: &'static str = #name;
             #version
-            const EVENT_DEFAULTS: ::bubus::EventConfig = ::bubus::EventConfig::UNSET
+            const EVENT_DEFAULTS: ::bubus::event::EventConfig = ::bubus::event::EventConfig::UNSET
                 .with_event_timeout(#timeout)
                 .with_event_slow_timeout(#slow_timeout)
                 .with_event_concurrency(#concurrency)
@@ -269,7 +269,7 @@ fn mode(
     };
     let enum_ident = syn::Ident::new(enum_name, Span::call_site());
     let variant_ident = syn::Ident::new(variant, Span::call_site());
-    Ok(quote!(::bubus::#enum_ident::#variant_ident))
+    Ok(quote!(::bubus::event::#enum_ident::#variant_ident))
 }
 
 fn check_fields(input: &DeriveInput) -> syn::Result<()> {

@@ -40,7 +40,7 @@ struct ChargeCard {
 
 /// Dispatches and awaits the child charge (linked to the order: the handler's bus is current).
 async fn place_order(order: EventHandle<OrderPlaced>) -> Result<i64, bubus::Error> {
-    let bus = bubus::current_bus().expect("handlers run with a current bus");
+    let bus = bubus::bus::current_bus().expect("handlers run with a current bus");
     let charge = bus.dispatch(ChargeCard {
         order_id: order.order_id.clone(),
         cents: 1999,

@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// # Examples
 ///
 /// ```
-/// use bubus::Timestamp;
+/// use bubus::time::Timestamp;
 ///
 /// let a = Timestamp::now();
 /// let b = Timestamp::now();

@@ -40,7 +40,7 @@ pub(crate) fn render(events: &[Arc<EventInner>]) -> String {
 /// bus.on(|_: bubus::AnyEvent| json!("done"));
 /// let event = bus.dispatch(DynEvent::new("Ping", json!({})).unwrap())?.await?;
 /// let mut out = Vec::new();
-/// bubus::write_tree(&[event.to_any()], &mut out).unwrap();
+/// bubus::tree::write_tree(&[event.to_any()], &mut out).unwrap();
 /// assert_eq!(String::from_utf8(out).unwrap(), format!("{}\n", bus.log_tree()));
 /// # Ok(()) }
 /// ```

@@ -249,7 +249,7 @@ async fn python_to_rust(kind: &str, endpoint: PathBuf) {
     assert_eq!(child["event_parent_id"], ping["event_id"]);
 }
 
-fn instant(v: &Value) -> Option<bubus::Timestamp> {
+fn instant(v: &Value) -> Option<bubus::time::Timestamp> {
     v.as_str().and_then(|s| s.parse().ok())
 }
 

@@ -1,7 +1,7 @@
 //! Bus snapshots (§2.4 / §1.27 of the reference): serialize a bus with its handlers, history and
 //! pending queue, restore it, re-bind handlers by their deterministic ids, drain the queue in order.
 
-use bubus::{AnyEvent, DynEvent, Event, EventBus, EventHandle, EventStatus, ResultStatus};
+use bubus::{AnyEvent, DynEvent, Event, EventBus, EventHandle, EventStatus, result::ResultStatus};
 use bubus_test_support::Recorder;
 use serde::{Deserialize, Serialize};
 use serde_json::json;

@@ -14,8 +14,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bubus::{
-    AnyEvent, EventBus, EventConcurrency, EventConfig, EventHandle, HandlerCompletion,
-    HandlerConcurrency, HandlerErrorKind, HandlerOptions, LockDomain, ResultStatus,
+    AnyEvent, EventBus, EventHandle, bus::LockDomain, error::HandlerErrorKind,
+    event::EventConcurrency, event::EventConfig, event::HandlerCompletion,
+    event::HandlerConcurrency, handler::HandlerOptions, result::ResultStatus,
 };
 use bubus_test_support::Recorder;
 use serde::{Deserialize, Serialize};

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use bubus::handler::method;
 use bubus::{
-    AnyEvent, DispatchError, DynEvent, Event, EventBus, EventConcurrency, EventHandle, EventStatus,
-    HandlerCompletion, HandlerConcurrency, HandlerError, HandlerErrorKind, ResultError,
-    ResultStatus,
+    AnyEvent, DispatchError, DynEvent, Event, EventBus, EventHandle, EventStatus, HandlerError,
+    error::HandlerErrorKind, error::ResultError, event::EventConcurrency, event::HandlerCompletion,
+    event::HandlerConcurrency, result::ResultStatus,
 };
 use bubus_test_support::Recorder;
 use serde::{Deserialize, Serialize};

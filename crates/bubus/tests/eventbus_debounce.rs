@@ -5,7 +5,7 @@
 //! emit(...)`); here the same patterns are one call, [`FindQuery::or_dispatch`]: reuse a recent
 //! matching event, or wait briefly for one, else dispatch a new one.
 //!
-//! [`FindQuery::or_dispatch`]: bubus::FindQuery::or_dispatch
+//! [`FindQuery::or_dispatch`]: bubus::bus::FindQuery::or_dispatch
 
 use std::future::IntoFuture;
 use std::time::Duration;

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use bubus::{
-    AnyEvent, DynEvent, EventBus, EventHandle, EventStatus, HandlerCompletion, HandlerConcurrency,
-    ResultStatus,
+    AnyEvent, DynEvent, EventBus, EventHandle, EventStatus, event::HandlerCompletion,
+    event::HandlerConcurrency, result::ResultStatus,
 };
 use bubus_test_support::Recorder;
 use serde::{Deserialize, Serialize};

@@ -204,7 +204,7 @@ async fn event_ttl_expires_completed_events_from_the_history() {
     let slow = bus
         .dispatch(
             EventHandle::new(dyn_event("Slow", 0))
-                .with_event_concurrency(bubus::EventConcurrency::Parallel),
+                .with_event_concurrency(bubus::event::EventConcurrency::Parallel),
         )
         .unwrap();
     tokio::time::advance(secs(5)).await;
@@ -258,18 +258,20 @@ async fn result_ttls_remove_results_and_keep_the_event() {
         .build();
     bus.on_with(
         |_: AnyEvent| json!("short"),
-        bubus::HandlerOptions::new()
+        bubus::handler::HandlerOptions::new()
             .pattern("R")
             .name("short")
             .result_ttl(Duration::from_secs(2)),
     );
     bus.on_with(
         |_: AnyEvent| json!("bus default"),
-        bubus::HandlerOptions::new().pattern("R").name("default"),
+        bubus::handler::HandlerOptions::new()
+            .pattern("R")
+            .name("default"),
     );
     bus.on_with(
         |_: AnyEvent| json!("kept"),
-        bubus::HandlerOptions::new()
+        bubus::handler::HandlerOptions::new()
             .pattern("R")
             .name("kept")
             .result_ttl(Ttl::Never),
@@ -314,7 +316,7 @@ async fn ttls_are_written_as_the_2_5_keys_and_restored() {
         .build();
     bus.on_with(
         |_: AnyEvent| json!(1),
-        bubus::HandlerOptions::new()
+        bubus::handler::HandlerOptions::new()
             .pattern("W")
             .result_ttl(Duration::from_secs(4)),
     );

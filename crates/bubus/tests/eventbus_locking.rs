@@ -82,9 +82,9 @@ use std::time::Duration;
 
 use bubus::retry::{Retry, SemaphoreScope};
 use bubus::{
-    AnyEvent, Event, EventBus, EventConcurrency, EventConfig, EventHandle, EventStatus,
-    HandlerConcurrency, HandlerErrorKind, HandlerOptions, LockDomain, ResultError, ResultStatus,
-    WaitError,
+    AnyEvent, Event, EventBus, EventHandle, EventStatus, WaitError, bus::LockDomain,
+    error::HandlerErrorKind, error::ResultError, event::EventConcurrency, event::EventConfig,
+    event::HandlerConcurrency, handler::HandlerOptions, result::ResultStatus,
 };
 use bubus_test_support::Recorder;
 use serde::{Deserialize, Serialize};
@@ -1240,7 +1240,7 @@ async fn forwarding_does_not_change_the_bus_of_the_running_handler() {
             // Forwarding to B changes neither the current bus nor the event's bus here.
             s.push(format!(
                 "a current={}",
-                bubus::current_bus().unwrap().label()
+                bubus::bus::current_bus().unwrap().label()
             ));
             s.push(format!("a event_bus={}", e.event_bus().unwrap().label()));
             e.event_bus().unwrap().dispatch(ChildEvent {})?;
@@ -1253,7 +1253,7 @@ async fn forwarding_does_not_change_the_bus_of_the_running_handler() {
         async move {
             s.push(format!(
                 "b current={}",
-                bubus::current_bus().unwrap().label()
+                bubus::bus::current_bus().unwrap().label()
             ));
             s.push(format!("b event_bus={}", e.event_bus().unwrap().label()));
             e.event_bus().unwrap().dispatch(ChildEvent {})?;
@@ -1961,7 +1961,7 @@ async fn handlers_of_one_type_with_different_options_do_not_collide() {
         .unwrap();
     let results = event.event_results();
     assert_eq!(results.len(), 3);
-    let by_id = |h: &bubus::EventHandler| {
+    let by_id = |h: &bubus::handler::EventHandler| {
         results
             .iter()
             .find(|r| &r.handler_id == h.id())

@@ -5,7 +5,10 @@
 //! are not callable through their registration here — and the typed-contract checks, which the
 //! compiler enforces (see the trybuild fixtures).
 
-use bubus::{AnyEvent, DynEvent, EventBus, EventHandle, HandlerId, HandlerOptions, ResultStatus};
+use bubus::{
+    AnyEvent, DynEvent, EventBus, EventHandle, handler::HandlerId, handler::HandlerOptions,
+    result::ResultStatus,
+};
 use bubus_test_support::Recorder;
 use serde::{Deserialize, Serialize};
 use serde_json::json;

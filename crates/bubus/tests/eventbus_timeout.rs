@@ -22,8 +22,9 @@ use std::time::Duration;
 
 use bubus::retry::{Retry, SemaphoreScope};
 use bubus::{
-    AnyEvent, Event, EventBus, EventConcurrency, EventHandle, EventHandler, EventResult,
-    EventStatus, HandlerConcurrency, HandlerErrorKind, HandlerOptions, ResultStatus,
+    AnyEvent, Event, EventBus, EventHandle, EventResult, EventStatus, error::HandlerErrorKind,
+    event::EventConcurrency, event::HandlerConcurrency, handler::EventHandler,
+    handler::HandlerOptions, result::ResultStatus,
 };
 use bubus_test_support::Recorder;
 use serde::{Deserialize, Serialize};
@@ -416,7 +417,7 @@ async fn a_tie_is_decided_by_deadlines_not_by_configured_values() {
 async fn the_event_budget_starts_when_its_bus_takes_it_up() {
     // Waiting in the queue (behind a slow event, or for the domain lock) does not count: each
     // event's timeout starts when its bus starts processing it.
-    let domain = bubus::LockDomain::new();
+    let domain = bubus::bus::LockDomain::new();
     let bus_a = EventBus::builder("BudgetA")
         .event_concurrency(EventConcurrency::GlobalSerial)
         .lock_domain(domain.clone())
@@ -544,7 +545,7 @@ async fn timeout_defaults_resolve_at_processing_time_and_are_not_written_onto_th
 
     let event = bus.dispatch(TimeoutEvent {}).unwrap();
     let config = event.event_config();
-    assert_eq!(config, bubus::EventConfig::default());
+    assert_eq!(config, bubus::event::EventConfig::default());
     assert_eq!(config.event_timeout, None);
     assert_eq!(config.event_handler_timeout, None);
     assert_eq!(config.event_slow_timeout, None);
@@ -558,7 +559,7 @@ async fn timeout_defaults_resolve_at_processing_time_and_are_not_written_onto_th
         Some(HandlerErrorKind::Aborted)
     );
     // ... without being copied onto the event, even after processing.
-    assert_eq!(event.event_config(), bubus::EventConfig::default());
+    assert_eq!(event.event_config(), bubus::event::EventConfig::default());
     let results = event.event_results();
     assert_eq!(
         results[0].handler_timeout, None,
@@ -692,7 +693,7 @@ async fn event_timeout_does_not_relabel_a_recorded_handler_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn event_timeouts_abort_handlers_in_every_concurrency_mode() {
-    let domain = bubus::LockDomain::new();
+    let domain = bubus::bus::LockDomain::new();
     for event_mode in [
         EventConcurrency::GlobalSerial,
         EventConcurrency::BusSerial,
@@ -770,7 +771,7 @@ async fn an_event_with_one_timed_out_handler_still_completes_with_the_others() {
 async fn event_level_concurrency_overrides_do_not_bypass_timeouts() {
     let bus = EventBus::builder("TimeoutEventOverrideBus")
         .event_concurrency(EventConcurrency::GlobalSerial)
-        .lock_domain(bubus::LockDomain::new())
+        .lock_domain(bubus::bus::LockDomain::new())
         .build();
     let policy = Retry::new()
         .semaphore_scope(SemaphoreScope::Global)
@@ -865,7 +866,7 @@ async fn a_forwarded_event_times_out_on_the_bus_it_was_forwarded_to() {
 
 #[tokio::test(start_paused = true)]
 async fn a_queue_jumped_child_times_out_across_global_serial_buses() {
-    let domain = bubus::LockDomain::new();
+    let domain = bubus::bus::LockDomain::new();
     let bus_a = EventBus::builder("TimeoutQueueJumpA")
         .event_concurrency(EventConcurrency::GlobalSerial)
         .lock_domain(domain.clone())

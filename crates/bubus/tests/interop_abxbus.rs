@@ -20,7 +20,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bubus::wal::{RecordKind, WalMiddleware, WalReader};
-use bubus::{AnyEvent, DynEvent, EventBus, EventConcurrency, EventHandle, HandlerConcurrency};
+use bubus::{
+    AnyEvent, DynEvent, EventBus, EventHandle, event::EventConcurrency, event::HandlerConcurrency,
+};
 use bubus_test_support::peers;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};

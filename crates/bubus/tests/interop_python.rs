@@ -20,7 +20,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bubus::{
-    AnyEvent, DynEvent, EventBus, EventConcurrency, EventHandle, EventStatus, HandlerConcurrency,
+    AnyEvent, DynEvent, EventBus, EventHandle, EventStatus, event::EventConcurrency,
+    event::HandlerConcurrency,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -311,7 +312,7 @@ async fn rust_events() -> Vec<(&'static str, AnyEvent)> {
         orders.on(move |e: EventHandle<OrderPlaced>| {
             let children = children.clone();
             async move {
-                let bus = bubus::current_bus().expect("in a handler");
+                let bus = bubus::bus::current_bus().expect("in a handler");
                 let child = bus
                     .dispatch(
                         EventHandle::new(ShipmentRequested {

@@ -18,7 +18,10 @@ use bubus::middleware::{
     AutoErrorEventMiddleware, AutoHandlerChangeEventMiddleware, AutoReturnEventMiddleware,
     LoggerMiddleware, TracingMiddleware,
 };
-use bubus::{AnyEvent, DynEvent, EventBus, EventHandle, HandlerError, HandlerOptions, WireError};
+use bubus::{
+    AnyEvent, DynEvent, EventBus, EventHandle, HandlerError, error::WireError,
+    handler::HandlerOptions,
+};
 use bubus_test_support::Recorder;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -475,7 +478,7 @@ async fn tracing_spans_nest_events_and_handlers_like_the_event_tree() -> Result<
         .build();
     bus.on_with(
         |_: EventHandle<RootEvent>| async {
-            let bus = bubus::current_bus().expect("in a handler");
+            let bus = bubus::bus::current_bus().expect("in a handler");
             // Awaited (queue-jump) and fire-and-forget children both nest under this handler.
             let child = bus.dispatch(ChildEvent {})?;
             bus.dispatch(SideEvent {})?;

@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use bubus::middleware::Middleware;
 use bubus::{
-    AnyEvent, DynEvent, EventBus, EventHandle, EventHandler, EventResult, EventStatus,
-    HandlerCompletion, HandlerConcurrency, HandlerError, HandlerOptions, ResultStatus,
+    AnyEvent, DynEvent, EventBus, EventHandle, EventResult, EventStatus, HandlerError,
+    event::HandlerCompletion, event::HandlerConcurrency, handler::EventHandler,
+    handler::HandlerOptions, result::ResultStatus,
 };
 use bubus_test_support::Recorder;
 use parking_lot::Mutex;
@@ -517,7 +518,7 @@ async fn children_cancelled_by_a_parent_timeout_report_pending_then_completed()
         move |_: EventHandle<UserActionEvent>| {
             let seen_child = seen_child.clone();
             async move {
-                let bus = bubus::current_bus().expect("in a handler");
+                let bus = bubus::bus::current_bus().expect("in a handler");
                 // Queued behind this handler, never awaited: cancelled when the parent times out.
                 let child = bus.dispatch(ChildEvent {})?;
                 *seen_child.lock() = Some(child.event_id());
@@ -630,7 +631,7 @@ async fn a_queue_jumped_child_gets_its_hooks_in_order_inside_the_parent() -> Res
         .middleware(mw.clone())
         .build();
     bus.on(|_: EventHandle<UserActionEvent>| async {
-        let bus = bubus::current_bus().expect("in a handler");
+        let bus = bubus::bus::current_bus().expect("in a handler");
         let child = bus.dispatch(ChildEvent {})?;
         child.event_result().await.map_err(bubus::Error::from)
     });

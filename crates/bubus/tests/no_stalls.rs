@@ -20,8 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bubus::{
-    AnyEvent, EventBus, EventConcurrency, EventHandle, EventResult, EventStatus,
-    HandlerConcurrency, HandlerErrorKind, HandlerOptions, ResultStatus, WaitError,
+    AnyEvent, EventBus, EventHandle, EventResult, EventStatus, WaitError, error::HandlerErrorKind,
+    event::EventConcurrency, event::HandlerConcurrency, handler::HandlerOptions,
+    result::ResultStatus,
 };
 use bubus_test_support::Recorder;
 use serde::{Deserialize, Serialize};
@@ -299,7 +300,7 @@ async fn a_handler_awaiting_its_own_event_fails_at_once() {
                     Err(WaitError::WouldDeadlock { .. }) => s.push("await: would deadlock"),
                     other => s.push(format!("await: {other:?}")),
                 }
-                if let Err(bubus::ResultError::Wait(WaitError::WouldDeadlock { .. })) =
+                if let Err(bubus::error::ResultError::Wait(WaitError::WouldDeadlock { .. })) =
                     event.event_result().await
                 {
                     s.push("event_result: would deadlock");

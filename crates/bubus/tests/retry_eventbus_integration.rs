@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use bubus::retry::{Retry, SemaphoreScope};
 use bubus::{
-    AnyEvent, EventBus, EventConcurrency, EventHandle, HandlerConcurrency, HandlerErrorKind,
-    HandlerOptions, ResultStatus,
+    AnyEvent, EventBus, EventHandle, error::HandlerErrorKind, event::EventConcurrency,
+    event::HandlerConcurrency, handler::HandlerOptions, result::ResultStatus,
 };
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};

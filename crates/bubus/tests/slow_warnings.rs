@@ -15,8 +15,8 @@ use std::time::Duration;
 use tracing::Level;
 
 use bubus::{
-    EventBus, EventHandle, EventStatus, HandlerConcurrency, HandlerErrorKind, HandlerOptions,
-    ResultStatus,
+    EventBus, EventHandle, EventStatus, error::HandlerErrorKind, event::HandlerConcurrency,
+    handler::HandlerOptions, result::ResultStatus,
 };
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;

@@ -12,7 +12,7 @@ mod wire_support;
 use std::path::Path;
 use std::time::Duration;
 
-use bubus::{AnyEvent, DecodeError};
+use bubus::{AnyEvent, wire::DecodeError};
 use serde_json::{Map, Value, json};
 use wire_support::*;
 
@@ -296,7 +296,7 @@ fn a_forwarded_result_is_the_event_json_and_is_not_schema_checked() {
     let input = read_json(&golden_dir().join("events/py2_bus_results_list.json"));
     let event = decode(&input, "forwarded");
     let results = event.event_results();
-    assert_eq!(results[0].status, bubus::ResultStatus::Completed);
+    assert_eq!(results[0].status, bubus::result::ResultStatus::Completed);
     assert_eq!(results[0].result_json["event_type"], "Forwarded");
     assert_eq!(results[1].result_json, "done");
 }

@@ -128,7 +128,7 @@ impl PartialEq for LockDomain {
 /// Builds an [`EventBus`] with non-default options.
 ///
 /// ```
-/// use bubus::{EventBus, EventConcurrency};
+/// use bubus::{EventBus, event::EventConcurrency};
 ///
 /// let bus = EventBus::builder("Orders")
 ///     .event_concurrency(EventConcurrency::Parallel)
@@ -252,7 +252,7 @@ impl EventBusBuilder {
     /// The results this bus's handlers leave on completed events are removed from them this
     /// long after the event completed (abxbus 2.5's `event_result_ttl`; unset: never, the
     /// default). The event's own value and a handler's
-    /// [`result_ttl`](crate::HandlerOptions::result_ttl) override it.
+    /// [`result_ttl`](crate::handler::HandlerOptions::result_ttl) override it.
     pub fn event_result_ttl(mut self, ttl: impl Into<Ttl>) -> Self {
         self.config.event_result_ttl = Some(ttl.into());
         self

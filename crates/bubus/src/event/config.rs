@@ -118,7 +118,7 @@ impl HandlerCompletion {
 ///
 /// ```
 /// use std::time::Duration;
-/// use bubus::{EventConfig, HandlerCompletion};
+/// use bubus::{event::EventConfig, event::HandlerCompletion};
 ///
 /// const DEFAULTS: EventConfig = EventConfig::UNSET
 ///     .with_event_timeout(Some(Duration::from_secs(5)))

@@ -66,7 +66,7 @@ pub struct AnyEvent {
 
 impl<P: EventPayload> EventHandle<P> {
     /// A new event that has not been dispatched yet. Set per-event configuration with the `with_*`
-    /// methods, then pass it (or a clone) to [`EventBus::dispatch`].
+    /// methods, then pass it (or a clone) to [`EventBus::dispatch`](crate::EventBus::dispatch).
     pub fn new(payload: P) -> Self {
         EventHandle {
             event: payload.__new_event(),
@@ -148,11 +148,11 @@ impl AnyEvent {
     ///
     /// # Errors
     ///
-    /// A [`HandlerError`] of kind [`PayloadDecode`](crate::HandlerErrorKind::PayloadDecode).
+    /// A [`HandlerError`] of kind [`PayloadDecode`](crate::error::HandlerErrorKind::PayloadDecode).
     pub fn try_downcast<E: Event>(&self) -> Result<EventHandle<E>, HandlerError> {
         if self.inner.event_type != E::EVENT_TYPE {
             return Err(HandlerError::with_kind(
-                crate::HandlerErrorKind::PayloadDecode,
+                crate::error::HandlerErrorKind::PayloadDecode,
                 format!("{} is not a {}", self.inner.label(), E::EVENT_TYPE),
             ));
         }
@@ -528,7 +528,7 @@ impl<E: Event> EventPayload for E {
     }
 }
 
-/// What [`EventBus::dispatch`] accepts: a new typed event, a [`DynEvent`], or a handle to an
+/// What [`EventBus::dispatch`](crate::EventBus::dispatch) accepts: a new typed event, a [`DynEvent`], or a handle to an
 /// existing event (to forward it to another bus).
 pub trait IntoEvent: IntoEventSealed {
     /// The handle `dispatch` returns.

@@ -106,7 +106,7 @@ impl<R: EventResultValue> ResultsQuery<R> {
         }
     }
 
-    /// Stop waiting after `timeout` with [`WaitError::Timeout`] (the event itself goes on).
+    /// Stop waiting after `timeout` with [`WaitError::Timeout`](crate::WaitError::Timeout) (the event itself goes on).
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = Some(timeout);
@@ -216,7 +216,7 @@ impl<R: EventResultValue> ResultsQuery<R> {
     /// (errors too, if it accepts them).
     ///
     /// ```
-    /// use bubus::{Event, EventBus, EventHandle, HandlerError, ResultStatus};
+    /// use bubus::{Event, EventBus, EventHandle, HandlerError, result::ResultStatus};
     /// use serde::{Deserialize, Serialize};
     ///
     /// #[derive(Clone, Debug, Serialize, Deserialize, Event)]

@@ -222,8 +222,9 @@ impl<R: EventResultValue> EventResult<R> {
     /// The result's JSON (§2.2 of the reference wire format), every key present.
     pub fn to_json(&self) -> Value {
         let mut out = Map::with_capacity(17);
-        let ts =
-            |t: Option<crate::Timestamp>| t.map_or(Value::Null, |t| Value::String(t.to_string()));
+        let ts = |t: Option<crate::time::Timestamp>| {
+            t.map_or(Value::Null, |t| Value::String(t.to_string()))
+        };
         out.insert("id".into(), Value::String(self.id.to_string()));
         out.insert(
             "status".into(),
