@@ -2,6 +2,11 @@
 
     abxbus_bridge_bench.py redis|nats <name> receive <n>   prints @@ready, then @@result
     abxbus_bridge_bench.py redis|nats <name> send <n>      n emits, each awaited
+
+and like benches/src/bin/bridge_jsonl_socket.rs, where <name> is the file or socket path and an
+optional last argument the JSONL poll interval in milliseconds (default 1):
+
+    abxbus_bridge_bench.py jsonl|socket <path> receive|send <n> [poll_ms]
 """
 
 from __future__ import annotations
@@ -11,9 +16,7 @@ import sys
 import time
 from typing import Any
 
-from abxbus import BaseEvent, EventBus
-from abxbus.bridge_nats import NATSEventBridge
-from abxbus.bridge_redis import RedisEventBridge
+from abxbus import BaseEvent
 
 
 class BenchPing(BaseEvent[None]):
@@ -21,9 +24,21 @@ class BenchPing(BaseEvent[None]):
     seq: int
 
 
-def bridge(engine: str, name: str) -> Any:
+def bridge(engine: str, name: str, poll_ms: float) -> Any:
     if engine == 'redis':
+        from abxbus.bridge_redis import RedisEventBridge
+
         return RedisEventBridge(f'redis://127.0.0.1:6379/0/{name}')
+    if engine == 'jsonl':
+        from abxbus.bridge_jsonl import JSONLEventBridge
+
+        return JSONLEventBridge(name, poll_interval=poll_ms / 1000.0)
+    if engine == 'socket':
+        from abxbus.bridges import SocketEventBridge
+
+        return SocketEventBridge(name)
+    from abxbus.bridge_nats import NATSEventBridge
+
     return NATSEventBridge('nats://127.0.0.1:4222', name)
 
 
@@ -57,7 +72,9 @@ async def receive(b: Any, n: int) -> None:
 
 
 async def send(b: Any, n: int) -> None:
-    await b.start()
+    # A socket bridge's start() binds the path the receiver listens on: a sender only connects.
+    if not hasattr(b, 'send_to'):
+        await b.start()
     for i in range(n):
         await b.emit(BenchPing(sent_ns=time.time_ns(), seq=i))
     await b.close()
@@ -65,7 +82,8 @@ async def send(b: Any, n: int) -> None:
 
 def main() -> None:
     engine, name, action, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-    b = bridge(engine, name)
+    poll_ms = float(sys.argv[5]) if len(sys.argv) > 5 else 1.0
+    b = bridge(engine, name, poll_ms)
     asyncio.run(receive(b, n) if action == 'receive' else send(b, n))
 
 

@@ -87,17 +87,21 @@ pub enum Subject {
     TokioEvents,
     /// Hand-written tokio: channels, a task, oneshots.
     Floor,
+    /// The floor, plus a result record per handler run (handler, id, status, start and end
+    /// time, value or error), as bubus keeps: what "the least that records every result" costs.
+    FloorRecords,
 }
 
 impl Subject {
     /// Every subject, in table order.
-    pub const ALL: [Subject; 6] = [
+    pub const ALL: [Subject; 7] = [
         Subject::Bubus,
         Subject::Ractor,
         Subject::Kameo,
         Subject::Jaeb,
         Subject::TokioEvents,
         Subject::Floor,
+        Subject::FloorRecords,
     ];
 
     /// The id used on the command line and in the table.
@@ -109,6 +113,7 @@ impl Subject {
             Subject::Jaeb => "jaeb",
             Subject::TokioEvents => "tokio-events",
             Subject::Floor => "floor",
+            Subject::FloorRecords => "floor-records",
         }
     }
 }

@@ -110,7 +110,7 @@ impl Runs {
             let floor = time(Subject::Floor);
             let best_peer = Subject::ALL
                 .iter()
-                .filter(|s| !matches!(s, Subject::Bubus | Subject::Floor))
+                .filter(|s| !matches!(s, Subject::Bubus | Subject::Floor | Subject::FloorRecords))
                 .filter_map(|s| time(*s).map(|t| (t, s.id())))
                 .min_by(|a, b| a.0.total_cmp(&b.0));
             let _ = write!(out, " {} |", ratio(bubus, floor));
@@ -126,15 +126,19 @@ impl Runs {
                 .median_us
                 .map(|us| us * 1000.0)
         };
-        if let (Some(bubus), Some(floor)) =
-            (per_delivery(Subject::Bubus), per_delivery(Subject::Floor))
-        {
+        if let (Some(bubus), Some(floor), records) = (
+            per_delivery(Subject::Bubus),
+            per_delivery(Subject::Floor),
+            per_delivery(Subject::FloorRecords),
+        ) {
             let _ = writeln!(
                 out,
-                "\nW2 per delivery (per handler run): bubus {:.1} ns, floor {:.1} ns (divide the \
-                 row by the handler count: 10 000 in full runs).",
+                "\nW2 per delivery (per handler run): bubus {:.1} ns, floor {:.1} ns, floor with a \
+                 result record per handler {} (divide the row by the handler count: 10 000 in \
+                 full runs).",
                 bubus / 10_000.0,
-                floor / 10_000.0
+                floor / 10_000.0,
+                records.map_or_else(|| "–".to_owned(), |r| format!("{:.1} ns", r / 10_000.0))
             );
         }
         out

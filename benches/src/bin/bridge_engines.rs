@@ -4,7 +4,11 @@
 //!
 //! ```text
 //! cargo run --release -p bubus-benches --bin bridge_engines -- [--events N] [--python]
+//!     [--cases redis-pubsub-raw,redis-pubsub-bubus,...] [--rounds R]
 //! ```
+//!
+//! With `--rounds R` every case runs R times, the cases interleaved round by round, and the
+//! table shows each case's median round (by rate).
 //!
 //! Each case: this process sends N events one after another (each send awaited), a receiver
 //! process (this binary again, or Python) takes them; the receiver reports the rate from the
@@ -384,12 +388,43 @@ fn spawn_receiver(
     (child, reader)
 }
 
+impl Outcome {
+    fn rate(&self) -> f64 {
+        if self.span_ns == 0 {
+            0.0
+        } else {
+            self.count as f64 / (self.span_ns as f64 / 1e9)
+        }
+    }
+}
+
+/// One case: a receiver process, the sends from here, the receiver's report.
+fn run_case(runtime: &tokio::runtime::Runtime, case: &str, n: u64) -> Option<Outcome> {
+    let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
+    let (mut child, reader) = spawn_receiver(case, &name, n);
+    runtime.block_on(send(case, &name, n));
+    let outcome = reader
+        .lines()
+        .find_map(|l| l.ok().filter(|l| l.contains("@@result")))
+        .map(|line| {
+            let nums: Vec<u64> = line
+                .split_whitespace()
+                .skip(1)
+                .filter_map(|x| x.parse().ok())
+                .collect();
+            Outcome {
+                count: nums[0],
+                span_ns: nums[1],
+                p50_ns: nums[2],
+                p99_ns: nums[3],
+            }
+        });
+    let _ = child.wait();
+    outcome
+}
+
 fn row(label: &str, n: u64, o: &Outcome) -> String {
-    let rate = if o.span_ns == 0 {
-        0.0
-    } else {
-        o.count as f64 / (o.span_ns as f64 / 1e9)
-    };
+    let rate = o.rate();
     format!(
         "| {label:<24} | {:>6}/{n:<6} | {:>9.0} | {:>8.3} | {:>8.3} |",
         o.count,
@@ -459,33 +494,42 @@ fn main() -> ExitCode {
         .and_then(|n| n.parse().ok())
         .unwrap_or(10_000);
     let with_python = args.iter().any(|a| a == "--python");
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let cases: Vec<&str> = match value("--cases") {
+        Some(list) => CASES
+            .iter()
+            .copied()
+            .filter(|c| list.split(',').any(|x| x == *c))
+            .collect(),
+        None => CASES.to_vec(),
+    };
+    let rounds: usize = value("--rounds")
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(1)
+        .max(1);
+    let mut results: Vec<Vec<Outcome>> = cases.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds {
+        for (i, case) in cases.iter().enumerate() {
+            if let Some(o) = run_case(&runtime, case, n) {
+                results[i].push(o);
+            }
+        }
+    }
     println!("| case                     | received      | events/s  | p50 ms   | p99 ms   |");
     println!("| ------------------------ | ------------- | --------- | -------- | -------- |");
-    for case in CASES {
-        let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
-        let (mut child, reader) = spawn_receiver(case, &name, n);
-        runtime.block_on(send(case, &name, n));
-        let mut lines = reader.lines();
-        let outcome = lines
-            .find_map(|l| l.ok().filter(|l| l.contains("@@result")))
-            .map(|line| {
-                let nums: Vec<u64> = line
-                    .split_whitespace()
-                    .skip(1)
-                    .filter_map(|x| x.parse().ok())
-                    .collect();
-                Outcome {
-                    count: nums[0],
-                    span_ns: nums[1],
-                    p50_ns: nums[2],
-                    p99_ns: nums[3],
-                }
-            });
-        let _ = child.wait();
-        match outcome {
-            Some(o) => println!("{}", row(case, n, &o)),
-            None => println!("| {case:<24} | failed |"),
+    for (case, mut outcomes) in cases.iter().zip(results) {
+        if outcomes.is_empty() {
+            println!("| {case:<24} | failed |");
+            continue;
         }
+        outcomes.sort_by(|a, b| a.rate().total_cmp(&b.rate()));
+        let median = &outcomes[outcomes.len() / 2];
+        println!("{}", row(case, n, median));
     }
     if with_python {
         for engine in ["redis", "nats"] {

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
-use bubus::AnyEvent;
+use bubus::tree::TreeEvent;
 use bubus::wal::WalReader;
 use uuid::Uuid;
 
@@ -17,6 +17,9 @@ pub(crate) fn run(args: &TreeArgs, color: ColorWhen, diag: &Diagnostics) -> Resu
     let events = match resolve_format(&args.file, args.format)? {
         Format::Sqlite => {
             crate::bridge_table::read_sqlite_events(&args.file, args.table.as_deref(), diag)?
+                .iter()
+                .map(TreeEvent::new)
+                .collect()
         }
         _ => read_wal(&args.file, diag)?,
     };
@@ -24,12 +27,13 @@ pub(crate) fn run(args: &TreeArgs, color: ColorWhen, diag: &Diagnostics) -> Resu
     if events.is_empty() {
         writeln!(out, "(no events)").map_err(|e| Failure::stdout(&e))?;
     } else {
-        // Drawn from the events as read, a line at a time: nothing is rebuilt or collected.
+        // Drawn a line at a time from what the tree shows of each event (kept as it was read,
+        // instead of the events with their payloads and results): nothing else is collected.
         let mut lines = ColorLines {
             out: &mut out,
             line: Vec::new(),
         };
-        bubus::tree::write_tree(&events, &mut lines).map_err(|e| Failure::stdout(&e))?;
+        bubus::tree::write_tree_events(&events, &mut lines).map_err(|e| Failure::stdout(&e))?;
     }
     out.flush().map_err(|e| Failure::stdout(&e))
 }
@@ -70,20 +74,24 @@ pub(crate) fn resolve_format(path: &Path, format: Format) -> Result<Format> {
     Ok(if sqlite { Format::Sqlite } else { Format::Wal })
 }
 
-/// The latest record of each event of a log, in the order the events first appear.
-pub(crate) fn read_wal(path: &Path, diag: &Diagnostics) -> Result<Vec<AnyEvent>> {
+/// What the tree draws of the latest record of each event of a log, in the order the events
+/// first appear.
+pub(crate) fn read_wal(path: &Path, diag: &Diagnostics) -> Result<Vec<TreeEvent>> {
     let reader = WalReader::open(path).map_err(|e| Failure::wal(path, &e))?;
     let mut index: HashMap<Uuid, usize> = HashMap::new();
-    let mut events: Vec<AnyEvent> = Vec::new();
+    let mut events: Vec<TreeEvent> = Vec::new();
     for item in reader {
         match item {
-            Ok(record) => match index.get(&record.event.event_id()) {
-                Some(&i) => events[i] = record.event,
-                None => {
-                    index.insert(record.event.event_id(), events.len());
-                    events.push(record.event);
+            Ok(record) => {
+                let event = TreeEvent::new(&record.event);
+                match index.get(&event.event_id()) {
+                    Some(&i) => events[i] = event,
+                    None => {
+                        index.insert(event.event_id(), events.len());
+                        events.push(event);
+                    }
                 }
-            },
+            }
             Err(error) => {
                 if !diag.wal_line_error(path, &error, 0) {
                     return Err(Failure::wal(path, &error));

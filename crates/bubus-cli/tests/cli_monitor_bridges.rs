@@ -312,6 +312,18 @@ async fn durable_source(monitor_url: &str, real: impl Transport, sender: impl Tr
     })
     .await;
 
+    // `bubus dead-letters` takes the monitor's durable form of the URL too.
+    let url = monitor_url.to_owned();
+    let listed = tokio::task::spawn_blocking(move || support::run(&["dead-letters", "list", &url]))
+        .await
+        .expect("cli");
+    assert!(listed.status.success(), "{}", support::stderr(&listed));
+    assert!(
+        support::stdout(&listed).contains("MonitorPoison"),
+        "{}",
+        support::stdout(&listed)
+    );
+
     stop(running).await;
     sender.close().await.expect("close");
     bridge.close().await.expect("close");

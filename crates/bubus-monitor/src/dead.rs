@@ -103,7 +103,7 @@ fn ids_of(text: &str) -> (String, String) {
 /// Implemented here for the three durable engines (cargo features `redis`, `nats`, `postgres`,
 /// on by default): [`RedisDeadLetters`], [`NatsDeadLetters`], [`PgDeadLetters`].
 pub trait DeadLetterStore: Send + Sync + 'static {
-    /// How the page names the store (`redis:… stream bubus:orders`).
+    /// How the page names the store (`dead letters of redis:… stream bubus:orders:dead`).
     fn name(&self) -> String;
 
     /// The dead letters, oldest first, at most `limit`.
@@ -187,7 +187,10 @@ mod redis {
 
     impl DeadLetterStore for RedisDeadLetters {
         fn name(&self) -> String {
-            format!("dead:{}", self.transport.describe())
+            // Every group's letters: the transport's own group is not part of the name.
+            let described = self.transport.describe();
+            let stream = described.split(" group ").next().unwrap_or(&described);
+            format!("dead letters of {stream}:dead")
         }
 
         fn list(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, ReplayError>> {
@@ -270,7 +273,10 @@ mod nats {
 
     impl DeadLetterStore for NatsDeadLetters {
         fn name(&self) -> String {
-            format!("dead:{}", self.transport.describe())
+            // Every consumer's letters: the transport's own consumer is not part of the name.
+            let described = self.transport.describe();
+            let stream = described.split(" consumer ").next().unwrap_or(&described);
+            format!("dead letters of {stream}_DEAD")
         }
 
         fn list(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, ReplayError>> {
@@ -343,7 +349,7 @@ mod postgres {
 
     impl DeadLetterStore for PgDeadLetters {
         fn name(&self) -> String {
-            format!("dead:postgres:{}", describe(&self.url))
+            format!("dead letters of postgres:{}", describe(&self.url))
         }
 
         fn list(&self, limit: usize) -> BoxFuture<'_, Result<Vec<DeadLetter>, ReplayError>> {

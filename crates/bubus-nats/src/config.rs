@@ -29,6 +29,7 @@ pub(crate) struct Options {
     pub(crate) lease: Duration,
     pub(crate) batch: usize,
     pub(crate) dedup_ttl: Duration,
+    pub(crate) claim_lease: Duration,
     pub(crate) duplicate_window: Duration,
     pub(crate) send_timeout: Duration,
     pub(crate) from_start: bool,

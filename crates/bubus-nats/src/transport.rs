@@ -65,6 +65,7 @@ pub struct NatsBuilder {
     lease: Duration,
     batch: usize,
     dedup_ttl: Duration,
+    claim_lease: Option<Duration>,
     duplicate_window: Duration,
     send_timeout: Duration,
     from_start: bool,
@@ -120,6 +121,17 @@ impl NatsBuilder {
     /// How long the de-duplication bucket remembers a handled event (default 24 h).
     pub fn dedup_ttl(mut self, ttl: Duration) -> Self {
         self.dedup_ttl = ttl.max(Duration::from_secs(1));
+        self
+    }
+
+    /// How long a [dedup store](NatsTransport::dedup_store)'s claim on an event lasts without
+    /// renewal (default: three leases). While a member's handlers run it renews the claim every
+    /// third of this; a copy of the event delivered to another member meanwhile (a redelivery
+    /// after a cut connection outlasted the ack wait) waits instead of running again. A claim
+    /// of a member that died is taken over after this. Claims carry their expiry as the
+    /// claiming machine's clock reads it: members' clocks must agree to well within this.
+    pub fn claim_lease(mut self, lease: Duration) -> Self {
+        self.claim_lease = Some(lease.max(Duration::from_millis(100)));
         self
     }
 
@@ -210,6 +222,7 @@ impl NatsBuilder {
             lease: self.lease,
             batch: self.batch,
             dedup_ttl: self.dedup_ttl,
+            claim_lease: self.claim_lease.unwrap_or(self.lease * 3),
             duplicate_window: self.duplicate_window,
             send_timeout: self.send_timeout,
             from_start: self.from_start,
@@ -245,6 +258,7 @@ impl NatsTransport {
             lease: Duration::from_secs(30),
             batch: 64,
             dedup_ttl: Duration::from_secs(24 * 3600),
+            claim_lease: None,
             duplicate_window: Duration::from_secs(120),
             send_timeout: Duration::from_secs(30),
             from_start: true,
@@ -296,10 +310,11 @@ impl NatsTransport {
     }
 
     /// The persisted de-duplication store of this stream and consumer: a JetStream key-value
-    /// bucket (`bubus_seen_<stream>_<group>`, entries expire after the dedup TTL), on top of
-    /// the stream's own `Nats-Msg-Id` duplicate window.
+    /// bucket (`bubus_seen_<stream>_<group>`, entries expire after the dedup TTL) holding each
+    /// event's claim while a member's handlers run and its mark once they completed, on top of
+    /// the stream's own `Nats-Msg-Id` duplicate window. Each store is one claim owner.
     pub fn dedup_store(&self) -> NatsDedup {
-        NatsDedup::new(Arc::clone(&self.shared))
+        NatsDedup::new(Arc::clone(&self.shared), uuid::Uuid::new_v4())
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {

@@ -1,28 +1,97 @@
-//! The durable mode's de-duplication, persisted in the `T_dedup` table without a query per
-//! event.
+//! The durable mode's de-duplication: an atomic claim per (group, event) in the `T_dedup` table.
 //!
-//! The ack of a delivery deletes it and records `(group, event_id)` in one statement, and every
-//! claim returns, per row, whether the group already completed that id. So the store the bridge
-//! asks ([`PgDedup`]) only needs what the claims said, plus a window of the ids completed in
-//! this process (for a second delivery that arrives while the first is still being acked).
+//! Before a member's handlers run, its claim is an `INSERT … ON CONFLICT DO UPDATE` that only
+//! takes a row that is free, expired, or already its own (`lease_owner`, `lease_until`); once
+//! the event completed the claim becomes the mark that the group completed it (`done_at`), and
+//! the ack of the delivery writes the mark again in the statement that deletes the delivery. Claims the claim loop already knows to be done (the
+//! same id published again) answer without a query, and a window of the ids completed in this
+//! process answers a second delivery that arrives while the first is still being acked.
 
 use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use bubus::bridge::{BoxFuture, DedupStore, MemoryDedup, TransportError};
+use bubus::bridge::{BoxFuture, Claim, DedupStore, MemoryDedup, TransportError};
 use parking_lot::Mutex;
 use uuid::Uuid;
 
-/// A [`DedupStore`] backed by the durable tables: ids the group completed in any process, as
-/// the claims report them, and a window of the ids completed here. Get it from
-/// [`PgTransport::dedup`](crate::PgTransport::dedup); [`PgTransport::bridge`](crate::PgTransport::bridge)
-/// installs it.
+use crate::conn::{Backoff, Conn};
+use crate::durable::Tables;
+use crate::error::PgError;
+
+/// A [`DedupStore`] backed by the durable tables: claims and marks in `T_dedup`, shared by every
+/// member of the group, and a window of the ids completed here. Get it from
+/// [`PgTransport::dedup`](crate::PgTransport::dedup);
+/// [`PgTransport::bridge`](crate::PgTransport::bridge) installs it. In plain mode it is only the
+/// window.
 #[derive(Debug, Default)]
 pub struct PgDedup {
     done_elsewhere: Mutex<HashSet<Uuid>>,
     window: MemoryDedup,
+    table: Option<ClaimTable>,
+}
+
+#[derive(Debug)]
+struct ClaimTable {
+    conn: Arc<Conn>,
+    tables: Tables,
+    group: String,
+    owner: String,
+    lease: Duration,
+    /// How long a claim statement keeps retrying through reconnects.
+    patience: Duration,
+}
+
+impl ClaimTable {
+    /// Runs `op` on the live client, reconnecting and retrying connection errors with backoff
+    /// for `patience`.
+    async fn run<T, F, Fut>(&self, what: &str, mut op: F) -> Result<T, TransportError>
+    where
+        F: FnMut(Arc<tokio_postgres::Client>) -> Fut,
+        Fut: Future<Output = Result<T, PgError>>,
+    {
+        let deadline = Instant::now() + self.patience;
+        let mut backoff = Backoff::new(self.conn.max_backoff());
+        loop {
+            let client = self.conn.get().await.map_err(|e| engine(what, &e))?;
+            match op(client.clone()).await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_connection() && Instant::now() < deadline => {
+                    self.conn.broken(&client).await;
+                    tokio::time::sleep(backoff.step()).await;
+                }
+                Err(e) => return Err(engine(what, &e)),
+            }
+        }
+    }
+}
+
+fn engine(what: &str, e: &PgError) -> TransportError {
+    TransportError::Engine(format!("{what}: {e}"))
 }
 
 impl PgDedup {
+    /// The durable store of `group` on `tables`, claiming as `owner` for `lease`.
+    pub(crate) fn durable(
+        conn: Arc<Conn>,
+        tables: Tables,
+        group: String,
+        owner: String,
+        lease: Duration,
+    ) -> PgDedup {
+        PgDedup {
+            table: Some(ClaimTable {
+                conn,
+                tables,
+                group,
+                owner,
+                lease,
+                patience: Duration::from_secs(30),
+            }),
+            ..PgDedup::default()
+        }
+    }
+
     /// Called by the claim loop for a claimed row whose id the group already completed.
     pub(crate) fn mark_done(&self, event_id: &str) {
         if let Ok(id) = Uuid::parse_str(event_id) {
@@ -32,19 +101,102 @@ impl PgDedup {
 }
 
 impl DedupStore for PgDedup {
-    fn seen(&self, event_id: Uuid) -> BoxFuture<'_, Result<bool, TransportError>> {
+    fn claim(&self, event_id: Uuid) -> BoxFuture<'_, Result<Claim, TransportError>> {
         // Taken out when asked: the set holds only deliveries on their way to the bridge.
         let known = self.done_elsewhere.lock().remove(&event_id);
         Box::pin(async move {
             if known {
-                return Ok(true);
+                return Ok(Claim::Done);
             }
-            self.window.seen(event_id).await
+            // Completed here, its ack (which writes the table's mark) maybe not yet written.
+            // The window is only asked: claims live in the table.
+            match self.window.claim(event_id).await? {
+                Claim::Done => return Ok(Claim::Done),
+                Claim::Won => self.window.release(event_id).await?,
+                _ => {}
+            }
+            let Some(t) = &self.table else {
+                return Ok(Claim::Won);
+            };
+            let id = event_id.to_string();
+            let lease = t.lease.as_secs_f64();
+            let (won, done, left) = t
+                .run("PostgreSQL dedup claim", |client| {
+                    let id = &id;
+                    async move {
+                        t.tables
+                            .claim_event(&client, &t.group, id, &t.owner, lease)
+                            .await
+                    }
+                })
+                .await?;
+            Ok(match (won, done, left) {
+                (true, _, _) => Claim::Won,
+                (false, Some(true), _) => Claim::Done,
+                (false, _, left) => Claim::Held {
+                    // Unknown (a claim committed meanwhile): look again shortly.
+                    retry_after: left.map_or(Duration::from_secs(1), |s| {
+                        Duration::from_secs_f64(s.clamp(0.1, 86_400.0))
+                    }),
+                },
+            })
         })
     }
 
-    fn record(&self, event_id: Uuid) -> BoxFuture<'_, Result<(), TransportError>> {
-        // The table row is written by the ack itself.
-        self.window.record(event_id)
+    fn renew(&self, event_id: Uuid) -> BoxFuture<'_, Result<bool, TransportError>> {
+        Box::pin(async move {
+            let Some(t) = &self.table else {
+                return Ok(true);
+            };
+            let id = event_id.to_string();
+            let lease = t.lease.as_secs_f64();
+            t.run("PostgreSQL dedup renew", |client| {
+                let id = &id;
+                async move {
+                    t.tables
+                        .renew_event(&client, &t.group, id, &t.owner, lease)
+                        .await
+                }
+            })
+            .await
+        })
+    }
+
+    fn confirm(&self, event_id: Uuid) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            self.window.confirm(event_id).await?;
+            let Some(t) = &self.table else {
+                return Ok(());
+            };
+            let id = event_id.to_string();
+            t.run("PostgreSQL dedup confirm", |client| {
+                let id = &id;
+                async move { t.tables.confirm_event(&client, &t.group, id).await }
+            })
+            .await
+        })
+    }
+
+    fn release(&self, event_id: Uuid) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            self.window.release(event_id).await?;
+            let Some(t) = &self.table else {
+                return Ok(());
+            };
+            let id = event_id.to_string();
+            t.run("PostgreSQL dedup release", |client| {
+                let id = &id;
+                async move {
+                    t.tables
+                        .release_event(&client, &t.group, id, &t.owner)
+                        .await
+                }
+            })
+            .await
+        })
+    }
+
+    fn lease(&self) -> Option<Duration> {
+        self.table.as_ref().map(|t| t.lease)
     }
 }

@@ -9,7 +9,7 @@
 //! | `T` | `seq BIGSERIAL`, `event_id`, `event_type`, `body` (the event's JSON), `published_at` |
 //! | `T_groups` | one per consumer group |
 //! | `T_deliveries` | one per (group, event) not yet acknowledged: `attempts`, `available_at` (the lease's end), `lease_owner`, `last_error` |
-//! | `T_dedup` | (group, `event_id`) of every event a group completed |
+//! | `T_dedup` | (group, `event_id`): a member's claim while its handlers run (`lease_owner`, `lease_until`), then the mark that the group completed the event (`done_at`) |
 //! | `T_dead` | dead letters: (group, seq) with a copy of the event, `attempts`, `error` |
 //!
 //! A trigger on `T` adds a delivery row for every group and sends `NOTIFY T_wake` — inside the
@@ -123,7 +123,14 @@ impl Tables {
                lease_owner TEXT, last_error TEXT, PRIMARY KEY (group_name, seq));
              CREATE INDEX IF NOT EXISTS \"{d}_ready\" ON \"{d}\" (group_name, available_at);
              CREATE TABLE IF NOT EXISTS \"{x}\" (group_name TEXT NOT NULL, event_id TEXT NOT NULL, \
-               done_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (group_name, event_id));
+               done_at TIMESTAMPTZ DEFAULT now(), PRIMARY KEY (group_name, event_id));
+             DO $m$ BEGIN
+               IF NOT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_schema = current_schema() \
+                   AND table_name = '{x}' AND column_name = 'lease_until') THEN
+                 ALTER TABLE \"{x}\" ALTER COLUMN done_at DROP NOT NULL, \
+                   ADD COLUMN lease_owner TEXT, ADD COLUMN lease_until TIMESTAMPTZ;
+               END IF;
+             END $m$;
              CREATE TABLE IF NOT EXISTS \"{dead}\" (group_name TEXT NOT NULL, seq BIGINT NOT NULL, \
                event_id TEXT NOT NULL, event_type TEXT NOT NULL, body TEXT NOT NULL, attempts INT NOT NULL, \
                error TEXT, dead_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (group_name, seq));
@@ -193,7 +200,8 @@ impl Tables {
             tx.execute(
                 &format!(
                     "INSERT INTO \"{d}\" (group_name, seq) SELECT $1, e.seq FROM \"{t}\" e \
-                     WHERE NOT EXISTS (SELECT 1 FROM \"{x}\" x WHERE x.group_name = $1 AND x.event_id = e.event_id) \
+                     WHERE NOT EXISTS (SELECT 1 FROM \"{x}\" x WHERE x.group_name = $1 AND x.event_id = e.event_id \
+                       AND x.done_at IS NOT NULL) \
                      ON CONFLICT DO NOTHING",
                     d = self.deliveries,
                     t = self.events,
@@ -269,7 +277,8 @@ impl Tables {
                lease_owner = $4 \
              FROM c, \"{t}\" e WHERE d.group_name = c.group_name AND d.seq = c.seq AND e.seq = d.seq \
              RETURNING d.seq, d.attempts, e.event_id, e.body, \
-               EXISTS (SELECT 1 FROM \"{x}\" x WHERE x.group_name = $1 AND x.event_id = e.event_id)",
+               EXISTS (SELECT 1 FROM \"{x}\" x WHERE x.group_name = $1 AND x.event_id = e.event_id \
+               AND x.done_at IS NOT NULL)",
             d = self.deliveries,
             t = self.events,
             x = self.dedup
@@ -291,8 +300,93 @@ impl Tables {
         Ok(out)
     }
 
-    /// Acknowledges deliveries: deletes them and records their event ids as done for the group,
-    /// in one statement.
+    /// Claims `event_id` for `owner` (free, expired, or already `owner`'s): `(won, done, seconds
+    /// left on another member's claim)`; `done`/`left` are `None` when the row was written by a
+    /// claim that committed while this one ran.
+    pub(crate) async fn claim_event(
+        &self,
+        client: &tokio_postgres::Client,
+        group: &str,
+        event_id: &str,
+        owner: &str,
+        lease_secs: f64,
+    ) -> Result<(bool, Option<bool>, Option<f64>), PgError> {
+        let sql = format!(
+            "WITH old AS (SELECT done_at IS NOT NULL AS done, \
+                 extract(epoch FROM lease_until - now())::float8 AS left_secs \
+               FROM \"{x}\" WHERE group_name = $1 AND event_id = $2), \
+             won AS (INSERT INTO \"{x}\" AS x (group_name, event_id, done_at, lease_owner, lease_until) \
+               VALUES ($1, $2, NULL, $3, now() + make_interval(secs => $4)) \
+               ON CONFLICT (group_name, event_id) DO UPDATE SET lease_owner = EXCLUDED.lease_owner, \
+                 lease_until = EXCLUDED.lease_until \
+               WHERE x.done_at IS NULL AND (x.lease_until IS NULL OR x.lease_until < now() \
+                 OR x.lease_owner = EXCLUDED.lease_owner) \
+               RETURNING 1) \
+             SELECT EXISTS (SELECT 1 FROM won), (SELECT done FROM old), (SELECT left_secs FROM old)",
+            x = self.dedup
+        );
+        let row = client
+            .query_one(&sql, &[&group, &event_id, &owner, &lease_secs])
+            .await?;
+        Ok((row.try_get(0)?, row.try_get(1)?, row.try_get(2)?))
+    }
+
+    /// Extends `owner`'s claim on `event_id`: whether it still held it.
+    pub(crate) async fn renew_event(
+        &self,
+        client: &tokio_postgres::Client,
+        group: &str,
+        event_id: &str,
+        owner: &str,
+        lease_secs: f64,
+    ) -> Result<bool, PgError> {
+        let sql = format!(
+            "UPDATE \"{x}\" SET lease_until = now() + make_interval(secs => $4) \
+             WHERE group_name = $1 AND event_id = $2 AND lease_owner = $3 AND done_at IS NULL",
+            x = self.dedup
+        );
+        let n = client
+            .execute(&sql, &[&group, &event_id, &owner, &lease_secs])
+            .await?;
+        Ok(n == 1)
+    }
+
+    /// Marks `event_id` done for the group (whoever held the claim).
+    pub(crate) async fn confirm_event(
+        &self,
+        client: &tokio_postgres::Client,
+        group: &str,
+        event_id: &str,
+    ) -> Result<(), PgError> {
+        let sql = format!(
+            "INSERT INTO \"{x}\" AS x (group_name, event_id, done_at) VALUES ($1, $2, now()) \
+             ON CONFLICT (group_name, event_id) DO UPDATE SET done_at = now(), lease_owner = NULL, \
+               lease_until = NULL WHERE x.done_at IS NULL",
+            x = self.dedup
+        );
+        client.execute(&sql, &[&group, &event_id]).await?;
+        Ok(())
+    }
+
+    /// Drops `owner`'s claim on `event_id` (if it still holds it).
+    pub(crate) async fn release_event(
+        &self,
+        client: &tokio_postgres::Client,
+        group: &str,
+        event_id: &str,
+        owner: &str,
+    ) -> Result<(), PgError> {
+        let sql = format!(
+            "DELETE FROM \"{x}\" WHERE group_name = $1 AND event_id = $2 AND lease_owner = $3 \
+             AND done_at IS NULL",
+            x = self.dedup
+        );
+        client.execute(&sql, &[&group, &event_id, &owner]).await?;
+        Ok(())
+    }
+
+    /// Acknowledges deliveries: deletes them and marks their event ids done for the group (the
+    /// member's claim becomes the mark), in one statement.
     pub(crate) async fn ack(
         &self,
         client: &tokio_postgres::Client,
@@ -301,8 +395,10 @@ impl Tables {
     ) -> Result<(), PgError> {
         let sql = format!(
             "WITH gone AS (DELETE FROM \"{d}\" WHERE group_name = $1 AND seq = ANY($2) RETURNING seq) \
-             INSERT INTO \"{x}\" (group_name, event_id) SELECT $1, e.event_id FROM \"{t}\" e \
-             WHERE e.seq = ANY($2) ON CONFLICT DO NOTHING",
+             INSERT INTO \"{x}\" (group_name, event_id, done_at) SELECT DISTINCT $1, e.event_id, now() \
+               FROM \"{t}\" e WHERE e.seq = ANY($2) \
+             ON CONFLICT (group_name, event_id) DO UPDATE SET done_at = now(), lease_owner = NULL, \
+               lease_until = NULL WHERE \"{x}\".done_at IS NULL",
             d = self.deliveries,
             t = self.events,
             x = self.dedup

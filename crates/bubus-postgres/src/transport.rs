@@ -42,6 +42,7 @@ pub struct DurableOptions {
     group: String,
     start: GroupStart,
     lease: Duration,
+    claim_lease: Option<Duration>,
     max_deliveries: u32,
     retry_delay: Duration,
     batch: usize,
@@ -59,6 +60,7 @@ impl DurableOptions {
             group: group.into(),
             start: GroupStart::Beginning,
             lease: Duration::from_secs(30),
+            claim_lease: None,
             max_deliveries: 5,
             retry_delay: Duration::from_secs(1),
             batch: 256,
@@ -84,6 +86,16 @@ impl DurableOptions {
     /// others after this long. At least 1 s.
     pub fn lease(mut self, lease: Duration) -> Self {
         self.lease = lease.max(Duration::from_secs(1));
+        self
+    }
+
+    /// How long the [dedup store](PgTransport::dedup)'s claim on an event lasts without renewal
+    /// (default: three leases). While a member's handlers run it renews the claim every third
+    /// of this; another member given a copy of the event meanwhile (the same id published
+    /// twice, or a delivery whose lease lapsed during a cut connection) waits instead of
+    /// running it again. A claim of a member that died is taken over after this.
+    pub fn claim_lease(mut self, lease: Duration) -> Self {
+        self.claim_lease = Some(lease.max(Duration::from_secs(1)));
         self
     }
 
@@ -265,6 +277,17 @@ impl PgTransport {
         writer: mpsc::Sender<Outgoing>,
         task: tokio::task::JoinHandle<()>,
     ) -> PgTransport {
+        let owner = owner_id();
+        let dedup = match &mode {
+            Mode::Durable { tables, opts } => PgDedup::durable(
+                conn.clone(),
+                (**tables).clone(),
+                opts.group.clone(),
+                owner.clone(),
+                opts.claim_lease.unwrap_or(opts.lease * 3),
+            ),
+            Mode::Plain { .. } => PgDedup::default(),
+        };
         PgTransport {
             inner: Arc::new(Inner {
                 url,
@@ -274,8 +297,8 @@ impl PgTransport {
                 writer_task: Mutex::new(Some(task)),
                 consumer: Mutex::new(None),
                 stop: Arc::new(Notify::new()),
-                dedup: Arc::new(PgDedup::default()),
-                owner: owner_id(),
+                dedup: Arc::new(dedup),
+                owner,
             }),
         }
     }
@@ -291,7 +314,9 @@ impl PgTransport {
         }
     }
 
-    /// The de-duplication store backed by the group's dedup table.
+    /// The de-duplication store backed by the group's dedup table: claims per event while a
+    /// member's handlers run, marks of what the group completed. Each transport is one claim
+    /// owner.
     pub fn dedup(&self) -> Arc<PgDedup> {
         self.inner.dedup.clone()
     }

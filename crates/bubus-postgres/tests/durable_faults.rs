@@ -107,7 +107,18 @@ async fn consume(url: &str) {
     let hang_after: Option<usize> = std::env::var("BUBUS_PG_HANG_AFTER")
         .ok()
         .map(|v| v.parse().unwrap());
-    let transport = PgTransport::durable(url, consumer_opts()).await.unwrap();
+    // Started while a fault strikes, the setup's connection can break: start again (the
+    // transport heals by itself once started; its first connection fails fast by design).
+    let transport = loop {
+        match PgTransport::durable(url, consumer_opts()).await {
+            Ok(t) => break t,
+            Err(e) if e.is_connection() => {
+                eprintln!("consumer start failed ({e}); again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("consumer start: {e}"),
+        }
+    };
     // History keeps only what is in flight: a bounded history smaller than the bridge's
     // in-flight window would refuse events while the handler hangs.
     let bus = EventBus::builder("Consumer")
@@ -253,7 +264,7 @@ async fn acked_all(url: &str, run: &Run, tag: &str) {
             tokio::spawn(conn);
             if let Ok(row) = c
                 .query_one(
-                    "SELECT count(*) FROM bubus_events_dedup WHERE group_name = $1 AND event_id = ANY($2)",
+                    "SELECT count(*) FROM bubus_events_dedup WHERE group_name = $1 AND event_id = ANY($2) AND done_at IS NOT NULL",
                     &[&GROUP, &ids],
                 )
                 .await

@@ -93,6 +93,8 @@ pub(crate) struct Options {
     pub(crate) block: Duration,
     pub(crate) max_len: Option<usize>,
     pub(crate) dedup_ttl: Duration,
+    /// How long a dedup claim lasts without renewal.
+    pub(crate) claim_lease: Duration,
     pub(crate) send_timeout: Duration,
     pub(crate) duplicate_window: Duration,
     pub(crate) from_start: bool,

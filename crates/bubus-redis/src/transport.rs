@@ -70,6 +70,7 @@ pub struct RedisBuilder {
     block: Duration,
     max_len: Option<usize>,
     dedup_ttl: Duration,
+    claim_lease: Option<Duration>,
     send_timeout: Duration,
     duplicate_window: Duration,
     from_start: bool,
@@ -142,6 +143,16 @@ impl RedisBuilder {
         self
     }
 
+    /// How long a [dedup store](RedisTransport::dedup_store)'s claim on an event lasts without
+    /// renewal (default: three leases). While a member's handlers run it renews the claim every
+    /// third of this; a copy of the event delivered to another member meanwhile (a redelivery
+    /// after a cut connection outlasted the lease) waits instead of running again. A claim of a
+    /// member that died is taken over after this.
+    pub fn claim_lease(mut self, lease: Duration) -> Self {
+        self.claim_lease = Some(lease.max(Duration::from_millis(100)));
+        self
+    }
+
     /// How long a send keeps retrying while the server is unreachable (default 30 s).
     pub fn send_timeout(mut self, timeout: Duration) -> Self {
         self.send_timeout = timeout;
@@ -191,6 +202,7 @@ impl RedisBuilder {
             block: self.block,
             max_len: self.max_len,
             dedup_ttl: self.dedup_ttl,
+            claim_lease: self.claim_lease.unwrap_or(self.lease * 3),
             send_timeout: self.send_timeout,
             duplicate_window: self.duplicate_window,
             from_start: self.from_start,
@@ -227,6 +239,7 @@ impl RedisTransport {
             block: Duration::from_secs(2),
             max_len: Some(1_000_000),
             dedup_ttl: Duration::from_secs(24 * 3600),
+            claim_lease: None,
             send_timeout: Duration::from_secs(30),
             duplicate_window: Duration::from_secs(120),
             from_start: true,
@@ -276,11 +289,13 @@ impl RedisTransport {
         self.shared.reconnects.load(Ordering::Relaxed)
     }
 
-    /// The persisted de-duplication store of this channel and group: one key per handled
-    /// event (`bubus:<channel>:seen:<group>:<event_id>`) that expires after the dedup TTL, so
-    /// every process of the group, and a restarted one, knows what was handled.
+    /// The persisted de-duplication store of this channel and group: one key per event
+    /// (`bubus:<channel>:seen:<group>:<event_id>`) holding a member's claim while its handlers
+    /// run (expiring after the [claim lease](RedisBuilder::claim_lease)) and, once they
+    /// completed, the mark that it was handled (expiring after the dedup TTL) — so every process
+    /// of the group, and a restarted one, runs each event once. Each store is one claim owner.
     pub fn dedup_store(&self) -> RedisDedup {
-        RedisDedup::new(Arc::clone(&self.shared))
+        RedisDedup::new(Arc::clone(&self.shared), uuid::Uuid::new_v4())
     }
 
     pub(crate) fn shared(&self) -> &Arc<Shared> {

@@ -1,12 +1,12 @@
 //! Durable mode on the shared Redis (127.0.0.1:6379): poison events land in dead letters and
-//! replay from there, sends are idempotent, the dedup store is shared, and groups give
+//! replay from there, sends are idempotent, and groups give
 //! competing consumers or broadcast.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bubus::bridge::{Bridge, DedupStore, Message};
+use bubus::bridge::{Bridge, Message};
 use bubus::{AnyEvent, DynEvent, EventHandle};
 use bubus_redis::RedisTransport;
 use serde_json::json;
@@ -157,31 +157,6 @@ async fn a_resent_event_is_added_once() {
         .await
         .expect("send");
     assert_eq!(xlen(&format!("bubus:{channel}")).await, 2);
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_dedup_store_is_shared_by_the_group_and_survives_the_transport() {
-    let channel = channel();
-    let id = uuid::Uuid::new_v4();
-    let first = transport(&channel, "g").dedup_store();
-    assert!(!first.seen(id).await.expect("seen"));
-    first.record(id).await.expect("record");
-    drop(first);
-    assert!(
-        transport(&channel, "g")
-            .dedup_store()
-            .seen(id)
-            .await
-            .expect("seen")
-    );
-    // Another group handles events on its own.
-    assert!(
-        !transport(&channel, "other")
-            .dedup_store()
-            .seen(id)
-            .await
-            .expect("seen")
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ use std::time::Duration;
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use bubus::bridge::{BoxFuture, Bridge, DedupStore, TransportError};
+use bubus::bridge::{BoxFuture, Bridge, Claim, DedupStore, TransportError};
 use bubus::{AnyEvent, DynEvent, EventBus, EventHandle};
 use bubus_sqlite::{BridgeTable, SqliteTransport};
 use serde_json::json;
@@ -109,13 +109,21 @@ impl Effects {
 }
 
 impl DedupStore for Effects {
-    fn seen(&self, event_id: Uuid) -> BoxFuture<'_, Result<bool, TransportError>> {
-        let seen = self.ids.lock().unwrap().contains(&event_id);
-        Box::pin(async move { Ok(seen) })
+    fn claim(&self, event_id: Uuid) -> BoxFuture<'_, Result<Claim, TransportError>> {
+        let claim = if self.ids.lock().unwrap().contains(&event_id) {
+            Claim::Done
+        } else {
+            Claim::Won
+        };
+        Box::pin(async move { Ok(claim) })
     }
 
     /// The handler recorded it with its effect.
-    fn record(&self, _event_id: Uuid) -> BoxFuture<'_, Result<(), TransportError>> {
+    fn confirm(&self, _event_id: Uuid) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    fn release(&self, _event_id: Uuid) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async { Ok(()) })
     }
 }

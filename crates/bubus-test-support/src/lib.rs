@@ -11,6 +11,7 @@ use parking_lot::Mutex;
 
 pub mod bridge_peer;
 pub mod conformance;
+pub mod dedup_claims;
 pub mod logs;
 pub mod peers;
 pub mod postgres_server;

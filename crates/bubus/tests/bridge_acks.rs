@@ -220,3 +220,71 @@ async fn a_receiving_bus_without_room_is_backpressure_not_a_dead_letter() {
     sender.close().await.unwrap();
     receiver.close().await.unwrap();
 }
+
+/// A sender that listens in the competing group it sends to: the group is one consumer, and
+/// the sender is a member that already handled its event. So when its own listener is the
+/// member the engine hands the event to, it acks it as an echo (counted in `loops`, not run
+/// again, not redelivered to the others); when another member gets it, that member runs it.
+/// Every event ends either way: nothing is lost from the group, dead-lettered, or run twice by
+/// one member. (For every event to reach the other processes, give the sender a group of its
+/// own — one group per process broadcasts — or send without listening in that group.)
+#[tokio::test]
+async fn a_sender_in_its_own_competing_group_acks_its_echo_as_handled_by_the_group() {
+    const K: u64 = 50;
+    let medium = MemoryMedium::durable();
+    let (a, b) = (EventBus::new("A"), EventBus::new("B"));
+    let ran = |bus: &EventBus| {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let s = Arc::clone(&seen);
+        bus.on_pattern("Job", move |e: AnyEvent| s.lock().push(e.event_id()));
+        seen
+    };
+    let (ran_a, ran_b) = (ran(&a), ran(&b));
+    let bridge_a = Bridge::new(medium.transport_in_group("workers"));
+    let bridge_b = Bridge::new(medium.transport_in_group("workers"));
+    bridge_a.attach(&a);
+    bridge_b.attach(&b);
+    bridge_a.start().await.unwrap();
+    bridge_b.start().await.unwrap();
+
+    for n in 0..K {
+        a.dispatch(DynEvent::new("Job", json!({ "n": n })).unwrap())
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    // Settled when every event was either acked by the sender as its echo or completed on B.
+    loop {
+        let (loops, completed) = (bridge_a.metrics().loops, bridge_b.metrics().completed);
+        if loops + completed >= K {
+            break;
+        }
+        tokio::select! {
+            () = bridge_a.wait_metrics(move |m| m.loops > loops) => {}
+            () = bridge_b.wait_metrics(move |m| m.completed > completed) => {}
+        }
+    }
+    let (ma, mb) = (bridge_a.metrics(), bridge_b.metrics());
+    assert_eq!(
+        ma.loops + mb.completed,
+        K,
+        "each event ended once: {ma:?} {mb:?}"
+    );
+    assert_eq!((ma.dispatched, ma.nacked, mb.nacked), (0, 0, 0));
+    assert_eq!(
+        ran_a.lock().len() as u64,
+        K,
+        "the sender ran each of its events once"
+    );
+    let on_b: HashSet<_> = ran_b.lock().iter().copied().collect();
+    assert_eq!(
+        on_b.len(),
+        ran_b.lock().len(),
+        "the other member ran none twice"
+    );
+    assert_eq!(on_b.len() as u64, mb.completed);
+    assert_eq!(medium.pending(), 0, "nothing left in the group");
+    assert!(medium.dead_letters().is_empty());
+    bridge_a.close().await.unwrap();
+    bridge_b.close().await.unwrap();
+}

@@ -11,7 +11,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bubus::bridge::{
-    BoxFuture, Bridge, DedupStore, JsonlTransport, Transport, TransportError, UnixSocketTransport,
+    BoxFuture, Bridge, Claim, DedupStore, JsonlTransport, Transport, TransportError,
+    UnixSocketTransport,
 };
 use bubus::{AnyEvent, DynEvent, EventBus};
 use bubus_test_support::roles::{self, RoleChild};
@@ -99,13 +100,21 @@ impl EffectsDedup {
 }
 
 impl DedupStore for EffectsDedup {
-    fn seen(&self, event_id: Uuid) -> BoxFuture<'_, Result<bool, TransportError>> {
-        let hit = self.ids.lock().contains(&event_id);
-        Box::pin(async move { Ok(hit) })
+    fn claim(&self, event_id: Uuid) -> BoxFuture<'_, Result<Claim, TransportError>> {
+        let claim = if self.ids.lock().contains(&event_id) {
+            Claim::Done
+        } else {
+            Claim::Won
+        };
+        Box::pin(async move { Ok(claim) })
     }
 
-    fn record(&self, event_id: Uuid) -> BoxFuture<'_, Result<(), TransportError>> {
+    fn confirm(&self, event_id: Uuid) -> BoxFuture<'_, Result<(), TransportError>> {
         self.ids.lock().insert(event_id);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn release(&self, _event_id: Uuid) -> BoxFuture<'_, Result<(), TransportError>> {
         Box::pin(async { Ok(()) })
     }
 }

@@ -127,7 +127,8 @@ pub async fn run(work: Work, subject: Subject, runtime: RuntimeFlavor, sizes: &S
         Subject::Kameo => kameo::run(work, plan).await,
         Subject::Jaeb => jaeb::run(work, plan).await,
         Subject::TokioEvents => tokio_events::run(work, plan).await,
-        Subject::Floor => floor::run(work, plan).await,
+        Subject::Floor => floor::run(work, plan, false).await,
+        Subject::FloorRecords => floor::run(work, plan, true).await,
     };
     let expected = match work {
         Work::W1Seq | Work::W1Batch => w1_expected(plan.timed_range()),

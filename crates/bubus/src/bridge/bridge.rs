@@ -13,7 +13,7 @@ use tokio::sync::{Notify, oneshot};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::dedup::{DedupStore, MemoryDedup};
+use super::dedup::{Claim, DedupStore, MemoryDedup};
 use super::transport::{
     Acker, BadInput, Delivery, Message, MessageKind, Transport, TransportError,
 };
@@ -523,6 +523,42 @@ impl BridgeInner {
     /// transport delivers it again.
     const REFUSED_RETRY: Duration = Duration::from_millis(500);
 
+    /// When a delivery whose claim failed (the dedup store did not answer) comes back.
+    const CLAIM_RETRY: Duration = Duration::from_secs(1);
+
+    /// Gives up the claim on an event whose handlers will not complete here.
+    async fn release(&self, event_id: Uuid) {
+        if let Err(e) = self.dedup.release(event_id).await {
+            tracing::warn!(bridge = %self.name, error = %e, "bridge dedup store failed to release a claim (it expires after its lease)");
+        }
+    }
+
+    /// Runs `work` (the received event's processing) while renewing the event's claim every
+    /// third of the store's lease.
+    async fn renewing_claim<F: std::future::Future>(&self, event_id: Uuid, work: F) -> F::Output {
+        let Some(lease) = self.dedup.lease() else {
+            return work.await;
+        };
+        let every = (lease / 3).max(Duration::from_millis(10));
+        let mut work = std::pin::pin!(work);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                biased;
+                out = &mut work => return out,
+                _ = tick.tick() => {
+                    match tokio::time::timeout(every, self.dedup.renew(event_id)).await {
+                        Ok(Ok(true)) => {}
+                        Ok(Ok(false)) => tracing::warn!(bridge = %self.name, event = %event_id, "bridge lost an event's claim while its handlers ran (it expired and was taken over)"),
+                        Ok(Err(e)) => tracing::warn!(bridge = %self.name, event = %event_id, error = %e, "bridge could not renew an event's claim"),
+                        Err(_) => tracing::warn!(bridge = %self.name, event = %event_id, "bridge could not renew an event's claim in time"),
+                    }
+                }
+            }
+        }
+    }
+
     fn bump(&self, counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
         self.changed.notify_waiters();
@@ -665,6 +701,7 @@ impl BridgeInner {
                         }
                         Err(e) => {
                             self.in_flight.lock().remove(&event_id);
+                            self.release(event_id).await;
                             tracing::warn!(bridge = %self.name, %origin, error = %e, "bridge could not dispatch a received event");
                             if let Some(a) = acker {
                                 let _ = a.nack(Some(Self::REFUSED_RETRY), e.to_string()).await;
@@ -746,17 +783,49 @@ impl BridgeInner {
             return None;
         }
         let event_id = decoded.event_id();
-        let seen = match self.dedup.seen(event_id).await {
-            Ok(seen) => seen,
-            Err(e) => {
-                tracing::warn!(bridge = %self.name, error = %e, "bridge dedup store failed; delivering");
-                false
-            }
-        };
-        if seen || self.in_flight.lock().insert(event_id, ()).is_some() {
+        // A copy of an event being handled in this process.
+        if self.in_flight.lock().insert(event_id, ()).is_some() {
             self.bump(&self.counters.duplicates);
             ack(acker).await;
             return None;
+        }
+        // The atomic claim: of two copies delivered to two receivers at once, one runs.
+        match self.dedup.claim(event_id).await {
+            Ok(Claim::Won) => {}
+            Ok(Claim::Done) => {
+                self.in_flight.lock().remove(&event_id);
+                self.bump(&self.counters.duplicates);
+                ack(acker).await;
+                return None;
+            }
+            Ok(Claim::Held { retry_after }) => {
+                self.in_flight.lock().remove(&event_id);
+                self.bump(&self.counters.duplicates);
+                tracing::debug!(bridge = %self.name, event = %event_id, ?retry_after, "bridge: another receiver holds the event's claim; handing it back");
+                nack(
+                    acker,
+                    retry_after,
+                    "another receiver holds the event's claim",
+                )
+                .await;
+                return None;
+            }
+            // Without a way to hand it back (no acks), the event is delivered; with one, it
+            // comes back once the store answers again.
+            Err(e) if acker.is_some() => {
+                self.in_flight.lock().remove(&event_id);
+                tracing::warn!(bridge = %self.name, error = %e, "bridge dedup store failed to claim an event; handing it back");
+                nack(
+                    acker,
+                    Self::CLAIM_RETRY,
+                    "the dedup store did not answer the claim",
+                )
+                .await;
+                return None;
+            }
+            Err(e) => {
+                tracing::warn!(bridge = %self.name, error = %e, "bridge dedup store failed to claim an event; delivering");
+            }
         }
         let event = decoded.event_reset_keep_id();
         // A child the far side dispatched under an event a sender here is waiting on: that
@@ -787,6 +856,7 @@ impl BridgeInner {
             Ok(h) => h,
             Err(e) => {
                 self.in_flight.lock().remove(&event_id);
+                self.release(event_id).await;
                 tracing::warn!(bridge = %self.name, origin = %delivery.origin(), error = %e, "bridge could not dispatch a received event");
                 if let Some(a) = acker {
                     let _ = a.nack(Some(Self::REFUSED_RETRY), e.to_string()).await;
@@ -810,7 +880,9 @@ impl BridgeInner {
         origin: String,
     ) {
         let event_id = handle.event_id();
-        let done = (&handle).await;
+        let done = self
+            .renewing_claim(event_id, std::future::IntoFuture::into_future(&handle))
+            .await;
         let (failure, no_room) = match &done {
             Err(e) => (Some(e.to_string()), false),
             Ok(event) => {
@@ -822,6 +894,7 @@ impl BridgeInner {
         if let (Some(reason), true) = (&failure, no_room) {
             // A receiving bus with no room is backpressure, not a failed delivery: hand the
             // event back (never to the dead letters for it) and do not record it as handled.
+            self.release(event_id).await;
             self.in_flight.lock().remove(&event_id);
             tracing::warn!(bridge = %self.name, %origin, event = %event_id, reason = %reason, "bridge handed back an event the receiving bus had no room for");
             if let Some(a) = acker {
@@ -833,6 +906,7 @@ impl BridgeInner {
             return;
         }
         if let (Some(reason), true) = (&failure, self.redeliver_on_error) {
+            self.release(event_id).await;
             self.in_flight.lock().remove(&event_id);
             if let Some(a) = acker {
                 if attempt >= self.max_deliveries {
@@ -850,8 +924,8 @@ impl BridgeInner {
             }
             return;
         }
-        if let Err(e) = self.dedup.record(event_id).await {
-            tracing::warn!(bridge = %self.name, error = %e, "bridge dedup store failed to record an event");
+        if let Err(e) = self.dedup.confirm(event_id).await {
+            tracing::warn!(bridge = %self.name, error = %e, "bridge dedup store failed to confirm an event");
         }
         self.in_flight.lock().remove(&event_id);
         // Counted once the ack is done: `completed` means acked where the transport has acks.
@@ -913,6 +987,15 @@ fn is_history_full(error: &HandlerError) -> bool {
     std::error::Error::source(error)
         .and_then(|e| e.downcast_ref::<crate::DispatchError>())
         .is_some_and(|e| matches!(e, crate::DispatchError::HistoryFull { .. }))
+}
+
+/// Hands a delivery back to its transport, to come again after `delay`.
+async fn nack(acker: Option<Box<dyn Acker>>, delay: Duration, reason: &str) {
+    if let Some(a) = acker {
+        if let Err(e) = a.nack(Some(delay), reason.to_owned()).await {
+            tracing::warn!(error = %e, "bridge nack failed");
+        }
+    }
 }
 
 async fn ack(acker: Option<Box<dyn Acker>>) {

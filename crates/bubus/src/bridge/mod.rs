@@ -61,7 +61,7 @@ pub use bridge::{
     Attachment, Bridge, BridgeBuilder, BridgeError, BridgeMetrics, BridgeSender, SenderMarker,
 };
 #[doc(inline)]
-pub use dedup::{DedupStore, MemoryDedup};
+pub use dedup::{Claim, DedupStore, MemoryDedup};
 #[cfg(feature = "bridge-jsonl")]
 #[doc(inline)]
 pub use jsonl::JsonlTransport;

@@ -103,6 +103,16 @@ pub(super) fn after_leave(bus: &BusInner, idle: Option<Option<Arc<BusInner>>>) {
 
 /// Bookkeeping when an event completes, for the buses that need it: those that keep only
 /// in-flight events forget it, and middlewares hear of it.
+///
+/// Each bus's history update ([`BusInner::history_completed`]) takes that bus's lock, once per
+/// completion, on top of the run loop's own look at the queue (the S1 cost `docs/performance.md`
+/// names). It is not folded into the run loop's next look at the queue, as leaving the bus is,
+/// because of two orders callers rely on: the history must show the event completed before its
+/// waiters are woken (a woken awaiter may dispatch at once into a history that is full but for
+/// this event: `HistoryFull` if it is not yet marked), and before the bus's in-flight count drops
+/// (`wait_until_idle` must see it completed). Taking it out from under the bus lock needs the
+/// history behind a lock of its own (or an atomic "completed" mark per entry that eviction reads),
+/// so that completion does not contend with dispatch and the run loop.
 pub(crate) fn on_event_completed(
     event: &Arc<EventInner>,
     buses: &[(Arc<BusInner>, u64)],

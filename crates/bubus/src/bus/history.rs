@@ -189,18 +189,21 @@ impl History {
         // Started events usually complete in the order they started: forget the completed
         // ones at the front, so the started queue holds about the unfinished ones.
         while let Some(&front) = self.started.front() {
-            match self.index_of(front) {
-                Some(j) if !self.entries[j].done => break,
-                _ => {
-                    self.started.pop_front();
-                }
+            // The usual front: this event (its entry is at `i`, just marked done).
+            let done = front == seq || self.index_of(front).is_none_or(|j| self.entries[j].done);
+            if !done {
+                break;
             }
+            self.started.pop_front();
         }
-        // Its results are in now: its estimate with them.
+        // Its results are in now: its estimate with them (one update of the process total).
         let entry = &mut self.entries[i];
         let old = std::mem::replace(&mut entry.bytes, bytes);
-        self.sub_bytes(old);
-        self.add_bytes(bytes);
+        if bytes >= old {
+            self.add_bytes(bytes - old);
+        } else {
+            self.sub_bytes(old - bytes);
+        }
         self.compact();
     }
 

@@ -16,11 +16,17 @@
 //! | what makes handles and result queries awaitable | `awaiting.rs` |
 //!
 //! Beside the path: `stop.rs` (stopping: abort, cancel what is queued), `cancel.rs` (cascading
-//! cancellation of descendants), `limits.rs` (timeouts and slow thresholds, resolved),
-//! `handlers.rs` (registration and the handler table), `history.rs` and `ttl.rs` (history, its
-//! bound and expiry), `find.rs` (`find`/`expect`), `forward.rs` (forwarding between buses),
-//! `hooks.rs` (middleware calls), `snapshot.rs` (snapshots and restore), `config.rs` (the
-//! builder).
+//! cancellation of descendants), `limits.rs` (timeouts and slow thresholds, resolved; the timer
+//! helper), `handlers.rs` (the handler table), `history.rs` and `ttl.rs` (the history, its bound
+//! and expiry), `find.rs` (`find`/`expect`), `forward.rs` (forwarding between buses), `hooks.rs`
+//! (middleware calls), `snapshot.rs` (snapshots and restore), `config.rs` (the builder).
+//!
+//! This file holds `EventBus` with its public methods, `BusInner`/`BusState`, and the engine's
+//! side of the event model's bus links. It is over 500 lines because `EventBus`'s public methods
+//! stay in the module that defines the type: rustc names a method of an `impl` block in another
+//! module by that module's path in its errors (`bubus::bus::register::<impl EventBus>::on`
+//! instead of `EventBus::on`), which is what users read when a handler has the wrong type (the
+//! trybuild fixtures check it). About 200 of its lines are those methods' docs and examples.
 
 mod awaiting;
 mod cancel;

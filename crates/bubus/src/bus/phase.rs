@@ -105,6 +105,10 @@ fn select_runs<'h>(
     // that already has one is not run again. Indexed when there are many, so that an event
     // with thousands of handlers stays linear.
     let prior = es.results.len();
+    // One allocation for the records of every handler (growing one at a time would copy them
+    // about log2(n) times).
+    let expected = exact.as_ref().map_or(0, |l| l.len()) + wildcard.as_ref().map_or(0, |l| l.len());
+    es.results.reserve(expected);
     let prior_index: Option<FxHashMap<(HandlerId, Uuid), usize>> = (prior > 16).then(|| {
         es.results
             .iter()

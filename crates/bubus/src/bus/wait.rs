@@ -196,6 +196,10 @@ async fn wait_complete(event: &EventInner) {
             return;
         }
         notified.await;
+        // The usual wake-up is the completion itself: no second registration to find that out.
+        if event.is_complete() {
+            return;
+        }
     }
 }
 

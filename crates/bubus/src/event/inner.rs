@@ -11,12 +11,13 @@ use smallvec::SmallVec;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::Event;
 use super::config::{EventConcurrency, EventConfig, EventStatus};
 use super::dynamic::DynEvent;
 use super::extra::EventExtra;
+pub(crate) use super::payload::{copy_json, copy_typed};
 use super::result_type::ResultType;
-use crate::error::{HandlerError, HandlerErrorKind};
+pub(crate) use super::state::{BusLink, BusPhase, BusSlot, EventState};
+use crate::error::HandlerError;
 use crate::handler::HandlerId;
 use crate::lock::FairLock;
 use crate::result::{ResultRecord, ResultSlot, ResultStatus};
@@ -51,197 +52,6 @@ pub(crate) trait KindOf {
 /// A field nested too deep to be read back: its path and depth (`wire::depth`).
 pub(crate) type TooDeepField = (String, usize);
 
-pub(crate) fn copy_typed<E: Event>(event: &EventInner, header: Header) -> Arc<EventInner> {
-    match event.decode::<E>() {
-        Ok(payload) => header.with_payload(payload),
-        Err(_) => copy_json(event, header),
-    }
-}
-
-/// The copy carries the payload's JSON. For a typed payload that does not survive its own JSON
-/// round trip, its handlers decode it on demand and report why they cannot.
-pub(crate) fn copy_json(event: &EventInner, header: Header) -> Arc<EventInner> {
-    let json = event.dyn_payload().unwrap_or_else(|err| {
-        tracing::warn!(event = %event.label(), error = %err, "event copied without its payload");
-        Arc::new(DynEvent::from_parts(
-            event.event_type.to_string(),
-            Map::new(),
-        ))
-    });
-    header.with_payload(json)
-}
-
-/// Where one bus is with this event.
-#[derive(Copy, Clone, Debug, PartialEq, Eq)]
-pub(crate) enum BusPhase {
-    Queued,
-    Processing,
-    Done,
-}
-
-/// A bus as an event's path records it: its label and, for a bus of this process, the bus
-/// while it lives. Each bus has one, shared by every event dispatched to it, so the path entry
-/// and the event's [`BusSlot`] on that bus cost one reference count between them.
-pub(crate) struct BusLink {
-    pub(crate) label: Arc<str>,
-    /// The bus, type-erased: the event model does not name the engine, which reads it back
-    /// (`BusLink::upgrade` in `bus`).
-    pub(crate) bus: Weak<dyn Any + Send + Sync>,
-    /// Whether the event's `event_path` shows this entry. Not for a bus an event restored from a
-    /// snapshot is queued on without its path naming it: the path stays as the snapshot said.
-    pub(crate) listed: bool,
-}
-
-impl BusLink {
-    /// A bus known only by its label (another process's, or from a snapshot).
-    pub(crate) fn remote(label: impl Into<Arc<str>>) -> Arc<Self> {
-        Arc::new(BusLink {
-            label: label.into(),
-            bus: Weak::<()>::new(),
-            listed: true,
-        })
-    }
-
-    /// The same bus, left out of the `event_path` of the events it is pushed on.
-    pub(crate) fn unlisted(&self) -> Arc<Self> {
-        Arc::new(BusLink {
-            label: Arc::clone(&self.label),
-            bus: self.bus.clone(),
-            listed: false,
-        })
-    }
-}
-
-impl std::ops::Deref for BusLink {
-    type Target = str;
-
-    fn deref(&self) -> &str {
-        &self.label
-    }
-}
-
-impl std::fmt::Display for BusLink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.label)
-    }
-}
-
-impl std::fmt::Debug for BusLink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Debug::fmt(&*self.label, f)
-    }
-}
-
-/// One bus the event was dispatched to. (While the bus has work to do, it keeps itself alive:
-/// see `BusState::busy`.)
-pub(crate) struct BusSlot {
-    /// Where the bus is in the event's path ([`EventState::slot_bus`]).
-    pub(crate) link: usize,
-    pub(crate) bus_id: Uuid,
-    pub(crate) phase: BusPhase,
-    /// The event's sequence number in the bus's history.
-    pub(crate) history_seq: u64,
-    /// The bus wants to hear of the event's completion: its history tracks completions (a
-    /// bound, TTLs, only in-flight events kept), or it has middlewares.
-    pub(crate) tell: bool,
-}
-
-/// An event's children (held strongly; each child holds its parent weakly).
-#[derive(Default)]
-pub(crate) struct Children(Vec<Arc<EventInner>>);
-
-impl std::ops::Deref for Children {
-    type Target = Vec<Arc<EventInner>>;
-
-    fn deref(&self) -> &Vec<Arc<EventInner>> {
-        &self.0
-    }
-}
-
-impl std::ops::DerefMut for Children {
-    fn deref_mut(&mut self) -> &mut Vec<Arc<EventInner>> {
-        &mut self.0
-    }
-}
-
-impl Drop for Children {
-    /// Drops the children without recursing: a chain of events thousands of levels deep (each
-    /// holding the next) would otherwise drop one level per stack frame. A child this is the
-    /// last strong holder of gives up its own children to the loop first.
-    fn drop(&mut self) {
-        let mut stack = std::mem::take(&mut self.0);
-        while let Some(child) = stack.pop() {
-            if Arc::strong_count(&child) == 1 {
-                stack.append(&mut child.state.lock().children.0);
-            }
-            drop(child);
-        }
-    }
-}
-
-/// Everything about an event that changes after it is created.
-pub(crate) struct EventState {
-    pub(crate) config: EventConfig,
-    pub(crate) status: EventStatus,
-    pub(crate) started_at: Option<Timestamp>,
-    pub(crate) completed_at: Option<Timestamp>,
-    pub(crate) parent_id: Option<Uuid>,
-    /// Set only when this event was linked into its parent's children (and counted there).
-    pub(crate) parent: Weak<EventInner>,
-    pub(crate) emitted_by_handler_id: Option<HandlerId>,
-    /// The buses the event went through, in order (`event_path`).
-    pub(crate) path: SmallVec<[Arc<BusLink>; 2]>,
-    pub(crate) buses: SmallVec<[BusSlot; 1]>,
-    /// One inline: most events have a single handler per bus.
-    pub(crate) results: SmallVec<[ResultRecord; 1]>,
-    pub(crate) children: Children,
-    pub(crate) incomplete_children: usize,
-    pub(crate) jump_waiters: usize,
-    /// Why the event was cancelled (its handlers not yet finished end cancelled or aborted).
-    pub(crate) cancel_cause: Option<Arc<str>>,
-    /// The `tracing` span current where the event was first dispatched: the parent of its
-    /// handlers' spans.
-    pub(crate) dispatch_span: Option<Box<tracing::Span>>,
-    /// The user context values in scope where the event was first dispatched.
-    pub(crate) dispatch_context: Option<crate::context::ContextMap>,
-    /// Wire metadata this version does not model, from the JSON the event was read from.
-    pub(crate) wire_extra: Option<Box<EventExtra>>,
-}
-
-impl EventState {
-    /// The state of a new, pending event.
-    #[inline(always)]
-    fn pending(config: EventConfig) -> Self {
-        EventState {
-            config,
-            status: EventStatus::Pending,
-            started_at: None,
-            completed_at: None,
-            parent_id: None,
-            parent: no_parent(),
-            emitted_by_handler_id: None,
-            path: SmallVec::new(),
-            buses: SmallVec::new(),
-            results: SmallVec::new(),
-            children: Children::default(),
-            incomplete_children: 0,
-            jump_waiters: 0,
-            cancel_cause: None,
-            dispatch_span: None,
-            dispatch_context: None,
-            wire_extra: None,
-        }
-    }
-
-    /// The `event_path` entries: the buses the event went through, as its JSON lists them.
-    pub(crate) fn listed_path(&self) -> impl Iterator<Item = &BusLink> {
-        self.path
-            .iter()
-            .filter(|link| link.listed)
-            .map(|link| &**link)
-    }
-}
-
 pub(crate) struct EventInner<P: ?Sized = ErasedPayload> {
     pub(crate) id: Uuid,
     pub(crate) event_type: Cow<'static, str>,
@@ -250,8 +60,10 @@ pub(crate) struct EventInner<P: ?Sized = ErasedPayload> {
     pub(crate) kind: &'static EventKind,
     /// A result schema that came with the event (dynamic events only).
     pub(crate) result_type: Option<Arc<ResultType>>,
-    decoded: OnceLock<(TypeId, Arc<dyn Any + Send + Sync>)>,
-    json_view: OnceLock<Arc<DynEvent>>,
+    /// The payload decoded as another type, once (`payload.rs`).
+    pub(super) decoded: OnceLock<(TypeId, Arc<dyn Any + Send + Sync>)>,
+    /// A typed payload's JSON view, built once (`payload.rs`).
+    pub(super) json_view: OnceLock<Arc<DynEvent>>,
     pub(crate) state: Mutex<EventState>,
     complete: AtomicBool,
     /// Someone waits (or waited) for the completion notification.
@@ -284,7 +96,7 @@ pub(crate) struct Header {
 impl Header {
     /// The event, its payload in the same allocation.
     #[inline(always)]
-    fn with_payload<P: Any + Send + Sync>(self, payload: P) -> Arc<EventInner> {
+    pub(super) fn with_payload<P: Any + Send + Sync>(self, payload: P) -> Arc<EventInner> {
         let concurrency = encode_concurrency(self.state.config.event_concurrency);
         Arc::new(EventInner {
             id: self.id,
@@ -308,7 +120,7 @@ impl Header {
 }
 
 /// No parent (`Weak::new` needs a sized type; an empty one unsizes).
-fn no_parent() -> Weak<EventInner> {
+pub(super) fn no_parent() -> Weak<EventInner> {
     Weak::<EventInner<()>>::new()
 }
 
@@ -542,78 +354,6 @@ impl EventInner {
             + st.path.len() * std::mem::size_of::<Arc<BusLink>>()
     }
 
-    /// A dynamic event's payload (or a copied one's that carries its JSON).
-    fn dyn_event(&self) -> Option<&Arc<DynEvent>> {
-        self.payload.downcast_ref::<Arc<DynEvent>>()
-    }
-
-    /// The payload as `E`: `None` if it is one already ([`own_payload`](Self::own_payload)),
-    /// otherwise decoded (once) from its JSON.
-    pub(crate) fn typed_view<E: Event>(&self) -> Result<Option<Arc<E>>, HandlerError> {
-        if self.own_payload::<E>().is_some() {
-            return Ok(None);
-        }
-        self.decode_cached::<E>().map(Some)
-    }
-
-    /// The payload as a [`DynEvent`]: `None` if it is one already, otherwise the JSON view
-    /// ([`dyn_payload`](Self::dyn_payload)).
-    pub(crate) fn dyn_view(&self) -> Result<Option<Arc<DynEvent>>, HandlerError> {
-        match self.dyn_event() {
-            Some(_) => Ok(None),
-            None => self.dyn_payload().map(Some),
-        }
-    }
-
-    fn decode_cached<E: Event>(&self) -> Result<Arc<E>, HandlerError> {
-        if let Some((type_id, value)) = self.decoded.get() {
-            if *type_id == TypeId::of::<E>() {
-                if let Ok(typed) = Arc::clone(value).downcast::<E>() {
-                    return Ok(typed);
-                }
-            }
-        }
-        let decoded: Arc<E> = Arc::new(self.decode::<E>()?);
-        let erased: Arc<dyn Any + Send + Sync> = decoded.clone();
-        // Another handler may have raced us to it; either value is the same decode.
-        let _ = self.decoded.set((TypeId::of::<E>(), erased));
-        Ok(decoded)
-    }
-
-    fn decode<E: Event>(&self) -> Result<E, HandlerError> {
-        let map = match self.dyn_event() {
-            Some(dynamic) => return decode_map::<E>(self, dynamic.payload()),
-            None => (self.kind.payload_json)(&self.payload)
-                .map_err(|msg| decode_error::<E>(self, &msg))?,
-        };
-        decode_map::<E>(self, &map)
-    }
-
-    /// The payload as a [`DynEvent`] (the JSON view), built once for typed events.
-    pub(crate) fn dyn_payload(&self) -> Result<Arc<DynEvent>, HandlerError> {
-        match self.dyn_event() {
-            Some(dynamic) => Ok(Arc::clone(dynamic)),
-            None => {
-                if let Some(view) = self.json_view.get() {
-                    return Ok(Arc::clone(view));
-                }
-                let map = (self.kind.payload_json)(&self.payload).map_err(|msg| {
-                    HandlerError::with_kind(
-                        HandlerErrorKind::PayloadDecode,
-                        format!("{} payload could not be serialized: {msg}", self.label()),
-                    )
-                })?;
-                let view = Arc::new(DynEvent::from_parts(self.event_type.to_string(), map));
-                Ok(Arc::clone(self.json_view.get_or_init(|| view)))
-            }
-        }
-    }
-
-    /// The payload as a JSON object.
-    pub(crate) fn payload_json(&self) -> Result<Map<String, Value>, HandlerError> {
-        self.dyn_payload().map(|d| d.payload().clone())
-    }
-
     /// Registers interest in the completion notification: the completer only pays for
     /// `notify_waiters` when someone is waiting. Called under the event's lock (`_locked`), which
     /// `bus::complete::complete_locked` may set the completion flag under. A waiter
@@ -710,29 +450,6 @@ impl std::fmt::Debug for EventInner {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(&self.label())
     }
-}
-
-fn decode_map<E: Event>(inner: &EventInner, map: &Map<String, Value>) -> Result<E, HandlerError> {
-    serde_path_to_error::deserialize::<_, E>(map).map_err(|err| {
-        let path = err.path().to_string();
-        let field = if path == "." {
-            String::new()
-        } else {
-            format!(" field `{path}`:")
-        };
-        decode_error::<E>(inner, &format!("{field} {}", err.inner()))
-    })
-}
-
-fn decode_error<E: Event>(inner: &EventInner, msg: &str) -> HandlerError {
-    HandlerError::with_kind(
-        HandlerErrorKind::PayloadDecode,
-        format!(
-            "{} payload could not be decoded as {}:{msg}",
-            inner.label(),
-            std::any::type_name::<E>()
-        ),
-    )
 }
 
 /// Last four hex digits of an id, as the reference runtimes print it.

@@ -5,7 +5,9 @@ mod dynamic;
 pub(crate) mod extra;
 mod handle;
 pub(crate) mod inner;
+mod payload;
 pub(crate) mod result_type;
+mod state;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 use serde_json::Value;
+use smallvec::SmallVec;
 
 use super::EventResult;
 use crate::error::{HandlerError, ResultError};
@@ -89,7 +90,8 @@ impl<R> fmt::Debug for ResultsQuery<R> {
 struct Collected<R> {
     /// Each value with the handler that returned it (one reference count, no copy of its id or
     /// name until a helper keys by them).
-    values: Vec<(Arc<HandlerMeta>, R)>,
+    /// One inline: most events have one handler, and `event_result` reads one value.
+    values: SmallVec<[(Arc<HandlerMeta>, R); 1]>,
     errors: Vec<HandlerError>,
 }
 
@@ -171,7 +173,13 @@ impl<R: EventResultValue> ResultsQuery<R> {
     /// Cancel safe.
     pub async fn list(self) -> Result<Vec<R>, ResultError> {
         let collected = self.collect(true, true).await?;
-        Ok(collected.values.into_iter().map(|(_, v)| v).collect())
+        // Spilled (many handlers): reuses the values' allocation.
+        Ok(collected
+            .values
+            .into_vec()
+            .into_iter()
+            .map(|(_, v)| v)
+            .collect())
     }
 
     /// Included values keyed by handler id, in result order.
@@ -362,7 +370,7 @@ impl<R: EventResultValue> ResultsQuery<R> {
 
     fn read(&self) -> Collected<R> {
         let st = self.event.state.lock();
-        let mut values = Vec::new();
+        let mut values = SmallVec::new();
         let mut errors = Vec::new();
         for record in &st.results {
             if let Some(err) = &record.error {

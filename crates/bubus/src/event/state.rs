@@ -1,0 +1,186 @@
+//! What changes about an event after it is created ([`EventState`], behind the event's lock) and
+//! the buses it went through ([`BusLink`], [`BusSlot`]).
+
+use std::any::Any;
+use std::sync::{Arc, Weak};
+
+use smallvec::SmallVec;
+use uuid::Uuid;
+
+use super::config::{EventConfig, EventStatus};
+use super::extra::EventExtra;
+use super::inner::{EventInner, no_parent};
+use crate::handler::HandlerId;
+use crate::result::ResultRecord;
+use crate::time::Timestamp;
+
+/// Where one bus is with this event.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub(crate) enum BusPhase {
+    Queued,
+    Processing,
+    Done,
+}
+
+/// A bus as an event's path records it: its label and, for a bus of this process, the bus
+/// while it lives. Each bus has one, shared by every event dispatched to it, so the path entry
+/// and the event's [`BusSlot`] on that bus cost one reference count between them.
+pub(crate) struct BusLink {
+    pub(crate) label: Arc<str>,
+    /// The bus, type-erased: the event model does not name the engine, which reads it back
+    /// (`BusLink::upgrade` in `bus`).
+    pub(crate) bus: Weak<dyn Any + Send + Sync>,
+    /// Whether the event's `event_path` shows this entry. Not for a bus an event restored from a
+    /// snapshot is queued on without its path naming it: the path stays as the snapshot said.
+    pub(crate) listed: bool,
+}
+
+impl BusLink {
+    /// A bus known only by its label (another process's, or from a snapshot).
+    pub(crate) fn remote(label: impl Into<Arc<str>>) -> Arc<Self> {
+        Arc::new(BusLink {
+            label: label.into(),
+            bus: Weak::<()>::new(),
+            listed: true,
+        })
+    }
+
+    /// The same bus, left out of the `event_path` of the events it is pushed on.
+    pub(crate) fn unlisted(&self) -> Arc<Self> {
+        Arc::new(BusLink {
+            label: Arc::clone(&self.label),
+            bus: self.bus.clone(),
+            listed: false,
+        })
+    }
+}
+
+impl std::ops::Deref for BusLink {
+    type Target = str;
+
+    fn deref(&self) -> &str {
+        &self.label
+    }
+}
+
+impl std::fmt::Display for BusLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.label)
+    }
+}
+
+impl std::fmt::Debug for BusLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.label, f)
+    }
+}
+
+/// One bus the event was dispatched to. (While the bus has work to do, it keeps itself alive:
+/// see `BusState::busy`.)
+pub(crate) struct BusSlot {
+    /// Where the bus is in the event's path ([`EventState::slot_bus`]).
+    pub(crate) link: usize,
+    pub(crate) bus_id: Uuid,
+    pub(crate) phase: BusPhase,
+    /// The event's sequence number in the bus's history.
+    pub(crate) history_seq: u64,
+    /// The bus wants to hear of the event's completion: its history tracks completions (a
+    /// bound, TTLs, only in-flight events kept), or it has middlewares.
+    pub(crate) tell: bool,
+}
+
+/// An event's children (held strongly; each child holds its parent weakly).
+#[derive(Default)]
+pub(crate) struct Children(Vec<Arc<EventInner>>);
+
+impl std::ops::Deref for Children {
+    type Target = Vec<Arc<EventInner>>;
+
+    fn deref(&self) -> &Vec<Arc<EventInner>> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Children {
+    fn deref_mut(&mut self) -> &mut Vec<Arc<EventInner>> {
+        &mut self.0
+    }
+}
+
+impl Drop for Children {
+    /// Drops the children without recursing: a chain of events thousands of levels deep (each
+    /// holding the next) would otherwise drop one level per stack frame. A child this is the
+    /// last strong holder of gives up its own children to the loop first.
+    fn drop(&mut self) {
+        let mut stack = std::mem::take(&mut self.0);
+        while let Some(child) = stack.pop() {
+            if Arc::strong_count(&child) == 1 {
+                stack.append(&mut child.state.lock().children.0);
+            }
+            drop(child);
+        }
+    }
+}
+
+/// Everything about an event that changes after it is created.
+pub(crate) struct EventState {
+    pub(crate) config: EventConfig,
+    pub(crate) status: EventStatus,
+    pub(crate) started_at: Option<Timestamp>,
+    pub(crate) completed_at: Option<Timestamp>,
+    pub(crate) parent_id: Option<Uuid>,
+    /// Set only when this event was linked into its parent's children (and counted there).
+    pub(crate) parent: Weak<EventInner>,
+    pub(crate) emitted_by_handler_id: Option<HandlerId>,
+    /// The buses the event went through, in order (`event_path`).
+    pub(crate) path: SmallVec<[Arc<BusLink>; 2]>,
+    pub(crate) buses: SmallVec<[BusSlot; 1]>,
+    /// One inline: most events have a single handler per bus.
+    pub(crate) results: SmallVec<[ResultRecord; 1]>,
+    pub(crate) children: Children,
+    pub(crate) incomplete_children: usize,
+    pub(crate) jump_waiters: usize,
+    /// Why the event was cancelled (its handlers not yet finished end cancelled or aborted).
+    pub(crate) cancel_cause: Option<Arc<str>>,
+    /// The `tracing` span current where the event was first dispatched: the parent of its
+    /// handlers' spans.
+    pub(crate) dispatch_span: Option<Box<tracing::Span>>,
+    /// The user context values in scope where the event was first dispatched.
+    pub(crate) dispatch_context: Option<crate::context::ContextMap>,
+    /// Wire metadata this version does not model, from the JSON the event was read from.
+    pub(crate) wire_extra: Option<Box<EventExtra>>,
+}
+
+impl EventState {
+    /// The state of a new, pending event.
+    #[inline(always)]
+    pub(super) fn pending(config: EventConfig) -> Self {
+        EventState {
+            config,
+            status: EventStatus::Pending,
+            started_at: None,
+            completed_at: None,
+            parent_id: None,
+            parent: no_parent(),
+            emitted_by_handler_id: None,
+            path: SmallVec::new(),
+            buses: SmallVec::new(),
+            results: SmallVec::new(),
+            children: Children::default(),
+            incomplete_children: 0,
+            jump_waiters: 0,
+            cancel_cause: None,
+            dispatch_span: None,
+            dispatch_context: None,
+            wire_extra: None,
+        }
+    }
+
+    /// The `event_path` entries: the buses the event went through, as its JSON lists them.
+    pub(crate) fn listed_path(&self) -> impl Iterator<Item = &BusLink> {
+        self.path
+            .iter()
+            .filter(|link| link.listed)
+            .map(|link| &**link)
+    }
+}
