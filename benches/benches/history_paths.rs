@@ -75,7 +75,7 @@ async fn results(handlers: usize) -> f64 {
     for i in 0..handlers {
         bus.on_with(
             |e: EventHandle<Ping>| e.n + 1,
-            bubus::HandlerOptions::new().name(format!("h{i}")),
+            bubus::handler::HandlerOptions::new().name(format!("h{i}")),
         );
     }
     let rounds = 5;
@@ -96,7 +96,7 @@ async fn waiters(count: usize) -> f64 {
     for _ in 0..count {
         let find = bus
             .find_pattern("Never")
-            .past(false)
+            .no_past()
             .future_within(Duration::from_secs(1))
             .into_future();
         tasks.spawn(find);
@@ -120,12 +120,7 @@ async fn unrelated(unrelated: usize, events: u64) -> f64 {
     // `into_future` registers the waiter; the futures are polled only at the end, so the
     // timed loop does nothing but dispatch.
     let waiting: Vec<_> = (0..unrelated)
-        .map(|_| {
-            bus.find_pattern("Other")
-                .past(false)
-                .future(true)
-                .into_future()
-        })
+        .map(|_| bus.find_pattern("Other").no_past().future().into_future())
         .collect();
     let start = Instant::now();
     for n in 0..events {

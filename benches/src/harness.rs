@@ -21,8 +21,10 @@ pub const HISTORY_LIMIT_WORST_CASE: usize = 128;
 pub const TRIM_TARGET: usize = 1;
 /// S5's near-zero child timeout, in milliseconds…
 pub const WORST_CASE_IMMEDIATE_TIMEOUT_MS: f64 = 0.0001;
-/// …and in seconds, as `event_timeout` takes it.
+/// …in seconds, as the family's `event_timeout` takes it…
 pub const WORST_CASE_IMMEDIATE_TIMEOUT_SECONDS: f64 = WORST_CASE_IMMEDIATE_TIMEOUT_MS / 1000.0;
+/// …and as the `Duration` bubus takes (the same 0.0001 ms).
+pub const WORST_CASE_IMMEDIATE_TIMEOUT: std::time::Duration = std::time::Duration::from_nanos(100);
 /// S1's (and the warm-up's reference) batch size.
 pub const STREAM_BATCH_SIZE: u64 = 512;
 /// How long the reference lets the runtime settle before its last memory sample.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use bubus::{EventBus, EventHandle, HandlerConcurrency, HandlerOptions};
+use bubus::{EventBus, EventHandle, event::HandlerConcurrency, handler::HandlerOptions};
 use serde_json::json;
 
 use crate::events::{PerfFixedHandlersEvent, PerfTrimFixedHandlersEvent};

@@ -26,8 +26,8 @@ use serde_json::{Map, json};
 
 use crate::events::{WCChild, WCGrandchild, WCParent, WCTrimEvent};
 use crate::harness::{
-    HISTORY_LIMIT_WORST_CASE, MemoryTracker, WORST_CASE_IMMEDIATE_TIMEOUT_SECONDS, cpu_ms,
-    dispatch_error, elapsed_ms, settle, trim_history,
+    HISTORY_LIMIT_WORST_CASE, MemoryTracker, WORST_CASE_IMMEDIATE_TIMEOUT, cpu_ms, dispatch_error,
+    elapsed_ms, settle, trim_history,
 };
 use crate::report::{Metrics, ScenarioResult};
 use crate::{Options, Scenario};
@@ -137,7 +137,7 @@ async fn parent_on_a(
         value: event.value,
     });
     if should_timeout {
-        child = child.with_event_timeout(WORST_CASE_IMMEDIATE_TIMEOUT_SECONDS);
+        child = child.with_event_timeout(WORST_CASE_IMMEDIATE_TIMEOUT);
     }
     match bus.dispatch(child) {
         Ok(child) => {

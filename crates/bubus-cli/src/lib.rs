@@ -81,7 +81,7 @@
 //!
 //! Each event is rebuilt from its latest state — the last record of it in a log; its last
 //! `events_log` row and the last row of each of its results in a mirror — and drawn as read by
-//! [`bubus::write_tree`], a line at a time. An event whose parent is not in the input is a root;
+//! [`bubus::tree::write_tree`], a line at a time. An event whose parent is not in the input is a root;
 //! past 32 levels the indentation is a `┆+N` count, so any depth prints in linear output; events
 //! on a parent cycle are drawn after the trees, marked `↻`. The format is found from the
 //! content (an SQLite database starts with `SQLite format 3`); `--format` overrides it.

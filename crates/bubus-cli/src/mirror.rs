@@ -290,8 +290,8 @@ impl MirrorWriter {
         for result in event.event_results() {
             let bus = self.bus(result.eventbus_id, &result.eventbus_name);
             let phase = match result.status {
-                bubus::ResultStatus::Pending => EventStatus::Pending,
-                bubus::ResultStatus::Started => EventStatus::Started,
+                bubus::result::ResultStatus::Pending => EventStatus::Pending,
+                bubus::result::ResultStatus::Started => EventStatus::Started,
                 _ => EventStatus::Completed,
             };
             self.mirror

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::time::Duration;
 
 use bubus::wal::{RecordKind, WalRecord};
-use bubus::{AnyEvent, ResultStatus, Timestamp};
+use bubus::{AnyEvent, result::ResultStatus, time::Timestamp};
 use serde::Deserialize;
 use serde_json::Value;
 use serde_json::value::RawValue;

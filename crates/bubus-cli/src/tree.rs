@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
-use bubus::TreeEvent;
+use bubus::tree::TreeEvent;
 use bubus::wal::WalReader;
 use uuid::Uuid;
 
@@ -33,7 +33,7 @@ pub(crate) fn run(args: &TreeArgs, color: ColorWhen, diag: &Diagnostics) -> Resu
             out: &mut out,
             line: Vec::new(),
         };
-        bubus::write_tree_events(&events, &mut lines).map_err(|e| Failure::stdout(&e))?;
+        bubus::tree::write_tree_events(&events, &mut lines).map_err(|e| Failure::stdout(&e))?;
     }
     out.flush().map_err(|e| Failure::stdout(&e))
 }

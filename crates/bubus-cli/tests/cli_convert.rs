@@ -4,7 +4,7 @@
 mod support;
 
 use bubus::wal::{RecordKind, WalReader};
-use bubus::{EventStatus, ResultStatus};
+use bubus::{EventStatus, result::ResultStatus};
 use bubus_sqlite::rusqlite::Connection;
 use support::{golden, path_str, run, shop_run, stderr, stdout, temp_dir};
 

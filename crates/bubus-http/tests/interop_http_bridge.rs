@@ -3,6 +3,7 @@
 //! child, every field compared (`bubus_test_support::bridge_peer`).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bubus::bridge::Bridge;
 use bubus::{Event, EventBus, EventHandle};
@@ -37,7 +38,7 @@ struct ChargeCard {
 }
 
 async fn place_order(order: EventHandle<OrderPlaced>) -> Result<i64, bubus::Error> {
-    let bus = bubus::current_bus().expect("handlers run with a current bus");
+    let bus = bubus::bus::current_bus().expect("handlers run with a current bus");
     let charge = bus.dispatch(ChargeCard {
         order_id: order.order_id.clone(),
         cents: 1999,
@@ -122,7 +123,7 @@ async fn rust_to_python_keeps_every_field_the_family_keeps() {
                 }],
                 note: Some("ünïcode ✓".into()),
             })
-            .with_event_timeout(12.5),
+            .with_event_timeout(Duration::from_millis(12500)),
         )
         .unwrap();
     order.clone().await.unwrap();

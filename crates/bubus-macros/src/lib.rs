@@ -38,6 +38,10 @@ const RESERVED_FIELDS: &[&str] = &["bus", "first", "toString", "toJSON", "fromJS
 /// | `slow_timeout = secs` | default `event_slow_timeout` | unset |
 /// | `handler_timeout = secs` | default `event_handler_timeout` | unset |
 /// | `handler_slow_timeout = secs` | default `event_handler_slow_timeout` | unset |
+///
+/// A timeout is a number of seconds as a literal (`30`, `0.5`), as the reference runtimes write
+/// it, or any constant expression of type `std::time::Duration`
+/// (`timeout = Duration::from_millis(500)`).
 /// | `concurrency = "global-serial" \| "bus-serial" \| "parallel"` | default `event_concurrency` | unset |
 /// | `handler_concurrency = "serial" \| "parallel"` | default `event_handler_concurrency` | unset |
 /// | `handler_completion = "all" \| "first"` | default `event_handler_completion` | unset |
@@ -108,7 +112,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
             type Result = #result;
             const EVENT_TYPE: &'static str = #name;
             #version
-            const EVENT_DEFAULTS: ::bubus::EventConfig = ::bubus::EventConfig::UNSET
+            const EVENT_DEFAULTS: ::bubus::event::EventConfig = ::bubus::event::EventConfig::UNSET
                 .with_event_timeout(#timeout)
                 .with_event_slow_timeout(#slow_timeout)
                 .with_event_concurrency(#concurrency)
@@ -211,7 +215,8 @@ fn set<T>(slot: &mut Option<T>, value: T, key: &syn::Ident) -> syn::Result<()> {
     Ok(())
 }
 
-/// A non-negative number of seconds, written as an integer or float literal.
+/// A timeout: a non-negative number of seconds written as an integer or float literal, turned
+/// into a `Duration` here; any other expression is passed through as a constant `Duration`.
 fn seconds(stream: ParseStream<'_>) -> syn::Result<TokenStream2> {
     let expr: Expr = stream.parse()?;
     let (lit, negative) = match &expr {
@@ -224,7 +229,7 @@ fn seconds(stream: ParseStream<'_>) -> syn::Result<TokenStream2> {
             Expr::Lit(ExprLit { lit, .. }) => (lit, true),
             _ => return Err(syn::Error::new(expr.span(), "expected a number of seconds")),
         },
-        _ => return Err(syn::Error::new(expr.span(), "expected a number of seconds")),
+        _ => return Ok(quote!(#expr)),
     };
     let value: f64 = match lit {
         Lit::Float(f) => f.base10_parse()?,
@@ -237,8 +242,15 @@ fn seconds(stream: ParseStream<'_>) -> syn::Result<TokenStream2> {
             "timeouts must be finite and not negative",
         ));
     }
-    let lit = syn::LitFloat::new(&format!("{value:?}f64"), Span::call_site());
-    Ok(quote!(#lit))
+    // Whole nanoseconds, as `Duration::from_secs_f64` rounds them.
+    let nanos = (value * 1e9).round();
+    if nanos >= u64::MAX as f64 {
+        return Err(syn::Error::new(expr.span(), "timeout too large"));
+    }
+    let nanos = nanos as u64;
+    let secs = nanos / 1_000_000_000;
+    let subsec = (nanos % 1_000_000_000) as u32;
+    Ok(quote!(::core::time::Duration::new(#secs, #subsec)))
 }
 
 fn mode(
@@ -257,7 +269,7 @@ fn mode(
     };
     let enum_ident = syn::Ident::new(enum_name, Span::call_site());
     let variant_ident = syn::Ident::new(variant, Span::call_site());
-    Ok(quote!(::bubus::#enum_ident::#variant_ident))
+    Ok(quote!(::bubus::event::#enum_ident::#variant_ident))
 }
 
 fn check_fields(input: &DeriveInput) -> syn::Result<()> {

@@ -236,7 +236,7 @@ impl std::fmt::Debug for Model {
 /// Unix nanoseconds of an ISO timestamp (`null`, absent or unreadable: `None`).
 fn nanos(value: Option<&Value>) -> Option<u64> {
     let text = value?.as_str()?;
-    Some(bubus::Timestamp::parse(text).ok()?.as_unix_nanos())
+    Some(bubus::time::Timestamp::parse(text).ok()?.as_unix_nanos())
 }
 
 /// Unix milliseconds of an ISO timestamp.

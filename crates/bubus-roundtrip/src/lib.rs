@@ -44,7 +44,7 @@ use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
 
-use bubus::{AnyEvent, DecodeError, EventBus};
+use bubus::{AnyEvent, EventBus, wire::DecodeError};
 use serde_json::Value;
 
 /// Why a roundtrip failed.

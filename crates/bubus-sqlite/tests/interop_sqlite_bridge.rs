@@ -40,7 +40,7 @@ struct ChargeCard {
 
 /// Dispatches and awaits the child charge (linked to the order: the handler's bus is current).
 async fn place_order(order: EventHandle<OrderPlaced>) -> Result<i64, bubus::Error> {
-    let bus = bubus::current_bus().expect("handlers run with a current bus");
+    let bus = bubus::bus::current_bus().expect("handlers run with a current bus");
     let charge = bus.dispatch(ChargeCard {
         order_id: order.order_id.clone(),
         cents: 1999,
@@ -140,7 +140,7 @@ async fn rust_to_python_keeps_every_field_the_family_keeps() {
                 }],
                 note: Some("ünïcode ✓".into()),
             })
-            .with_event_timeout(12.5),
+            .with_event_timeout(Duration::from_millis(12500)),
         )
         .unwrap();
     order.clone().await.unwrap();

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bubus::{
-    Event, EventBus, EventConcurrency, EventHandle, HandlerCompletion, HandlerConcurrency,
-    HandlerOptions, LockDomain,
+    Event, EventBus, EventHandle, bus::LockDomain, event::EventConcurrency,
+    event::HandlerCompletion, event::HandlerConcurrency, handler::HandlerOptions,
 };
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};

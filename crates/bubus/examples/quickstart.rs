@@ -57,7 +57,7 @@ impl AuthApi {
 
 async fn handle_login(event: EventHandle<UserLoginEvent>) -> Result<String, bubus::Error> {
     // The bus running this handler; the auth request becomes a child of the login event.
-    let bus = bubus::current_bus().expect("handlers run with a current bus");
+    let bus = bubus::bus::current_bus().expect("handlers run with a current bus");
     let scope = if event.is_admin { "admin" } else { "user" };
     let auth_request = bus.dispatch(AuthRequestEvent {
         username: event.username.clone(),

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use bubus::{Event, EventBus, EventHandle, HandlerError, HandlerOptions};
+use bubus::{Event, EventBus, EventHandle, HandlerError, handler::HandlerOptions};
 use serde::{Deserialize, Serialize};
 
 type Config = BTreeMap<String, serde_json::Value>;

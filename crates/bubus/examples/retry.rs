@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bubus::retry::{Retry, SemaphoreScope};
-use bubus::{Event, EventBus, EventHandle, HandlerConcurrency};
+use bubus::{Event, EventBus, EventHandle, event::HandlerConcurrency};
 use serde::{Deserialize, Serialize};
 
 /// Run a query. Its handlers return the rows.

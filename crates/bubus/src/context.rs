@@ -74,15 +74,15 @@ pub(crate) fn context_scope<F: Future>(
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), bubus::Error> {
 /// let bus = EventBus::new("Api");
-/// bus.on(|_: AnyEvent| json!(bubus::context::<RequestId>().map(|id| id.0.clone())));
+/// bus.on(|_: AnyEvent| json!(bubus::context::context::<RequestId>().map(|id| id.0.clone())));
 ///
-/// let event = bubus::with_context(RequestId("req-42".into()), async {
+/// let event = bubus::context::with_context(RequestId("req-42".into()), async {
 ///     bus.dispatch(DynEvent::new("Handle", json!({})).unwrap())
 /// })
 /// .await?;
 /// assert_eq!(event.event_result().await?, "req-42");
 /// // Outside the scope, nothing is set.
-/// assert!(bubus::context::<RequestId>().is_none());
+/// assert!(bubus::context::context::<RequestId>().is_none());
 /// # Ok(()) }
 /// ```
 pub fn with_context<T: Any + Send + Sync, F: Future>(

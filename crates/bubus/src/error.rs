@@ -43,7 +43,7 @@ pub enum DispatchError {
         bus: String,
     },
     /// A payload field (or the result schema) nests arrays and objects deeper than
-    /// [`MAX_JSON_DEPTH`](crate::MAX_JSON_DEPTH): its JSON — a log line, a bridge message, a
+    /// [`MAX_JSON_DEPTH`](crate::wire::MAX_JSON_DEPTH): its JSON — a log line, a bridge message, a
     /// snapshot — could not be read back by this crate or any runtime of the family.
     #[error(
         "{bus} refused {event}: `{field}` nests {depth} levels of arrays and objects, more than \
@@ -59,11 +59,11 @@ pub enum DispatchError {
         field: String,
         /// How deep it nests (at least: the walk stops past the limit).
         depth: usize,
-        /// [`MAX_JSON_DEPTH`](crate::MAX_JSON_DEPTH).
+        /// [`MAX_JSON_DEPTH`](crate::wire::MAX_JSON_DEPTH).
         limit: usize,
     },
     /// The dispatching handler already re-entered itself through nested events as many times
-    /// as the bus's [`max_handler_recursion_depth`](crate::BusConfig::max_handler_recursion_depth)
+    /// as the bus's [`max_handler_recursion_depth`](crate::bus::BusConfig::max_handler_recursion_depth)
     /// allows.
     #[error(
         "{bus} refused {event}: handler {handler} already re-entered itself {depth} times \

@@ -73,6 +73,24 @@
 //! `"UserLoginEvent"` decoded into its struct, and `"*"` handlers see every event as an
 //! [`AnyEvent`].
 //!
+//! # Where things live
+//!
+//! The crate root holds what nearly every program names: [`EventBus`], [`Event`] (the trait and
+//! its derive), [`EventHandle`], [`AnyEvent`], [`DynEvent`], [`EventStatus`], [`EventResult`],
+//! the errors a handler or a caller meets ([`Error`], [`DispatchError`], [`HandlerError`],
+//! [`WaitError`]) and [`Uuid`]. The rest is in public modules:
+//!
+//! | module | what |
+//! | --- | --- |
+//! | [`bus`] | the builder and configuration ([`EventBusBuilder`](bus::EventBusBuilder), [`BusConfig`](bus::BusConfig), [`LockDomain`](bus::LockDomain)), [`FindQuery`](bus::FindQuery), [`Expect`](bus::Expect), [`Forwarder`](bus::Forwarder), the running handler's event and bus ([`current_bus`](bus::current_bus), …), [`EventFuture`](bus::EventFuture) |
+//! | [`event`] | [`EventConfig`](event::EventConfig), the concurrency and completion modes, [`Ttl`](event::Ttl), [`IntoEvent`](event::IntoEvent) |
+//! | [`handler`] | [`HandlerOptions`](handler::HandlerOptions), [`EventHandler`](handler::EventHandler), [`HandlerId`](handler::HandlerId), [`method`](handler::method) |
+//! | [`result`] | [`ResultsQuery`](result::ResultsQuery), [`ResultStatus`](result::ResultStatus), [`FlatDict`](result::FlatDict), [`FlatList`](result::FlatList) |
+//! | [`context`] | values carried to handlers ([`with_context`](context::with_context), [`context`](context::context())) |
+//! | [`error`] | every error type ([`ResultError`](error::ResultError), [`HandlerErrorKind`](error::HandlerErrorKind), …) |
+//! | [`time`], [`wire`], [`tree`] | timestamps, the JSON wire format's limits and errors, the tree printer |
+//! | [`bridge`], [`middleware`], `retry`, `wal`, [`memory`] | bridges between processes, middlewares, retry, the write-ahead log, memory accounting |
+//!
 //! # Names from Python and TypeScript bubus
 //!
 //! Code ported from the family finds its names here; where this crate's own name differs, the
@@ -82,10 +100,10 @@
 //! | --- | --- |
 //! | `bus.emit(event)` / `bus.dispatch(event)` | [`EventBus::emit`], [`EventBus::dispatch`] |
 //! | `await bus.expect(Type)` | [`EventBus::expect`] (a [`find`](EventBus::find) that waits) |
-//! | `await event.event_results_list()`, `…_by_handler_id()`, `…_by_handler_name()`, `…_flat_dict()`, `…_flat_list()` | the methods of the same names on [`EventHandle`] and [`AnyEvent`]; [`ResultsQuery`] for their options |
+//! | `await event.event_results_list()`, `…_by_handler_id()`, `…_by_handler_name()`, `…_flat_dict()`, `…_flat_list()` | the methods of the same names on [`EventHandle`] and [`AnyEvent`]; [`ResultsQuery`](result::ResultsQuery) for their options |
 //! | `await event.first()` (switches to first-completion) | [`EventHandle::race`]; [`EventHandle::first`] only reads |
 //! | `await bus.stop(timeout, clear=True)` | [`EventBus::stop_and_clear`] |
-//! | timeouts in seconds (`event_timeout=5.0`) | the same `f64` seconds in [`EventConfig`] and on the wire |
+//! | timeouts in seconds (`event_timeout=5.0`) | [`Duration`](std::time::Duration)s in [`EventConfig`](event::EventConfig), the bus builder and handler options; `f64` seconds on the wire |
 //!
 //! # Cargo features
 //!
@@ -117,54 +135,38 @@
 extern crate self as bubus;
 
 pub mod bridge;
-mod bus;
-mod context;
-mod error;
-mod event;
+pub mod bus;
+pub mod context;
+pub mod error;
+pub mod event;
 pub mod handler;
 mod lock;
 mod memo;
 pub mod memory;
 pub mod middleware;
-mod result;
+pub mod result;
 #[cfg(feature = "retry")]
 pub mod retry;
-mod time;
-mod tree;
+pub mod time;
+pub mod tree;
 mod umbrella;
 #[cfg(feature = "wal")]
 pub mod wal;
-mod wire;
+pub mod wire;
 
 #[doc(hidden)]
 #[path = "private.rs"]
 pub mod __private;
 
 #[doc(inline)]
-pub use bus::{
-    BusConfig, EventBus, EventBusBuilder, Expect, FindQuery, Forwarder, InCurrentHandler,
-    LockDomain, current_bus, current_event, current_handler_id, in_current_handler, in_handler,
-};
+pub use bus::EventBus;
 #[doc(inline)]
-pub use context::{context, with_context};
+pub use error::{DispatchError, HandlerError, WaitError};
 #[doc(inline)]
-pub use error::{DispatchError, HandlerError, HandlerErrorKind, ResultError, WaitError, WireError};
+pub use event::{AnyEvent, DynEvent, Event, EventHandle, EventStatus};
 #[doc(inline)]
-pub use event::{
-    AnyEvent, DEFAULT_EVENT_VERSION, DynEvent, DynEventError, Event, EventConcurrency, EventConfig,
-    EventHandle, EventPayload, EventResultValue, EventStatus, HandlerCompletion,
-    HandlerConcurrency, IntoEvent,
-};
-#[doc(inline)]
-pub use handler::{EventHandler, HandlerId, HandlerOptions};
-#[doc(inline)]
-pub use result::{EventResult, FlatDict, FlatList, ResultStatus, ResultsQuery};
-#[doc(inline)]
-pub use time::{Timestamp, TimestampError};
-#[doc(inline)]
-pub use tree::{TreeEvent, write_tree, write_tree_events};
+pub use result::EventResult;
 pub use umbrella::Error;
-pub use wire::{DecodeError, MAX_JSON_DEPTH};
 
 /// The id type of events, buses and handlers (`event_id`, `EventBus::id`, `HandlerId`), re-exported
 /// so callers need not depend on `uuid` themselves.
@@ -173,9 +175,6 @@ pub use uuid::Uuid;
 /// `#[derive(Event)]`: see the [`Event`] trait.
 #[cfg(feature = "macros")]
 pub use bubus_macros::Event;
-
-/// The future returned by awaiting an [`EventHandle`] or [`AnyEvent`].
-pub use bus::EventFuture;
 
 /// The README's code blocks, compiled and run as doctests.
 #[cfg(doctest)]

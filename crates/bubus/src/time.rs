@@ -17,7 +17,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 /// # Examples
 ///
 /// ```
-/// use bubus::Timestamp;
+/// use bubus::time::Timestamp;
 ///
 /// let a = Timestamp::now();
 /// let b = Timestamp::now();
@@ -177,6 +177,52 @@ impl<'de> Deserialize<'de> for Timestamp {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = std::borrow::Cow::<'de, str>::deserialize(deserializer)?;
         Timestamp::parse(&text).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Seconds as the wire and the reference runtimes give them, as a [`Duration`]: negative is
+/// zero (the runtimes accept negative timeouts as "already expired"), too large is
+/// [`Duration::MAX`], NaN is zero.
+pub(crate) fn duration_from_secs(secs: f64) -> Duration {
+    if secs.is_nan() || secs <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX)
+}
+
+/// A [`Duration`] as the wire's seconds.
+pub(crate) fn secs_of(duration: Duration) -> f64 {
+    duration.as_secs_f64()
+}
+
+/// An optional [`Duration`] as the wire's seconds, `null` for `None`.
+pub(crate) fn secs_value(duration: Option<Duration>) -> serde_json::Value {
+    duration.map_or(serde_json::Value::Null, |d| {
+        serde_json::Value::from(secs_of(d))
+    })
+}
+
+/// Serde for `Option<Duration>` fields as the wire's seconds (`null` for `None`).
+pub(crate) mod opt_secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(
+        value: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match value {
+            Some(d) => serializer.serialize_some(&super::secs_of(*d)),
+            None => serializer.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        let secs = Option::<f64>::deserialize(deserializer)?;
+        Ok(secs.map(super::duration_from_secs))
     }
 }
 

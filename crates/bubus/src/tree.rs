@@ -40,7 +40,7 @@ pub(crate) fn render(events: &[Arc<EventInner>]) -> String {
 /// bus.on(|_: bubus::AnyEvent| json!("done"));
 /// let event = bus.dispatch(DynEvent::new("Ping", json!({})).unwrap())?.await?;
 /// let mut out = Vec::new();
-/// bubus::write_tree(&[event.to_any()], &mut out).unwrap();
+/// bubus::tree::write_tree(&[event.to_any()], &mut out).unwrap();
 /// assert_eq!(String::from_utf8(out).unwrap(), format!("{}\n", bus.log_tree()));
 /// # Ok(()) }
 /// ```
@@ -63,7 +63,7 @@ pub fn write_tree(
 /// events (a log's events hold their payloads and results; these hold about what is printed).
 ///
 /// ```
-/// use bubus::{DynEvent, EventBus, TreeEvent};
+/// use bubus::{DynEvent, EventBus, tree::TreeEvent};
 /// use serde_json::json;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
@@ -73,7 +73,7 @@ pub fn write_tree(
 /// let event = bus.dispatch(DynEvent::new("Ping", json!({})).unwrap())?.await?;
 /// let records = [TreeEvent::new(&event.to_any())];
 /// let mut out = Vec::new();
-/// bubus::write_tree_events(&records, &mut out).unwrap();
+/// bubus::tree::write_tree_events(&records, &mut out).unwrap();
 /// assert_eq!(String::from_utf8(out).unwrap(), format!("{}\n", bus.log_tree()));
 /// # Ok(()) }
 /// ```

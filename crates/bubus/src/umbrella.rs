@@ -21,7 +21,7 @@ pub enum Error {
     Dispatch(#[from] DispatchError),
     /// A [`DynEvent`](crate::DynEvent) could not be built from a type name and payload.
     #[error(transparent)]
-    DynEvent(#[from] crate::DynEventError),
+    DynEvent(#[from] crate::event::DynEventError),
     /// Waiting for an event failed.
     #[error(transparent)]
     Wait(#[from] WaitError),

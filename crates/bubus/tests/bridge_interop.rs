@@ -8,6 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use bubus::bridge::{Bridge, JsonlTransport, Transport, UnixSocketTransport};
 use bubus::{Event, EventBus, EventHandle};
@@ -142,7 +143,7 @@ async fn rust_to_python(kind: &str, endpoint: PathBuf) {
                 EventHandle::new(IpcChild {
                     note: "dispatched by the rust handler".into(),
                 })
-                .with_event_timeout(12.5),
+                .with_event_timeout(Duration::from_millis(12500)),
             )?;
             *slot.lock() = Some(child.clone());
             child.await?;
@@ -165,7 +166,7 @@ async fn rust_to_python(kind: &str, endpoint: PathBuf) {
                         .expect("object"),
                 },
             })
-            .with_event_timeout(33.0),
+            .with_event_timeout(Duration::from_secs(33)),
         )
         .expect("dispatch");
     ping.clone().await.expect("sent");
@@ -248,7 +249,7 @@ async fn python_to_rust(kind: &str, endpoint: PathBuf) {
     assert_eq!(child["event_parent_id"], ping["event_id"]);
 }
 
-fn instant(v: &Value) -> Option<bubus::Timestamp> {
+fn instant(v: &Value) -> Option<bubus::time::Timestamp> {
     v.as_str().and_then(|s| s.parse().ok())
 }
 

@@ -1,10 +1,11 @@
 //! Bus snapshots (§2.4 / §1.27 of the reference): serialize a bus with its handlers, history and
 //! pending queue, restore it, re-bind handlers by their deterministic ids, drain the queue in order.
 
-use bubus::{AnyEvent, DynEvent, Event, EventBus, EventHandle, EventStatus, ResultStatus};
+use bubus::{AnyEvent, DynEvent, Event, EventBus, EventHandle, EventStatus, result::ResultStatus};
 use bubus_test_support::Recorder;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::time::Duration;
 
 #[derive(Clone, Debug, Serialize, Deserialize, Event)]
 #[event(result = String)]
@@ -202,7 +203,7 @@ fn malformed_snapshots_name_the_field() {
 async fn snapshot_round_trips_through_restore() {
     let bus = EventBus::builder("RoundTrip")
         .max_history_size(Some(10))
-        .event_timeout(Some(5.0))
+        .event_timeout(Some(Duration::from_secs(5)))
         .build();
     bus.on(h1);
     for n in 0..3 {
@@ -211,7 +212,10 @@ async fn snapshot_round_trips_through_restore() {
     let snapshot = bus.snapshot();
     let restored = EventBus::restore(&snapshot).unwrap();
     assert_eq!(restored.config().max_history_size, Some(10));
-    assert_eq!(restored.config().event_timeout, Some(5.0));
+    assert_eq!(
+        restored.config().event_timeout,
+        Some(Duration::from_secs(5))
+    );
     let again = restored.snapshot();
     assert_eq!(again["event_history"], snapshot["event_history"]);
     assert_eq!(again["handlers"], snapshot["handlers"]);

@@ -12,7 +12,7 @@ use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bubus::{AnyEvent, Event, EventBus, EventHandle, EventStatus, ResultStatus, WaitError};
+use bubus::{AnyEvent, Event, EventBus, EventHandle, EventStatus, WaitError, result::ResultStatus};
 use bubus_test_support::Recorder;
 use serde_json::json;
 use tokio::sync::{Notify, watch};
@@ -71,7 +71,7 @@ fn on_sleeping<E: Event<Result = String>>(
     });
 }
 
-fn started_at(bus: &EventBus, event_type: &str) -> bubus::Timestamp {
+fn started_at(bus: &EventBus, event_type: &str) -> bubus::time::Timestamp {
     bus.event_history()
         .iter()
         .find(|e| e.event_type() == event_type)
@@ -497,7 +497,7 @@ async fn awaits_from_spawned_tasks_in_the_handler_context_run_the_child_once() {
             log.push("Event1_start");
             let child = bus.dispatch(ChildEvent {})?;
             let waiters: Vec<_> = (0..4)
-                .map(|_| tokio::spawn(bubus::in_current_handler(child.clone().into_future())))
+                .map(|_| tokio::spawn(bubus::bus::in_current_handler(child.clone().into_future())))
                 .collect();
             for waiter in waiters {
                 waiter.await.expect("waiter task")?;
@@ -717,8 +717,8 @@ async fn queue_jump_waits_for_the_event_in_flight_on_another_bus() {
 /// is the parent's second handler. Returns the log.
 async fn serial_handlers_awaiting_a_child() -> Vec<String> {
     let bus = EventBus::builder("SerialOrderBus")
-        .event_concurrency(bubus::EventConcurrency::BusSerial)
-        .event_handler_concurrency(bubus::HandlerConcurrency::Serial)
+        .event_concurrency(bubus::event::EventConcurrency::BusSerial)
+        .event_handler_concurrency(bubus::event::HandlerConcurrency::Serial)
         .build();
     let log = Recorder::new();
 
@@ -858,8 +858,8 @@ async fn the_handler_context_belongs_to_the_bus_running_the_handler() {
     for bus in [&bus_a, &bus_b] {
         let l = log.clone();
         bus.on(move |e: EventHandle<Event1>| {
-            let current = bubus::current_bus().expect("inside a handler");
-            let event = bubus::current_event().expect("inside a handler");
+            let current = bubus::bus::current_bus().expect("inside a handler");
+            let event = bubus::bus::current_event().expect("inside a handler");
             assert_eq!(event.event_id(), e.event_id());
             l.push(current.name());
             String::new()
@@ -869,6 +869,6 @@ async fn the_handler_context_belongs_to_the_bus_running_the_handler() {
     bus_a.dispatch(Event1 {}).unwrap().await.unwrap();
     bus_b.dispatch(Event1 {}).unwrap().await.unwrap();
     assert_eq!(log.entries(), ["InsideHandlerA", "InsideHandlerB"]);
-    assert!(!bubus::in_handler());
-    assert!(bubus::current_bus().is_none());
+    assert!(!bubus::bus::in_handler());
+    assert!(bubus::bus::current_bus().is_none());
 }

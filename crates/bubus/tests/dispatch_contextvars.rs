@@ -6,14 +6,15 @@
 //! things are captured when an event is first dispatched and restored around each of its
 //! handlers, wherever and whenever they run:
 //!
-//! * typed user values set with [`bubus::with_context`], read with [`bubus::context`];
+//! * typed user values set with [`bubus::context::with_context`], read with [`bubus::context::context`];
 //! * the `tracing` span current at dispatch, which becomes the parent of each handler's span.
 
 use bubus_test_support::string_events;
 use std::sync::{Arc, OnceLock};
 
 use bubus::{
-    AnyEvent, EventBus, EventConcurrency, EventHandle, HandlerConcurrency, context, with_context,
+    AnyEvent, EventBus, EventHandle, context::context, context::with_context,
+    event::EventConcurrency, event::HandlerConcurrency,
 };
 use bubus_test_support::Recorder;
 use parking_lot::Mutex;
@@ -441,7 +442,7 @@ async fn context_propagates_through_forwarding_and_child_dispatch_with_lineage_i
     assert_eq!(found.event_parent_id(), Some(parent.event_id()));
 }
 
-/// Work a handler spawns with [`bubus::in_current_handler`] is still part of the handler: the
+/// Work a handler spawns with [`bubus::bus::in_current_handler`] is still part of the handler: the
 /// events it dispatches are linked to the handler's event and carry the same context.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawned_handler_work_keeps_the_context_for_its_dispatches() {
@@ -450,7 +451,7 @@ async fn spawned_handler_work_keeps_the_context_for_its_dispatches() {
     let seen = Recorder::new();
     bus.on(|e: EventHandle<SimpleEvent>| async move {
         let bus = e.event_bus().unwrap();
-        let task = tokio::spawn(bubus::in_current_handler(async move {
+        let task = tokio::spawn(bubus::bus::in_current_handler(async move {
             let seen_in_task = request_id().to_owned();
             let child = bus.dispatch(ChildEvent {})?.await?;
             Ok::<_, bubus::Error>((seen_in_task, child))

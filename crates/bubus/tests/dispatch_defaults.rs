@@ -11,10 +11,12 @@
 use bubus_test_support::time::ms;
 use bubus_test_support::time::within;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bubus::{
-    AnyEvent, EventBus, EventConcurrency, EventConfig, EventHandle, HandlerCompletion,
-    HandlerConcurrency, HandlerErrorKind, HandlerOptions, LockDomain, ResultStatus,
+    AnyEvent, EventBus, EventHandle, bus::LockDomain, error::HandlerErrorKind,
+    event::EventConcurrency, event::EventConfig, event::HandlerCompletion,
+    event::HandlerConcurrency, handler::HandlerOptions, result::ResultStatus,
 };
 use bubus_test_support::Recorder;
 use serde::{Deserialize, Serialize};
@@ -384,10 +386,10 @@ async fn forwarded_first_mode_uses_the_processing_bus_defaults() {
 #[tokio::test(start_paused = true)]
 async fn an_unset_timeout_resolves_against_each_processing_bus() {
     let bus_a = EventBus::builder("TimeoutDefaultsA")
-        .event_timeout(Some(60.0))
+        .event_timeout(Some(Duration::from_secs(60)))
         .build();
     let bus_b = EventBus::builder("TimeoutDefaultsB")
-        .event_timeout(Some(0.05))
+        .event_timeout(Some(Duration::from_millis(50)))
         .build();
     let (flight, log) = (InFlight::default(), Recorder::new());
     on_tracked::<PropagationEvent>(&bus_a, &flight, &log, "on_a", 200);
@@ -416,7 +418,7 @@ async fn an_unset_timeout_resolves_against_each_processing_bus() {
 #[tokio::test(start_paused = true)]
 async fn class_default_timeouts_apply_on_every_bus() {
     let bus_a = EventBus::builder("ClassTimeoutA")
-        .event_timeout(Some(60.0))
+        .event_timeout(Some(Duration::from_secs(60)))
         .build();
     let bus_b = EventBus::builder("ClassTimeoutB")
         .event_timeout(None)
@@ -438,7 +440,7 @@ async fn class_default_timeouts_apply_on_every_bus() {
         },
         HandlerOptions::new()
             .name("event_timeout_b")
-            .timeout(Some(10.0)),
+            .timeout(Some(Duration::from_secs(10))),
     );
 
     let event = bus_a.dispatch(TimeoutOverrideEvent {}).unwrap();
@@ -446,8 +448,11 @@ async fn class_default_timeouts_apply_on_every_bus() {
     let event = within(event).await.unwrap();
 
     let config = event.event_config();
-    assert_eq!(config.event_timeout, Some(0.05));
-    assert_eq!(config.event_handler_timeout, Some(0.02));
+    assert_eq!(config.event_timeout, Some(Duration::from_millis(50)));
+    assert_eq!(
+        config.event_handler_timeout,
+        Some(Duration::from_millis(20))
+    );
     let kind_of = |name: &str| {
         event
             .event_results()

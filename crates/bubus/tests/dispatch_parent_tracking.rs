@@ -346,7 +346,7 @@ async fn children_of_sync_and_failing_handlers_are_linked_too() {
 
 /// Python (ContextVars) and TypeScript (AsyncLocalStorage) carry the handler context into tasks
 /// a handler starts. Tokio task-locals do not cross `tokio::spawn`: a spawned task links its
-/// events only when wrapped in `bubus::in_current_handler`.
+/// events only when wrapped in `bubus::bus::in_current_handler`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn spawned_tasks_link_children_when_they_carry_the_handler_context() {
     let bus = EventBus::new("SpawnedChildBus");
@@ -356,7 +356,7 @@ async fn spawned_tasks_link_children_when_they_carry_the_handler_context() {
         let bus = inner.clone();
         async move {
             let (b1, b2) = (bus.clone(), bus.clone());
-            let linked = tokio::spawn(bubus::in_current_handler(async move {
+            let linked = tokio::spawn(bubus::bus::in_current_handler(async move {
                 b1.dispatch(child("linked"))
             }));
             let detached = tokio::spawn(async move { b2.dispatch(child("detached")) });
@@ -575,7 +575,7 @@ async fn parent_completes_only_after_all_its_children() {
     // Its own handler is done; only the children keep it open.
     assert_eq!(
         parent.event_results()[0].status,
-        bubus::ResultStatus::Completed
+        bubus::result::ResultStatus::Completed
     );
 
     release.send_replace(true);

@@ -14,8 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bubus::{
-    AnyEvent, DynEvent, Event, EventBus, EventHandle, EventStatus, HandlerError, HandlerErrorKind,
-    HandlerOptions, ResultError, ResultStatus, WaitError,
+    AnyEvent, DynEvent, Event, EventBus, EventHandle, EventStatus, HandlerError, WaitError,
+    error::HandlerErrorKind, error::ResultError, handler::HandlerOptions, result::ResultStatus,
 };
 use bubus_test_support::Recorder;
 use serde::{Deserialize, Serialize};
@@ -1421,7 +1421,10 @@ async fn event_results_filtered_keys_the_included_results_by_handler_id() {
     assert!(only_c.contains_key(c.id()));
 
     let none = event.results().include(|_| false).filtered().await;
-    assert!(matches!(none, Err(bubus::ResultError::NoResult { .. })));
+    assert!(matches!(
+        none,
+        Err(bubus::error::ResultError::NoResult { .. })
+    ));
     let none_ok = event
         .results()
         .include(|_| false)

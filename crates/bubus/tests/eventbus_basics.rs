@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use bubus::handler::method;
 use bubus::{
-    AnyEvent, DispatchError, DynEvent, Event, EventBus, EventConcurrency, EventHandle, EventStatus,
-    HandlerCompletion, HandlerConcurrency, HandlerError, HandlerErrorKind, ResultError,
-    ResultStatus,
+    AnyEvent, DispatchError, DynEvent, Event, EventBus, EventHandle, EventStatus, HandlerError,
+    error::HandlerErrorKind, error::ResultError, event::EventConcurrency, event::HandlerCompletion,
+    event::HandlerConcurrency, result::ResultStatus,
 };
 use bubus_test_support::Recorder;
 use serde::{Deserialize, Serialize};
@@ -81,7 +81,7 @@ async fn new_bus_has_reference_defaults_and_nothing_registered() {
     assert_eq!(config.event_concurrency, EventConcurrency::BusSerial);
     assert_eq!(config.event_handler_concurrency, HandlerConcurrency::Serial);
     assert_eq!(config.event_handler_completion, HandlerCompletion::All);
-    assert_eq!(config.event_timeout, Some(60.0));
+    assert_eq!(config.event_timeout, Some(Duration::from_secs(60)));
     assert!(bus.event_history().is_empty());
     assert!(bus.handlers().is_empty(), "no default logger handler");
     assert!(!bus.is_stopped());
@@ -108,13 +108,13 @@ fn builder_applies_custom_options() {
         .event_concurrency(EventConcurrency::Parallel)
         .event_handler_concurrency(HandlerConcurrency::Serial)
         .event_handler_completion(HandlerCompletion::First)
-        .event_timeout(Some(30.0))
+        .event_timeout(Some(Duration::from_secs(30)))
         .build();
     let config = bus.config();
     assert_eq!(config.max_history_size, Some(500));
     assert_eq!(config.event_concurrency, EventConcurrency::Parallel);
     assert_eq!(config.event_handler_completion, HandlerCompletion::First);
-    assert_eq!(config.event_timeout, Some(30.0));
+    assert_eq!(config.event_timeout, Some(Duration::from_secs(30)));
 
     let unbounded = EventBus::builder("Unlimited")
         .max_history_size(None)

@@ -5,7 +5,7 @@
 //! emit(...)`); here the same patterns are one call, [`FindQuery::or_dispatch`]: reuse a recent
 //! matching event, or wait briefly for one, else dispatch a new one.
 //!
-//! [`FindQuery::or_dispatch`]: bubus::FindQuery::or_dispatch
+//! [`FindQuery::or_dispatch`]: bubus::bus::FindQuery::or_dispatch
 
 use std::future::IntoFuture;
 use std::time::Duration;
@@ -246,7 +246,7 @@ async fn concurrent_callers_share_one_in_flight_event() {
 async fn empty_history_lookups_return_at_once() {
     let bus = EventBus::new("DebounceImmediateBus");
     let start = Instant::now();
-    assert!(bus.find::<ParentEvent>().past(true).await.is_none());
+    assert!(bus.find::<ParentEvent>().past().await.is_none());
     assert!(
         bus.find::<ParentEvent>()
             .past_within(Duration::from_secs(5))
@@ -264,7 +264,7 @@ async fn empty_history_lookups_return_at_once() {
 /// one.
 async fn sync_event(bus: &EventBus, wait: Duration) -> EventHandle<SyncEvent> {
     bus.find::<SyncEvent>()
-        .past(true)
+        .past()
         .future_within(wait)
         .or_dispatch(SyncEvent::default)
         .await
@@ -321,7 +321,7 @@ async fn the_three_step_spelling_of_the_hybrid_pattern_works_too() {
 
     let pending = bus
         .find::<SyncEvent>()
-        .past(false)
+        .no_past()
         .future_within(Duration::from_millis(500))
         .into_future();
     let dispatcher = {
@@ -331,7 +331,7 @@ async fn the_three_step_spelling_of_the_hybrid_pattern_works_too() {
             bus.dispatch(SyncEvent {}).unwrap().await.unwrap()
         })
     };
-    let resolved = match bus.find::<SyncEvent>().past(true).await {
+    let resolved = match bus.find::<SyncEvent>().past().await {
         Some(found) => found,
         None => match pending.await {
             Some(found) => found,

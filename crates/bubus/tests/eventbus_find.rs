@@ -5,17 +5,15 @@
 //! `find` searches this bus's history newest first (any status), and/or waits for the next
 //! matching dispatch; future matches resolve at dispatch, before any handler runs.
 //!
-//! `past_within` windows are measured on the wall clock (`Timestamp::now()`), which a paused tokio
-//! clock does not move. Window tests are built so the window itself separates the events (a window
-//! just shorter than an event's age); the one that must tell an old event from a new one lets a
-//! little real time pass between them.
+//! `past_within` windows are measured on tokio's clock: the window tests pause it and advance it
+//! between events, so no real time passes.
 
 use bubus_test_support::string_events;
 use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bubus::{AnyEvent, DynEvent, Event, EventBus, EventHandle, EventStatus, Timestamp, WaitError};
+use bubus::{AnyEvent, DynEvent, Event, EventBus, EventHandle, EventStatus, WaitError};
 use bubus_test_support::Recorder;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -123,20 +121,8 @@ fn gated<E: Event<Result = String>>(bus: &EventBus) -> (watch::Sender<bool>, Arc
     (open, started)
 }
 
-/// Real time, for the window test that needs one event to be older than another: windows are
-/// measured on the wall clock, which a paused tokio clock does not move.
-const GAP: Duration = Duration::from_millis(60);
-
-fn let_wall_clock_pass() {
-    std::thread::sleep(GAP);
-}
-
-/// A window reaching back to half a [`GAP`] before `mark`: it never holds what was created a
-/// whole gap before `mark`, and holds what was created after it as long as the find reads the
-/// clock within half a gap of this call.
-fn window_since(mark: Timestamp) -> Duration {
-    mark.elapsed() + GAP / 2
-}
+/// How far the paused clock moves between the old and the new events of the window tests.
+const GAP: Duration = Duration::from_secs(60);
 
 // ---------------------------------------------------------------------------------------------
 // Lineage helpers (TestEventIsChildOf / TestEventIsParentOf)
@@ -187,7 +173,7 @@ async fn find_returns_a_matching_event_from_history_typed() {
         .await
         .unwrap();
 
-    let found: EventHandle<NumberedEvent> = bus.find::<NumberedEvent>().past(true).await.unwrap();
+    let found: EventHandle<NumberedEvent> = bus.find::<NumberedEvent>().past().await.unwrap();
     assert_eq!(found.event_id(), dispatched.event_id());
     assert_eq!(found.value, 7, "typed access to the payload");
     assert_eq!(found.event_result().await.unwrap(), "done");
@@ -327,8 +313,8 @@ async fn the_default_is_past_only_and_never_waits() {
 async fn field_filters_match_metadata_like_event_id_and_event_timeout() {
     let bus = EventBus::new("FindFieldBus");
     answer::<ParentEvent>(&bus);
-    let event_a = EventHandle::new(ParentEvent {}).with_event_timeout(11.0);
-    let event_b = EventHandle::new(ParentEvent {}).with_event_timeout(22.0);
+    let event_a = EventHandle::new(ParentEvent {}).with_event_timeout(Duration::from_secs(11));
+    let event_b = EventHandle::new(ParentEvent {}).with_event_timeout(Duration::from_secs(22));
     bus.dispatch(&event_a).unwrap().await.unwrap();
     bus.dispatch(&event_b).unwrap().await.unwrap();
 
@@ -434,26 +420,25 @@ async fn a_wildcard_with_a_predicate_matches_across_types_in_history() {
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_past_window_keeps_recent_events_and_drops_old_ones() {
     let bus = EventBus::new("FindWindowBus");
     answer::<ParentEvent>(&bus);
     answer::<ScreenshotEvent>(&bus);
     let old = bus.dispatch(ParentEvent {}).unwrap().await.unwrap();
     let old_shot = bus.dispatch(screenshot(TARGET_1)).unwrap().await.unwrap();
-    let_wall_clock_pass();
-    let mark = Timestamp::now();
+    tokio::time::advance(GAP).await;
     let new = bus.dispatch(ParentEvent {}).unwrap().await.unwrap();
     let new_shot = bus.dispatch(screenshot(TARGET_2)).unwrap().await.unwrap();
+    // The old events are a whole gap old, the new ones younger than half of it.
+    tokio::time::advance(GAP / 4).await;
+    let window = GAP / 2;
 
-    let found = bus
-        .find::<ParentEvent>()
-        .past_within(window_since(mark))
-        .await;
+    let found = bus.find::<ParentEvent>().past_within(window).await;
     assert_eq!(found.unwrap().event_id(), new.event_id());
     let found = bus
         .find::<ParentEvent>()
-        .past_within(window_since(mark))
+        .past_within(window)
         .matching({
             let old = old.event_id();
             move |e| e.event_id() == old
@@ -473,31 +458,40 @@ async fn a_past_window_keeps_recent_events_and_drops_old_ones() {
     // With a predicate, as the reference's screenshot case.
     let recent_shot = bus
         .find::<ScreenshotEvent>()
-        .past_within(window_since(mark))
+        .past_within(window)
         .matching(|e| e.target_id == TARGET_2)
         .await;
     assert_eq!(recent_shot.unwrap().event_id(), new_shot.event_id());
     let stale_shot = bus
         .find::<ScreenshotEvent>()
-        .past_within(window_since(mark))
+        .past_within(window)
         .matching(|e| e.target_id == TARGET_1)
         .await;
     assert!(stale_shot.is_none(), "{} is too old", old_shot.label());
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_window_shorter_than_every_event_age_finds_nothing() {
     let bus = EventBus::new("FindTooOldBus");
     answer::<ParentEvent>(&bus);
-    let event = bus.dispatch(ParentEvent {}).unwrap().await.unwrap();
+    bus.dispatch(ParentEvent {}).unwrap().await.unwrap();
+    tokio::time::advance(Duration::from_millis(20)).await;
 
-    // Just shorter than the event's age by the time the find reads the clock.
-    let window = event.event_created_at().elapsed();
+    // The event is 20 ms old: a window of exactly that (or less) no longer holds it.
+    for window in [Duration::from_millis(20), Duration::from_millis(19)] {
+        assert!(
+            bus.find::<ParentEvent>()
+                .past_within(window)
+                .await
+                .is_none(),
+            "{window:?}"
+        );
+    }
     assert!(
         bus.find::<ParentEvent>()
-            .past_within(window)
+            .past_within(Duration::from_millis(21))
             .await
-            .is_none()
+            .is_some()
     );
     assert!(
         bus.find::<ParentEvent>()
@@ -520,7 +514,7 @@ async fn zero_history_finds_only_in_flight_events_but_future_waits_work() {
         .build();
     let (open, started) = gated::<ParentEvent>(&bus);
 
-    let waiter = bus.find::<ParentEvent>().past(false).future(true);
+    let waiter = bus.find::<ParentEvent>().no_past().future();
     let (found, dispatched) = tokio::join!(waiter.into_future(), async {
         bus.dispatch(ParentEvent {}).unwrap()
     });
@@ -546,7 +540,7 @@ async fn future_waits_for_the_next_dispatch() {
     answer::<ParentEvent>(&bus);
     let waiter = bus
         .find::<ParentEvent>()
-        .past(false)
+        .no_past()
         .future_within(Duration::from_secs(1));
     let start = Instant::now();
     let (found, dispatched) = tokio::join!(waiter.into_future(), async {
@@ -563,7 +557,7 @@ async fn future_times_out_with_none() {
     let start = Instant::now();
     let found = bus
         .find::<ParentEvent>()
-        .past(false)
+        .no_past()
         .future_within(Duration::from_millis(50))
         .await;
     assert!(found.is_none());
@@ -579,7 +573,7 @@ async fn future_only_ignores_events_already_dispatched() {
     started.notified().await; // the first run's notification
     let found = bus
         .find::<ParentEvent>()
-        .past(false)
+        .no_past()
         .future_within(Duration::from_millis(50))
         .await;
     assert!(found.is_none(), "a completed event is history, not future");
@@ -590,7 +584,7 @@ async fn future_only_ignores_events_already_dispatched() {
     started.notified().await;
     let found = bus
         .find::<ParentEvent>()
-        .past(false)
+        .no_past()
         .future_within(Duration::from_millis(50))
         .await;
     assert!(found.is_none(), "an in-flight event is history, not future");
@@ -606,7 +600,7 @@ async fn future_matches_by_type_name_including_dynamic_events() {
     // By name, untyped.
     let by_name = bus
         .find_pattern("ParentEvent")
-        .past(false)
+        .no_past()
         .future_within(Duration::from_secs(1));
     let (found, dispatched) = tokio::join!(by_name.into_future(), async {
         tokio::time::sleep(Duration::from_millis(30)).await;
@@ -619,7 +613,7 @@ async fn future_matches_by_type_name_including_dynamic_events() {
     // By type, matching a dynamic event of that type's name.
     let typed = bus
         .find::<DifferentNameFromType>()
-        .past(false)
+        .no_past()
         .future_within(Duration::from_secs(1));
     let (found, dispatched) = tokio::join!(typed.into_future(), async {
         tokio::time::sleep(Duration::from_millis(30)).await;
@@ -638,7 +632,7 @@ async fn a_wildcard_future_wait_skips_events_the_predicate_rejects() {
     answer::<UserActionEvent>(&bus);
     let waiter = bus
         .find_pattern("*")
-        .past(false)
+        .no_past()
         .future_within(Duration::from_millis(300))
         .matching(|e: &AnyEvent| {
             e.event_type() == "UserActionEvent"
@@ -661,12 +655,12 @@ async fn include_and_exclude_style_predicates_work_for_future_waits() {
     answer::<ScreenshotEvent>(&bus);
     let include = bus
         .find::<ScreenshotEvent>()
-        .past(false)
+        .no_past()
         .future_within(Duration::from_secs(1))
         .matching(|e| e.target_id == TARGET_2);
     let exclude = bus
         .find::<ScreenshotEvent>()
-        .past(false)
+        .no_past()
         .future_within(Duration::from_secs(1))
         .matching(|e| e.target_id != TARGET_1);
     let (included, excluded, ()) =
@@ -690,7 +684,7 @@ async fn concurrent_waiters_each_get_their_own_event_and_are_then_removed() {
     let waiter = |action: &'static str| {
         let token = Arc::clone(&token);
         bus.find::<UserActionEvent>()
-            .past(false)
+            .no_past()
             .future_within(Duration::from_millis(500))
             .matching(move |e| {
                 let _ = &token;
@@ -699,7 +693,7 @@ async fn concurrent_waiters_each_get_their_own_event_and_are_then_removed() {
     };
     let (normal, special, system) = (waiter("normal"), waiter("special"), {
         bus.find_pattern("SystemEvent")
-            .past(false)
+            .no_past()
             .future_within(Duration::from_millis(500))
     });
     assert_eq!(Arc::strong_count(&token), 3);
@@ -750,7 +744,7 @@ async fn a_future_match_resolves_at_dispatch_before_any_handler_runs() {
 
     let waiter = bus
         .find::<ParentEvent>()
-        .past(false)
+        .no_past()
         .future_within(Duration::from_secs(1));
     let (found, dispatched) = tokio::join!(waiter.into_future(), async {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -774,7 +768,7 @@ async fn a_find_turned_into_a_future_catches_dispatches_before_its_first_poll() 
     answer::<ParentEvent>(&bus);
     let pending = bus
         .find::<ParentEvent>()
-        .past(false)
+        .no_past()
         .future_within(Duration::from_millis(500))
         .into_future();
     let dispatched = bus.dispatch(ParentEvent {}).unwrap();
@@ -788,7 +782,7 @@ async fn neither_past_nor_future_returns_none_at_once() {
     answer::<ParentEvent>(&bus);
     bus.dispatch(ParentEvent {}).unwrap().await.unwrap();
     let start = Instant::now();
-    let found = bus.find::<ParentEvent>().past(false).future(false).await;
+    let found = bus.find::<ParentEvent>().no_past().no_future().await;
     assert!(found.is_none());
     assert_eq!(start.elapsed(), Duration::ZERO);
 }
@@ -808,7 +802,7 @@ async fn a_past_match_returns_at_once_even_with_a_future_wait() {
         bus.find::<ParentEvent>()
             .future_within(Duration::from_secs(5))
             .await,
-        bus.find::<ParentEvent>().future(true).await,
+        bus.find::<ParentEvent>().future().await,
         bus.find::<ParentEvent>()
             .past_within(Duration::from_secs(5))
             .future_within(Duration::from_secs(1))
@@ -840,13 +834,14 @@ async fn without_a_past_match_it_waits_for_the_future() {
 async fn past_and_future_windows_are_independent() {
     let bus = EventBus::new("FindIndependentBus");
     answer::<ParentEvent>(&bus);
-    let old = bus.dispatch(ParentEvent {}).unwrap().await.unwrap();
+    bus.dispatch(ParentEvent {}).unwrap().await.unwrap();
+    tokio::time::advance(Duration::from_millis(10)).await;
 
     // The past window excludes the old event; the future window then runs out.
     let start = Instant::now();
     let found = bus
         .find::<ParentEvent>()
-        .past_within(old.event_created_at().elapsed())
+        .past_within(Duration::from_millis(10))
         .future_within(Duration::from_millis(50))
         .await;
     assert!(found.is_none());
@@ -855,8 +850,8 @@ async fn past_and_future_windows_are_independent() {
     // The past window excludes it, and the future wait catches the next one.
     let waiter = bus
         .find::<ParentEvent>()
-        .past_within(old.event_created_at().elapsed())
-        .future(true);
+        .past_within(Duration::from_millis(10))
+        .future();
     let (found, new) = tokio::join!(waiter.into_future(), async {
         tokio::time::sleep(Duration::from_millis(50)).await;
         bus.dispatch(ParentEvent {}).unwrap()
@@ -866,7 +861,7 @@ async fn past_and_future_windows_are_independent() {
     // The whole history with a short future window finds the newest at once.
     let found = bus
         .find::<ParentEvent>()
-        .past(true)
+        .past()
         .future_within(Duration::from_millis(100))
         .await;
     assert_eq!(found.unwrap().event_id(), new.event_id());
@@ -886,7 +881,7 @@ async fn the_most_recent_match_wins_across_completed_and_in_flight_events() {
     let in_flight = bus.dispatch(NumberedEvent { value: 2 }).unwrap();
     started.notified().await;
 
-    let found = bus.find::<NumberedEvent>().future(true).await.unwrap();
+    let found = bus.find::<NumberedEvent>().future().await.unwrap();
     assert_eq!(found.event_id(), in_flight.event_id());
     assert_eq!(found.event_status(), EventStatus::Started);
     open.send_replace(true);
@@ -1052,7 +1047,7 @@ async fn a_future_wait_with_child_of_skips_other_parents_children() {
     let waiter = bus
         .find::<ChildEvent>()
         .child_of(&parent)
-        .past(false)
+        .no_past()
         .future_within(Duration::from_millis(300));
     let (found, _orphan) = tokio::join!(waiter.into_future(), async {
         tokio::time::sleep(Duration::from_millis(10)).await;
@@ -1086,7 +1081,7 @@ async fn every_filter_combines() {
         .field("full_page", false)
         .child_of(&parent)
         .past_within(Duration::from_secs(5))
-        .future(false)
+        .no_future()
         .await
         .unwrap();
     assert_eq!(found.event_id().to_string(), children.entries()[0]);
@@ -1100,10 +1095,10 @@ async fn every_filter_combines() {
 #[tokio::test]
 async fn stopping_the_bus_releases_future_waiters() {
     let bus = EventBus::new("FindStopBus");
-    let forever = bus.find::<ParentEvent>().past(false).future(true);
+    let forever = bus.find::<ParentEvent>().no_past().future();
     let windowed = bus
         .find_pattern("*")
-        .past(false)
+        .no_past()
         .future_within(Duration::from_secs(3600));
     let (forever, windowed, ()) =
         tokio::join!(forever.into_future(), windowed.into_future(), async {
@@ -1114,7 +1109,7 @@ async fn stopping_the_bus_releases_future_waiters() {
     assert!(windowed.is_none());
 
     // Afterwards a future wait returns at once; history is still searched.
-    assert!(bus.find::<ParentEvent>().future(true).await.is_none());
+    assert!(bus.find::<ParentEvent>().future().await.is_none());
 }
 
 #[tokio::test]
@@ -1123,7 +1118,7 @@ async fn a_stopped_bus_still_answers_from_its_history() {
     answer::<ParentEvent>(&bus);
     let event = bus.dispatch(ParentEvent {}).unwrap().await.unwrap();
     bus.stop(None).await;
-    let found = bus.find::<ParentEvent>().future(true).await;
+    let found = bus.find::<ParentEvent>().future().await;
     assert_eq!(found.unwrap().event_id(), event.event_id());
 }
 
@@ -1215,7 +1210,7 @@ async fn predicates_may_use_the_bus() {
 
     let waiter = bus
         .find::<NumberedEvent>()
-        .past(false)
+        .no_past()
         .future_within(Duration::from_secs(1))
         .matching(in_history);
     let (found, _) = tokio::join!(waiter.into_future(), async {
@@ -1264,7 +1259,7 @@ async fn expect_ignores_history_unless_asked() {
         .await
         .unwrap_err();
     assert!(matches!(err, WaitError::Timeout { .. }), "{err:?}");
-    let found = bus.expect::<ParentEvent>().past(true).await.unwrap();
+    let found = bus.expect::<ParentEvent>().past().await.unwrap();
     assert_eq!(found.event_id(), old.event_id());
 }
 
@@ -1354,7 +1349,7 @@ async fn many_timed_out_waiters_all_resolve_and_the_bus_still_resolves_new_ones(
     let mut waiting: FuturesUnordered<_> = (0..WAITERS)
         .map(|_| {
             bus.find_pattern("Never")
-                .past(false)
+                .no_past()
                 .future_within(Duration::from_secs(1))
                 .into_future()
         })
@@ -1374,7 +1369,7 @@ async fn many_timed_out_waiters_all_resolve_and_the_bus_still_resolves_new_ones(
 
     let next = bus
         .find_pattern("Never")
-        .past(false)
+        .no_past()
         .future_within(Duration::from_secs(1))
         .into_future();
     bus.dispatch(bubus::DynEvent::new("Never", serde_json::json!({})).unwrap())
@@ -1414,7 +1409,7 @@ async fn filter_returns_every_match_newest_first_up_to_a_limit() {
     assert_eq!(by_field.len(), 1);
     assert!(
         bus.find::<NumberedEvent>()
-            .past(false)
+            .no_past()
             .filter(None)
             .await
             .is_empty()

@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use bubus::{
-    AnyEvent, DynEvent, EventBus, EventHandle, EventStatus, HandlerCompletion, HandlerConcurrency,
-    ResultStatus,
+    AnyEvent, DynEvent, EventBus, EventHandle, EventStatus, event::HandlerCompletion,
+    event::HandlerConcurrency, result::ResultStatus,
 };
 use bubus_test_support::Recorder;
 use serde::{Deserialize, Serialize};
@@ -563,7 +563,7 @@ async fn a_forwarded_event_uses_the_processing_bus_handler_defaults_in_first_mod
 async fn each_bus_applies_its_own_event_timeout() {
     let relaxed = EventBus::new("RelaxedBus");
     let strict = EventBus::builder("StrictBus")
-        .event_timeout(Some(0.05))
+        .event_timeout(Some(Duration::from_millis(50)))
         .build();
     for bus in [&relaxed, &strict] {
         bus.on(|_: EventHandle<PingEvent>| async {

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bubus::event::Ttl;
 use bubus::{AnyEvent, DynEvent, EventBus, EventHandle};
 use serde_json::json;
 use tokio::sync::{Notify, watch};
@@ -190,7 +191,7 @@ fn secs(n: u64) -> Duration {
 #[tokio::test(start_paused = true)]
 async fn event_ttl_expires_completed_events_from_the_history() {
     let bus = EventBus::builder("TtlBus")
-        .event_ttl(Some(10.0))
+        .event_ttl(Duration::from_secs(10))
         .event_timeout(None)
         .build();
     let (release, gate) = watch::channel(false);
@@ -203,20 +204,20 @@ async fn event_ttl_expires_completed_events_from_the_history() {
     let slow = bus
         .dispatch(
             EventHandle::new(dyn_event("Slow", 0))
-                .with_event_concurrency(bubus::EventConcurrency::Parallel),
+                .with_event_concurrency(bubus::event::EventConcurrency::Parallel),
         )
         .unwrap();
     tokio::time::advance(secs(5)).await;
     bus.dispatch(dyn_event("A", 2)).unwrap().await.unwrap();
-    bus.dispatch(EventHandle::new(dyn_event("A", 3)).with_event_ttl(-1.0))
+    bus.dispatch(EventHandle::new(dyn_event("A", 3)).with_event_ttl(Ttl::Never))
         .unwrap()
         .await
         .unwrap();
-    bus.dispatch(EventHandle::new(dyn_event("A", 4)).with_event_ttl(2.0))
+    bus.dispatch(EventHandle::new(dyn_event("A", 4)).with_event_ttl(Duration::from_secs(2)))
         .unwrap()
         .await
         .unwrap();
-    bus.dispatch(EventHandle::new(dyn_event("A", 5)).with_event_ttl(0.0))
+    bus.dispatch(EventHandle::new(dyn_event("A", 5)).with_event_ttl(Duration::ZERO))
         .unwrap()
         .await
         .unwrap();
@@ -253,25 +254,27 @@ async fn event_ttl_expires_completed_events_from_the_history() {
 #[tokio::test(start_paused = true)]
 async fn result_ttls_remove_results_and_keep_the_event() {
     let bus = EventBus::builder("ResultTtlBus")
-        .event_result_ttl(Some(10.0))
+        .event_result_ttl(Duration::from_secs(10))
         .build();
     bus.on_with(
         |_: AnyEvent| json!("short"),
-        bubus::HandlerOptions::new()
+        bubus::handler::HandlerOptions::new()
             .pattern("R")
             .name("short")
-            .result_ttl(2.0),
+            .result_ttl(Duration::from_secs(2)),
     );
     bus.on_with(
         |_: AnyEvent| json!("bus default"),
-        bubus::HandlerOptions::new().pattern("R").name("default"),
+        bubus::handler::HandlerOptions::new()
+            .pattern("R")
+            .name("default"),
     );
     bus.on_with(
         |_: AnyEvent| json!("kept"),
-        bubus::HandlerOptions::new()
+        bubus::handler::HandlerOptions::new()
             .pattern("R")
             .name("kept")
-            .result_ttl(-1.0),
+            .result_ttl(Ttl::Never),
     );
     fn names(e: &impl AsRef<AnyEvent>) -> Vec<String> {
         e.as_ref()
@@ -282,7 +285,7 @@ async fn result_ttls_remove_results_and_keep_the_event() {
     }
     let plain = bus.dispatch(dyn_event("R", 1)).unwrap().await.unwrap();
     let own = bus
-        .dispatch(EventHandle::new(dyn_event("R", 2)).with_event_result_ttl(5.0))
+        .dispatch(EventHandle::new(dyn_event("R", 2)).with_event_result_ttl(Duration::from_secs(5)))
         .unwrap()
         .await
         .unwrap();
@@ -307,16 +310,18 @@ async fn result_ttls_remove_results_and_keep_the_event() {
 #[tokio::test(start_paused = true)]
 async fn ttls_are_written_as_the_2_5_keys_and_restored() {
     let bus = EventBus::builder("TtlWire")
-        .event_ttl(Some(30.0))
-        .event_result_ttl(Some(-1.0))
+        .event_ttl(Duration::from_secs(30))
+        .event_result_ttl(Ttl::Never)
         .event_handler_detect_file_paths(false)
         .build();
     bus.on_with(
         |_: AnyEvent| json!(1),
-        bubus::HandlerOptions::new().pattern("W").result_ttl(4.0),
+        bubus::handler::HandlerOptions::new()
+            .pattern("W")
+            .result_ttl(Duration::from_secs(4)),
     );
     let event = bus
-        .dispatch(EventHandle::new(dyn_event("W", 1)).with_event_ttl(20.0))
+        .dispatch(EventHandle::new(dyn_event("W", 1)).with_event_ttl(Duration::from_secs(20)))
         .unwrap()
         .await
         .unwrap();
@@ -341,8 +346,11 @@ async fn ttls_are_written_as_the_2_5_keys_and_restored() {
     assert_eq!(handler["handler_result_ttl"], 4.0);
 
     let restored = EventBus::restore(&snapshot).unwrap();
-    assert_eq!(restored.config().event_ttl, Some(30.0));
-    assert_eq!(restored.config().event_result_ttl, Some(-1.0));
+    assert_eq!(
+        restored.config().event_ttl,
+        Some(Ttl::After(Duration::from_secs(30)))
+    );
+    assert_eq!(restored.config().event_result_ttl, Some(Ttl::Never));
     assert_eq!(restored.snapshot()["event_ttl"], 30.0);
     restored.dispatch(dyn_event("W", 2)).unwrap().await.unwrap();
     tokio::time::advance(secs(31)).await;

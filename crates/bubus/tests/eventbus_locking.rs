@@ -82,9 +82,9 @@ use std::time::Duration;
 
 use bubus::retry::{Retry, SemaphoreScope};
 use bubus::{
-    AnyEvent, Event, EventBus, EventConcurrency, EventConfig, EventHandle, EventStatus,
-    HandlerConcurrency, HandlerErrorKind, HandlerOptions, LockDomain, ResultError, ResultStatus,
-    WaitError,
+    AnyEvent, Event, EventBus, EventHandle, EventStatus, WaitError, bus::LockDomain,
+    error::HandlerErrorKind, error::ResultError, event::EventConcurrency, event::EventConfig,
+    event::HandlerConcurrency, handler::HandlerOptions, result::ResultStatus,
 };
 use bubus_test_support::Recorder;
 use serde::{Deserialize, Serialize};
@@ -1240,7 +1240,7 @@ async fn forwarding_does_not_change_the_bus_of_the_running_handler() {
             // Forwarding to B changes neither the current bus nor the event's bus here.
             s.push(format!(
                 "a current={}",
-                bubus::current_bus().unwrap().label()
+                bubus::bus::current_bus().unwrap().label()
             ));
             s.push(format!("a event_bus={}", e.event_bus().unwrap().label()));
             e.event_bus().unwrap().dispatch(ChildEvent {})?;
@@ -1253,7 +1253,7 @@ async fn forwarding_does_not_change_the_bus_of_the_running_handler() {
         async move {
             s.push(format!(
                 "b current={}",
-                bubus::current_bus().unwrap().label()
+                bubus::bus::current_bus().unwrap().label()
             ));
             s.push(format!("b event_bus={}", e.event_bus().unwrap().label()));
             e.event_bus().unwrap().dispatch(ChildEvent {})?;
@@ -1484,7 +1484,7 @@ async fn find_in_the_future_resolves_with_an_event_forwarded_from_another_bus() 
 
     let waiting = bus_b
         .find::<WorkEvent>()
-        .past(false)
+        .no_past()
         .future_within(Duration::from_secs(1))
         .into_future();
     let start = Instant::now();
@@ -1586,7 +1586,7 @@ async fn a_parent_timeout_cancels_the_child_handlers_on_every_bus_with_attributi
     );
 
     bus_b.dispatch(BlockerEvent {}).unwrap();
-    let parent = EventHandle::new(ParentEvent {}).with_event_timeout(0.02);
+    let parent = EventHandle::new(ParentEvent {}).with_event_timeout(Duration::from_millis(20));
     let start = Instant::now();
     let parent = within_real(bus_a.dispatch(parent).unwrap()).await.unwrap();
     // The cancelled child was taken off both queues at once: nothing waited for bus B's
@@ -1628,7 +1628,7 @@ async fn a_forwarded_event_timeout_leaves_nothing_waiting() {
     on_tracked::<WorkEvent>(&bus_b, &[], &log, "slow", 50, HandlerOptions::new());
     on_tracked::<OtherEvent>(&bus_b, &[], &log, "next", 0, HandlerOptions::new());
 
-    let event = EventHandle::new(WorkEvent {}).with_event_timeout(0.01);
+    let event = EventHandle::new(WorkEvent {}).with_event_timeout(Duration::from_millis(10));
     let event = within_real(bus_a.dispatch(event).unwrap()).await.unwrap();
     let slow = event
         .event_results()
@@ -1717,7 +1717,7 @@ async fn a_timeout_is_never_overwritten_by_a_late_result() {
         },
         HandlerOptions::new()
             .name("late_and_wrong")
-            .timeout(Some(0.01)),
+            .timeout(Some(Duration::from_millis(10))),
     );
 
     let event = within_real(bus.dispatch(CountEvent {}).unwrap())
@@ -1936,23 +1936,32 @@ async fn handlers_of_one_type_with_different_options_do_not_collide() {
         tokio::time::sleep(ms(30)).await;
         String::from("slow")
     }
-    let tight = bus.on_with(slow, HandlerOptions::new().timeout(Some(0.01)));
-    let loose = bus.on_with(slow, HandlerOptions::new().timeout(Some(1.0)));
+    let tight = bus.on_with(
+        slow,
+        HandlerOptions::new().timeout(Some(Duration::from_millis(10))),
+    );
+    let loose = bus.on_with(
+        slow,
+        HandlerOptions::new().timeout(Some(Duration::from_secs(1))),
+    );
     let serial = bus.on_with(
         slow,
         HandlerOptions::new().concurrency(HandlerConcurrency::Serial),
     );
     assert_ne!(tight.id(), loose.id());
     assert_ne!(loose.id(), serial.id());
-    assert_eq!(tight.handler_timeout(), Some(Some(0.01)));
-    assert_eq!(loose.handler_timeout(), Some(Some(1.0)));
+    assert_eq!(
+        tight.handler_timeout(),
+        Some(Some(Duration::from_millis(10)))
+    );
+    assert_eq!(loose.handler_timeout(), Some(Some(Duration::from_secs(1))));
 
     let event = within_real(bus.dispatch(WorkEvent {}).unwrap())
         .await
         .unwrap();
     let results = event.event_results();
     assert_eq!(results.len(), 3);
-    let by_id = |h: &bubus::EventHandler| {
+    let by_id = |h: &bubus::handler::EventHandler| {
         results
             .iter()
             .find(|r| &r.handler_id == h.id())

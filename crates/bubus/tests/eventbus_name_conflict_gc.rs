@@ -292,14 +292,10 @@ async fn stop_with_clear_frees_history_handlers_and_waiters_while_the_bus_lives(
     // A pending find holds its predicate on the bus until it is released.
     let predicate_state = Counter::default();
     let held = predicate_state.live();
-    let find = bus
-        .find::<GcEvent>()
-        .past(false)
-        .future(true)
-        .matching(move |_| {
-            let _ = &held;
-            true
-        });
+    let find = bus.find::<GcEvent>().no_past().future().matching(move |_| {
+        let _ = &held;
+        true
+    });
     let expect = bus.expect::<GcEvent>();
 
     let (found, expected, ()) = tokio::join!(find.into_future(), expect.into_future(), async {

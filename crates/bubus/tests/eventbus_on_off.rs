@@ -5,7 +5,10 @@
 //! are not callable through their registration here — and the typed-contract checks, which the
 //! compiler enforces (see the trybuild fixtures).
 
-use bubus::{AnyEvent, DynEvent, EventBus, EventHandle, HandlerId, HandlerOptions, ResultStatus};
+use bubus::{
+    AnyEvent, DynEvent, EventBus, EventHandle, handler::HandlerId, handler::HandlerOptions,
+    result::ResultStatus,
+};
 use bubus_test_support::Recorder;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -119,6 +122,45 @@ async fn removing_a_handler_keeps_the_results_it_already_produced() {
     assert_eq!(first.event_result().await.unwrap(), "before");
     assert_eq!(first.event_results()[0].handler_id, *entry.id());
     assert!(second.event_results().is_empty());
+}
+
+#[tokio::test]
+async fn closures_registered_in_one_function_get_distinct_default_names() {
+    let bus = EventBus::new("RegistryClosureNamesBus");
+    let first = bus.on(|_: EventHandle<RegistryEvent>| String::from("first"));
+    let second = bus.on(|_: EventHandle<RegistryEvent>| String::from("second"));
+    let name = |h: &bubus::handler::EventHandler| h.handler_name().to_owned();
+    assert!(
+        name(&first)
+            .ends_with("closures_registered_in_one_function_get_distinct_default_names::<closure>"),
+        "{}",
+        name(&first)
+    );
+    assert!(
+        name(&second).ends_with(
+            "closures_registered_in_one_function_get_distinct_default_names::<closure#2>"
+        ),
+        "{}",
+        name(&second)
+    );
+
+    // Results by handler name keep both.
+    let event = bus.dispatch(registry_event("x")).unwrap().await.unwrap();
+    let by_name = event.event_results_by_handler_name().await.unwrap();
+    assert_eq!(by_name.len(), 2, "{by_name:?}");
+    assert_eq!(by_name[&name(&first)], "first");
+    assert_eq!(by_name[&name(&second)], "second");
+
+    // The same closure registered again keeps its name.
+    let handlers: Vec<_> = (0..3)
+        .map(|_| bus.on(|_: EventHandle<RegistryEvent>| String::from("again")))
+        .collect();
+    assert!(
+        handlers
+            .iter()
+            .all(|h| h.handler_name() == handlers[0].handler_name())
+    );
+    assert!(handlers[0].handler_name().ends_with("::<closure#3>"));
 }
 
 #[tokio::test]

@@ -22,8 +22,9 @@ use std::time::Duration;
 
 use bubus::retry::{Retry, SemaphoreScope};
 use bubus::{
-    AnyEvent, Event, EventBus, EventConcurrency, EventHandle, EventHandler, EventResult,
-    EventStatus, HandlerConcurrency, HandlerErrorKind, HandlerOptions, ResultStatus,
+    AnyEvent, Event, EventBus, EventHandle, EventResult, EventStatus, error::HandlerErrorKind,
+    event::EventConcurrency, event::HandlerConcurrency, handler::EventHandler,
+    handler::HandlerOptions, result::ResultStatus,
 };
 use bubus_test_support::Recorder;
 use serde::{Deserialize, Serialize};
@@ -142,8 +143,10 @@ async fn event_timeout_aborts_the_running_handler() {
 
     let start = Instant::now();
     let event = within(
-        bus.dispatch(EventHandle::new(TimeoutEvent {}).with_event_timeout(0.02))
-            .unwrap(),
+        bus.dispatch(
+            EventHandle::new(TimeoutEvent {}).with_event_timeout(Duration::from_millis(20)),
+        )
+        .unwrap(),
     )
     .await
     .unwrap();
@@ -180,7 +183,7 @@ async fn handler_that_finishes_within_its_timeout_completes() {
     on_sleep::<TimeoutEvent>(&bus, &log, "fast", 5, HandlerOptions::new());
 
     let event = bus
-        .dispatch(EventHandle::new(TimeoutEvent {}).with_event_timeout(0.5))
+        .dispatch(EventHandle::new(TimeoutEvent {}).with_event_timeout(Duration::from_millis(500)))
         .unwrap();
     assert_eq!(within(event.event_result()).await.unwrap(), "fast");
     assert_eq!(result_named(&event, "fast").status, ResultStatus::Completed);
@@ -219,12 +222,13 @@ async fn handler_timeout_is_a_timeout_error_and_the_next_handler_still_runs() {
 // ---------------------------------------------------------------------------------------------
 
 /// One row of the precedence matrix: the bus's event timeout, the event's timeouts, the handler's
-/// own timeout (`Some(None)`: explicitly none), and when and how the handler must end.
+/// own timeout (`Some(None)`: explicitly none), and when and how the handler must end. The table
+/// gives timeouts in seconds, as the reference's matrix does.
 struct Row {
-    bus: Option<f64>,
-    event_timeout: Option<f64>,
-    event_handler_timeout: Option<f64>,
-    own: Option<Option<f64>>,
+    bus: Option<Duration>,
+    event_timeout: Option<Duration>,
+    event_handler_timeout: Option<Duration>,
+    own: Option<Option<Duration>>,
     ends_at_ms: u128,
     kind: Option<HandlerErrorKind>,
 }
@@ -237,11 +241,12 @@ fn row(
     ends_at_ms: u128,
     kind: Option<HandlerErrorKind>,
 ) -> Row {
+    let secs = |s: Option<f64>| s.map(Duration::from_secs_f64);
     Row {
-        bus,
-        event_timeout,
-        event_handler_timeout,
-        own,
+        bus: secs(bus),
+        event_timeout: secs(event_timeout),
+        event_handler_timeout: secs(event_handler_timeout),
+        own: own.map(secs),
         ends_at_ms,
         kind,
     }
@@ -325,7 +330,7 @@ async fn each_handler_resolves_its_own_timeout_on_the_same_event() {
     // A handler without an override gets 0.05, one with its own 0.12 gets 0.12; with an event
     // timeout of 0.08, both get 0.08 (and the tie makes both aborted).
     let bus = EventBus::builder("TimeoutPrecedenceBus")
-        .event_timeout(Some(0.2))
+        .event_timeout(Some(Duration::from_millis(200)))
         .event_handler_concurrency(HandlerConcurrency::Parallel)
         .build();
     let log = Recorder::new();
@@ -333,7 +338,7 @@ async fn each_handler_resolves_its_own_timeout_on_the_same_event() {
         ("default_handler", HandlerOptions::new()),
         (
             "overridden_handler",
-            HandlerOptions::new().timeout(Some(0.12)),
+            HandlerOptions::new().timeout(Some(Duration::from_millis(120))),
         ),
     ] {
         let l = log.clone();
@@ -351,8 +356,8 @@ async fn each_handler_resolves_its_own_timeout_on_the_same_event() {
     }
 
     let event = EventHandle::new(TimeoutEvent {})
-        .with_event_timeout(0.2)
-        .with_event_handler_timeout(0.05);
+        .with_event_timeout(Duration::from_millis(200))
+        .with_event_handler_timeout(Duration::from_millis(50));
     let event = within(bus.dispatch(event).unwrap()).await.unwrap();
     assert!(result_named(&event, "default_handler").is_timeout());
     assert!(result_named(&event, "overridden_handler").is_timeout());
@@ -361,8 +366,8 @@ async fn each_handler_resolves_its_own_timeout_on_the_same_event() {
 
     log.clear();
     let tighter = EventHandle::new(TimeoutEvent {})
-        .with_event_timeout(0.08)
-        .with_event_handler_timeout(0.2);
+        .with_event_timeout(Duration::from_millis(80))
+        .with_event_handler_timeout(Duration::from_millis(200));
     let tighter = within(bus.dispatch(tighter).unwrap()).await.unwrap();
     for name in ["default_handler", "overridden_handler"] {
         assert_eq!(
@@ -379,8 +384,8 @@ async fn a_tie_is_decided_by_deadlines_not_by_configured_values() {
     // timeout ends exactly when the event's does: the event timer wins and the handler is
     // aborted. One millisecond less, and its own timer fires first.
     for (own, kind_expected, ends_at) in [
-        (0.03, HandlerErrorKind::Aborted, 30),
-        (0.029, HandlerErrorKind::Timeout, 29),
+        (Duration::from_millis(30), HandlerErrorKind::Aborted, 30),
+        (Duration::from_millis(29), HandlerErrorKind::Timeout, 29),
     ] {
         let bus = EventBus::new("DeadlineTieBus");
         let log = Recorder::new();
@@ -397,14 +402,14 @@ async fn a_tie_is_decided_by_deadlines_not_by_configured_values() {
             },
             HandlerOptions::new().name("second").timeout(Some(own)),
         );
-        let event = EventHandle::new(TimeoutEvent {}).with_event_timeout(0.05);
+        let event = EventHandle::new(TimeoutEvent {}).with_event_timeout(Duration::from_millis(50));
         let event = within(bus.dispatch(event).unwrap()).await.unwrap();
         assert_eq!(
             kind(&result_named(&event, "second")),
             Some(kind_expected),
-            "own timeout {own}"
+            "own timeout {own:?}"
         );
-        assert_eq!(ended_at(&log, "second"), ends_at, "own timeout {own}");
+        assert_eq!(ended_at(&log, "second"), ends_at, "own timeout {own:?}");
     }
 }
 
@@ -412,7 +417,7 @@ async fn a_tie_is_decided_by_deadlines_not_by_configured_values() {
 async fn the_event_budget_starts_when_its_bus_takes_it_up() {
     // Waiting in the queue (behind a slow event, or for the domain lock) does not count: each
     // event's timeout starts when its bus starts processing it.
-    let domain = bubus::LockDomain::new();
+    let domain = bubus::bus::LockDomain::new();
     let bus_a = EventBus::builder("BudgetA")
         .event_concurrency(EventConcurrency::GlobalSerial)
         .lock_domain(domain.clone())
@@ -428,10 +433,10 @@ async fn the_event_budget_starts_when_its_bus_takes_it_up() {
 
     bus_a.dispatch(ParentEvent {}).unwrap();
     let on_a = bus_a
-        .dispatch(EventHandle::new(ChildEvent {}).with_event_timeout(0.05))
+        .dispatch(EventHandle::new(ChildEvent {}).with_event_timeout(Duration::from_millis(50)))
         .unwrap();
     let on_b = bus_b
-        .dispatch(EventHandle::new(ChildEvent {}).with_event_timeout(0.05))
+        .dispatch(EventHandle::new(ChildEvent {}).with_event_timeout(Duration::from_millis(50)))
         .unwrap();
     let start = Instant::now();
     assert_eq!(within(on_a.event_result()).await.unwrap(), "queued_on_a");
@@ -446,7 +451,7 @@ async fn the_event_budget_starts_when_its_bus_takes_it_up() {
 #[tokio::test(start_paused = true)]
 async fn unset_event_timeout_falls_back_to_the_bus_default() {
     let bus = EventBus::builder("TimeoutDefaultBus")
-        .event_timeout(Some(0.01))
+        .event_timeout(Some(Duration::from_millis(10)))
         .build();
     let log = Recorder::new();
     on_sleep::<TimeoutEvent>(&bus, &log, "slow", 50, HandlerOptions::new());
@@ -488,7 +493,7 @@ async fn a_zero_timeout_stops_any_handler_that_has_to_wait() {
 
     let start = Instant::now();
     let event = bus
-        .dispatch(EventHandle::new(TimeoutEvent {}).with_event_timeout(0.0))
+        .dispatch(EventHandle::new(TimeoutEvent {}).with_event_timeout(Duration::ZERO))
         .unwrap();
     let event = within(event).await.unwrap();
     assert_eq!(start.elapsed(), Duration::ZERO);
@@ -520,9 +525,9 @@ async fn handler_file_paths_are_recorded_unless_turned_off() {
 #[tokio::test(start_paused = true)]
 async fn timeout_defaults_resolve_at_processing_time_and_are_not_written_onto_the_event() {
     let bus = EventBus::builder("TimeoutDefaultsCopyBus")
-        .event_timeout(Some(12.0))
-        .event_slow_timeout(Some(34.0))
-        .event_handler_slow_timeout(Some(56.0))
+        .event_timeout(Some(Duration::from_secs(12)))
+        .event_slow_timeout(Some(Duration::from_secs(34)))
+        .event_handler_slow_timeout(Some(Duration::from_secs(56)))
         .build();
     let log = Recorder::new();
     let l = log.clone();
@@ -540,7 +545,7 @@ async fn timeout_defaults_resolve_at_processing_time_and_are_not_written_onto_th
 
     let event = bus.dispatch(TimeoutEvent {}).unwrap();
     let config = event.event_config();
-    assert_eq!(config, bubus::EventConfig::default());
+    assert_eq!(config, bubus::event::EventConfig::default());
     assert_eq!(config.event_timeout, None);
     assert_eq!(config.event_handler_timeout, None);
     assert_eq!(config.event_slow_timeout, None);
@@ -554,7 +559,7 @@ async fn timeout_defaults_resolve_at_processing_time_and_are_not_written_onto_th
         Some(HandlerErrorKind::Aborted)
     );
     // ... without being copied onto the event, even after processing.
-    assert_eq!(event.event_config(), bubus::EventConfig::default());
+    assert_eq!(event.event_config(), bubus::event::EventConfig::default());
     let results = event.event_results();
     assert_eq!(
         results[0].handler_timeout, None,
@@ -627,8 +632,10 @@ async fn event_timeout_aborts_every_started_parallel_handler() {
     }
 
     let event = within(
-        bus.dispatch(EventHandle::new(TimeoutEvent {}).with_event_timeout(0.03))
-            .unwrap(),
+        bus.dispatch(
+            EventHandle::new(TimeoutEvent {}).with_event_timeout(Duration::from_millis(30)),
+        )
+        .unwrap(),
     )
     .await
     .unwrap();
@@ -652,7 +659,7 @@ async fn event_timeout_does_not_relabel_a_recorded_handler_timeout() {
         &log,
         "own_timeout",
         50,
-        HandlerOptions::new().timeout(Some(0.01)),
+        HandlerOptions::new().timeout(Some(Duration::from_millis(10))),
     );
     // The reference's variant: the timeout comes from a retry policy around the handler.
     let policy = Retry::new().max_attempts(1).timeout(ms(10));
@@ -666,8 +673,10 @@ async fn event_timeout_does_not_relabel_a_recorded_handler_timeout() {
     on_sleep::<TimeoutEvent>(&bus, &log, "long_running", 200, HandlerOptions::new());
 
     let event = within(
-        bus.dispatch(EventHandle::new(TimeoutEvent {}).with_event_timeout(0.05))
-            .unwrap(),
+        bus.dispatch(
+            EventHandle::new(TimeoutEvent {}).with_event_timeout(Duration::from_millis(50)),
+        )
+        .unwrap(),
     )
     .await
     .unwrap();
@@ -684,7 +693,7 @@ async fn event_timeout_does_not_relabel_a_recorded_handler_timeout() {
 
 #[tokio::test(start_paused = true)]
 async fn event_timeouts_abort_handlers_in_every_concurrency_mode() {
-    let domain = bubus::LockDomain::new();
+    let domain = bubus::bus::LockDomain::new();
     for event_mode in [
         EventConcurrency::GlobalSerial,
         EventConcurrency::BusSerial,
@@ -715,7 +724,9 @@ async fn event_timeouts_abort_handlers_in_every_concurrency_mode() {
             }
 
             let event = bus
-                .dispatch(EventHandle::new(TimeoutEvent {}).with_event_timeout(0.01))
+                .dispatch(
+                    EventHandle::new(TimeoutEvent {}).with_event_timeout(Duration::from_millis(10)),
+                )
                 .unwrap();
             let event = within(event).await.unwrap();
             let results = event.event_results();
@@ -741,8 +752,10 @@ async fn an_event_with_one_timed_out_handler_still_completes_with_the_others() {
     on_sleep::<TimeoutEvent>(&bus, &log, "slow", 50, HandlerOptions::new());
 
     let event = within(
-        bus.dispatch(EventHandle::new(TimeoutEvent {}).with_event_timeout(0.01))
-            .unwrap(),
+        bus.dispatch(
+            EventHandle::new(TimeoutEvent {}).with_event_timeout(Duration::from_millis(10)),
+        )
+        .unwrap(),
     )
     .await
     .unwrap();
@@ -758,7 +771,7 @@ async fn an_event_with_one_timed_out_handler_still_completes_with_the_others() {
 async fn event_level_concurrency_overrides_do_not_bypass_timeouts() {
     let bus = EventBus::builder("TimeoutEventOverrideBus")
         .event_concurrency(EventConcurrency::GlobalSerial)
-        .lock_domain(bubus::LockDomain::new())
+        .lock_domain(bubus::bus::LockDomain::new())
         .build();
     let policy = Retry::new()
         .semaphore_scope(SemaphoreScope::Global)
@@ -779,7 +792,7 @@ async fn event_level_concurrency_overrides_do_not_bypass_timeouts() {
     }));
 
     let event = EventHandle::new(TimeoutEvent {})
-        .with_event_timeout(0.01)
+        .with_event_timeout(Duration::from_millis(10))
         .with_event_concurrency(EventConcurrency::Parallel)
         .with_event_handler_concurrency(HandlerConcurrency::Parallel);
     let event = within(bus.dispatch(event).unwrap()).await.unwrap();
@@ -831,7 +844,9 @@ async fn a_forwarded_event_times_out_on_the_bus_it_was_forwarded_to() {
 
     let event = within(
         bus_a
-            .dispatch(EventHandle::new(TimeoutEvent {}).with_event_timeout(0.01))
+            .dispatch(
+                EventHandle::new(TimeoutEvent {}).with_event_timeout(Duration::from_millis(10)),
+            )
             .unwrap(),
     )
     .await
@@ -851,7 +866,7 @@ async fn a_forwarded_event_times_out_on_the_bus_it_was_forwarded_to() {
 
 #[tokio::test(start_paused = true)]
 async fn a_queue_jumped_child_times_out_across_global_serial_buses() {
-    let domain = bubus::LockDomain::new();
+    let domain = bubus::bus::LockDomain::new();
     let bus_a = EventBus::builder("TimeoutQueueJumpA")
         .event_concurrency(EventConcurrency::GlobalSerial)
         .lock_domain(domain.clone())
@@ -868,7 +883,9 @@ async fn a_queue_jumped_child_times_out_across_global_serial_buses() {
     bus_a.on(move |_: EventHandle<ParentEvent>| {
         let (slot, a, b) = (Arc::clone(&slot), a.clone(), b.clone());
         async move {
-            let child = a.dispatch(EventHandle::new(ChildEvent {}).with_event_timeout(0.01))?;
+            let child = a.dispatch(
+                EventHandle::new(ChildEvent {}).with_event_timeout(Duration::from_millis(10)),
+            )?;
             b.dispatch(&child)?;
             *slot.lock().unwrap() = Some(child.clone());
             child.await?;
@@ -878,7 +895,9 @@ async fn a_queue_jumped_child_times_out_across_global_serial_buses() {
 
     let parent = within(
         bus_a
-            .dispatch(EventHandle::new(ParentEvent {}).with_event_timeout(0.5))
+            .dispatch(
+                EventHandle::new(ParentEvent {}).with_event_timeout(Duration::from_millis(500)),
+            )
             .unwrap(),
     )
     .await
@@ -1025,7 +1044,7 @@ async fn a_parent_timeout_while_a_sibling_handler_holds_the_serial_lock_releases
                 async move {
                     if awaits_child {
                         let child = EventHandle::new(ChildEvent {})
-                            .with_event_timeout(0.2)
+                            .with_event_timeout(Duration::from_millis(200))
                             .with_event_handler_concurrency(HandlerConcurrency::Parallel);
                         b.dispatch(child)?.await?;
                     }
@@ -1045,7 +1064,7 @@ async fn a_parent_timeout_while_a_sibling_handler_holds_the_serial_lock_releases
         wrap(&bus, "parent_main", 0, true);
         wrap(&bus, "parent_blocker", 40, false);
 
-        let parent = EventHandle::new(ParentEvent {}).with_event_timeout(0.01);
+        let parent = EventHandle::new(ParentEvent {}).with_event_timeout(Duration::from_millis(10));
         let parent = within(bus.dispatch(parent).unwrap()).await.unwrap();
         assert!(within(bus.wait_until_idle(None)).await);
         assert_eq!(
@@ -1098,8 +1117,11 @@ async fn nested_queue_jump_with_timeout_cancellation_leaves_the_bus_usable() {
         on!(move |_: EventHandle<ChildEvent>| {
             let b = b.clone();
             async move {
-                b.dispatch(EventHandle::new(GrandchildEvent {}).with_event_timeout(0.2))?
-                    .await?;
+                b.dispatch(
+                    EventHandle::new(GrandchildEvent {})
+                        .with_event_timeout(Duration::from_millis(200)),
+                )?
+                .await?;
                 tokio::time::sleep(ms(40)).await;
                 Ok::<_, bubus::Error>(String::from("child_done"))
             }
@@ -1113,10 +1135,14 @@ async fn nested_queue_jump_with_timeout_cancellation_leaves_the_bus_usable() {
         on!(move |_: EventHandle<ParentEvent>| {
             let (b, slot) = (b.clone(), Arc::clone(&slot));
             async move {
-                let sibling =
-                    b.dispatch(EventHandle::new(SiblingEvent {}).with_event_timeout(0.2))?;
+                let sibling = b.dispatch(
+                    EventHandle::new(SiblingEvent {})
+                        .with_event_timeout(Duration::from_millis(200)),
+                )?;
                 *slot.lock().unwrap() = Some(sibling);
-                let child = b.dispatch(EventHandle::new(ChildEvent {}).with_event_timeout(0.02))?;
+                let child = b.dispatch(
+                    EventHandle::new(ChildEvent {}).with_event_timeout(Duration::from_millis(20)),
+                )?;
                 child.await?;
                 tokio::time::sleep(ms(40)).await;
                 Ok::<_, bubus::Error>(String::from("parent_done"))
@@ -1128,7 +1154,7 @@ async fn nested_queue_jump_with_timeout_cancellation_leaves_the_bus_usable() {
             async { Ok::<_, bubus::Error>(String::from("tail_done")) }
         });
 
-        let parent = EventHandle::new(ParentEvent {}).with_event_timeout(0.03);
+        let parent = EventHandle::new(ParentEvent {}).with_event_timeout(Duration::from_millis(30));
         let parent = within(bus.dispatch(parent).unwrap()).await.unwrap();
         assert!(within(bus.wait_until_idle(None)).await);
         assert_eq!(kinds(&parent), [Some(HandlerErrorKind::Aborted)]);
@@ -1137,7 +1163,7 @@ async fn nested_queue_jump_with_timeout_cancellation_leaves_the_bus_usable() {
         assert_eq!(kinds(&sibling), [Some(HandlerErrorKind::Cancelled)]);
 
         let tail = bus
-            .dispatch(EventHandle::new(TailEvent {}).with_event_timeout(0.05))
+            .dispatch(EventHandle::new(TailEvent {}).with_event_timeout(Duration::from_millis(50)))
             .unwrap();
         assert_eq!(within(tail.event_result()).await.unwrap(), "tail_done");
         assert_eq!(tail_runs.load(Ordering::SeqCst), 1);
@@ -1160,14 +1186,16 @@ async fn a_parent_timeout_cancels_the_pending_handlers_of_its_queued_child() {
     bus.on(move |_: EventHandle<ParentEvent>| {
         let b = b.clone();
         async move {
-            b.dispatch(EventHandle::new(ChildEvent {}).with_event_timeout(0.2))?;
+            b.dispatch(
+                EventHandle::new(ChildEvent {}).with_event_timeout(Duration::from_millis(200)),
+            )?;
             tokio::time::sleep(ms(50)).await;
             Ok::<_, bubus::Error>(String::new())
         }
     });
 
     let parent = bus
-        .dispatch(EventHandle::new(ParentEvent {}).with_event_timeout(0.01))
+        .dispatch(EventHandle::new(ParentEvent {}).with_event_timeout(Duration::from_millis(10)))
         .unwrap();
     let parent = within(parent).await.unwrap();
     assert!(within(bus.wait_until_idle(None)).await);
@@ -1201,7 +1229,9 @@ async fn a_handler_timeout_cancels_the_events_that_handler_queued() {
         let body = move |_: EventHandle<ParentEvent>| {
             let b = b.clone();
             async move {
-                b.dispatch(EventHandle::new(ChildEvent {}).with_event_timeout(0.2))?;
+                b.dispatch(
+                    EventHandle::new(ChildEvent {}).with_event_timeout(Duration::from_millis(200)),
+                )?;
                 tokio::time::sleep(ms(50)).await;
                 Ok::<_, bubus::Error>(String::from("parent_done"))
             }
@@ -1211,11 +1241,13 @@ async fn a_handler_timeout_cancels_the_events_that_handler_queued() {
             let policy = Retry::new().max_attempts(1).timeout(ms(10));
             bus.on_with(policy.handler(body), options);
         } else {
-            bus.on_with(body, options.timeout(Some(0.01)));
+            bus.on_with(body, options.timeout(Some(Duration::from_millis(10))));
         }
 
         let parent = bus
-            .dispatch(EventHandle::new(ParentEvent {}).with_event_timeout(0.5))
+            .dispatch(
+                EventHandle::new(ParentEvent {}).with_event_timeout(Duration::from_millis(500)),
+            )
             .unwrap();
         let parent = within(parent).await.unwrap();
         assert!(within(bus.wait_until_idle(None)).await);
@@ -1249,7 +1281,7 @@ async fn a_handler_timeout_aborts_a_descendant_running_on_another_bus() {
         },
         HandlerOptions::new()
             .name("parent_handler")
-            .timeout(Some(0.05)),
+            .timeout(Some(Duration::from_millis(50))),
     );
 
     let start = Instant::now();
@@ -1298,8 +1330,9 @@ async fn handler_timeout_stops_in_flight_retries_and_cancels_the_started_child()
             let (b, a, slot) = (b.clone(), Arc::clone(&a), Arc::clone(&slot));
             async move {
                 if a.fetch_add(1, Ordering::SeqCst) == 0 {
-                    let child =
-                        b.dispatch(EventHandle::new(ChildEvent {}).with_event_timeout(2.0))?;
+                    let child = b.dispatch(
+                        EventHandle::new(ChildEvent {}).with_event_timeout(Duration::from_secs(2)),
+                    )?;
                     *slot.lock().unwrap() = Some(child);
                     tokio::time::sleep(ms(10)).await;
                 }
@@ -1307,11 +1340,13 @@ async fn handler_timeout_stops_in_flight_retries_and_cancels_the_started_child()
                 Ok::<_, bubus::Error>(String::from("parent_attempt_done"))
             }
         }),
-        HandlerOptions::new().name("parent").timeout(Some(0.35)),
+        HandlerOptions::new()
+            .name("parent")
+            .timeout(Some(Duration::from_millis(350))),
     );
 
     let parent = bus
-        .dispatch(EventHandle::new(ParentEvent {}).with_event_timeout(2.0))
+        .dispatch(EventHandle::new(ParentEvent {}).with_event_timeout(Duration::from_secs(2)))
         .unwrap();
     let parent = within(parent).await.unwrap();
     assert!(within(bus.wait_until_idle(None)).await);
@@ -1346,7 +1381,7 @@ async fn a_parent_timeout_cancels_children_that_have_no_timeout_of_their_own() {
     });
 
     let parent = bus
-        .dispatch(EventHandle::new(ParentEvent {}).with_event_timeout(0.03))
+        .dispatch(EventHandle::new(ParentEvent {}).with_event_timeout(Duration::from_millis(30)))
         .unwrap();
     let parent = within(parent).await.unwrap();
     assert!(within(bus.wait_until_idle(None)).await);
@@ -1372,10 +1407,14 @@ async fn multi_level_timeout_cascade_with_mixed_cancellations() {
         move |_: EventHandle<ChildEvent>| {
             let (b, s) = (b.clone(), Arc::clone(&s));
             async move {
-                let queued =
-                    b.dispatch(EventHandle::new(QueuedGrandchildEvent {}).with_event_timeout(0.2))?;
-                let immediate =
-                    b.dispatch(EventHandle::new(GrandchildEvent {}).with_event_timeout(0.2))?;
+                let queued = b.dispatch(
+                    EventHandle::new(QueuedGrandchildEvent {})
+                        .with_event_timeout(Duration::from_millis(200)),
+                )?;
+                let immediate = b.dispatch(
+                    EventHandle::new(GrandchildEvent {})
+                        .with_event_timeout(Duration::from_millis(200)),
+                )?;
                 s.lock()
                     .unwrap()
                     .extend([queued.to_any(), immediate.to_any()]);
@@ -1394,9 +1433,13 @@ async fn multi_level_timeout_cascade_with_mixed_cancellations() {
     bus.on(move |_: EventHandle<ParentEvent>| {
         let (b, s) = (b.clone(), Arc::clone(&s));
         async move {
-            let queued =
-                b.dispatch(EventHandle::new(QueuedChildEvent {}).with_event_timeout(0.2))?;
-            let awaited = b.dispatch(EventHandle::new(ChildEvent {}).with_event_timeout(0.03))?;
+            let queued = b.dispatch(
+                EventHandle::new(QueuedChildEvent {})
+                    .with_event_timeout(Duration::from_millis(200)),
+            )?;
+            let awaited = b.dispatch(
+                EventHandle::new(ChildEvent {}).with_event_timeout(Duration::from_millis(30)),
+            )?;
             s.lock()
                 .unwrap()
                 .extend([queued.to_any(), awaited.to_any()]);
@@ -1407,7 +1450,7 @@ async fn multi_level_timeout_cascade_with_mixed_cancellations() {
     });
 
     let top = bus
-        .dispatch(EventHandle::new(ParentEvent {}).with_event_timeout(0.04))
+        .dispatch(EventHandle::new(ParentEvent {}).with_event_timeout(Duration::from_millis(40)))
         .unwrap();
     let top = within(top).await.unwrap();
     assert!(within(bus.wait_until_idle(None)).await);
@@ -1480,9 +1523,13 @@ async fn three_level_timeout_cascade_cancels_queued_and_running_descendants() {
             let (b, r, l) = (b.clone(), Arc::clone(&r), l.clone());
             async move {
                 l.push("top_main_start");
-                let child = b.dispatch(EventHandle::new(ChildEvent {}).with_event_timeout(0.15))?;
-                let sibling =
-                    b.dispatch(EventHandle::new(SiblingEvent {}).with_event_timeout(0.5))?;
+                let child = b.dispatch(
+                    EventHandle::new(ChildEvent {}).with_event_timeout(Duration::from_millis(150)),
+                )?;
+                let sibling = b.dispatch(
+                    EventHandle::new(SiblingEvent {})
+                        .with_event_timeout(Duration::from_millis(500)),
+                )?;
                 r.lock().unwrap().extend([child.to_any(), sibling.to_any()]);
                 child.await?;
                 l.push("top_main_after_child");
@@ -1499,10 +1546,14 @@ async fn three_level_timeout_cascade_cancels_queued_and_running_descendants() {
             let (b, r, l) = (b.clone(), Arc::clone(&r), l.clone());
             async move {
                 l.push("child_start");
-                let grandchild =
-                    b.dispatch(EventHandle::new(GrandchildEvent {}).with_event_timeout(0.035))?;
-                let queued =
-                    b.dispatch(EventHandle::new(QueuedGrandchildEvent {}).with_event_timeout(0.5))?;
+                let grandchild = b.dispatch(
+                    EventHandle::new(GrandchildEvent {})
+                        .with_event_timeout(Duration::from_millis(35)),
+                )?;
+                let queued = b.dispatch(
+                    EventHandle::new(QueuedGrandchildEvent {})
+                        .with_event_timeout(Duration::from_millis(500)),
+                )?;
                 r.lock()
                     .unwrap()
                     .extend([grandchild.to_any(), queued.to_any()]);
@@ -1528,7 +1579,7 @@ async fn three_level_timeout_cascade_cancels_queued_and_running_descendants() {
     on_sleep::<SiblingEvent>(&bus, &log, "sibling", 0, HandlerOptions::new());
 
     let top = bus
-        .dispatch(EventHandle::new(ParentEvent {}).with_event_timeout(0.25))
+        .dispatch(EventHandle::new(ParentEvent {}).with_event_timeout(Duration::from_millis(250)))
         .unwrap();
     let top = within(top).await.unwrap();
     assert!(within(bus.wait_until_idle(None)).await);
@@ -1639,7 +1690,9 @@ async fn cancellation_names_the_timeout_that_caused_it() {
         move |_: EventHandle<ChildEvent>| {
             let (b, r) = (b.clone(), Arc::clone(&r));
             async move {
-                let deep = b.dispatch(EventHandle::new(DeepEvent {}).with_event_timeout(0.5))?;
+                let deep = b.dispatch(
+                    EventHandle::new(DeepEvent {}).with_event_timeout(Duration::from_millis(500)),
+                )?;
                 r.lock().unwrap().push(deep.to_any());
                 tokio::time::sleep(ms(200)).await;
                 Ok::<_, bubus::Error>(String::from("inner_done"))
@@ -1652,7 +1705,9 @@ async fn cancellation_names_the_timeout_that_caused_it() {
         move |_: EventHandle<ParentEvent>| {
             let (b, r) = (b.clone(), Arc::clone(&r));
             async move {
-                let inner = b.dispatch(EventHandle::new(ChildEvent {}).with_event_timeout(0.04))?;
+                let inner = b.dispatch(
+                    EventHandle::new(ChildEvent {}).with_event_timeout(Duration::from_millis(40)),
+                )?;
                 r.lock().unwrap().push(inner.to_any());
                 inner.await?;
                 tokio::time::sleep(ms(200)).await;
@@ -1663,7 +1718,7 @@ async fn cancellation_names_the_timeout_that_caused_it() {
     );
 
     let outer = bus
-        .dispatch(EventHandle::new(ParentEvent {}).with_event_timeout(0.15))
+        .dispatch(EventHandle::new(ParentEvent {}).with_event_timeout(Duration::from_millis(150)))
         .unwrap();
     let outer = within(outer).await.unwrap();
     assert!(within(bus.wait_until_idle(None)).await);

@@ -19,8 +19,9 @@ use std::time::Duration;
 
 use bubus::retry::Retry;
 use bubus::{
-    AnyEvent, EventBus, EventHandle, EventResult, HandlerCompletion, HandlerConcurrency,
-    HandlerErrorKind, HandlerOptions, ResultError, ResultStatus, WaitError,
+    AnyEvent, EventBus, EventHandle, EventResult, WaitError, error::HandlerErrorKind,
+    error::ResultError, event::HandlerCompletion, event::HandlerConcurrency,
+    handler::HandlerOptions, result::ResultStatus,
 };
 use bubus_test_support::Recorder;
 use serde::{Deserialize, Serialize};

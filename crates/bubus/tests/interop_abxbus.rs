@@ -17,9 +17,12 @@ mod wire_support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bubus::wal::{RecordKind, WalMiddleware, WalReader};
-use bubus::{AnyEvent, DynEvent, EventBus, EventConcurrency, EventHandle, HandlerConcurrency};
+use bubus::{
+    AnyEvent, DynEvent, EventBus, EventHandle, event::EventConcurrency, event::HandlerConcurrency,
+};
 use bubus_test_support::peers;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -154,7 +157,7 @@ async fn write_rust_files(dir: &Path) {
                 }],
                 note: Some("gift ✓".into()),
             })
-            .with_event_handler_timeout(4.0),
+            .with_event_handler_timeout(Duration::from_secs(4)),
         )
         .unwrap();
     let _ = order.clone().await;

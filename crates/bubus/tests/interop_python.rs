@@ -20,7 +20,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use bubus::{
-    AnyEvent, DynEvent, EventBus, EventConcurrency, EventHandle, EventStatus, HandlerConcurrency,
+    AnyEvent, DynEvent, EventBus, EventHandle, EventStatus, event::EventConcurrency,
+    event::HandlerConcurrency,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
@@ -204,7 +205,10 @@ async fn stage1_python_events_read_intact() {
     assert_eq!(*order.payload(), sample_order("ord-1001"));
     assert_eq!(order.event_status(), EventStatus::Pending);
     assert!(order.event_path().is_empty());
-    assert_eq!(order.event_config().event_timeout, Some(12.5));
+    assert_eq!(
+        order.event_config().event_timeout,
+        Some(Duration::from_millis(12500))
+    );
 
     let order_done = decode(after, "order")
         .try_downcast::<OrderPlaced>()
@@ -223,7 +227,10 @@ async fn stage1_python_events_read_intact() {
         .unwrap();
     assert_eq!(shipment.event_parent_id(), Some(order.event_id()));
     assert_eq!(shipment.event_path(), ["OrdersBus", "ShippingBus"]);
-    assert_eq!(shipment.event_config().event_timeout, Some(30.0));
+    assert_eq!(
+        shipment.event_config().event_timeout,
+        Some(Duration::from_secs(30))
+    );
     assert_eq!(shipment.warehouses, ["LHR-1", "MAN-2"]);
     assert_eq!(shipment.weights["LHR-1"], [1.25, 2.5]);
     assert!(shipment.weights["MAN-2"].is_empty());
@@ -305,7 +312,7 @@ async fn rust_events() -> Vec<(&'static str, AnyEvent)> {
         orders.on(move |e: EventHandle<OrderPlaced>| {
             let children = children.clone();
             async move {
-                let bus = bubus::current_bus().expect("in a handler");
+                let bus = bubus::bus::current_bus().expect("in a handler");
                 let child = bus
                     .dispatch(
                         EventHandle::new(ShipmentRequested {
@@ -317,7 +324,7 @@ async fn rust_events() -> Vec<(&'static str, AnyEvent)> {
                             ]
                             .into(),
                         })
-                        .with_event_timeout(30.0)
+                        .with_event_timeout(Duration::from_secs(30))
                         .with_event_handler_concurrency(HandlerConcurrency::Parallel),
                     )
                     .expect("dispatch");
@@ -336,7 +343,10 @@ async fn rust_events() -> Vec<(&'static str, AnyEvent)> {
     orders.forward_to(&shipping);
 
     let order = orders
-        .dispatch(EventHandle::new(sample_order("ord-2001")).with_event_timeout(12.5))
+        .dispatch(
+            EventHandle::new(sample_order("ord-2001"))
+                .with_event_timeout(Duration::from_millis(12500)),
+        )
         .unwrap()
         .await
         .unwrap();
@@ -363,7 +373,7 @@ async fn rust_events() -> Vec<(&'static str, AnyEvent)> {
     .with_result_schema(json!({"type": "null"}));
     let dynamic = EventHandle::new(dynamic)
         .with_event_concurrency(EventConcurrency::Parallel)
-        .with_event_slow_timeout(2.5);
+        .with_event_slow_timeout(Duration::from_millis(2500));
     let dyn_bus = EventBus::new("RustAudit");
     dyn_bus.on(|_: AnyEvent| Value::Null);
     let dynamic = dyn_bus.dispatch(dynamic).unwrap().await.unwrap();

@@ -12,7 +12,8 @@
 use std::sync::Arc;
 
 use bubus::{
-    AnyEvent, DynEvent, Event, EventBus, EventHandle, EventHandler, HandlerOptions, Timestamp,
+    AnyEvent, DynEvent, Event, EventBus, EventHandle, handler::EventHandler,
+    handler::HandlerOptions, time::Timestamp,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};

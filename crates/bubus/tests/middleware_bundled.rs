@@ -18,7 +18,10 @@ use bubus::middleware::{
     AutoErrorEventMiddleware, AutoHandlerChangeEventMiddleware, AutoReturnEventMiddleware,
     LoggerMiddleware, TracingMiddleware,
 };
-use bubus::{AnyEvent, DynEvent, EventBus, EventHandle, HandlerError, HandlerOptions, WireError};
+use bubus::{
+    AnyEvent, DynEvent, EventBus, EventHandle, HandlerError, error::WireError,
+    handler::HandlerOptions,
+};
 use bubus_test_support::Recorder;
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -475,7 +478,7 @@ async fn tracing_spans_nest_events_and_handlers_like_the_event_tree() -> Result<
         .build();
     bus.on_with(
         |_: EventHandle<RootEvent>| async {
-            let bus = bubus::current_bus().expect("in a handler");
+            let bus = bubus::bus::current_bus().expect("in a handler");
             // Awaited (queue-jump) and fire-and-forget children both nest under this handler.
             let child = bus.dispatch(ChildEvent {})?;
             bus.dispatch(SideEvent {})?;
@@ -696,7 +699,9 @@ async fn tracing_keeps_nothing_after_many_events_timeouts_and_cancellations()
     let mut handles = Vec::new();
     for i in 0..100 {
         let action = if i % 10 == 0 { "slow" } else { "fast" };
-        handles.push(bus.dispatch(EventHandle::new(user_action(action)).with_event_timeout(1.0))?);
+        handles.push(bus.dispatch(
+            EventHandle::new(user_action(action)).with_event_timeout(Duration::from_secs(1)),
+        )?);
     }
     for handle in handles {
         handle.await?;
@@ -743,8 +748,8 @@ async fn auto_error_events_are_dispatched_and_do_not_recurse() -> Result<(), bub
     assert_eq!(seen.entries(), ["UserActionEventErrorEvent:ValueError"]);
     let error_event = bus
         .find_pattern("UserActionEventErrorEvent")
-        .past(true)
-        .future(false)
+        .past()
+        .no_future()
         .await
         .expect("dispatched");
     let json = error_event.to_json();
@@ -759,8 +764,8 @@ async fn auto_error_events_are_dispatched_and_do_not_recurse() -> Result<(), bub
     );
     assert!(
         bus.find_pattern("UserActionEventErrorEventErrorEvent")
-            .past(true)
-            .future(false)
+            .past()
+            .no_future()
             .await
             .is_none()
     );
@@ -778,7 +783,7 @@ async fn auto_error_events_cover_timeouts_and_skip_result_events() -> Result<(),
             tokio::time::sleep(Duration::from_secs(5)).await;
             "late".to_owned()
         },
-        HandlerOptions::new().timeout(Some(0.1)),
+        HandlerOptions::new().timeout(Some(Duration::from_millis(100))),
     );
     bus.on_pattern("SomethingResultEvent", |_: AnyEvent| {
         Err::<(), _>(HandlerError::new("ValueError", "ignored"))
@@ -791,8 +796,8 @@ async fn auto_error_events_cover_timeouts_and_skip_result_events() -> Result<(),
 
     let error_event = bus
         .find_pattern("UserActionEventErrorEvent")
-        .past(true)
-        .future(false)
+        .past()
+        .no_future()
         .await
         .expect("dispatched");
     assert_eq!(
@@ -801,8 +806,8 @@ async fn auto_error_events_cover_timeouts_and_skip_result_events() -> Result<(),
     );
     assert!(
         bus.find_pattern("SomethingResultEventErrorEvent")
-            .past(true)
-            .future(false)
+            .past()
+            .no_future()
             .await
             .is_none()
     );
@@ -866,8 +871,8 @@ async fn auto_result_events_skip_forwarded_events() -> Result<(), bubus::Error> 
     assert!(event.event_results()[0].forwarded_event_id.is_some());
     assert!(
         bus.find_pattern("UserActionEventResultEvent")
-            .past(true)
-            .future(false)
+            .past()
+            .no_future()
             .await
             .is_none()
     );
@@ -895,7 +900,7 @@ async fn auto_handler_change_events_announce_on_and_off() -> Result<(), bubus::E
         |_: EventHandle<UserActionEvent>| "target".to_owned(),
         HandlerOptions::new()
             .name("target_handler")
-            .timeout(Some(2.5)),
+            .timeout(Some(Duration::from_millis(2500))),
     );
     assert!(bus.wait_until_idle(Some(Duration::from_secs(5))).await);
     assert!(bus.off(&target));

@@ -15,8 +15,9 @@ use std::time::Duration;
 
 use bubus::middleware::Middleware;
 use bubus::{
-    AnyEvent, DynEvent, EventBus, EventHandle, EventHandler, EventResult, EventStatus,
-    HandlerCompletion, HandlerConcurrency, HandlerError, HandlerOptions, ResultStatus,
+    AnyEvent, DynEvent, EventBus, EventHandle, EventResult, EventStatus, HandlerError,
+    event::HandlerCompletion, event::HandlerConcurrency, handler::EventHandler,
+    handler::HandlerOptions, result::ResultStatus,
 };
 use bubus_test_support::Recorder;
 use parking_lot::Mutex;
@@ -391,7 +392,9 @@ async fn event_timeout_keeps_event_and_result_hooks_monotonic() -> Result<(), bu
         named("pending_handler"),
     );
 
-    let event = bus.dispatch(EventHandle::new(action("timeout")).with_event_timeout(0.02))?;
+    let event = bus.dispatch(
+        EventHandle::new(action("timeout")).with_event_timeout(Duration::from_millis(20)),
+    )?;
     event.clone().await?;
     bus.wait_until_idle(None).await;
 
@@ -440,7 +443,9 @@ async fn parallel_handlers_cut_by_a_timeout_never_go_back_to_started() -> Result
         );
     }
 
-    let event = bus.dispatch(EventHandle::new(action("parallel")).with_event_timeout(0.01))?;
+    let event = bus.dispatch(
+        EventHandle::new(action("parallel")).with_event_timeout(Duration::from_millis(10)),
+    )?;
     event.clone().await?;
     // Let the dropped handlers' timers pass: nothing more may be reported.
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -513,7 +518,7 @@ async fn children_cancelled_by_a_parent_timeout_report_pending_then_completed()
         move |_: EventHandle<UserActionEvent>| {
             let seen_child = seen_child.clone();
             async move {
-                let bus = bubus::current_bus().expect("in a handler");
+                let bus = bubus::bus::current_bus().expect("in a handler");
                 // Queued behind this handler, never awaited: cancelled when the parent times out.
                 let child = bus.dispatch(ChildEvent {})?;
                 *seen_child.lock() = Some(child.event_id());
@@ -521,7 +526,9 @@ async fn children_cancelled_by_a_parent_timeout_report_pending_then_completed()
                 Ok::<_, bubus::Error>("late".to_owned())
             }
         },
-        HandlerOptions::new().name("parent").timeout(Some(0.05)),
+        HandlerOptions::new()
+            .name("parent")
+            .timeout(Some(Duration::from_millis(50))),
     );
     bus.on_with(
         |_: EventHandle<ChildEvent>| "child".to_owned(),
@@ -624,7 +631,7 @@ async fn a_queue_jumped_child_gets_its_hooks_in_order_inside_the_parent() -> Res
         .middleware(mw.clone())
         .build();
     bus.on(|_: EventHandle<UserActionEvent>| async {
-        let bus = bubus::current_bus().expect("in a handler");
+        let bus = bubus::bus::current_bus().expect("in a handler");
         let child = bus.dispatch(ChildEvent {})?;
         child.event_result().await.map_err(bubus::Error::from)
     });
@@ -818,8 +825,9 @@ async fn handler_change_hooks_cover_typed_string_and_wildcard_registrations()
     };
     assert_eq!(changes(true), as_owned(&expected));
 
-    let event =
-        bus.dispatch(EventHandle::new(MiddlewarePatternEvent {}).with_event_timeout(0.2))?;
+    let event = bus.dispatch(
+        EventHandle::new(MiddlewarePatternEvent {}).with_event_timeout(Duration::from_millis(200)),
+    )?;
     event.clone().await?;
     assert_eq!(
         mw.event_statuses(event.event_id()),

@@ -20,8 +20,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bubus::{
-    AnyEvent, EventBus, EventConcurrency, EventHandle, EventResult, EventStatus,
-    HandlerConcurrency, HandlerErrorKind, HandlerOptions, ResultStatus, WaitError,
+    AnyEvent, EventBus, EventHandle, EventResult, EventStatus, WaitError, error::HandlerErrorKind,
+    event::EventConcurrency, event::HandlerConcurrency, handler::HandlerOptions,
+    result::ResultStatus,
 };
 use bubus_test_support::Recorder;
 use serde::{Deserialize, Serialize};
@@ -75,7 +76,9 @@ async fn a_handler_that_never_completes_ends_at_its_own_timeout() {
     let bus = EventBus::new("NeverCompletesBus");
     bus.on_with(
         |_: EventHandle<StuckEvent>| std::future::pending::<String>(),
-        HandlerOptions::new().name("pending").timeout(Some(0.05)),
+        HandlerOptions::new()
+            .name("pending")
+            .timeout(Some(Duration::from_millis(50))),
     );
     bus.on_with(
         |_: EventHandle<StuckEvent>| String::from("after"),
@@ -100,7 +103,7 @@ async fn a_handler_that_never_completes_ends_at_its_own_timeout() {
 async fn a_handler_that_never_completes_ends_at_the_bus_default_timeout() {
     // Nothing configured: the bus's 60 s default bounds it.
     let bus = EventBus::new("NeverCompletesDefaultBus");
-    assert_eq!(bus.config().event_timeout, Some(60.0));
+    assert_eq!(bus.config().event_timeout, Some(Duration::from_secs(60)));
     bus.on_with(
         |_: EventHandle<StuckEvent>| std::future::pending::<String>(),
         HandlerOptions::new().name("pending"),
@@ -123,7 +126,7 @@ async fn a_never_completing_handler_of_an_awaited_child_lets_the_parent_go_on() 
         |_: EventHandle<ChildEvent>| std::future::pending::<String>(),
         HandlerOptions::new()
             .name("pending_child")
-            .timeout(Some(0.02)),
+            .timeout(Some(Duration::from_millis(20))),
     );
     let b = bus.clone();
     bus.on_with(
@@ -168,7 +171,9 @@ async fn a_handler_that_spins_without_completing_is_stopped_by_its_timeout() {
                 String::new()
             }
         },
-        HandlerOptions::new().name("spinner").timeout(Some(0.05)),
+        HandlerOptions::new()
+            .name("spinner")
+            .timeout(Some(Duration::from_millis(50))),
     );
 
     let event = within_limit(
@@ -295,7 +300,7 @@ async fn a_handler_awaiting_its_own_event_fails_at_once() {
                     Err(WaitError::WouldDeadlock { .. }) => s.push("await: would deadlock"),
                     other => s.push(format!("await: {other:?}")),
                 }
-                if let Err(bubus::ResultError::Wait(WaitError::WouldDeadlock { .. })) =
+                if let Err(bubus::error::ResultError::Wait(WaitError::WouldDeadlock { .. })) =
                     event.event_result().await
                 {
                     s.push("event_result: would deadlock");
@@ -486,7 +491,9 @@ async fn siblings_awaiting_each_other_are_parted_by_a_handler_timeout() {
                 Ok::<_, bubus::Error>(String::from("unreachable"))
             }
         },
-        HandlerOptions::new().name("b_awaits_a").timeout(Some(0.1)),
+        HandlerOptions::new()
+            .name("b_awaits_a")
+            .timeout(Some(Duration::from_millis(100))),
     );
 
     let a = bus.dispatch(ParentEvent {}).unwrap();
@@ -531,7 +538,9 @@ async fn a_cross_bus_lock_cycle_is_broken_by_the_handler_timeout() {
                 Ok::<_, bubus::Error>(String::from("unreachable"))
             }
         },
-        HandlerOptions::new().name("holder").timeout(Some(0.1)),
+        HandlerOptions::new()
+            .name("holder")
+            .timeout(Some(Duration::from_millis(100))),
     );
     let l = log.clone();
     bus_b.on_with(

@@ -11,7 +11,7 @@ use std::future::IntoFuture;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bubus::{AnyEvent, EventBus, EventHandle, ResultStatus};
+use bubus::{AnyEvent, EventBus, EventHandle, result::ResultStatus};
 use bubus_test_support::Recorder;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Notify;

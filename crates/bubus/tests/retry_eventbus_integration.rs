@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use bubus::retry::{Retry, SemaphoreScope};
 use bubus::{
-    AnyEvent, EventBus, EventConcurrency, EventHandle, HandlerConcurrency, HandlerErrorKind,
-    HandlerOptions, ResultStatus,
+    AnyEvent, EventBus, EventHandle, error::HandlerErrorKind, event::EventConcurrency,
+    event::HandlerConcurrency, handler::HandlerOptions, result::ResultStatus,
 };
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -536,7 +536,7 @@ async fn the_event_timeout_bounds_the_whole_retried_run() {
             EventHandle::new(TestEvent {
                 message: "slow".into(),
             })
-            .with_event_timeout(1.0),
+            .with_event_timeout(Duration::from_secs(1)),
         )
         .expect("dispatch");
     let _ = (&event).await;
@@ -572,7 +572,7 @@ async fn the_handler_timeout_stops_in_flight_retries() {
             counter.fetch_add(1, Ordering::SeqCst);
             async { Err::<String, _>(ValueError("still failing".into())) }
         }),
-        HandlerOptions::new().timeout(Some(0.25)),
+        HandlerOptions::new().timeout(Some(Duration::from_millis(250))),
     );
     let started = Instant::now();
     let event = bus

@@ -11,11 +11,12 @@
 
 use bubus_test_support::logs::capture_logs_at;
 use bubus_test_support::time::ms;
+use std::time::Duration;
 use tracing::Level;
 
 use bubus::{
-    EventBus, EventHandle, EventStatus, HandlerConcurrency, HandlerErrorKind, HandlerOptions,
-    ResultStatus,
+    EventBus, EventHandle, EventStatus, error::HandlerErrorKind, event::HandlerConcurrency,
+    handler::HandlerOptions, result::ResultStatus,
 };
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -39,9 +40,9 @@ fn on_sleep(bus: &EventBus, name: &'static str, sleep_ms: u64, options: HandlerO
 }
 
 /// A bus with the given slow thresholds and a 0.5 s event timeout.
-fn bus(name: &str, event_slow: Option<f64>, handler_slow: Option<f64>) -> EventBus {
+fn bus(name: &str, event_slow: Option<Duration>, handler_slow: Option<Duration>) -> EventBus {
     EventBus::builder(name)
-        .event_timeout(Some(0.5))
+        .event_timeout(Some(Duration::from_millis(500)))
         .event_slow_timeout(event_slow)
         .event_handler_slow_timeout(handler_slow)
         .build()
@@ -54,7 +55,7 @@ fn bus(name: &str, event_slow: Option<f64>, handler_slow: Option<f64>) -> EventB
 #[tokio::test(start_paused = true)]
 async fn slow_handler_warning_fires_past_the_bus_threshold() {
     let logs = capture_logs_at(Level::WARN);
-    let bus = bus("SlowHandlerWarnBus", None, Some(0.01));
+    let bus = bus("SlowHandlerWarnBus", None, Some(Duration::from_millis(10)));
     on_sleep(&bus, "slow_handler", 30, HandlerOptions::new());
 
     let event = bus.dispatch(WorkEvent {}).unwrap().await.unwrap();
@@ -79,7 +80,7 @@ async fn slow_handler_warning_fires_past_the_bus_threshold() {
 #[tokio::test(start_paused = true)]
 async fn slow_event_warning_fires_past_the_event_threshold() {
     let logs = capture_logs_at(Level::WARN);
-    let bus = bus("SlowEventWarnBus", Some(0.01), None);
+    let bus = bus("SlowEventWarnBus", Some(Duration::from_millis(10)), None);
     on_sleep(&bus, "slow_event_handler", 30, HandlerOptions::new());
 
     let event = bus.dispatch(WorkEvent {}).unwrap().await.unwrap();
@@ -101,7 +102,11 @@ async fn slow_event_warning_fires_past_the_event_threshold() {
 #[tokio::test(start_paused = true)]
 async fn slow_handler_and_slow_event_warnings_can_both_fire() {
     let logs = capture_logs_at(Level::WARN);
-    let bus = bus("SlowComboWarnBus", Some(0.01), Some(0.01));
+    let bus = bus(
+        "SlowComboWarnBus",
+        Some(Duration::from_millis(10)),
+        Some(Duration::from_millis(10)),
+    );
     on_sleep(&bus, "slow", 25, HandlerOptions::new());
 
     let event = bus.dispatch(WorkEvent {}).unwrap().await.unwrap();
@@ -113,7 +118,11 @@ async fn slow_handler_and_slow_event_warnings_can_both_fire() {
 #[tokio::test(start_paused = true)]
 async fn no_warning_when_the_work_finishes_before_the_thresholds() {
     let logs = capture_logs_at(Level::WARN);
-    let bus = bus("FastEnoughBus", Some(0.05), Some(0.05));
+    let bus = bus(
+        "FastEnoughBus",
+        Some(Duration::from_millis(50)),
+        Some(Duration::from_millis(50)),
+    );
     on_sleep(&bus, "fast", 49, HandlerOptions::new());
 
     bus.dispatch(WorkEvent {}).unwrap().await.unwrap();
@@ -126,7 +135,11 @@ async fn no_warning_when_the_work_finishes_before_the_thresholds() {
 #[tokio::test(start_paused = true)]
 async fn wall_clock_time_is_not_charged_to_the_paused_clock() {
     let logs = capture_logs_at(Level::WARN);
-    let bus = bus("BusyThenFastBus", Some(0.05), Some(0.05));
+    let bus = bus(
+        "BusyThenFastBus",
+        Some(Duration::from_millis(50)),
+        Some(Duration::from_millis(50)),
+    );
     bus.on(|_: EventHandle<WorkEvent>| {
         // Five real milliseconds of work, no waiting.
         let start = std::time::Instant::now();
@@ -147,9 +160,9 @@ async fn slow_warnings_fire_once_and_never_cancel_anything() {
     // Far past both thresholds, well within the timeout; parallel handlers, one of them slow
     // enough to warn many times over if the warning repeated.
     let bus = EventBus::builder("NeverCancelBus")
-        .event_timeout(Some(10.0))
-        .event_slow_timeout(Some(0.01))
-        .event_handler_slow_timeout(Some(0.01))
+        .event_timeout(Some(Duration::from_secs(10)))
+        .event_slow_timeout(Some(Duration::from_millis(10)))
+        .event_handler_slow_timeout(Some(Duration::from_millis(10)))
         .event_handler_concurrency(HandlerConcurrency::Parallel)
         .build();
     on_sleep(&bus, "very_slow", 2_000, HandlerOptions::new());
@@ -177,7 +190,7 @@ async fn slow_warnings_fire_once_and_never_cancel_anything() {
 /// threshold and no event threshold, with one handler sleeping 100 ms with `options`; returns
 /// how many slow-handler warnings fired.
 async fn handler_warnings(
-    bus_handler_slow: Option<f64>,
+    bus_handler_slow: Option<Duration>,
     options: HandlerOptions,
     configure: impl FnOnce(&EventHandle<WorkEvent>),
 ) -> usize {
@@ -196,22 +209,24 @@ async fn the_handler_own_threshold_comes_first() {
     // Own 1 s beats the event's 10 ms; own 10 ms beats the event's 10 s; an explicit "none"
     // disables the warning whatever the event and bus say.
     let quiet = handler_warnings(
-        Some(0.01),
-        HandlerOptions::new().slow_timeout(Some(1.0)),
-        |e| e.set_event_handler_slow_timeout(Some(0.01)),
+        Some(Duration::from_millis(10)),
+        HandlerOptions::new().slow_timeout(Some(Duration::from_secs(1))),
+        |e| e.set_event_handler_slow_timeout(Some(Duration::from_millis(10))),
     )
     .await;
     assert_eq!(quiet, 0);
     let loud = handler_warnings(
-        Some(10.0),
-        HandlerOptions::new().slow_timeout(Some(0.01)),
-        |e| e.set_event_handler_slow_timeout(Some(10.0)),
+        Some(Duration::from_secs(10)),
+        HandlerOptions::new().slow_timeout(Some(Duration::from_millis(10))),
+        |e| e.set_event_handler_slow_timeout(Some(Duration::from_secs(10))),
     )
     .await;
     assert_eq!(loud, 1);
-    let disabled = handler_warnings(Some(0.01), HandlerOptions::new().slow_timeout(None), |e| {
-        e.set_event_handler_slow_timeout(Some(0.01))
-    })
+    let disabled = handler_warnings(
+        Some(Duration::from_millis(10)),
+        HandlerOptions::new().slow_timeout(None),
+        |e| e.set_event_handler_slow_timeout(Some(Duration::from_millis(10))),
+    )
     .await;
     assert_eq!(disabled, 0);
 }
@@ -219,33 +234,44 @@ async fn the_handler_own_threshold_comes_first() {
 #[tokio::test(start_paused = true)]
 async fn then_the_event_handler_threshold_then_the_event_threshold_then_the_bus() {
     // The event's handler threshold beats its slow threshold and the bus's.
-    let n = handler_warnings(Some(0.01), HandlerOptions::new(), |e| {
-        e.set_event_handler_slow_timeout(Some(10.0));
-        e.set_event_slow_timeout(Some(0.01));
-    })
+    let n = handler_warnings(
+        Some(Duration::from_millis(10)),
+        HandlerOptions::new(),
+        |e| {
+            e.set_event_handler_slow_timeout(Some(Duration::from_secs(10)));
+            e.set_event_slow_timeout(Some(Duration::from_millis(10)));
+        },
+    )
     .await;
     assert_eq!(n, 0);
-    let n = handler_warnings(Some(10.0), HandlerOptions::new(), |e| {
-        e.set_event_handler_slow_timeout(Some(0.01));
-        e.set_event_slow_timeout(Some(10.0));
+    let n = handler_warnings(Some(Duration::from_secs(10)), HandlerOptions::new(), |e| {
+        e.set_event_handler_slow_timeout(Some(Duration::from_millis(10)));
+        e.set_event_slow_timeout(Some(Duration::from_secs(10)));
     })
     .await;
     assert_eq!(n, 1);
     // Without an event handler threshold, the event's slow threshold beats the bus's handler
     // threshold, either way.
-    let n = handler_warnings(Some(0.01), HandlerOptions::new(), |e| {
-        e.set_event_slow_timeout(Some(10.0))
-    })
+    let n = handler_warnings(
+        Some(Duration::from_millis(10)),
+        HandlerOptions::new(),
+        |e| e.set_event_slow_timeout(Some(Duration::from_secs(10))),
+    )
     .await;
     assert_eq!(n, 0);
-    let n = handler_warnings(Some(10.0), HandlerOptions::new(), |e| {
-        e.set_event_slow_timeout(Some(0.01))
+    let n = handler_warnings(Some(Duration::from_secs(10)), HandlerOptions::new(), |e| {
+        e.set_event_slow_timeout(Some(Duration::from_millis(10)))
     })
     .await;
     assert_eq!(n, 1);
     // Nothing on the event: the bus's handler threshold.
     assert_eq!(
-        handler_warnings(Some(0.01), HandlerOptions::new(), |_| {}).await,
+        handler_warnings(
+            Some(Duration::from_millis(10)),
+            HandlerOptions::new(),
+            |_| {}
+        )
+        .await,
         1
     );
     assert_eq!(
@@ -257,20 +283,24 @@ async fn then_the_event_handler_threshold_then_the_event_threshold_then_the_bus(
 #[tokio::test(start_paused = true)]
 async fn the_event_threshold_beats_the_bus_event_threshold() {
     let logs = capture_logs_at(Level::WARN);
-    let bus = bus("EventSlowPrecedenceBus", Some(0.01), None);
+    let bus = bus(
+        "EventSlowPrecedenceBus",
+        Some(Duration::from_millis(10)),
+        None,
+    );
     on_sleep(&bus, "handler", 100, HandlerOptions::new());
 
-    bus.dispatch(EventHandle::new(WorkEvent {}).with_event_slow_timeout(10.0))
+    bus.dispatch(EventHandle::new(WorkEvent {}).with_event_slow_timeout(Duration::from_secs(10)))
         .unwrap()
         .await
         .unwrap();
     assert_eq!(logs.count(SLOW_EVENT), 0);
 
     let bus = EventBus::builder("EventSlowPrecedenceBus2")
-        .event_slow_timeout(Some(10.0))
+        .event_slow_timeout(Some(Duration::from_secs(10)))
         .build();
     on_sleep(&bus, "handler", 100, HandlerOptions::new());
-    bus.dispatch(EventHandle::new(WorkEvent {}).with_event_slow_timeout(0.01))
+    bus.dispatch(EventHandle::new(WorkEvent {}).with_event_slow_timeout(Duration::from_millis(10)))
         .unwrap()
         .await
         .unwrap();
@@ -284,12 +314,12 @@ async fn the_handler_warning_is_armed_only_when_its_timeout_is_larger() {
     let logs = capture_logs_at(Level::WARN);
     let bus = EventBus::builder("ArmedOnlyIfLargerBus")
         .event_slow_timeout(None)
-        .event_handler_slow_timeout(Some(0.05))
+        .event_handler_slow_timeout(Some(Duration::from_millis(50)))
         .build();
     on_sleep(&bus, "handler", 1_000, HandlerOptions::new());
 
     let event = bus
-        .dispatch(EventHandle::new(WorkEvent {}).with_event_timeout(0.05))
+        .dispatch(EventHandle::new(WorkEvent {}).with_event_timeout(Duration::from_millis(50)))
         .unwrap()
         .await
         .unwrap();
@@ -301,7 +331,7 @@ async fn the_handler_warning_is_armed_only_when_its_timeout_is_larger() {
 
     // A timeout just above the threshold: the warning fires first, then the timeout.
     let event = bus
-        .dispatch(EventHandle::new(WorkEvent {}).with_event_timeout(0.06))
+        .dispatch(EventHandle::new(WorkEvent {}).with_event_timeout(Duration::from_millis(60)))
         .unwrap()
         .await
         .unwrap();
@@ -314,19 +344,19 @@ async fn the_handler_warning_is_armed_only_when_its_timeout_is_larger() {
     // The same holds for the handler's own timeout.
     let bus = EventBus::builder("ArmedOnlyIfLargerOwnBus")
         .event_slow_timeout(None)
-        .event_handler_slow_timeout(Some(0.05))
+        .event_handler_slow_timeout(Some(Duration::from_millis(50)))
         .build();
     on_sleep(
         &bus,
         "own",
         1_000,
-        HandlerOptions::new().timeout(Some(0.04)),
+        HandlerOptions::new().timeout(Some(Duration::from_millis(40))),
     );
     on_sleep(
         &bus,
         "own_larger",
         1_000,
-        HandlerOptions::new().timeout(Some(0.07)),
+        HandlerOptions::new().timeout(Some(Duration::from_millis(70))),
     );
     let event = bus.dispatch(WorkEvent {}).unwrap().await.unwrap();
     assert!(event.event_results().iter().all(|r| r.is_timeout()));
@@ -342,7 +372,7 @@ async fn the_handler_warning_starts_after_the_handler_lock_wait() {
     // the lock, so it must not warn.
     let logs = capture_logs_at(Level::WARN);
     let bus_a = bus("SlowAfterLockA", None, None);
-    let bus_b = bus("SlowAfterLockB", None, Some(0.1));
+    let bus_b = bus("SlowAfterLockB", None, Some(Duration::from_millis(100)));
     on_sleep(&bus_a, "holder", 150, HandlerOptions::new());
     on_sleep(&bus_b, "waiter", 20, HandlerOptions::new());
 
@@ -360,7 +390,7 @@ async fn the_handler_warning_starts_after_the_handler_lock_wait() {
 
     // The same wait with a threshold the run itself exceeds: it warns, once.
     let bus_c = bus("SlowAfterLockC", None, None);
-    let bus_d = bus("SlowAfterLockD", None, Some(0.01));
+    let bus_d = bus("SlowAfterLockD", None, Some(Duration::from_millis(10)));
     on_sleep(&bus_c, "holder", 150, HandlerOptions::new());
     on_sleep(&bus_d, "waiter", 20, HandlerOptions::new());
     let event = EventHandle::new(WorkEvent {});

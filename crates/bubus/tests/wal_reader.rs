@@ -281,7 +281,10 @@ fn seed_1x_lines_with_offset_timestamps_are_accepted() {
         login.event.event_completed_at().unwrap().to_string(),
         "2025-07-10T20:39:56.470000000Z"
     );
-    assert_eq!(login.event.event_config().event_timeout, Some(60.0));
+    assert_eq!(
+        login.event.event_config().event_timeout,
+        Some(Duration::from_secs(60))
+    );
     assert_eq!(login.event.payload_json().unwrap()["username"], "alice");
     // Never processed in 1.x terms: a dispatch record.
     assert_eq!(records[1].kind, RecordKind::Dispatched);

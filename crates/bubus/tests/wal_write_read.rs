@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bubus::wal::{
     FsyncPolicy, RecordKind, WalError, WalMiddleware, WalReader, WalRecord, WalWriter,
 };
-use bubus::{AnyEvent, EventBus, EventHandle, EventStatus, HandlerError, ResultStatus};
+use bubus::{AnyEvent, EventBus, EventHandle, EventStatus, HandlerError, result::ResultStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 

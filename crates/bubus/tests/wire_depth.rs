@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use bubus::wal::{WalMiddleware, WalReader};
 use bubus::{
-    AnyEvent, DispatchError, DynEvent, EventBus, EventHandle, HandlerErrorKind, MAX_JSON_DEPTH,
-    ResultStatus,
+    AnyEvent, DispatchError, DynEvent, EventBus, EventHandle, error::HandlerErrorKind,
+    result::ResultStatus, wire::MAX_JSON_DEPTH,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};

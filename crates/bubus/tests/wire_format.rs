@@ -6,7 +6,9 @@ mod wire_support;
 
 use std::time::Duration;
 
-use bubus::{AnyEvent, DynEvent, EventBus, EventHandle, EventStatus, ResultStatus, Timestamp};
+use bubus::{
+    AnyEvent, DynEvent, EventBus, EventHandle, EventStatus, result::ResultStatus, time::Timestamp,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use wire_support::*;
@@ -140,7 +142,7 @@ async fn a_processed_event_carries_path_status_timestamps_lineage_and_results() 
         bus.on(move |e: EventHandle<OrderPlaced>| {
             let children = children.clone();
             async move {
-                let bus = bubus::current_bus().expect("inside a handler");
+                let bus = bubus::bus::current_bus().expect("inside a handler");
                 let child = bus
                     .dispatch(ShipmentRequested {
                         order_id: e.order_id.clone(),
@@ -315,7 +317,7 @@ fn missing_keys_take_their_defaults() {
     assert_eq!(event.event_version(), "0.0.1");
     assert_eq!(event.event_status(), EventStatus::Pending);
     assert!(event.event_path().is_empty());
-    assert_eq!(event.event_config(), bubus::EventConfig::UNSET);
+    assert_eq!(event.event_config(), bubus::event::EventConfig::UNSET);
     assert!(event.event_results().is_empty());
     assert!(event.payload_json().unwrap().is_empty());
 
@@ -436,7 +438,7 @@ async fn event_reset_reads_the_payload_back_from_its_json() {
     assert_eq!(results.len(), 1);
     assert_eq!(results[0].status, ResultStatus::Error);
     let error = results[0].error.as_ref().expect("a decode error");
-    assert_eq!(error.kind(), bubus::HandlerErrorKind::PayloadDecode);
+    assert_eq!(error.kind(), bubus::error::HandlerErrorKind::PayloadDecode);
     assert!(error.to_string().contains("secret"), "{error}");
 }
 
@@ -607,7 +609,7 @@ async fn event_blocks_parent_completion_is_derived_read_and_written_back() {
     let children = std::sync::Arc::new(parking_lot::Mutex::new(Vec::<AnyEvent>::new()));
     let seen = children.clone();
     bus.on(move |_: EventHandle<OrderPlaced>| {
-        let child = bubus::current_bus()
+        let child = bubus::bus::current_bus()
             .unwrap()
             .dispatch(ShipmentRequested {
                 order_id: "ord-1".into(),

@@ -10,8 +10,9 @@
 mod wire_support;
 
 use std::path::Path;
+use std::time::Duration;
 
-use bubus::{AnyEvent, DecodeError};
+use bubus::{AnyEvent, wire::DecodeError};
 use serde_json::{Map, Value, json};
 use wire_support::*;
 
@@ -264,7 +265,10 @@ fn ts_shapes_fill_in_omitted_keys_and_keep_error_results() {
         &read_json(&golden_dir().join("events/ts_number_result_type.json")),
         "ts number",
     );
-    assert_eq!(priced.event_config().event_timeout, Some(25.0));
+    assert_eq!(
+        priced.event_config().event_timeout,
+        Some(Duration::from_secs(25))
+    );
 }
 
 #[test]
@@ -281,7 +285,7 @@ fn python_results_map_keys_are_handler_ids() {
         .collect();
     assert_eq!(ids, keys);
     assert_eq!(results[0].result_json, 42);
-    assert_eq!(results[0].handler_timeout, Some(5.0));
+    assert_eq!(results[0].handler_timeout, Some(Duration::from_secs(5)));
     assert_eq!(results[0].event_children.len(), 1);
     let err = results[1].error.as_ref().expect("error");
     assert_eq!((err.error_type(), err.message()), ("ValueError", "boom"));
@@ -292,7 +296,7 @@ fn a_forwarded_result_is_the_event_json_and_is_not_schema_checked() {
     let input = read_json(&golden_dir().join("events/py2_bus_results_list.json"));
     let event = decode(&input, "forwarded");
     let results = event.event_results();
-    assert_eq!(results[0].status, bubus::ResultStatus::Completed);
+    assert_eq!(results[0].status, bubus::result::ResultStatus::Completed);
     assert_eq!(results[0].result_json["event_type"], "Forwarded");
     assert_eq!(results[1].result_json, "done");
 }

@@ -6,7 +6,9 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use bubus::{AnyEvent, DynEvent, EventBus, EventHandle, HandlerErrorKind, ResultStatus};
+use bubus::{
+    AnyEvent, DynEvent, EventBus, EventHandle, error::HandlerErrorKind, result::ResultStatus,
+};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};

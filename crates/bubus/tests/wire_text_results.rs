@@ -3,7 +3,7 @@
 //! read, print or copy (not the 16–32 times of a parsed `serde_json::Value`). Written back
 //! unparsed, a number no `f64` holds keeps every digit.
 
-use bubus::{AnyEvent, ResultStatus};
+use bubus::{AnyEvent, result::ResultStatus};
 use serde_json::json;
 
 const BIG: &str = "123456789012345678901234567890";

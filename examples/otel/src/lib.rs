@@ -62,7 +62,8 @@ pub struct ReceiptEmailEvent {
 }
 
 async fn handle_checkout(event: EventHandle<CheckoutEvent>) -> Result<String, bubus::Error> {
-    let bus = bubus::current_bus().ok_or_else(|| bubus::HandlerError::new("NoBus", "no bus"))?;
+    let bus =
+        bubus::bus::current_bus().ok_or_else(|| bubus::HandlerError::new("NoBus", "no bus"))?;
     let order_id = event.order_id;
     let reserved = bus
         .dispatch(ReserveStockEvent { order_id })?
@@ -88,7 +89,8 @@ fn handle_reserve_stock(event: EventHandle<ReserveStockEvent>) -> bool {
 }
 
 async fn handle_charge_card(event: EventHandle<ChargeCardEvent>) -> Result<String, bubus::Error> {
-    let bus = bubus::current_bus().ok_or_else(|| bubus::HandlerError::new("NoBus", "no bus"))?;
+    let bus =
+        bubus::bus::current_bus().ok_or_else(|| bubus::HandlerError::new("NoBus", "no bus"))?;
     // Fire and forget: the receipt's span still hangs under this handler's span.
     bus.dispatch(ReceiptEmailEvent {
         order_id: event.order_id,

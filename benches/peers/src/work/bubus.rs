@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bubus::{Event, EventBus, EventHandle, HandlerOptions};
+use bubus::{Event, EventBus, EventHandle, handler::HandlerOptions};
 use serde::{Deserialize, Serialize};
 
 use super::{Plan, fail, reply, value, weight};

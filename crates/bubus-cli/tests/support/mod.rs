@@ -70,7 +70,7 @@ pub struct ChargeCard {
 }
 
 pub async fn place_order(order: EventHandle<OrderPlaced>) -> Result<u64, bubus::Error> {
-    let bus = bubus::current_bus().expect("handlers run with a current bus");
+    let bus = bubus::bus::current_bus().expect("handlers run with a current bus");
     let charge = bus.dispatch(ChargeCard {
         order_id: order.order_id,
         cents: order.cents,

@@ -54,7 +54,7 @@ struct ShipOrder {
 }
 
 async fn place_order(order: EventHandle<OrderPlaced>) -> Result<u64, bubus::Error> {
-    let Some(bus) = bubus::current_bus() else {
+    let Some(bus) = bubus::bus::current_bus() else {
         return Ok(0);
     };
     bus.dispatch(ChargeCard {

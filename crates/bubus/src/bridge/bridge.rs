@@ -17,10 +17,10 @@ use super::dedup::{Claim, DedupStore, MemoryDedup};
 use super::transport::{
     Acker, BadInput, Delivery, Message, MessageKind, Transport, TransportError,
 };
-use crate::EventHandler;
 use crate::bus::EventBus;
 use crate::error::HandlerError;
 use crate::event::AnyEvent;
+use crate::handler::EventHandler;
 use crate::handler::{ErasedHandler, HandlerCall, HandlerFn, HandlerInput, IntoHandler};
 use crate::result::ResultSlot;
 
@@ -194,7 +194,7 @@ impl BridgeBuilder {
     /// Builds the bridge (not started: see [`Bridge::start`]).
     pub fn build(self) -> Bridge {
         let name = self.name.unwrap_or_else(|| {
-            let id = crate::event::inner::new_event_id(crate::Timestamp::now())
+            let id = crate::event::inner::new_event_id(crate::time::Timestamp::now())
                 .simple()
                 .to_string();
             format!("{}_{}", self.transport.kind(), &id[id.len() - 8..])
@@ -410,7 +410,7 @@ impl Bridge {
     /// Both directions for `bus`: what `bus` dispatches is sent, what arrives is forwarded to
     /// `bus`. Returns the two registrations (for [`EventBus::off`] and [`Bridge::off`]).
     ///
-    /// The forwarder [waits for room](crate::Forwarder::wait_for_room) when `bus`'s history is
+    /// The forwarder [waits for room](crate::bus::Forwarder::wait_for_room) when `bus`'s history is
     /// full of unfinished events (up to [`room_timeout`](BridgeBuilder::room_timeout)), so a
     /// busy receiver slows the listener down instead of refusing deliveries.
     #[track_caller]

@@ -11,8 +11,8 @@ use std::task::{Context, Poll};
 use super::EventBus;
 use super::handler_context::bus_for;
 use super::wait::wait_for;
-use crate::EventResultValue;
 use crate::error::{ResultError, WaitError};
+use crate::event::EventResultValue;
 use crate::event::{AnyEvent, EventHandle, HandleEvent};
 use crate::result::ResultsQuery;
 

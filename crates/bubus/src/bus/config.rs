@@ -2,12 +2,13 @@
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use crate::lock::FairLock;
 use uuid::Uuid;
 
 use super::EventBus;
-use crate::event::{EventConcurrency, HandlerCompletion, HandlerConcurrency};
+use crate::event::{EventConcurrency, HandlerCompletion, HandlerConcurrency, Ttl};
 use crate::middleware::Middleware;
 
 /// A bus's defaults. Events resolve every unset option against the bus processing them, when it
@@ -21,12 +22,12 @@ pub struct BusConfig {
     pub event_handler_concurrency: HandlerConcurrency,
     /// Default handler completion. Default: all.
     pub event_handler_completion: HandlerCompletion,
-    /// Default event timeout in seconds (`None`: no timeout). Default: 60.
-    pub event_timeout: Option<f64>,
-    /// Slow-event warning threshold in seconds. Default: 300.
-    pub event_slow_timeout: Option<f64>,
-    /// Slow-handler warning threshold in seconds. Default: 30.
-    pub event_handler_slow_timeout: Option<f64>,
+    /// Default event timeout (`None`: no timeout). Default: 60 s.
+    pub event_timeout: Option<Duration>,
+    /// Slow-event warning threshold. Default: 300 s.
+    pub event_slow_timeout: Option<Duration>,
+    /// Slow-handler warning threshold. Default: 30 s.
+    pub event_handler_slow_timeout: Option<Duration>,
     /// How many events the history keeps (`None`: unbounded; `Some(0)`: only in-flight events).
     /// Default: 100.
     pub max_history_size: Option<usize>,
@@ -35,14 +36,14 @@ pub struct BusConfig {
     /// `true` evicts the oldest events even though they have not completed. Completed events are
     /// always evicted first, in both modes.
     pub max_history_drop: bool,
-    /// How long a completed event stays in the history, in seconds (abxbus 2.5's `event_ttl`):
-    /// `None` forever (default), `0` not at all, negative forever. An event's own `event_ttl`
-    /// overrides it. See [`EventBusBuilder::event_ttl`].
-    pub event_ttl: Option<f64>,
-    /// How long the results this bus's handlers left on a completed event stay on it, in
-    /// seconds (abxbus 2.5's `event_result_ttl`); the event's own value and a handler's
-    /// `handler_result_ttl` override it. `None`: forever (default).
-    pub event_result_ttl: Option<f64>,
+    /// How long a completed event stays in the history (abxbus 2.5's `event_ttl`): `None`
+    /// (default) or [`Ttl::Never`] until evicted, [`Ttl::After`] that long after it completed.
+    /// An event's own `event_ttl` overrides it. See [`EventBusBuilder::event_ttl`].
+    pub event_ttl: Option<Ttl>,
+    /// How long the results this bus's handlers left on a completed event stay on it (abxbus
+    /// 2.5's `event_result_ttl`); the event's own value and a handler's `handler_result_ttl`
+    /// override it. `None`: until the event is evicted (default).
+    pub event_result_ttl: Option<Ttl>,
     /// Record where each handler was registered (`file:line`). Default: true.
     pub event_handler_detect_file_paths: bool,
     /// How many times one handler may re-enter itself through nested events: a handler whose
@@ -66,9 +67,9 @@ impl Default for BusConfig {
             event_concurrency: EventConcurrency::BusSerial,
             event_handler_concurrency: HandlerConcurrency::Serial,
             event_handler_completion: HandlerCompletion::All,
-            event_timeout: Some(60.0),
-            event_slow_timeout: Some(300.0),
-            event_handler_slow_timeout: Some(30.0),
+            event_timeout: Some(Duration::from_secs(60)),
+            event_slow_timeout: Some(Duration::from_secs(300)),
+            event_handler_slow_timeout: Some(Duration::from_secs(30)),
             max_history_size: Some(100),
             max_history_drop: false,
             event_ttl: None,
@@ -127,7 +128,7 @@ impl PartialEq for LockDomain {
 /// Builds an [`EventBus`] with non-default options.
 ///
 /// ```
-/// use bubus::{EventBus, EventConcurrency};
+/// use bubus::{EventBus, event::EventConcurrency};
 ///
 /// let bus = EventBus::builder("Orders")
 ///     .event_concurrency(EventConcurrency::Parallel)
@@ -191,21 +192,21 @@ impl EventBusBuilder {
         self
     }
 
-    /// Default event timeout in seconds; `None` for none.
-    pub fn event_timeout(mut self, seconds: Option<f64>) -> Self {
-        self.config.event_timeout = seconds;
+    /// Default event timeout; `None` for none.
+    pub fn event_timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.config.event_timeout = timeout;
         self
     }
 
-    /// Slow-event warning threshold in seconds; `None` for none.
-    pub fn event_slow_timeout(mut self, seconds: Option<f64>) -> Self {
-        self.config.event_slow_timeout = seconds;
+    /// Slow-event warning threshold; `None` for none.
+    pub fn event_slow_timeout(mut self, threshold: Option<Duration>) -> Self {
+        self.config.event_slow_timeout = threshold;
         self
     }
 
-    /// Slow-handler warning threshold in seconds; `None` for none.
-    pub fn event_handler_slow_timeout(mut self, seconds: Option<f64>) -> Self {
-        self.config.event_handler_slow_timeout = seconds;
+    /// Slow-handler warning threshold; `None` for none.
+    pub fn event_handler_slow_timeout(mut self, threshold: Option<Duration>) -> Self {
+        self.config.event_handler_slow_timeout = threshold;
         self
     }
 
@@ -221,9 +222,9 @@ impl EventBusBuilder {
         self
     }
 
-    /// Completed events leave the history `seconds` after they completed (abxbus 2.5's
-    /// `event_ttl`; `None`: never, the default; `0`: at completion; negative: never). An
-    /// event's own TTL ([`EventHandle::with_event_ttl`](crate::EventHandle::with_event_ttl))
+    /// Completed events leave the history this long after they completed (abxbus 2.5's
+    /// `event_ttl`): a [`Duration`] ([`Duration::ZERO`]: at completion) or [`Ttl::Never`]
+    /// (as when unset, the default). An event's own TTL ([`EventHandle::with_event_ttl`](crate::EventHandle::with_event_ttl))
     /// overrides it.
     ///
     /// Expiry happens at the bus's cleanup points — a dispatch, a completion, a read of the
@@ -236,24 +237,24 @@ impl EventBusBuilder {
     ///
     /// # #[tokio::main(flavor = "current_thread", start_paused = true)]
     /// # async fn main() -> Result<(), bubus::Error> {
-    /// let bus = EventBus::builder("Recent").event_ttl(Some(60.0)).build();
+    /// let bus = EventBus::builder("Recent").event_ttl(Duration::from_secs(60)).build();
     /// bus.dispatch(DynEvent::new("Tick", json!({})).unwrap())?.await?;
     /// assert_eq!(bus.event_history().len(), 1);
     /// tokio::time::sleep(Duration::from_secs(61)).await;
     /// assert!(bus.event_history().is_empty());
     /// # Ok(()) }
     /// ```
-    pub fn event_ttl(mut self, seconds: Option<f64>) -> Self {
-        self.config.event_ttl = seconds;
+    pub fn event_ttl(mut self, ttl: impl Into<Ttl>) -> Self {
+        self.config.event_ttl = Some(ttl.into());
         self
     }
 
-    /// The results this bus's handlers leave on completed events are removed from them
-    /// `seconds` after the event completed (abxbus 2.5's `event_result_ttl`; `None`: never, the
+    /// The results this bus's handlers leave on completed events are removed from them this
+    /// long after the event completed (abxbus 2.5's `event_result_ttl`; unset: never, the
     /// default). The event's own value and a handler's
-    /// [`result_ttl`](crate::HandlerOptions::result_ttl) override it.
-    pub fn event_result_ttl(mut self, seconds: Option<f64>) -> Self {
-        self.config.event_result_ttl = seconds;
+    /// [`result_ttl`](crate::handler::HandlerOptions::result_ttl) override it.
+    pub fn event_result_ttl(mut self, ttl: impl Into<Ttl>) -> Self {
+        self.config.event_result_ttl = Some(ttl.into());
         self
     }
 

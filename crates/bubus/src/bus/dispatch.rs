@@ -67,7 +67,7 @@ impl BusInner {
             event: event.label(),
             field,
             depth,
-            limit: crate::MAX_JSON_DEPTH,
+            limit: crate::wire::MAX_JSON_DEPTH,
         })?;
 
         let mut st = self.state.lock();

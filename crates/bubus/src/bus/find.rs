@@ -14,6 +14,7 @@ use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
 use serde_json::Value;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::{BusInner, EventBus};
@@ -21,7 +22,6 @@ use crate::error::{DispatchError, WaitError};
 use crate::event::inner::EventInner;
 use crate::event::{AnyEvent, IntoEvent};
 use crate::handler::HandlerInput;
-use crate::time::Timestamp;
 
 /// A future-event waiter registered on a bus: resolved when a matching event is dispatched there
 /// (before it is processed), or with `None` when the bus stops.
@@ -176,7 +176,7 @@ type Matcher<T> = Arc<dyn Fn(&AnyEvent) -> Option<T> + Send + Sync>;
 /// assert!(found.is_some());
 ///
 /// // Or the next one dispatched (within a second), waiting from before the dispatch:
-/// let waiter = bus.find::<OrderPlaced>().past(false).future_within(Duration::from_secs(1));
+/// let waiter = bus.find::<OrderPlaced>().no_past().future_within(Duration::from_secs(1));
 /// let next = waiter.into_future();
 /// bus.dispatch(OrderPlaced { order_id: 2 })?;
 /// assert_eq!(next.await.unwrap().order_id, 2);
@@ -237,22 +237,36 @@ impl<T: HandlerInput + Clone + Sync> FindQuery<T> {
         }
     }
 
-    /// Search the whole history (`true`, the default) or not at all (`false`).
-    pub fn past(mut self, search: bool) -> Self {
-        self.past = if search { Past::All } else { Past::None };
+    /// Search the whole history (the default).
+    pub fn past(mut self) -> Self {
+        self.past = Past::All;
         self
     }
 
-    /// Search only events created within `window` of now.
+    /// Do not search the history: only a future dispatch can match.
+    pub fn no_past(mut self) -> Self {
+        self.past = Past::None;
+        self
+    }
+
+    /// Search only events created less than `window` ago, measured on tokio's clock (so a test
+    /// can pause and advance it). An event that came from elsewhere counts its age from its
+    /// `event_created_at`.
     pub fn past_within(mut self, window: Duration) -> Self {
         self.past = Past::Within(window);
         self
     }
 
-    /// Wait for a matching event to be dispatched: forever (`true`) or not at all (`false`, the
-    /// default). A history match is returned at once without waiting.
-    pub fn future(mut self, wait: bool) -> Self {
-        self.wait = if wait { Wait::Forever } else { Wait::None };
+    /// Wait for a matching event to be dispatched, for as long as it takes (or until the bus
+    /// stops). A history match is returned at once without waiting.
+    pub fn future(mut self) -> Self {
+        self.wait = Wait::Forever;
+        self
+    }
+
+    /// Do not wait for a future dispatch (the default): resolve from the history alone.
+    pub fn no_future(mut self) -> Self {
+        self.wait = Wait::None;
         self
     }
 
@@ -421,12 +435,11 @@ impl<T: HandlerInput + Clone + Sync> FindQuery<T> {
         if self.past == Past::None || limit == 0 {
             return found;
         }
-        let cutoff = match self.past {
-            Past::Within(window) => Some(Timestamp::from_unix_nanos(
-                Timestamp::now()
-                    .as_unix_nanos()
-                    .saturating_sub(u64::try_from(window.as_nanos()).unwrap_or(u64::MAX)),
-            )),
+        // Ages are measured on tokio's clock: an event is in the window while it is younger
+        // than the window (a zero window holds nothing). A window reaching back before the
+        // clock's origin holds everything.
+        let window = match self.past {
+            Past::Within(window) => Some((Instant::now(), window)),
             _ => None,
         };
         // Newest first, in batches: the batch is taken under the lock (only cheap type and
@@ -434,9 +447,10 @@ impl<T: HandlerInput + Clone + Sync> FindQuery<T> {
         // resumes below the last entry looked at, so events pushed meanwhile are not seen and
         // none is looked at twice.
         let pattern = Arc::clone(&self.pattern);
-        let candidate = |event: &Arc<EventInner>| {
+        let candidate = |created: Instant, event: &Arc<EventInner>| {
             (&*pattern == "*" || *event.event_type == *pattern)
-                && cutoff.is_none_or(|cutoff| event.created_at >= cutoff)
+                && window
+                    .is_none_or(|(now, window)| now.saturating_duration_since(created) < window)
         };
         let mut before = None;
         let mut first = true;
@@ -449,10 +463,10 @@ impl<T: HandlerInput + Clone + Sync> FindQuery<T> {
                 }
                 let mut batch: Vec<Arc<EventInner>> = Vec::new();
                 let mut scanned = 0;
-                for (seq, event) in st.history.newest_before(before) {
+                for (seq, created, event) in st.history.newest_before(before) {
                     before = Some(seq);
                     scanned += 1;
-                    if candidate(event) {
+                    if candidate(created, event) {
                         batch.push(Arc::clone(event));
                         if batch.len() == 64 {
                             break;
@@ -616,7 +630,7 @@ impl<T> fmt::Debug for Expect<T> {
 impl<T: HandlerInput + Clone + Sync> Expect<T> {
     pub(crate) fn new(query: FindQuery<T>) -> Self {
         Expect {
-            query: query.past(false).future(true),
+            query: query.no_past().future(),
             timeout: None,
         }
     }
@@ -645,9 +659,10 @@ impl<T: HandlerInput + Clone + Sync> Expect<T> {
         self
     }
 
-    /// Also accept a matching event already in the history (the most recent one).
-    pub fn past(mut self, search: bool) -> Self {
-        self.query = self.query.past(search);
+    /// Also accept a matching event already in the history (the most recent one); by default
+    /// only a future dispatch matches.
+    pub fn past(mut self) -> Self {
+        self.query = self.query.past();
         self
     }
 

@@ -158,7 +158,7 @@ impl EventBus {
     ///
     /// [`forwarder`]: Self::forwarder
     #[track_caller]
-    pub fn forward_to(&self, target: &EventBus) -> crate::EventHandler {
+    pub fn forward_to(&self, target: &EventBus) -> crate::handler::EventHandler {
         self.on_pattern("*", target.forwarder())
     }
 }

@@ -138,10 +138,10 @@ pub(crate) fn bus_for(event: &Arc<EventInner>) -> Option<EventBus> {
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), bubus::Error> {
-/// assert!(bubus::current_event().is_none());
+/// assert!(bubus::bus::current_event().is_none());
 /// let bus = EventBus::new("Ctx");
 /// bus.on(|event: AnyEvent| {
-///     assert_eq!(bubus::current_event().unwrap().event_id(), event.event_id());
+///     assert_eq!(bubus::bus::current_event().unwrap().event_id(), event.event_id());
 /// });
 /// bus.dispatch(bubus::DynEvent::new("Ping", serde_json::json!({}))?)?.await?;
 /// # Ok(()) }
@@ -169,7 +169,7 @@ pub fn in_handler() -> bool {
 
 /// Carries the current handler context into a future that will run elsewhere (typically
 /// `tokio::spawn`), so events it dispatches are still linked to the running event and carry the
-/// same [`with_context`](crate::with_context) values, and awaits in it still queue-jump. Outside a handler the future
+/// same [`with_context`](crate::context::with_context) values, and awaits in it still queue-jump. Outside a handler the future
 /// runs unchanged.
 ///
 /// ```
@@ -183,7 +183,7 @@ pub fn in_handler() -> bool {
 /// bus.on_pattern("Parent", move |_: AnyEvent| {
 ///     let bus = inner.clone();
 ///     async move {
-///         let task = tokio::spawn(bubus::in_current_handler(async move {
+///         let task = tokio::spawn(bubus::bus::in_current_handler(async move {
 ///             bus.dispatch(DynEvent::new("Child", json!({})).unwrap())
 ///         }));
 ///         let child = task.await.unwrap().unwrap();

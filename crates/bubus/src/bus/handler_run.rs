@@ -6,6 +6,7 @@ use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 
 use futures_util::FutureExt;
 use smallvec::SmallVec;
@@ -377,8 +378,8 @@ pub(crate) enum Interrupt<'a> {
     /// The event, or this bus's processing of it, was cancelled (`Cancelled: {cause}` /
     /// `Aborted: {cause}`).
     Cancelled(&'a str),
-    /// The event's timeout on this bus (in seconds) fired.
-    EventTimeout(f64),
+    /// The event's timeout on this bus fired.
+    EventTimeout(Duration),
     /// The processing was dropped before it finished (the bus stopped, the caller gave up).
     Dropped,
 }

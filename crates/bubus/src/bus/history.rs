@@ -20,12 +20,23 @@ use crate::event::inner::EventInner;
 struct Entry {
     seq: u64,
     event: Option<Arc<EventInner>>,
+    /// When the event was created, on tokio's clock (`find`'s past windows measure from it).
+    created: tokio::time::Instant,
     /// This entry's share of the bus's [memory estimate](crate::memory).
     bytes: usize,
     /// When the bus heard of its completion, if it has a TTL (TTLs count from there).
     completed: Option<tokio::time::Instant>,
     /// The bus heard of its completion.
     done: bool,
+}
+
+/// When `event` was created, on tokio's clock: now, less its age by its `event_created_at` — so
+/// an event restored from a snapshot or carried in from elsewhere keeps the age it had, and the
+/// time from here on is counted on tokio's clock (which a test may pause and advance).
+fn created_on_tokio_clock(event: &EventInner) -> tokio::time::Instant {
+    let now = tokio::time::Instant::now();
+    let age = crate::time::Timestamp::now_shared().duration_since(event.created_at);
+    now.checked_sub(age).unwrap_or(now)
 }
 
 /// A bus's history. See the module docs.
@@ -61,9 +72,11 @@ impl History {
         self.next_seq += 1;
         let bytes = event.base_bytes();
         self.add_bytes(bytes);
+        let created = created_on_tokio_clock(&event);
         self.entries.push_back(Entry {
             seq,
             event: Some(event),
+            created,
             bytes,
             completed: None,
             done: false,
@@ -78,18 +91,19 @@ impl History {
     }
 
     /// The events older than the entry `before` (all of them for `None`), newest first, with
-    /// their sequence numbers: a scan can stop and resume below where it stopped.
+    /// their sequence numbers and when they were created on tokio's clock: a scan can stop and
+    /// resume below where it stopped.
     pub(crate) fn newest_before(
         &self,
         before: Option<u64>,
-    ) -> impl Iterator<Item = (u64, &Arc<EventInner>)> + '_ {
+    ) -> impl Iterator<Item = (u64, tokio::time::Instant, &Arc<EventInner>)> + '_ {
         let end = before.map_or(self.entries.len(), |seq| {
             self.entries.partition_point(|e| e.seq < seq)
         });
         self.entries
             .range(..end)
             .rev()
-            .filter_map(|e| Some((e.seq, e.event.as_ref()?)))
+            .filter_map(|e| Some((e.seq, e.created, e.event.as_ref()?)))
     }
 
     fn index_of(&self, seq: u64) -> Option<usize> {

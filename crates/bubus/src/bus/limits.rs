@@ -14,17 +14,7 @@ use crate::event::EventConfig;
 use crate::event::inner::EventInner;
 use crate::handler::HandlerMeta;
 
-/// Seconds as the wire carries them to a duration: negative means "already expired" (the Python
-/// runtime accepts 0 and negative timeouts), NaN means none.
-pub(crate) fn seconds(value: Option<f64>) -> Option<Duration> {
-    let secs = value?;
-    if secs.is_nan() {
-        return None;
-    }
-    Some(Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(Duration::MAX))
-}
-
-fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
+fn min_opt(a: Option<Duration>, b: Option<Duration>) -> Option<Duration> {
     match (a, b) {
         (Some(a), Some(b)) => Some(a.min(b)),
         (a, b) => a.or(b),
@@ -32,12 +22,12 @@ fn min_opt(a: Option<f64>, b: Option<f64>) -> Option<f64> {
 }
 
 /// `event.event_timeout ?? bus.event_timeout`.
-pub(crate) fn event_timeout(config: &EventConfig, bus: &BusInner) -> Option<f64> {
+pub(crate) fn event_timeout(config: &EventConfig, bus: &BusInner) -> Option<Duration> {
     config.event_timeout.or(bus.config.event_timeout)
 }
 
 /// `event.event_slow_timeout ?? bus.event_slow_timeout`.
-pub(crate) fn event_slow_timeout(config: &EventConfig, bus: &BusInner) -> Option<f64> {
+pub(crate) fn event_slow_timeout(config: &EventConfig, bus: &BusInner) -> Option<Duration> {
     config.event_slow_timeout.or(bus.config.event_slow_timeout)
 }
 
@@ -47,7 +37,7 @@ pub(crate) fn handler_timeout(
     handler: &HandlerMeta,
     config: &EventConfig,
     bus: &BusInner,
-) -> Option<f64> {
+) -> Option<Duration> {
     let own = match handler.timeout {
         Some(explicit) => explicit,
         None => config.event_handler_timeout.or(bus.config.event_timeout),
@@ -62,8 +52,8 @@ pub(crate) fn handler_slow_timeout(
     handler: &HandlerMeta,
     config: &EventConfig,
     bus: &BusInner,
-    timeout: Option<f64>,
-) -> Option<f64> {
+    timeout: Option<Duration>,
+) -> Option<Duration> {
     let slow = match handler.slow_timeout {
         Some(explicit) => explicit,
         None => config
@@ -80,8 +70,8 @@ pub(crate) fn handler_slow_timeout(
 /// When the timers of one handler run fire, measured from when it acquired the handler lock.
 #[derive(Copy, Clone, Debug)]
 pub(crate) struct HandlerLimits {
-    /// The handler's timeout in seconds, for messages.
-    pub(crate) timeout: Option<f64>,
+    /// The handler's timeout, for messages.
+    pub(crate) timeout: Option<Duration>,
     /// Its deadline — unset when the event's deadline comes first or at the same time: then the
     /// event timer fires and the handler is reported aborted, not timed out.
     pub(crate) deadline: Option<Instant>,
@@ -97,11 +87,11 @@ impl HandlerLimits {
     ) -> Self {
         let now = Instant::now();
         let timeout = handler_timeout(handler, config, bus);
-        let deadline = seconds(timeout)
+        let deadline = timeout
             .and_then(|d| now.checked_add(d))
             .filter(|deadline| event_deadline.is_none_or(|event| *deadline < event));
         let slow_timeout = handler_slow_timeout(handler, config, bus, timeout);
-        let slow_at = seconds(slow_timeout).and_then(|d| now.checked_add(d));
+        let slow_at = slow_timeout.and_then(|d| now.checked_add(d));
         HandlerLimits {
             timeout,
             deadline,
@@ -116,14 +106,13 @@ impl HandlerLimits {
 /// `indices`, passed to each method). Less than a millisecond of it is not counted: that is below
 /// the timers' resolution.
 pub(crate) struct PhaseClock {
-    /// Kept in seconds: converted only when something waits.
-    timeout: Option<f64>,
-    slow: Option<f64>,
+    timeout: Option<Duration>,
+    slow: Option<Duration>,
     start: OnceLock<Instant>,
 }
 
 impl PhaseClock {
-    pub(crate) fn new(timeout: Option<f64>, slow: Option<f64>) -> Self {
+    pub(crate) fn new(timeout: Option<Duration>, slow: Option<Duration>) -> Self {
         PhaseClock {
             timeout,
             slow,
@@ -155,13 +144,13 @@ impl PhaseClock {
 
     /// When the event's timeout fires on this bus.
     pub(crate) fn deadline(&self, event: &EventInner, indices: &[usize]) -> Option<Instant> {
-        let timeout = seconds(self.timeout)?;
+        let timeout = self.timeout?;
         self.start(event, indices).checked_add(timeout)
     }
 
     /// When the slow-event warning fires.
     pub(crate) fn slow_at(&self, event: &EventInner, indices: &[usize]) -> Option<Instant> {
-        let slow = seconds(self.slow)?;
+        let slow = self.slow?;
         self.start(event, indices).checked_add(slow)
     }
 
@@ -227,7 +216,7 @@ fn wall_clock(now: Instant) -> bool {
         .is_some_and(|drift| drift < TOLERANCE)
 }
 
-/// `12.5` → `"12.5"`, `60.0` → `"60.0"`: seconds as the reference runtimes print them.
-pub(crate) fn fmt_secs(secs: f64) -> String {
-    format!("{secs:?}")
+/// 12.5 s → `"12.5"`, 60 s → `"60.0"`: seconds as the reference runtimes print them.
+pub(crate) fn fmt_secs(duration: Duration) -> String {
+    format!("{:?}", duration.as_secs_f64())
 }

@@ -430,7 +430,10 @@ impl EventBus {
             // Written on the wire as abxbus 2.5 does, with the snapshot entry and each result.
             wire_extra: options.result_ttl.map(|ttl| {
                 let mut keys = serde_json::Map::new();
-                keys.insert("handler_result_ttl".into(), serde_json::Value::from(ttl));
+                keys.insert(
+                    "handler_result_ttl".into(),
+                    serde_json::Value::from(ttl.as_secs()),
+                );
                 Arc::new(keys)
             }),
         });
@@ -884,7 +887,7 @@ impl EventBus {
     }
 
     /// Waits for the next event of type `E` dispatched on this bus (the seed API's `expect`;
-    /// `find::<E>().past(false).future(true)` in this crate's terms): see [`Expect`].
+    /// `find::<E>().no_past().future()` in this crate's terms): see [`Expect`].
     pub fn expect<E: Event>(&self) -> Expect<EventHandle<E>> {
         Expect::new(self.find::<E>())
     }

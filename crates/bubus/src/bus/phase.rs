@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -170,8 +171,8 @@ pub(crate) struct Phase<'a> {
     pub(crate) held: &'a HeldLocks,
     /// The event's config, read when the phase started.
     pub(crate) config: EventConfig,
-    /// The event's timeout on this bus, in seconds.
-    timeout: Option<f64>,
+    /// The event's timeout on this bus.
+    timeout: Option<Duration>,
     clock: PhaseClock,
     plan: Plan,
 }

@@ -10,9 +10,9 @@ use uuid::Uuid;
 
 use super::{EventBus, EventBusBuilder};
 use crate::event::inner::EventInner;
-use crate::event::{AnyEvent, EventConcurrency, HandlerCompletion, HandlerConcurrency};
+use crate::event::{AnyEvent, EventConcurrency, HandlerCompletion, HandlerConcurrency, Ttl};
 use crate::handler::{HandlerEntry, HandlerFn, HandlerId, HandlerMeta};
-use crate::time::Timestamp;
+use crate::time::{Timestamp, secs_value};
 use crate::wire::DecodeError;
 use crate::wire::encode::event_json;
 use crate::wire::extra::{
@@ -67,8 +67,8 @@ fn unknown_keys(
     (!unknown.is_empty()).then(|| Arc::new(unknown))
 }
 
-fn opt_f64(v: Option<f64>) -> Value {
-    v.map_or(Value::Null, Value::from)
+fn opt_ttl(v: Option<Ttl>) -> Value {
+    v.map_or(Value::Null, |ttl| Value::from(ttl.as_secs()))
 }
 
 impl EventBus {
@@ -109,11 +109,14 @@ impl EventBus {
             "event_concurrency".into(),
             Value::String(c.event_concurrency.as_str().into()),
         );
-        out.insert("event_timeout".into(), opt_f64(c.event_timeout));
-        out.insert("event_slow_timeout".into(), opt_f64(c.event_slow_timeout));
+        out.insert("event_timeout".into(), secs_value(c.event_timeout));
+        out.insert(
+            "event_slow_timeout".into(),
+            secs_value(c.event_slow_timeout),
+        );
         // abxbus 2.5's history TTLs, where it writes them.
-        out.insert("event_ttl".into(), opt_f64(c.event_ttl));
-        out.insert("event_result_ttl".into(), opt_f64(c.event_result_ttl));
+        out.insert("event_ttl".into(), opt_ttl(c.event_ttl));
+        out.insert("event_result_ttl".into(), opt_ttl(c.event_result_ttl));
         out.insert(
             "event_handler_concurrency".into(),
             Value::String(c.event_handler_concurrency.as_str().into()),
@@ -124,7 +127,7 @@ impl EventBus {
         );
         out.insert(
             "event_handler_slow_timeout".into(),
-            opt_f64(c.event_handler_slow_timeout),
+            secs_value(c.event_handler_slow_timeout),
         );
         out.insert(
             "event_handler_detect_file_paths".into(),
@@ -270,15 +273,21 @@ impl EventBus {
         for (key, slot) in [
             ("event_timeout", &mut builder.config.event_timeout),
             ("event_slow_timeout", &mut builder.config.event_slow_timeout),
-            ("event_ttl", &mut builder.config.event_ttl),
-            ("event_result_ttl", &mut builder.config.event_result_ttl),
             (
                 "event_handler_slow_timeout",
                 &mut builder.config.event_handler_slow_timeout,
             ),
         ] {
             if obj.contains_key(key) {
-                *slot = f64_of(key)?;
+                *slot = f64_of(key)?.map(crate::time::duration_from_secs);
+            }
+        }
+        for (key, slot) in [
+            ("event_ttl", &mut builder.config.event_ttl),
+            ("event_result_ttl", &mut builder.config.event_result_ttl),
+        ] {
+            if obj.contains_key(key) {
+                *slot = f64_of(key)?.map(Ttl::from_secs);
             }
         }
         if let Some(v) = obj.get("event_handler_detect_file_paths") {
@@ -305,10 +314,10 @@ fn handler_json(meta: &HandlerMeta) -> Value {
             .as_deref()
             .map_or(Value::Null, |p| Value::String(p.to_owned())),
     );
-    out.insert("handler_timeout".into(), opt_f64(meta.timeout.flatten()));
+    out.insert("handler_timeout".into(), secs_value(meta.timeout.flatten()));
     out.insert(
         "handler_slow_timeout".into(),
-        opt_f64(meta.slow_timeout.flatten()),
+        secs_value(meta.slow_timeout.flatten()),
     );
     out.insert(
         "handler_registered_at".into(),
@@ -382,12 +391,12 @@ fn restore_handlers(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Deco
         };
         let field = |name: &str| format!("handlers.{id}.{name}");
         let text = |name: &str| h.get(name).and_then(Value::as_str).map(str::to_owned);
-        let seconds = |name: &str| -> Result<Option<Option<f64>>, DecodeError> {
+        let seconds = |name: &str| -> Result<Option<Option<Duration>>, DecodeError> {
             match h.get(name) {
                 None | Some(Value::Null) => Ok(None),
                 Some(v) => v
                     .as_f64()
-                    .map(|s| Some(Some(s)))
+                    .map(|s| Some(Some(crate::time::duration_from_secs(s))))
                     .ok_or_else(|| DecodeError::new(field(name), "expected a number")),
             }
         };

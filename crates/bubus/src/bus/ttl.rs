@@ -20,29 +20,20 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use super::{BusInner, BusState};
+use crate::event::Ttl;
 use crate::event::inner::{EventInner, EventState};
 use crate::result::ResultRecord;
 
-/// A TTL as configured: `None` unset (fall back), `Some(None)` never, `Some(Some(d))` after `d`.
-type Ttl = Option<Option<Duration>>;
-
-/// A TTL in seconds as the options and the wire give it.
-pub(crate) fn ttl_of_seconds(seconds: Option<f64>) -> Ttl {
-    let seconds = seconds?;
-    if seconds.is_nan() || seconds < 0.0 {
-        return Some(None);
-    }
-    Some(Duration::try_from_secs_f64(seconds).ok())
-}
-
 /// A TTL key of a JSON map (`null` or absent: unset).
-fn ttl_of_key(map: Option<&Map<String, Value>>, key: &str) -> Ttl {
-    ttl_of_seconds(map.and_then(|m| m.get(key)).and_then(Value::as_f64))
+fn ttl_of_key(map: Option<&Map<String, Value>>, key: &str) -> Option<Ttl> {
+    map.and_then(|m| m.get(key))
+        .and_then(Value::as_f64)
+        .map(Ttl::from_secs)
 }
 
 impl EventState {
     /// The event's own `event_ttl` / `event_result_ttl` (kept with its 2.5 wire keys).
-    fn own_ttl(&self, key: &str) -> Ttl {
+    fn own_ttl(&self, key: &str) -> Option<Ttl> {
         ttl_of_key(self.wire_extra.as_deref().map(|e| &e.unknown), key)
     }
 
@@ -52,15 +43,15 @@ impl EventState {
     }
 
     /// Sets one of the event's TTL keys (`None`: unset).
-    pub(crate) fn set_own_ttl(&mut self, key: &str, seconds: Option<f64>) {
+    pub(crate) fn set_own_ttl(&mut self, key: &str, ttl: Option<Ttl>) {
         let extra = self.wire_extra.get_or_insert_with(Default::default);
-        let value = seconds.map_or(Value::Null, Value::from);
+        let value = ttl.map_or(Value::Null, |ttl| Value::from(ttl.as_secs()));
         extra.unknown.insert(key.to_owned(), value);
     }
 }
 
 /// A result's `handler_result_ttl`, from its handler.
-fn handler_ttl(record: &ResultRecord) -> Ttl {
+fn handler_ttl(record: &ResultRecord) -> Option<Ttl> {
     ttl_of_key(record.handler.wire_extra.as_deref(), "handler_result_ttl")
 }
 
@@ -78,17 +69,17 @@ impl BusInner {
     fn ttls(&self, es: &EventState) -> (Option<Duration>, Vec<(usize, Duration)>) {
         let event_ttl = es
             .own_ttl("event_ttl")
-            .or_else(|| ttl_of_seconds(self.config.event_ttl))
-            .flatten();
+            .or(self.config.event_ttl)
+            .and_then(Ttl::duration);
         let event_result_ttl = es
             .own_ttl("event_result_ttl")
-            .or_else(|| ttl_of_seconds(self.config.event_result_ttl));
+            .or(self.config.event_result_ttl);
         let results = es
             .results
             .iter()
             .enumerate()
             .filter(|(_, r)| r.handler.bus_id == self.id)
-            .filter_map(|(i, r)| Some((i, handler_ttl(r).or(event_result_ttl).flatten()?)))
+            .filter_map(|(i, r)| Some((i, handler_ttl(r).or(event_result_ttl)?.duration()?)))
             .collect();
         (event_ttl, results)
     }

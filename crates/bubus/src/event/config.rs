@@ -1,6 +1,7 @@
 //! Per-event configuration and the status/mode enums shared by events, handlers and buses.
 
 use std::fmt;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
@@ -106,8 +107,8 @@ impl HandlerCompletion {
 /// The configuration an event carries (the reference's `event_*` config fields).
 ///
 /// Every field is optional: `None` means "the processing bus's default, at processing time", so a
-/// forwarded event picks up each bus's own defaults unless the event sets a value. Timeouts are in
-/// seconds, as on the wire.
+/// forwarded event picks up each bus's own defaults unless the event sets a value. Timeouts are
+/// [`Duration`]s here and seconds on the wire (serde reads and writes them as seconds too).
 ///
 /// Event types declare defaults with `#[event(...)]`; a single event overrides them with the
 /// `with_*` methods of [`EventHandle`](crate::EventHandle) before it is dispatched.
@@ -116,27 +117,32 @@ impl HandlerCompletion {
 /// (`const`, so they work in an `EVENT_DEFAULTS` constant).
 ///
 /// ```
-/// use bubus::{EventConfig, HandlerCompletion};
+/// use std::time::Duration;
+/// use bubus::{event::EventConfig, event::HandlerCompletion};
 ///
 /// const DEFAULTS: EventConfig = EventConfig::UNSET
-///     .with_event_timeout(Some(5.0))
+///     .with_event_timeout(Some(Duration::from_secs(5)))
 ///     .with_event_handler_completion(Some(HandlerCompletion::First));
-/// assert_eq!(DEFAULTS.event_timeout, Some(5.0));
+/// assert_eq!(DEFAULTS.event_timeout, Some(Duration::from_secs(5)));
 /// assert_eq!(DEFAULTS.event_slow_timeout, None);
 /// ```
 #[derive(Copy, Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub struct EventConfig {
     /// Hard budget for the whole handler phase on one bus.
-    pub event_timeout: Option<f64>,
+    #[serde(default, with = "crate::time::opt_secs")]
+    pub event_timeout: Option<Duration>,
     /// Threshold after which a still-running event logs a warning.
-    pub event_slow_timeout: Option<f64>,
+    #[serde(default, with = "crate::time::opt_secs")]
+    pub event_slow_timeout: Option<Duration>,
     /// Event concurrency override.
     pub event_concurrency: Option<EventConcurrency>,
     /// Cap on each handler's run time.
-    pub event_handler_timeout: Option<f64>,
+    #[serde(default, with = "crate::time::opt_secs")]
+    pub event_handler_timeout: Option<Duration>,
     /// Threshold after which a still-running handler logs a warning.
-    pub event_handler_slow_timeout: Option<f64>,
+    #[serde(default, with = "crate::time::opt_secs")]
+    pub event_handler_slow_timeout: Option<Duration>,
     /// Handler concurrency override.
     pub event_handler_concurrency: Option<HandlerConcurrency>,
     /// Handler completion override.
@@ -155,16 +161,16 @@ impl EventConfig {
         event_handler_completion: None,
     };
 
-    /// Sets `event_timeout`: the hard budget for the whole handler phase on one bus, in seconds.
+    /// Sets `event_timeout`: the hard budget for the whole handler phase on one bus.
     #[must_use]
-    pub const fn with_event_timeout(mut self, value: Option<f64>) -> Self {
+    pub const fn with_event_timeout(mut self, value: Option<Duration>) -> Self {
         self.event_timeout = value;
         self
     }
 
-    /// Sets `event_slow_timeout`: the slow-event warning threshold, in seconds.
+    /// Sets `event_slow_timeout`: the slow-event warning threshold.
     #[must_use]
-    pub const fn with_event_slow_timeout(mut self, value: Option<f64>) -> Self {
+    pub const fn with_event_slow_timeout(mut self, value: Option<Duration>) -> Self {
         self.event_slow_timeout = value;
         self
     }
@@ -176,16 +182,16 @@ impl EventConfig {
         self
     }
 
-    /// Sets `event_handler_timeout`: the cap on each handler's run time, in seconds.
+    /// Sets `event_handler_timeout`: the cap on each handler's run time.
     #[must_use]
-    pub const fn with_event_handler_timeout(mut self, value: Option<f64>) -> Self {
+    pub const fn with_event_handler_timeout(mut self, value: Option<Duration>) -> Self {
         self.event_handler_timeout = value;
         self
     }
 
-    /// Sets `event_handler_slow_timeout`: the slow-handler warning threshold, in seconds.
+    /// Sets `event_handler_slow_timeout`: the slow-handler warning threshold.
     #[must_use]
-    pub const fn with_event_handler_slow_timeout(mut self, value: Option<f64>) -> Self {
+    pub const fn with_event_handler_slow_timeout(mut self, value: Option<Duration>) -> Self {
         self.event_handler_slow_timeout = value;
         self
     }
@@ -205,5 +211,59 @@ impl EventConfig {
     pub const fn with_event_handler_completion(mut self, value: Option<HandlerCompletion>) -> Self {
         self.event_handler_completion = value;
         self
+    }
+}
+
+/// How long a completed event stays in a bus's history, or a handler's result on its event
+/// (abxbus 2.5's `event_ttl`, `event_result_ttl` and `handler_result_ttl`).
+///
+/// On the wire a TTL is seconds, and a negative number means [`Ttl::Never`]. A [`Duration`]
+/// converts into [`Ttl::After`].
+///
+/// ```
+/// use std::time::Duration;
+/// use bubus::event::Ttl;
+///
+/// assert_eq!(Ttl::from(Duration::from_secs(60)), Ttl::After(Duration::from_secs(60)));
+/// assert_eq!(Ttl::Never.duration(), None);
+/// ```
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Ttl {
+    /// Removed this long after the event completed; [`Duration::ZERO`]: at completion.
+    After(Duration),
+    /// Kept until evicted: this overrides a TTL set further out (a bus's, an event's).
+    Never,
+}
+
+impl Ttl {
+    /// The duration, `None` for [`Ttl::Never`].
+    pub const fn duration(self) -> Option<Duration> {
+        match self {
+            Ttl::After(d) => Some(d),
+            Ttl::Never => None,
+        }
+    }
+
+    /// Seconds as the wire carries them (`-1` for never).
+    pub(crate) fn as_secs(self) -> f64 {
+        match self {
+            Ttl::After(d) => crate::time::secs_of(d),
+            Ttl::Never => -1.0,
+        }
+    }
+
+    /// From the wire's seconds: negative (or NaN) is never.
+    pub(crate) fn from_secs(secs: f64) -> Ttl {
+        if secs.is_nan() || secs < 0.0 {
+            Ttl::Never
+        } else {
+            Ttl::After(crate::time::duration_from_secs(secs))
+        }
+    }
+}
+
+impl From<Duration> for Ttl {
+    fn from(d: Duration) -> Self {
+        Ttl::After(d)
     }
 }

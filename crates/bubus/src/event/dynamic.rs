@@ -29,7 +29,7 @@ const RESERVED_KEYS: &[&str] = &["bus", "first", "toString", "toJSON", "fromJSON
 /// assert_eq!(event.payload()["username"], "alice");
 ///
 /// assert!(DynEvent::new("Bad", json!([1, 2])).is_err());
-/// # Ok::<(), bubus::DynEventError>(())
+/// # Ok::<(), bubus::event::DynEventError>(())
 /// ```
 #[derive(Clone)]
 pub struct DynEvent {

@@ -6,11 +6,12 @@ use std::fmt;
 use std::ops::Deref;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use uuid::Uuid;
 
 use super::config::{
-    EventConcurrency, EventConfig, EventStatus, HandlerCompletion, HandlerConcurrency,
+    EventConcurrency, EventConfig, EventStatus, HandlerCompletion, HandlerConcurrency, Ttl,
 };
 use super::dynamic::DynEvent;
 use super::inner::{BusPhase, EventInner, KindOf};
@@ -147,11 +148,11 @@ impl AnyEvent {
     ///
     /// # Errors
     ///
-    /// A [`HandlerError`] of kind [`PayloadDecode`](crate::HandlerErrorKind::PayloadDecode).
+    /// A [`HandlerError`] of kind [`PayloadDecode`](crate::error::HandlerErrorKind::PayloadDecode).
     pub fn try_downcast<E: Event>(&self) -> Result<EventHandle<E>, HandlerError> {
         if self.inner.event_type != E::EVENT_TYPE {
             return Err(HandlerError::with_kind(
-                crate::HandlerErrorKind::PayloadDecode,
+                crate::error::HandlerErrorKind::PayloadDecode,
                 format!("{} is not a {}", self.inner.label(), E::EVENT_TYPE),
             ));
         }
@@ -311,25 +312,25 @@ macro_rules! event_accessors {
                 errors.into_iter().map(|(_, e)| *e).collect()
             }
 
-            /// Sets `event_timeout` (seconds; `None` = the bus default). Effective if set before
-            /// the event starts processing.
-            pub fn set_event_timeout(&self, seconds: Option<f64>) {
-                self.inner().state.lock().config.event_timeout = seconds;
+            /// Sets `event_timeout` (`None` = the bus default). Effective if set before the
+            /// event starts processing.
+            pub fn set_event_timeout(&self, timeout: Option<Duration>) {
+                self.inner().state.lock().config.event_timeout = timeout;
             }
 
-            /// Sets `event_slow_timeout` (seconds).
-            pub fn set_event_slow_timeout(&self, seconds: Option<f64>) {
-                self.inner().state.lock().config.event_slow_timeout = seconds;
+            /// Sets `event_slow_timeout`.
+            pub fn set_event_slow_timeout(&self, threshold: Option<Duration>) {
+                self.inner().state.lock().config.event_slow_timeout = threshold;
             }
 
-            /// Sets `event_handler_timeout` (seconds).
-            pub fn set_event_handler_timeout(&self, seconds: Option<f64>) {
-                self.inner().state.lock().config.event_handler_timeout = seconds;
+            /// Sets `event_handler_timeout`.
+            pub fn set_event_handler_timeout(&self, timeout: Option<Duration>) {
+                self.inner().state.lock().config.event_handler_timeout = timeout;
             }
 
-            /// Sets `event_handler_slow_timeout` (seconds).
-            pub fn set_event_handler_slow_timeout(&self, seconds: Option<f64>) {
-                self.inner().state.lock().config.event_handler_slow_timeout = seconds;
+            /// Sets `event_handler_slow_timeout`.
+            pub fn set_event_handler_slow_timeout(&self, threshold: Option<Duration>) {
+                self.inner().state.lock().config.event_handler_slow_timeout = threshold;
             }
 
             /// Sets `event_concurrency`.
@@ -356,22 +357,22 @@ macro_rules! event_accessors {
 
             /// Builder form of [`set_event_timeout`](Self::set_event_timeout).
             #[must_use]
-            pub fn with_event_timeout(self, seconds: f64) -> Self {
-                self.set_event_timeout(Some(seconds));
+            pub fn with_event_timeout(self, timeout: Duration) -> Self {
+                self.set_event_timeout(Some(timeout));
                 self
             }
 
             /// Builder form of [`set_event_slow_timeout`](Self::set_event_slow_timeout).
             #[must_use]
-            pub fn with_event_slow_timeout(self, seconds: f64) -> Self {
-                self.set_event_slow_timeout(Some(seconds));
+            pub fn with_event_slow_timeout(self, threshold: Duration) -> Self {
+                self.set_event_slow_timeout(Some(threshold));
                 self
             }
 
             /// Builder form of [`set_event_handler_timeout`](Self::set_event_handler_timeout).
             #[must_use]
-            pub fn with_event_handler_timeout(self, seconds: f64) -> Self {
-                self.set_event_handler_timeout(Some(seconds));
+            pub fn with_event_handler_timeout(self, timeout: Duration) -> Self {
+                self.set_event_handler_timeout(Some(timeout));
                 self
             }
 
@@ -398,36 +399,39 @@ macro_rules! event_accessors {
                 self
             }
 
-            /// Sets how long the event stays in a bus's history after it completed, in seconds
-            /// (abxbus 2.5's `event_ttl`; `None`: the bus's [`event_ttl`]; `0`: not at all;
-            /// negative: forever). Written on the wire as `event_ttl`.
+            /// Sets how long the event stays in a bus's history after it completed (abxbus
+            /// 2.5's `event_ttl`; `None`: the bus's [`event_ttl`]; [`Duration::ZERO`]: not at
+            /// all; [`Ttl::Never`]: until evicted). Written on the wire as `event_ttl`, in
+            /// seconds.
             ///
-            /// [`event_ttl`]: crate::EventBusBuilder::event_ttl
-            pub fn set_event_ttl(&self, seconds: Option<f64>) {
-                self.inner().state.lock().set_own_ttl("event_ttl", seconds);
+            /// [`event_ttl`]: crate::bus::EventBusBuilder::event_ttl
+            pub fn set_event_ttl(&self, ttl: Option<Ttl>) {
+                self.inner().state.lock().set_own_ttl("event_ttl", ttl);
             }
 
             /// Sets how long the results handlers left on the event stay on it after it
-            /// completed, in seconds (abxbus 2.5's `event_result_ttl`; `None`: each bus's own;
-            /// a handler's `result_ttl` wins). Written on the wire as `event_result_ttl`.
-            pub fn set_event_result_ttl(&self, seconds: Option<f64>) {
+            /// completed (abxbus 2.5's `event_result_ttl`; `None`: each bus's own; a handler's
+            /// `result_ttl` wins). Written on the wire as `event_result_ttl`, in seconds.
+            pub fn set_event_result_ttl(&self, ttl: Option<Ttl>) {
                 self.inner()
                     .state
                     .lock()
-                    .set_own_ttl("event_result_ttl", seconds);
+                    .set_own_ttl("event_result_ttl", ttl);
             }
 
-            /// Builder form of [`set_event_ttl`](Self::set_event_ttl).
+            /// Builder form of [`set_event_ttl`](Self::set_event_ttl): a [`Duration`] or
+            /// [`Ttl::Never`].
             #[must_use]
-            pub fn with_event_ttl(self, seconds: f64) -> Self {
-                self.set_event_ttl(Some(seconds));
+            pub fn with_event_ttl(self, ttl: impl Into<Ttl>) -> Self {
+                self.set_event_ttl(Some(ttl.into()));
                 self
             }
 
-            /// Builder form of [`set_event_result_ttl`](Self::set_event_result_ttl).
+            /// Builder form of [`set_event_result_ttl`](Self::set_event_result_ttl): a
+            /// [`Duration`] or [`Ttl::Never`].
             #[must_use]
-            pub fn with_event_result_ttl(self, seconds: f64) -> Self {
-                self.set_event_result_ttl(Some(seconds));
+            pub fn with_event_result_ttl(self, ttl: impl Into<Ttl>) -> Self {
+                self.set_event_result_ttl(Some(ttl.into()));
                 self
             }
 

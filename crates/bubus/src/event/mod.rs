@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 pub use config::{
-    EventConcurrency, EventConfig, EventStatus, HandlerCompletion, HandlerConcurrency,
+    EventConcurrency, EventConfig, EventStatus, HandlerCompletion, HandlerConcurrency, Ttl,
 };
 pub use dynamic::{DynEvent, DynEventError};
 pub(crate) use handle::HandleEvent;

@@ -1,6 +1,7 @@
 //! Turning functions, closures and methods into handlers, with the return type checked against the
 //! event's result type at compile time.
 
+use std::any::TypeId;
 use std::borrow::Cow;
 use std::fmt;
 use std::future::Future;
@@ -8,6 +9,8 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+use rustc_hash::FxHashMap;
 use serde_json::Value;
 
 use crate::error::HandlerError;
@@ -180,7 +183,7 @@ pub trait IntoHandler<I, M>: Send + Sync + 'static {
 
     #[doc(hidden)]
     fn __handler_name(&self) -> Cow<'static, str> {
-        handler_name(std::any::type_name::<Self>())
+        handler_name_of::<Self>()
     }
 
     /// For forwarding handlers: the id and label of the bus they forward to.
@@ -188,6 +191,51 @@ pub trait IntoHandler<I, M>: Send + Sync + 'static {
     fn __forward_target(&self) -> Option<(uuid::Uuid, Arc<str>)> {
         None
     }
+}
+
+/// The default name of handler type `F`: [`handler_name`] of its type name, except that distinct
+/// closures of one function get distinct names — the first closure type registered from
+/// `app::main` is `app::main::<closure>`, the next `app::main::<closure#2>`, and so on — so
+/// their results, keyed by handler name, do not merge. A closure registered again (its type is
+/// the same) keeps its name.
+pub(crate) fn handler_name_of<F: ?Sized + 'static>() -> Cow<'static, str> {
+    let type_name = std::any::type_name::<F>();
+    let name = handler_name(type_name);
+    if !name.ends_with(CLOSURE) {
+        return name;
+    }
+    // Looked up once per closure type (a read lock on later registrations); numbering takes
+    // one lock over both maps, so each closure type gets exactly one number.
+    static BY_TYPE: Memo<TypeId, &'static str> = Memo::new();
+    BY_TYPE
+        .get_or_insert_with(TypeId::of::<F>(), || {
+            number_closure(TypeId::of::<F>(), name)
+        })
+        .into()
+}
+
+const CLOSURE: &str = "::<closure>";
+
+fn number_closure(ty: TypeId, name: Cow<'static, str>) -> &'static str {
+    type Numbering = (FxHashMap<TypeId, &'static str>, FxHashMap<String, usize>);
+    static NUMBERING: Mutex<Option<Numbering>> = parking_lot::const_mutex(None);
+    let mut guard = NUMBERING.lock();
+    let (named, counts) = guard.get_or_insert_with(Default::default);
+    if let Some(done) = named.get(&ty) {
+        return done;
+    }
+    let count = counts.entry(name.to_string()).or_insert(0);
+    *count += 1;
+    let numbered: &'static str = match (*count, name) {
+        (1, Cow::Borrowed(name)) => name,
+        (1, Cow::Owned(name)) => Box::leak(name.into_boxed_str()),
+        (n, name) => {
+            let base = name.strip_suffix(CLOSURE).unwrap_or(&name);
+            Box::leak(format!("{base}::<closure#{n}>").into_boxed_str())
+        }
+    };
+    named.insert(ty, numbered);
+    numbered
 }
 
 /// A readable handler name from a Rust type name: generic arguments are dropped and closures are
@@ -425,7 +473,7 @@ where
     }
 
     fn __handler_name(&self) -> Cow<'static, str> {
-        handler_name(std::any::type_name::<F>())
+        handler_name_of::<F>()
     }
 }
 
@@ -446,7 +494,7 @@ where
     }
 
     fn __handler_name(&self) -> Cow<'static, str> {
-        handler_name(std::any::type_name::<F>())
+        handler_name_of::<F>()
     }
 }
 

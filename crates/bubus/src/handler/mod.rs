@@ -4,11 +4,12 @@ mod into;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::event::HandlerConcurrency;
+use crate::event::{HandlerConcurrency, Ttl};
 use crate::time::Timestamp;
 
 pub(crate) use into::{ErasedHandler, HandlerCall, input_pattern};
@@ -108,8 +109,8 @@ pub(crate) struct HandlerMeta {
     pub(crate) pattern: Arc<str>,
     pub(crate) registered_at: Timestamp,
     /// `Some(x)`: set explicitly (`x == None` means "no cap", overriding event and bus values).
-    pub(crate) timeout: Option<Option<f64>>,
-    pub(crate) slow_timeout: Option<Option<f64>>,
+    pub(crate) timeout: Option<Option<Duration>>,
+    pub(crate) slow_timeout: Option<Option<Duration>>,
     /// Overrides the event's handler concurrency for this handler.
     pub(crate) concurrency: Option<HandlerConcurrency>,
     /// For forwarding handlers, the bus they forward to (id, label): skipped for events that
@@ -179,12 +180,12 @@ impl EventHandler {
     }
 
     /// The handler's own timeout, if one was set (`Some(None)`: explicitly no cap).
-    pub fn handler_timeout(&self) -> Option<Option<f64>> {
+    pub fn handler_timeout(&self) -> Option<Option<Duration>> {
         self.meta.timeout
     }
 
     /// The handler's own slow-warning threshold, if one was set.
-    pub fn handler_slow_timeout(&self) -> Option<Option<f64>> {
+    pub fn handler_slow_timeout(&self) -> Option<Option<Duration>> {
         self.meta.slow_timeout
     }
 
@@ -224,13 +225,14 @@ impl PartialEq for EventHandler {
 /// Options for [`EventBus::on_with`](crate::EventBus::on_with).
 ///
 /// ```
-/// use bubus::HandlerOptions;
+/// use std::time::Duration;
+/// use bubus::handler::HandlerOptions;
 ///
 /// let options = HandlerOptions::new()
 ///     .pattern("UserLoginEvent")
 ///     .id("login-audit")
 ///     .name("audit_login")
-///     .timeout(Some(5.0));
+///     .timeout(Some(Duration::from_secs(5)));
 /// # let _ = options;
 /// ```
 #[derive(Clone, Debug, Default)]
@@ -239,20 +241,20 @@ pub struct HandlerOptions {
     pub(crate) id: Option<HandlerId>,
     pub(crate) name: Option<String>,
     pub(crate) file_path: Option<String>,
-    pub(crate) timeout: Option<Option<f64>>,
-    pub(crate) slow_timeout: Option<Option<f64>>,
+    pub(crate) timeout: Option<Option<Duration>>,
+    pub(crate) slow_timeout: Option<Option<Duration>>,
     pub(crate) concurrency: Option<HandlerConcurrency>,
-    pub(crate) result_ttl: Option<f64>,
+    pub(crate) result_ttl: Option<Ttl>,
 }
 
 impl HandlerOptions {
-    /// The results this handler leaves on completed events are removed from them `seconds`
-    /// after the event completed (abxbus 2.5's `handler_result_ttl`; negative: never). Overrides
-    /// the event's and the bus's `event_result_ttl`; see
-    /// [`EventBusBuilder::event_result_ttl`](crate::EventBusBuilder::event_result_ttl).
+    /// The results this handler leaves on completed events are removed from them this long
+    /// after the event completed (abxbus 2.5's `handler_result_ttl`), or never
+    /// ([`Ttl::Never`]). Overrides the event's and the bus's `event_result_ttl`; see
+    /// [`EventBusBuilder::event_result_ttl`](crate::bus::EventBusBuilder::event_result_ttl).
     #[must_use]
-    pub fn result_ttl(mut self, seconds: f64) -> Self {
-        self.result_ttl = Some(seconds);
+    pub fn result_ttl(mut self, ttl: impl Into<Ttl>) -> Self {
+        self.result_ttl = Some(ttl.into());
         self
     }
 
@@ -289,18 +291,17 @@ impl HandlerOptions {
         self
     }
 
-    /// The handler's own timeout in seconds; `None` means "no cap", overriding event and bus
-    /// timeouts.
+    /// The handler's own timeout; `None` means "no cap", overriding event and bus timeouts.
     #[must_use]
-    pub fn timeout(mut self, seconds: Option<f64>) -> Self {
-        self.timeout = Some(seconds);
+    pub fn timeout(mut self, timeout: Option<Duration>) -> Self {
+        self.timeout = Some(timeout);
         self
     }
 
-    /// The handler's own slow-warning threshold in seconds; `None` disables the warning.
+    /// The handler's own slow-warning threshold; `None` disables the warning.
     #[must_use]
-    pub fn slow_timeout(mut self, seconds: Option<f64>) -> Self {
-        self.slow_timeout = Some(seconds);
+    pub fn slow_timeout(mut self, threshold: Option<Duration>) -> Self {
+        self.slow_timeout = Some(threshold);
         self
     }
 

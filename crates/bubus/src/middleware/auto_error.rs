@@ -40,7 +40,7 @@ use crate::result::EventResult;
 /// // The error event is dispatched before the failed event completes.
 /// bus.dispatch(DynEvent::new("Charge", json!({}))?)?.await?;
 ///
-/// let error_event = bus.expect_pattern("ChargeErrorEvent").past(true).await?.to_json();
+/// let error_event = bus.expect_pattern("ChargeErrorEvent").past().await?.to_json();
 /// assert_eq!(error_event["error_type"], "CardDeclined");
 /// assert_eq!(error_event["error"], json!({"type": "CardDeclined", "message": "insufficient funds"}));
 /// # Ok(()) }

@@ -42,7 +42,7 @@ pub const BUS_HANDLER_UNREGISTERED_EVENT: &str = "BusHandlerUnregisteredEvent";
 /// let handler = bus.on_pattern("Render", |_event: AnyEvent| json!("done"));
 /// bus.wait_until_idle(None).await;
 ///
-/// let registered = bus.find_pattern("BusHandlerRegisteredEvent").past(true).await.unwrap();
+/// let registered = bus.find_pattern("BusHandlerRegisteredEvent").past().await.unwrap();
 /// let json = registered.to_json();
 /// assert_eq!(json["handler"]["id"], handler.id().as_str());
 /// assert_eq!(json["handler"]["event_pattern"], "Render");
@@ -75,8 +75,8 @@ impl AutoHandlerChangeEventMiddleware {
             "id": handler.id().as_str(),
             "handler_name": handler.handler_name(),
             "handler_file_path": handler.handler_file_path(),
-            "handler_timeout": handler.handler_timeout().flatten(),
-            "handler_slow_timeout": handler.handler_slow_timeout().flatten(),
+            "handler_timeout": handler.handler_timeout().flatten().map(|d| d.as_secs_f64()),
+            "handler_slow_timeout": handler.handler_slow_timeout().flatten().map(|d| d.as_secs_f64()),
             "handler_registered_at": handler.handler_registered_at().to_string(),
             "event_pattern": handler.event_pattern(),
             "eventbus_name": handler.eventbus_name(),

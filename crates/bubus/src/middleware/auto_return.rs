@@ -33,7 +33,7 @@ use crate::result::{EventResult, ResultStatus};
 /// bus.on_pattern("Quote", |_event: AnyEvent| json!({"price": 42}));
 ///
 /// bus.dispatch(DynEvent::new("Quote", json!({}))?)?.await?;
-/// let result_event = bus.expect_pattern("QuoteResultEvent").past(true).await?;
+/// let result_event = bus.expect_pattern("QuoteResultEvent").past().await?;
 /// assert_eq!(result_event.to_json()["data"], json!({"price": 42}));
 /// # Ok(()) }
 /// ```

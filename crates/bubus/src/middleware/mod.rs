@@ -2,7 +2,7 @@
 //! every handler registration — to log, persist, trace or react.
 //!
 //! A middleware implements [`Middleware`] (every hook has a default that does nothing) and is
-//! given to a bus with [`EventBusBuilder::middleware`](crate::EventBusBuilder::middleware).
+//! given to a bus with [`EventBusBuilder::middleware`](crate::bus::EventBusBuilder::middleware).
 //! Several middlewares run in the order they were added.
 //!
 //! Hooks are synchronous and run inline on the processing path, with no bus lock held: they may
@@ -13,7 +13,7 @@
 //! event pending → result pending → result started → event started → result completed → event
 //! completed. Each result goes pending → started → completed (or pending → completed when it is
 //! cancelled before it starts) exactly once; a failure is a completed result whose
-//! `status` is [`ResultStatus::Error`](crate::ResultStatus::Error). An event's `completed` hook
+//! `status` is [`ResultStatus::Error`](crate::result::ResultStatus::Error). An event's `completed` hook
 //! fires once per middleware instance, however many buses the event went through.
 //!
 //! ```

@@ -224,7 +224,7 @@ impl<R: EventResultValue> ResultsQuery<R> {
     /// (errors too, if it accepts them).
     ///
     /// ```
-    /// use bubus::{Event, EventBus, EventHandle, HandlerError, ResultStatus};
+    /// use bubus::{Event, EventBus, EventHandle, HandlerError, result::ResultStatus};
     /// use serde::{Deserialize, Serialize};
     ///
     /// #[derive(Clone, Debug, Serialize, Deserialize, Event)]

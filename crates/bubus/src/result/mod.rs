@@ -4,7 +4,7 @@
 //!
 //! * `event_result()` (and `ResultsQuery::one`) answers "what did the handlers return?" and
 //!   returns `Result<R, ResultError>`: no handler returning a value is an error
-//!   ([`ResultError::NoResult`](crate::ResultError::NoResult)), as a failed handler is, because the
+//!   ([`ResultError::NoResult`](crate::error::ResultError::NoResult)), as a failed handler is, because the
 //!   caller asked for a value;
 //! * `first()` / `race()` answer "did any handler return something?" and return
 //!   `Result<Option<R>, ResultError>`: `None` is an ordinary answer, and handler errors are not
@@ -184,9 +184,9 @@ pub struct EventResult<R = Value> {
     /// The pattern the handler was registered for.
     pub handler_event_pattern: String,
     /// The handler's own timeout, if set.
-    pub handler_timeout: Option<f64>,
+    pub handler_timeout: Option<std::time::Duration>,
     /// The handler's own slow-warning threshold, if set.
-    pub handler_slow_timeout: Option<f64>,
+    pub handler_slow_timeout: Option<std::time::Duration>,
     /// When the handler was registered.
     pub handler_registered_at: Timestamp,
     /// The id of the bus that ran the handler.
@@ -262,17 +262,17 @@ macro_rules! result_helpers {
             ///
             /// # Errors
             ///
-            /// [`ResultError::Handler`](crate::ResultError::Handler) /
-            /// [`Handlers`](crate::ResultError::Handlers) when handlers failed,
-            /// [`NoResult`](crate::ResultError::NoResult) when none returned a value,
-            /// [`Wait`](crate::ResultError::Wait) when the event cannot be awaited.
+            /// [`ResultError::Handler`](crate::error::ResultError::Handler) /
+            /// [`Handlers`](crate::error::ResultError::Handlers) when handlers failed,
+            /// [`NoResult`](crate::error::ResultError::NoResult) when none returned a value,
+            /// [`Wait`](crate::error::ResultError::Wait) when the event cannot be awaited.
             ///
             /// # Cancel safety
             ///
             /// Cancel safe: dropping the future stops waiting and leaves the event untouched.
-            pub async fn event_result(&self) -> Result<$r, crate::ResultError> {
+            pub async fn event_result(&self) -> Result<$r, crate::error::ResultError> {
                 let inner = Arc::clone(self.inner());
-                self.results().one().await?.ok_or_else(|| crate::ResultError::NoResult {
+                self.results().one().await?.ok_or_else(|| crate::error::ResultError::NoResult {
                     event: inner.label(),
                 })
             }
@@ -287,7 +287,7 @@ macro_rules! result_helpers {
             /// # Cancel safety
             ///
             /// Cancel safe.
-            pub async fn event_results_list(&self) -> Result<Vec<$r>, crate::ResultError> {
+            pub async fn event_results_list(&self) -> Result<Vec<$r>, crate::error::ResultError> {
                 self.results().list().await
             }
 
@@ -302,7 +302,7 @@ macro_rules! result_helpers {
             /// Cancel safe.
             pub async fn event_results_by_handler_id(
                 &self,
-            ) -> Result<indexmap::IndexMap<HandlerId, $r>, crate::ResultError> {
+            ) -> Result<indexmap::IndexMap<HandlerId, $r>, crate::error::ResultError> {
                 self.results().by_handler_id().await
             }
 
@@ -318,7 +318,7 @@ macro_rules! result_helpers {
             /// Cancel safe.
             pub async fn event_results_by_handler_name(
                 &self,
-            ) -> Result<indexmap::IndexMap<String, $r>, crate::ResultError> {
+            ) -> Result<indexmap::IndexMap<String, $r>, crate::error::ResultError> {
                 self.results().by_handler_name().await
             }
 
@@ -335,7 +335,7 @@ macro_rules! result_helpers {
             /// Cancel safe.
             pub async fn event_results_filtered(
                 &self,
-            ) -> Result<indexmap::IndexMap<HandlerId, EventResult<$r>>, crate::ResultError> {
+            ) -> Result<indexmap::IndexMap<HandlerId, EventResult<$r>>, crate::error::ResultError> {
                 self.results().filtered().await
             }
 
@@ -346,13 +346,13 @@ macro_rules! result_helpers {
             ///
             /// # Errors
             ///
-            /// [`ResultError::Conflict`](crate::ResultError::Conflict), and as
+            /// [`ResultError::Conflict`](crate::error::ResultError::Conflict), and as
             /// [`event_result`](Self::event_result) for failed handlers.
             ///
             /// # Cancel safety
             ///
             /// Cancel safe.
-            pub async fn event_results_flat_dict(&self) -> Result<$r, crate::ResultError>
+            pub async fn event_results_flat_dict(&self) -> Result<$r, crate::error::ResultError>
             where
                 $r: FlatDict,
             {
@@ -368,7 +368,7 @@ macro_rules! result_helpers {
             /// # Cancel safety
             ///
             /// Cancel safe.
-            pub async fn event_results_flat_list(&self) -> Result<$r, crate::ResultError>
+            pub async fn event_results_flat_list(&self) -> Result<$r, crate::error::ResultError>
             where
                 $r: FlatList,
             {
@@ -382,12 +382,12 @@ macro_rules! result_helpers {
             ///
             /// # Errors
             ///
-            /// Only [`ResultError::Wait`](crate::ResultError::Wait).
+            /// Only [`ResultError::Wait`](crate::error::ResultError::Wait).
             ///
             /// # Cancel safety
             ///
             /// Cancel safe.
-            pub async fn first(&self) -> Result<Option<$r>, crate::ResultError> {
+            pub async fn first(&self) -> Result<Option<$r>, crate::error::ResultError> {
                 self.results().first().await
             }
 
@@ -395,7 +395,7 @@ macro_rules! result_helpers {
             /// non-null value wins and the rest are cancelled — then waits for it and returns the
             /// winning value (`None` if no handler returned one). Handler errors are not raised.
             /// The same as setting
-            /// [`HandlerCompletion::First`](crate::HandlerCompletion::First) with
+            /// [`HandlerCompletion::First`](crate::event::HandlerCompletion::First) with
             /// `set_event_handler_completion` and calling [`first`](Self::first); what Python and
             /// TypeScript bubus call `await event.first()`.
             ///
@@ -403,13 +403,13 @@ macro_rules! result_helpers {
             ///
             /// # Errors
             ///
-            /// Only [`ResultError::Wait`](crate::ResultError::Wait).
+            /// Only [`ResultError::Wait`](crate::error::ResultError::Wait).
             ///
             /// # Cancel safety
             ///
             /// Cancel safe. The mode switch stays when the future is dropped.
-            pub async fn race(&self) -> Result<Option<$r>, crate::ResultError> {
-                self.set_event_handler_completion(Some(crate::HandlerCompletion::First));
+            pub async fn race(&self) -> Result<Option<$r>, crate::error::ResultError> {
+                self.set_event_handler_completion(Some(crate::event::HandlerCompletion::First));
                 self.results().first().await
             }
         }

@@ -3,7 +3,7 @@
 //!
 //! # Writing
 //!
-//! [`WalMiddleware`] (or [`EventBusBuilder::wal`](crate::EventBusBuilder::wal)) appends to a log
+//! [`WalMiddleware`] (or [`EventBusBuilder::wal`](crate::bus::EventBusBuilder::wal)) appends to a log
 //! file, through a [`WalWriter`]:
 //!
 //! * a **dispatch record** when an event is dispatched: the event's canonical JSON

@@ -3,6 +3,7 @@
 
 use std::borrow::Cow;
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
@@ -99,13 +100,15 @@ fn opt_timestamp(field: &str, v: &Value) -> Result<Option<Timestamp>, DecodeErro
     }
 }
 
-fn opt_seconds(field: &str, v: &Value) -> Result<Option<f64>, DecodeError> {
+/// Seconds as the wire gives them; a negative number reads as zero ("already expired", as the
+/// reference runtimes treat it).
+fn opt_seconds(field: &str, v: &Value) -> Result<Option<Duration>, DecodeError> {
     match v {
         Value::Null => Ok(None),
         Value::Number(n) => n
             .as_f64()
             .filter(|f| f.is_finite())
-            .map(Some)
+            .map(|secs| Some(crate::time::duration_from_secs(secs)))
             .ok_or_else(|| err(field, "expected a finite number of seconds")),
         other => Err(err(
             field,

@@ -10,14 +10,10 @@ use super::extra::{blocks_parent_completion, write_unknown};
 use crate::event::DynEvent;
 use crate::event::inner::{BusPhase, EventInner};
 use crate::result::{ResultRecord, ResultSlot};
-use crate::time::Timestamp;
+use crate::time::{Timestamp, secs_value};
 
 fn ts(t: Option<Timestamp>) -> Value {
     t.map_or(Value::Null, |t| Value::String(t.to_string()))
-}
-
-fn opt_f64(v: Option<f64>) -> Value {
-    v.map_or(Value::Null, Value::from)
 }
 
 fn mode<T: serde::Serialize>(m: Option<T>) -> Value {
@@ -170,16 +166,19 @@ fn event_map(
         "event_version".into(),
         Value::String(event.version.to_string()),
     );
-    out.insert("event_timeout".into(), opt_f64(c.event_timeout));
-    out.insert("event_slow_timeout".into(), opt_f64(c.event_slow_timeout));
+    out.insert("event_timeout".into(), secs_value(c.event_timeout));
+    out.insert(
+        "event_slow_timeout".into(),
+        secs_value(c.event_slow_timeout),
+    );
     out.insert("event_concurrency".into(), mode(c.event_concurrency));
     out.insert(
         "event_handler_timeout".into(),
-        opt_f64(c.event_handler_timeout),
+        secs_value(c.event_handler_timeout),
     );
     out.insert(
         "event_handler_slow_timeout".into(),
-        opt_f64(c.event_handler_slow_timeout),
+        secs_value(c.event_handler_slow_timeout),
     );
     out.insert(
         "event_handler_concurrency".into(),
@@ -292,10 +291,10 @@ pub(crate) fn result_json(
             .as_deref()
             .map_or(Value::Null, |p| Value::String(p.to_owned())),
     );
-    out.insert("handler_timeout".into(), opt_f64(h.timeout.flatten()));
+    out.insert("handler_timeout".into(), secs_value(h.timeout.flatten()));
     out.insert(
         "handler_slow_timeout".into(),
-        opt_f64(h.slow_timeout.flatten()),
+        secs_value(h.slow_timeout.flatten()),
     );
     out.insert("handler_registered_at".into(), ts(Some(h.registered_at)));
     out.insert(
@@ -392,7 +391,10 @@ pub(crate) fn event_json_python1(event: &EventInner) -> Map<String, Value> {
         Value::String(format!("{}@{}", event.event_type, event.version)),
     );
     if let Some(timeout) = c.event_timeout {
-        out.insert("event_timeout".into(), Value::from(timeout));
+        out.insert(
+            "event_timeout".into(),
+            Value::from(crate::time::secs_of(timeout)),
+        );
     }
     out.insert("event_id".into(), Value::String(event.id.to_string()));
     out.insert(
@@ -411,12 +413,12 @@ pub(crate) fn event_json_python1(event: &EventInner) -> Map<String, Value> {
     out.insert("event_created_at".into(), ts_micros(Some(event.created_at)));
     out.insert("event_processed_at".into(), ts_micros(st.completed_at));
     let extras = [
-        ("event_slow_timeout", opt_f64(c.event_slow_timeout)),
+        ("event_slow_timeout", secs_value(c.event_slow_timeout)),
         ("event_concurrency", mode(c.event_concurrency)),
-        ("event_handler_timeout", opt_f64(c.event_handler_timeout)),
+        ("event_handler_timeout", secs_value(c.event_handler_timeout)),
         (
             "event_handler_slow_timeout",
-            opt_f64(c.event_handler_slow_timeout),
+            secs_value(c.event_handler_slow_timeout),
         ),
         (
             "event_handler_concurrency",

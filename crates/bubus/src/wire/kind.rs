@@ -2,6 +2,7 @@
 //! handler's result against the result type (its schema, how deep it nests), the depth of a
 //! payload. The event model names these operations; they are supplied here.
 
+use crate::time::secs_value;
 use serde_json::{Map, Value};
 
 use crate::error::{HandlerError, HandlerErrorKind};
@@ -134,12 +135,10 @@ pub(crate) fn metadata_field(event: &EventInner, name: &str) -> Option<Value> {
         "event_created_at" => ts(Some(event.created_at)),
         "event_started_at" => ts(st.started_at),
         "event_completed_at" => ts(st.completed_at),
-        "event_timeout" => c.event_timeout.map_or(Value::Null, Value::from),
-        "event_slow_timeout" => c.event_slow_timeout.map_or(Value::Null, Value::from),
-        "event_handler_timeout" => c.event_handler_timeout.map_or(Value::Null, Value::from),
-        "event_handler_slow_timeout" => c
-            .event_handler_slow_timeout
-            .map_or(Value::Null, Value::from),
+        "event_timeout" => secs_value(c.event_timeout),
+        "event_slow_timeout" => secs_value(c.event_slow_timeout),
+        "event_handler_timeout" => secs_value(c.event_handler_timeout),
+        "event_handler_slow_timeout" => secs_value(c.event_handler_slow_timeout),
         "event_concurrency" => mode(c.event_concurrency),
         "event_handler_concurrency" => mode(c.event_handler_concurrency),
         "event_handler_completion" => mode(c.event_handler_completion),

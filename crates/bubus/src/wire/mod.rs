@@ -134,11 +134,12 @@ impl AnyEvent {
     /// [`from_json`](Self::from_json) reads this form (and what 1.x writes) back.
     ///
     /// ```
+    /// use std::time::Duration;
     /// use bubus::{DynEvent, EventHandle};
     /// use serde_json::json;
     ///
     /// let event = EventHandle::new(DynEvent::new("Ping", json!({"n": 1})).unwrap())
-    ///     .with_event_timeout(5.0);
+    ///     .with_event_timeout(Duration::from_secs(5));
     /// let json = event.to_json_python1();
     /// assert_eq!(json["event_schema"], "Ping@0.0.1");
     /// assert_eq!(json["event_timeout"], 5.0);
@@ -221,8 +222,9 @@ impl<R: EventResultValue> EventResult<R> {
     /// The result's JSON (§2.2 of the reference wire format), every key present.
     pub fn to_json(&self) -> Value {
         let mut out = Map::with_capacity(17);
-        let ts =
-            |t: Option<crate::Timestamp>| t.map_or(Value::Null, |t| Value::String(t.to_string()));
+        let ts = |t: Option<crate::time::Timestamp>| {
+            t.map_or(Value::Null, |t| Value::String(t.to_string()))
+        };
         out.insert("id".into(), Value::String(self.id.to_string()));
         out.insert(
             "status".into(),
@@ -245,11 +247,11 @@ impl<R: EventResultValue> EventResult<R> {
         );
         out.insert(
             "handler_timeout".into(),
-            self.handler_timeout.map_or(Value::Null, Value::from),
+            crate::time::secs_value(self.handler_timeout),
         );
         out.insert(
             "handler_slow_timeout".into(),
-            self.handler_slow_timeout.map_or(Value::Null, Value::from),
+            crate::time::secs_value(self.handler_slow_timeout),
         );
         out.insert(
             "handler_registered_at".into(),

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use bubus::Timestamp;
+use bubus::time::Timestamp;
 use serde_json::{Map, Value};
 
 /// The built-in keys of the canonical event JSON, in order (semantics §2.1, abxbus 2.5).

@@ -1,4 +1,5 @@
 use std::sync::Arc;
+use std::time::Duration;
 
 use bubus::handler::method;
 use bubus::{AnyEvent, DynEvent, Event, EventBus, EventHandle, HandlerError};
@@ -12,6 +13,10 @@ struct Greet {
 
 #[derive(Clone, Debug, Serialize, Deserialize, Event)]
 struct Unit;
+
+#[derive(Clone, Debug, Serialize, Deserialize, Event)]
+#[event(timeout = 0.25, slow_timeout = Duration::from_millis(1500))]
+struct Timed;
 
 #[derive(Debug)]
 struct MyError;
@@ -47,7 +52,9 @@ async fn anyhow_handler(e: EventHandle<Greet>) -> anyhow::Result<String> {
 fn main() {
     assert_eq!(Greet::EVENT_TYPE, "Renamed");
     assert_eq!(Greet::EVENT_VERSION, "2.0.0");
-    assert_eq!(Greet::EVENT_DEFAULTS.event_timeout, Some(5.0));
+    assert_eq!(Greet::EVENT_DEFAULTS.event_timeout, Some(Duration::from_secs(5)));
+    assert_eq!(Timed::EVENT_DEFAULTS.event_timeout, Some(Duration::from_millis(250)));
+    assert_eq!(Timed::EVENT_DEFAULTS.event_slow_timeout, Some(Duration::from_millis(1500)));
     let bus = EventBus::new("Shapes");
     let service = Arc::new(Service);
     bus.on(sync_handler);
