@@ -56,10 +56,13 @@ async fn a_tree_across_two_processes_joined_by_a_bridge() {
     let order = shop.order(5, 2_500, false);
     let shipped = warehouse.expect("shipped ");
     let ship = support::event(&monitor, &shipped, |d| {
+        // Every process's record has arrived: the warehouse's handler finished and the shop's
+        // own record of its sending handler (each source reports in its own time).
         d.sources.len() == 3
             && d.results
                 .iter()
                 .any(|r| r.handler.ends_with("::ship") && r.status == "completed")
+            && d.results.iter().any(|r| r.bus.starts_with("Shop#"))
     })
     .await;
     // Dispatched in the shop's process, handled in the warehouse's: one event, one tree.
