@@ -533,6 +533,38 @@ impl BridgeInner {
         }
     }
 
+    /// A received event the bus refused at dispatch: forgotten here, its claim released, and
+    /// handed back to come again after [`REFUSED_RETRY`](Self::REFUSED_RETRY).
+    async fn dispatch_refused(
+        &self,
+        event_id: Uuid,
+        origin: &str,
+        acker: Option<Box<dyn Acker>>,
+        error: &crate::DispatchError,
+    ) {
+        self.in_flight.lock().remove(&event_id);
+        self.release(event_id).await;
+        tracing::warn!(bridge = %self.name, %origin, error = %error, "bridge could not dispatch a received event");
+        self.nack_counted(acker, Some(Self::REFUSED_RETRY), error.to_string())
+            .await;
+    }
+
+    /// Hands a delivery back (where the transport has acks) and counts it as `nacked` once the
+    /// nack is done.
+    async fn nack_counted(
+        &self,
+        acker: Option<Box<dyn Acker>>,
+        delay: Option<Duration>,
+        reason: String,
+    ) {
+        if let Some(a) = acker {
+            if let Err(e) = a.nack(delay, reason).await {
+                tracing::warn!(bridge = %self.name, error = %e, "bridge nack failed");
+            }
+            self.bump(&self.counters.nacked);
+        }
+    }
+
     /// Runs `work` (the received event's processing) while renewing the event's claim every
     /// third of the store's lease.
     async fn renewing_claim<F: std::future::Future>(&self, event_id: Uuid, work: F) -> F::Output {
@@ -699,15 +731,7 @@ impl BridgeInner {
                             let _ = (&handle).await;
                             Arc::clone(&self).complete(handle, acker, attempt, origin).await;
                         }
-                        Err(e) => {
-                            self.in_flight.lock().remove(&event_id);
-                            self.release(event_id).await;
-                            tracing::warn!(bridge = %self.name, %origin, error = %e, "bridge could not dispatch a received event");
-                            if let Some(a) = acker {
-                                let _ = a.nack(Some(Self::REFUSED_RETRY), e.to_string()).await;
-                                self.bump(&self.counters.nacked);
-                            }
-                        }
+                        Err(e) => self.dispatch_refused(event_id, &origin, acker, &e).await,
                     }
                 }
             }
@@ -855,13 +879,8 @@ impl BridgeInner {
         let handle = match self.inbound.dispatch(event) {
             Ok(h) => h,
             Err(e) => {
-                self.in_flight.lock().remove(&event_id);
-                self.release(event_id).await;
-                tracing::warn!(bridge = %self.name, origin = %delivery.origin(), error = %e, "bridge could not dispatch a received event");
-                if let Some(a) = acker {
-                    let _ = a.nack(Some(Self::REFUSED_RETRY), e.to_string()).await;
-                    self.bump(&self.counters.nacked);
-                }
+                self.dispatch_refused(event_id, delivery.origin(), acker, &e)
+                    .await;
                 return None;
             }
         };
@@ -897,12 +916,8 @@ impl BridgeInner {
             self.release(event_id).await;
             self.in_flight.lock().remove(&event_id);
             tracing::warn!(bridge = %self.name, %origin, event = %event_id, reason = %reason, "bridge handed back an event the receiving bus had no room for");
-            if let Some(a) = acker {
-                if let Err(e) = a.nack(Some(Self::REFUSED_RETRY), reason.clone()).await {
-                    tracing::warn!(bridge = %self.name, error = %e, "bridge nack failed");
-                }
-                self.bump(&self.counters.nacked);
-            }
+            self.nack_counted(acker, Some(Self::REFUSED_RETRY), reason.clone())
+                .await;
             return;
         }
         if let (Some(reason), true) = (&failure, self.redeliver_on_error) {
@@ -916,10 +931,7 @@ impl BridgeInner {
                     }
                     self.bump(&self.counters.dead_lettered);
                 } else {
-                    if let Err(e) = a.nack(None, reason.clone()).await {
-                        tracing::warn!(bridge = %self.name, error = %e, "bridge nack failed");
-                    }
-                    self.bump(&self.counters.nacked);
+                    self.nack_counted(Some(a), None, reason.clone()).await;
                 }
             }
             return;
