@@ -246,37 +246,56 @@ impl<'a> Checker<'a> {
         path: &str,
         depth: usize,
     ) -> Result<(), String> {
-        if let Some(Value::Array(required)) = schema.get("required") {
-            for name in required.iter().filter_map(Value::as_str) {
-                if !fields.contains_key(name) {
-                    return Err(format!(
-                        "{} is missing the required field `{name}`",
-                        at(path)
-                    ));
-                }
-            }
-        }
-        let properties = match schema.get("properties") {
-            Some(Value::Object(properties)) => Some(properties),
-            _ => None,
-        };
-        for (name, field) in fields {
-            let field_path = format!("{path}/{}", name.replace('~', "~0").replace('/', "~1"));
-            match properties.and_then(|p| p.get(name)) {
-                Some(sub) => self.check(sub, field, &field_path, depth + 1)?,
-                None => match schema.get("additionalProperties") {
-                    Some(Value::Bool(false)) => {
-                        return Err(format!("{} has an unexpected field `{name}`", at(path)));
-                    }
-                    Some(sub @ Value::Object(_)) => {
-                        self.check(sub, field, &field_path, depth + 1)?
-                    }
-                    _ => {}
-                },
-            }
-        }
-        check_length(schema, fields.len(), "minProperties", "maxProperties", path)
+        check_fields(
+            schema,
+            fields.len(),
+            |name| fields.contains_key(name),
+            fields.iter().map(|(name, field)| (name.as_str(), field)),
+            path,
+            |sub, field, field_path| self.check(sub, field, field_path, depth + 1),
+        )
     }
+}
+
+/// An object's fields against `schema`'s `required`, `properties`, `additionalProperties` and
+/// `min/maxProperties`, each field's value checked by `check_field(sub_schema, field, path)`:
+/// shared by the check of a parsed value and the check of text.
+pub(super) fn check_fields<'s, 'f, F>(
+    schema: &'s Map<String, Value>,
+    len: usize,
+    has: impl Fn(&str) -> bool,
+    fields: impl Iterator<Item = (&'f str, F)>,
+    path: &str,
+    mut check_field: impl FnMut(&'s Value, F, &str) -> Result<(), String>,
+) -> Result<(), String> {
+    if let Some(Value::Array(required)) = schema.get("required") {
+        for name in required.iter().filter_map(Value::as_str) {
+            if !has(name) {
+                return Err(format!(
+                    "{} is missing the required field `{name}`",
+                    at(path)
+                ));
+            }
+        }
+    }
+    let properties = match schema.get("properties") {
+        Some(Value::Object(properties)) => Some(properties),
+        _ => None,
+    };
+    for (name, field) in fields {
+        let field_path = format!("{path}/{}", name.replace('~', "~0").replace('/', "~1"));
+        match properties.and_then(|p| p.get(name)) {
+            Some(sub) => check_field(sub, field, &field_path)?,
+            None => match schema.get("additionalProperties") {
+                Some(Value::Bool(false)) => {
+                    return Err(format!("{} has an unexpected field `{name}`", at(path)));
+                }
+                Some(sub @ Value::Object(_)) => check_field(sub, field, &field_path)?,
+                _ => {}
+            },
+        }
+    }
+    check_length(schema, len, "minProperties", "maxProperties", path)
 }
 
 pub(super) fn check_number(schema: &Map<String, Value>, n: f64, path: &str) -> Result<(), String> {

@@ -24,7 +24,9 @@ use serde_json::{Map, Value};
 
 use super::json_eq;
 use super::raw::RawObject;
-use super::validate::{MAX_DEPTH, at, check_length, check_number, kind, type_matches};
+use super::validate::{
+    MAX_DEPTH, at, check_fields, check_length, check_number, kind, type_matches,
+};
 
 /// Checks the JSON text `text` against `schema`, as `validate::check` checks its parsed value.
 pub(crate) fn check_text(schema: &Value, text: &str) -> Result<(), String> {
@@ -465,36 +467,14 @@ impl<'s> TextChecker<'s> {
         path: &str,
         depth: usize,
     ) -> Result<(), String> {
-        if let Some(Value::Array(required)) = schema.get("required") {
-            for name in required.iter().filter_map(Value::as_str) {
-                if !fields.contains_key(name) {
-                    return Err(format!(
-                        "{} is missing the required field `{name}`",
-                        at(path)
-                    ));
-                }
-            }
-        }
-        let properties = match schema.get("properties") {
-            Some(Value::Object(properties)) => Some(properties),
-            _ => None,
-        };
-        for (name, field) in fields {
-            let field_path = format!("{path}/{}", name.replace('~', "~0").replace('/', "~1"));
-            match properties.and_then(|p| p.get(name)) {
-                Some(sub) => self.check_item(sub, field.get(), &field_path, depth + 1)?,
-                None => match schema.get("additionalProperties") {
-                    Some(Value::Bool(false)) => {
-                        return Err(format!("{} has an unexpected field `{name}`", at(path)));
-                    }
-                    Some(sub @ Value::Object(_)) => {
-                        self.check_item(sub, field.get(), &field_path, depth + 1)?
-                    }
-                    _ => {}
-                },
-            }
-        }
-        check_length(schema, fields.len(), "minProperties", "maxProperties", path)
+        check_fields(
+            schema,
+            fields.len(),
+            |name| fields.contains_key(name),
+            fields.iter().map(|(name, field)| (name.as_str(), *field)),
+            path,
+            |sub, field, field_path| self.check_item(sub, field.get(), field_path, depth + 1),
+        )
     }
 }
 
