@@ -22,6 +22,7 @@
 use std::panic::AssertUnwindSafe;
 use std::time::Duration;
 
+pub mod bridge_probe;
 pub mod events;
 pub mod floor;
 pub mod harness;

@@ -19,7 +19,9 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use bubus_benches::bridge_probe::{Seen, now_ns};
 
 use bubus::bridge::{Bridge, Transport};
 use bubus::{AnyEvent, DynEvent, EventHandle};
@@ -39,12 +41,6 @@ const CASES: &[&str] = &[
     "nats-jetstream-raw",
     "nats-jetstream-bubus",
 ];
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
 
 /// The raw cases' payload: as long as a bubus event's JSON (~700 bytes), parsed on receipt.
 fn raw_payload(seq: u64) -> String {
@@ -70,43 +66,6 @@ fn event(seq: u64) -> AnyEvent {
 struct BenchPing {
     sent_ns: u64,
     seq: u64,
-}
-
-/// What a receiver saw.
-#[derive(Default)]
-struct Seen {
-    latencies_ns: Vec<u64>,
-    first_sent_ns: u64,
-    last_recv_ns: u64,
-}
-
-impl Seen {
-    fn record(&mut self, sent_ns: u64) {
-        let now = now_ns();
-        if self.first_sent_ns == 0 || sent_ns < self.first_sent_ns {
-            self.first_sent_ns = sent_ns;
-        }
-        self.last_recv_ns = now;
-        self.latencies_ns.push(now.saturating_sub(sent_ns));
-    }
-
-    fn line(&mut self) -> String {
-        self.latencies_ns.sort_unstable();
-        let pick = |q: f64| {
-            let n = self.latencies_ns.len();
-            if n == 0 {
-                return 0;
-            }
-            self.latencies_ns[((n as f64 * q) as usize).min(n - 1)]
-        };
-        format!(
-            "@@result {} {} {} {}",
-            self.latencies_ns.len(),
-            self.last_recv_ns.saturating_sub(self.first_sent_ns),
-            pick(0.5),
-            pick(0.99)
-        )
-    }
 }
 
 fn redis_transport(channel: &str, durable: bool) -> bubus_redis::RedisTransport {
@@ -141,7 +100,7 @@ async fn receive(case: &str, name: &str, n: u64) {
         move |sent_ns: u64| {
             let mut s = seen.lock();
             s.record(sent_ns);
-            if s.latencies_ns.len() as u64 >= n {
+            if s.count() as u64 >= n {
                 done.notify_one();
             }
         }
@@ -281,14 +240,14 @@ async fn receive(case: &str, name: &str, n: u64) {
     println!("@@ready");
     let _ = std::io::stdout().flush();
     loop {
-        let before = seen.lock().latencies_ns.len();
+        let before = seen.lock().count();
         if before as u64 >= n {
             break;
         }
         if tokio::time::timeout(Duration::from_secs(60), done.notified())
             .await
             .is_err()
-            && seen.lock().latencies_ns.len() == before
+            && seen.lock().count() == before
         {
             break;
         }

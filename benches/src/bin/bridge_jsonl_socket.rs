@@ -27,7 +27,9 @@ use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use bubus_benches::bridge_probe::{Seen, now_ns};
 
 use bubus::bridge::{Bridge, JsonlTransport, UnixSocketTransport};
 use bubus::{AnyEvent, DynEvent, EventBus, EventHandle};
@@ -43,12 +45,6 @@ const CASES: &[&str] = &[
     "socket-bubus",
     "socket-python",
 ];
-
-fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
 
 fn event(seq: u64) -> AnyEvent {
     EventHandle::new(
@@ -97,42 +93,6 @@ struct BenchPing {
     seq: u64,
 }
 
-#[derive(Default)]
-struct Seen {
-    latencies_ns: Vec<u64>,
-    first_sent_ns: u64,
-    last_recv_ns: u64,
-}
-
-impl Seen {
-    fn record(&mut self, sent_ns: u64) {
-        let now = now_ns();
-        if self.first_sent_ns == 0 || sent_ns < self.first_sent_ns {
-            self.first_sent_ns = sent_ns;
-        }
-        self.last_recv_ns = now;
-        self.latencies_ns.push(now.saturating_sub(sent_ns));
-    }
-
-    fn line(&mut self) -> String {
-        self.latencies_ns.sort_unstable();
-        let n = self.latencies_ns.len();
-        let pick = |q: f64| {
-            if n == 0 {
-                0
-            } else {
-                self.latencies_ns[((n as f64 * q) as usize).min(n - 1)]
-            }
-        };
-        format!(
-            "@@result {n} {} {} {}",
-            self.last_recv_ns.saturating_sub(self.first_sent_ns),
-            pick(0.5),
-            pick(0.99)
-        )
-    }
-}
-
 /// The receiver of `case` on `target` (a file or socket path): prints `@@ready`, takes `n`
 /// events (or gives up after 60 s of silence), prints `@@result <count> <span> <p50> <p99>`.
 async fn receive(case: &str, target: &str, n: u64, poll: Duration) {
@@ -143,7 +103,7 @@ async fn receive(case: &str, target: &str, n: u64, poll: Duration) {
         move |sent_ns: u64| {
             let mut s = seen.lock();
             s.record(sent_ns);
-            if s.latencies_ns.len() as u64 >= n {
+            if s.count() as u64 >= n {
                 done.notify_one();
             }
         }
@@ -191,14 +151,14 @@ async fn receive(case: &str, target: &str, n: u64, poll: Duration) {
     println!("@@ready");
     let _ = std::io::stdout().flush();
     loop {
-        let before = seen.lock().latencies_ns.len();
+        let before = seen.lock().count();
         if before as u64 >= n {
             break;
         }
         if tokio::time::timeout(Duration::from_secs(60), done.notified())
             .await
             .is_err()
-            && seen.lock().latencies_ns.len() == before
+            && seen.lock().count() == before
         {
             break;
         }
