@@ -310,7 +310,10 @@ fn main() -> ExitCode {
     let any_family = cases.iter().any(|c| matches!(c, Case::Family(..)));
     for &runtime in &args.runtimes {
         if any_work {
-            println!("{}", runs.work_table(runtime, rounds));
+            println!(
+                "{}",
+                runs.work_table(runtime, rounds, args.sizes.w2_handlers)
+            );
         }
         if any_family {
             println!("{}", runs.family_table(runtime, rounds));

@@ -83,8 +83,9 @@ impl Runs {
         }
     }
 
-    /// The workloads table of one runtime.
-    pub fn work_table(&self, runtime: RuntimeFlavor, rounds: usize) -> String {
+    /// The workloads table of one runtime; `w2_handlers` is the handler count of the runs' W2
+    /// (each W2 message reaches that many handlers), for its per-delivery line.
+    pub fn work_table(&self, runtime: RuntimeFlavor, rounds: usize, w2_handlers: u64) -> String {
         let mut out = String::new();
         let _ = writeln!(
             out,
@@ -131,14 +132,14 @@ impl Runs {
             per_delivery(Subject::Floor),
             per_delivery(Subject::FloorRecords),
         ) {
+            let handlers = w2_handlers.max(1) as f64;
             let _ = writeln!(
                 out,
-                "\nW2 per delivery (per handler run): bubus {:.1} ns, floor {:.1} ns, floor with a \
-                 result record per handler {} (divide the row by the handler count: 10 000 in \
-                 full runs).",
-                bubus / 10_000.0,
-                floor / 10_000.0,
-                records.map_or_else(|| "–".to_owned(), |r| format!("{:.1} ns", r / 10_000.0))
+                "\nW2 per delivery (per handler run, over {w2_handlers} handlers): bubus {:.1} ns, \
+                 floor {:.1} ns, floor with a result record per handler {}.",
+                bubus / handlers,
+                floor / handlers,
+                records.map_or_else(|| "–".to_owned(), |r| format!("{:.1} ns", r / handlers))
             );
         }
         out
@@ -192,5 +193,46 @@ fn ratio(a: Option<f64>, b: Option<f64>) -> String {
     match (a, b) {
         (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
         _ => "–".to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w2(subject: Subject, total_ms: f64) -> Outcome {
+        Outcome {
+            case: Case::Work(Work::W2, subject).to_string(),
+            runtime: RuntimeFlavor::CurrentThread.name().to_owned(),
+            error: None,
+            total_ms,
+            units: 1,
+            unit: "msg".to_owned(),
+            checksum: 0,
+            expected_checksum: 0,
+        }
+    }
+
+    #[test]
+    fn w2_per_delivery_divides_by_the_runs_handler_count() {
+        let mut runs = Runs::default();
+        // 1 ms per message: 10 µs per delivery over 100 handlers (the smoke size).
+        runs.add(
+            Case::Work(Work::W2, Subject::Bubus),
+            RuntimeFlavor::CurrentThread,
+            w2(Subject::Bubus, 1.0),
+        );
+        runs.add(
+            Case::Work(Work::W2, Subject::Floor),
+            RuntimeFlavor::CurrentThread,
+            w2(Subject::Floor, 0.1),
+        );
+        let table = runs.work_table(RuntimeFlavor::CurrentThread, 1, 100);
+        assert!(
+            table.contains("over 100 handlers): bubus 10000.0 ns, floor 1000.0 ns"),
+            "{table}"
+        );
+        let table = runs.work_table(RuntimeFlavor::CurrentThread, 1, 10_000);
+        assert!(table.contains("bubus 100.0 ns, floor 10.0 ns"), "{table}");
     }
 }
