@@ -155,7 +155,11 @@ pub(crate) struct BusState {
     pub(crate) handlers: HandlerTable,
     /// Events taken off the queue and not yet finished on this bus.
     pub(crate) in_flight: usize,
-    pub(crate) loop_parked: bool,
+    /// The run loop waits for work (set and cleared through [`set_loop_parked`](Self::set_loop_parked)).
+    loop_parked: bool,
+    /// The run loop runs on a current-thread runtime, so it is counted in
+    /// [`run_loop::ACTIVE_CURRENT_THREAD_LOOPS`] while it is not parked.
+    loop_counted: bool,
     pub(crate) stopped: bool,
     pub(crate) run_loop: Option<JoinHandle<()>>,
     /// Events of `parallel` concurrency, each processed on its own task.
@@ -205,6 +209,9 @@ pub(crate) fn remove_at<T>(deque: &mut VecDeque<T>, pos: usize) -> Option<T> {
 
 impl Drop for BusInner {
     fn drop(&mut self) {
+        // A run loop that was counted as active and never parked (its runtime shut down, or it
+        // was aborted while running) is not counted any more.
+        self.state.get_mut().set_loop_parked(true);
         // Lets a parked run loop notice the bus is gone and exit.
         self.wake.notify_one();
     }
@@ -248,7 +255,8 @@ impl EventBus {
                     history: history::History::default(),
                     handlers: HandlerTable::default(),
                     in_flight: 0,
-                    loop_parked: false,
+                    loop_parked: true,
+                    loop_counted: false,
                     stopped: false,
                     run_loop: None,
                     busy: None,

@@ -1,6 +1,7 @@
 //! The run loop: one task per bus that takes events off the queue in FIFO order, under their
 //! event lock, and hands each to the handler phase ([`process_event`]).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 
 use tokio::sync::Notify;
@@ -24,6 +25,38 @@ enum Step {
     Idle,
 }
 
+/// How many buses whose run loop lives on a current-thread runtime have it running or ready to
+/// run (not parked waiting for work), in the process. An awaiter on a current-thread runtime
+/// processes the event it waits for itself only when no other bus's run loop is active (see
+/// `wait::process_alone`): an active one may be ready to run before it, with events dispatched
+/// earlier.
+pub(crate) static ACTIVE_CURRENT_THREAD_LOOPS: AtomicUsize = AtomicUsize::new(0);
+
+impl BusState {
+    /// Marks the run loop parked (waiting for work, or gone) or not, keeping
+    /// [`ACTIVE_CURRENT_THREAD_LOOPS`] in step.
+    pub(crate) fn set_loop_parked(&mut self, parked: bool) {
+        if self.loop_parked == parked {
+            return;
+        }
+        self.loop_parked = parked;
+        if self.loop_counted {
+            if parked {
+                ACTIVE_CURRENT_THREAD_LOOPS.fetch_sub(1, Ordering::Relaxed);
+            } else {
+                ACTIVE_CURRENT_THREAD_LOOPS.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Whether this bus's run loop is the only active one on current-thread runtimes, or none
+    /// is (see [`ACTIVE_CURRENT_THREAD_LOOPS`]).
+    pub(crate) fn no_other_active_loop(&self) -> bool {
+        let own = usize::from(self.loop_counted && !self.loop_parked);
+        ACTIVE_CURRENT_THREAD_LOOPS.load(Ordering::Relaxed) == own
+    }
+}
+
 impl BusInner {
     /// Makes sure a run loop exists to process what is about to be enqueued (starting it on the
     /// first dispatch, or again if the runtime it ran on has shut down).
@@ -40,7 +73,10 @@ impl BusInner {
                 bus: self.label.to_string(),
             });
         };
-        st.loop_parked = false;
+        // Counted on the runtime it runs on from now: parked while it changes flavour.
+        st.set_loop_parked(true);
+        st.loop_counted = runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread;
+        st.set_loop_parked(false);
         st.run_loop = Some(runtime.spawn(run_loop(Arc::downgrade(self), Arc::clone(&self.wake))));
         Ok(())
     }
@@ -48,7 +84,7 @@ impl BusInner {
     /// Wakes the run loop if it is waiting for work.
     pub(crate) fn notify_run_loop(&self, st: &mut BusState) {
         if st.loop_parked {
-            st.loop_parked = false;
+            st.set_loop_parked(false);
             self.wake.notify_one();
         }
     }
@@ -140,6 +176,21 @@ impl BusInner {
         self.claim_at(event, true)
     }
 
+    /// [`claim`](Self::claim), only if `event` is the only event queued and no other bus's run
+    /// loop on a current-thread runtime is active (`wait::process_alone`).
+    pub(crate) fn claim_alone(
+        &self,
+        event: &Arc<EventInner>,
+    ) -> Option<(Arc<EventInner>, Handlers)> {
+        let mut st = self.state.lock();
+        let alone = st.queue.len() == 1 && st.queue.front().is_some_and(|e| Arc::ptr_eq(e, event));
+        if !alone || !st.no_other_active_loop() {
+            return None;
+        }
+        let handlers = st.handlers.for_event(&event.event_type);
+        st.take_queued(0).map(|event| (event, handlers))
+    }
+
     fn claim_at(
         &self,
         event: &Arc<EventInner>,
@@ -219,8 +270,9 @@ async fn run_loop(bus: Weak<BusInner>, wake: Arc<Notify>) {
             let left = leave_locked(&mut st, std::mem::take(&mut owed.events));
             let stopped = st.stopped;
             let more = !st.queue.is_empty();
-            if !stopped && !more {
-                st.loop_parked = true;
+            if stopped || !more {
+                // Stopped, it ends; otherwise it parks until a dispatch wakes it.
+                st.set_loop_parked(true);
             }
             drop(st);
             after_leave(&bus, left);

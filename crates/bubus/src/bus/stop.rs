@@ -26,6 +26,8 @@ impl BusInner {
             let queued: Vec<_> = st.queue.drain(..).collect();
             st.in_flight += queued.len();
             let run_loop = if first_stop && !inside_own_handler {
+                // Aborted below: it will not park by itself.
+                st.set_loop_parked(true);
                 st.run_loop.take().map(|handle| (handle, nothing_in_flight))
             } else {
                 None

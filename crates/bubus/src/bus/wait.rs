@@ -32,14 +32,25 @@ pub(crate) async fn wait_for(event: Arc<EventInner>) -> Result<(), WaitError> {
     }
     match handler_context::current() {
         None => {
-            // Outside a handler, on a multi-thread runtime: if the event is next in line on a
-            // bus that is free, process it here instead of waking that bus's run loop and
-            // waiting for it; if it is being processed, it is likely done in a moment.
-            let multi_thread = tokio::runtime::Handle::try_current()
-                .is_ok_and(|h| h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread);
-            if multi_thread {
-                while !event.is_complete() && help_along(&event).await {}
-                spin_while_processing(&event);
+            match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+                // Outside a handler, on a multi-thread runtime: if the event is next in line on
+                // a bus that is free, process it here instead of waking that bus's run loop and
+                // waiting for it; if it is being processed, it is likely done in a moment.
+                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                    while !event.is_complete() && help_along(&event).await {}
+                    spin_while_processing(&event);
+                }
+                // On a current-thread runtime, only an event alone on a bus nobody else is
+                // ready to run before: see `process_alone`.
+                Ok(tokio::runtime::RuntimeFlavor::CurrentThread) => {
+                    if process_alone(&event).await && event.is_complete() {
+                        // Other tasks keep their turn: this awaiter yields once its budget is
+                        // spent, as if it had waited.
+                        tokio::task::consume_budget().await;
+                        return Ok(());
+                    }
+                }
+                _ => {}
             }
             wait_complete(&event).await;
             Ok(())
@@ -96,9 +107,10 @@ fn spin_while_processing(event: &EventInner) {
 /// The processing survives the awaiter: if the awaiting future is dropped halfway through, the
 /// rest is spawned onto the runtime, so giving up on the wait never cancels the event.
 ///
-/// Only worth it where the hand-off crosses threads (the caller checks): on a current-thread
-/// runtime the run loop runs on this thread as soon as the awaiter yields, and other tasks that
-/// were ready before the awaiter (other buses' run loops) keep their turn.
+/// Used on a multi-thread runtime, where the hand-off crosses threads. A current-thread runtime
+/// runs the bus's run loop on this thread as soon as the awaiter yields, and other tasks that
+/// were ready before the awaiter (other buses' run loops) must keep their turn: there only
+/// [`process_alone`]'s narrower case is taken.
 async fn help_along(event: &Arc<EventInner>) -> bool {
     let candidates: SmallVec<[Arc<BusInner>; 2]> = {
         let st = event.state.lock();
@@ -116,14 +128,55 @@ async fn help_along(event: &Arc<EventInner>) -> bool {
             .front()
             .is_some_and(|e| Arc::ptr_eq(e, event));
         let free = bus.event_lock(event).is_none_or(FairLock::is_free);
-        if at_head && free && Detached::new(help_job(bus, Arc::clone(event))).await {
+        if at_head && free && Detached::new(help_job(bus, Arc::clone(event), Claim::Head)).await {
             return true;
         }
     }
     false
 }
 
-async fn help_job(bus: Arc<BusInner>, event: Arc<EventInner>) -> bool {
+/// On a current-thread runtime, processes `event` in the awaiting task when that is exactly
+/// what the runtime would do next for it: the event is queued on one bus only, alone in that
+/// bus's queue, its event lock is free, and no other bus's run loop on a current-thread runtime
+/// is active (one that is may be ready to run, with events dispatched before this one, ahead of
+/// this bus's run loop). That saves the hand-off to the run loop and back — two task switches
+/// and a wake-up of the awaiter — for a request awaited right after its dispatch. A queued
+/// batch is left to the run loop, which takes it faster. Returns whether it processed the
+/// event; as with [`help_along`], the processing survives the awaiter.
+async fn process_alone(event: &Arc<EventInner>) -> bool {
+    if !tokio::task::coop::has_budget_remaining() {
+        return false;
+    }
+    let bus = {
+        let st = event.state.lock();
+        let mut queued = st
+            .buses
+            .iter()
+            .filter(|slot| slot.phase == BusPhase::Queued);
+        let (Some(slot), None) = (queued.next(), queued.next()) else {
+            return false;
+        };
+        let Some(bus) = st.slot_bus(slot) else {
+            return false;
+        };
+        bus
+    };
+    if !bus.event_lock(event).is_some_and(FairLock::is_free) {
+        return false;
+    }
+    Detached::new(help_job(bus, Arc::clone(event), Claim::Alone)).await
+}
+
+/// Which queued event a helper may take.
+#[derive(Clone, Copy)]
+enum Claim {
+    /// The head of the queue.
+    Head,
+    /// The only event queued, with no other run loop active ([`process_alone`]).
+    Alone,
+}
+
+async fn help_job(bus: Arc<BusInner>, event: Arc<EventInner>, claim: Claim) -> bool {
     let lock = bus.event_lock(&event);
     let permit = match lock.map(FairLock::try_acquire) {
         Some(Some(permit)) => Some(permit),
@@ -131,7 +184,11 @@ async fn help_job(bus: Arc<BusInner>, event: Arc<EventInner>) -> bool {
         None => None,
     };
     // Still at the head now that the lock is ours? Then it is ours to process.
-    let Some((event, handlers)) = bus.claim_head(&event) else {
+    let claimed = match claim {
+        Claim::Head => bus.claim_head(&event),
+        Claim::Alone => bus.claim_alone(&event),
+    };
+    let Some((event, handlers)) = claimed else {
         return false;
     };
     let held = lock
