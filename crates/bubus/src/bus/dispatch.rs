@@ -128,8 +128,8 @@ impl BusInner {
             parent.link_child(event, result_index);
         }
 
-        st.history.push(Arc::clone(event));
-        st.queue.push_back(Arc::clone(event));
+        let seq = st.history.push(Arc::clone(event));
+        st.queue.push_back(Arc::clone(event), seq);
         if st.busy.is_none() {
             st.busy = Some(Arc::clone(self));
         }

@@ -209,6 +209,11 @@ impl History {
 
     /// Records that this bus took up the event with this sequence number (drop mode).
     pub(crate) fn mark_started(&mut self, seq: u64) {
+        // An event already evicted (a producer far ahead of the run loop) is nothing to evict
+        // later: tracking it would only grow the queue that compaction then has to sweep.
+        if self.index_of(seq).is_none() {
+            return;
+        }
         self.started.push_back(seq);
         self.compact();
     }

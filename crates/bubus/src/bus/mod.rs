@@ -150,7 +150,7 @@ pub(crate) struct BusInner {
 }
 
 pub(crate) struct BusState {
-    pub(crate) queue: VecDeque<Arc<EventInner>>,
+    pub(crate) queue: Queue,
     pub(crate) history: history::History,
     pub(crate) handlers: HandlerTable,
     /// Events taken off the queue and not yet finished on this bus.
@@ -171,29 +171,55 @@ pub(crate) struct BusState {
     /// The bus evicts unfinished events (`max_history_drop` with a bound), so its history
     /// tracks which it started.
     pub(crate) track_started: bool,
-    pub(crate) bus_id: Uuid,
 }
 
 impl BusState {
     /// Takes the queued event at `pos` (0: the head) for processing.
     pub(crate) fn take_queued(&mut self, pos: usize) -> Option<Arc<EventInner>> {
-        let event = remove_at(&mut self.queue, pos)?;
+        let (event, seq) = remove_at(&mut self.queue.entries, pos)?;
         self.in_flight += 1;
         if self.track_started {
             // Drop mode evicts events this bus started before those still queued here.
-            let seq = event
-                .state
-                .lock()
-                .buses
-                .iter()
-                .rev()
-                .find(|s| s.bus_id == self.bus_id)
-                .map(|s| s.history_seq);
-            if let Some(seq) = seq {
-                self.history.mark_started(seq);
-            }
+            self.history.mark_started(seq);
         }
         Some(event)
+    }
+}
+
+/// A bus's queue: its events in FIFO order, each with its sequence number in the bus's history
+/// (so taking one up marks it started there without a look into the event's own state).
+#[derive(Default)]
+pub(crate) struct Queue {
+    entries: VecDeque<(Arc<EventInner>, u64)>,
+}
+
+impl Queue {
+    /// Appends `event`, whose history entry is `seq`.
+    pub(crate) fn push_back(&mut self, event: Arc<EventInner>, seq: u64) {
+        self.entries.push_back((event, seq));
+    }
+
+    /// The head.
+    pub(crate) fn front(&self) -> Option<&Arc<EventInner>> {
+        self.entries.front().map(|(event, _)| event)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// The events, head first.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Arc<EventInner>> + '_ {
+        self.entries.iter().map(|(event, _)| event)
+    }
+
+    /// Takes every event out, head first.
+    pub(crate) fn drain(&mut self) -> Vec<Arc<EventInner>> {
+        self.entries.drain(..).map(|(event, _)| event).collect()
     }
 }
 
@@ -251,7 +277,7 @@ impl EventBus {
                 domain: builder.domain.unwrap_or_default(),
                 bus_lock: FairLock::new(),
                 state: Mutex::new(BusState {
-                    queue: VecDeque::new(),
+                    queue: Queue::default(),
                     history: history::History::default(),
                     handlers: HandlerTable::default(),
                     in_flight: 0,
@@ -263,7 +289,6 @@ impl EventBus {
                     parallel_tasks: JoinSet::new(),
                     warned_drop: false,
                     track_started,
-                    bus_id: id,
                 }),
                 wake: Arc::new(Notify::new()),
                 idle: Notify::new(),

@@ -85,7 +85,7 @@ impl EventBus {
             handlers.sort_by_key(|h| h.meta.registered_at);
             let mut history: Vec<Arc<EventInner>> = st.history.iter().cloned().collect();
             // Queued events are always in the snapshot's history, so every queue id resolves.
-            for queued in &st.queue {
+            for queued in st.queue.iter() {
                 if !history.iter().any(|e| Arc::ptr_eq(e, queued)) {
                     history.push(Arc::clone(queued));
                 }
@@ -551,10 +551,11 @@ fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Decode
     // An event queued here whose path does not name this bus (the snapshot's runtime put it
     // straight into the queue) keeps its path as it was: this bus is on it, unlisted.
     let unlisted = inner.link.unlisted();
-    for event in &queue {
-        let seq = match seqs.get(&Arc::as_ptr(event)) {
+    let mut queued = Vec::with_capacity(queue.len());
+    for event in queue {
+        let seq = match seqs.get(&Arc::as_ptr(&event)) {
             Some(&seq) => seq,
-            None => st.history.push(Arc::clone(event)),
+            None => st.history.push(Arc::clone(&event)),
         };
         let mut es = event.state.lock();
         // The snapshot's path names this bus by label only: from now on it is this bus.
@@ -569,11 +570,15 @@ fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), Decode
             }
         };
         es.push_slot(inner, link, seq);
+        drop(es);
+        queued.push((event, seq));
     }
-    if !queue.is_empty() && st.busy.is_none() {
+    if !queued.is_empty() && st.busy.is_none() {
         st.busy = Some(Arc::clone(inner));
     }
-    st.queue.extend(queue);
+    for (event, seq) in queued {
+        st.queue.push_back(event, seq);
+    }
     inner.expire(&mut st);
     Ok(())
 }

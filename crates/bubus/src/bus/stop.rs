@@ -23,7 +23,7 @@ impl BusInner {
             let first_stop = !st.stopped;
             st.stopped = true;
             let nothing_in_flight = st.in_flight == 0;
-            let queued: Vec<_> = st.queue.drain(..).collect();
+            let queued = st.queue.drain();
             st.in_flight += queued.len();
             let run_loop = if first_stop && !inside_own_handler {
                 // Aborted below: it will not park by itself.
