@@ -43,7 +43,8 @@ pub(crate) async fn wait_for(event: Arc<EventInner>) -> Result<(), WaitError> {
                 // On a current-thread runtime, only an event alone on a bus nobody else is
                 // ready to run before: see `process_alone`.
                 Ok(tokio::runtime::RuntimeFlavor::CurrentThread) => {
-                    if process_alone(&event).await && event.is_complete() {
+                    let processed = process_alone(&event).await;
+                    if processed && event.is_complete() {
                         // Other tasks keep their turn: this awaiter yields once its budget is
                         // spent, as if it had waited.
                         tokio::task::consume_budget().await;
