@@ -26,7 +26,8 @@ pub enum DispatchError {
     /// bus: dispatch succeeds again as soon as an event completes.
     #[error(
         "{bus} refused the event: history is full ({size}/{max} events, none completed); wait \
-         for events to complete, raise max_history_size, or set max_history_drop"
+         for events to complete, raise max_history_size, or drop the oldest \
+         (HistoryFull::DropOldest, the family's max_history_drop)"
     )]
     HistoryFull {
         /// The bus label.

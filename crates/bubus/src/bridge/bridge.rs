@@ -202,7 +202,7 @@ impl BridgeBuilder {
         let inbound = EventBus::builder(name.clone())
             .max_history_size(Some(0))
             .event_timeout(None)
-            .event_handler_detect_file_paths(false)
+            .disable_handler_file_paths()
             .build();
         let caps = self.transport.capabilities();
         Bridge {
