@@ -101,6 +101,7 @@
 //! | `bus.emit(event)` / `bus.dispatch(event)` | [`EventBus::emit`], [`EventBus::dispatch`] |
 //! | `await bus.expect(Type)` | [`EventBus::expect`] (a [`find`](EventBus::find) that waits) |
 //! | `await event.event_results_list()`, `…_by_handler_id()`, `…_by_handler_name()`, `…_flat_dict()`, `…_flat_list()` | the methods of the same names on [`EventHandle`] and [`AnyEvent`]; [`ResultsQuery`](result::ResultsQuery) for their options |
+//! | `event_results_list(raise_if_any=False, raise_if_none=False)`, `event_results_flat_dict(raise_if_conflicts=False)` | [`results()`](EventHandle::results)`.`[`ignore_errors()`](result::ResultsQuery::ignore_errors)`.`[`allow_none()`](result::ResultsQuery::allow_none)`.list()`, `results().`[`allow_conflicts()`](result::ResultsQuery::allow_conflicts)`.flat_dict()` |
 //! | `await event.first()` (switches to first-completion) | [`EventHandle::race`]; [`EventHandle::first`] only reads |
 //! | `await bus.stop(timeout, clear=True)` | [`EventBus::stop_and_clear`] |
 //! | `EventBus(max_history_drop=True)` | [`history_full`](bus::EventBusBuilder::history_full)`(`[`HistoryFull::DropOldest`](bus::HistoryFull::DropOldest)`)` on [`EventBus::builder`] |

@@ -898,7 +898,7 @@ async fn a_failing_handler_is_recorded_and_does_not_stop_the_others() {
     );
     assert_eq!(event.event_errors().len(), 1);
     assert_eq!(
-        event.results().raise_if_any(false).list().await.unwrap(),
+        event.results().ignore_errors().list().await.unwrap(),
         ["result_1", "result_3"]
     );
 }

@@ -12,7 +12,8 @@
 //!
 //! The list and map helpers (`event_results_list`, `…_by_handler_id`, `…_flat_dict`, …) follow
 //! the first shape, with an empty list or map instead of `NoResult` where the reference allows it;
-//! [`ResultsQuery`] sets each policy (`raise_if_any`, `raise_if_none`) explicitly.
+//! [`ResultsQuery`] sets each policy explicitly (`raise_if_any` / `ignore_errors`,
+//! `raise_if_none` / `allow_none`).
 
 mod aggregate;
 mod slot;
@@ -341,7 +342,7 @@ macro_rules! result_helpers {
 
             /// Waits for the event, then merges the handlers' map results into one map. A key
             /// returned by two handlers is an error (see
-            /// [`ResultsQuery::raise_if_conflicts`] to let the last handler win). No results
+            /// [`ResultsQuery::allow_conflicts`] to let the last handler win). No results
             /// is not an error: the merged map is empty.
             ///
             /// # Errors
