@@ -106,6 +106,7 @@
 //! | `await bus.stop(timeout, clear=True)` | [`EventBus::stop_and_clear`] |
 //! | `EventBus(max_history_drop=True)` | [`history_full`](bus::EventBusBuilder::history_full)`(`[`HistoryFull::DropOldest`](bus::HistoryFull::DropOldest)`)` on [`EventBus::builder`] |
 //! | `EventBus(event_handler_detect_file_paths=False)`, `warn_on_duplicate_handler_names=False` | [`disable_handler_file_paths`](bus::EventBusBuilder::disable_handler_file_paths)`()`, [`disable_duplicate_handler_name_warning`](bus::EventBusBuilder::disable_duplicate_handler_name_warning)`()` |
+//! | `@retry(semaphore_lax=False)` | `Retry::new().semaphore_strict()` (`retry` feature) |
 //! | timeouts in seconds (`event_timeout=5.0`) | [`Duration`](std::time::Duration)s in [`EventConfig`](event::EventConfig), the bus builder and handler options; `f64` seconds on the wire |
 //!
 //! # Cargo features
