@@ -151,14 +151,14 @@ impl BridgeBuilder {
         self
     }
 
-    /// Results back (off by default: the family never answers). On the receiving side, each
-    /// received event's completion (its results keyed by handler id, errors as
+    /// Turns results back on (off by default: the family never answers). On the receiving
+    /// side, each received event's completion (its results keyed by handler id, errors as
     /// `{type, message}`) is sent back over the transport; on the sending side, the sending
     /// handler waits for it and merges the remote results into the local event, so the sender's
     /// `event_result()` sees them. Both sides must turn it on; the sender's event or handler
     /// timeout (or [`reply_timeout`](Self::reply_timeout)) bounds the wait.
-    pub fn results_back(mut self, on: bool) -> Self {
-        self.results_back = on;
+    pub fn results_back(mut self) -> Self {
+        self.results_back = true;
         self
     }
 
@@ -184,10 +184,19 @@ impl BridgeBuilder {
         self
     }
 
-    /// Whether an event whose handlers failed is handed back for redelivery (default: yes on
-    /// transports with redelivery, no elsewhere — there the failure is only recorded).
-    pub fn redeliver_on_error(mut self, yes: bool) -> Self {
-        self.redeliver_on_error = Some(yes);
+    /// Hands an event whose handlers failed back to the transport for redelivery, up to
+    /// [`max_deliveries`](Self::max_deliveries) — the default on transports with redelivery
+    /// ([`TransportCapabilities::redelivery`](crate::bridge::TransportCapabilities::redelivery)).
+    pub fn redeliver_on_error(mut self) -> Self {
+        self.redeliver_on_error = Some(true);
+        self
+    }
+
+    /// Acks an event whose handlers failed, as one that succeeded: the failure is only recorded
+    /// (in its results and the log), never redelivered — the default on transports without
+    /// redelivery.
+    pub fn ack_on_error(mut self) -> Self {
+        self.redeliver_on_error = Some(false);
         self
     }
 

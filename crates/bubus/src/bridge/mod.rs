@@ -24,11 +24,11 @@
 //! let billing = EventBus::new("Billing");
 //!
 //! // The family's wiring, both ways…
-//! let out = Bridge::builder(medium.transport()).results_back(true).build();
+//! let out = Bridge::builder(medium.transport()).results_back().build();
 //! orders.on_pattern("*", out.sender());
 //! out.on("*", orders.forwarder());
 //! // …or the one-call form.
-//! let inn = Bridge::builder(medium.transport()).results_back(true).build();
+//! let inn = Bridge::builder(medium.transport()).results_back().build();
 //! inn.attach(&billing);
 //! billing.on_pattern("Charge", |e: AnyEvent| json!({"charged": e.event_path().len()}));
 //! out.start().await?;
