@@ -16,6 +16,7 @@
 //! `raise_if_none` / `allow_none`).
 
 mod aggregate;
+mod flat;
 mod slot;
 
 use std::fmt;
@@ -31,7 +32,8 @@ use crate::event::{AnyEvent, EventHandle, EventPayload, EventResultValue};
 use crate::handler::{HandlerId, HandlerMeta};
 use crate::time::Timestamp;
 
-pub use aggregate::{FlatDict, FlatList, ResultsQuery};
+pub use aggregate::ResultsQuery;
+pub use flat::{FlatDict, FlatList};
 pub(crate) use slot::ResultSlot;
 
 /// Where one handler is with one event.
