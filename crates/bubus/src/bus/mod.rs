@@ -75,7 +75,7 @@ use crate::time::Timestamp;
 use crate::{DispatchError, EventStatus};
 
 pub use awaiting::EventFuture;
-pub use config::{BusConfig, EventBusBuilder, LockDomain};
+pub use config::{BusConfig, EventBusBuilder, HistoryFull, LockDomain};
 pub use find::{Expect, FindQuery};
 pub use forward::Forwarder;
 pub use handler_context::{
@@ -521,7 +521,7 @@ impl EventBus {
     ///
     /// [`DispatchError::Stopped`] after [`stop`](Self::stop);
     /// [`DispatchError::HistoryFull`] when the history is full of unfinished events (see
-    /// [`BusConfig::max_history_drop`]); [`DispatchError::NoRuntime`] outside a tokio runtime.
+    /// [`EventBusBuilder::history_full`]); [`DispatchError::NoRuntime`] outside a tokio runtime.
     /// Nothing is enqueued when it fails.
     #[doc(alias = "emit")]
     pub fn dispatch<T: IntoEvent>(&self, event: T) -> Result<T::Handle, DispatchError> {
