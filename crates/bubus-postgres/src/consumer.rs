@@ -27,7 +27,8 @@ pub(crate) struct ConsumerSettings {
     pub(crate) poll_interval: Duration,
     pub(crate) max_deliveries: i32,
     pub(crate) retry_delay: Duration,
-    pub(crate) retention: Option<Duration>,
+    /// The retention and how often to prune; `None` keeps everything.
+    pub(crate) prune: Option<(Duration, Duration)>,
 }
 
 /// A claimed event on its way to the bus.
@@ -148,8 +149,8 @@ pub(crate) fn start(
     ));
     let writer = tokio::spawn(outcome_loop(shared.clone(), outcomes_rx));
     let mut tasks = vec![listener, claimer, writer];
-    if let Some(retention) = shared.settings.retention {
-        tasks.push(tokio::spawn(prune_loop(shared.clone(), retention)));
+    if let Some((retention, every)) = shared.settings.prune {
+        tasks.push(tokio::spawn(prune_loop(shared.clone(), retention, every)));
     }
     tasks.push(tokio::spawn(lease_loop(shared)));
     ConsumerHandle {
@@ -361,10 +362,9 @@ async fn outcome_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Outco
     }
 }
 
-/// Prunes every `retention / 4` (between 1 s and 10 min); every member of every group does, and
-/// their statements skip each other's locked rows.
-async fn prune_loop(shared: Arc<Shared>, retention: Duration) {
-    let every = (retention / 4).clamp(Duration::from_secs(1), Duration::from_secs(600));
+/// Prunes every `every`; every member of every group does, and their statements skip each
+/// other's locked rows.
+async fn prune_loop(shared: Arc<Shared>, retention: Duration, every: Duration) {
     loop {
         tokio::time::sleep(every).await;
         let Ok(client) = shared.conn.get().await else {

@@ -144,8 +144,6 @@ impl Tables {
              CREATE TABLE IF NOT EXISTS \"{dead}\" (group_name TEXT NOT NULL, seq BIGINT NOT NULL, \
                event_id TEXT NOT NULL, event_type TEXT NOT NULL, body TEXT NOT NULL, attempts INT NOT NULL, \
                error TEXT, dead_at TIMESTAMPTZ NOT NULL DEFAULT now(), PRIMARY KEY (group_name, seq));
-             CREATE INDEX IF NOT EXISTS \"{t}_published_at\" ON \"{t}\" (published_at);
-             CREATE INDEX IF NOT EXISTS \"{dead}_seq\" ON \"{dead}\" (seq);
              CREATE OR REPLACE FUNCTION \"{t}_fanout\"() RETURNS trigger LANGUAGE plpgsql AS $f$
              BEGIN
                INSERT INTO \"{d}\" (group_name, seq) SELECT group_name, NEW.seq FROM \"{g}\";
@@ -170,6 +168,12 @@ impl Tables {
         if shape.is_none() {
             return Err(PgError::NotDurableTable(t.clone()));
         }
+        // What pruning looks rows up by (see `prune_batch`).
+        tx.batch_execute(&format!(
+            "CREATE INDEX IF NOT EXISTS \"{t}_published_at\" ON \"{t}\" (published_at);
+             CREATE INDEX IF NOT EXISTS \"{dead}_seq\" ON \"{dead}\" (seq);"
+        ))
+        .await?;
         tx.commit().await.or_else(ignore_concurrent_ddl)?;
         Ok(())
     }

@@ -50,6 +50,7 @@ pub struct DurableOptions {
     poll_interval: Duration,
     max_backoff: Duration,
     retention: Option<Duration>,
+    prune_interval: Option<Duration>,
 }
 
 /// How long the durable mode keeps an event every group has acknowledged, by default (see
@@ -74,6 +75,7 @@ impl DurableOptions {
             poll_interval: Duration::from_secs(1),
             max_backoff: Duration::from_secs(2),
             retention: Some(DEFAULT_RETENTION),
+            prune_interval: None,
         }
     }
 
@@ -145,7 +147,7 @@ impl DurableOptions {
 
     /// How long an event stays in the events table after it was published once **every** group
     /// has acknowledged it (default [`DEFAULT_RETENTION`], 24 h). A consumer prunes every
-    /// `retention / 4` (between 1 s and 10 min): it deletes, in batches of 1 000, the events
+    /// [`prune_interval`](Self::prune_interval): it deletes, in batches of 1 000, the events
     /// past the retention that no group still has a delivery of — never one that is waiting,
     /// leased, waiting for a retry or dead-lettered — and the groups' dedup rows of their ids.
     /// The retention is therefore also the dedup window: an id published again after its event
@@ -161,6 +163,13 @@ impl DurableOptions {
     /// ```
     pub fn retention(mut self, retention: Duration) -> Self {
         self.retention = Some(retention);
+        self
+    }
+
+    /// How often a consumer prunes (default a quarter of the retention, between 1 s and
+    /// 10 min). At least 1 s.
+    pub fn prune_interval(mut self, every: Duration) -> Self {
+        self.prune_interval = Some(every.max(Duration::from_secs(1)));
         self
     }
 
@@ -633,7 +642,12 @@ impl PgTransport {
                     poll_interval: opts.poll_interval,
                     max_deliveries: i32::try_from(opts.max_deliveries).unwrap_or(i32::MAX),
                     retry_delay: opts.retry_delay,
-                    retention: opts.retention,
+                    prune: opts.retention.map(|r| {
+                        let every = opts.prune_interval.unwrap_or_else(|| {
+                            (r / 4).clamp(Duration::from_secs(1), Duration::from_secs(600))
+                        });
+                        (r, every)
+                    }),
                 };
                 let (claims_tx, claims_rx) = mpsc::channel(opts.batch);
                 let mut handle = consumer::start(

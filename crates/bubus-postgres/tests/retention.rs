@@ -13,6 +13,9 @@ use bubus_postgres::{DurableOptions, PgTransport};
 use futures_util::StreamExt;
 use support::*;
 
+/// The consumers' own pruning stays out of the way of the explicit `prune()` calls.
+const NOT_DURING_THE_TEST: Duration = Duration::from_secs(3600);
+
 /// The next delivery (a guard against a hang, not a timing assertion).
 async fn next(stream: &mut DeliveryStream) -> Delivery {
     tokio::time::timeout(Duration::from_secs(60), stream.next())
@@ -55,6 +58,7 @@ async fn pruning_deletes_only_acknowledged_events_past_the_retention() {
         &shared_url(&table),
         DurableOptions::new("g")
             .retention(Duration::ZERO)
+            .prune_interval(NOT_DURING_THE_TEST)
             .retry_delay(Duration::ZERO)
             .poll_interval(Duration::from_millis(50)),
     )
@@ -108,9 +112,14 @@ async fn pruning_deletes_only_acknowledged_events_past_the_retention() {
 async fn pruning_waits_for_every_group_and_can_be_switched_off() {
     let table = unique("prune");
     let url = shared_url(&table);
-    let a = PgTransport::durable(&url, DurableOptions::new("a").retention(Duration::ZERO))
-        .await
-        .unwrap();
+    let a = PgTransport::durable(
+        &url,
+        DurableOptions::new("a")
+            .retention(Duration::ZERO)
+            .prune_interval(NOT_DURING_THE_TEST),
+    )
+    .await
+    .unwrap();
     let b = PgTransport::durable(&url, DurableOptions::new("b").keep_everything())
         .await
         .unwrap();
