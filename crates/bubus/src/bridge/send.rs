@@ -164,7 +164,7 @@ impl Drop for ReplyGuard<'_> {
     }
 }
 
-/// The handler [`Bridge::sender`] returns.
+/// The handler [`Bridge::sender`](super::Bridge::sender) returns.
 #[derive(Clone)]
 pub struct BridgeSender {
     pub(super) bridge: Arc<BridgeInner>,
