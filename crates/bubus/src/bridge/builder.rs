@@ -79,8 +79,8 @@ impl BridgeBuilder {
     }
 
     /// With results back: how long a sender waits for the far side's completion record before
-    /// its handler fails with [`BridgeError::NoReply`](super::BridgeError::NoReply) (default: no bound of its own; the
-    /// event's handler timeout applies).
+    /// its handler fails with [`BridgeError::NoReply`](super::BridgeError::NoReply) (default: no
+    /// bound of its own; the event's handler timeout applies).
     pub fn reply_timeout(mut self, timeout: Duration) -> Self {
         self.reply_timeout = Some(timeout);
         self
@@ -102,7 +102,7 @@ impl BridgeBuilder {
 
     /// Hands an event whose handlers failed back to the transport for redelivery, up to
     /// [`max_deliveries`](Self::max_deliveries) — the default on transports with redelivery
-    /// ([`Capabilities::redelivery`](super::Capabilities::redelivery)).
+    /// ([`Capabilities::redelivery`](crate::bridge::Capabilities::redelivery)).
     pub fn redeliver_on_error(mut self) -> Self {
         self.redeliver_on_error = Some(true);
         self

@@ -18,8 +18,10 @@
 //! Beside the path: `stop.rs` (stopping: abort, cancel what is queued), `cancel.rs` (cascading
 //! cancellation of descendants), `limits.rs` (timeouts and slow thresholds, resolved; the timer
 //! helper), `handlers.rs` (the handler table), `history.rs` and `ttl.rs` (the history, its bound
-//! and expiry), `find.rs` (`find`/`expect`), `forward.rs` (forwarding between buses), `hooks.rs`
-//! (middleware calls), `snapshot.rs` (snapshots and restore), `config.rs` (the builder).
+//! and expiry), `find.rs` (`find`; `expect` in `find/expect.rs`, and the future waiters `dispatch`
+//! resolves in `find/waiters.rs`), `forward.rs` (forwarding between buses), `hooks.rs` (middleware
+//! calls), `snapshot.rs` (snapshots and restore; restoring handlers and events in
+//! `snapshot/restore.rs`), `config.rs` (the builder).
 //!
 //! This file holds `EventBus` with its public methods, `BusInner`/`BusState`, and the engine's
 //! side of the event model's bus links. It is over 500 lines because `EventBus`'s public methods
