@@ -1,5 +1,5 @@
-//! Redis and NATS bridges, one process to another, next to the raw client doing the same
-//! publish → consume on the same server in the same run (the floor), and the family's Python
+//! Redis, NATS and PostgreSQL bridges, one process to another, next to the raw client doing the
+//! same publish → consume on the same server in the same run (the floor), and the family's Python
 //! bridge where it has one.
 //!
 //! ```text
@@ -7,14 +7,29 @@
 //!     [--cases redis-pubsub-raw,redis-pubsub-bubus,...] [--rounds R] [--raw-payload event|pad]
 //! ```
 //!
+//! `--help` lists the cases. `--python` adds the family's Python bridges (abxbus 2.5.79, from
+//! `interop/env.sh python-abxbus`) of the engines whose cases run: Redis pub/sub, core NATS and
+//! PostgreSQL table + `NOTIFY`, each driven by `benches/python/abxbus_bridge_bench.py`.
+//!
 //! With `--rounds R` every case runs R times, the cases interleaved round by round, and the
 //! table shows each case's median round (by rate).
 //!
 //! Each case: this process sends N events one after another (each send awaited), a receiver
 //! process (this binary again, or Python) takes them; the receiver reports the rate from the
 //! first send to the last receipt and the median and p99 of send → handler latency (both
-//! processes read the same clock). Needs Redis on 127.0.0.1:6379 and NATS with JetStream on
-//! 127.0.0.1:4222 (`scripts/services.sh`).
+//! processes read the same clock). Needs Redis on 127.0.0.1:6379, NATS with JetStream on
+//! 127.0.0.1:4222 and PostgreSQL on 127.0.0.1:5432 (trust auth, database `test`;
+//! `scripts/services.sh`).
+//!
+//! The PostgreSQL cases (each on tables of its own, dropped afterwards):
+//!
+//! * `postgres-plain-raw`: tokio-postgres, `INSERT` + `pg_notify` per event; `LISTEN` and a
+//!   `SELECT` by id per notification — the family's plain wire, by hand.
+//! * `postgres-plain-bubus`: `PgTransport::plain` (the family's wire).
+//! * `postgres-durable-raw`: tokio-postgres, an `INSERT` that also notifies; the receiver deletes
+//!   batches of up to 256 rows with `FOR UPDATE SKIP LOCKED`, woken by `LISTEN`.
+//! * `postgres-durable-bubus`: `PgTransport::durable` (claims under a lease, ack after the
+//!   handler completed, persisted dedup).
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, ExitCode, Stdio};
@@ -31,6 +46,7 @@ use serde_json::json;
 
 const REDIS: &str = "redis://127.0.0.1:6379/0";
 const NATS: &str = "nats://127.0.0.1:4222";
+const POSTGRES: &str = "postgresql://postgres@127.0.0.1:5432/test";
 const CASES: &[&str] = &[
     "redis-pubsub-raw",
     "redis-pubsub-bubus",
@@ -40,6 +56,10 @@ const CASES: &[&str] = &[
     "nats-core-bubus",
     "nats-jetstream-raw",
     "nats-jetstream-bubus",
+    "postgres-plain-raw",
+    "postgres-plain-bubus",
+    "postgres-durable-raw",
+    "postgres-durable-bubus",
 ];
 
 /// The raw cases' payload (parsed into a `serde_json::Value` on receipt). By default the same
@@ -119,6 +139,141 @@ async fn nats_transport(subject: &str, durable: bool) -> bubus_nats::NatsTranspo
         b.core()
     };
     b.build().await.expect("transport")
+}
+
+async fn pg_connect() -> tokio_postgres::Client {
+    let (client, conn) = tokio_postgres::connect(POSTGRES, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    tokio::spawn(conn);
+    client
+}
+
+/// The PostgreSQL bridge of a case: the table and the `NOTIFY` channel are both `name`. Sender
+/// and receiver of the durable cases are one group, so only the receiver's deliveries are written.
+async fn pg_transport(name: &str, durable: bool) -> bubus_postgres::PgTransport {
+    let url = format!("{POSTGRES}/{name}");
+    if durable {
+        bubus_postgres::PgTransport::durable(&url, bubus_postgres::DurableOptions::new("bench"))
+            .await
+    } else {
+        bubus_postgres::PgTransport::plain(&url, Some(name)).await
+    }
+    .expect("transport")
+}
+
+/// Drops what a PostgreSQL case (raw, bubus or Python) left on the shared server.
+async fn pg_cleanup(name: &str) {
+    let c = pg_connect().await;
+    let mut sql = String::new();
+    for suffix in ["", "_deliveries", "_groups", "_dedup", "_dead"] {
+        sql.push_str(&format!("DROP TABLE IF EXISTS \"{name}{suffix}\" CASCADE;"));
+    }
+    sql.push_str(&format!(
+        "DROP FUNCTION IF EXISTS \"{name}_fanout\"() CASCADE;"
+    ));
+    if let Err(e) = c.batch_execute(&sql).await {
+        eprintln!("bridge_engines: dropping the tables of {name} failed: {e}");
+    }
+}
+
+/// The raw PostgreSQL receivers: `LISTEN` on `name`, then per wake-up either a `SELECT` per
+/// notified id (plain) or batches of `DELETE … FOR UPDATE SKIP LOCKED` (durable).
+async fn pg_raw_receive(
+    name: &str,
+    durable: bool,
+    record: impl Fn(u64) + Send + 'static,
+) -> Box<dyn std::any::Any + Send> {
+    let admin = pg_connect().await;
+    admin
+        .batch_execute(&format!(
+            "CREATE TABLE IF NOT EXISTS \"{name}\" (id BIGSERIAL PRIMARY KEY, event_id TEXT, body TEXT)"
+        ))
+        .await
+        .expect("raw table");
+    let (listener, mut conn) = tokio_postgres::connect(POSTGRES, tokio_postgres::NoTls)
+        .await
+        .expect("connect");
+    let wake = Arc::new(tokio::sync::Notify::new());
+    let ids = Arc::new(Mutex::new(Vec::<String>::new()));
+    {
+        let (wake, ids) = (Arc::clone(&wake), Arc::clone(&ids));
+        tokio::spawn(async move {
+            let mut messages = futures_util::stream::poll_fn(move |cx| conn.poll_message(cx));
+            while let Some(Ok(m)) = messages.next().await {
+                if let tokio_postgres::AsyncMessage::Notification(note) = m {
+                    ids.lock().push(note.payload().to_owned());
+                    wake.notify_one();
+                }
+            }
+        });
+    }
+    listener
+        .batch_execute(&format!("LISTEN \"{name}\""))
+        .await
+        .expect("LISTEN");
+    let table = name.to_owned();
+    tokio::spawn(async move {
+        let select = format!("SELECT body FROM \"{table}\" WHERE event_id = $1");
+        let claim = format!(
+            "DELETE FROM \"{table}\" WHERE id IN (SELECT id FROM \"{table}\" ORDER BY id \
+             LIMIT 256 FOR UPDATE SKIP LOCKED) RETURNING body"
+        );
+        loop {
+            let bodies: Vec<String> = if durable {
+                ids.lock().clear();
+                admin
+                    .query(&claim, &[])
+                    .await
+                    .expect("claim")
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect()
+            } else {
+                let batch = std::mem::take(&mut *ids.lock());
+                let mut out = Vec::with_capacity(batch.len());
+                for id in batch {
+                    if let Ok(Some(row)) = admin.query_opt(&select, &[&id]).await {
+                        out.push(row.get(0));
+                    }
+                }
+                out
+            };
+            let got = bodies.len();
+            for body in bodies {
+                record(sent_ns_of(&body));
+            }
+            if got == 0 {
+                wake.notified().await;
+            }
+        }
+    });
+    Box::new(listener)
+}
+
+/// The raw PostgreSQL senders: `INSERT` then `pg_notify` with the id (plain), or one `INSERT`
+/// that notifies (durable), each awaited.
+async fn pg_raw_send(name: &str, durable: bool, n: u64, shape: RawShape) {
+    let c = pg_connect().await;
+    let insert = if durable {
+        format!(
+            "WITH i AS (INSERT INTO \"{name}\" (event_id, body) VALUES ($1, $2) RETURNING id) \
+             SELECT pg_notify('{name}', '') FROM i"
+        )
+    } else {
+        format!("INSERT INTO \"{name}\" (event_id, body) VALUES ($1, $2)")
+    };
+    for i in 0..n {
+        let id = format!("e{i}");
+        c.execute(&insert, &[&id, &raw_payload(i, shape)])
+            .await
+            .expect("INSERT");
+        if !durable {
+            c.execute("SELECT pg_notify($1, $2)", &[&name, &id])
+                .await
+                .expect("NOTIFY");
+        }
+    }
 }
 
 /// The receiver side of `case`: prints `@@ready`, takes `n` events (or gives up after 60 s of
@@ -241,9 +396,22 @@ async fn receive(case: &str, name: &str, n: u64) {
                 }
             });
         }
+        "postgres-plain-raw" | "postgres-durable-raw" => {
+            keep.push(pg_raw_receive(name, case.contains("durable"), record).await);
+        }
         bubus_case => {
-            let durable = bubus_case.contains("streams") || bubus_case.contains("jetstream");
-            let bridge = if bubus_case.starts_with("redis") {
+            let durable = bubus_case.contains("streams")
+                || bubus_case.contains("jetstream")
+                || bubus_case.contains("durable");
+            let bridge = if bubus_case.starts_with("postgres") {
+                let t = pg_transport(name, durable).await;
+                if durable {
+                    // The persisted dedup store and the group's max deliveries.
+                    t.bridge().build()
+                } else {
+                    Bridge::new(t)
+                }
+            } else if bubus_case.starts_with("redis") {
                 let t = redis_transport(name, durable);
                 let d = t.dedup_store();
                 if durable {
@@ -337,9 +505,16 @@ async fn send(case: &str, name: &str, n: u64, shape: RawShape) {
                     .expect("stored");
             }
         }
+        "postgres-plain-raw" | "postgres-durable-raw" => {
+            pg_raw_send(name, case.contains("durable"), n, shape).await;
+        }
         bubus_case => {
-            let durable = bubus_case.contains("streams") || bubus_case.contains("jetstream");
-            let transport: Arc<dyn Transport> = if bubus_case.starts_with("redis") {
+            let durable = bubus_case.contains("streams")
+                || bubus_case.contains("jetstream")
+                || bubus_case.contains("durable");
+            let transport: Arc<dyn Transport> = if bubus_case.starts_with("postgres") {
+                Arc::new(pg_transport(name, durable).await)
+            } else if bubus_case.starts_with("redis") {
                 Arc::new(redis_transport(name, durable))
             } else {
                 Arc::new(nats_transport(name, durable).await)
@@ -415,6 +590,9 @@ fn run_case(
             }
         });
     let _ = child.wait();
+    if case.starts_with("postgres") {
+        runtime.block_on(pg_cleanup(&name));
+    }
     outcome
 }
 
@@ -429,16 +607,25 @@ fn row(label: &str, n: u64, o: &Outcome) -> String {
     )
 }
 
-fn python_case(engine: &str, n: u64) -> Option<Outcome> {
+fn python_case(runtime: &tokio::runtime::Runtime, engine: &str, n: u64) -> Option<Outcome> {
+    let name = format!("pybench_{}", uuid::Uuid::new_v4().simple());
+    let outcome = python_run(engine, &name, n);
+    if engine == "postgres" {
+        runtime.block_on(pg_cleanup(&name));
+    }
+    outcome
+}
+
+/// A Python receiver process and a Python sender process of `engine` on `name`.
+fn python_run(engine: &str, name: &str, n: u64) -> Option<Outcome> {
     let python = Command::new("interop/env.sh")
         .arg("python-abxbus")
         .output()
         .ok()?;
     let python = String::from_utf8(python.stdout).ok()?.trim().to_owned();
     let script = "benches/python/abxbus_bridge_bench.py";
-    let name = format!("pybench_{}", uuid::Uuid::new_v4().simple());
     let mut receiver = Command::new(&python)
-        .args([script, engine, &name, "receive", &n.to_string()])
+        .args([script, engine, name, "receive", &n.to_string()])
         .stdout(Stdio::piped())
         .spawn()
         .ok()?;
@@ -449,7 +636,7 @@ fn python_case(engine: &str, n: u64) -> Option<Outcome> {
         .find(|l| l.as_ref().is_ok_and(|l| l.contains("@@ready")))?
         .ok()?;
     let status = Command::new(&python)
-        .args([script, engine, &name, "send", &n.to_string()])
+        .args([script, engine, name, "send", &n.to_string()])
         .status()
         .ok()?;
     if !status.success() {
@@ -472,6 +659,19 @@ fn python_case(engine: &str, n: u64) -> Option<Outcome> {
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!(
+            "bridge_engines [--events N] [--rounds R] [--cases CASE,...] [--python]\n\n\
+             N events (default 10000) sent one after another from this process to a receiver\n\
+             process; R rounds (default 1) interleaved, each case's median round shown.\n\
+             --python adds the family's Python bridge (abxbus 2.5.79) of each engine whose\n\
+             cases run (redis, nats, postgres).\n\ncases:"
+        );
+        for case in CASES {
+            println!("  {case}");
+        }
+        return ExitCode::SUCCESS;
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -531,8 +731,11 @@ fn main() -> ExitCode {
         println!("{}", row(case, n, median));
     }
     if with_python {
-        for engine in ["redis", "nats"] {
-            match python_case(engine, n) {
+        for engine in ["redis", "nats", "postgres"] {
+            if !cases.iter().any(|c| c.starts_with(engine)) {
+                continue;
+            }
+            match python_case(&runtime, engine, n) {
                 Some(o) => println!("{}", row(&format!("{engine}-python-abxbus"), n, &o)),
                 None => println!("| {engine}-python-abxbus | failed |"),
             }

@@ -420,7 +420,7 @@ async fn a_handler_awaiting_a_child_re_enters_its_semaphore() {
     let policy = Retry::new()
         .semaphore_limit(1)
         .semaphore_name("parent_and_child")
-        .semaphore_lax(false)
+        .semaphore_strict()
         .semaphore_timeout(Duration::from_secs(1));
     let inner = bus.clone();
     bus.on(policy.handler(move |_: EventHandle<ParentEvent>| {
@@ -521,7 +521,7 @@ async fn the_event_timeout_bounds_the_whole_retried_run() {
         .retry_after(ms(100))
         .semaphore_limit(1)
         .semaphore_name("event_timeout_sem")
-        .semaphore_lax(false)
+        .semaphore_strict()
         .semaphore_timeout(ms(10));
     bus.on(policy.handler(move |_: EventHandle<TestEvent>| {
         counter.fetch_add(1, Ordering::SeqCst);

@@ -122,7 +122,7 @@ async fn strict_policy_fails_when_no_slot_frees_in_time() {
     let policy = Retry::new()
         .semaphore_limit(1)
         .semaphore_name("test_sem_lax_false")
-        .semaphore_lax(false)
+        .semaphore_strict()
         .semaphore_timeout(ms(50));
     let active = Active::default();
     let holder = tokio::spawn({
@@ -170,7 +170,7 @@ async fn semaphore_timeout_defaults_to_the_attempt_timeout_times_limit_minus_one
         .max_attempts(5)
         .timeout(Duration::from_secs(1))
         .semaphore_limit(3)
-        .semaphore_lax(false);
+        .semaphore_strict();
     let active = Active::default();
     let holders: Vec<_> = (0..3)
         .map(|_| {
@@ -207,7 +207,7 @@ async fn semaphore_timeout_none_waits_as_long_as_it_takes() {
         .semaphore_limit(1)
         .semaphore_name("forever")
         .semaphore_timeout(None)
-        .semaphore_lax(false);
+        .semaphore_strict();
     let active = Active::default();
     let started = Instant::now();
     let (a, b) = tokio::join!(
@@ -253,7 +253,7 @@ async fn the_slot_is_released_when_every_attempt_fails() {
     let policy = Retry::new()
         .max_attempts(2)
         .semaphore_limit(1)
-        .semaphore_lax(false)
+        .semaphore_strict()
         .semaphore_timeout(ms(10));
     for _ in 0..3 {
         let err = policy
@@ -271,7 +271,7 @@ async fn the_slot_is_released_when_every_attempt_fails() {
 async fn dropping_a_call_frees_its_slot_and_its_place_in_line() {
     let policy = Retry::new()
         .semaphore_limit(1)
-        .semaphore_lax(false)
+        .semaphore_strict()
         .semaphore_timeout(ms(10));
     let entered = Arc::new(Notify::new());
     let holder = tokio::spawn({
@@ -307,7 +307,7 @@ fn strict(name: &str, limit: usize) -> Retry {
     Retry::new()
         .semaphore_limit(limit)
         .semaphore_name(name)
-        .semaphore_lax(false)
+        .semaphore_strict()
         .semaphore_timeout(Duration::from_secs(1))
 }
 
