@@ -4,7 +4,7 @@
 //!
 //! ```text
 //! cargo run --release -p bubus-benches --bin bridge_engines -- [--events N] [--python]
-//!     [--cases redis-pubsub-raw,redis-pubsub-bubus,...] [--rounds R]
+//!     [--cases redis-pubsub-raw,redis-pubsub-bubus,...] [--rounds R] [--raw-payload event|pad]
 //! ```
 //!
 //! `--help` lists the cases. `--python` adds the family's Python bridges (abxbus 2.5.79, from
@@ -62,9 +62,40 @@ const CASES: &[&str] = &[
     "postgres-durable-bubus",
 ];
 
-/// The raw cases' payload: as long as a bubus event's JSON (~700 bytes), parsed on receipt.
-fn raw_payload(seq: u64) -> String {
-    json!({ "sent_ns": now_ns(), "seq": seq, "pad": "x".repeat(560) }).to_string()
+/// The raw cases' payload (parsed into a `serde_json::Value` on receipt). By default the same
+/// JSON object a bubus event of the bubus cases is on the wire (its ~20 `event_*` keys, then
+/// `sent_ns` and `seq`), so the floor parses what the bridge parses; with
+/// `--raw-payload pad`, an object of three keys padded to the same length (~620 bytes).
+fn raw_payload(seq: u64, shape: RawShape) -> String {
+    match shape {
+        RawShape::Pad => {
+            json!({ "sent_ns": now_ns(), "seq": seq, "pad": "x".repeat(560) }).to_string()
+        }
+        RawShape::Event => format!(
+            concat!(
+                r#"{{"event_type":"BenchPing","event_version":"0.0.1","event_timeout":null,"#,
+                r#""event_slow_timeout":null,"event_concurrency":null,"#,
+                r#""event_handler_timeout":null,"event_handler_slow_timeout":null,"#,
+                r#""event_handler_concurrency":null,"event_handler_completion":null,"#,
+                r#""event_blocks_parent_completion":false,"event_result_type":null,"#,
+                r#""event_id":"{id}","event_path":[],"event_parent_id":null,"#,
+                r#""event_emitted_by_handler_id":null,"event_pending_bus_count":0,"#,
+                r#""event_created_at":"2026-01-02T03:04:05.123456789Z","event_status":"pending","#,
+                r#""event_started_at":null,"event_completed_at":null,"sent_ns":{sent_ns},"#,
+                r#""seq":{seq}}}"#
+            ),
+            id = uuid::Uuid::from_u64_pair(0x0190_0000_0000_7000, seq | 0x8000_0000_0000_0000),
+            sent_ns = now_ns(),
+            seq = seq,
+        ),
+    }
+}
+
+/// What the raw cases send: see [`raw_payload`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RawShape {
+    Event,
+    Pad,
 }
 
 fn sent_ns_of(text: &str) -> u64 {
@@ -222,7 +253,7 @@ async fn pg_raw_receive(
 
 /// The raw PostgreSQL senders: `INSERT` then `pg_notify` with the id (plain), or one `INSERT`
 /// that notifies (durable), each awaited.
-async fn pg_raw_send(name: &str, durable: bool, n: u64) {
+async fn pg_raw_send(name: &str, durable: bool, n: u64, shape: RawShape) {
     let c = pg_connect().await;
     let insert = if durable {
         format!(
@@ -234,7 +265,7 @@ async fn pg_raw_send(name: &str, durable: bool, n: u64) {
     };
     for i in 0..n {
         let id = format!("e{i}");
-        c.execute(&insert, &[&id, &raw_payload(i)])
+        c.execute(&insert, &[&id, &raw_payload(i, shape)])
             .await
             .expect("INSERT");
         if !durable {
@@ -425,7 +456,7 @@ async fn receive(case: &str, name: &str, n: u64) {
 }
 
 /// The sender side: `n` sends, each awaited.
-async fn send(case: &str, name: &str, n: u64) {
+async fn send(case: &str, name: &str, n: u64, shape: RawShape) {
     match case {
         "redis-pubsub-raw" | "redis-streams-raw" => {
             let client = redis::Client::open(REDIS).expect("client");
@@ -434,7 +465,7 @@ async fn send(case: &str, name: &str, n: u64) {
                 .await
                 .expect("connect");
             for i in 0..n {
-                let payload = raw_payload(i);
+                let payload = raw_payload(i, shape);
                 if case == "redis-pubsub-raw" {
                     let _: i64 = redis::cmd("PUBLISH")
                         .arg(name)
@@ -458,7 +489,7 @@ async fn send(case: &str, name: &str, n: u64) {
             let client = async_nats::connect(NATS).await.expect("connect");
             for i in 0..n {
                 client
-                    .publish(name.to_owned(), raw_payload(i).into())
+                    .publish(name.to_owned(), raw_payload(i, shape).into())
                     .await
                     .expect("publish");
             }
@@ -467,7 +498,7 @@ async fn send(case: &str, name: &str, n: u64) {
         "nats-jetstream-raw" => {
             let js = async_nats::jetstream::new(async_nats::connect(NATS).await.expect("connect"));
             for i in 0..n {
-                js.publish(format!("rawbench.{name}"), raw_payload(i).into())
+                js.publish(format!("rawbench.{name}"), raw_payload(i, shape).into())
                     .await
                     .expect("publish")
                     .await
@@ -475,7 +506,7 @@ async fn send(case: &str, name: &str, n: u64) {
             }
         }
         "postgres-plain-raw" | "postgres-durable-raw" => {
-            pg_raw_send(name, case.contains("durable"), n).await;
+            pg_raw_send(name, case.contains("durable"), n, shape).await;
         }
         bubus_case => {
             let durable = bubus_case.contains("streams")
@@ -533,10 +564,15 @@ impl Outcome {
 }
 
 /// One case: a receiver process, the sends from here, the receiver's report.
-fn run_case(runtime: &tokio::runtime::Runtime, case: &str, n: u64) -> Option<Outcome> {
+fn run_case(
+    runtime: &tokio::runtime::Runtime,
+    case: &str,
+    n: u64,
+    shape: RawShape,
+) -> Option<Outcome> {
     let name = format!("bench_{}", uuid::Uuid::new_v4().simple());
     let (mut child, reader) = spawn_receiver(case, &name, n);
-    runtime.block_on(send(case, &name, n));
+    runtime.block_on(send(case, &name, n, shape));
     let outcome = reader
         .lines()
         .find_map(|l| l.ok().filter(|l| l.contains("@@result")))
@@ -667,6 +703,10 @@ fn main() -> ExitCode {
             .collect(),
         None => CASES.to_vec(),
     };
+    let shape = match value("--raw-payload").as_deref() {
+        Some("pad") => RawShape::Pad,
+        _ => RawShape::Event,
+    };
     let rounds: usize = value("--rounds")
         .and_then(|r| r.parse().ok())
         .unwrap_or(1)
@@ -674,7 +714,7 @@ fn main() -> ExitCode {
     let mut results: Vec<Vec<Outcome>> = cases.iter().map(|_| Vec::new()).collect();
     for _ in 0..rounds {
         for (i, case) in cases.iter().enumerate() {
-            if let Some(o) = run_case(&runtime, case, n) {
+            if let Some(o) = run_case(&runtime, case, n, shape) {
                 results[i].push(o);
             }
         }

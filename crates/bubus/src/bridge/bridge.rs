@@ -145,8 +145,8 @@ pub(super) struct BridgeInner {
     pub(super) max_deliveries: u32,
     pub(super) redeliver_on_error: bool,
     pub(super) room_timeout: Option<Duration>,
-    /// One per received event between its dispatch and its completion.
-    pub(super) permits: Arc<tokio::sync::Semaphore>,
+    /// How many received events may be between their dispatch and their completion.
+    pub(super) max_in_flight: usize,
     pub(super) counters: Counters,
     pub(super) closed: AtomicBool,
     pub(super) sending: AtomicUsize,

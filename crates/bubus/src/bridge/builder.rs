@@ -143,7 +143,7 @@ impl BridgeBuilder {
                 max_deliveries: self.max_deliveries,
                 redeliver_on_error: self.redeliver_on_error.unwrap_or(caps.redelivery),
                 room_timeout: self.room_timeout,
-                permits: Arc::new(tokio::sync::Semaphore::new(self.max_in_flight)),
+                max_in_flight: self.max_in_flight,
                 counters: Counters::default(),
                 closed: AtomicBool::new(false),
                 sending: AtomicUsize::new(0),

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use uuid::Uuid;
 
 use super::bridge::BridgeInner;
@@ -95,34 +96,31 @@ impl BridgeInner {
 
     pub(super) async fn listen(self: Arc<Self>, mut stream: super::transport::DeliveryStream) {
         let stop = Arc::clone(&self.stop);
-        let mut tasks = tokio::task::JoinSet::new();
+        // The received events between their dispatch and their completion (awaiting the event,
+        // confirming, acking, replying), driven by this task beside the stream: no task spawned
+        // and woken per event. At most `max_in_flight`: reading waits for one to complete.
+        let mut completing = FuturesUnordered::new();
         loop {
             let next = tokio::select! {
                 biased;
                 () = stop.notified() => break,
-                next = stream.next() => next,
+                Some(()) = completing.next(), if !completing.is_empty() => continue,
+                next = stream.next(), if completing.len() < self.max_in_flight => next,
             };
             let Some(next) = next else { break };
-            // Reap finished completions so the set stays small.
-            while tasks.try_join_next().is_some() {}
             self.bump(&self.counters.received);
             match next {
                 Err(bad) => self.bad_input(bad),
                 Ok(delivery) => {
-                    let Ok(permit) = Arc::clone(&self.permits).acquire_owned().await else {
-                        break;
-                    };
-                    if let Some(task) = Arc::clone(&self).receive(delivery).await {
-                        tasks.spawn(async move {
-                            task.await;
-                            drop(permit);
-                        });
+                    let receiving = Arc::clone(&self).receive(delivery);
+                    if let Some(completion) = drive_beside(receiving, &mut completing).await {
+                        completing.push(completion);
                     }
                 }
             }
         }
         drop(stream);
-        while tasks.join_next().await.is_some() {}
+        while completing.next().await.is_some() {}
     }
 
     /// Handles one delivery up to its dispatch; returns the completion work to run beside the
@@ -327,6 +325,23 @@ fn is_history_full(error: &HandlerError) -> bool {
     std::error::Error::source(error)
         .and_then(|e| e.downcast_ref::<crate::DispatchError>())
         .is_some_and(|e| matches!(e, crate::DispatchError::HistoryFull { .. }))
+}
+
+/// Runs `work` to its end while the completions in `completing` keep running (a dedup claim
+/// or an ack that waits on the server does not hold up the acks of the events before it).
+async fn drive_beside<F, C>(work: F, completing: &mut FuturesUnordered<C>) -> F::Output
+where
+    F: std::future::Future,
+    C: std::future::Future<Output = ()>,
+{
+    let mut work = std::pin::pin!(work);
+    loop {
+        tokio::select! {
+            biased;
+            out = &mut work => return out,
+            Some(()) = completing.next(), if !completing.is_empty() => {}
+        }
+    }
 }
 
 /// Hands a delivery back to its transport, to come again after `delay`.

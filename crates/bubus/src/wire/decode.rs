@@ -144,6 +144,22 @@ enum Field<'a> {
     Text(&'a RawValue),
 }
 
+/// The value of a metadata field's text when it is one of the constants most of them hold
+/// (`null`, a boolean, `[]`), without parsing it.
+fn constant(text: &str) -> Option<&'static Value> {
+    static NULL: Value = Value::Null;
+    static TRUE: Value = Value::Bool(true);
+    static FALSE: Value = Value::Bool(false);
+    static EMPTY: Value = Value::Array(Vec::new());
+    match text {
+        "null" => Some(&NULL),
+        "false" => Some(&FALSE),
+        "true" => Some(&TRUE),
+        "[]" => Some(&EMPTY),
+        _ => None,
+    }
+}
+
 /// Whether a key is a payload field (not metadata, nor reserved).
 fn is_payload_key(key: &str) -> bool {
     !key.starts_with("event_") && !key.starts_with("model_") && !RESERVED_KEYS.contains(&key)
@@ -157,7 +173,7 @@ pub(crate) fn decode_event(value: &Value) -> Result<Arc<EventInner>, DecodeError
             format!("expected an event object, got {}", kind_of(value)),
         ));
     };
-    decode_fields(object.iter().map(|(k, v)| (k, Field::Parsed(v))))
+    decode_fields(object.iter().map(|(k, v)| (k.as_str(), Field::Parsed(v))))
 }
 
 /// Parses an event from its JSON text. The payload fields are not parsed: they are kept as
@@ -167,11 +183,11 @@ pub(crate) fn decode_event_text(text: &str) -> Result<Arc<EventInner>, DecodeErr
         serde_json::error::Category::Data => err("", e.to_string()),
         _ => err("", format!("invalid JSON: {e}")),
     })?;
-    decode_fields(fields.iter().map(|(k, v)| (k, Field::Text(v))))
+    decode_fields(fields.iter().map(|(k, v)| (&**k, Field::Text(v))))
 }
 
 fn decode_fields<'a>(
-    fields: impl Iterator<Item = (&'a String, Field<'a>)>,
+    fields: impl Iterator<Item = (&'a str, Field<'a>)>,
 ) -> Result<Arc<EventInner>, DecodeError> {
     let mut event_type: Option<String> = None;
     let mut version: Option<String> = None;
@@ -194,12 +210,12 @@ fn decode_fields<'a>(
     let mut extra = EventExtra::default();
 
     for (key, field) in fields {
-        let k = key.as_str();
+        let k = key;
         if is_payload_key(k) {
             match field {
                 Field::Parsed(v) => {
                     check_depth(k, v, MAX_JSON_DEPTH)?;
-                    payload.insert(key.clone(), v.clone());
+                    payload.insert(key.to_owned(), v.clone());
                 }
                 Field::Text(text) => {
                     let (compact, _) = compact(text.get(), MAX_JSON_DEPTH).map_err(|_| {
@@ -213,7 +229,7 @@ fn decode_fields<'a>(
                     if !numbers_in_range(&compact) {
                         return Err(err(k, "holds a number out of range"));
                     }
-                    text_payload.push((key.clone(), compact));
+                    text_payload.push((key.to_owned(), compact));
                 }
             }
             continue;
@@ -227,10 +243,13 @@ fn decode_fields<'a>(
         }
         let v: Cow<'a, Value> = match field {
             Field::Parsed(v) => Cow::Borrowed(v),
-            Field::Text(text) => Cow::Owned(
-                serde_json::from_str(text.get())
-                    .map_err(|e| err(k, format!("invalid JSON: {e}")))?,
-            ),
+            Field::Text(text) => match constant(text.get()) {
+                Some(v) => Cow::Borrowed(v),
+                None => Cow::Owned(
+                    serde_json::from_str(text.get())
+                        .map_err(|e| err(k, format!("invalid JSON: {e}")))?,
+                ),
+            },
         };
         if k == "event_results" {
             raw_results = Some(v);
@@ -342,7 +361,7 @@ fn decode_fields<'a>(
             // Metadata a newer runtime added: kept and written back, never a reason to refuse
             // the event (it is not payload: `event_*` keys are reserved for metadata).
             _ if k.starts_with("event_") => {
-                extra.unknown.insert(key.clone(), v.clone());
+                extra.unknown.insert(key.to_owned(), v.clone());
             }
             _ if k.starts_with("model_") => {
                 return Err(err(k, "model_* keys are reserved by the Python runtime"));

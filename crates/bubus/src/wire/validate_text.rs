@@ -175,7 +175,7 @@ fn render_into(text: &str, out: &mut String) -> Result<(), String> {
                 if i > 0 {
                     out.push(',');
                 }
-                out.push_str(&Value::from(name.as_str()).to_string());
+                out.push_str(&Value::from(&**name).to_string());
                 out.push(':');
                 render_into(field.get(), out)?;
             }
@@ -205,7 +205,7 @@ fn eq_expected(expected: &Value, node: &Node<'_>) -> bool {
             expected.len() == fields.len()
                 && expected.iter().all(|(name, e)| {
                     fields
-                        .get(name)
+                        .get(name.as_str())
                         .is_some_and(|f| Node::read(f.get()).is_ok_and(|n| eq_expected(e, &n)))
                 })
         }
@@ -229,7 +229,7 @@ fn eq_nodes(a: &Node<'_>, b: &Node<'_>) -> bool {
         (Node::Object(RawObject(a)), Node::Object(RawObject(b))) => {
             a.len() == b.len()
                 && a.iter().all(|(name, x)| {
-                    b.get(name).is_some_and(|y| {
+                    b.get(&**name).is_some_and(|y| {
                         matches!((Node::read(x.get()), Node::read(y.get())), (Ok(x), Ok(y)) if eq_nodes(&x, &y))
                     })
                 })
@@ -463,7 +463,7 @@ impl<'s> TextChecker<'s> {
     fn check_object(
         &self,
         schema: &'s Map<String, Value>,
-        fields: &indexmap::IndexMap<String, &RawValue>,
+        fields: &super::raw::RawFields<'_>,
         path: &str,
         depth: usize,
     ) -> Result<(), String> {
@@ -471,7 +471,7 @@ impl<'s> TextChecker<'s> {
             schema,
             fields.len(),
             |name| fields.contains_key(name),
-            fields.iter().map(|(name, field)| (name.as_str(), *field)),
+            fields.iter().map(|(name, field)| (&**name, *field)),
             path,
             |sub, field, field_path| self.check_item(sub, field.get(), field_path, depth + 1),
         )

@@ -144,7 +144,13 @@ pub(super) fn results_from_text(text: &str) -> Result<(Value, TextResults), Deco
             let RawObject(map) =
                 serde_json::from_str(text).map_err(|e| invalid("event_results", e))?;
             map.into_iter()
-                .map(|(key, record)| (format!("event_results.{key}"), Some(key), record))
+                .map(|(key, record)| {
+                    (
+                        format!("event_results.{key}"),
+                        Some(key.into_owned()),
+                        record,
+                    )
+                })
                 .collect()
         }
         _ => {
@@ -182,7 +188,7 @@ pub(super) fn results_from_text(text: &str) -> Result<(Value, TextResults), Deco
                         serde_json::from_str(raw.get())
                             .map_err(|e| invalid(&format!("{field}.{name}"), e))?
                     };
-                    object.insert(name, value);
+                    object.insert(name.into_owned(), value);
                 }
                 Value::Object(object)
             }
