@@ -1,7 +1,7 @@
 //! Costs that must not grow with what a bus holds, each timed on a current-thread runtime,
 //! several rounds, medians:
 //!
-//! * `evict` — fire-and-forget into a history bounded to 512 with `max_history_drop`: every
+//! * `evict` — fire-and-forget into a history bounded to 512 with `HistoryFull::DropOldest`: every
 //!   dispatch past the 512th makes room in a history full of unfinished events (µs per event);
 //! * `register` — one closure registered N times under its default name (ms in all);
 //! * `results` — one event, 10 000 handlers, `event_results_list()` (µs per handler);
@@ -15,6 +15,7 @@
 use std::future::IntoFuture;
 use std::time::{Duration, Instant};
 
+use bubus::bus::HistoryFull;
 use bubus::{AnyEvent, DynEvent, Event, EventBus, EventHandle};
 use serde::{Deserialize, Serialize};
 use tokio::runtime::Runtime;
@@ -42,7 +43,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 async fn evict(events: u64) -> f64 {
     let bus = EventBus::builder("EvictBench")
         .max_history_size(Some(512))
-        .max_history_drop(true)
+        .history_full(HistoryFull::DropOldest)
         .build();
     bus.on(|e: EventHandle<Ping>| e.n);
     let start = Instant::now();
@@ -70,7 +71,7 @@ fn register(count: usize) -> f64 {
 /// µs per handler: one event fanned out to `handlers` handlers, results listed.
 async fn results(handlers: usize) -> f64 {
     let bus = EventBus::builder("ResultsBench")
-        .event_handler_detect_file_paths(false)
+        .disable_handler_file_paths()
         .build();
     for i in 0..handlers {
         bus.on_with(
@@ -114,7 +115,7 @@ async fn waiters(count: usize) -> f64 {
 async fn unrelated(unrelated: usize, events: u64) -> f64 {
     let bus = EventBus::builder("UnrelatedBench")
         .max_history_size(Some(128))
-        .max_history_drop(true)
+        .history_full(HistoryFull::DropOldest)
         .build();
     bus.on(|e: EventHandle<Ping>| e.n);
     // `into_future` registers the waiter; the futures are polled only at the end, so the

@@ -12,6 +12,7 @@
 
 use std::hint::black_box;
 
+use bubus::bus::HistoryFull;
 use bubus::{AnyEvent, Event, EventBus, EventHandle};
 use criterion::{Criterion, criterion_group, criterion_main};
 use serde::{Deserialize, Serialize};
@@ -54,7 +55,7 @@ fn runtime() -> Runtime {
 fn bench_bus(name: &str) -> EventBus {
     EventBus::builder(name)
         .max_history_size(Some(128))
-        .max_history_drop(true)
+        .history_full(HistoryFull::DropOldest)
         .build()
 }
 

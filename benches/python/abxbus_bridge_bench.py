@@ -1,7 +1,9 @@
 """The family's Python bridge (abxbus 2.5.79) measured like benches/src/bin/bridge_engines.rs:
 
-    abxbus_bridge_bench.py redis|nats <name> receive <n>   prints @@ready, then @@result
-    abxbus_bridge_bench.py redis|nats <name> send <n>      n emits, each awaited
+    abxbus_bridge_bench.py redis|nats|postgres <name> receive <n>   prints @@ready, then @@result
+    abxbus_bridge_bench.py redis|nats|postgres <name> send <n>      n emits, each awaited
+
+(postgres: table and NOTIFY channel <name> in database `test` on 127.0.0.1:5432),
 
 and like benches/src/bin/bridge_jsonl_socket.rs, where <name> is the file or socket path and an
 optional last argument the JSONL poll interval in milliseconds (default 1):
@@ -29,6 +31,10 @@ def bridge(engine: str, name: str, poll_ms: float) -> Any:
         from abxbus.bridge_redis import RedisEventBridge
 
         return RedisEventBridge(f'redis://127.0.0.1:6379/0/{name}')
+    if engine == 'postgres':
+        from abxbus.bridge_postgres import PostgresEventBridge
+
+        return PostgresEventBridge(f'postgresql://postgres@127.0.0.1:5432/test/{name}', channel=name)
     if engine == 'jsonl':
         from abxbus.bridge_jsonl import JSONLEventBridge
 

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use bubus::bus::HistoryFull;
 use bubus::{DispatchError, Event, EventBus, EventHandle};
 
 use crate::events::{PerfWarmupEvent, PerfWarmupTrimEvent};
@@ -298,7 +299,7 @@ pub async fn trim_history<E: Event>(bus: &EventBus, trim_event: E) -> Result<(),
 pub async fn warmup(counts: &Counts) -> Result<(), String> {
     let bus = EventBus::builder("PerfWarmupBus")
         .max_history_size(Some(HISTORY_LIMIT_STREAM))
-        .max_history_drop(true)
+        .history_full(HistoryFull::DropOldest)
         .build();
     bus.on(|_: EventHandle<PerfWarmupEvent>| {});
     let mut pending = Vec::with_capacity(counts.warmup_batch as usize);

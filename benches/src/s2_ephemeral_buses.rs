@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bubus::bus::HistoryFull;
 use bubus::{EventBus, EventHandle};
 use serde_json::json;
 
@@ -52,7 +53,7 @@ async fn measure(scenario: &Scenario, options: &Options) -> Result<ScenarioResul
     for bus_index in 0..total_buses {
         let bus = EventBus::builder(format!("PerfEphemeralBus_{bus_index}"))
             .max_history_size(Some(HISTORY_LIMIT_EPHEMERAL_BUS))
-            .max_history_drop(true)
+            .history_full(HistoryFull::DropOldest)
             .build();
         let (p, c) = (Arc::clone(&processed), Arc::clone(&checksum));
         bus.on(move |event: EventHandle<PerfSimpleEvent>| {

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bubus::bus::HistoryFull;
 use bubus::{EventBus, EventHandle, event::HandlerConcurrency, handler::HandlerOptions};
 use serde_json::json;
 
@@ -35,7 +36,7 @@ async fn measure(scenario: &Scenario, options: &Options) -> Result<ScenarioResul
     let total_handlers = options.counts.s3_handlers;
     let bus = EventBus::builder("PerfFixedHandlersBus")
         .max_history_size(Some(HISTORY_LIMIT_FIXED_HANDLERS))
-        .max_history_drop(true)
+        .history_full(HistoryFull::DropOldest)
         .event_handler_concurrency(HandlerConcurrency::Parallel)
         .build();
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bubus::bus::HistoryFull;
 use bubus::{Event, EventBus, EventHandle};
 use serde_json::json;
 
@@ -32,7 +33,7 @@ async fn measure(scenario: &Scenario, options: &Options) -> Result<ScenarioResul
     let total_events = options.counts.s4_events;
     let bus = EventBus::builder("PerfOnOffBus")
         .max_history_size(Some(HISTORY_LIMIT_ON_OFF))
-        .max_history_drop(true)
+        .history_full(HistoryFull::DropOldest)
         .build();
 
     let processed = Arc::new(AtomicU64::new(0));

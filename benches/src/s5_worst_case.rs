@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use bubus::bus::HistoryFull;
 use bubus::{Event, EventBus, EventHandle};
 use serde_json::{Map, json};
 
@@ -61,7 +62,7 @@ impl Counters {
 fn worst_case_bus(name: &str) -> EventBus {
     EventBus::builder(name)
         .max_history_size(Some(HISTORY_LIMIT_WORST_CASE))
-        .max_history_drop(true)
+        .history_full(HistoryFull::DropOldest)
         .build()
 }
 

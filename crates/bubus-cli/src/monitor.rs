@@ -179,13 +179,7 @@ async fn durable(
     Ok(match scheme {
         "redis" | "rediss" => {
             let t = RedisTransport::builder(url)
-                .and_then(|b| {
-                    b.streams()
-                        .group(group)
-                        .consumer(group)
-                        .from_start(false)
-                        .build()
-                })
+                .and_then(|b| b.streams().group(group).consumer(group).from_now().build())
                 .map_err(|e| failed(&e))?;
             let dead = RedisDeadLetters::from_transport(t.clone());
             (
@@ -198,7 +192,7 @@ async fn durable(
             let t = NatsTransport::builder(&server, &subject)
                 .jetstream()
                 .group(group)
-                .from_start(false)
+                .from_now()
                 .build()
                 .await
                 .map_err(|e| failed(&e))?;

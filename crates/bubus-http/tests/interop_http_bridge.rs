@@ -6,46 +6,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bubus::bridge::Bridge;
-use bubus::{Event, EventBus, EventHandle};
+use bubus::{EventBus, EventHandle};
 use bubus_http::{HttpTransport, ListenerOptions};
 use bubus_test_support::bridge_peer::{
-    PEER_WAIT, PythonListener, compare_from_python, compare_to_python, free_port, python_send,
+    ChargeCard, LineItem, OrderPlaced, PEER_WAIT, PythonListener, compare_from_python,
+    compare_to_python, free_port, place_order, python_send,
 };
 use bubus_test_support::conformance::Tally;
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct LineItem {
-    sku: String,
-    quantity: i64,
-    options: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, Event)]
-#[event(result = i64)]
-struct OrderPlaced {
-    order_id: String,
-    items: Vec<LineItem>,
-    note: Option<String>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, Event)]
-#[event(result = String)]
-struct ChargeCard {
-    order_id: String,
-    cents: i64,
-}
-
-async fn place_order(order: EventHandle<OrderPlaced>) -> Result<i64, bubus::Error> {
-    let bus = bubus::bus::current_bus().expect("handlers run with a current bus");
-    let charge = bus.dispatch(ChargeCard {
-        order_id: order.order_id.clone(),
-        cents: 1999,
-    })?;
-    charge.event_result().await?;
-    Ok(1999)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn python_to_rust_keeps_every_field() {

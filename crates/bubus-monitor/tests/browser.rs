@@ -477,7 +477,7 @@ async fn the_page_lists_dead_letters_and_replays_them() {
             .expect("url")
             .streams()
             .group(group)
-            .from_start(false)
+            .from_now()
             .build()
             .expect("transport")
     };

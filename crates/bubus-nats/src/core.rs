@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use bubus::bridge::{BadInput, Delivery, DeliveryStream, Message, TransportError};
 use futures_util::StreamExt;
-use tokio::sync::mpsc;
 
 use crate::transport::Shared;
 
@@ -22,7 +21,7 @@ pub(crate) async fn send(shared: &Shared, message: &Message) -> Result<(), Trans
 
 pub(crate) async fn listen(shared: Arc<Shared>) -> Result<DeliveryStream, TransportError> {
     // The client re-subscribes after every reconnect.
-    let mut subscriber = shared
+    let subscriber = shared
         .client
         .subscribe(shared.options.subject.clone())
         .await
@@ -36,25 +35,18 @@ pub(crate) async fn listen(shared: Arc<Shared>) -> Result<DeliveryStream, Transp
         shared.client.flush().await.map_err(Into::into)
     })
     .await?;
-    let (tx, rx) = mpsc::channel::<Result<Delivery, BadInput>>(1024);
+    // The subscription is the stream (no task and channel between them): it ends when the
+    // transport closes, and dropping it unsubscribes.
     let mut closed = shared.closed.subscribe();
+    let until_closed = async move {
+        let _ = closed.wait_for(|closed| *closed).await;
+    };
     let origin = format!("nats subject {}", shared.options.subject);
-    tokio::spawn(async move {
-        loop {
-            let msg = tokio::select! {
-                _ = closed.changed() => break,
-                msg = subscriber.next() => msg,
-            };
-            let Some(msg) = msg else { break };
-            let item = match String::from_utf8(msg.payload.to_vec()) {
-                Ok(text) => Ok(Delivery::new(text, origin.clone())),
-                Err(_) => Err(BadInput::new(origin.clone(), "message is not UTF-8")),
-            };
-            if tx.send(item).await.is_err() {
-                break;
-            }
-        }
-        let _ = subscriber.unsubscribe().await;
-    });
-    Ok(Box::pin(crate::rx_stream(rx)))
+    let deliveries = subscriber
+        .map(move |msg| match String::from_utf8(Vec::from(msg.payload)) {
+            Ok(text) => Ok(Delivery::new(text, origin.clone())),
+            Err(_) => Err(BadInput::new(origin.clone(), "message is not UTF-8")),
+        })
+        .take_until(Box::pin(until_closed));
+    Ok(Box::pin(deliveries))
 }

@@ -5,7 +5,8 @@
 //!   backoff while the server is away;
 //! * listen: a pull consumer with explicit acks; while an event runs its delivery is kept
 //!   alive with progress acks every third of the ack wait; a delivery the receiver never acks
-//!   (it died) is delivered again after the ack wait, to any member;
+//!   (it died) is delivered again after the ack wait, to any member; a pull stream that hears
+//!   nothing for two idle heartbeats pulls afresh (its requests were lost in a reconnect);
 //! * ack: a double ack (the server confirms it); nack: `-NAK` with the delay; dead letter: the
 //!   message is published to `bubus.dead.<subject>` (stream `<stream>_DEAD`) with why, then
 //!   terminated.
@@ -180,6 +181,9 @@ pub(crate) async fn listen(shared: Arc<Shared>) -> Result<DeliveryStream, Transp
     Ok(Box::pin(crate::rx_stream(rx)))
 }
 
+/// The idle heartbeat asked of the server while a pull request waits.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
+
 async fn pull_loop(
     shared: Arc<Shared>,
     mut consumer: PullConsumer,
@@ -192,12 +196,13 @@ async fn pull_loop(
         let messages = consumer
             .stream()
             .max_messages_per_batch(shared.options.batch)
-            .heartbeat(Duration::from_secs(2))
+            .heartbeat(PULL_HEARTBEAT)
             .expires(Duration::from_secs(10))
             .messages()
             .await;
         match messages {
             Ok(mut messages) => loop {
+                let listening = Instant::now();
                 let next = tokio::select! {
                     _ = closed.changed() => return,
                     next = messages.next() => next,
@@ -208,6 +213,20 @@ async fn pull_loop(
                         if !deliver(&shared, msg, &origin, &tx).await {
                             return;
                         }
+                    }
+                    Some(Err(e))
+                        if matches!(e.kind(), pull::MessagesErrorKind::MissingHeartbeat)
+                            && listening.elapsed() >= PULL_HEARTBEAT =>
+                    {
+                        // Listened through two heartbeats and heard nothing, not even the
+                        // server's idle heartbeat: it holds no pull request of ours. After a
+                        // reconnect the stream's count of what it asked for can be off (its
+                        // requests were lost with the old connection, while another member's
+                        // waiting request made it think its own survived), and it would not
+                        // ask again until its 15 s safety expiry, leaving the events to the
+                        // other members meanwhile: pull afresh now.
+                        tracing::debug!("NATS pull stream heard nothing; pulling afresh");
+                        break;
                     }
                     Some(Err(e)) => {
                         // Missed heartbeats and the like: the stream goes on; a fatal one ends it.

@@ -148,10 +148,18 @@ impl NatsBuilder {
         self
     }
 
-    /// Whether a consumer created by this bridge starts at the beginning of the stream
-    /// (default) or with the messages published after it was created.
-    pub fn from_start(mut self, yes: bool) -> Self {
-        self.from_start = yes;
+    /// A consumer created by this bridge starts at the beginning of the stream, so it also
+    /// takes the messages published before it existed (the default; deliver policy `all`). A
+    /// consumer that already exists keeps its position either way.
+    pub fn from_start(mut self) -> Self {
+        self.from_start = true;
+        self
+    }
+
+    /// A consumer created by this bridge only takes the messages published after it was
+    /// created (deliver policy `new`), e.g. a monitor that should not replay the stream.
+    pub fn from_now(mut self) -> Self {
+        self.from_start = false;
         self
     }
 

@@ -27,6 +27,8 @@ pub(crate) struct ConsumerSettings {
     pub(crate) poll_interval: Duration,
     pub(crate) max_deliveries: i32,
     pub(crate) retry_delay: Duration,
+    /// The retention and how often to prune; `None` keeps everything.
+    pub(crate) prune: Option<(Duration, Duration)>,
 }
 
 /// A claimed event on its way to the bus.
@@ -46,11 +48,14 @@ pub(crate) enum Outcome {
         seq: i64,
         done: Option<oneshot::Sender<()>>,
     },
-    /// Failed: deliver again after `delay` (or the configured retry delay).
+    /// Failed: deliver again after `delay` (or the configured retry delay). Not `counted`: handed
+    /// back without running (another member holds the event's claim), so the delivery does not
+    /// count toward the dead letters.
     Nack {
         seq: i64,
         error: String,
         delay: Option<Duration>,
+        counted: bool,
         done: Option<oneshot::Sender<()>>,
     },
     /// Give up: move it to the dead letters with `reason`.
@@ -143,11 +148,15 @@ pub(crate) fn start(
         outcomes_tx.clone(),
     ));
     let writer = tokio::spawn(outcome_loop(shared.clone(), outcomes_rx));
-    let keeper = tokio::spawn(lease_loop(shared));
+    let mut tasks = vec![listener, claimer, writer];
+    if let Some((retention, every)) = shared.settings.prune {
+        tasks.push(tokio::spawn(prune_loop(shared.clone(), retention, every)));
+    }
+    tasks.push(tokio::spawn(lease_loop(shared)));
     ConsumerHandle {
         outcomes: outcomes_tx,
         stop,
-        tasks: vec![listener, claimer, writer, keeper],
+        tasks,
     }
 }
 
@@ -288,13 +297,24 @@ async fn outcome_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Outco
                 for o in &batch {
                     match o {
                         Outcome::Nack {
-                            seq, error, delay, ..
+                            seq,
+                            error,
+                            delay,
+                            counted,
+                            ..
                         } => {
                             let delay = delay.unwrap_or(s.retry_delay);
-                            shared
-                                .tables
-                                .nack(&client, &s.group, *seq, error, i32::MAX, delay.as_secs_f64())
-                                .await?;
+                            if *counted {
+                                shared
+                                    .tables
+                                    .nack(&client, &s.group, *seq, error, i32::MAX, delay.as_secs_f64())
+                                    .await?;
+                            } else {
+                                shared
+                                    .tables
+                                    .hand_back(&client, &s.group, &s.owner, *seq, delay.as_secs_f64())
+                                    .await?;
+                            }
                         }
                         Outcome::Dead { seq, reason, .. } => {
                             shared
@@ -339,6 +359,33 @@ async fn outcome_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Outco
             }
         }
         shared.capacity.notify_one();
+    }
+}
+
+/// Prunes every `every`; every member of every group does, and their statements skip each
+/// other's locked rows.
+async fn prune_loop(shared: Arc<Shared>, retention: Duration, every: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let Ok(client) = shared.conn.get().await else {
+            return;
+        };
+        match crate::transport::prune_pass(&shared.tables, &client, retention).await {
+            Ok(p) if p.events > 0 => {
+                tracing::debug!(
+                    events = p.events,
+                    dedup_rows = p.dedup_rows,
+                    "bubus-postgres: pruned"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                if e.is_connection() {
+                    shared.conn.broken(&client).await;
+                }
+                tracing::debug!(error = %e, "bubus-postgres: pruning failed");
+            }
+        }
     }
 }
 

@@ -27,6 +27,10 @@ use crate::error::PgError;
 #[derive(Debug, Default)]
 pub struct PgDedup {
     done_elsewhere: Mutex<HashSet<Uuid>>,
+    /// Events whose claim did not go to this member (another member holds it, or the table did
+    /// not answer): the bridge hands their delivery back without running a handler, and that
+    /// hand-back is not a failed delivery.
+    handed_back: Mutex<HashSet<Uuid>>,
     window: MemoryDedup,
     table: Option<ClaimTable>,
 }
@@ -92,6 +96,12 @@ impl PgDedup {
         }
     }
 
+    /// Whether the last claim of `event_id` here went to nobody (held by another member, or
+    /// unanswered), so a nack of its delivery is a hand-back, not a failure. Forgets it.
+    pub(crate) fn take_handed_back(&self, event_id: &str) -> bool {
+        Uuid::parse_str(event_id).is_ok_and(|id| self.handed_back.lock().remove(&id))
+    }
+
     /// Called by the claim loop for a claimed row whose id the group already completed.
     pub(crate) fn mark_done(&self, event_id: &str) {
         if let Ok(id) = Uuid::parse_str(event_id) {
@@ -120,7 +130,7 @@ impl DedupStore for PgDedup {
             };
             let id = event_id.to_string();
             let lease = t.lease.as_secs_f64();
-            let (won, done, left) = t
+            let answer = t
                 .run("PostgreSQL dedup claim", |client| {
                     let id = &id;
                     async move {
@@ -129,7 +139,14 @@ impl DedupStore for PgDedup {
                             .await
                     }
                 })
-                .await?;
+                .await;
+            let Ok((won, done, left)) = answer else {
+                self.handed_back.lock().insert(event_id);
+                return answer.map(|_| Claim::Won);
+            };
+            if !won && done != Some(true) {
+                self.handed_back.lock().insert(event_id);
+            }
             Ok(match (won, done, left) {
                 (true, _, _) => Claim::Won,
                 (false, Some(true), _) => Claim::Done,

@@ -45,6 +45,16 @@ pub(crate) struct Claimed {
     pub(crate) done: bool,
 }
 
+/// What one [`PgTransport::prune`](crate::PgTransport::prune) deleted.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Pruned {
+    /// Events every group had acknowledged, published longer ago than the retention.
+    pub events: u64,
+    /// The groups' dedup rows of those events.
+    pub dedup_rows: u64,
+}
+
 /// A dead letter: an event a group gave up on, with why.
 #[derive(Clone, Debug, PartialEq)]
 #[non_exhaustive]
@@ -158,6 +168,12 @@ impl Tables {
         if shape.is_none() {
             return Err(PgError::NotDurableTable(t.clone()));
         }
+        // What pruning looks rows up by (see `prune_batch`).
+        tx.batch_execute(&format!(
+            "CREATE INDEX IF NOT EXISTS \"{t}_published_at\" ON \"{t}\" (published_at);
+             CREATE INDEX IF NOT EXISTS \"{dead}_seq\" ON \"{dead}\" (seq);"
+        ))
+        .await?;
         tx.commit().await.or_else(ignore_concurrent_ddl)?;
         Ok(())
     }
@@ -440,6 +456,31 @@ impl Tables {
         Ok(rows.is_empty())
     }
 
+    /// A delivery `owner` hands back without having run it (another member holds the event's
+    /// claim): available again after `retry_secs`, and its claim's attempt uncounted, so waiting
+    /// for another member never dead-letters it. A row `owner` no longer holds is left alone.
+    pub(crate) async fn hand_back(
+        &self,
+        client: &tokio_postgres::Client,
+        group: &str,
+        owner: &str,
+        seq: i64,
+        retry_secs: f64,
+    ) -> Result<(), PgError> {
+        client
+            .execute(
+                &format!(
+                    "UPDATE \"{}\" SET attempts = GREATEST(attempts - 1, 0), \
+                       available_at = now() + make_interval(secs => $4), lease_owner = NULL \
+                     WHERE group_name = $1 AND seq = $2 AND lease_owner = $3",
+                    self.deliveries
+                ),
+                &[&group, &seq, &owner, &retry_secs],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Extends the lease of deliveries `owner` still holds.
     pub(crate) async fn extend(
         &self,
@@ -517,6 +558,46 @@ impl Tables {
             .execute("SELECT pg_notify($1, '')", &[&self.wake])
             .await?;
         Ok(n)
+    }
+
+    /// Deletes up to `limit` events published at least `retention_secs` ago that no group has a
+    /// delivery of (pending, leased or waiting for a retry) and no group has a dead letter of,
+    /// with the groups' dedup rows of their ids (unless another copy of the id is still in the
+    /// table). Rows another statement holds locked are skipped, not waited for.
+    pub(crate) async fn prune_batch(
+        &self,
+        client: &tokio_postgres::Client,
+        retention_secs: f64,
+        limit: i64,
+    ) -> Result<Pruned, PgError> {
+        let sql = format!(
+            "WITH gone AS (DELETE FROM \"{t}\" WHERE seq IN (SELECT e.seq FROM \"{t}\" e \
+                 WHERE e.published_at <= now() - make_interval(secs => $1) \
+                   AND NOT EXISTS (SELECT 1 FROM \"{g}\" g JOIN \"{d}\" d \
+                     ON d.group_name = g.group_name AND d.seq = e.seq) \
+                   AND NOT EXISTS (SELECT 1 FROM \"{dead}\" x WHERE x.seq = e.seq) \
+                 LIMIT $2 FOR UPDATE SKIP LOCKED) \
+               RETURNING seq, event_id), \
+             marks AS (DELETE FROM \"{x}\" x USING \"{g}\" g, (SELECT DISTINCT event_id FROM gone) o \
+               WHERE x.group_name = g.group_name AND x.event_id = o.event_id \
+                 AND NOT EXISTS (SELECT 1 FROM \"{t}\" e WHERE e.event_id = o.event_id \
+                   AND e.seq NOT IN (SELECT seq FROM gone)) \
+               RETURNING 1) \
+             SELECT (SELECT count(*) FROM gone), (SELECT count(*) FROM marks)",
+            t = self.events,
+            g = self.groups,
+            d = self.deliveries,
+            dead = self.dead,
+            x = self.dedup
+        );
+        let row = client.query_one(&sql, &[&retention_secs, &limit]).await?;
+        let count = |i: usize| -> Result<u64, PgError> {
+            Ok(u64::try_from(row.try_get::<_, i64>(i)?).unwrap_or(0))
+        };
+        Ok(Pruned {
+            events: count(0)?,
+            dedup_rows: count(1)?,
+        })
     }
 
     /// How many deliveries of `group` are not yet acknowledged (claimed or not).

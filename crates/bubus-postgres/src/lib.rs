@@ -10,7 +10,8 @@
 //!   `FOR UPDATE SKIP LOCKED` under a renewed lease, `LISTEN/NOTIFY` only as a wake-up, acks after
 //!   completion, a dedup table ([`PgDedup`]), dead letters ([`DeadLetter`],
 //!   [`list_dead_letters`], [`replay_dead_letters`]). At-least-once on the wire, once per group at
-//!   the handlers.
+//!   the handlers. Events every group acknowledged are pruned with their dedup rows after a
+//!   retention ([`DurableOptions::retention`], default 24 h; [`PgTransport::prune`]).
 //!
 //! Both reconnect with backoff after a server restart or a cut connection.
 //!
@@ -59,9 +60,10 @@ mod transport;
 mod url;
 
 pub use dedup::PgDedup;
-pub use durable::{DeadLetter, GroupStart};
+pub use durable::{DeadLetter, GroupStart, Pruned};
 pub use error::PgError;
 pub use transport::{
-    DEFAULT_DURABLE_TABLE, DurableOptions, PgTransport, list_dead_letters, replay_dead_letters,
+    DEFAULT_DURABLE_TABLE, DEFAULT_RETENTION, DurableOptions, PgTransport, list_dead_letters,
+    replay_dead_letters,
 };
 pub use url::{DEFAULT_CHANNEL, DEFAULT_TABLE, PgUrl, is_identifier};

@@ -16,7 +16,7 @@ use tokio_postgres::GenericClient;
 use crate::conn::{Conn, Heard, listen};
 use crate::consumer::{self, Claim, ConsumerHandle, ConsumerSettings, Outcome};
 use crate::dedup::PgDedup;
-use crate::durable::{DeadLetter, GroupStart, Tables};
+use crate::durable::{DeadLetter, GroupStart, Pruned, Tables};
 use crate::error::PgError;
 use crate::plain::PlainTable;
 use crate::publisher::{self, Outgoing, Target};
@@ -49,12 +49,19 @@ pub struct DurableOptions {
     max_in_flight: usize,
     poll_interval: Duration,
     max_backoff: Duration,
+    retention: Option<Duration>,
+    prune_interval: Option<Duration>,
 }
+
+/// How long the durable mode keeps an event every group has acknowledged, by default (see
+/// [`DurableOptions::retention`]): 24 hours, the Redis and NATS bridges' dedup window.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
 impl DurableOptions {
     /// Options for consumer group `group`; lease 30 s, 5 deliveries before dead letters, 1 s
     /// between a failure and the next delivery, claims of up to 256, at most 1024 in flight,
-    /// a look every second besides `NOTIFY`, reconnect backoff up to 2 s.
+    /// a look every second besides `NOTIFY`, reconnect backoff up to 2 s, acknowledged events
+    /// kept for [`DEFAULT_RETENTION`] (24 h).
     pub fn new(group: impl Into<String>) -> DurableOptions {
         DurableOptions {
             group: group.into(),
@@ -67,6 +74,8 @@ impl DurableOptions {
             max_in_flight: 1024,
             poll_interval: Duration::from_secs(1),
             max_backoff: Duration::from_secs(2),
+            retention: Some(DEFAULT_RETENTION),
+            prune_interval: None,
         }
     }
 
@@ -135,6 +144,76 @@ impl DurableOptions {
         self.max_backoff = max.max(Duration::from_millis(50));
         self
     }
+
+    /// How long an event stays in the events table after it was published once **every** group
+    /// has acknowledged it (default [`DEFAULT_RETENTION`], 24 h). A consumer prunes every
+    /// [`prune_interval`](Self::prune_interval): it deletes, in batches of 1 000, the events
+    /// past the retention that no group still has a delivery of — never one that is waiting,
+    /// leased, waiting for a retry or dead-lettered — and the groups' dedup rows of their ids.
+    /// The retention is therefore also the dedup window: an id published again after its event
+    /// was pruned is a new event. Dead letters stay until replayed.
+    ///
+    /// A group created later with [`GroupStart::Beginning`] starts at the events still in the
+    /// table.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let opts = bubus_postgres::DurableOptions::new("billing").retention(Duration::from_secs(3600));
+    /// assert_eq!(opts.retention_period(), Some(Duration::from_secs(3600)));
+    /// ```
+    pub fn retention(mut self, retention: Duration) -> Self {
+        self.retention = Some(retention);
+        self
+    }
+
+    /// How often a consumer prunes (default a quarter of the retention, between 1 s and
+    /// 10 min). At least 1 s.
+    pub fn prune_interval(mut self, every: Duration) -> Self {
+        self.prune_interval = Some(every.max(Duration::from_secs(1)));
+        self
+    }
+
+    /// Never prune: acknowledged events and dedup rows stay in the tables forever (an audit
+    /// log, or pruning done by the operator).
+    ///
+    /// ```
+    /// let opts = bubus_postgres::DurableOptions::new("audit").keep_everything();
+    /// assert_eq!(opts.retention_period(), None);
+    /// ```
+    pub fn keep_everything(mut self) -> Self {
+        self.retention = None;
+        self
+    }
+
+    /// The retention ([`retention`](Self::retention)), `None` when everything is kept.
+    pub fn retention_period(&self) -> Option<Duration> {
+        self.retention
+    }
+}
+
+/// Events deleted per pruning statement: each holds its row locks only briefly.
+const PRUNE_BATCH: i64 = 1000;
+/// Statements per pruning pass at most; what is left waits for the next pass.
+const PRUNE_BATCHES_PER_PASS: usize = 100;
+
+/// One pruning pass (see [`DurableOptions::retention`]): batches until one comes back short.
+pub(crate) async fn prune_pass(
+    tables: &Tables,
+    client: &tokio_postgres::Client,
+    retention: Duration,
+) -> Result<Pruned, PgError> {
+    let mut total = Pruned::default();
+    for _ in 0..PRUNE_BATCHES_PER_PASS {
+        let p = tables
+            .prune_batch(client, retention.as_secs_f64(), PRUNE_BATCH)
+            .await?;
+        total.events += p.events;
+        total.dedup_rows += p.dedup_rows;
+        if p.events < PRUNE_BATCH as u64 {
+            break;
+        }
+    }
+    Ok(total)
 }
 
 #[derive(Debug)]
@@ -436,6 +515,34 @@ impl PgTransport {
         tables.replay(&*client, Some(&opts.group), event_id).await
     }
 
+    /// Prunes now (a consumer also does it periodically; see [`DurableOptions::retention`]):
+    /// deletes the events past the retention that every group has acknowledged, and their
+    /// dedup rows. Does nothing with [`DurableOptions::keep_everything`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// use bubus_postgres::{DurableOptions, PgTransport};
+    ///
+    /// let opts = DurableOptions::new("billing").retention(Duration::from_secs(7 * 24 * 3600));
+    /// let transport = PgTransport::durable("postgresql://app@db:5432/shop", opts).await?;
+    /// let pruned = transport.prune().await?;
+    /// println!("{} events, {} dedup rows deleted", pruned.events, pruned.dedup_rows);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`PgError::NotDurable`] on a plain transport, or a statement failed.
+    pub async fn prune(&self) -> Result<Pruned, PgError> {
+        let (tables, opts) = self.tables()?;
+        let Some(retention) = opts.retention else {
+            return Ok(Pruned::default());
+        };
+        let client = self.inner.conn.get().await?;
+        prune_pass(tables, &client, retention).await
+    }
+
     /// How many events this group has not acknowledged yet (claimed or waiting).
     ///
     /// # Errors
@@ -535,6 +642,12 @@ impl PgTransport {
                     poll_interval: opts.poll_interval,
                     max_deliveries: i32::try_from(opts.max_deliveries).unwrap_or(i32::MAX),
                     retry_delay: opts.retry_delay,
+                    prune: opts.retention.map(|r| {
+                        let every = opts.prune_interval.unwrap_or_else(|| {
+                            (r / 4).clamp(Duration::from_secs(1), Duration::from_secs(600))
+                        });
+                        (r, every)
+                    }),
                 };
                 let (claims_tx, claims_rx) = mpsc::channel(opts.batch);
                 let mut handle = consumer::start(
@@ -546,9 +659,12 @@ impl PgTransport {
                     claims_tx,
                 );
                 let outcomes = handle.outcomes.clone();
-                handle
-                    .tasks
-                    .push(tokio::spawn(durable_forward(claims_rx, tx, outcomes)));
+                handle.tasks.push(tokio::spawn(durable_forward(
+                    claims_rx,
+                    tx,
+                    outcomes,
+                    self.inner.dedup.clone(),
+                )));
                 *slot = Some(handle);
             }
         }
@@ -678,6 +794,8 @@ async fn admin(url: &str) -> Result<(Tables, tokio_postgres::Client, Driver), Pg
 /// Acknowledges one claimed row; dropped without a call, it releases the row at once.
 struct PgAcker {
     seq: i64,
+    event_id: String,
+    dedup: Arc<PgDedup>,
     outcomes: Option<mpsc::UnboundedSender<Outcome>>,
 }
 
@@ -685,11 +803,12 @@ impl PgAcker {
     #[allow(clippy::boxed_local)] // the `Acker` methods take `Box<Self>`
     fn finish(
         mut self: Box<Self>,
-        make: impl FnOnce(i64, oneshot::Sender<()>) -> Outcome,
+        make: impl FnOnce(i64, bool, oneshot::Sender<()>) -> Outcome,
     ) -> BoxFuture<'static, Result<(), TransportError>> {
         let outcomes = self.outcomes.take();
         let (done, wait) = oneshot::channel();
-        let outcome = make(self.seq, done);
+        let handed_back = self.dedup.take_handed_back(&self.event_id);
+        let outcome = make(self.seq, handed_back, done);
         Box::pin(async move {
             let Some(outcomes) = outcomes else {
                 return Err(TransportError::Closed);
@@ -703,7 +822,7 @@ impl PgAcker {
 
 impl Acker for PgAcker {
     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
-        self.finish(|seq, done| Outcome::Ack {
+        self.finish(|seq, _, done| Outcome::Ack {
             seq,
             done: Some(done),
         })
@@ -714,10 +833,13 @@ impl Acker for PgAcker {
         delay: Option<Duration>,
         reason: String,
     ) -> BoxFuture<'static, Result<(), TransportError>> {
-        self.finish(move |seq, done| Outcome::Nack {
+        // A delivery handed back because another member holds the event's claim (its handlers
+        // run there) never reached a handler here: it does not count toward the dead letters.
+        self.finish(move |seq, handed_back, done| Outcome::Nack {
             seq,
             error: reason,
             delay,
+            counted: !handed_back,
             done: Some(done),
         })
     }
@@ -726,7 +848,7 @@ impl Acker for PgAcker {
         self: Box<Self>,
         reason: String,
     ) -> BoxFuture<'static, Result<(), TransportError>> {
-        self.finish(move |seq, done| Outcome::Dead {
+        self.finish(move |seq, _, done| Outcome::Dead {
             seq,
             reason,
             done: Some(done),
@@ -737,6 +859,7 @@ impl Acker for PgAcker {
 impl Drop for PgAcker {
     fn drop(&mut self) {
         if let Some(tx) = self.outcomes.take() {
+            self.dedup.take_handed_back(&self.event_id);
             let _ = tx.send(Outcome::Release(self.seq));
         }
     }
@@ -746,12 +869,15 @@ async fn durable_forward(
     mut claims: mpsc::Receiver<Claim>,
     out: mpsc::Sender<Delivery>,
     outcomes: mpsc::UnboundedSender<Outcome>,
+    dedup: Arc<PgDedup>,
 ) {
     while let Some(c) = claims.recv().await {
         let d = Delivery::new(c.body, format!("row {} ({})", c.seq, c.event_id))
             .with_attempt(u32::try_from(c.attempts).unwrap_or(1))
             .with_acker(PgAcker {
                 seq: c.seq,
+                event_id: c.event_id,
+                dedup: dedup.clone(),
                 outcomes: Some(outcomes.clone()),
             });
         if out.send(d).await.is_err() {

@@ -166,10 +166,18 @@ impl RedisBuilder {
         self
     }
 
-    /// Whether a group created by this bridge starts at the beginning of the stream (default)
-    /// or only takes entries added after it was created.
-    pub fn from_start(mut self, yes: bool) -> Self {
-        self.from_start = yes;
+    /// A group created by this bridge starts at the beginning of the stream, so it also takes
+    /// the entries added before it existed (the default; `XGROUP CREATE … 0`). A group that
+    /// already exists keeps its position either way.
+    pub fn from_start(mut self) -> Self {
+        self.from_start = true;
+        self
+    }
+
+    /// A group created by this bridge only takes the entries added after it was created
+    /// (`XGROUP CREATE … $`), e.g. a monitor that should not replay the stream's history.
+    pub fn from_now(mut self) -> Self {
+        self.from_start = false;
         self
     }
 

@@ -6,13 +6,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bubus::AnyEvent;
 use bubus::bridge::{Bridge, Message};
-use bubus::{AnyEvent, DynEvent, EventHandle};
 use bubus_redis::RedisTransport;
-use serde_json::json;
+use bubus_test_support::durable::{self, eventually, ping};
 
 const URL: &str = "redis://127.0.0.1:6379/0";
-const WAIT: Duration = Duration::from_secs(60);
 
 fn channel() -> String {
     format!("durable_{}", uuid::Uuid::new_v4().simple())
@@ -27,20 +26,6 @@ fn transport(channel: &str, group: &str) -> RedisTransport {
         .lease(Duration::from_secs(2))
         .build()
         .expect("transport")
-}
-
-fn ping(n: u64) -> AnyEvent {
-    EventHandle::new(DynEvent::new("DurablePing", json!({ "n": n })).expect("event")).to_any()
-}
-
-async fn eventually(what: &str, cond: impl Fn() -> bool) {
-    tokio::time::timeout(WAIT, async {
-        while !cond() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{what} never happened"));
 }
 
 async fn xlen(key: &str) -> i64 {
@@ -161,71 +146,21 @@ async fn a_resent_event_is_added_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_group_shares_the_events_another_group_gets_them_all() {
-    const N: u64 = 300;
     let channel = channel();
-    let counts: Vec<Arc<AtomicUsize>> = (0..4).map(|_| Arc::default()).collect();
-    let mut bridges = Vec::new();
-    // Three members of `workers` (the third joins later), one of `audit`.
-    let start = |group: &'static str, count: Arc<AtomicUsize>| {
-        let t = transport(&channel, group);
-        let bridge = Bridge::builder(t.clone())
-            .dedup(Arc::new(t.dedup_store()))
-            .build();
-        bridge.on("DurablePing", move |_e: AnyEvent| {
-            count.fetch_add(1, Ordering::SeqCst);
-        });
-        bridge
-    };
-    for (group, count) in [
-        ("workers", &counts[0]),
-        ("workers", &counts[1]),
-        ("audit", &counts[3]),
-    ] {
-        let b = start(group, Arc::clone(count));
-        b.start().await.expect("start");
-        bridges.push(b);
-    }
-    let sender = Bridge::new(transport(&channel, "senders"));
-    for n in 0..N / 2 {
-        sender.send(&ping(n)).await.expect("send");
-    }
-    let total = |c: &[Arc<AtomicUsize>]| {
-        c[..3]
-            .iter()
-            .map(|c| c.load(Ordering::SeqCst))
-            .sum::<usize>()
-    };
-    eventually("the first half", || total(&counts) == (N / 2) as usize).await;
-    let late = start("workers", Arc::clone(&counts[2]));
-    late.start().await.expect("start");
-    bridges.push(late);
-    for n in N / 2..N {
-        sender.send(&ping(n)).await.expect("send");
-    }
-    eventually("every event handled by the workers", || {
-        total(&counts) == N as usize
-    })
+    durable::one_group_shares_the_events_another_group_gets_them_all(
+        async |group: &'static str, count: Arc<AtomicUsize>| {
+            let t = transport(&channel, group);
+            let bridge = Bridge::builder(t.clone())
+                .dedup(Arc::new(t.dedup_store()))
+                .build();
+            bridge.on("DurablePing", move |_e: AnyEvent| {
+                count.fetch_add(1, Ordering::SeqCst);
+            });
+            bridge
+        },
+        async { Bridge::new(transport(&channel, "senders")) },
+    )
     .await;
-    eventually("every event seen by the audit group", || {
-        counts[3].load(Ordering::SeqCst) == N as usize
-    })
-    .await;
-    assert!(
-        counts[0].load(Ordering::SeqCst) > 0 && counts[1].load(Ordering::SeqCst) > 0,
-        "both members work"
-    );
-    assert!(
-        counts[2].load(Ordering::SeqCst) > 0,
-        "the member that joined later takes load"
-    );
-    for b in bridges {
-        b.close().await.expect("close");
-    }
-    assert_eq!(
-        total(&counts),
-        N as usize,
-        "no event handled twice in the group"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

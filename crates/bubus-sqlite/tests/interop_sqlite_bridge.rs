@@ -6,48 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bubus::bridge::Bridge;
-use bubus::{Event, EventBus, EventHandle};
+use bubus::{EventBus, EventHandle};
 use bubus_sqlite::{BridgeTable, SqliteTransport};
 use bubus_test_support::bridge_peer::{
-    PEER_WAIT, PythonListener, compare_from_python, compare_to_python, python_send,
+    ChargeCard, LineItem, OrderPlaced, PEER_WAIT, PythonListener, compare_from_python,
+    compare_to_python, place_order, python_send,
 };
 use bubus_test_support::conformance::Tally;
 use parking_lot::Mutex;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-struct LineItem {
-    sku: String,
-    quantity: i64,
-    options: std::collections::BTreeMap<String, String>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, Event)]
-#[event(result = i64)]
-struct OrderPlaced {
-    order_id: String,
-    items: Vec<LineItem>,
-    note: Option<String>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize, Event)]
-#[event(result = String)]
-struct ChargeCard {
-    order_id: String,
-    cents: i64,
-}
-
-/// Dispatches and awaits the child charge (linked to the order: the handler's bus is current).
-async fn place_order(order: EventHandle<OrderPlaced>) -> Result<i64, bubus::Error> {
-    let bus = bubus::bus::current_bus().expect("handlers run with a current bus");
-    let charge = bus.dispatch(ChargeCard {
-        order_id: order.order_id.clone(),
-        cents: 1999,
-    })?;
-    charge.event_result().await?;
-    Ok(1999)
-}
 
 fn temp_db(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(

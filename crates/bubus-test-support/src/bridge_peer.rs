@@ -6,15 +6,69 @@
 //! path, no parent, pending. A Rust bridge keeps the sender's id, parent and path and appends its
 //! own buses. [`compare_to_python`] and [`compare_from_python`] check every field with exactly
 //! those differences.
+//!
+//! The events the peer sends and expects ([`OrderPlaced`] with its nested [`LineItem`]s, and the
+//! child [`ChargeCard`] its handler [`place_order`] dispatches) are declared here once for every
+//! bridge's interop test.
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::Duration;
 
+use bubus::{Event, EventHandle};
+use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::peers::{abxbus_python, workspace_root};
+
+/// One line of an [`OrderPlaced`]: the nested payload the comparison checks field by field.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LineItem {
+    /// The product.
+    pub sku: String,
+    /// How many.
+    pub quantity: i64,
+    /// Free-form options (`"wrap": "blue"`).
+    pub options: std::collections::BTreeMap<String, String>,
+}
+
+/// The event both sides send: an order with nested items.
+#[derive(Clone, Debug, Serialize, Deserialize, Event)]
+#[event(result = i64)]
+pub struct OrderPlaced {
+    /// The order's id.
+    pub order_id: String,
+    /// Its lines.
+    pub items: Vec<LineItem>,
+    /// A note (non-ASCII in the peer's events).
+    pub note: Option<String>,
+}
+
+/// The child event [`place_order`] dispatches.
+#[derive(Clone, Debug, Serialize, Deserialize, Event)]
+#[event(result = String)]
+pub struct ChargeCard {
+    /// The order it charges for.
+    pub order_id: String,
+    /// The amount.
+    pub cents: i64,
+}
+
+/// Dispatches and awaits the child charge (linked to the order: the handler's bus is current).
+///
+/// # Errors
+///
+/// The dispatch or the charge's result failing.
+pub async fn place_order(order: EventHandle<OrderPlaced>) -> Result<i64, bubus::Error> {
+    let bus = bubus::bus::current_bus().expect("handlers run with a current bus");
+    let charge = bus.dispatch(ChargeCard {
+        order_id: order.order_id.clone(),
+        cents: 1999,
+    })?;
+    charge.event_result().await?;
+    Ok(1999)
+}
 
 fn script() -> PathBuf {
     workspace_root().join("interop/python/abxbus25_sqlite_http_peer.py")

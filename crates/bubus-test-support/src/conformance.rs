@@ -162,12 +162,13 @@ async fn pair<F: TransportFactory>(
         h(e.clone());
         json!({"handled_by": "B", "n": e.to_json()["n"]})
     });
-    let ba = Bridge::builder(factory.endpoint(medium).await)
-        .results_back(results_back)
-        .build();
-    let bb = Bridge::builder(factory.endpoint(medium).await)
-        .results_back(results_back)
-        .build();
+    let mut ba = Bridge::builder(factory.endpoint(medium).await);
+    let mut bb = Bridge::builder(factory.endpoint(medium).await);
+    if results_back {
+        ba = ba.results_back();
+        bb = bb.results_back();
+    }
+    let (ba, bb) = (ba.build(), bb.build());
     ba.attach(&a);
     bb.attach(&b);
     bb.start().await.expect("receiver starts");

@@ -1,17 +1,23 @@
 //! Helpers shared by the bubus test suites: an ordered, thread-safe log of what happened
-//! ([`Recorder`]), deadlock guards and durations ([`time`]), what the code logs ([`logs`]), event
-//! types for tests ([`string_events!`]), the real Python and TypeScript peers the interop tests
-//! run against ([`peers`]), the bridge transport conformance suite ([`conformance`]), and private
-//! servers, a connection-cutting proxy and worker processes for fault tests ([`servers`]).
+//! ([`Recorder`]), how many calls were inside a section at once ([`Active`]), deadlock guards and
+//! durations ([`time`]), what the code logs ([`logs`]), event types for tests
+//! ([`string_events!`]), the real Python and TypeScript peers the interop tests run against
+//! ([`peers`]; the Python bridge peers with their events and runs in [`bridge_peer`] and
+//! [`engine_bridge_peer`]), the bridge transport conformance suite ([`conformance`]), what the
+//! durable-mode tests share ([`durable`]), and private servers, a connection-cutting proxy and
+//! worker processes for fault tests ([`servers`]).
 
 use std::fmt::Display;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use parking_lot::Mutex;
 
 pub mod bridge_peer;
 pub mod conformance;
 pub mod dedup_claims;
+pub mod durable;
+pub mod engine_bridge_peer;
 pub mod logs;
 pub mod peers;
 pub mod postgres_server;
@@ -102,5 +108,54 @@ impl Recorder {
     /// Removes every entry.
     pub fn clear(&self) {
         self.entries.lock().clear();
+    }
+}
+
+/// Counts how many calls are inside at once: each call holds the guard [`Active::enter`] returns
+/// while it runs; clones share the counts.
+///
+/// ```
+/// let active = bubus_test_support::Active::default();
+/// let first = active.enter();
+/// let second = active.enter();
+/// drop((first, second));
+/// let _third = active.enter();
+/// assert_eq!((active.max(), active.calls()), (2, 3));
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct Active {
+    now: Arc<AtomicUsize>,
+    max: Arc<AtomicUsize>,
+    calls: Arc<AtomicUsize>,
+}
+
+/// A call inside an [`Active`] section; leaves it when dropped.
+#[derive(Debug)]
+#[must_use = "the call leaves the section when this is dropped"]
+pub struct Inside(Arc<AtomicUsize>);
+
+impl Drop for Inside {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+impl Active {
+    /// Enters the section: counts the call and how many are inside now.
+    pub fn enter(&self) -> Inside {
+        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max.fetch_max(now, Ordering::SeqCst);
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        Inside(Arc::clone(&self.now))
+    }
+
+    /// The most calls inside at once so far.
+    pub fn max(&self) -> usize {
+        self.max.load(Ordering::SeqCst)
+    }
+
+    /// How many calls entered so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
     }
 }

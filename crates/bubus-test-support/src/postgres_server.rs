@@ -145,20 +145,26 @@ impl PgServer {
         wait_port(self.port, false);
     }
 
-    /// Stops the server: `immediate` (a crash: clients are cut, recovery runs on start) or
-    /// `fast` (clean shutdown).
-    pub fn stop(&self, immediate: bool) {
-        self.pg_ctl_stop(if immediate { "immediate" } else { "fast" });
+    /// Stops the server cleanly (`pg_ctl stop -m fast`).
+    pub fn stop(&self) {
+        self.pg_ctl_stop("fast");
     }
 
-    /// Starts it again after [`stop`](Self::stop), on the same port and data.
+    /// Stops the server as a crash would (`pg_ctl stop -m immediate`): clients are cut and
+    /// recovery runs on the next start.
+    pub fn crash(&self) {
+        self.pg_ctl_stop("immediate");
+    }
+
+    /// Starts it again after [`stop`](Self::stop) or [`crash`](Self::crash), on the same port
+    /// and data.
     pub fn resume(&self) {
         self.pg_ctl_start();
     }
 
-    /// Crashes the server (`immediate` stop: every connection is cut) and starts it again.
+    /// Crashes the server ([`crash`](Self::crash): every connection is cut) and starts it again.
     pub fn restart(&self) {
-        self.stop(true);
+        self.crash();
         self.resume();
     }
 

@@ -70,7 +70,7 @@ fn proxy_forwards_cuts_and_refuses() {
     };
     assert!(ended);
 
-    proxy.refuse(true);
+    proxy.refuse();
     let mut refused = TcpStream::connect(("127.0.0.1", proxy.port())).expect("connect");
     refused
         .set_read_timeout(Some(Duration::from_secs(30)))
@@ -83,7 +83,7 @@ fn proxy_forwards_cuts_and_refuses() {
         .unwrap_or(0);
     assert_eq!(got, 0, "a refused connection carries nothing");
 
-    proxy.refuse(false);
+    proxy.resume();
     assert_eq!(redis_command(proxy.port(), "PING\r\n"), "+PONG\r\n");
     assert_eq!(proxy.accepted(), 2);
 }

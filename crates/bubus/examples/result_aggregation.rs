@@ -52,14 +52,10 @@ async fn main() -> Result<(), bubus::Error> {
         Err(err) => println!("conflict: {err}"),
         Ok(merged) => println!("unexpected merge: {merged:?}"),
     }
-    let merged = event
-        .results()
-        .raise_if_conflicts(false)
-        .flat_dict()
-        .await?;
+    let merged = event.results().allow_conflicts().flat_dict().await?;
     println!("last wins: {merged:?}");
 
-    // Lists concatenate; a failing handler is reported unless raise_if_any is off.
+    // Lists concatenate; a failing handler is reported unless errors are ignored.
     bus.on(|_: EventHandle<ListPluginsEvent>| vec!["auth".to_string(), "cache".to_string()]);
     bus.on(
         |_: EventHandle<ListPluginsEvent>| -> Result<Vec<String>, HandlerError> {
@@ -75,11 +71,11 @@ async fn main() -> Result<(), bubus::Error> {
         Err(err) => println!("plugins failed: {err}"),
         Ok(all) => println!("unexpected: {all:?}"),
     }
-    let loaded = plugins.results().raise_if_any(false).flat_list().await?;
+    let loaded = plugins.results().ignore_errors().flat_list().await?;
     println!("plugins:  {loaded:?}");
     let short = plugins
         .results()
-        .raise_if_any(false)
+        .ignore_errors()
         .include(|r| r.result.as_ref().is_some_and(|names| names.len() == 1))
         .list()
         .await?;

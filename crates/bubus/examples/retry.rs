@@ -77,7 +77,7 @@ async fn main() -> Result<(), bubus::Error> {
         .semaphore_scope(SemaphoreScope::Type) //      …across every DatabaseService
         .semaphore_name("execute_query")
         .semaphore_timeout(Duration::from_secs(30)) // wait up to 30 s for a slot
-        .semaphore_lax(false); //                      then fail rather than overload
+        .semaphore_strict(); //                        then fail rather than overload
 
     let load = Arc::new(Load::default());
     for n in 1..=3 {

@@ -26,7 +26,8 @@ pub enum DispatchError {
     /// bus: dispatch succeeds again as soon as an event completes.
     #[error(
         "{bus} refused the event: history is full ({size}/{max} events, none completed); wait \
-         for events to complete, raise max_history_size, or set max_history_drop"
+         for events to complete, raise max_history_size, or drop the oldest \
+         (HistoryFull::DropOldest, the family's max_history_drop)"
     )]
     HistoryFull {
         /// The bus label.
@@ -128,10 +129,11 @@ pub enum ResultError {
     /// Waiting for the event failed.
     #[error(transparent)]
     Wait(#[from] WaitError),
-    /// Exactly one handler failed and `raise_if_any` is set.
+    /// Exactly one handler failed and `raise_if_any` applies (see
+    /// [`ResultsQuery::ignore_errors`](crate::result::ResultsQuery::ignore_errors)).
     #[error(transparent)]
     Handler(HandlerError),
-    /// Several handlers failed and `raise_if_any` is set.
+    /// Several handlers failed and `raise_if_any` applies.
     #[error("{event} had {} handler errors: {}", errors.len(), join(errors))]
     Handlers {
         /// `Type#abcd` of the event.
@@ -139,16 +141,18 @@ pub enum ResultError {
         /// Every error, in result order.
         errors: Vec<HandlerError>,
     },
-    /// No handler returned a value that passed the include filter, and `raise_if_none` is set.
+    /// No handler returned a value that passed the include filter, and `raise_if_none` applies
+    /// (see [`ResultsQuery::allow_none`](crate::result::ResultsQuery::allow_none)).
     #[error("expected at least one handler of {event} to return a non-null result, but none did")]
     NoResult {
         /// `Type#abcd` of the event.
         event: String,
     },
-    /// `flat_dict`: two handlers returned the same key and `raise_if_conflicts` is set.
+    /// `flat_dict`: two handlers returned the same key and `raise_if_conflicts` applies (see
+    /// [`ResultsQuery::allow_conflicts`](crate::result::ResultsQuery::allow_conflicts)).
     #[error(
         "handler results of {event} would overwrite values from previous handlers: {keys:?} \
-         (turn off raise_if_conflicts to merge with last-handler-wins)"
+         (allow_conflicts(), the family's raise_if_conflicts=False, lets the later handler win)"
     )]
     Conflict {
         /// `Type#abcd` of the event.

@@ -101,8 +101,12 @@
 //! | `bus.emit(event)` / `bus.dispatch(event)` | [`EventBus::emit`], [`EventBus::dispatch`] |
 //! | `await bus.expect(Type)` | [`EventBus::expect`] (a [`find`](EventBus::find) that waits) |
 //! | `await event.event_results_list()`, `…_by_handler_id()`, `…_by_handler_name()`, `…_flat_dict()`, `…_flat_list()` | the methods of the same names on [`EventHandle`] and [`AnyEvent`]; [`ResultsQuery`](result::ResultsQuery) for their options |
+//! | `event_results_list(raise_if_any=False, raise_if_none=False)`, `event_results_flat_dict(raise_if_conflicts=False)` | [`results()`](EventHandle::results)`.`[`ignore_errors()`](result::ResultsQuery::ignore_errors)`.`[`allow_none()`](result::ResultsQuery::allow_none)`.list()`, `results().`[`allow_conflicts()`](result::ResultsQuery::allow_conflicts)`.flat_dict()` |
 //! | `await event.first()` (switches to first-completion) | [`EventHandle::race`]; [`EventHandle::first`] only reads |
 //! | `await bus.stop(timeout, clear=True)` | [`EventBus::stop_and_clear`] |
+//! | `EventBus(max_history_drop=True)` | [`history_full`](bus::EventBusBuilder::history_full)`(`[`HistoryFull::DropOldest`](bus::HistoryFull::DropOldest)`)` on [`EventBus::builder`] |
+//! | `EventBus(event_handler_detect_file_paths=False)`, `warn_on_duplicate_handler_names=False` | [`disable_handler_file_paths`](bus::EventBusBuilder::disable_handler_file_paths)`()`, [`disable_duplicate_handler_name_warning`](bus::EventBusBuilder::disable_duplicate_handler_name_warning)`()` |
+//! | `@retry(semaphore_lax=False)` | `Retry::new().semaphore_strict()` (`retry` feature) |
 //! | timeouts in seconds (`event_timeout=5.0`) | [`Duration`](std::time::Duration)s in [`EventConfig`](event::EventConfig), the bus builder and handler options; `f64` seconds on the wire |
 //!
 //! # Cargo features

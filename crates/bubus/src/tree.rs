@@ -1,14 +1,19 @@
 //! The event tree printer behind [`EventBus::log_tree`](crate::EventBus::log_tree).
+//!
+//! This file walks the trees and draws them; `tree/result_line.rs` formats each handler result's
+//! line.
+
+mod result_line;
+
+pub(crate) use result_line::ResultLine;
+use result_line::{clock, result_line};
 
 use std::collections::{HashMap, HashSet};
-use std::fmt::Write as _;
 use std::sync::Arc;
 
-use serde_json::Value;
 use uuid::Uuid;
 
-use crate::event::inner::{EventInner, short_id};
-use crate::result::{ResultSlot, ResultStatus};
+use crate::event::inner::EventInner;
 use crate::time::Timestamp;
 
 /// How many levels of a tree are drawn with their own indentation; deeper levels keep the
@@ -441,129 +446,5 @@ impl<N: Node> Drawer<'_, N> {
             });
         }
         Ok(())
-    }
-}
-
-/// One handler result as the tree draws it.
-#[derive(Clone, Debug)]
-pub(crate) struct ResultLine {
-    started_at: Option<Timestamp>,
-    line: Box<str>,
-    children: Box<[Uuid]>,
-}
-
-fn result_line(r: &crate::result::ResultRecord) -> ResultLine {
-    let icon = match r.status {
-        ResultStatus::Completed => "✅",
-        ResultStatus::Error => "❌",
-        ResultStatus::Started => "🏃",
-        ResultStatus::Pending => "⏳",
-    };
-    let mut line = format!("{icon} {}.{}", r.handler.bus_label, r.handler.label());
-    if let Some(started) = r.started_at {
-        let _ = write!(line, " [{}", clock(started));
-        if let Some(done) = r.completed_at {
-            let _ = write!(
-                line,
-                " ({:.3}s)",
-                done.duration_since(started).as_secs_f64()
-            );
-        }
-        line.push(']');
-    }
-    match (r.status, &r.error) {
-        (ResultStatus::Error, Some(err)) => {
-            let _ = write!(line, " ☠️ {}: {}", err.error_type(), err.message());
-        }
-        (ResultStatus::Completed, _) => {
-            let _ = write!(line, " → {}", format_value(&r.value));
-        }
-        _ => {}
-    }
-    ResultLine {
-        started_at: r.started_at,
-        line: line.into(),
-        children: r.children.as_slice().into(),
-    }
-}
-
-/// `HH:MM:SS.mmm` (UTC).
-fn clock(at: Timestamp) -> String {
-    let text = at.to_string();
-    text.get(11..23).unwrap_or(&text).to_owned()
-}
-
-fn format_value(value: &ResultSlot) -> String {
-    match value {
-        ResultSlot::Null => "None".to_owned(),
-        ResultSlot::Forwarded { event, event_id } => match event.upgrade() {
-            Some(e) => format!("Event({})", e.label()),
-            None => format!("Event(#{})", short_id(event_id)),
-        },
-        // Held as text: a list or dict is summarised by counting its items, not parsed.
-        ResultSlot::Text(text) if text.starts_with(['[', '{']) => {
-            let kind = if text.starts_with('[') {
-                "list"
-            } else {
-                "dict"
-            };
-            format!("{kind}({} items)", top_level_items(text))
-        }
-        other => match other.to_json() {
-            Value::Null => "None".to_owned(),
-            Value::String(s) => format!("'{s}'"),
-            Value::Object(map) => format!("dict({} items)", map.len()),
-            Value::Array(items) => format!("list({} items)", items.len()),
-            v => v.to_string(),
-        },
-    }
-}
-
-/// How many items the compact JSON array or object `text` holds (its top-level commas, plus one).
-fn top_level_items(text: &str) -> usize {
-    let (mut depth, mut commas) = (0usize, 0usize);
-    let (mut in_string, mut escaped, mut empty) = (false, false, true);
-    for c in text.chars() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
-            continue;
-        }
-        match c {
-            '"' => {
-                in_string = true;
-                empty = false;
-            }
-            '[' | '{' => {
-                if depth == 1 {
-                    empty = false;
-                }
-                depth += 1;
-            }
-            ']' | '}' => depth = depth.saturating_sub(1),
-            ',' if depth == 1 => commas += 1,
-            _ if depth == 1 => empty = false,
-            _ => {}
-        }
-    }
-    if empty { 0 } else { commas + 1 }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::top_level_items;
-
-    #[test]
-    fn items_are_counted_at_the_top_level_only() {
-        assert_eq!(top_level_items("[]"), 0);
-        assert_eq!(top_level_items("{}"), 0);
-        assert_eq!(top_level_items("[1]"), 1);
-        assert_eq!(top_level_items(r#"[1,[2,3],{"a":[4,5]},"x,y"]"#), 4);
-        assert_eq!(top_level_items(r#"{"a":1,"b\",":[1,2]}"#), 2);
     }
 }

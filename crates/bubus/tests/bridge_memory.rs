@@ -72,7 +72,7 @@ mod policy {
         let medium = MemoryMedium::new();
         let (a, b) = (EventBus::new("A"), EventBus::new("B"));
         let sender = Bridge::builder(medium.transport())
-            .results_back(true)
+            .results_back()
             .reply_timeout(Duration::from_secs(5))
             .build();
         let plain = Bridge::new(medium.transport());

@@ -171,8 +171,10 @@ async fn receiver_role(args: Value) {
     bus.on_pattern("Done", move |_e: AnyEvent| {
         let _ = done_tx.send(());
     });
-    let mut builder =
-        Bridge::builder_arc(transport(&args)).results_back(args["results_back"] == true);
+    let mut builder = Bridge::builder_arc(transport(&args));
+    if args["results_back"] == true {
+        builder = builder.results_back();
+    }
     if args["dedup_from_out"] == true {
         builder = builder.dedup(Arc::new(EffectsDedup::load(Path::new(&out_path))));
     }
@@ -337,7 +339,7 @@ async fn ids_lineage_and_results_cross_processes() {
     child.wait_for("ready").await;
     let bus = EventBus::builder("Sender").max_history_size(None).build();
     let bridge = Bridge::builder(JsonlTransport::new(&path).poll_interval(POLL))
-        .results_back(true)
+        .results_back()
         .reply_timeout(Duration::from_secs(30))
         .build();
     bridge.attach(&bus);

@@ -173,14 +173,14 @@ async fn two_paths_give_a_two_way_link_with_results_back() {
             .listen_on(a_path.to_str().expect("utf-8"))
             .expect("valid"),
     )
-    .results_back(true)
+    .results_back()
     .build();
     let on_b = Bridge::builder(
         transport(&a_path)
             .listen_on(b_path.to_str().expect("utf-8"))
             .expect("valid"),
     )
-    .results_back(true)
+    .results_back()
     .build();
     on_a.attach(&a);
     on_b.attach(&b);

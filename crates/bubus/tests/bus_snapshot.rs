@@ -24,7 +24,7 @@ fn h2(e: EventHandle<Work>) -> String {
 #[tokio::test]
 async fn snapshot_has_the_reference_shape() {
     let bus = EventBus::builder("SnapBus")
-        .event_handler_detect_file_paths(false)
+        .disable_handler_file_paths()
         .build();
     bus.on(h1);
     bus.dispatch(Work { n: 1 }).unwrap().await.unwrap();
@@ -68,7 +68,7 @@ async fn snapshot_has_the_reference_shape() {
 async fn restored_bus_rebinds_handlers_and_drains_its_queue_in_order() {
     // Build a bus with two handlers and queued events, snapshot it before it processes anything.
     let source = EventBus::builder("Source")
-        .event_handler_detect_file_paths(false)
+        .disable_handler_file_paths()
         .build();
     source.on(h1);
     source.on(h2);

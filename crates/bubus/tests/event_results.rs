@@ -147,15 +147,8 @@ async fn an_event_without_handlers_completes_with_no_results() -> anyhow::Result
         event.event_results_list().await,
         Err(ResultError::NoResult { .. })
     ));
-    assert!(
-        event
-            .results()
-            .raise_if_none(false)
-            .list()
-            .await?
-            .is_empty()
-    );
-    assert_eq!(event.results().raise_if_none(false).one().await?, None);
+    assert!(event.results().allow_none().list().await?.is_empty());
+    assert_eq!(event.results().allow_none().one().await?, None);
     Ok(())
 }
 
@@ -280,18 +273,15 @@ async fn a_failing_handler_records_an_error_and_the_others_still_run() -> anyhow
         other => panic!("expected the handler's error, got {other:?}"),
     }
     assert_eq!(
-        event.results().raise_if_any(false).one().await?.as_deref(),
+        event.results().ignore_errors().one().await?.as_deref(),
         Some("worked")
     );
-    assert_eq!(
-        event.results().raise_if_any(false).list().await?,
-        ["worked"]
-    );
+    assert_eq!(event.results().ignore_errors().list().await?, ["worked"]);
 
     // The bus keeps working: the next event is unaffected.
     let next = bus.dispatch(user_action())?.await?;
     assert_eq!(next.event_errors().len(), 1);
-    assert_eq!(next.results().raise_if_any(false).list().await?, ["worked"]);
+    assert_eq!(next.results().ignore_errors().list().await?, ["worked"]);
     Ok(())
 }
 
@@ -322,14 +312,14 @@ async fn several_failures_are_raised_together() -> anyhow::Result<()> {
     assert!(err.to_string().contains("2 handler errors"), "{err}");
     // Nothing succeeded, so without raising on errors there is still no value.
     assert!(matches!(
-        event.results().raise_if_any(false).list().await,
+        event.results().ignore_errors().list().await,
         Err(ResultError::NoResult { .. })
     ));
     assert!(
         event
             .results()
-            .raise_if_any(false)
-            .raise_if_none(false)
+            .ignore_errors()
+            .allow_none()
             .list()
             .await?
             .is_empty()
@@ -430,7 +420,7 @@ async fn zero_empty_and_false_are_values_but_none_and_unit_are_not() -> anyhow::
         Err(ResultError::NoResult { .. })
     ));
     assert_eq!(unit.first().await?, None);
-    assert!(unit.results().raise_if_none(false).list().await?.is_empty());
+    assert!(unit.results().allow_none().list().await?.is_empty());
 
     // JSON null from a dynamic handler is no value either.
     bus.on_pattern("NullEvent", |_: AnyEvent| Value::Null);
@@ -474,7 +464,7 @@ async fn event_result_and_list_take_registration_order_then_wildcards() -> anyho
 async fn results_list_include_filter_and_raise_options() -> anyhow::Result<()> {
     let bus = EventBus::new("EventResultsListArgsBus");
 
-    // Errors raise by default; `raise_if_any(false)` returns the values that exist.
+    // Errors raise by default; `ignore_errors()` returns the values that exist.
     bus.on_pattern("ArgsEvent", |_: AnyEvent| json!("ok"));
     bus.on_pattern("ArgsEvent", |_: AnyEvent| -> Result<Value, HandlerError> {
         Err(HandlerError::new("Error", "boom"))
@@ -488,13 +478,13 @@ async fn results_list_include_filter_and_raise_options() -> anyhow::Result<()> {
     let values = bus
         .dispatch(DynEvent::new("ArgsEvent", json!({}))?)?
         .results()
-        .raise_if_any(false)
-        .raise_if_none(true)
+        .ignore_errors()
+        .raise_if_none()
         .list()
         .await?;
     assert_eq!(values, [json!("ok")]);
 
-    // No value at all raises by default; `raise_if_none(false)` returns an empty list.
+    // No value at all raises by default; `allow_none()` returns an empty list.
     bus.on_pattern("EmptyEvent", |_: AnyEvent| ());
     let err = bus
         .dispatch(DynEvent::new("EmptyEvent", json!({}))?)?
@@ -510,8 +500,8 @@ async fn results_list_include_filter_and_raise_options() -> anyhow::Result<()> {
     let values = bus
         .dispatch(DynEvent::new("EmptyEvent", json!({}))?)?
         .results()
-        .raise_if_any(false)
-        .raise_if_none(false)
+        .ignore_errors()
+        .allow_none()
         .list()
         .await?;
     assert!(values.is_empty());
@@ -682,14 +672,10 @@ async fn keyed_helpers_raise_on_errors_and_on_no_results_by_default() -> anyhow:
         event.event_results_by_handler_name().await,
         Err(ResultError::Handler(_))
     ));
-    let by_id = event.results().raise_if_any(false).by_handler_id().await?;
+    let by_id = event.results().ignore_errors().by_handler_id().await?;
     assert_eq!(by_id.len(), 1);
     assert_eq!(by_id[ok.id()], "ok");
-    let by_name = event
-        .results()
-        .raise_if_any(false)
-        .by_handler_name()
-        .await?;
+    let by_name = event.results().ignore_errors().by_handler_name().await?;
     assert_eq!(by_name.len(), 1);
     assert_eq!(by_name[ok.handler_name()], "ok");
 
@@ -705,7 +691,7 @@ async fn keyed_helpers_raise_on_errors_and_on_no_results_by_default() -> anyhow:
     assert!(
         orphan
             .results()
-            .raise_if_none(false)
+            .allow_none()
             .by_handler_id()
             .await?
             .is_empty()
@@ -713,7 +699,7 @@ async fn keyed_helpers_raise_on_errors_and_on_no_results_by_default() -> anyhow:
     assert!(
         orphan
             .results()
-            .raise_if_none(false)
+            .allow_none()
             .by_handler_name()
             .await?
             .is_empty()
@@ -749,11 +735,7 @@ async fn flat_dict_merges_maps_and_detects_conflicts_unless_told_otherwise() -> 
         other => panic!("expected a conflict, got {other:?}"),
     }
     // Last handler wins when conflicts are allowed.
-    let merged = event
-        .results()
-        .raise_if_conflicts(false)
-        .flat_dict()
-        .await?;
+    let merged = event.results().allow_conflicts().flat_dict().await?;
     assert_eq!(
         merged,
         config(json!({"debug": true, "port": 8080, "timeout": 30, "name": "override"}))
@@ -778,7 +760,7 @@ async fn flat_dict_defaults_raise_on_errors_but_not_on_no_results() -> anyhow::R
     let empty = bus.dispatch(GetConfig)?;
     assert!(empty.event_results_flat_dict().await?.is_empty());
     assert!(matches!(
-        empty.results().raise_if_none(true).flat_dict().await,
+        empty.results().raise_if_none().flat_dict().await,
         Err(ResultError::NoResult { .. })
     ));
 
@@ -796,13 +778,13 @@ async fn flat_dict_defaults_raise_on_errors_but_not_on_no_results() -> anyhow::R
         event.event_results_flat_dict().await,
         Err(ResultError::Handler(ref e)) if e.error_type() == "KeyError"
     ));
-    let merged = event.results().raise_if_any(false).flat_dict().await?;
+    let merged = event.results().ignore_errors().flat_dict().await?;
     assert_eq!(merged, config(json!({"port": 1})));
 
     // An include filter narrows what is merged.
     let merged = event
         .results()
-        .raise_if_any(false)
+        .ignore_errors()
         .include(|r| r.result.as_ref().is_some_and(|m| m.is_empty()))
         .flat_dict()
         .await?;
@@ -829,7 +811,7 @@ async fn flat_dict_of_json_results_skips_values_that_are_not_objects() -> anyhow
     // A value that is not a map does not count as a map result (the reference ANDs the include
     // filter with "is a dict").
     assert!(matches!(
-        bad.results().raise_if_none(true).flat_dict().await,
+        bad.results().raise_if_none().flat_dict().await,
         Err(ResultError::NoResult { .. })
     ));
 
@@ -845,11 +827,7 @@ async fn flat_dict_of_json_results_skips_values_that_are_not_objects() -> anyhow
         Err(ResultError::Conflict { ref keys, .. }) if keys == &["a"]
     ));
     assert_eq!(
-        counts
-            .results()
-            .raise_if_conflicts(false)
-            .flat_dict()
-            .await?,
+        counts.results().allow_conflicts().flat_dict().await?,
         HashMap::from([("a".to_owned(), 2)])
     );
     Ok(())
@@ -893,14 +871,7 @@ async fn flat_list_defaults_raise_on_errors_and_on_no_results() -> anyhow::Resul
         empty.event_results_flat_list().await,
         Err(ResultError::NoResult { .. })
     ));
-    assert!(
-        empty
-            .results()
-            .raise_if_none(false)
-            .flat_list()
-            .await?
-            .is_empty()
-    );
+    assert!(empty.results().allow_none().flat_list().await?.is_empty());
 
     bus.on(|_: EventHandle<GetErrors>| vec!["a".to_owned()]);
     bus.on(
@@ -913,10 +884,7 @@ async fn flat_list_defaults_raise_on_errors_and_on_no_results() -> anyhow::Resul
         event.event_results_flat_list().await,
         Err(ResultError::Handler(_))
     ));
-    assert_eq!(
-        event.results().raise_if_any(false).flat_list().await?,
-        ["a"]
-    );
+    assert_eq!(event.results().ignore_errors().flat_list().await?, ["a"]);
 
     // JSON results that are not lists are skipped, and do not count as list results.
     bus.on_pattern("GetSingle", |_: AnyEvent| json!("single"));
@@ -925,10 +893,7 @@ async fn flat_list_defaults_raise_on_errors_and_on_no_results() -> anyhow::Resul
         single.event_results_flat_list().await,
         Err(ResultError::NoResult { .. })
     ));
-    assert_eq!(
-        single.results().raise_if_none(false).flat_list().await?,
-        json!([])
-    );
+    assert_eq!(single.results().allow_none().flat_list().await?, json!([]));
     bus.on_pattern("GetMixed", |_: AnyEvent| json!(["x"]));
     bus.on_pattern("GetMixed", |_: AnyEvent| json!("single"));
     bus.on_pattern("GetMixed", |_: AnyEvent| json!(["y", "z"]));
@@ -958,7 +923,7 @@ async fn first_returns_the_first_value_without_raising_by_default() -> anyhow::R
     assert_eq!(event.first().await?, Some(0));
     assert_eq!(event.results().first().await?, Some(0));
     assert!(matches!(
-        event.results().raise_if_any(true).first().await,
+        event.results().raise_if_any().first().await,
         Err(ResultError::Handler(_))
     ));
     assert_eq!(
@@ -974,7 +939,7 @@ async fn first_returns_the_first_value_without_raising_by_default() -> anyhow::R
         event
             .results()
             .include(|_| false)
-            .raise_if_none(true)
+            .raise_if_none()
             .first()
             .await,
         Err(ResultError::NoResult { .. })
@@ -988,7 +953,7 @@ async fn first_returns_the_first_value_without_raising_by_default() -> anyhow::R
     let event = failing.dispatch(CountEvent)?.await?;
     assert_eq!(event.first().await?, None);
     assert!(matches!(
-        event.results().raise_if_none(true).first().await,
+        event.results().raise_if_none().first().await,
         Err(ResultError::NoResult { .. })
     ));
     Ok(())
@@ -1146,7 +1111,7 @@ async fn json_from_dynamic_handlers_is_checked_against_the_result_type() -> anyh
         assert!(err.message().contains("did not match"), "{err}");
         assert!(err.message().contains("HashMap"), "{err}");
     }
-    let merged = event.results().raise_if_any(false).flat_dict().await?;
+    let merged = event.results().ignore_errors().flat_dict().await?;
     assert_eq!(
         merged,
         HashMap::from([
@@ -1174,7 +1139,7 @@ async fn json_from_dynamic_handlers_is_checked_against_the_result_type() -> anyh
         ]
     );
     assert_eq!(
-        event.results().raise_if_any(false).flat_list().await?,
+        event.results().ignore_errors().flat_list().await?,
         [
             json!(1),
             json!(2),
@@ -1338,7 +1303,7 @@ async fn a_dynamic_payload_that_does_not_decode_is_an_error_result_naming_the_fi
         assert!(err.message().contains(field), "{err}");
         // The other handlers are unaffected.
         assert_eq!(
-            event.results().raise_if_any(false).list().await?,
+            event.results().ignore_errors().list().await?,
             [json!("wildcard ran")]
         );
         assert!(event.to_any().downcast::<UserLoginEvent>().is_none());
@@ -1428,7 +1393,7 @@ async fn event_results_filtered_keys_the_included_results_by_handler_id() {
     let none_ok = event
         .results()
         .include(|_| false)
-        .raise_if_none(false)
+        .allow_none()
         .filtered()
         .await
         .unwrap();

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use bubus::bus::HistoryFull;
 use bubus::handler::method;
 use bubus::{
     AnyEvent, DispatchError, DynEvent, Event, EventBus, EventHandle, EventStatus, HandlerError,
@@ -104,7 +105,7 @@ fn custom_id_sets_the_label_suffix() {
 fn builder_applies_custom_options() {
     let bus = EventBus::builder("CustomBus")
         .max_history_size(Some(500))
-        .max_history_drop(false)
+        .history_full(HistoryFull::Reject)
         .event_concurrency(EventConcurrency::Parallel)
         .event_handler_concurrency(HandlerConcurrency::Serial)
         .event_handler_completion(HandlerCompletion::First)
@@ -428,7 +429,7 @@ async fn full_history_evicts_completed_events_first_and_refuses_only_when_none_c
 async fn history_with_drop_keeps_the_most_recent_events_in_order() {
     let bus = EventBus::builder("TrimBus")
         .max_history_size(Some(5))
-        .max_history_drop(true)
+        .history_full(HistoryFull::DropOldest)
         .build();
     bus.on(|e: EventHandle<OrderedEvent>| e.order);
 
@@ -897,7 +898,7 @@ async fn a_failing_handler_is_recorded_and_does_not_stop_the_others() {
     );
     assert_eq!(event.event_errors().len(), 1);
     assert_eq!(
-        event.results().raise_if_any(false).list().await.unwrap(),
+        event.results().ignore_errors().list().await.unwrap(),
         ["result_1", "result_3"]
     );
 }

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bubus::bus::HistoryFull;
 use bubus::event::Ttl;
 use bubus::{AnyEvent, DynEvent, EventBus, EventHandle};
 use serde_json::json;
@@ -32,7 +33,7 @@ async fn open(gate: &watch::Receiver<bool>) {
 async fn drop_mode_evicts_completed_then_started_then_pending() {
     let bus = EventBus::builder("EvictBus")
         .max_history_size(Some(4))
-        .max_history_drop(true)
+        .history_full(HistoryFull::DropOldest)
         .build();
     let (open1, gate1) = watch::channel(false);
     let (open2, gate2) = watch::channel(false);
@@ -91,7 +92,7 @@ async fn drop_mode_evicts_completed_then_started_then_pending() {
 async fn drop_mode_under_a_flood_keeps_the_newest_in_order() {
     let bus = EventBus::builder("FloodBus")
         .max_history_size(Some(64))
-        .max_history_drop(true)
+        .history_full(HistoryFull::DropOldest)
         .build();
     let (release, gate) = watch::channel(false);
     bus.on_pattern("Slow", move |_: AnyEvent| {
@@ -312,7 +313,7 @@ async fn ttls_are_written_as_the_2_5_keys_and_restored() {
     let bus = EventBus::builder("TtlWire")
         .event_ttl(Duration::from_secs(30))
         .event_result_ttl(Ttl::Never)
-        .event_handler_detect_file_paths(false)
+        .disable_handler_file_paths()
         .build();
     bus.on_with(
         |_: AnyEvent| json!(1),

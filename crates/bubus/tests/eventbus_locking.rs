@@ -1690,7 +1690,7 @@ async fn result_types_are_enforced_under_parallel_handlers() {
     assert_eq!(error.kind(), HandlerErrorKind::ResultSchema);
     assert_eq!(error.error_type(), "EventHandlerResultSchemaError");
     assert_eq!(
-        event.results().raise_if_any(false).list().await.unwrap(),
+        event.results().ignore_errors().list().await.unwrap(),
         [7, 8]
     );
     let Err(ResultError::Handler(error)) = event.event_result().await else {

@@ -94,7 +94,7 @@ fn a_duplicate_handler_name_warns_once_unless_turned_off() {
     );
 
     let quiet = EventBus::builder("QuietDupNames")
-        .warn_on_duplicate_handler_names(false)
+        .disable_duplicate_handler_name_warning()
         .build();
     quiet.on_pattern("Login", audit);
     quiet.on_pattern("Login", audit);

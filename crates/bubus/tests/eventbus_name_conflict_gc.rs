@@ -16,6 +16,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
 
+use bubus::bus::HistoryFull;
 use bubus::{AnyEvent, DispatchError, EventBus, EventHandle, WaitError};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
@@ -471,7 +472,11 @@ async fn many_short_lived_buses_keep_memory_bounded() {
         let burst = i % 2 == 0;
         let bus = EventBus::builder(format!("ShortLived{i}"))
             .max_history_size(Some(10))
-            .max_history_drop(burst)
+            .history_full(if burst {
+                HistoryFull::DropOldest
+            } else {
+                HistoryFull::Reject
+            })
             .build();
         counted_handler(&bus, handlers.live(), signal);
         for n in 0..EVENTS {

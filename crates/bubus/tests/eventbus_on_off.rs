@@ -276,7 +276,7 @@ fn handler_ids_are_deterministic_unless_set_explicitly() {
 fn many_registrations_of_one_closure_get_consecutive_ids_and_reuse_freed_ones() {
     const N: usize = 10_000;
     let bus = EventBus::builder("ManyOneOffBus")
-        .warn_on_duplicate_handler_names(false)
+        .disable_duplicate_handler_name_warning()
         .build();
     let register = || bus.on(|e: EventHandle<RegistryEvent>| e.required_token.clone());
     let handlers: Vec<_> = (0..N).map(|_| register()).collect();

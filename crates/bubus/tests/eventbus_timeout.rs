@@ -516,7 +516,7 @@ async fn handler_file_paths_are_recorded_unless_turned_off() {
     assert!(path.starts_with(file!()), "{path}");
 
     let bus = EventBus::builder("NoDetectPathsBus")
-        .event_handler_detect_file_paths(false)
+        .disable_handler_file_paths()
         .build();
     let entry = bus.on(|_: EventHandle<TimeoutEvent>| String::from("ok"));
     assert_eq!(entry.handler_file_path(), None);

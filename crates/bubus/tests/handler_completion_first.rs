@@ -196,7 +196,7 @@ async fn parallel_first_races_three_handlers_and_cancels_both_losers() {
     }
     // All mode's helper reads the same results: only the winner has a value.
     assert_eq!(
-        event.results().raise_if_any(false).one().await.unwrap(),
+        event.results().ignore_errors().one().await.unwrap(),
         Some(String::from("winner"))
     );
 }
@@ -244,7 +244,7 @@ async fn a_started_parallel_loser_is_aborted() {
     assert_eq!(
         event
             .results()
-            .raise_if_any(false)
+            .ignore_errors()
             .one()
             .await
             .unwrap()
@@ -300,8 +300,8 @@ async fn bus_default_first_with_serial_handlers_cancels_the_pending_loser() {
     assert_eq!(
         event
             .results()
-            .raise_if_any(false)
-            .raise_if_none(false)
+            .ignore_errors()
+            .allow_none()
             .one()
             .await
             .unwrap(),
@@ -720,7 +720,7 @@ async fn first_mode_set_on_the_event_before_dispatch_races_parallel_handlers() {
     assert_eq!(
         event
             .results()
-            .raise_if_any(false)
+            .ignore_errors()
             .one()
             .await
             .unwrap()

@@ -203,7 +203,7 @@ async fn write_rust_files(dir: &Path) {
 
     // A bus snapshot with a completed event and two queued ones (taken before the bus ran them).
     let queue = EventBus::builder("RustQueue")
-        .event_handler_detect_file_paths(false)
+        .disable_handler_file_paths()
         .build();
     queue.on(|charge: EventHandle<ChargeCard>| format!("queued {}", charge.cents));
     queue

@@ -5,9 +5,10 @@
 //! per-attempt timeouts, error filters, semaphores across handlers, services and buses, and
 //! retrying a whole dispatch. Time runs on tokio's paused clock.
 
+use bubus_test_support::Active;
 use bubus_test_support::time::ms;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use bubus::retry::{Retry, SemaphoreScope};
@@ -44,39 +45,6 @@ struct RuntimeError(String);
 struct TypeErr(String);
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
-
-/// Counts how many calls are inside at once.
-#[derive(Clone, Default)]
-struct Active {
-    now: Arc<AtomicUsize>,
-    max: Arc<AtomicUsize>,
-    calls: Arc<AtomicUsize>,
-}
-
-struct Inside(Arc<AtomicUsize>);
-
-impl Drop for Inside {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl Active {
-    fn enter(&self) -> Inside {
-        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max.fetch_max(now, Ordering::SeqCst);
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        Inside(Arc::clone(&self.now))
-    }
-
-    fn max(&self) -> usize {
-        self.max.load(Ordering::SeqCst)
-    }
-
-    fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-}
 
 static CALLS_OF_RETRYING_HANDLER: Mutex<Vec<Instant>> = Mutex::new(Vec::new());
 
@@ -420,7 +388,7 @@ async fn a_handler_awaiting_a_child_re_enters_its_semaphore() {
     let policy = Retry::new()
         .semaphore_limit(1)
         .semaphore_name("parent_and_child")
-        .semaphore_lax(false)
+        .semaphore_strict()
         .semaphore_timeout(Duration::from_secs(1));
     let inner = bus.clone();
     bus.on(policy.handler(move |_: EventHandle<ParentEvent>| {
@@ -521,7 +489,7 @@ async fn the_event_timeout_bounds_the_whole_retried_run() {
         .retry_after(ms(100))
         .semaphore_limit(1)
         .semaphore_name("event_timeout_sem")
-        .semaphore_lax(false)
+        .semaphore_strict()
         .semaphore_timeout(ms(10));
     bus.on(policy.handler(move |_: EventHandle<TestEvent>| {
         counter.fetch_add(1, Ordering::SeqCst);

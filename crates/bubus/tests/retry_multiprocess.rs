@@ -45,8 +45,12 @@ fn policy_in(
         .semaphore_scope(SemaphoreScope::MultiProcess)
         .semaphore_name(name)
         .semaphore_limit(limit)
-        .semaphore_timeout(timeout)
-        .semaphore_lax(lax);
+        .semaphore_timeout(timeout);
+    let policy = if lax {
+        policy.semaphore_lax()
+    } else {
+        policy.semaphore_strict()
+    };
     match dir {
         Some(dir) => policy.semaphore_dir(dir),
         None => policy,

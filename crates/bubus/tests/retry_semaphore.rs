@@ -4,6 +4,7 @@
 //! plus the reference gaps fixed here (§5.5): a clear error for two limits on one name, and
 //! semaphores freed with the calls that use them. Time runs on tokio's paused clock.
 
+use bubus_test_support::Active;
 use bubus_test_support::time::ms;
 use std::future::Future;
 use std::pin::Pin;
@@ -20,44 +21,11 @@ use tokio::time::Instant;
 #[error("fail")]
 struct Fail;
 
-/// Counts how many calls are inside at once.
-#[derive(Clone, Default)]
-struct Active {
-    now: Arc<AtomicUsize>,
-    max: Arc<AtomicUsize>,
-    calls: Arc<AtomicUsize>,
-}
-
-struct Inside(Arc<AtomicUsize>);
-
-impl Drop for Inside {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::SeqCst);
-    }
-}
-
-impl Active {
-    fn enter(&self) -> Inside {
-        let now = self.now.fetch_add(1, Ordering::SeqCst) + 1;
-        self.max.fetch_max(now, Ordering::SeqCst);
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        Inside(Arc::clone(&self.now))
-    }
-
-    fn max(&self) -> usize {
-        self.max.load(Ordering::SeqCst)
-    }
-
-    fn calls(&self) -> usize {
-        self.calls.load(Ordering::SeqCst)
-    }
-
-    /// One unit of work: inside for `d`.
-    async fn work(&self, d: Duration) -> Result<(), Fail> {
-        let _inside = self.enter();
-        tokio::time::sleep(d).await;
-        Ok(())
-    }
+/// One unit of work: inside `active` for `d`.
+async fn work(active: &Active, d: Duration) -> Result<(), Fail> {
+    let _inside = active.enter();
+    tokio::time::sleep(d).await;
+    Ok(())
 }
 
 #[tokio::test(start_paused = true)]
@@ -65,7 +33,7 @@ async fn limit_caps_concurrent_calls() {
     let active = Active::default();
     let policy = Retry::new().semaphore_limit(2);
     let started = Instant::now();
-    let calls = (0..6).map(|_| policy.run(|| active.work(ms(50))));
+    let calls = (0..6).map(|_| policy.run(|| work(&active, ms(50))));
     let results = futures::future::join_all(calls).await;
     assert!(results.iter().all(Result::is_ok));
     assert_eq!(active.max(), 2);
@@ -122,17 +90,17 @@ async fn strict_policy_fails_when_no_slot_frees_in_time() {
     let policy = Retry::new()
         .semaphore_limit(1)
         .semaphore_name("test_sem_lax_false")
-        .semaphore_lax(false)
+        .semaphore_strict()
         .semaphore_timeout(ms(50));
     let active = Active::default();
     let holder = tokio::spawn({
         let (policy, active) = (policy.clone(), active.clone());
-        async move { policy.run(|| active.work(ms(200))).await }
+        async move { policy.run(|| work(&active, ms(200))).await }
     });
     tokio::task::yield_now().await;
 
     let started = Instant::now();
-    let err = policy.run(|| active.work(ms(1))).await.unwrap_err();
+    let err = policy.run(|| work(&active, ms(1))).await.unwrap_err();
     assert!(
         matches!(
             &err,
@@ -154,8 +122,8 @@ async fn lax_policy_runs_without_a_slot_when_none_frees_in_time() {
     let active = Active::default();
     let started = Instant::now();
     let (a, b) = tokio::join!(
-        policy.run(|| active.work(ms(200))),
-        policy.run(|| active.work(ms(200)))
+        policy.run(|| work(&active, ms(200))),
+        policy.run(|| work(&active, ms(200)))
     );
     assert!(a.is_ok() && b.is_ok());
     assert_eq!(active.max(), 2);
@@ -170,18 +138,18 @@ async fn semaphore_timeout_defaults_to_the_attempt_timeout_times_limit_minus_one
         .max_attempts(5)
         .timeout(Duration::from_secs(1))
         .semaphore_limit(3)
-        .semaphore_lax(false);
+        .semaphore_strict();
     let active = Active::default();
     let holders: Vec<_> = (0..3)
         .map(|_| {
             let (policy, active) = (policy.clone(), active.clone());
-            tokio::spawn(async move { policy.run(|| active.work(Duration::from_secs(10))).await })
+            tokio::spawn(async move { policy.run(|| work(&active, Duration::from_secs(10))).await })
         })
         .collect();
     tokio::task::yield_now().await;
 
     let started = Instant::now();
-    let err = policy.run(|| active.work(ms(1))).await.unwrap_err();
+    let err = policy.run(|| work(&active, ms(1))).await.unwrap_err();
     assert!(
         matches!(
             err,
@@ -207,14 +175,14 @@ async fn semaphore_timeout_none_waits_as_long_as_it_takes() {
         .semaphore_limit(1)
         .semaphore_name("forever")
         .semaphore_timeout(None)
-        .semaphore_lax(false);
+        .semaphore_strict();
     let active = Active::default();
     let started = Instant::now();
     let (a, b) = tokio::join!(
-        holder_policy.run(|| active.work(Duration::from_secs(30))),
+        holder_policy.run(|| work(&active, Duration::from_secs(30))),
         async {
             tokio::task::yield_now().await;
-            waiter_policy.run(|| active.work(ms(10))).await
+            waiter_policy.run(|| work(&active, ms(10))).await
         }
     );
     assert!(a.is_ok() && b.is_ok(), "{b:?}");
@@ -253,7 +221,7 @@ async fn the_slot_is_released_when_every_attempt_fails() {
     let policy = Retry::new()
         .max_attempts(2)
         .semaphore_limit(1)
-        .semaphore_lax(false)
+        .semaphore_strict()
         .semaphore_timeout(ms(10));
     for _ in 0..3 {
         let err = policy
@@ -271,7 +239,7 @@ async fn the_slot_is_released_when_every_attempt_fails() {
 async fn dropping_a_call_frees_its_slot_and_its_place_in_line() {
     let policy = Retry::new()
         .semaphore_limit(1)
-        .semaphore_lax(false)
+        .semaphore_strict()
         .semaphore_timeout(ms(10));
     let entered = Arc::new(Notify::new());
     let holder = tokio::spawn({
@@ -307,7 +275,7 @@ fn strict(name: &str, limit: usize) -> Retry {
     Retry::new()
         .semaphore_limit(limit)
         .semaphore_name(name)
-        .semaphore_lax(false)
+        .semaphore_strict()
         .semaphore_timeout(Duration::from_secs(1))
 }
 
@@ -386,7 +354,7 @@ async fn nested_calls_on_other_semaphores_keep_their_limits() {
     let call = || {
         outer.run(|| async {
             inner
-                .run(|| active.work(ms(20)))
+                .run(|| work(&active, ms(20)))
                 .await
                 .map_err(|e| e.to_string())
                 .map(|()| "inner ok")
@@ -473,7 +441,9 @@ struct Worker {
 
 impl Worker {
     async fn run(&self) -> Result<(), RetryError<Fail>> {
-        self.policy.run_on(self, || self.active.work(ms(30))).await
+        self.policy
+            .run_on(self, || work(&self.active, ms(30)))
+            .await
     }
 }
 
@@ -484,7 +454,9 @@ struct OtherWorker {
 
 impl OtherWorker {
     async fn run(&self) -> Result<(), RetryError<Fail>> {
-        self.policy.run_on(self, || self.active.work(ms(30))).await
+        self.policy
+            .run_on(self, || work(&self.active, ms(30)))
+            .await
     }
 }
 
@@ -561,8 +533,8 @@ async fn type_and_instance_scopes_fall_back_to_global_without_a_receiver() {
         let policy = scoped(scope, "standalone");
         let active = Active::default();
         let (a, b) = tokio::join!(
-            policy.run(|| active.work(ms(30))),
-            policy.run(|| active.work(ms(30)))
+            policy.run(|| work(&active, ms(30))),
+            policy.run(|| work(&active, ms(30)))
         );
         assert!(a.is_ok() && b.is_ok());
         assert_eq!(active.max(), 1, "{scope:?}");
@@ -577,8 +549,8 @@ async fn a_named_semaphore_is_shared_between_functions() {
     let write = Retry::new().semaphore_limit(1).semaphore_name("db");
     let active = Active::default();
     let (a, b) = tokio::join!(
-        read.run(|| active.work(ms(30))),
-        write.run(|| active.work(ms(30)))
+        read.run(|| work(&active, ms(30))),
+        write.run(|| work(&active, ms(30)))
     );
     assert!(a.is_ok() && b.is_ok());
     assert_eq!(active.max(), 1);
@@ -590,8 +562,8 @@ async fn unnamed_semaphores_are_per_policy_and_shared_by_clones() {
     let other = Retry::new().semaphore_limit(1);
     let active = Active::default();
     let (a, b) = tokio::join!(
-        one.run(|| active.work(ms(30))),
-        other.run(|| active.work(ms(30)))
+        one.run(|| work(&active, ms(30))),
+        other.run(|| work(&active, ms(30)))
     );
     assert!(a.is_ok() && b.is_ok());
     assert_eq!(
@@ -603,8 +575,8 @@ async fn unnamed_semaphores_are_per_policy_and_shared_by_clones() {
     let active = Active::default();
     let clone = one.clone().max_attempts(3);
     let (a, b) = tokio::join!(
-        one.run(|| active.work(ms(30))),
-        clone.run(|| active.work(ms(30)))
+        one.run(|| work(&active, ms(30))),
+        clone.run(|| work(&active, ms(30)))
     );
     assert!(a.is_ok() && b.is_ok());
     assert_eq!(active.max(), 1, "a clone shares its original's semaphore");
@@ -618,7 +590,7 @@ async fn names_computed_from_call_arguments() {
     let keyed = |a: &str, b: &str| {
         let policy = policy.clone().semaphore_name(format!("{a}-{b}"));
         let active = active.clone();
-        async move { policy.run(|| active.work(ms(20))).await }
+        async move { policy.run(|| work(&active, ms(20))).await }
     };
     let (x, y) = tokio::join!(keyed("same", "key"), keyed("same", "key"));
     assert!(x.is_ok() && y.is_ok());
@@ -628,7 +600,7 @@ async fn names_computed_from_call_arguments() {
     let keyed = |a: &str, b: &str| {
         let policy = policy.clone().semaphore_name(format!("{a}-{b}"));
         let active = active2.clone();
-        async move { policy.run(|| active.work(ms(20))).await }
+        async move { policy.run(|| work(&active, ms(20))).await }
     };
     let (x, y) = tokio::join!(keyed("a", "1"), keyed("b", "2"));
     assert!(x.is_ok() && y.is_ok());
@@ -647,7 +619,7 @@ async fn two_limits_on_one_name_are_an_error_not_a_silent_share() {
         .semaphore_limit(3)
         .semaphore_name("limit_mismatch");
     let active = Active::default();
-    let err = second.run(|| active.work(ms(1))).await.unwrap_err();
+    let err = second.run(|| work(&active, ms(1))).await.unwrap_err();
     assert!(
         matches!(
             &err,
@@ -661,7 +633,7 @@ async fn two_limits_on_one_name_are_an_error_not_a_silent_share() {
 
     // Once nobody uses the name with limit 2, limit 3 is free to take it.
     drop(first);
-    assert!(second.run(|| active.work(ms(1))).await.is_ok());
+    assert!(second.run(|| work(&active, ms(1))).await.is_ok());
 }
 
 #[tokio::test(start_paused = true)]
@@ -674,7 +646,7 @@ async fn scopes_do_not_share_one_name() {
         active: active.clone(),
     };
     // Same name, different scopes and limits: separate semaphores, no mismatch.
-    let (a, b) = tokio::join!(global.run(|| active.work(ms(30))), worker.run());
+    let (a, b) = tokio::join!(global.run(|| work(&active, ms(30))), worker.run());
     assert!(a.is_ok() && b.is_ok(), "{b:?}");
     assert_eq!(active.max(), 2);
 }

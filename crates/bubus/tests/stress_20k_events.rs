@@ -16,6 +16,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicIsize, AtomicU64, Ordering};
 
+use bubus::bus::HistoryFull;
 use bubus::{DispatchError, Event, EventBus, EventHandle, EventStatus};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::sync::{Notify, Semaphore};
@@ -212,7 +213,7 @@ async fn twenty_thousand_events_keep_history_and_memory_bounded() {
 
     // As in the reference: a flood into a bus that evicts unfinished events when it must.
     let dropping = EventBus::builder("ManyEvents")
-        .max_history_drop(true)
+        .history_full(HistoryFull::DropOldest)
         .build();
     assert_eq!(dropping.config().max_history_size, Some(BOUND));
     let p = Arc::clone(&processed);
@@ -255,7 +256,11 @@ async fn history_bound_is_strict_after_idle() -> anyhow::Result<()> {
     for drop_unfinished in [true, false] {
         let bus = EventBus::builder("StrictHistoryBound")
             .max_history_size(Some(25))
-            .max_history_drop(drop_unfinished)
+            .history_full(if drop_unfinished {
+                HistoryFull::DropOldest
+            } else {
+                HistoryFull::Reject
+            })
             .build();
         bus.on(|event: EventHandle<Seq>| event.seq);
 
@@ -278,7 +283,7 @@ async fn history_bound_is_strict_after_idle() -> anyhow::Result<()> {
 async fn max_history_drop_evicts_unfinished_events_which_still_complete() -> anyhow::Result<()> {
     let bus = EventBus::builder("TrimBus")
         .max_history_size(Some(5))
-        .max_history_drop(true)
+        .history_full(HistoryFull::DropOldest)
         .build();
     bus.on(|event: EventHandle<Seq>| event.seq);
 
@@ -308,7 +313,7 @@ async fn max_history_drop_evicts_unfinished_events_which_still_complete() -> any
 async fn cleanup_evicts_completed_events_before_unfinished_ones() -> anyhow::Result<()> {
     let bus = EventBus::builder("CleanupTest")
         .max_history_size(Some(10))
-        .max_history_drop(true)
+        .history_full(HistoryFull::DropOldest)
         .build();
 
     let quick: Vec<_> = (0..5)
@@ -402,7 +407,11 @@ async fn completed_events_make_room_first_with_either_policy() -> anyhow::Result
     for drop_unfinished in [false, true] {
         let bus = EventBus::builder("MixedHistory")
             .max_history_size(Some(3))
-            .max_history_drop(drop_unfinished)
+            .history_full(if drop_unfinished {
+                HistoryFull::DropOldest
+            } else {
+                HistoryFull::Reject
+            })
             .build();
         let started = Arc::new(Notify::new());
         let release = gate();

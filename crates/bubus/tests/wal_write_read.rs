@@ -216,7 +216,7 @@ async fn the_builder_option_creates_the_log_and_its_directories() {
 async fn completion_only_logs_like_the_python_runtime_but_with_results() {
     let dir = TempDir::new("completions");
     let path = dir.path("events.jsonl");
-    let wal = Arc::new(WalMiddleware::open(&path).unwrap().dispatch_records(false));
+    let wal = Arc::new(WalMiddleware::open(&path).unwrap().completions_only());
     let bus = EventBus::builder("Quiet").middleware(wal).build();
     bus.on(|order: EventHandle<OrderPlaced>| order.order_id + 1);
     bus.dispatch(order(1)).unwrap().await.unwrap();

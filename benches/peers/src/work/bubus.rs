@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use bubus::bus::HistoryFull;
 use bubus::{Event, EventBus, EventHandle, handler::HandlerOptions};
 use serde::{Deserialize, Serialize};
 
@@ -36,7 +37,7 @@ pub struct PeerNotice {
 fn bus() -> EventBus {
     EventBus::builder("PeersBus")
         .max_history_size(Some(bubus_benches::harness::HISTORY_LIMIT_STREAM))
-        .max_history_drop(true)
+        .history_full(HistoryFull::DropOldest)
         .build()
 }
 

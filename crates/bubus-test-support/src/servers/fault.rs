@@ -3,11 +3,18 @@
 //! and SIGKILLs a consumer mid-handler; every handler run is reported on stdout, so the test
 //! counts them even for the killed process.
 //!
+//! The kill is driven by the test, not by a count: after the second disruption it tells the
+//! steady consumer to `hold` (its next handler run waits) and the consumer to kill to `stick`
+//! (its next handler run gets stuck), so the events still coming can only go to the consumer to
+//! kill, whatever share of the stream each consumer pulled so far.
+//!
 //! An engine's test file provides the worker entry (an ignored test that builds its bridge
 //! from the environment and calls [`consumer`] or [`publisher`]) and the disruption.
 
 use std::collections::HashMap;
 use std::io::BufRead;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bubus::bridge::Bridge;
@@ -31,8 +38,6 @@ pub struct Plan {
     pub tasks: u64,
     /// Events per task.
     pub per_task: u64,
-    /// The consumer that is killed handles this many events, then gets stuck in a handler.
-    pub stuck_after: usize,
 }
 
 impl Plan {
@@ -41,7 +46,6 @@ impl Plan {
         publishers: 2,
         tasks: 2,
         per_task: 2_500,
-        stuck_after: 1_500,
     };
 
     /// Every event of the run.
@@ -64,37 +68,58 @@ pub fn fault_event(n: u64) -> AnyEvent {
 
 /// The consumer worker: registers the counting handler on `bridge`, starts it, reports
 /// `ready`, and runs until its stdin says `stop` (or closes); then closes the bridge and
-/// reports `bye`. Each completed handler run reports `handled <n>`. With `stuck_after`, the
-/// handler run after that many gets stuck (it reports `stuck <n>` from inside the handler and
-/// never returns): the test kills the process there.
-pub async fn consumer(bridge: Bridge, stuck_after: Option<usize>) {
-    let handled = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+/// reports `bye`. Each completed handler run reports `handled <n>`.
+///
+/// Commands on stdin:
+/// * `hold`: handler runs from now on wait (before they count) until `release`;
+/// * `release`: they go on;
+/// * `stick` (only with `to_kill`): the next handler run gets stuck and never returns. It
+///   first waits until every earlier handled event of this process completed at the bridge
+///   (its claim confirmed, its delivery acked), then reports `stuck <n>`: the test SIGKILLs the
+///   process there, and the only handler run the kill interrupts is that one. (A kill between
+///   a handler's end and its confirmation would make any store run that event again: that
+///   window is the limit of at-least-once delivery, not what the fault run proves.)
+pub async fn consumer(bridge: Bridge, to_kill: bool) {
+    let handled = Arc::new(AtomicU64::new(0));
+    let (gate, gate_rx) = tokio::sync::watch::channel(Gate::Open);
+    // Only the consumer to kill looks at its own bridge (a handler holding its bridge is a
+    // cycle, which that process does not outlive).
+    let watch_bridge = to_kill.then(|| bridge.clone());
     bridge.on(EVENT_TYPE, move |event: AnyEvent| {
-        let handled = std::sync::Arc::clone(&handled);
+        let handled = Arc::clone(&handled);
+        let mut gate = gate_rx.clone();
+        let bridge = watch_bridge.clone();
         async move {
             let n = event.to_json()["n"].as_u64().unwrap_or(0);
-            let done = handled.load(std::sync::atomic::Ordering::SeqCst);
-            if stuck_after.is_some_and(|k| done >= k) {
-                // Lets the events before this one finish their acks, so that the only event
-                // the kill interrupts is this one, mid-handler.
-                tokio::time::sleep(Duration::from_millis(300)).await;
+            // The gate's sender is gone only once the worker stops: go on then.
+            let state = gate
+                .wait_for(|g| *g != Gate::Held)
+                .await
+                .map_or(Gate::Open, |g| *g);
+            if let (Gate::Stick, Some(bridge)) = (state, bridge) {
+                // Every event this process handled before is confirmed and acked first.
+                let done = handled.load(Ordering::SeqCst);
+                bridge.wait_metrics(|m| m.completed >= done).await;
                 println!("@@stuck {n}");
                 std::future::pending::<()>().await;
             }
-            handled.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            handled.fetch_add(1, Ordering::SeqCst);
             println!("@@handled {n}");
         }
     });
     bridge.start().await.expect("consumer bridge starts");
     println!("@@ready");
-    let _ = tokio::task::spawn_blocking(|| {
+    let _ = tokio::task::spawn_blocking(move || {
         let stdin = std::io::stdin();
         for line in stdin.lock().lines() {
-            match line {
-                Ok(l) if l.trim() == "stop" => return,
-                Ok(_) => {}
-                Err(_) => return,
-            }
+            let Ok(line) = line else { return };
+            match line.trim() {
+                "stop" => return,
+                "hold" => gate.send_replace(Gate::Held),
+                "release" => gate.send_replace(Gate::Open),
+                "stick" if to_kill => gate.send_replace(Gate::Stick),
+                _ => continue,
+            };
         }
     })
     .await;
@@ -102,16 +127,27 @@ pub async fn consumer(bridge: Bridge, stuck_after: Option<usize>) {
     println!("@@bye");
 }
 
+/// What a consumer's next handler run does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Gate {
+    /// Runs.
+    Open,
+    /// Waits for [`Gate::Open`].
+    Held,
+    /// Gets stuck (the consumer to kill).
+    Stick,
+}
+
 /// The publisher worker number `index`: sends its share of the plan's events over `bridge`
 /// from `plan.tasks` tasks, retrying a send that fails; reports `progress <k>` every 100
 /// events sent and `sent <count>` at the end.
 pub async fn publisher(bridge: Bridge, index: u64, plan: Plan) {
-    let bridge = std::sync::Arc::new(bridge);
-    let progress = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let bridge = Arc::new(bridge);
+    let progress = Arc::new(AtomicU64::new(0));
     let mut tasks = tokio::task::JoinSet::new();
     for t in 0..plan.tasks {
-        let bridge = std::sync::Arc::clone(&bridge);
-        let progress = std::sync::Arc::clone(&progress);
+        let bridge = Arc::clone(&bridge);
+        let progress = Arc::clone(&progress);
         tasks.spawn(async move {
             let first = (index * plan.tasks + t) * plan.per_task + 1;
             let mut sent = 0u64;
@@ -129,7 +165,7 @@ pub async fn publisher(bridge: Bridge, index: u64, plan: Plan) {
                     }
                 }
                 sent += 1;
-                let k = progress.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                let k = progress.fetch_add(1, Ordering::SeqCst) + 1;
                 if k % 100 == 0 {
                     println!("@@progress {k}");
                 }
@@ -160,6 +196,10 @@ pub struct Report {
     pub duplicates: u64,
     /// Whether the handled events' numbers add up to the plan's checksum.
     pub checksum_ok: bool,
+    /// Handler runs per consumer process (`<role> <pid>`), in the order the run started them.
+    pub per_consumer: Vec<(String, u64)>,
+    /// The first few events handled more than once, with the processes that ran them.
+    pub twice: Vec<(u64, Vec<String>)>,
 }
 
 impl std::fmt::Display for Report {
@@ -173,23 +213,46 @@ impl std::fmt::Display for Report {
             self.lost,
             self.duplicates,
             if self.checksum_ok { "ok" } else { "WRONG" }
-        )
+        )?;
+        if !self.per_consumer.is_empty() {
+            let each: Vec<String> = self
+                .per_consumer
+                .iter()
+                .map(|(who, runs)| format!("{who}: {runs}"))
+                .collect();
+            write!(f, " ({})", each.join(", "))?;
+        }
+        for (n, who) in &self.twice {
+            write!(f, "; event {n} ran in {}", who.join(" and "))?;
+        }
+        Ok(())
     }
 }
 
 fn tally(plan: &Plan, consumers: &[&Worker]) -> Report {
-    let mut counts: HashMap<u64, u64> = HashMap::new();
-    for w in consumers {
+    let mut counts: HashMap<u64, Vec<usize>> = HashMap::new();
+    let mut per_consumer = Vec::new();
+    for (i, w) in consumers.iter().enumerate() {
+        let mut runs = 0;
         for line in w.reports() {
             if let Some(n) = line.strip_prefix("handled ").and_then(|n| n.parse().ok()) {
-                *counts.entry(n).or_default() += 1;
+                counts.entry(n).or_default().push(i);
+                runs += 1;
             }
         }
+        per_consumer.push((format!("{} {}", w.role(), w.pid()), runs));
     }
-    let runs: u64 = counts.values().sum();
+    let runs: u64 = counts.values().map(|c| c.len() as u64).sum();
     let distinct = counts.len() as u64;
     let valid = counts.keys().all(|n| (1..=plan.total()).contains(n));
     let sum: u128 = counts.keys().map(|&n| u128::from(n)).sum();
+    let mut twice: Vec<(u64, Vec<String>)> = counts
+        .iter()
+        .filter(|(_, by)| by.len() > 1)
+        .map(|(&n, by)| (n, by.iter().map(|&i| per_consumer[i].0.clone()).collect()))
+        .collect();
+    twice.sort();
+    twice.truncate(5);
     Report {
         expected: plan.total(),
         runs,
@@ -197,6 +260,8 @@ fn tally(plan: &Plan, consumers: &[&Worker]) -> Report {
         lost: plan.total().saturating_sub(distinct),
         duplicates: runs - distinct,
         checksum_ok: valid && sum == plan.checksum(),
+        per_consumer,
+        twice,
     }
 }
 
@@ -244,13 +309,20 @@ fn stop(worker: &mut Worker) {
     assert!(status.success(), "{} exited with {status}", worker.role());
 }
 
-/// The durable run: two consumers (one of which gets stuck mid-handler after
-/// `plan.stuck_after` events and is SIGKILLed, and a fresh consumer started in its place), the
-/// publishers, and `disrupt(1)` / `disrupt(2)` (a server restart, a cut connection) when the
-/// first publisher has sent 10 % and 60 % of its events. Returns once every event was handled
-/// and the consumers stopped.
+/// The durable run: two consumers, the publishers, and `disrupt(1)` / `disrupt(2)` (a server
+/// restart, a cut connection) when the first publisher has sent 10 % and 60 % of its events.
+/// Then, while the publishers still send, the steady consumer is told to `hold` and the
+/// consumer to kill to `stick`: the next events can only go to the latter, which gets stuck in
+/// the first one's handler (once its earlier events are confirmed and acked) and is SIGKILLed
+/// there; the steady consumer is released and a fresh consumer started in the killed one's
+/// place. Returns once every event was handled and the consumers stopped.
 ///
 /// `spawn(role)` starts a worker: roles are `consumer`, `consumer:stuck` and `publisher:<i>`.
+///
+/// # Panics
+///
+/// With what it saw when a step fails: a worker that fails or exits early, the publishers
+/// finishing before a disruption, events not all handled within [`RUN_TIMEOUT`].
 pub fn durable_run(
     plan: Plan,
     spawn: impl Fn(&str) -> Worker,
@@ -277,12 +349,28 @@ pub fn durable_run(
         );
         disrupt(step);
     }
+    // The kill. The steady consumer holds what it has (at most its in-flight window), so
+    // the events the publishers are still sending can only go to the consumer to kill.
+    steady.send_line("hold").expect("hold the steady consumer");
+    stuck
+        .send_line("stick")
+        .expect("tell the consumer to kill to stick");
+    // Returns early if the worker exits.
+    let stuck_at = stuck.wait_report("stuck ", RUN_TIMEOUT);
     assert!(
-        stuck.wait_report("stuck", RUN_TIMEOUT).is_some(),
-        "the consumer to kill never got stuck: {}",
+        stuck_at.is_some(),
+        "the consumer to kill never got stuck{}: {}",
+        if stuck.has_exited() {
+            " (it exited)"
+        } else {
+            ""
+        },
         tally(&plan, &[&stuck, &steady])
     );
     stuck.kill();
+    steady
+        .send_line("release")
+        .expect("release the steady consumer");
     let mut fresh = spawn("consumer");
     assert!(
         fresh.wait_report("ready", RUN_TIMEOUT).is_some(),
@@ -298,14 +386,18 @@ pub fn durable_run(
             p.role()
         );
     }
-    let all_handled = wait_all(&[&steady, &fresh, &stuck], RUN_TIMEOUT, |c| {
-        tally(&plan, c).distinct >= total
+    // Every event handled, or a consumer that can no longer handle any.
+    wait_all(&[&steady, &fresh, &stuck], RUN_TIMEOUT, |c| {
+        tally(&plan, c).distinct >= total || steady.has_exited() || fresh.has_exited()
     });
+    let report = tally(&plan, &[&stuck, &steady, &fresh]);
+    assert!(
+        report.distinct >= total,
+        "not every event was handled: {report}"
+    );
     stop(&mut steady);
     stop(&mut fresh);
-    let report = tally(&plan, &[&stuck, &steady, &fresh]);
-    assert!(all_handled, "not every event was handled: {report}");
-    report
+    tally(&plan, &[&stuck, &steady, &fresh])
 }
 
 /// The plain (at-most-once) run: one consumer, the publishers, `disrupt(1)` and `disrupt(2)`
@@ -407,8 +499,7 @@ where
             let index = i.parse().expect("publisher index");
             publisher(bridge(worker_env, true).await, index, Plan::ISSUE).await;
         } else {
-            let stuck = (role == "consumer:stuck").then_some(Plan::ISSUE.stuck_after);
-            consumer(bridge(worker_env, false).await, stuck).await;
+            consumer(bridge(worker_env, false).await, role == "consumer:stuck").await;
         }
     });
 }

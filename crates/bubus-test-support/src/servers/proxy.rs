@@ -42,7 +42,7 @@ impl TcpProxy {
     }
 
     /// Closes every connection through the proxy now (both sides see the connection reset or
-    /// closed). New connections are accepted as before unless [`refuse`](Self::refuse) is on.
+    /// closed). New connections are accepted as before unless [`refuse`](Self::refuse) is in effect.
     pub fn cut(&self) {
         self.shared.cuts.fetch_add(1, Ordering::Relaxed);
         let live = std::mem::take(&mut *self.shared.live.lock());
@@ -52,9 +52,15 @@ impl TcpProxy {
         }
     }
 
-    /// While on, new connections are closed as soon as they are accepted.
-    pub fn refuse(&self, on: bool) {
-        self.shared.refusing.store(on, Ordering::SeqCst);
+    /// From now on, new connections are closed as soon as they are accepted (until
+    /// [`resume`](Self::resume)).
+    pub fn refuse(&self) {
+        self.shared.refusing.store(true, Ordering::SeqCst);
+    }
+
+    /// New connections are forwarded again after [`refuse`](Self::refuse).
+    pub fn resume(&self) {
+        self.shared.refusing.store(false, Ordering::SeqCst);
     }
 
     /// Connections accepted and forwarded so far.

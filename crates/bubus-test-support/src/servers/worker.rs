@@ -149,6 +149,11 @@ impl Worker {
         found
     }
 
+    /// Whether its stdout closed (it exited, or is about to).
+    pub fn has_exited(&self) -> bool {
+        self.lines.lines.lock().1
+    }
+
     /// Writes one line to the worker's stdin (a command for it).
     pub fn send_line(&mut self, line: &str) -> io::Result<()> {
         let stdin = self

@@ -1,7 +1,12 @@
 //! The JSONL file transport: the family's `JSONLEventBridge` wire (one compact JSON event per
 //! line, appended; listeners poll the file), plus a durable cursor.
+//!
+//! This file holds the transport, its listener and the line reader; `jsonl/cursor.rs` the cursor.
 
-use std::collections::BTreeMap;
+mod cursor;
+
+use cursor::{Cursor, CursorAck};
+
 use std::fmt;
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
@@ -14,8 +19,7 @@ use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc};
 
 use super::transport::{
-    Acker, BadInput, BoxFuture, Capabilities, Delivery, DeliveryStream, Message, Transport,
-    TransportError,
+    BadInput, BoxFuture, Capabilities, Delivery, DeliveryStream, Message, Transport, TransportError,
 };
 
 /// Events through a JSON-lines file — the family's `JSONLEventBridge`: [`send`](Transport::send)
@@ -487,127 +491,5 @@ impl LineReader {
         }
         self.read_at = chunk_at + n as u64;
         out
-    }
-}
-
-/// The durable position: lines are issued in order, completed in any order; the saved offset
-/// is the end of the longest completed prefix.
-struct Cursor {
-    path: Arc<PathBuf>,
-    state: Mutex<CursorState>,
-}
-
-struct CursorState {
-    committed: Position,
-    /// Issued lines by start offset: their end, and whether they are done.
-    lines: BTreeMap<u64, (Position, bool)>,
-    saved: Position,
-}
-
-impl Cursor {
-    fn new(path: Arc<PathBuf>, start: Position) -> Self {
-        Cursor {
-            path,
-            state: Mutex::new(CursorState {
-                committed: start,
-                lines: BTreeMap::new(),
-                saved: start,
-            }),
-        }
-    }
-
-    fn load(path: &Path) -> Result<Option<Position>, TransportError> {
-        let text = match std::fs::read_to_string(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(TransportError::io(format!("read {}", path.display()), e)),
-        };
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-            TransportError::Config(format!("cursor file {} is not valid: {e}", path.display()))
-        })?;
-        let field = |k: &str| value.get(k).and_then(serde_json::Value::as_u64);
-        match (field("offset"), field("line")) {
-            (Some(offset), Some(line)) => Ok(Some(Position {
-                offset,
-                line: line.max(1),
-            })),
-            _ => Err(TransportError::Config(format!(
-                "cursor file {} lacks offset/line",
-                path.display()
-            ))),
-        }
-    }
-
-    fn issue(&self, start: Position, end: Position) {
-        self.state.lock().lines.insert(start.offset, (end, false));
-    }
-
-    fn restart(&self) {
-        let mut st = self.state.lock();
-        st.lines.clear();
-        st.committed = Position { offset: 0, line: 1 };
-    }
-
-    /// Marks a line done; returns the position to save if the prefix grew.
-    fn done(&self, start: Position) -> Option<Position> {
-        let mut st = self.state.lock();
-        if let Some(entry) = st.lines.get_mut(&start.offset) {
-            entry.1 = true;
-        }
-        let before = st.committed;
-        while let Some((&offset, &(end, true))) = st.lines.first_key_value() {
-            if offset != st.committed.offset {
-                break;
-            }
-            st.lines.remove(&offset);
-            st.committed = end;
-        }
-        (st.committed != before).then_some(st.committed)
-    }
-
-    /// Writes `pos` (replacing the file atomically) unless a later position was saved.
-    fn save(&self, pos: Position) -> Result<(), TransportError> {
-        let mut st = self.state.lock();
-        if pos.offset <= st.saved.offset && st.saved != pos {
-            return Ok(());
-        }
-        let tmp = self.path.with_extension("tmp");
-        let text = format!("{{\"offset\":{},\"line\":{}}}\n", pos.offset, pos.line);
-        std::fs::write(&tmp, text)
-            .and_then(|()| std::fs::rename(&tmp, &*self.path))
-            .map_err(|e| TransportError::io(format!("save cursor {}", self.path.display()), e))?;
-        st.saved = pos;
-        Ok(())
-    }
-}
-
-struct CursorAck {
-    cursor: Arc<Cursor>,
-    start: Position,
-}
-
-impl Acker for CursorAck {
-    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
-        Box::pin(async move {
-            match self.cursor.done(self.start) {
-                Some(pos) => {
-                    let cursor = Arc::clone(&self.cursor);
-                    tokio::task::spawn_blocking(move || cursor.save(pos))
-                        .await
-                        .map_err(|e| TransportError::other("cursor task", e))?
-                }
-                None => Ok(()),
-            }
-        })
-    }
-
-    fn nack(
-        self: Box<Self>,
-        _delay: Option<Duration>,
-        _reason: String,
-    ) -> BoxFuture<'static, Result<(), TransportError>> {
-        // A file cannot hand a line out again while it runs; the cursor stays before it, so
-        // the next start delivers it again.
-        Box::pin(async { Ok(()) })
     }
 }

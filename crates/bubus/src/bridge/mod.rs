@@ -24,11 +24,11 @@
 //! let billing = EventBus::new("Billing");
 //!
 //! // The family's wiring, both ways…
-//! let out = Bridge::builder(medium.transport()).results_back(true).build();
+//! let out = Bridge::builder(medium.transport()).results_back().build();
 //! orders.on_pattern("*", out.sender());
 //! out.on("*", orders.forwarder());
 //! // …or the one-call form.
-//! let inn = Bridge::builder(medium.transport()).results_back(true).build();
+//! let inn = Bridge::builder(medium.transport()).results_back().build();
 //! inn.attach(&billing);
 //! billing.on_pattern("Charge", |e: AnyEvent| json!({"charged": e.event_path().len()}));
 //! out.start().await?;
@@ -47,19 +47,22 @@
 
 #[allow(clippy::module_inception)]
 mod bridge;
+mod builder;
 mod dedup;
 #[cfg(feature = "bridge-jsonl")]
 mod jsonl;
 mod memory;
 mod message;
+mod receive;
+mod send;
 #[cfg(all(unix, feature = "bridge-socket"))]
 mod socket;
 mod transport;
 
 #[doc(inline)]
-pub use bridge::{
-    Attachment, Bridge, BridgeBuilder, BridgeError, BridgeMetrics, BridgeSender, SenderMarker,
-};
+pub use bridge::{Attachment, Bridge, BridgeError, BridgeMetrics};
+#[doc(inline)]
+pub use builder::BridgeBuilder;
 #[doc(inline)]
 pub use dedup::{Claim, DedupStore, MemoryDedup};
 #[cfg(feature = "bridge-jsonl")]
@@ -69,6 +72,8 @@ pub use jsonl::JsonlTransport;
 pub use memory::{DeadLetter, MemoryMedium, MemoryTransport};
 #[doc(inline)]
 pub use message::{COMPLETION_KEY, Incoming, decode_message};
+#[doc(inline)]
+pub use send::{BridgeSender, SenderMarker};
 #[cfg(all(unix, feature = "bridge-socket"))]
 #[doc(inline)]
 pub use socket::{MAX_SOCKET_PATH_BYTES, UnixSocketTransport};

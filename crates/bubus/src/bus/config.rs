@@ -31,10 +31,12 @@ pub struct BusConfig {
     /// How many events the history keeps (`None`: unbounded; `Some(0)`: only in-flight events).
     /// Default: 100.
     pub max_history_size: Option<usize>,
-    /// What to do when the history is full and no event in it has completed: `false` (default)
-    /// refuses the dispatch with [`DispatchError::HistoryFull`](crate::DispatchError::HistoryFull);
-    /// `true` evicts the oldest events even though they have not completed. Completed events are
-    /// always evicted first, in both modes.
+    /// The family's `max_history_drop`: what to do when the history is full and no event in it
+    /// has completed. `false` (default, [`HistoryFull::Reject`]) refuses the dispatch with
+    /// [`DispatchError::HistoryFull`](crate::DispatchError::HistoryFull); `true`
+    /// ([`HistoryFull::DropOldest`]) evicts the oldest events even though they have not
+    /// completed. Completed events are always evicted first, in both modes. Set it with
+    /// [`EventBusBuilder::history_full`].
     pub max_history_drop: bool,
     /// How long a completed event stays in the history (abxbus 2.5's `event_ttl`): `None`
     /// (default) or [`Ttl::Never`] until evicted, [`Ttl::After`] that long after it completed.
@@ -44,7 +46,8 @@ pub struct BusConfig {
     /// 2.5's `event_result_ttl`); the event's own value and a handler's `handler_result_ttl`
     /// override it. `None`: until the event is evicted (default).
     pub event_result_ttl: Option<Ttl>,
-    /// Record where each handler was registered (`file:line`). Default: true.
+    /// Record where each handler was registered (`file:line`). Default: true; turn it off with
+    /// [`EventBusBuilder::disable_handler_file_paths`].
     pub event_handler_detect_file_paths: bool,
     /// How many times one handler may re-enter itself through nested events: a handler whose
     /// chain of ancestor events was already dispatched this many times by the same handler gets
@@ -54,7 +57,8 @@ pub struct BusConfig {
     pub max_handler_recursion_depth: Option<usize>,
     /// Log a `tracing` warning when a handler is registered for a pattern that already has a
     /// handler of the same name (results keyed by handler name then keep only one of them) —
-    /// once per name and pattern. Default: true, as in abxbus 2.5.
+    /// once per name and pattern. Default: true, as in abxbus 2.5; turn it off with
+    /// [`EventBusBuilder::disable_duplicate_handler_name_warning`].
     pub warn_on_duplicate_handler_names: bool,
     /// Keys of the snapshot a restored bus was read from that this version does not know:
     /// written back by its snapshots.
@@ -80,6 +84,43 @@ impl Default for BusConfig {
             snapshot_extra: None,
         }
     }
+}
+
+/// What a dispatch does when the bus's history is full and none of its events has completed:
+/// the family's `max_history_drop` (`False` is [`Reject`](Self::Reject), `True` is
+/// [`DropOldest`](Self::DropOldest)). Set it with [`EventBusBuilder::history_full`]; completed
+/// events are always evicted first, whichever is chosen.
+///
+/// ```
+/// use bubus::{DispatchError, DynEvent, EventBus, bus::HistoryFull};
+/// use serde_json::json;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), bubus::Error> {
+/// let strict = EventBus::builder("Strict").max_history_size(Some(1)).build();
+/// let _first = strict.dispatch(DynEvent::new("Job", json!({}))?)?; // not processed yet
+/// let refused = strict.dispatch(DynEvent::new("Job", json!({}))?);
+/// assert!(matches!(refused, Err(DispatchError::HistoryFull { .. })));
+///
+/// let lossy = EventBus::builder("Lossy")
+///     .max_history_size(Some(1))
+///     .history_full(HistoryFull::DropOldest)
+///     .build();
+/// let _first = lossy.dispatch(DynEvent::new("Job", json!({}))?)?;
+/// let second = lossy.dispatch(DynEvent::new("Job", json!({}))?)?; // the first leaves the history
+/// second.await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum HistoryFull {
+    /// Refuse the dispatch with
+    /// [`DispatchError::HistoryFull`](crate::DispatchError::HistoryFull) (the default;
+    /// `max_history_drop=False`).
+    #[default]
+    Reject,
+    /// Evict the oldest events even though they have not completed; they still run to
+    /// completion, outside the history (`max_history_drop=True`).
+    DropOldest,
 }
 
 /// The scope of `global-serial` event concurrency: every bus in one domain processes at most one
@@ -216,9 +257,11 @@ impl EventBusBuilder {
         self
     }
 
-    /// Evict unfinished events when the history is full of them instead of refusing dispatch.
-    pub fn max_history_drop(mut self, drop: bool) -> Self {
-        self.config.max_history_drop = drop;
+    /// What a dispatch does when the history is full of unfinished events (the family's
+    /// `max_history_drop`): [`HistoryFull::Reject`] (the default) refuses it,
+    /// [`HistoryFull::DropOldest`] evicts the oldest of them.
+    pub fn history_full(mut self, policy: HistoryFull) -> Self {
+        self.config.max_history_drop = policy == HistoryFull::DropOldest;
         self
     }
 
@@ -258,9 +301,11 @@ impl EventBusBuilder {
         self
     }
 
-    /// Record `file:line` of each handler registration.
-    pub fn event_handler_detect_file_paths(mut self, detect: bool) -> Self {
-        self.config.event_handler_detect_file_paths = detect;
+    /// Do not record the `file:line` of each handler registration (the family's
+    /// `event_handler_detect_file_paths=False`): handlers' `handler_file_path` stays unset, and
+    /// snapshots carry no registration sites. Recording is on by default.
+    pub fn disable_handler_file_paths(mut self) -> Self {
+        self.config.event_handler_detect_file_paths = false;
         self
     }
 
@@ -271,9 +316,11 @@ impl EventBusBuilder {
         self
     }
 
-    /// Warn when a handler's name is already registered for its pattern (default: true).
-    pub fn warn_on_duplicate_handler_names(mut self, warn: bool) -> Self {
-        self.config.warn_on_duplicate_handler_names = warn;
+    /// Do not warn when a handler's name is already registered for its pattern (the family's
+    /// `warn_on_duplicate_handler_names=False`; see
+    /// [`BusConfig::warn_on_duplicate_handler_names`]). The warning is on by default.
+    pub fn disable_duplicate_handler_name_warning(mut self) -> Self {
+        self.config.warn_on_duplicate_handler_names = false;
         self
     }
 

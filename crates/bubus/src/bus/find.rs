@@ -1,125 +1,33 @@
 //! `find` and `expect`: looking up events in a bus's history and waiting for future ones.
+//!
+//! This file holds [`FindQuery`], the lookup; `find/expect.rs` holds [`Expect`], built on it, and
+//! `find/waiters.rs` the bus's registry of future waiters that `dispatch` resolves.
+
+mod expect;
+mod waiters;
+
+pub use expect::Expect;
+pub(crate) use waiters::FindWaiters;
+use waiters::{FindWaiter, Registered, WaiterRegistration};
 
 use std::fmt;
 use std::future::{Future, IntoFuture};
 use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use std::collections::HashMap;
-
 use parking_lot::Mutex;
-use rustc_hash::FxHashMap;
 use serde_json::Value;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 use uuid::Uuid;
 
-use super::{BusInner, EventBus};
-use crate::error::{DispatchError, WaitError};
+use super::EventBus;
+use crate::error::DispatchError;
 use crate::event::inner::EventInner;
 use crate::event::{AnyEvent, IntoEvent};
 use crate::handler::HandlerInput;
-
-/// A future-event waiter registered on a bus: resolved when a matching event is dispatched there
-/// (before it is processed), or with `None` when the bus stops.
-pub(crate) struct FindWaiter {
-    /// Its key in the bus's [`FindWaiters`].
-    key: u64,
-    pattern: Arc<str>,
-    matches: Box<dyn Fn(&AnyEvent) -> bool + Send + Sync>,
-    tx: Mutex<Option<oneshot::Sender<Option<AnyEvent>>>>,
-}
-
-impl FindWaiter {
-    fn resolve(&self, event: Option<AnyEvent>) -> bool {
-        match self.tx.lock().take() {
-            Some(tx) => tx.send(event).is_ok(),
-            None => false,
-        }
-    }
-}
-
-/// A bus's future waiters, by pattern and key: a dispatch looks only at the waiters of its
-/// event's type and of `"*"`, and removing one (resolved, timed out, dropped) is O(1), so a
-/// million waiters that time out cost a million small removals, and waiters for other types
-/// cost a dispatch nothing.
-#[derive(Default)]
-pub(crate) struct FindWaiters {
-    by_pattern: FxHashMap<Arc<str>, FxHashMap<u64, Arc<FindWaiter>>>,
-    next_key: u64,
-}
-
-impl BusInner {
-    /// Hands a just-dispatched event to every future waiter it matches. Predicates run without
-    /// any bus lock held, so they may use the bus.
-    pub(crate) fn resolve_find_waiters(&self, event: &Arc<EventInner>) {
-        if self.waiter_count.load(Ordering::Acquire) == 0 {
-            return;
-        }
-        let candidates: Vec<Arc<FindWaiter>> = {
-            let waiters = self.find_waiters.lock();
-            let of = |pattern: &str| {
-                waiters
-                    .by_pattern
-                    .get(pattern)
-                    .into_iter()
-                    .flat_map(|m| m.values())
-            };
-            of(&event.event_type).chain(of("*")).cloned().collect()
-        };
-        if candidates.is_empty() {
-            return;
-        }
-        let any = AnyEvent::from_inner(Arc::clone(event));
-        for waiter in candidates {
-            if (waiter.matches)(&any) && waiter.resolve(Some(any.clone())) {
-                self.remove_waiter(&waiter.pattern, waiter.key);
-            }
-        }
-    }
-
-    /// Registers a waiter built by `make` from its key.
-    fn add_waiter(&self, make: impl FnOnce(u64) -> FindWaiter) -> Arc<FindWaiter> {
-        let mut waiters = self.find_waiters.lock();
-        let key = waiters.next_key;
-        waiters.next_key += 1;
-        let waiter = Arc::new(make(key));
-        waiters
-            .by_pattern
-            .entry(Arc::clone(&waiter.pattern))
-            .or_default()
-            .insert(key, Arc::clone(&waiter));
-        self.waiter_count.fetch_add(1, Ordering::AcqRel);
-        waiter
-    }
-
-    fn remove_waiter(&self, pattern: &str, key: u64) {
-        let mut waiters = self.find_waiters.lock();
-        let Some(of_pattern) = waiters.by_pattern.get_mut(pattern) else {
-            return;
-        };
-        if of_pattern.remove(&key).is_some() {
-            self.waiter_count.fetch_sub(1, Ordering::AcqRel);
-        }
-        if of_pattern.is_empty() {
-            waiters.by_pattern.remove(pattern);
-        }
-    }
-
-    /// Releases every waiter with `None` (the bus stopped); producers waiting for room in the
-    /// history retry, and find the bus stopped.
-    pub(crate) fn release_waiters(&self) {
-        self.room.notify_waiters();
-        let waiters = std::mem::take(&mut self.find_waiters.lock().by_pattern);
-        self.waiter_count.store(0, Ordering::Release);
-        for waiter in waiters.into_values().flat_map(HashMap::into_values) {
-            waiter.resolve(None);
-        }
-    }
-}
 
 /// How far back [`FindQuery`] looks in the history.
 #[derive(Copy, Clone, Debug, PartialEq, Eq)]
@@ -557,22 +465,6 @@ impl<T: HandlerInput + Clone + Sync> FindQuery<T> {
     }
 }
 
-/// A registered future waiter: removed from the bus when dropped, and the channel it resolves.
-type Registered = (WaiterRegistration, oneshot::Receiver<Option<AnyEvent>>);
-
-/// Removes a future waiter from its bus when the find resolves, times out or is dropped.
-struct WaiterRegistration {
-    bus: Arc<BusInner>,
-    pattern: Arc<str>,
-    key: u64,
-}
-
-impl Drop for WaiterRegistration {
-    fn drop(&mut self) {
-        self.bus.remove_waiter(&self.pattern, self.key);
-    }
-}
-
 impl<T: HandlerInput + Clone + Sync> IntoFuture for FindQuery<T> {
     type Output = Option<T>;
     type IntoFuture = Pin<Box<dyn Future<Output = Option<T>> + Send>>;
@@ -581,120 +473,5 @@ impl<T: HandlerInput + Clone + Sync> IntoFuture for FindQuery<T> {
     /// returned future is first polled.
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.start())
-    }
-}
-
-/// Waits for the next matching event dispatched on a bus — the seed API's `expect`. Built with
-/// [`EventBus::expect`]; `.await` it.
-///
-/// Unlike [`FindQuery`] it fails instead of returning nothing: with [`WaitError::Timeout`] when
-/// the timeout elapses, [`WaitError::Stopped`] when the bus stops.
-///
-/// ```
-/// use std::time::Duration;
-/// use bubus::{Event, EventBus};
-/// use serde::{Deserialize, Serialize};
-///
-/// #[derive(Clone, Debug, Serialize, Deserialize, Event)]
-/// struct AuthResponse { user: String, ok: bool }
-///
-/// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> Result<(), bubus::Error> {
-/// let bus = EventBus::new("Auth");
-/// let expect = bus
-///     .expect::<AuthResponse>()
-///     .include(|e| e.user == "alice")
-///     .exclude(|e| !e.ok)
-///     .timeout(Duration::from_secs(5));
-/// let (response, _) = tokio::join!(expect.into_future(), async {
-///     bus.dispatch(AuthResponse { user: "alice".into(), ok: true })
-/// });
-/// assert!(response?.ok);
-/// # Ok(()) }
-/// ```
-#[must_use = "an expect does nothing until awaited"]
-pub struct Expect<T> {
-    query: FindQuery<T>,
-    timeout: Option<Duration>,
-}
-
-impl<T> fmt::Debug for Expect<T> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Expect")
-            .field("query", &self.query)
-            .field("timeout", &self.timeout)
-            .finish()
-    }
-}
-
-impl<T: HandlerInput + Clone + Sync> Expect<T> {
-    pub(crate) fn new(query: FindQuery<T>) -> Self {
-        Expect {
-            query: query.no_past().future(),
-            timeout: None,
-        }
-    }
-
-    /// Only events the predicate accepts (several calls must all accept).
-    pub fn include(mut self, predicate: impl Fn(&T) -> bool + Send + Sync + 'static) -> Self {
-        self.query = self.query.matching(predicate);
-        self
-    }
-
-    /// Never events the predicate accepts (overrides `include`).
-    pub fn exclude(mut self, predicate: impl Fn(&T) -> bool + Send + Sync + 'static) -> Self {
-        self.query = self.query.matching(move |event| !predicate(event));
-        self
-    }
-
-    /// Only events descending from `ancestor`.
-    pub fn child_of(mut self, ancestor: impl AsRef<AnyEvent>) -> Self {
-        self.query = self.query.child_of(ancestor);
-        self
-    }
-
-    /// Only events whose field `name` equals `value` (see [`FindQuery::field`]).
-    pub fn field(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
-        self.query = self.query.field(name, value);
-        self
-    }
-
-    /// Also accept a matching event already in the history (the most recent one); by default
-    /// only a future dispatch matches.
-    pub fn past(mut self) -> Self {
-        self.query = self.query.past();
-        self
-    }
-
-    /// Give up after `timeout` with [`WaitError::Timeout`].
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = Some(timeout);
-        self.query = self.query.future_within(timeout);
-        self
-    }
-}
-
-impl<T: HandlerInput + Clone + Sync> IntoFuture for Expect<T> {
-    type Output = Result<T, WaitError>;
-    type IntoFuture = Pin<Box<dyn Future<Output = Result<T, WaitError>> + Send>>;
-
-    /// Registers the waiter now, like [`FindQuery`]'s `into_future`.
-    fn into_future(self) -> Self::IntoFuture {
-        let bus = self.query.bus.clone();
-        let what = self.query.pattern.to_string();
-        let timeout = self.timeout;
-        let find = self.query.start();
-        Box::pin(async move {
-            match find.await {
-                Some(found) => Ok(found),
-                None if bus.is_stopped() => Err(WaitError::Stopped {
-                    bus: bus.label().to_owned(),
-                }),
-                None => Err(WaitError::Timeout {
-                    event: what,
-                    timeout: timeout.unwrap_or_default(),
-                }),
-            }
-        })
     }
 }

@@ -18,8 +18,10 @@
 //! Beside the path: `stop.rs` (stopping: abort, cancel what is queued), `cancel.rs` (cascading
 //! cancellation of descendants), `limits.rs` (timeouts and slow thresholds, resolved; the timer
 //! helper), `handlers.rs` (the handler table), `history.rs` and `ttl.rs` (the history, its bound
-//! and expiry), `find.rs` (`find`/`expect`), `forward.rs` (forwarding between buses), `hooks.rs`
-//! (middleware calls), `snapshot.rs` (snapshots and restore), `config.rs` (the builder).
+//! and expiry), `find.rs` (`find`; `expect` in `find/expect.rs`, and the future waiters `dispatch`
+//! resolves in `find/waiters.rs`), `forward.rs` (forwarding between buses), `hooks.rs` (middleware
+//! calls), `snapshot.rs` (snapshots and restore; restoring handlers and events in
+//! `snapshot/restore.rs`), `config.rs` (the builder).
 //!
 //! This file holds `EventBus` with its public methods, `BusInner`/`BusState`, and the engine's
 //! side of the event model's bus links. It is over 500 lines because `EventBus`'s public methods
@@ -73,7 +75,7 @@ use crate::time::Timestamp;
 use crate::{DispatchError, EventStatus};
 
 pub use awaiting::EventFuture;
-pub use config::{BusConfig, EventBusBuilder, LockDomain};
+pub use config::{BusConfig, EventBusBuilder, HistoryFull, LockDomain};
 pub use find::{Expect, FindQuery};
 pub use forward::Forwarder;
 pub use handler_context::{
@@ -552,7 +554,7 @@ impl EventBus {
     ///
     /// [`DispatchError::Stopped`] after [`stop`](Self::stop);
     /// [`DispatchError::HistoryFull`] when the history is full of unfinished events (see
-    /// [`BusConfig::max_history_drop`]); [`DispatchError::NoRuntime`] outside a tokio runtime.
+    /// [`EventBusBuilder::history_full`]); [`DispatchError::NoRuntime`] outside a tokio runtime.
     /// Nothing is enqueued when it fails.
     #[doc(alias = "emit")]
     pub fn dispatch<T: IntoEvent>(&self, event: T) -> Result<T::Handle, DispatchError> {

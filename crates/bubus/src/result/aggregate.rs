@@ -1,17 +1,15 @@
 //! Result aggregation: the reference runtimes' `event_result*` helpers, typed.
 
-use std::collections::{BTreeMap, HashMap};
 use std::fmt;
-use std::hash::Hash;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Duration;
 
 use indexmap::IndexMap;
-use serde_json::Value;
 use smallvec::SmallVec;
 
 use super::EventResult;
+use super::flat::{FlatDict, FlatList};
 use crate::error::{HandlerError, ResultError};
 use crate::event::EventResultValue;
 use crate::event::inner::EventInner;
@@ -26,16 +24,21 @@ type Include<R> = Box<dyn Fn(&EventResult<R>) -> bool + Send + Sync>;
 /// handler), then reads the results in the order the handlers were scheduled — registration order
 /// on each bus, buses in the order they processed the event.
 ///
-/// | method | `raise_if_any` | `raise_if_none` | returns |
+/// Each method has the family's defaults for its two raise policies; set them with
+/// [`raise_if_any`](Self::raise_if_any) / [`ignore_errors`](Self::ignore_errors) (a handler
+/// failed) and [`raise_if_none`](Self::raise_if_none) / [`allow_none`](Self::allow_none) (no
+/// result passed the include filter):
+///
+/// | method | a handler failed | no result | returns |
 /// | --- | --- | --- | --- |
-/// | [`one`](Self::one) | true | true | the first included value |
-/// | [`list`](Self::list) | true | true | every included value |
-/// | [`by_handler_id`](Self::by_handler_id) | true | true | values keyed by handler id |
-/// | [`by_handler_name`](Self::by_handler_name) | true | true | values keyed by handler name |
-/// | [`flat_dict`](Self::flat_dict) | true | false | map results merged into one |
-/// | [`flat_list`](Self::flat_list) | true | true | list results concatenated |
-/// | [`first`](Self::first) | false | false | the first included value |
-/// | [`filtered`](Self::filtered) | true | true | the included results, keyed by handler id |
+/// | [`one`](Self::one) | raise | raise | the first included value |
+/// | [`list`](Self::list) | raise | raise | every included value |
+/// | [`by_handler_id`](Self::by_handler_id) | raise | raise | values keyed by handler id |
+/// | [`by_handler_name`](Self::by_handler_name) | raise | raise | values keyed by handler name |
+/// | [`flat_dict`](Self::flat_dict) | raise | allow | map results merged into one |
+/// | [`flat_list`](Self::flat_list) | raise | raise | list results concatenated |
+/// | [`first`](Self::first) | ignore | allow | the first included value |
+/// | [`filtered`](Self::filtered) | raise | raise | the included results, keyed by handler id |
 ///
 /// The default include filter keeps completed results with a non-null value that are not
 /// forwarded events; [`include`](Self::include) replaces it.
@@ -57,9 +60,9 @@ type Include<R> = Box<dyn Fn(&EventResult<R>) -> bool + Send + Sync>;
 ///
 /// let event = bus.dispatch(Count)?;
 /// assert!(event.event_results_list().await.is_err()); // one handler failed
-/// let values = event.results().raise_if_any(false).list().await?;
+/// let values = event.results().ignore_errors().list().await?;
 /// assert_eq!(values, vec![1, 3]);
-/// let big = event.results().raise_if_any(false).include(|r| r.result > Some(2)).list().await?;
+/// let big = event.results().ignore_errors().include(|r| r.result > Some(2)).list().await?;
 /// assert_eq!(big, vec![3]);
 /// # Ok(()) }
 /// ```
@@ -126,29 +129,56 @@ impl<R: EventResultValue> ResultsQuery<R> {
         self
     }
 
-    /// Fail when any handler failed (one error → that error, several → all of them).
+    /// Fail when any handler failed (one error → that error, several → all of them): the
+    /// family's `raise_if_any=True`, the default of every method but [`first`](Self::first).
     #[must_use]
-    pub fn raise_if_any(mut self, raise: bool) -> Self {
-        self.raise_if_any = Some(raise);
+    pub fn raise_if_any(mut self) -> Self {
+        self.raise_if_any = Some(true);
         self
     }
 
-    /// Fail when no result passes the include filter.
+    /// Return the values of the handlers that succeeded even when others failed (the family's
+    /// `raise_if_any=False`).
     #[must_use]
-    pub fn raise_if_none(mut self, raise: bool) -> Self {
-        self.raise_if_none = Some(raise);
+    pub fn ignore_errors(mut self) -> Self {
+        self.raise_if_any = Some(false);
         self
     }
 
-    /// `flat_dict` only: fail when two handlers return the same key (default), or let the later
-    /// handler win.
+    /// Fail with [`ResultError::NoResult`] when no result passes the include filter: the
+    /// family's `raise_if_none=True`, the default of every method but [`first`](Self::first)
+    /// and `flat_dict`.
     #[must_use]
-    pub fn raise_if_conflicts(mut self, raise: bool) -> Self {
-        self.raise_if_conflicts = raise;
+    pub fn raise_if_none(mut self) -> Self {
+        self.raise_if_none = Some(true);
         self
     }
 
-    /// The first included value, or `None` (only when `raise_if_none` is off).
+    /// Return nothing (`None`, an empty list or map) when no result passes the include filter
+    /// (the family's `raise_if_none=False`).
+    #[must_use]
+    pub fn allow_none(mut self) -> Self {
+        self.raise_if_none = Some(false);
+        self
+    }
+
+    /// `flat_dict` only: fail with [`ResultError::Conflict`] when two handlers return the same
+    /// key (the default; the family's `raise_if_conflicts=True`).
+    #[must_use]
+    pub fn raise_if_conflicts(mut self) -> Self {
+        self.raise_if_conflicts = true;
+        self
+    }
+
+    /// `flat_dict` only: when two handlers return the same key, the later handler's value wins
+    /// (the family's `raise_if_conflicts=False`).
+    #[must_use]
+    pub fn allow_conflicts(mut self) -> Self {
+        self.raise_if_conflicts = false;
+        self
+    }
+
+    /// The first included value, or `None` (only after [`allow_none`](Self::allow_none)).
     ///
     /// # Errors
     ///
@@ -240,7 +270,7 @@ impl<R: EventResultValue> ResultsQuery<R> {
     /// let event = bus.dispatch(Probe)?;
     /// let failed = event
     ///     .results()
-    ///     .raise_if_any(false)
+    ///     .ignore_errors()
     ///     .include(|r| r.status == ResultStatus::Error)
     ///     .filtered()
     ///     .await?;
@@ -415,8 +445,8 @@ impl<R: EventResultValue + FlatDict> ResultsQuery<R> {
     ///
     /// # Errors
     ///
-    /// [`ResultError::Conflict`] when two handlers return the same key and `raise_if_conflicts`
-    /// is on; otherwise see [`ResultError`].
+    /// [`ResultError::Conflict`] when two handlers return the same key (unless
+    /// [`allow_conflicts`](Self::allow_conflicts)); otherwise see [`ResultError`].
     ///
     /// # Cancel safety
     ///
@@ -468,120 +498,5 @@ impl<R: EventResultValue + FlatList> ResultsQuery<R> {
             merged.__extend(value);
         }
         Ok(merged)
-    }
-}
-
-/// Map-like result types that [`ResultsQuery::flat_dict`] can merge.
-pub trait FlatDict: Sized {
-    #[doc(hidden)]
-    fn __empty() -> Self;
-    /// The keys, or `None` if this value is not a map (JSON values that are not objects).
-    #[doc(hidden)]
-    fn __keys(&self) -> Option<Vec<String>>;
-    /// Inserts every entry of `other`, overwriting existing keys.
-    #[doc(hidden)]
-    fn __merge(&mut self, other: Self);
-}
-
-impl<K: Eq + Hash + ToString, V, S: std::hash::BuildHasher + Default> FlatDict
-    for HashMap<K, V, S>
-{
-    fn __empty() -> Self {
-        HashMap::default()
-    }
-    fn __keys(&self) -> Option<Vec<String>> {
-        Some(self.keys().map(ToString::to_string).collect())
-    }
-    fn __merge(&mut self, other: Self) {
-        self.extend(other);
-    }
-}
-
-impl<K: Ord + ToString, V> FlatDict for BTreeMap<K, V> {
-    fn __empty() -> Self {
-        BTreeMap::new()
-    }
-    fn __keys(&self) -> Option<Vec<String>> {
-        Some(self.keys().map(ToString::to_string).collect())
-    }
-    fn __merge(&mut self, other: Self) {
-        self.extend(other);
-    }
-}
-
-impl<K: Eq + Hash + ToString, V, S: std::hash::BuildHasher + Default> FlatDict
-    for IndexMap<K, V, S>
-{
-    fn __empty() -> Self {
-        IndexMap::default()
-    }
-    fn __keys(&self) -> Option<Vec<String>> {
-        Some(self.keys().map(ToString::to_string).collect())
-    }
-    fn __merge(&mut self, other: Self) {
-        self.extend(other);
-    }
-}
-
-impl FlatDict for serde_json::Map<String, Value> {
-    fn __empty() -> Self {
-        serde_json::Map::new()
-    }
-    fn __keys(&self) -> Option<Vec<String>> {
-        Some(self.keys().cloned().collect())
-    }
-    fn __merge(&mut self, other: Self) {
-        self.extend(other);
-    }
-}
-
-impl FlatDict for Value {
-    fn __empty() -> Self {
-        Value::Object(serde_json::Map::new())
-    }
-    fn __keys(&self) -> Option<Vec<String>> {
-        self.as_object().map(|m| m.keys().cloned().collect())
-    }
-    fn __merge(&mut self, other: Self) {
-        if let (Value::Object(into), Value::Object(from)) = (self, other) {
-            into.extend(from);
-        }
-    }
-}
-
-/// List-like result types that [`ResultsQuery::flat_list`] can concatenate.
-pub trait FlatList: Sized {
-    #[doc(hidden)]
-    fn __empty() -> Self;
-    /// Appends the items of `other` (nothing, if `other` is not a list).
-    #[doc(hidden)]
-    fn __extend(&mut self, other: Self);
-    /// Whether this value is a list (JSON values that are not arrays are not).
-    #[doc(hidden)]
-    fn __is_list(&self) -> bool {
-        true
-    }
-}
-
-impl<T> FlatList for Vec<T> {
-    fn __empty() -> Self {
-        Vec::new()
-    }
-    fn __extend(&mut self, other: Self) {
-        self.extend(other);
-    }
-}
-
-impl FlatList for Value {
-    fn __empty() -> Self {
-        Value::Array(Vec::new())
-    }
-    fn __is_list(&self) -> bool {
-        self.is_array()
-    }
-    fn __extend(&mut self, other: Self) {
-        if let (Value::Array(into), Value::Array(from)) = (self, other) {
-            into.extend(from);
-        }
     }
 }

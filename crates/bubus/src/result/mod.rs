@@ -12,9 +12,11 @@
 //!
 //! The list and map helpers (`event_results_list`, `…_by_handler_id`, `…_flat_dict`, …) follow
 //! the first shape, with an empty list or map instead of `NoResult` where the reference allows it;
-//! [`ResultsQuery`] sets each policy (`raise_if_any`, `raise_if_none`) explicitly.
+//! [`ResultsQuery`] sets each policy explicitly (`raise_if_any` / `ignore_errors`,
+//! `raise_if_none` / `allow_none`).
 
 mod aggregate;
+mod flat;
 mod slot;
 
 use std::fmt;
@@ -30,7 +32,8 @@ use crate::event::{AnyEvent, EventHandle, EventPayload, EventResultValue};
 use crate::handler::{HandlerId, HandlerMeta};
 use crate::time::Timestamp;
 
-pub use aggregate::{FlatDict, FlatList, ResultsQuery};
+pub use aggregate::ResultsQuery;
+pub use flat::{FlatDict, FlatList};
 pub(crate) use slot::ResultSlot;
 
 /// Where one handler is with one event.
@@ -341,7 +344,7 @@ macro_rules! result_helpers {
 
             /// Waits for the event, then merges the handlers' map results into one map. A key
             /// returned by two handlers is an error (see
-            /// [`ResultsQuery::raise_if_conflicts`] to let the last handler win). No results
+            /// [`ResultsQuery::allow_conflicts`] to let the last handler win). No results
             /// is not an error: the merged map is empty.
             ///
             /// # Errors

@@ -65,7 +65,8 @@
 //! one decorated function do in the reference; policies built elsewhere do not.
 //!
 //! * If no slot frees up within the [semaphore timeout](Retry::semaphore_timeout), a strict
-//!   policy fails with [`RetryError::SemaphoreTimeout`]; a lax one (the default, as in the
+//!   policy ([`semaphore_strict`](Retry::semaphore_strict)) fails with
+//!   [`RetryError::SemaphoreTimeout`]; a lax one (the default, as in the
 //!   reference) logs a warning and runs without a slot.
 //! * **Re-entrancy**: a call made while its own call chain holds the semaphore (a retried
 //!   function calling itself, or another function with the same semaphore) runs inside the held
@@ -343,12 +344,31 @@ impl Retry {
         self
     }
 
-    /// What happens when no slot frees up in time: `true` (the default) runs the call anyway
-    /// with a warning; `false` fails it with [`RetryError::SemaphoreTimeout`]. Lax policies also
-    /// run without a cross-process limit when its slot files cannot be used.
+    /// When no slot frees up in time, run the call anyway with a warning (the default; the
+    /// family's `semaphore_lax=True`). Lax policies also run without a cross-process limit when
+    /// its slot files cannot be used.
     #[must_use]
-    pub fn semaphore_lax(mut self, lax: bool) -> Self {
-        self.semaphore_config().strict = !lax;
+    pub fn semaphore_lax(mut self) -> Self {
+        self.semaphore_config().strict = false;
+        self
+    }
+
+    /// When no slot frees up in time, fail the call with [`RetryError::SemaphoreTimeout`]
+    /// instead of running it (the family's `semaphore_lax=False`); also fail it when a
+    /// cross-process semaphore's slot files cannot be used.
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # use bubus::retry::Retry;
+    /// let policy = Retry::new()
+    ///     .semaphore_limit(2)
+    ///     .semaphore_timeout(Duration::from_secs(5))
+    ///     .semaphore_strict();
+    /// # let _ = policy;
+    /// ```
+    #[must_use]
+    pub fn semaphore_strict(mut self) -> Self {
+        self.semaphore_config().strict = true;
         self
     }
 

@@ -106,10 +106,10 @@ impl WalMiddleware {
         }
     }
 
-    /// Whether to write dispatch records (default `true`). Without them the log holds
-    /// completion records only, as the Python runtime's WAL does (but with results).
-    pub fn dispatch_records(mut self, enabled: bool) -> Self {
-        self.dispatch_records = enabled;
+    /// Write completion records only, no dispatch records: the log then holds what the Python
+    /// runtime's `WALEventBusMiddleware` writes (but with results). By default both are written.
+    pub fn completions_only(mut self) -> Self {
+        self.dispatch_records = false;
         self
     }
 

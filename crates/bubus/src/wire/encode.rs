@@ -42,6 +42,183 @@ fn payload_or_empty(event: &EventInner) -> Map<String, Value> {
 /// results, as the text they were read as, without parsing them: a log copied or printed costs
 /// about its own size.
 pub(crate) fn event_json_text(event: &EventInner, results: bool) -> Vec<u8> {
+    if !results {
+        return event_text(event);
+    }
+    event_json_text_via_map(event, results)
+}
+
+/// The keys [`event_map`] writes for every event, in its order (before the unknown keys and the
+/// payload).
+const METADATA_KEYS: [&str; 20] = [
+    "event_type",
+    "event_version",
+    "event_timeout",
+    "event_slow_timeout",
+    "event_concurrency",
+    "event_handler_timeout",
+    "event_handler_slow_timeout",
+    "event_handler_concurrency",
+    "event_handler_completion",
+    "event_blocks_parent_completion",
+    "event_result_type",
+    "event_id",
+    "event_path",
+    "event_parent_id",
+    "event_emitted_by_handler_id",
+    "event_pending_bus_count",
+    "event_created_at",
+    "event_status",
+    "event_started_at",
+    "event_completed_at",
+];
+
+/// [`event_json_text`] without results (what a bridge sends, a log line holds), written straight
+/// into the text: the same bytes as building [`event_map`] and writing it, without a map of
+/// ~20 owned keys and values per event.
+fn event_text(event: &EventInner) -> Vec<u8> {
+    use std::io::Write as _;
+
+    let text_fields = event
+        .own_payload::<DynEvent>()
+        .and_then(DynEvent::text_fields);
+    let payload = match text_fields {
+        Some(_) => Map::new(),
+        None => payload_or_empty(event),
+    };
+    let fields = text_fields.unwrap_or_default();
+    let result_type = (event.kind.result_schema)(event).unwrap_or(Value::Null);
+    let mut text = Vec::with_capacity(
+        640 + fields
+            .iter()
+            .map(|(key, value)| key.len() + value.len() + 4)
+            .sum::<usize>(),
+    );
+    let st = event.state.lock();
+    let c = &st.config;
+    // (Writing JSON into a vector cannot fail.)
+    let put = |text: &mut Vec<u8>, key: &str, value: &dyn erased::Json| {
+        push_key(text, key);
+        value.write(text);
+    };
+    text.push(b'{');
+    put(&mut text, "event_type", &&*event.event_type);
+    put(&mut text, "event_version", &&*event.version);
+    put(&mut text, "event_timeout", &secs_value(c.event_timeout));
+    put(
+        &mut text,
+        "event_slow_timeout",
+        &secs_value(c.event_slow_timeout),
+    );
+    put(&mut text, "event_concurrency", &c.event_concurrency);
+    put(
+        &mut text,
+        "event_handler_timeout",
+        &secs_value(c.event_handler_timeout),
+    );
+    put(
+        &mut text,
+        "event_handler_slow_timeout",
+        &secs_value(c.event_handler_slow_timeout),
+    );
+    put(
+        &mut text,
+        "event_handler_concurrency",
+        &c.event_handler_concurrency,
+    );
+    put(
+        &mut text,
+        "event_handler_completion",
+        &c.event_handler_completion,
+    );
+    put(
+        &mut text,
+        "event_blocks_parent_completion",
+        &blocks_parent_completion(st.wire_extra.as_deref(), st.emitted_by_handler_id.is_some()),
+    );
+    put(&mut text, "event_result_type", &result_type);
+    push_key(&mut text, "event_id");
+    let _ = write!(text, "\"{}\"", event.id);
+    push_key(&mut text, "event_path");
+    text.push(b'[');
+    for (i, link) in st.listed_path().enumerate() {
+        if i > 0 {
+            text.push(b',');
+        }
+        let _ = serde_json::to_writer(&mut text, &link.to_string());
+    }
+    text.push(b']');
+    push_key(&mut text, "event_parent_id");
+    match st.parent_id {
+        Some(id) => {
+            let _ = write!(text, "\"{id}\"");
+        }
+        None => text.extend_from_slice(b"null"),
+    }
+    put(
+        &mut text,
+        "event_emitted_by_handler_id",
+        &st.emitted_by_handler_id.as_ref().map(ToString::to_string),
+    );
+    put(
+        &mut text,
+        "event_pending_bus_count",
+        &st.buses
+            .iter()
+            .filter(|s| s.phase != BusPhase::Done)
+            .count(),
+    );
+    push_key(&mut text, "event_created_at");
+    let _ = write!(text, "\"{}\"", event.created_at);
+    put(&mut text, "event_status", &st.status.as_str());
+    put(&mut text, "event_started_at", &ts(st.started_at));
+    put(&mut text, "event_completed_at", &ts(st.completed_at));
+    // As `event_map` then `event_json_text_via_map`: unknown keys after the built-in ones (never
+    // one of them), payload fields after those (never a key already written); an
+    // `event_results` key is dropped from the map (only a text field can still write it).
+    let unknown = st.wire_extra.as_deref().map(|e| &e.unknown);
+    for (key, value) in unknown.into_iter().flatten() {
+        if !METADATA_KEYS.contains(&key.as_str()) && key != "event_results" {
+            put(&mut text, key, value);
+        }
+    }
+    let written = |key: &str| {
+        METADATA_KEYS.contains(&key)
+            || (key != "event_results" && unknown.is_some_and(|u| u.contains_key(key)))
+    };
+    for (key, value) in &payload {
+        if !written(key) && key != "event_results" {
+            put(&mut text, key, value);
+        }
+    }
+    for (key, value) in fields {
+        if !written(key) {
+            push_key(&mut text, key);
+            text.extend_from_slice(value.as_bytes());
+        }
+    }
+    drop(st);
+    text.push(b'}');
+    text
+}
+
+/// Values [`event_text`] writes, behind one `dyn` (the closure that writes a field takes any).
+mod erased {
+    use serde::Serialize;
+
+    pub(super) trait Json {
+        fn write(&self, text: &mut Vec<u8>);
+    }
+
+    impl<T: Serialize + ?Sized> Json for T {
+        fn write(&self, text: &mut Vec<u8>) {
+            let _ = serde_json::to_writer(text, self);
+        }
+    }
+}
+
+/// [`event_json_text`] through the event's map (with results).
+fn event_json_text_via_map(event: &EventInner, results: bool) -> Vec<u8> {
     let text_fields = event
         .own_payload::<DynEvent>()
         .and_then(DynEvent::text_fields)
@@ -450,4 +627,77 @@ pub(crate) fn event_json_python1(event: &EventInner) -> Map<String, Value> {
         out.entry(key).or_insert(value);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::{AnyEvent, EventBus, EventHandle};
+
+    /// The direct writer and the map it replaces give the same bytes.
+    fn same_text(event: &AnyEvent) {
+        let direct = String::from_utf8(event_text(event.inner())).unwrap();
+        let via_map = String::from_utf8(event_json_text_via_map(event.inner(), false)).unwrap();
+        assert_eq!(direct, via_map);
+        serde_json::from_str::<Value>(&direct).unwrap();
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn the_direct_writer_writes_what_the_map_writes() {
+        let plain = EventHandle::new(
+            DynEvent::new(
+                "Ping",
+                json!({"n": 1, "s": "a\"b", "nested": {"x": [1.5, null]}}),
+            )
+            .unwrap(),
+        )
+        .to_any();
+        same_text(&plain);
+        let configured = EventHandle::new(DynEvent::new("Ping", json!({})).unwrap())
+            .with_event_timeout(std::time::Duration::from_millis(1500))
+            .to_any();
+        same_text(&configured);
+        // Read from text: payload fields kept as text, unknown metadata, every setting, a path
+        // and a parent.
+        let text = r#"{"event_type":"Pong","event_version":"2.0","event_timeout":2.5,
+            "event_slow_timeout":null,"event_concurrency":"parallel",
+            "event_handler_timeout":1,"event_handler_slow_timeout":0.5,
+            "event_handler_concurrency":"serial","event_handler_completion":"first",
+            "event_blocks_parent_completion":true,"event_result_type":{"type":"string"},
+            "event_id":"018f6b1e-3c4d-7e5f-8a9b-0c1d2e3f4a5b",
+            "event_path":["A#ab12","B#cd34"],
+            "event_parent_id":"018f6b1e-3c4d-7e5f-8a9b-0c1d2e3f4a5c",
+            "event_emitted_by_handler_id":"018f6b1e-3c4d-7e5f-8a9b-0c1d2e3f4a5d",
+            "event_pending_bus_count":0,"event_created_at":"2026-01-02T03:04:05.123456789Z",
+            "event_status":"completed","event_started_at":"2026-01-02T03:04:05.2Z",
+            "event_completed_at":"2026-01-02T03:04:06Z","event_future_key":{"a":[1,2]},
+            "z": [ 1 , 2 ],"a":"x\u00e9"}"#;
+        let read = AnyEvent::from_json_str(text).unwrap();
+        same_text(&read);
+        same_text(&read.event_reset_keep_id());
+        // Read from a value: payload fields parsed.
+        let value: Value = serde_json::from_str(text).unwrap();
+        same_text(&AnyEvent::from_json(&value).unwrap());
+        // Dispatched and completed on a bus, with a child.
+        let bus = EventBus::new("EncodeBus");
+        let child_bus = bus.clone();
+        bus.on_pattern("Parent", move |_event: AnyEvent| {
+            let child = child_bus
+                .dispatch(DynEvent::new("Child", json!({"k": true})).unwrap())
+                .unwrap();
+            same_text(&child.to_any());
+        });
+        let parent = bus
+            .dispatch(DynEvent::new("Parent", json!({"p": 1})).unwrap())
+            .unwrap();
+        same_text(&parent.to_any());
+        let _ = (&parent).await;
+        same_text(&parent.to_any());
+        bus.wait_until_idle(None).await;
+        for event in bus.event_history() {
+            same_text(&event);
+        }
+    }
 }

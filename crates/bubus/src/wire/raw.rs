@@ -4,16 +4,47 @@
 //! item, growing vectors), so a log reader that only prints metadata, or copies events from one
 //! file to another, keeps close to the size of the line instead.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use indexmap::IndexMap;
+use rustc_hash::FxBuildHasher;
 use serde::Deserialize;
 use serde::de::{self, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// The fields of a JSON object, in order, each as the text of its value (borrowed from the input).
 /// A key given twice keeps its first place and its last value (as `serde_json::Map` does).
-pub(crate) struct RawObject<'a>(pub(crate) IndexMap<String, &'a RawValue>);
+pub(crate) struct RawObject<'a>(pub(crate) RawFields<'a>);
+
+/// An object's fields by name: the names borrowed from the input unless they hold escapes (an
+/// event has ~20 keys; one allocation and a SipHash each showed in every received event).
+pub(crate) type RawFields<'a> = IndexMap<Cow<'a, str>, &'a RawValue, FxBuildHasher>;
+
+/// A key as the input spells it: borrowed, or unescaped into an owned string.
+struct Key<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Key<'a> {
+    fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor<'a>(std::marker::PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for KeyVisitor<'a> {
+            type Value = Key<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Key<'a>, E> {
+                Ok(Key(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key<'a>, E> {
+                Ok(Key(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Key<'a>, E> {
+                Ok(Key(Cow::Owned(v)))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor(std::marker::PhantomData))
+    }
+}
 
 impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
     fn deserialize<D: de::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -24,8 +55,13 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
                 f.write_str("an event object")
             }
             fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawObject<'a>, A::Error> {
-                let mut fields = IndexMap::with_capacity(map.size_hint().unwrap_or(0).min(64));
-                while let Some((key, value)) = map.next_entry::<String, &'a RawValue>()? {
+                // serde_json gives no size hint: room for an event's keys, so they are not
+                // rehashed three times on the way.
+                let mut fields = IndexMap::with_capacity_and_hasher(
+                    map.size_hint().unwrap_or(32).min(64),
+                    FxBuildHasher,
+                );
+                while let Some((Key(key), value)) = map.next_entry::<Key<'a>, &'a RawValue>()? {
                     fields.insert(key, value);
                 }
                 Ok(RawObject(fields))
@@ -147,7 +183,7 @@ mod tests {
     fn raw_objects_keep_order_and_the_last_of_a_repeated_key() {
         let text = r#"{"b": 1, "a": [2, 3], "b": {"x": null}}"#;
         let RawObject(fields) = serde_json::from_str(text).unwrap();
-        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (k.as_str(), v.get())).collect();
+        let fields: Vec<(&str, &str)> = fields.iter().map(|(k, v)| (&**k, v.get())).collect();
         assert_eq!(fields, [("b", r#"{"x": null}"#), ("a", "[2, 3]")]);
         assert!(serde_json::from_str::<RawObject<'_>>("[1]").is_err());
     }
