@@ -184,9 +184,21 @@ async fn claim_loop(
             Err(_) => return,
         };
         let limit = room.min(s.batch) as i64;
+        // Before the statement: the claims it takes are at least this old.
+        let asked = std::time::Instant::now();
         let claimed: Vec<Claimed> = match shared
             .tables
-            .claim(&client, &s.group, &s.owner, limit, s.lease.as_secs_f64())
+            .claim(
+                &client,
+                &s.group,
+                &s.owner,
+                limit,
+                s.lease.as_secs_f64(),
+                shared
+                    .dedup
+                    .batch_lease()
+                    .map(|l| (l.as_secs_f64(), s.max_deliveries)),
+            )
             .await
         {
             Ok(c) => {
@@ -229,6 +241,11 @@ async fn claim_loop(
                     "bubus-postgres: claimed own in-flight row again"
                 );
                 continue;
+            }
+            if c.won {
+                // The claim statement also took this member's dedup claim on the id: the
+                // bridge's claim of it answers without a statement (and a commit) of its own.
+                shared.dedup.mark_won(&c.event_id, asked);
             }
             if c.attempts > 1 {
                 tracing::debug!(seq = c.seq, attempts = c.attempts, owner = %s.owner, "bubus-postgres: redelivery");

@@ -3,12 +3,16 @@
 //! Before a member's handlers run, its claim is an `INSERT … ON CONFLICT DO UPDATE` that only
 //! takes a row that is free, expired, or already its own (`lease_owner`, `lease_until`); once
 //! the event completed the claim becomes the mark that the group completed it (`done_at`), and
-//! the ack of the delivery writes the mark again in the statement that deletes the delivery. Claims the claim loop already knows to be done (the
-//! same id published again) answer without a query, and a window of the ids completed in this
-//! process answers a second delivery that arrives while the first is still being acked.
+//! the ack of the delivery writes the mark again in the statement that deletes the delivery. The
+//! consumer's batch claim of deliveries takes the claims of their ids in the same statement, so
+//! the bridge's claim of a freshly delivered event usually needs no statement of its own. Claims
+//! the claim loop already knows to be done (the same id published again) answer without a query,
+//! and a window of the ids completed in this process answers a second delivery that arrives while
+//! the first is still being acked.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bubus::bridge::{BoxFuture, Claim, DedupStore, MemoryDedup, TransportError};
@@ -27,6 +31,13 @@ use crate::error::PgError;
 #[derive(Debug, Default)]
 pub struct PgDedup {
     done_elsewhere: Mutex<HashSet<Uuid>>,
+    /// Events whose claim the consumer's claim statement already took for this member, and
+    /// when: the bridge's claim of one answers without a query while the claim is young.
+    won_here: Mutex<HashMap<Uuid, Instant>>,
+    /// Whether the consumer takes claims with the deliveries: only once a bridge built by
+    /// [`PgTransport::bridge`](crate::PgTransport::bridge) uses this store (it releases or
+    /// confirms each claim; a bare listener or another store would leave them to lapse).
+    with_deliveries: AtomicBool,
     /// Events whose claim did not go to this member (another member holds it, or the table did
     /// not answer): the bridge hands their delivery back without running a handler, and that
     /// hand-back is not a failed delivery.
@@ -102,6 +113,34 @@ impl PgDedup {
         Uuid::parse_str(event_id).is_ok_and(|id| self.handed_back.lock().remove(&id))
     }
 
+    /// The lease the consumer's claim statement takes dedup claims for (see
+    /// [`mark_won`](Self::mark_won)); `None` in plain mode.
+    pub(crate) fn batch_lease(&self) -> Option<Duration> {
+        if !self.with_deliveries.load(Ordering::Relaxed) {
+            return None;
+        }
+        self.table.as_ref().map(|t| t.lease)
+    }
+
+    /// Lets the consumer take claims with the deliveries (see [`mark_won`](Self::mark_won)).
+    pub(crate) fn claim_with_deliveries(&self) {
+        self.with_deliveries.store(true, Ordering::Relaxed);
+    }
+
+    /// Called by the claim loop for a claimed row whose dedup claim its statement took for
+    /// this member, a statement sent at `asked`.
+    pub(crate) fn mark_won(&self, event_id: &str, asked: Instant) {
+        if let Ok(id) = Uuid::parse_str(event_id) {
+            let mut won = self.won_here.lock();
+            // Deliveries the bridge never claims (echoes, replies) leave theirs behind.
+            if won.len() >= 4096 {
+                let young = self.table.as_ref().map_or(Duration::ZERO, |t| t.lease / 3);
+                won.retain(|_, at| at.elapsed() < young);
+            }
+            won.insert(id, asked);
+        }
+    }
+
     /// Called by the claim loop for a claimed row whose id the group already completed.
     pub(crate) fn mark_done(&self, event_id: &str) {
         if let Ok(id) = Uuid::parse_str(event_id) {
@@ -128,6 +167,15 @@ impl DedupStore for PgDedup {
             let Some(t) = &self.table else {
                 return Ok(Claim::Won);
             };
+            // Taken with the delivery, in the same committed statement. Used only while at
+            // most a third of the lease is gone, so the bridge's first renewal (a third of the
+            // lease after the handlers start) comes while it still holds the claim; an older
+            // one is taken again below (it is this member's own, so that wins unless it lapsed
+            // and another member took it).
+            let pre = self.won_here.lock().remove(&event_id);
+            if pre.is_some_and(|at| at.elapsed() < t.lease / 3) {
+                return Ok(Claim::Won);
+            }
             let id = event_id.to_string();
             let lease = t.lease.as_secs_f64();
             let answer = t

@@ -43,6 +43,8 @@ pub(crate) struct Claimed {
     pub(crate) body: String,
     /// The group already completed an event with this id (it was published twice).
     pub(crate) done: bool,
+    /// The statement took `owner`'s dedup claim on the event id (see [`Tables::claim`]).
+    pub(crate) won: bool,
 }
 
 /// What one [`PgTransport::prune`](crate::PgTransport::prune) deleted.
@@ -277,7 +279,11 @@ impl Tables {
     }
 
     /// Claims up to `limit` available deliveries of `group` for `lease_secs`, oldest first;
-    /// rows another consumer holds locked are skipped, not waited for.
+    /// rows another consumer holds locked are skipped, not waited for. With `claim`, the same
+    /// statement (one commit) also takes `owner`'s dedup claim on each delivery's event id for
+    /// `claim.0` seconds where the claim is free, expired or already `owner`'s (as
+    /// [`claim_event`](Self::claim_event) would), for deliveries of at most `claim.1` attempts;
+    /// [`Claimed::won`] says which it took.
     pub(crate) async fn claim(
         &self,
         client: &tokio_postgres::Client,
@@ -285,22 +291,49 @@ impl Tables {
         owner: &str,
         limit: i64,
         lease_secs: f64,
+        claim: Option<(f64, i32)>,
     ) -> Result<Vec<Claimed>, PgError> {
+        let (claim_secs, max_attempts, take) = match claim {
+            Some((secs, max)) => (secs, max, true),
+            None => (0.0, 0, false),
+        };
         let sql = format!(
             "WITH c AS (SELECT group_name, seq FROM \"{d}\" WHERE group_name = $1 AND available_at <= now() \
-               ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED) \
-             UPDATE \"{d}\" d SET attempts = d.attempts + 1, available_at = now() + make_interval(secs => $3), \
+               ORDER BY seq LIMIT $2 FOR UPDATE SKIP LOCKED), \
+             u AS (UPDATE \"{d}\" d SET attempts = d.attempts + 1, available_at = now() + make_interval(secs => $3), \
                lease_owner = $4 \
              FROM c, \"{t}\" e WHERE d.group_name = c.group_name AND d.seq = c.seq AND e.seq = d.seq \
-             RETURNING d.seq, d.attempts, e.event_id, e.body, \
-               EXISTS (SELECT 1 FROM \"{x}\" x WHERE x.group_name = $1 AND x.event_id = e.event_id \
-               AND x.done_at IS NOT NULL)",
+             RETURNING d.seq, d.attempts, e.event_id, e.body), \
+             won AS (INSERT INTO \"{x}\" AS x (group_name, event_id, done_at, lease_owner, lease_until) \
+               SELECT DISTINCT $1, u.event_id, NULL::timestamptz, $4, now() + make_interval(secs => $5) \
+               FROM u WHERE $7 AND u.attempts <= $6 ORDER BY u.event_id \
+               ON CONFLICT (group_name, event_id) DO UPDATE SET lease_owner = EXCLUDED.lease_owner, \
+                 lease_until = EXCLUDED.lease_until \
+               WHERE x.done_at IS NULL AND (x.lease_until IS NULL OR x.lease_until < now() \
+                 OR x.lease_owner = EXCLUDED.lease_owner) \
+               RETURNING x.event_id) \
+             SELECT u.seq, u.attempts, u.event_id, u.body, \
+               EXISTS (SELECT 1 FROM \"{x}\" x WHERE x.group_name = $1 AND x.event_id = u.event_id \
+               AND x.done_at IS NOT NULL), \
+               EXISTS (SELECT 1 FROM won WHERE won.event_id = u.event_id) \
+             FROM u",
             d = self.deliveries,
             t = self.events,
             x = self.dedup
         );
         let rows = client
-            .query(&sql, &[&group, &limit, &lease_secs, &owner])
+            .query(
+                &sql,
+                &[
+                    &group,
+                    &limit,
+                    &lease_secs,
+                    &owner,
+                    &claim_secs,
+                    &max_attempts,
+                    &take,
+                ],
+            )
             .await?;
         let mut out = Vec::with_capacity(rows.len());
         for r in rows {
@@ -310,6 +343,7 @@ impl Tables {
                 event_id: r.try_get(2)?,
                 body: r.try_get(3)?,
                 done: r.try_get(4)?,
+                won: r.try_get(5)?,
             });
         }
         out.sort_by_key(|c| c.seq);

@@ -386,6 +386,9 @@ impl PgTransport {
     /// persisted [`dedup`](Self::dedup) store and [`max_deliveries`](DurableOptions::max_deliveries).
     /// (`Bridge::new(transport)` works too, with an in-memory dedup window.)
     pub fn bridge(&self) -> BridgeBuilder {
+        // The bridge releases or confirms every claim it is handed: the consumer may take them
+        // with the deliveries.
+        self.inner.dedup.claim_with_deliveries();
         let builder = Bridge::builder(self.clone()).dedup(self.inner.dedup.clone());
         match &self.inner.mode {
             Mode::Durable { opts, .. } => builder.max_deliveries(opts.max_deliveries),
