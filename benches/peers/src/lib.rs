@@ -66,7 +66,7 @@ impl Work {
         match self {
             Work::W1Seq => "W1 request/response, sequential",
             Work::W1Batch => "W1 batched, 1k in flight",
-            Work::W2 => "W2 fan-out to 10k handlers, results collected",
+            Work::W2 => "W2 fan-out to 10 000 handlers (full runs), results collected",
             Work::W3 => "W3 fire-and-forget + wait until idle",
         }
     }

@@ -102,7 +102,18 @@ impl Runs {
         }
         out.push('\n');
         for work in Work::ALL {
-            let _ = write!(out, "| {} |", work.label());
+            match work {
+                // The fan-out is the run's own (100 handlers in --smoke, 10 000 in full runs).
+                Work::W2 => {
+                    let _ = write!(
+                        out,
+                        "| W2 fan-out to {w2_handlers} handlers, results collected |"
+                    );
+                }
+                _ => {
+                    let _ = write!(out, "| {} |", work.label());
+                }
+            }
             for subject in Subject::ALL {
                 let _ = write!(out, " {} |", self.cell(Case::Work(work, subject), runtime));
             }
@@ -230,6 +241,10 @@ mod tests {
         let table = runs.work_table(RuntimeFlavor::CurrentThread, 1, 100);
         assert!(
             table.contains("over 100 handlers): bubus 10000.0 ns, floor 1000.0 ns"),
+            "{table}"
+        );
+        assert!(
+            table.contains("| W2 fan-out to 100 handlers, results collected |"),
             "{table}"
         );
         let table = runs.work_table(RuntimeFlavor::CurrentThread, 1, 10_000);
