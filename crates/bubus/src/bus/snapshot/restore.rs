@@ -116,6 +116,9 @@ pub(super) fn restore_handlers(
 
 pub(super) fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result<(), DecodeError> {
     let mut events: Vec<Arc<EventInner>> = Vec::new();
+    // One event per id: two entries with one `event_id` (under different keys) would restore
+    // as two events that the next snapshot, keyed by id, writes as one.
+    let mut seen: std::collections::HashSet<Uuid> = std::collections::HashSet::new();
     match obj.get("event_history") {
         None | Some(Value::Null) => {}
         Some(Value::Object(history)) => {
@@ -128,6 +131,7 @@ pub(super) fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result
                     };
                     DecodeError::new(format!("event_history.{key}{inner}"), e.message())
                 })?;
+                once(&mut seen, &event, || format!("event_history.{key}"))?;
                 events.push(event);
             }
         }
@@ -136,6 +140,7 @@ pub(super) fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result
                 let event = crate::wire::decode::decode_event(value).map_err(|e| {
                     DecodeError::new(format!("event_history[{i}].{}", e.field()), e.message())
                 })?;
+                once(&mut seen, &event, || format!("event_history[{i}]"))?;
                 events.push(event);
             }
         }
@@ -185,6 +190,12 @@ pub(super) fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result
                 let event = by_id.get(&id).cloned().ok_or_else(|| {
                     DecodeError::new(&field, format!("no event {id} in event_history"))
                 })?;
+                if queue.iter().any(|q| Arc::ptr_eq(q, &event)) {
+                    return Err(DecodeError::new(
+                        &field,
+                        format!("event {id} is queued twice"),
+                    ));
+                }
                 queue.push(event);
             }
         }
@@ -265,4 +276,20 @@ pub(super) fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result
     }
     inner.expire(&mut st);
     Ok(())
+}
+
+/// Fails with `field` when `event`'s id was already restored from another history entry.
+fn once(
+    seen: &mut std::collections::HashSet<Uuid>,
+    event: &EventInner,
+    field: impl FnOnce() -> String,
+) -> Result<(), DecodeError> {
+    if seen.insert(event.id) {
+        Ok(())
+    } else {
+        Err(DecodeError::new(
+            field(),
+            format!("event {} appears twice in event_history", event.id),
+        ))
+    }
 }
