@@ -25,8 +25,8 @@ use bubus::bridge::{
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::backoff::Backoff;
 use crate::transport::Shared;
+use bubus::bridge::Backoff;
 
 type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -41,7 +41,7 @@ where
     Fut: std::future::Future<Output = Result<T, AnyError>>,
 {
     let deadline = Instant::now() + within;
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::default();
     loop {
         match op().await {
             Ok(v) => return Ok(v),
@@ -190,7 +190,7 @@ async fn pull_loop(
     tx: mpsc::Sender<Result<Delivery, BadInput>>,
 ) {
     let mut closed = shared.closed.subscribe();
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::default();
     let origin = format!("nats stream {}", shared.options.stream);
     loop {
         let messages = consumer

@@ -18,7 +18,6 @@
 //! Because the stream captures the plain subject, a family process publishing on it also feeds
 //! durable Rust consumers, and a family subscriber sees what a durable Rust sender publishes.
 
-mod backoff;
 mod config;
 mod core;
 mod dead;

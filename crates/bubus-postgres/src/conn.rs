@@ -5,40 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use bubus::bridge::Backoff;
 use futures_util::StreamExt;
 use futures_util::stream;
 use tokio::sync::{Notify, mpsc};
 use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
 
 use crate::error::PgError;
-
-/// Exponential backoff with jitter between reconnect attempts: 50 ms doubling up to `max`.
-#[derive(Debug, Clone)]
-pub(crate) struct Backoff {
-    next: Duration,
-    max: Duration,
-}
-
-impl Backoff {
-    pub(crate) fn new(max: Duration) -> Backoff {
-        Backoff {
-            next: Duration::from_millis(50),
-            max,
-        }
-    }
-
-    /// The delay before the next attempt (with up to 50 % jitter), then doubles it.
-    pub(crate) fn step(&mut self) -> Duration {
-        let base = self.next;
-        self.next = (self.next * 2).min(self.max);
-        let jitter = base.mul_f64(fastrand::f64() * 0.5);
-        base.saturating_sub(jitter / 2) + jitter / 2
-    }
-
-    pub(crate) fn reset(&mut self) {
-        self.next = Duration::from_millis(50);
-    }
-}
 
 async fn connect_once(
     config: &Config,
@@ -105,7 +78,7 @@ impl Conn {
             match self.connect_now().await {
                 Ok(c) => return Ok(c),
                 Err(e) if e.is_connection() => {
-                    let wait = backoff.step();
+                    let wait = backoff.next_delay();
                     tracing::debug!(error = %e, ?wait, "bubus-postgres: reconnecting");
                     tokio::time::sleep(wait).await;
                 }
@@ -212,7 +185,7 @@ pub(crate) fn listen(
             }
             tokio::select! {
                 _ = stop.notified() => return,
-                _ = tokio::time::sleep(backoff.step()) => {}
+                _ = tokio::time::sleep(backoff.next_delay()) => {}
             }
         }
     })

@@ -11,10 +11,11 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::conn::{Backoff, Conn, Heard, listen};
+use crate::conn::{Conn, Heard, listen};
 use crate::dedup::PgDedup;
 use crate::durable::{Claimed, Tables};
 use crate::error::PgError;
+use bubus::bridge::Backoff;
 
 /// Settings of a durable consumer (see [`DurableOptions`](crate::DurableOptions)).
 #[derive(Clone, Debug)]
@@ -211,7 +212,7 @@ async fn claim_loop(
                 } else {
                     tracing::warn!(error = %e, "bubus-postgres: claim failed");
                 }
-                tokio::time::sleep(backoff.step()).await;
+                tokio::time::sleep(backoff.next_delay()).await;
                 continue;
             }
         };
@@ -360,7 +361,7 @@ async fn outcome_loop(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Outco
                     } else {
                         tracing::error!(error = %e, "bubus-postgres: writing an outcome failed");
                     }
-                    tokio::time::sleep(backoff.step()).await;
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
             }
         }

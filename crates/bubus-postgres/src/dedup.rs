@@ -19,9 +19,10 @@ use bubus::bridge::{BoxFuture, Claim, DedupStore, MemoryDedup, TransportError};
 use parking_lot::Mutex;
 use uuid::Uuid;
 
-use crate::conn::{Backoff, Conn};
+use crate::conn::Conn;
 use crate::durable::Tables;
 use crate::error::PgError;
+use bubus::bridge::Backoff;
 
 /// A [`DedupStore`] backed by the durable tables: claims and marks in `T_dedup`, shared by every
 /// member of the group, and a window of the ids completed here. Get it from
@@ -73,7 +74,7 @@ impl ClaimTable {
                 Ok(v) => return Ok(v),
                 Err(e) if e.is_connection() && Instant::now() < deadline => {
                     self.conn.broken(&client).await;
-                    tokio::time::sleep(backoff.step()).await;
+                    tokio::time::sleep(backoff.next_delay()).await;
                 }
                 Err(e) => return Err(engine(what, &e)),
             }

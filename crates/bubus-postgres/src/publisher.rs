@@ -8,10 +8,11 @@ use std::sync::Arc;
 use serde_json::Value;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::conn::{Backoff, Conn};
+use crate::conn::Conn;
 use crate::durable::Tables;
 use crate::error::PgError;
 use crate::plain::PlainTable;
+use bubus::bridge::Backoff;
 
 /// An event to write, and who to tell.
 #[derive(Debug)]
@@ -122,7 +123,7 @@ async fn write_loop(target: Target, conn: Arc<Conn>, mut rx: mpsc::Receiver<Outg
                 }
                 Err(e) if e.is_connection() => {
                     conn.broken(&client).await;
-                    let wait = backoff.step();
+                    let wait = backoff.next_delay();
                     tracing::debug!(error = %e, ?wait, "bubus-postgres: send retrying after reconnect");
                     tokio::time::sleep(wait).await;
                 }

@@ -8,7 +8,7 @@ use bubus::bridge::TransportError;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{RedisError, RetryMethod};
 
-use crate::backoff::Backoff;
+use bubus::bridge::Backoff;
 
 /// A connection manager that connects on first use and reconnects (with backoff) after a
 /// server restart or a cut connection; `response_timeout` bounds one command.
@@ -43,7 +43,7 @@ where
     Fut: Future<Output = Result<T, RedisError>>,
 {
     let deadline = Instant::now() + deadline_after;
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::default();
     loop {
         match op().await {
             Ok(v) => return Ok(v),

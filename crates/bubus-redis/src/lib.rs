@@ -17,7 +17,6 @@
 //! server restart or a cut connection.
 #![cfg_attr(docsrs, feature(doc_auto_cfg))]
 
-mod backoff;
 mod config;
 mod conn;
 mod dead;

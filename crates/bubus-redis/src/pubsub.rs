@@ -6,9 +6,9 @@ use bubus::bridge::{BadInput, Delivery, DeliveryStream, Message, TransportError}
 use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
-use crate::backoff::Backoff;
 use crate::conn;
 use crate::transport::Shared;
+use bubus::bridge::Backoff;
 
 pub(crate) async fn send(shared: &Shared, message: &Message) -> Result<(), TransportError> {
     let mut con = shared.commands.clone();
@@ -38,7 +38,7 @@ pub(crate) async fn listen(shared: Arc<Shared>) -> Result<DeliveryStream, Transp
     let (tx, rx) = mpsc::channel::<Result<Delivery, BadInput>>(1024);
     let mut closed = shared.closed.subscribe();
     tokio::spawn(async move {
-        let mut backoff = Backoff::new();
+        let mut backoff = Backoff::default();
         loop {
             let ended = forward(pubsub, &shared, &tx, &mut closed).await;
             if ended || *closed.borrow() {

@@ -23,10 +23,10 @@ use redis::Value;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamPendingCountReply, StreamReadReply};
 use tokio::sync::mpsc;
 
-use crate::backoff::Backoff;
 use crate::conn;
 use crate::pubsub::tokio_stream;
 use crate::transport::Shared;
+use bubus::bridge::Backoff;
 
 /// Entries this consumer holds (delivered, not yet acked): their leases are renewed.
 #[derive(Debug, Default)]
@@ -183,7 +183,7 @@ async fn read_loop(
         tx,
         origin,
     };
-    let mut backoff = Backoff::new();
+    let mut backoff = Backoff::default();
     let claim_every = reader.shared.options.lease / 2;
     let mut next_claim = tokio::time::Instant::now();
     let mut claim_cursor = "0-0".to_owned();

@@ -45,6 +45,7 @@
 //!
 //! The conformance suite every transport runs lives in `bubus_test_support::conformance`.
 
+mod backoff;
 #[allow(clippy::module_inception)]
 mod bridge;
 mod builder;
@@ -59,6 +60,8 @@ mod send;
 mod socket;
 mod transport;
 
+#[doc(inline)]
+pub use backoff::Backoff;
 #[doc(inline)]
 pub use bridge::{Attachment, Bridge, BridgeError, BridgeMetrics};
 #[doc(inline)]
