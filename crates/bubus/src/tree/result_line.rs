@@ -9,6 +9,7 @@ use uuid::Uuid;
 use crate::event::inner::short_id;
 use crate::result::{ResultSlot, ResultStatus};
 use crate::time::Timestamp;
+use crate::wire::raw::Strings;
 
 /// One handler result as the tree draws it.
 #[derive(Clone, Debug)]
@@ -87,24 +88,14 @@ fn format_value(value: &ResultSlot) -> String {
 
 /// How many items the compact JSON array or object `text` holds (its top-level commas, plus one).
 fn top_level_items(text: &str) -> usize {
-    let (mut depth, mut commas) = (0usize, 0usize);
-    let (mut in_string, mut escaped, mut empty) = (false, false, true);
+    let (mut depth, mut commas, mut empty) = (0usize, 0usize, true);
+    let mut strings = Strings::default();
     for c in text.chars() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
+        if strings.in_literal(c) {
+            empty = false;
             continue;
         }
         match c {
-            '"' => {
-                in_string = true;
-                empty = false;
-            }
             '[' | '{' => {
                 if depth == 1 {
                     empty = false;

@@ -76,22 +76,14 @@ impl<'de: 'a, 'a> Deserialize<'de> for RawObject<'a> {
 pub(crate) fn compact(raw: &str, limit: usize) -> Result<(Box<str>, usize), usize> {
     let mut out = String::with_capacity(raw.len());
     let (mut depth, mut deepest) = (0usize, 0usize);
-    let (mut in_string, mut escaped) = (false, false);
+    let mut strings = Strings::default();
     for c in raw.chars() {
-        if in_string {
+        if strings.in_literal(c) {
             out.push(c);
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
             continue;
         }
         match c {
             ' ' | '\t' | '\n' | '\r' => continue,
-            '"' => in_string = true,
             '[' | '{' => {
                 depth += 1;
                 if depth > limit {
@@ -112,17 +104,11 @@ pub(crate) fn compact(raw: &str, limit: usize) -> Result<(Box<str>, usize), usiz
 /// syntax only, so `1e999` passes it and fails every later parse ("number out of range"); text
 /// kept as it was read must not hold one.
 pub(crate) fn numbers_in_range(raw: &str) -> bool {
-    let (mut in_string, mut escaped) = (false, false);
+    let mut strings = Strings::default();
     let mut start = None;
     for (i, c) in raw.char_indices() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if c == '\\' {
-                escaped = true;
-            } else if c == '"' {
-                in_string = false;
-            }
+        // In valid JSON a number never runs into a string's opening quote.
+        if strings.in_literal(c) {
             continue;
         }
         // A number starts with `-` or a digit (so the `e` of `true` starts none) and runs on
@@ -139,11 +125,35 @@ pub(crate) fn numbers_in_range(raw: &str) -> bool {
             }
             _ => {}
         }
-        if c == '"' {
-            in_string = true;
-        }
     }
     start.is_none_or(|from| number_in_range(&raw[from..]))
+}
+
+/// Walks JSON text a character at a time and says which characters belong to a string literal
+/// (its quotes included), so a scan can skip brackets, commas and digits inside strings.
+#[derive(Default)]
+pub(crate) struct Strings {
+    in_string: bool,
+    escaped: bool,
+}
+
+impl Strings {
+    /// Feeds the next character `c`; whether it is part of a string literal.
+    pub(crate) fn in_literal(&mut self, c: char) -> bool {
+        if self.in_string {
+            if self.escaped {
+                self.escaped = false;
+            } else if c == '\\' {
+                self.escaped = true;
+            } else if c == '"' {
+                self.in_string = false;
+            }
+            true
+        } else {
+            self.in_string = c == '"';
+            self.in_string
+        }
+    }
 }
 
 fn number_in_range(token: &str) -> bool {
