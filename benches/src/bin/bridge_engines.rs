@@ -34,9 +34,8 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, ExitCode, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
-use bubus_benches::bridge_probe::{Seen, now_ns};
+use bubus_benches::bridge_probe::{Probe, now_ns};
 
 use bubus::bridge::{Bridge, Transport};
 use bubus::{AnyEvent, DynEvent, EventHandle};
@@ -279,18 +278,8 @@ async fn pg_raw_send(name: &str, durable: bool, n: u64, shape: RawShape) {
 /// The receiver side of `case`: prints `@@ready`, takes `n` events (or gives up after 60 s of
 /// silence) and prints `@@result <count> <span ns> <p50 ns> <p99 ns>`.
 async fn receive(case: &str, name: &str, n: u64) {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let done = Arc::new(tokio::sync::Notify::new());
-    let record = {
-        let (seen, done) = (Arc::clone(&seen), Arc::clone(&done));
-        move |sent_ns: u64| {
-            let mut s = seen.lock();
-            s.record(sent_ns);
-            if s.count() as u64 >= n {
-                done.notify_one();
-            }
-        }
-    };
+    let probe = Probe::new(n);
+    let record = probe.recorder();
     let mut keep: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
     match case {
         "redis-pubsub-raw" => {
@@ -438,20 +427,7 @@ async fn receive(case: &str, name: &str, n: u64) {
     }
     println!("@@ready");
     let _ = std::io::stdout().flush();
-    loop {
-        let before = seen.lock().count();
-        if before as u64 >= n {
-            break;
-        }
-        if tokio::time::timeout(Duration::from_secs(60), done.notified())
-            .await
-            .is_err()
-            && seen.lock().count() == before
-        {
-            break;
-        }
-    }
-    println!("{}", seen.lock().line());
+    println!("{}", probe.finish().await);
     drop(keep);
 }
 

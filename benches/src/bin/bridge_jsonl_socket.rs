@@ -26,14 +26,12 @@
 use std::io::{BufRead, BufReader, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Arc;
 use std::time::Duration;
 
-use bubus_benches::bridge_probe::{Seen, now_ns};
+use bubus_benches::bridge_probe::{Probe, now_ns};
 
 use bubus::bridge::{Bridge, JsonlTransport, UnixSocketTransport};
 use bubus::{AnyEvent, DynEvent, EventBus, EventHandle};
-use parking_lot::Mutex;
 use serde_json::json;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 
@@ -96,18 +94,8 @@ struct BenchPing {
 /// The receiver of `case` on `target` (a file or socket path): prints `@@ready`, takes `n`
 /// events (or gives up after 60 s of silence), prints `@@result <count> <span> <p50> <p99>`.
 async fn receive(case: &str, target: &str, n: u64, poll: Duration) {
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let done = Arc::new(tokio::sync::Notify::new());
-    let record = {
-        let (seen, done) = (Arc::clone(&seen), Arc::clone(&done));
-        move |sent_ns: u64| {
-            let mut s = seen.lock();
-            s.record(sent_ns);
-            if s.count() as u64 >= n {
-                done.notify_one();
-            }
-        }
-    };
+    let probe = Probe::new(n);
+    let record = probe.recorder();
     let mut keep: Vec<Box<dyn std::any::Any + Send>> = Vec::new();
     match case {
         "jsonl-floor" => {
@@ -150,20 +138,7 @@ async fn receive(case: &str, target: &str, n: u64, poll: Duration) {
     }
     println!("@@ready");
     let _ = std::io::stdout().flush();
-    loop {
-        let before = seen.lock().count();
-        if before as u64 >= n {
-            break;
-        }
-        if tokio::time::timeout(Duration::from_secs(60), done.notified())
-            .await
-            .is_err()
-            && seen.lock().count() == before
-        {
-            break;
-        }
-    }
-    println!("{}", seen.lock().line());
+    println!("{}", probe.finish().await);
     let _ = std::io::stdout().flush();
     drop(keep);
 }
