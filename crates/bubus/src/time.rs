@@ -35,20 +35,27 @@ const MAX_YEAR: i32 = 2500;
 
 /// The wall clock read once, and a monotonic clock to advance it: the TSC-based `quanta` clock
 /// (a few nanoseconds per read; it falls back to the OS clock where the TSC is not reliable).
+/// The clock is held here rather than read through `quanta::Instant::now`, which looks up a
+/// thread-local override and a global clock on every read (about half of a read's instructions
+/// under callgrind; four reads per event).
 struct Anchor {
     wall_ns: u64,
-    mono: quanta::Instant,
+    clock: quanta::Clock,
+    /// The clock's raw reading at `wall_ns`.
+    start: u64,
 }
 
 fn anchor() -> &'static Anchor {
     static ANCHOR: OnceLock<Anchor> = OnceLock::new();
     ANCHOR.get_or_init(|| {
+        let clock = quanta::Clock::new();
         let wall = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap_or(Duration::ZERO);
         Anchor {
             wall_ns: u64::try_from(wall.as_nanos()).unwrap_or(u64::MAX / 2),
-            mono: quanta::Instant::now(),
+            start: clock.raw(),
+            clock,
         }
     })
 }
@@ -82,15 +89,12 @@ impl Timestamp {
     }
 
     /// The wall-clock anchor advanced by the monotonic clock.
+    #[inline]
     fn clock() -> u64 {
         let a = anchor();
-        let elapsed = u64::try_from(
-            quanta::Instant::now()
-                .saturating_duration_since(a.mono)
-                .as_nanos(),
-        )
-        .unwrap_or(0);
-        a.wall_ns.saturating_add(elapsed)
+        // Zero if the reading is not past the start (a TSC read on another core).
+        a.wall_ns
+            .saturating_add(a.clock.delta_as_nanos(a.start, a.clock.raw()))
     }
 
     /// Builds a timestamp from nanoseconds since the Unix epoch.

@@ -257,7 +257,12 @@ impl<E: Event> EventPayload for E {
         AnyEvent { inner }
     }
 
+    #[inline]
     fn __resolve(event: &AnyEvent) -> Result<Option<Arc<Self>>, HandlerError> {
+        // The usual case, without a call: the event's own payload is an `E`.
+        if event.inner.payload_is::<E>() {
+            return Ok(None);
+        }
         event.inner.typed_view::<E>()
     }
 

@@ -243,7 +243,8 @@ impl EventInner {
         (self.kind.copy)(self, header)
     }
 
-    /// A new, pending event.
+    /// A new, pending event. Built in one literal (not through a [`Header`]), so each field is
+    /// written once before the event is moved into its allocation.
     pub(crate) fn new<P: Any + Send + Sync>(
         event_type: Cow<'static, str>,
         version: Cow<'static, str>,
@@ -253,17 +254,25 @@ impl EventInner {
         config: EventConfig,
     ) -> Arc<EventInner> {
         let created_at = Timestamp::now();
-        Header {
+        let concurrency = encode_concurrency(config.event_concurrency);
+        Arc::new(EventInner {
             id: new_event_id(created_at),
             event_type,
             version,
             created_at,
             kind,
             result_type,
-            state: EventState::pending(config),
-            complete: false,
-        }
-        .with_payload(payload)
+            decoded: OnceLock::new(),
+            json_view: OnceLock::new(),
+            state: Mutex::new(EventState::pending(config)),
+            complete: AtomicBool::new(false),
+            waited: AtomicBool::new(false),
+            cancelled: AtomicBool::new(false),
+            notify: Notify::new(),
+            handler_lock: FairLock::new(),
+            concurrency: AtomicU8::new(concurrency),
+            payload,
+        })
     }
 
     /// The event's own `event_concurrency`, without taking its lock.
@@ -322,6 +331,12 @@ impl EventInner {
     /// `Type#abcd`.
     pub(crate) fn label(&self) -> String {
         format!("{}#{}", self.event_type, short_id(&self.id))
+    }
+
+    /// Whether the payload as it was created is a `P` (not through a dynamic event's `Arc`).
+    #[inline]
+    pub(crate) fn payload_is<P: Any>(&self) -> bool {
+        (&self.payload as &dyn Any).is::<P>()
     }
 
     /// The payload as it was created, if it is a `P` (a typed event's struct, or the
@@ -464,12 +479,13 @@ pub(crate) fn short_id(id: &Uuid) -> String {
 /// still sort by creation; the rest is random.
 pub(crate) fn new_event_id(at: Timestamp) -> Uuid {
     let nanos = at.as_unix_nanos();
-    let millis = u128::from(nanos / 1_000_000) & ((1 << 48) - 1);
+    let millis = (nanos / 1_000_000) & ((1 << 48) - 1);
     // The sub-millisecond fraction in the 12 bits after the version (RFC 9562 method 3), so ids
     // of one process sort by their timestamps.
-    let sub_ms = u128::from((nanos % 1_000_000) * 4096 / 1_000_000);
-    let random = u128::from(fastrand::u64(..) >> 2);
-    Uuid::from_u128((millis << 80) | (0x7 << 76) | (sub_ms << 64) | (0b10 << 62) | random)
+    let sub_ms = (nanos % 1_000_000) * 4096 / 1_000_000;
+    let random = fastrand::u64(..) >> 2;
+    // Two 64-bit halves: cheaper than assembling one u128.
+    Uuid::from_u64_pair((millis << 16) | (0x7 << 12) | sub_ms, (0b10 << 62) | random)
 }
 
 impl ResultStatus {
