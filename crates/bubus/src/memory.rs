@@ -54,11 +54,13 @@ pub fn warn_threshold() -> usize {
     THRESHOLD.load(Ordering::Relaxed)
 }
 
+#[inline]
 pub(crate) fn add(bytes: usize) {
     let total = TOTAL.fetch_add(bytes, Ordering::Relaxed) + bytes;
     check(total);
 }
 
+#[inline]
 pub(crate) fn sub(bytes: usize) {
     let total = TOTAL
         .fetch_sub(bytes, Ordering::Relaxed)
@@ -66,14 +68,23 @@ pub(crate) fn sub(bytes: usize) {
     check(total);
 }
 
+/// Every history update calls this: inlined, it is two loads and a comparison unless the total
+/// crossed the threshold.
+#[inline]
 fn check(total: usize) {
     let threshold = THRESHOLD.load(Ordering::Relaxed);
     let above = threshold != 0 && total > threshold;
-    // Only a change of side costs a write; the swap makes each crossing warn once.
-    if above != ABOVE.load(Ordering::Relaxed)
-        && ABOVE.swap(above, Ordering::Relaxed) != above
-        && above
-    {
+    if above != ABOVE.load(Ordering::Relaxed) {
+        crossed(above, total, threshold);
+    }
+}
+
+/// [`check`] when the total is on the other side of the threshold than last seen.
+#[cold]
+#[inline(never)]
+fn crossed(above: bool, total: usize, threshold: usize) {
+    // The swap makes each crossing warn once.
+    if ABOVE.swap(above, Ordering::Relaxed) != above && above {
         tracing::warn!(
             history_bytes = total,
             threshold,

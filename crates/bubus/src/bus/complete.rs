@@ -13,7 +13,7 @@ use smallvec::SmallVec;
 use super::history::CompletedInfo;
 use super::{BusInner, BusState};
 use crate::event::EventStatus;
-use crate::event::inner::{BusPhase, BusSlot, EventInner, EventState};
+use crate::event::inner::{BusPhase, EventInner, EventState};
 use crate::time::Timestamp;
 
 /// What is left to do after an event completed, outside its lock.
@@ -121,12 +121,13 @@ pub(crate) fn on_event_completed(
     for (bus, seq) in buses {
         bus.history_completed(event, *seq, info);
     }
-    let with_middlewares: SmallVec<[Arc<BusInner>; 2]> = buses
-        .iter()
-        .filter(|(bus, _)| !bus.middlewares.is_empty())
-        .map(|(bus, _)| Arc::clone(bus))
-        .collect();
-    if !with_middlewares.is_empty() {
+    // Most buses have no middleware: nothing to collect then.
+    if buses.iter().any(|(bus, _)| !bus.middlewares.is_empty()) {
+        let with_middlewares: SmallVec<[Arc<BusInner>; 2]> = buses
+            .iter()
+            .filter(|(bus, _)| !bus.middlewares.is_empty())
+            .map(|(bus, _)| Arc::clone(bus))
+            .collect();
         super::hook_completed(event, &with_middlewares);
     }
 }
@@ -142,13 +143,19 @@ pub(crate) fn complete_locked(event: &EventInner, st: &mut EventState) -> Option
         || st.buses.is_empty()
         || st.incomplete_children > 0
         || st.buses.iter().any(|slot| slot.phase != BusPhase::Done)
-        || st.results.iter().any(|r| !r.status.is_terminal())
     {
         return None;
     }
+    // Every result final, and the last of them to complete, in one pass.
+    let mut last_result = None;
+    for result in &st.results {
+        if !result.status.is_terminal() {
+            return None;
+        }
+        last_result = last_result.max(result.completed_at);
+    }
     // Without children, the event completed when its last handler did (as in the Python
     // runtime); with children, when the last of them completed, i.e. now.
-    let last_result = st.results.iter().filter_map(|r| r.completed_at).max();
     let at = match last_result {
         Some(at) if st.children.is_empty() => at,
         _ => Timestamp::now(),
@@ -158,16 +165,12 @@ pub(crate) fn complete_locked(event: &EventInner, st: &mut EventState) -> Option
     if st.started_at.is_none() {
         st.started_at = Some(at);
     }
-    let told = |s: &&BusSlot| s.tell;
-    let buses: SmallVec<_> = if st.buses.iter().any(|s| told(&s)) {
-        st.buses
-            .iter()
-            .filter(told)
-            .filter_map(|s| st.slot_bus(s).map(|bus| (bus, s.history_seq)))
-            .collect()
-    } else {
-        SmallVec::new()
-    };
+    let mut buses = SmallVec::new();
+    for slot in st.buses.iter().filter(|s| s.tell) {
+        if let Some(bus) = st.slot_bus(slot) {
+            buses.push((bus, slot.history_seq));
+        }
+    }
     // Nobody to tell first: complete now. The lock orders this against `mark_waited`, so a
     // plain store does (a waiter that registered before is seen here; one that registers
     // after sees the flag).

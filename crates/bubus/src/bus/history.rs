@@ -106,6 +106,7 @@ impl History {
             .filter_map(|e| Some((e.seq, e.created, e.event.as_ref()?)))
     }
 
+    #[inline(always)]
     fn index_of(&self, seq: u64) -> Option<usize> {
         // Without gaps (no compaction since the front entry), the entry is where its number
         // says: the usual case, checked first.
@@ -127,6 +128,9 @@ impl History {
     /// Removes the event with this sequence number; returns it if it was held.
     pub(crate) fn remove(&mut self, seq: u64) -> Option<Arc<EventInner>> {
         let i = self.index_of(seq)?;
+        if i == 0 {
+            return self.pop_front();
+        }
         let entry = &mut self.entries[i];
         let event = entry.event.take()?;
         let bytes = std::mem::take(&mut entry.bytes);
@@ -136,12 +140,37 @@ impl History {
         Some(event)
     }
 
-    /// Drops tombstones from the front, and all of them once they outnumber the live entries,
-    /// so the entries stay within twice the live count (amortised O(1) per removal).
-    fn compact(&mut self) {
+    /// Removes the front entry — the oldest event held: the front is never a tombstone — and the
+    /// tombstones behind it.
+    fn pop_front(&mut self) -> Option<Arc<EventInner>> {
+        let entry = self.entries.pop_front()?;
         while self.entries.front().is_some_and(|e| e.event.is_none()) {
             self.entries.pop_front();
         }
+        self.sub_bytes(entry.bytes);
+        self.live -= 1;
+        self.compact();
+        entry.event
+    }
+
+    /// Drops every tombstone once they outnumber the live entries, so the entries stay within
+    /// twice the live count (amortised O(1) per removal), and likewise the sequence numbers
+    /// kept for eviction. (The front entry is never a tombstone: [`remove`](Self::remove) drops
+    /// those there at once.)
+    #[inline]
+    fn compact(&mut self) {
+        // After every removal and mark: inlined, three comparisons in the usual case.
+        let bound = 2 * self.live + 16;
+        if self.entries.len() > bound || self.completed.len() > bound || self.started.len() > bound
+        {
+            self.compact_now();
+        }
+    }
+
+    /// [`compact`](Self::compact) when something is over its bound.
+    #[cold]
+    #[inline(never)]
+    fn compact_now(&mut self) {
         if self.entries.len() > 2 * self.live + 16 {
             self.entries.retain(|e| e.event.is_some());
         }
@@ -177,15 +206,23 @@ impl History {
         let Some(i) = self.index_of(seq) else {
             return;
         };
-        self.completed.push_back(seq);
-        self.entries[i].done = true;
+        let entry = &mut self.entries[i];
+        entry.done = true;
+        // Its results are in now: its estimate with them (one update of the process total).
+        let old = std::mem::replace(&mut entry.bytes, bytes);
         // The clock is read only for a TTL (TTLs count from the completion).
         if let Some(ttl) = ttl {
             let now = tokio::time::Instant::now();
             let completed = now.checked_sub(ago).unwrap_or(now);
-            self.entries[i].completed = Some(completed);
+            entry.completed = Some(completed);
             self.expire_at(seq, completed + ttl);
         }
+        if bytes >= old {
+            self.add_bytes(bytes - old);
+        } else {
+            self.sub_bytes(old - bytes);
+        }
+        self.completed.push_back(seq);
         // Started events usually complete in the order they started: forget the completed
         // ones at the front, so the started queue holds about the unfinished ones.
         while let Some(&front) = self.started.front() {
@@ -195,14 +232,6 @@ impl History {
                 break;
             }
             self.started.pop_front();
-        }
-        // Its results are in now: its estimate with them (one update of the process total).
-        let entry = &mut self.entries[i];
-        let old = std::mem::replace(&mut entry.bytes, bytes);
-        if bytes >= old {
-            self.add_bytes(bytes - old);
-        } else {
-            self.sub_bytes(old - bytes);
         }
         self.compact();
     }
@@ -240,8 +269,7 @@ impl History {
 
     /// Removes and returns the oldest entry.
     fn pop_oldest(&mut self) -> Option<Arc<EventInner>> {
-        let seq = self.entries.iter().find(|e| e.event.is_some())?.seq;
-        self.remove(seq)
+        self.pop_front()
     }
 
     /// The sequence numbers whose TTL is due at `now`, removed from the expiry queue.
@@ -375,5 +403,93 @@ impl BusInner {
         if self.room_waiters.load(std::sync::atomic::Ordering::SeqCst) > 0 {
             self.room.notify_waiters();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventPayload;
+
+    fn event(n: u64) -> Arc<EventInner> {
+        crate::DynEvent::new("Tick", serde_json::json!({ "n": n }))
+            .unwrap()
+            .__new_event()
+            .into_inner()
+    }
+
+    fn seqs(history: &History) -> Vec<u64> {
+        history.newest_before(None).map(|(seq, _, _)| seq).collect()
+    }
+
+    /// Removal from the middle leaves a tombstone; removing the front then drops it too, and
+    /// eviction keeps taking the oldest live entry.
+    #[test]
+    fn front_and_middle_removals_keep_order_and_bytes() {
+        let mut history = History::default();
+        let events: Vec<_> = (0..6).map(event).collect();
+        for e in &events {
+            history.push(Arc::clone(e));
+        }
+        let all = history.bytes();
+        assert!(Arc::ptr_eq(&history.remove(2).unwrap(), &events[2]));
+        assert!(history.remove(2).is_none());
+        assert!(history.get(2).is_none());
+        assert!(Arc::ptr_eq(&history.remove(1).unwrap(), &events[1]));
+        // Front removal: entry 0 and the tombstones of 1 and 2 behind it go.
+        assert!(Arc::ptr_eq(&history.remove(0).unwrap(), &events[0]));
+        assert_eq!(history.entries.front().map(|e| e.seq), Some(3));
+        assert_eq!(seqs(&history), vec![5, 4, 3]);
+        assert!(Arc::ptr_eq(&history.pop_oldest().unwrap(), &events[3]));
+        assert!(Arc::ptr_eq(history.get(4).unwrap(), &events[4]));
+        assert_eq!(history.len(), 2);
+        let held: usize = history.entries.iter().map(|e| e.bytes).sum();
+        assert_eq!(history.bytes(), held);
+        assert!(history.bytes() < all);
+    }
+
+    /// Completed events are evicted oldest first, whatever order they completed in, and the
+    /// completion's estimate replaces the dispatch-time one.
+    #[test]
+    fn completed_events_are_evicted_in_completion_order() {
+        let mut history = History::default();
+        let events: Vec<_> = (0..4).map(event).collect();
+        for e in &events {
+            let seq = history.push(Arc::clone(e));
+            history.mark_started(seq);
+        }
+        history.mark_completed(2, None, 1000);
+        history.mark_completed(0, None, 1000);
+        assert!(Arc::ptr_eq(&history.pop_completed().unwrap(), &events[2]));
+        assert!(Arc::ptr_eq(&history.pop_completed().unwrap(), &events[0]));
+        assert!(history.pop_completed().is_none());
+        // Started, not completed: 1 then 3.
+        assert!(Arc::ptr_eq(&history.pop_started().unwrap(), &events[1]));
+        assert_eq!(history.len(), 1);
+        assert_eq!(history.bytes(), history.entries[0].bytes);
+        assert!(Arc::ptr_eq(&history.pop_started().unwrap(), &events[3]));
+        assert_eq!((history.len(), history.bytes()), (0, 0));
+    }
+
+    /// Many removals behind a live front entry compact the tombstones away; lookups still
+    /// find the survivors.
+    #[test]
+    fn tombstones_behind_a_live_front_are_compacted() {
+        let mut history = History::default();
+        for n in 0..200 {
+            history.push(event(n));
+        }
+        for seq in 1..190 {
+            assert!(history.remove(seq).is_some());
+        }
+        assert!(history.entries.len() <= 2 * history.len() + 16);
+        assert_eq!(history.len(), 11);
+        assert!(history.get(0).is_some());
+        for seq in 190..200 {
+            assert!(history.get(seq).is_some());
+        }
+        assert!(history.get(100).is_none());
+        assert!(history.remove(0).is_some());
+        assert_eq!(history.entries.front().map(|e| e.seq), Some(190));
     }
 }

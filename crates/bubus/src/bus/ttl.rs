@@ -38,8 +38,11 @@ impl EventState {
     }
 
     /// Whether the event sets a TTL of its own.
+    #[inline]
     pub(crate) fn has_own_ttl(&self) -> bool {
-        self.own_ttl("event_ttl").is_some() || self.own_ttl("event_result_ttl").is_some()
+        // Most events carry no wire metadata at all: no key to look up.
+        self.wire_extra.is_some()
+            && (self.own_ttl("event_ttl").is_some() || self.own_ttl("event_result_ttl").is_some())
     }
 
     /// Sets one of the event's TTL keys (`None`: unset).
@@ -96,10 +99,19 @@ impl BusInner {
 
     /// Applies the TTLs that are due: removes expired results of this bus's handlers from their
     /// events, and expired events from the history.
+    #[inline]
     pub(crate) fn expire(&self, st: &mut BusState) {
-        if !st.history.has_expiries() {
-            return;
+        // Called on every dispatch and completion: with no TTL tracked (the usual case), only
+        // this check, inlined into the caller.
+        if st.history.has_expiries() {
+            self.expire_due(st);
         }
+    }
+
+    /// [`expire`](Self::expire) once some TTL is tracked.
+    #[cold]
+    #[inline(never)]
+    fn expire_due(&self, st: &mut BusState) {
         let now = Instant::now();
         for seq in st.history.due(now) {
             let (Some(event), Some(completed)) = (
