@@ -46,12 +46,19 @@ impl HeldLocks {
     }
 }
 
-/// Cloned for every handler run (its context carries the chain's locks): the addresses are
-/// copied as one slice, where the derived clone pushes them one by one through `extend`.
+/// Cloned for every handler run (its context carries the chain's locks): the one or two
+/// addresses of the usual chain are copied as words, where the derived clone pushes them one by
+/// one through `extend` (and `from_slice` calls `memcpy`).
 impl Clone for HeldLocks {
     fn clone(&self) -> Self {
+        let addrs = match *self.addrs.as_slice() {
+            [] => SmallVec::new(),
+            [a] => SmallVec::from_buf_and_len([a, 0], 1),
+            [a, b] => SmallVec::from_buf([a, b]),
+            ref more => SmallVec::from_slice(more),
+        };
         HeldLocks {
-            addrs: SmallVec::from_slice(&self.addrs),
+            addrs,
             owned: self.owned.clone(),
             depth: self.depth,
         }
