@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 /// The event locks held by the chain of handlers that led here (bus locks and the global lock),
 /// by address: a queue-jump re-enters them instead of waiting for itself.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub(crate) struct HeldLocks {
     pub(crate) addrs: SmallVec<[usize; 2]>,
     /// The same locks, owned, once a queue-jump is in the chain (a jump lends them all, so that
@@ -43,6 +43,25 @@ impl HeldLocks {
 
     pub(crate) fn contains(&self, addr: usize) -> bool {
         self.addrs.contains(&addr)
+    }
+}
+
+/// Cloned for every handler run (its context carries the chain's locks): the one or two
+/// addresses of the usual chain are copied as words, where the derived clone pushes them one by
+/// one through `extend` (and `from_slice` calls `memcpy`).
+impl Clone for HeldLocks {
+    fn clone(&self) -> Self {
+        let addrs = match *self.addrs.as_slice() {
+            [] => SmallVec::new(),
+            [a] => SmallVec::from_buf_and_len([a, 0], 1),
+            [a, b] => SmallVec::from_buf([a, b]),
+            ref more => SmallVec::from_slice(more),
+        };
+        HeldLocks {
+            addrs,
+            owned: self.owned.clone(),
+            depth: self.depth,
+        }
     }
 }
 

@@ -312,7 +312,12 @@ fn record(
     outcome: Result<ResultSlot, HandlerError>,
     finish_bus: bool,
 ) -> bool {
-    let outcome = outcome.and_then(|slot| (event.kind.check_result)(event, slot));
+    // A null result (a handler returning `()`, the usual case) passes every result check (the
+    // typed one and the dynamic one alike leave it as it is), so it skips the call.
+    let outcome = match outcome {
+        Ok(slot) if !slot.is_null() => (event.kind.check_result)(event, slot),
+        outcome => outcome,
+    };
     let mut es = event.state.lock();
     let Some(result) = es.results.get_mut(index) else {
         return false;

@@ -106,7 +106,12 @@ impl ResultRecord {
         let now = Timestamp::now_shared();
         match outcome {
             Ok(value) => {
-                self.value = value;
+                let old = std::mem::replace(&mut self.value, value);
+                // Almost always null (nothing recorded yet): nothing to drop, and no call to
+                // the slot's drop glue for it.
+                if old.is_null() {
+                    std::mem::forget(old);
+                }
                 self.status = ResultStatus::Completed;
             }
             Err(err) => {

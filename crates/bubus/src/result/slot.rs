@@ -1,6 +1,6 @@
 //! Storage for one handler's return value: typed in process, JSON when it came from elsewhere.
 
-use std::any::Any;
+use std::any::{Any, TypeId};
 use std::fmt;
 use std::sync::Weak;
 
@@ -46,6 +46,21 @@ macro_rules! scalars {
                 })*
                 None
             }
+
+            /// The scalar as `R`, if that is its type: the type ids are constants, so this is a
+            /// compare of the variant, with no call through the value's vtable.
+            #[inline]
+            fn downcast_ref<R: 'static>(&self) -> Option<&R> {
+                match self {
+                    $(Scalar::$variant(v) => {
+                        if TypeId::of::<R>() == TypeId::of::<$ty>() {
+                            (v as &dyn Any).downcast_ref::<R>()
+                        } else {
+                            None
+                        }
+                    })*
+                }
+            }
         }
 
         impl ErasedValue for Scalar {
@@ -84,6 +99,18 @@ scalars!(
 pub(crate) enum TypedValue {
     Inline(Scalar),
     Boxed(Box<dyn ErasedValue>),
+}
+
+impl TypedValue {
+    /// The value as `R`, if that is its type (an inline scalar is checked without a virtual
+    /// call: recording and reading one is the common case).
+    #[inline]
+    pub(crate) fn downcast_ref<R: 'static>(&self) -> Option<&R> {
+        match self {
+            TypedValue::Inline(scalar) => scalar.downcast_ref::<R>(),
+            TypedValue::Boxed(value) => value.as_any().downcast_ref::<R>(),
+        }
+    }
 }
 
 impl std::ops::Deref for TypedValue {
@@ -149,6 +176,7 @@ impl ResultSlot {
         }
     }
 
+    #[inline]
     pub(crate) fn is_null(&self) -> bool {
         matches!(self, ResultSlot::Null)
     }
@@ -161,7 +189,7 @@ impl ResultSlot {
     pub(crate) fn extract<R: EventResultValue>(&self) -> Option<Result<R, HandlerError>> {
         match self {
             ResultSlot::Null | ResultSlot::Forwarded { .. } => None,
-            ResultSlot::Typed(value) => match value.as_any().downcast_ref::<R>() {
+            ResultSlot::Typed(value) => match value.downcast_ref::<R>() {
                 Some(r) => Some(Ok(r.clone())),
                 None => Some(
                     value
@@ -193,7 +221,7 @@ impl ResultSlot {
     /// `R` once so later reads are plain downcasts.
     pub(crate) fn check_as<R: EventResultValue>(self) -> Result<ResultSlot, HandlerError> {
         match self {
-            ResultSlot::Typed(ref value) if value.as_any().is::<R>() => Ok(self),
+            ResultSlot::Typed(ref value) if value.downcast_ref::<R>().is_some() => Ok(self),
             ResultSlot::Json(ref json) if (&**json as &dyn Any).is::<R>() => Ok(self),
             ResultSlot::Null | ResultSlot::Forwarded { .. } => Ok(self),
             ResultSlot::Typed(value) => {
