@@ -1,5 +1,6 @@
 //! The handler table of one bus: handlers by pattern, in registration order.
 
+use std::borrow::Cow;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -26,7 +27,15 @@ pub(crate) struct HandlerTable {
     derived: FxHashMap<(Arc<str>, Arc<str>, usize), HandlerId>,
     /// Whether `"*"` has handlers: saves a second lookup per event when it has none.
     has_wildcard: bool,
+    /// The last [`for_event`](Self::for_event) answer for an event type named by a `&'static
+    /// str` (every typed event's), keyed by the string's address and length: a run of events of
+    /// one type skips the hash lookup. Cleared before any change to the table, so it never holds
+    /// a list's `Arc` while the list is copied on write.
+    memo: Option<(usize, usize, Handlers)>,
 }
+
+/// An event type's handlers on one bus: those of its type, then the wildcard ones.
+pub(crate) type Handlers = (Option<HandlerList>, Option<HandlerList>);
 
 /// The live handlers registered under one (handler name, pattern).
 #[derive(Default)]
@@ -114,6 +123,7 @@ impl HandlerTable {
     /// Adds a handler; one with the same id that is a restored placeholder is replaced in place
     /// (it keeps its position), which is how a restored bus re-binds its handlers.
     pub(crate) fn add(&mut self, entry: Arc<HandlerEntry>) {
+        self.memo = None;
         let pattern = Arc::clone(&entry.meta.pattern);
         let list = self.by_pattern.entry(Arc::clone(&pattern)).or_default();
         let replaces_stub = matches!(
@@ -155,6 +165,7 @@ impl HandlerTable {
 
     /// Removes the handler with this id; returns it if it was registered.
     pub(crate) fn remove_id(&mut self, id: &HandlerId) -> Option<Arc<HandlerEntry>> {
+        self.memo = None;
         let (pattern, _) = self.ids.remove(id)?;
         let list = self.by_pattern.get_mut(&pattern)?;
         let pos = list.iter().position(|h| &h.meta.id == id)?;
@@ -170,6 +181,7 @@ impl HandlerTable {
 
     /// Removes every handler registered for `pattern`.
     pub(crate) fn remove_pattern(&mut self, pattern: &str) -> Vec<Arc<HandlerEntry>> {
+        self.memo = None;
         let removed: Vec<Arc<HandlerEntry>> = self
             .by_pattern
             .remove(pattern)
@@ -185,10 +197,30 @@ impl HandlerTable {
 
     /// Handlers for an event type: exact-type handlers first, then wildcard handlers, each in
     /// registration order.
-    pub(crate) fn for_event(&self, event_type: &str) -> (Option<HandlerList>, Option<HandlerList>) {
+    #[allow(
+        clippy::ptr_arg,
+        reason = "the memo needs to know whether the name is a `&'static str`"
+    )]
+    pub(crate) fn for_event(&mut self, event_type: &Cow<'static, str>) -> Handlers {
         if self.ids.is_empty() {
             return (None, None);
         }
+        let Cow::Borrowed(name) = event_type else {
+            return self.lookup(event_type);
+        };
+        // A `&'static str` is never freed, so its address and length name its text for good.
+        let key = (name.as_ptr() as usize, name.len());
+        if let Some((ptr, len, handlers)) = &self.memo {
+            if (*ptr, *len) == key {
+                return handlers.clone();
+            }
+        }
+        let handlers = self.lookup(name);
+        self.memo = Some((key.0, key.1, handlers.clone()));
+        handlers
+    }
+
+    fn lookup(&self, event_type: &str) -> Handlers {
         (
             self.by_pattern.get(event_type).cloned(),
             if self.has_wildcard {
@@ -208,6 +240,7 @@ impl HandlerTable {
     }
 
     pub(crate) fn clear(&mut self) -> Vec<Arc<HandlerEntry>> {
+        self.memo = None;
         self.ids.clear();
         self.names.clear();
         self.has_wildcard = false;

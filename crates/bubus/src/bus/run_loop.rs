@@ -8,7 +8,6 @@ use tokio::sync::Notify;
 
 use super::complete::{Processed, after_leave, leave_bus, leave_locked};
 use super::handler_context::HeldLocks;
-use super::handlers::HandlerList;
 use super::phase::process_event;
 use super::{BusInner, BusState};
 use crate::error::DispatchError;
@@ -96,10 +95,11 @@ impl BusInner {
     async fn run_next<'a>(self: &'a Arc<Self>, owed: &mut Owed<'a>) -> Step {
         let kept = owed.kept.take();
         let taken = {
-            let mut st = self.state.lock();
-            let left = leave_locked(&mut st, std::mem::take(&mut owed.events));
+            let mut guard = self.state.lock();
+            let st = &mut *guard;
+            let left = leave_locked(st, std::mem::take(&mut owed.events));
             let Some(head) = st.queue.front() else {
-                drop(st);
+                drop(guard);
                 drop(kept);
                 after_leave(self, left);
                 return Step::Idle;
@@ -182,7 +182,8 @@ impl BusInner {
         &self,
         event: &Arc<EventInner>,
     ) -> Option<(Arc<EventInner>, Handlers)> {
-        let mut st = self.state.lock();
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
         let alone = st.queue.len() == 1 && st.queue.front().is_some_and(|e| Arc::ptr_eq(e, event));
         if !alone || !st.no_other_active_loop() {
             return None;
@@ -196,7 +197,8 @@ impl BusInner {
         event: &Arc<EventInner>,
         head_only: bool,
     ) -> Option<(Arc<EventInner>, Handlers)> {
-        let mut st = self.state.lock();
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
         let pos = if head_only {
             st.queue
                 .front()
@@ -287,5 +289,4 @@ async fn run_loop(bus: Weak<BusInner>, wake: Arc<Notify>) {
     }
 }
 
-/// The handlers an event runs with on one bus: those of its type, then the wildcard ones.
-pub(crate) type Handlers = (Option<HandlerList>, Option<HandlerList>);
+pub(crate) use super::handlers::Handlers;
