@@ -5,7 +5,8 @@
 
 Each revision is exported with `git archive` (the working tree is left alone; a revision of
 `WORKTREE` means this working tree as it is) and its `bubus-benches` built in release mode in
-its own target directory under target/before-after/. Then, for every round, every scenario
+its own target directory under target/before-after/ (a path to an already built
+`bubus-benches` binary may stand for a revision: it is run as it is). Then, for every round, every scenario
 runs once per build and per runtime, each run in its own process (`--scenario <id> --runs 1
 --json`), the two builds' order alternating from round to round. Prints, per runtime, the median
 µs per event (per handler for S3) and peak RSS per event of each build and after/before.
@@ -35,6 +36,8 @@ SCENARIOS = [
 
 def build(rev: str) -> str:
     """Builds bubus-benches at `rev` and returns the binary's path."""
+    if os.path.isfile(rev) and os.access(rev, os.X_OK):
+        return os.path.abspath(rev)
     base = os.path.join(ROOT, "target", "before-after")
     os.makedirs(base, exist_ok=True)
     if rev == "WORKTREE":

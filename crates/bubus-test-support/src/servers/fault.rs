@@ -140,7 +140,7 @@ enum Gate {
 
 /// The publisher worker number `index`: sends its share of the plan's events over `bridge`
 /// from `plan.tasks` tasks, retrying a send that fails; reports `progress <k>` every 100
-/// events sent and `sent <count>` at the end.
+/// events sent, once the transport has flushed them to the server, and `sent <count>` at the end.
 pub async fn publisher(bridge: Bridge, index: u64, plan: Plan) {
     let bridge = Arc::new(bridge);
     let progress = Arc::new(AtomicU64::new(0));
@@ -167,6 +167,11 @@ pub async fn publisher(bridge: Bridge, index: u64, plan: Plan) {
                 sent += 1;
                 let k = progress.fetch_add(1, Ordering::SeqCst) + 1;
                 if k % 100 == 0 {
+                    // Progress counts what the server has: a client that buffers publishes
+                    // (core NATS while it connects or reconnects) could otherwise report the
+                    // whole run sent before the server saw any of it, and a disruption timed
+                    // by this progress would then fall before the first event arrived.
+                    flush(&bridge, index).await;
                     println!("@@progress {k}");
                 }
             }
@@ -179,6 +184,17 @@ pub async fn publisher(bridge: Bridge, index: u64, plan: Plan) {
     }
     bridge.close().await.expect("publisher bridge closes");
     println!("@@sent {sent}");
+}
+
+/// Waits until the server has everything `bridge` sent so far, retrying through a reconnect.
+async fn flush(bridge: &Bridge, index: u64) {
+    for tries in 0.. {
+        match bridge.transport().flush().await {
+            Ok(()) => return,
+            Err(e) if tries < 20 => eprintln!("publisher {index}: flush failed ({e}); retrying"),
+            Err(e) => panic!("publisher {index}: flush failed for good: {e}"),
+        }
+    }
 }
 
 /// What a run saw.
