@@ -1399,3 +1399,35 @@ async fn event_results_filtered_keys_the_included_results_by_handler_id() {
         .unwrap();
     assert!(none_ok.is_empty());
 }
+
+#[derive(Clone, Debug, Serialize, Deserialize, Event)]
+#[event(result = Option<u32>)]
+struct MaybeCount;
+
+/// `event_result` reads a completed event's records directly when no handler failed; these are
+/// the cases around that shortcut: a null value is skipped, and an error after a value still
+/// raises.
+#[tokio::test]
+async fn event_result_skips_nulls_and_raises_an_error_after_a_value() -> anyhow::Result<()> {
+    let bus = EventBus::new("MaybeBus");
+    bus.on(|_: EventHandle<MaybeCount>| None::<u32>);
+    bus.on(|_: EventHandle<MaybeCount>| Some(7u32));
+    bus.on(|_: EventHandle<MaybeCount>| Some(9u32));
+    let event = bus.dispatch(MaybeCount)?.await?;
+    assert_eq!(event.event_result().await?, Some(7));
+
+    let bus = EventBus::new("MaybeFailBus");
+    bus.on(|_: EventHandle<MaybeCount>| Some(7u32));
+    bus.on(
+        |_: EventHandle<MaybeCount>| -> Result<Option<u32>, HandlerError> {
+            Err(HandlerError::new("ValueError", "late"))
+        },
+    );
+    let event = bus.dispatch(MaybeCount)?.await?;
+    match event.event_result().await {
+        Err(ResultError::Handler(err)) => assert_eq!(err.error_type(), "ValueError"),
+        other => panic!("expected the handler's error, got {other:?}"),
+    }
+    assert_eq!(event.results().ignore_errors().one().await?, Some(Some(7)));
+    Ok(())
+}

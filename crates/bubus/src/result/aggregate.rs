@@ -8,8 +8,8 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use smallvec::SmallVec;
 
-use super::EventResult;
 use super::flat::{FlatDict, FlatList};
+use super::{EventResult, ResultSlot};
 use crate::error::{HandlerError, ResultError};
 use crate::event::EventResultValue;
 use crate::event::inner::EventInner;
@@ -437,6 +437,35 @@ impl<R: EventResultValue> ResultsQuery<R> {
         }
         Collected { values, errors }
     }
+}
+
+/// `event_result`'s answer for a completed event, read straight from the records, when it is
+/// the common one: no handler failed and every value is stored as an `R` (so none can fail to
+/// convert), and one of them is not null — then the answer is the first such value, exactly what
+/// [`ResultsQuery::one`] with the default policies returns. `None` for anything else (errors, no
+/// value, values stored as JSON or of another type): the caller takes the general path, which
+/// reads the records again and raises what it has to.
+///
+/// One lock, no query object, no list of values or errors.
+pub(crate) fn one_fast<R: EventResultValue>(event: &EventInner) -> Option<R> {
+    let st = event.state.lock();
+    let mut first: Option<&R> = None;
+    for record in &st.results {
+        if record.error.is_some() {
+            return None;
+        }
+        if !record.is_truthy() {
+            continue;
+        }
+        let ResultSlot::Typed(value) = &record.value else {
+            return None;
+        };
+        let value = value.downcast_ref::<R>()?;
+        if first.is_none() {
+            first = Some(value);
+        }
+    }
+    first.cloned()
 }
 
 impl<R: EventResultValue + FlatDict> ResultsQuery<R> {

@@ -279,7 +279,15 @@ macro_rules! result_helpers {
             ///
             /// Cancel safe: dropping the future stops waiting and leaves the event untouched.
             pub async fn event_result(&self) -> Result<$r, crate::error::ResultError> {
-                let inner = Arc::clone(self.inner());
+                let inner = self.inner();
+                if !inner.is_complete() {
+                    crate::bus::wait_for(Arc::clone(inner)).await?;
+                }
+                // The common answer (one or more values of the result type, no error) without
+                // building a query; anything else goes the general way.
+                if let Some(value) = aggregate::one_fast::<$r>(inner) {
+                    return Ok(value);
+                }
                 self.results().one().await?.ok_or_else(|| crate::error::ResultError::NoResult {
                     event: inner.label(),
                 })
