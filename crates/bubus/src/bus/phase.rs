@@ -64,11 +64,10 @@ pub(crate) async fn process_event(
             return Processed(());
         }
         Ready::AllDone => false,
-        Ready::Rest { next, waiting } => {
-            let handlers = phase.run_handlers(next, waiting);
-            tokio::pin!(handlers);
-            phase.drive(handlers).await
-        }
+        // The slow path lives in an allocation of its own, made only when it is taken: inline,
+        // it would make every processing future (built and moved for each event, on the fast
+        // path too) over a kilobyte.
+        Ready::Rest { next, waiting } => phase.slow(next, waiting).await,
     };
     if timed_out {
         let cause = format!(
@@ -341,6 +340,20 @@ impl<'a> Phase<'a> {
                 return;
             }
         }
+    }
+
+    /// The rest of the handler phase after [`run_ready`](Self::run_ready), under the event's
+    /// timeout: whether it timed out. Boxed: see [`process_event`].
+    fn slow(
+        &'a self,
+        next: usize,
+        waiting: Option<(Running<'a>, FairGuard<'a>, usize)>,
+    ) -> Pin<Box<impl Future<Output = bool> + Send + 'a>> {
+        Box::pin(async move {
+            let handlers = self.run_handlers(next, waiting);
+            tokio::pin!(handlers);
+            self.drive(handlers).await
+        })
     }
 
     /// Polls the handler phase under the event's timeout and slow warning (armed only once the
