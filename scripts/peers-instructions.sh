@@ -10,15 +10,17 @@
 # (default 3): setup, warm-up, calibration and teardown are the same in both runs, so
 #   (instructions(HIGH) - instructions(LOW)) / (messages(HIGH) - messages(LOW))
 # is the cost of one message, every thread included (the abxbus crate's bus threads too).
-# Builds the release binary first. Prints one Markdown row per case.
+# Builds the release binary first, unless BIN names a built one (another revision's, say).
+# Prints one Markdown row per case.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 LOW="${LOW:-1}"
 HIGH="${HIGH:-3}"
-BIN=target/release/bubus-peers
-
-cargo build --release -p bubus-peers >&2
+if [ -z "${BIN:-}" ]; then
+  BIN=target/release/bubus-peers
+  cargo build --release -p bubus-peers >&2
+fi
 
 # By default every workload case and S1, except tokio-events' W1 and W2: they take minutes
 # natively (a temporary subscription per request, a dispatch quadratic in subscribers) and hours

@@ -13,6 +13,7 @@ use super::handler_context::bus_for;
 use super::wait::wait_for;
 use crate::error::{ResultError, WaitError};
 use crate::event::EventResultValue;
+use crate::event::inner::EventInner;
 use crate::event::{AnyEvent, EventHandle, HandleEvent};
 use crate::result::ResultsQuery;
 
@@ -109,6 +110,14 @@ impl IntoFuture for &AnyEvent {
 
     fn into_future(self) -> Self::IntoFuture {
         event_future(self.clone())
+    }
+}
+
+impl EventInner {
+    /// Waits for the event to complete, with no timeout: the result helpers' wait (they are in
+    /// the model, which does not name the engine).
+    pub(crate) async fn completion(self: &Arc<Self>) -> Result<(), WaitError> {
+        wait_for(Arc::clone(self)).await
     }
 }
 

@@ -207,11 +207,12 @@ async fn help_job(bus: Arc<BusInner>, event: Arc<EventInner>, claim: Claim) -> b
 
 /// A future that, if dropped before it finishes, finishes on its own task.
 ///
-/// The future lives on the heap so that it can move to a task of its own halfway through. A
-/// processing future is over a kilobyte, past the allocator's thread cache: allocating and
-/// freeing it cost about 280 instructions per await (W1 sequential, issue 20). So each thread
-/// keeps the last finished one's allocation ([`SPARE`]) and the next `Detached` of the same type
-/// reuses it.
+/// The future lives on the heap so that it can move to a task of its own halfway through.
+/// Allocating and freeing it cost about 280 instructions per await (W1 sequential, issue 20,
+/// measured while the processing future was over a kilobyte, past the allocator's thread cache;
+/// `phase.rs` has since boxed the handler phase's slow path, which made it smaller). So each
+/// thread keeps the last finished one's allocation ([`SPARE`]) and the next `Detached` of the
+/// same type reuses it.
 struct Detached<F: Future<Output = bool> + Send + 'static> {
     slot: Option<Pin<Box<Option<F>>>>,
 }

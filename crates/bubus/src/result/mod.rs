@@ -281,7 +281,7 @@ macro_rules! result_helpers {
             pub async fn event_result(&self) -> Result<$r, crate::error::ResultError> {
                 let inner = self.inner();
                 if !inner.is_complete() {
-                    crate::bus::wait_for(Arc::clone(inner)).await?;
+                    inner.completion().await?;
                 }
                 // The common answer (one or more values of the result type, no error) without
                 // building a query; anything else goes the general way.
