@@ -122,12 +122,13 @@ pub(crate) fn on_event_completed(
         bus.history_completed(event, *seq, info);
     }
     // Most buses have no middleware: nothing to collect then.
-    if buses.iter().any(|(bus, _)| !bus.middlewares.is_empty()) {
-        let with_middlewares: SmallVec<[Arc<BusInner>; 2]> = buses
-            .iter()
-            .filter(|(bus, _)| !bus.middlewares.is_empty())
-            .map(|(bus, _)| Arc::clone(bus))
-            .collect();
+    let mut told = buses
+        .iter()
+        .filter(|(bus, _)| !bus.middlewares.is_empty())
+        .peekable();
+    if told.peek().is_some() {
+        let with_middlewares: SmallVec<[Arc<BusInner>; 2]> =
+            told.map(|(bus, _)| Arc::clone(bus)).collect();
         super::hook_completed(event, &with_middlewares);
     }
 }

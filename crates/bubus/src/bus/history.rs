@@ -129,7 +129,7 @@ impl History {
     pub(crate) fn remove(&mut self, seq: u64) -> Option<Arc<EventInner>> {
         let i = self.index_of(seq)?;
         if i == 0 {
-            return self.pop_front();
+            return self.pop_oldest();
         }
         let entry = &mut self.entries[i];
         let event = entry.event.take()?;
@@ -140,9 +140,9 @@ impl History {
         Some(event)
     }
 
-    /// Removes the front entry — the oldest event held: the front is never a tombstone — and the
-    /// tombstones behind it.
-    fn pop_front(&mut self) -> Option<Arc<EventInner>> {
+    /// Removes and returns the oldest entry — the front one: the front is never a tombstone —
+    /// and the tombstones behind it.
+    fn pop_oldest(&mut self) -> Option<Arc<EventInner>> {
         let entry = self.entries.pop_front()?;
         while self.entries.front().is_some_and(|e| e.event.is_none()) {
             self.entries.pop_front();
@@ -163,20 +163,18 @@ impl History {
         let bound = 2 * self.live + 16;
         if self.entries.len() > bound || self.completed.len() > bound || self.started.len() > bound
         {
-            self.compact_now();
+            self.compact_now(bound);
         }
     }
 
-    /// [`compact`](Self::compact) when something is over its bound.
+    /// [`compact`](Self::compact) when something is over `bound`.
     #[cold]
     #[inline(never)]
-    fn compact_now(&mut self) {
-        if self.entries.len() > 2 * self.live + 16 {
+    fn compact_now(&mut self, bound: usize) {
+        if self.entries.len() > bound {
             self.entries.retain(|e| e.event.is_some());
         }
-        let live = self.live;
-        let held = |q: &VecDeque<u64>| q.len() > 2 * live + 16;
-        if held(&self.completed) || held(&self.started) {
+        if self.completed.len() > bound || self.started.len() > bound {
             let entries = &self.entries;
             let keep = |seq: &u64| {
                 entries
@@ -265,11 +263,6 @@ impl History {
             }
         }
         None
-    }
-
-    /// Removes and returns the oldest entry.
-    fn pop_oldest(&mut self) -> Option<Arc<EventInner>> {
-        self.pop_front()
     }
 
     /// The sequence numbers whose TTL is due at `now`, removed from the expiry queue.

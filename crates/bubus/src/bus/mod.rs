@@ -226,8 +226,8 @@ impl Queue {
 }
 
 /// `deque.remove(pos)`, with `pop_front`'s shortcut for the front — the usual position (the
-/// queue's head, the history's oldest entry) and one `VecDeque::remove` does not special-case.
-pub(crate) fn remove_at<T>(deque: &mut VecDeque<T>, pos: usize) -> Option<T> {
+/// queue's head) and one `VecDeque::remove` does not special-case.
+fn remove_at<T>(deque: &mut VecDeque<T>, pos: usize) -> Option<T> {
     if pos == 0 {
         deque.pop_front()
     } else {

@@ -8,6 +8,7 @@ use tokio::sync::Notify;
 
 use super::complete::{Processed, after_leave, leave_bus, leave_locked};
 use super::handler_context::HeldLocks;
+use super::handlers::Handlers;
 use super::phase::process_event;
 use super::{BusInner, BusState};
 use crate::error::DispatchError;
@@ -288,5 +289,3 @@ async fn run_loop(bus: Weak<BusInner>, wake: Arc<Notify>) {
         wake.notified().await;
     }
 }
-
-pub(crate) use super::handlers::Handlers;

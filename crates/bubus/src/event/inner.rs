@@ -97,8 +97,58 @@ impl Header {
     /// The event, its payload in the same allocation.
     #[inline(always)]
     pub(super) fn with_payload<P: Any + Send + Sync>(self, payload: P) -> Arc<EventInner> {
-        let concurrency = encode_concurrency(self.state.config.event_concurrency);
-        Arc::new(EventInner {
+        let Header {
+            id,
+            event_type,
+            version,
+            created_at,
+            kind,
+            result_type,
+            state,
+            complete,
+        } = self;
+        let parts = Parts {
+            id,
+            event_type,
+            version,
+            created_at,
+            kind,
+            result_type,
+            complete,
+            concurrency: encode_concurrency(state.config.event_concurrency),
+        };
+        parts.build(move || state, payload)
+    }
+}
+
+/// The fields of a new event that are given, not made empty ([`Parts::build`]).
+struct Parts {
+    id: Uuid,
+    event_type: Cow<'static, str>,
+    version: Cow<'static, str>,
+    created_at: Timestamp,
+    kind: &'static EventKind,
+    result_type: Option<Arc<ResultType>>,
+    complete: bool,
+    concurrency: u8,
+}
+
+impl Parts {
+    /// The event, built inside its allocation, with the state `state` makes there.
+    ///
+    /// `Arc::new` evaluates the event on the stack and then copies it (728 bytes, about 100
+    /// instructions of `memcpy` per event under callgrind), because the stack copy must stay
+    /// droppable while the allocation may unwind. `Arc::new_cyclic` allocates first; with every
+    /// field computed beforehand, nothing between the literal and its write can unwind, and the
+    /// fields (a new event's state too, made by `state` in place) are stored straight into the
+    /// allocation.
+    #[inline(always)]
+    fn build<P: Any + Send + Sync>(
+        self,
+        state: impl FnOnce() -> EventState,
+        payload: P,
+    ) -> Arc<EventInner> {
+        Arc::<EventInner<P>>::new_cyclic(move |_| EventInner {
             id: self.id,
             event_type: self.event_type,
             version: self.version,
@@ -107,13 +157,13 @@ impl Header {
             result_type: self.result_type,
             decoded: OnceLock::new(),
             json_view: OnceLock::new(),
-            state: Mutex::new(self.state),
+            state: Mutex::new(state()),
             complete: AtomicBool::new(self.complete),
             waited: AtomicBool::new(false),
             cancelled: AtomicBool::new(false),
             notify: Notify::new(),
             handler_lock: FairLock::new(),
-            concurrency: AtomicU8::new(concurrency),
+            concurrency: AtomicU8::new(self.concurrency),
             payload,
         })
     }
@@ -243,13 +293,7 @@ impl EventInner {
         (self.kind.copy)(self, header)
     }
 
-    /// A new, pending event.
-    ///
-    /// Built inside its allocation: `Arc::new` evaluates the event on the stack and then copies
-    /// it (728 bytes, about 100 instructions of `memcpy` per event under callgrind), because the
-    /// stack copy must stay droppable while the allocation may unwind. `Arc::new_cyclic`
-    /// allocates first; with every field computed beforehand, nothing between the literal and its
-    /// write can unwind, and the fields are stored straight into the allocation.
+    /// A new, pending event (built in place: [`Parts::build`]).
     pub(crate) fn new<P: Any + Send + Sync>(
         event_type: Cow<'static, str>,
         version: Cow<'static, str>,
@@ -259,26 +303,17 @@ impl EventInner {
         config: EventConfig,
     ) -> Arc<EventInner> {
         let created_at = Timestamp::now();
-        let id = new_event_id(created_at);
-        let concurrency = encode_concurrency(config.event_concurrency);
-        Arc::<EventInner<P>>::new_cyclic(move |_| EventInner {
-            id,
+        Parts {
+            id: new_event_id(created_at),
             event_type,
             version,
             created_at,
             kind,
             result_type,
-            decoded: OnceLock::new(),
-            json_view: OnceLock::new(),
-            state: Mutex::new(EventState::pending(config)),
-            complete: AtomicBool::new(false),
-            waited: AtomicBool::new(false),
-            cancelled: AtomicBool::new(false),
-            notify: Notify::new(),
-            handler_lock: FairLock::new(),
-            concurrency: AtomicU8::new(concurrency),
-            payload,
-        })
+            complete: false,
+            concurrency: encode_concurrency(config.event_concurrency),
+        }
+        .build(move || EventState::pending(config), payload)
     }
 
     /// The event's own `event_concurrency`, without taking its lock.

@@ -53,20 +53,7 @@ impl HandlerId {
         seed.push_str(pattern);
         if occurrence != 0 {
             seed.push('|');
-            let mut digits = [0u8; 20];
-            let mut n = occurrence;
-            let mut start = digits.len();
-            loop {
-                start -= 1;
-                digits[start] = b'0' + (n % 10) as u8;
-                n /= 10;
-                if n == 0 {
-                    break;
-                }
-            }
-            for &digit in &digits[start..] {
-                seed.push(char::from(digit));
-            }
+            seed.push_str(itoa::Buffer::new().format(occurrence));
         }
         let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
         let id = Uuid::new_v5(&HANDLER_ID_NAMESPACE, seed.as_bytes())
