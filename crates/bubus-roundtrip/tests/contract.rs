@@ -129,7 +129,7 @@ fn bad_input_fails_with_a_message_naming_what_is_wrong() {
     assert_eq!(code, 1);
     assert!(stderr.contains("not JSON"), "{stderr}");
 
-    let (code, stderr, _) = run("bus", r#"{"name": "x"}"#, "bus");
+    let (code, stderr, _) = run("bus", r#"{"name": "x"}"#, "bus-shape");
     assert_eq!(code, 1);
     assert!(
         stderr.contains("bus snapshot") && stderr.contains("id"),
