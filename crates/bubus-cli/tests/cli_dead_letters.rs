@@ -9,18 +9,9 @@ use std::time::Duration;
 
 use bubus::bridge::{Bridge, Transport};
 use bubus::{AnyEvent, DynEvent, EventHandle};
+use bubus_test_support::durable::metrics_reach;
 use serde_json::{Value, json};
 use support::{run, stderr, stdout};
-
-async fn eventually(what: &str, cond: impl Fn() -> bool) {
-    tokio::time::timeout(Duration::from_secs(60), async {
-        while !cond() {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{what} never happened"));
-}
 
 /// A receiver whose handler fails until healed, a poison event dead-lettered after 2
 /// deliveries; then the CLI lists it, replays it, and the healed receiver handles it.
@@ -40,7 +31,7 @@ async fn list_and_replay(url: &str, receiver: impl Transport + Clone, sender: im
         EventHandle::new(DynEvent::new("CliPoison", json!({"n": 7})).expect("event")).to_any();
     let sender = Bridge::new(sender);
     sender.send(&event).await.expect("send");
-    eventually("the dead letter", || bridge.metrics().dead_lettered == 1).await;
+    metrics_reach("the dead letter", &bridge, |m| m.dead_lettered == 1).await;
 
     let url_owned = url.to_owned();
     let listed = tokio::task::spawn_blocking(move || run(&["dead-letters", "list", &url_owned]))
@@ -74,10 +65,7 @@ async fn list_and_replay(url: &str, receiver: impl Transport + Clone, sender: im
             .expect("cli");
     assert!(replayed.status.success(), "{}", stderr(&replayed));
     assert_eq!(stdout(&replayed).trim(), "replayed 1");
-    eventually("the replayed event handled", || {
-        bridge.metrics().completed == 1
-    })
-    .await;
+    metrics_reach("the replayed event handled", &bridge, |m| m.completed == 1).await;
 
     let url_owned = url.to_owned();
     let rest = tokio::task::spawn_blocking(move || {

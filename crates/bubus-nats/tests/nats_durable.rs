@@ -8,7 +8,7 @@ use std::time::Duration;
 use bubus::AnyEvent;
 use bubus::bridge::{Bridge, Message};
 use bubus_nats::NatsTransport;
-use bubus_test_support::durable::{self, eventually, ping};
+use bubus_test_support::durable::{self, Counter, metrics_reach, ping, within};
 
 const SERVER: &str = "nats://127.0.0.1:4222";
 
@@ -55,7 +55,7 @@ async fn a_poison_event_lands_in_dead_letters_and_replays() {
     let sender = Bridge::new(transport(&channel, "senders").await);
     let event = ping(1);
     sender.send(&event).await.expect("send");
-    eventually("the dead letter", || bridge.metrics().dead_lettered == 1).await;
+    metrics_reach("the dead letter", &bridge, |m| m.dead_lettered == 1).await;
     assert_eq!(
         runs.load(Ordering::SeqCst),
         3,
@@ -82,8 +82,8 @@ async fn a_poison_event_lands_in_dead_letters_and_replays() {
         .await
         .expect("publish");
     client.flush().await.expect("flush");
-    eventually("the bad message dead-lettered", || {
-        bridge.metrics().dead_lettered == 2
+    metrics_reach("the bad message dead-lettered", &bridge, |m| {
+        m.dead_lettered == 2
     })
     .await;
 
@@ -94,10 +94,7 @@ async fn a_poison_event_lands_in_dead_letters_and_replays() {
             .await
             .expect("replay")
     );
-    eventually("the replayed event handled", || {
-        bridge.metrics().completed == 1
-    })
-    .await;
+    metrics_reach("the replayed event handled", &bridge, |m| m.completed == 1).await;
     assert_eq!(runs.load(Ordering::SeqCst), 4);
     let left = receiver.dead_letters(10).await.expect("list");
     assert_eq!(left.len(), 1, "only the bad message is left: {left:?}");
@@ -132,13 +129,13 @@ async fn a_resent_event_is_added_once() {
 async fn one_group_shares_the_events_another_group_gets_them_all() {
     let channel = channel();
     durable::one_group_shares_the_events_another_group_gets_them_all(
-        async |group: &'static str, count: Arc<AtomicUsize>| {
+        async |group: &'static str, count: Counter| {
             let t = transport(&channel, group).await;
             let bridge = Bridge::builder(t.clone())
                 .dedup(Arc::new(t.dedup_store()))
                 .build();
             bridge.on("DurablePing", move |_e: AnyEvent| {
-                count.fetch_add(1, Ordering::SeqCst);
+                count.bump();
             });
             bridge
         },
@@ -179,10 +176,19 @@ async fn a_slow_handler_keeps_its_delivery_with_progress_acks() {
     }
     let sender = Bridge::new(transport(&channel, "senders").await);
     sender.send(&ping(1)).await.expect("send");
-    eventually("the slow event completed", || {
-        bridges.iter().map(|b| b.metrics().completed).sum::<u64>() == 1
-    })
+    within(
+        "the slow event completed",
+        futures_util::future::select_all(
+            bridges
+                .iter()
+                .map(|b| Box::pin(b.wait_metrics(|m| m.completed >= 1))),
+        ),
+    )
     .await;
+    assert_eq!(
+        bridges.iter().map(|b| b.metrics().completed).sum::<u64>(),
+        1
+    );
     assert_eq!(runs.load(Ordering::SeqCst), 1);
     for b in bridges {
         assert_eq!(b.metrics().duplicates, 0);
