@@ -9,7 +9,10 @@
 # Each case runs twice under callgrind, with its messages scaled by LOW (default 1) and HIGH
 # (default 3): setup, warm-up, calibration and teardown are the same in both runs, so
 #   (instructions(HIGH) - instructions(LOW)) / (messages(HIGH) - messages(LOW))
-# is the cost of one message, every thread included (the abxbus crate's bus threads too).
+# is the cost of one message, every thread included (the abxbus crate's bus threads too). The
+# clock calibration quanta runs once per process (`quanta::Clock::new`, 6–14 M instructions, a
+# number of rounds that varies from run to run) is taken out of each run's total, so it does not
+# move the figure by ±70–175 per message.
 # Builds the release binary first, unless BIN names a built one (another revision's, say).
 # Prints one Markdown row per case.
 set -euo pipefail
@@ -33,19 +36,26 @@ fi
 
 # Prints "<instructions> <units>" for one run of case $1 at scale $2.
 count() {
-  local err out
+  local err out cg
   err="$(mktemp)"
-  out="$(valgrind --tool=callgrind --callgrind-out-file=/dev/null \
+  cg="$(mktemp)"
+  out="$(valgrind --tool=callgrind --callgrind-out-file="$cg" \
     "$BIN" one "$1" --runtime current --scale "$2" 2>"$err")" || {
     echo "peers-instructions: $1 at scale $2 failed:" >&2
     tail -5 "$err" >&2
-    rm -f "$err"
+    rm -f "$err" "$cg"
     return 1
   }
-  local ir units
+  local ir units calibration
   ir="$(sed -n 's/^==[0-9]*== Collected : \([0-9]*\).*/\1/p' "$err" | tail -1)"
   units="$(printf '%s\n' "$out" | grep '^{' | tail -1 | sed -n 's/.*"units":\([0-9]*\).*/\1/p')"
-  rm -f "$err"
+  # The inclusive cost of quanta's calibration (0 where the case never calibrates).
+  calibration="$(callgrind_annotate --inclusive=yes "$cg" 2>/dev/null |
+    sed -n 's/^ *\([0-9,]*\) .*:quanta::Clock::new \[.*/\1/p' | tr -d , | head -1)"
+  rm -f "$err" "$cg"
+  if [ -n "$ir" ] && [ -n "$calibration" ]; then
+    ir=$((ir - calibration))
+  fi
   if [ -z "$ir" ] || [ -z "$units" ]; then
     echo "peers-instructions: no count for $1 at scale $2" >&2
     return 1
