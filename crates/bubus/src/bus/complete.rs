@@ -16,18 +16,76 @@ use crate::event::EventStatus;
 use crate::event::inner::{BusPhase, EventInner, EventState};
 use crate::time::Timestamp;
 
-/// What is left to do after an event completed, outside its lock.
-pub(crate) struct Completion {
+/// What is left to do after an event completed, outside its lock. `'a`: the bus the caller
+/// finished the event on, told through the caller's reference rather than a counted one.
+pub(crate) struct Completion<'a> {
     parent: Option<Arc<EventInner>>,
     /// Buses to tell (their history tracks completions, or they have middlewares), with the
     /// event's sequence number in their history.
-    buses: SmallVec<[(Arc<BusInner>, u64); 2]>,
+    buses: Told<'a>,
     /// What the buses' histories need to know, read under the event's lock.
     history: CompletedInfo,
     /// With no bus to tell, the completion flag is already set, under the event's lock, which
     /// orders it against waiters registering (they register under the same lock); then this is
     /// whether one had. With buses to tell, the flag is set after them.
     waited: bool,
+}
+
+/// A bus to tell of a completion: the caller's own, borrowed (no reference count taken and
+/// dropped), or another, upgraded from the event's path.
+enum BusRef<'a> {
+    Borrowed(&'a BusInner),
+    Owned(Arc<BusInner>),
+}
+
+impl std::ops::Deref for BusRef<'_> {
+    type Target = BusInner;
+
+    #[inline]
+    fn deref(&self) -> &BusInner {
+        match self {
+            BusRef::Borrowed(bus) => bus,
+            BusRef::Owned(bus) => bus,
+        }
+    }
+}
+
+/// The buses a [`Completion`] tells, with the event's sequence number in each one's history:
+/// usually none or one, held without a list.
+enum Told<'a> {
+    None,
+    One((BusRef<'a>, u64)),
+    Many(SmallVec<[(BusRef<'a>, u64); 2]>),
+}
+
+impl<'a> Told<'a> {
+    fn push(&mut self, bus: BusRef<'a>, seq: u64) {
+        match self {
+            // The usual case: the first bus.
+            Told::None => *self = Told::One((bus, seq)),
+            Told::Many(many) => many.push((bus, seq)),
+            Told::One(_) => {
+                let mut many = SmallVec::new();
+                if let Told::One(first) = std::mem::replace(self, Told::None) {
+                    many.push(first);
+                }
+                many.push((bus, seq));
+                *self = Told::Many(many);
+            }
+        }
+    }
+
+    fn is_empty(&self) -> bool {
+        matches!(self, Told::None)
+    }
+
+    fn as_slice(&self) -> &[(BusRef<'a>, u64)] {
+        match self {
+            Told::None => &[],
+            Told::One(one) => std::slice::from_ref(one),
+            Told::Many(many) => many,
+        }
+    }
 }
 
 /// What [`process_event`] leaves to its caller: the event is finished on the bus, but still
@@ -63,15 +121,15 @@ pub(super) fn done_on_bus(bus: &BusInner, event: &Arc<EventInner>) {
 
 /// Under the event's lock: marks `bus`'s slot of it done, and completes the event if nothing
 /// else is outstanding (the caller runs the returned [`Completion`] once the lock is released).
-pub(crate) fn done_on_bus_locked(
-    bus: &BusInner,
+pub(crate) fn done_on_bus_locked<'a>(
+    bus: &'a BusInner,
     event: &EventInner,
     es: &mut EventState,
-) -> Option<Completion> {
+) -> Option<Completion<'a>> {
     if let Some(slot) = es.active_slot(bus) {
         slot.phase = BusPhase::Done;
     }
-    complete_locked(event, es)
+    complete_locked(event, es, Some(bus))
 }
 
 /// The end of `events` events' processing on `bus`, after [`done_on_bus_locked`] and their
@@ -113,30 +171,34 @@ pub(super) fn after_leave(bus: &BusInner, idle: Option<Option<Arc<BusInner>>>) {
 /// (`wait_until_idle` must see it completed). Taking it out from under the bus lock needs the
 /// history behind a lock of its own (or an atomic "completed" mark per entry that eviction reads),
 /// so that completion does not contend with dispatch and the run loop.
-pub(crate) fn on_event_completed(
-    event: &Arc<EventInner>,
-    buses: &[(Arc<BusInner>, u64)],
-    info: CompletedInfo,
-) {
+fn on_event_completed(event: &Arc<EventInner>, buses: &[(BusRef<'_>, u64)], info: CompletedInfo) {
     for (bus, seq) in buses {
         bus.history_completed(event, *seq, info);
     }
-    // Most buses have no middleware: nothing to collect then.
-    let mut told = buses
-        .iter()
-        .filter(|(bus, _)| !bus.middlewares.is_empty())
-        .peekable();
+    // Most buses have no middleware: nothing to collect then. (A borrowed bus has none:
+    // [`complete_locked`] only borrows the caller's bus then.)
+    fn with_middlewares<'b>((bus, _): &'b (BusRef<'_>, u64)) -> Option<&'b Arc<BusInner>> {
+        match bus {
+            BusRef::Owned(bus) if !bus.middlewares.is_empty() => Some(bus),
+            _ => None,
+        }
+    }
+    let mut told = buses.iter().filter_map(with_middlewares).peekable();
     if told.peek().is_some() {
-        let with_middlewares: SmallVec<[Arc<BusInner>; 2]> =
-            told.map(|(bus, _)| Arc::clone(bus)).collect();
+        let with_middlewares: SmallVec<[Arc<BusInner>; 2]> = told.map(Arc::clone).collect();
         super::hook_completed(event, &with_middlewares);
     }
 }
 
 /// Under the event's lock: if the event can complete (every bus done, every result final,
 /// every linked child completed), marks it completed and returns what to do once the lock is
-/// released ([`completed`]).
-pub(crate) fn complete_locked(event: &EventInner, st: &mut EventState) -> Option<Completion> {
+/// released ([`completed`]). `current`: the bus the caller finished the event on, if any, told
+/// through the caller's reference.
+pub(crate) fn complete_locked<'a>(
+    event: &EventInner,
+    st: &mut EventState,
+    current: Option<&'a BusInner>,
+) -> Option<Completion<'a>> {
     // `status` is set under this lock, the flag only after the completion hooks ran: either
     // says another caller completed it.
     if event.is_complete()
@@ -166,11 +228,27 @@ pub(crate) fn complete_locked(event: &EventInner, st: &mut EventState) -> Option
     if st.started_at.is_none() {
         st.started_at = Some(at);
     }
-    let mut buses = SmallVec::new();
+    let mut buses = Told::None;
     for slot in st.buses.iter().filter(|s| s.tell) {
-        if let Some(bus) = st.slot_bus(slot) {
-            buses.push((bus, slot.history_seq));
-        }
+        // The caller's bus, while it lives (as upgrading its link would find), borrowed unless
+        // it has middlewares (they are handed the bus itself); any other bus, upgraded.
+        let bus = match current {
+            Some(bus)
+                if slot.bus_id == bus.id
+                    && bus.middlewares.is_empty()
+                    && st
+                        .path
+                        .get(slot.link)
+                        .is_some_and(|link| link.bus.strong_count() > 0) =>
+            {
+                BusRef::Borrowed(bus)
+            }
+            _ => match st.slot_bus(slot) {
+                Some(bus) => BusRef::Owned(bus),
+                None => continue,
+            },
+        };
+        buses.push(bus, slot.history_seq);
     }
     // Nobody to tell first: complete now. The lock orders this against `mark_waited`, so a
     // plain store does (a waiter that registered before is seen here; one that registers
@@ -185,7 +263,7 @@ pub(crate) fn complete_locked(event: &EventInner, st: &mut EventState) -> Option
         CompletedInfo::default()
     } else {
         CompletedInfo {
-            bytes: event.approx_bytes(st),
+            state_bytes: EventInner::state_bytes(st),
             own_ttl: st.has_own_ttl(),
         }
     };
@@ -198,8 +276,10 @@ pub(crate) fn complete_locked(event: &EventInner, st: &mut EventState) -> Option
 }
 
 /// After [`complete_locked`], with no lock held: bus bookkeeping and
-/// middlewares, then the waiters, then the parent (which may complete in turn).
-pub(crate) fn completed(event: &Arc<EventInner>, completion: Completion) {
+/// middlewares, then the waiters, then the parent (which may complete in turn). Inlined into
+/// its callers: the completion is moved once, not through a frame of its own.
+#[inline]
+pub(crate) fn completed(event: &Arc<EventInner>, completion: Completion<'_>) {
     let mut next = announce_completed(event, completion);
     while let Some((parent, completion)) = next {
         next = announce_completed(&parent, completion);
@@ -210,14 +290,14 @@ pub(crate) fn completed(event: &Arc<EventInner>, completion: Completion) {
 /// its parent's completion, if the parent can complete now.
 fn announce_completed(
     event: &Arc<EventInner>,
-    completion: Completion,
-) -> Option<(Arc<EventInner>, Completion)> {
+    completion: Completion<'_>,
+) -> Option<(Arc<EventInner>, Completion<'static>)> {
     // Middlewares hear of the completion before anyone waiting for it is released, so
     // whoever awaited an event sees what they did (a log line, a mirrored row).
     let waited = if completion.buses.is_empty() {
         completion.waited
     } else {
-        on_event_completed(event, &completion.buses, completion.history);
+        on_event_completed(event, completion.buses.as_slice(), completion.history);
         // Outside the lock, the flag and `waited` order each other (both `SeqCst`).
         event.set_complete(Ordering::SeqCst);
         event.is_waited(Ordering::SeqCst)
@@ -229,7 +309,7 @@ fn announce_completed(
     let next = {
         let mut pst = parent.state.lock();
         pst.incomplete_children = pst.incomplete_children.saturating_sub(1);
-        complete_locked(&parent, &mut pst)
+        complete_locked(&parent, &mut pst, None)
     };
     next.map(|next| (parent, next))
 }

@@ -187,9 +187,20 @@ impl History {
     }
 
     /// Records that the event with this sequence number completed (for eviction), and when
-    /// its earliest TTL expires, if it has one.
-    pub(crate) fn mark_completed(&mut self, seq: u64, ttl: Option<Duration>, bytes: usize) {
-        self.mark_completed_ago(seq, ttl, Duration::ZERO, bytes);
+    /// its earliest TTL expires, if it has one. `bytes`: its estimate now, asked only if the
+    /// entry is still held.
+    #[inline]
+    pub(crate) fn mark_completed(
+        &mut self,
+        seq: u64,
+        ttl: Option<Duration>,
+        bytes: impl FnOnce() -> usize,
+    ) {
+        // An event evicted before it completed (a producer far ahead of the run loop) is looked
+        // up here, inlined, without the call or the estimate.
+        if let Some(i) = self.index_of(seq) {
+            self.mark_completed_at(i, seq, ttl, Duration::ZERO, bytes());
+        }
     }
 
     /// [`mark_completed`](Self::mark_completed) for an event that completed `ago` (restored
@@ -201,9 +212,20 @@ impl History {
         ago: Duration,
         bytes: usize,
     ) {
-        let Some(i) = self.index_of(seq) else {
-            return;
-        };
+        if let Some(i) = self.index_of(seq) {
+            self.mark_completed_at(i, seq, ttl, ago, bytes);
+        }
+    }
+
+    /// [`mark_completed_ago`](Self::mark_completed_ago) for the entry at index `i`.
+    fn mark_completed_at(
+        &mut self,
+        i: usize,
+        seq: u64,
+        ttl: Option<Duration>,
+        ago: Duration,
+        bytes: usize,
+    ) {
         let entry = &mut self.entries[i];
         entry.done = true;
         // Its results are in now: its estimate with them (one update of the process total).
@@ -364,8 +386,9 @@ impl BusInner {
 /// for every bus it completed on.
 #[derive(Copy, Clone, Debug, Default)]
 pub(crate) struct CompletedInfo {
-    /// Its memory estimate with its results.
-    pub(crate) bytes: usize,
+    /// What its memory estimate adds with its results, children and path
+    /// ([`EventInner::state_bytes`]; the rest, [`EventInner::base_bytes`], needs no lock).
+    pub(crate) state_bytes: usize,
     /// It sets a TTL of its own.
     pub(crate) own_ttl: bool,
 }
@@ -388,7 +411,8 @@ impl BusInner {
         if self.config.max_history_size == Some(0) {
             st.history.remove(seq);
         } else {
-            st.history.mark_completed(seq, ttl, info.bytes);
+            st.history
+                .mark_completed(seq, ttl, || event.base_bytes() + info.state_bytes);
             self.expire(&mut st);
         }
         drop(st);
@@ -451,8 +475,8 @@ mod tests {
             let seq = history.push(Arc::clone(e));
             history.mark_started(seq);
         }
-        history.mark_completed(2, None, 1000);
-        history.mark_completed(0, None, 1000);
+        history.mark_completed(2, None, || 1000);
+        history.mark_completed(0, None, || 1000);
         assert!(Arc::ptr_eq(&history.pop_completed().unwrap(), &events[2]));
         assert!(Arc::ptr_eq(&history.pop_completed().unwrap(), &events[0]));
         assert!(history.pop_completed().is_none());

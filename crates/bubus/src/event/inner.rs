@@ -404,8 +404,13 @@ impl EventInner {
     /// [`base_bytes`](Self::base_bytes) plus the result records, children and path the state
     /// `st` (this event's, locked) holds.
     pub(crate) fn approx_bytes(&self, st: &EventState) -> usize {
-        self.base_bytes()
-            + st.results.len() * std::mem::size_of::<crate::result::ResultRecord>()
+        self.base_bytes() + Self::state_bytes(st)
+    }
+
+    /// What [`approx_bytes`](Self::approx_bytes) adds to [`base_bytes`](Self::base_bytes) (which
+    /// reads nothing that changes, so needs no lock).
+    pub(crate) fn state_bytes(st: &EventState) -> usize {
+        st.results.len() * std::mem::size_of::<crate::result::ResultRecord>()
             + st.children.len() * std::mem::size_of::<Arc<EventInner>>()
             + st.path.len() * std::mem::size_of::<Arc<BusLink>>()
     }
