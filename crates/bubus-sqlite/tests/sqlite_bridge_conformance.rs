@@ -163,15 +163,9 @@ async fn dedup_of_a_rewritten_row<
     sender.send(&event).await.unwrap();
     sender.send(&ping(8)).await.unwrap();
     tokio::time::timeout(WAIT, tally.wait_for(2)).await.unwrap();
-    let deadline = tokio::time::Instant::now() + WAIT;
-    while receiver.metrics().duplicates < 1 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{:?}",
-            receiver.metrics()
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    tokio::time::timeout(WAIT, receiver.wait_metrics(|m| m.duplicates >= 1))
+        .await
+        .unwrap_or_else(|_| panic!("no duplicate counted: {:?}", receiver.metrics()));
     assert_eq!(tally.count(), 2);
     sender.close().await.unwrap();
     receiver.close().await.unwrap();
