@@ -14,7 +14,9 @@ use super::handler_context::{self, HandlerCtx, HeldLocks, LockRef};
 use super::phase::process_event;
 use super::run_loop::lock_addr;
 use crate::error::WaitError;
-use crate::event::inner::{BusPhase, EventInner, jumper_registered, jumper_unregistered};
+use crate::event::inner::{
+    BusPhase, EventInner, EventState, jumper_registered, jumper_unregistered,
+};
 use crate::lock::{FairLock, Loan};
 
 /// Waits until `event` is completed.
@@ -27,25 +29,52 @@ pub(crate) async fn wait_for(event: Arc<EventInner>) -> Result<(), WaitError> {
     if event.is_complete() {
         return Ok(());
     }
-    if event.state.lock().buses.is_empty() {
-        return Err(WaitError::NotDispatched {
-            event: event.label(),
-        });
-    }
-    match handler_context::current() {
+    let ctx = handler_context::current();
+    let flavor = if ctx.is_none() {
+        tokio::runtime::Handle::try_current()
+            .ok()
+            .map(|h| h.runtime_flavor())
+    } else {
+        None
+    };
+    let current_thread = flavor == Some(tokio::runtime::RuntimeFlavor::CurrentThread);
+    // Under one lock: whether the event was dispatched; inside a handler, whether it is the
+    // handler's own child; on a current-thread runtime, the bus `process_alone` would take it on.
+    let (own_child, alone_on) = {
+        let st = event.state.lock();
+        if st.buses.is_empty() {
+            drop(st);
+            return Err(WaitError::NotDispatched {
+                event: event.label(),
+            });
+        }
+        let own_child = ctx
+            .as_ref()
+            .is_some_and(|ctx| st.parent_id == Some(ctx.event.id));
+        let alone_on = if current_thread && tokio::task::coop::has_budget_remaining() {
+            queued_on_one(&st)
+        } else {
+            None
+        };
+        (own_child, alone_on)
+    };
+    match ctx {
         None => {
-            match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+            match flavor {
                 // Outside a handler, on a multi-thread runtime: if the event is next in line on
                 // a bus that is free, process it here instead of waking that bus's run loop and
                 // waiting for it; if it is being processed, it is likely done in a moment.
-                Ok(tokio::runtime::RuntimeFlavor::MultiThread) => {
+                Some(tokio::runtime::RuntimeFlavor::MultiThread) => {
                     while !event.is_complete() && help_along(&event).await {}
                     spin_while_processing(&event);
                 }
                 // On a current-thread runtime, only an event alone on a bus nobody else is
                 // ready to run before: see `process_alone`.
-                Ok(tokio::runtime::RuntimeFlavor::CurrentThread) => {
-                    let processed = process_alone(&event).await;
+                Some(tokio::runtime::RuntimeFlavor::CurrentThread) => {
+                    let processed = match alone_on {
+                        Some(bus) => process_alone(&event, bus).await,
+                        None => false,
+                    };
                     if processed && event.is_complete() {
                         // Other tasks keep their turn: this awaiter yields once its budget is
                         // spent, as if it had waited.
@@ -63,7 +92,6 @@ pub(crate) async fn wait_for(event: Arc<EventInner>) -> Result<(), WaitError> {
             let lookup = |id| bus.as_ref().and_then(|bus| bus.find_event_by_id(id));
             // The usual await, a handler's own child, cannot be one of its ancestors: no walk
             // up a chain that may be thousands of levels deep.
-            let own_child = event.state.lock().parent_id == Some(ctx.event.id);
             if Arc::ptr_eq(&ctx.event, &event)
                 || (!own_child && ctx.event.has_ancestor(&event, &lookup))
             {
@@ -139,32 +167,29 @@ async fn help_along(event: &Arc<EventInner>) -> bool {
     false
 }
 
-/// On a current-thread runtime, processes `event` in the awaiting task when that is exactly
-/// what the runtime would do next for it: the event is queued on one bus only, alone in that
-/// bus's queue, its event lock is free, and no other bus's run loop on a current-thread runtime
-/// is active (one that is may be ready to run, with events dispatched before this one, ahead of
-/// this bus's run loop). That saves the hand-off to the run loop and back — two task switches
-/// and a wake-up of the awaiter — for a request awaited right after its dispatch. A queued
-/// batch is left to the run loop, which takes it faster. Returns whether it processed the
-/// event; as with [`help_along`], the processing survives the awaiter.
-async fn process_alone(event: &Arc<EventInner>) -> bool {
-    if !tokio::task::coop::has_budget_remaining() {
-        return false;
-    }
-    let bus = {
-        let st = event.state.lock();
-        let mut queued = st
-            .buses
-            .iter()
-            .filter(|slot| slot.phase == BusPhase::Queued);
-        let (Some(slot), None) = (queued.next(), queued.next()) else {
-            return false;
-        };
-        let Some(bus) = st.slot_bus(slot) else {
-            return false;
-        };
-        bus
+/// The bus an event is queued on, if it is queued on one bus only (and that bus is alive):
+/// where [`process_alone`] may process it. The caller checked the task's budget first.
+fn queued_on_one(st: &EventState) -> Option<Arc<BusInner>> {
+    let mut queued = st
+        .buses
+        .iter()
+        .filter(|slot| slot.phase == BusPhase::Queued);
+    let (Some(slot), None) = (queued.next(), queued.next()) else {
+        return None;
     };
+    st.slot_bus(slot)
+}
+
+/// On a current-thread runtime, processes `event` in the awaiting task when that is exactly
+/// what the runtime would do next for it: the event is queued on one bus only (`bus`, found by
+/// [`queued_on_one`] while the task had budget left), alone in that bus's queue, its event lock
+/// is free, and no other bus's run loop on a current-thread runtime is active (one that is may
+/// be ready to run, with events dispatched before this one, ahead of this bus's run loop). That
+/// saves the hand-off to the run loop and back — two task switches and a wake-up of the awaiter
+/// — for a request awaited right after its dispatch. A queued batch is left to the run loop,
+/// which takes it faster. Returns whether it processed the event; as with [`help_along`], the
+/// processing survives the awaiter.
+async fn process_alone(event: &Arc<EventInner>, bus: Arc<BusInner>) -> bool {
     if !bus.event_lock(event).is_some_and(FairLock::is_free) {
         return false;
     }

@@ -333,6 +333,7 @@ impl EventInner {
             .store(encode_concurrency(mode), Ordering::Release);
     }
 
+    #[inline]
     pub(crate) fn is_complete(&self) -> bool {
         self.complete.load(Ordering::SeqCst)
     }

@@ -12,7 +12,7 @@ use super::flat::{FlatDict, FlatList};
 use super::{EventResult, ResultSlot};
 use crate::error::{HandlerError, ResultError};
 use crate::event::EventResultValue;
-use crate::event::inner::EventInner;
+use crate::event::inner::{EventInner, EventState};
 use crate::handler::{HandlerId, HandlerMeta};
 
 type Include<R> = Box<dyn Fn(&EventResult<R>) -> bool + Send + Sync>;
@@ -188,8 +188,7 @@ impl<R: EventResultValue> ResultsQuery<R> {
     ///
     /// Cancel safe: dropping the future stops waiting and leaves the event untouched.
     pub async fn one(self) -> Result<Option<R>, ResultError> {
-        let collected = self.collect(true, true).await?;
-        Ok(collected.values.into_iter().next().map(|(_, v)| v))
+        self.first_included(true, true).await
     }
 
     /// Every included value, in result order.
@@ -315,14 +314,7 @@ impl<R: EventResultValue> ResultsQuery<R> {
             }
         }
         if raise_if_any && !errors.is_empty() {
-            return Err(if errors.len() == 1 {
-                ResultError::Handler(errors.remove(0))
-            } else {
-                ResultError::Handlers {
-                    event: self.event.label(),
-                    errors,
-                }
-            });
+            return Err(handler_errors(&self.event, errors));
         }
         if raise_if_none && kept.is_empty() {
             return Err(ResultError::NoResult {
@@ -343,7 +335,23 @@ impl<R: EventResultValue> ResultsQuery<R> {
     ///
     /// Cancel safe.
     pub async fn first(self) -> Result<Option<R>, ResultError> {
-        let collected = self.collect(false, false).await?;
+        self.first_included(false, false).await
+    }
+
+    /// The first included value ([`one`](Self::one) and [`first`](Self::first), each with its
+    /// defaults): with the default include filter, read without collecting ([`first_value`]).
+    async fn first_included(
+        &self,
+        default_any: bool,
+        default_none: bool,
+    ) -> Result<Option<R>, ResultError> {
+        self.wait().await?;
+        let raise_if_any = self.raise_if_any.unwrap_or(default_any);
+        let raise_if_none = self.raise_if_none.unwrap_or(default_none);
+        if self.include.is_none() {
+            return first_value(&self.event, raise_if_any, raise_if_none);
+        }
+        let collected = self.check(self.read(), raise_if_any, raise_if_none)?;
         Ok(collected.values.into_iter().next().map(|(_, v)| v))
     }
 
@@ -380,20 +388,10 @@ impl<R: EventResultValue> ResultsQuery<R> {
         raise_if_none: bool,
     ) -> Result<Collected<R>, ResultError> {
         if raise_if_any && !collected.errors.is_empty() {
-            let mut errors = collected.errors;
-            return Err(if errors.len() == 1 {
-                ResultError::Handler(errors.remove(0))
-            } else {
-                ResultError::Handlers {
-                    event: self.event.label(),
-                    errors,
-                }
-            });
+            return Err(handler_errors(&self.event, collected.errors));
         }
         if raise_if_none && collected.values.is_empty() {
-            return Err(ResultError::NoResult {
-                event: self.event.label(),
-            });
+            return Err(no_result(&self.event));
         }
         Ok(collected)
     }
@@ -439,33 +437,103 @@ impl<R: EventResultValue> ResultsQuery<R> {
     }
 }
 
-/// `event_result`'s answer for a completed event, read straight from the records, when it is
-/// the common one: no handler failed and every value is stored as an `R` (so none can fail to
-/// convert), and one of them is not null — then the answer is the first such value, exactly what
-/// [`ResultsQuery::one`] with the default policies returns. `None` for anything else (errors, no
-/// value, values stored as JSON or of another type): the caller takes the general path, which
-/// reads the records again and raises what it has to.
-///
-/// One lock, no query object, no list of values or errors.
-pub(crate) fn one_fast<R: EventResultValue>(event: &EventInner) -> Option<R> {
-    let st = event.state.lock();
-    let mut first: Option<&R> = None;
-    for record in &st.results {
-        if record.error.is_some() {
-            return None;
-        }
-        if !record.is_truthy() {
-            continue;
-        }
-        let ResultSlot::Typed(value) = &record.value else {
-            return None;
-        };
-        let value = value.downcast_ref::<R>()?;
-        if first.is_none() {
-            first = Some(value);
+/// What handler errors raise: the one error itself, or all of them.
+fn handler_errors(event: &EventInner, mut errors: Vec<HandlerError>) -> ResultError {
+    if errors.len() == 1 {
+        ResultError::Handler(errors.remove(0))
+    } else {
+        ResultError::Handlers {
+            event: event.label(),
+            errors,
         }
     }
-    first.cloned()
+}
+
+fn no_result(event: &EventInner) -> ResultError {
+    ResultError::NoResult {
+        event: event.label(),
+    }
+}
+
+/// The first value under the default include filter of a completed event, with the given raise
+/// policies: what collecting every value and error and taking the first value returns, read in
+/// one pass under one lock without building either list. Only the first value is kept, and
+/// once it is read, a value stored as an `R` is not looked at again (it cannot fail to convert);
+/// with errors not raising, the pass stops there. An error that raises ends the pass: the
+/// errors are then listed by [`raised_errors`].
+#[inline]
+pub(crate) fn first_value<R: EventResultValue>(
+    event: &EventInner,
+    raise_if_any: bool,
+    raise_if_none: bool,
+) -> Result<Option<R>, ResultError> {
+    let first = {
+        let st = event.state.lock();
+        let mut first: Option<R> = None;
+        for record in &st.results {
+            if record.error.is_some() {
+                if raise_if_any {
+                    return Err(raised_errors::<R>(event, &st));
+                }
+                continue;
+            }
+            if !record.is_truthy() {
+                continue;
+            }
+            if first.is_some() && !raise_if_any {
+                break;
+            }
+            // A value stored as an `R` (the usual case) is read as it is.
+            if let ResultSlot::Typed(value) = &record.value {
+                if let Some(value) = value.downcast_ref::<R>() {
+                    if first.is_none() {
+                        first = Some(value.clone());
+                    }
+                    continue;
+                }
+            }
+            match record.value.extract::<R>() {
+                Some(Ok(value)) => {
+                    if first.is_none() {
+                        first = Some(value);
+                    }
+                }
+                Some(Err(_)) if raise_if_any => {
+                    return Err(raised_errors::<R>(event, &st));
+                }
+                Some(Err(_)) | None => {}
+            }
+        }
+        first
+    };
+    if raise_if_none && first.is_none() {
+        return Err(no_result(event));
+    }
+    Ok(first)
+}
+
+/// What [`first_value`] raises when a handler failed or a value does not convert to `R`: every
+/// such error, in result order.
+#[cold]
+#[inline(never)]
+fn raised_errors<R: EventResultValue>(event: &EventInner, st: &EventState) -> ResultError {
+    let mut errors = Vec::new();
+    for record in &st.results {
+        if let Some(err) = &record.error {
+            errors.push(HandlerError::clone(err));
+        } else if record.is_truthy() {
+            if let Some(Err(err)) = record.value.extract::<R>() {
+                errors.push(err);
+            }
+        }
+    }
+    handler_errors(event, errors)
+}
+
+/// `event_result()` of a completed event: [`ResultsQuery::one`] with its defaults.
+#[inline]
+pub(crate) fn event_result<R: EventResultValue>(event: &EventInner) -> Result<R, ResultError> {
+    first_value(event, true, true)?.ok_or_else(|| no_result(event))
 }
 
 impl<R: EventResultValue + FlatDict> ResultsQuery<R> {

@@ -285,14 +285,8 @@ macro_rules! result_helpers {
                 if !inner.is_complete() {
                     inner.completion().await?;
                 }
-                // The common answer (one or more values of the result type, no error) without
-                // building a query; anything else goes the general way.
-                if let Some(value) = aggregate::one_fast::<$r>(inner) {
-                    return Ok(value);
-                }
-                self.results().one().await?.ok_or_else(|| crate::error::ResultError::NoResult {
-                    event: inner.label(),
-                })
+                // `results().one()` without building the query.
+                aggregate::event_result::<$r>(inner)
             }
 
             /// Waits for the event, then returns every handler's non-null value in result
