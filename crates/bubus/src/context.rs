@@ -39,6 +39,7 @@ tokio::task_local! {
 }
 
 /// The user context values in scope here (captured by `dispatch`).
+#[inline]
 pub(crate) fn current_context() -> Option<ContextMap> {
     USER_CONTEXT.try_with(Clone::clone).ok().flatten()
 }

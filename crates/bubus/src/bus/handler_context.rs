@@ -123,6 +123,8 @@ pub(crate) fn current() -> Option<HandlerCtx> {
     CURRENT.try_with(Clone::clone).ok()
 }
 
+// Inlined: `dispatch` asks on every event, and outside a handler the answer is a few loads.
+#[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(&HandlerCtx) -> R) -> Option<R> {
     CURRENT.try_with(f).ok()
 }

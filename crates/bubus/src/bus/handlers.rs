@@ -197,26 +197,40 @@ impl HandlerTable {
 
     /// Handlers for an event type: exact-type handlers first, then wildcard handlers, each in
     /// registration order.
+    ///
+    /// Inlined into the run loop: the usual case (the memo holds the event's type) is a few
+    /// comparisons and the reference counts; the rest is [`for_event_slow`](Self::for_event_slow).
     #[allow(
         clippy::ptr_arg,
         reason = "the memo needs to know whether the name is a `&'static str`"
     )]
+    #[inline]
     pub(crate) fn for_event(&mut self, event_type: &Cow<'static, str>) -> Handlers {
         if self.ids.is_empty() {
             return (None, None);
         }
-        let Cow::Borrowed(name) = event_type else {
-            return self.lookup(event_type);
-        };
-        // A `&'static str` is never freed, so its address and length name its text for good.
-        let key = (name.as_ptr() as usize, name.len());
-        if let Some((ptr, len, handlers)) = &self.memo {
-            if (*ptr, *len) == key {
+        if let (Cow::Borrowed(name), Some((ptr, len, handlers))) = (event_type, &self.memo) {
+            // A `&'static str` is never freed, so its address and length name its text for good.
+            if (*ptr, *len) == (name.as_ptr() as usize, name.len()) {
                 return handlers.clone();
             }
         }
+        self.for_event_slow(event_type)
+    }
+
+    /// [`for_event`](Self::for_event) past the memo: looks the handlers up, and remembers them
+    /// for a `&'static str` type name.
+    #[allow(
+        clippy::ptr_arg,
+        reason = "the memo needs to know whether the name is a `&'static str`"
+    )]
+    #[inline(never)]
+    fn for_event_slow(&mut self, event_type: &Cow<'static, str>) -> Handlers {
+        let Cow::Borrowed(name) = event_type else {
+            return self.lookup(event_type);
+        };
         let handlers = self.lookup(name);
-        self.memo = Some((key.0, key.1, handlers.clone()));
+        self.memo = Some((name.as_ptr() as usize, name.len(), handlers.clone()));
         handlers
     }
 

@@ -949,7 +949,9 @@ impl EventState {
         self.path.get(slot.link)?.upgrade()
     }
 
-    /// A slot for `bus` (whose entry is at `link` in the path), queued.
+    /// A slot for `bus` (whose entry is at `link` in the path), queued. Inlined into `dispatch`,
+    /// its one caller.
+    #[inline]
     pub(crate) fn push_slot(&mut self, bus: &BusInner, link: usize, history_seq: u64) {
         self.buses.push(BusSlot {
             link,

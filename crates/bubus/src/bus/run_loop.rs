@@ -60,6 +60,10 @@ impl BusState {
 impl BusInner {
     /// Makes sure a run loop exists to process what is about to be enqueued (starting it on the
     /// first dispatch, or again if the runtime it ran on has shut down).
+    ///
+    /// Inlined into every dispatch: the usual case (the run loop is alive) is one load; starting
+    /// one is [`start_run_loop`](Self::start_run_loop), out of line.
+    #[inline]
     pub(crate) fn ensure_run_loop(
         self: &Arc<Self>,
         st: &mut BusState,
@@ -68,6 +72,13 @@ impl BusInner {
         if alive {
             return Ok(());
         }
+        self.start_run_loop(st)
+    }
+
+    /// Starts the run loop (see [`ensure_run_loop`](Self::ensure_run_loop)).
+    #[cold]
+    #[inline(never)]
+    fn start_run_loop(self: &Arc<Self>, st: &mut BusState) -> Result<(), DispatchError> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return Err(DispatchError::NoRuntime {
                 bus: self.label.to_string(),

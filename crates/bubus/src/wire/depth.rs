@@ -54,6 +54,7 @@ pub(crate) fn serialized_depth<T: Serialize + ?Sized>(value: &T, limit: usize) -
 }
 
 /// [`serialized_depth`], and the field of the outermost struct that went past `limit`.
+#[inline]
 fn walk<T: Serialize + ?Sized>(value: &T, limit: usize) -> (usize, Option<&'static str>) {
     let mut counter = Counter {
         depth: 0,
@@ -72,6 +73,10 @@ fn walk<T: Serialize + ?Sized>(value: &T, limit: usize) -> (usize, Option<&'stat
 pub(crate) use crate::event::inner::TooDeepField;
 
 /// Checks a typed payload: each of its fields may nest [`MAX_JSON_DEPTH`] levels.
+///
+/// Inlined into each payload type's check, so that for a payload whose depth the compiler can
+/// see (a struct of scalars and strings: the usual event) the walk folds away to `Ok(())`.
+#[inline(always)]
 pub(crate) fn check_payload<T: Serialize + ?Sized>(payload: &T) -> Result<(), TooDeepField> {
     match walk(payload, MAX_JSON_DEPTH + 1) {
         (depth, field) if depth > MAX_JSON_DEPTH + 1 => {
@@ -191,6 +196,10 @@ impl ser::Error for TooDeep {
 
 /// A serializer that writes nothing and counts how deeply arrays and objects nest, as
 /// `serde_json` would write them.
+///
+/// Its methods are all `#[inline]`: a payload's walk is instantiated in the crate that defines
+/// the payload type, which could not inline the non-generic ones otherwise, and the walk of a
+/// payload of scalars only folds away when all of it is inlined.
 struct Counter {
     depth: usize,
     deepest: usize,
@@ -200,6 +209,7 @@ struct Counter {
 }
 
 impl Counter {
+    #[inline]
     fn open(&mut self, levels: usize) -> Result<(), TooDeep> {
         self.depth += levels;
         if self.depth > self.limit {
@@ -209,6 +219,7 @@ impl Counter {
         Ok(())
     }
 
+    #[inline]
     fn close(&mut self, levels: usize) {
         self.depth -= levels;
     }
@@ -221,10 +232,12 @@ struct Compound<'a> {
 }
 
 impl Compound<'_> {
+    #[inline]
     fn element<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TooDeep> {
         value.serialize(&mut *self.counter)
     }
 
+    #[inline]
     fn end(self) -> Result<(), TooDeep> {
         self.counter.close(self.levels);
         Ok(())
@@ -232,6 +245,7 @@ impl Compound<'_> {
 }
 
 impl<'a> Compound<'a> {
+    #[inline]
     fn open(counter: &'a mut Counter, levels: usize) -> Result<Self, TooDeep> {
         counter.open(levels)?;
         Ok(Compound { counter, levels })
@@ -240,7 +254,7 @@ impl<'a> Compound<'a> {
 
 macro_rules! scalars {
     ($($method:ident($ty:ty)),* $(,)?) => {
-        $(fn $method(self, _: $ty) -> Result<(), TooDeep> { Ok(()) })*
+        $(#[inline] fn $method(self, _: $ty) -> Result<(), TooDeep> { Ok(()) })*
     };
 }
 
@@ -275,24 +289,29 @@ impl<'a> ser::Serializer for &'a mut Counter {
     );
 
     // serde_json writes bytes as an array of numbers.
+    #[inline]
     fn serialize_bytes(self, _: &[u8]) -> Result<(), TooDeep> {
         self.open(1)?;
         self.close(1);
         Ok(())
     }
 
+    #[inline]
     fn serialize_none(self) -> Result<(), TooDeep> {
         Ok(())
     }
 
+    #[inline]
     fn serialize_some<T: Serialize + ?Sized>(self, value: &T) -> Result<(), TooDeep> {
         value.serialize(self)
     }
 
+    #[inline]
     fn serialize_unit(self) -> Result<(), TooDeep> {
         Ok(())
     }
 
+    #[inline]
     fn serialize_unit_variant(
         self,
         _: &'static str,
@@ -302,6 +321,7 @@ impl<'a> ser::Serializer for &'a mut Counter {
         Ok(())
     }
 
+    #[inline]
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
         _: &'static str,
@@ -311,6 +331,7 @@ impl<'a> ser::Serializer for &'a mut Counter {
     }
 
     // `{"Variant": value}`.
+    #[inline]
     fn serialize_newtype_variant<T: Serialize + ?Sized>(
         self,
         _: &'static str,
@@ -323,19 +344,23 @@ impl<'a> ser::Serializer for &'a mut Counter {
         compound.end()
     }
 
+    #[inline]
     fn serialize_seq(self, _: Option<usize>) -> Result<Compound<'a>, TooDeep> {
         Compound::open(self, 1)
     }
 
+    #[inline]
     fn serialize_tuple(self, _: usize) -> Result<Compound<'a>, TooDeep> {
         Compound::open(self, 1)
     }
 
+    #[inline]
     fn serialize_tuple_struct(self, _: &'static str, _: usize) -> Result<Compound<'a>, TooDeep> {
         Compound::open(self, 1)
     }
 
     // `{"Variant": [...]}`.
+    #[inline]
     fn serialize_tuple_variant(
         self,
         _: &'static str,
@@ -346,15 +371,18 @@ impl<'a> ser::Serializer for &'a mut Counter {
         Compound::open(self, 2)
     }
 
+    #[inline]
     fn serialize_map(self, _: Option<usize>) -> Result<Compound<'a>, TooDeep> {
         Compound::open(self, 1)
     }
 
+    #[inline]
     fn serialize_struct(self, _: &'static str, _: usize) -> Result<Compound<'a>, TooDeep> {
         Compound::open(self, 1)
     }
 
     // `{"Variant": {...}}`.
+    #[inline]
     fn serialize_struct_variant(
         self,
         _: &'static str,
@@ -366,6 +394,7 @@ impl<'a> ser::Serializer for &'a mut Counter {
     }
 
     // Nothing is written, so nothing needs formatting.
+    #[inline]
     fn collect_str<T: std::fmt::Display + ?Sized>(self, _: &T) -> Result<(), TooDeep> {
         Ok(())
     }
@@ -377,9 +406,11 @@ macro_rules! elements {
         impl ser::$trait for Compound<'_> {
             type Ok = ();
             type Error = TooDeep;
+            #[inline]
             fn $method<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TooDeep> {
                 self.element(value)
             }
+            #[inline]
             fn end(self) -> Result<(), TooDeep> {
                 Compound::end(self)
             }
@@ -398,12 +429,15 @@ impl ser::SerializeMap for Compound<'_> {
     type Ok = ();
     type Error = TooDeep;
     // Keys are strings (or numbers) in JSON: they nest nothing.
+    #[inline]
     fn serialize_key<T: Serialize + ?Sized>(&mut self, _: &T) -> Result<(), TooDeep> {
         Ok(())
     }
+    #[inline]
     fn serialize_value<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), TooDeep> {
         self.element(value)
     }
+    #[inline]
     fn end(self) -> Result<(), TooDeep> {
         Compound::end(self)
     }
@@ -412,6 +446,7 @@ impl ser::SerializeMap for Compound<'_> {
 impl ser::SerializeStruct for Compound<'_> {
     type Ok = ();
     type Error = TooDeep;
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(
         &mut self,
         key: &'static str,
@@ -422,6 +457,7 @@ impl ser::SerializeStruct for Compound<'_> {
         }
         self.element(value)
     }
+    #[inline]
     fn end(self) -> Result<(), TooDeep> {
         Compound::end(self)
     }
@@ -430,6 +466,7 @@ impl ser::SerializeStruct for Compound<'_> {
 impl ser::SerializeStructVariant for Compound<'_> {
     type Ok = ();
     type Error = TooDeep;
+    #[inline]
     fn serialize_field<T: Serialize + ?Sized>(
         &mut self,
         _: &'static str,
@@ -437,6 +474,7 @@ impl ser::SerializeStructVariant for Compound<'_> {
     ) -> Result<(), TooDeep> {
         self.element(value)
     }
+    #[inline]
     fn end(self) -> Result<(), TooDeep> {
         Compound::end(self)
     }
