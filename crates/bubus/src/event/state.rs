@@ -108,10 +108,21 @@ impl std::ops::DerefMut for Children {
 }
 
 impl Drop for Children {
+    /// Most events have no children: one length check, inlined into the state's teardown.
+    #[inline]
+    fn drop(&mut self) {
+        if !self.0.is_empty() {
+            self.drop_tree();
+        }
+    }
+}
+
+impl Children {
     /// Drops the children without recursing: a chain of events thousands of levels deep (each
     /// holding the next) would otherwise drop one level per stack frame. A child this is the
     /// last strong holder of gives up its own children to the loop first.
-    fn drop(&mut self) {
+    #[inline(never)]
+    fn drop_tree(&mut self) {
         let mut stack = std::mem::take(&mut self.0);
         while let Some(child) = stack.pop() {
             if Arc::strong_count(&child) == 1 {
