@@ -108,6 +108,13 @@ fn select_runs<'h>(
     // about log2(n) times).
     let expected = exact.as_ref().map_or(0, |l| l.len()) + wildcard.as_ref().map_or(0, |l| l.len());
     es.results.reserve(expected);
+    // The run list and its indices too, when they outgrow their inline room (an event with
+    // thousands of handlers): grown by doubling they would be copied about log2(n) times, and
+    // leave the freed smaller copies resident.
+    if expected > runs.inline_size() {
+        runs.reserve_exact(expected);
+        indices.reserve_exact(expected);
+    }
     let prior_index: Option<FxHashMap<(HandlerId, Uuid), usize>> = (prior > 16).then(|| {
         es.results
             .iter()

@@ -41,22 +41,37 @@ impl HandlerId {
     /// appended for the `n`-th (n ≥ 1) further registration of the same handler on the same bus
     /// and pattern. The namespace is the one the reference runtimes use for handler ids.
     pub fn derive(bus_name: &str, handler_name: &str, pattern: &str, occurrence: usize) -> Self {
-        // The seed is pushed piece by piece and the id written into a stack buffer: registering
-        // many handlers derives an id for each, and `format!` and `to_string` cost about half
-        // as much again as the hash itself.
-        let mut seed =
-            String::with_capacity(bus_name.len() + handler_name.len() + pattern.len() + 24);
-        seed.push_str(bus_name);
-        seed.push('|');
-        seed.push_str(handler_name);
-        seed.push('|');
-        seed.push_str(pattern);
-        if occurrence != 0 {
-            seed.push('|');
-            seed.push_str(itoa::Buffer::new().format(occurrence));
+        // The seed is written piece by piece into a stack buffer (a heap string only when it
+        // does not fit), and the id into another: registering many handlers derives an id for
+        // each, and `format!`, `to_string` and the seed's allocation cost about half as much
+        // again as the hash itself.
+        let mut digits = itoa::Buffer::new();
+        let occurrence = (occurrence != 0).then(|| digits.format(occurrence));
+        let pieces = [
+            bus_name,
+            "|",
+            handler_name,
+            "|",
+            pattern,
+            if occurrence.is_some() { "|" } else { "" },
+            occurrence.unwrap_or(""),
+        ];
+        let len: usize = pieces.iter().map(|p| p.len()).sum();
+        let mut stack = [0u8; 256];
+        let mut heap = Vec::new();
+        let seed: &mut [u8] = if len <= stack.len() {
+            &mut stack[..len]
+        } else {
+            heap.resize(len, 0);
+            &mut heap
+        };
+        let mut at = 0;
+        for piece in pieces {
+            seed[at..at + piece.len()].copy_from_slice(piece.as_bytes());
+            at += piece.len();
         }
         let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let id = Uuid::new_v5(&HANDLER_ID_NAMESPACE, seed.as_bytes())
+        let id = Uuid::new_v5(&HANDLER_ID_NAMESPACE, seed)
             .hyphenated()
             .encode_lower(&mut text);
         HandlerId(Arc::from(&*id))
