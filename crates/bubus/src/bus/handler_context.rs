@@ -1,8 +1,9 @@
-//! Which handler of which event on which bus is running: a task-local set around every handler
-//! call. It links child events to their parent and tells an `.await` on an event that it must
-//! queue-jump. (The user's context values, carried the same way, are the layer below:
-//! `crate::context`.)
+//! Which handler of which event on which bus is running: set around every handler call (and
+//! every poll of an async handler), so it is task-local. It links child events to their parent
+//! and tells an `.await` on an event that it must queue-jump. (The user's context values, carried
+//! the same way, are the layer below: `crate::context`.)
 
+use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -115,26 +116,136 @@ impl HandlerCtx {
     }
 }
 
-tokio::task_local! {
-    static CURRENT: HandlerCtx;
+std::thread_local! {
+    /// The context of the handler running on this thread: set around a sync handler's call and
+    /// around each poll (and the drop) of an async handler's future, so it is the task's for as
+    /// long as the handler lives — what `tokio::task_local!` does, but a sync handler's context is
+    /// built in the slot and taken out of it, not swapped in and out.
+    static CURRENT: RefCell<Option<HandlerCtx>> = const { RefCell::new(None) };
 }
 
 pub(crate) fn current() -> Option<HandlerCtx> {
-    CURRENT.try_with(Clone::clone).ok()
+    with_current(Clone::clone)
 }
 
 // Inlined: `dispatch` asks on every event, and outside a handler the answer is a few loads.
 #[inline]
 pub(crate) fn with_current<R>(f: impl FnOnce(&HandlerCtx) -> R) -> Option<R> {
-    CURRENT.try_with(f).ok()
+    CURRENT
+        .try_with(|current| current.borrow().as_ref().map(f))
+        .ok()
+        .flatten()
 }
 
-pub(crate) fn sync_scope<R>(ctx: HandlerCtx, f: impl FnOnce() -> R) -> R {
-    CURRENT.sync_scope(ctx, f)
+/// Runs `f` (a sync handler's call) with the context `ctx` makes current, then puts back the
+/// one that was, even if `f` panics. When none was (the usual case), the context is built straight
+/// into the thread's slot and taken out again, not moved in and out through a swap.
+#[inline]
+pub(crate) fn sync_scope<R>(ctx: impl Fn() -> HandlerCtx, f: impl FnOnce() -> R) -> R {
+    /// Empties the slot (dropping the handler's context once the slot is released: its drop may
+    /// end a bus, which must not find the slot borrowed).
+    struct Leave;
+
+    impl Drop for Leave {
+        #[inline]
+        fn drop(&mut self) {
+            let _inner = CURRENT.with(|current| current.borrow_mut().take());
+        }
+    }
+
+    let entered = CURRENT.with(|current| {
+        let mut current = current.borrow_mut();
+        if current.is_some() {
+            return false;
+        }
+        current.get_or_insert_with(&ctx);
+        true
+    });
+    if !entered {
+        return nested_sync_scope(ctx(), f);
+    }
+    let _leave = Leave;
+    f()
 }
 
-pub(crate) fn scope<F: Future>(ctx: HandlerCtx, fut: F) -> impl Future<Output = F::Output> {
-    CURRENT.scope(ctx, fut)
+/// [`sync_scope`] inside another handler's context (a queue-jump run from a handler): the two
+/// are swapped.
+#[cold]
+#[inline(never)]
+fn nested_sync_scope<R>(ctx: HandlerCtx, f: impl FnOnce() -> R) -> R {
+    let mut ctx = Some(ctx);
+    enter(&mut ctx, f).unwrap_or_else(|_| slot_gone())
+}
+
+/// `fut` (an async handler's future) with `ctx` current around each of its polls, and its drop.
+pub(crate) fn scope<F: Future + Unpin>(ctx: HandlerCtx, fut: F) -> Scope<F> {
+    Scope {
+        ctx: Some(ctx),
+        fut: Some(fut),
+    }
+}
+
+/// The future [`scope`] returns.
+pub(crate) struct Scope<F> {
+    /// The context, while it is not current (between polls).
+    ctx: Option<HandlerCtx>,
+    /// `None` once it finished (dropped inside the scope, as it would be when it finishes).
+    fut: Option<F>,
+}
+
+/// Runs `f` with `ctx` current (moved into the thread's slot and back afterwards, even if `f`
+/// panics); `Err` if the thread's slot is gone (the thread is ending).
+fn enter<R>(
+    ctx: &mut Option<HandlerCtx>,
+    f: impl FnOnce() -> R,
+) -> Result<R, std::thread::AccessError> {
+    struct Leave<'a>(&'a mut Option<HandlerCtx>);
+
+    impl Drop for Leave<'_> {
+        fn drop(&mut self) {
+            CURRENT.with(|current| std::mem::swap(self.0, &mut current.borrow_mut()));
+        }
+    }
+
+    CURRENT.try_with(|current| std::mem::swap(ctx, &mut current.borrow_mut()))?;
+    let _leave = Leave(ctx);
+    Ok(f())
+}
+
+/// Entering a handler context on a thread whose slot is gone (the thread is ending): tokio's
+/// task-local scope panics there too.
+#[cold]
+fn slot_gone() -> ! {
+    panic!("the handler context is gone (the thread is ending)")
+}
+
+impl<F: Future + Unpin> Future for Scope<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let Scope { ctx, fut } = self.get_mut();
+        let polled = enter(ctx, || {
+            let Some(inner) = fut.as_mut() else {
+                panic!("handler scope polled after completion");
+            };
+            let poll = Pin::new(inner).poll(cx);
+            if poll.is_ready() {
+                *fut = None;
+            }
+            poll
+        });
+        polled.unwrap_or_else(|_| slot_gone())
+    }
+}
+
+impl<F> Drop for Scope<F> {
+    fn drop(&mut self) {
+        if std::mem::needs_drop::<F>() && self.fut.is_some() {
+            // Dropped with its context current, where possible; else dropped as it is.
+            let Scope { ctx, fut } = self;
+            let _ = enter(ctx, || *fut = None);
+        }
+    }
 }
 
 /// The bus running the current handler of `event`, else the last live bus it was dispatched to.
@@ -217,10 +328,7 @@ pub fn in_handler() -> bool {
 pub fn in_current_handler<F: Future>(fut: F) -> InCurrentHandler<F> {
     match current() {
         Some(ctx) => InCurrentHandler {
-            inner: Either::Scoped(Box::pin(context_scope(
-                current_context(),
-                CURRENT.scope(ctx, fut),
-            ))),
+            inner: Either::Scoped(scope(ctx, Box::pin(context_scope(current_context(), fut)))),
         },
         None => InCurrentHandler {
             inner: Either::Plain(Box::pin(fut)),
@@ -235,10 +343,10 @@ pub struct InCurrentHandler<F: Future> {
 }
 
 /// A future with the handler context and the user context values in scope.
-type Scoped<F> = TaskLocalFuture<Option<ContextMap>, TaskLocalFuture<HandlerCtx, F>>;
+type Scoped<F> = Scope<Pin<Box<TaskLocalFuture<Option<ContextMap>, F>>>>;
 
 enum Either<F: Future> {
-    Scoped(Pin<Box<Scoped<F>>>),
+    Scoped(Scoped<F>),
     Plain(Pin<Box<F>>),
 }
 
@@ -253,7 +361,7 @@ impl<F: Future> Future for InCurrentHandler<F> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
         match &mut self.inner {
-            Either::Scoped(fut) => fut.as_mut().poll(cx),
+            Either::Scoped(fut) => Pin::new(fut).poll(cx),
             Either::Plain(fut) => fut.as_mut().poll(cx),
         }
     }

@@ -95,7 +95,7 @@ impl<'a> HandlerRun<'a> {
         let scope_context = user_context.is_some() || context::has_context();
         let call = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let _entered = span.enter();
-            let call = || handler_context::sync_scope(ctx(), || self.entry.func.0.call(any));
+            let call = || handler_context::sync_scope(ctx, || self.entry.func.0.call(any));
             if scope_context {
                 context::context_sync_scope(user_context.clone(), call)
             } else {

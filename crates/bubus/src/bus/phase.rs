@@ -23,7 +23,7 @@ use super::handler_run::{HandlerRun, Interrupt, Running, Started, interrupt_resu
 use super::handlers::HandlerList;
 use super::handlers::Handlers;
 use super::limits::{self, PhaseClock, Timers};
-use crate::event::inner::{BusPhase, EventInner};
+use crate::event::inner::{BusPhase, EventInner, EventState};
 use crate::event::{EventConfig, EventStatus, HandlerCompletion, HandlerConcurrency};
 use crate::handler::{HandlerEntry, HandlerId};
 use crate::lock::FairGuard;
@@ -38,21 +38,22 @@ pub(crate) async fn process_event(
     (exact, wildcard): Handlers,
     held: &HeldLocks,
 ) -> Processed {
-    let (runs, indices, config) = select_runs(bus, event, &exact, &wildcard);
+    let (selected, config) = select_runs(bus, event, &exact, &wildcard);
+    let (runs, indices) = (selected.runs(), selected.indices());
     bus.hook_event(event, EventStatus::Pending);
-    bus.hook_results(event, &indices, EventStatus::Pending);
+    bus.hook_results(event, indices, EventStatus::Pending);
     // The event's hard timeout covers the whole handler phase on this bus, from now.
     let timeout = limits::event_timeout(&config, bus);
     let phase = Phase {
         bus,
         event,
-        runs: &runs,
-        indices: &indices,
+        runs,
+        indices,
         held,
         config,
         timeout,
         clock: PhaseClock::new(timeout, limits::event_slow_timeout(&config, bus)),
-        plan: Plan::new(bus, &config, &runs),
+        plan: Plan::new(bus, &config, runs),
     };
     let mut guard = ProcessGuard {
         phase: &phase,
@@ -76,7 +77,7 @@ pub(crate) async fn process_event(
             timeout.map(limits::fmt_secs).unwrap_or_default(),
             bus.label
         );
-        cancel_events(children_of_results(event, &indices), &cause);
+        cancel_events(children_of_results(event, indices), &cause);
     }
     guard.armed = false;
     done_on_bus(bus, event);
@@ -92,11 +93,24 @@ fn select_runs<'h>(
     event: &Arc<EventInner>,
     exact: &'h Option<HandlerList>,
     wildcard: &'h Option<HandlerList>,
-) -> (Runs<'h>, SmallVec<[usize; 4]>, EventConfig) {
+) -> (Selected<'h>, EventConfig) {
     let mut es = event.state.lock();
     // Queued until now (or already processing, for a restored event).
     if let Some(slot) = es.active_slot(bus) {
         slot.phase = BusPhase::Processing;
+    }
+    // The usual case: one handler, and no result yet (none from another bus or a snapshot).
+    if es.results.is_empty() {
+        if let Some(entry) = single(exact, wildcard) {
+            if forward_loops(&es, entry) {
+                return (Selected::Many(SmallVec::new(), SmallVec::new()), es.config);
+            }
+            es.results.push(ResultRecord::pending(
+                Arc::clone(&entry.meta),
+                event.created_at,
+            ));
+            return (Selected::One([(&**entry, 0)]), es.config);
+        }
     }
     let mut runs: Runs<'_> = SmallVec::new();
     let mut indices: SmallVec<[usize; 4]> = SmallVec::new();
@@ -129,12 +143,8 @@ fn select_runs<'h>(
     {
         // Loop prevention: a forwarder to a bus the event already went through is skipped,
         // and a handler that already ran for this event does not run again.
-        if let Some((target_id, target_label)) = &entry.meta.forward_target {
-            if es.buses.iter().any(|slot| slot.bus_id == *target_id)
-                || es.path.iter().any(|label| label.label == *target_label)
-            {
-                continue;
-            }
+        if forward_loops(&es, entry) {
+            continue;
         }
         let existing = match &prior_index {
             _ if prior == 0 => None,
@@ -162,7 +172,58 @@ fn select_runs<'h>(
         runs.push((&**entry, es.results.len() - 1));
         indices.push(es.results.len() - 1);
     }
-    (runs, indices, es.config)
+    (Selected::Many(runs, indices), es.config)
+}
+
+/// The only handler of `exact` and `wildcard`, if there is exactly one.
+#[inline]
+fn single<'h>(
+    exact: &'h Option<HandlerList>,
+    wildcard: &'h Option<HandlerList>,
+) -> Option<&'h Arc<HandlerEntry>> {
+    match (
+        exact.as_deref().map(Vec::as_slice),
+        wildcard.as_deref().map(Vec::as_slice),
+    ) {
+        (Some([one]), None | Some([])) | (None | Some([]), Some([one])) => Some(one),
+        _ => None,
+    }
+}
+
+/// Loop prevention: whether `entry` forwards to a bus the event already went through.
+#[inline]
+fn forward_loops(es: &EventState, entry: &HandlerEntry) -> bool {
+    entry
+        .meta
+        .forward_target
+        .as_ref()
+        .is_some_and(|(target_id, target_label)| {
+            es.buses.iter().any(|slot| slot.bus_id == *target_id)
+                || es.path.iter().any(|label| label.label == *target_label)
+        })
+}
+
+/// The handlers [`select_runs`] picked, each with the index of its result.
+enum Selected<'h> {
+    /// One handler (the usual case): no vectors to fill.
+    One([(&'h HandlerEntry, usize); 1]),
+    Many(Runs<'h>, SmallVec<[usize; 4]>),
+}
+
+impl<'h> Selected<'h> {
+    fn runs(&self) -> &[(&'h HandlerEntry, usize)] {
+        match self {
+            Selected::One(one) => one,
+            Selected::Many(runs, _) => runs,
+        }
+    }
+
+    fn indices(&self) -> &[usize] {
+        match self {
+            Selected::One([(_, index)]) => std::slice::from_ref(index),
+            Selected::Many(_, indices) => indices,
+        }
+    }
 }
 
 /// One event's handler phase on one bus: what each of its steps, and each handler run, reads.
@@ -410,7 +471,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(bus: &BusInner, config: &EventConfig, runs: &Runs<'_>) -> Self {
+    fn new(bus: &BusInner, config: &EventConfig, runs: &[(&HandlerEntry, usize)]) -> Self {
         let mode = config
             .event_handler_concurrency
             .unwrap_or(bus.config.event_handler_concurrency);
