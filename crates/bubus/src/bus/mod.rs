@@ -937,7 +937,9 @@ impl EventBus {
 // and never names the engine (scripts/check-layers.py).
 
 impl BusLink {
-    /// The bus, while it lives (a bus of this process).
+    /// The bus, while it lives (a bus of this process). Inlined: an awaiter processing its
+    /// event itself asks for it on every await (`wait::queued_on_one`).
+    #[inline]
     pub(crate) fn upgrade(&self) -> Option<Arc<BusInner>> {
         self.bus.upgrade()?.downcast::<BusInner>().ok()
     }
@@ -945,6 +947,7 @@ impl BusLink {
 
 impl EventState {
     /// The bus of one of this event's slots, if it is still alive.
+    #[inline]
     pub(crate) fn slot_bus(&self, slot: &BusSlot) -> Option<Arc<BusInner>> {
         self.path.get(slot.link)?.upgrade()
     }

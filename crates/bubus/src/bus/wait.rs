@@ -189,10 +189,10 @@ fn queued_on_one(st: &EventState) -> Option<Arc<BusInner>> {
 /// — for a request awaited right after its dispatch. A queued batch is left to the run loop,
 /// which takes it faster. Returns whether it processed the event; as with [`help_along`], the
 /// processing survives the awaiter.
+///
+/// Its event lock is looked up once, by [`help_job`], which takes it only if it is free (and,
+/// for [`Claim::Alone`], only if there is one: a parallel event is left to the run loop).
 async fn process_alone(event: &Arc<EventInner>, bus: Arc<BusInner>) -> bool {
-    if !bus.event_lock(event).is_some_and(FairLock::is_free) {
-        return false;
-    }
     Detached::new(|| help_job(bus, Arc::clone(event), Claim::Alone)).await
 }
 
@@ -210,6 +210,7 @@ async fn help_job(bus: Arc<BusInner>, event: Arc<EventInner>, claim: Claim) -> b
     let permit = match lock.map(FairLock::try_acquire) {
         Some(Some(permit)) => Some(permit),
         Some(None) => return false,
+        None if matches!(claim, Claim::Alone) => return false,
         None => None,
     };
     // Still at the head now that the lock is ours? Then it is ours to process.
