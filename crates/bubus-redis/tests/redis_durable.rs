@@ -9,7 +9,7 @@ use std::time::Duration;
 use bubus::AnyEvent;
 use bubus::bridge::{Bridge, Message};
 use bubus_redis::RedisTransport;
-use bubus_test_support::durable::{self, Counter, metrics_reach, ping, within};
+use bubus_test_support::durable::{self, Counter, any_metrics_reach, metrics_reach, ping};
 
 const URL: &str = "redis://127.0.0.1:6379/0";
 
@@ -193,15 +193,7 @@ async fn a_slow_handler_keeps_its_lease() {
     }
     let sender = Bridge::new(transport(&channel, "senders"));
     sender.send(&ping(1)).await.expect("send");
-    within(
-        "the slow event completed",
-        futures_util::future::select_all(
-            bridges
-                .iter()
-                .map(|b| Box::pin(b.wait_metrics(|m| m.completed >= 1))),
-        ),
-    )
-    .await;
+    any_metrics_reach("the slow event completed", &bridges, |m| m.completed >= 1).await;
     assert_eq!(
         bridges.iter().map(|b| b.metrics().completed).sum::<u64>(),
         1

@@ -33,6 +33,25 @@ pub async fn metrics_reach(what: &str, bridge: &Bridge, done: impl Fn(&BridgeMet
     within(what, bridge.wait_metrics(done)).await;
 }
 
+/// Waits until the counters of one of `bridges` satisfy `done`; panics naming `what` after
+/// [`WAIT`].
+pub async fn any_metrics_reach(
+    what: &str,
+    bridges: &[Bridge],
+    done: impl Fn(&BridgeMetrics) -> bool,
+) {
+    let done = &done;
+    within(
+        what,
+        futures_util::future::select_all(
+            bridges
+                .iter()
+                .map(|bridge| Box::pin(bridge.wait_metrics(done))),
+        ),
+    )
+    .await;
+}
+
 /// A count of handler runs that wakes whoever waits on it at every change. Counters made with
 /// [`Counter::beside`] share one wake-up, so a condition over several of them can be awaited.
 #[derive(Clone, Debug, Default)]

@@ -83,41 +83,16 @@ pub(crate) struct EventInner<P: ?Sized = ErasedPayload> {
 
 /// Everything a new event is made of but its payload.
 pub(crate) struct Header {
-    id: Uuid,
-    event_type: Cow<'static, str>,
-    version: Cow<'static, str>,
-    created_at: Timestamp,
-    kind: &'static EventKind,
-    result_type: Option<Arc<ResultType>>,
+    parts: Parts,
     state: EventState,
-    complete: bool,
 }
 
 impl Header {
     /// The event, its payload in the same allocation.
     #[inline(always)]
     pub(super) fn with_payload<P: Any + Send + Sync>(self, payload: P) -> Arc<EventInner> {
-        let Header {
-            id,
-            event_type,
-            version,
-            created_at,
-            kind,
-            result_type,
-            state,
-            complete,
-        } = self;
-        let parts = Parts {
-            id,
-            event_type,
-            version,
-            created_at,
-            kind,
-            result_type,
-            complete,
-            concurrency: encode_concurrency(state.config.event_concurrency),
-        };
-        parts.build(move || state, payload)
+        let Header { parts, state } = self;
+        parts.build(state.config.event_concurrency, move || state, payload)
     }
 }
 
@@ -130,7 +105,6 @@ struct Parts {
     kind: &'static EventKind,
     result_type: Option<Arc<ResultType>>,
     complete: bool,
-    concurrency: u8,
 }
 
 impl Parts {
@@ -142,12 +116,16 @@ impl Parts {
     /// field computed beforehand, nothing between the literal and its write can unwind, and the
     /// fields (a new event's state too, made by `state` in place) are stored straight into the
     /// allocation.
+    /// `concurrency` is the state's `config.event_concurrency`, given apart so that the state
+    /// can still be made in place.
     #[inline(always)]
     fn build<P: Any + Send + Sync>(
         self,
+        concurrency: Option<EventConcurrency>,
         state: impl FnOnce() -> EventState,
         payload: P,
     ) -> Arc<EventInner> {
+        let concurrency = encode_concurrency(concurrency);
         Arc::<EventInner<P>>::new_cyclic(move |_| EventInner {
             id: self.id,
             event_type: self.event_type,
@@ -163,7 +141,7 @@ impl Parts {
             cancelled: AtomicBool::new(false),
             notify: Notify::new(),
             handler_lock: FairLock::new(),
-            concurrency: AtomicU8::new(self.concurrency),
+            concurrency: AtomicU8::new(concurrency),
             payload,
         })
     }
@@ -208,12 +186,15 @@ impl EventInner {
         let dynamic = Arc::new(parts.payload);
         let complete = parts.status == EventStatus::Completed;
         Header {
-            id: parts.id,
-            event_type: Cow::Owned(parts.event_type),
-            version: Cow::Owned(parts.version),
-            created_at: parts.created_at,
-            kind: <DynEvent as KindOf>::KIND,
-            result_type: parts.result_type,
+            parts: Parts {
+                id: parts.id,
+                event_type: Cow::Owned(parts.event_type),
+                version: Cow::Owned(parts.version),
+                created_at: parts.created_at,
+                kind: <DynEvent as KindOf>::KIND,
+                result_type: parts.result_type,
+                complete,
+            },
             state: EventState {
                 status: parts.status,
                 started_at: parts.started_at,
@@ -229,7 +210,6 @@ impl EventInner {
                 wire_extra: parts.wire_extra,
                 ..EventState::pending(parts.config)
             },
-            complete,
         }
         .with_payload(dynamic)
     }
@@ -277,18 +257,20 @@ impl EventInner {
             }
         };
         let header = Header {
-            id: if keep_id {
-                self.id
-            } else {
-                new_event_id(created_at)
+            parts: Parts {
+                id: if keep_id {
+                    self.id
+                } else {
+                    new_event_id(created_at)
+                },
+                event_type: self.event_type.clone(),
+                version: self.version.clone(),
+                created_at: if keep_id { self.created_at } else { created_at },
+                kind: self.kind,
+                result_type: self.result_type.clone(),
+                complete: false,
             },
-            event_type: self.event_type.clone(),
-            version: self.version.clone(),
-            created_at: if keep_id { self.created_at } else { created_at },
-            kind: self.kind,
-            result_type: self.result_type.clone(),
             state,
-            complete: false,
         };
         (self.kind.copy)(self, header)
     }
@@ -311,9 +293,12 @@ impl EventInner {
             kind,
             result_type,
             complete: false,
-            concurrency: encode_concurrency(config.event_concurrency),
         }
-        .build(move || EventState::pending(config), payload)
+        .build(
+            config.event_concurrency,
+            move || EventState::pending(config),
+            payload,
+        )
     }
 
     /// The event's own `event_concurrency`, without taking its lock.

@@ -8,8 +8,8 @@ use std::time::Duration;
 use indexmap::IndexMap;
 use smallvec::SmallVec;
 
+use super::EventResult;
 use super::flat::{FlatDict, FlatList};
-use super::{EventResult, ResultSlot};
 use crate::error::{HandlerError, ResultError};
 use crate::event::EventResultValue;
 use crate::event::inner::{EventInner, EventState};
@@ -457,9 +457,9 @@ fn no_result(event: &EventInner) -> ResultError {
 
 /// The first value under the default include filter of a completed event, with the given raise
 /// policies: what collecting every value and error and taking the first value returns, read in
-/// one pass under one lock without building either list. Only the first value is kept, and
-/// once it is read, a value stored as an `R` is not looked at again (it cannot fail to convert);
-/// with errors not raising, the pass stops there. An error that raises ends the pass: the
+/// one pass under one lock without building either list. Only the first value is kept; after
+/// it, a value stored as an `R` is not read (it cannot fail to convert), and with errors not
+/// raising the pass stops there. An error that raises ends the pass: the
 /// errors are then listed by [`raised_errors`].
 #[inline]
 pub(crate) fn first_value<R: EventResultValue>(
@@ -480,23 +480,19 @@ pub(crate) fn first_value<R: EventResultValue>(
             if !record.is_truthy() {
                 continue;
             }
-            if first.is_some() && !raise_if_any {
-                break;
-            }
-            // A value stored as an `R` (the usual case) is read as it is.
-            if let ResultSlot::Typed(value) = &record.value {
-                if let Some(value) = value.downcast_ref::<R>() {
-                    if first.is_none() {
-                        first = Some(value.clone());
-                    }
+            if first.is_some() {
+                // Past the first value, only a value that fails to convert changes the answer:
+                // none does when errors do not raise, and a value stored as an `R` cannot.
+                if !raise_if_any {
+                    break;
+                }
+                if record.value.holds::<R>() {
                     continue;
                 }
             }
             match record.value.extract::<R>() {
                 Some(Ok(value)) => {
-                    if first.is_none() {
-                        first = Some(value);
-                    }
+                    first.get_or_insert(value);
                 }
                 Some(Err(_)) if raise_if_any => {
                     return Err(raised_errors::<R>(event, &st));

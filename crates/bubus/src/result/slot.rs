@@ -185,7 +185,14 @@ impl ResultSlot {
         matches!(self, ResultSlot::Forwarded { .. })
     }
 
+    /// Whether the value is stored as an `R` (so [`extract`](Self::extract) cannot fail).
+    #[inline]
+    pub(crate) fn holds<R: 'static>(&self) -> bool {
+        matches!(self, ResultSlot::Typed(value) if value.downcast_ref::<R>().is_some())
+    }
+
     /// The value as `R`, or `None` for null and forwarded results.
+    #[inline]
     pub(crate) fn extract<R: EventResultValue>(&self) -> Option<Result<R, HandlerError>> {
         match self {
             ResultSlot::Null | ResultSlot::Forwarded { .. } => None,
