@@ -26,13 +26,13 @@ pub(crate) async fn listen(shared: Arc<Shared>) -> Result<DeliveryStream, Transp
         .subscribe(shared.options.subject.clone())
         .await
         .map_err(|e| TransportError::other("NATS subscribe", e))?;
-    // Makes sure the server has the subscription before `listen` returns (the client may
-    // still be connecting).
-    crate::durable::retry("NATS flush", shared.options.send_timeout, || async {
-        if shared.client.connection_state() != async_nats::connection::State::Connected {
-            return Err("not connected yet".into());
-        }
-        shared.client.flush().await.map_err(Into::into)
+    // Makes sure the server has the subscription before `listen` returns, so what another
+    // connection publishes from then on reaches it. The client's `flush` only empties its own
+    // socket buffer; a round trip through the server is needed: the server handles one
+    // connection's commands in order, so once a message this connection published to a subject
+    // of its own comes back, the subscription sent before it is in place.
+    crate::durable::retry("NATS subscribe", shared.options.send_timeout, || {
+        round_trip(&shared.client, shared.options.send_timeout)
     })
     .await?;
     // The subscription is the stream (no task and channel between them): it ends when the
@@ -49,4 +49,24 @@ pub(crate) async fn listen(shared: Arc<Shared>) -> Result<DeliveryStream, Transp
         })
         .take_until(Box::pin(until_closed));
     Ok(Box::pin(deliveries))
+}
+
+/// One round trip through the server on `client`'s connection: publishes to a fresh inbox this
+/// connection subscribes to and waits for the message to come back.
+async fn round_trip(
+    client: &async_nats::Client,
+    within: std::time::Duration,
+) -> Result<(), crate::durable::AnyError> {
+    if client.connection_state() != async_nats::connection::State::Connected {
+        return Err("not connected yet".into());
+    }
+    let inbox = client.new_inbox();
+    let mut probe = client.subscribe(inbox.clone()).await?;
+    client.publish(inbox, bytes::Bytes::new()).await?;
+    client.flush().await?;
+    match tokio::time::timeout(within, probe.next()).await {
+        Ok(Some(_)) => Ok(()),
+        Ok(None) => Err("the probe subscription ended".into()),
+        Err(_) => Err("no reply from the server".into()),
+    }
 }

@@ -28,7 +28,7 @@ use tokio::sync::mpsc;
 use crate::transport::Shared;
 use bubus::bridge::Backoff;
 
-type AnyError = Box<dyn std::error::Error + Send + Sync>;
+pub(crate) type AnyError = Box<dyn std::error::Error + Send + Sync>;
 
 /// Runs `op` until it succeeds or `within` has passed, with backoff.
 pub(crate) async fn retry<T, F, Fut>(
