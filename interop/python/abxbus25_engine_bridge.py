@@ -67,6 +67,12 @@ async def receive(bridge: Any, n: int) -> None:
 
     bridge.on('*', on_any)
     await bridge.start()
+    nc = getattr(bridge, '_nc', None)
+    if nc is not None:
+        # nats-py's subscribe only queues the SUB for its flusher task: without a round trip
+        # (`flush` is a PING answered by a PONG) the server may not have the subscription yet
+        # when the other side, told we are ready, publishes, and the event is lost.
+        await nc.flush()
     print('@@ready', flush=True)
     await asyncio.wait_for(done.wait(), timeout=60)
     await bridge.close()
