@@ -94,6 +94,66 @@ mod policy {
         plain.close().await.expect("close");
     }
 
+    /// A transport whose sends never finish (a peer that stopped reading).
+    #[derive(Debug)]
+    struct Stuck;
+
+    impl bubus::bridge::Transport for Stuck {
+        fn kind(&self) -> &str {
+            "Stuck"
+        }
+
+        fn describe(&self) -> String {
+            "stuck".into()
+        }
+
+        fn capabilities(&self) -> bubus::bridge::Capabilities {
+            bubus::bridge::Capabilities::at_most_once()
+        }
+
+        fn send<'a>(
+            &'a self,
+            _message: &'a bubus::bridge::Message,
+        ) -> bubus::bridge::BoxFuture<'a, Result<(), bubus::bridge::TransportError>> {
+            Box::pin(std::future::pending())
+        }
+
+        fn listen(
+            &self,
+        ) -> bubus::bridge::BoxFuture<
+            '_,
+            Result<bubus::bridge::DeliveryStream, bubus::bridge::TransportError>,
+        > {
+            let nothing: bubus::bridge::DeliveryStream = Box::pin(futures_util::stream::pending());
+            Box::pin(async { Ok(nothing) })
+        }
+
+        fn close(&self) -> bubus::bridge::BoxFuture<'_, Result<(), bubus::bridge::TransportError>> {
+            Box::pin(async { Ok(()) })
+        }
+    }
+
+    /// A send given up halfway (its handler timed out, so its future was dropped) is no longer
+    /// in flight: closing does not wait for it.
+    #[tokio::test(start_paused = true)]
+    async fn close_does_not_wait_for_a_send_whose_handler_timed_out() {
+        let a = EventBus::new("A");
+        let bridge = Bridge::new(Stuck);
+        bridge.attach(&a);
+        let sent = a
+            .dispatch(
+                bubus::EventHandle::new(DynEvent::new("Ping", json!({})).expect("event"))
+                    .with_event_handler_timeout(Duration::from_secs(1)),
+            )
+            .expect("dispatch");
+        let errors = sent.await.expect("done").event_errors();
+        assert!(!errors.is_empty(), "the send timed out");
+        tokio::time::timeout(Duration::from_secs(60), bridge.close())
+            .await
+            .expect("close returns")
+            .expect("close");
+    }
+
     /// Closing waits for the sends in flight and refuses new ones.
     #[tokio::test]
     async fn close_refuses_new_sends() {

@@ -24,11 +24,11 @@ impl BridgeInner {
         if self.closed.load(Ordering::Acquire) {
             return Err(self.closed_error());
         }
-        self.sending.fetch_add(1, Ordering::AcqRel);
+        // Counted out by a guard, not after the await: a send dropped halfway (its handler
+        // timed out or was cancelled) must not leave `close` waiting for it forever.
+        let sending = SendingGuard::new(self);
         let sent = self.transport.send(&message).await;
-        if self.sending.fetch_sub(1, Ordering::AcqRel) == 1 {
-            self.sends_done.notify_waiters();
-        }
+        drop(sending);
         match sent {
             Ok(()) => {
                 self.bump(&self.counters.sent);
@@ -151,6 +151,27 @@ pub(super) struct RemoteChild {
     pub(super) acker: Option<Box<dyn Acker>>,
     pub(super) attempt: u32,
     pub(super) origin: String,
+}
+
+/// One send in flight, counted in `sending` from its creation to its drop (whether the send
+/// finished or its future was dropped); the last one out wakes [`Bridge::close`](super::Bridge::close).
+struct SendingGuard<'a> {
+    bridge: &'a BridgeInner,
+}
+
+impl<'a> SendingGuard<'a> {
+    fn new(bridge: &'a BridgeInner) -> Self {
+        bridge.sending.fetch_add(1, Ordering::AcqRel);
+        SendingGuard { bridge }
+    }
+}
+
+impl Drop for SendingGuard<'_> {
+    fn drop(&mut self) {
+        if self.bridge.sending.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.bridge.sends_done.notify_waiters();
+        }
+    }
 }
 
 struct ReplyGuard<'a> {
