@@ -5,7 +5,8 @@
 
 `listen`: wires `JSONLEventBridge(ENDPOINT)` or `SocketEventBridge(ENDPOINT)` to a bus the way
 the family documents it (`bridge.on('*', bus.emit)`), prints `@@ready` once listening, waits for
-an `IPCPingEvent` and its child `IPCChildEvent` from Rust, and compares every field of what it
+an `IPCPingEvent` and its child `IPCChildEvent` from Rust, waits for a line on stdin (Rust has
+written EXPECTED: the events can arrive before it has), and compares every field of what it
 received with EXPECTED (the events as Rust sent them). Python's bridges reset each received
 event's id, path, parent, emitted-by, status and timestamps (`event_reset()`, by design), so those
 are checked to be reset; everything else must be equal. Writes what it received to OUT.
@@ -126,6 +127,9 @@ async def listen(kind: str, endpoint: str, expected_path: str, out_path: str) ->
     await bridge.start()
     print('@@ready', flush=True)
     await asyncio.wait_for(both.wait(), timeout=60)
+    # Rust writes EXPECTED once its sends completed and then says so here; the events can get
+    # here first.
+    await asyncio.wait_for(asyncio.to_thread(sys.stdin.readline), timeout=60)
     with open(out_path, 'w') as f:
         json.dump(received, f, indent=1)
     with open(expected_path) as f:

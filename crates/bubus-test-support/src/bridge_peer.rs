@@ -139,7 +139,20 @@ pub fn python_send(args: &[&str]) -> PeerOutput {
 pub struct PythonListener {
     child: Child,
     stdout: BufReader<ChildStdout>,
+    stderr: std::thread::JoinHandle<String>,
     seen: String,
+}
+
+/// Reads `child`'s stderr to the end on a thread of its own, from the start: a peer writing
+/// more than a pipe holds to an unread stderr would block, and so would whoever waits for its
+/// stdout to end.
+fn drain_stderr(child: &mut Child) -> std::thread::JoinHandle<String> {
+    let mut stderr = child.stderr.take().expect("piped");
+    std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    })
 }
 
 impl PythonListener {
@@ -149,15 +162,16 @@ impl PythonListener {
         full.extend_from_slice(args);
         let mut child = command(&full).spawn().expect("start the Python peer");
         let mut stdout = BufReader::new(child.stdout.take().expect("piped"));
+        let stderr = drain_stderr(&mut child);
         let mut seen = String::new();
         loop {
             let mut line = String::new();
             let n = stdout.read_line(&mut line).expect("read the peer's stdout");
             if n == 0 {
-                let out = child.wait_with_output().expect("the peer exits");
+                let _ = child.wait();
                 panic!(
                     "the Python peer exited before it was ready:\n{seen}\n--- stderr ---\n{}",
-                    String::from_utf8_lossy(&out.stderr)
+                    stderr.join().unwrap_or_default()
                 );
             }
             seen.push_str(&line);
@@ -168,6 +182,7 @@ impl PythonListener {
         PythonListener {
             child,
             stdout,
+            stderr,
             seen,
         }
     }
@@ -176,14 +191,10 @@ impl PythonListener {
     pub fn finish(mut self) -> PeerOutput {
         let mut rest = String::new();
         std::io::Read::read_to_string(&mut self.stdout, &mut rest).expect("read the peer");
-        let out = self.child.wait_with_output().expect("the peer exits");
+        let status = self.child.wait().expect("the peer exits");
+        let stderr = self.stderr.join().unwrap_or_default();
         let stdout = self.seen + &rest;
-        parse(
-            &stdout,
-            &String::from_utf8_lossy(&out.stderr),
-            out.status.success(),
-            "received",
-        )
+        parse(&stdout, &stderr, status.success(), "received")
     }
 }
 

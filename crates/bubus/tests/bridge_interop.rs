@@ -55,36 +55,115 @@ fn peer(args: &[&str]) -> tokio::process::Command {
     cmd.arg(workspace_root().join("interop/python/abxbus25_bridge_peer.py"))
         .args(args)
         .current_dir(workspace_root().join("interop/python"))
+        .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
     cmd
 }
 
-/// Waits for the peer to exit; fails on a mismatch or a failure, returns its `@@ok` checks.
-async fn finish(
+/// How long the peer may take to start, and to finish once told to (its own deadline for what
+/// it waits for is 60 s): past it, the test fails with what the peer printed instead of hanging.
+const PEER_WAIT: Duration = Duration::from_secs(180);
+
+/// A running peer: its stdout read line by line, its stderr read to the end by a task of its
+/// own from the start (a peer writing more than a pipe holds to an unread stderr would block,
+/// and so would a test waiting for its stdout to end).
+struct Peer {
     child: tokio::process::Child,
-    mut seen: Vec<String>,
-    rest: Option<tokio::io::Lines<BufReader<tokio::process::ChildStdout>>>,
-) -> Vec<String> {
-    if let Some(mut lines) = rest {
-        while let Ok(Some(line)) = lines.next_line().await {
-            seen.push(line);
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    stderr: tokio::task::JoinHandle<String>,
+    seen: Vec<String>,
+}
+
+impl Peer {
+    fn spawn(args: &[&str]) -> Peer {
+        use tokio::io::AsyncReadExt;
+        let mut child = peer(args).spawn().expect("python peer");
+        let lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+        let mut err = child.stderr.take().expect("stderr");
+        let stderr = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let _ = err.read_to_end(&mut buf).await;
+            String::from_utf8_lossy(&buf).into_owned()
+        });
+        Peer {
+            child,
+            lines,
+            stderr,
+            seen: Vec::new(),
         }
     }
-    let out = child.wait_with_output().await.expect("peer ran");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    seen.extend(stdout.lines().map(str::to_owned));
+
+    /// Reads stdout up to the `@@ready` line.
+    async fn ready(&mut self) {
+        let waited = tokio::time::timeout(PEER_WAIT, async {
+            loop {
+                let line = self.lines.next_line().await.expect("read")?;
+                let ready = line == "@@ready";
+                self.seen.push(line);
+                if ready {
+                    return Some(());
+                }
+            }
+        })
+        .await;
+        if !matches!(waited, Ok(Some(()))) {
+            let _ = self.child.start_kill();
+            let stderr = (&mut self.stderr).await.unwrap_or_default();
+            panic!(
+                "python peer never got ready ({}):\n--- stdout ---\n{}\n--- stderr ---\n{stderr}",
+                if waited.is_err() {
+                    "timed out"
+                } else {
+                    "it exited"
+                },
+                self.seen.join("\n"),
+            );
+        }
+    }
+
+    /// Writes one line to its stdin.
+    async fn tell(&mut self, line: &str) {
+        use tokio::io::AsyncWriteExt;
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        stdin
+            .write_all(format!("{line}\n").as_bytes())
+            .await
+            .expect("write to the peer");
+        stdin.flush().await.expect("flush to the peer");
+    }
+}
+
+/// Waits for the peer to exit; fails on a mismatch or a failure, returns its `@@ok` checks.
+async fn finish(mut peer: Peer) -> Vec<String> {
+    drop(peer.child.stdin.take());
+    let mut seen = std::mem::take(&mut peer.seen);
+    let exited = tokio::time::timeout(PEER_WAIT, async {
+        while let Ok(Some(line)) = peer.lines.next_line().await {
+            seen.push(line);
+        }
+        peer.child.wait().await.expect("peer ran")
+    })
+    .await;
+    if exited.is_err() {
+        let _ = peer.child.start_kill();
+    }
+    let stderr = peer.stderr.await.unwrap_or_default();
+    let Ok(status) = exited else {
+        panic!(
+            "python peer still running after {PEER_WAIT:?}:\n--- stdout ---\n{}\n--- stderr ---\n{stderr}",
+            seen.join("\n"),
+        );
+    };
     let mismatches: Vec<&String> = seen
         .iter()
         .filter(|l| l.starts_with("@@mismatch"))
         .collect();
     assert!(
-        out.status.success() && mismatches.is_empty(),
-        "python peer failed ({}):\n{mismatches:#?}\n--- stdout ---\n{}\n--- stderr ---\n{}",
-        out.status,
+        status.success() && mismatches.is_empty(),
+        "python peer failed ({status}):\n{mismatches:#?}\n--- stdout ---\n{}\n--- stderr ---\n{stderr}",
         seen.join("\n"),
-        String::from_utf8_lossy(&out.stderr)
     );
     seen.iter()
         .filter_map(|l| l.strip_prefix("@@ok "))
@@ -107,29 +186,14 @@ async fn rust_to_python(kind: &str, endpoint: PathBuf) {
     let dir = endpoint.parent().expect("dir").to_owned();
     let expected = dir.join("expected.json");
     let received = dir.join("received.json");
-    let mut child = peer(&[
+    let mut python = Peer::spawn(&[
         "listen",
         kind,
         endpoint.to_str().expect("utf-8"),
         expected.to_str().expect("utf-8"),
         received.to_str().expect("utf-8"),
-    ])
-    .spawn()
-    .expect("python peer");
-    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut seen = Vec::new();
-    loop {
-        let line = lines
-            .next_line()
-            .await
-            .expect("read")
-            .expect("python exited before listening");
-        let ready = line == "@@ready";
-        seen.push(line);
-        if ready {
-            break;
-        }
-    }
+    ]);
+    python.ready().await;
 
     let bus = EventBus::new("RustSender");
     let inner = bus.clone();
@@ -174,9 +238,11 @@ async fn rust_to_python(kind: &str, endpoint: PathBuf) {
     assert_eq!(child_event.event_parent_id(), Some(ping.event_id()));
     let sent = json!([ping.to_json(), child_event.to_json()]);
     std::fs::write(&expected, sent.to_string()).expect("expected");
+    // Python may have both events before the file is written: it reads the file once told.
+    python.tell("expected").await;
     bridge.close().await.expect("close");
 
-    let checks = finish(child, seen, Some(lines)).await;
+    let checks = finish(python).await;
     assert_eq!(
         checks,
         [
@@ -212,15 +278,13 @@ async fn python_to_rust(kind: &str, endpoint: PathBuf) {
     bridge.attach(&bus);
     bridge.start().await.expect("start");
 
-    let child = peer(&[
+    let python = Peer::spawn(&[
         "send",
         kind,
         endpoint.to_str().expect("utf-8"),
         out.to_str().expect("utf-8"),
-    ])
-    .spawn()
-    .expect("python peer");
-    let checks = finish(child, Vec::new(), None).await;
+    ]);
+    let checks = finish(python).await;
     assert_eq!(checks, [format!("python->rust {kind} sent")]);
     tally.wait_for(2).await;
     bridge.close().await.expect("close");
