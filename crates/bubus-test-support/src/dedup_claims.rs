@@ -89,8 +89,10 @@ pub async fn check_claims(
 pub async fn check_expiry(first: &dyn DedupStore, second: &dyn DedupStore) {
     let lease = first.lease().expect("a store with a lease");
     let id = Uuid::new_v4();
-    assert_eq!(first.claim(id).await.expect("claim"), Claim::Won);
+    // Taken before the claim: the store starts the lease somewhere within the claim's round
+    // trip, which on a loaded machine can last longer than any slack allowed below.
     let started = std::time::Instant::now();
+    assert_eq!(first.claim(id).await.expect("claim"), Claim::Won);
     // The store's own clock decides the expiry: wait as long as it says, as a member would.
     let deadline = started + lease * 10 + Duration::from_secs(5);
     loop {
