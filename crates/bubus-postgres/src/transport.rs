@@ -734,7 +734,16 @@ impl Transport for PgTransport {
             // Plain mode: what is notified before `LISTEN` runs is never heard, so return once
             // it runs (or after a while if the server is unreachable: it keeps trying).
             if let Some(ready) = ready {
-                let _ = tokio::time::timeout(Duration::from_secs(10), ready).await;
+                if tokio::time::timeout(Duration::from_secs(10), ready)
+                    .await
+                    .is_err()
+                {
+                    // Said, so that the notifications lost until `LISTEN` runs are explained.
+                    tracing::warn!(
+                        transport = %self.describe(),
+                        "bubus-postgres: LISTEN is not in place yet (server unreachable?); events notified until it is are not heard"
+                    );
+                }
             }
             let stream: DeliveryStream =
                 Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
