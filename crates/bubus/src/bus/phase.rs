@@ -105,8 +105,9 @@ fn select_runs<'h>(
             if forward_loops(&es, entry) {
                 return (Selected::Many(SmallVec::new(), SmallVec::new()), es.config);
             }
-            es.results.push(ResultRecord::pending(
+            es.results.push(ResultRecord::pending_of(
                 Arc::clone(&entry.meta),
+                event.id,
                 event.created_at,
             ));
             return (Selected::One([(&**entry, 0)]), es.config);
@@ -165,8 +166,9 @@ fn select_runs<'h>(
             }
             continue;
         }
-        es.results.push(ResultRecord::pending(
+        es.results.push(ResultRecord::pending_of(
             Arc::clone(&entry.meta),
+            event.id,
             event.created_at,
         ));
         runs.push((&**entry, es.results.len() - 1));

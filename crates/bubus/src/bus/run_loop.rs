@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
+use std::task::Poll;
 
 use tokio::sync::Notify;
 
@@ -270,11 +271,20 @@ async fn run_loop(bus: Weak<BusInner>, wake: Arc<Notify>) {
             for _ in 0..EVENTS_PER_UPGRADE {
                 match bus.run_next(&mut owed).await {
                     Step::Ran => {
-                        if !tokio::task::coop::has_budget_remaining() {
-                            // About to yield: nobody waits behind a lock held by a parked task.
-                            drop(owed.kept.take());
-                        }
-                        tokio::task::consume_budget().await;
+                        // One unit of the task's coop budget per event, as
+                        // `tokio::task::consume_budget` takes, tested and spent in one look at
+                        // the budget (instead of a look to test it and one to spend it).
+                        std::future::poll_fn(|cx| {
+                            let Poll::Ready(spent) = tokio::task::coop::poll_proceed(cx) else {
+                                // About to yield: nobody waits behind a lock held by a parked
+                                // task.
+                                drop(owed.kept.take());
+                                return Poll::Pending;
+                            };
+                            spent.made_progress();
+                            Poll::Ready(())
+                        })
+                        .await;
                     }
                     Step::Idle => break,
                 }
