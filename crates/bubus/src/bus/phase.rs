@@ -88,6 +88,11 @@ type Runs<'a> = SmallVec<[(&'a HandlerEntry, usize); 4]>;
 
 /// Marks the event processing on `bus` and picks the handlers to run, each with the index of its
 /// (new, pending) result; returns them with the result indices and the event's config.
+///
+/// Inlined, for the usual case (one handler, no result yet): its selection and the event's
+/// config go straight into the processing future instead of through a returned copy. Any other
+/// case is [`select_many`], out of line.
+#[inline(always)]
 fn select_runs<'h>(
     bus: &BusInner,
     event: &Arc<EventInner>,
@@ -105,13 +110,25 @@ fn select_runs<'h>(
             if forward_loops(&es, entry) {
                 return (Selected::Many(SmallVec::new(), SmallVec::new()), es.config);
             }
-            es.results.push(ResultRecord::pending(
+            es.results.push(ResultRecord::pending_of(
                 Arc::clone(&entry.meta),
+                event.id,
                 event.created_at,
             ));
             return (Selected::One([(&**entry, 0)]), es.config);
         }
     }
+    select_many(event, &mut es, exact, wildcard)
+}
+
+/// [`select_runs`] for any number of handlers, under the event's state lock `es`.
+#[inline(never)]
+fn select_many<'h>(
+    event: &Arc<EventInner>,
+    es: &mut EventState,
+    exact: &'h Option<HandlerList>,
+    wildcard: &'h Option<HandlerList>,
+) -> (Selected<'h>, EventConfig) {
     let mut runs: Runs<'_> = SmallVec::new();
     let mut indices: SmallVec<[usize; 4]> = SmallVec::new();
     // Results the event already has (from another bus, or a restored snapshot): a handler
@@ -143,7 +160,7 @@ fn select_runs<'h>(
     {
         // Loop prevention: a forwarder to a bus the event already went through is skipped,
         // and a handler that already ran for this event does not run again.
-        if forward_loops(&es, entry) {
+        if forward_loops(es, entry) {
             continue;
         }
         let existing = match &prior_index {
@@ -165,8 +182,9 @@ fn select_runs<'h>(
             }
             continue;
         }
-        es.results.push(ResultRecord::pending(
+        es.results.push(ResultRecord::pending_of(
             Arc::clone(&entry.meta),
+            event.id,
             event.created_at,
         ));
         runs.push((&**entry, es.results.len() - 1));

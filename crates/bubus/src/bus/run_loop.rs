@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
+use std::task::Poll;
 
 use tokio::sync::Notify;
 
@@ -20,9 +21,19 @@ pub(crate) fn lock_addr(lock: &FairLock) -> usize {
     lock as *const FairLock as usize
 }
 
-enum Step {
-    Ran,
+/// What the run loop found at the head of the queue ([`BusInner::take_next`]).
+enum Next<'a> {
+    /// The queue is empty.
     Idle,
+    /// The head, taken off the queue with the handlers to run it with (`None` if it was no
+    /// longer there), under its event lock, held.
+    Ready(
+        Option<(Arc<EventInner>, Handlers)>,
+        &'a FairLock,
+        FairGuard<'a>,
+    ),
+    /// The head, still queued, and the event lock it waits for (none for a parallel event).
+    Wait(Arc<EventInner>, Option<&'a FairLock>),
 }
 
 /// How many buses whose run loop lives on a current-thread runtime have it running or ready to
@@ -100,53 +111,50 @@ impl BusInner {
         }
     }
 
-    /// Processes the event at the head of the queue under its event lock. The events the run
-    /// loop `owes` a [`leave_bus`] are accounted for under the lock it looks at the queue with,
-    /// and the event it processes here is added to them. The event lock stays held in `owed`
-    /// after the event, for the next one (see [`Owed::kept`]).
-    async fn run_next<'a>(self: &'a Arc<Self>, owed: &mut Owed<'a>) -> Step {
+    /// Looks at the head of the queue for the run loop. The events the run loop `owes` a
+    /// [`leave_bus`] are accounted for under the lock it looks at the queue with. The usual case,
+    /// [`Next::Ready`], takes the head off the queue with its event lock; the run loop processes
+    /// it with [`process_event`] right in its own future, with no future of its own for the step
+    /// (built and dropped once per event otherwise).
+    fn take_next<'a>(&'a self, owed: &mut Owed<'a>) -> Next<'a> {
         let kept = owed.kept.take();
-        let taken = {
-            let mut guard = self.state.lock();
-            let st = &mut *guard;
-            let left = leave_locked(st, std::mem::take(&mut owed.events));
-            let Some(head) = st.queue.front() else {
-                drop(guard);
-                drop(kept);
-                after_leave(self, left);
-                return Step::Idle;
-            };
-            // The usual case: the head's event lock is the one still held from the previous
-            // event, with nobody waiting for it, or it is free. Take it and the head at once.
-            let lock = self.event_lock(head);
-            let fast = lock.and_then(|lock| match kept {
-                Some(permit) if permit.holds(lock) && !permit.is_contended() => {
-                    Some((lock, permit))
-                }
-                other => {
-                    drop(other);
-                    Some((lock, lock.try_acquire()?))
-                }
-            });
-            match fast {
-                Some((lock, permit)) => {
-                    let handlers = st.handlers.for_event(&head.event_type);
-                    Ok((st.take_queued(0), handlers, lock, permit))
-                }
-                None => Err((Arc::clone(head), lock)),
-            }
+        let mut guard = self.state.lock();
+        let st = &mut *guard;
+        let left = leave_locked(st, std::mem::take(&mut owed.events));
+        let Some(head) = st.queue.front() else {
+            drop(guard);
+            drop(kept);
+            after_leave(self, left);
+            return Next::Idle;
         };
-        let (head, lock) = match taken {
-            Ok((event, handlers, lock, permit)) => {
-                if let Some(event) = event {
-                    let held = HeldLocks::one(lock_addr(lock));
-                    process_event(self, &event, handlers, &held).await.owe(owed);
-                }
-                owed.kept = Some(permit);
-                return Step::Ran;
+        // The usual case: the head's event lock is the one still held from the previous
+        // event, with nobody waiting for it, or it is free. Take it and the head at once.
+        let lock = self.event_lock(head);
+        let fast = lock.and_then(|lock| match kept {
+            Some(permit) if permit.holds(lock) && !permit.is_contended() => Some((lock, permit)),
+            other => {
+                drop(other);
+                Some((lock, lock.try_acquire()?))
             }
-            Err(slow) => slow,
-        };
+        });
+        match fast {
+            Some((lock, permit)) => {
+                let handlers = st.handlers.for_event(&head.event_type);
+                Next::Ready(st.take_queued(0).map(|e| (e, handlers)), lock, permit)
+            }
+            None => Next::Wait(Arc::clone(head), lock),
+        }
+    }
+
+    /// Processes `head` (the head of the queue when the run loop looked) once its event `lock`
+    /// is free; a parallel event (no lock) is processed in a task of its own. The event lock
+    /// stays held in `owed` after the event, for the next one (see [`Owed::kept`]).
+    async fn run_waiting<'a>(
+        self: &'a Arc<Self>,
+        head: Arc<EventInner>,
+        lock: Option<&'a FairLock>,
+        owed: &mut Owed<'a>,
+    ) {
         match lock {
             None => {
                 if let Some((event, handlers)) = self.claim(&head) {
@@ -170,7 +178,6 @@ impl BusInner {
                 owed.kept = Some(permit);
             }
         }
-        Step::Ran
     }
 
     /// Takes `event` off this bus's queue for processing, with the handlers to run it with (read
@@ -268,16 +275,32 @@ async fn run_loop(bus: Weak<BusInner>, wake: Arc<Notify>) {
                 kept: None,
             };
             for _ in 0..EVENTS_PER_UPGRADE {
-                match bus.run_next(&mut owed).await {
-                    Step::Ran => {
-                        if !tokio::task::coop::has_budget_remaining() {
-                            // About to yield: nobody waits behind a lock held by a parked task.
-                            drop(owed.kept.take());
+                match bus.take_next(&mut owed) {
+                    Next::Idle => break,
+                    Next::Ready(taken, lock, permit) => {
+                        if let Some((event, handlers)) = taken {
+                            let held = HeldLocks::one(lock_addr(lock));
+                            process_event(&bus, &event, handlers, &held)
+                                .await
+                                .owe(&mut owed);
                         }
-                        tokio::task::consume_budget().await;
+                        owed.kept = Some(permit);
                     }
-                    Step::Idle => break,
+                    Next::Wait(head, lock) => bus.run_waiting(head, lock, &mut owed).await,
                 }
+                // One unit of the task's coop budget per event, as `tokio::task::consume_budget`
+                // takes, tested and spent in one look at the budget (instead of a look to test
+                // it and one to spend it).
+                std::future::poll_fn(|cx| {
+                    let Poll::Ready(spent) = tokio::task::coop::poll_proceed(cx) else {
+                        // About to yield: nobody waits behind a lock held by a parked task.
+                        drop(owed.kept.take());
+                        return Poll::Pending;
+                    };
+                    spent.made_progress();
+                    Poll::Ready(())
+                })
+                .await;
             }
             drop(owed.kept.take());
             let mut st = bus.state.lock();
