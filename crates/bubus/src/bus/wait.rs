@@ -82,8 +82,12 @@ pub(crate) async fn wait_for(event: &Arc<EventInner>) -> Result<(), WaitError> {
                     };
                     if processed && event.is_complete() {
                         // Other tasks keep their turn: this awaiter yields once its budget is
-                        // spent, as if it had waited.
-                        tokio::task::consume_budget().await;
+                        // spent, as if it had waited. (`consume_budget` without its own state
+                        // machine around the poll.)
+                        std::future::poll_fn(|cx| {
+                            tokio::task::coop::poll_proceed(cx).map(|coop| coop.made_progress())
+                        })
+                        .await;
                         return Ok(());
                     }
                 }
