@@ -68,7 +68,8 @@ fn event_future<T: HandleEvent>(handle: T) -> EventFuture<T> {
     let wait: Option<WaitBox> = if inner.is_complete() {
         None
     } else {
-        Some(Box::pin(crate::bus::wait_for(Arc::clone(inner))))
+        let inner = Arc::clone(inner);
+        Some(Box::pin(async move { crate::bus::wait_for(&inner).await }))
     };
     EventFuture {
         wait,
@@ -115,9 +116,10 @@ impl IntoFuture for &AnyEvent {
 
 impl EventInner {
     /// Waits for the event to complete, with no timeout: the result helpers' wait (they are in
-    /// the model, which does not name the engine).
-    pub(crate) async fn completion(self: &Arc<Self>) -> Result<(), WaitError> {
-        wait_for(Arc::clone(self)).await
+    /// the model, which does not name the engine). The wait itself, not an `async fn` around it:
+    /// one state machine less per await.
+    pub(crate) fn completion(self: &Arc<Self>) -> impl Future<Output = Result<(), WaitError>> + '_ {
+        wait_for(self)
     }
 }
 
@@ -127,7 +129,7 @@ impl<R: EventResultValue> ResultsQuery<R> {
         if self.event.is_complete() {
             return Ok(());
         }
-        let wait = wait_for(Arc::clone(&self.event));
+        let wait = wait_for(&self.event);
         match self.timeout {
             None => wait.await?,
             Some(timeout) => match tokio::time::timeout(timeout, wait).await {

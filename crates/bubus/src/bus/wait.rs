@@ -25,11 +25,16 @@ use crate::lock::{FairLock, Loan};
 /// with it, so waiting in queue order could deadlock; instead the event and its queued
 /// descendants are processed right away (queue-jump), on every bus where they are queued, then the
 /// wait continues for whatever is still running elsewhere.
-pub(crate) async fn wait_for(event: Arc<EventInner>) -> Result<(), WaitError> {
+pub(crate) async fn wait_for(event: &Arc<EventInner>) -> Result<(), WaitError> {
     if event.is_complete() {
         return Ok(());
     }
-    let ctx = handler_context::current();
+    // Outside a handler (the usual await) there is no context to copy out.
+    let ctx = if handler_context::in_handler() {
+        handler_context::current()
+    } else {
+        None
+    };
     let flavor = if ctx.is_none() {
         tokio::runtime::Handle::try_current()
             .ok()
@@ -65,26 +70,30 @@ pub(crate) async fn wait_for(event: Arc<EventInner>) -> Result<(), WaitError> {
                 // a bus that is free, process it here instead of waking that bus's run loop and
                 // waiting for it; if it is being processed, it is likely done in a moment.
                 Some(tokio::runtime::RuntimeFlavor::MultiThread) => {
-                    while !event.is_complete() && help_along(&event).await {}
-                    spin_while_processing(&event);
+                    while !event.is_complete() && help_along(event).await {}
+                    spin_while_processing(event);
                 }
                 // On a current-thread runtime, only an event alone on a bus nobody else is
                 // ready to run before: see `process_alone`.
                 Some(tokio::runtime::RuntimeFlavor::CurrentThread) => {
                     let processed = match alone_on {
-                        Some(bus) => process_alone(&event, bus).await,
+                        Some(bus) => process_alone(event, bus).await,
                         None => false,
                     };
                     if processed && event.is_complete() {
                         // Other tasks keep their turn: this awaiter yields once its budget is
-                        // spent, as if it had waited.
-                        tokio::task::consume_budget().await;
+                        // spent, as if it had waited. (`consume_budget` without its own state
+                        // machine around the poll.)
+                        std::future::poll_fn(|cx| {
+                            tokio::task::coop::poll_proceed(cx).map(|coop| coop.made_progress())
+                        })
+                        .await;
                         return Ok(());
                     }
                 }
                 _ => {}
             }
-            wait_complete(&event).await;
+            wait_complete(event).await;
             Ok(())
         }
         Some(ctx) => {
@@ -92,8 +101,8 @@ pub(crate) async fn wait_for(event: Arc<EventInner>) -> Result<(), WaitError> {
             let lookup = |id| bus.as_ref().and_then(|bus| bus.find_event_by_id(id));
             // The usual await, a handler's own child, cannot be one of its ancestors: no walk
             // up a chain that may be thousands of levels deep.
-            if Arc::ptr_eq(&ctx.event, &event)
-                || (!own_child && ctx.event.has_ancestor(&event, &lookup))
+            if Arc::ptr_eq(&ctx.event, event)
+                || (!own_child && ctx.event.has_ancestor(event, &lookup))
             {
                 return Err(WaitError::WouldDeadlock {
                     event: event.label(),
@@ -103,7 +112,7 @@ pub(crate) async fn wait_for(event: Arc<EventInner>) -> Result<(), WaitError> {
                         .unwrap_or_default(),
                 });
             }
-            queue_jump(&event, &ctx).await;
+            queue_jump(event, &ctx).await;
             Ok(())
         }
     }
@@ -192,8 +201,10 @@ fn queued_on_one(st: &EventState) -> Option<Arc<BusInner>> {
 ///
 /// Its event lock is looked up once, by [`help_job`], which takes it only if it is free (and,
 /// for [`Claim::Alone`], only if there is one: a parallel event is left to the run loop).
-async fn process_alone(event: &Arc<EventInner>, bus: Arc<BusInner>) -> bool {
-    Detached::new(|| help_job(bus, Arc::clone(event), Claim::Alone)).await
+// A plain function returning the `Detached`, not an `async fn`: one state machine less per
+// await.
+fn process_alone(event: &Arc<EventInner>, bus: Arc<BusInner>) -> impl Future<Output = bool> {
+    Detached::new(|| help_job(bus, Arc::clone(event), Claim::Alone))
 }
 
 /// Which queued event a helper may take.
