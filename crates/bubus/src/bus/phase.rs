@@ -103,13 +103,13 @@ fn select_runs<'h>(
     if es.results.is_empty() {
         if let Some(entry) = single(exact, wildcard) {
             if forward_loops(&es, entry) {
-                return (Selected::Many(SmallVec::new(), SmallVec::new()), es.config);
+                return (Selected::Many(SmallVec::new(), SmallVec::new()), *es.config);
             }
             es.results.push(ResultRecord::pending(
                 Arc::clone(&entry.meta),
                 event.created_at,
             ));
-            return (Selected::One([(&**entry, 0)]), es.config);
+            return (Selected::One([(&**entry, 0)]), *es.config);
         }
     }
     let mut runs: Runs<'_> = SmallVec::new();
@@ -172,7 +172,7 @@ fn select_runs<'h>(
         runs.push((&**entry, es.results.len() - 1));
         indices.push(es.results.len() - 1);
     }
-    (Selected::Many(runs, indices), es.config)
+    (Selected::Many(runs, indices), *es.config)
 }
 
 /// The only handler of `exact` and `wildcard`, if there is exactly one.
