@@ -108,14 +108,14 @@ fn select_runs<'h>(
     if es.results.is_empty() {
         if let Some(entry) = single(exact, wildcard) {
             if forward_loops(&es, entry) {
-                return (Selected::Many(SmallVec::new(), SmallVec::new()), es.config);
+                return (Selected::Many(SmallVec::new(), SmallVec::new()), *es.config);
             }
             es.results.push(ResultRecord::pending_of(
                 Arc::clone(&entry.meta),
                 event.id,
                 event.created_at,
             ));
-            return (Selected::One([(&**entry, 0)]), es.config);
+            return (Selected::One([(&**entry, 0)]), *es.config);
         }
     }
     select_many(event, &mut es, exact, wildcard)
@@ -190,7 +190,7 @@ fn select_many<'h>(
         runs.push((&**entry, es.results.len() - 1));
         indices.push(es.results.len() - 1);
     }
-    (Selected::Many(runs, indices), es.config)
+    (Selected::Many(runs, indices), *es.config)
 }
 
 /// The only handler of `exact` and `wildcard`, if there is exactly one.

@@ -293,7 +293,7 @@ impl EventPayload for DynEvent {
             <DynEvent as KindOf>::KIND,
             Arc::new(self),
             result_type,
-            EventConfig::UNSET,
+            &EventConfig::UNSET,
         );
         AnyEvent::from_inner(inner)
     }

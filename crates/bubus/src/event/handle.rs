@@ -252,7 +252,8 @@ impl<E: Event> EventPayload for E {
             <E as KindOf>::KIND,
             self,
             None,
-            E::EVENT_DEFAULTS,
+            // The type's defaults, shared by its events until one sets a field.
+            const { &E::EVENT_DEFAULTS },
         );
         AnyEvent { inner }
     }

@@ -11,7 +11,7 @@ use smallvec::SmallVec;
 use tokio::sync::Notify;
 use uuid::Uuid;
 
-use super::config::{EventConcurrency, EventConfig, EventStatus};
+use super::config::{EventConcurrency, EventConfig, EventSettings, EventStatus};
 use super::dynamic::DynEvent;
 use super::extra::EventExtra;
 pub(crate) use super::payload::{copy_json, copy_typed};
@@ -60,8 +60,9 @@ pub(crate) struct EventInner<P: ?Sized = ErasedPayload> {
     pub(crate) kind: &'static EventKind,
     /// A result schema that came with the event (dynamic events only).
     pub(crate) result_type: Option<Arc<ResultType>>,
-    /// The payload decoded as another type, once (`payload.rs`).
-    pub(super) decoded: OnceLock<(TypeId, Arc<dyn Any + Send + Sync>)>,
+    /// The payload decoded as another type, once (`payload.rs`). Boxed: rarely set, and 24 bytes
+    /// less in every event.
+    pub(super) decoded: OnceLock<Box<(TypeId, Arc<dyn Any + Send + Sync>)>>,
     /// A typed payload's JSON view, built once (`payload.rs`).
     pub(super) json_view: OnceLock<Arc<DynEvent>>,
     pub(crate) state: Mutex<EventState>,
@@ -208,7 +209,7 @@ impl EventInner {
                 path: parts.path.into_iter().map(BusLink::remote).collect(),
                 results: SmallVec::from_vec(parts.results),
                 wire_extra: parts.wire_extra,
-                ..EventState::pending(parts.config)
+                ..EventState::pending(EventSettings::owned(parts.config))
             },
         }
         .with_payload(dynamic)
@@ -253,7 +254,7 @@ impl EventInner {
                 path: st.path.clone(),
                 dispatch_context: st.dispatch_context.clone(),
                 wire_extra: EventExtra::for_copy(st.wire_extra.as_deref()),
-                ..EventState::pending(st.config)
+                ..EventState::pending(st.config.clone())
             }
         };
         let header = Header {
@@ -282,7 +283,7 @@ impl EventInner {
         kind: &'static EventKind,
         payload: P,
         result_type: Option<Arc<ResultType>>,
-        config: EventConfig,
+        config: &'static EventConfig,
     ) -> Arc<EventInner> {
         let created_at = Timestamp::now();
         Parts {
@@ -296,7 +297,7 @@ impl EventInner {
         }
         .build(
             config.event_concurrency,
-            move || EventState::pending(config),
+            move || EventState::pending(EventSettings::Shared(config)),
             payload,
         )
     }

@@ -56,7 +56,7 @@ impl EventInner {
     }
 
     fn decode_cached<E: Event>(&self) -> Result<Arc<E>, HandlerError> {
-        if let Some((type_id, value)) = self.decoded.get() {
+        if let Some((type_id, value)) = self.decoded.get().map(|views| &**views) {
             if *type_id == TypeId::of::<E>() {
                 if let Ok(typed) = Arc::clone(value).downcast::<E>() {
                     return Ok(typed);
@@ -66,7 +66,7 @@ impl EventInner {
         let decoded: Arc<E> = Arc::new(self.decode::<E>()?);
         let erased: Arc<dyn Any + Send + Sync> = decoded.clone();
         // Another handler may have raced us to it; either value is the same decode.
-        let _ = self.decoded.set((TypeId::of::<E>(), erased));
+        let _ = self.decoded.set(Box::new((TypeId::of::<E>(), erased)));
         Ok(decoded)
     }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Weak};
 use smallvec::SmallVec;
 use uuid::Uuid;
 
-use super::config::{EventConfig, EventStatus};
+use super::config::{EventSettings, EventStatus};
 use super::extra::EventExtra;
 use super::inner::{EventInner, no_parent};
 use crate::handler::HandlerId;
@@ -135,7 +135,8 @@ impl Children {
 
 /// Everything about an event that changes after it is created.
 pub(crate) struct EventState {
-    pub(crate) config: EventConfig,
+    /// Read through `Deref`; a write makes the event's own copy.
+    pub(crate) config: EventSettings,
     pub(crate) status: EventStatus,
     pub(crate) started_at: Option<Timestamp>,
     pub(crate) completed_at: Option<Timestamp>,
@@ -165,7 +166,7 @@ pub(crate) struct EventState {
 impl EventState {
     /// The state of a new, pending event.
     #[inline(always)]
-    pub(super) fn pending(config: EventConfig) -> Self {
+    pub(super) fn pending(config: EventSettings) -> Self {
         EventState {
             config,
             status: EventStatus::Pending,

@@ -96,7 +96,7 @@ macro_rules! event_accessors {
 
             /// The event's configuration (unset fields resolve on each bus at processing time).
             pub fn event_config(&self) -> EventConfig {
-                self.inner().state.lock().config
+                *self.inner().state.lock().config
             }
 
             /// The event that dispatched this one, while it is still alive.
