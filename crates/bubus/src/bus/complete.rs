@@ -171,23 +171,38 @@ pub(super) fn after_leave(bus: &BusInner, idle: Option<Option<Arc<BusInner>>>) {
 /// (`wait_until_idle` must see it completed). Taking it out from under the bus lock needs the
 /// history behind a lock of its own (or an atomic "completed" mark per entry that eviction reads),
 /// so that completion does not contend with dispatch and the run loop.
+#[inline(always)]
 fn on_event_completed(event: &Arc<EventInner>, buses: &[(BusRef<'_>, u64)], info: CompletedInfo) {
     for (bus, seq) in buses {
         bus.history_completed(event, *seq, info);
     }
     // Most buses have no middleware: nothing to collect then. (A borrowed bus has none:
     // [`complete_locked`] only borrows the caller's bus then.)
-    fn with_middlewares<'b>((bus, _): &'b (BusRef<'_>, u64)) -> Option<&'b Arc<BusInner>> {
-        match bus {
-            BusRef::Owned(bus) if !bus.middlewares.is_empty() => Some(bus),
-            _ => None,
-        }
+    if buses.iter().any(|told| with_middlewares(told).is_some()) {
+        tell_middlewares(event, buses);
     }
-    let mut told = buses.iter().filter_map(with_middlewares).peekable();
-    if told.peek().is_some() {
-        let with_middlewares: SmallVec<[Arc<BusInner>; 2]> = told.map(Arc::clone).collect();
-        super::hook_completed(event, &with_middlewares);
+}
+
+/// The bus of a [`Completion`]'s entry, if it has middlewares.
+#[inline]
+fn with_middlewares<'b>((bus, _): &'b (BusRef<'_>, u64)) -> Option<&'b Arc<BusInner>> {
+    match bus {
+        BusRef::Owned(bus) if !bus.middlewares.is_empty() => Some(bus),
+        _ => None,
     }
+}
+
+/// The middlewares of the buses told of a completion hear of it (out of line: most buses have
+/// none).
+#[cold]
+#[inline(never)]
+fn tell_middlewares(event: &Arc<EventInner>, buses: &[(BusRef<'_>, u64)]) {
+    let with_middlewares: SmallVec<[Arc<BusInner>; 2]> = buses
+        .iter()
+        .filter_map(with_middlewares)
+        .map(Arc::clone)
+        .collect();
+    super::hook_completed(event, &with_middlewares);
 }
 
 /// Under the event's lock: if the event can complete (every bus done, every result final,
@@ -277,21 +292,22 @@ pub(crate) fn complete_locked<'a>(
 
 /// After [`complete_locked`], with no lock held: bus bookkeeping and
 /// middlewares, then the waiters, then the parent (which may complete in turn). Inlined into
-/// its callers: the completion is moved once, not through a frame of its own.
+/// its callers, with this event's own step: the completion is moved once, not through a frame
+/// of its own; only an event with a parent calls out.
 #[inline]
 pub(crate) fn completed(event: &Arc<EventInner>, completion: Completion<'_>) {
-    let mut next = announce_completed(event, completion);
-    while let Some((parent, completion)) = next {
-        next = announce_completed(&parent, completion);
+    if let Some(parent) = announce_completed(event, completion) {
+        child_completed(parent);
     }
 }
 
-/// One step of [`completed`]: this event's bookkeeping and waiters, then
-/// its parent's completion, if the parent can complete now.
+/// One step of [`completed`]: this event's bookkeeping and waiters. Returns its parent, which
+/// is to hear of it.
+#[inline(always)]
 fn announce_completed(
     event: &Arc<EventInner>,
     completion: Completion<'_>,
-) -> Option<(Arc<EventInner>, Completion<'static>)> {
+) -> Option<Arc<EventInner>> {
     // Middlewares hear of the completion before anyone waiting for it is released, so
     // whoever awaited an event sees what they did (a log line, a mirrored row).
     let waited = if completion.buses.is_empty() {
@@ -305,11 +321,25 @@ fn announce_completed(
     if waited {
         event.notify.notify_waiters();
     }
-    let parent = completion.parent?;
-    let next = {
-        let mut pst = parent.state.lock();
-        pst.incomplete_children = pst.incomplete_children.saturating_sub(1);
-        complete_locked(&parent, &mut pst, None)
-    };
-    next.map(|next| (parent, next))
+    completion.parent
+}
+
+/// A child of `parent` completed: one fewer to wait for; if that completes the parent, its
+/// completion is announced, and so on up the chain.
+#[inline(never)]
+fn child_completed(mut parent: Arc<EventInner>) {
+    loop {
+        let next = {
+            let mut pst = parent.state.lock();
+            pst.incomplete_children = pst.incomplete_children.saturating_sub(1);
+            complete_locked(&parent, &mut pst, None)
+        };
+        let Some(completion) = next else {
+            return;
+        };
+        match announce_completed(&parent, completion) {
+            Some(grandparent) => parent = grandparent,
+            None => return,
+        }
+    }
 }

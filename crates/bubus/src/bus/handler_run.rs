@@ -304,7 +304,10 @@ fn aborted(event: &EventInner, handler: &HandlerMeta) -> HandlerError {
 
 /// Validates the outcome against the event's result type and records it (unless something —
 /// a timeout, a cancellation — already recorded a final status). If `finish_bus`, also finishes
-/// the event on `bus` under the same lock; returns whether it did.
+/// the event on `bus` under the same lock; returns whether it did. Inlined into its two
+/// callers (a sync handler's outcome is recorded in the frame that called it, not copied into
+/// one of its own first).
+#[inline(always)]
 fn record(
     bus: &BusInner,
     event: &Arc<EventInner>,
@@ -334,15 +337,20 @@ fn record(
         }
     }
     let finished = result.finish(outcome);
-    let completion = finish_bus.then(|| done_on_bus_locked(bus, event, &mut es));
+    if !finish_bus {
+        drop(es);
+        if finished {
+            bus.hook_results(event, &[index], EventStatus::Completed);
+        }
+        return false;
+    }
+    let completion = done_on_bus_locked(bus, event, &mut es);
     drop(es);
     if finished {
         bus.hook_results(event, &[index], EventStatus::Completed);
     }
-    match completion {
-        Some(Some(completion)) => completed(event, completion),
-        Some(None) => {}
-        None => return false,
+    if let Some(completion) = completion {
+        completed(event, completion);
     }
     true
 }
