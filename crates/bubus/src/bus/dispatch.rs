@@ -46,7 +46,16 @@ impl BusInner {
     }
 
     /// Enqueues `event` on this bus. See [`EventBus::dispatch`](super::EventBus::dispatch).
-    pub(crate) fn dispatch(self: &Arc<Self>, event: &Arc<EventInner>) -> Result<(), DispatchError> {
+    /// `created`: for an event built from a payload within this `dispatch` call (not a handle
+    /// built earlier, restored or forwarded), tokio's clock read just before it was built
+    /// (see [`History::push`]).
+    ///
+    /// [`History::push`]: super::history::History::push
+    pub(crate) fn dispatch(
+        self: &Arc<Self>,
+        event: &Arc<EventInner>,
+        created: Option<tokio::time::Instant>,
+    ) -> Result<(), DispatchError> {
         // The handler running in this task (if any) becomes the parent of a new event.
         let parent = handler_context::with_current(|ctx| {
             if Arc::ptr_eq(&ctx.event, event) {
@@ -128,7 +137,7 @@ impl BusInner {
             parent.link_child(event, result_index);
         }
 
-        let seq = st.history.push(Arc::clone(event));
+        let seq = st.history.push(Arc::clone(event), created);
         st.queue.push_back(Arc::clone(event), seq);
         if st.busy.is_none() {
             st.busy = Some(Arc::clone(self));

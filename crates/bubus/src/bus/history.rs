@@ -66,13 +66,23 @@ impl History {
         self.next_seq
     }
 
-    /// Appends an event; returns its sequence number.
-    pub(crate) fn push(&mut self, event: Arc<EventInner>) -> u64 {
+    /// Appends an event; returns its sequence number. `created`: for an event built from a
+    /// payload in the `dispatch` call pushing it, tokio's clock read at the start of that call,
+    /// just before the event was built: its age counts from there, without reading the wall
+    /// clock to work it out. Read before the build, never after, so the entry is never younger
+    /// than its `event_created_at` says (a `find` window of `event_created_at().elapsed()`
+    /// excludes it, as it did with the age worked out). Any other event (a handle built
+    /// earlier, restored, forwarded) gets the age its `event_created_at` gives it.
+    pub(crate) fn push(
+        &mut self,
+        event: Arc<EventInner>,
+        created: Option<tokio::time::Instant>,
+    ) -> u64 {
         let seq = self.next_seq;
         self.next_seq += 1;
         let bytes = event.base_bytes();
         self.add_bytes(bytes);
-        let created = created_on_tokio_clock(&event);
+        let created = created.unwrap_or_else(|| created_on_tokio_clock(&event));
         self.entries.push_back(Entry {
             seq,
             event: Some(event),
@@ -446,7 +456,7 @@ mod tests {
         let mut history = History::default();
         let events: Vec<_> = (0..6).map(event).collect();
         for e in &events {
-            history.push(Arc::clone(e));
+            history.push(Arc::clone(e), None);
         }
         let all = history.bytes();
         assert!(Arc::ptr_eq(&history.remove(2).unwrap(), &events[2]));
@@ -472,7 +482,7 @@ mod tests {
         let mut history = History::default();
         let events: Vec<_> = (0..4).map(event).collect();
         for e in &events {
-            let seq = history.push(Arc::clone(e));
+            let seq = history.push(Arc::clone(e), None);
             history.mark_started(seq);
         }
         history.mark_completed(2, None, || 1000);
@@ -494,7 +504,7 @@ mod tests {
     fn tombstones_behind_a_live_front_are_compacted() {
         let mut history = History::default();
         for n in 0..200 {
-            history.push(event(n));
+            history.push(event(n), None);
         }
         for seq in 1..190 {
             assert!(history.remove(seq).is_some());

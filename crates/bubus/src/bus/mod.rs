@@ -558,8 +558,10 @@ impl EventBus {
     /// Nothing is enqueued when it fails.
     #[doc(alias = "emit")]
     pub fn dispatch<T: IntoEvent>(&self, event: T) -> Result<T::Handle, DispatchError> {
+        // A new event is dated on tokio's clock before it is built (see `History::push`).
+        let created = T::FRESH.then(tokio::time::Instant::now);
         let handle = event.__into_event();
-        self.inner.dispatch(handle.__any().inner())?;
+        self.inner.dispatch(handle.__any().inner(), created)?;
         Ok(handle)
     }
 
@@ -603,6 +605,9 @@ impl EventBus {
         event: T,
         timeout: Option<Duration>,
     ) -> Result<T::Handle, DispatchError> {
+        // A new event is dated on tokio's clock on the first try only (see `History::push`):
+        // after waiting for room, its age is worked out from its `event_created_at`.
+        let mut created = T::FRESH.then(tokio::time::Instant::now);
         let handle = event.__into_event();
         let event = handle.__any().inner();
         let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
@@ -611,7 +616,7 @@ impl EventBus {
             let room = self.inner.room.notified();
             tokio::pin!(room);
             room.as_mut().enable();
-            let full = match self.inner.dispatch(event) {
+            let full = match self.inner.dispatch(event, created.take()) {
                 Err(full @ DispatchError::HistoryFull { .. }) => full,
                 Err(other) => return Err(other),
                 Ok(()) => return Ok(handle),

@@ -229,7 +229,7 @@ pub(super) fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result
             let es = event.state.lock();
             (es.completed_at, event.approx_bytes(&es))
         };
-        let seq = st.history.push(event);
+        let seq = st.history.push(event, None);
         if complete {
             // TTLs count from the completion the snapshot recorded.
             let ago = completed_at.map_or(Duration::ZERO, |at| {
@@ -250,7 +250,7 @@ pub(super) fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result
     for event in queue {
         let seq = match seqs.get(&Arc::as_ptr(&event)) {
             Some(&seq) => seq,
-            None => st.history.push(Arc::clone(&event)),
+            None => st.history.push(Arc::clone(&event), None),
         };
         let mut es = event.state.lock();
         // The snapshot's path names this bus by label only: from now on it is this bus.

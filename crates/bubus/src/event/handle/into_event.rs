@@ -28,7 +28,13 @@ impl HandleEvent for AnyEvent {
 }
 
 mod into_sealed {
-    pub trait IntoEventSealed {}
+    pub trait IntoEventSealed {
+        /// `__into_event` builds a new event from a payload (rather than passing on one built
+        /// earlier): the event is created within the `dispatch` call that converts it, so the
+        /// bus may date it by tokio's clock read just before, instead of reading the wall clock
+        /// to work out its age.
+        const FRESH: bool = false;
+    }
 
     /// What `dispatch` needs of the handle it returns: the event behind it.
     pub trait HandleEvent {
@@ -39,7 +45,9 @@ mod into_sealed {
 pub(crate) use into_sealed::HandleEvent;
 use into_sealed::IntoEventSealed;
 
-impl<E: Event> IntoEventSealed for E {}
+impl<E: Event> IntoEventSealed for E {
+    const FRESH: bool = true;
+}
 impl<E: Event> IntoEvent for E {
     type Handle = EventHandle<E>;
     fn __into_event(self) -> EventHandle<E> {
@@ -47,7 +55,9 @@ impl<E: Event> IntoEvent for E {
     }
 }
 
-impl IntoEventSealed for DynEvent {}
+impl IntoEventSealed for DynEvent {
+    const FRESH: bool = true;
+}
 impl IntoEvent for DynEvent {
     type Handle = EventHandle<DynEvent>;
     fn __into_event(self) -> EventHandle<DynEvent> {
