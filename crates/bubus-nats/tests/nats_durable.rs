@@ -146,8 +146,10 @@ async fn one_group_shares_the_events_another_group_gets_them_all() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_handler_keeps_its_delivery_with_progress_acks() {
-    // Two members with a 1 s ack wait; the event's handler takes 3.5 s. Without progress acks
-    // the server would deliver it again and the other member would run it a second time.
+    // Two members with a 2 s ack wait; the event's handler takes 3.5 s. Without progress acks
+    // the server would deliver it again and the other member would run it a second time. (A 1 s
+    // ack wait left a loaded machine only ~0.7 s of scheduling delay before a progress ack came
+    // too late.)
     let channel = channel();
     let runs = Arc::new(AtomicUsize::new(0));
     let mut bridges = Vec::new();
@@ -155,7 +157,7 @@ async fn a_slow_handler_keeps_its_delivery_with_progress_acks() {
         let t = NatsTransport::builder(SERVER, &channel)
             .jetstream()
             .group("slow")
-            .lease(Duration::from_secs(1))
+            .lease(Duration::from_secs(2))
             .build()
             .await
             .expect("transport");

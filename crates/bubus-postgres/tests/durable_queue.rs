@@ -329,16 +329,18 @@ async fn plain_table_is_refused_as_durable() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_handler_keeps_its_lease() {
     let url = shared_url(&unique("dq_lease"));
-    let lease = opts("workers").lease(Duration::from_secs(1));
+    // 2 s: a 1 s lease left a loaded machine only ~0.7 s of scheduling delay before a renewal
+    // came too late.
+    let lease = opts("workers").lease(Duration::from_secs(2));
     let a = PgTransport::durable(&url, lease.clone()).await.unwrap();
     let bus_a = EventBus::new("SlowA");
     let ta = Tally::new();
     let h = ta.handler();
-    // Runs for four leases: the lease is renewed meanwhile, so no other member gets it.
+    // Runs for two and a half leases: the lease is renewed meanwhile, so no other member gets it.
     bus_a.on_pattern("Ping", move |e: bubus::AnyEvent| {
         let h = h.clone();
         async move {
-            tokio::time::sleep(Duration::from_secs(4)).await;
+            tokio::time::sleep(Duration::from_secs(5)).await;
             h(e);
         }
     });

@@ -162,8 +162,9 @@ async fn one_group_shares_the_events_another_group_gets_them_all() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_handler_keeps_its_lease() {
-    // Two members with a 1 s lease; the event's handler takes 3.5 s. Without lease renewal
-    // the idle member would reclaim the entry and run it a second time.
+    // Two members with a 2 s lease; the event's handler takes 3.5 s. Without lease renewal
+    // the idle member would reclaim the entry and run it a second time. (A 1 s lease left a
+    // loaded machine only ~0.7 s of scheduling delay before a renewal came too late.)
     let channel = channel();
     let runs = Arc::new(AtomicUsize::new(0));
     let mut bridges = Vec::new();
@@ -173,7 +174,7 @@ async fn a_slow_handler_keeps_its_lease() {
             .channel(&channel)
             .streams()
             .group("slow")
-            .lease(Duration::from_secs(1))
+            .lease(Duration::from_secs(2))
             .build()
             .expect("transport");
         let bridge = Bridge::builder(t.clone())
