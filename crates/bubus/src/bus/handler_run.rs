@@ -337,14 +337,11 @@ fn record(
         }
     }
     let finished = result.finish(outcome);
-    if !finish_bus {
-        drop(es);
-        if finished {
-            bus.hook_results(event, &[index], EventStatus::Completed);
-        }
-        return false;
-    }
-    let completion = done_on_bus_locked(bus, event, &mut es);
+    let completion = if finish_bus {
+        done_on_bus_locked(bus, event, &mut es)
+    } else {
+        None
+    };
     drop(es);
     if finished {
         bus.hook_results(event, &[index], EventStatus::Completed);
@@ -352,7 +349,7 @@ fn record(
     if let Some(completion) = completion {
         completed(event, completion);
     }
-    true
+    finish_bus
 }
 
 /// Whether the result at `index` wins first-completion mode: completed without error, with a

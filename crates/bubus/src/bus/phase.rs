@@ -110,7 +110,7 @@ fn select_runs<'h>(
             if forward_loops(&es, entry) {
                 return (Selected::Many(SmallVec::new(), SmallVec::new()), *es.config);
             }
-            es.results.push(ResultRecord::pending_of(
+            es.results.push(ResultRecord::pending(
                 Arc::clone(&entry.meta),
                 event.id,
                 event.created_at,
@@ -182,7 +182,7 @@ fn select_many<'h>(
             }
             continue;
         }
-        es.results.push(ResultRecord::pending_of(
+        es.results.push(ResultRecord::pending(
             Arc::clone(&entry.meta),
             event.id,
             event.created_at,

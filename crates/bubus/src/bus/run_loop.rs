@@ -17,6 +17,24 @@ use crate::event::inner::EventInner;
 use crate::lock::{FairGuard, FairLock};
 
 /// Identity of an event lock, for the re-entrancy check of queue-jumps.
+/// Spends one unit of the task's coop budget, as `tokio::task::consume_budget` does, but tested
+/// and spent in one look at the budget (instead of a look to test it and one to spend it) and
+/// without a state machine of its own around the poll. Once the budget is spent, `before_yield`
+/// runs and the task yields.
+#[inline]
+pub(crate) fn spend_budget(mut before_yield: impl FnMut()) -> impl Future<Output = ()> {
+    std::future::poll_fn(move |cx| match tokio::task::coop::poll_proceed(cx) {
+        Poll::Ready(spent) => {
+            spent.made_progress();
+            Poll::Ready(())
+        }
+        Poll::Pending => {
+            before_yield();
+            Poll::Pending
+        }
+    })
+}
+
 pub(crate) fn lock_addr(lock: &FairLock) -> usize {
     lock as *const FairLock as usize
 }
@@ -288,19 +306,9 @@ async fn run_loop(bus: Weak<BusInner>, wake: Arc<Notify>) {
                     }
                     Next::Wait(head, lock) => bus.run_waiting(head, lock, &mut owed).await,
                 }
-                // One unit of the task's coop budget per event, as `tokio::task::consume_budget`
-                // takes, tested and spent in one look at the budget (instead of a look to test
-                // it and one to spend it).
-                std::future::poll_fn(|cx| {
-                    let Poll::Ready(spent) = tokio::task::coop::poll_proceed(cx) else {
-                        // About to yield: nobody waits behind a lock held by a parked task.
-                        drop(owed.kept.take());
-                        return Poll::Pending;
-                    };
-                    spent.made_progress();
-                    Poll::Ready(())
-                })
-                .await;
+                // One unit of the task's coop budget per event. About to yield: nobody waits
+                // behind a lock held by a parked task.
+                spend_budget(|| drop(owed.kept.take())).await;
             }
             drop(owed.kept.take());
             let mut st = bus.state.lock();

@@ -87,6 +87,7 @@ impl BusInner {
             {
                 es.results.push(ResultRecord::pending(
                     Arc::clone(&entry.meta),
+                    event.id,
                     event.created_at,
                 ));
             }

@@ -82,12 +82,8 @@ pub(crate) async fn wait_for(event: &Arc<EventInner>) -> Result<(), WaitError> {
                     };
                     if processed && event.is_complete() {
                         // Other tasks keep their turn: this awaiter yields once its budget is
-                        // spent, as if it had waited. (`consume_budget` without its own state
-                        // machine around the poll.)
-                        std::future::poll_fn(|cx| {
-                            tokio::task::coop::poll_proceed(cx).map(|coop| coop.made_progress())
-                        })
-                        .await;
+                        // spent, as if it had waited.
+                        super::run_loop::spend_budget(|| {}).await;
                         return Ok(());
                     }
                 }

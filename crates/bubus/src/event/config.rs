@@ -153,6 +153,7 @@ pub struct EventConfig {
 /// one field of this event is set, then the event's own copy. 16 bytes in every event instead of
 /// the configuration's 72, and no allocation for the usual event, whose configuration is its
 /// type's (usually all unset).
+#[derive(Clone)]
 pub(crate) enum EventSettings {
     Shared(&'static EventConfig),
     Own(Box<EventConfig>),
@@ -165,15 +166,6 @@ impl EventSettings {
             EventSettings::Shared(&EventConfig::UNSET)
         } else {
             EventSettings::Own(Box::new(config))
-        }
-    }
-}
-
-impl Clone for EventSettings {
-    fn clone(&self) -> Self {
-        match self {
-            EventSettings::Shared(config) => EventSettings::Shared(config),
-            EventSettings::Own(config) => EventSettings::Own(config.clone()),
         }
     }
 }

@@ -82,23 +82,18 @@ pub(crate) struct ResultRecord {
 }
 
 impl ResultRecord {
-    /// A pending result. Its id's time part is `at` (the event's creation time: ids only need to
-    /// be unique, and this saves a clock read per handler run).
-    pub(crate) fn pending(handler: Arc<HandlerMeta>, at: Timestamp) -> Self {
-        Self::pending_with_id(crate::event::inner::new_event_id(at), handler)
-    }
-
-    /// A pending result of the event with id `event_id`, created at `at`: as
-    /// [`pending`](Self::pending), with the id's time part taken from the event's id when that
-    /// is a UUIDv7 (made from the same creation time for an event built here), which saves
-    /// turning the timestamp into one on every handler run.
+    /// A pending result of the event with id `event_id`, created at `at`. Its id's time part is
+    /// the event id's when that is a UUIDv7 (made from the same creation time for an event built
+    /// here), else made from `at`: ids only need to be unique, and this saves turning a clock
+    /// reading into one on every handler run.
     #[inline]
-    pub(crate) fn pending_of(handler: Arc<HandlerMeta>, event_id: Uuid, at: Timestamp) -> Self {
+    pub(crate) fn pending(handler: Arc<HandlerMeta>, event_id: Uuid, at: Timestamp) -> Self {
         Self::pending_with_id(new_result_id(event_id, at), handler)
     }
 
+    /// A pending result with the id `id` (one read from JSON).
     #[inline(always)]
-    fn pending_with_id(id: Uuid, handler: Arc<HandlerMeta>) -> Self {
+    pub(crate) fn pending_with_id(id: Uuid, handler: Arc<HandlerMeta>) -> Self {
         ResultRecord {
             id,
             handler,
@@ -486,16 +481,15 @@ mod tests {
         assert_eq!(id.get_timestamp(), event_id.get_timestamp());
         assert_ne!(id, event_id);
         assert_ne!(new_result_id(event_id, at), id);
-        // An event id of another version (a v4 from elsewhere) lends nothing: the id is made
-        // from the creation time.
+        // An event id of another version (a v4 from elsewhere) lends nothing: the id is a new
+        // event-style id made from the creation time (`new_event_id`, tested in event/inner.rs).
         let v4 = Uuid::from_u128(0x1234_5678_9abc_4def_8123_4567_89ab_cdef);
         let id = new_result_id(v4, at);
         assert_eq!(id.get_version_num(), 7);
         assert_eq!(id.get_variant(), uuid::Variant::RFC4122);
-        let (secs, nanos) = id
-            .get_timestamp()
-            .expect("a v7 id has a timestamp")
-            .to_unix();
-        assert_eq!((secs, nanos), (1_752_180_000, 123_000_000));
+        assert_eq!(
+            id.get_timestamp(),
+            crate::event::inner::new_event_id(at).get_timestamp()
+        );
     }
 }

@@ -352,8 +352,7 @@ fn decode_result(
             ));
         }
     };
-    let mut record = ResultRecord::pending(Arc::new(meta), event.created_at);
-    record.id = id;
+    let mut record = ResultRecord::pending_with_id(id, Arc::new(meta));
     record.status = status;
     record.started_at = opt_timestamp(&field("started_at"), get("started_at"))?;
     record.completed_at = opt_timestamp(&field("completed_at"), get("completed_at"))?;
