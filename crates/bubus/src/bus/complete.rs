@@ -259,7 +259,7 @@ fn complete_done_locked<'a>(
         if !result.status.is_terminal() {
             return None;
         }
-        last_result = last_result.max(result.completed_at);
+        last_result = last_result.max(result.completed_at());
     }
     // Without children, the event completed when its last handler did (as in the Python
     // runtime); with children, when the last of them completed, i.e. now.
