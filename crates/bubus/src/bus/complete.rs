@@ -60,9 +60,19 @@ enum Told<'a> {
 }
 
 impl<'a> Told<'a> {
+    /// Inlined for the usual case, the first bus; the others are added out of line.
+    #[inline]
     fn push(&mut self, bus: BusRef<'a>, seq: u64) {
         match self {
-            // The usual case: the first bus.
+            Told::None => *self = Told::One((bus, seq)),
+            _ => self.push_more(bus, seq),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_more(&mut self, bus: BusRef<'a>, seq: u64) {
+        match self {
             Told::None => *self = Told::One((bus, seq)),
             Told::Many(many) => many.push((bus, seq)),
             Told::One(_) => {
