@@ -51,21 +51,32 @@ impl std::ops::Deref for BusRef<'_> {
 }
 
 /// The buses a [`Completion`] tells, with the event's sequence number in each one's history:
-/// usually none or one, held without a list.
+/// usually none or one, held without a list. (Several, the rare case, are on the heap: a list
+/// held inline would make every [`Completion`] that much larger to build and move.)
 enum Told<'a> {
     None,
     One((BusRef<'a>, u64)),
-    Many(SmallVec<[(BusRef<'a>, u64); 2]>),
+    Many(Vec<(BusRef<'a>, u64)>),
 }
 
 impl<'a> Told<'a> {
+    /// Inlined for the usual case, the first bus; the others are added out of line.
+    #[inline]
     fn push(&mut self, bus: BusRef<'a>, seq: u64) {
         match self {
-            // The usual case: the first bus.
+            Told::None => *self = Told::One((bus, seq)),
+            _ => self.push_more(bus, seq),
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn push_more(&mut self, bus: BusRef<'a>, seq: u64) {
+        match self {
             Told::None => *self = Told::One((bus, seq)),
             Told::Many(many) => many.push((bus, seq)),
             Told::One(_) => {
-                let mut many = SmallVec::new();
+                let mut many = Vec::with_capacity(2);
                 if let Told::One(first) = std::mem::replace(self, Told::None) {
                     many.push(first);
                 }
@@ -126,10 +137,25 @@ pub(crate) fn done_on_bus_locked<'a>(
     event: &EventInner,
     es: &mut EventState,
 ) -> Option<Completion<'a>> {
-    if let Some(slot) = es.active_slot(bus) {
-        slot.phase = BusPhase::Done;
+    // One walk of the slots: marks `bus`'s first one not yet done (its active slot) done, and
+    // sees whether every other one is done too.
+    let mut marked = false;
+    let mut all_done = true;
+    for slot in &mut es.buses {
+        if slot.phase == BusPhase::Done {
+            continue;
+        }
+        if !marked && slot.bus_id == bus.id {
+            slot.phase = BusPhase::Done;
+            marked = true;
+        } else {
+            all_done = false;
+        }
     }
-    complete_locked(event, es, Some(bus))
+    if !all_done {
+        return None;
+    }
+    complete_done_locked(event, es, Some(bus))
 }
 
 /// The end of `events` events' processing on `bus`, after [`done_on_bus_locked`] and their
@@ -214,13 +240,26 @@ pub(crate) fn complete_locked<'a>(
     st: &mut EventState,
     current: Option<&'a BusInner>,
 ) -> Option<Completion<'a>> {
+    if st.buses.iter().any(|slot| slot.phase != BusPhase::Done) {
+        return None;
+    }
+    complete_done_locked(event, st, current)
+}
+
+/// [`complete_locked`] once every bus slot of the event is known to be done (the caller
+/// walked them).
+#[inline(always)]
+fn complete_done_locked<'a>(
+    event: &EventInner,
+    st: &mut EventState,
+    current: Option<&'a BusInner>,
+) -> Option<Completion<'a>> {
     // `status` is set under this lock, the flag only after the completion hooks ran: either
     // says another caller completed it.
     if event.is_complete()
         || st.status == EventStatus::Completed
         || st.buses.is_empty()
         || st.incomplete_children > 0
-        || st.buses.iter().any(|slot| slot.phase != BusPhase::Done)
     {
         return None;
     }
@@ -230,7 +269,7 @@ pub(crate) fn complete_locked<'a>(
         if !result.status.is_terminal() {
             return None;
         }
-        last_result = last_result.max(result.completed_at);
+        last_result = last_result.max(result.completed_at());
     }
     // Without children, the event completed when its last handler did (as in the Python
     // runtime); with children, when the last of them completed, i.e. now.

@@ -191,7 +191,7 @@ fn mark_started(
         return None;
     }
     result.status = ResultStatus::Started;
-    result.started_at = Some(now);
+    result.set_started_at(Some(now));
     let event_started = es.status == EventStatus::Pending;
     if event_started {
         es.status = EventStatus::Started;

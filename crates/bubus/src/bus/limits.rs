@@ -127,7 +127,7 @@ impl PhaseClock {
                 let st = event.state.lock();
                 indices
                     .iter()
-                    .filter_map(|&i| st.results.get(i)?.started_at)
+                    .filter_map(|&i| st.results.get(i)?.started_at())
                     .min()
             };
             let spent = first_start.map(|at| at.elapsed()).unwrap_or_default();

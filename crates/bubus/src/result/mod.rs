@@ -76,9 +76,28 @@ pub(crate) struct ResultRecord {
     pub(crate) value: ResultSlot,
     /// Boxed: most results have none, and the record is stored inline in its event.
     pub(crate) error: Option<Box<HandlerError>>,
-    pub(crate) started_at: Option<Timestamp>,
-    pub(crate) completed_at: Option<Timestamp>,
+    /// When the handler started and finished ([`started_at`](Self::started_at),
+    /// [`completed_at`](Self::completed_at)): a word each, where an `Option<Timestamp>` takes two.
+    started: Stamp,
+    completed: Stamp,
     pub(crate) children: Vec<Uuid>,
+}
+
+/// An optional [`Timestamp`] in one word (`None` is zero, the Unix epoch itself: no timestamp
+/// the process makes, or reads, is that early: the wire rejects years before 1991).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+struct Stamp(Option<std::num::NonZeroU64>);
+
+impl Stamp {
+    #[inline(always)]
+    fn new(at: Option<Timestamp>) -> Self {
+        Stamp(at.and_then(|at| std::num::NonZeroU64::new(at.as_unix_nanos())))
+    }
+
+    #[inline(always)]
+    fn get(self) -> Option<Timestamp> {
+        self.0.map(|nanos| Timestamp::from_unix_nanos(nanos.get()))
+    }
 }
 
 impl ResultRecord {
@@ -100,10 +119,34 @@ impl ResultRecord {
             status: ResultStatus::Pending,
             value: ResultSlot::Null,
             error: None,
-            started_at: None,
-            completed_at: None,
+            started: Stamp(None),
+            completed: Stamp(None),
             children: Vec::new(),
         }
+    }
+
+    /// When the handler started, if it did.
+    #[inline(always)]
+    pub(crate) fn started_at(&self) -> Option<Timestamp> {
+        self.started.get()
+    }
+
+    /// When the handler finished, if it did.
+    #[inline(always)]
+    pub(crate) fn completed_at(&self) -> Option<Timestamp> {
+        self.completed.get()
+    }
+
+    /// Sets when the handler started (`None`: not started).
+    #[inline(always)]
+    pub(crate) fn set_started_at(&mut self, at: Option<Timestamp>) {
+        self.started = Stamp::new(at);
+    }
+
+    /// Sets when the handler finished (`None`: not finished).
+    #[inline(always)]
+    pub(crate) fn set_completed_at(&mut self, at: Option<Timestamp>) {
+        self.completed = Stamp::new(at);
     }
 
     /// Records a terminal outcome unless one is already recorded (a cancellation or timeout that
@@ -130,10 +173,10 @@ impl ResultRecord {
                 self.status = ResultStatus::Error;
             }
         }
-        if self.started_at.is_none() {
-            self.started_at = Some(now);
+        if self.started.0.is_none() {
+            self.set_started_at(Some(now));
         }
-        self.completed_at = Some(now);
+        self.set_completed_at(Some(now));
         true
     }
 
@@ -169,8 +212,8 @@ impl ResultRecord {
             handler_registered_at: self.handler.registered_at,
             eventbus_id: self.handler.bus_id,
             eventbus_name: self.handler.bus_name.to_string(),
-            started_at: self.started_at,
-            completed_at: self.completed_at,
+            started_at: self.started_at(),
+            completed_at: self.completed_at(),
             result,
             result_json: self.value.to_json(),
             forwarded_event_id,
@@ -470,6 +513,18 @@ pub(crate) fn is_event_json(value: &serde_json::Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A time is kept as given, and none stays none, in one word.
+    #[test]
+    fn record_times_round_trip_in_a_word() {
+        assert_eq!(std::mem::size_of::<Stamp>(), 8);
+        let at = Timestamp::from_unix_nanos(1_752_180_000_123_456_789);
+        assert_eq!(Stamp::new(Some(at)).get(), Some(at));
+        assert_eq!(Stamp::new(None).get(), None);
+        // The earliest instant the wire accepts is kept too.
+        let early: Timestamp = "1991-01-01T00:00:00Z".parse().unwrap();
+        assert_eq!(Stamp::new(Some(early)).get(), Some(early));
+    }
 
     #[test]
     fn result_ids_are_unique_uuid7_with_the_event_time() {

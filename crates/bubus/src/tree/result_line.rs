@@ -27,9 +27,9 @@ pub(super) fn result_line(r: &crate::result::ResultRecord) -> ResultLine {
         ResultStatus::Pending => "⏳",
     };
     let mut line = format!("{icon} {}.{}", r.handler.bus_label, r.handler.label());
-    if let Some(started) = r.started_at {
+    if let Some(started) = r.started_at() {
         let _ = write!(line, " [{}", clock(started));
-        if let Some(done) = r.completed_at {
+        if let Some(done) = r.completed_at() {
             let _ = write!(
                 line,
                 " ({:.3}s)",
@@ -48,7 +48,7 @@ pub(super) fn result_line(r: &crate::result::ResultRecord) -> ResultLine {
         _ => {}
     }
     ResultLine {
-        started_at: r.started_at,
+        started_at: r.started_at(),
         line: line.into(),
         children: r.children.as_slice().into(),
     }

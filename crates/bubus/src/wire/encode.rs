@@ -486,8 +486,8 @@ pub(crate) fn result_json(
         "eventbus_name".into(),
         Value::String(h.bus_name.to_string()),
     );
-    out.insert("started_at".into(), ts(record.started_at));
-    out.insert("completed_at".into(), ts(record.completed_at));
+    out.insert("started_at".into(), ts(record.started_at()));
+    out.insert("completed_at".into(), ts(record.completed_at()));
     let result = match &record.value {
         // A forwarding handler's result is the event itself (without its results).
         ResultSlot::Forwarded { event, .. } => forwarded(event),

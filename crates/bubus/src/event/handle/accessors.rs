@@ -137,7 +137,7 @@ macro_rules! event_accessors {
                 let mut errors: Vec<_> = st
                     .results
                     .iter()
-                    .filter_map(|r| r.error.clone().map(|e| (r.completed_at, e)))
+                    .filter_map(|r| r.error.clone().map(|e| (r.completed_at(), e)))
                     .collect();
                 errors.sort_by_key(|(at, _)| *at);
                 errors.into_iter().map(|(_, e)| *e).collect()

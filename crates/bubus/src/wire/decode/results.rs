@@ -354,8 +354,8 @@ fn decode_result(
     };
     let mut record = ResultRecord::pending_with_id(id, Arc::new(meta));
     record.status = status;
-    record.started_at = opt_timestamp(&field("started_at"), get("started_at"))?;
-    record.completed_at = opt_timestamp(&field("completed_at"), get("completed_at"))?;
+    record.set_started_at(opt_timestamp(&field("started_at"), get("started_at"))?);
+    record.set_completed_at(opt_timestamp(&field("completed_at"), get("completed_at"))?);
     record.children = children;
     record.error = error.map(Box::new);
     let value = get("result");
