@@ -98,6 +98,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
         Some(v) => quote!(::core::option::Option::Some(#v)),
         None => quote!(::core::option::Option::None),
     };
+    let shallow = shallow_payload(input);
     let timeout = opt(args.timeout);
     let slow_timeout = opt(args.slow_timeout);
     let handler_timeout = opt(args.handler_timeout);
@@ -126,8 +127,70 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
                 use ::bubus::__private::{NoSchema as _, ViaJsonSchema as _};
                 (&::bubus::__private::SchemaProbe::<#result>::new()).result_schema()
             }
+
+            #shallow
         }
     })
+}
+
+/// `const __SHALLOW_PAYLOAD` for a struct whose JSON cannot nest (see the `Event` trait): no
+/// generics, no serde attribute that changes how the struct or a field is written, and every
+/// field's type a scalar (`ShallowProbe`, resolved by the compiler). Nothing (the trait's
+/// `false`) otherwise.
+fn shallow_payload(input: &DeriveInput) -> TokenStream2 {
+    // Serde attributes that leave each field written as its type writes it.
+    const KEEPS_SHAPE: &[&str] = &[
+        "rename",
+        "rename_all",
+        "alias",
+        "default",
+        "deny_unknown_fields",
+        "skip",
+        "skip_serializing",
+        "skip_deserializing",
+        "skip_serializing_if",
+    ];
+    let keeps_shape = |attrs: &[syn::Attribute]| {
+        attrs
+            .iter()
+            .filter(|a| a.path().is_ident("serde"))
+            .all(|attr| {
+                let Meta::List(list) = &attr.meta else {
+                    return false;
+                };
+                list.parse_nested_meta(|meta| {
+                    if KEEPS_SHAPE.iter().any(|k| meta.path.is_ident(k)) {
+                        if let Ok(value) = meta.value() {
+                            value.parse::<Expr>()?;
+                        }
+                        Ok(())
+                    } else {
+                        Err(meta.error("changes the shape"))
+                    }
+                })
+                .is_ok()
+            })
+    };
+    let Data::Struct(data) = &input.data else {
+        return TokenStream2::new();
+    };
+    if !input.generics.params.is_empty() || !keeps_shape(&input.attrs) {
+        return TokenStream2::new();
+    }
+    let mut types = Vec::new();
+    for field in &data.fields {
+        if !keeps_shape(&field.attrs) {
+            return TokenStream2::new();
+        }
+        types.push(&field.ty);
+    }
+    quote! {
+        const __SHALLOW_PAYLOAD: bool = {
+            #[allow(unused_imports)]
+            use ::bubus::__private::NotShallow as _;
+            true #(&& ::bubus::__private::ShallowProbe::<#types>::SHALLOW)*
+        };
+    }
 }
 
 fn parse_args(input: &DeriveInput) -> syn::Result<EventArgs> {

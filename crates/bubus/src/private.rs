@@ -41,3 +41,50 @@ impl<T: schemars::JsonSchema + 'static> ViaJsonSchema for SchemaProbe<T> {
         crate::wire::schema::schema_for::<T>()
     }
 }
+
+/// A payload field type whose JSON is a scalar (a number, a string, a boolean or `null`): it
+/// cannot nest, so a struct of such fields cannot be too deep to read back.
+pub trait Shallow {}
+
+macro_rules! shallow {
+    ($($t:ty),* $(,)?) => { $(impl Shallow for $t {})* };
+}
+shallow!(
+    bool,
+    char,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    f32,
+    f64,
+    String,
+    uuid::Uuid,
+    crate::time::Timestamp,
+);
+impl<T: Shallow> Shallow for Option<T> {}
+
+/// `ShallowProbe::<T>::SHALLOW` (with [`NotShallow`] in scope): `true` when `T: Shallow`, else
+/// the trait's `false` (an inherent constant whose bound does not hold is passed over). Read by
+/// `#[derive(Event)]` for each field type.
+#[derive(Debug)]
+pub struct ShallowProbe<T: ?Sized>(PhantomData<T>);
+
+/// The fallback: not known to be shallow.
+pub trait NotShallow {
+    const SHALLOW: bool = false;
+}
+
+impl<T: ?Sized> NotShallow for ShallowProbe<T> {}
+
+impl<T: ?Sized + Shallow> ShallowProbe<T> {
+    pub const SHALLOW: bool = true;
+}

@@ -202,6 +202,59 @@ async fn typed_payloads_and_results_are_held_to_the_same_limit() {
     );
 }
 
+/// Scalars only: dispatch skips the walk.
+#[derive(Clone, Debug, Serialize, Deserialize, bubus::Event)]
+#[serde(rename_all = "camelCase")]
+struct Flat {
+    count: u64,
+    #[serde(rename = "who", default)]
+    name: String,
+    ratio: Option<f64>,
+    id: uuid::Uuid,
+}
+
+/// A scalar field written as something deep: the type alone does not tell, so it is walked.
+#[derive(Clone, Debug, Serialize, Deserialize, bubus::Event)]
+struct Disguised {
+    #[serde(serialize_with = "as_nested", skip_deserializing)]
+    depth: u32,
+}
+
+fn as_nested<S: serde::Serializer>(depth: &u32, serializer: S) -> Result<S::Ok, S::Error> {
+    nested(*depth as usize).serialize(serializer)
+}
+
+#[tokio::test]
+async fn only_payloads_of_scalars_written_as_derived_skip_the_depth_walk() {
+    use bubus::Event;
+    // Flat, no fields at all, a field written by hand, a `Value`, a nested struct.
+    let shallow = [
+        Flat::__SHALLOW_PAYLOAD,
+        MakeChain::__SHALLOW_PAYLOAD,
+        Disguised::__SHALLOW_PAYLOAD,
+        Document::__SHALLOW_PAYLOAD,
+        Chain::__SHALLOW_PAYLOAD,
+    ];
+    assert_eq!(shallow, [true, true, false, false, false]);
+    let bus = EventBus::new("Flat");
+    bus.on(|_: EventHandle<Flat>| ());
+    bus.on(|_: EventHandle<Disguised>| ());
+    let flat = Flat {
+        count: 1,
+        name: "a".into(),
+        ratio: None,
+        id: uuid::Uuid::nil(),
+    };
+    bus.dispatch(flat).unwrap().await.unwrap();
+    bus.dispatch(Disguised { depth: 3 }).unwrap().await.unwrap();
+    match bus.dispatch(Disguised {
+        depth: MAX_JSON_DEPTH as u32 + 1,
+    }) {
+        Err(DispatchError::TooDeep { field, .. }) => assert_eq!(field, "depth"),
+        other => panic!("{other:?}"),
+    }
+}
+
 #[test]
 fn decoders_refuse_what_dispatch_would_refuse_naming_the_field() {
     let event = |field: &str, value: Value| json!({"event_type": "Deep", field: value});

@@ -71,13 +71,15 @@ impl BusInner {
             self.check_recursion(event, parent, handler_id, max)?;
         }
         // What is dispatched can be written and read back (a log, a bridge, a snapshot).
-        (event.kind.check_depth)(event).map_err(|(field, depth)| DispatchError::TooDeep {
-            bus: self.label.to_string(),
-            event: event.label(),
-            field,
-            depth,
-            limit: crate::wire::MAX_JSON_DEPTH,
-        })?;
+        (event.kind.check_depth)
+            .map_or(Ok(()), |check| check(event))
+            .map_err(|(field, depth)| DispatchError::TooDeep {
+                bus: self.label.to_string(),
+                event: event.label(),
+                field,
+                depth,
+                limit: crate::wire::MAX_JSON_DEPTH,
+            })?;
 
         let mut st = self.state.lock();
         if st.stopped {

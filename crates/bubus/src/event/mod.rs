@@ -60,6 +60,14 @@ pub trait Event: Serialize + DeserializeOwned + Send + Sync + 'static {
     fn __result_schema() -> Option<serde_json::Value> {
         None
     }
+
+    /// Whether the payload's JSON cannot nest too deep to be read back, so that dispatch need
+    /// not walk it: `#[derive(Event)]` sets it for a struct (without generics) whose every field
+    /// is a scalar (numbers, strings, booleans, ids, timestamps, options of these) written as
+    /// serde derives it (no `with`, `serialize_with`, `flatten`, … on a field, no `into`,
+    /// `remote`, … on the struct). It assumes `Serialize` is derived too.
+    #[doc(hidden)]
+    const __SHALLOW_PAYLOAD: bool = false;
 }
 
 /// A type handlers may return: serializable (results cross the wire), cloneable (the result helpers

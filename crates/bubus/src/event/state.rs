@@ -2,6 +2,7 @@
 //! the buses it went through ([`BusLink`], [`BusSlot`]).
 
 use std::any::Any;
+use std::mem::ManuallyDrop;
 use std::sync::{Arc, Weak};
 
 use smallvec::SmallVec;
@@ -90,8 +91,12 @@ pub(crate) struct BusSlot {
 }
 
 /// An event's children (held strongly; each child holds its parent weakly).
+///
+/// The vector is dropped by hand ([`Drop`] below), so that the event's teardown is one capacity
+/// check, inlined, for the usual event that never had a child (instead of a call to the vector's
+/// drop glue: about 20 instructions per event under callgrind).
 #[derive(Default)]
-pub(crate) struct Children(Vec<Arc<EventInner>>);
+pub(crate) struct Children(ManuallyDrop<Vec<Arc<EventInner>>>);
 
 impl std::ops::Deref for Children {
     type Target = Vec<Arc<EventInner>>;
@@ -108,25 +113,26 @@ impl std::ops::DerefMut for Children {
 }
 
 impl Drop for Children {
-    /// Most events have no children: one length check, inlined into the state's teardown.
-    #[inline]
+    /// Most events have no children, and never allocated for one: one check.
+    #[inline(always)]
     fn drop(&mut self) {
-        if !self.0.is_empty() {
+        if self.0.capacity() != 0 {
             self.drop_tree();
         }
     }
 }
 
 impl Children {
-    /// Drops the children without recursing: a chain of events thousands of levels deep (each
-    /// holding the next) would otherwise drop one level per stack frame. A child this is the
-    /// last strong holder of gives up its own children to the loop first.
+    /// Drops the children (and their vector) without recursing: a chain of events thousands of
+    /// levels deep (each holding the next) would otherwise drop one level per stack frame. A
+    /// child this is the last strong holder of gives up its own children to the loop first.
     #[inline(never)]
     fn drop_tree(&mut self) {
-        let mut stack = std::mem::take(&mut self.0);
+        // What stays behind is an empty vector, which owns no allocation.
+        let mut stack = std::mem::take(&mut *self.0);
         while let Some(child) = stack.pop() {
             if Arc::strong_count(&child) == 1 {
-                stack.append(&mut child.state.lock().children.0);
+                stack.append(&mut child.state.lock().children);
             }
             drop(child);
         }

@@ -19,10 +19,14 @@ impl<E: Event> KindOf for E {
         payload_json: typed_payload_json::<E>,
         result_schema: |_| E::__result_schema(),
         copy: copy_typed::<E>,
-        check_depth: |event| {
-            event
-                .own_payload::<E>()
-                .map_or(Ok(()), super::depth::check_payload)
+        check_depth: if E::__SHALLOW_PAYLOAD {
+            None
+        } else {
+            Some(|event| {
+                event
+                    .own_payload::<E>()
+                    .map_or(Ok(()), super::depth::check_payload)
+            })
         },
     };
 }
@@ -35,7 +39,7 @@ impl KindOf for DynEvent {
         payload_json: |_| Err("dynamic payloads are not typed".to_owned()),
         result_schema: |event| event.result_type.as_ref().map(|t| t.schema.clone()),
         copy: copy_json,
-        check_depth: super::depth::check_dyn_event,
+        check_depth: Some(super::depth::check_dyn_event),
     };
 }
 
