@@ -24,10 +24,17 @@ struct Entry {
     created: tokio::time::Instant,
     /// This entry's share of the bus's [memory estimate](crate::memory).
     bytes: usize,
-    /// When the bus heard of its completion, if it has a TTL (TTLs count from there).
-    completed: Option<tokio::time::Instant>,
-    /// The bus heard of its completion.
-    done: bool,
+    /// Whether the bus heard of its completion, and when if it has a TTL.
+    finished: Finished,
+}
+
+/// Whether the bus heard of an entry's completion (one field, in the instant's spare values).
+#[derive(Clone, Copy)]
+enum Finished {
+    No,
+    Yes,
+    /// With a TTL: when (TTLs count from there).
+    At(tokio::time::Instant),
 }
 
 /// When `event` was created, on tokio's clock: now, less its age by its `event_created_at` — so
@@ -103,8 +110,7 @@ impl History {
             event: Some(event),
             created,
             bytes,
-            completed: None,
-            done: false,
+            finished: Finished::No,
         });
         self.live += 1;
         seq
@@ -280,14 +286,14 @@ impl History {
         bytes: usize,
     ) {
         let entry = &mut self.entries[i];
-        entry.done = true;
+        entry.finished = Finished::Yes;
         // Its results are in now: its estimate with them (one update of the process total).
         let old = std::mem::replace(&mut entry.bytes, bytes);
         // The clock is read only for a TTL (TTLs count from the completion).
         if let Some(ttl) = ttl {
             let now = tokio::time::Instant::now();
             let completed = now.checked_sub(ago).unwrap_or(now);
-            entry.completed = Some(completed);
+            entry.finished = Finished::At(completed);
             self.expire_at(seq, completed + ttl);
         }
         if bytes >= old {
@@ -300,7 +306,10 @@ impl History {
         // ones at the front, so the started queue holds about the unfinished ones.
         while let Some(&front) = self.started.front() {
             // The usual front: this event (its entry is at `i`, just marked done).
-            let done = front == seq || self.index_of(front).is_none_or(|j| self.entries[j].done);
+            let done = front == seq
+                || self
+                    .index_of(front)
+                    .is_none_or(|j| !matches!(self.entries[j].finished, Finished::No));
             if !done {
                 break;
             }
@@ -310,12 +319,19 @@ impl History {
     }
 
     /// Records that this bus took up the event with this sequence number (drop mode).
+    #[inline]
     pub(crate) fn mark_started(&mut self, seq: u64) {
         // An event already evicted (a producer far ahead of the run loop) is nothing to evict
-        // later: tracking it would only grow the queue that compaction then has to sweep.
-        if self.index_of(seq).is_none() {
-            return;
+        // later: tracking it would only grow the queue that compaction then has to sweep. That
+        // check is inlined into the caller.
+        if self.index_of(seq).is_some() {
+            self.track_started(seq);
         }
+    }
+
+    /// [`mark_started`](Self::mark_started) for an event still held.
+    #[inline(never)]
+    fn track_started(&mut self, seq: u64) {
         self.started.push_back(seq);
         self.compact();
     }
@@ -379,7 +395,11 @@ impl History {
 
     /// When the bus heard the event `seq` completed.
     pub(crate) fn completed_at(&self, seq: u64) -> Option<tokio::time::Instant> {
-        self.index_of(seq).and_then(|i| self.entries[i].completed)
+        self.index_of(seq)
+            .and_then(|i| match self.entries[i].finished {
+                Finished::At(completed) => Some(completed),
+                Finished::No | Finished::Yes => None,
+            })
     }
 
     /// Whether any TTL is tracked.
@@ -597,6 +617,8 @@ mod tests {
     /// find the survivors.
     #[test]
     fn tombstones_behind_a_live_front_are_compacted() {
+        // The entry's completion and its instant share one field.
+        assert!(std::mem::size_of::<Entry>() <= 64);
         let mut history = History::default();
         for n in 0..200 {
             history.push(event(n), None);
