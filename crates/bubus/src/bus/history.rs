@@ -24,10 +24,17 @@ struct Entry {
     created: tokio::time::Instant,
     /// This entry's share of the bus's [memory estimate](crate::memory).
     bytes: usize,
-    /// When the bus heard of its completion, if it has a TTL (TTLs count from there).
-    completed: Option<tokio::time::Instant>,
-    /// The bus heard of its completion.
-    done: bool,
+    /// Whether the bus heard of its completion, and when if it has a TTL.
+    finished: Finished,
+}
+
+/// Whether the bus heard of an entry's completion (one field, in the instant's spare values).
+#[derive(Clone, Copy)]
+enum Finished {
+    No,
+    Yes,
+    /// With a TTL: when (TTLs count from there).
+    At(tokio::time::Instant),
 }
 
 /// When `event` was created, on tokio's clock: now, less its age by its `event_created_at` — so
@@ -53,6 +60,9 @@ pub(crate) struct History {
     expiries: BinaryHeap<std::cmp::Reverse<(tokio::time::Instant, u64)>>,
     /// The estimated bytes of the live entries.
     bytes: usize,
+    /// Bytes of entries evicted to make room for a push, already out of `bytes` but still in
+    /// the process total: that push takes them off with its own addition, one update for both.
+    freed: usize,
 }
 
 impl History {
@@ -81,15 +91,26 @@ impl History {
         let seq = self.next_seq;
         self.next_seq += 1;
         let bytes = event.base_bytes();
-        self.add_bytes(bytes);
+        self.bytes += bytes;
+        if self.freed == 0 {
+            crate::memory::add(bytes);
+        } else {
+            // One update of the process total for this entry and those evicted to make room
+            // for it.
+            let freed = std::mem::take(&mut self.freed);
+            if bytes >= freed {
+                crate::memory::add(bytes - freed);
+            } else {
+                crate::memory::sub(freed - bytes);
+            }
+        }
         let created = created.unwrap_or_else(|| created_on_tokio_clock(&event));
         self.entries.push_back(Entry {
             seq,
             event: Some(event),
             created,
             bytes,
-            completed: None,
-            done: false,
+            finished: Finished::No,
         });
         self.live += 1;
         seq
@@ -138,35 +159,63 @@ impl History {
     /// Removes the event with this sequence number; returns it if it was held.
     pub(crate) fn remove(&mut self, seq: u64) -> Option<Arc<EventInner>> {
         let i = self.index_of(seq)?;
-        if i == 0 {
-            return self.pop_oldest();
-        }
-        let entry = &mut self.entries[i];
-        let event = entry.event.take()?;
-        let bytes = std::mem::take(&mut entry.bytes);
-        self.sub_bytes(bytes);
-        self.live -= 1;
+        let event = self.take_at(i);
+        self.report_freed();
         self.compact();
-        Some(event)
+        event
     }
 
     /// Removes and returns the oldest entry — the front one: the front is never a tombstone —
     /// and the tombstones behind it.
+    #[cfg(test)]
     fn pop_oldest(&mut self) -> Option<Arc<EventInner>> {
-        let entry = self.entries.pop_front()?;
-        while self.entries.front().is_some_and(|e| e.event.is_none()) {
-            self.entries.pop_front();
-        }
-        self.sub_bytes(entry.bytes);
-        self.live -= 1;
+        let event = self.take_at(0);
+        self.report_freed();
         self.compact();
-        entry.event
+        event
+    }
+
+    /// Removes the live entry at index `i` and returns its event — at the front, with the
+    /// tombstones behind it; elsewhere leaving a tombstone. Its bytes leave `bytes` at once
+    /// and wait in `freed` for the process total; nothing is compacted.
+    #[inline]
+    fn take_at(&mut self, i: usize) -> Option<Arc<EventInner>> {
+        let (event, bytes) = if i == 0 {
+            // Only the two fields read: the rest of the entry is never copied out.
+            let front = self.entries.front_mut()?;
+            let taken = (front.event.take(), front.bytes);
+            self.entries.pop_front();
+            // Tombstones exist only while the entries outnumber the live ones (this one
+            // still counted).
+            if self.entries.len() >= self.live {
+                while self.entries.front().is_some_and(|e| e.event.is_none()) {
+                    self.entries.pop_front();
+                }
+            }
+            taken
+        } else {
+            let entry = &mut self.entries[i];
+            (entry.event.take(), std::mem::take(&mut entry.bytes))
+        };
+        let event = event?;
+        self.bytes -= bytes;
+        self.freed += bytes;
+        self.live -= 1;
+        Some(event)
+    }
+
+    /// Takes the bytes of evicted entries off the process total.
+    #[inline]
+    fn report_freed(&mut self) {
+        let freed = std::mem::take(&mut self.freed);
+        crate::memory::sub(freed);
     }
 
     /// Drops every tombstone once they outnumber the live entries, so the entries stay within
     /// twice the live count (amortised O(1) per removal), and likewise the sequence numbers
     /// kept for eviction. (The front entry is never a tombstone: [`remove`](Self::remove) drops
-    /// those there at once.)
+    /// those there at once.) Checked after every removal and mark, except an eviction from the
+    /// front to make room: the push that follows it restores what it moved.
     #[inline]
     fn compact(&mut self) {
         // After every removal and mark: inlined, three comparisons in the usual case.
@@ -237,14 +286,14 @@ impl History {
         bytes: usize,
     ) {
         let entry = &mut self.entries[i];
-        entry.done = true;
+        entry.finished = Finished::Yes;
         // Its results are in now: its estimate with them (one update of the process total).
         let old = std::mem::replace(&mut entry.bytes, bytes);
         // The clock is read only for a TTL (TTLs count from the completion).
         if let Some(ttl) = ttl {
             let now = tokio::time::Instant::now();
             let completed = now.checked_sub(ago).unwrap_or(now);
-            entry.completed = Some(completed);
+            entry.finished = Finished::At(completed);
             self.expire_at(seq, completed + ttl);
         }
         if bytes >= old {
@@ -257,7 +306,10 @@ impl History {
         // ones at the front, so the started queue holds about the unfinished ones.
         while let Some(&front) = self.started.front() {
             // The usual front: this event (its entry is at `i`, just marked done).
-            let done = front == seq || self.index_of(front).is_none_or(|j| self.entries[j].done);
+            let done = front == seq
+                || self
+                    .index_of(front)
+                    .is_none_or(|j| !matches!(self.entries[j].finished, Finished::No));
             if !done {
                 break;
             }
@@ -267,17 +319,42 @@ impl History {
     }
 
     /// Records that this bus took up the event with this sequence number (drop mode).
+    #[inline]
     pub(crate) fn mark_started(&mut self, seq: u64) {
         // An event already evicted (a producer far ahead of the run loop) is nothing to evict
-        // later: tracking it would only grow the queue that compaction then has to sweep.
-        if self.index_of(seq).is_none() {
-            return;
+        // later: tracking it would only grow the queue that compaction then has to sweep. That
+        // check is inlined into the caller.
+        if self.index_of(seq).is_some() {
+            self.track_started(seq);
         }
+    }
+
+    /// [`mark_started`](Self::mark_started) for an event still held.
+    #[inline(never)]
+    fn track_started(&mut self, seq: u64) {
         self.started.push_back(seq);
         self.compact();
     }
 
+    /// Evicts the oldest event from the front of `queue` (completed or started events) still
+    /// held, if any, for a push that follows: its bytes wait in `freed` for that push.
+    /// Compacted as a removal is, when it left a tombstone.
+    #[inline]
+    fn evict_from(&mut self, queue: fn(&mut Self) -> &mut VecDeque<u64>) -> bool {
+        while let Some(seq) = queue(self).pop_front() {
+            if let Some(i) = self.index_of(seq) {
+                let event = self.take_at(i);
+                if i > 0 {
+                    self.compact();
+                }
+                return event.is_some();
+            }
+        }
+        false
+    }
+
     /// Removes and returns the oldest completed event, if any.
+    #[cfg(test)]
     fn pop_completed(&mut self) -> Option<Arc<EventInner>> {
         while let Some(seq) = self.completed.pop_front() {
             if let Some(event) = self.remove(seq) {
@@ -288,6 +365,7 @@ impl History {
     }
 
     /// Removes and returns the oldest event this bus started, if any is still held.
+    #[cfg(test)]
     fn pop_started(&mut self) -> Option<Arc<EventInner>> {
         while let Some(seq) = self.started.pop_front() {
             if let Some(event) = self.remove(seq) {
@@ -317,7 +395,11 @@ impl History {
 
     /// When the bus heard the event `seq` completed.
     pub(crate) fn completed_at(&self, seq: u64) -> Option<tokio::time::Instant> {
-        self.index_of(seq).and_then(|i| self.entries[i].completed)
+        self.index_of(seq)
+            .and_then(|i| match self.entries[i].finished {
+                Finished::At(completed) => Some(completed),
+                Finished::No | Finished::Yes => None,
+            })
     }
 
     /// Whether any TTL is tracked.
@@ -332,7 +414,7 @@ impl History {
         self.started.clear();
         self.expiries.clear();
         self.live = 0;
-        let bytes = std::mem::take(&mut self.bytes);
+        let bytes = std::mem::take(&mut self.bytes) + std::mem::take(&mut self.freed);
         crate::memory::sub(bytes);
         events
     }
@@ -355,7 +437,7 @@ impl History {
 
 impl Drop for History {
     fn drop(&mut self) {
-        crate::memory::sub(self.bytes);
+        crate::memory::sub(self.bytes + self.freed);
     }
 }
 
@@ -364,11 +446,16 @@ impl BusInner {
     /// oldest completed events first; if none has completed, and `max_history_drop` is set, the
     /// oldest event this bus has started, then the oldest still queued; else refuses.
     pub(crate) fn make_room(&self, st: &mut BusState, max: usize) -> Result<(), DispatchError> {
+        // What is evicted here leaves the process total with the push that follows (one update
+        // for both); a refusal takes it off at once. An eviction from the front, the usual one,
+        // is not compacted after: the push that follows restores the ratio of entries to live
+        // ones that it moved.
         while st.history.len() >= max {
-            if st.history.pop_completed().is_some() {
+            if st.history.evict_from(|h| &mut h.completed) {
                 continue;
             }
             if !self.config.max_history_drop {
+                st.history.report_freed();
                 return Err(DispatchError::HistoryFull {
                     bus: self.label.to_string(),
                     size: st.history.len(),
@@ -384,8 +471,8 @@ impl BusInner {
                      (even uncompleted events) because max_history_drop is set"
                 );
             }
-            if st.history.pop_started().is_none() {
-                st.history.pop_oldest();
+            if !st.history.evict_from(|h| &mut h.started) {
+                st.history.take_at(0);
             }
         }
         Ok(())
@@ -498,10 +585,40 @@ mod tests {
         assert_eq!((history.len(), history.bytes()), (0, 0));
     }
 
+    /// An eviction for a push takes the entry's bytes off the history at once and leaves them
+    /// for that push to net into its own update of the process total; a removal reports them
+    /// at once. A front eviction takes the tombstones behind it too.
+    #[test]
+    fn evictions_for_a_push_are_netted_into_it() {
+        let mut history = History::default();
+        let events: Vec<_> = (0..4).map(event).collect();
+        for e in &events {
+            history.push(Arc::clone(e), None);
+        }
+        history.mark_completed(2, None, || 1000);
+        let before = history.bytes();
+        assert!(history.evict_from(|h| &mut h.completed));
+        assert!(history.get(2).is_none());
+        assert_eq!((history.freed, history.bytes()), (1000, before - 1000));
+        assert!(!history.evict_from(|h| &mut h.completed));
+        assert!(Arc::ptr_eq(&history.remove(1).unwrap(), &events[1]));
+        assert_eq!(history.freed, 0);
+        // Entry 0, then the tombstones of 1 and 2.
+        assert!(Arc::ptr_eq(&history.take_at(0).unwrap(), &events[0]));
+        assert_eq!(history.entries.front().map(|e| e.seq), Some(3));
+        assert!(history.freed > 0);
+        history.push(event(4), None);
+        assert_eq!((history.freed, history.len()), (0, 2));
+        let held: usize = history.entries.iter().map(|e| e.bytes).sum();
+        assert_eq!(history.bytes(), held);
+    }
+
     /// Many removals behind a live front entry compact the tombstones away; lookups still
     /// find the survivors.
     #[test]
     fn tombstones_behind_a_live_front_are_compacted() {
+        // The entry's completion and its instant share one field.
+        assert!(std::mem::size_of::<Entry>() <= 64);
         let mut history = History::default();
         for n in 0..200 {
             history.push(event(n), None);
