@@ -158,7 +158,7 @@ impl Running<'_> {
         let Phase {
             bus, event, config, ..
         } = *phase;
-        let limits = HandlerLimits::resolve(&entry.meta, &config, bus, phase.deadline());
+        let limits = HandlerLimits::resolve(&entry.meta, config, bus, phase.deadline());
         let outcome = drive(fut, event, &limits, &entry.meta).await;
         guard.armed = false;
         let timed_out = matches!(&outcome, Err(err) if err.is_timeout());

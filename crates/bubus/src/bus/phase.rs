@@ -50,7 +50,7 @@ pub(crate) async fn process_event(
         runs,
         indices,
         held,
-        config,
+        config: &config,
         timeout,
         clock: PhaseClock::new(timeout, limits::event_slow_timeout(&config, bus)),
         plan: Plan::new(bus, &config, runs),
@@ -254,8 +254,9 @@ pub(crate) struct Phase<'a> {
     indices: &'a [usize],
     /// The event locks already held by whoever runs the phase (a queue-jump re-enters them).
     pub(crate) held: &'a HeldLocks,
-    /// The event's config, read when the phase started.
-    pub(crate) config: EventConfig,
+    /// The event's config, read when the phase started (a copy in the processing future,
+    /// borrowed here: not copied again into the phase).
+    pub(crate) config: &'a EventConfig,
     /// The event's timeout on this bus.
     timeout: Option<Duration>,
     clock: PhaseClock,
@@ -308,6 +309,9 @@ impl<'a> Phase<'a> {
     /// the handler phase — the usual case, and the cheapest. The first one that waits, or a
     /// serial-handler lock held elsewhere, hands over to [`run_handlers`](Self::run_handlers),
     /// which goes on in the same order.
+    ///
+    /// Inlined into [`process_event`], its only caller.
+    #[inline(always)]
     fn run_ready(&'a self) -> Ready<'a> {
         if !self.plan.all_serial() {
             return Ready::Rest {

@@ -1,9 +1,10 @@
 //! The run loop: one task per bus that takes events off the queue in FIFO order, under their
 //! event lock, and hands each to the handler phase ([`process_event`]).
 
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
-use std::task::Poll;
+use std::task::{Context, Poll};
 
 use tokio::sync::Notify;
 
@@ -16,25 +17,39 @@ use crate::error::DispatchError;
 use crate::event::inner::EventInner;
 use crate::lock::{FairGuard, FairLock};
 
-/// Identity of an event lock, for the re-entrancy check of queue-jumps.
 /// Spends one unit of the task's coop budget, as `tokio::task::consume_budget` does, but tested
-/// and spent in one look at the budget (instead of a look to test it and one to spend it) and
-/// without a state machine of its own around the poll. Once the budget is spent, `before_yield`
-/// runs and the task yields.
+/// and spent in one look at the budget (instead of a look to test it and one to spend it), in a
+/// future small enough to be polled inline where it is awaited. Once the budget is spent,
+/// `before_yield` runs and the task yields.
 #[inline]
-pub(crate) fn spend_budget(mut before_yield: impl FnMut()) -> impl Future<Output = ()> {
-    std::future::poll_fn(move |cx| match tokio::task::coop::poll_proceed(cx) {
-        Poll::Ready(spent) => {
-            spent.made_progress();
-            Poll::Ready(())
-        }
-        Poll::Pending => {
-            before_yield();
-            Poll::Pending
-        }
-    })
+pub(crate) fn spend_budget<F: FnMut()>(before_yield: F) -> SpendBudget<F> {
+    SpendBudget { before_yield }
 }
 
+/// The future of [`spend_budget`].
+pub(crate) struct SpendBudget<F> {
+    before_yield: F,
+}
+
+impl<F: FnMut() + Unpin> Future for SpendBudget<F> {
+    type Output = ();
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        match tokio::task::coop::poll_proceed(cx) {
+            Poll::Ready(spent) => {
+                spent.made_progress();
+                Poll::Ready(())
+            }
+            Poll::Pending => {
+                (self.get_mut().before_yield)();
+                Poll::Pending
+            }
+        }
+    }
+}
+
+/// Identity of an event lock, for the re-entrancy check of queue-jumps.
 pub(crate) fn lock_addr(lock: &FairLock) -> usize {
     lock as *const FairLock as usize
 }
@@ -134,6 +149,10 @@ impl BusInner {
     /// [`Next::Ready`], takes the head off the queue with its event lock; the run loop processes
     /// it with [`process_event`] right in its own future, with no future of its own for the step
     /// (built and dropped once per event otherwise).
+    ///
+    /// Inlined into the run loop, its only caller: the [`Next`] it returns is then never written
+    /// out and read back.
+    #[inline(always)]
     fn take_next<'a>(&'a self, owed: &mut Owed<'a>) -> Next<'a> {
         let kept = owed.kept.take();
         let mut guard = self.state.lock();
