@@ -11,7 +11,8 @@ does not declare) whose handler emits and awaits a `ChargeCard` child. Prints `@
 `model_dump(mode='json')` of each event as it was handed to the bridge, then `@@ok sent`.
 
 `listen`: starts the bridge (`SQLiteEventBridge(PATH, TABLE)` or `HTTPEventBridge(listen_on=URL)`),
-prints `@@ready`, and prints `@@received <json>` with `model_dump(mode='json')` of each of the
+prints `@@ready` (for HTTP `@@ready <URL>` with the port it bound: a URL with port 0 binds a free
+port, with no window between choosing the port and listening on it), and prints `@@received <json>` with `model_dump(mode='json')` of each of the
 COUNT events its handler gets (as abxbus's bridges deliver them: `event_reset()`, so a new id and
 an empty path), then validates each with the class of its type (`@@ok typed <type>`). Exits 1 if
 COUNT events do not arrive within 60 s.
@@ -26,6 +27,7 @@ import asyncio
 import json
 import sys
 from typing import Any
+from urllib.parse import urlparse
 
 from pydantic import BaseModel
 
@@ -64,6 +66,18 @@ def make_bridge(kind: str, args: list[str], *, listen: bool) -> Any:
     if kind == 'http':
         return HTTPEventBridge(listen_on=args[0]) if listen else HTTPEventBridge(send_to=args[0])
     raise SystemExit(f'unknown transport {kind!r}')
+
+
+def bound_url(bridge: Any, url: str) -> str:
+    """`url` with the port the started HTTP bridge's server is bound to (abxbus 2.5.79 keeps its
+    `asyncio` server in `_server`; a URL with port 0 binds a free one)."""
+    server = getattr(bridge, '_server', None)
+    sockets = getattr(server, 'sockets', None)
+    if not sockets:
+        raise SystemExit('the HTTP bridge has no listening socket to read its port from')
+    port = sockets[0].getsockname()[1]
+    parsed = urlparse(url)
+    return parsed._replace(netloc=f'{parsed.hostname}:{port}').geturl()
 
 
 async def send(kind: str, args: list[str]) -> None:
@@ -115,7 +129,10 @@ async def listen(kind: str, args: list[str], count: int) -> None:
 
     bridge.on('*', handler)
     await bridge.start()
-    print('@@ready', flush=True)
+    if kind == 'http':
+        print(f'@@ready {bound_url(bridge, args[0])}', flush=True)
+    else:
+        print('@@ready', flush=True)
     try:
         await asyncio.wait_for(done.wait(), timeout=60)
     except TimeoutError:

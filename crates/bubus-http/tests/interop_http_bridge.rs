@@ -10,7 +10,7 @@ use bubus::{EventBus, EventHandle};
 use bubus_http::{HttpTransport, ListenerOptions};
 use bubus_test_support::bridge_peer::{
     ChargeCard, LineItem, OrderPlaced, PEER_WAIT, PythonListener, compare_from_python,
-    compare_to_python, free_port, place_order, python_send,
+    compare_to_python, place_order, python_send,
 };
 use bubus_test_support::conformance::Tally;
 use parking_lot::Mutex;
@@ -69,11 +69,16 @@ async fn python_to_rust_keeps_every_field() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_to_python_keeps_every_field_the_family_keeps() {
-    let url = format!("http://127.0.0.1:{}/events", free_port());
-    let u = url.clone();
-    let listener = tokio::task::spawn_blocking(move || PythonListener::start(&["http", &u, "2"]))
-        .await
-        .unwrap();
+    // The peer binds port 0 itself and names the port it got: nothing can take it in between.
+    let listener = tokio::task::spawn_blocking(|| {
+        PythonListener::start(&["http", "http://127.0.0.1:0/events", "2"])
+    })
+    .await
+    .unwrap();
+    let url = listener
+        .address()
+        .expect("the HTTP listener names its address")
+        .to_owned();
 
     let bus = EventBus::builder("RustShop").max_history_size(None).build();
     let bridge = Bridge::new(HttpTransport::new().send_to(&url).unwrap());

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use bubus::AnyEvent;
 use bubus::bridge::{Bridge, Message};
-use bubus_nats::NatsTransport;
-use bubus_test_support::durable::{self, Counter, any_metrics_reach, metrics_reach, ping};
+use bubus_nats::{NatsBuilder, NatsTransport};
+use bubus_test_support::durable::{self, Member, any_metrics_reach, metrics_reach, ping};
 
 const SERVER: &str = "nats://127.0.0.1:4222";
 
@@ -17,13 +17,23 @@ fn channel() -> String {
 }
 
 async fn transport(subject: &str, group: &str) -> NatsTransport {
-    NatsTransport::builder(SERVER, subject)
-        .jetstream()
-        .group(group)
-        .lease(Duration::from_secs(2))
-        .build()
-        .await
-        .expect("transport")
+    transport_with(subject, group, |b| b).await
+}
+
+async fn transport_with(
+    subject: &str,
+    group: &str,
+    more: impl FnOnce(NatsBuilder) -> NatsBuilder,
+) -> NatsTransport {
+    more(
+        NatsTransport::builder(SERVER, subject)
+            .jetstream()
+            .group(group)
+            .lease(Duration::from_secs(2)),
+    )
+    .build()
+    .await
+    .expect("transport")
 }
 
 async fn stream_messages(t: &NatsTransport) -> u64 {
@@ -129,13 +139,16 @@ async fn a_resent_event_is_added_once() {
 async fn one_group_shares_the_events_another_group_gets_them_all() {
     let channel = channel();
     durable::one_group_shares_the_events_another_group_gets_them_all(
-        async |group: &'static str, count: Counter| {
-            let t = transport(&channel, group).await;
+        async |group: &'static str, member: Member| {
+            // Few messages held per member (see the helper): a small read batch, few in flight.
+            let t = transport_with(&channel, group, |b| b.batch(8)).await;
             let bridge = Bridge::builder(t.clone())
                 .dedup(Arc::new(t.dedup_store()))
+                .max_in_flight(8)
                 .build();
             bridge.on("DurablePing", move |_e: AnyEvent| {
-                count.bump();
+                let member = member.clone();
+                async move { member.handle().await }
             });
             bridge
         },

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use bubus::AnyEvent;
 use bubus::bridge::{Bridge, Message};
-use bubus_redis::RedisTransport;
-use bubus_test_support::durable::{self, Counter, any_metrics_reach, metrics_reach, ping};
+use bubus_redis::{RedisBuilder, RedisTransport};
+use bubus_test_support::durable::{self, Member, any_metrics_reach, metrics_reach, ping};
 
 const URL: &str = "redis://127.0.0.1:6379/0";
 
@@ -18,14 +18,24 @@ fn channel() -> String {
 }
 
 fn transport(channel: &str, group: &str) -> RedisTransport {
-    RedisTransport::builder(URL)
-        .expect("url")
-        .channel(channel)
-        .streams()
-        .group(group)
-        .lease(Duration::from_secs(2))
-        .build()
-        .expect("transport")
+    transport_with(channel, group, |b| b)
+}
+
+fn transport_with(
+    channel: &str,
+    group: &str,
+    more: impl FnOnce(RedisBuilder) -> RedisBuilder,
+) -> RedisTransport {
+    more(
+        RedisTransport::builder(URL)
+            .expect("url")
+            .channel(channel)
+            .streams()
+            .group(group)
+            .lease(Duration::from_secs(2)),
+    )
+    .build()
+    .expect("transport")
 }
 
 async fn xlen(key: &str) -> i64 {
@@ -145,13 +155,16 @@ async fn a_resent_event_is_added_once() {
 async fn one_group_shares_the_events_another_group_gets_them_all() {
     let channel = channel();
     durable::one_group_shares_the_events_another_group_gets_them_all(
-        async |group: &'static str, count: Counter| {
-            let t = transport(&channel, group);
+        async |group: &'static str, member: Member| {
+            // Few messages held per member (see the helper): a small read batch, few in flight.
+            let t = transport_with(&channel, group, |b| b.batch(8));
             let bridge = Bridge::builder(t.clone())
                 .dedup(Arc::new(t.dedup_store()))
+                .max_in_flight(8)
                 .build();
             bridge.on("DurablePing", move |_e: AnyEvent| {
-                count.bump();
+                let member = member.clone();
+                async move { member.handle().await }
             });
             bridge
         },

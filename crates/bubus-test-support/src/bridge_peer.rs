@@ -141,6 +141,7 @@ pub struct PythonListener {
     stdout: BufReader<ChildStdout>,
     stderr: std::thread::JoinHandle<String>,
     seen: String,
+    address: Option<String>,
 }
 
 /// Reads `child`'s stderr to the end on a thread of its own, from the start: a peer writing
@@ -175,16 +176,23 @@ impl PythonListener {
                 );
             }
             seen.push_str(&line);
-            if line.trim() == "@@ready" {
-                break;
+            if let Some(rest) = line.trim().strip_prefix("@@ready") {
+                let address = rest.trim();
+                break PythonListener {
+                    child,
+                    stdout,
+                    stderr,
+                    seen,
+                    address: (!address.is_empty()).then(|| address.to_owned()),
+                };
             }
         }
-        PythonListener {
-            child,
-            stdout,
-            stderr,
-            seen,
-        }
+    }
+
+    /// Where it listens, when its ready line says (`@@ready <URL>`: an HTTP listener started
+    /// on port 0 names the port it bound).
+    pub fn address(&self) -> Option<&str> {
+        self.address.as_deref()
     }
 
     /// Waits for it to exit (once it received what it waits for, or its own 60 s deadline).
@@ -196,12 +204,6 @@ impl PythonListener {
         let stdout = self.seen + &rest;
         parse(&stdout, &stderr, status.success(), "received")
     }
-}
-
-/// A free loopback port (bound, then released).
-pub fn free_port() -> u16 {
-    let socket = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    socket.local_addr().expect("address").port()
 }
 
 /// Keys the family's `event_reset()` rewrites on receipt, with what it writes.

@@ -13,6 +13,9 @@ use std::process::{Command, Output};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+/// How many ports [`PgServer::start`] tries.
+const PORT_ATTEMPTS: usize = 5;
+
 /// A PostgreSQL server owned by the test; stopped (`immediate`) and deleted when dropped.
 #[derive(Debug)]
 pub struct PgServer {
@@ -48,7 +51,8 @@ fn check(out: std::io::Result<Output>, what: &str) {
     );
 }
 
-/// A TCP port on 127.0.0.1 that nothing listens on right now.
+/// A TCP port on 127.0.0.1 that nothing listens on right now (another process can take it
+/// before a server binds it: [`PgServer::start`] chooses again in that case).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -86,11 +90,20 @@ impl PgServer {
                 .output(),
             "initdb",
         );
-        let server = PgServer {
+        let mut server = PgServer {
             dir,
             port: free_port(),
         };
-        server.pg_ctl_start();
+        // The port was free when chosen; if another process took it before the server bound
+        // it, the server fails at once saying so: choose another one.
+        let mut attempt = 1;
+        while let Err(failure) = server.try_pg_ctl_start() {
+            let taken = crate::servers::port_taken(&failure);
+            assert!(taken && attempt < PORT_ATTEMPTS, "{failure}");
+            attempt += 1;
+            server.port = free_port();
+        }
+        wait_port(server.port, true);
         server
     }
 
@@ -115,22 +128,44 @@ impl PgServer {
     }
 
     fn pg_ctl_start(&self) {
+        if let Err(failure) = self.try_pg_ctl_start() {
+            panic!("{failure}");
+        }
+        wait_port(self.port, true);
+    }
+
+    /// `pg_ctl start`; on failure, what it and the server's log (this start's part) said.
+    fn try_pg_ctl_start(&self) -> Result<(), String> {
+        let logged_before = std::fs::metadata(self.log()).map_or(0, |m| m.len());
         let opts = format!(
             "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c fsync=off \
              -c full_page_writes=off -c max_connections=200",
             self.port
         );
-        check(
-            as_postgres("pg_ctl")
-                .arg("-D")
-                .arg(self.data_dir())
-                .args(["-w", "-t", "60", "-l"])
-                .arg(self.log())
-                .args(["-o", &opts, "start"])
-                .output(),
-            "pg_ctl start",
-        );
-        wait_port(self.port, true);
+        let out = as_postgres("pg_ctl")
+            .arg("-D")
+            .arg(self.data_dir())
+            .args(["-w", "-t", "60", "-l"])
+            .arg(self.log())
+            .args(["-o", &opts, "start"])
+            .output()
+            .unwrap_or_else(|e| panic!("cannot run pg_ctl start: {e}"));
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(format!(
+            "pg_ctl start failed ({}):\n{}\n{}\n--- server log ---\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read(self.log())
+                .ok()
+                .and_then(|log| log
+                    .get(usize::try_from(logged_before).ok()?..)
+                    .map(<[u8]>::to_vec))
+                .map(|log| String::from_utf8_lossy(&log).into_owned())
+                .unwrap_or_default()
+        ))
     }
 
     fn pg_ctl_stop(&self, mode: &str) {

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bubus_test_support::servers::nats::NatsServer;
 use bubus_test_support::servers::redis::RedisServer;
-use bubus_test_support::servers::{TcpProxy, Worker, worker_role};
+use bubus_test_support::servers::{TcpProxy, Worker, on_free_port, worker_role};
 
 fn redis_command(port: u16, command: &str) -> String {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
@@ -43,6 +43,34 @@ fn nats_server_restarts_on_its_port() {
     nats.restart().expect("restart");
     assert!(info(nats.port()).starts_with("INFO "));
     assert!(nats.log().contains("Server is ready"));
+}
+
+#[test]
+fn a_server_whose_port_was_taken_starts_on_another() {
+    // The first port offered is one another socket holds, as when another process takes the
+    // chosen port before the server binds it.
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = holder.local_addr().expect("address").port();
+    let mut offered = Vec::new();
+    let redis = on_free_port(|port| {
+        let port = if offered.is_empty() { taken } else { port };
+        offered.push(port);
+        RedisServer::start_on(port)
+    })
+    .expect("redis-server");
+    assert_eq!(offered.len(), 2, "{offered:?}");
+    assert_eq!(offered[0], taken);
+    assert_eq!(redis.port(), offered[1]);
+    assert_eq!(redis_command(redis.port(), "PING\r\n"), "+PONG\r\n");
+
+    // Any other failure is not tried again.
+    let mut calls = 0;
+    let failed = on_free_port(|_| -> std::io::Result<()> {
+        calls += 1;
+        Err(std::io::Error::other("no such binary"))
+    });
+    assert!(failed.is_err());
+    assert_eq!(calls, 1);
 }
 
 #[test]

@@ -153,14 +153,6 @@ pub async fn http(
     (status, head.to_owned(), body.to_owned())
 }
 
-/// A free loopback port (bound and released).
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
 /// Debian's chromedriver and chromium, if installed. Without them the browser tests are
 /// skipped with a warning, except on CI (`CI=true`), where they fail: `.ci/run` installs them.
 pub fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
@@ -188,7 +180,8 @@ pub fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
     }
 }
 
-/// A chromedriver process on a free port, and a WebDriver session of headless Chromium.
+/// A chromedriver process on a port it chose (`--port=0`: it binds a free one and names it, so
+/// no other process can take it first), and a WebDriver session of headless Chromium.
 pub struct Browser {
     driver: Child,
     pub client: fantoccini::Client,
@@ -196,25 +189,27 @@ pub struct Browser {
 
 impl Browser {
     pub async fn start(driver: &Path, chromium: &Path) -> Browser {
-        let port = free_port();
         let mut child = Command::new(driver)
-            .arg(format!("--port={port}"))
+            .arg("--port=0")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
-        // It says when it listens.
+        // It says when it listens, and on which port: "… started successfully on port 41799."
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if line.contains("started successfully") {
-                    let _ = tx.send(());
+                if let Some((_, rest)) = line.split_once("started successfully on port ") {
+                    let _ = tx.send(rest.trim_end_matches('.').trim().parse::<u16>());
                 }
             }
         });
-        rx.recv_timeout(PATIENCE).expect("chromedriver started");
+        let port = rx
+            .recv_timeout(PATIENCE)
+            .expect("chromedriver started")
+            .expect("chromedriver names the port it listens on");
         let mut caps = serde_json::Map::new();
         caps.insert(
             "goog:chromeOptions".into(),

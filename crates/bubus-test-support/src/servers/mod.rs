@@ -32,9 +32,39 @@ pub use worker::{Worker, worker_role};
 pub const READY_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A port on 127.0.0.1 that was free a moment ago (bound to port 0, then released).
+///
+/// Another process can take it before the server meant for it binds it: start servers with
+/// [`on_free_port`], which chooses again in that case.
 pub fn free_port() -> u16 {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     listener.local_addr().expect("local addr").port()
+}
+
+/// How many ports [`on_free_port`] tries.
+const PORT_ATTEMPTS: usize = 5;
+
+/// `start(port)` on a [`free_port`], again on another one while it fails because the port was
+/// taken (its error says "address already in use"), up to a few times.
+///
+/// A fixture whose server restarts on the same port cannot let the server choose (`redis-server`
+/// takes port 0 as "no TCP at all", and a restart must come back where its clients reconnect),
+/// so the port is chosen here; between choosing and binding, another process may take it, and
+/// then the server fails at once with that error.
+pub fn on_free_port<T>(mut start: impl FnMut(u16) -> io::Result<T>) -> io::Result<T> {
+    let mut attempt = 1;
+    loop {
+        match start(free_port()) {
+            Err(e) if attempt < PORT_ATTEMPTS && port_taken(&e.to_string()) => attempt += 1,
+            done => return done,
+        }
+    }
+}
+
+/// Whether a server's error output says its port was taken.
+pub(crate) fn port_taken(output: &str) -> bool {
+    output
+        .to_ascii_lowercase()
+        .contains("address already in use")
 }
 
 /// A folder under the system temp folder, removed with everything in it when dropped.

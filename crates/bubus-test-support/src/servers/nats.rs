@@ -6,7 +6,7 @@ use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::process::Command;
 
-use super::{ServerProcess, TempDir, free_port};
+use super::{ServerProcess, TempDir, on_free_port};
 
 /// Where `nats-server` is: `$NATS_SERVER`, else `/usr/sbin/nats-server` when it exists, else
 /// `nats-server` from `PATH`.
@@ -31,9 +31,14 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
-    /// Starts `nats-server` with JetStream on a free port and waits until it is ready.
+    /// Starts `nats-server` with JetStream on a free port and waits until it is ready (on another
+    /// port if that one was taken before the server bound it).
     pub fn start() -> io::Result<Self> {
-        let port = free_port();
+        on_free_port(Self::start_on)
+    }
+
+    /// Starts it on `port`: an error saying "address already in use" when the port is taken.
+    pub fn start_on(port: u16) -> io::Result<Self> {
         let dir = TempDir::new("nats")?;
         let store = dir.path().to_owned();
         let binary = nats_server_binary();

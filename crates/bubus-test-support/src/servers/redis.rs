@@ -5,7 +5,7 @@ use std::io;
 use std::ops::{Deref, DerefMut};
 use std::process::Command;
 
-use super::{ServerProcess, TempDir, free_port};
+use super::{ServerProcess, TempDir, on_free_port};
 
 /// A `redis-server` this test owns.
 #[derive(Debug)]
@@ -17,9 +17,14 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts `redis-server` (from `PATH`) on a free port and waits until it accepts connections.
+    /// Starts `redis-server` (from `PATH`) on a free port and waits until it accepts connections
+    /// (on another port if that one was taken before the server bound it).
     pub fn start() -> io::Result<Self> {
-        let port = free_port();
+        on_free_port(Self::start_on)
+    }
+
+    /// Starts it on `port`: an error saying "address already in use" when the port is taken.
+    pub fn start_on(port: u16) -> io::Result<Self> {
         let dir = TempDir::new("redis")?;
         let data = dir.path().to_owned();
         let process =
