@@ -47,29 +47,9 @@ impl<T: schemars::JsonSchema + 'static> ViaJsonSchema for SchemaProbe<T> {
 pub trait Shallow {}
 
 macro_rules! shallow {
-    ($($t:ty),* $(,)?) => { $(impl Shallow for $t {})* };
+    ($($t:ty),*) => { $(impl Shallow for $t {})* };
 }
-shallow!(
-    bool,
-    char,
-    i8,
-    i16,
-    i32,
-    i64,
-    i128,
-    isize,
-    u8,
-    u16,
-    u32,
-    u64,
-    u128,
-    usize,
-    f32,
-    f64,
-    String,
-    uuid::Uuid,
-    crate::time::Timestamp,
-);
+crate::wire::depth::json_scalar_types!(shallow);
 impl<T: Shallow> Shallow for Option<T> {}
 
 /// `ShallowProbe::<T>::SHALLOW` (with [`NotShallow`] in scope): `true` when `T: Shallow`, else

@@ -72,18 +72,14 @@ impl<'a> Told<'a> {
     #[cold]
     #[inline(never)]
     fn push_more(&mut self, bus: BusRef<'a>, seq: u64) {
-        match self {
-            Told::None => *self = Told::One((bus, seq)),
-            Told::Many(many) => many.push((bus, seq)),
-            Told::One(_) => {
-                let mut many = Vec::with_capacity(2);
-                if let Told::One(first) = std::mem::replace(self, Told::None) {
-                    many.push(first);
-                }
+        *self = match std::mem::replace(self, Told::None) {
+            Told::None => Told::One((bus, seq)),
+            Told::One(first) => Told::Many(vec![first, (bus, seq)]),
+            Told::Many(mut many) => {
                 many.push((bus, seq));
-                *self = Told::Many(many);
+                Told::Many(many)
             }
-        }
+        };
     }
 
     fn is_empty(&self) -> bool {

@@ -165,16 +165,6 @@ impl History {
         event
     }
 
-    /// Removes and returns the oldest entry — the front one: the front is never a tombstone —
-    /// and the tombstones behind it.
-    #[cfg(test)]
-    fn pop_oldest(&mut self) -> Option<Arc<EventInner>> {
-        let event = self.take_at(0);
-        self.report_freed();
-        self.compact();
-        event
-    }
-
     /// Removes the live entry at index `i` and returns its event — at the front, with the
     /// tombstones behind it; elsewhere leaving a tombstone. Its bytes leave `bytes` at once
     /// and wait in `freed` for the process total; nothing is compacted.
@@ -336,40 +326,21 @@ impl History {
         self.compact();
     }
 
-    /// Evicts the oldest event from the front of `queue` (completed or started events) still
-    /// held, if any, for a push that follows: its bytes wait in `freed` for that push.
-    /// Compacted as a removal is, when it left a tombstone.
+    /// Evicts and returns the oldest event from the front of `queue` (completed or started
+    /// events) still held, if any, for a push that follows: its bytes wait in `freed` for that
+    /// push. Compacted as a removal is, when it left a tombstone.
     #[inline]
-    fn evict_from(&mut self, queue: fn(&mut Self) -> &mut VecDeque<u64>) -> bool {
+    fn evict_from(
+        &mut self,
+        queue: fn(&mut Self) -> &mut VecDeque<u64>,
+    ) -> Option<Arc<EventInner>> {
         while let Some(seq) = queue(self).pop_front() {
             if let Some(i) = self.index_of(seq) {
                 let event = self.take_at(i);
                 if i > 0 {
                     self.compact();
                 }
-                return event.is_some();
-            }
-        }
-        false
-    }
-
-    /// Removes and returns the oldest completed event, if any.
-    #[cfg(test)]
-    fn pop_completed(&mut self) -> Option<Arc<EventInner>> {
-        while let Some(seq) = self.completed.pop_front() {
-            if let Some(event) = self.remove(seq) {
-                return Some(event);
-            }
-        }
-        None
-    }
-
-    /// Removes and returns the oldest event this bus started, if any is still held.
-    #[cfg(test)]
-    fn pop_started(&mut self) -> Option<Arc<EventInner>> {
-        while let Some(seq) = self.started.pop_front() {
-            if let Some(event) = self.remove(seq) {
-                return Some(event);
+                return event;
             }
         }
         None
@@ -451,7 +422,7 @@ impl BusInner {
         // is not compacted after: the push that follows restores the ratio of entries to live
         // ones that it moved.
         while st.history.len() >= max {
-            if st.history.evict_from(|h| &mut h.completed) {
+            if st.history.evict_from(|h| &mut h.completed).is_some() {
                 continue;
             }
             if !self.config.max_history_drop {
@@ -471,7 +442,7 @@ impl BusInner {
                      (even uncompleted events) because max_history_drop is set"
                 );
             }
-            if !st.history.evict_from(|h| &mut h.started) {
+            if st.history.evict_from(|h| &mut h.started).is_none() {
                 st.history.take_at(0);
             }
         }
@@ -532,6 +503,16 @@ mod tests {
             .into_inner()
     }
 
+    /// A history holding `n` new events (sequence numbers `0..n`), and the events.
+    fn filled(n: u64) -> (History, Vec<Arc<EventInner>>) {
+        let mut history = History::default();
+        let events: Vec<_> = (0..n).map(event).collect();
+        for e in &events {
+            history.push(Arc::clone(e), None);
+        }
+        (history, events)
+    }
+
     fn seqs(history: &History) -> Vec<u64> {
         history.newest_before(None).map(|(seq, _, _)| seq).collect()
     }
@@ -540,11 +521,7 @@ mod tests {
     /// eviction keeps taking the oldest live entry.
     #[test]
     fn front_and_middle_removals_keep_order_and_bytes() {
-        let mut history = History::default();
-        let events: Vec<_> = (0..6).map(event).collect();
-        for e in &events {
-            history.push(Arc::clone(e), None);
-        }
+        let (mut history, events) = filled(6);
         let all = history.bytes();
         assert!(Arc::ptr_eq(&history.remove(2).unwrap(), &events[2]));
         assert!(history.remove(2).is_none());
@@ -554,7 +531,7 @@ mod tests {
         assert!(Arc::ptr_eq(&history.remove(0).unwrap(), &events[0]));
         assert_eq!(history.entries.front().map(|e| e.seq), Some(3));
         assert_eq!(seqs(&history), vec![5, 4, 3]);
-        assert!(Arc::ptr_eq(&history.pop_oldest().unwrap(), &events[3]));
+        assert!(Arc::ptr_eq(&history.take_at(0).unwrap(), &events[3]));
         assert!(Arc::ptr_eq(history.get(4).unwrap(), &events[4]));
         assert_eq!(history.len(), 2);
         let held: usize = history.entries.iter().map(|e| e.bytes).sum();
@@ -566,22 +543,32 @@ mod tests {
     /// completion's estimate replaces the dispatch-time one.
     #[test]
     fn completed_events_are_evicted_in_completion_order() {
-        let mut history = History::default();
-        let events: Vec<_> = (0..4).map(event).collect();
-        for e in &events {
-            let seq = history.push(Arc::clone(e), None);
+        let (mut history, events) = filled(4);
+        for seq in 0..4 {
             history.mark_started(seq);
         }
         history.mark_completed(2, None, || 1000);
         history.mark_completed(0, None, || 1000);
-        assert!(Arc::ptr_eq(&history.pop_completed().unwrap(), &events[2]));
-        assert!(Arc::ptr_eq(&history.pop_completed().unwrap(), &events[0]));
-        assert!(history.pop_completed().is_none());
+        assert!(Arc::ptr_eq(
+            &history.evict_from(|h| &mut h.completed).unwrap(),
+            &events[2]
+        ));
+        assert!(Arc::ptr_eq(
+            &history.evict_from(|h| &mut h.completed).unwrap(),
+            &events[0]
+        ));
+        assert!(history.evict_from(|h| &mut h.completed).is_none());
         // Started, not completed: 1 then 3.
-        assert!(Arc::ptr_eq(&history.pop_started().unwrap(), &events[1]));
+        assert!(Arc::ptr_eq(
+            &history.evict_from(|h| &mut h.started).unwrap(),
+            &events[1]
+        ));
         assert_eq!(history.len(), 1);
         assert_eq!(history.bytes(), history.entries[0].bytes);
-        assert!(Arc::ptr_eq(&history.pop_started().unwrap(), &events[3]));
+        assert!(Arc::ptr_eq(
+            &history.evict_from(|h| &mut h.started).unwrap(),
+            &events[3]
+        ));
         assert_eq!((history.len(), history.bytes()), (0, 0));
     }
 
@@ -590,17 +577,13 @@ mod tests {
     /// at once. A front eviction takes the tombstones behind it too.
     #[test]
     fn evictions_for_a_push_are_netted_into_it() {
-        let mut history = History::default();
-        let events: Vec<_> = (0..4).map(event).collect();
-        for e in &events {
-            history.push(Arc::clone(e), None);
-        }
+        let (mut history, events) = filled(4);
         history.mark_completed(2, None, || 1000);
         let before = history.bytes();
-        assert!(history.evict_from(|h| &mut h.completed));
+        assert!(history.evict_from(|h| &mut h.completed).is_some());
         assert!(history.get(2).is_none());
         assert_eq!((history.freed, history.bytes()), (1000, before - 1000));
-        assert!(!history.evict_from(|h| &mut h.completed));
+        assert!(history.evict_from(|h| &mut h.completed).is_none());
         assert!(Arc::ptr_eq(&history.remove(1).unwrap(), &events[1]));
         assert_eq!(history.freed, 0);
         // Entry 0, then the tombstones of 1 and 2.
@@ -619,10 +602,7 @@ mod tests {
     fn tombstones_behind_a_live_front_are_compacted() {
         // The entry's completion and its instant share one field.
         assert!(std::mem::size_of::<Entry>() <= 64);
-        let mut history = History::default();
-        for n in 0..200 {
-            history.push(event(n), None);
-        }
+        let (mut history, _) = filled(200);
         for seq in 1..190 {
             assert!(history.remove(seq).is_some());
         }
