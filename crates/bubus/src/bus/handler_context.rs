@@ -124,7 +124,16 @@ std::thread_local! {
     static CURRENT: RefCell<Option<HandlerCtx>> = const { RefCell::new(None) };
 }
 
+/// A copy of the current handler context, if a handler is running. Outside a handler (every
+/// await from ordinary code asks) the answer is [`in_handler`]'s few loads, inlined; only a
+/// context that is there is copied out, out of line.
+#[inline]
 pub(crate) fn current() -> Option<HandlerCtx> {
+    if in_handler() { copy_current() } else { None }
+}
+
+#[inline(never)]
+fn copy_current() -> Option<HandlerCtx> {
     with_current(Clone::clone)
 }
 

@@ -29,12 +29,7 @@ pub(crate) async fn wait_for(event: &Arc<EventInner>) -> Result<(), WaitError> {
     if event.is_complete() {
         return Ok(());
     }
-    // Outside a handler (the usual await) there is no context to copy out.
-    let ctx = if handler_context::in_handler() {
-        handler_context::current()
-    } else {
-        None
-    };
+    let ctx = handler_context::current();
     let flavor = if ctx.is_none() {
         tokio::runtime::Handle::try_current()
             .ok()
