@@ -128,6 +128,7 @@ pub(super) fn done_on_bus(bus: &BusInner, event: &Arc<EventInner>) {
 
 /// Under the event's lock: marks `bus`'s slot of it done, and completes the event if nothing
 /// else is outstanding (the caller runs the returned [`Completion`] once the lock is released).
+#[inline]
 pub(crate) fn done_on_bus_locked<'a>(
     bus: &'a BusInner,
     event: &EventInner,

@@ -146,35 +146,39 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&HandlerCtx) -> R) -> Option<R> {
         .flatten()
 }
 
-/// Runs `f` (a sync handler's call) with the context `ctx` makes current, then puts back the
-/// one that was, even if `f` panics. When none was (the usual case), the context is built straight
-/// into the thread's slot and taken out again, not moved in and out through a swap.
+/// Runs `f` (a sync handler's call) with `ctx` current, then puts back the one that was, even if
+/// `f` panics. When none was (the usual case), `ctx` is moved into the thread's slot and taken
+/// out again, not swapped in and out.
 #[inline]
-pub(crate) fn sync_scope<R>(ctx: impl Fn() -> HandlerCtx, f: impl FnOnce() -> R) -> R {
-    /// Empties the slot (dropping the handler's context once the slot is released: its drop may
-    /// end a bus, which must not find the slot borrowed).
+pub(crate) fn sync_scope<R>(ctx: HandlerCtx, f: impl FnOnce() -> R) -> R {
+    /// Empties the slot if `f` panics (on return, [`sync_scope`] empties it itself, inlined).
     struct Leave;
 
     impl Drop for Leave {
-        #[inline]
         fn drop(&mut self) {
-            let _inner = CURRENT.with(|current| current.borrow_mut().take());
+            let _inner = CURRENT.with(|current| current.replace(None));
         }
     }
 
-    let entered = CURRENT.with(|current| {
+    let nested = CURRENT.with(|current| {
         let mut current = current.borrow_mut();
         if current.is_some() {
-            return false;
+            return Some(ctx);
         }
-        current.get_or_insert_with(&ctx);
-        true
+        // The slot is empty: what `replace` returns has nothing to drop.
+        std::mem::forget(current.replace(ctx));
+        None
     });
-    if !entered {
-        return nested_sync_scope(ctx(), f);
+    if let Some(ctx) = nested {
+        return nested_sync_scope(ctx, f);
     }
-    let _leave = Leave;
-    f()
+    let leave = Leave;
+    let out = f();
+    std::mem::forget(leave);
+    // The handler's context is dropped once the slot is released: its drop may end a bus, which
+    // must not find the slot borrowed.
+    let _inner = CURRENT.with_borrow_mut(Option::take);
+    out
 }
 
 /// [`sync_scope`] inside another handler's context (a queue-jump run from a handler): the two

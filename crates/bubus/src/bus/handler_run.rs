@@ -79,23 +79,22 @@ impl<'a> HandlerRun<'a> {
         else {
             return Started::Done;
         };
-        bus.hook_results(event, &[index], EventStatus::Started);
-        if event_started {
-            bus.hook_event(event, EventStatus::Started);
+        // Middlewares are fixed when the bus is built: one look at them for the whole run.
+        let hooks = !bus.middlewares.is_empty();
+        if hooks {
+            bus.hook_results(event, &[index], EventStatus::Started);
+            if event_started {
+                bus.hook_event(event, EventStatus::Started);
+            }
         }
-        let ctx = || HandlerCtx {
-            event: Arc::clone(event),
-            bus_id: bus.id,
-            result_index: index,
-            held: held.clone(),
-        };
+        let ctx = || handler_ctx(event, bus, index, held);
         let any = AnyEvent::from_inner(Arc::clone(event));
         // The handler sees the context of the event's dispatch, not of whoever runs it (a
         // queue-jumping parent, another bus's run loop). Scoping is skipped when neither has one.
         let scope_context = user_context.is_some() || context::has_context();
         let call = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let _entered = span.enter();
-            let call = || handler_context::sync_scope(ctx, || self.entry.func.0.call(any));
+            let call = || handler_context::sync_scope(ctx(), || self.entry.func.0.call(any));
             if scope_context {
                 context::context_sync_scope(user_context.clone(), call)
             } else {
@@ -126,7 +125,7 @@ impl<'a> HandlerRun<'a> {
                 });
             }
         };
-        if record(bus, event, index, outcome, last) {
+        if record(bus, event, index, outcome, last, hooks) {
             Started::Finished
         } else {
             Started::Done
@@ -162,7 +161,14 @@ impl Running<'_> {
         let outcome = drive(fut, event, &limits, &entry.meta).await;
         guard.armed = false;
         let timed_out = matches!(&outcome, Err(err) if err.is_timeout());
-        record(bus, event, index, outcome, false);
+        record(
+            bus,
+            event,
+            index,
+            outcome,
+            false,
+            !bus.middlewares.is_empty(),
+        );
         if timed_out {
             // A timed-out handler's queued and running descendants are cancelled too.
             let cause = format!(
@@ -173,6 +179,23 @@ impl Running<'_> {
             );
             cancel_events(children_of_results(event, &[index]), &cause);
         }
+    }
+}
+
+/// The handler context of the handler at `index` of `event` on `bus`. Inlined: a sync handler's
+/// is built in the frame that calls it, not through a call of its own.
+#[inline(always)]
+fn handler_ctx(
+    event: &Arc<EventInner>,
+    bus: &BusInner,
+    index: usize,
+    held: &super::handler_context::HeldLocks,
+) -> HandlerCtx {
+    HandlerCtx {
+        event: Arc::clone(event),
+        bus_id: bus.id,
+        result_index: index,
+        held: held.clone(),
     }
 }
 
@@ -304,7 +327,8 @@ fn aborted(event: &EventInner, handler: &HandlerMeta) -> HandlerError {
 
 /// Validates the outcome against the event's result type and records it (unless something —
 /// a timeout, a cancellation — already recorded a final status). If `finish_bus`, also finishes
-/// the event on `bus` under the same lock; returns whether it did. Inlined into its two
+/// the event on `bus` under the same lock; returns whether it did. `hooks`: whether `bus` has
+/// middlewares to tell of the result. Inlined into its two
 /// callers (a sync handler's outcome is recorded in the frame that called it, not copied into
 /// one of its own first).
 #[inline(always)]
@@ -312,15 +336,21 @@ fn record(
     bus: &BusInner,
     event: &Arc<EventInner>,
     index: usize,
-    outcome: Result<ResultSlot, HandlerError>,
+    mut outcome: Result<ResultSlot, HandlerError>,
     finish_bus: bool,
+    hooks: bool,
 ) -> bool {
     // A null result (a handler returning `()`, the usual case) passes every result check (the
-    // typed one and the dynamic one alike leave it as it is), so it skips the call.
-    let outcome = match outcome {
-        Ok(slot) if !slot.is_null() => (event.kind.check_result)(event, slot),
-        outcome => outcome,
-    };
+    // typed one and the dynamic one alike leave it as it is), so it skips the call, and the
+    // outcome stays where it is.
+    if let Ok(slot) = &mut outcome
+        && !slot.is_null()
+    {
+        let slot = std::mem::replace(slot, ResultSlot::Null);
+        let checked = (event.kind.check_result)(event, slot);
+        // What it replaces is `Ok(Null)`: nothing to drop.
+        std::mem::forget(std::mem::replace(&mut outcome, checked));
+    }
     let mut es = event.state.lock();
     let Some(result) = es.results.get_mut(index) else {
         return false;
@@ -343,7 +373,7 @@ fn record(
         None
     };
     drop(es);
-    if finished {
+    if finished && hooks {
         bus.hook_results(event, &[index], EventStatus::Completed);
     }
     if let Some(completion) = completion {
