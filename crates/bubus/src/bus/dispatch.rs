@@ -112,7 +112,7 @@ impl BusInner {
                 {
                     let span = tracing::Span::current();
                     if !span.is_none() {
-                        es.dispatch_span = Some(Box::new(span));
+                        *es.dispatch_span = Some(Box::new(span));
                     }
                 }
                 es.dispatch_context = context::current_context();

@@ -86,6 +86,11 @@ pub(crate) struct EventInner<P: ?Sized = ErasedPayload> {
     /// `config.event_concurrency`, readable without the lock (the run loop checks it for every
     /// event it takes off the queue). Written together with the config.
     concurrency: AtomicU8,
+    /// [`base_bytes`](Self::base_bytes) of an event whose payload is not a dynamic one (the size
+    /// of the event, known when it is built), so the history's estimate of every dispatch reads
+    /// it instead of asking the payload's type; 0 for a dynamic payload, whose text is counted
+    /// when asked.
+    fixed_bytes: u32,
     /// The payload as it was created (last: the field that makes the struct unsized).
     pub(crate) payload: P,
 }
@@ -135,6 +140,11 @@ impl Parts {
         payload: P,
     ) -> Arc<EventInner> {
         let concurrency = encode_concurrency(concurrency);
+        let fixed_bytes = if (&payload as &dyn Any).is::<Arc<DynEvent>>() {
+            0
+        } else {
+            u32::try_from(std::mem::size_of::<EventInner<P>>()).unwrap_or(0)
+        };
         Arc::<EventInner<P>>::new_cyclic(move |_| EventInner {
             id: self.id,
             event_type: self.event_type,
@@ -151,6 +161,7 @@ impl Parts {
             notify: Notify::new(),
             handler_lock: FairLock::new(),
             concurrency: AtomicU8::new(concurrency),
+            fixed_bytes,
             payload,
         })
     }
@@ -216,7 +227,7 @@ impl EventInner {
                 emitted_by_handler_id: parts.emitted_by_handler_id,
                 path: parts.path.into_iter().map(BusLink::remote).collect(),
                 results: SmallVec::from_vec(parts.results),
-                wire_extra: parts.wire_extra,
+                wire_extra: parts.wire_extra.into(),
                 ..EventState::pending(EventSettings::owned(parts.config))
             },
         }
@@ -261,7 +272,7 @@ impl EventInner {
                 emitted_by_handler_id: st.emitted_by_handler_id.clone(),
                 path: st.path.clone(),
                 dispatch_context: st.dispatch_context.clone(),
-                wire_extra: EventExtra::for_copy(st.wire_extra.as_deref()),
+                wire_extra: EventExtra::for_copy(st.wire_extra.as_deref()).into(),
                 ..EventState::pending(st.config.clone())
             }
         };
@@ -387,7 +398,11 @@ impl EventInner {
     /// A rough size of what holding this event costs before it has results: the event itself
     /// and its payload (the text of a payload read from text). For the history's memory
     /// estimate; takes no lock.
+    #[inline]
     pub(crate) fn base_bytes(&self) -> usize {
+        if self.fixed_bytes != 0 {
+            return self.fixed_bytes as usize;
+        }
         let payload = self.dyn_event().map_or(0, |d| {
             d.text_fields().map_or(d.payload_len() * 64, |fields| {
                 fields.iter().map(|(k, v)| k.len() + v.len() + 32).sum()
