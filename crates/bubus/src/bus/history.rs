@@ -92,17 +92,13 @@ impl History {
         self.next_seq += 1;
         let bytes = event.base_bytes();
         self.bytes += bytes;
-        if self.freed == 0 {
-            crate::memory::add(bytes);
-        } else {
-            // One update of the process total for this entry and those evicted to make room
-            // for it.
-            let freed = std::mem::take(&mut self.freed);
-            if bytes >= freed {
-                crate::memory::add(bytes - freed);
-            } else {
-                crate::memory::sub(freed - bytes);
-            }
+        // One update of the process total for this entry and those evicted to make room for
+        // it, none when they weigh the same (a full history of one kind of event).
+        let freed = std::mem::take(&mut self.freed);
+        if bytes > freed {
+            crate::memory::add(bytes - freed);
+        } else if bytes < freed {
+            crate::memory::sub(freed - bytes);
         }
         let created = created.unwrap_or_else(|| created_on_tokio_clock(&event));
         self.entries.push_back(Entry {
@@ -170,28 +166,52 @@ impl History {
     /// and wait in `freed` for the process total; nothing is compacted.
     #[inline]
     fn take_at(&mut self, i: usize) -> Option<Arc<EventInner>> {
-        let (event, bytes) = if i == 0 {
-            // Only the two fields read: the rest of the entry is never copied out.
-            let front = self.entries.front_mut()?;
-            let taken = (front.event.take(), front.bytes);
-            self.entries.pop_front();
-            // Tombstones exist only while the entries outnumber the live ones (this one
-            // still counted).
-            if self.entries.len() >= self.live {
-                while self.entries.front().is_some_and(|e| e.event.is_none()) {
-                    self.entries.pop_front();
-                }
-            }
-            taken
+        if i == 0 {
+            self.take_front()
         } else {
-            let entry = &mut self.entries[i];
-            (entry.event.take(), std::mem::take(&mut entry.bytes))
-        };
+            self.take_behind(i)
+        }
+    }
+
+    /// [`take_at`](Self::take_at) the front: the entry leaves the deque, its two fields read
+    /// are all that is copied out.
+    #[inline]
+    fn take_front(&mut self) -> Option<Arc<EventInner>> {
+        let Entry { event, bytes, .. } = self.entries.pop_front()?;
+        // Tombstones exist only while the entries outnumber the live ones (this one still
+        // counted).
+        if self.entries.len() >= self.live {
+            self.drop_front_tombstones();
+        }
         let event = event?;
+        self.taken(bytes);
+        Some(event)
+    }
+
+    /// Drops the tombstones at the front, behind a front entry just removed.
+    #[inline(never)]
+    fn drop_front_tombstones(&mut self) {
+        while self.entries.front().is_some_and(|e| e.event.is_none()) {
+            self.entries.pop_front();
+        }
+    }
+
+    /// [`take_at`](Self::take_at) an index past the front: leaves a tombstone.
+    #[inline(never)]
+    fn take_behind(&mut self, i: usize) -> Option<Arc<EventInner>> {
+        let entry = self.entries.get_mut(i)?;
+        let event = entry.event.take()?;
+        let bytes = std::mem::take(&mut entry.bytes);
+        self.taken(bytes);
+        Some(event)
+    }
+
+    /// Counts a live entry of `bytes` out.
+    #[inline(always)]
+    fn taken(&mut self, bytes: usize) {
         self.bytes -= bytes;
         self.freed += bytes;
         self.live -= 1;
-        Some(event)
     }
 
     /// Takes the bytes of evicted entries off the process total.
@@ -236,19 +256,26 @@ impl History {
     }
 
     /// Records that the event with this sequence number completed (for eviction), and when
-    /// its earliest TTL expires, if it has one. `bytes`: its estimate now, asked only if the
-    /// entry is still held.
+    /// its earliest TTL expires, if it has one. `bytes`: its estimate now, given its
+    /// [`base_bytes`](EventInner::base_bytes), asked only if the entry is still held.
     #[inline]
     pub(crate) fn mark_completed(
         &mut self,
         seq: u64,
         ttl: Option<Duration>,
-        bytes: impl FnOnce() -> usize,
+        bytes: impl FnOnce(usize) -> usize,
     ) {
         // An event evicted before it completed (a producer far ahead of the run loop) is looked
         // up here, inlined, without the call or the estimate.
         if let Some(i) = self.index_of(seq) {
-            self.mark_completed_at(i, seq, ttl, Duration::ZERO, bytes());
+            let entry = &self.entries[i];
+            // Until its first completion an entry's estimate is the one it was pushed with,
+            // the event's base: not worked out again.
+            let base = match (entry.finished, &entry.event) {
+                (Finished::No, _) | (_, None) => entry.bytes,
+                (_, Some(event)) => event.base_bytes(),
+            };
+            self.mark_completed_at(i, seq, ttl, Duration::ZERO, bytes(base));
         }
     }
 
@@ -443,7 +470,7 @@ impl BusInner {
                 );
             }
             if st.history.evict_from(|h| &mut h.started).is_none() {
-                st.history.take_at(0);
+                st.history.take_front();
             }
         }
         Ok(())
@@ -480,7 +507,7 @@ impl BusInner {
             st.history.remove(seq);
         } else {
             st.history
-                .mark_completed(seq, ttl, || event.base_bytes() + info.state_bytes);
+                .mark_completed(seq, ttl, |base| base + info.state_bytes);
             self.expire(&mut st);
         }
         drop(st);
@@ -547,8 +574,8 @@ mod tests {
         for seq in 0..4 {
             history.mark_started(seq);
         }
-        history.mark_completed(2, None, || 1000);
-        history.mark_completed(0, None, || 1000);
+        history.mark_completed(2, None, |_| 1000);
+        history.mark_completed(0, None, |_| 1000);
         assert!(Arc::ptr_eq(
             &history.evict_from(|h| &mut h.completed).unwrap(),
             &events[2]
@@ -572,13 +599,27 @@ mod tests {
         assert_eq!((history.len(), history.bytes()), (0, 0));
     }
 
+    /// A completion's estimate is the event's base and what the completion adds, the base
+    /// taken from the entry's push-time estimate the first time and worked out again after.
+    #[test]
+    fn completion_estimates_add_to_the_base() {
+        let (mut history, events) = filled(2);
+        let base = events[0].base_bytes();
+        let all = history.bytes();
+        history.mark_completed(0, None, |b| b + 10);
+        assert_eq!(history.entries[0].bytes, base + 10);
+        history.mark_completed(0, None, |b| b + 30);
+        assert_eq!(history.entries[0].bytes, base + 30);
+        assert_eq!(history.bytes(), all + 30);
+    }
+
     /// An eviction for a push takes the entry's bytes off the history at once and leaves them
     /// for that push to net into its own update of the process total; a removal reports them
     /// at once. A front eviction takes the tombstones behind it too.
     #[test]
     fn evictions_for_a_push_are_netted_into_it() {
         let (mut history, events) = filled(4);
-        history.mark_completed(2, None, || 1000);
+        history.mark_completed(2, None, |_| 1000);
         let before = history.bytes();
         assert!(history.evict_from(|h| &mut h.completed).is_some());
         assert!(history.get(2).is_none());
