@@ -10,14 +10,13 @@ use std::task::{Context, Poll};
 
 use super::EventBus;
 use super::handler_context::bus_for;
-use super::wait::wait_for;
+use super::wait::Waiting;
+use super::wait_for;
 use crate::error::{ResultError, WaitError};
 use crate::event::EventResultValue;
 use crate::event::inner::EventInner;
 use crate::event::{AnyEvent, EventHandle, HandleEvent};
 use crate::result::ResultsQuery;
-
-type WaitBox = Pin<Box<dyn Future<Output = Result<(), WaitError>> + Send>>;
 
 /// The future of `.await`ing an [`EventHandle`] or [`AnyEvent`]: resolves to the same handle once
 /// the event is completed.
@@ -30,7 +29,8 @@ type WaitBox = Pin<Box<dyn Future<Output = Result<(), WaitError>> + Send>>;
 #[must_use = "futures do nothing unless polled"]
 pub struct EventFuture<T> {
     value: Option<T>,
-    wait: Option<WaitBox>,
+    /// The event and the wait for it, while it is incomplete.
+    wait: Option<(Arc<EventInner>, Waiting)>,
 }
 
 impl<T> fmt::Debug for EventFuture<T> {
@@ -45,8 +45,8 @@ impl<T: Unpin> Future for EventFuture<T> {
     type Output = Result<T, WaitError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some(wait) = self.wait.as_mut() {
-            match wait.as_mut().poll(cx) {
+        if let Some((event, waiting)) = self.wait.as_mut() {
+            match waiting.poll(event, cx) {
                 Poll::Pending => return Poll::Pending,
                 Poll::Ready(Err(err)) => {
                     self.wait = None;
@@ -65,11 +65,10 @@ impl<T: Unpin> Future for EventFuture<T> {
 /// The future resolving to `handle` once its event completed.
 fn event_future<T: HandleEvent>(handle: T) -> EventFuture<T> {
     let inner = handle.__any().inner();
-    let wait: Option<WaitBox> = if inner.is_complete() {
+    let wait = if inner.is_complete() {
         None
     } else {
-        let inner = Arc::clone(inner);
-        Some(Box::pin(async move { crate::bus::wait_for(&inner).await }))
+        Some((Arc::clone(inner), Waiting::Start))
     };
     EventFuture {
         wait,

@@ -25,22 +25,116 @@ use crate::lock::{FairLock, Loan};
 /// with it, so waiting in queue order could deadlock; instead the event and its queued
 /// descendants are processed right away (queue-jump), on every bus where they are queued, then the
 /// wait continues for whatever is still running elsewhere.
-pub(crate) async fn wait_for(event: &Arc<EventInner>) -> Result<(), WaitError> {
-    if event.is_complete() {
-        return Ok(());
+pub(crate) fn wait_for(event: &Arc<EventInner>) -> WaitFor<'_> {
+    WaitFor {
+        event,
+        waiting: Waiting::Start,
     }
-    let ctx = handler_context::current();
-    let flavor = if ctx.is_none() {
-        tokio::runtime::Handle::try_current()
-            .ok()
-            .map(|h| h.runtime_flavor())
-    } else {
-        None
-    };
+}
+
+/// The future of [`wait_for`].
+pub(crate) struct WaitFor<'a> {
+    event: &'a Arc<EventInner>,
+    waiting: Waiting,
+}
+
+impl Future for WaitFor<'_> {
+    type Output = Result<(), WaitError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        this.waiting.poll(this.event, cx)
+    }
+}
+
+/// A wait's own future, boxed: the paths other than [`Waiting::Alone`].
+type WaitBox = Pin<Box<dyn Future<Output = Result<(), WaitError>> + Send>>;
+
+/// Where a wait for an event is: the state of [`wait_for`]'s future, for an event its owner
+/// passes in on each poll (a [`WaitFor`] borrows it, an `EventFuture` owns it). The usual await
+/// on a current-thread runtime, of an event the awaiter processes itself ([`process_alone`]),
+/// is spelled out here, so it needs no allocation of its own; every other path is an `async`
+/// block, boxed.
+pub(crate) enum Waiting {
+    /// Not polled yet.
+    Start,
+    /// Processing the event in the awaiting task ([`process_alone`]).
+    Alone(Detached),
+    /// Processed here and completed: spending a unit of the task's budget.
+    Budget,
+    /// Any other wait.
+    Boxed(WaitBox),
+    /// Finished.
+    Done,
+}
+
+impl Waiting {
+    /// Polls the wait for `event` (the same event on every poll).
+    pub(crate) fn poll(
+        &mut self,
+        event: &Arc<EventInner>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), WaitError>> {
+        loop {
+            match self {
+                Waiting::Start => match start(event) {
+                    Ok(next) => *self = next,
+                    Err(err) => {
+                        *self = Waiting::Done;
+                        return Poll::Ready(Err(err));
+                    }
+                },
+                Waiting::Alone(job) => {
+                    let Poll::Ready(processed) = Pin::new(job).poll(cx) else {
+                        return Poll::Pending;
+                    };
+                    *self = if processed && event.is_complete() {
+                        // Other tasks keep their turn: this awaiter yields once its budget is
+                        // spent, as if it had waited.
+                        Waiting::Budget
+                    } else {
+                        boxed_wait_complete(event)
+                    };
+                }
+                Waiting::Budget => {
+                    let Poll::Ready(()) =
+                        Pin::new(&mut super::run_loop::spend_budget(|| {})).poll(cx)
+                    else {
+                        return Poll::Pending;
+                    };
+                    *self = Waiting::Done;
+                }
+                Waiting::Boxed(wait) => {
+                    let Poll::Ready(result) = wait.as_mut().poll(cx) else {
+                        return Poll::Pending;
+                    };
+                    *self = Waiting::Done;
+                    return Poll::Ready(result);
+                }
+                Waiting::Done => return Poll::Ready(Ok(())),
+            }
+        }
+    }
+}
+
+/// The first poll of a wait: what to do, or the error to report.
+fn start(event: &Arc<EventInner>) -> Result<Waiting, WaitError> {
+    if event.is_complete() {
+        return Ok(Waiting::Done);
+    }
+    if let Some(ctx) = handler_context::current() {
+        let event = Arc::clone(event);
+        return Ok(Waiting::Boxed(Box::pin(async move {
+            wait_in_handler(&event, ctx).await
+        })));
+    }
+    let flavor = tokio::runtime::Handle::try_current()
+        .ok()
+        .map(|h| h.runtime_flavor());
     let current_thread = flavor == Some(tokio::runtime::RuntimeFlavor::CurrentThread);
-    // Under one lock: whether the event was dispatched; inside a handler, whether it is the
-    // handler's own child; on a current-thread runtime, the bus `process_alone` would take it on.
-    let (own_child, alone_on) = {
+    // Under one lock: whether the event was dispatched; on a current-thread runtime, the bus
+    // `process_alone` would take it on.
+    let alone_on = {
         let st = event.state.lock();
         if st.buses.is_empty() {
             drop(st);
@@ -48,65 +142,71 @@ pub(crate) async fn wait_for(event: &Arc<EventInner>) -> Result<(), WaitError> {
                 event: event.label(),
             });
         }
-        let own_child = ctx
-            .as_ref()
-            .is_some_and(|ctx| st.parent_id == Some(ctx.event.id));
-        let alone_on = if current_thread && tokio::task::coop::has_budget_remaining() {
+        if current_thread && tokio::task::coop::has_budget_remaining() {
             queued_on_one(&st)
         } else {
             None
-        };
-        (own_child, alone_on)
+        }
     };
-    match ctx {
-        None => {
-            match flavor {
-                // Outside a handler, on a multi-thread runtime: if the event is next in line on
-                // a bus that is free, process it here instead of waking that bus's run loop and
-                // waiting for it; if it is being processed, it is likely done in a moment.
-                Some(tokio::runtime::RuntimeFlavor::MultiThread) => {
-                    while !event.is_complete() && help_along(event).await {}
-                    spin_while_processing(event);
-                }
-                // On a current-thread runtime, only an event alone on a bus nobody else is
-                // ready to run before: see `process_alone`.
-                Some(tokio::runtime::RuntimeFlavor::CurrentThread) => {
-                    let processed = match alone_on {
-                        Some(bus) => process_alone(event, bus).await,
-                        None => false,
-                    };
-                    if processed && event.is_complete() {
-                        // Other tasks keep their turn: this awaiter yields once its budget is
-                        // spent, as if it had waited.
-                        super::run_loop::spend_budget(|| {}).await;
-                        return Ok(());
-                    }
-                }
-                _ => {}
-            }
-            wait_complete(event).await;
-            Ok(())
+    Ok(match flavor {
+        // On a multi-thread runtime: if the event is next in line on a bus that is free, process
+        // it here instead of waking that bus's run loop and waiting for it; if it is being
+        // processed, it is likely done in a moment.
+        Some(tokio::runtime::RuntimeFlavor::MultiThread) => {
+            let event = Arc::clone(event);
+            Waiting::Boxed(Box::pin(async move {
+                while !event.is_complete() && help_along(&event).await {}
+                spin_while_processing(&event);
+                wait_complete(&event).await;
+                Ok(())
+            }))
         }
-        Some(ctx) => {
-            let bus = ctx.bus();
-            let lookup = |id| bus.as_ref().and_then(|bus| bus.find_event_by_id(id));
-            // The usual await, a handler's own child, cannot be one of its ancestors: no walk
-            // up a chain that may be thousands of levels deep.
-            if Arc::ptr_eq(&ctx.event, event)
-                || (!own_child && ctx.event.has_ancestor(event, &lookup))
-            {
-                return Err(WaitError::WouldDeadlock {
-                    event: event.label(),
-                    handler: ctx
-                        .handler()
-                        .map(|handler| handler.label())
-                        .unwrap_or_default(),
-                });
-            }
-            queue_jump(event, &ctx).await;
-            Ok(())
+        // On a current-thread runtime, only an event alone on a bus nobody else is ready to run
+        // before: see `process_alone`.
+        _ => match alone_on {
+            Some(bus) => Waiting::Alone(process_alone(event, bus)),
+            None => boxed_wait_complete(event),
+        },
+    })
+}
+
+/// A plain wait for completion, boxed.
+fn boxed_wait_complete(event: &Arc<EventInner>) -> Waiting {
+    let event = Arc::clone(event);
+    Waiting::Boxed(Box::pin(async move {
+        wait_complete(&event).await;
+        Ok(())
+    }))
+}
+
+/// Waits for `event` from inside the handler `ctx`: queue-jumps it.
+async fn wait_in_handler(event: &Arc<EventInner>, ctx: HandlerCtx) -> Result<(), WaitError> {
+    // Under one lock: whether the event was dispatched, whether it is the handler's own child.
+    let own_child = {
+        let st = event.state.lock();
+        if st.buses.is_empty() {
+            drop(st);
+            return Err(WaitError::NotDispatched {
+                event: event.label(),
+            });
         }
+        st.parent_id == Some(ctx.event.id)
+    };
+    let bus = ctx.bus();
+    let lookup = |id| bus.as_ref().and_then(|bus| bus.find_event_by_id(id));
+    // The usual await, a handler's own child, cannot be one of its ancestors: no walk up a chain
+    // that may be thousands of levels deep.
+    if Arc::ptr_eq(&ctx.event, event) || (!own_child && ctx.event.has_ancestor(event, &lookup)) {
+        return Err(WaitError::WouldDeadlock {
+            event: event.label(),
+            handler: ctx
+                .handler()
+                .map(|handler| handler.label())
+                .unwrap_or_default(),
+        });
     }
+    queue_jump(event, &ctx).await;
+    Ok(())
 }
 
 /// On a multi-thread runtime, an event already being processed on another thread usually
@@ -192,9 +292,7 @@ fn queued_on_one(st: &EventState) -> Option<Arc<BusInner>> {
 ///
 /// Its event lock is looked up once, by [`help_job`], which takes it only if it is free (and,
 /// for [`Claim::Alone`], only if there is one: a parallel event is left to the run loop).
-// A plain function returning the `Detached`, not an `async fn`: one state machine less per
-// await.
-fn process_alone(event: &Arc<EventInner>, bus: Arc<BusInner>) -> impl Future<Output = bool> {
+fn process_alone(event: &Arc<EventInner>, bus: Arc<BusInner>) -> Detached {
     Detached::new(|| help_job(bus, Arc::clone(event), Claim::Alone))
 }
 
@@ -240,9 +338,32 @@ async fn help_job(bus: Arc<BusInner>, event: Arc<EventInner>, claim: Claim) -> b
 /// measured while the processing future was over a kilobyte, past the allocator's thread cache;
 /// `phase.rs` has since boxed the handler phase's slow path, which made it smaller). So each
 /// thread keeps the last finished one's allocation ([`SPARE`]) and the next `Detached` of the
-/// same type reuses it.
-struct Detached<F: Future<Output = bool> + Send + 'static> {
-    slot: Option<Pin<Box<Option<F>>>>,
+/// same type reuses it. Its type is erased ([`Job`]) so that a wait's state ([`Waiting`]) can
+/// hold one.
+pub(crate) struct Detached {
+    slot: Option<Pin<Box<dyn Job>>>,
+}
+
+/// A [`Detached`] future's slot: `Some` future until it finishes.
+trait Job: Send {
+    fn poll_job(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool>;
+
+    /// Drops the finished future and keeps the allocation for the next one of its type.
+    fn finish(self: Pin<Box<Self>>);
+}
+
+impl<F: Future<Output = bool> + Send + 'static> Job for Option<F> {
+    fn poll_job(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
+        match self.as_pin_mut() {
+            Some(fut) => fut.poll(cx),
+            None => Poll::Ready(false),
+        }
+    }
+
+    fn finish(mut self: Pin<Box<Self>>) {
+        self.set(None);
+        keep_spare(self);
+    }
 }
 
 thread_local! {
@@ -251,79 +372,69 @@ thread_local! {
     static SPARE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
 }
 
-impl<F: Future<Output = bool> + Send + 'static> Detached<F> {
+impl Detached {
     /// The future `make` makes, made in its place on the heap: a processing future passed in
     /// by value was copied there, about 190 instructions per await (W1 sequential).
     #[inline(never)]
-    fn new(make: impl FnOnce() -> F) -> Self {
-        let mut slot = Self::take_spare().unwrap_or_else(|| Box::pin(None));
+    fn new<F: Future<Output = bool> + Send + 'static>(make: impl FnOnce() -> F) -> Self {
+        let mut slot = take_spare::<F>().unwrap_or_else(|| Box::pin(None));
         slot.set(Some(make()));
         Detached { slot: Some(slot) }
     }
-
-    fn take_spare() -> Option<Pin<Box<Option<F>>>> {
-        SPARE
-            .try_with(|spare| {
-                let mut spare = spare.try_borrow_mut().ok()?;
-                spare
-                    .as_mut()?
-                    .downcast_mut::<Option<Pin<Box<Option<F>>>>>()?
-                    .take()
-            })
-            .ok()
-            .flatten()
-    }
-
-    /// Keeps the allocation of a finished future (`slot` holds `None`) for the next one.
-    fn keep_spare(slot: Pin<Box<Option<F>>>) {
-        let _ = SPARE.try_with(|spare| {
-            let Ok(mut spare) = spare.try_borrow_mut() else {
-                return;
-            };
-            match spare
-                .as_mut()
-                .and_then(|any| any.downcast_mut::<Option<Pin<Box<Option<F>>>>>())
-            {
-                Some(kept @ None) => *kept = Some(slot),
-                Some(Some(_)) => {}
-                None => *spare = Some(Box::new(Some(slot))),
-            }
-        });
-    }
 }
 
-impl<F: Future<Output = bool> + Send + 'static> Future for Detached<F> {
+fn take_spare<F: 'static>() -> Option<Pin<Box<Option<F>>>> {
+    SPARE
+        .try_with(|spare| {
+            let mut spare = spare.try_borrow_mut().ok()?;
+            spare
+                .as_mut()?
+                .downcast_mut::<Option<Pin<Box<Option<F>>>>>()?
+                .take()
+        })
+        .ok()
+        .flatten()
+}
+
+/// Keeps the allocation of a finished future (`slot` holds `None`) for the next one.
+fn keep_spare<F: 'static>(slot: Pin<Box<Option<F>>>) {
+    let _ = SPARE.try_with(|spare| {
+        let Ok(mut spare) = spare.try_borrow_mut() else {
+            return;
+        };
+        match spare
+            .as_mut()
+            .and_then(|any| any.downcast_mut::<Option<Pin<Box<Option<F>>>>>())
+        {
+            Some(kept @ None) => *kept = Some(slot),
+            Some(Some(_)) => {}
+            None => *spare = Some(Box::new(Some(slot))),
+        }
+    });
+}
+
+impl Future for Detached {
     type Output = bool;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<bool> {
         let Some(slot) = self.slot.as_mut() else {
             return Poll::Ready(false);
         };
-        let Some(fut) = slot.as_mut().as_pin_mut() else {
-            return Poll::Ready(false);
+        let Poll::Ready(done) = slot.as_mut().poll_job(cx) else {
+            return Poll::Pending;
         };
-        match fut.poll(cx) {
-            Poll::Ready(done) => {
-                if let Some(mut slot) = self.slot.take() {
-                    slot.set(None);
-                    Self::keep_spare(slot);
-                }
-                Poll::Ready(done)
-            }
-            Poll::Pending => Poll::Pending,
+        if let Some(slot) = self.slot.take() {
+            slot.finish();
         }
+        Poll::Ready(done)
     }
 }
 
-impl<F: Future<Output = bool> + Send + 'static> Drop for Detached<F> {
+impl Drop for Detached {
     fn drop(&mut self) {
         if let Some(mut slot) = self.slot.take() {
             if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(async move {
-                    if let Some(fut) = slot.as_mut().as_pin_mut() {
-                        fut.await;
-                    }
-                });
+                runtime.spawn(std::future::poll_fn(move |cx| slot.as_mut().poll_job(cx)));
             }
         }
     }
