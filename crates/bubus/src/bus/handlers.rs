@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeSet;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use rustc_hash::FxHashMap;
@@ -54,40 +55,32 @@ struct NameSlot {
 const DERIVED_ID_CACHE: usize = 1024;
 
 impl HandlerTable {
-    /// The default id of the `occurrence`-th registration of `name` on `pattern` on the bus
-    /// `bus_name` ([`HandlerId::derive`]), remembered for the next registration.
-    pub(crate) fn derived_id(
-        &mut self,
-        bus_name: &str,
-        name: &Arc<str>,
-        pattern: &Arc<str>,
-        occurrence: usize,
-    ) -> HandlerId {
-        let key = (Arc::clone(name), Arc::clone(pattern), occurrence);
-        if let Some(id) = self.derived.get(&key) {
-            return id.clone();
-        }
-        if self.derived.len() >= DERIVED_ID_CACHE {
-            self.derived.clear();
-        }
-        let id = HandlerId::derive(bus_name, name, pattern, occurrence);
-        self.derived.insert(key, id.clone());
-        id
-    }
-
     /// The default id for a new registration of `name` on `pattern`: the lowest occurrence not
     /// held by a live handler of that name and pattern ([`HandlerId::derive`]). O(log n).
+    ///
+    /// Counts the registration in its name's slot already (it is then added with
+    /// [`add_counted`](Self::add_counted)), and says whether it is the first duplicate of its
+    /// name and pattern, as [`first_duplicate`](Self::first_duplicate) would have before it: one
+    /// lookup of the slot instead of three.
     pub(crate) fn next_default_id(
         &mut self,
         bus_name: &str,
         name: &Arc<str>,
         pattern: &Arc<str>,
-    ) -> (HandlerId, usize) {
+    ) -> (HandlerId, usize, bool) {
+        let HandlerTable {
+            names,
+            derived,
+            ids,
+            ..
+        } = self;
+        let slot = names
+            .entry((Arc::clone(name), Arc::clone(pattern)))
+            .or_default();
+        let duplicate = slot.live > 0 && !slot.warned;
+        slot.warned |= duplicate;
+        slot.live += 1;
         loop {
-            let slot = self
-                .names
-                .entry((Arc::clone(name), Arc::clone(pattern)))
-                .or_default();
             let occurrence = match slot.free.pop_first() {
                 Some(occurrence) => occurrence,
                 None => {
@@ -95,10 +88,10 @@ impl HandlerTable {
                     slot.next - 1
                 }
             };
-            let id = self.derived_id(bus_name, name, pattern, occurrence);
+            let id = derived_id(derived, bus_name, name, pattern, occurrence);
             // An explicit id may hold it already: that occurrence stays taken.
-            if !self.contains_live_id(&id) {
-                return (id, occurrence);
+            if !matches!(ids.get(&id), Some((_, false))) {
+                return (id, occurrence, duplicate);
             }
         }
     }
@@ -123,21 +116,35 @@ impl HandlerTable {
     /// Adds a handler; one with the same id that is a restored placeholder is replaced in place
     /// (it keeps its position), which is how a restored bus re-binds its handlers.
     pub(crate) fn add(&mut self, entry: Arc<HandlerEntry>) {
+        count_name(&mut self.names, &entry, true);
+        self.add_counted(entry);
+    }
+
+    /// [`add`](Self::add) of a handler already counted in its name's slot (by
+    /// [`next_default_id`](Self::next_default_id)).
+    pub(crate) fn add_counted(&mut self, entry: Arc<HandlerEntry>) {
         self.memo = None;
         let pattern = Arc::clone(&entry.meta.pattern);
         let list = self.by_pattern.entry(Arc::clone(&pattern)).or_default();
-        let replaces_stub = matches!(
-            self.ids.get(&entry.meta.id),
-            Some((stub_pattern, true)) if *stub_pattern == pattern
-        );
+        // The id's entry is written either way; whether it was a placeholder's decides where the
+        // handler goes.
+        let replaces_stub = match self.ids.entry(entry.meta.id.clone()) {
+            Entry::Occupied(mut known) => {
+                let was_stub =
+                    matches!(known.get(), (stub_pattern, true) if *stub_pattern == pattern);
+                known.insert((Arc::clone(&pattern), entry.stub));
+                was_stub
+            }
+            Entry::Vacant(new) => {
+                new.insert((Arc::clone(&pattern), entry.stub));
+                false
+            }
+        };
         if replaces_stub {
             if let Some(pos) = list
                 .iter()
                 .position(|h| h.stub && h.meta.id == entry.meta.id)
             {
-                self.ids
-                    .insert(entry.meta.id.clone(), (pattern, entry.stub));
-                count_name(&mut self.names, &entry, true);
                 Arc::make_mut(list)[pos] = entry;
                 return;
             }
@@ -145,9 +152,6 @@ impl HandlerTable {
         if &*pattern == "*" {
             self.has_wildcard = true;
         }
-        self.ids
-            .insert(entry.meta.id.clone(), (pattern, entry.stub));
-        count_name(&mut self.names, &entry, true);
         Arc::make_mut(list).push(entry);
     }
 
@@ -158,21 +162,18 @@ impl HandlerTable {
         }
     }
 
-    /// Whether a handler (not a restored placeholder) with this id is registered.
-    pub(crate) fn contains_live_id(&self, id: &HandlerId) -> bool {
-        matches!(self.ids.get(id), Some((_, false)))
-    }
-
     /// Removes the handler with this id; returns it if it was registered.
     pub(crate) fn remove_id(&mut self, id: &HandlerId) -> Option<Arc<HandlerEntry>> {
         self.memo = None;
         let (pattern, _) = self.ids.remove(id)?;
-        let list = self.by_pattern.get_mut(&pattern)?;
-        let pos = list.iter().position(|h| &h.meta.id == id)?;
-        let list = Arc::make_mut(list);
+        let Entry::Occupied(mut handlers) = self.by_pattern.entry(Arc::clone(&pattern)) else {
+            return None;
+        };
+        let pos = handlers.get().iter().position(|h| &h.meta.id == id)?;
+        let list = Arc::make_mut(handlers.get_mut());
         let removed = list.remove(pos);
         if list.is_empty() {
-            self.by_pattern.remove(&pattern);
+            handlers.remove();
         }
         self.update_wildcard(&pattern);
         self.count_name(&removed, false);
@@ -265,6 +266,27 @@ impl HandlerTable {
     }
 }
 
+/// The default id of the `occurrence`-th registration of `name` on `pattern` on the bus
+/// `bus_name` ([`HandlerId::derive`]), remembered in `derived` for the next registration.
+fn derived_id(
+    derived: &mut FxHashMap<(Arc<str>, Arc<str>, usize), HandlerId>,
+    bus_name: &str,
+    name: &Arc<str>,
+    pattern: &Arc<str>,
+    occurrence: usize,
+) -> HandlerId {
+    let key = (Arc::clone(name), Arc::clone(pattern), occurrence);
+    if let Some(id) = derived.get(&key) {
+        return id.clone();
+    }
+    if derived.len() >= DERIVED_ID_CACHE {
+        derived.clear();
+    }
+    let id = HandlerId::derive(bus_name, name, pattern, occurrence);
+    derived.insert(key, id.clone());
+    id
+}
+
 /// [`HandlerTable::count_name`] on the name index alone (so it can run while a handler list of
 /// the table is borrowed).
 fn count_name(
@@ -279,23 +301,24 @@ fn count_name(
         Arc::clone(&entry.meta.name),
         Arc::clone(&entry.meta.pattern),
     );
-    let slot = names.entry(key).or_default();
     if added {
-        slot.live += 1;
+        names.entry(key).or_default().live += 1;
         return;
     }
-    slot.live = slot.live.saturating_sub(1);
+    let Entry::Occupied(mut slot) = names.entry(key) else {
+        return;
+    };
+    let live = &mut slot.get_mut().live;
+    *live = live.saturating_sub(1);
+    if *live == 0 {
+        // Nothing of this name is left: its next registration starts over at occurrence 0.
+        slot.remove();
+        return;
+    }
+    let slot = slot.get_mut();
     if let Some(occurrence) = entry.occurrence {
         if occurrence < slot.next {
             slot.free.insert(occurrence);
         }
-    }
-    if slot.live == 0 {
-        // Nothing of this name is left: its next registration starts over at occurrence 0.
-        let key = (
-            Arc::clone(&entry.meta.name),
-            Arc::clone(&entry.meta.pattern),
-        );
-        names.remove(&key);
     }
 }

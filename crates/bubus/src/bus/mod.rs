@@ -421,16 +421,21 @@ impl EventBus {
         let forward_target = handler.__forward_target();
         let func = handler.__into_handler_fn();
         let mut st = self.inner.state.lock();
-        let (id, occurrence) = match options.id {
-            Some(id) => (id, None),
+        // A derived id counts the handler in its name's slot as it is made, and says whether it
+        // is a duplicate in the same lookup.
+        let (id, occurrence, duplicate) = match options.id {
+            Some(id) => {
+                let duplicate = st.handlers.first_duplicate(&name, &pattern);
+                (id, None, duplicate)
+            }
             None => {
-                let (id, occurrence) =
+                let (id, occurrence, duplicate) =
                     st.handlers
                         .next_default_id(&self.inner.name, &name, &pattern);
-                (id, Some(occurrence))
+                (id, Some(occurrence), duplicate)
             }
         };
-        if st.handlers.first_duplicate(&name, &pattern) {
+        if duplicate {
             if self.inner.config.warn_on_duplicate_handler_names {
                 tracing::warn!(
                     bus = %self.inner.label,
@@ -477,12 +482,17 @@ impl EventBus {
                 .result_ttl_handlers
                 .store(true, std::sync::atomic::Ordering::Relaxed);
         }
-        st.handlers.add(Arc::new(HandlerEntry {
+        let entry = Arc::new(HandlerEntry {
             meta: Arc::clone(&meta),
             func,
             stub: false,
             occurrence,
-        }));
+        });
+        if occurrence.is_some() {
+            st.handlers.add_counted(entry);
+        } else {
+            st.handlers.add(entry);
+        }
         drop(st);
         let handler = EventHandler { meta };
         self.inner.hook_handlers_change(&handler, true);

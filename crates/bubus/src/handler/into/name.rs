@@ -15,16 +15,19 @@ use crate::memo::Memo;
 /// their results, keyed by handler name, do not merge. A closure registered again (its type is
 /// the same) keeps its name.
 pub(crate) fn handler_name_of<F: ?Sized + 'static>() -> Cow<'static, str> {
-    let type_name = std::any::type_name::<F>();
-    let name = handler_name(type_name);
-    if !name.ends_with(CLOSURE) {
-        return name;
-    }
-    // Looked up once per closure type (a read lock on later registrations); numbering takes
-    // one lock over both maps, so each closure type gets exactly one number.
+    // Looked up once per handler type (a read lock and a `TypeId` hash on later registrations,
+    // instead of scanning and hashing the type name); numbering a closure takes one lock over
+    // both of its maps, so each closure type gets exactly one number.
     static BY_TYPE: Memo<TypeId, &'static str> = Memo::new();
     BY_TYPE
         .get_or_insert_with(TypeId::of::<F>(), || {
+            let name = handler_name(std::any::type_name::<F>());
+            if !name.ends_with(CLOSURE) {
+                return match name {
+                    Cow::Borrowed(name) => name,
+                    Cow::Owned(name) => Box::leak(name.into_boxed_str()),
+                };
+            }
             number_closure(TypeId::of::<F>(), name)
         })
         .into()
