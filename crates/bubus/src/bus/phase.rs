@@ -27,7 +27,7 @@ use crate::event::inner::{BusPhase, EventInner, EventState};
 use crate::event::{EventConfig, EventStatus, HandlerCompletion, HandlerConcurrency};
 use crate::handler::{HandlerEntry, HandlerId};
 use crate::lock::FairGuard;
-use crate::result::{ResultRecord, ResultStatus};
+use crate::result::{ResultIds, ResultRecord, ResultStatus};
 
 /// Runs `handlers` (those registered on `bus` for `event`, read when it was taken off the queue)
 /// on `event`, then finishes the event on that bus. `held` are the event locks already held by
@@ -53,7 +53,7 @@ pub(crate) async fn process_event(
         config: &config,
         timeout,
         clock: PhaseClock::new(timeout, limits::event_slow_timeout(&config, bus)),
-        plan: Plan::new(bus, &config, runs),
+        plan: Plan::new(bus, &config, selected.overrides()),
     };
     let mut guard = ProcessGuard {
         phase: &phase,
@@ -108,7 +108,10 @@ fn select_runs<'h>(
     if es.results.is_empty() {
         if let Some(entry) = single(exact, wildcard) {
             if forward_loops(&es, entry) {
-                return (Selected::Many(SmallVec::new(), SmallVec::new()), *es.config);
+                return (
+                    Selected::Many(SmallVec::new(), SmallVec::new(), Overrides::default()),
+                    *es.config,
+                );
             }
             es.results.push(ResultRecord::pending(
                 Arc::clone(&entry.meta),
@@ -153,11 +156,13 @@ fn select_many<'h>(
             .map(|(i, r)| ((r.handler.id.clone(), r.handler.bus_id), i))
             .collect()
     });
-    for entry in exact
-        .iter()
-        .flat_map(|l| l.iter())
-        .chain(wildcard.iter().flat_map(|l| l.iter()))
-    {
+    // The handlers' own concurrency overrides, read here, while each handler is at hand, rather
+    // than in another pass over them (an event with thousands of handlers would fetch each one
+    // again).
+    let mut overrides = Overrides::default();
+    let ids = ResultIds::new(event.id, event.created_at);
+    let slice = |list: &'h Option<HandlerList>| list.as_deref().map_or(&[][..], Vec::as_slice);
+    for entry in slice(exact).iter().chain(slice(wildcard)) {
         // Loop prevention: a forwarder to a bus the event already went through is skipped,
         // and a handler that already ran for this event does not run again.
         if forward_loops(es, entry) {
@@ -177,20 +182,21 @@ fn select_many<'h>(
             // one already started or finished is never run again.
             if es.results[pos].status == ResultStatus::Pending {
                 es.results[pos].handler = Arc::clone(&entry.meta);
+                overrides.note(entry.meta.concurrency);
                 runs.push((&**entry, pos));
                 indices.push(pos);
             }
             continue;
         }
-        es.results.push(ResultRecord::pending(
+        overrides.note(entry.meta.concurrency);
+        es.results.push(ResultRecord::pending_with_id(
+            ids.next(),
             Arc::clone(&entry.meta),
-            event.id,
-            event.created_at,
         ));
         runs.push((&**entry, es.results.len() - 1));
         indices.push(es.results.len() - 1);
     }
-    (Selected::Many(runs, indices), *es.config)
+    (Selected::Many(runs, indices, overrides), *es.config)
 }
 
 /// The only handler of `exact` and `wildcard`, if there is exactly one.
@@ -225,21 +231,60 @@ fn forward_loops(es: &EventState, entry: &HandlerEntry) -> bool {
 enum Selected<'h> {
     /// One handler (the usual case): no vectors to fill.
     One([(&'h HandlerEntry, usize); 1]),
-    Many(Runs<'h>, SmallVec<[usize; 4]>),
+    /// The runs, their result indices, and the concurrency overrides among their handlers.
+    Many(Runs<'h>, SmallVec<[usize; 4]>, Overrides),
 }
 
 impl<'h> Selected<'h> {
     fn runs(&self) -> &[(&'h HandlerEntry, usize)] {
         match self {
             Selected::One(one) => one,
-            Selected::Many(runs, _) => runs,
+            Selected::Many(runs, ..) => runs,
         }
     }
 
     fn indices(&self) -> &[usize] {
         match self {
             Selected::One([(_, index)]) => std::slice::from_ref(index),
-            Selected::Many(_, indices) => indices,
+            Selected::Many(_, indices, _) => indices,
+        }
+    }
+
+    /// The concurrency overrides among the selected handlers.
+    fn overrides(&self) -> Overrides {
+        match self {
+            Selected::One([(entry, _)]) => {
+                let mut overrides = Overrides::default();
+                overrides.note(entry.meta.concurrency);
+                overrides
+            }
+            Selected::Many(_, _, overrides) => *overrides,
+        }
+    }
+}
+
+/// Which handler-concurrency modes the selected handlers' own overrides name.
+#[derive(Clone, Copy, Default)]
+struct Overrides {
+    serial: bool,
+    parallel: bool,
+}
+
+impl Overrides {
+    #[inline(always)]
+    fn note(&mut self, concurrency: Option<HandlerConcurrency>) {
+        match concurrency {
+            None => {}
+            Some(HandlerConcurrency::Serial) => self.serial = true,
+            Some(HandlerConcurrency::Parallel) => self.parallel = true,
+        }
+    }
+
+    /// Whether some override differs from `mode`.
+    fn differ_from(self, mode: HandlerConcurrency) -> bool {
+        match mode {
+            HandlerConcurrency::Serial => self.parallel,
+            HandlerConcurrency::Parallel => self.serial,
         }
     }
 }
@@ -392,7 +437,10 @@ impl<'a> Phase<'a> {
             FuturesUnordered::new();
         for &run in self.runs {
             let (entry, index) = run;
-            let serial = entry.meta.concurrency.unwrap_or(mode) == HandlerConcurrency::Serial;
+            // Here the event's mode is parallel unless some handler overrides it (all serial
+            // runs above): only then is each handler's own mode read.
+            let serial = self.plan.mixed
+                && entry.meta.concurrency.unwrap_or(mode) == HandlerConcurrency::Serial;
             // A handler starts when it first runs — a sync one here, an async one at its first
             // poll — before the next handler starts. Serial ones queue for the serial lock in
             // order.
@@ -493,7 +541,7 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(bus: &BusInner, config: &EventConfig, runs: &[(&HandlerEntry, usize)]) -> Self {
+    fn new(bus: &BusInner, config: &EventConfig, overrides: Overrides) -> Self {
         let mode = config
             .event_handler_concurrency
             .unwrap_or(bus.config.event_handler_concurrency);
@@ -503,9 +551,7 @@ impl Plan {
                 .event_handler_completion
                 .unwrap_or(bus.config.event_handler_completion)
                 == HandlerCompletion::First,
-            mixed: runs
-                .iter()
-                .any(|(entry, _)| entry.meta.concurrency.is_some_and(|m| m != mode)),
+            mixed: overrides.differ_from(mode),
         }
     }
 

@@ -224,16 +224,38 @@ impl ResultRecord {
     }
 }
 
+/// Ids for the results of one event (see [`new_result_id`]), with the event id's
+/// version looked at once rather than for each result (an event may have thousands).
+pub(crate) struct ResultIds {
+    /// The event id's first half when it is a UUIDv7.
+    high: Option<u64>,
+    at: Timestamp,
+}
+
+impl ResultIds {
+    /// Ids for results of the event with id `event_id`, created at `at`.
+    #[inline]
+    pub(crate) fn new(event_id: Uuid, at: Timestamp) -> Self {
+        let high = (event_id.get_version_num() == 7).then(|| event_id.as_u64_pair().0);
+        ResultIds { high, at }
+    }
+
+    /// The next id.
+    #[inline]
+    pub(crate) fn next(&self) -> Uuid {
+        match self.high {
+            Some(high) => Uuid::from_u64_pair(high, (0b10 << 62) | (fastrand::u64(..) >> 2)),
+            None => crate::event::inner::new_event_id(self.at),
+        }
+    }
+}
+
 /// A new UUIDv7 for a result of the event with id `event_id`: the event id's first half (its
 /// time part, version included) when it is a UUIDv7, else one made from `at`, and fresh random
 /// bits in the second half, which alone keep result ids unique (62 bits, as for event ids).
 #[inline]
 fn new_result_id(event_id: Uuid, at: Timestamp) -> Uuid {
-    let (high, _) = event_id.as_u64_pair();
-    if event_id.get_version_num() != 7 {
-        return crate::event::inner::new_event_id(at);
-    }
-    Uuid::from_u64_pair(high, (0b10 << 62) | (fastrand::u64(..) >> 2))
+    ResultIds::new(event_id, at).next()
 }
 
 /// A snapshot of one handler's run for one event on one bus.
