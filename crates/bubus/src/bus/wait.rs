@@ -134,20 +134,13 @@ fn start(event: &Arc<EventInner>) -> Result<Waiting, WaitError> {
     let current_thread = flavor == Some(tokio::runtime::RuntimeFlavor::CurrentThread);
     // Under one lock: whether the event was dispatched; on a current-thread runtime, the bus
     // `process_alone` would take it on.
-    let alone_on = {
-        let st = event.state.lock();
-        if st.buses.is_empty() {
-            drop(st);
-            return Err(WaitError::NotDispatched {
-                event: event.label(),
-            });
-        }
+    let alone_on = if_dispatched(event, |st| {
         if current_thread && tokio::task::coop::has_budget_remaining() {
-            queued_on_one(&st)
+            queued_on_one(st)
         } else {
             None
         }
-    };
+    })?;
     Ok(match flavor {
         // On a multi-thread runtime: if the event is next in line on a bus that is free, process
         // it here instead of waking that bus's run loop and waiting for it; if it is being
@@ -170,6 +163,23 @@ fn start(event: &Arc<EventInner>) -> Result<Waiting, WaitError> {
     })
 }
 
+/// `read` of the event's state, under its lock, if the event was dispatched; a wait for one
+/// that never was is an error.
+#[inline]
+fn if_dispatched<T>(
+    event: &EventInner,
+    read: impl FnOnce(&EventState) -> T,
+) -> Result<T, WaitError> {
+    let st = event.state.lock();
+    if st.buses.is_empty() {
+        drop(st);
+        return Err(WaitError::NotDispatched {
+            event: event.label(),
+        });
+    }
+    Ok(read(&st))
+}
+
 /// A plain wait for completion, boxed.
 fn boxed_wait_complete(event: &Arc<EventInner>) -> Waiting {
     let event = Arc::clone(event);
@@ -182,16 +192,7 @@ fn boxed_wait_complete(event: &Arc<EventInner>) -> Waiting {
 /// Waits for `event` from inside the handler `ctx`: queue-jumps it.
 async fn wait_in_handler(event: &Arc<EventInner>, ctx: HandlerCtx) -> Result<(), WaitError> {
     // Under one lock: whether the event was dispatched, whether it is the handler's own child.
-    let own_child = {
-        let st = event.state.lock();
-        if st.buses.is_empty() {
-            drop(st);
-            return Err(WaitError::NotDispatched {
-                event: event.label(),
-            });
-        }
-        st.parent_id == Some(ctx.event.id)
-    };
+    let own_child = if_dispatched(event, |st| st.parent_id == Some(ctx.event.id))?;
     let bus = ctx.bus();
     let lookup = |id| bus.as_ref().and_then(|bus| bus.find_event_by_id(id));
     // The usual await, a handler's own child, cannot be one of its ancestors: no walk up a chain
