@@ -80,7 +80,9 @@ const LOAN: usize = 8;
 
 pub(crate) struct FairLock {
     state: AtomicUsize,
-    waiters: Mutex<VecDeque<Arc<Waiter>>>,
+    /// `None` until someone first waits: most locks never see a waiter, and an empty
+    /// `VecDeque` still costs a call to its drop; `None` is one compare.
+    waiters: Mutex<Option<VecDeque<Arc<Waiter>>>>,
 }
 
 struct Waiter {
@@ -129,7 +131,7 @@ impl FairLock {
     pub(crate) fn new() -> Self {
         FairLock {
             state: AtomicUsize::new(0),
-            waiters: Mutex::new(VecDeque::new()),
+            waiters: Mutex::new(None),
         }
     }
 
@@ -225,10 +227,10 @@ impl FairLock {
             }
         }
         let mut waiters = self.waiters.lock();
-        match waiters.pop_front() {
+        match waiters.as_mut().and_then(VecDeque::pop_front) {
             Some(next) => {
                 // Handed over: the lock stays held, now by `next`.
-                if waiters.is_empty() {
+                if waiters.as_ref().is_none_or(VecDeque::is_empty) {
                     self.state.fetch_and(!QUEUED, Ordering::Release);
                 }
                 drop(waiters);
@@ -288,7 +290,9 @@ impl<'a> Future for Acquire<'a> {
             waker: AtomicWaker::new(),
         });
         waiter.waker.register(cx.waker());
-        waiters.push_back(Arc::clone(&waiter));
+        waiters
+            .get_or_insert_with(VecDeque::new)
+            .push_back(Arc::clone(&waiter));
         drop(waiters);
         self.waiter = Some(waiter);
         Poll::Pending
@@ -300,7 +304,8 @@ impl Drop for Acquire<'_> {
         let Some(waiter) = self.waiter.take() else {
             return;
         };
-        let mut waiters = self.lock.waiters.lock();
+        let mut guard = self.lock.waiters.lock();
+        let waiters = guard.get_or_insert_with(VecDeque::new);
         match waiters.iter().position(|w| Arc::ptr_eq(w, &waiter)) {
             Some(pos) => {
                 waiters.remove(pos);
@@ -310,7 +315,7 @@ impl Drop for Acquire<'_> {
             }
             None => {
                 // Already handed over to this waiter: pass it on.
-                drop(waiters);
+                drop(guard);
                 self.lock.release();
             }
         }

@@ -151,33 +151,50 @@ impl ResultRecord {
 
     /// Records a terminal outcome unless one is already recorded (a cancellation or timeout that
     /// got there first wins). Returns whether it was recorded. (Inlined: the outcome is not
-    /// passed through memory, once per handler run.)
+    /// passed through memory, once per handler run. The outcome is stored before the clock is
+    /// read, so it is not kept aside across that call.)
     #[inline(always)]
     pub(crate) fn finish(&mut self, outcome: Result<ResultSlot, HandlerError>) -> bool {
-        if self.status.is_terminal() {
-            return false;
-        }
-        let now = Timestamp::now_shared();
+        // The terminal check is made in each arm, on the parts: the outcome as a whole is never
+        // needed again, so it is not copied aside to be dropped.
         match outcome {
             Ok(value) => {
-                let old = std::mem::replace(&mut self.value, value);
+                if self.status.is_terminal() {
+                    drop(value);
+                    return false;
+                }
                 // Almost always null (nothing recorded yet): nothing to drop, and no call to
                 // the slot's drop glue for it.
-                if old.is_null() {
-                    std::mem::forget(old);
+                if self.value.is_null() {
+                    std::mem::forget(std::mem::replace(&mut self.value, value));
+                } else {
+                    self.replace_value(value);
                 }
                 self.status = ResultStatus::Completed;
             }
             Err(err) => {
+                if self.status.is_terminal() {
+                    drop(err);
+                    return false;
+                }
                 self.error = Some(Box::new(err));
                 self.status = ResultStatus::Error;
             }
         }
+        let now = Timestamp::now_shared();
         if self.started.0.is_none() {
             self.set_started_at(Some(now));
         }
         self.set_completed_at(Some(now));
         true
+    }
+
+    /// Replaces a value already recorded (rare): out of line, so the usual path keeps no copy
+    /// of the new value aside for the old one's drop.
+    #[cold]
+    #[inline(never)]
+    fn replace_value(&mut self, value: ResultSlot) {
+        self.value = value;
     }
 
     /// The default "truthy" include filter of the reference helpers: completed, no error, not
