@@ -30,9 +30,22 @@ pub(crate) struct HandlerTable {
     has_wildcard: bool,
     /// The last [`for_event`](Self::for_event) answer for an event type named by a `&'static
     /// str` (every typed event's), keyed by the string's address and length: a run of events of
-    /// one type skips the hash lookup. Cleared before any change to the table, so it never holds
-    /// a list's `Arc` while the list is copied on write.
-    memo: Option<(usize, usize, Handlers)>,
+    /// one type skips the hash lookup. Adding or removing a handler lets go of the memo's copy
+    /// of the list it changes before changing it (so the list is not copied on write for it),
+    /// then puts the changed list back: registering and removing a handler of the memo's event
+    /// type keeps the memo.
+    memo: Option<(&'static str, Handlers)>,
+    /// The one pattern whose emptied handler list is kept in `by_pattern` (lists of other
+    /// patterns are dropped when they empty): a handler registered and removed again and again
+    /// reuses its pattern's entry, list and name. Emptying another pattern's list drops this one
+    /// if it is still empty, so at most one empty list is kept.
+    idle_pattern: Option<Arc<str>>,
+    /// The one (handler name, pattern) whose slot is kept in `names` after its last handler was
+    /// removed (reset as a new slot; its first derived id is kept), as `idle_pattern` is.
+    idle_name: Option<(Arc<str>, Arc<str>)>,
+    /// The name and pattern text of the last registration: the next registration of the same
+    /// texts shares them instead of allocating its own.
+    recent: (Option<Arc<str>>, Option<Arc<str>>),
 }
 
 /// An event type's handlers on one bus: those of its type, then the wildcard ones.
@@ -49,12 +62,28 @@ struct NameSlot {
     next: usize,
     /// The duplicate-name warning was given for this name and pattern.
     warned: bool,
+    /// The default id of occurrence 0, once derived: not reset with the rest of the slot when
+    /// its last handler is removed (it depends on the name and pattern alone).
+    first_id: Option<HandlerId>,
 }
+
+/// A list emptied with more room than this is dropped rather than kept for reuse.
+const IDLE_LIST_CAPACITY: usize = 16;
 
 /// How many derived ids a bus remembers before it starts over.
 const DERIVED_ID_CACHE: usize = 1024;
 
 impl HandlerTable {
+    /// The pattern `text` as an `Arc`: the last registration's when it is the same text.
+    pub(crate) fn share_pattern(&mut self, text: Cow<'_, str>) -> Arc<str> {
+        share(&mut self.recent.1, text)
+    }
+
+    /// The handler name `text` as an `Arc`: the last registration's when it is the same text.
+    pub(crate) fn share_name(&mut self, text: Cow<'_, str>) -> Arc<str> {
+        share(&mut self.recent.0, text)
+    }
+
     /// The default id for a new registration of `name` on `pattern`: the lowest occurrence not
     /// held by a live handler of that name and pattern ([`HandlerId::derive`]). O(log n).
     ///
@@ -88,7 +117,24 @@ impl HandlerTable {
                     slot.next - 1
                 }
             };
-            let id = derived_id(derived, bus_name, name, pattern, occurrence);
+            let id = if occurrence == 0 {
+                // Kept in the slot rather than in `derived`: a name registered once (most are)
+                // adds nothing there, and a one-off handler's kept slot keeps its id.
+                match &slot.first_id {
+                    Some(id) => id.clone(),
+                    None => {
+                        let key = (Arc::clone(name), Arc::clone(pattern), 0);
+                        let id = match derived.get(&key) {
+                            Some(id) => id.clone(),
+                            None => HandlerId::derive(bus_name, name, pattern, 0),
+                        };
+                        slot.first_id = Some(id.clone());
+                        id
+                    }
+                }
+            } else {
+                derived_id(derived, bus_name, name, pattern, occurrence)
+            };
             // An explicit id may hold it already: that occurrence stays taken.
             if !matches!(ids.get(&id), Some((_, false))) {
                 return (id, occurrence, duplicate);
@@ -108,24 +154,69 @@ impl HandlerTable {
         }
     }
 
-    /// Counts a live handler in (or out of) its name's slot.
-    fn count_name(&mut self, entry: &HandlerEntry, added: bool) {
-        count_name(&mut self.names, entry, added);
+    /// Counts a live handler out of its name's slot. The slot of a name with no live handler
+    /// left is reset (its next registration starts over at occurrence 0) and kept as
+    /// `idle_name`; the slot kept before is dropped if it is still idle, its first id going to
+    /// `derived`.
+    fn uncount_name(&mut self, entry: &HandlerEntry) {
+        if entry.stub {
+            return;
+        }
+        let key = (
+            Arc::clone(&entry.meta.name),
+            Arc::clone(&entry.meta.pattern),
+        );
+        let Some(slot) = self.names.get_mut(&key) else {
+            return;
+        };
+        slot.live = slot.live.saturating_sub(1);
+        if slot.live > 0 {
+            if let Some(occurrence) = entry.occurrence {
+                if occurrence < slot.next {
+                    slot.free.insert(occurrence);
+                }
+            }
+            return;
+        }
+        // Nothing of this name is left: its next registration starts over at occurrence 0.
+        *slot = NameSlot {
+            first_id: slot.first_id.take(),
+            ..NameSlot::default()
+        };
+        let Some(old) = self.idle_name.replace(key) else {
+            return;
+        };
+        if Some(&old) == self.idle_name.as_ref() {
+            return;
+        }
+        if let Entry::Occupied(slot) = self.names.entry(old) {
+            if slot.get().live == 0 {
+                let (key, slot) = slot.remove_entry();
+                if let Some(id) = slot.first_id {
+                    remember_id(&mut self.derived, (key.0, key.1, 0), id);
+                }
+            }
+        }
     }
 
     /// Adds a handler; one with the same id that is a restored placeholder is replaced in place
     /// (it keeps its position), which is how a restored bus re-binds its handlers.
     pub(crate) fn add(&mut self, entry: Arc<HandlerEntry>) {
-        count_name(&mut self.names, &entry, true);
+        if !entry.stub {
+            let key = (
+                Arc::clone(&entry.meta.name),
+                Arc::clone(&entry.meta.pattern),
+            );
+            self.names.entry(key).or_default().live += 1;
+        }
         self.add_counted(entry);
     }
 
     /// [`add`](Self::add) of a handler already counted in its name's slot (by
     /// [`next_default_id`](Self::next_default_id)).
     pub(crate) fn add_counted(&mut self, entry: Arc<HandlerEntry>) {
-        self.memo = None;
         let pattern = Arc::clone(&entry.meta.pattern);
-        let list = self.by_pattern.entry(Arc::clone(&pattern)).or_default();
+        let (exact, wild) = self.memo_release(&pattern);
         // The id's entry is written either way; whether it was a placeholder's decides where the
         // handler goes.
         let replaces_stub = match self.ids.entry(entry.meta.id.clone()) {
@@ -140,43 +231,108 @@ impl HandlerTable {
                 false
             }
         };
-        if replaces_stub {
-            if let Some(pos) = list
-                .iter()
-                .position(|h| h.stub && h.meta.id == entry.meta.id)
-            {
-                Arc::make_mut(list)[pos] = entry;
-                return;
-            }
-        }
         if &*pattern == "*" {
             self.has_wildcard = true;
         }
-        Arc::make_mut(list).push(entry);
+        let list = self.by_pattern.entry(Arc::clone(&pattern)).or_default();
+        let stub_pos = if replaces_stub {
+            list.iter()
+                .position(|h| h.stub && h.meta.id == entry.meta.id)
+        } else {
+            None
+        };
+        match stub_pos {
+            Some(pos) => Arc::make_mut(list)[pos] = entry,
+            None => Arc::make_mut(list).push(entry),
+        }
+        let list = Arc::clone(list);
+        self.memo_restore(exact, wild, Some(list));
+    }
+
+    /// Takes the memo's copies of `pattern`'s list out of it, so that changing the list does not
+    /// copy it; says which of them it took ([`memo_restore`](Self::memo_restore) puts the
+    /// changed list back).
+    fn memo_release(&mut self, pattern: &str) -> (bool, bool) {
+        let Some((name, (exact, wild))) = &mut self.memo else {
+            return (false, false);
+        };
+        let took = (*name == pattern, pattern == "*");
+        if took.0 {
+            *exact = None;
+        }
+        if took.1 {
+            *wild = None;
+        }
+        took
+    }
+
+    /// Puts `list` (the changed list of the pattern given to
+    /// [`memo_release`](Self::memo_release); `None` or empty when it has no handlers) back into
+    /// the memo where that took it from.
+    fn memo_restore(&mut self, exact: bool, wild: bool, list: Option<HandlerList>) {
+        if !(exact || wild) {
+            return;
+        }
+        let Some((_, handlers)) = &mut self.memo else {
+            return;
+        };
+        let list = list.filter(|list| !list.is_empty());
+        if wild {
+            handlers.1 = list.clone();
+        }
+        if exact {
+            handlers.0 = list;
+        }
     }
 
     /// Called after the handlers of `pattern` changed.
     fn update_wildcard(&mut self, pattern: &str) {
         if pattern == "*" {
-            self.has_wildcard = self.by_pattern.contains_key("*");
+            self.has_wildcard = self
+                .by_pattern
+                .get("*")
+                .is_some_and(|list| !list.is_empty());
         }
     }
 
     /// Removes the handler with this id; returns it if it was registered.
     pub(crate) fn remove_id(&mut self, id: &HandlerId) -> Option<Arc<HandlerEntry>> {
-        self.memo = None;
         let (pattern, _) = self.ids.remove(id)?;
+        let (exact, wild) = self.memo_release(&pattern);
         let Entry::Occupied(mut handlers) = self.by_pattern.entry(Arc::clone(&pattern)) else {
+            self.memo = None;
             return None;
         };
-        let pos = handlers.get().iter().position(|h| &h.meta.id == id)?;
+        let Some(pos) = handlers.get().iter().position(|h| &h.meta.id == id) else {
+            self.memo = None;
+            return None;
+        };
         let list = Arc::make_mut(handlers.get_mut());
         let removed = list.remove(pos);
+        let mut dropped = None;
         if list.is_empty() {
-            handlers.remove();
+            if list.capacity() > IDLE_LIST_CAPACITY {
+                handlers.remove();
+            } else {
+                // Kept for the pattern's next registration; the list kept before is dropped.
+                dropped = self.idle_pattern.replace(Arc::clone(&pattern));
+            }
+            if let Some(old) = dropped.filter(|old| *old != pattern) {
+                if self
+                    .by_pattern
+                    .get(&old)
+                    .is_some_and(|list| list.is_empty())
+                {
+                    self.by_pattern.remove(&old);
+                }
+            }
+            self.memo_restore(exact, wild, None);
+        } else {
+            let list = Arc::clone(handlers.get());
+            self.memo_restore(exact, wild, Some(list));
         }
         self.update_wildcard(&pattern);
-        self.count_name(&removed, false);
+        self.uncount_name(&removed);
         Some(removed)
     }
 
@@ -190,7 +346,7 @@ impl HandlerTable {
             .unwrap_or_default();
         for entry in &removed {
             self.ids.remove(&entry.meta.id);
-            self.count_name(entry, false);
+            self.uncount_name(entry);
         }
         self.update_wildcard(pattern);
         removed
@@ -210,9 +366,9 @@ impl HandlerTable {
         if self.ids.is_empty() {
             return (None, None);
         }
-        if let (Cow::Borrowed(name), Some((ptr, len, handlers))) = (event_type, &self.memo) {
+        if let (Cow::Borrowed(name), Some((known, handlers))) = (event_type, &self.memo) {
             // A `&'static str` is never freed, so its address and length name its text for good.
-            if (*ptr, *len) == (name.as_ptr() as usize, name.len()) {
+            if (known.as_ptr(), known.len()) == (name.as_ptr(), name.len()) {
                 return handlers.clone();
             }
         }
@@ -231,13 +387,16 @@ impl HandlerTable {
             return self.lookup(event_type);
         };
         let handlers = self.lookup(name);
-        self.memo = Some((name.as_ptr() as usize, name.len(), handlers.clone()));
+        self.memo = Some((name, handlers.clone()));
         handlers
     }
 
     fn lookup(&self, event_type: &str) -> Handlers {
         (
-            self.by_pattern.get(event_type).cloned(),
+            self.by_pattern
+                .get(event_type)
+                .filter(|list| !list.is_empty())
+                .cloned(),
             if self.has_wildcard {
                 self.by_pattern.get("*").cloned()
             } else {
@@ -258,6 +417,8 @@ impl HandlerTable {
         self.memo = None;
         self.ids.clear();
         self.names.clear();
+        self.idle_pattern = None;
+        self.idle_name = None;
         self.has_wildcard = false;
         self.by_pattern
             .drain()
@@ -279,46 +440,32 @@ fn derived_id(
     if let Some(id) = derived.get(&key) {
         return id.clone();
     }
-    if derived.len() >= DERIVED_ID_CACHE {
-        derived.clear();
-    }
     let id = HandlerId::derive(bus_name, name, pattern, occurrence);
-    derived.insert(key, id.clone());
+    remember_id(derived, key, id.clone());
     id
 }
 
-/// [`HandlerTable::count_name`] on the name index alone (so it can run while a handler list of
-/// the table is borrowed).
-fn count_name(
-    names: &mut FxHashMap<(Arc<str>, Arc<str>), NameSlot>,
-    entry: &HandlerEntry,
-    added: bool,
+/// Remembers a derived id in `derived`, which starts over when it is full.
+fn remember_id(
+    derived: &mut FxHashMap<(Arc<str>, Arc<str>, usize), HandlerId>,
+    key: (Arc<str>, Arc<str>, usize),
+    id: HandlerId,
 ) {
-    if entry.stub {
-        return;
+    if derived.len() >= DERIVED_ID_CACHE {
+        derived.clear();
     }
-    let key = (
-        Arc::clone(&entry.meta.name),
-        Arc::clone(&entry.meta.pattern),
-    );
-    if added {
-        names.entry(key).or_default().live += 1;
-        return;
-    }
-    let Entry::Occupied(mut slot) = names.entry(key) else {
-        return;
-    };
-    let live = &mut slot.get_mut().live;
-    *live = live.saturating_sub(1);
-    if *live == 0 {
-        // Nothing of this name is left: its next registration starts over at occurrence 0.
-        slot.remove();
-        return;
-    }
-    let slot = slot.get_mut();
-    if let Some(occurrence) = entry.occurrence {
-        if occurrence < slot.next {
-            slot.free.insert(occurrence);
+    derived.insert(key, id);
+}
+
+/// `text` as an `Arc`: `recent` when it holds the same text, else a new one, which `recent`
+/// then holds.
+fn share(recent: &mut Option<Arc<str>>, text: Cow<'_, str>) -> Arc<str> {
+    if let Some(known) = recent {
+        if **known == *text {
+            return Arc::clone(known);
         }
     }
+    let shared: Arc<str> = Arc::from(text);
+    *recent = Some(Arc::clone(&shared));
+    shared
 }

@@ -403,13 +403,13 @@ impl EventBus {
         options: HandlerOptions,
         location: &'static std::panic::Location<'static>,
     ) -> EventHandler {
-        let pattern: Arc<str> = match options.pattern {
-            Some(p) if !p.is_empty() => Arc::from(p),
-            _ => Arc::from(input_pattern::<I>()),
+        let pattern: std::borrow::Cow<'_, str> = match options.pattern {
+            Some(p) if !p.is_empty() => std::borrow::Cow::Owned(p),
+            _ => std::borrow::Cow::Borrowed(input_pattern::<I>()),
         };
-        let name: Arc<str> = match options.name {
-            Some(n) => Arc::from(n),
-            None => Arc::from(handler.__handler_name().as_ref()),
+        let name: std::borrow::Cow<'_, str> = match options.name {
+            Some(n) => std::borrow::Cow::Owned(n),
+            None => handler.__handler_name(),
         };
         let file_path: Option<Arc<str>> = match options.file_path {
             Some(p) => Some(Arc::from(p)),
@@ -421,6 +421,9 @@ impl EventBus {
         let forward_target = handler.__forward_target();
         let func = handler.__into_handler_fn();
         let mut st = self.inner.state.lock();
+        // A handler registered again and again shares its name and pattern with the last one.
+        let pattern = st.handlers.share_pattern(pattern);
+        let name = st.handlers.share_name(name);
         // A derived id counts the handler in its name's slot as it is made, and says whether it
         // is a duplicate in the same lookup.
         let (id, occurrence, duplicate) = match options.id {
