@@ -179,12 +179,27 @@ impl BusState {
     /// Takes the queued event at `pos` (0: the head) for processing.
     pub(crate) fn take_queued(&mut self, pos: usize) -> Option<Arc<EventInner>> {
         let (event, seq) = remove_at(&mut self.queue.entries, pos)?;
+        Some(self.took(event, seq))
+    }
+
+    /// [`take_queued`](Self::take_queued) of the head, the usual position: inlined into the
+    /// run loop and the awaiter's own processing, which have just looked at the head under the
+    /// same lock, so the queue's emptiness is not checked twice and no call is made.
+    #[inline(always)]
+    pub(crate) fn take_head(&mut self) -> Option<Arc<EventInner>> {
+        let (event, seq) = self.queue.entries.pop_front()?;
+        Some(self.took(event, seq))
+    }
+
+    /// Accounts for `event` (history entry `seq`), just taken off the queue.
+    #[inline(always)]
+    fn took(&mut self, event: Arc<EventInner>, seq: u64) -> Arc<EventInner> {
         self.in_flight += 1;
         if self.track_started {
             // Drop mode evicts events this bus started before those still queued here.
             self.history.mark_started(seq);
         }
-        Some(event)
+        event
     }
 }
 

@@ -177,7 +177,7 @@ impl BusInner {
         match fast {
             Some((lock, permit)) => {
                 let handlers = st.handlers.for_event(&head.event_type);
-                Next::Ready(st.take_queued(0).map(|e| (e, handlers)), lock, permit)
+                Next::Ready(st.take_head().map(|e| (e, handlers)), lock, permit)
             }
             None => Next::Wait(Arc::clone(head), lock),
         }
@@ -245,7 +245,7 @@ impl BusInner {
             return None;
         }
         let handlers = st.handlers.for_event(&event.event_type);
-        st.take_queued(0).map(|event| (event, handlers))
+        st.take_head().map(|event| (event, handlers))
     }
 
     fn claim_at(
