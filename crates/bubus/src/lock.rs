@@ -305,11 +305,16 @@ impl Drop for Acquire<'_> {
             return;
         };
         let mut guard = self.lock.waiters.lock();
-        let waiters = guard.get_or_insert_with(VecDeque::new);
-        match waiters.iter().position(|w| Arc::ptr_eq(w, &waiter)) {
-            Some(pos) => {
-                waiters.remove(pos);
-                if waiters.is_empty() {
+        // Out of the queue if still in it (the queue was made when it first waited): whether
+        // that emptied the queue.
+        let left = guard.as_mut().and_then(|waiters| {
+            let pos = waiters.iter().position(|w| Arc::ptr_eq(w, &waiter))?;
+            waiters.remove(pos);
+            Some(waiters.is_empty())
+        });
+        match left {
+            Some(emptied) => {
+                if emptied {
                     self.lock.state.fetch_and(!QUEUED, Ordering::Release);
                 }
             }
