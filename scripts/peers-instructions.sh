@@ -50,7 +50,7 @@ count() {
   ir="$(sed -n 's/^==[0-9]*== Collected : \([0-9]*\).*/\1/p' "$err" | tail -1)"
   units="$(printf '%s\n' "$out" | grep '^{' | tail -1 | sed -n 's/.*"units":\([0-9]*\).*/\1/p')"
   # The inclusive cost of quanta's calibration (0 where the case never calibrates).
-  calibration="$(callgrind_annotate --inclusive=yes "$cg" 2>/dev/null |
+  calibration="$(callgrind_annotate --inclusive=yes --threshold=100 "$cg" 2>/dev/null |
     sed -n 's/^ *\([0-9,]*\) .*:quanta::Clock::new \[.*/\1/p' | tr -d , | head -1)"
   rm -f "$err" "$cg"
   if [ -n "$ir" ] && [ -n "$calibration" ]; then
