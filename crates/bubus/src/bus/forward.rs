@@ -93,7 +93,7 @@ fn forwarded(result: Result<AnyEvent, crate::DispatchError>) -> Result<ResultSlo
     match result {
         Ok(forwarded) => Ok(ResultSlot::Forwarded {
             event_id: forwarded.event_id(),
-            event: Arc::downgrade(forwarded.inner()),
+            event: Box::new(Arc::downgrade(forwarded.inner())),
         }),
         Err(err) => Err(HandlerError::from_error(err)),
     }

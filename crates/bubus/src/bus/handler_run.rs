@@ -345,11 +345,11 @@ fn record(
     // outcome stays where it is.
     if let Ok(slot) = &mut outcome
         && !slot.is_null()
+        && let Err(err) = (event.kind.check_result)(event, slot)
     {
-        let slot = std::mem::replace(slot, ResultSlot::Null);
-        let checked = (event.kind.check_result)(event, slot);
-        // What it replaces is `Ok(Null)`: nothing to drop.
-        std::mem::forget(std::mem::replace(&mut outcome, checked));
+        // What it replaces is `Ok(Null)` (a slot that fails the check is left null): nothing
+        // to drop.
+        std::mem::forget(std::mem::replace(&mut outcome, Err(err)));
     }
     let mut es = event.state.lock();
     let Some(result) = es.results.get_mut(index) else {

@@ -30,8 +30,9 @@ pub(crate) type ErasedPayload = dyn Any + Send + Sync;
 
 /// Per-type operations the untyped core needs (a hand-rolled vtable, one static per event type).
 pub(crate) struct EventKind {
-    /// Validates (and normalises) a handler's return value against the event's result type.
-    pub(crate) check_result: fn(&EventInner, ResultSlot) -> Result<ResultSlot, HandlerError>,
+    /// Validates (and normalises, in place) a handler's return value against the event's result
+    /// type. On an error the value is left null.
+    pub(crate) check_result: fn(&EventInner, &mut ResultSlot) -> Result<(), HandlerError>,
     /// Serializes a typed payload to its JSON object.
     pub(crate) payload_json: fn(&ErasedPayload) -> Result<Map<String, Value>, String>,
     /// The result type's JSON Schema (`event_result_type`).
@@ -226,7 +227,7 @@ impl EventInner {
                 parent_id: parts.parent_id,
                 emitted_by_handler_id: parts.emitted_by_handler_id,
                 path: parts.path.into_iter().map(BusLink::remote).collect(),
-                results: SmallVec::from_vec(parts.results),
+                results: SmallVec::from_vec(parts.results).into(),
                 wire_extra: parts.wire_extra.into(),
                 ..EventState::pending(EventSettings::owned(parts.config))
             },
@@ -240,7 +241,7 @@ impl EventInner {
     /// into `from`) to this event's results; handlers this event already has a result for are
     /// skipped, and so are the far side's forwarding handlers. Returns how many were added.
     pub(crate) fn merge_foreign_results(&self, from: &EventInner) -> usize {
-        let theirs = std::mem::take(&mut from.state.lock().results);
+        let theirs = std::mem::take(&mut *from.state.lock().results);
         let mut st = self.state.lock();
         let mut added = 0;
         for record in theirs {

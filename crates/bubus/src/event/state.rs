@@ -139,6 +139,98 @@ impl Children {
     }
 }
 
+/// An event's result records, one per handler run (one inline: most events have a single
+/// handler per bus).
+///
+/// The vector is dropped by hand ([`Drop`] below), so that the event's teardown, for the usual
+/// event with one finished record that owns nothing but its handler reference (a null or scalar
+/// value, no error, no children), is a few inlined checks and one reference count, instead of
+/// calls to the vector's and the record's drop glue.
+#[derive(Default)]
+pub(crate) struct Results(ManuallyDrop<SmallVec<[ResultRecord; 1]>>);
+
+impl Results {
+    /// Drops every record (and the vector's allocation, if it has one): the shapes the inlined
+    /// check does not take.
+    #[inline(never)]
+    fn drop_all(&mut self) {
+        // What stays behind is an empty inline vector, which owns nothing.
+        let mut records = std::mem::take(&mut *self.0);
+        // Each usual record (an event may have thousands) costs its handler reference's count
+        // alone, as in `drop`.
+        for record in records.drain(..) {
+            if record.owns_only_handler() {
+                record.drop_plain();
+            } else {
+                drop(record);
+            }
+        }
+    }
+}
+
+impl From<SmallVec<[ResultRecord; 1]>> for Results {
+    #[inline]
+    fn from(records: SmallVec<[ResultRecord; 1]>) -> Self {
+        Results(ManuallyDrop::new(records))
+    }
+}
+
+impl std::ops::Deref for Results {
+    type Target = SmallVec<[ResultRecord; 1]>;
+
+    #[inline(always)]
+    fn deref(&self) -> &SmallVec<[ResultRecord; 1]> {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Results {
+    #[inline(always)]
+    fn deref_mut(&mut self) -> &mut SmallVec<[ResultRecord; 1]> {
+        &mut self.0
+    }
+}
+
+impl<'a> IntoIterator for &'a Results {
+    type Item = &'a ResultRecord;
+    type IntoIter = std::slice::Iter<'a, ResultRecord>;
+
+    #[inline(always)]
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a mut Results {
+    type Item = &'a mut ResultRecord;
+    type IntoIter = std::slice::IterMut<'a, ResultRecord>;
+
+    #[inline(always)]
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter_mut()
+    }
+}
+
+impl Drop for Results {
+    #[inline(always)]
+    fn drop(&mut self) {
+        if !self.0.spilled() {
+            match self.0.len() {
+                0 => return,
+                1 if self.0[0].owns_only_handler() => {
+                    // The vector left empty and inline owns nothing.
+                    if let Some(record) = self.0.pop() {
+                        record.drop_plain();
+                    }
+                    return;
+                }
+                _ => {}
+            }
+        }
+        self.drop_all();
+    }
+}
+
 /// An optional boxed value most events never have (a dispatch span, wire metadata), read and
 /// written as the `Option` it derefs to. Dropped by hand, as [`Children`] is: the event's
 /// teardown is one inlined check for the usual `None`, instead of a call to the box's drop glue
@@ -202,8 +294,7 @@ pub(crate) struct EventState {
     /// The buses the event went through, in order (`event_path`).
     pub(crate) path: SmallVec<[Arc<BusLink>; 2]>,
     pub(crate) buses: SmallVec<[BusSlot; 1]>,
-    /// One inline: most events have a single handler per bus.
-    pub(crate) results: SmallVec<[ResultRecord; 1]>,
+    pub(crate) results: Results,
     pub(crate) children: Children,
     pub(crate) incomplete_children: usize,
     pub(crate) jump_waiters: usize,
@@ -232,7 +323,7 @@ impl EventState {
             emitted_by_handler_id: None,
             path: SmallVec::new(),
             buses: SmallVec::new(),
-            results: SmallVec::new(),
+            results: Results::default(),
             children: Children::default(),
             incomplete_children: 0,
             jump_waiters: 0,

@@ -153,7 +153,7 @@ impl<E: Into<BoxError> + 'static> HandlerOutput<Value> for Result<(), E> {
 fn forwarded(event: &AnyEvent) -> ResultSlot {
     ResultSlot::Forwarded {
         event_id: event.event_id(),
-        event: Arc::downgrade(event.inner()),
+        event: Box::new(Arc::downgrade(event.inner())),
     }
 }
 

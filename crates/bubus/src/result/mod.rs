@@ -80,7 +80,50 @@ pub(crate) struct ResultRecord {
     /// [`completed_at`](Self::completed_at)): a word each, where an `Option<Timestamp>` takes two.
     started: Stamp,
     completed: Stamp,
-    pub(crate) children: Vec<Uuid>,
+    pub(crate) children: ChildIds,
+}
+
+/// The ids of the events a handler dispatched, in order: one word, where a `Vec` takes three
+/// (most handlers dispatch none, and the record is stored inline in its event, once per handler
+/// run).
+#[derive(Default)]
+// The box is the point: a thin pointer in the record for the usual empty list, the vector's
+// three words only once a child is linked.
+#[allow(clippy::box_collection)]
+pub(crate) struct ChildIds(Option<Box<Vec<Uuid>>>);
+
+impl ChildIds {
+    /// Appends `id`.
+    pub(crate) fn push(&mut self, id: Uuid) {
+        self.0.get_or_insert_default().push(id);
+    }
+
+    /// The ids.
+    #[inline]
+    pub(crate) fn as_slice(&self) -> &[Uuid] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether no id was ever added (nothing is allocated).
+    #[inline(always)]
+    fn is_unallocated(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl std::ops::Deref for ChildIds {
+    type Target = [Uuid];
+
+    #[inline(always)]
+    fn deref(&self) -> &[Uuid] {
+        self.as_slice()
+    }
+}
+
+impl From<Vec<Uuid>> for ChildIds {
+    fn from(ids: Vec<Uuid>) -> Self {
+        ChildIds((!ids.is_empty()).then(|| Box::new(ids)))
+    }
 }
 
 /// An optional [`Timestamp`] in one word (`None` is zero, the Unix epoch itself: no timestamp
@@ -121,8 +164,36 @@ impl ResultRecord {
             error: None,
             started: Stamp(None),
             completed: Stamp(None),
-            children: Vec::new(),
+            children: ChildIds::default(),
         }
+    }
+
+    /// Whether the record owns nothing but its handler reference (a null or scalar value, no
+    /// error, no children): the usual finished record, which [`drop_plain`](Self::drop_plain)
+    /// drops.
+    #[inline(always)]
+    pub(crate) fn owns_only_handler(&self) -> bool {
+        self.value.owns_nothing() && self.error.is_none() && self.children.is_unallocated()
+    }
+
+    /// Drops a record that [owns only its handler reference](Self::owns_only_handler): the
+    /// reference, with no call to the drop glue of the parts that own nothing.
+    #[inline(always)]
+    pub(crate) fn drop_plain(self) {
+        let ResultRecord {
+            handler,
+            value,
+            error,
+            children,
+            ..
+        } = self;
+        debug_assert!(value.owns_nothing() && error.is_none() && children.is_unallocated());
+        // Forgotten first: were the handler reference's drop to unwind, nothing would be left
+        // to drop (and nothing is kept aside for that).
+        std::mem::forget(value);
+        std::mem::forget(error);
+        std::mem::forget(children);
+        drop(handler);
     }
 
     /// When the handler started, if it did.
@@ -235,7 +306,7 @@ impl ResultRecord {
             result_json: self.value.to_json(),
             forwarded_event_id,
             error: self.error.as_deref().cloned().or(conversion_error),
-            event_children: self.children.clone(),
+            event_children: self.children.to_vec(),
             wire_extra: self.handler.wire_extra.clone(),
         }
     }
@@ -563,6 +634,27 @@ mod tests {
         // The earliest instant the wire accepts is kept too.
         let early: Timestamp = "1991-01-01T00:00:00Z".parse().unwrap();
         assert_eq!(Stamp::new(Some(early)).get(), Some(early));
+    }
+
+    /// A record is stored inline in its event, one per handler run: its size is kept down
+    /// (the value slot in four words, the dispatched children's ids in one).
+    #[test]
+    fn records_stay_small() {
+        assert!(std::mem::size_of::<ResultSlot>() <= 32);
+        assert_eq!(std::mem::size_of::<ChildIds>(), 8);
+        assert!(std::mem::size_of::<ResultRecord>() <= 96);
+    }
+
+    #[test]
+    fn child_ids_keep_their_order() {
+        let mut ids = ChildIds::default();
+        assert!(ids.is_unallocated() && ids.is_empty());
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        ids.push(a);
+        ids.push(b);
+        assert_eq!(ids.as_slice(), &[a, b]);
+        assert!(ChildIds::from(Vec::new()).is_unallocated());
+        assert_eq!(&*ChildIds::from(vec![b, a]), &[b, a]);
     }
 
     #[test]

@@ -47,6 +47,12 @@ macro_rules! scalars {
                 None
             }
 
+            /// Whether `R` is the type of a scalar.
+            #[inline(always)]
+            fn is_scalar_type<R: 'static>() -> bool {
+                false $(|| TypeId::of::<R>() == TypeId::of::<$ty>())*
+            }
+
             /// The scalar as `R`, if that is its type: the type ids are constants, so this is a
             /// compare of the variant, with no call through the value's vtable.
             #[inline]
@@ -108,6 +114,9 @@ impl TypedValue {
     pub(crate) fn downcast_ref<R: 'static>(&self) -> Option<&R> {
         match self {
             TypedValue::Inline(scalar) => scalar.downcast_ref::<R>(),
+            // A value of a scalar type is always stored inline (`ResultSlot::from_value`): no
+            // need to ask a boxed one (the check folds to a constant once `R` is known).
+            TypedValue::Boxed(_) if Scalar::is_scalar_type::<R>() => None,
             TypedValue::Boxed(value) => value.as_any().downcast_ref::<R>(),
         }
     }
@@ -139,7 +148,8 @@ pub(crate) enum ResultSlot {
     /// The handler forwarded the event to another bus; the result is that event itself.
     Forwarded {
         event_id: Uuid,
-        event: Weak<EventInner>,
+        /// Boxed: the reference is two words, and forwards are rare.
+        event: Box<Weak<EventInner>>,
     },
 }
 
@@ -179,6 +189,16 @@ impl ResultSlot {
     #[inline]
     pub(crate) fn is_null(&self) -> bool {
         matches!(self, ResultSlot::Null)
+    }
+
+    /// Whether the slot owns nothing (null, or a scalar stored inline): forgetting it leaks
+    /// nothing.
+    #[inline(always)]
+    pub(crate) fn owns_nothing(&self) -> bool {
+        matches!(
+            self,
+            ResultSlot::Null | ResultSlot::Typed(TypedValue::Inline(_))
+        )
     }
 
     pub(crate) fn is_forwarded(&self) -> bool {
@@ -225,21 +245,35 @@ impl ResultSlot {
     }
 
     /// Validates the slot against a result type `R`, converting JSON or foreign typed values into
-    /// `R` once so later reads are plain downcasts.
-    pub(crate) fn check_as<R: EventResultValue>(self) -> Result<ResultSlot, HandlerError> {
-        match self {
-            ResultSlot::Typed(ref value) if value.downcast_ref::<R>().is_some() => Ok(self),
-            ResultSlot::Json(ref json) if (&**json as &dyn Any).is::<R>() => Ok(self),
-            ResultSlot::Null | ResultSlot::Forwarded { .. } => Ok(self),
-            ResultSlot::Typed(value) => {
-                let json = value.to_json().map_err(schema_error)?;
-                decode::<R>(&json).map(ResultSlot::from_value)
-            }
-            ResultSlot::Json(json) => decode::<R>(&json).map(ResultSlot::from_value),
-            ResultSlot::Text(text) => parse(&text)
-                .and_then(|json| decode::<R>(&json))
-                .map(ResultSlot::from_value),
+    /// `R` once so later reads are plain downcasts. On an error the slot is left null. (The
+    /// usual slot, a value stored as an `R`, is checked inline, in place: nothing is moved.)
+    #[inline(always)]
+    pub(crate) fn check_as<R: EventResultValue>(&mut self) -> Result<(), HandlerError> {
+        if self.holds::<R>() {
+            return Ok(());
         }
+        self.convert_to::<R>()
+    }
+
+    /// [`check_as`](Self::check_as) for a slot not stored as an `R`.
+    #[inline(never)]
+    fn convert_to<R: EventResultValue>(&mut self) -> Result<(), HandlerError> {
+        match self {
+            ResultSlot::Json(json) if (&**json as &dyn Any).is::<R>() => return Ok(()),
+            ResultSlot::Null | ResultSlot::Forwarded { .. } => return Ok(()),
+            _ => {}
+        }
+        let converted = match std::mem::replace(self, ResultSlot::Null) {
+            ResultSlot::Typed(value) => value
+                .to_json()
+                .map_err(schema_error)
+                .and_then(|json| decode::<R>(&json)),
+            ResultSlot::Json(json) => decode::<R>(&json),
+            ResultSlot::Text(text) => parse(&text).and_then(|json| decode::<R>(&json)),
+            ResultSlot::Null | ResultSlot::Forwarded { .. } => unreachable!("returned above"),
+        };
+        *self = ResultSlot::from_value(converted?);
+        Ok(())
     }
 }
 
@@ -456,14 +490,15 @@ mod tests {
 
     #[test]
     fn check_as_rejects_mismatched_json_with_schema_error() {
-        let err = ResultSlot::Json(Box::new(json!({"a": "not a number"})))
+        let mut slot = ResultSlot::Json(Box::new(json!({"a": "not a number"})));
+        let err = slot
             .check_as::<std::collections::HashMap<String, u32>>()
             .unwrap_err();
+        assert!(slot.is_null());
         assert_eq!(err.kind(), HandlerErrorKind::ResultSchema);
         assert!(err.message().contains("`a`"), "{}", err.message());
-        let ok = ResultSlot::Json(Box::new(json!(5)))
-            .check_as::<u64>()
-            .unwrap();
+        let mut ok = ResultSlot::Json(Box::new(json!(5)));
+        ok.check_as::<u64>().unwrap();
         assert!(matches!(ok, ResultSlot::Typed(_)));
     }
 }

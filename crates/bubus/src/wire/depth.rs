@@ -181,7 +181,7 @@ pub(crate) use json_scalar_types;
 /// Whether `T` always serializes to a JSON scalar ([`json_scalar_types`]): the common result
 /// types, for which the check costs nothing (the comparisons fold to a constant once `T` is
 /// known).
-fn is_flat<T: 'static>() -> bool {
+pub(crate) fn is_flat<T: 'static>() -> bool {
     use std::any::TypeId;
     macro_rules! any_of {
         ($($ty:ty),*) => { false $(|| TypeId::of::<T>() == TypeId::of::<$ty>())* };

@@ -45,11 +45,21 @@ impl KindOf for DynEvent {
 
 fn check_typed<R: EventResultValue>(
     _event: &EventInner,
-    slot: ResultSlot,
-) -> Result<ResultSlot, HandlerError> {
-    let slot = slot.check_as::<R>()?;
-    super::depth::check_result::<R>(&slot)?;
-    Ok(slot)
+    slot: &mut ResultSlot,
+) -> Result<(), HandlerError> {
+    // The usual result: a value stored as an `R` of a type that cannot nest (a number, a
+    // flag, a string), which passes both checks as it is.
+    if super::depth::is_flat::<R>() && slot.holds::<R>() {
+        return Ok(());
+    }
+    check_typed_other::<R>(slot)
+}
+
+/// [`check_typed`] for any other result (out of line: the usual one needs no frame).
+#[inline(never)]
+fn check_typed_other<R: EventResultValue>(slot: &mut ResultSlot) -> Result<(), HandlerError> {
+    slot.check_as::<R>()?;
+    super::depth::check_result::<R>(slot)
 }
 
 fn typed_payload_json<E: Event>(payload: &ErasedPayload) -> Result<Map<String, Value>, String> {
@@ -79,10 +89,10 @@ fn json_kind(v: &Value) -> &'static str {
     }
 }
 
-fn check_dyn(event: &EventInner, slot: ResultSlot) -> Result<ResultSlot, HandlerError> {
-    let slot = slot.check_as::<Value>()?;
-    super::depth::check_result::<Value>(&slot)?;
-    if let (Some(result_type), ResultSlot::Json(value)) = (&event.result_type, &slot) {
+fn check_dyn(event: &EventInner, slot: &mut ResultSlot) -> Result<(), HandlerError> {
+    slot.check_as::<Value>()?;
+    super::depth::check_result::<Value>(slot)?;
+    if let (Some(result_type), ResultSlot::Json(value)) = (&event.result_type, &*slot) {
         result_type.check(value).map_err(|reason| {
             let snippet: String = value.to_string().chars().take(60).collect();
             HandlerError::with_kind(
@@ -95,7 +105,7 @@ fn check_dyn(event: &EventInner, slot: ResultSlot) -> Result<ResultSlot, Handler
             )
         })?;
     }
-    Ok(slot)
+    Ok(())
 }
 
 /// A metadata field of `event` by its wire name (`event_status`, `event_timeout`, …), as

@@ -356,7 +356,7 @@ fn decode_result(
     record.status = status;
     record.set_started_at(opt_timestamp(&field("started_at"), get("started_at"))?);
     record.set_completed_at(opt_timestamp(&field("completed_at"), get("completed_at"))?);
-    record.children = children;
+    record.children = children.into();
     record.error = error.map(Box::new);
     let value = get("result");
     // A forwarding handler's result is the forwarded event: its fields may nest as deep as any
