@@ -6,6 +6,7 @@
 use std::any::{Any, TypeId};
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::task::futures::TaskLocalFuture;
 
@@ -38,15 +39,25 @@ tokio::task_local! {
     static USER_CONTEXT: Option<ContextMap>;
 }
 
+/// Whether [`with_context`] ever made a map in this process. Until then no scope anywhere holds
+/// one (every map in scope comes from a `with_context`, directly or through the events dispatched
+/// inside it), so reading the task-local (a call, and a borrow check) can be skipped. Set before
+/// the first map is made: whatever later hands that map to another thread (the lock an event's
+/// state is behind) makes the store visible there too.
+static CONTEXT_MADE: AtomicBool = AtomicBool::new(false);
+
 /// The user context values in scope here (captured by `dispatch`).
 #[inline]
 pub(crate) fn current_context() -> Option<ContextMap> {
+    if !CONTEXT_MADE.load(Ordering::Relaxed) {
+        return None;
+    }
     USER_CONTEXT.try_with(Clone::clone).ok().flatten()
 }
 
 /// Whether any user context is in scope here.
 pub(crate) fn has_context() -> bool {
-    USER_CONTEXT.try_with(Option::is_some).unwrap_or(false)
+    CONTEXT_MADE.load(Ordering::Relaxed) && USER_CONTEXT.try_with(Option::is_some).unwrap_or(false)
 }
 
 pub(crate) fn context_sync_scope<R>(map: Option<ContextMap>, f: impl FnOnce() -> R) -> R {
@@ -90,6 +101,7 @@ pub fn with_context<T: Any + Send + Sync, F: Future>(
     value: T,
     fut: F,
 ) -> impl Future<Output = F::Output> {
+    CONTEXT_MADE.store(true, Ordering::Relaxed);
     let map = current_context().unwrap_or_default().with(value);
     USER_CONTEXT.scope(Some(map), fut)
 }

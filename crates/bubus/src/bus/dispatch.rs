@@ -156,7 +156,17 @@ impl BusInner {
         Ok(())
     }
 
+    /// Whether `event` went through this bus already. A new event (no bus, no path: the usual
+    /// case) is answered with two length checks, without walking either list.
+    #[inline(always)]
     fn already_visited(&self, es: &EventState) -> bool {
+        if es.buses.is_empty() && es.path.is_empty() {
+            return false;
+        }
+        self.visited_before(es)
+    }
+
+    fn visited_before(&self, es: &EventState) -> bool {
         es.buses.iter().any(|slot| slot.bus_id == self.id)
             || es.path.iter().any(|link| link.label == self.label)
     }

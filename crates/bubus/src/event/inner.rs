@@ -296,7 +296,10 @@ impl EventInner {
         (self.kind.copy)(self, header)
     }
 
-    /// A new, pending event (built in place: [`Parts::build`]).
+    /// A new, pending event (built in place: [`Parts::build`]). Inlined where an event type
+    /// builds its events: its type, version and defaults are constants there, stored as they are
+    /// instead of passed in and copied through the stack.
+    #[inline(always)]
     pub(crate) fn new<P: Any + Send + Sync>(
         event_type: Cow<'static, str>,
         version: Cow<'static, str>,
