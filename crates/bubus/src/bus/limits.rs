@@ -142,6 +142,11 @@ impl PhaseClock {
         })
     }
 
+    /// The event's timeout on this bus.
+    pub(crate) fn timeout(&self) -> Option<Duration> {
+        self.timeout
+    }
+
     /// When the event's timeout fires on this bus.
     pub(crate) fn deadline(&self, event: &EventInner, indices: &[usize]) -> Option<Instant> {
         let timeout = self.timeout?;

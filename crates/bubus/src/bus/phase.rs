@@ -6,7 +6,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -38,12 +37,32 @@ pub(crate) async fn process_event(
     (exact, wildcard): Handlers,
     held: &HeldLocks,
 ) -> Processed {
-    let (selected, config) = select_runs(bus, event, &exact, &wildcard);
-    let (runs, indices) = (selected.runs(), selected.indices());
+    // The selection is written in place: the event's config straight from its state into the
+    // processing future, the runs of several handlers into `many`; only the usual single run
+    // is returned (two words).
+    let mut many = Many::default();
+    let config;
+    let one;
+    {
+        let mut es = event.state.lock();
+        config = *es.config;
+        one = select_runs(bus, event, &mut es, &exact, &wildcard, &mut many);
+    }
+    let one_run;
+    let (runs, indices, overrides) = match one {
+        Some(run) => {
+            one_run = [run];
+            let [(entry, index)] = &one_run;
+            (
+                &one_run[..],
+                std::slice::from_ref(index),
+                Overrides::of(entry),
+            )
+        }
+        None => (&many.runs[..], &many.indices[..], many.overrides),
+    };
     bus.hook_event(event, EventStatus::Pending);
     bus.hook_results(event, indices, EventStatus::Pending);
-    // The event's hard timeout covers the whole handler phase on this bus, from now.
-    let timeout = limits::event_timeout(&config, bus);
     let phase = Phase {
         bus,
         event,
@@ -51,17 +70,18 @@ pub(crate) async fn process_event(
         indices,
         held,
         config: &config,
-        timeout,
-        clock: PhaseClock::new(timeout, limits::event_slow_timeout(&config, bus)),
-        plan: Plan::new(bus, &config, selected.overrides()),
+        // The event's hard timeout covers the whole handler phase on this bus, from now.
+        clock: PhaseClock::new(
+            limits::event_timeout(&config, bus),
+            limits::event_slow_timeout(&config, bus),
+        ),
+        plan: Plan::new(bus, &config, overrides),
     };
-    let mut guard = ProcessGuard {
-        phase: &phase,
-        armed: true,
-    };
+    // Forgotten once the phase ends: it only acts if the future is dropped before.
+    let guard = ProcessGuard { phase: &phase };
     let timed_out = match phase.run_ready() {
         Ready::Finished => {
-            guard.armed = false;
+            std::mem::forget(guard);
             return Processed(());
         }
         Ready::AllDone => false,
@@ -70,7 +90,9 @@ pub(crate) async fn process_event(
         // path too) over a kilobyte.
         Ready::Rest { next, waiting } => phase.slow(next, waiting).await,
     };
+    std::mem::forget(guard);
     if timed_out {
+        let timeout = phase.clock.timeout();
         let cause = format!(
             "event {} timed out after {}s on {}",
             event.label(),
@@ -79,27 +101,27 @@ pub(crate) async fn process_event(
         );
         cancel_events(children_of_results(event, indices), &cause);
     }
-    guard.armed = false;
     done_on_bus(bus, event);
     Processed(())
 }
 
 type Runs<'a> = SmallVec<[(&'a HandlerEntry, usize); 4]>;
 
-/// Marks the event processing on `bus` and picks the handlers to run, each with the index of its
-/// (new, pending) result; returns them with the result indices and the event's config.
+/// Marks the event processing on `bus` (under the event's state lock `es`) and picks the handlers
+/// to run, each with the index of its (new, pending) result: the usual single run is returned;
+/// any other selection is written to `many` (left empty if nothing runs).
 ///
-/// Inlined, for the usual case (one handler, no result yet): its selection and the event's
-/// config go straight into the processing future instead of through a returned copy. Any other
-/// case is [`select_many`], out of line.
+/// Inlined, for the usual case (one handler, no result yet). Any other case is [`select_many`],
+/// out of line.
 #[inline(always)]
 fn select_runs<'h>(
     bus: &BusInner,
     event: &Arc<EventInner>,
+    es: &mut EventState,
     exact: &'h Option<HandlerList>,
     wildcard: &'h Option<HandlerList>,
-) -> (Selected<'h>, EventConfig) {
-    let mut es = event.state.lock();
+    many: &mut Many<'h>,
+) -> Option<(&'h HandlerEntry, usize)> {
     // Queued until now (or already processing, for a restored event).
     if let Some(slot) = es.active_slot(bus) {
         slot.phase = BusPhase::Processing;
@@ -107,33 +129,38 @@ fn select_runs<'h>(
     // The usual case: one handler, and no result yet (none from another bus or a snapshot).
     if es.results.is_empty() {
         if let Some(entry) = single(exact, wildcard) {
-            if forward_loops(&es, entry) {
-                return (
-                    Selected::Many(SmallVec::new(), SmallVec::new(), Overrides::default()),
-                    *es.config,
-                );
+            if forward_loops(es, entry) {
+                return None;
             }
             es.results.push(ResultRecord::pending(
                 Arc::clone(&entry.meta),
                 event.id,
                 event.created_at,
             ));
-            return (Selected::One([(&**entry, 0)]), *es.config);
+            return Some((&**entry, 0));
         }
     }
-    select_many(event, &mut es, exact, wildcard)
+    select_many(event, es, exact, wildcard, many);
+    None
 }
 
-/// [`select_runs`] for any number of handlers, under the event's state lock `es`.
+/// [`select_runs`] for any number of handlers, under the event's state lock `es`, into `many`.
 #[inline(never)]
 fn select_many<'h>(
     event: &Arc<EventInner>,
     es: &mut EventState,
     exact: &'h Option<HandlerList>,
     wildcard: &'h Option<HandlerList>,
-) -> (Selected<'h>, EventConfig) {
-    let mut runs: Runs<'_> = SmallVec::new();
-    let mut indices: SmallVec<[usize; 4]> = SmallVec::new();
+    many: &mut Many<'h>,
+) {
+    // The handlers' own concurrency overrides are read in the same pass, while each handler is
+    // at hand, rather than in another pass over them (an event with thousands of handlers would
+    // fetch each one again).
+    let Many {
+        runs,
+        indices,
+        overrides,
+    } = many;
     // Results the event already has (from another bus, or a restored snapshot): a handler
     // that already has one is not run again. Indexed when there are many, so that an event
     // with thousands of handlers stays linear.
@@ -156,10 +183,6 @@ fn select_many<'h>(
             .map(|(i, r)| ((r.handler.id.clone(), r.handler.bus_id), i))
             .collect()
     });
-    // The handlers' own concurrency overrides, read here, while each handler is at hand, rather
-    // than in another pass over them (an event with thousands of handlers would fetch each one
-    // again).
-    let mut overrides = Overrides::default();
     let ids = ResultIds::new(event.id, event.created_at);
     let slice = |list: &'h Option<HandlerList>| list.as_deref().map_or(&[][..], Vec::as_slice);
     for entry in slice(exact).iter().chain(slice(wildcard)) {
@@ -196,7 +219,6 @@ fn select_many<'h>(
         runs.push((&**entry, es.results.len() - 1));
         indices.push(es.results.len() - 1);
     }
-    (Selected::Many(runs, indices, overrides), *es.config)
 }
 
 /// The only handler of `exact` and `wildcard`, if there is exactly one.
@@ -227,40 +249,13 @@ fn forward_loops(es: &EventState, entry: &HandlerEntry) -> bool {
         })
 }
 
-/// The handlers [`select_runs`] picked, each with the index of its result.
-enum Selected<'h> {
-    /// One handler (the usual case): no vectors to fill.
-    One([(&'h HandlerEntry, usize); 1]),
-    /// The runs, their result indices, and the concurrency overrides among their handlers.
-    Many(Runs<'h>, SmallVec<[usize; 4]>, Overrides),
-}
-
-impl<'h> Selected<'h> {
-    fn runs(&self) -> &[(&'h HandlerEntry, usize)] {
-        match self {
-            Selected::One(one) => one,
-            Selected::Many(runs, ..) => runs,
-        }
-    }
-
-    fn indices(&self) -> &[usize] {
-        match self {
-            Selected::One([(_, index)]) => std::slice::from_ref(index),
-            Selected::Many(_, indices, _) => indices,
-        }
-    }
-
-    /// The concurrency overrides among the selected handlers.
-    fn overrides(&self) -> Overrides {
-        match self {
-            Selected::One([(entry, _)]) => {
-                let mut overrides = Overrides::default();
-                overrides.note(entry.meta.concurrency);
-                overrides
-            }
-            Selected::Many(_, _, overrides) => *overrides,
-        }
-    }
+/// The handlers [`select_runs`] picked when not exactly one runs, each with the index of its
+/// result, and the concurrency overrides among them.
+#[derive(Default)]
+struct Many<'h> {
+    runs: Runs<'h>,
+    indices: SmallVec<[usize; 4]>,
+    overrides: Overrides,
 }
 
 /// Which handler-concurrency modes the selected handlers' own overrides name.
@@ -271,6 +266,13 @@ struct Overrides {
 }
 
 impl Overrides {
+    /// The override of `entry`, the only handler selected.
+    fn of(entry: &HandlerEntry) -> Self {
+        let mut overrides = Overrides::default();
+        overrides.note(entry.meta.concurrency);
+        overrides
+    }
+
     #[inline(always)]
     fn note(&mut self, concurrency: Option<HandlerConcurrency>) {
         match concurrency {
@@ -302,8 +304,7 @@ pub(crate) struct Phase<'a> {
     /// The event's config, read when the phase started (a copy in the processing future,
     /// borrowed here: not copied again into the phase).
     pub(crate) config: &'a EventConfig,
-    /// The event's timeout on this bus.
-    timeout: Option<Duration>,
+    /// The event's timeout on this bus, and when the phase started.
     clock: PhaseClock,
     plan: Plan,
 }
@@ -520,7 +521,7 @@ impl<'a> Phase<'a> {
                 );
             });
             if fired.is_ready() {
-                let timeout = self.timeout.unwrap_or_default();
+                let timeout = self.clock.timeout().unwrap_or_default();
                 interrupt_results(bus, event, self.indices, Interrupt::EventTimeout(timeout));
                 return Poll::Ready(true);
             }
@@ -580,14 +581,10 @@ enum Ready<'a> {
 /// never ran as cancelled and what was running as aborted, and finishes the event on the bus.
 struct ProcessGuard<'a> {
     phase: &'a Phase<'a>,
-    armed: bool,
 }
 
 impl Drop for ProcessGuard<'_> {
     fn drop(&mut self) {
-        if !self.armed {
-            return;
-        }
         let Phase {
             bus,
             event,

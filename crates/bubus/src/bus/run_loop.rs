@@ -38,7 +38,9 @@ impl<F: FnMut() + Unpin> Future for SpendBudget<F> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         match tokio::task::coop::poll_proceed(cx) {
             Poll::Ready(spent) => {
-                spent.made_progress();
+                // The unit stays spent: the guard, which would give it back unless told that
+                // progress was made, is forgotten instead (no call to tell it, none to drop it).
+                std::mem::forget(spent);
                 Poll::Ready(())
             }
             Poll::Pending => {
@@ -58,13 +60,12 @@ pub(crate) fn lock_addr(lock: &FairLock) -> usize {
 enum Next<'a> {
     /// The queue is empty.
     Idle,
-    /// The head, taken off the queue with the handlers to run it with (`None` if it was no
-    /// longer there), under its event lock, held.
-    Ready(
-        Option<(Arc<EventInner>, Handlers)>,
-        &'a FairLock,
-        FairGuard<'a>,
-    ),
+    /// The head, taken off the queue with the handlers to run it with, under its event lock,
+    /// held.
+    Ready(Arc<EventInner>, Handlers, &'a FairLock, FairGuard<'a>),
+    /// The head's event lock, held, but no head to take after all (not expected: the head was
+    /// just seen under the same lock).
+    Gone(FairGuard<'a>),
     /// The head, still queued, and the event lock it waits for (none for a parallel event).
     Wait(Arc<EventInner>, Option<&'a FairLock>),
 }
@@ -177,7 +178,10 @@ impl BusInner {
         match fast {
             Some((lock, permit)) => {
                 let handlers = st.handlers.for_event(&head.event_type);
-                Next::Ready(st.take_head().map(|e| (e, handlers)), lock, permit)
+                match st.take_head() {
+                    Some(event) => Next::Ready(event, handlers, lock, permit),
+                    None => Next::Gone(permit),
+                }
             }
             None => Next::Wait(Arc::clone(head), lock),
         }
@@ -314,15 +318,14 @@ async fn run_loop(bus: Weak<BusInner>, wake: Arc<Notify>) {
             for _ in 0..EVENTS_PER_UPGRADE {
                 match bus.take_next(&mut owed) {
                     Next::Idle => break,
-                    Next::Ready(taken, lock, permit) => {
-                        if let Some((event, handlers)) = taken {
-                            let held = HeldLocks::one(lock_addr(lock));
-                            process_event(&bus, &event, handlers, &held)
-                                .await
-                                .owe(&mut owed);
-                        }
+                    Next::Ready(event, handlers, lock, permit) => {
+                        let held = HeldLocks::one(lock_addr(lock));
+                        process_event(&bus, &event, handlers, &held)
+                            .await
+                            .owe(&mut owed);
                         owed.kept = Some(permit);
                     }
+                    Next::Gone(permit) => owed.kept = Some(permit),
                     Next::Wait(head, lock) => bus.run_waiting(head, lock, &mut owed).await,
                 }
                 // One unit of the task's coop budget per event. About to yield: nobody waits
