@@ -29,6 +29,8 @@ pub(crate) struct Completion<'a> {
     /// orders it against waiters registering (they register under the same lock); then this is
     /// whether one had. With buses to tell, the flag is set after them.
     waited: bool,
+    /// Whether one of the buses to tell has middlewares (a borrowed bus has none).
+    middlewares: bool,
 }
 
 /// A bus to tell of a completion: the caller's own, borrowed (no reference count taken and
@@ -128,7 +130,8 @@ pub(super) fn done_on_bus(bus: &BusInner, event: &Arc<EventInner>) {
 
 /// Under the event's lock: marks `bus`'s slot of it done, and completes the event if nothing
 /// else is outstanding (the caller runs the returned [`Completion`] once the lock is released).
-#[inline]
+/// Inlined: the completion is built in its caller's frame, not returned through one of its own.
+#[inline(always)]
 pub(crate) fn done_on_bus_locked<'a>(
     bus: &'a BusInner,
     event: &EventInner,
@@ -195,14 +198,25 @@ pub(super) fn after_leave(bus: &BusInner, idle: Option<Option<Arc<BusInner>>>) {
 /// history behind a lock of its own (or an atomic "completed" mark per entry that eviction reads),
 /// so that completion does not contend with dispatch and the run loop.
 #[inline(always)]
-fn on_event_completed(event: &Arc<EventInner>, buses: &[(BusRef<'_>, u64)], info: CompletedInfo) {
-    for (bus, seq) in buses {
-        bus.history_completed(event, *seq, info);
+fn on_event_completed(
+    event: &Arc<EventInner>,
+    buses: &Told<'_>,
+    info: CompletedInfo,
+    middlewares: bool,
+) {
+    // The usual one bus without a walk of a list.
+    match buses {
+        Told::None => {}
+        Told::One((bus, seq)) => bus.history_completed(event, *seq, info),
+        Told::Many(many) => {
+            for (bus, seq) in many {
+                bus.history_completed(event, *seq, info);
+            }
+        }
     }
-    // Most buses have no middleware: nothing to collect then. (A borrowed bus has none:
-    // [`complete_locked`] only borrows the caller's bus then.)
-    if buses.iter().any(|told| with_middlewares(told).is_some()) {
-        tell_middlewares(event, buses);
+    // Most buses have no middleware: nothing to collect then (seen under the event's lock).
+    if middlewares {
+        tell_middlewares(event, buses.as_slice());
     }
 }
 
@@ -280,6 +294,7 @@ fn complete_done_locked<'a>(
         st.started_at = Some(at);
     }
     let mut buses = Told::None;
+    let mut middlewares = false;
     for slot in st.buses.iter().filter(|s| s.tell) {
         // The caller's bus, while it lives (as upgrading its link would find), borrowed unless
         // it has middlewares (they are handed the bus itself); any other bus, upgraded.
@@ -295,7 +310,10 @@ fn complete_done_locked<'a>(
                 BusRef::Borrowed(bus)
             }
             _ => match st.slot_bus(slot) {
-                Some(bus) => BusRef::Owned(bus),
+                Some(bus) => {
+                    middlewares |= !bus.middlewares.is_empty();
+                    BusRef::Owned(bus)
+                }
                 None => continue,
             },
         };
@@ -322,6 +340,7 @@ fn complete_done_locked<'a>(
         parent: st.parent.upgrade(),
         buses,
         waited,
+        middlewares,
         history,
     })
 }
@@ -349,7 +368,12 @@ fn announce_completed(
     let waited = if completion.buses.is_empty() {
         completion.waited
     } else {
-        on_event_completed(event, completion.buses.as_slice(), completion.history);
+        on_event_completed(
+            event,
+            &completion.buses,
+            completion.history,
+            completion.middlewares,
+        );
         // Outside the lock, the flag and `waited` order each other (both `SeqCst`).
         event.set_complete(Ordering::SeqCst);
         event.is_waited(Ordering::SeqCst)

@@ -95,6 +95,29 @@ pub(crate) struct HandlerCtx {
     pub(crate) held: HeldLocks,
 }
 
+/// What a [`HandlerCtx`] is built from, borrowed from the handler's run: copied into the
+/// context where it is needed (in the thread's slot, for a sync handler).
+#[derive(Clone, Copy)]
+pub(crate) struct CtxParts<'a> {
+    pub(crate) event: &'a Arc<EventInner>,
+    pub(crate) bus_id: Uuid,
+    pub(crate) result_index: usize,
+    pub(crate) held: &'a HeldLocks,
+}
+
+impl CtxParts<'_> {
+    /// The context, built where it is to be kept.
+    #[inline(always)]
+    pub(crate) fn build(self) -> HandlerCtx {
+        HandlerCtx {
+            event: Arc::clone(self.event),
+            bus_id: self.bus_id,
+            result_index: self.result_index,
+            held: self.held.clone(),
+        }
+    }
+}
+
 impl HandlerCtx {
     /// The bus running the handler (alive while the handler runs: its processing holds it).
     pub(crate) fn bus(&self) -> Option<Arc<BusInner>> {
@@ -146,47 +169,46 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&HandlerCtx) -> R) -> Option<R> {
         .flatten()
 }
 
-/// Runs `f` (a sync handler's call) with `ctx` current, then puts back the one that was, even if
-/// `f` panics. When none was (the usual case), `ctx` is moved into the thread's slot and taken
-/// out again, not swapped in and out.
+/// Runs `f` (a sync handler's call) with the context of `ctx` current, then puts back the one
+/// that was, even if `f` panics. When none was (the usual case), the context is built in the
+/// thread's slot and taken out of it again, through one look-up of the slot for both.
 #[inline]
-pub(crate) fn sync_scope<R>(ctx: HandlerCtx, f: impl FnOnce() -> R) -> R {
+pub(crate) fn sync_scope<R>(ctx: CtxParts<'_>, f: impl FnOnce() -> R) -> R {
     /// Empties the slot if `f` panics (on return, [`sync_scope`] empties it itself, inlined).
-    struct Leave;
+    struct Leave<'a>(&'a RefCell<Option<HandlerCtx>>);
 
-    impl Drop for Leave {
+    impl Drop for Leave<'_> {
         fn drop(&mut self) {
-            let _inner = CURRENT.with(|current| current.replace(None));
+            let _inner = self.0.replace(None);
         }
     }
 
-    let nested = CURRENT.with(|current| {
-        let mut current = current.borrow_mut();
-        if current.is_some() {
-            return Some(ctx);
+    CURRENT.with(|slot| {
+        {
+            let mut current = slot.borrow_mut();
+            if current.is_some() {
+                drop(current);
+                return nested_sync_scope(ctx, f);
+            }
+            // The slot is empty: what `replace` returns has nothing to drop.
+            std::mem::forget(current.replace(ctx.build()));
         }
-        // The slot is empty: what `replace` returns has nothing to drop.
-        std::mem::forget(current.replace(ctx));
-        None
-    });
-    if let Some(ctx) = nested {
-        return nested_sync_scope(ctx, f);
-    }
-    let leave = Leave;
-    let out = f();
-    std::mem::forget(leave);
-    // The handler's context is dropped once the slot is released: its drop may end a bus, which
-    // must not find the slot borrowed.
-    let _inner = CURRENT.with_borrow_mut(Option::take);
-    out
+        let leave = Leave(slot);
+        let out = f();
+        std::mem::forget(leave);
+        // The handler's context is dropped once the slot is released: its drop may end a bus,
+        // which must not find the slot borrowed.
+        let _inner = slot.borrow_mut().take();
+        out
+    })
 }
 
 /// [`sync_scope`] inside another handler's context (a queue-jump run from a handler): the two
 /// are swapped.
 #[cold]
 #[inline(never)]
-fn nested_sync_scope<R>(ctx: HandlerCtx, f: impl FnOnce() -> R) -> R {
-    let mut ctx = Some(ctx);
+fn nested_sync_scope<R>(ctx: CtxParts<'_>, f: impl FnOnce() -> R) -> R {
+    let mut ctx = Some(ctx.build());
     enter(&mut ctx, f).unwrap_or_else(|_| slot_gone())
 }
 

@@ -16,7 +16,7 @@ use tracing::Instrument;
 use super::BusInner;
 use super::cancel::{cancel_events, children_of_results};
 use super::complete::{completed, done_on_bus_locked};
-use super::handler_context::{self, HandlerCtx};
+use super::handler_context::{self, CtxParts};
 use super::limits::{HandlerLimits, Timers, fmt_secs};
 use super::phase::Phase;
 use crate::context;
@@ -87,14 +87,19 @@ impl<'a> HandlerRun<'a> {
                 bus.hook_event(event, EventStatus::Started);
             }
         }
-        let ctx = || handler_ctx(event, bus, index, held);
+        let ctx = CtxParts {
+            event,
+            bus_id: bus.id,
+            result_index: index,
+            held,
+        };
         let any = AnyEvent::from_inner(Arc::clone(event));
         // The handler sees the context of the event's dispatch, not of whoever runs it (a
         // queue-jumping parent, another bus's run loop). Scoping is skipped when neither has one.
         let scope_context = user_context.is_some() || context::has_context();
         let call = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let _entered = span.enter();
-            let call = || handler_context::sync_scope(ctx(), || self.entry.func.0.call(any));
+            let call = || handler_context::sync_scope(ctx, || self.entry.func.0.call(any));
             if scope_context {
                 context::context_sync_scope(user_context.clone(), call)
             } else {
@@ -105,7 +110,7 @@ impl<'a> HandlerRun<'a> {
             Ok(HandlerCall::Ready(outcome)) => outcome,
             Err(panic) => Err(HandlerError::panicked(panic)),
             Ok(HandlerCall::Pending(fut)) => {
-                let fut = handler_context::scope(ctx(), AssertUnwindSafe(fut).catch_unwind())
+                let fut = handler_context::scope(ctx.build(), AssertUnwindSafe(fut).catch_unwind())
                     .instrument(span);
                 let fut: HandlerFuture<'a> = if scope_context {
                     Box::pin(context::context_scope(user_context, fut))
@@ -179,23 +184,6 @@ impl Running<'_> {
             );
             cancel_events(children_of_results(event, &[index]), &cause);
         }
-    }
-}
-
-/// The handler context of the handler at `index` of `event` on `bus`. Inlined: a sync handler's
-/// is built in the frame that calls it, not through a call of its own.
-#[inline(always)]
-fn handler_ctx(
-    event: &Arc<EventInner>,
-    bus: &BusInner,
-    index: usize,
-    held: &super::handler_context::HeldLocks,
-) -> HandlerCtx {
-    HandlerCtx {
-        event: Arc::clone(event),
-        bus_id: bus.id,
-        result_index: index,
-        held: held.clone(),
     }
 }
 

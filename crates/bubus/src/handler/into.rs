@@ -70,6 +70,8 @@ impl<P: EventPayload> HandlerInput for EventHandle<P> {
         P::__default_pattern()
     }
 
+    // Inlined into the handler's call: built once per run.
+    #[inline]
     fn __extract(event: AnyEvent) -> Result<Self, HandlerError> {
         let payload = P::__resolve(&event)?;
         Ok(EventHandle::from_parts(event.into_inner(), payload))
