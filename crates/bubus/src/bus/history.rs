@@ -89,6 +89,7 @@ impl History {
     /// than its `event_created_at` says (a `find` window of `event_created_at().elapsed()`
     /// excludes it, as it did with the age worked out). Any other event (a handle built
     /// earlier, restored, forwarded) gets the age its `event_created_at` gives it.
+    #[inline]
     pub(crate) fn push(
         &mut self,
         event: Arc<EventInner>,
