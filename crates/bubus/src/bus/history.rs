@@ -39,7 +39,10 @@ enum Finished {
 
 /// When `event` was created, on tokio's clock: now, less its age by its `event_created_at` — so
 /// an event restored from a snapshot or carried in from elsewhere keeps the age it had, and the
-/// time from here on is counted on tokio's clock (which a test may pause and advance).
+/// time from here on is counted on tokio's clock (which a test may pause and advance). Out of
+/// line: a new event's dispatch passes the instant it read (see [`History::push`]).
+#[cold]
+#[inline(never)]
 fn created_on_tokio_clock(event: &EventInner) -> tokio::time::Instant {
     let now = tokio::time::Instant::now();
     let age = crate::time::Timestamp::now_shared().duration_since(event.created_at);
@@ -56,6 +59,9 @@ pub(crate) struct History {
     completed: VecDeque<u64>,
     /// Events this bus took up for processing (drop mode only), in that order.
     started: VecDeque<u64>,
+    /// About how many events completed while not at the front of `started` (out of order):
+    /// while none did, a completion at the front leaves nothing done right behind it to forget.
+    started_behind: usize,
     /// Completed events with a TTL here: (deadline, seq), soonest first.
     expiries: BinaryHeap<std::cmp::Reverse<(tokio::time::Instant, u64)>>,
     /// The estimated bytes of the live entries.
@@ -83,6 +89,7 @@ impl History {
     /// than its `event_created_at` says (a `find` window of `event_created_at().elapsed()`
     /// excludes it, as it did with the age worked out). Any other event (a handle built
     /// earlier, restored, forwarded) gets the age its `event_created_at` gives it.
+    #[inline]
     pub(crate) fn push(
         &mut self,
         event: Arc<EventInner>,
@@ -144,6 +151,26 @@ impl History {
             _ => self.entries.binary_search_by_key(&seq, |e| e.seq).ok()?,
         };
         self.entries[i].event.is_some().then_some(i)
+    }
+
+    /// The live entry with this sequence number, looked up as [`index_of`](Self::index_of)
+    /// does, its place in the deque worked out once in the usual case.
+    #[inline(always)]
+    fn entry_mut(entries: &mut VecDeque<Entry>, seq: u64) -> Option<&mut Entry> {
+        let first = entries.front()?.seq;
+        let guess = usize::try_from(seq.checked_sub(first)?).ok()?;
+        if entries.get(guess).is_none_or(|entry| entry.seq != seq) {
+            return Self::entry_searched(entries, seq);
+        }
+        entries.get_mut(guess).filter(|entry| entry.event.is_some())
+    }
+
+    /// [`entry_mut`](Self::entry_mut) behind a gap: a binary search.
+    #[cold]
+    #[inline(never)]
+    fn entry_searched(entries: &mut VecDeque<Entry>, seq: u64) -> Option<&mut Entry> {
+        let i = entries.binary_search_by_key(&seq, |e| e.seq).ok()?;
+        entries.get_mut(i).filter(|entry| entry.event.is_some())
     }
 
     /// The event with this sequence number, if it is still held.
@@ -224,11 +251,12 @@ impl History {
     /// Drops every tombstone once they outnumber the live entries, so the entries stay within
     /// twice the live count (amortised O(1) per removal), and likewise the sequence numbers
     /// kept for eviction. (The front entry is never a tombstone: [`remove`](Self::remove) drops
-    /// those there at once.) Checked after every removal and mark, except an eviction from the
-    /// front to make room: the push that follows it restores what it moved.
+    /// those there at once.) Checked after every removal, except an eviction from the front to
+    /// make room: the push that follows it restores what it moved. A mark moves no entry and
+    /// grows one queue: it checks that queue alone (against the same bound).
     #[inline]
     fn compact(&mut self) {
-        // After every removal and mark: inlined, three comparisons in the usual case.
+        // After every removal: inlined, three comparisons in the usual case.
         let bound = 2 * self.live + 16;
         if self.entries.len() > bound || self.completed.len() > bound || self.started.len() > bound
         {
@@ -252,6 +280,7 @@ impl History {
             };
             self.completed.retain(keep);
             self.started.retain(keep);
+            self.started_behind = self.started_behind.min(self.started.len());
         }
     }
 
@@ -265,18 +294,34 @@ impl History {
         ttl: Option<Duration>,
         bytes: impl FnOnce(usize) -> usize,
     ) {
+        if ttl.is_some() {
+            // The clock read and the expiry queued: out of line.
+            if let Some(i) = self.index_of(seq) {
+                let base = Self::base_of(&self.entries[i]);
+                self.mark_completed_at(i, seq, ttl, Duration::ZERO, bytes(base));
+            }
+            return;
+        }
         // An event evicted before it completed (a producer far ahead of the run loop) is looked
-        // up here, inlined, without the call or the estimate.
-        if let Some(i) = self.index_of(seq) {
-            let entry = &self.entries[i];
-            // Until its first completion an entry's estimate is the one it was pushed with,
-            // the event's base: not worked out again (even a typed event's stored size is a
-            // read of the event, another cache line: W3 and S1 +15 per event when asked).
-            let base = match (entry.finished, &entry.event) {
-                (Finished::No, _) | (_, None) => entry.bytes,
-                (_, Some(event)) => event.base_bytes(),
-            };
-            self.mark_completed_at(i, seq, ttl, Duration::ZERO, bytes(base));
+        // up here, inlined, without the estimate; the entry's place is worked out once.
+        let Some(entry) = Self::entry_mut(&mut self.entries, seq) else {
+            return;
+        };
+        let bytes = bytes(Self::base_of(entry));
+        entry.finished = Finished::Yes;
+        let old = std::mem::replace(&mut entry.bytes, bytes);
+        self.completed_with(seq, bytes, old);
+    }
+
+    /// The base estimate of a held entry's event ([`EventInner::base_bytes`]).
+    #[inline(always)]
+    fn base_of(entry: &Entry) -> usize {
+        // Until its first completion an entry's estimate is the one it was pushed with, the
+        // event's base: not worked out again (even a typed event's stored size is a read of
+        // the event, another cache line: W3 and S1 +15 per event when asked).
+        match (entry.finished, &entry.event) {
+            (Finished::No, _) | (_, None) => entry.bytes,
+            (_, Some(event)) => event.base_bytes(),
         }
     }
 
@@ -295,6 +340,7 @@ impl History {
     }
 
     /// [`mark_completed_ago`](Self::mark_completed_ago) for the entry at index `i`.
+    #[inline(never)]
     fn mark_completed_at(
         &mut self,
         i: usize,
@@ -314,6 +360,13 @@ impl History {
             entry.finished = Finished::At(completed);
             self.expire_at(seq, completed + ttl);
         }
+        self.completed_with(seq, bytes, old);
+    }
+
+    /// What every completion of the held entry `seq` does after marking it: its estimate
+    /// `bytes` replaces `old` in the totals, and it joins the completed queue.
+    #[inline(always)]
+    fn completed_with(&mut self, seq: u64, bytes: usize, old: usize) {
         if bytes >= old {
             self.add_bytes(bytes - old);
         } else {
@@ -322,27 +375,52 @@ impl History {
         self.completed.push_back(seq);
         // Started events usually complete in the order they started: forget the completed
         // ones at the front, so the started queue holds about the unfinished ones.
+        match self.started.front() {
+            // The usual front: this event (its entry just marked done).
+            Some(&front) if front == seq => {
+                self.started.pop_front();
+                if self.started_behind > 0 {
+                    self.forget_started_behind();
+                }
+            }
+            Some(_) => self.started_behind += 1,
+            None => {}
+        }
+        // A mark moves no entry and shrinks the started queue: only the completed queue can
+        // have outgrown the bound (see `compact`).
+        let bound = 2 * self.live + 16;
+        if self.completed.len() > bound {
+            self.compact_now(bound);
+        }
+    }
+
+    /// Forgets the events done or gone at the front of the started queue, once some event
+    /// completed out of order.
+    #[inline(never)]
+    fn forget_started_behind(&mut self) {
         while let Some(&front) = self.started.front() {
-            // The usual front: this event (its entry is at `i`, just marked done).
-            let done = front == seq
-                || self
-                    .index_of(front)
-                    .is_none_or(|j| !matches!(self.entries[j].finished, Finished::No));
+            let done = self
+                .index_of(front)
+                .is_none_or(|j| !matches!(self.entries[j].finished, Finished::No));
             if !done {
                 break;
             }
             self.started.pop_front();
+            self.started_behind = self.started_behind.saturating_sub(1);
         }
-        self.compact();
+        if self.started.is_empty() {
+            self.started_behind = 0;
+        }
     }
 
     /// Records that this bus took up the event with this sequence number (drop mode).
     #[inline]
     pub(crate) fn mark_started(&mut self, seq: u64) {
-        // An event already evicted (a producer far ahead of the run loop) is nothing to evict
-        // later: tracking it would only grow the queue that compaction then has to sweep. That
-        // check is inlined into the caller.
-        if self.index_of(seq).is_some() {
+        // An event already evicted from the front (a producer far ahead of the run loop) is
+        // nothing to evict later: tracking it would only grow the queue that compaction then
+        // has to sweep. That check is inlined into the caller. (An entry removed behind the
+        // front is tracked, and skipped when evicting, as a removed entry tracked earlier.)
+        if self.entries.front().is_some_and(|first| first.seq <= seq) {
             self.track_started(seq);
         }
     }
@@ -351,7 +429,11 @@ impl History {
     #[inline(never)]
     fn track_started(&mut self, seq: u64) {
         self.started.push_back(seq);
-        self.compact();
+        // Only the started queue grew (see `compact`).
+        let bound = 2 * self.live + 16;
+        if self.started.len() > bound {
+            self.compact_now(bound);
+        }
     }
 
     /// Evicts and returns the oldest event from the front of `queue` (completed or started
@@ -411,6 +493,7 @@ impl History {
         let events = self.entries.drain(..).filter_map(|e| e.event).collect();
         self.completed.clear();
         self.started.clear();
+        self.started_behind = 0;
         self.expiries.clear();
         self.live = 0;
         let bytes = std::mem::take(&mut self.bytes) + std::mem::take(&mut self.freed);
