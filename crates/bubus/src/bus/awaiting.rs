@@ -28,34 +28,33 @@ use crate::result::ResultsQuery;
 /// queue order.
 #[must_use = "futures do nothing unless polled"]
 pub struct EventFuture<T> {
+    /// The handle, until the future resolves to it.
     value: Option<T>,
-    /// The event and the wait for it, while it is incomplete.
-    wait: Option<(Arc<EventInner>, Waiting)>,
+    /// The wait for the handle's event ([`Waiting::Done`] once complete).
+    waiting: Waiting,
 }
 
 impl<T> fmt::Debug for EventFuture<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EventFuture")
-            .field("waiting", &self.wait.is_some())
+            .field("waiting", &!matches!(self.waiting, Waiting::Done))
             .finish()
     }
 }
 
-impl<T: Unpin> Future for EventFuture<T> {
+impl<T: HandleEvent + Unpin> Future for EventFuture<T> {
     type Output = Result<T, WaitError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        if let Some((event, waiting)) = self.wait.as_mut() {
-            match waiting.poll(event, cx) {
+        let this = &mut *self;
+        if let (Some(value), false) = (&this.value, matches!(this.waiting, Waiting::Done)) {
+            match this.waiting.poll(value.__any().inner(), cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Err(err)) => {
-                    self.wait = None;
-                    return Poll::Ready(Err(err));
-                }
-                Poll::Ready(Ok(())) => self.wait = None,
+                Poll::Ready(Err(err)) => return Poll::Ready(Err(err)),
+                Poll::Ready(Ok(())) => {}
             }
         }
-        match self.value.take() {
+        match this.value.take() {
             Some(value) => Poll::Ready(Ok(value)),
             None => Poll::Pending,
         }
@@ -64,15 +63,14 @@ impl<T: Unpin> Future for EventFuture<T> {
 
 /// The future resolving to `handle` once its event completed.
 fn event_future<T: HandleEvent>(handle: T) -> EventFuture<T> {
-    let inner = handle.__any().inner();
-    let wait = if inner.is_complete() {
-        None
+    let waiting = if handle.__any().inner().is_complete() {
+        Waiting::Done
     } else {
-        Some((Arc::clone(inner), Waiting::Start))
+        Waiting::Start
     };
     EventFuture {
-        wait,
         value: Some(handle),
+        waiting,
     }
 }
 

@@ -70,61 +70,110 @@ pub(crate) enum Waiting {
 
 impl Waiting {
     /// Polls the wait for `event` (the same event on every poll).
+    #[inline]
     pub(crate) fn poll(
         &mut self,
         event: &Arc<EventInner>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), WaitError>> {
-        loop {
-            match self {
-                Waiting::Start => match start(event) {
-                    Ok(next) => *self = next,
-                    Err(err) => {
-                        *self = Waiting::Done;
-                        return Poll::Ready(Err(err));
-                    }
-                },
-                Waiting::Alone(job) => {
-                    let Poll::Ready(processed) = Pin::new(job).poll(cx) else {
-                        return Poll::Pending;
-                    };
-                    *self = if processed && event.is_complete() {
-                        // Other tasks keep their turn: this awaiter yields once its budget is
-                        // spent, as if it had waited.
-                        Waiting::Budget
-                    } else {
-                        boxed_wait_complete(event)
-                    };
+        match self {
+            Waiting::Start => self.first_poll(event, cx),
+            Waiting::Alone(job) => {
+                let Poll::Ready(processed) = Pin::new(job).poll(cx) else {
+                    return Poll::Pending;
+                };
+                self.processed(event, processed, cx)
+            }
+            Waiting::Budget => self.spend_budget(cx),
+            Waiting::Boxed(wait) => {
+                let Poll::Ready(result) = wait.as_mut().poll(cx) else {
+                    return Poll::Pending;
+                };
+                *self = Waiting::Done;
+                Poll::Ready(result)
+            }
+            Waiting::Done => Poll::Ready(Ok(())),
+        }
+    }
+
+    /// The first poll: [`start`]s the wait and goes on with it in the same poll. The usual
+    /// await on a current-thread runtime, processed here, polls its job at once and never
+    /// stores it unless it waits.
+    fn first_poll(
+        &mut self,
+        event: &Arc<EventInner>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), WaitError>> {
+        match start(event) {
+            Ok(Begin::Done) => {
+                *self = Waiting::Done;
+                Poll::Ready(Ok(()))
+            }
+            Ok(Begin::Alone(bus)) => match process_alone(event, bus, cx) {
+                Ok(processed) => self.processed(event, processed, cx),
+                Err(job) => {
+                    *self = Waiting::Alone(job);
+                    Poll::Pending
                 }
-                Waiting::Budget => {
-                    let Poll::Ready(()) =
-                        Pin::new(&mut super::run_loop::spend_budget(|| {})).poll(cx)
-                    else {
-                        return Poll::Pending;
-                    };
-                    *self = Waiting::Done;
-                }
-                Waiting::Boxed(wait) => {
-                    let Poll::Ready(result) = wait.as_mut().poll(cx) else {
-                        return Poll::Pending;
-                    };
-                    *self = Waiting::Done;
-                    return Poll::Ready(result);
-                }
-                Waiting::Done => return Poll::Ready(Ok(())),
+            },
+            Ok(Begin::Wait(wait)) => {
+                *self = Waiting::Boxed(wait);
+                self.poll(event, cx)
+            }
+            Err(err) => {
+                *self = Waiting::Done;
+                Poll::Ready(Err(err))
             }
         }
     }
+
+    /// After [`process_alone`]'s job: done if it processed the event to completion (once a unit
+    /// of the task's budget is spent), else a plain wait.
+    fn processed(
+        &mut self,
+        event: &Arc<EventInner>,
+        processed: bool,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(), WaitError>> {
+        if processed && event.is_complete() {
+            // Other tasks keep their turn: this awaiter yields once its budget is spent, as if
+            // it had waited.
+            return self.spend_budget(cx);
+        }
+        *self = boxed_wait_complete(event);
+        self.poll(event, cx)
+    }
+
+    /// Spends a unit of the task's budget, then is done.
+    #[inline]
+    fn spend_budget(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), WaitError>> {
+        let Poll::Ready(()) = Pin::new(&mut super::run_loop::spend_budget(|| {})).poll(cx) else {
+            *self = Waiting::Budget;
+            return Poll::Pending;
+        };
+        *self = Waiting::Done;
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// How a wait begins ([`start`]).
+enum Begin {
+    /// The event is complete.
+    Done,
+    /// Processing the event in the awaiting task, on this bus ([`process_alone`]).
+    Alone(Arc<BusInner>),
+    /// Any other wait.
+    Wait(WaitBox),
 }
 
 /// The first poll of a wait: what to do, or the error to report.
-fn start(event: &Arc<EventInner>) -> Result<Waiting, WaitError> {
+fn start(event: &Arc<EventInner>) -> Result<Begin, WaitError> {
     if event.is_complete() {
-        return Ok(Waiting::Done);
+        return Ok(Begin::Done);
     }
     if let Some(ctx) = handler_context::current() {
         let event = Arc::clone(event);
-        return Ok(Waiting::Boxed(Box::pin(async move {
+        return Ok(Begin::Wait(Box::pin(async move {
             wait_in_handler(&event, ctx).await
         })));
     }
@@ -147,7 +196,7 @@ fn start(event: &Arc<EventInner>) -> Result<Waiting, WaitError> {
         // processed, it is likely done in a moment.
         Some(tokio::runtime::RuntimeFlavor::MultiThread) => {
             let event = Arc::clone(event);
-            Waiting::Boxed(Box::pin(async move {
+            Begin::Wait(Box::pin(async move {
                 while !event.is_complete() && help_along(&event).await {}
                 spin_while_processing(&event);
                 wait_complete(&event).await;
@@ -157,8 +206,8 @@ fn start(event: &Arc<EventInner>) -> Result<Waiting, WaitError> {
         // On a current-thread runtime, only an event alone on a bus nobody else is ready to run
         // before: see `process_alone`.
         _ => match alone_on {
-            Some(bus) => Waiting::Alone(process_alone(event, bus)),
-            None => boxed_wait_complete(event),
+            Some(bus) => Begin::Alone(bus),
+            None => Begin::Wait(boxed_wait(event)),
         },
     })
 }
@@ -181,12 +230,17 @@ fn if_dispatched<T>(
 }
 
 /// A plain wait for completion, boxed.
-fn boxed_wait_complete(event: &Arc<EventInner>) -> Waiting {
+fn boxed_wait(event: &Arc<EventInner>) -> WaitBox {
     let event = Arc::clone(event);
-    Waiting::Boxed(Box::pin(async move {
+    Box::pin(async move {
         wait_complete(&event).await;
         Ok(())
-    }))
+    })
+}
+
+/// [`boxed_wait`], as a wait's state.
+fn boxed_wait_complete(event: &Arc<EventInner>) -> Waiting {
+    Waiting::Boxed(boxed_wait(event))
 }
 
 /// Waits for `event` from inside the handler `ctx`: queue-jumps it.
@@ -293,8 +347,15 @@ fn queued_on_one(st: &EventState) -> Option<Arc<BusInner>> {
 ///
 /// Its event lock is looked up once, by [`help_job`], which takes it only if it is free (and,
 /// for [`Claim::Alone`], only if there is one: a parallel event is left to the run loop).
-fn process_alone(event: &Arc<EventInner>, bus: Arc<BusInner>) -> Detached {
-    Detached::new(|| help_job(bus, Arc::clone(event), Claim::Alone))
+///
+/// Polls the processing at once: `Ok` with whether it processed the event if it finished on
+/// that poll (the usual case), else the processing to go on with.
+fn process_alone(
+    event: &Arc<EventInner>,
+    bus: Arc<BusInner>,
+    cx: &mut Context<'_>,
+) -> Result<bool, Detached> {
+    Detached::start(|| help_job(bus, Arc::clone(event), Claim::Alone), cx)
 }
 
 /// Which queued event a helper may take.
@@ -381,6 +442,27 @@ impl Detached {
         let mut slot = take_spare::<F>().unwrap_or_else(|| Box::pin(None));
         slot.set(Some(make()));
         Detached { slot: Some(slot) }
+    }
+
+    /// [`new`](Self::new) and a first poll, in place: a future that finishes on it (the usual
+    /// case) is never reached through the type-erased slot. `Err` is the future to go on with.
+    #[inline(never)]
+    fn start<F: Future<Output = bool> + Send + 'static>(
+        make: impl FnOnce() -> F,
+        cx: &mut Context<'_>,
+    ) -> Result<bool, Self> {
+        let mut slot = take_spare::<F>().unwrap_or_else(|| Box::pin(None));
+        slot.set(Some(make()));
+        let polled = match slot.as_mut().as_pin_mut() {
+            Some(fut) => fut.poll(cx),
+            None => Poll::Ready(false),
+        };
+        let Poll::Ready(done) = polled else {
+            return Err(Detached { slot: Some(slot) });
+        };
+        slot.set(None);
+        keep_spare(slot);
+        Ok(done)
     }
 }
 
