@@ -6,7 +6,8 @@ the time from the first emit until the listener saw all 1 000, divided by 1 000)
     abxbus25_bridge_latency.py sqlite DIR
     abxbus25_bridge_latency.py http PORT
 
-Prints one JSON line: {"kind": ..., "ms_per_event": ...}. Used by benches/src/bin/bridge_sqlite_http.rs.
+For HTTP, PORT 0 binds a free port (the listener starts first and the sender is pointed at the
+port it bound, so nothing can take the port in between). Prints one JSON line: {"kind": ..., "ms_per_event": ...}. Used by benches/src/bin/bridge_sqlite_http.rs.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import json
 import sys
 import time
 from typing import Any
+from urllib.parse import urlparse
 
 from abxbus import BaseEvent
 from abxbus.bridges import HTTPEventBridge, SQLiteEventBridge
@@ -25,20 +27,33 @@ class IPCPingEvent(BaseEvent[Any]):
     label: str
 
 
-def bridges(kind: str, arg: str) -> tuple[Any, Any]:
+def bound_url(bridge: Any, url: str) -> str:
+    """`url` with the port the started HTTP bridge's server is bound to (abxbus 2.5.79 keeps its
+    `asyncio` server in `_server`)."""
+    sockets = getattr(getattr(bridge, '_server', None), 'sockets', None)
+    if not sockets:
+        raise SystemExit('the HTTP bridge has no listening socket to read its port from')
+    parsed = urlparse(url)
+    return parsed._replace(netloc=f'{parsed.hostname}:{sockets[0].getsockname()[1]}').geturl()
+
+
+async def bridges(kind: str, arg: str) -> tuple[Any, Any]:
+    """The sender and the receiver, the receiver started."""
     if kind == 'sqlite':
         path = f'{arg}/family-latency.sqlite3'
-        return SQLiteEventBridge(path, 'abxbus_events', poll_interval=0.001), SQLiteEventBridge(
-            path, 'abxbus_events', poll_interval=0.001
-        )
+        receiver = SQLiteEventBridge(path, 'abxbus_events', poll_interval=0.001)
+        await receiver.start()
+        return SQLiteEventBridge(path, 'abxbus_events', poll_interval=0.001), receiver
     if kind == 'http':
         url = f'http://127.0.0.1:{arg}/events'
-        return HTTPEventBridge(send_to=url), HTTPEventBridge(listen_on=url)
+        receiver = HTTPEventBridge(listen_on=url)
+        await receiver.start()
+        return HTTPEventBridge(send_to=bound_url(receiver, url)), receiver
     raise SystemExit(f'unknown kind {kind!r}')
 
 
 async def main(kind: str, arg: str) -> None:
-    sender, receiver = bridges(kind, arg)
+    sender, receiver = await bridges(kind, arg)
     warmup, measured = 5, 1000
     seen = {'warmup': 0, 'measured': 0}
     warm_done, done = asyncio.Event(), asyncio.Event()
@@ -56,7 +71,6 @@ async def main(kind: str, arg: str) -> None:
 
     if hasattr(sender, 'start'):
         await sender.start()
-    await receiver.start()
     receiver.on('IPCPingEvent', on_event)
     await asyncio.sleep(0.1)
     for i in range(warmup):

@@ -68,12 +68,14 @@ fn payload(n: usize) -> Value {
     json!({"n": n, "sent_ns": now_ns(), "label": format!("bench {n}")})
 }
 
-/// The receiving process: prints `ready`, then one JSON line with the latencies once it has
-/// `events` events.
+/// The receiving process: prints `ready` (for HTTP, `ready PORT` with the port it bound: it
+/// listens on port 0, so the system picks a free one and nothing can take it in between), then
+/// one JSON line with the latencies once it has `events` events.
 async fn receive(kind: &str, target: &str, args: &Args) {
     let (tx, mut rx) = mpsc::unbounded_channel::<u64>();
     let n = args.events;
     let mut keep: Vec<Box<dyn std::any::Any>> = Vec::new();
+    let mut port = None;
     match kind {
         "sqlite-bridge" | "http-bridge" => {
             let bus = EventBus::builder("BenchReceiver")
@@ -83,17 +85,20 @@ async fn receive(kind: &str, target: &str, args: &Args) {
                 let sent = e.to_json()["sent_ns"].as_u64().unwrap_or(0);
                 let _ = tx.send(now_ns().saturating_sub(sent));
             });
-            let bridge = if kind == "sqlite-bridge" {
-                Bridge::new(SqliteTransport::new(target).poll_interval(args.poll))
+            let (bridge, http) = if kind == "sqlite-bridge" {
+                let sqlite = SqliteTransport::new(target).poll_interval(args.poll);
+                (Bridge::new(sqlite), None)
             } else {
-                let port: u16 = target.parse().unwrap_or(0);
-                Bridge::new(
-                    HttpTransport::new()
-                        .listen_on(ListenerOptions::new().port(port).path("/events")),
-                )
+                // A clone shares the listener: it reads back the port the system picked.
+                let http = HttpTransport::new().listen_on(ListenerOptions::new().path("/events"));
+                (Bridge::new(http.clone()), Some(http))
             };
             bridge.on("*", bus.forwarder());
             bridge.start().await.expect("listen");
+            if let Some(http) = http {
+                let url = http.listen_url().await.expect("listening");
+                port = url_port(&url);
+            }
             keep.push(Box::new(bridge));
             keep.push(Box::new(bus));
         }
@@ -127,9 +132,10 @@ async fn receive(kind: &str, target: &str, args: &Args) {
             });
         }
         "http-floor" => {
-            let socket = tokio::net::TcpListener::bind(("127.0.0.1", target.parse().unwrap_or(0)))
+            let socket = tokio::net::TcpListener::bind(("127.0.0.1", 0))
                 .await
                 .expect("bind");
+            port = Some(socket.local_addr().expect("bound").port());
             let app = axum::Router::new().fallback(
                 move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
                     let tx = tx.clone();
@@ -149,7 +155,10 @@ async fn receive(kind: &str, target: &str, args: &Args) {
         }
         other => panic!("unknown receiver {other}"),
     }
-    println!("ready");
+    match port {
+        Some(port) => println!("ready {port}"),
+        None => println!("ready"),
+    }
     let _ = std::io::stdout().flush();
     let mut latencies = Vec::with_capacity(n);
     let mut last = 0;
@@ -171,10 +180,10 @@ struct Row {
     p99_ms: f64,
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|s| s.local_addr())
-        .map_or(18_999, |a| a.port())
+/// The port of `http://host:port/…`.
+fn url_port(url: &str) -> Option<u16> {
+    let authority = url.strip_prefix("http://")?.split('/').next()?;
+    authority.rsplit_once(':')?.1.parse().ok()
 }
 
 /// Runs one row: starts the receiver, sends, collects.
@@ -183,11 +192,11 @@ async fn measure(kind: &'static str, args: &Args) -> Row {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     let db = dir.join("bench.sqlite3");
-    let port = free_port();
     let target = if kind.starts_with("sqlite") {
         db.display().to_string()
     } else {
-        port.to_string()
+        // The receiver listens on a port of its choosing and names it.
+        "-".to_owned()
     };
     if kind == "sqlite-floor" {
         let conn = rusqlite::Connection::open(&db).expect("open");
@@ -217,7 +226,16 @@ async fn measure(kind: &'static str, args: &Args) -> Row {
     let mut out = BufReader::new(child.stdout.take().expect("piped"));
     let mut line = String::new();
     out.read_line(&mut line).expect("ready");
-    assert_eq!(line.trim(), "ready");
+    let ready = line.trim();
+    let port: u16 = if kind.starts_with("http") {
+        ready
+            .strip_prefix("ready ")
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("not `ready PORT`: {ready}"))
+    } else {
+        assert_eq!(ready, "ready");
+        0
+    };
 
     let first = now_ns();
     match kind {
@@ -323,10 +341,11 @@ fn family(kind: &str) -> Option<f64> {
     }
     let dir = std::env::temp_dir().join(format!("bubus-family-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).ok()?;
+    // Port 0 for HTTP: the script's listener binds a free port and its sender is pointed at it.
     let arg = if kind == "sqlite" {
         dir.display().to_string()
     } else {
-        free_port().to_string()
+        "0".to_owned()
     };
     let out = Command::new(python)
         .arg(root.join("interop/python/abxbus25_bridge_latency.py"))

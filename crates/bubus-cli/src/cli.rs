@@ -230,8 +230,10 @@ pub(crate) struct ConvertArgs {
 /// * `unix:PATH` (or `unix://PATH`), a socket bridge: the monitor binds its own socket at PATH
 ///   (never one a live listener serves) and shows what senders write to it — point a process's
 ///   socket bridge (or a second one) at it;
-/// * `http://host:port/path`, an HTTP bridge: the monitor listens there itself and shows what
-///   is POSTed to it — point a process's HTTP bridge (or a second one) at it;
+/// * `http://host:port/path`, an HTTP bridge: the monitor listens there itself (port 0: on a
+///   free port), prints the URL it listens on under the page's, and shows what is POSTed to it —
+///   point a process's HTTP bridge (or a second one) at it. An address taken at start is warned
+///   about and tried again;
 /// * a bridge engine's URL in the family's form — `redis://host:port/db/channel`,
 ///   `nats://host:port/subject`, `postgresql://…/db[/table]` — listened to in its plain mode
 ///   (pub/sub, core NATS, LISTEN): every listener gets every event, so the monitor takes

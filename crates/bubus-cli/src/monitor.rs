@@ -265,10 +265,40 @@ async fn replay_target(builder: MonitorBuilder, target: &Path) -> Result<Monitor
     Ok(builder.replay_target(JsonlTarget::new(target)))
 }
 
+/// An HTTP source's transport, on a socket bound here when it can be, so the address it got
+/// (the system's choice for port 0) is known before the monitor starts: the URL senders POST to
+/// comes back with it. A bind that fails now (the port taken) is left to the transport, which
+/// says why on the page and keeps trying, as for a socket bridge.
+fn http_source(
+    addr: SocketAddr,
+    path: &str,
+    diag: &Diagnostics,
+) -> (HttpTransport, Option<String>) {
+    let options = ListenerOptions::new().bind_addr(addr).path(path);
+    match std::net::TcpListener::bind(addr).and_then(|s| Ok((s.local_addr()?, s))) {
+        Ok((bound, socket)) => {
+            // The bound address in the options too: a listener started again binds it again.
+            let options = options.bind_addr(bound);
+            let url = format!("http://{bound}{path}");
+            (
+                HttpTransport::new().listen_on_socket(socket, options),
+                Some(url),
+            )
+        }
+        Err(e) => {
+            diag.warning(format_args!(
+                "http://{addr}{path}: cannot listen yet ({e}); the monitor keeps trying"
+            ));
+            (HttpTransport::new().listen_on(options), None)
+        }
+    }
+}
+
 pub(crate) async fn run(args: &MonitorArgs, diag: &Diagnostics) -> Result<()> {
     let mut builder = Monitor::builder()
         .bind(SocketAddr::new(args.host, args.port))
         .max_events(args.max_events);
+    let mut http_urls = Vec::new();
     for arg in &args.sources {
         builder = match parse_source(arg).map_err(Failure::new)? {
             SourceSpec::Wal(path) => builder.source(WalSource::new(path)),
@@ -286,9 +316,11 @@ pub(crate) async fn run(args: &MonitorArgs, diag: &Diagnostics) -> Result<()> {
                     .map_err(|e| Failure::new(format!("monitor: unix:{path}: {e}")))?;
                 builder.source(TransportSource::new(t))
             }
-            SourceSpec::Http { addr, path } => builder.source(TransportSource::new(
-                HttpTransport::new().listen_on(ListenerOptions::new().bind_addr(addr).path(path)),
-            )),
+            SourceSpec::Http { addr, path } => {
+                let (transport, bound) = http_source(addr, &path, diag);
+                http_urls.extend(bound);
+                builder.source(TransportSource::new(transport))
+            }
         };
     }
     for target in &args.replay_to {
@@ -305,6 +337,9 @@ pub(crate) async fn run(args: &MonitorArgs, diag: &Diagnostics) -> Result<()> {
     {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "bubus monitor: {}", monitor.url());
+        for url in &http_urls {
+            let _ = writeln!(out, "bubus monitor: HTTP bridge listening on {url}");
+        }
         let _ = out.flush();
     }
     if !monitor.local_addr().ip().is_loopback() {

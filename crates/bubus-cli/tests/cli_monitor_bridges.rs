@@ -196,12 +196,32 @@ async fn monitor_never_takes_a_live_receivers_socket() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn monitor_listens_for_http_posts() {
-    let free = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    let http_port = free.local_addr().expect("addr").port();
-    drop(free);
-    let url = format!("http://127.0.0.1:{http_port}/events");
-    let (running, port) = monitor(&[&url]).await;
+    // Port 0: the monitor binds a free port itself and prints the URL it listens on, so no
+    // other process can take the port between choosing and binding it.
+    let (mut running, port) = monitor(&["http://127.0.0.1:0/events"]).await;
+    let (running, url) = tokio::task::spawn_blocking(move || {
+        let line = running.expect_stdout("the HTTP bridge's URL", |l| {
+            l.starts_with("bubus monitor: HTTP bridge listening on ")
+        });
+        let url = line
+            .strip_prefix("bubus monitor: HTTP bridge listening on ")
+            .expect("the prefix")
+            .to_owned();
+        (running, url)
+    })
+    .await
+    .expect("the monitor names its HTTP listener");
+    let http_port: u16 = url
+        .strip_prefix("http://127.0.0.1:")
+        .and_then(|rest| rest.strip_suffix("/events"))
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(|| panic!("not the bridge's URL: {url}"));
+    assert_ne!(http_port, 0);
     ready(port).await;
+    assert_eq!(
+        sources(port).await[0]["name"],
+        format!("bridge:http: send_to -, listen_on 127.0.0.1:{http_port}")
+    );
     let sender = Bridge::new(bubus_http::HttpTransport::new().send_to(&url).expect("url"));
     let event = ping(3);
     sender.send(&event).await.expect("POSTed to the monitor");
@@ -212,6 +232,31 @@ async fn monitor_listens_for_http_posts() {
     assert_eq!(status, 404);
     sender.close().await.expect("close");
     stop(running).await;
+}
+
+/// An HTTP address another listener holds: the monitor says so (on stderr and on the page) and
+/// keeps running, trying again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn monitor_warns_when_its_http_address_is_taken() {
+    let holder = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let taken = holder.local_addr().expect("addr");
+    let url = format!("http://{taken}/events");
+    let (mut running, port) = monitor(&[&url]).await;
+    let expected = format!("warning: {url}: cannot listen yet");
+    let (running, line) = tokio::task::spawn_blocking(move || {
+        let line = running.expect_stderr("the warning", |l| l.contains(&expected));
+        (running, line)
+    })
+    .await
+    .expect("the warning");
+    assert!(line.contains("keeps trying"), "{line}");
+    eventually("the page's warning", || async {
+        sources(port).await[0]["last_warning"].is_string()
+    })
+    .await;
+    assert_eq!(sources(port).await[0]["ready"], false);
+    stop(running).await;
+    drop(holder);
 }
 
 /// A durable bridge through the monitor's own group: the real consumers' group `workers` (one

@@ -33,21 +33,18 @@ use crate::sender::{HttpSender, RetryPolicy};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// // The receiving process: listens on 127.0.0.1:<port>/events.
-/// let port = 0; // pick a port; 0 lets the system pick (see `listen_on` for reading it back)
-/// # let reserved = std::net::TcpListener::bind("127.0.0.1:0")?;
-/// # let port = reserved.local_addr()?.port();
-/// # drop(reserved);
+/// // The receiving process: listens on 127.0.0.1:<port>/events, on a port the system picks
+/// // (`.port(8787)` for a fixed one). A clone shares the listener: it reads the URL back.
 /// let billing = EventBus::new("Billing");
-/// let inn = Bridge::new(
-///     HttpTransport::new().listen_on(ListenerOptions::new().port(port).path("/events")),
-/// );
+/// let listening = HttpTransport::new().listen_on(ListenerOptions::new().path("/events"));
+/// let inn = Bridge::new(listening.clone());
 /// inn.attach(&billing);
 /// inn.start().await?;
+/// let url = listening.listen_url().await.expect("started: listening");
 ///
 /// // The sending process: POSTs to it.
 /// let orders = EventBus::new("Orders");
-/// let out = Bridge::new(HttpTransport::new().send_to(&format!("http://127.0.0.1:{port}/events"))?);
+/// let out = Bridge::new(HttpTransport::new().send_to(&url)?);
 /// out.attach(&orders);
 ///
 /// let seen = billing.expect_pattern("Charge");
@@ -171,7 +168,8 @@ impl HttpTransport {
         self
     }
 
-    /// The URL the listener serves, once the bridge started (with the port the system picked).
+    /// The URL the listener serves, once the bridge started (with the port the system picked):
+    /// `None` before. Clones share the listener, so keep one to ask (see [`HttpTransport`]).
     pub async fn listen_url(&self) -> Option<String> {
         self.state
             .listener

@@ -210,11 +210,11 @@ async fn the_sender_does_not_retry_a_4xx() {
 
 #[tokio::test]
 async fn the_sender_retries_connection_errors_until_a_listener_is_up() {
-    // Find a free port, then start listening on it only after the first try was refused.
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        probe.local_addr().unwrap().port()
-    };
+    // A socket bound to a port of its own that does not listen yet: connections to it are
+    // refused until it listens, and no other process can take the port in the meantime.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(([127, 0, 0, 1], 0).into()).unwrap();
+    let port = socket.local_addr().unwrap().port();
     let url = format!("http://127.0.0.1:{port}/");
     let refused = HttpSender::new(&url).unwrap().retry(RetryPolicy::none());
     assert!(matches!(
@@ -228,9 +228,9 @@ async fn the_sender_retries_connection_errors_until_a_listener_is_up() {
         max: Duration::from_millis(20),
     });
     let send = tokio::spawn(async move { sender.send(r#"{"late":1}"#).await });
-    let mut listener = HttpListener::bind(ListenerOptions::new().port(port))
-        .await
-        .unwrap();
+    let socket = socket.listen(1024).unwrap().into_std().unwrap();
+    let mut listener = HttpListener::from_std(socket, ListenerOptions::new()).unwrap();
+    assert_eq!(listener.local_addr().port(), port);
     assert_eq!(listener.recv().await.unwrap().body, r#"{"late":1}"#);
     send.await.unwrap().unwrap();
     listener.close().await;

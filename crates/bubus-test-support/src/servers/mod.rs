@@ -46,10 +46,11 @@ const PORT_ATTEMPTS: usize = 5;
 /// `start(port)` on a [`free_port`], again on another one while it fails because the port was
 /// taken (its error says "address already in use"), up to a few times.
 ///
-/// A fixture whose server restarts on the same port cannot let the server choose (`redis-server`
-/// takes port 0 as "no TCP at all", and a restart must come back where its clients reconnect),
-/// so the port is chosen here; between choosing and binding, another process may take it, and
-/// then the server fails at once with that error.
+/// For a server that cannot choose a port itself and name it (`redis-server` takes port 0 as "no
+/// TCP at all"; a restart then comes back on the same port, where its clients reconnect), the
+/// port is chosen here; between choosing and binding, another process may take it, and then the
+/// server fails at once with that error. A server that can choose, binds port 0 its own way and
+/// names the port instead ([`nats::NatsServer::start`] reads it from the server's log).
 pub fn on_free_port<T>(mut start: impl FnMut(u16) -> io::Result<T>) -> io::Result<T> {
     let mut attempt = 1;
     loop {

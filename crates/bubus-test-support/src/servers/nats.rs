@@ -1,12 +1,18 @@
-//! A private `nats-server` with JetStream on a free loopback port; its store folder outlives
-//! restarts, so streams and consumers survive [`ServerProcess::restart`].
+//! A private `nats-server` with JetStream on a free loopback port (one it binds itself and
+//! names); its store folder outlives restarts, so streams and consumers survive
+//! [`ServerProcess::restart`].
 
 use std::io;
 use std::ops::{Deref, DerefMut};
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 
-use super::{ServerProcess, TempDir, on_free_port};
+use super::{ServerProcess, TempDir};
+
+/// The line in which `nats-server` names the address it listens on.
+const LISTENING: &str = "Listening for client connections on ";
 
 /// Where `nats-server` is: `$NATS_SERVER`, else `/usr/sbin/nats-server` when it exists, else
 /// `nats-server` from `PATH`.
@@ -31,25 +37,50 @@ pub struct NatsServer {
 }
 
 impl NatsServer {
-    /// Starts `nats-server` with JetStream on a free port and waits until it is ready (on another
-    /// port if that one was taken before the server bound it).
+    /// Starts `nats-server` with JetStream on a free port and waits until it is ready. The
+    /// server binds a port of its choosing (`-p -1`) and names it in its log, so no other
+    /// process can take the port between choosing and binding it; restarts come back on it.
     pub fn start() -> io::Result<Self> {
-        on_free_port(Self::start_on)
+        Self::start_on(0)
     }
 
-    /// Starts it on `port`: an error saying "address already in use" when the port is taken.
+    /// Starts it on `port` (0: a port it chooses, as [`start`](Self::start)): an error saying
+    /// "address already in use" when the port is taken.
     pub fn start_on(port: u16) -> io::Result<Self> {
         let dir = TempDir::new("nats")?;
         let store = dir.path().to_owned();
         let binary = nats_server_binary();
+        // The port to listen on; 0 until the first run named the one it chose.
+        let chosen = Arc::new(AtomicU16::new(port));
+        let listen_on = Arc::clone(&chosen);
         let process = ServerProcess::start("nats-server", "Server is ready", move || {
+            let port = match listen_on.load(Ordering::Acquire) {
+                0 => "-1".to_owned(),
+                port => port.to_string(),
+            };
             let mut command = Command::new(&binary);
             command
-                .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js"])
+                .args(["-a", "127.0.0.1", "-p", &port, "-js"])
                 .arg("-sd")
                 .arg(&store);
             command
         })?;
+        let port = if port == 0 {
+            // The ready line comes after the listening one: the log has it.
+            let log = process.log();
+            let port = log
+                .lines()
+                .find_map(|l| l.split_once(LISTENING))
+                .and_then(|(_, addr)| addr.trim().rsplit_once(':'))
+                .and_then(|(_, port)| port.parse().ok())
+                .ok_or_else(|| {
+                    io::Error::other(format!("nats-server named no client port:\n{log}"))
+                })?;
+            chosen.store(port, Ordering::Release);
+            port
+        } else {
+            port
+        };
         Ok(NatsServer {
             port,
             process,
