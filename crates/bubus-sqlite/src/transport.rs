@@ -54,6 +54,14 @@ pub enum StartAt {
 /// Several processes (and the Python and TypeScript `SQLiteEventBridge`) may share one file and
 /// table; every listener gets every row, its own included (the bridge skips its own echo).
 ///
+/// Feeding a family reader: since its cursor skips a row written after a younger one, write
+/// events in the order they were created. With [`Bridge::attach`](bubus::bridge::Bridge::attach)
+/// an event is sent by a `"*"` handler, which runs after the event's handlers subscribed by type:
+/// a handler that dispatches and awaits a child has the child written first, and a family reader
+/// polling between the two writes never sees the parent. Subscribing the bridge's
+/// [`sender`](bubus::bridge::Bridge::sender) by the event's name before its other handlers
+/// writes the parent first.
+///
 /// ```
 /// use bubus::bridge::Bridge;
 /// use bubus::{AnyEvent, DynEvent, EventBus};
