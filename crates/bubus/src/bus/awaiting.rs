@@ -47,6 +47,8 @@ impl<T: HandleEvent + Unpin> Future for EventFuture<T> {
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
+        // A complete event's wait (`Done`) is not polled at all: S1 awaits mostly complete
+        // events, and calling into the wait for them measured +84 instructions per event.
         if let (Some(value), false) = (&this.value, matches!(this.waiting, Waiting::Done)) {
             match this.waiting.poll(value.__any().inner(), cx) {
                 Poll::Pending => return Poll::Pending,

@@ -140,12 +140,17 @@ impl History {
             .filter_map(|e| Some((e.seq, e.created, e.event.as_ref()?)))
     }
 
+    /// Where the entry numbered `seq` is without gaps (no compaction since the front entry):
+    /// the usual case, checked first; `None` if it is before the front.
+    #[inline(always)]
+    fn guess(entries: &VecDeque<Entry>, seq: u64) -> Option<usize> {
+        let first = entries.front()?.seq;
+        usize::try_from(seq.checked_sub(first)?).ok()
+    }
+
     #[inline(always)]
     fn index_of(&self, seq: u64) -> Option<usize> {
-        // Without gaps (no compaction since the front entry), the entry is where its number
-        // says: the usual case, checked first.
-        let first = self.entries.front()?.seq;
-        let guess = usize::try_from(seq.checked_sub(first)?).ok()?;
+        let guess = Self::guess(&self.entries, seq)?;
         let i = match self.entries.get(guess) {
             Some(entry) if entry.seq == seq => guess,
             _ => self.entries.binary_search_by_key(&seq, |e| e.seq).ok()?,
@@ -157,8 +162,7 @@ impl History {
     /// does, its place in the deque worked out once in the usual case.
     #[inline(always)]
     fn entry_mut(entries: &mut VecDeque<Entry>, seq: u64) -> Option<&mut Entry> {
-        let first = entries.front()?.seq;
-        let guess = usize::try_from(seq.checked_sub(first)?).ok()?;
+        let guess = Self::guess(entries, seq)?;
         if entries.get(guess).is_none_or(|entry| entry.seq != seq) {
             return Self::entry_searched(entries, seq);
         }

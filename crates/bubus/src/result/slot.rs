@@ -258,10 +258,10 @@ impl ResultSlot {
     /// [`check_as`](Self::check_as) for a slot not stored as an `R`.
     #[inline(never)]
     fn convert_to<R: EventResultValue>(&mut self) -> Result<(), HandlerError> {
-        match self {
-            ResultSlot::Json(json) if (&**json as &dyn Any).is::<R>() => return Ok(()),
-            ResultSlot::Null | ResultSlot::Forwarded { .. } => return Ok(()),
-            _ => {}
+        if let ResultSlot::Json(json) = self
+            && (&**json as &dyn Any).is::<R>()
+        {
+            return Ok(());
         }
         let converted = match std::mem::replace(self, ResultSlot::Null) {
             ResultSlot::Typed(value) => value
@@ -270,7 +270,11 @@ impl ResultSlot {
                 .and_then(|json| decode::<R>(&json)),
             ResultSlot::Json(json) => decode::<R>(&json),
             ResultSlot::Text(text) => parse(&text).and_then(|json| decode::<R>(&json)),
-            ResultSlot::Null | ResultSlot::Forwarded { .. } => unreachable!("returned above"),
+            // Nothing to convert: put back as it was.
+            kept @ (ResultSlot::Null | ResultSlot::Forwarded { .. }) => {
+                *self = kept;
+                return Ok(());
+            }
         };
         *self = ResultSlot::from_value(converted?);
         Ok(())
