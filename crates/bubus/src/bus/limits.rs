@@ -187,12 +187,15 @@ impl Timers {
     /// `Ready` once the deadline passed; `warn` runs once, when the slow-warning time passed.
     pub(crate) fn poll(&mut self, cx: &mut Context<'_>, warn: impl FnOnce()) -> Poll<()> {
         if let Some(deadline) = self.deadline {
-            // A deadline already past (tiny timeouts) fires now, not at the timer's next tick.
-            let expired = self.timer.is_none() && Instant::now() >= deadline;
+            // A deadline already past (tiny timeouts) fires now, not at the timer's next tick,
+            // and without making (and allocating) a timer.
+            if self.timer.is_none() && Instant::now() >= deadline {
+                return Poll::Ready(());
+            }
             let timer = self
                 .timer
                 .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-            if expired || timer.as_mut().poll(cx).is_ready() {
+            if timer.as_mut().poll(cx).is_ready() {
                 return Poll::Ready(());
             }
         }

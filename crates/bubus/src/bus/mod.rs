@@ -162,6 +162,15 @@ pub(crate) struct BusState {
     /// The run loop runs on a current-thread runtime, so it is counted in
     /// [`run_loop::ACTIVE_CURRENT_THREAD_LOOPS`] while it is not parked.
     loop_counted: bool,
+    /// The run loop was woken (or started) for work and has not looked at the queue since. If
+    /// someone else takes the last queued event meanwhile (an awaiter processing it itself, a
+    /// queue-jump), the loop has nothing left to do: it is marked parked again ([`took`]), so
+    /// that it no longer counts as active (`wait::process_each` looks at that count). It still
+    /// runs once, for nothing; a dispatch meanwhile marks it active again without waking it a
+    /// second time.
+    ///
+    /// [`took`]: Self::took
+    loop_woken: bool,
     pub(crate) stopped: bool,
     pub(crate) run_loop: Option<JoinHandle<()>>,
     /// Events of `parallel` concurrency, each processed on its own task.
@@ -195,6 +204,10 @@ impl BusState {
     #[inline(always)]
     fn took(&mut self, event: Arc<EventInner>, seq: u64) -> Arc<EventInner> {
         self.in_flight += 1;
+        if self.loop_woken && self.queue.entries.is_empty() {
+            // Taken by someone else than the run loop it was woken for (see `loop_woken`).
+            self.set_loop_parked(true);
+        }
         if self.track_started {
             // Drop mode evicts events this bus started before those still queued here.
             self.history.mark_started(seq);
@@ -300,6 +313,7 @@ impl EventBus {
                     in_flight: 0,
                     loop_parked: true,
                     loop_counted: false,
+                    loop_woken: false,
                     stopped: false,
                     run_loop: None,
                     busy: None,

@@ -96,9 +96,14 @@ impl BusState {
 
     /// Whether this bus's run loop is the only active one on current-thread runtimes, or none
     /// is (see [`ACTIVE_CURRENT_THREAD_LOOPS`]).
-    pub(crate) fn no_other_active_loop(&self) -> bool {
+    pub(crate) fn no_other_active_loop(&self, others: usize) -> bool {
         let own = usize::from(self.loop_counted && !self.loop_parked);
-        ACTIVE_CURRENT_THREAD_LOOPS.load(Ordering::Relaxed) == own
+        ACTIVE_CURRENT_THREAD_LOOPS.load(Ordering::Relaxed) == own + others
+    }
+
+    /// Whether the run loop is counted in [`ACTIVE_CURRENT_THREAD_LOOPS`] now.
+    pub(crate) fn loop_active_counted(&self) -> bool {
+        self.loop_counted && !self.loop_parked
     }
 }
 
@@ -133,6 +138,7 @@ impl BusInner {
         st.set_loop_parked(true);
         st.loop_counted = runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::CurrentThread;
         st.set_loop_parked(false);
+        st.loop_woken = true;
         st.run_loop = Some(runtime.spawn(run_loop(Arc::downgrade(self), Arc::clone(&self.wake))));
         Ok(())
     }
@@ -141,7 +147,12 @@ impl BusInner {
     pub(crate) fn notify_run_loop(&self, st: &mut BusState) {
         if st.loop_parked {
             st.set_loop_parked(false);
-            self.wake.notify_one();
+            // Already woken and not yet run (it was only marked parked again: see
+            // `loop_woken`)? It will see this event: no second wake-up.
+            if !st.loop_woken {
+                st.loop_woken = true;
+                self.wake.notify_one();
+            }
         }
     }
 
@@ -158,6 +169,7 @@ impl BusInner {
         let kept = owed.kept.take();
         let mut guard = self.state.lock();
         let st = &mut *guard;
+        st.loop_woken = false;
         let left = leave_locked(st, std::mem::take(&mut owed.events));
         let Some(head) = st.queue.front() else {
             drop(guard);
@@ -237,15 +249,17 @@ impl BusInner {
     }
 
     /// [`claim`](Self::claim), only if `event` is the only event queued and no other bus's run
-    /// loop on a current-thread runtime is active (`wait::process_alone`).
+    /// loop on a current-thread runtime is active but for `others` known ones
+    /// (`wait::process_alone`, `wait::process_each`).
     pub(crate) fn claim_alone(
         &self,
         event: &Arc<EventInner>,
+        others: usize,
     ) -> Option<(Arc<EventInner>, Handlers)> {
         let mut guard = self.state.lock();
         let st = &mut *guard;
         let alone = st.queue.len() == 1 && st.queue.front().is_some_and(|e| Arc::ptr_eq(e, event));
-        if !alone || !st.no_other_active_loop() {
+        if !alone || !st.no_other_active_loop(others) {
             return None;
         }
         let handlers = st.handlers.for_event(&event.event_type);

@@ -183,11 +183,11 @@ fn start(event: &Arc<EventInner>) -> Result<Begin, WaitError> {
     let current_thread = flavor == Some(tokio::runtime::RuntimeFlavor::CurrentThread);
     // Under one lock: whether the event was dispatched; on a current-thread runtime, the bus
     // `process_alone` would take it on.
-    let alone_on = if_dispatched(event, |st| {
+    let queued = if_dispatched(event, |st| {
         if current_thread && tokio::task::coop::has_budget_remaining() {
-            queued_on_one(st)
+            queued_on(st)
         } else {
-            None
+            Queued::Elsewhere
         }
     })?;
     Ok(match flavor {
@@ -204,10 +204,11 @@ fn start(event: &Arc<EventInner>) -> Result<Begin, WaitError> {
             }))
         }
         // On a current-thread runtime, only an event alone on a bus nobody else is ready to run
-        // before: see `process_alone`.
-        _ => match alone_on {
-            Some(bus) => Begin::Alone(bus),
-            None => Begin::Wait(boxed_wait(event)),
+        // before: see `process_alone`, and `process_each` for an event queued on several buses.
+        _ => match queued {
+            Queued::One(bus) => Begin::Alone(bus),
+            Queued::Several => Begin::Wait(process_each(event)),
+            Queued::Elsewhere => Begin::Wait(boxed_wait(event)),
         },
     })
 }
@@ -317,17 +318,77 @@ async fn help_along(event: &Arc<EventInner>) -> bool {
     false
 }
 
-/// The bus an event is queued on, if it is queued on one bus only (and that bus is alive):
-/// where [`process_alone`] may process it. The caller checked the task's budget first.
-fn queued_on_one(st: &EventState) -> Option<Arc<BusInner>> {
+/// Where an event is queued, for an awaiter on a current-thread runtime ([`queued_on`]).
+enum Queued {
+    /// On this bus only (alive): [`process_alone`] may process it.
+    One(Arc<BusInner>),
+    /// On several buses: [`process_each`] may process it.
+    Several,
+    /// Nowhere (or on a bus that is gone): a plain wait.
+    Elsewhere,
+}
+
+/// Where an event is queued. The caller checked the task's budget first.
+fn queued_on(st: &EventState) -> Queued {
     let mut queued = st
         .buses
         .iter()
         .filter(|slot| slot.phase == BusPhase::Queued);
-    let (Some(slot), None) = (queued.next(), queued.next()) else {
-        return None;
+    let Some(slot) = queued.next() else {
+        return Queued::Elsewhere;
     };
-    st.slot_bus(slot)
+    if queued.next().is_some() {
+        return Queued::Several;
+    }
+    st.slot_bus(slot).map_or(Queued::Elsewhere, Queued::One)
+}
+
+/// [`process_alone`] for an event queued on several buses (dispatched on one and forwarded, or
+/// dispatched on each): on a current-thread runtime, processes it in the awaiting task on each
+/// bus in turn, in dispatch order, while on each it is what the runtime would run next — alone
+/// in that bus's queue, its event lock free, and no run loop active but those of the buses it is
+/// still queued on alone (each of which would run it next, and which it is processed on after
+/// this one). Where that does not hold (or the processing on a bus waits), the rest is left to
+/// the run loops and the awaiter waits for completion as usual. Without this, the awaiter waits
+/// for each bus's run loop to process the event, and its wake-up — when it is the task a
+/// current-thread runtime is blocked on — costs a zero-timeout poll of the I/O driver (a system
+/// call) as the runtime's queue empties.
+fn process_each(event: &Arc<EventInner>) -> WaitBox {
+    let event = Arc::clone(event);
+    Box::pin(async move {
+        let buses: SmallVec<[Arc<BusInner>; 2]> = {
+            let st = event.state.lock();
+            st.buses
+                .iter()
+                .filter(|slot| slot.phase == BusPhase::Queued)
+                .filter_map(|slot| st.slot_bus(slot))
+                .collect()
+        };
+        let mut processed = true;
+        for (i, bus) in buses.iter().enumerate() {
+            let others = buses[i + 1..]
+                .iter()
+                .filter(|next| {
+                    let st = next.state.lock();
+                    st.loop_active_counted()
+                        && st.queue.len() == 1
+                        && st.queue.front().is_some_and(|e| Arc::ptr_eq(e, &event))
+                })
+                .count();
+            let (bus, claimed) = (Arc::clone(bus), Arc::clone(&event));
+            if !Detached::new(|| help_job(bus, claimed, Claim::Alone(others))).await {
+                processed = false;
+                break;
+            }
+        }
+        if processed && event.is_complete() {
+            // As after `process_alone`: this awaiter yields once its budget is spent.
+            super::run_loop::spend_budget(|| {}).await;
+        } else {
+            wait_complete(&event).await;
+        }
+        Ok(())
+    })
 }
 
 /// On a current-thread runtime, processes `event` in the awaiting task when that is exactly
@@ -350,7 +411,7 @@ fn process_alone(
     bus: Arc<BusInner>,
     cx: &mut Context<'_>,
 ) -> Result<bool, Detached> {
-    Detached::start(|| help_job(bus, Arc::clone(event), Claim::Alone), cx)
+    Detached::start(|| help_job(bus, Arc::clone(event), Claim::Alone(0)), cx)
 }
 
 /// Which queued event a helper may take.
@@ -358,8 +419,9 @@ fn process_alone(
 enum Claim {
     /// The head of the queue.
     Head,
-    /// The only event queued, with no other run loop active ([`process_alone`]).
-    Alone,
+    /// The only event queued, with no other run loop active but this many known ones
+    /// ([`process_alone`], [`process_each`]).
+    Alone(usize),
 }
 
 async fn help_job(bus: Arc<BusInner>, event: Arc<EventInner>, claim: Claim) -> bool {
@@ -367,13 +429,13 @@ async fn help_job(bus: Arc<BusInner>, event: Arc<EventInner>, claim: Claim) -> b
     let permit = match lock.map(FairLock::try_acquire) {
         Some(Some(permit)) => Some(permit),
         Some(None) => return false,
-        None if matches!(claim, Claim::Alone) => return false,
+        None if matches!(claim, Claim::Alone(_)) => return false,
         None => None,
     };
     // Still at the head now that the lock is ours? Then it is ours to process.
     let claimed = match claim {
         Claim::Head => bus.claim_head(&event),
-        Claim::Alone => bus.claim_alone(&event),
+        Claim::Alone(others) => bus.claim_alone(&event, others),
     };
     let Some((event, handlers)) = claimed else {
         return false;
