@@ -58,11 +58,11 @@ impl BusInner {
     ) -> Result<(), DispatchError> {
         // The handler running in this task (if any) becomes the parent of a new event.
         let parent = handler_context::with_current(|ctx| {
-            if Arc::ptr_eq(&ctx.event, event) {
+            if Arc::ptr_eq(ctx.event, event) {
                 return None;
             }
             let handler_id = ctx.handler()?.id.clone();
-            Some((Arc::clone(&ctx.event), handler_id, ctx.result_index))
+            Some((Arc::clone(ctx.event), handler_id, ctx.result_index))
         })
         .flatten();
         if let (Some(max), Some((parent, handler_id, _))) =

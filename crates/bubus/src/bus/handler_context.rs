@@ -194,7 +194,7 @@ pub(crate) fn with_current<R>(f: impl FnOnce(&CtxParts<'_>) -> R) -> Option<R> {
     // locks) and taken out of and dropped after it; the pointer swap took instructions per message
     // from 2 752 to 2 588 on W3, 2 957 -> 2 795 on S1, 3 442 -> 3 271 on W1 sequential and
     // 2 981 -> 2 818 on W1 batched.
-    unsafe { current.as_ref() }.map(|ctx| f(ctx))
+    unsafe { current.as_ref() }.map(f)
 }
 
 /// Runs `f` (a sync handler's call) with `ctx` current, then puts back the context that was
@@ -270,7 +270,7 @@ impl<F> Drop for Scope<F> {
 /// The bus running the current handler of `event`, else the last live bus it was dispatched to.
 pub(crate) fn bus_for(event: &Arc<EventInner>) -> Option<EventBus> {
     if let Some(Some(bus)) =
-        with_current(|ctx| Arc::ptr_eq(&ctx.event, event).then(|| ctx.bus()).flatten())
+        with_current(|ctx| Arc::ptr_eq(ctx.event, event).then(|| ctx.bus()).flatten())
     {
         return Some(EventBus::from_inner(bus));
     }
@@ -298,7 +298,7 @@ pub(crate) fn bus_for(event: &Arc<EventInner>) -> Option<EventBus> {
 /// # Ok(()) }
 /// ```
 pub fn current_event() -> Option<AnyEvent> {
-    with_current(|ctx| AnyEvent::from_inner(Arc::clone(&ctx.event)))
+    with_current(|ctx| AnyEvent::from_inner(Arc::clone(ctx.event)))
 }
 
 /// The id of the handler running in the current task, if any.
