@@ -175,14 +175,18 @@ impl Running<'_> {
             !bus.middlewares.is_empty(),
         );
         if timed_out {
-            // A timed-out handler's queued and running descendants are cancelled too.
-            let cause = format!(
-                "parent handler {}({}) timed out after {}s",
-                entry.meta.label(),
-                event.label(),
-                limits.timeout.map(fmt_secs).unwrap_or_default()
-            );
-            cancel_events(children_of_results(event, &[index]), &cause);
+            // A timed-out handler's queued and running descendants are cancelled too (the cause
+            // is written only if there are any).
+            let children = children_of_results(event, &[index]);
+            if !children.is_empty() {
+                let cause = format!(
+                    "parent handler {}({}) timed out after {}s",
+                    entry.meta.label_display(),
+                    event.label_display(),
+                    limits.timeout.map(fmt_secs).unwrap_or_default()
+                );
+                cancel_events(children, &cause);
+            }
         }
     }
 }
@@ -277,8 +281,8 @@ async fn drive<F: Future<Output = CaughtOutcome>>(
                 HandlerErrorKind::Timeout,
                 format!(
                     "Event handler {}({}) timed out after {}s",
-                    handler.label(),
-                    event.label(),
+                    handler.label_display(),
+                    event.label_display(),
                     limits.timeout.map(fmt_secs).unwrap_or_default()
                 ),
             )));
@@ -431,33 +435,33 @@ impl Interrupt<'_> {
             (Interrupt::EventTimeout(secs), false) => (
                 HandlerErrorKind::Cancelled,
                 format!(
-                    "Cancelled: event {} timed out after {}s",
-                    event.label(),
-                    fmt_secs(secs)
+                    "Cancelled: event {} timed out after {:?}s",
+                    event.label_display(),
+                    secs.as_secs_f64()
                 ),
             ),
             (Interrupt::EventTimeout(secs), true) => (
                 HandlerErrorKind::Aborted,
                 format!(
-                    "Event handler {}({}) was interrupted because the event timed out after {}s",
-                    handler.label(),
-                    event.label(),
-                    fmt_secs(secs)
+                    "Event handler {}({}) was interrupted because the event timed out after {:?}s",
+                    handler.label_display(),
+                    event.label_display(),
+                    secs.as_secs_f64()
                 ),
             ),
             (Interrupt::Dropped, false) => (
                 HandlerErrorKind::Cancelled,
                 format!(
                     "Cancelled: {} was interrupted before this handler started",
-                    event.label()
+                    event.label_display()
                 ),
             ),
             (Interrupt::Dropped, true) => (
                 HandlerErrorKind::Aborted,
                 format!(
                     "Event handler {}({}) was interrupted while running",
-                    handler.label(),
-                    event.label()
+                    handler.label_display(),
+                    event.label_display()
                 ),
             ),
         };

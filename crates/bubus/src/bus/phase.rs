@@ -92,14 +92,19 @@ pub(crate) async fn process_event(
     };
     std::mem::forget(guard);
     if timed_out {
-        let timeout = phase.clock.timeout();
-        let cause = format!(
-            "event {} timed out after {}s on {}",
-            event.label(),
-            timeout.map(limits::fmt_secs).unwrap_or_default(),
-            bus.label
-        );
-        cancel_events(children_of_results(event, indices), &cause);
+        // The handlers' queued and running descendants are cancelled too (the cause is written
+        // only if there are any).
+        let children = children_of_results(event, indices);
+        if !children.is_empty() {
+            let timeout = phase.clock.timeout();
+            let cause = format!(
+                "event {} timed out after {}s on {}",
+                event.label_display(),
+                timeout.map(limits::fmt_secs).unwrap_or_default(),
+                bus.label
+            );
+            cancel_events(children, &cause);
+        }
     }
     done_on_bus(bus, event);
     Processed(())

@@ -381,7 +381,16 @@ impl EventInner {
 
     /// `Type#abcd`.
     pub(crate) fn label(&self) -> String {
-        format!("{}#{}", self.event_type, short_id(&self.id))
+        self.label_display().to_string()
+    }
+
+    /// The label as a [`Display`](std::fmt::Display) value, written straight into the text
+    /// that holds it (no `String` of its own).
+    pub(crate) fn label_display(&self) -> EventLabel<'_> {
+        EventLabel {
+            event_type: &self.event_type,
+            id: &self.id,
+        }
     }
 
     /// Whether the payload as it was created is a `P` (not through a dynamic event's `Arc`).
@@ -528,6 +537,22 @@ impl std::fmt::Debug for EventInner {
 }
 
 /// Last four hex digits of an id, as the reference runtimes print it.
+/// An event's label, `Type#abcd`, written when displayed.
+pub(crate) struct EventLabel<'a> {
+    event_type: &'a str,
+    id: &'a Uuid,
+}
+
+impl std::fmt::Display for EventLabel<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
+        let text = self.id.hyphenated().encode_lower(&mut buf);
+        f.write_str(self.event_type)?;
+        f.write_str("#")?;
+        f.write_str(&text[text.len() - 4..])
+    }
+}
+
 pub(crate) fn short_id(id: &Uuid) -> String {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
     let text = id.hyphenated().encode_lower(&mut buf);

@@ -151,7 +151,24 @@ pub(crate) struct HandlerMeta {
 impl HandlerMeta {
     /// `name#abcd`.
     pub(crate) fn label(&self) -> String {
-        format!("{}#{}", self.name, self.id.short())
+        self.label_display().to_string()
+    }
+
+    /// The label as a [`Display`](std::fmt::Display) value, written straight into the text
+    /// that holds it (no `String` of its own).
+    pub(crate) fn label_display(&self) -> HandlerLabel<'_> {
+        HandlerLabel(self)
+    }
+}
+
+/// A handler's label, `name#abcd`, written when displayed.
+pub(crate) struct HandlerLabel<'a>(&'a HandlerMeta);
+
+impl fmt::Display for HandlerLabel<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0.name)?;
+        f.write_str("#")?;
+        f.write_str(self.0.id.short())
     }
 }
 
