@@ -536,7 +536,6 @@ impl std::fmt::Debug for EventInner {
     }
 }
 
-/// Last four hex digits of an id, as the reference runtimes print it.
 /// An event's label, `Type#abcd`, written when displayed.
 pub(crate) struct EventLabel<'a> {
     event_type: &'a str,
@@ -546,17 +545,22 @@ pub(crate) struct EventLabel<'a> {
 impl std::fmt::Display for EventLabel<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-        let text = self.id.hyphenated().encode_lower(&mut buf);
         f.write_str(self.event_type)?;
         f.write_str("#")?;
-        f.write_str(&text[text.len() - 4..])
+        f.write_str(short_id_in(self.id, &mut buf))
     }
 }
 
+/// Last four hex digits of an id, as the reference runtimes print it.
 pub(crate) fn short_id(id: &Uuid) -> String {
     let mut buf = [0u8; uuid::fmt::Hyphenated::LENGTH];
-    let text = id.hyphenated().encode_lower(&mut buf);
-    text[text.len() - 4..].to_owned()
+    short_id_in(id, &mut buf).to_owned()
+}
+
+/// [`short_id`], written in `buf`.
+fn short_id_in<'b>(id: &Uuid, buf: &'b mut [u8; uuid::fmt::Hyphenated::LENGTH]) -> &'b str {
+    let text = id.hyphenated().encode_lower(buf);
+    &text[text.len() - 4..]
 }
 
 /// A UUIDv7 (RFC 9562 layout) whose time part is the event's creation time. The 12 bits below
