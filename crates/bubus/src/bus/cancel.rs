@@ -6,7 +6,7 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use super::BusInner;
-use crate::event::inner::{BusPhase, EventInner};
+use crate::event::inner::EventInner;
 
 /// Cancels each event in `roots` and all its descendants. Copies still queued on a bus are taken
 /// off the queue and get cancelled results; handlers already running are woken and abort at
@@ -19,14 +19,7 @@ pub(crate) fn cancel_events(roots: impl IntoIterator<Item = Arc<EventInner>>, ca
             continue;
         }
         event.mark_cancelled(cause);
-        let queued_on: SmallVec<[Arc<BusInner>; 2]> = {
-            let st = event.state.lock();
-            st.buses
-                .iter()
-                .filter(|slot| slot.phase == BusPhase::Queued)
-                .filter_map(|slot| st.slot_bus(slot))
-                .collect()
-        };
+        let queued_on: SmallVec<[Arc<BusInner>; 2]> = event.state.lock().queued_buses();
         for bus in queued_on {
             if let Some((claimed, _)) = bus.claim(&event) {
                 bus.cancel_unprocessed(&claimed, cause);

@@ -999,6 +999,15 @@ impl EventState {
         self.path.get(slot.link)?.upgrade()
     }
 
+    /// The live buses the event is queued on, in dispatch order.
+    pub(crate) fn queued_buses(&self) -> smallvec::SmallVec<[Arc<BusInner>; 2]> {
+        self.buses
+            .iter()
+            .filter(|slot| slot.phase == BusPhase::Queued)
+            .filter_map(|slot| self.slot_bus(slot))
+            .collect()
+    }
+
     /// A slot for `bus` (whose entry is at `link` in the path), queued. Inlined into `dispatch`,
     /// its one caller.
     #[inline]

@@ -294,14 +294,7 @@ fn spin_while_processing(event: &EventInner) {
 /// were ready before the awaiter (other buses' run loops) must keep their turn: there only
 /// [`process_alone`]'s narrower case is taken.
 async fn help_along(event: &Arc<EventInner>) -> bool {
-    let candidates: SmallVec<[Arc<BusInner>; 2]> = {
-        let st = event.state.lock();
-        st.buses
-            .iter()
-            .filter(|slot| slot.phase == BusPhase::Queued)
-            .filter_map(|slot| st.slot_bus(slot))
-            .collect()
-    };
+    let candidates: SmallVec<[Arc<BusInner>; 2]> = event.state.lock().queued_buses();
     for bus in candidates {
         let at_head = bus
             .state
@@ -356,14 +349,7 @@ fn queued_on(st: &EventState) -> Queued {
 fn process_each(event: &Arc<EventInner>) -> WaitBox {
     let event = Arc::clone(event);
     Box::pin(async move {
-        let buses: SmallVec<[Arc<BusInner>; 2]> = {
-            let st = event.state.lock();
-            st.buses
-                .iter()
-                .filter(|slot| slot.phase == BusPhase::Queued)
-                .filter_map(|slot| st.slot_bus(slot))
-                .collect()
-        };
+        let buses: SmallVec<[Arc<BusInner>; 2]> = event.state.lock().queued_buses();
         let mut processed = true;
         for (i, bus) in buses.iter().enumerate() {
             let others = buses[i + 1..]
