@@ -363,10 +363,10 @@ impl<T: HandlerInput + Clone + Sync> FindQuery<T> {
         };
         let mut before = None;
         let mut first = true;
-        // A batch holds as many candidates as matches are still wanted, doubling up to
-        // `MAX_BATCH` while the matcher rejects them: the usual `find` (one match, the newest
-        // candidate) takes one event, not the history's newest 64 (S5: a find cost about
-        // 10 000 instructions with 64-event batches).
+        // The first batch holds as many candidates as the query wants matches (`limit`), and
+        // each next one twice the last, up to `MAX_BATCH`, while the matcher rejects them: the
+        // usual `find` (one match, the newest candidate) takes one event, not the history's
+        // newest 64 (S5: a find cost about 10 000 instructions with 64-event batches).
         const MAX_BATCH: usize = 64;
         let mut batch_len = limit.min(MAX_BATCH);
         let mut batch: SmallVec<[Arc<EventInner>; 4]> = SmallVec::new();

@@ -183,7 +183,7 @@ impl Running<'_> {
                     "parent handler {}({}) timed out after {}s",
                     entry.meta.label_display(),
                     event.label_display(),
-                    limits.timeout.map(fmt_secs).unwrap_or_default()
+                    fmt_secs(limits.timeout)
                 );
                 cancel_events(children, &cause);
             }
@@ -283,7 +283,7 @@ async fn drive<F: Future<Output = CaughtOutcome>>(
                     "Event handler {}({}) timed out after {}s",
                     handler.label_display(),
                     event.label_display(),
-                    limits.timeout.map(fmt_secs).unwrap_or_default()
+                    fmt_secs(limits.timeout)
                 ),
             )));
         }
@@ -435,18 +435,18 @@ impl Interrupt<'_> {
             (Interrupt::EventTimeout(secs), false) => (
                 HandlerErrorKind::Cancelled,
                 format!(
-                    "Cancelled: event {} timed out after {:?}s",
+                    "Cancelled: event {} timed out after {}s",
                     event.label_display(),
-                    secs.as_secs_f64()
+                    fmt_secs(Some(secs))
                 ),
             ),
             (Interrupt::EventTimeout(secs), true) => (
                 HandlerErrorKind::Aborted,
                 format!(
-                    "Event handler {}({}) was interrupted because the event timed out after {:?}s",
+                    "Event handler {}({}) was interrupted because the event timed out after {}s",
                     handler.label_display(),
                     event.label_display(),
-                    secs.as_secs_f64()
+                    fmt_secs(Some(secs))
                 ),
             ),
             (Interrupt::Dropped, false) => (

@@ -224,7 +224,20 @@ fn wall_clock(now: Instant) -> bool {
         .is_some_and(|drift| drift < TOLERANCE)
 }
 
-/// 12.5 s → `"12.5"`, 60 s → `"60.0"`: seconds as the reference runtimes print them.
-pub(crate) fn fmt_secs(duration: Duration) -> String {
-    format!("{:?}", duration.as_secs_f64())
+/// 12.5 s → `"12.5"`, 60 s → `"60.0"`, no timeout → `""`: seconds as the reference runtimes
+/// print them, written straight into the message that holds them.
+pub(crate) fn fmt_secs(duration: Option<Duration>) -> Secs {
+    Secs(duration)
+}
+
+/// What [`fmt_secs`] returns.
+pub(crate) struct Secs(Option<Duration>);
+
+impl std::fmt::Display for Secs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.0 {
+            Some(duration) => write!(f, "{:?}", duration.as_secs_f64()),
+            None => Ok(()),
+        }
+    }
 }

@@ -100,7 +100,7 @@ pub(crate) async fn process_event(
             let cause = format!(
                 "event {} timed out after {}s on {}",
                 event.label_display(),
-                timeout.map(limits::fmt_secs).unwrap_or_default(),
+                limits::fmt_secs(timeout),
                 bus.label
             );
             cancel_events(children, &cause);
