@@ -29,6 +29,31 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Copy, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Timestamp(u64);
 
+/// An optional [`Timestamp`] in one word (`None` is zero, the Unix epoch itself: no timestamp
+/// the process makes, or reads, is that early: the wire rejects years before 1991).
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Stamp(Option<std::num::NonZeroU64>);
+
+impl Stamp {
+    /// No time.
+    pub(crate) const NONE: Stamp = Stamp(None);
+
+    #[inline(always)]
+    pub(crate) fn new(at: Option<Timestamp>) -> Self {
+        Stamp(at.and_then(|at| std::num::NonZeroU64::new(at.as_unix_nanos())))
+    }
+
+    #[inline(always)]
+    pub(crate) fn get(self) -> Option<Timestamp> {
+        self.0.map(|nanos| Timestamp::from_unix_nanos(nanos.get()))
+    }
+
+    #[inline(always)]
+    pub(crate) fn is_none(self) -> bool {
+        self.0.is_none()
+    }
+}
+
 /// Earliest and latest years the reference runtimes accept (exclusive bounds).
 const MIN_YEAR: i32 = 1990;
 const MAX_YEAR: i32 = 2500;

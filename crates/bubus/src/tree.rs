@@ -102,7 +102,7 @@ impl TreeEvent {
             parent_id: st.parent_id,
             label: inner.label().into(),
             created_at: inner.created_at,
-            completed_at: st.completed_at,
+            completed_at: st.completed_at(),
             results: st.results.iter().map(result_line).collect(),
         }
     }
@@ -182,7 +182,7 @@ impl Node for Arc<EventInner> {
     fn parts(&self) -> (Option<Timestamp>, Vec<ResultLine>, Vec<Self>) {
         let st = self.state.lock();
         let results = st.results.iter().map(result_line).collect();
-        (st.completed_at, results, st.children.clone())
+        (st.completed_at(), results, st.children.clone())
     }
 }
 

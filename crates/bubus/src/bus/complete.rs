@@ -289,9 +289,9 @@ fn complete_done_locked<'a>(
         _ => Timestamp::now(),
     };
     st.status = EventStatus::Completed;
-    st.completed_at = Some(at);
-    if st.started_at.is_none() {
-        st.started_at = Some(at);
+    st.set_completed_at(Some(at));
+    if st.started_at().is_none() {
+        st.set_started_at(Some(at));
     }
     let mut buses = Told::None;
     let mut middlewares = false;
@@ -304,7 +304,7 @@ fn complete_done_locked<'a>(
                     && bus.middlewares.is_empty()
                     && st
                         .path
-                        .get(slot.link)
+                        .get(slot.link as usize)
                         .is_some_and(|link| link.bus.strong_count() > 0) =>
             {
                 BusRef::Borrowed(bus)

@@ -112,10 +112,10 @@ impl BusInner {
                 {
                     let span = tracing::Span::current();
                     if !span.is_none() {
-                        *es.dispatch_span = Some(Box::new(span));
+                        es.rare_mut().dispatch_span = Some(span);
                     }
                 }
-                es.dispatch_context = context::current_context();
+                es.set_dispatch_context(context::current_context());
             }
             es.path.push(Arc::clone(&self.link));
             let link = es.path.len() - 1;

@@ -210,10 +210,10 @@ fn mark_started(
     let event_started = es.status == EventStatus::Pending;
     if event_started {
         es.status = EventStatus::Started;
-        es.started_at = Some(now);
+        es.set_started_at(Some(now));
     }
-    let span = handler_span(event, handler, es.dispatch_span.as_deref());
-    Some((event_started, span, es.dispatch_context.clone()))
+    let span = handler_span(event, handler, es.dispatch_span());
+    Some((event_started, span, es.dispatch_context().cloned()))
 }
 
 /// The handler's `tracing` span, a child of the span current where the event was dispatched (so

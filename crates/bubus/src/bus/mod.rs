@@ -996,7 +996,7 @@ impl EventState {
     /// The bus of one of this event's slots, if it is still alive.
     #[inline]
     pub(crate) fn slot_bus(&self, slot: &BusSlot) -> Option<Arc<BusInner>> {
-        self.path.get(slot.link)?.upgrade()
+        self.path.get(slot.link as usize)?.upgrade()
     }
 
     /// The live buses the event is queued on, in dispatch order.
@@ -1013,7 +1013,7 @@ impl EventState {
     #[inline]
     pub(crate) fn push_slot(&mut self, bus: &BusInner, link: usize, history_seq: u64) {
         self.buses.push(BusSlot {
-            link,
+            link: link as u32,
             bus_id: bus.id,
             phase: BusPhase::Queued,
             history_seq,

@@ -34,20 +34,26 @@ fn ttl_of_key(map: Option<&Map<String, Value>>, key: &str) -> Option<Ttl> {
 impl EventState {
     /// The event's own `event_ttl` / `event_result_ttl` (kept with its 2.5 wire keys).
     fn own_ttl(&self, key: &str) -> Option<Ttl> {
-        ttl_of_key(self.wire_extra.as_deref().map(|e| &e.unknown), key)
+        ttl_of_key(self.wire_extra().map(|e| &e.unknown), key)
     }
 
     /// Whether the event sets a TTL of its own.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn has_own_ttl(&self) -> bool {
-        // Most events carry no wire metadata at all: no key to look up.
-        self.wire_extra.is_some()
-            && (self.own_ttl("event_ttl").is_some() || self.own_ttl("event_result_ttl").is_some())
+        // Most events carry no wire metadata at all: no key to look up (one inlined check,
+        // and the lookups out of line).
+        self.wire_extra().is_some() && self.sets_own_ttl()
+    }
+
+    /// Whether the event's wire metadata sets a TTL ([`has_own_ttl`](Self::has_own_ttl)).
+    #[inline(never)]
+    fn sets_own_ttl(&self) -> bool {
+        self.own_ttl("event_ttl").is_some() || self.own_ttl("event_result_ttl").is_some()
     }
 
     /// Sets one of the event's TTL keys (`None`: unset).
     pub(crate) fn set_own_ttl(&mut self, key: &str, ttl: Option<Ttl>) {
-        let extra = self.wire_extra.get_or_insert_with(Default::default);
+        let extra = self.wire_extra_mut();
         let value = ttl.map_or(Value::Null, |ttl| Value::from(ttl.as_secs()));
         extra.unknown.insert(key.to_owned(), value);
     }

@@ -39,6 +39,9 @@ impl EventInner {
 
     /// The payload as `E`: `None` if it is one already ([`own_payload`](Self::own_payload)),
     /// otherwise decoded (once) from its JSON.
+    // Out of line: the usual handler's payload is its own type (`Event::__resolve`), and this
+    // call stays out of its run.
+    #[inline(never)]
     pub(crate) fn typed_view<E: Event>(&self) -> Result<Option<Arc<E>>, HandlerError> {
         if self.own_payload::<E>().is_some() {
             return Ok(None);
@@ -56,7 +59,8 @@ impl EventInner {
     }
 
     fn decode_cached<E: Event>(&self) -> Result<Arc<E>, HandlerError> {
-        if let Some((type_id, value)) = self.decoded.get().map(|views| &**views) {
+        let decoded_cell = &self.views().decoded;
+        if let Some((type_id, value)) = decoded_cell.get() {
             if *type_id == TypeId::of::<E>() {
                 if let Ok(typed) = Arc::clone(value).downcast::<E>() {
                     return Ok(typed);
@@ -66,7 +70,7 @@ impl EventInner {
         let decoded: Arc<E> = Arc::new(self.decode::<E>()?);
         let erased: Arc<dyn Any + Send + Sync> = decoded.clone();
         // Another handler may have raced us to it; either value is the same decode.
-        let _ = self.decoded.set(Box::new((TypeId::of::<E>(), erased)));
+        let _ = decoded_cell.set((TypeId::of::<E>(), erased));
         Ok(decoded)
     }
 
@@ -84,7 +88,8 @@ impl EventInner {
         match self.dyn_event() {
             Some(dynamic) => Ok(Arc::clone(dynamic)),
             None => {
-                if let Some(view) = self.json_view.get() {
+                let json_cell = &self.views().json;
+                if let Some(view) = json_cell.get() {
                     return Ok(Arc::clone(view));
                 }
                 let map = (self.kind.payload_json)(&self.payload).map_err(|msg| {
@@ -94,7 +99,7 @@ impl EventInner {
                     )
                 })?;
                 let view = Arc::new(DynEvent::from_parts(self.event_type.to_string(), map));
-                Ok(Arc::clone(self.json_view.get_or_init(|| view)))
+                Ok(Arc::clone(json_cell.get_or_init(|| view)))
             }
         }
     }

@@ -30,7 +30,7 @@ use crate::error::{HandlerError, HandlerErrorKind};
 use crate::event::inner::EventInner;
 use crate::event::{AnyEvent, EventHandle, EventPayload, EventResultValue};
 use crate::handler::{HandlerId, HandlerMeta};
-use crate::time::Timestamp;
+use crate::time::{Stamp, Timestamp};
 
 pub use aggregate::ResultsQuery;
 pub use flat::{FlatDict, FlatList};
@@ -126,23 +126,6 @@ impl From<Vec<Uuid>> for ChildIds {
     }
 }
 
-/// An optional [`Timestamp`] in one word (`None` is zero, the Unix epoch itself: no timestamp
-/// the process makes, or reads, is that early: the wire rejects years before 1991).
-#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
-struct Stamp(Option<std::num::NonZeroU64>);
-
-impl Stamp {
-    #[inline(always)]
-    fn new(at: Option<Timestamp>) -> Self {
-        Stamp(at.and_then(|at| std::num::NonZeroU64::new(at.as_unix_nanos())))
-    }
-
-    #[inline(always)]
-    fn get(self) -> Option<Timestamp> {
-        self.0.map(|nanos| Timestamp::from_unix_nanos(nanos.get()))
-    }
-}
-
 impl ResultRecord {
     /// A pending result of the event with id `event_id`, created at `at`. Its id's time part is
     /// the event id's when that is a UUIDv7 (made from the same creation time for an event built
@@ -162,8 +145,8 @@ impl ResultRecord {
             status: ResultStatus::Pending,
             value: ResultSlot::Null,
             error: None,
-            started: Stamp(None),
-            completed: Stamp(None),
+            started: Stamp::NONE,
+            completed: Stamp::NONE,
             children: ChildIds::default(),
         }
     }
@@ -253,7 +236,7 @@ impl ResultRecord {
             }
         }
         let now = Timestamp::now_shared();
-        if self.started.0.is_none() {
+        if self.started.is_none() {
             self.set_started_at(Some(now));
         }
         self.set_completed_at(Some(now));

@@ -137,7 +137,7 @@ fn event_text(event: &EventInner) -> Vec<u8> {
     put(
         &mut text,
         "event_blocks_parent_completion",
-        &blocks_parent_completion(st.wire_extra.as_deref(), st.emitted_by_handler_id.is_some()),
+        &blocks_parent_completion(st.wire_extra(), st.emitted_by_handler_id.is_some()),
     );
     put(&mut text, "event_result_type", &result_type);
     push_key(&mut text, "event_id");
@@ -174,12 +174,12 @@ fn event_text(event: &EventInner) -> Vec<u8> {
     push_key(&mut text, "event_created_at");
     let _ = write!(text, "\"{}\"", event.created_at);
     put(&mut text, "event_status", &st.status.as_str());
-    put(&mut text, "event_started_at", &ts(st.started_at));
-    put(&mut text, "event_completed_at", &ts(st.completed_at));
+    put(&mut text, "event_started_at", &ts(st.started_at()));
+    put(&mut text, "event_completed_at", &ts(st.completed_at()));
     // As `event_map` then `event_json_text_via_map`: unknown keys after the built-in ones (never
     // one of them), payload fields after those (never a key already written); an
     // `event_results` key is dropped from the map (only a text field can still write it).
-    let unknown = st.wire_extra.as_deref().map(|e| &e.unknown);
+    let unknown = st.wire_extra().map(|e| &e.unknown);
     for (key, value) in unknown.into_iter().flatten() {
         if !METADATA_KEYS.contains(&key.as_str()) && key != "event_results" {
             put(&mut text, key, value);
@@ -371,7 +371,7 @@ fn event_map(
     out.insert(
         "event_blocks_parent_completion".into(),
         Value::Bool(blocks_parent_completion(
-            st.wire_extra.as_deref(),
+            st.wire_extra(),
             st.emitted_by_handler_id.is_some(),
         )),
     );
@@ -410,9 +410,9 @@ fn event_map(
         "event_status".into(),
         Value::String(st.status.as_str().to_owned()),
     );
-    out.insert("event_started_at".into(), ts(st.started_at));
-    out.insert("event_completed_at".into(), ts(st.completed_at));
-    write_unknown(&mut out, st.wire_extra.as_deref().map(|e| &e.unknown));
+    out.insert("event_started_at".into(), ts(st.started_at()));
+    out.insert("event_completed_at".into(), ts(st.completed_at()));
+    write_unknown(&mut out, st.wire_extra().map(|e| &e.unknown));
     for (key, value) in payload {
         out.entry(key).or_insert(value);
     }

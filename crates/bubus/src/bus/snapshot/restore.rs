@@ -160,10 +160,8 @@ pub(super) fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result
         let (parent, blocks) = {
             let st = event.state.lock();
             let parent = st.parent_id.and_then(|id| by_id.get(&id).cloned());
-            let blocks = blocks_parent_completion(
-                st.wire_extra.as_deref(),
-                st.emitted_by_handler_id.is_some(),
-            );
+            let blocks =
+                blocks_parent_completion(st.wire_extra(), st.emitted_by_handler_id.is_some());
             (parent, blocks)
         };
         if let Some(parent) = parent {
@@ -227,7 +225,7 @@ pub(super) fn restore_events(bus: &EventBus, obj: &Map<String, Value>) -> Result
         };
         let (completed_at, bytes) = {
             let es = event.state.lock();
-            (es.completed_at, event.approx_bytes(&es))
+            (es.completed_at(), event.approx_bytes(&es))
         };
         let seq = st.history.push(event, None);
         if complete {

@@ -50,12 +50,12 @@ macro_rules! event_accessors {
 
             /// When the first handler started, on any bus.
             pub fn event_started_at(&self) -> Option<Timestamp> {
-                self.inner().state.lock().started_at
+                self.inner().state.lock().started_at()
             }
 
             /// When the event completed.
             pub fn event_completed_at(&self) -> Option<Timestamp> {
-                self.inner().state.lock().completed_at
+                self.inner().state.lock().completed_at()
             }
 
             /// Whether the event is completed.

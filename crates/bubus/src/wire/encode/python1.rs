@@ -83,7 +83,7 @@ pub(crate) fn event_json_python1(event: &EventInner) -> Map<String, Value> {
             .map_or(Value::Null, |id| Value::String(id.to_string())),
     );
     out.insert("event_created_at".into(), ts_micros(Some(event.created_at)));
-    out.insert("event_processed_at".into(), ts_micros(st.completed_at));
+    out.insert("event_processed_at".into(), ts_micros(st.completed_at()));
     let extras = [
         ("event_slow_timeout", secs_value(c.event_slow_timeout)),
         ("event_concurrency", mode(c.event_concurrency)),
@@ -105,8 +105,7 @@ pub(crate) fn event_json_python1(event: &EventInner) -> Map<String, Value> {
         ),
         (
             "event_blocks_parent_completion",
-            st.wire_extra
-                .as_ref()
+            st.wire_extra()
                 .and_then(|e| e.blocks_parent_completion)
                 .map_or(Value::Null, Value::Bool),
         ),
@@ -116,7 +115,7 @@ pub(crate) fn event_json_python1(event: &EventInner) -> Map<String, Value> {
             out.insert(key.into(), value);
         }
     }
-    write_unknown(&mut out, st.wire_extra.as_deref().map(|e| &e.unknown));
+    write_unknown(&mut out, st.wire_extra().map(|e| &e.unknown));
     drop(st);
     for (key, value) in payload {
         out.entry(key).or_insert(value);
