@@ -63,8 +63,10 @@ pub(crate) async fn process_event(
         }
         None => (&many.runs[..], &many.indices[..], many.overrides),
     };
-    bus.hook_event(event, EventStatus::Pending);
-    bus.hook_results(event, indices, EventStatus::Pending);
+    if !bus.middlewares.is_empty() {
+        bus.hook_event(event, EventStatus::Pending);
+        bus.hook_results(event, indices, EventStatus::Pending);
+    }
     let phase = Phase {
         bus,
         event,
