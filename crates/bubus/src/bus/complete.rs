@@ -336,8 +336,15 @@ fn complete_done_locked<'a>(
             own_ttl: st.has_own_ttl(),
         }
     };
+    // Most events have no parent: their link is the empty `Weak`, seen without the call to
+    // upgrade it (a parent already gone, likewise).
+    let parent = if st.parent.strong_count() == 0 {
+        None
+    } else {
+        st.parent.upgrade()
+    };
     Some(Completion {
-        parent: st.parent.upgrade(),
+        parent,
         buses,
         waited,
         middlewares,

@@ -100,22 +100,19 @@ impl HandlerLimits {
     }
 }
 
-/// When an event's processing on one bus started, for its timeout and slow warning. The clock is
-/// read only when something first waits (most events never do); the time already spent by
-/// handlers that ran without waiting is taken from their start timestamps (of the results at
-/// `indices`, passed to each method). Less than a millisecond of it is not counted: that is below
-/// the timers' resolution.
+/// When an event's processing on one bus started, for its timeout and slow warning (given to
+/// each method: they are worked out from the event's config and the bus's only when asked, as
+/// most events never wait). The clock is read only when something first waits (most events
+/// never do); the time already spent by handlers that ran without waiting is taken from their
+/// start timestamps (of the results at `indices`, passed to each method). Less than a
+/// millisecond of it is not counted: that is below the timers' resolution.
 pub(crate) struct PhaseClock {
-    timeout: Option<Duration>,
-    slow: Option<Duration>,
     start: OnceLock<Instant>,
 }
 
 impl PhaseClock {
-    pub(crate) fn new(timeout: Option<Duration>, slow: Option<Duration>) -> Self {
+    pub(crate) fn new() -> Self {
         PhaseClock {
-            timeout,
-            slow,
             start: OnceLock::new(),
         }
     }
@@ -142,20 +139,25 @@ impl PhaseClock {
         })
     }
 
-    /// The event's timeout on this bus.
-    pub(crate) fn timeout(&self) -> Option<Duration> {
-        self.timeout
-    }
-
-    /// When the event's timeout fires on this bus.
-    pub(crate) fn deadline(&self, event: &EventInner, indices: &[usize]) -> Option<Instant> {
-        let timeout = self.timeout?;
+    /// When the event's `timeout` fires on this bus.
+    pub(crate) fn deadline(
+        &self,
+        timeout: Option<Duration>,
+        event: &EventInner,
+        indices: &[usize],
+    ) -> Option<Instant> {
+        let timeout = timeout?;
         self.start(event, indices).checked_add(timeout)
     }
 
-    /// When the slow-event warning fires.
-    pub(crate) fn slow_at(&self, event: &EventInner, indices: &[usize]) -> Option<Instant> {
-        let slow = self.slow?;
+    /// When the slow-event warning (after `slow`) fires.
+    pub(crate) fn slow_at(
+        &self,
+        slow: Option<Duration>,
+        event: &EventInner,
+        indices: &[usize],
+    ) -> Option<Instant> {
+        let slow = slow?;
         self.start(event, indices).checked_add(slow)
     }
 

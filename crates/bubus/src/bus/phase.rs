@@ -6,6 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
@@ -22,6 +23,7 @@ use super::handler_run::{HandlerRun, Interrupt, Running, Started, interrupt_resu
 use super::handlers::HandlerList;
 use super::handlers::Handlers;
 use super::limits::{self, PhaseClock, Timers};
+use crate::event::config::EventSettings;
 use crate::event::inner::{BusPhase, EventInner, EventState};
 use crate::event::{EventConfig, EventStatus, HandlerCompletion, HandlerConcurrency};
 use crate::handler::{HandlerEntry, HandlerId};
@@ -45,7 +47,7 @@ pub(crate) async fn process_event(
     let one;
     {
         let mut es = event.state.lock();
-        config = *es.config;
+        config = PhaseConfig::of(&es.config);
         one = select_runs(bus, event, &mut es, &exact, &wildcard, &mut many);
     }
     let one_run;
@@ -61,21 +63,20 @@ pub(crate) async fn process_event(
         }
         None => (&many.runs[..], &many.indices[..], many.overrides),
     };
-    bus.hook_event(event, EventStatus::Pending);
-    bus.hook_results(event, indices, EventStatus::Pending);
+    if !bus.middlewares.is_empty() {
+        bus.hook_event(event, EventStatus::Pending);
+        bus.hook_results(event, indices, EventStatus::Pending);
+    }
     let phase = Phase {
         bus,
         event,
         runs,
         indices,
         held,
-        config: &config,
+        config: config.get(),
         // The event's hard timeout covers the whole handler phase on this bus, from now.
-        clock: PhaseClock::new(
-            limits::event_timeout(&config, bus),
-            limits::event_slow_timeout(&config, bus),
-        ),
-        plan: Plan::new(bus, &config, overrides),
+        clock: PhaseClock::new(),
+        plan: Plan::new(bus, config.get(), overrides),
     };
     // Forgotten once the phase ends: it only acts if the future is dropped before.
     let guard = ProcessGuard { phase: &phase };
@@ -96,7 +97,7 @@ pub(crate) async fn process_event(
         // only if there are any).
         let children = children_of_results(event, indices);
         if !children.is_empty() {
-            let timeout = phase.clock.timeout();
+            let timeout = phase.timeout();
             let cause = format!(
                 "event {} timed out after {}s on {}",
                 event.label_display(),
@@ -309,7 +310,7 @@ pub(crate) struct Phase<'a> {
     /// The event's config, read when the phase started (a copy in the processing future,
     /// borrowed here: not copied again into the phase).
     pub(crate) config: &'a EventConfig,
-    /// The event's timeout on this bus, and when the phase started.
+    /// When the phase started (for the event's timeout on this bus and its slow warning).
     clock: PhaseClock,
     plan: Plan,
 }
@@ -317,7 +318,13 @@ pub(crate) struct Phase<'a> {
 impl<'a> Phase<'a> {
     /// When the event's timeout fires on this bus.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.clock.deadline(self.event, self.indices)
+        self.clock
+            .deadline(self.timeout(), self.event, self.indices)
+    }
+
+    /// The event's timeout on this bus.
+    fn timeout(&self) -> Option<Duration> {
+        limits::event_timeout(self.config, self.bus)
     }
 
     /// The handler run of `runs[i]`.
@@ -511,7 +518,11 @@ impl<'a> Phase<'a> {
                 return Poll::Ready(false);
             }
             let timers = timers.get_or_insert_with(|| {
-                Timers::new(self.deadline(), self.clock.slow_at(event, self.indices))
+                let slow = limits::event_slow_timeout(self.config, bus);
+                Timers::new(
+                    self.deadline(),
+                    self.clock.slow_at(slow, event, self.indices),
+                )
             });
             let fired = timers.poll(cx, || {
                 tracing::warn!(
@@ -526,13 +537,38 @@ impl<'a> Phase<'a> {
                 );
             });
             if fired.is_ready() {
-                let timeout = self.clock.timeout().unwrap_or_default();
+                let timeout = self.timeout().unwrap_or_default();
                 interrupt_results(bus, event, self.indices, Interrupt::EventTimeout(timeout));
                 return Poll::Ready(true);
             }
             Poll::Pending
         })
         .await
+    }
+}
+
+/// The event's config as its handler phase reads it: read under the event's lock when the phase
+/// starts, its type's defaults by reference (no copy), the event's own settings copied.
+enum PhaseConfig {
+    Shared(&'static EventConfig),
+    Own(EventConfig),
+}
+
+impl PhaseConfig {
+    #[inline(always)]
+    fn of(settings: &EventSettings) -> Self {
+        match settings {
+            EventSettings::Shared(config) => PhaseConfig::Shared(config),
+            EventSettings::Own(config) => PhaseConfig::Own(**config),
+        }
+    }
+
+    #[inline(always)]
+    fn get(&self) -> &EventConfig {
+        match self {
+            PhaseConfig::Shared(config) => config,
+            PhaseConfig::Own(config) => config,
+        }
     }
 }
 
