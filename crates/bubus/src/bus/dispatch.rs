@@ -45,6 +45,22 @@ impl BusInner {
         Ok(())
     }
 
+    /// The payload depth check of a payload type that can nest, out of line.
+    #[inline(never)]
+    fn check_depth(
+        &self,
+        event: &EventInner,
+        check: crate::event::inner::DepthCheck,
+    ) -> Result<(), DispatchError> {
+        check(event).map_err(|(field, depth)| DispatchError::TooDeep {
+            bus: self.label.to_string(),
+            event: event.label(),
+            field,
+            depth,
+            limit: crate::wire::MAX_JSON_DEPTH,
+        })
+    }
+
     /// Enqueues `event` on this bus. See [`EventBus::dispatch`](super::EventBus::dispatch).
     /// `created`: for an event built from a payload within this `dispatch` call (not a handle
     /// built earlier, restored or forwarded), tokio's clock read just before it was built
@@ -71,15 +87,10 @@ impl BusInner {
             self.check_recursion(event, parent, handler_id, max)?;
         }
         // What is dispatched can be written and read back (a log, a bridge, a snapshot).
-        (event.kind.check_depth)
-            .map_or(Ok(()), |check| check(event))
-            .map_err(|(field, depth)| DispatchError::TooDeep {
-                bus: self.label.to_string(),
-                event: event.label(),
-                field,
-                depth,
-                limit: crate::wire::MAX_JSON_DEPTH,
-            })?;
+        // (A payload type that cannot nest has no check: one load and a branch.)
+        if let Some(check) = event.kind.check_depth {
+            self.check_depth(event, check)?;
+        }
 
         let mut st = self.state.lock();
         if st.stopped {

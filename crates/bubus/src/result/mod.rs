@@ -20,7 +20,10 @@ mod flat;
 mod slot;
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -419,6 +422,57 @@ impl AnyEvent {
     }
 }
 
+/// The future of `event_result()`: an event already complete when it is first polled (W1
+/// batched awaits mostly those) is read at once — the completion flag, then the first value —
+/// without entering the wait, whose state an `async fn` kept (and saved and restored around)
+/// in every poll.
+struct FirstResult<'a, R, W> {
+    event: &'a Arc<EventInner>,
+    /// The wait ([`EventInner::completion`]): made with the future (it does nothing until
+    /// polled), polled only if the event was not complete at the first poll.
+    wait: W,
+    waiting: bool,
+    result: std::marker::PhantomData<fn() -> R>,
+}
+
+/// The future of `event_result()` for `event`.
+#[inline]
+fn first_result<R>(
+    event: &Arc<EventInner>,
+) -> FirstResult<'_, R, impl Future<Output = Result<(), crate::error::WaitError>> + Unpin + '_> {
+    FirstResult {
+        event,
+        wait: event.completion(),
+        waiting: false,
+        result: std::marker::PhantomData,
+    }
+}
+
+impl<R, W> Future for FirstResult<'_, R, W>
+where
+    R: EventResultValue,
+    W: Future<Output = Result<(), crate::error::WaitError>> + Unpin,
+{
+    type Output = Result<R, crate::error::ResultError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if !this.waiting {
+            if this.event.is_complete() {
+                // `results().one()` without building the query.
+                return Poll::Ready(aggregate::event_result::<R>(this.event));
+            }
+            this.waiting = true;
+        }
+        match Pin::new(&mut this.wait).poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Err(err)) => Poll::Ready(Err(err.into())),
+            Poll::Ready(Ok(())) => Poll::Ready(aggregate::event_result::<R>(this.event)),
+        }
+    }
+}
+
 macro_rules! result_helpers {
     ($ty:ty, $r:ty $(, $p:ident)?) => {
         impl$(<$p: EventPayload>)? $ty {
@@ -437,13 +491,10 @@ macro_rules! result_helpers {
             /// # Cancel safety
             ///
             /// Cancel safe: dropping the future stops waiting and leaves the event untouched.
-            pub async fn event_result(&self) -> Result<$r, crate::error::ResultError> {
-                let inner = self.inner();
-                if !inner.is_complete() {
-                    inner.completion().await?;
-                }
-                // `results().one()` without building the query.
-                aggregate::event_result::<$r>(inner)
+            pub fn event_result(
+                &self,
+            ) -> impl std::future::Future<Output = Result<$r, crate::error::ResultError>> + '_ {
+                first_result::<$r>(self.inner())
             }
 
             /// Waits for the event, then returns every handler's non-null value in result
