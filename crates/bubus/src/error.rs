@@ -4,7 +4,7 @@
 use std::any::Any;
 use std::borrow::Cow;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -227,7 +227,7 @@ impl HandlerErrorKind {
 pub struct HandlerError {
     pub(crate) kind: HandlerErrorKind,
     pub(crate) error_type: Cow<'static, str>,
-    pub(crate) message: String,
+    pub(crate) message: Message,
     pub(crate) source: Option<Arc<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -238,7 +238,7 @@ impl HandlerError {
         HandlerError {
             kind: HandlerErrorKind::Failed,
             error_type: error_type.into(),
-            message: message.into(),
+            message: Message::Text(message.into()),
             source: None,
         }
     }
@@ -247,7 +247,25 @@ impl HandlerError {
         HandlerError {
             kind,
             error_type: Cow::Borrowed(kind.wire_type().unwrap_or("Error")),
-            message: message.into(),
+            message: Message::Text(message.into()),
+            source: None,
+        }
+    }
+
+    /// [`with_kind`](Self::with_kind) with a message written from `parts` when it is first read
+    /// (or displayed): the engine's timeout and interruption errors, most of which nobody reads,
+    /// keep their labels and seconds instead of formatting them.
+    pub(crate) fn with_kind_deferred(
+        kind: HandlerErrorKind,
+        parts: impl fmt::Display + Send + Sync + 'static,
+    ) -> Self {
+        HandlerError {
+            kind,
+            error_type: Cow::Borrowed(kind.wire_type().unwrap_or("Error")),
+            message: Message::Deferred(Arc::new(Deferred {
+                text: OnceLock::new(),
+                parts,
+            })),
             source: None,
         }
     }
@@ -275,7 +293,7 @@ impl HandlerError {
 
     /// The error message.
     pub fn message(&self) -> &str {
-        &self.message
+        self.message.as_str()
     }
 
     /// Whether the handler timed out (`EventHandlerTimeoutError`).
@@ -297,7 +315,7 @@ impl HandlerError {
     pub fn to_wire(&self) -> WireError {
         WireError {
             error_type: self.error_type.to_string(),
-            message: self.message.clone(),
+            message: self.message().to_owned(),
         }
     }
 
@@ -318,7 +336,7 @@ impl HandlerError {
         HandlerError {
             kind,
             error_type: Cow::Owned(wire.error_type),
-            message: wire.message,
+            message: Message::Text(wire.message),
             source: None,
         }
     }
@@ -326,10 +344,11 @@ impl HandlerError {
 
 impl fmt::Display for HandlerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.message.is_empty() {
+        let message = self.message();
+        if message.is_empty() {
             f.write_str(&self.error_type)
         } else {
-            write!(f, "{}: {}", self.error_type, self.message)
+            write!(f, "{}: {}", self.error_type, message)
         }
     }
 }
@@ -339,8 +358,30 @@ impl fmt::Debug for HandlerError {
         f.debug_struct("HandlerError")
             .field("kind", &self.kind)
             .field("error_type", &self.error_type)
-            .field("message", &self.message)
+            .field("message", &self.message())
             .finish()
+    }
+}
+
+/// A [`HandlerError`]'s message: its text, or the parts it is written from when first read.
+#[derive(Clone)]
+pub(crate) enum Message {
+    Text(String),
+    Deferred(Arc<Deferred<dyn fmt::Display + Send + Sync>>),
+}
+
+/// A message's parts and, once read, its text.
+pub(crate) struct Deferred<T: ?Sized> {
+    text: OnceLock<String>,
+    parts: T,
+}
+
+impl Message {
+    fn as_str(&self) -> &str {
+        match self {
+            Message::Text(text) => text,
+            Message::Deferred(deferred) => deferred.text.get_or_init(|| deferred.parts.to_string()),
+        }
     }
 }
 

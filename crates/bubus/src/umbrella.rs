@@ -84,7 +84,7 @@ impl HandlerError {
             Err(boxed) => HandlerError {
                 kind: HandlerErrorKind::Failed,
                 error_type: Cow::Owned(type_name),
-                message: boxed.to_string(),
+                message: crate::error::Message::Text(boxed.to_string()),
                 source: Some(Arc::from(boxed)),
             },
         }

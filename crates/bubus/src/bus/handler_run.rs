@@ -1,6 +1,7 @@
 //! One handler run: the serial-handler lock, the handler context, panics, timeouts, slow
 //! warnings and cancellation, and recording the outcome.
 
+use std::fmt;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -21,7 +22,7 @@ use super::limits::{HandlerLimits, Timers, fmt_secs};
 use super::phase::Phase;
 use crate::context;
 use crate::error::{HandlerError, HandlerErrorKind};
-use crate::event::inner::EventInner;
+use crate::event::inner::{EventInner, OwnedEventLabel};
 use crate::event::{AnyEvent, EventStatus};
 use crate::handler::{HandlerCall, HandlerEntry, HandlerMeta};
 use crate::result::{ResultRecord, ResultSlot, ResultStatus};
@@ -247,7 +248,7 @@ async fn drive<F: Future<Output = CaughtOutcome>>(
     fut: F,
     event: &EventInner,
     limits: &HandlerLimits,
-    handler: &HandlerMeta,
+    handler: &Arc<HandlerMeta>,
 ) -> Result<ResultSlot, HandlerError> {
     tokio::pin!(fut);
     let mut timers = Timers::new(limits.deadline, limits.slow_at);
@@ -277,14 +278,9 @@ async fn drive<F: Future<Output = CaughtOutcome>>(
             );
         });
         if fired.is_ready() {
-            return Poll::Ready(Err(HandlerError::with_kind(
+            return Poll::Ready(Err(HandlerError::with_kind_deferred(
                 HandlerErrorKind::Timeout,
-                format!(
-                    "Event handler {}({}) timed out after {}s",
-                    handler.label_display(),
-                    event.label_display(),
-                    fmt_secs(limits.timeout)
-                ),
+                Written::HandlerTimeout(Arc::clone(handler), event.label_owned(), limits.timeout),
             )));
         }
         // Wake up if the event gets cancelled; re-check after registering so a cancellation
@@ -310,7 +306,7 @@ async fn drive<F: Future<Output = CaughtOutcome>>(
 }
 
 /// The error of a running handler whose event was cancelled.
-fn aborted(event: &EventInner, handler: &HandlerMeta) -> HandlerError {
+fn aborted(event: &EventInner, handler: &Arc<HandlerMeta>) -> HandlerError {
     let cause = event
         .cancel_cause()
         .unwrap_or_else(|| Arc::from("the event was cancelled"));
@@ -421,51 +417,90 @@ impl Interrupt<'_> {
     pub(crate) fn error(
         self,
         status: ResultStatus,
-        handler: &HandlerMeta,
+        handler: &Arc<HandlerMeta>,
         event: &EventInner,
     ) -> HandlerError {
         let started = status != ResultStatus::Pending;
-        let (kind, message) = match (self, started) {
+        let (kind, written) = match (self, started) {
             (Interrupt::Cancelled(cause), false) => {
-                (HandlerErrorKind::Cancelled, format!("Cancelled: {cause}"))
+                return HandlerError::with_kind(
+                    HandlerErrorKind::Cancelled,
+                    format!("Cancelled: {cause}"),
+                );
             }
             (Interrupt::Cancelled(cause), true) => {
-                (HandlerErrorKind::Aborted, format!("Aborted: {cause}"))
+                return HandlerError::with_kind(
+                    HandlerErrorKind::Aborted,
+                    format!("Aborted: {cause}"),
+                );
             }
             (Interrupt::EventTimeout(secs), false) => (
                 HandlerErrorKind::Cancelled,
-                format!(
-                    "Cancelled: event {} timed out after {}s",
-                    event.label_display(),
-                    fmt_secs(Some(secs))
-                ),
+                Written::EventTimeoutCancelled(event.label_owned(), secs),
             ),
             (Interrupt::EventTimeout(secs), true) => (
                 HandlerErrorKind::Aborted,
-                format!(
-                    "Event handler {}({}) was interrupted because the event timed out after {}s",
-                    handler.label_display(),
-                    event.label_display(),
-                    fmt_secs(Some(secs))
-                ),
+                Written::EventTimeoutAborted(Arc::clone(handler), event.label_owned(), secs),
             ),
             (Interrupt::Dropped, false) => (
                 HandlerErrorKind::Cancelled,
-                format!(
-                    "Cancelled: {} was interrupted before this handler started",
-                    event.label_display()
-                ),
+                Written::DroppedCancelled(event.label_owned()),
             ),
             (Interrupt::Dropped, true) => (
                 HandlerErrorKind::Aborted,
-                format!(
-                    "Event handler {}({}) was interrupted while running",
-                    handler.label_display(),
-                    event.label_display()
-                ),
+                Written::DroppedAborted(Arc::clone(handler), event.label_owned()),
             ),
         };
-        HandlerError::with_kind(kind, message)
+        HandlerError::with_kind_deferred(kind, written)
+    }
+}
+
+/// The parts of a handler error message the engine writes, kept until the message is read
+/// ([`HandlerError::with_kind_deferred`]): most timeout and interruption messages never are, and
+/// writing one (labels, seconds as a float) cost 100–200 instructions.
+enum Written {
+    /// The handler ran past its timeout.
+    HandlerTimeout(Arc<HandlerMeta>, OwnedEventLabel, Option<Duration>),
+    /// The event timed out before the handler started.
+    EventTimeoutCancelled(OwnedEventLabel, Duration),
+    /// The event timed out while the handler ran.
+    EventTimeoutAborted(Arc<HandlerMeta>, OwnedEventLabel, Duration),
+    /// The processing was dropped before the handler started.
+    DroppedCancelled(OwnedEventLabel),
+    /// The processing was dropped while the handler ran.
+    DroppedAborted(Arc<HandlerMeta>, OwnedEventLabel),
+}
+
+impl fmt::Display for Written {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Written::HandlerTimeout(handler, event, timeout) => write!(
+                f,
+                "Event handler {}({event}) timed out after {}s",
+                handler.label_display(),
+                fmt_secs(*timeout)
+            ),
+            Written::EventTimeoutCancelled(event, secs) => write!(
+                f,
+                "Cancelled: event {event} timed out after {}s",
+                fmt_secs(Some(*secs))
+            ),
+            Written::EventTimeoutAborted(handler, event, secs) => write!(
+                f,
+                "Event handler {}({event}) was interrupted because the event timed out after {}s",
+                handler.label_display(),
+                fmt_secs(Some(*secs))
+            ),
+            Written::DroppedCancelled(event) => write!(
+                f,
+                "Cancelled: {event} was interrupted before this handler started"
+            ),
+            Written::DroppedAborted(handler, event) => write!(
+                f,
+                "Event handler {}({event}) was interrupted while running",
+                handler.label_display()
+            ),
+        }
     }
 }
 

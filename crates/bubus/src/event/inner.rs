@@ -446,6 +446,15 @@ impl EventInner {
         }
     }
 
+    /// [`label_display`](Self::label_display) owning its parts (a typed event's type name is not
+    /// copied), for a message written later.
+    pub(crate) fn label_owned(&self) -> OwnedEventLabel {
+        OwnedEventLabel {
+            event_type: self.event_type.clone(),
+            id: self.id,
+        }
+    }
+
     /// Whether the payload as it was created is a `P` (not through a dynamic event's `Arc`).
     #[inline]
     pub(crate) fn payload_is<P: Any>(&self) -> bool {
@@ -601,6 +610,22 @@ impl std::fmt::Display for EventLabel<'_> {
         f.write_str(self.event_type)?;
         f.write_str("#")?;
         f.write_str(short_id_in(self.id, &mut buf))
+    }
+}
+
+/// [`EventLabel`] owning its parts ([`EventInner::label_owned`]).
+pub(crate) struct OwnedEventLabel {
+    event_type: Cow<'static, str>,
+    id: Uuid,
+}
+
+impl std::fmt::Display for OwnedEventLabel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        EventLabel {
+            event_type: &self.event_type,
+            id: &self.id,
+        }
+        .fmt(f)
     }
 }
 
