@@ -139,26 +139,16 @@ impl PhaseClock {
         })
     }
 
-    /// When the event's `timeout` fires on this bus.
-    pub(crate) fn deadline(
+    /// `after` past the start: when the event's `timeout` fires on this bus, or its slow-event
+    /// warning (`None` when there is no such limit).
+    pub(crate) fn after(
         &self,
-        timeout: Option<Duration>,
+        after: Option<Duration>,
         event: &EventInner,
         indices: &[usize],
     ) -> Option<Instant> {
-        let timeout = timeout?;
-        self.start(event, indices).checked_add(timeout)
-    }
-
-    /// When the slow-event warning (after `slow`) fires.
-    pub(crate) fn slow_at(
-        &self,
-        slow: Option<Duration>,
-        event: &EventInner,
-        indices: &[usize],
-    ) -> Option<Instant> {
-        let slow = slow?;
-        self.start(event, indices).checked_add(slow)
+        let after = after?;
+        self.start(event, indices).checked_add(after)
     }
 
     /// Time since processing started.

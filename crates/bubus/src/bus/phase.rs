@@ -318,8 +318,7 @@ pub(crate) struct Phase<'a> {
 impl<'a> Phase<'a> {
     /// When the event's timeout fires on this bus.
     pub(crate) fn deadline(&self) -> Option<Instant> {
-        self.clock
-            .deadline(self.timeout(), self.event, self.indices)
+        self.clock.after(self.timeout(), self.event, self.indices)
     }
 
     /// The event's timeout on this bus.
@@ -519,10 +518,7 @@ impl<'a> Phase<'a> {
             }
             let timers = timers.get_or_insert_with(|| {
                 let slow = limits::event_slow_timeout(self.config, bus);
-                Timers::new(
-                    self.deadline(),
-                    self.clock.slow_at(slow, event, self.indices),
-                )
+                Timers::new(self.deadline(), self.clock.after(slow, event, self.indices))
             });
             let fired = timers.poll(cx, || {
                 tracing::warn!(
