@@ -212,10 +212,41 @@ pub fn cpu_ms() -> Option<f64> {
     Some((utime + stime) * TICK_MS)
 }
 
+/// The resident set size read from `/proc/self/statm` through a file opened once: one `pread`
+/// per sample (about 1 µs), where opening and reading `/proc/self/status` ([`rss_bytes`]) costs
+/// about 20 µs. S5 samples every 5 iterations and S2 after every bus, inside the timed part, so
+/// with `rss_bytes` the sampling alone was about a quarter of S5's time and a fifth of S2's.
+/// `statm`'s resident count is the same figure as `VmRSS`, in pages.
+#[derive(Debug)]
+struct StatmReader {
+    file: std::fs::File,
+    page_bytes: u64,
+}
+
+impl StatmReader {
+    fn open() -> Option<Self> {
+        Some(StatmReader {
+            file: std::fs::File::open("/proc/self/statm").ok()?,
+            page_bytes: rustix::param::page_size() as u64,
+        })
+    }
+
+    fn rss_bytes(&self) -> Option<u64> {
+        use std::os::unix::fs::FileExt;
+        // Seven numbers of at most 20 digits each, with their separators.
+        let mut buf = [0u8; 160];
+        let len = self.file.read_at(&mut buf, 0).ok()?;
+        let text = std::str::from_utf8(&buf[..len]).ok()?;
+        let resident: u64 = text.split_whitespace().nth(1)?.parse().ok()?;
+        Some(resident * self.page_bytes)
+    }
+}
+
 /// The reference's `MemoryTracker`: RSS at construction is the baseline, [`sample`](Self::sample)
 /// keeps the peak, and the result is the peak's growth over the baseline per unit.
 #[derive(Debug)]
 pub struct MemoryTracker {
+    reader: Option<StatmReader>,
     baseline: Option<u64>,
     peak: Option<u64>,
 }
@@ -223,8 +254,10 @@ pub struct MemoryTracker {
 impl MemoryTracker {
     /// Takes the baseline now.
     pub fn new() -> Self {
-        let baseline = rss_bytes();
+        let reader = StatmReader::open();
+        let baseline = reader.as_ref().and_then(StatmReader::rss_bytes);
         MemoryTracker {
+            reader,
             baseline,
             peak: baseline,
         }
@@ -232,7 +265,8 @@ impl MemoryTracker {
 
     /// Samples RSS, keeping the peak.
     pub fn sample(&mut self) {
-        if let (Some(now), Some(peak)) = (rss_bytes(), self.peak.as_mut()) {
+        let now = self.reader.as_ref().and_then(StatmReader::rss_bytes);
+        if let (Some(now), Some(peak)) = (now, self.peak.as_mut()) {
             *peak = (*peak).max(now);
         }
     }

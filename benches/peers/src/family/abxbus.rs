@@ -2,7 +2,8 @@
 //! are JSON-backed (`BaseEvent` with a payload map), handlers registered with `on_raw_sync` /
 //! `on_raw`, awaited with `now()`. The buses, history bounds, events, batches and checksums are
 //! those of `bubus-benches` (`docs/performance.md`); handler file-path detection is off, as in
-//! the crate's own performance tests.
+//! the crate's own performance tests. The memory samples inside the timed part are those of
+//! `bubus-benches` too (`MemoryTracker`, at the same points), so both sides do the same work.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,7 +18,7 @@ use abxbus::event_handler::EventHandlerOptions;
 use abxbus::types::EventHandlerConcurrencyMode;
 use bubus_benches::harness::{
     HISTORY_LIMIT_EPHEMERAL_BUS, HISTORY_LIMIT_FIXED_HANDLERS, HISTORY_LIMIT_ON_OFF,
-    HISTORY_LIMIT_STREAM, HISTORY_LIMIT_WORST_CASE, SETTLE, STREAM_BATCH_SIZE,
+    HISTORY_LIMIT_STREAM, HISTORY_LIMIT_WORST_CASE, MemoryTracker, SETTLE, STREAM_BATCH_SIZE,
     WORST_CASE_IMMEDIATE_TIMEOUT_SECONDS,
 };
 use serde_json::{Map, Value, json};
@@ -133,6 +134,7 @@ async fn s1(sizes: &Sizes) -> Result<Done, String> {
         c.fetch_add(value + batch_id, Ordering::Relaxed);
         Ok(json!(value))
     });
+    let mut memory = MemoryTracker::new();
     let started = Instant::now();
     let mut i = 0;
     while i < total {
@@ -150,7 +152,11 @@ async fn s1(sizes: &Sizes) -> Result<Done, String> {
         }
         idle(&bus).await?;
         i = end;
+        if i % 2048 == 0 {
+            memory.sample();
+        }
     }
+    memory.sample();
     let processed = processed.load(Ordering::Relaxed);
     let history = bus.event_history_size();
     let error = if processed != total {
@@ -176,6 +182,7 @@ async fn s2(sizes: &Sizes) -> Result<Done, String> {
     let checksum = Arc::new(AtomicU64::new(0));
     let value = |b: u64, i: u64| (b * per_bus + i) % 89 + 1;
     let mut expected = 0;
+    let mut memory = MemoryTracker::new();
     let started = Instant::now();
     for b in 0..buses {
         let bus = bus(
@@ -202,7 +209,11 @@ async fn s2(sizes: &Sizes) -> Result<Done, String> {
             e.now().await?;
         }
         idle(&bus).await?;
+        memory.sample();
         bus.destroy();
+        if b % 10 == 0 {
+            memory.sample();
+        }
     }
     Ok(done(
         started,
@@ -258,6 +269,7 @@ async fn s4(sizes: &Sizes) -> Result<Done, String> {
     let bus = bus("PerfOnOffBus".into(), HISTORY_LIMIT_ON_OFF, false);
     let checksum = Arc::new(AtomicU64::new(0));
     let mut expected = 0;
+    let mut memory = MemoryTracker::new();
     let started = Instant::now();
     for i in 0..total {
         let (weight, value) = (i % 13 + 1, i % 101 + 1);
@@ -272,6 +284,9 @@ async fn s4(sizes: &Sizes) -> Result<Done, String> {
             .now()
             .await?;
         bus.off("PerfRequestEvent", Some(&handler.id));
+        if i % 1000 == 0 {
+            memory.sample();
+        }
     }
     idle(&bus).await?;
     let result = done(started, checksum.load(Ordering::Relaxed), expected, None);
@@ -342,6 +357,7 @@ async fn s5(sizes: &Sizes) -> Result<Done, String> {
     });
 
     let mut expected = 0;
+    let mut memory = MemoryTracker::new();
     let started = Instant::now();
     for iteration in 0..iterations {
         let should_timeout = iteration % 5 == 0;
@@ -376,6 +392,9 @@ async fn s5(sizes: &Sizes) -> Result<Done, String> {
         bus_a.off("WCParent", Some(&handler.id));
         if iteration % 10 == 0 {
             let _ = bus_a.find("WCParent", true, Some(0.001), None).await;
+        }
+        if iteration % 5 == 0 {
+            memory.sample();
         }
     }
     for bus in [&bus_a, &bus_b, &bus_c] {
