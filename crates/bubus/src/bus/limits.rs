@@ -100,11 +100,10 @@ impl HandlerLimits {
     }
 }
 
-/// When an event's processing on one bus started, for its timeout and slow warning (given to
-/// each method: they are worked out from the event's config and the bus's only when asked, as
-/// most events never wait). The clock is read only when something first waits (most events
-/// never do); the time already spent by handlers that ran without waiting is taken from their
-/// start timestamps (of the results at `indices`, passed to each method). Less than a
+/// When an event's processing on one bus started, for its timeout and slow warning (the caller
+/// works those out and passes them in). The clock is read only when something first waits (most
+/// events never do); the time already spent by handlers that ran without waiting is taken from
+/// their start timestamps (of the results at `indices`, passed to each method). Less than a
 /// millisecond of it is not counted: that is below the timers' resolution.
 pub(crate) struct PhaseClock {
     start: OnceLock<Instant>,
