@@ -442,8 +442,8 @@ async fn help_job(bus: Arc<BusInner>, event: Arc<EventInner>, claim: Claim) -> b
 /// Allocating and freeing it cost about 280 instructions per await (W1 sequential, issue 20,
 /// measured while the processing future was over a kilobyte, past the allocator's thread cache;
 /// `phase.rs` has since boxed the handler phase's slow path, which made it smaller). So each
-/// thread keeps the last finished one's allocation ([`SPARE`]) and the next `Detached` of the
-/// same type reuses it. Its type is erased ([`Job`]) so that a wait's state ([`Waiting`]) can
+/// thread keeps the last finished one's allocation ([`SPARE`], and a few more in
+/// [`MORE_SPARES`]) and the next `Detached` of the same type reuses it. Its type is erased ([`Job`]) so that a wait's state ([`Waiting`]) can
 /// hold one.
 pub(crate) struct Detached {
     slot: Option<Pin<Box<dyn Job>>>,
@@ -475,7 +475,14 @@ thread_local! {
     /// A finished [`Detached`]'s allocation (an `Option<Pin<Box<Option<F>>>>` for some `F`),
     /// for the next one of the same type on this thread.
     static SPARE: RefCell<Option<Box<dyn Any>>> = const { RefCell::new(None) };
+    /// More of them, of other types or while [`SPARE`] is full: an await inside a handler nests
+    /// jobs of two types (a queue-jump inside a queue-jump, a helper's job inside a handler's
+    /// wait), which would otherwise take each other's place in [`SPARE`] and allocate every time.
+    static MORE_SPARES: RefCell<Vec<Box<dyn Any>>> = const { RefCell::new(Vec::new()) };
 }
+
+/// How many allocations [`MORE_SPARES`] keeps.
+const MAX_MORE_SPARES: usize = 4;
 
 impl Detached {
     /// The future `make` makes, made in its place on the heap: a processing future passed in
@@ -515,7 +522,9 @@ impl Detached {
 fn filled<F: Future<Output = bool> + Send + 'static>(
     make: impl FnOnce() -> F,
 ) -> Pin<Box<Option<F>>> {
-    let mut slot = take_spare::<F>().unwrap_or_else(|| Box::pin(None));
+    let mut slot = take_spare::<F>()
+        .or_else(take_more_spare)
+        .unwrap_or_else(|| Box::pin(None));
     slot.set(Some(make()));
     slot
 }
@@ -533,6 +542,22 @@ fn take_spare<F: 'static>() -> Option<Pin<Box<Option<F>>>> {
         .flatten()
 }
 
+/// [`take_spare`] when [`SPARE`] holds none of its type.
+#[cold]
+#[inline(never)]
+fn take_more_spare<F: 'static>() -> Option<Pin<Box<Option<F>>>> {
+    MORE_SPARES
+        .try_with(|spares| {
+            spares.try_borrow_mut().ok()?.iter_mut().find_map(|spare| {
+                spare
+                    .downcast_mut::<Option<Pin<Box<Option<F>>>>>()
+                    .and_then(Option::take)
+            })
+        })
+        .ok()
+        .flatten()
+}
+
 /// Keeps the allocation of a finished future (`slot` holds `None`) for the next one.
 fn keep_spare<F: 'static>(slot: Pin<Box<Option<F>>>) {
     let _ = SPARE.try_with(|spare| {
@@ -544,8 +569,42 @@ fn keep_spare<F: 'static>(slot: Pin<Box<Option<F>>>) {
             .and_then(|any| any.downcast_mut::<Option<Pin<Box<Option<F>>>>>())
         {
             Some(kept @ None) => *kept = Some(slot),
-            Some(Some(_)) => {}
-            None => *spare = Some(Box::new(Some(slot))),
+            Some(Some(_)) => keep_more_spare(slot),
+            None => keep_other_spare(&mut spare, slot),
+        }
+    });
+}
+
+/// [`keep_spare`] when [`SPARE`] is empty or holds another type.
+#[cold]
+#[inline(never)]
+fn keep_other_spare<F: 'static>(spare: &mut Option<Box<dyn Any>>, slot: Pin<Box<Option<F>>>) {
+    match spare {
+        None => *spare = Some(Box::new(Some(slot))),
+        Some(_) => keep_more_spare(slot),
+    }
+}
+
+/// [`keep_spare`] when [`SPARE`] is full or holds another type: in an empty entry of
+/// [`MORE_SPARES`] of its type, else in a new entry while there is room.
+#[cold]
+#[inline(never)]
+fn keep_more_spare<F: 'static>(slot: Pin<Box<Option<F>>>) {
+    let _ = MORE_SPARES.try_with(|spares| {
+        let Ok(mut spares) = spares.try_borrow_mut() else {
+            return;
+        };
+        let empty = spares.iter_mut().find_map(|spare| {
+            spare
+                .downcast_mut::<Option<Pin<Box<Option<F>>>>>()
+                .filter(|kept| kept.is_none())
+        });
+        if let Some(kept) = empty {
+            *kept = Some(slot);
+            return;
+        }
+        if spares.len() < MAX_MORE_SPARES {
+            spares.push(Box::new(Some(slot)));
         }
     });
 }
