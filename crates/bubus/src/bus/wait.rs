@@ -723,7 +723,8 @@ async fn queue_jump(event: &Arc<EventInner>, ctx: &HandlerCtx) {
 /// was not registered may be in a part of the tree this pass had already looked at).
 async fn jump_pass(event: &Arc<EventInner>, ctx: &HandlerCtx, waiter: &mut JumpWaiter<'_>) -> bool {
     let mut progressed = false;
-    let mut stack = vec![Arc::clone(event)];
+    // Inline for the usual tree (an event and a child or two): no allocation.
+    let mut stack: SmallVec<[Arc<EventInner>; 4]> = smallvec::smallvec![Arc::clone(event)];
     while let Some(current) = stack.pop() {
         if current.is_complete() {
             continue;
@@ -743,8 +744,18 @@ async fn jump_pass(event: &Arc<EventInner>, ctx: &HandlerCtx, waiter: &mut JumpW
             // Processed here or claimed by someone else meanwhile: either way, look again.
             progressed = true;
         }
-        let children: Vec<Arc<EventInner>> = current.state.lock().children.clone();
-        stack.extend(children.into_iter().rev());
+        // The incomplete children, last first (so the first is popped first); completed ones
+        // (the usual case by now) are not copied out at all.
+        stack.extend(
+            current
+                .state
+                .lock()
+                .children
+                .iter()
+                .rev()
+                .filter(|child| !child.is_complete())
+                .cloned(),
+        );
     }
     progressed
 }
