@@ -793,7 +793,14 @@ struct JumpJob {
 
 impl JumpJob {
     fn new(bus: &Arc<BusInner>, event: &Arc<EventInner>, ctx: &HandlerCtx) -> Self {
-        let chain = chain_locks(ctx);
+        // The chain's locks: shared already once a queue-jump is in the chain, else the one
+        // lock of the processing the handler runs in (see `chain_lock`), not yet allocated.
+        let shared = ctx.held.owned.as_ref();
+        let first = match shared {
+            Some(_) => None,
+            None => chain_lock(ctx),
+        };
+        let chain: &[LockRef] = shared.map_or(first.as_slice(), |owned| &owned[..]);
         let loans = chain
             .iter()
             .filter_map(|lock| FairLock::lend(lock.clone()).ok())
@@ -802,12 +809,13 @@ impl JumpJob {
             .event_lock_ref(event)
             .filter(|lock| !ctx.held.contains(lock_addr(lock)));
         let mut held = ctx.held.clone();
-        let owned: Arc<[LockRef]> = match &needed {
-            Some(lock) => {
+        let owned: Arc<[LockRef]> = match (&needed, shared) {
+            (Some(lock), _) => {
                 held.addrs.push(lock_addr(lock));
                 chain.iter().cloned().chain([lock.clone()]).collect()
             }
-            None => chain,
+            (None, Some(owned)) => Arc::clone(owned),
+            (None, None) => chain.into(),
         };
         held.owned = Some(owned);
         JumpJob {
@@ -836,18 +844,12 @@ impl JumpJob {
     }
 }
 
-/// The locks the awaiting handler's chain holds, owned.
-fn chain_locks(ctx: &HandlerCtx) -> Arc<[LockRef]> {
-    if let Some(owned) = &ctx.held.owned {
-        return Arc::clone(owned);
-    }
-    // One processing (a run loop, an outside helper): its lock is the handler event's lock on
-    // the handler's bus.
-    let Some(&addr) = ctx.held.addrs.first() else {
-        return Arc::from([]);
-    };
+/// The lock held by the processing the awaiting handler runs in (a run loop, an outside
+/// helper), where no queue-jump is in its chain yet: the handler event's lock on the handler's
+/// bus, if it holds one.
+fn chain_lock(ctx: &HandlerCtx) -> Option<LockRef> {
+    let &addr = ctx.held.addrs.first()?;
     ctx.bus()
         .and_then(|bus| bus.event_lock_ref(&ctx.event))
         .filter(|lock| lock_addr(lock) == addr)
-        .map_or_else(|| Arc::from([]), |lock| Arc::from([lock]))
 }
