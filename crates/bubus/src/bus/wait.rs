@@ -665,13 +665,16 @@ struct JumpWaiter<'a> {
 
 impl<'a> JumpWaiter<'a> {
     fn new(event: &'a EventInner) -> Self {
-        event.mark_waited(&event.state.lock());
-        let mut waiter = JumpWaiter {
+        // Marked waited and registered under one lock.
+        let mut st = event.state.lock();
+        event.mark_waited(&st);
+        st.jump_waiters += 1;
+        jumper_registered();
+        drop(st);
+        JumpWaiter {
             event,
-            registered: false,
-        };
-        waiter.register(true);
-        waiter
+            registered: true,
+        }
     }
 
     /// Registers (or not): under the event's lock, which a dispatch reads the count under after
