@@ -243,11 +243,9 @@ fn boxed_wait(event: &Arc<EventInner>) -> WaitBox {
 async fn wait_in_handler(event: &Arc<EventInner>, ctx: HandlerCtx) -> Result<(), WaitError> {
     // Under one lock: whether the event was dispatched, whether it is the handler's own child.
     let own_child = if_dispatched(event, |st| st.parent_id == Some(ctx.event.id))?;
-    let bus = ctx.bus();
-    let lookup = |id| bus.as_ref().and_then(|bus| bus.find_event_by_id(id));
     // The usual await, a handler's own child, cannot be one of its ancestors: no walk up a chain
-    // that may be thousands of levels deep.
-    if Arc::ptr_eq(&ctx.event, event) || (!own_child && ctx.event.has_ancestor(event, &lookup)) {
+    // that may be thousands of levels deep (nor a look-up of the handler's bus for it).
+    if Arc::ptr_eq(&ctx.event, event) || (!own_child && is_ancestor(event, &ctx)) {
         return Err(WaitError::WouldDeadlock {
             event: event.label(),
             handler: ctx
@@ -258,6 +256,13 @@ async fn wait_in_handler(event: &Arc<EventInner>, ctx: HandlerCtx) -> Result<(),
     }
     queue_jump(event, &ctx).await;
     Ok(())
+}
+
+/// Whether `event` is an ancestor of the handler `ctx`'s event.
+fn is_ancestor(event: &EventInner, ctx: &HandlerCtx) -> bool {
+    let bus = ctx.bus();
+    let lookup = |id| bus.as_ref().and_then(|bus| bus.find_event_by_id(id));
+    ctx.event.has_ancestor(event, &lookup)
 }
 
 /// On a multi-thread runtime, an event already being processed on another thread usually
@@ -801,7 +806,7 @@ impl JumpJob {
         let shared = ctx.held.owned.as_ref();
         let first = match shared {
             Some(_) => None,
-            None => chain_lock(ctx),
+            None => chain_lock(bus, ctx),
         };
         let chain: &[LockRef] = shared.map_or(first.as_slice(), |owned| &owned[..]);
         let loans = chain
@@ -850,9 +855,13 @@ impl JumpJob {
 /// The lock held by the processing the awaiting handler runs in (a run loop, an outside
 /// helper), where no queue-jump is in its chain yet: the handler event's lock on the handler's
 /// bus, if it holds one.
-fn chain_lock(ctx: &HandlerCtx) -> Option<LockRef> {
+/// `bus` is the jump's: usually the handler's own, which then needs no lookup.
+fn chain_lock(bus: &Arc<BusInner>, ctx: &HandlerCtx) -> Option<LockRef> {
     let &addr = ctx.held.addrs.first()?;
-    ctx.bus()
-        .and_then(|bus| bus.event_lock_ref(&ctx.event))
-        .filter(|lock| lock_addr(lock) == addr)
+    let lock = if bus.id == ctx.bus_id {
+        bus.event_lock_ref(&ctx.event)
+    } else {
+        ctx.bus()?.event_lock_ref(&ctx.event)
+    };
+    lock.filter(|lock| lock_addr(lock) == addr)
 }
