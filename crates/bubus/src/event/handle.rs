@@ -10,7 +10,6 @@ mod into_event;
 pub(crate) use into_event::HandleEvent;
 pub use into_event::IntoEvent;
 
-use std::borrow::Cow;
 use std::fmt;
 
 use std::ops::Deref;
@@ -246,12 +245,11 @@ impl<E: Event> EventPayload for E {
     type Result = E::Result;
 
     fn __new_event(self) -> AnyEvent {
-        let inner = EventInner::new(
-            Cow::Borrowed(E::EVENT_TYPE),
-            Cow::Borrowed(E::EVENT_VERSION),
+        let inner = EventInner::new_typed(
+            E::EVENT_TYPE,
+            E::EVENT_VERSION,
             <E as KindOf>::KIND,
             self,
-            None,
             // The type's defaults, shared by its events until one sets a field.
             const { &E::EVENT_DEFAULTS },
         );
