@@ -68,6 +68,7 @@ pub struct AnyEvent {
 impl<P: EventPayload> EventHandle<P> {
     /// A new event that has not been dispatched yet. Set per-event configuration with the `with_*`
     /// methods, then pass it (or a clone) to [`EventBus::dispatch`](crate::EventBus::dispatch).
+    #[inline]
     pub fn new(payload: P) -> Self {
         EventHandle {
             event: payload.__new_event(),
@@ -244,6 +245,7 @@ impl<P: EventPayload> From<EventHandle<P>> for AnyEvent {
 impl<E: Event> EventPayload for E {
     type Result = E::Result;
 
+    #[inline(always)]
     fn __new_event(self) -> AnyEvent {
         let inner = EventInner::new_typed(
             E::EVENT_TYPE,
