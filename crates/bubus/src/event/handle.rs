@@ -10,7 +10,6 @@ mod into_event;
 pub(crate) use into_event::HandleEvent;
 pub use into_event::IntoEvent;
 
-use std::borrow::Cow;
 use std::fmt;
 
 use std::ops::Deref;
@@ -69,6 +68,7 @@ pub struct AnyEvent {
 impl<P: EventPayload> EventHandle<P> {
     /// A new event that has not been dispatched yet. Set per-event configuration with the `with_*`
     /// methods, then pass it (or a clone) to [`EventBus::dispatch`](crate::EventBus::dispatch).
+    #[inline]
     pub fn new(payload: P) -> Self {
         EventHandle {
             event: payload.__new_event(),
@@ -245,13 +245,13 @@ impl<P: EventPayload> From<EventHandle<P>> for AnyEvent {
 impl<E: Event> EventPayload for E {
     type Result = E::Result;
 
+    #[inline(always)]
     fn __new_event(self) -> AnyEvent {
-        let inner = EventInner::new(
-            Cow::Borrowed(E::EVENT_TYPE),
-            Cow::Borrowed(E::EVENT_VERSION),
+        let inner = EventInner::new_typed(
+            E::EVENT_TYPE,
+            E::EVENT_VERSION,
             <E as KindOf>::KIND,
             self,
-            None,
             // The type's defaults, shared by its events until one sets a field.
             const { &E::EVENT_DEFAULTS },
         );

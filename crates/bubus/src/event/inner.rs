@@ -178,22 +178,40 @@ impl Parts {
         state: impl FnOnce() -> EventState,
         payload: P,
     ) -> Arc<EventInner> {
-        let concurrency = encode_concurrency(concurrency);
-        let fixed_bytes = if (&payload as &dyn Any).is::<Arc<DynEvent>>() {
-            0
-        } else {
-            u32::try_from(std::mem::size_of::<EventInner<P>>()).unwrap_or(0)
-        };
-        Arc::<EventInner<P>>::new_cyclic(move |_| EventInner {
-            id: self.id,
-            event_type: self.event_type,
-            version: self.version,
-            created_at: self.created_at,
-            kind: self.kind,
-            result_type: self.result_type,
+        build_with(concurrency, move || self, state, payload)
+    }
+}
+
+/// [`Parts::build`] with the parts, too, made in place by `parts`: what `parts` captures is all
+/// that must be kept (and dropped, should the allocation unwind) across the allocation. A typed
+/// event's parts are constants and two words of time and id, so nothing of them is written to
+/// the stack first (its `Cow`s and `Option<Arc>`, built before the allocation, were: ~15 stores
+/// per event that only the unwinding path read).
+#[inline(always)]
+fn build_with<P: Any + Send + Sync>(
+    concurrency: Option<EventConcurrency>,
+    parts: impl FnOnce() -> Parts,
+    state: impl FnOnce() -> EventState,
+    payload: P,
+) -> Arc<EventInner> {
+    let concurrency = encode_concurrency(concurrency);
+    let fixed_bytes = if (&payload as &dyn Any).is::<Arc<DynEvent>>() {
+        0
+    } else {
+        u32::try_from(std::mem::size_of::<EventInner<P>>()).unwrap_or(0)
+    };
+    Arc::<EventInner<P>>::new_cyclic(move |_| {
+        let parts = parts();
+        EventInner {
+            id: parts.id,
+            event_type: parts.event_type,
+            version: parts.version,
+            created_at: parts.created_at,
+            kind: parts.kind,
+            result_type: parts.result_type,
             views: Views(ManuallyDrop::new(OnceLock::new())),
             state: Mutex::new(state()),
-            complete: AtomicBool::new(self.complete),
+            complete: AtomicBool::new(parts.complete),
             waited: AtomicBool::new(false),
             cancelled: AtomicBool::new(false),
             notify: Notify::new(),
@@ -201,8 +219,8 @@ impl Parts {
             concurrency: AtomicU8::new(concurrency),
             fixed_bytes,
             payload,
-        })
-    }
+        }
+    })
 }
 
 /// No parent (`Weak::new` needs a sized type; an empty one unsizes).
@@ -373,6 +391,35 @@ impl EventInner {
         }
         .build(
             config.event_concurrency,
+            move || EventState::pending(EventSettings::Shared(config)),
+            payload,
+        )
+    }
+
+    /// [`new`](Self::new) for a typed event: its type and version are static strings and it
+    /// has no result schema of its own, so all that is kept across the allocation is the
+    /// payload, the time and the id (see [`build_with`]).
+    #[inline(always)]
+    pub(crate) fn new_typed<P: Any + Send + Sync>(
+        event_type: &'static str,
+        version: &'static str,
+        kind: &'static EventKind,
+        payload: P,
+        config: &'static EventConfig,
+    ) -> Arc<EventInner> {
+        let created_at = Timestamp::now_inline();
+        let id = new_event_id(created_at);
+        build_with(
+            config.event_concurrency,
+            move || Parts {
+                id,
+                event_type: Cow::Borrowed(event_type),
+                version: Cow::Borrowed(version),
+                created_at,
+                kind,
+                result_type: None,
+                complete: false,
+            },
             move || EventState::pending(EventSettings::Shared(config)),
             payload,
         )

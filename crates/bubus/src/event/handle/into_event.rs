@@ -50,6 +50,8 @@ impl<E: Event> IntoEventSealed for E {
 }
 impl<E: Event> IntoEvent for E {
     type Handle = EventHandle<E>;
+    /// Inlined into `dispatch` (its frame, entry and exit, were ~20 instructions per event).
+    #[inline(always)]
     fn __into_event(self) -> EventHandle<E> {
         EventHandle::new(self)
     }
