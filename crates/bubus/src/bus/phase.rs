@@ -148,8 +148,9 @@ fn select_runs<'h, 'e>(
     if let Some(slot) = es.active_slot(bus) {
         slot.phase = BusPhase::Processing;
     }
-    // The usual case: one handler, and no result yet (none from another bus or a snapshot).
-    if es.results.is_empty() {
+    // The usual case: one handler, and no result yet (none from another bus or a snapshot),
+    // nor room for more than one.
+    if es.results.is_empty() && !es.results.spilled() {
         if let Some(entry) = single(exact, wildcard) {
             if forward_loops(es, entry) {
                 return None;
@@ -157,7 +158,12 @@ fn select_runs<'h, 'e>(
             let mut record =
                 ResultRecord::pending(Arc::clone(&entry.meta), event.id, event.created_at);
             *marked = start_single(bus, event, es, config, entry, &mut record);
-            es.results.push(record);
+            // The vector is empty and inline (it owns nothing): replaced by one holding the
+            // record, written once, where a push copies the record aside for its growth path.
+            std::mem::forget(std::mem::replace(
+                &mut *es.results,
+                SmallVec::from_buf([record]),
+            ));
             return Some((&**entry, 0));
         }
     }
