@@ -44,21 +44,29 @@ pub(crate) async fn process_event(
     // processing future, the runs of several handlers into `many`; only the usual single run
     // is returned (two words).
     let mut many = Many::default();
-    let config;
+    // The event's config: its type's by reference, or a copy of its own (written only then).
+    let own_config;
+    let config: &EventConfig;
     let one;
     // The usual single serial handler is marked started under the same lock, holding the
     // serial-handler lock from here (see [`start_single`]).
     let mut marked = None;
     {
         let mut es = event.state.lock();
-        config = PhaseConfig::of(&es.config);
+        config = match &es.config {
+            EventSettings::Shared(shared) => shared,
+            EventSettings::Own(own) => {
+                own_config = **own;
+                &own_config
+            }
+        };
         one = select_runs(
             bus,
             event,
             &mut es,
             &exact,
             &wildcard,
-            config.get(),
+            config,
             &mut many,
             &mut marked,
         );
@@ -86,10 +94,10 @@ pub(crate) async fn process_event(
         runs,
         indices,
         held,
-        config: config.get(),
+        config,
         // The event's hard timeout covers the whole handler phase on this bus, from now.
         clock: PhaseClock::new(),
-        plan: Plan::new(bus, config.get(), overrides),
+        plan: Plan::new(bus, config, overrides),
     };
     // Forgotten once the phase ends: it only acts if the future is dropped before.
     let guard = ProcessGuard { phase: &phase };
@@ -611,31 +619,6 @@ impl<'a> Phase<'a> {
             Poll::Pending
         })
         .await
-    }
-}
-
-/// The event's config as its handler phase reads it: read under the event's lock when the phase
-/// starts, its type's defaults by reference (no copy), the event's own settings copied.
-enum PhaseConfig {
-    Shared(&'static EventConfig),
-    Own(EventConfig),
-}
-
-impl PhaseConfig {
-    #[inline(always)]
-    fn of(settings: &EventSettings) -> Self {
-        match settings {
-            EventSettings::Shared(config) => PhaseConfig::Shared(config),
-            EventSettings::Own(config) => PhaseConfig::Own(**config),
-        }
-    }
-
-    #[inline(always)]
-    fn get(&self) -> &EventConfig {
-        match self {
-            PhaseConfig::Shared(config) => config,
-            PhaseConfig::Own(config) => config,
-        }
     }
 }
 
