@@ -207,14 +207,24 @@ impl FairLock {
         }
     }
 
+    /// Releases the lock: inlined for the usual case, held with no loans and no waiters (one
+    /// compare-and-swap where the call to [`release_contended`](Self::release_contended) was
+    /// ~11 instructions per event).
+    #[inline]
     fn release(&self) {
         if self
             .state
             .compare_exchange(LOCKED, 0, Ordering::Release, Ordering::Relaxed)
-            .is_ok()
+            .is_err()
         {
-            return;
+            self.release_contended();
         }
+    }
+
+    /// [`release`](Self::release) with loans out or waiters queued.
+    #[cold]
+    #[inline(never)]
+    fn release_contended(&self) {
         // Loans out: the last one releases. (New loans only come from under a holder or a
         // borrower, so once there are none, none can appear while this release goes on.)
         let mut state = self.state.load(Ordering::Relaxed);

@@ -65,20 +65,25 @@ impl<'a> HandlerRun<'a> {
     /// async one that finishes on its first poll) is recorded here: no future is boxed, no timer
     /// armed, no clock read beyond its timestamps. The `last` handler of the event on this bus
     /// that finishes so also finishes the event here, under the lock that records its outcome
-    /// ([`Started::Finished`]).
-    pub(crate) fn start(self, last: bool) -> Started<'a> {
+    /// ([`Started::Finished`]). `marked`: the result is already marked started, under the lock
+    /// that selected the handler, by [`super::phase`]'s fast path, which takes it only when the
+    /// handler's span is none and the event has no dispatch context (nothing to read here).
+    pub(crate) fn start(self, last: bool, marked: bool) -> Started<'a> {
         let Phase {
             bus, event, held, ..
         } = *self.phase;
         let index = self.index;
-        if let Some(cause) = event.is_cancelled().then(|| event.cancel_cause()).flatten() {
-            interrupt_results(bus, event, &[index], Interrupt::Cancelled(&cause));
-            return Started::Done;
-        }
-        let Some((event_started, span, user_context)) =
-            mark_started(event, index, &self.entry.meta)
-        else {
-            return Started::Done;
+        let (event_started, span, user_context) = if marked {
+            (false, tracing::Span::none(), None)
+        } else {
+            if let Some(cause) = event.is_cancelled().then(|| event.cancel_cause()).flatten() {
+                interrupt_results(bus, event, &[index], Interrupt::Cancelled(&cause));
+                return Started::Done;
+            }
+            let Some(started) = mark_started(event, index, &self.entry.meta) else {
+                return Started::Done;
+            };
+            started
         };
         // Middlewares are fixed when the bus is built: one look at them for the whole run.
         let hooks = !bus.middlewares.is_empty();
@@ -140,7 +145,7 @@ impl<'a> HandlerRun<'a> {
 
     /// Starts the handler and, if it waits, drives it to the end.
     pub(crate) async fn run(self) {
-        if let Started::Running(running) = self.start(false) {
+        if let Started::Running(running) = self.start(false, false) {
             running.finish().await;
         }
     }
