@@ -485,6 +485,15 @@ impl History {
         queue: fn(&mut Self) -> &mut VecDeque<u64>,
     ) -> Option<Arc<EventInner>> {
         while let Some(seq) = queue(self).pop_front() {
+            // The usual one: the oldest entry, at the front (taken without working out its
+            // place again).
+            if self
+                .entries
+                .front()
+                .is_some_and(|first| first.seq == seq && first.event.is_some())
+            {
+                return self.take_front();
+            }
             if let Some(i) = self.index_of(seq) {
                 let event = self.take_at(i);
                 if i > 0 {
