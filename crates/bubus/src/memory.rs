@@ -33,6 +33,9 @@ pub const DEFAULT_WARN_THRESHOLD: usize = 50 * 1024 * 1024;
 
 static TOTAL: AtomicUsize = AtomicUsize::new(0);
 static THRESHOLD: AtomicUsize = AtomicUsize::new(DEFAULT_WARN_THRESHOLD);
+/// The threshold as [`check`] compares with it: `usize::MAX` for `0` (never warn), which no
+/// total exceeds, so the check is one comparison.
+static LIMIT: AtomicUsize = AtomicUsize::new(DEFAULT_WARN_THRESHOLD);
 static ABOVE: AtomicBool = AtomicBool::new(false);
 
 /// The estimated bytes held by the histories of every bus in this process.
@@ -44,6 +47,10 @@ pub fn history_bytes() -> usize {
 /// Process-wide; default [`DEFAULT_WARN_THRESHOLD`].
 pub fn set_warn_threshold(bytes: usize) {
     THRESHOLD.store(bytes, Ordering::Relaxed);
+    LIMIT.store(
+        if bytes == 0 { usize::MAX } else { bytes },
+        Ordering::Relaxed,
+    );
     // A new threshold starts a new crossing.
     ABOVE.store(false, Ordering::Relaxed);
     check(TOTAL.load(Ordering::Relaxed));
@@ -68,14 +75,13 @@ pub(crate) fn sub(bytes: usize) {
     check(total);
 }
 
-/// Every history update calls this: inlined, it is two loads and a comparison unless the total
-/// crossed the threshold.
+/// Every history update calls this: inlined, it is two loads and two comparisons unless the
+/// total crossed the threshold.
 #[inline]
 fn check(total: usize) {
-    let threshold = THRESHOLD.load(Ordering::Relaxed);
-    let above = threshold != 0 && total > threshold;
+    let above = total > LIMIT.load(Ordering::Relaxed);
     if above != ABOVE.load(Ordering::Relaxed) {
-        crossed(above, total, threshold);
+        crossed(above, total, THRESHOLD.load(Ordering::Relaxed));
     }
 }
 

@@ -137,6 +137,23 @@ pub(crate) fn done_on_bus_locked<'a>(
     event: &EventInner,
     es: &mut EventState,
 ) -> Option<Completion<'a>> {
+    // The usual event: on this bus alone. Its slot is read once, for the completion too.
+    if let [slot] = &mut es.buses[..]
+        && slot.phase != BusPhase::Done
+        && slot.bus_id == bus.id
+    {
+        slot.phase = BusPhase::Done;
+        let (tell, link, seq) = (slot.tell, slot.link, slot.history_seq);
+        if !mark_completed(event, es) {
+            return None;
+        }
+        let mut buses = Told::None;
+        let mut middlewares = false;
+        if tell && let Some(bus) = tell_bus(es, bus.id, link, Some(bus), &mut middlewares) {
+            buses.push(bus, seq);
+        }
+        return Some(completion(event, es, buses, middlewares));
+    }
     // One walk of the slots: marks `bus`'s first one not yet done (its active slot) done, and
     // sees whether every other one is done too.
     let mut marked = false;
@@ -265,6 +282,24 @@ fn complete_done_locked<'a>(
     st: &mut EventState,
     current: Option<&'a BusInner>,
 ) -> Option<Completion<'a>> {
+    if !mark_completed(event, st) {
+        return None;
+    }
+    let mut buses = Told::None;
+    let mut middlewares = false;
+    for slot in st.buses.iter().filter(|s| s.tell) {
+        if let Some(bus) = tell_bus(st, slot.bus_id, slot.link, current, &mut middlewares) {
+            buses.push(bus, slot.history_seq);
+        }
+    }
+    Some(completion(event, st, buses, middlewares))
+}
+
+/// Under the event's lock, once every bus slot of the event is done: marks it completed if
+/// nothing else is outstanding (every result final, every linked child completed) and nobody
+/// did before; returns whether it did.
+#[inline(always)]
+fn mark_completed(event: &EventInner, st: &mut EventState) -> bool {
     // `status` is set under this lock, the flag only after the completion hooks ran: either
     // says another caller completed it.
     if event.is_complete()
@@ -272,13 +307,13 @@ fn complete_done_locked<'a>(
         || st.buses.is_empty()
         || st.incomplete_children > 0
     {
-        return None;
+        return false;
     }
     // Every result final, and the last of them to complete, in one pass.
     let mut last_result = None;
     for result in &st.results {
         if !result.status.is_terminal() {
-            return None;
+            return false;
         }
         last_result = last_result.max(result.completed_at());
     }
@@ -293,32 +328,47 @@ fn complete_done_locked<'a>(
     if st.started_at().is_none() {
         st.set_started_at(Some(at));
     }
-    let mut buses = Told::None;
-    let mut middlewares = false;
-    for slot in st.buses.iter().filter(|s| s.tell) {
-        // The caller's bus, while it lives (as upgrading its link would find), borrowed unless
-        // it has middlewares (they are handed the bus itself); any other bus, upgraded.
-        let bus = match current {
-            Some(bus)
-                if slot.bus_id == bus.id
-                    && bus.middlewares.is_empty()
-                    && st
-                        .path
-                        .get(slot.link as usize)
-                        .is_some_and(|link| link.bus.strong_count() > 0) =>
-            {
-                BusRef::Borrowed(bus)
-            }
-            _ => match st.slot_bus(slot) {
-                Some(bus) => {
-                    middlewares |= !bus.middlewares.is_empty();
-                    BusRef::Owned(bus)
-                }
-                None => continue,
-            },
-        };
-        buses.push(bus, slot.history_seq);
+    true
+}
+
+/// The bus of the event's slot for bus `bus_id` (at `link` in its path), to tell of its
+/// completion: the caller's bus (`current`), while it lives (as upgrading its link would find),
+/// borrowed unless it has middlewares (they are handed the bus itself); any other bus,
+/// upgraded (`None` if it is gone), noting in `middlewares` whether it has any.
+#[inline(always)]
+fn tell_bus<'a>(
+    st: &EventState,
+    bus_id: uuid::Uuid,
+    link: u32,
+    current: Option<&'a BusInner>,
+    middlewares: &mut bool,
+) -> Option<BusRef<'a>> {
+    let path = st.path.get(link as usize);
+    match current {
+        Some(bus)
+            if bus_id == bus.id
+                && bus.middlewares.is_empty()
+                && path.is_some_and(|link| link.bus.strong_count() > 0) =>
+        {
+            Some(BusRef::Borrowed(bus))
+        }
+        _ => {
+            let bus = path?.upgrade()?;
+            *middlewares |= !bus.middlewares.is_empty();
+            Some(BusRef::Owned(bus))
+        }
     }
+}
+
+/// The [`Completion`] of an event just marked completed ([`mark_completed`]), which tells
+/// `buses` (`middlewares`: whether one of them has any).
+#[inline(always)]
+fn completion<'a>(
+    event: &EventInner,
+    st: &EventState,
+    buses: Told<'a>,
+    middlewares: bool,
+) -> Completion<'a> {
     // Nobody to tell first: complete now. The lock orders this against `mark_waited`, so a
     // plain store does (a waiter that registered before is seen here; one that registers
     // after sees the flag).
@@ -343,13 +393,13 @@ fn complete_done_locked<'a>(
     } else {
         st.parent.upgrade()
     };
-    Some(Completion {
+    Completion {
         parent,
         buses,
         waited,
         middlewares,
         history,
-    })
+    }
 }
 
 /// After [`complete_locked`], with no lock held: bus bookkeeping and
