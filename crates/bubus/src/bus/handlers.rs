@@ -255,12 +255,13 @@ impl HandlerTable {
             return;
         }
         // Nothing of this name is left: its next registration starts over at occurrence 0.
-        *slot = NameSlot {
-            key: slot.key.take(),
-            ambiguous: slot.ambiguous,
-            first_id: slot.first_id.take(),
-            ..NameSlot::default()
-        };
+        // Reset in place: the key, the ambiguity and the first id depend on the name and
+        // pattern alone.
+        if !slot.free.is_empty() {
+            slot.free.clear();
+        }
+        slot.next = 0;
+        slot.warned = false;
         match self.idle_name.replace(index) {
             Some(old) if old != index => self.drop_idle_slot(old),
             _ => {}
@@ -323,7 +324,10 @@ impl HandlerTable {
         if &*pattern == "*" {
             self.has_wildcard = true;
         }
-        let list = self.by_pattern.entry(Arc::clone(&pattern)).or_default();
+        let list = match self.by_pattern.get_mut(&*pattern) {
+            Some(list) => list,
+            None => self.by_pattern.entry(Arc::clone(&pattern)).or_default(),
+        };
         let stub_pos = if replaces_stub {
             list.iter()
                 .position(|h| h.stub && h.meta.id == entry.meta.id)

@@ -946,9 +946,25 @@ impl Drop for RoomWaiter<'_> {
 /// one-off handler registered in a loop should not format it every time).
 fn location_label(location: &'static std::panic::Location<'static>) -> Arc<str> {
     static LABELS: crate::memo::Memo<usize, Arc<str>> = crate::memo::Memo::new();
-    LABELS.get_or_insert_with(std::ptr::from_ref(location) as usize, || {
+    // The thread's last answer, in front of the table: a handler registered again and again
+    // from one place skips the lock and the hash.
+    std::thread_local! {
+        static LAST: std::cell::RefCell<Option<(usize, Arc<str>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let key = std::ptr::from_ref(location) as usize;
+    let last = LAST.try_with(|last| match &*last.borrow() {
+        Some((known, label)) if *known == key => Some(Arc::clone(label)),
+        _ => None,
+    });
+    if let Ok(Some(label)) = last {
+        return label;
+    }
+    let label = LABELS.get_or_insert_with(key, || {
         Arc::from(format!("{}:{}", location.file(), location.line()))
-    })
+    });
+    let _ = LAST.try_with(|last| *last.borrow_mut() = Some((key, Arc::clone(&label))));
+    label
 }
 
 /// # Names from Python and TypeScript bubus
