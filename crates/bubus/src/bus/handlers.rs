@@ -48,6 +48,10 @@ pub(crate) struct HandlerTable {
     /// then puts the changed list back: registering and removing a handler of the memo's event
     /// type keeps the memo.
     memo: Option<(&'static str, Handlers)>,
+    /// The memo's previous answer, kept up to date as the memo is: a bus that alternates two
+    /// event types (a parent and the child its handler dispatches) swaps the two instead of
+    /// looking either up.
+    second: Option<(&'static str, Handlers)>,
     /// The one pattern whose emptied handler list is kept in `by_pattern` (lists of other
     /// patterns are dropped when they empty): a handler registered and removed again and again
     /// reuses its pattern's entry, list and name. Emptying another pattern's list drops this one
@@ -306,7 +310,7 @@ impl HandlerTable {
             self.unusual += 1;
         }
         let pattern = Arc::clone(&entry.meta.pattern);
-        let (exact, wild) = self.memo_release(&pattern);
+        let taken = self.memo_release(&pattern);
         // The id's entry is written either way; whether it was a placeholder's decides where the
         // handler goes.
         let replaces_stub = match self.ids.entry(entry.meta.id.clone()) {
@@ -339,43 +343,38 @@ impl HandlerTable {
             None => Arc::make_mut(list).push(entry),
         }
         let list = Arc::clone(list);
-        self.memo_restore(exact, wild, Some(list));
+        self.memo_restore(taken, Some(list));
     }
 
-    /// Takes the memo's copies of `pattern`'s list out of it, so that changing the list does not
-    /// copy it; says which of them it took ([`memo_restore`](Self::memo_restore) puts the
+    /// Takes the memos' copies of `pattern`'s list out of them, so that changing the list does
+    /// not copy it; says which of them it took ([`memo_restore`](Self::memo_restore) puts the
     /// changed list back).
-    fn memo_release(&mut self, pattern: &str) -> (bool, bool) {
-        let Some((name, (exact, wild))) = &mut self.memo else {
-            return (false, false);
-        };
-        let took = (*name == pattern, pattern == "*");
-        if took.0 {
-            *exact = None;
+    fn memo_release(&mut self, pattern: &str) -> Taken {
+        let mut taken = release(&mut self.memo, pattern);
+        if self.second.is_some() {
+            taken.1 = release(&mut self.second, pattern).0;
         }
-        if took.1 {
-            *wild = None;
-        }
-        took
+        taken
     }
 
     /// Puts `list` (the changed list of the pattern given to
     /// [`memo_release`](Self::memo_release); `None` or empty when it has no handlers) back into
-    /// the memo where that took it from.
-    fn memo_restore(&mut self, exact: bool, wild: bool, list: Option<HandlerList>) {
-        if !(exact || wild) {
+    /// the memos where that took it from.
+    fn memo_restore(&mut self, taken: Taken, list: Option<HandlerList>) {
+        if taken == (NOTHING, NOTHING) {
             return;
         }
-        let Some((_, handlers)) = &mut self.memo else {
-            return;
-        };
         let list = list.filter(|list| !list.is_empty());
-        if wild {
-            handlers.1 = list.clone();
+        if taken.1 != NOTHING {
+            restore(&mut self.second, taken.1, list.clone());
         }
-        if exact {
-            handlers.0 = list;
-        }
+        restore(&mut self.memo, taken.0, list);
+    }
+
+    /// Forgets both memos.
+    fn memo_clear(&mut self) {
+        self.memo = None;
+        self.second = None;
     }
 
     /// Called after the handlers of `pattern` changed.
@@ -391,13 +390,13 @@ impl HandlerTable {
     /// Removes the handler with this id; returns it if it was registered.
     pub(crate) fn remove_id(&mut self, id: &HandlerId) -> Option<Arc<HandlerEntry>> {
         let (pattern, _) = self.ids.remove(id)?;
-        let (exact, wild) = self.memo_release(&pattern);
+        let taken = self.memo_release(&pattern);
         let Some(handlers) = self.by_pattern.get_mut(&*pattern) else {
-            self.memo = None;
+            self.memo_clear();
             return None;
         };
         let Some(pos) = handlers.iter().position(|h| &h.meta.id == id) else {
-            self.memo = None;
+            self.memo_clear();
             return None;
         };
         let list = Arc::make_mut(handlers);
@@ -412,10 +411,10 @@ impl HandlerTable {
                     self.drop_idle_list(&old);
                 }
             }
-            self.memo_restore(exact, wild, None);
+            self.memo_restore(taken, None);
         } else {
             let list = Arc::clone(handlers);
-            self.memo_restore(exact, wild, Some(list));
+            self.memo_restore(taken, Some(list));
         }
         self.update_wildcard(&pattern);
         self.uncount_name(&removed);
@@ -436,7 +435,7 @@ impl HandlerTable {
 
     /// Removes every handler registered for `pattern`.
     pub(crate) fn remove_pattern(&mut self, pattern: &str) -> Vec<Arc<HandlerEntry>> {
-        self.memo = None;
+        self.memo_clear();
         let removed: Vec<Arc<HandlerEntry>> = self
             .by_pattern
             .remove(pattern)
@@ -473,8 +472,9 @@ impl HandlerTable {
         self.for_event_slow(event_type)
     }
 
-    /// [`for_event`](Self::for_event) past the memo: looks the handlers up, and remembers them
-    /// for a `&'static str` type name.
+    /// [`for_event`](Self::for_event) past the memo: swaps the two memos when the second holds
+    /// the type, else looks the handlers up and remembers them for a `&'static str` type name
+    /// (the memo's answer becoming the second).
     #[allow(
         clippy::ptr_arg,
         reason = "the memo needs to know whether the name is a `&'static str`"
@@ -484,8 +484,15 @@ impl HandlerTable {
         let Cow::Borrowed(name) = event_type else {
             return self.lookup(event_type);
         };
+        if let Some((known, handlers)) = &self.second {
+            if (known.as_ptr(), known.len()) == (name.as_ptr(), name.len()) {
+                let handlers = handlers.clone();
+                std::mem::swap(&mut self.memo, &mut self.second);
+                return handlers;
+            }
+        }
         let handlers = self.lookup(name);
-        self.memo = Some((name, handlers.clone()));
+        self.second = self.memo.replace((name, handlers.clone()));
         handlers
     }
 
@@ -512,7 +519,7 @@ impl HandlerTable {
     }
 
     pub(crate) fn clear(&mut self) -> Vec<Arc<HandlerEntry>> {
-        self.memo = None;
+        self.memo_clear();
         self.ids.clear();
         self.names.clear();
         self.slots.clear();
@@ -583,4 +590,48 @@ fn share(recent: &mut Recent, text: Cow<'static, str>) -> Arc<str> {
     let shared: Arc<str> = Arc::from(text);
     recent.shared = Some(Arc::clone(&shared));
     shared
+}
+
+/// Which of a memo's two lists [`release`] took: the event type's own, the wildcard one.
+type TakenLists = (bool, bool);
+
+/// What [`HandlerTable::memo_release`] took: from the memo, from the second memo.
+type Taken = (TakenLists, TakenLists);
+
+const NOTHING: TakenLists = (false, false);
+
+/// Takes `memo`'s copies of `pattern`'s list out of it; says which it took (the first of the
+/// pair; the second is left as nothing).
+fn release(memo: &mut Option<(&'static str, Handlers)>, pattern: &str) -> Taken {
+    let Some((name, (exact, wild))) = memo else {
+        return (NOTHING, NOTHING);
+    };
+    let took = (*name == pattern, pattern == "*");
+    if took.0 {
+        *exact = None;
+    }
+    if took.1 {
+        *wild = None;
+    }
+    (took, NOTHING)
+}
+
+/// Puts `list` back into `memo` where [`release`] took it from.
+fn restore(
+    memo: &mut Option<(&'static str, Handlers)>,
+    (exact, wild): TakenLists,
+    list: Option<HandlerList>,
+) {
+    if !(exact || wild) {
+        return;
+    }
+    let Some((_, handlers)) = memo else {
+        return;
+    };
+    if wild {
+        handlers.1 = list.clone();
+    }
+    if exact {
+        handlers.0 = list;
+    }
 }
