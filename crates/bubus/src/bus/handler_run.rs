@@ -15,13 +15,13 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::BusInner;
-use super::cancel::{cancel_events, children_of_results, handler_timed_out};
+use super::cancel::{cancel_events, children_of_results};
 use super::complete::{completed, done_on_bus_locked};
 use super::handler_context::{self, CtxParts};
 use super::limits::{HandlerLimits, Timers, fmt_secs};
 use super::phase::Phase;
 use crate::context;
-use crate::error::{CancelCause, HandlerError, HandlerErrorKind};
+use crate::error::{HandlerError, HandlerErrorKind};
 use crate::event::inner::{EventInner, OwnedEventLabel};
 use crate::event::{AnyEvent, EventStatus};
 use crate::handler::{HandlerCall, HandlerEntry, HandlerMeta};
@@ -180,7 +180,12 @@ impl Running<'_> {
             // is written only if there are any).
             let children = children_of_results(event, &[index]);
             if !children.is_empty() {
-                let cause = handler_timed_out(&entry.meta, event, limits.timeout);
+                let cause = format!(
+                    "parent handler {}({}) timed out after {}s",
+                    entry.meta.label_display(),
+                    event.label_display(),
+                    fmt_secs(limits.timeout)
+                );
                 cancel_events(children, &cause);
             }
         }
@@ -304,7 +309,7 @@ async fn drive<F: Future<Output = CaughtOutcome>>(
 fn aborted(event: &EventInner, handler: &Arc<HandlerMeta>) -> HandlerError {
     let cause = event
         .cancel_cause()
-        .unwrap_or_else(|| CancelCause::text("the event was cancelled"));
+        .unwrap_or_else(|| Arc::from("the event was cancelled"));
     Interrupt::Cancelled(&cause).error(ResultStatus::Started, handler, event)
 }
 
@@ -400,7 +405,7 @@ impl Drop for RunGuard<'_> {
 pub(crate) enum Interrupt<'a> {
     /// The event, or this bus's processing of it, was cancelled (`Cancelled: {cause}` /
     /// `Aborted: {cause}`).
-    Cancelled(&'a CancelCause),
+    Cancelled(&'a str),
     /// The event's timeout on this bus fired.
     EventTimeout(Duration),
     /// The processing was dropped before it finished (the bus stopped, the caller gave up).
@@ -417,12 +422,17 @@ impl Interrupt<'_> {
     ) -> HandlerError {
         let started = status != ResultStatus::Pending;
         let (kind, written) = match (self, started) {
-            (Interrupt::Cancelled(cause), false) => (
-                HandlerErrorKind::Cancelled,
-                Written::Cancelled(cause.clone()),
-            ),
+            (Interrupt::Cancelled(cause), false) => {
+                return HandlerError::with_kind(
+                    HandlerErrorKind::Cancelled,
+                    format!("Cancelled: {cause}"),
+                );
+            }
             (Interrupt::Cancelled(cause), true) => {
-                (HandlerErrorKind::Aborted, Written::Aborted(cause.clone()))
+                return HandlerError::with_kind(
+                    HandlerErrorKind::Aborted,
+                    format!("Aborted: {cause}"),
+                );
             }
             (Interrupt::EventTimeout(secs), false) => (
                 HandlerErrorKind::Cancelled,
@@ -449,10 +459,6 @@ impl Interrupt<'_> {
 /// ([`HandlerError::with_kind_deferred`]): most timeout and interruption messages never are, and
 /// writing one (labels, seconds as a float) cost 100–200 instructions.
 enum Written {
-    /// The event was cancelled before the handler started.
-    Cancelled(CancelCause),
-    /// The event was cancelled while the handler ran.
-    Aborted(CancelCause),
     /// The handler ran past its timeout.
     HandlerTimeout(Arc<HandlerMeta>, OwnedEventLabel, Option<Duration>),
     /// The event timed out before the handler started.
@@ -468,8 +474,6 @@ enum Written {
 impl fmt::Display for Written {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Written::Cancelled(cause) => write!(f, "Cancelled: {cause}"),
-            Written::Aborted(cause) => write!(f, "Aborted: {cause}"),
             Written::HandlerTimeout(handler, event, timeout) => write!(
                 f,
                 "Event handler {}({event}) timed out after {}s",

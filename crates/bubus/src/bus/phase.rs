@@ -16,14 +16,13 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::BusInner;
-use super::cancel::{cancel_events, children_of_results, event_timed_out};
+use super::cancel::{cancel_events, children_of_results};
 use super::complete::{Processed, done_on_bus, finish_on_bus};
 use super::handler_context::HeldLocks;
 use super::handler_run::{HandlerRun, Interrupt, Running, Started, interrupt_results, is_winner};
 use super::handlers::HandlerList;
 use super::handlers::Handlers;
 use super::limits::{self, PhaseClock, Timers};
-use crate::error::CancelCause;
 use crate::event::config::EventSettings;
 use crate::event::inner::{BusPhase, EventInner, EventState};
 use crate::event::{EventConfig, EventStatus, HandlerCompletion, HandlerConcurrency};
@@ -98,7 +97,13 @@ pub(crate) async fn process_event(
         // only if there are any).
         let children = children_of_results(event, indices);
         if !children.is_empty() {
-            let cause = event_timed_out(event, phase.timeout(), bus);
+            let timeout = phase.timeout();
+            let cause = format!(
+                "event {} timed out after {}s on {}",
+                event.label_display(),
+                limits::fmt_secs(timeout),
+                bus.label
+            );
             cancel_events(children, &cause);
         }
     }
@@ -350,7 +355,7 @@ impl<'a> Phase<'a> {
             .collect();
         // The other handlers on this bus are cancelled (not started) or aborted (running), and
         // the events they dispatched are cancelled too.
-        let cause = &CancelCause::text("first() resolved");
+        let cause = "first() resolved";
         let losers = interrupt_results(self.bus, self.event, &losers, Interrupt::Cancelled(cause));
         cancel_events(children_of_results(self.event, &losers), cause);
         true
