@@ -32,10 +32,6 @@ pub(crate) struct HandlerTable {
     /// The slot of the last registration (checked by its key before use): a handler registered
     /// again and again finds its slot without hashing its name.
     recent_slot: usize,
-    /// Live handlers whose id a derived id could equal: those with an explicit id, and those
-    /// whose name or pattern has a `|` (the separator of the id's seed). While there are none,
-    /// a derived id of an unambiguous slot is nobody else's and is not looked up in `ids`.
-    unusual: usize,
     /// Default ids already derived on this bus, by (handler name, pattern, occurrence): a
     /// handler registered again and again (a one-off closure) skips the SHA-1 of its uuid5.
     derived: FxHashMap<(Arc<str>, Arc<str>, usize), HandlerId>,
@@ -81,8 +77,6 @@ pub(crate) type Handlers = (Option<HandlerList>, Option<HandlerList>);
 struct NameSlot {
     /// The (handler name, pattern) it counts; `None` while the slot is vacant.
     key: Option<(Arc<str>, Arc<str>)>,
-    /// The name or the pattern has a `|`: its derived ids could equal another slot's.
-    ambiguous: bool,
     /// How many are registered (not counting restored placeholders).
     live: usize,
     /// Default-id occurrences below `next` that are free again (their handler was removed).
@@ -141,7 +135,6 @@ impl HandlerTable {
             .or_insert_with(|| {
                 let slot = NameSlot {
                     key: Some((Arc::clone(name), Arc::clone(pattern))),
-                    ambiguous: name.contains('|') || pattern.contains('|'),
                     ..NameSlot::default()
                 };
                 match vacant.pop() {
@@ -177,15 +170,12 @@ impl HandlerTable {
             slots,
             derived,
             ids,
-            unusual,
             ..
         } = self;
         let slot = &mut slots[index];
         let duplicate = slot.live > 0 && !slot.warned;
         slot.warned |= duplicate;
         slot.live += 1;
-        // While no live handler could hold another's derived id, this one is free.
-        let unique = *unusual == 0 && !slot.ambiguous;
         loop {
             let occurrence = match slot.free.pop_first() {
                 Some(occurrence) => occurrence,
@@ -213,7 +203,7 @@ impl HandlerTable {
                 derived_id(derived, bus_name, name, pattern, occurrence)
             };
             // An explicit id may hold it already: that occurrence stays taken.
-            if unique || !matches!(ids.get(&id), Some((_, false))) {
+            if !matches!(ids.get(&id), Some((_, false))) {
                 return (id, occurrence, index, duplicate);
             }
         }
@@ -231,11 +221,6 @@ impl HandlerTable {
         (index, duplicate)
     }
 
-    /// Whether a handler's id could equal a derived id of another (name, pattern).
-    fn is_unusual(&self, entry: &HandlerEntry) -> bool {
-        entry.occurrence.is_none() || self.slots[entry.slot].ambiguous
-    }
-
     /// Counts a live handler out of its name's slot. The slot of a name with no live handler
     /// left is reset (its next registration starts over at occurrence 0) and kept as
     /// `idle_name`; the slot kept before is dropped if it is still idle, its first id going to
@@ -243,9 +228,6 @@ impl HandlerTable {
     fn uncount_name(&mut self, entry: &HandlerEntry) {
         if entry.stub {
             return;
-        }
-        if self.is_unusual(entry) {
-            self.unusual = self.unusual.saturating_sub(1);
         }
         let index = entry.slot;
         let slot = &mut self.slots[index];
@@ -306,9 +288,6 @@ impl HandlerTable {
     /// placeholder; one with the same id that is a restored placeholder is replaced in place (it
     /// keeps its position), which is how a restored bus re-binds its handlers.
     pub(crate) fn add_counted(&mut self, entry: Arc<HandlerEntry>) {
-        if !entry.stub && self.is_unusual(&entry) {
-            self.unusual += 1;
-        }
         let pattern = Arc::clone(&entry.meta.pattern);
         let taken = self.memo_release(&pattern);
         // The id's entry is written either way; whether it was a placeholder's decides where the
@@ -524,7 +503,6 @@ impl HandlerTable {
         self.names.clear();
         self.slots.clear();
         self.vacant.clear();
-        self.unusual = 0;
         self.idle_pattern = None;
         self.idle_name = None;
         self.has_wildcard = false;

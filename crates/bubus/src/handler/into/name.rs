@@ -32,13 +32,13 @@ pub(crate) fn handler_name_of<F: ?Sized + 'static>() -> Cow<'static, str> {
         }
     }
     let name = BY_TYPE.get_or_insert_with(ty, || {
-            let name = handler_name(std::any::type_name::<F>());
-            if !name.ends_with(CLOSURE) {
-                return match name {
-                    Cow::Borrowed(name) => name,
-                    Cow::Owned(name) => Box::leak(name.into_boxed_str()),
-                };
-            }
+        let name = handler_name(std::any::type_name::<F>());
+        if !name.ends_with(CLOSURE) {
+            return match name {
+                Cow::Borrowed(name) => name,
+                Cow::Owned(name) => Box::leak(name.into_boxed_str()),
+            };
+        }
         number_closure(ty, name)
     });
     let _ = LAST.try_with(|last| last.set(Some((ty, name))));
