@@ -19,10 +19,19 @@ pub(crate) struct HandlerTable {
     /// Every registered id, with its pattern and whether it is a restored placeholder: keeps
     /// registration and removal by id O(1) in the number of handlers.
     ids: FxHashMap<HandlerId, (Arc<str>, bool)>,
+    /// The slot in `slots` of each (handler name, pattern) with live handlers (and of the idle
+    /// one, `idle_name`).
+    names: FxHashMap<(Arc<str>, Arc<str>), usize>,
     /// The live handlers of each (handler name, pattern): how many, and which default-id
     /// occurrences they hold, so the next registration of the same name finds its occurrence
-    /// without probing ids one by one.
-    names: FxHashMap<(Arc<str>, Arc<str>), NameSlot>,
+    /// without probing ids one by one. Each handler entry names its slot by index, so removing
+    /// it counts it out without hashing its name; vacant slots are listed in `vacant`.
+    slots: Vec<NameSlot>,
+    /// Indices of vacant `slots`, reused before the vector grows.
+    vacant: Vec<usize>,
+    /// The slot of the last registration (checked by its key before use): a handler registered
+    /// again and again finds its slot without hashing its name.
+    recent_slot: usize,
     /// Default ids already derived on this bus, by (handler name, pattern, occurrence): a
     /// handler registered again and again (a one-off closure) skips the SHA-1 of its uuid5.
     derived: FxHashMap<(Arc<str>, Arc<str>, usize), HandlerId>,
@@ -35,17 +44,29 @@ pub(crate) struct HandlerTable {
     /// then puts the changed list back: registering and removing a handler of the memo's event
     /// type keeps the memo.
     memo: Option<(&'static str, Handlers)>,
+    /// The memo's previous answer, kept up to date as the memo is: a bus that alternates two
+    /// event types (a parent and the child its handler dispatches) swaps the two instead of
+    /// looking either up.
+    second: Option<(&'static str, Handlers)>,
     /// The one pattern whose emptied handler list is kept in `by_pattern` (lists of other
     /// patterns are dropped when they empty): a handler registered and removed again and again
     /// reuses its pattern's entry, list and name. Emptying another pattern's list drops this one
     /// if it is still empty, so at most one empty list is kept.
     idle_pattern: Option<Arc<str>>,
-    /// The one (handler name, pattern) whose slot is kept in `names` after its last handler was
-    /// removed (reset as a new slot; its first derived id is kept), as `idle_pattern` is.
-    idle_name: Option<(Arc<str>, Arc<str>)>,
+    /// The one (handler name, pattern) whose slot is kept after its last handler was removed
+    /// (reset as a new slot; its first derived id is kept), as `idle_pattern` is.
+    idle_name: Option<usize>,
     /// The name and pattern text of the last registration: the next registration of the same
     /// texts shares them instead of allocating its own.
-    recent: (Option<Arc<str>>, Option<Arc<str>>),
+    recent: (Recent, Recent),
+}
+
+/// A text shared by consecutive registrations, and the `&'static str` it was last given as:
+/// the same static text again is recognised by its address, without comparing it.
+#[derive(Default)]
+struct Recent {
+    shared: Option<Arc<str>>,
+    from: Option<&'static str>,
 }
 
 /// An event type's handlers on one bus: those of its type, then the wildcard ones.
@@ -54,6 +75,8 @@ pub(crate) type Handlers = (Option<HandlerList>, Option<HandlerList>);
 /// The live handlers registered under one (handler name, pattern).
 #[derive(Default)]
 struct NameSlot {
+    /// The (handler name, pattern) it counts; `None` while the slot is vacant.
+    key: Option<(Arc<str>, Arc<str>)>,
     /// How many are registered (not counting restored placeholders).
     live: usize,
     /// Default-id occurrences below `next` that are free again (their handler was removed).
@@ -75,13 +98,58 @@ const DERIVED_ID_CACHE: usize = 1024;
 
 impl HandlerTable {
     /// The pattern `text` as an `Arc`: the last registration's when it is the same text.
-    pub(crate) fn share_pattern(&mut self, text: Cow<'_, str>) -> Arc<str> {
+    pub(crate) fn share_pattern(&mut self, text: Cow<'static, str>) -> Arc<str> {
         share(&mut self.recent.1, text)
     }
 
     /// The handler name `text` as an `Arc`: the last registration's when it is the same text.
-    pub(crate) fn share_name(&mut self, text: Cow<'_, str>) -> Arc<str> {
+    pub(crate) fn share_name(&mut self, text: Cow<'static, str>) -> Arc<str> {
         share(&mut self.recent.0, text)
+    }
+
+    /// The index of the slot of (`name`, `pattern`), made (vacant, not counted) if it has none.
+    /// The last registration's slot is recognised by its key's addresses, without hashing.
+    fn slot_of(&mut self, name: &Arc<str>, pattern: &Arc<str>) -> usize {
+        if let Some(NameSlot {
+            key: Some((known_name, known_pattern)),
+            ..
+        }) = self.slots.get(self.recent_slot)
+        {
+            if Arc::ptr_eq(known_name, name) && Arc::ptr_eq(known_pattern, pattern) {
+                return self.recent_slot;
+            }
+        }
+        self.slot_of_slow(name, pattern)
+    }
+
+    #[inline(never)]
+    fn slot_of_slow(&mut self, name: &Arc<str>, pattern: &Arc<str>) -> usize {
+        let HandlerTable {
+            names,
+            slots,
+            vacant,
+            ..
+        } = self;
+        let index = *names
+            .entry((Arc::clone(name), Arc::clone(pattern)))
+            .or_insert_with(|| {
+                let slot = NameSlot {
+                    key: Some((Arc::clone(name), Arc::clone(pattern))),
+                    ..NameSlot::default()
+                };
+                match vacant.pop() {
+                    Some(index) => {
+                        slots[index] = slot;
+                        index
+                    }
+                    None => {
+                        slots.push(slot);
+                        slots.len() - 1
+                    }
+                }
+            });
+        self.recent_slot = index;
+        index
     }
 
     /// The default id for a new registration of `name` on `pattern`: the lowest occurrence not
@@ -89,23 +157,22 @@ impl HandlerTable {
     ///
     /// Counts the registration in its name's slot already (it is then added with
     /// [`add_counted`](Self::add_counted)), and says whether it is the first duplicate of its
-    /// name and pattern, as [`first_duplicate`](Self::first_duplicate) would have before it: one
-    /// lookup of the slot instead of three.
+    /// name and pattern, as [`count_name`](Self::count_name) does: one lookup of the slot.
+    /// Returns the id, its occurrence, the slot's index and the duplicate flag.
     pub(crate) fn next_default_id(
         &mut self,
         bus_name: &str,
         name: &Arc<str>,
         pattern: &Arc<str>,
-    ) -> (HandlerId, usize, bool) {
+    ) -> (HandlerId, usize, usize, bool) {
+        let index = self.slot_of(name, pattern);
         let HandlerTable {
-            names,
+            slots,
             derived,
             ids,
             ..
         } = self;
-        let slot = names
-            .entry((Arc::clone(name), Arc::clone(pattern)))
-            .or_default();
+        let slot = &mut slots[index];
         let duplicate = slot.live > 0 && !slot.warned;
         slot.warned |= duplicate;
         slot.live += 1;
@@ -137,21 +204,21 @@ impl HandlerTable {
             };
             // An explicit id may hold it already: that occurrence stays taken.
             if !matches!(ids.get(&id), Some((_, false))) {
-                return (id, occurrence, duplicate);
+                return (id, occurrence, index, duplicate);
             }
         }
     }
 
-    /// Whether a live handler named `name` is registered for `pattern`, and the duplicate
-    /// warning was not given for them yet (it is marked given).
-    pub(crate) fn first_duplicate(&mut self, name: &Arc<str>, pattern: &Arc<str>) -> bool {
-        match self.names.get_mut(&(Arc::clone(name), Arc::clone(pattern))) {
-            Some(slot) if slot.live > 0 && !slot.warned => {
-                slot.warned = true;
-                true
-            }
-            _ => false,
-        }
+    /// Counts a handler with an explicit id in its name's slot: returns the slot's index, and
+    /// whether a live handler named `name` was registered for `pattern` already and the
+    /// duplicate warning was not given for them yet (it is marked given).
+    pub(crate) fn count_name(&mut self, name: &Arc<str>, pattern: &Arc<str>) -> (usize, bool) {
+        let index = self.slot_of(name, pattern);
+        let slot = &mut self.slots[index];
+        let duplicate = slot.live > 0 && !slot.warned;
+        slot.warned |= duplicate;
+        slot.live += 1;
+        (index, duplicate)
     }
 
     /// Counts a live handler out of its name's slot. The slot of a name with no live handler
@@ -162,13 +229,8 @@ impl HandlerTable {
         if entry.stub {
             return;
         }
-        let key = (
-            Arc::clone(&entry.meta.name),
-            Arc::clone(&entry.meta.pattern),
-        );
-        let Some(slot) = self.names.get_mut(&key) else {
-            return;
-        };
+        let index = entry.slot;
+        let slot = &mut self.slots[index];
         slot.live = slot.live.saturating_sub(1);
         if slot.live > 0 {
             if let Some(occurrence) = entry.occurrence {
@@ -179,44 +241,55 @@ impl HandlerTable {
             return;
         }
         // Nothing of this name is left: its next registration starts over at occurrence 0.
-        *slot = NameSlot {
-            first_id: slot.first_id.take(),
-            ..NameSlot::default()
-        };
-        let Some(old) = self.idle_name.replace(key) else {
-            return;
-        };
-        if Some(&old) == self.idle_name.as_ref() {
-            return;
+        // Reset in place: the key, the ambiguity and the first id depend on the name and
+        // pattern alone.
+        if !slot.free.is_empty() {
+            slot.free.clear();
         }
-        if let Entry::Occupied(slot) = self.names.entry(old) {
-            if slot.get().live == 0 {
-                let (key, slot) = slot.remove_entry();
-                if let Some(id) = slot.first_id {
-                    remember_id(&mut self.derived, (key.0, key.1, 0), id);
-                }
-            }
+        slot.next = 0;
+        slot.warned = false;
+        match self.idle_name.replace(index) {
+            Some(old) if old != index => self.drop_idle_slot(old),
+            _ => {}
         }
     }
 
-    /// Adds a handler; one with the same id that is a restored placeholder is replaced in place
-    /// (it keeps its position), which is how a restored bus re-binds its handlers.
-    pub(crate) fn add(&mut self, entry: Arc<HandlerEntry>) {
-        if !entry.stub {
-            let key = (
-                Arc::clone(&entry.meta.name),
-                Arc::clone(&entry.meta.pattern),
-            );
-            self.names.entry(key).or_default().live += 1;
+    /// Drops the slot at `index` if it is still idle (no live handler), its first id going to
+    /// `derived`.
+    #[inline(never)]
+    fn drop_idle_slot(&mut self, index: usize) {
+        let slot = &mut self.slots[index];
+        if slot.live != 0 {
+            return;
         }
+        let Some(key) = slot.key.take() else {
+            return;
+        };
+        let first_id = slot.first_id.take();
+        *slot = NameSlot::default();
+        self.vacant.push(index);
+        let Some((key, _)) = self.names.remove_entry(&key) else {
+            return;
+        };
+        if let Some(id) = first_id {
+            remember_id(&mut self.derived, (key.0, key.1, 0), id);
+        }
+    }
+
+    /// Adds a restored placeholder ([`HandlerEntry::stub`]); one with the same id that is a
+    /// placeholder is replaced in place.
+    pub(crate) fn add(&mut self, entry: Arc<HandlerEntry>) {
+        debug_assert!(entry.stub, "a live handler is counted first");
         self.add_counted(entry);
     }
 
-    /// [`add`](Self::add) of a handler already counted in its name's slot (by
-    /// [`next_default_id`](Self::next_default_id)).
+    /// Adds a handler already counted in its name's slot (by
+    /// [`next_default_id`](Self::next_default_id) or [`count_name`](Self::count_name)), or a
+    /// placeholder; one with the same id that is a restored placeholder is replaced in place (it
+    /// keeps its position), which is how a restored bus re-binds its handlers.
     pub(crate) fn add_counted(&mut self, entry: Arc<HandlerEntry>) {
         let pattern = Arc::clone(&entry.meta.pattern);
-        let (exact, wild) = self.memo_release(&pattern);
+        let taken = self.memo_release(&pattern);
         // The id's entry is written either way; whether it was a placeholder's decides where the
         // handler goes.
         let replaces_stub = match self.ids.entry(entry.meta.id.clone()) {
@@ -234,7 +307,10 @@ impl HandlerTable {
         if &*pattern == "*" {
             self.has_wildcard = true;
         }
-        let list = self.by_pattern.entry(Arc::clone(&pattern)).or_default();
+        let list = match self.by_pattern.get_mut(&*pattern) {
+            Some(list) => list,
+            None => self.by_pattern.entry(Arc::clone(&pattern)).or_default(),
+        };
         let stub_pos = if replaces_stub {
             list.iter()
                 .position(|h| h.stub && h.meta.id == entry.meta.id)
@@ -246,43 +322,38 @@ impl HandlerTable {
             None => Arc::make_mut(list).push(entry),
         }
         let list = Arc::clone(list);
-        self.memo_restore(exact, wild, Some(list));
+        self.memo_restore(taken, Some(list));
     }
 
-    /// Takes the memo's copies of `pattern`'s list out of it, so that changing the list does not
-    /// copy it; says which of them it took ([`memo_restore`](Self::memo_restore) puts the
+    /// Takes the memos' copies of `pattern`'s list out of them, so that changing the list does
+    /// not copy it; says which of them it took ([`memo_restore`](Self::memo_restore) puts the
     /// changed list back).
-    fn memo_release(&mut self, pattern: &str) -> (bool, bool) {
-        let Some((name, (exact, wild))) = &mut self.memo else {
-            return (false, false);
-        };
-        let took = (*name == pattern, pattern == "*");
-        if took.0 {
-            *exact = None;
+    fn memo_release(&mut self, pattern: &str) -> Taken {
+        let mut taken = release(&mut self.memo, pattern);
+        if self.second.is_some() {
+            taken.1 = release(&mut self.second, pattern).0;
         }
-        if took.1 {
-            *wild = None;
-        }
-        took
+        taken
     }
 
     /// Puts `list` (the changed list of the pattern given to
     /// [`memo_release`](Self::memo_release); `None` or empty when it has no handlers) back into
-    /// the memo where that took it from.
-    fn memo_restore(&mut self, exact: bool, wild: bool, list: Option<HandlerList>) {
-        if !(exact || wild) {
+    /// the memos where that took it from.
+    fn memo_restore(&mut self, taken: Taken, list: Option<HandlerList>) {
+        if taken == (NOTHING, NOTHING) {
             return;
         }
-        let Some((_, handlers)) = &mut self.memo else {
-            return;
-        };
         let list = list.filter(|list| !list.is_empty());
-        if wild {
-            handlers.1 = list.clone();
+        if taken.1 != NOTHING {
+            restore(&mut self.second, taken.1, list.clone());
         }
-        if exact {
-            handlers.0 = list;
-        }
+        restore(&mut self.memo, taken.0, list);
+    }
+
+    /// Forgets both memos.
+    fn memo_clear(&mut self) {
+        self.memo = None;
+        self.second = None;
     }
 
     /// Called after the handlers of `pattern` changed.
@@ -298,47 +369,52 @@ impl HandlerTable {
     /// Removes the handler with this id; returns it if it was registered.
     pub(crate) fn remove_id(&mut self, id: &HandlerId) -> Option<Arc<HandlerEntry>> {
         let (pattern, _) = self.ids.remove(id)?;
-        let (exact, wild) = self.memo_release(&pattern);
-        let Entry::Occupied(mut handlers) = self.by_pattern.entry(Arc::clone(&pattern)) else {
-            self.memo = None;
+        let taken = self.memo_release(&pattern);
+        let Some(handlers) = self.by_pattern.get_mut(&*pattern) else {
+            self.memo_clear();
             return None;
         };
-        let Some(pos) = handlers.get().iter().position(|h| &h.meta.id == id) else {
-            self.memo = None;
+        let Some(pos) = handlers.iter().position(|h| &h.meta.id == id) else {
+            self.memo_clear();
             return None;
         };
-        let list = Arc::make_mut(handlers.get_mut());
+        let list = Arc::make_mut(handlers);
         let removed = list.remove(pos);
-        let mut dropped = None;
         if list.is_empty() {
             if list.capacity() > IDLE_LIST_CAPACITY {
-                handlers.remove();
+                self.by_pattern.remove(&*pattern);
             } else {
                 // Kept for the pattern's next registration; the list kept before is dropped.
-                dropped = self.idle_pattern.replace(Arc::clone(&pattern));
-            }
-            if let Some(old) = dropped.filter(|old| *old != pattern) {
-                if self
-                    .by_pattern
-                    .get(&old)
-                    .is_some_and(|list| list.is_empty())
-                {
-                    self.by_pattern.remove(&old);
+                let dropped = self.idle_pattern.replace(Arc::clone(&pattern));
+                if let Some(old) = dropped.filter(|old| *old != pattern) {
+                    self.drop_idle_list(&old);
                 }
             }
-            self.memo_restore(exact, wild, None);
+            self.memo_restore(taken, None);
         } else {
-            let list = Arc::clone(handlers.get());
-            self.memo_restore(exact, wild, Some(list));
+            let list = Arc::clone(handlers);
+            self.memo_restore(taken, Some(list));
         }
         self.update_wildcard(&pattern);
         self.uncount_name(&removed);
         Some(removed)
     }
 
+    /// Drops the list of `pattern` if it is still empty.
+    #[inline(never)]
+    fn drop_idle_list(&mut self, pattern: &str) {
+        if self
+            .by_pattern
+            .get(pattern)
+            .is_some_and(|list| list.is_empty())
+        {
+            self.by_pattern.remove(pattern);
+        }
+    }
+
     /// Removes every handler registered for `pattern`.
     pub(crate) fn remove_pattern(&mut self, pattern: &str) -> Vec<Arc<HandlerEntry>> {
-        self.memo = None;
+        self.memo_clear();
         let removed: Vec<Arc<HandlerEntry>> = self
             .by_pattern
             .remove(pattern)
@@ -375,8 +451,9 @@ impl HandlerTable {
         self.for_event_slow(event_type)
     }
 
-    /// [`for_event`](Self::for_event) past the memo: looks the handlers up, and remembers them
-    /// for a `&'static str` type name.
+    /// [`for_event`](Self::for_event) past the memo: swaps the two memos when the second holds
+    /// the type, else looks the handlers up and remembers them for a `&'static str` type name
+    /// (the memo's answer becoming the second).
     #[allow(
         clippy::ptr_arg,
         reason = "the memo needs to know whether the name is a `&'static str`"
@@ -386,8 +463,15 @@ impl HandlerTable {
         let Cow::Borrowed(name) = event_type else {
             return self.lookup(event_type);
         };
+        if let Some((known, handlers)) = &self.second {
+            if (known.as_ptr(), known.len()) == (name.as_ptr(), name.len()) {
+                let handlers = handlers.clone();
+                std::mem::swap(&mut self.memo, &mut self.second);
+                return handlers;
+            }
+        }
         let handlers = self.lookup(name);
-        self.memo = Some((name, handlers.clone()));
+        self.second = self.memo.replace((name, handlers.clone()));
         handlers
     }
 
@@ -414,9 +498,11 @@ impl HandlerTable {
     }
 
     pub(crate) fn clear(&mut self) -> Vec<Arc<HandlerEntry>> {
-        self.memo = None;
+        self.memo_clear();
         self.ids.clear();
         self.names.clear();
+        self.slots.clear();
+        self.vacant.clear();
         self.idle_pattern = None;
         self.idle_name = None;
         self.has_wildcard = false;
@@ -457,15 +543,73 @@ fn remember_id(
     derived.insert(key, id);
 }
 
-/// `text` as an `Arc`: `recent` when it holds the same text, else a new one, which `recent`
-/// then holds.
-fn share(recent: &mut Option<Arc<str>>, text: Cow<'_, str>) -> Arc<str> {
-    if let Some(known) = recent {
-        if **known == *text {
-            return Arc::clone(known);
+/// `text` as an `Arc`: `recent`'s when it holds the same text (the same `&'static str` is
+/// recognised by its address), else a new one, which `recent` then holds.
+fn share(recent: &mut Recent, text: Cow<'static, str>) -> Arc<str> {
+    if let Some(known) = &recent.shared {
+        match (&text, recent.from) {
+            (Cow::Borrowed(text), Some(from)) if std::ptr::eq(*text, from) => {
+                return Arc::clone(known);
+            }
+            _ if **known == *text => {
+                let known = Arc::clone(known);
+                if let Cow::Borrowed(text) = text {
+                    recent.from = Some(text);
+                }
+                return known;
+            }
+            _ => {}
         }
     }
+    recent.from = match text {
+        Cow::Borrowed(text) => Some(text),
+        Cow::Owned(_) => None,
+    };
     let shared: Arc<str> = Arc::from(text);
-    *recent = Some(Arc::clone(&shared));
+    recent.shared = Some(Arc::clone(&shared));
     shared
+}
+
+/// Which of a memo's two lists [`release`] took: the event type's own, the wildcard one.
+type TakenLists = (bool, bool);
+
+/// What [`HandlerTable::memo_release`] took: from the memo, from the second memo.
+type Taken = (TakenLists, TakenLists);
+
+const NOTHING: TakenLists = (false, false);
+
+/// Takes `memo`'s copies of `pattern`'s list out of it; says which it took (the first of the
+/// pair; the second is left as nothing).
+fn release(memo: &mut Option<(&'static str, Handlers)>, pattern: &str) -> Taken {
+    let Some((name, (exact, wild))) = memo else {
+        return (NOTHING, NOTHING);
+    };
+    let took = (*name == pattern, pattern == "*");
+    if took.0 {
+        *exact = None;
+    }
+    if took.1 {
+        *wild = None;
+    }
+    (took, NOTHING)
+}
+
+/// Puts `list` back into `memo` where [`release`] took it from.
+fn restore(
+    memo: &mut Option<(&'static str, Handlers)>,
+    (exact, wild): TakenLists,
+    list: Option<HandlerList>,
+) {
+    if !(exact || wild) {
+        return;
+    }
+    let Some((_, handlers)) = memo else {
+        return;
+    };
+    if wild {
+        handlers.1 = list.clone();
+    }
+    if exact {
+        handlers.0 = list;
+    }
 }

@@ -432,11 +432,11 @@ impl EventBus {
         options: HandlerOptions,
         location: &'static std::panic::Location<'static>,
     ) -> EventHandler {
-        let pattern: std::borrow::Cow<'_, str> = match options.pattern {
+        let pattern: std::borrow::Cow<'static, str> = match options.pattern {
             Some(p) if !p.is_empty() => std::borrow::Cow::Owned(p),
             _ => std::borrow::Cow::Borrowed(input_pattern::<I>()),
         };
-        let name: std::borrow::Cow<'_, str> = match options.name {
+        let name: std::borrow::Cow<'static, str> = match options.name {
             Some(n) => std::borrow::Cow::Owned(n),
             None => handler.__handler_name(),
         };
@@ -453,18 +453,18 @@ impl EventBus {
         // A handler registered again and again shares its name and pattern with the last one.
         let pattern = st.handlers.share_pattern(pattern);
         let name = st.handlers.share_name(name);
-        // A derived id counts the handler in its name's slot as it is made, and says whether it
-        // is a duplicate in the same lookup.
-        let (id, occurrence, duplicate) = match options.id {
+        // The handler is counted in its name's slot as its id is made (a derived id), and
+        // whether it is a duplicate comes from the same lookup.
+        let (id, occurrence, slot, duplicate) = match options.id {
             Some(id) => {
-                let duplicate = st.handlers.first_duplicate(&name, &pattern);
-                (id, None, duplicate)
+                let (slot, duplicate) = st.handlers.count_name(&name, &pattern);
+                (id, None, slot, duplicate)
             }
             None => {
-                let (id, occurrence, duplicate) =
+                let (id, occurrence, slot, duplicate) =
                     st.handlers
                         .next_default_id(&self.inner.name, &name, &pattern);
-                (id, Some(occurrence), duplicate)
+                (id, Some(occurrence), slot, duplicate)
             }
         };
         if duplicate {
@@ -519,12 +519,9 @@ impl EventBus {
             func,
             stub: false,
             occurrence,
+            slot,
         });
-        if occurrence.is_some() {
-            st.handlers.add_counted(entry);
-        } else {
-            st.handlers.add(entry);
-        }
+        st.handlers.add_counted(entry);
         drop(st);
         let handler = EventHandler { meta };
         self.inner.hook_handlers_change(&handler, true);
@@ -949,9 +946,25 @@ impl Drop for RoomWaiter<'_> {
 /// one-off handler registered in a loop should not format it every time).
 fn location_label(location: &'static std::panic::Location<'static>) -> Arc<str> {
     static LABELS: crate::memo::Memo<usize, Arc<str>> = crate::memo::Memo::new();
-    LABELS.get_or_insert_with(std::ptr::from_ref(location) as usize, || {
+    // The thread's last answer, in front of the table: a handler registered again and again
+    // from one place skips the lock and the hash.
+    std::thread_local! {
+        static LAST: std::cell::RefCell<Option<(usize, Arc<str>)>> =
+            const { std::cell::RefCell::new(None) };
+    }
+    let key = std::ptr::from_ref(location) as usize;
+    let last = LAST.try_with(|last| match &*last.borrow() {
+        Some((known, label)) if *known == key => Some(Arc::clone(label)),
+        _ => None,
+    });
+    if let Ok(Some(label)) = last {
+        return label;
+    }
+    let label = LABELS.get_or_insert_with(key, || {
         Arc::from(format!("{}:{}", location.file(), location.line()))
-    })
+    });
+    let _ = LAST.try_with(|last| *last.borrow_mut() = Some((key, Arc::clone(&label))));
+    label
 }
 
 /// # Names from Python and TypeScript bubus

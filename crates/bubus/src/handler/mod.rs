@@ -180,6 +180,9 @@ pub(crate) struct HandlerEntry {
     pub(crate) stub: bool,
     /// The occurrence its default id was derived with (`None`: an explicit or restored id).
     pub(crate) occurrence: Option<usize>,
+    /// The index of its (name, pattern) slot in its bus's handler table, which counts it
+    /// (unused for a placeholder).
+    pub(crate) slot: usize,
 }
 
 /// A registered handler: what [`EventBus::on`](crate::EventBus::on) returns and

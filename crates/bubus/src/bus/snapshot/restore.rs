@@ -109,6 +109,7 @@ pub(super) fn restore_handlers(
             func: stub_fn(),
             stub: true,
             occurrence: None,
+            slot: usize::MAX,
         }));
     }
     Ok(())

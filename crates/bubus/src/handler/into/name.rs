@@ -3,6 +3,7 @@
 
 use std::any::TypeId;
 use std::borrow::Cow;
+use std::cell::Cell;
 
 use parking_lot::Mutex;
 use rustc_hash::FxHashMap;
@@ -19,18 +20,29 @@ pub(crate) fn handler_name_of<F: ?Sized + 'static>() -> Cow<'static, str> {
     // instead of scanning and hashing the type name); numbering a closure takes one lock over
     // both of its maps, so each closure type gets exactly one number.
     static BY_TYPE: Memo<TypeId, &'static str> = Memo::new();
-    BY_TYPE
-        .get_or_insert_with(TypeId::of::<F>(), || {
-            let name = handler_name(std::any::type_name::<F>());
-            if !name.ends_with(CLOSURE) {
-                return match name {
-                    Cow::Borrowed(name) => name,
-                    Cow::Owned(name) => Box::leak(name.into_boxed_str()),
-                };
-            }
-            number_closure(TypeId::of::<F>(), name)
-        })
-        .into()
+    // The thread's last answer, in front of the table: a handler type registered again and
+    // again (a one-off closure) skips the lock and the hash.
+    std::thread_local! {
+        static LAST: Cell<Option<(TypeId, &'static str)>> = const { Cell::new(None) };
+    }
+    let ty = TypeId::of::<F>();
+    if let Ok(Some((known, name))) = LAST.try_with(Cell::get) {
+        if known == ty {
+            return Cow::Borrowed(name);
+        }
+    }
+    let name = BY_TYPE.get_or_insert_with(ty, || {
+        let name = handler_name(std::any::type_name::<F>());
+        if !name.ends_with(CLOSURE) {
+            return match name {
+                Cow::Borrowed(name) => name,
+                Cow::Owned(name) => Box::leak(name.into_boxed_str()),
+            };
+        }
+        number_closure(ty, name)
+    });
+    let _ = LAST.try_with(|last| last.set(Some((ty, name))));
+    Cow::Borrowed(name)
 }
 
 const CLOSURE: &str = "::<closure>";
