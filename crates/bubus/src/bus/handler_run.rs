@@ -112,9 +112,10 @@ impl<'a> HandlerRun<'a> {
                 call()
             }
         }));
-        let outcome = match call {
-            Ok(HandlerCall::Ready(outcome)) => outcome,
-            Err(panic) => Err(HandlerError::panicked(panic)),
+        let (outcome, checked) = match call {
+            Ok(HandlerCall::Ready(outcome)) => (outcome, false),
+            Ok(HandlerCall::Checked(outcome)) => (outcome, true),
+            Err(panic) => (Err(HandlerError::panicked(panic)), false),
             Ok(HandlerCall::Pending(fut)) => {
                 let fut = handler_context::scope(ctx.build(), AssertUnwindSafe(fut).catch_unwind())
                     .instrument(span);
@@ -136,7 +137,7 @@ impl<'a> HandlerRun<'a> {
                 });
             }
         };
-        if record(bus, event, index, outcome, last, hooks) {
+        if record(bus, event, index, outcome, checked, last, hooks) {
             Started::Finished
         } else {
             Started::Done
@@ -177,6 +178,7 @@ impl Running<'_> {
             event,
             index,
             outcome,
+            false,
             false,
             !bus.middlewares.is_empty(),
         );
@@ -320,8 +322,9 @@ fn aborted(event: &EventInner, handler: &Arc<HandlerMeta>) -> HandlerError {
 
 /// Validates the outcome against the event's result type and records it (unless something —
 /// a timeout, a cancellation — already recorded a final status). If `finish_bus`, also finishes
-/// the event on `bus` under the same lock; returns whether it did. `hooks`: whether `bus` has
-/// middlewares to tell of the result. Inlined into its two
+/// the event on `bus` under the same lock; returns whether it did. `checked`: whether the
+/// handler found the outcome to pass the check already (`HandlerCall::Checked`). `hooks`:
+/// whether `bus` has middlewares to tell of the result. Inlined into its two
 /// callers (a sync handler's outcome is recorded in the frame that called it, not copied into
 /// one of its own first).
 #[inline(always)]
@@ -330,13 +333,15 @@ fn record(
     event: &Arc<EventInner>,
     index: usize,
     mut outcome: Result<ResultSlot, HandlerError>,
+    checked: bool,
     finish_bus: bool,
     hooks: bool,
 ) -> bool {
     // A null result (a handler returning `()`, the usual case) passes every result check (the
     // typed one and the dynamic one alike leave it as it is), so it skips the call, and the
     // outcome stays where it is.
-    if let Ok(slot) = &mut outcome
+    if !checked
+        && let Ok(slot) = &mut outcome
         && !slot.is_null()
         && let Err(err) = (event.kind.check_result)(event, slot)
     {

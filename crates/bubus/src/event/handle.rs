@@ -83,6 +83,12 @@ impl<P: EventPayload> EventHandle<P> {
         }
     }
 
+    /// Whether the handle is of its event's own payload (not a view of it as another type).
+    #[inline]
+    pub(crate) fn has_own_payload(&self) -> bool {
+        self.view.is_none()
+    }
+
     /// The payload.
     // A handle is built without a view only where its event's payload was just created as, or
     // checked to be, a `P` (`new`, `EventInner::typed_view`, `EventInner::dyn_view`), and an

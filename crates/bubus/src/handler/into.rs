@@ -26,6 +26,9 @@ type BoxOutcome = Pin<Box<dyn Future<Output = Result<ResultSlot, HandlerError>> 
 /// What calling a handler produced: a value right away (sync handlers), or a future.
 pub(crate) enum HandlerCall {
     Ready(Result<ResultSlot, HandlerError>),
+    /// A value right away that is known to pass the event's result check (see
+    /// [`checked_outcome`]): recorded without it.
+    Checked(Result<ResultSlot, HandlerError>),
     Pending(BoxOutcome),
 }
 
@@ -60,6 +63,14 @@ pub trait HandlerInput: sealed::Sealed + Sized + Send + 'static {
 
     #[doc(hidden)]
     fn __extract(event: AnyEvent) -> Result<Self, HandlerError>;
+
+    /// Whether the event's result check is the typed one for [`Output`](Self::Output): the
+    /// event was created as this input's own event type (not a dynamic event viewed as it).
+    #[doc(hidden)]
+    #[inline]
+    fn __typed_check(&self) -> bool {
+        false
+    }
 }
 
 impl<P: EventPayload> sealed::Sealed for EventHandle<P> {}
@@ -75,6 +86,34 @@ impl<P: EventPayload> HandlerInput for EventHandle<P> {
     fn __extract(event: AnyEvent) -> Result<Self, HandlerError> {
         let payload = P::__resolve(&event)?;
         Ok(EventHandle::from_parts(event.into_inner(), payload))
+    }
+
+    // A handle without a view is of its event's own payload type, and an event created as a
+    // typed `P` has `P`'s kind (a dynamic event's own payload is a `DynEvent`). The type
+    // comparison folds to a constant.
+    #[inline]
+    fn __typed_check(&self) -> bool {
+        std::any::TypeId::of::<P>() != std::any::TypeId::of::<crate::event::DynEvent>()
+            && self.has_own_payload()
+    }
+}
+
+/// A sync handler's outcome, marked as checked when it passes the event's result check as it
+/// is: the event's check is the typed one for `T` (`typed_check`), `T` cannot nest, and the
+/// value is stored as a `T`. The check then returns at once, so the call to it is skipped (all
+/// but the variant test folds to constants for the usual scalar result types).
+#[inline(always)]
+fn checked_outcome<T: 'static>(
+    typed_check: bool,
+    outcome: Result<ResultSlot, HandlerError>,
+) -> HandlerCall {
+    if crate::wire::depth::is_flat::<T>()
+        && typed_check
+        && matches!(&outcome, Ok(slot) if slot.holds::<T>())
+    {
+        HandlerCall::Checked(outcome)
+    } else {
+        HandlerCall::Ready(outcome)
     }
 }
 
@@ -217,7 +256,10 @@ where
 {
     fn call(&self, event: AnyEvent) -> HandlerCall {
         match I::__extract(event) {
-            Ok(input) => HandlerCall::Ready((self.f)(input).__into_outcome().0),
+            Ok(input) => {
+                let typed_check = input.__typed_check();
+                checked_outcome::<I::Output>(typed_check, (self.f)(input).__into_outcome().0)
+            }
             Err(err) => HandlerCall::Ready(Err(err)),
         }
     }
@@ -342,11 +384,15 @@ where
 {
     fn call(&self, event: AnyEvent) -> HandlerCall {
         match I::__extract(event) {
-            Ok(input) => HandlerCall::Ready(
-                (self.f)(Arc::clone(&self.service), input)
-                    .__into_outcome()
-                    .0,
-            ),
+            Ok(input) => {
+                let typed_check = input.__typed_check();
+                checked_outcome::<I::Output>(
+                    typed_check,
+                    (self.f)(Arc::clone(&self.service), input)
+                        .__into_outcome()
+                        .0,
+                )
+            }
             Err(err) => HandlerCall::Ready(Err(err)),
         }
     }
