@@ -107,7 +107,7 @@ fn checked_outcome<T: 'static>(
     typed_check: bool,
     outcome: Result<ResultSlot, HandlerError>,
 ) -> HandlerCall {
-    if crate::wire::depth::is_flat::<T>()
+    if crate::result::scalar::is_flat::<T>()
         && typed_check
         && matches!(&outcome, Ok(slot) if slot.holds::<T>())
     {

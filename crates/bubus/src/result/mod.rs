@@ -17,6 +17,7 @@
 
 mod aggregate;
 mod flat;
+pub(crate) mod scalar;
 mod slot;
 
 use std::fmt;
