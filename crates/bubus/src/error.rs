@@ -385,6 +385,47 @@ impl Message {
     }
 }
 
+/// Why an event was cancelled, shared by every event and result a cancellation reaches: the
+/// text, or what writes it, written when first displayed (most causes never are; writing one —
+/// labels, seconds as a float — cost several hundred instructions).
+#[derive(Clone)]
+pub(crate) struct CancelCause(Arc<Deferred<CauseWriter>>);
+
+type CauseWriter = dyn Fn(&mut fmt::Formatter<'_>) -> fmt::Result + Send + Sync;
+
+impl CancelCause {
+    /// The cause `write` writes.
+    pub(crate) fn written(
+        write: impl Fn(&mut fmt::Formatter<'_>) -> fmt::Result + Send + Sync + 'static,
+    ) -> Self {
+        CancelCause(Arc::new(Deferred {
+            text: OnceLock::new(),
+            parts: write,
+        }))
+    }
+
+    /// A cause that is fixed text.
+    pub(crate) fn text(text: &'static str) -> Self {
+        CancelCause::written(move |f| f.write_str(text))
+    }
+}
+
+impl fmt::Display for CancelCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0.text.get() {
+            Some(text) => f.write_str(text),
+            None => (self.0.parts)(f),
+        }
+    }
+}
+
+impl fmt::Debug for CancelCause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = self.0.text.get_or_init(|| self.to_string());
+        fmt::Debug::fmt(text, f)
+    }
+}
+
 impl std::error::Error for HandlerError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source

@@ -6,12 +6,13 @@ use std::sync::Arc;
 use smallvec::SmallVec;
 
 use super::BusInner;
+use crate::error::CancelCause;
 use crate::event::inner::EventInner;
 
 /// Cancels each event in `roots` and all its descendants. Copies still queued on a bus are taken
 /// off the queue and get cancelled results; handlers already running are woken and abort at
 /// their next await; handlers not yet started are cancelled when their turn comes.
-pub(crate) fn cancel_events(roots: impl IntoIterator<Item = Arc<EventInner>>, cause: &str) {
+pub(crate) fn cancel_events(roots: impl IntoIterator<Item = Arc<EventInner>>, cause: &CancelCause) {
     let mut stack: Vec<Arc<EventInner>> = roots.into_iter().collect();
     let mut seen = std::collections::HashSet::new();
     while let Some(event) = stack.pop() {

@@ -21,7 +21,7 @@ use super::handler_context::{self, CtxParts};
 use super::limits::{HandlerLimits, Timers, fmt_secs};
 use super::phase::Phase;
 use crate::context;
-use crate::error::{HandlerError, HandlerErrorKind};
+use crate::error::{CancelCause, HandlerError, HandlerErrorKind};
 use crate::event::inner::{EventInner, OwnedEventLabel};
 use crate::event::{AnyEvent, EventStatus};
 use crate::handler::{HandlerCall, HandlerEntry, HandlerMeta};
@@ -187,12 +187,16 @@ impl Running<'_> {
             // is written only if there are any).
             let children = children_of_results(event, &[index]);
             if !children.is_empty() {
-                let cause = format!(
-                    "parent handler {}({}) timed out after {}s",
-                    entry.meta.label_display(),
-                    event.label_display(),
-                    fmt_secs(limits.timeout)
-                );
+                let (handler, label, timeout) =
+                    (Arc::clone(&entry.meta), event.label_owned(), limits.timeout);
+                let cause = CancelCause::written(move |f| {
+                    write!(
+                        f,
+                        "parent handler {}({label}) timed out after {}s",
+                        handler.label_display(),
+                        fmt_secs(timeout)
+                    )
+                });
                 cancel_events(children, &cause);
             }
         }
@@ -316,7 +320,7 @@ async fn drive<F: Future<Output = CaughtOutcome>>(
 fn aborted(event: &EventInner, handler: &Arc<HandlerMeta>) -> HandlerError {
     let cause = event
         .cancel_cause()
-        .unwrap_or_else(|| Arc::from("the event was cancelled"));
+        .unwrap_or_else(|| CancelCause::text("the event was cancelled"));
     Interrupt::Cancelled(&cause).error(ResultStatus::Started, handler, event)
 }
 
@@ -415,7 +419,7 @@ impl Drop for RunGuard<'_> {
 pub(crate) enum Interrupt<'a> {
     /// The event, or this bus's processing of it, was cancelled (`Cancelled: {cause}` /
     /// `Aborted: {cause}`).
-    Cancelled(&'a str),
+    Cancelled(&'a CancelCause),
     /// The event's timeout on this bus fired.
     EventTimeout(Duration),
     /// The processing was dropped before it finished (the bus stopped, the caller gave up).
@@ -432,17 +436,12 @@ impl Interrupt<'_> {
     ) -> HandlerError {
         let started = status != ResultStatus::Pending;
         let (kind, written) = match (self, started) {
-            (Interrupt::Cancelled(cause), false) => {
-                return HandlerError::with_kind(
-                    HandlerErrorKind::Cancelled,
-                    format!("Cancelled: {cause}"),
-                );
-            }
+            (Interrupt::Cancelled(cause), false) => (
+                HandlerErrorKind::Cancelled,
+                Written::Cancelled(cause.clone()),
+            ),
             (Interrupt::Cancelled(cause), true) => {
-                return HandlerError::with_kind(
-                    HandlerErrorKind::Aborted,
-                    format!("Aborted: {cause}"),
-                );
+                (HandlerErrorKind::Aborted, Written::Aborted(cause.clone()))
             }
             (Interrupt::EventTimeout(secs), false) => (
                 HandlerErrorKind::Cancelled,
@@ -469,6 +468,10 @@ impl Interrupt<'_> {
 /// ([`HandlerError::with_kind_deferred`]): most timeout and interruption messages never are, and
 /// writing one (labels, seconds as a float) cost 100–200 instructions.
 enum Written {
+    /// The event was cancelled before the handler started.
+    Cancelled(CancelCause),
+    /// The event was cancelled while the handler ran.
+    Aborted(CancelCause),
     /// The handler ran past its timeout.
     HandlerTimeout(Arc<HandlerMeta>, OwnedEventLabel, Option<Duration>),
     /// The event timed out before the handler started.
@@ -484,6 +487,8 @@ enum Written {
 impl fmt::Display for Written {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Written::Cancelled(cause) => write!(f, "Cancelled: {cause}"),
+            Written::Aborted(cause) => write!(f, "Aborted: {cause}"),
             Written::HandlerTimeout(handler, event, timeout) => write!(
                 f,
                 "Event handler {}({event}) timed out after {}s",

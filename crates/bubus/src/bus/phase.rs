@@ -23,6 +23,7 @@ use super::handler_run::{HandlerRun, Interrupt, Running, Started, interrupt_resu
 use super::handlers::HandlerList;
 use super::handlers::Handlers;
 use super::limits::{self, PhaseClock, Timers};
+use crate::error::CancelCause;
 use crate::event::config::EventSettings;
 use crate::event::inner::{BusPhase, EventInner, EventState};
 use crate::event::{EventConfig, EventStatus, HandlerCompletion, HandlerConcurrency};
@@ -118,13 +119,15 @@ pub(crate) async fn process_event(
         // only if there are any).
         let children = children_of_results(event, indices);
         if !children.is_empty() {
-            let timeout = phase.timeout();
-            let cause = format!(
-                "event {} timed out after {}s on {}",
-                event.label_display(),
-                limits::fmt_secs(timeout),
-                bus.label
-            );
+            let (timeout, label, on) =
+                (phase.timeout(), event.label_owned(), Arc::clone(&bus.label));
+            let cause = CancelCause::written(move |f| {
+                write!(
+                    f,
+                    "event {label} timed out after {}s on {on}",
+                    limits::fmt_secs(timeout)
+                )
+            });
             cancel_events(children, &cause);
         }
     }
@@ -426,7 +429,7 @@ impl<'a> Phase<'a> {
             .collect();
         // The other handlers on this bus are cancelled (not started) or aborted (running), and
         // the events they dispatched are cancelled too.
-        let cause = "first() resolved";
+        let cause = &CancelCause::text("first() resolved");
         let losers = interrupt_results(self.bus, self.event, &losers, Interrupt::Cancelled(cause));
         cancel_events(children_of_results(self.event, &losers), cause);
         true

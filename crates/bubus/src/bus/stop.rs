@@ -9,6 +9,7 @@ use super::BusInner;
 use super::complete::finish_on_bus;
 use super::handler_context;
 use super::handler_run::{Interrupt, interrupt_results};
+use crate::error::CancelCause;
 use crate::event::EventStatus;
 use crate::event::inner::EventInner;
 use crate::result::ResultRecord;
@@ -52,11 +53,10 @@ impl BusInner {
         }
         parallel.shutdown().await;
         for event in queued {
-            let cause = format!(
-                "{} was stopped before it processed {}",
-                self.label,
-                event.label()
-            );
+            let (bus, label) = (Arc::clone(&self.label), event.label_owned());
+            let cause = CancelCause::written(move |f| {
+                write!(f, "{bus} was stopped before it processed {label}")
+            });
             self.cancel_unprocessed(&event, &cause);
         }
         self.release_waiters();
@@ -75,7 +75,7 @@ impl BusInner {
     /// `event` here, then finishes it on this bus, so waiters on events that will never be
     /// processed here (the bus stopped, the event was cancelled) never hang. `event` must have
     /// been claimed.
-    pub(crate) fn cancel_unprocessed(&self, event: &Arc<EventInner>, cause: &str) {
+    pub(crate) fn cancel_unprocessed(&self, event: &Arc<EventInner>, cause: &CancelCause) {
         let (exact, wildcard) = self.state.lock().handlers.for_event(&event.event_type);
         let created: SmallVec<[usize; 4]> = {
             let mut es = event.state.lock();

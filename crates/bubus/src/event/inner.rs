@@ -463,19 +463,19 @@ impl EventInner {
 
     /// Marks the event cancelled (first cause wins) and wakes its running handlers so they abort.
     /// Returns false if it was already cancelled.
-    pub(crate) fn mark_cancelled(&self, cause: &str) -> bool {
+    pub(crate) fn mark_cancelled(&self, cause: &crate::error::CancelCause) -> bool {
         {
             let mut st = self.state.lock();
             if self.cancelled.swap(true, Ordering::AcqRel) {
                 return false;
             }
-            st.rare_mut().cancel_cause = Some(Arc::from(cause));
+            st.rare_mut().cancel_cause = Some(cause.clone());
         }
         self.notify.notify_waiters();
         true
     }
 
-    pub(crate) fn cancel_cause(&self) -> Option<Arc<str>> {
+    pub(crate) fn cancel_cause(&self) -> Option<crate::error::CancelCause> {
         self.state.lock().cancel_cause().cloned()
     }
 

@@ -286,7 +286,7 @@ impl<T> Drop for Rare<T> {
 #[derive(Default)]
 pub(crate) struct RareState {
     /// Why the event was cancelled (its handlers not yet finished end cancelled or aborted).
-    pub(crate) cancel_cause: Option<Arc<str>>,
+    pub(crate) cancel_cause: Option<crate::error::CancelCause>,
     /// The `tracing` span current where the event was first dispatched: the parent of its
     /// handlers' spans.
     pub(crate) dispatch_span: Option<tracing::Span>,
@@ -386,7 +386,7 @@ impl EventState {
     }
 
     /// Why the event was cancelled.
-    pub(crate) fn cancel_cause(&self) -> Option<&Arc<str>> {
+    pub(crate) fn cancel_cause(&self) -> Option<&crate::error::CancelCause> {
         self.rare()?.cancel_cause.as_ref()
     }
 
