@@ -2,12 +2,15 @@
 //! handler cancels the events it caused, on every bus, recursively.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use smallvec::SmallVec;
 
 use super::BusInner;
+use super::limits::fmt_secs;
 use crate::error::CancelCause;
 use crate::event::inner::EventInner;
+use crate::handler::HandlerMeta;
 
 /// Cancels each event in `roots` and all its descendants. Copies still queued on a bus are taken
 /// off the queue and get cancelled results; handlers already running are woken and abort at
@@ -28,6 +31,44 @@ pub(crate) fn cancel_events(roots: impl IntoIterator<Item = Arc<EventInner>>, ca
         }
         stack.extend(event.state.lock().children.iter().cloned());
     }
+}
+
+/// The cause of cancelling what `event`'s handlers dispatched when the event timed out after
+/// `timeout` on `bus` (written when first read). Out of line, so the processing that calls it
+/// stays as small as it was with a plain string.
+#[inline(never)]
+pub(crate) fn event_timed_out(
+    event: &EventInner,
+    timeout: Option<Duration>,
+    bus: &BusInner,
+) -> CancelCause {
+    let (label, on) = (event.label_owned(), Arc::clone(&bus.label));
+    CancelCause::written(move |f| {
+        write!(
+            f,
+            "event {label} timed out after {}s on {on}",
+            fmt_secs(timeout)
+        )
+    })
+}
+
+/// The cause of cancelling what `handler` dispatched when it timed out after `timeout` on
+/// `event` (written when first read).
+#[inline(never)]
+pub(crate) fn handler_timed_out(
+    handler: &Arc<HandlerMeta>,
+    event: &EventInner,
+    timeout: Option<Duration>,
+) -> CancelCause {
+    let (handler, label) = (Arc::clone(handler), event.label_owned());
+    CancelCause::written(move |f| {
+        write!(
+            f,
+            "parent handler {}({label}) timed out after {}s",
+            handler.label_display(),
+            fmt_secs(timeout)
+        )
+    })
 }
 
 /// The children that the results at `indices` dispatched.

@@ -15,7 +15,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::BusInner;
-use super::cancel::{cancel_events, children_of_results};
+use super::cancel::{cancel_events, children_of_results, handler_timed_out};
 use super::complete::{completed, done_on_bus_locked};
 use super::handler_context::{self, CtxParts};
 use super::limits::{HandlerLimits, Timers, fmt_secs};
@@ -187,16 +187,7 @@ impl Running<'_> {
             // is written only if there are any).
             let children = children_of_results(event, &[index]);
             if !children.is_empty() {
-                let (handler, label, timeout) =
-                    (Arc::clone(&entry.meta), event.label_owned(), limits.timeout);
-                let cause = CancelCause::written(move |f| {
-                    write!(
-                        f,
-                        "parent handler {}({label}) timed out after {}s",
-                        handler.label_display(),
-                        fmt_secs(timeout)
-                    )
-                });
+                let cause = handler_timed_out(&entry.meta, event, limits.timeout);
                 cancel_events(children, &cause);
             }
         }

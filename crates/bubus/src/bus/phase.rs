@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::BusInner;
-use super::cancel::{cancel_events, children_of_results};
+use super::cancel::{cancel_events, children_of_results, event_timed_out};
 use super::complete::{Processed, done_on_bus, finish_on_bus};
 use super::handler_context::HeldLocks;
 use super::handler_run::{HandlerRun, Interrupt, Running, Started, interrupt_results, is_winner};
@@ -119,15 +119,7 @@ pub(crate) async fn process_event(
         // only if there are any).
         let children = children_of_results(event, indices);
         if !children.is_empty() {
-            let (timeout, label, on) =
-                (phase.timeout(), event.label_owned(), Arc::clone(&bus.label));
-            let cause = CancelCause::written(move |f| {
-                write!(
-                    f,
-                    "event {label} timed out after {}s on {on}",
-                    limits::fmt_secs(timeout)
-                )
-            });
+            let cause = event_timed_out(event, phase.timeout(), bus);
             cancel_events(children, &cause);
         }
     }
