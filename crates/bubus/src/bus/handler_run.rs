@@ -208,13 +208,8 @@ fn mark_started(
     if result.status != ResultStatus::Pending {
         return None;
     }
-    result.status = ResultStatus::Started;
-    result.set_started_at(Some(now));
-    let event_started = es.status == EventStatus::Pending;
-    if event_started {
-        es.status = EventStatus::Started;
-        es.set_started_at(Some(now));
-    }
+    result.mark_started(now);
+    let event_started = es.mark_started(now);
     let span = handler_span(event, handler, es.dispatch_span());
     Some((event_started, span, es.dispatch_context().cloned()))
 }

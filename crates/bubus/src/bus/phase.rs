@@ -207,12 +207,8 @@ fn start_single<'e>(
     }
     let permit = event.handler_lock.try_acquire()?;
     let now = Timestamp::now_shared();
-    record.status = ResultStatus::Started;
-    record.set_started_at(Some(now));
-    if es.status == EventStatus::Pending {
-        es.status = EventStatus::Started;
-        es.set_started_at(Some(now));
-    }
+    record.mark_started(now);
+    es.mark_started(now);
     Some(permit)
 }
 

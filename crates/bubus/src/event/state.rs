@@ -363,6 +363,18 @@ impl EventState {
         self.started = Stamp::new(at);
     }
 
+    /// Marks the event started at `now` (its first handler run starting), if it is still
+    /// pending; returns whether it was.
+    #[inline(always)]
+    pub(crate) fn mark_started(&mut self, now: Timestamp) -> bool {
+        let pending = self.status == EventStatus::Pending;
+        if pending {
+            self.status = EventStatus::Started;
+            self.set_started_at(Some(now));
+        }
+        pending
+    }
+
     /// When the event completed.
     #[inline]
     pub(crate) fn completed_at(&self) -> Option<Timestamp> {

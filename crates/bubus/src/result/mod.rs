@@ -201,6 +201,13 @@ impl ResultRecord {
         self.started = Stamp::new(at);
     }
 
+    /// Marks the handler's run started at `now`.
+    #[inline(always)]
+    pub(crate) fn mark_started(&mut self, now: Timestamp) {
+        self.status = ResultStatus::Started;
+        self.set_started_at(Some(now));
+    }
+
     /// Sets when the handler finished (`None`: not finished).
     #[inline(always)]
     pub(crate) fn set_completed_at(&mut self, at: Option<Timestamp>) {
