@@ -17,7 +17,7 @@ use tracing::Instrument;
 use super::BusInner;
 use super::cancel::{cancel_events, children_of_results, handler_timed_out};
 use super::complete::{completed, done_on_bus_locked};
-use super::handler_context::{self, CtxParts};
+use super::handler_context::{self, CtxParts, HeldLocks};
 use super::limits::{HandlerLimits, Timers, fmt_secs};
 use super::phase::Phase;
 use crate::context;
@@ -51,7 +51,7 @@ pub(crate) enum Started<'a> {
 }
 
 type CaughtOutcome = Result<Result<ResultSlot, HandlerError>, Box<dyn std::any::Any + Send>>;
-type HandlerFuture<'a> = Pin<Box<dyn Future<Output = CaughtOutcome> + Send + 'a>>;
+pub(crate) type HandlerFuture<'a> = Pin<Box<dyn Future<Output = CaughtOutcome> + Send + 'a>>;
 
 /// A handler whose future is pending.
 pub(crate) struct Running<'a> {
@@ -65,26 +65,102 @@ impl<'a> HandlerRun<'a> {
     /// async one that finishes on its first poll) is recorded here: no future is boxed, no timer
     /// armed, no clock read beyond its timestamps. The `last` handler of the event on this bus
     /// that finishes so also finishes the event here, under the lock that records its outcome
-    /// ([`Started::Finished`]). `marked`: the result is already marked started, under the lock
-    /// that selected the handler, by [`super::phase`]'s fast path, which takes it only when the
-    /// handler's span is none and the event has no dispatch context (nothing to read here).
-    pub(crate) fn start(self, last: bool, marked: bool) -> Started<'a> {
+    /// ([`Started::Finished`]).
+    pub(crate) fn start(self, last: bool) -> Started<'a> {
         let Phase {
             bus, event, held, ..
         } = *self.phase;
         let index = self.index;
-        let (event_started, span, user_context) = if marked {
-            (false, tracing::Span::none(), None)
-        } else {
-            if let Some(cause) = event.is_cancelled().then(|| event.cancel_cause()).flatten() {
-                interrupt_results(bus, event, &[index], Interrupt::Cancelled(&cause));
-                return Started::Done;
-            }
-            let Some(started) = mark_started(event, index, &self.entry.meta) else {
-                return Started::Done;
-            };
-            started
+        if let Some(cause) = event.is_cancelled().then(|| event.cancel_cause()).flatten() {
+            interrupt_results(bus, event, &[index], Interrupt::Cancelled(&cause));
+            return Started::Done;
+        }
+        let Some((event_started, span, user_context)) =
+            mark_started(event, index, &self.entry.meta)
+        else {
+            return Started::Done;
         };
+        let call = Call {
+            bus,
+            event,
+            held,
+            entry: self.entry,
+            index,
+        };
+        match call.run::<false>(last, event_started, span, user_context) {
+            Called::Done => Started::Done,
+            Called::Finished => Started::Finished,
+            Called::Pending(fut, guard) => Started::Running(Running {
+                run: self,
+                fut,
+                guard,
+            }),
+        }
+    }
+
+    /// Starts the handler and, if it waits, drives it to the end.
+    pub(crate) async fn run(self) {
+        if let Started::Running(running) = self.start(false) {
+            running.finish().await;
+        }
+    }
+}
+
+/// A handler call whose result is already marked started: what [`HandlerRun::start`] does
+/// once it marked it, and all that the handler phase's fast path does for the usual single
+/// serial handler, which its selection marked started ([`super::phase`]), with no handler phase
+/// built (see [`Call::run_marked`]).
+pub(crate) struct Call<'a> {
+    pub(crate) bus: &'a Arc<BusInner>,
+    pub(crate) event: &'a Arc<EventInner>,
+    pub(crate) held: &'a HeldLocks,
+    pub(crate) entry: &'a HandlerEntry,
+    /// The index of the handler's result.
+    pub(crate) index: usize,
+}
+
+/// What a [`Call`] did.
+pub(crate) enum Called<'a> {
+    /// Finished without waiting: recorded.
+    Done,
+    /// Finished without waiting and, called as the last one, finished the event on its bus too.
+    Finished,
+    /// Waiting on its future, guarded: the caller drives it ([`Running`]).
+    Pending(HandlerFuture<'a>, RunGuard<'a>),
+}
+
+impl<'a> Call<'a> {
+    /// Calls the handler, its result marked started under the lock that selected it, by the
+    /// handler phase's fast path, which takes it only when the handler's span is none, the event
+    /// has no dispatch context and the bus no middlewares (nothing to read or tell here).
+    /// Inlined into that path.
+    #[inline(always)]
+    pub(crate) fn run_marked(self, last: bool) -> Called<'a> {
+        self.run::<true>(last, false, tracing::Span::none(), None)
+    }
+
+    /// Calls the handler (its result marked started) inside its handler context; a sync handler
+    /// (or an async one done on its first poll) is recorded here, and, if `last`, finishes the
+    /// event on the bus (see [`HandlerRun::start`]). `event_started`: marking it started the
+    /// event too; `span` and `user_context`: the handler's span and the context of the event's
+    /// dispatch. `MARKED`: called by [`run_marked`](Self::run_marked), or by
+    /// [`HandlerRun::start`]; the two copies are of different types, the handler call's closure
+    /// and its unwinding frame too, so each has a single caller and is inlined into it.
+    #[inline(always)]
+    fn run<const MARKED: bool>(
+        self,
+        last: bool,
+        event_started: bool,
+        span: tracing::Span,
+        user_context: Option<crate::context::ContextMap>,
+    ) -> Called<'a> {
+        let Call {
+            bus,
+            event,
+            held,
+            entry,
+            index,
+        } = self;
         // Middlewares are fixed when the bus is built: one look at them for the whole run.
         let hooks = !bus.middlewares.is_empty();
         if hooks {
@@ -105,7 +181,7 @@ impl<'a> HandlerRun<'a> {
         let scope_context = user_context.is_some() || context::has_context();
         let call = std::panic::catch_unwind(AssertUnwindSafe(|| {
             let _entered = span.enter();
-            let call = || handler_context::sync_scope(ctx, || self.entry.func.0.call(any));
+            let call = || handler_context::sync_scope(ctx, || entry.func.0.call(any));
             if scope_context {
                 context::context_sync_scope(user_context.clone(), call)
             } else {
@@ -130,29 +206,23 @@ impl<'a> HandlerRun<'a> {
                     index,
                     armed: true,
                 };
-                return Started::Running(Running {
-                    run: self,
-                    fut,
-                    guard,
-                });
+                return Called::Pending(fut, guard);
             }
         };
         if record(bus, event, index, outcome, checked, last, hooks) {
-            Started::Finished
+            Called::Finished
         } else {
-            Started::Done
-        }
-    }
-
-    /// Starts the handler and, if it waits, drives it to the end.
-    pub(crate) async fn run(self) {
-        if let Started::Running(running) = self.start(false, false) {
-            running.finish().await;
+            Called::Done
         }
     }
 }
 
-impl Running<'_> {
+impl<'a> Running<'a> {
+    /// The run of `run`, whose call ([`Call`]) left `fut` pending under `guard`.
+    pub(crate) fn new(run: HandlerRun<'a>, fut: HandlerFuture<'a>, guard: RunGuard<'a>) -> Self {
+        Running { run, fut, guard }
+    }
+
     /// Drives the handler's future under its timeout, slow warning and the event's
     /// cancellation, then records the outcome; a timeout cancels the events the handler caused.
     pub(crate) async fn finish(self) {
@@ -383,7 +453,7 @@ pub(crate) fn is_winner(event: &EventInner, index: usize) -> bool {
 
 /// If a running handler's future is dropped (the event timed out, the bus stopped, a
 /// first-completion winner was found), records it as aborted.
-struct RunGuard<'a> {
+pub(crate) struct RunGuard<'a> {
     bus: &'a BusInner,
     event: &'a Arc<EventInner>,
     index: usize,

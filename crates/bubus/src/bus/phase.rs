@@ -19,7 +19,9 @@ use super::BusInner;
 use super::cancel::{cancel_events, children_of_results, event_timed_out};
 use super::complete::{Processed, done_on_bus, finish_on_bus};
 use super::handler_context::HeldLocks;
-use super::handler_run::{HandlerRun, Interrupt, Running, Started, interrupt_results, is_winner};
+use super::handler_run::{
+    Call, Called, HandlerRun, Interrupt, Running, Started, interrupt_results, is_winner,
+};
 use super::handlers::HandlerList;
 use super::handlers::Handlers;
 use super::limits::{self, PhaseClock, Timers};
@@ -72,6 +74,36 @@ pub(crate) async fn process_event(
             &mut marked,
         );
     }
+    // The usual single serial handler, marked started: called right here, with no handler
+    // phase built unless it waits.
+    let mut pending = None;
+    if let Some(permit) = marked {
+        let Some((entry, index)) = one else {
+            unreachable!("only a single run is marked started");
+        };
+        // In first-completion mode a single handler has no other to cancel: its run ends the
+        // phase either way, but the event is finished on the bus after it, not by it.
+        let first = config
+            .event_handler_completion
+            .unwrap_or(bus.config.event_handler_completion)
+            == HandlerCompletion::First;
+        let call = Call {
+            bus,
+            event,
+            held,
+            entry,
+            index,
+        };
+        match call.run_marked(!first) {
+            Called::Finished => return Processed(()),
+            Called::Done => {
+                drop(permit);
+                done_on_bus(bus, event);
+                return Processed(());
+            }
+            Called::Pending(fut, run_guard) => pending = Some((fut, run_guard, permit)),
+        }
+    }
     let one_run;
     let (runs, indices, overrides) = match one {
         Some(run) => {
@@ -102,7 +134,18 @@ pub(crate) async fn process_event(
     };
     // Forgotten once the phase ends: it only acts if the future is dropped before.
     let guard = ProcessGuard { phase: &phase };
-    let timed_out = match phase.run_ready(marked) {
+    let ready = match pending {
+        // The marked single run waits: the phase goes on with it.
+        Some((fut, run_guard, permit)) => {
+            let run = phase.runs[0];
+            Ready::Rest {
+                next: 1,
+                waiting: Some((Running::new(phase.run(run), fut, run_guard), permit, run.1)),
+            }
+        }
+        None => phase.run_ready(),
+    };
+    let timed_out = match ready {
         Ready::Finished => {
             std::mem::forget(guard);
             return Processed(());
@@ -176,11 +219,12 @@ fn select_runs<'h, 'e>(
 
 /// Marks `record`, the new result of the single selected handler `entry`, started (and the
 /// event, if this starts it), under the event's state lock `es` that selected it, when the
-/// handler runs serially (the phase's [`Phase::run_ready`]) and its run needs nothing else read
-/// under that lock: no middlewares to tell first, the event not cancelled, no dispatch span or
-/// context (and no handler span: `DEBUG` is off), and the serial-handler lock free (taken here,
-/// and returned). [`HandlerRun::start`] then skips its own look at the event's state: one lock
-/// and unlock and one lookup of the result fewer per event. `None`: not taken (nothing changed).
+/// handler runs serially and its run needs nothing else read under that lock: no middlewares to
+/// tell first, the event not cancelled, no dispatch span or context (and no handler span: `DEBUG`
+/// is off), and the serial-handler lock free (taken here, and returned). [`process_event`] then
+/// calls the handler itself ([`Call::run_marked`]), with no look of its own at the event's state
+/// (one lock and unlock and one lookup of the result fewer per event) and no handler phase built
+/// unless the handler waits. `None`: not taken (nothing changed).
 #[inline(always)]
 fn start_single<'e>(
     bus: &BusInner,
@@ -425,18 +469,15 @@ impl<'a> Phase<'a> {
 
     /// Serial handlers run one at a time, in order: those that finish without waiting (sync
     /// handlers, async ones done on their first poll) run right here, with no future built for
-    /// the handler phase — the usual case, and the cheapest. The first one that waits, or a
-    /// serial-handler lock held elsewhere, hands over to [`run_handlers`](Self::run_handlers),
-    /// which goes on in the same order.
+    /// the handler phase. The first one that waits, or a serial-handler lock held elsewhere,
+    /// hands over to [`run_handlers`](Self::run_handlers), which goes on in the same order. (The
+    /// usual single serial handler, marked started under the lock that selected it, is called
+    /// before any phase is built: see [`process_event`].)
     ///
     /// Inlined into [`process_event`], its only caller.
-    ///
-    /// `marked`: the serial-handler lock, when [`start_single`] took it and marked the first
-    /// (only) run started.
     #[inline(always)]
-    fn run_ready(&'a self, mut marked: Option<FairGuard<'a>>) -> Ready<'a> {
+    fn run_ready(&'a self) -> Ready<'a> {
         if !self.plan.all_serial() {
-            debug_assert!(marked.is_none(), "a run marked started must run serially");
             return Ready::Rest {
                 next: 0,
                 waiting: None,
@@ -444,17 +485,13 @@ impl<'a> Phase<'a> {
         }
         let mut next = 0;
         while let Some(&run) = self.runs.get(next) {
-            let (permit, was_marked) = match marked.take() {
-                Some(permit) => (permit, true),
-                None => match self.event.handler_lock.try_acquire() {
-                    Some(permit) => (permit, false),
-                    None => break,
-                },
+            let Some(permit) = self.event.handler_lock.try_acquire() else {
+                break;
             };
             next += 1;
             match self
                 .run(run)
-                .start(next == self.runs.len() && !self.plan.first, was_marked)
+                .start(next == self.runs.len() && !self.plan.first)
             {
                 Started::Finished => return Ready::Finished,
                 Started::Done => {
@@ -533,7 +570,7 @@ impl<'a> Phase<'a> {
                     index
                 })
             } else {
-                match self.run(run).start(false, false) {
+                match self.run(run).start(false) {
                     Started::Done | Started::Finished => {
                         if self.first_won(index) {
                             return;
