@@ -130,11 +130,13 @@ const DERIVED_ID_CACHE: usize = 1024;
 
 impl HandlerTable {
     /// The pattern `text` as an `Arc`: the last registration's when it is the same text.
+    #[inline]
     pub(crate) fn share_pattern(&mut self, text: Cow<'static, str>) -> Arc<str> {
         share(&mut self.recent.1, text)
     }
 
     /// The handler name `text` as an `Arc`: the last registration's when it is the same text.
+    #[inline]
     pub(crate) fn share_name(&mut self, text: Cow<'static, str>) -> Arc<str> {
         share(&mut self.recent.0, text)
     }
@@ -641,20 +643,25 @@ fn remember_id(
 
 /// `text` as an `Arc`: `recent`'s when it holds the same text (the same `&'static str` is
 /// recognised by its address), else a new one, which `recent` then holds.
+#[inline]
 fn share(recent: &mut Recent, text: Cow<'static, str>) -> Arc<str> {
+    if let (Some(known), Cow::Borrowed(text), Some(from)) = (&recent.shared, &text, recent.from) {
+        if std::ptr::eq(*text, from) {
+            return Arc::clone(known);
+        }
+    }
+    share_slow(recent, text)
+}
+
+#[inline(never)]
+fn share_slow(recent: &mut Recent, text: Cow<'static, str>) -> Arc<str> {
     if let Some(known) = &recent.shared {
-        match (&text, recent.from) {
-            (Cow::Borrowed(text), Some(from)) if std::ptr::eq(*text, from) => {
-                return Arc::clone(known);
+        if **known == *text {
+            let known = Arc::clone(known);
+            if let Cow::Borrowed(text) = text {
+                recent.from = Some(text);
             }
-            _ if **known == *text => {
-                let known = Arc::clone(known);
-                if let Cow::Borrowed(text) = text {
-                    recent.from = Some(text);
-                }
-                return known;
-            }
-            _ => {}
+            return known;
         }
     }
     recent.from = match text {
@@ -715,7 +722,7 @@ fn release(memo: &mut Option<Memo>, index: usize, pattern: &str, wild: bool) -> 
 
 /// Puts `list` (the changed list given to [`memo_release`]; `None` or empty when it has no
 /// handlers) back into the memos where that took it from.
-#[inline]
+#[inline(always)]
 fn memo_restore(
     memo: &mut Option<Memo>,
     second: &mut Option<Memo>,
