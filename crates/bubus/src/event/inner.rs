@@ -76,8 +76,8 @@ pub(crate) struct EventInner<P: ?Sized = ErasedPayload> {
     pub(crate) kind: &'static EventKind,
     /// A dynamic event's names and result schema, and the payload seen as another type
     /// (`payload.rs`), in one box: made with a dynamic event, and for a typed one on the first
-    /// look at its payload as another type (rarely wanted). One cell, where the names as
-    /// strings, the schema and a cell for the views took 72 bytes of every event.
+    /// look at its payload as another type (rarely wanted): 16 bytes in every event (a typed
+    /// event's names are its kind's).
     extra: Extra,
     pub(crate) state: Mutex<EventState>,
     complete: AtomicBool,
@@ -263,8 +263,8 @@ impl Parts {
 /// [`Parts::build`] with the parts, too, made in place by `parts`: what `parts` captures is all
 /// that must be kept (and dropped, should the allocation unwind) across the allocation. A typed
 /// event's parts are constants and two words of time and id, so nothing of them is written to
-/// the stack first (its `Cow`s and `Option<Arc>`, built before the allocation, were: ~15 stores
-/// per event that only the unwinding path read).
+/// the stack first (parts built before the allocation are stored there as well, for the
+/// unwinding path alone).
 #[inline(always)]
 fn build_with<P: Any + Send + Sync>(
     concurrency: Option<EventConcurrency>,
@@ -442,9 +442,8 @@ impl EventInner {
         (self.kind.copy)(self, header)
     }
 
-    /// A new, pending event (built in place: [`Parts::build`]). Inlined where an event type
-    /// builds its events: its type, version and defaults are constants there, stored as they are
-    /// instead of passed in and copied through the stack.
+    /// A new, pending event with its own names (a dynamic event's), built in place
+    /// ([`Parts::build`]).
     #[inline(always)]
     pub(crate) fn new<P: Any + Send + Sync>(
         event_type: Cow<'static, str>,
@@ -785,6 +784,15 @@ impl ResultStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every event in flight is one allocation of this size (plus its payload): a typed event's
+    /// names are its kind's, and the rare parts (a dynamic event's names, the payload's views)
+    /// one cell.
+    #[test]
+    fn events_stay_small() {
+        assert_eq!(std::mem::size_of::<Extra>(), 16);
+        assert!(std::mem::size_of::<EventInner<()>>() <= 416);
+    }
 
     #[test]
     fn event_ids_are_uuid7_with_the_timestamp_and_its_sub_millisecond_fraction() {
