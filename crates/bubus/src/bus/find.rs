@@ -357,7 +357,7 @@ impl<T: HandlerInput + Clone + Sync> FindQuery<T> {
         // none is looked at twice.
         let pattern = Arc::clone(&self.pattern);
         let candidate = |created: Instant, event: &Arc<EventInner>| {
-            (&*pattern == "*" || *event.event_type == *pattern)
+            (&*pattern == "*" || event.event_type() == &*pattern)
                 && window
                     .is_none_or(|(now, window)| now.saturating_duration_since(created) < window)
         };

@@ -297,7 +297,7 @@ fn handler_span(
         parent: dispatch_span.and_then(tracing::Span::id),
         "bubus.handler",
         bus = %handler.bus_label,
-        event_type = %event.event_type,
+        event_type = %event.event_type(),
         event_id = %event.id,
         handler = %handler.name,
     );

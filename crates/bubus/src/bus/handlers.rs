@@ -15,10 +15,26 @@ pub(crate) type HandlerList = Arc<Vec<Arc<HandlerEntry>>>;
 
 #[derive(Default)]
 pub(crate) struct HandlerTable {
-    by_pattern: FxHashMap<Arc<str>, HandlerList>,
-    /// Every registered id, with its pattern and whether it is a restored placeholder: keeps
-    /// registration and removal by id O(1) in the number of handlers.
-    ids: FxHashMap<HandlerId, (Arc<str>, bool)>,
+    /// The index in `lists` of each pattern's list.
+    by_pattern: FxHashMap<Arc<str>, usize>,
+    /// The handler lists, each with its pattern (`None`: a vacant place, reused before the
+    /// vector grows). A registered handler's `ids` entry names its list by index, so removing
+    /// it finds the list without hashing the pattern; the index stays while the list has
+    /// handlers.
+    lists: Vec<Option<PatternList>>,
+    /// Indices of vacant `lists`.
+    vacant_lists: Vec<usize>,
+    /// The pattern of the last registration, as shared by
+    /// [`share_pattern`](Self::share_pattern), and its list's index (checked by the pattern's
+    /// address): a handler registered again and again finds its list without hashing its pattern.
+    recent_list: Option<(Arc<str>, usize)>,
+    /// Every registered id, with its list's index and whether it is a restored placeholder:
+    /// keeps registration and removal by id O(1) in the number of handlers.
+    ids: FxHashMap<HandlerId, (usize, bool)>,
+    /// An explicit id or a placeholder was added since the table was last cleared. Until then
+    /// `ids` holds derived ids of live handlers only, each of which is held once (its name's slot
+    /// hands each occurrence out once), so a new derived id is not looked up there.
+    mixed_ids: bool,
     /// The slot in `slots` of each (handler name, pattern) with live handlers (and of the idle
     /// one, `idle_name`).
     names: FxHashMap<(Arc<str>, Arc<str>), usize>,
@@ -43,22 +59,38 @@ pub(crate) struct HandlerTable {
     /// of the list it changes before changing it (so the list is not copied on write for it),
     /// then puts the changed list back: registering and removing a handler of the memo's event
     /// type keeps the memo.
-    memo: Option<(&'static str, Handlers)>,
+    memo: Option<Memo>,
     /// The memo's previous answer, kept up to date as the memo is: a bus that alternates two
     /// event types (a parent and the child its handler dispatches) swaps the two instead of
     /// looking either up.
-    second: Option<(&'static str, Handlers)>,
-    /// The one pattern whose emptied handler list is kept in `by_pattern` (lists of other
-    /// patterns are dropped when they empty): a handler registered and removed again and again
-    /// reuses its pattern's entry, list and name. Emptying another pattern's list drops this one
-    /// if it is still empty, so at most one empty list is kept.
-    idle_pattern: Option<Arc<str>>,
+    second: Option<Memo>,
+    /// The index of the one list kept in `lists` after it emptied (lists of other patterns are
+    /// dropped when they empty): a handler registered and removed again and again reuses its
+    /// pattern's entry, list and name. Emptying another pattern's list drops this one if it is
+    /// still empty, so at most one empty list is kept.
+    idle_pattern: Option<usize>,
     /// The one (handler name, pattern) whose slot is kept after its last handler was removed
     /// (reset as a new slot; its first derived id is kept), as `idle_pattern` is.
     idle_name: Option<usize>,
     /// The name and pattern text of the last registration: the next registration of the same
     /// texts shares them instead of allocating its own.
     recent: (Recent, Recent),
+}
+
+/// One pattern's handlers.
+struct PatternList {
+    pattern: Arc<str>,
+    list: HandlerList,
+}
+
+/// A [`for_event`](HandlerTable::for_event) answer kept for the next event of the same type.
+struct Memo {
+    /// The event type.
+    name: &'static str,
+    /// The index of its list in `lists` (`None`: it had none when looked up), by which a change
+    /// to that list is recognised.
+    list: Option<usize>,
+    handlers: Handlers,
 }
 
 /// A text shared by consecutive registrations, and the `&'static str` it was last given as:
@@ -98,11 +130,13 @@ const DERIVED_ID_CACHE: usize = 1024;
 
 impl HandlerTable {
     /// The pattern `text` as an `Arc`: the last registration's when it is the same text.
+    #[inline]
     pub(crate) fn share_pattern(&mut self, text: Cow<'static, str>) -> Arc<str> {
         share(&mut self.recent.1, text)
     }
 
     /// The handler name `text` as an `Arc`: the last registration's when it is the same text.
+    #[inline]
     pub(crate) fn share_name(&mut self, text: Cow<'static, str>) -> Arc<str> {
         share(&mut self.recent.0, text)
     }
@@ -170,6 +204,7 @@ impl HandlerTable {
             slots,
             derived,
             ids,
+            mixed_ids,
             ..
         } = self;
         let slot = &mut slots[index];
@@ -203,7 +238,7 @@ impl HandlerTable {
                 derived_id(derived, bus_name, name, pattern, occurrence)
             };
             // An explicit id may hold it already: that occurrence stays taken.
-            if !matches!(ids.get(&id), Some((_, false))) {
+            if !*mixed_ids || !matches!(ids.get(&id), Some((_, false))) {
                 return (id, occurrence, index, duplicate);
             }
         }
@@ -283,34 +318,101 @@ impl HandlerTable {
         self.add_counted(entry);
     }
 
+    /// The index of `pattern`'s list, made (empty) if it has none. The last registration's list
+    /// is recognised by its pattern's address, without hashing.
+    #[inline]
+    fn list_of(&mut self, pattern: &Arc<str>) -> usize {
+        if let Some((known, index)) = &self.recent_list {
+            if Arc::ptr_eq(known, pattern) {
+                return *index;
+            }
+        }
+        self.list_of_slow(pattern)
+    }
+
+    #[inline(never)]
+    fn list_of_slow(&mut self, pattern: &Arc<str>) -> usize {
+        let index = match self.by_pattern.get(&**pattern) {
+            Some(&index) => index,
+            None => {
+                let list = PatternList {
+                    pattern: Arc::clone(pattern),
+                    list: HandlerList::default(),
+                };
+                let index = match self.vacant_lists.pop() {
+                    Some(index) => {
+                        self.lists[index] = Some(list);
+                        index
+                    }
+                    None => {
+                        self.lists.push(Some(list));
+                        self.lists.len() - 1
+                    }
+                };
+                self.by_pattern.insert(Arc::clone(pattern), index);
+                index
+            }
+        };
+        self.recent_list = Some((Arc::clone(pattern), index));
+        index
+    }
+
+    /// Drops the list at `index` (its handlers, if any, are the caller's to account for).
+    #[inline(never)]
+    fn drop_list(&mut self, index: usize) {
+        let Some(dropped) = self.lists[index].take() else {
+            return;
+        };
+        self.by_pattern.remove(&*dropped.pattern);
+        self.vacant_lists.push(index);
+        for memo in [&mut self.memo, &mut self.second].into_iter().flatten() {
+            if memo.list == Some(index) {
+                memo.list = None;
+            }
+        }
+        if matches!(&self.recent_list, Some((_, known)) if *known == index) {
+            self.recent_list = None;
+        }
+        if self.idle_pattern == Some(index) {
+            self.idle_pattern = None;
+        }
+    }
+
     /// Adds a handler already counted in its name's slot (by
     /// [`next_default_id`](Self::next_default_id) or [`count_name`](Self::count_name)), or a
     /// placeholder; one with the same id that is a restored placeholder is replaced in place (it
     /// keeps its position), which is how a restored bus re-binds its handlers.
     pub(crate) fn add_counted(&mut self, entry: Arc<HandlerEntry>) {
-        let pattern = Arc::clone(&entry.meta.pattern);
-        let taken = self.memo_release(&pattern);
+        let index = self.list_of(&entry.meta.pattern);
+        if entry.stub || entry.occurrence.is_none() {
+            self.mixed_ids = true;
+        }
         // The id's entry is written either way; whether it was a placeholder's decides where the
         // handler goes.
         let replaces_stub = match self.ids.entry(entry.meta.id.clone()) {
             Entry::Occupied(mut known) => {
-                let was_stub =
-                    matches!(known.get(), (stub_pattern, true) if *stub_pattern == pattern);
-                known.insert((Arc::clone(&pattern), entry.stub));
+                let was_stub = *known.get() == (index, true);
+                known.insert((index, entry.stub));
                 was_stub
             }
             Entry::Vacant(new) => {
-                new.insert((Arc::clone(&pattern), entry.stub));
+                new.insert((index, entry.stub));
                 false
             }
         };
-        if &*pattern == "*" {
-            self.has_wildcard = true;
-        }
-        let list = match self.by_pattern.get_mut(&*pattern) {
-            Some(list) => list,
-            None => self.by_pattern.entry(Arc::clone(&pattern)).or_default(),
+        let HandlerTable {
+            lists,
+            memo,
+            second,
+            has_wildcard,
+            ..
+        } = self;
+        let Some(PatternList { pattern, list }) = &mut lists[index] else {
+            unreachable!("list_of gives a list");
         };
+        let wild = &**pattern == "*";
+        *has_wildcard |= wild;
+        let taken = memo_release(memo, second, index, pattern, wild);
         let stub_pos = if replaces_stub {
             list.iter()
                 .position(|h| h.stub && h.meta.id == entry.meta.id)
@@ -321,33 +423,7 @@ impl HandlerTable {
             Some(pos) => Arc::make_mut(list)[pos] = entry,
             None => Arc::make_mut(list).push(entry),
         }
-        let list = Arc::clone(list);
-        self.memo_restore(taken, Some(list));
-    }
-
-    /// Takes the memos' copies of `pattern`'s list out of them, so that changing the list does
-    /// not copy it; says which of them it took ([`memo_restore`](Self::memo_restore) puts the
-    /// changed list back).
-    fn memo_release(&mut self, pattern: &str) -> Taken {
-        let mut taken = release(&mut self.memo, pattern);
-        if self.second.is_some() {
-            taken.1 = release(&mut self.second, pattern).0;
-        }
-        taken
-    }
-
-    /// Puts `list` (the changed list of the pattern given to
-    /// [`memo_release`](Self::memo_release); `None` or empty when it has no handlers) back into
-    /// the memos where that took it from.
-    fn memo_restore(&mut self, taken: Taken, list: Option<HandlerList>) {
-        if taken == (NOTHING, NOTHING) {
-            return;
-        }
-        let list = list.filter(|list| !list.is_empty());
-        if taken.1 != NOTHING {
-            restore(&mut self.second, taken.1, list.clone());
-        }
-        restore(&mut self.memo, taken.0, list);
+        memo_restore(memo, second, taken, Some(&*list));
     }
 
     /// Forgets both memos.
@@ -356,75 +432,78 @@ impl HandlerTable {
         self.second = None;
     }
 
-    /// Called after the handlers of `pattern` changed.
-    fn update_wildcard(&mut self, pattern: &str) {
-        if pattern == "*" {
-            self.has_wildcard = self
-                .by_pattern
-                .get("*")
-                .is_some_and(|list| !list.is_empty());
-        }
-    }
-
     /// Removes the handler with this id; returns it if it was registered.
     pub(crate) fn remove_id(&mut self, id: &HandlerId) -> Option<Arc<HandlerEntry>> {
-        let (pattern, _) = self.ids.remove(id)?;
-        let taken = self.memo_release(&pattern);
-        let Some(handlers) = self.by_pattern.get_mut(&*pattern) else {
+        let (index, _) = self.ids.remove(id)?;
+        let HandlerTable {
+            lists,
+            memo,
+            second,
+            has_wildcard,
+            ..
+        } = self;
+        let Some(PatternList { pattern, list }) = &mut lists[index] else {
             self.memo_clear();
             return None;
         };
-        let Some(pos) = handlers.iter().position(|h| &h.meta.id == id) else {
+        let Some(pos) = list.iter().position(|h| h.meta.id == *id) else {
             self.memo_clear();
             return None;
         };
-        let list = Arc::make_mut(handlers);
-        let removed = list.remove(pos);
-        if list.is_empty() {
-            if list.capacity() > IDLE_LIST_CAPACITY {
-                self.by_pattern.remove(&*pattern);
-            } else {
-                // Kept for the pattern's next registration; the list kept before is dropped.
-                let dropped = self.idle_pattern.replace(Arc::clone(&pattern));
-                if let Some(old) = dropped.filter(|old| *old != pattern) {
-                    self.drop_idle_list(&old);
-                }
-            }
-            self.memo_restore(taken, None);
-        } else {
-            let list = Arc::clone(handlers);
-            self.memo_restore(taken, Some(list));
+        let wild = &**pattern == "*";
+        let taken = memo_release(memo, second, index, pattern, wild);
+        let handlers = Arc::make_mut(list);
+        let removed = handlers.remove(pos);
+        let emptied = handlers.is_empty();
+        if wild {
+            *has_wildcard = !emptied;
         }
-        self.update_wildcard(&pattern);
+        if emptied {
+            let keep = handlers.capacity() <= IDLE_LIST_CAPACITY;
+            memo_restore(memo, second, taken, None);
+            if keep {
+                // Kept for the pattern's next registration; the list kept before is dropped.
+                if let Some(old) = self.idle_pattern.replace(index) {
+                    if old != index {
+                        self.drop_idle_list(old);
+                    }
+                }
+            } else {
+                self.drop_list(index);
+            }
+        } else {
+            memo_restore(memo, second, taken, Some(&*list));
+        }
         self.uncount_name(&removed);
         Some(removed)
     }
 
-    /// Drops the list of `pattern` if it is still empty.
+    /// Drops the list at `index` if it is still empty.
     #[inline(never)]
-    fn drop_idle_list(&mut self, pattern: &str) {
-        if self
-            .by_pattern
-            .get(pattern)
-            .is_some_and(|list| list.is_empty())
-        {
-            self.by_pattern.remove(pattern);
+    fn drop_idle_list(&mut self, index: usize) {
+        if matches!(&self.lists[index], Some(kept) if kept.list.is_empty()) {
+            self.drop_list(index);
         }
     }
 
     /// Removes every handler registered for `pattern`.
     pub(crate) fn remove_pattern(&mut self, pattern: &str) -> Vec<Arc<HandlerEntry>> {
         self.memo_clear();
-        let removed: Vec<Arc<HandlerEntry>> = self
-            .by_pattern
-            .remove(pattern)
-            .map(|list| list.iter().cloned().collect())
+        let Some(&index) = self.by_pattern.get(pattern) else {
+            return Vec::new();
+        };
+        let removed: Vec<Arc<HandlerEntry>> = self.lists[index]
+            .as_ref()
+            .map(|kept| kept.list.iter().cloned().collect())
             .unwrap_or_default();
+        self.drop_list(index);
         for entry in &removed {
             self.ids.remove(&entry.meta.id);
             self.uncount_name(entry);
         }
-        self.update_wildcard(pattern);
+        if pattern == "*" {
+            self.has_wildcard = false;
+        }
         removed
     }
 
@@ -442,10 +521,10 @@ impl HandlerTable {
         if self.ids.is_empty() {
             return (None, None);
         }
-        if let (Cow::Borrowed(name), Some((known, handlers))) = (event_type, &self.memo) {
+        if let (Cow::Borrowed(name), Some(memo)) = (event_type, &self.memo) {
             // A `&'static str` is never freed, so its address and length name its text for good.
-            if (known.as_ptr(), known.len()) == (name.as_ptr(), name.len()) {
-                return handlers.clone();
+            if (memo.name.as_ptr(), memo.name.len()) == (name.as_ptr(), name.len()) {
+                return memo.handlers.clone();
             }
         }
         self.for_event_slow(event_type)
@@ -461,36 +540,50 @@ impl HandlerTable {
     #[inline(never)]
     fn for_event_slow(&mut self, event_type: &Cow<'static, str>) -> Handlers {
         let Cow::Borrowed(name) = event_type else {
-            return self.lookup(event_type);
+            return self.lookup(event_type).0;
         };
-        if let Some((known, handlers)) = &self.second {
-            if (known.as_ptr(), known.len()) == (name.as_ptr(), name.len()) {
-                let handlers = handlers.clone();
+        if let Some(memo) = &self.second {
+            if (memo.name.as_ptr(), memo.name.len()) == (name.as_ptr(), name.len()) {
+                let handlers = memo.handlers.clone();
                 std::mem::swap(&mut self.memo, &mut self.second);
                 return handlers;
             }
         }
-        let handlers = self.lookup(name);
-        self.second = self.memo.replace((name, handlers.clone()));
+        let (handlers, list) = self.lookup(name);
+        self.second = self.memo.replace(Memo {
+            name,
+            list,
+            handlers: handlers.clone(),
+        });
         handlers
     }
 
-    fn lookup(&self, event_type: &str) -> Handlers {
-        (
-            self.by_pattern
-                .get(event_type)
+    /// The handlers of `event_type`, and the index of its list if it has one.
+    fn lookup(&self, event_type: &str) -> (Handlers, Option<usize>) {
+        let list_of = |pattern: &str| {
+            let index = *self.by_pattern.get(pattern)?;
+            Some((index, &self.lists[index].as_ref()?.list))
+        };
+        let exact = list_of(event_type);
+        let handlers = (
+            exact
+                .map(|(_, list)| list)
                 .filter(|list| !list.is_empty())
                 .cloned(),
             if self.has_wildcard {
-                self.by_pattern.get("*").cloned()
+                list_of("*").map(|(_, list)| Arc::clone(list))
             } else {
                 None
             },
-        )
+        );
+        (handlers, exact.map(|(index, _)| index))
     }
 
     pub(crate) fn all(&self) -> impl Iterator<Item = &Arc<HandlerEntry>> {
-        self.by_pattern.values().flat_map(|list| list.iter())
+        self.lists
+            .iter()
+            .flatten()
+            .flat_map(|kept| kept.list.iter())
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -500,15 +593,20 @@ impl HandlerTable {
     pub(crate) fn clear(&mut self) -> Vec<Arc<HandlerEntry>> {
         self.memo_clear();
         self.ids.clear();
+        self.mixed_ids = false;
         self.names.clear();
         self.slots.clear();
         self.vacant.clear();
         self.idle_pattern = None;
         self.idle_name = None;
         self.has_wildcard = false;
-        self.by_pattern
-            .drain()
-            .flat_map(|(_, list)| list.iter().cloned().collect::<Vec<_>>())
+        self.recent_list = None;
+        self.by_pattern.clear();
+        self.vacant_lists.clear();
+        self.lists
+            .drain(..)
+            .flatten()
+            .flat_map(|kept| kept.list.iter().cloned().collect::<Vec<_>>())
             .collect()
     }
 }
@@ -545,20 +643,25 @@ fn remember_id(
 
 /// `text` as an `Arc`: `recent`'s when it holds the same text (the same `&'static str` is
 /// recognised by its address), else a new one, which `recent` then holds.
+#[inline]
 fn share(recent: &mut Recent, text: Cow<'static, str>) -> Arc<str> {
+    if let (Some(known), Cow::Borrowed(text), Some(from)) = (&recent.shared, &text, recent.from) {
+        if std::ptr::eq(*text, from) {
+            return Arc::clone(known);
+        }
+    }
+    share_slow(recent, text)
+}
+
+#[inline(never)]
+fn share_slow(recent: &mut Recent, text: Cow<'static, str>) -> Arc<str> {
     if let Some(known) = &recent.shared {
-        match (&text, recent.from) {
-            (Cow::Borrowed(text), Some(from)) if std::ptr::eq(*text, from) => {
-                return Arc::clone(known);
+        if **known == *text {
+            let known = Arc::clone(known);
+            if let Cow::Borrowed(text) = text {
+                recent.from = Some(text);
             }
-            _ if **known == *text => {
-                let known = Arc::clone(known);
-                if let Cow::Borrowed(text) = text {
-                    recent.from = Some(text);
-                }
-                return known;
-            }
-            _ => {}
+            return known;
         }
     }
     recent.from = match text {
@@ -570,46 +673,80 @@ fn share(recent: &mut Recent, text: Cow<'static, str>) -> Arc<str> {
     shared
 }
 
-/// Which of a memo's two lists [`release`] took: the event type's own, the wildcard one.
+/// Which of a memo's two lists [`memo_release`] took: the event type's own, the wildcard one.
 type TakenLists = (bool, bool);
 
-/// What [`HandlerTable::memo_release`] took: from the memo, from the second memo.
+/// What [`memo_release`] took: from the memo, from the second memo.
 type Taken = (TakenLists, TakenLists);
 
 const NOTHING: TakenLists = (false, false);
 
-/// Takes `memo`'s copies of `pattern`'s list out of it; says which it took (the first of the
-/// pair; the second is left as nothing).
-fn release(memo: &mut Option<(&'static str, Handlers)>, pattern: &str) -> Taken {
-    let Some((name, (exact, wild))) = memo else {
-        return (NOTHING, NOTHING);
+/// Takes the memos' copies of the list at `index` (of `pattern`; `wild`: the pattern is `"*"`)
+/// out of them, so that changing the list does not copy it; says which it took
+/// ([`memo_restore`] puts the changed list back).
+#[inline]
+fn memo_release(
+    memo: &mut Option<Memo>,
+    second: &mut Option<Memo>,
+    index: usize,
+    pattern: &str,
+    wild: bool,
+) -> Taken {
+    (
+        release(memo, index, pattern, wild),
+        release(second, index, pattern, wild),
+    )
+}
+
+/// Takes `memo`'s copies of the list at `index` out of it; says which it took. A memo of an
+/// event type that had no list when looked up is recognised by its name (and then given the
+/// list's index).
+#[inline]
+fn release(memo: &mut Option<Memo>, index: usize, pattern: &str, wild: bool) -> TakenLists {
+    let Some(memo) = memo else {
+        return NOTHING;
     };
-    let took = (*name == pattern, pattern == "*");
-    if took.0 {
-        *exact = None;
+    let exact = match memo.list {
+        Some(known) => known == index,
+        None => memo.name == pattern,
+    };
+    if exact {
+        memo.list = Some(index);
+        memo.handlers.0 = None;
     }
-    if took.1 {
-        *wild = None;
+    if wild {
+        memo.handlers.1 = None;
     }
-    (took, NOTHING)
+    (exact, wild)
+}
+
+/// Puts `list` (the changed list given to [`memo_release`]; `None` or empty when it has no
+/// handlers) back into the memos where that took it from.
+#[inline(always)]
+fn memo_restore(
+    memo: &mut Option<Memo>,
+    second: &mut Option<Memo>,
+    taken: Taken,
+    list: Option<&HandlerList>,
+) {
+    if taken == (NOTHING, NOTHING) {
+        return;
+    }
+    let list = list.filter(|list| !list.is_empty());
+    restore(memo, taken.0, list);
+    restore(second, taken.1, list);
 }
 
 /// Puts `list` back into `memo` where [`release`] took it from.
-fn restore(
-    memo: &mut Option<(&'static str, Handlers)>,
-    (exact, wild): TakenLists,
-    list: Option<HandlerList>,
-) {
-    if !(exact || wild) {
-        return;
-    }
-    let Some((_, handlers)) = memo else {
+#[inline]
+fn restore(memo: &mut Option<Memo>, (exact, wild): TakenLists, list: Option<&HandlerList>) {
+    let Some(memo) = memo else {
         return;
     };
     if wild {
-        handlers.1 = list.clone();
+        memo.handlers.1 = list.cloned();
     }
     if exact {
-        handlers.0 = list;
+        memo.handlers.0 = list.cloned();
     }
 }

@@ -189,7 +189,7 @@ impl BusInner {
         });
         match fast {
             Some((lock, permit)) => {
-                let handlers = st.handlers.for_event(&head.event_type);
+                let handlers = st.handlers.for_event(head.event_type_cow());
                 match st.take_head() {
                     Some(event) => Next::Ready(event, handlers, lock, permit),
                     None => Next::Gone(permit),
@@ -262,7 +262,7 @@ impl BusInner {
         if !alone || !st.no_other_active_loop(others) {
             return None;
         }
-        let handlers = st.handlers.for_event(&event.event_type);
+        let handlers = st.handlers.for_event(event.event_type_cow());
         st.take_head().map(|event| (event, handlers))
     }
 
@@ -281,7 +281,7 @@ impl BusInner {
         } else {
             st.queue.iter().position(|e| Arc::ptr_eq(e, event))?
         };
-        let handlers = st.handlers.for_event(&event.event_type);
+        let handlers = st.handlers.for_event(event.event_type_cow());
         st.take_queued(pos).map(|event| (event, handlers))
     }
 }

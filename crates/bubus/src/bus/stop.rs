@@ -76,7 +76,7 @@ impl BusInner {
     /// processed here (the bus stopped, the event was cancelled) never hang. `event` must have
     /// been claimed.
     pub(crate) fn cancel_unprocessed(&self, event: &Arc<EventInner>, cause: &CancelCause) {
-        let (exact, wildcard) = self.state.lock().handlers.for_event(&event.event_type);
+        let (exact, wildcard) = self.state.lock().handlers.for_event(event.event_type_cow());
         let created: SmallVec<[usize; 4]> = {
             let mut es = event.state.lock();
             let first = es.results.len();

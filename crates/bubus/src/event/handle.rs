@@ -158,7 +158,7 @@ impl AnyEvent {
     ///
     /// A [`HandlerError`] of kind [`PayloadDecode`](crate::error::HandlerErrorKind::PayloadDecode).
     pub fn try_downcast<E: Event>(&self) -> Result<EventHandle<E>, HandlerError> {
-        if self.inner.event_type != E::EVENT_TYPE {
+        if self.inner.event_type() != E::EVENT_TYPE {
             return Err(HandlerError::with_kind(
                 crate::error::HandlerErrorKind::PayloadDecode,
                 format!("{} is not a {}", self.inner.label(), E::EVENT_TYPE),
@@ -223,7 +223,7 @@ impl fmt::Debug for AnyEvent {
 fn debug_event(inner: &EventInner, f: &mut fmt::Formatter<'_>) -> fmt::Result {
     let st = inner.state.lock();
     f.debug_struct("Event")
-        .field("event_type", &inner.event_type)
+        .field("event_type", &inner.event_type())
         .field("event_id", &inner.id)
         .field("event_status", &st.status)
         .field("event_path", &st.path)
@@ -254,8 +254,6 @@ impl<E: Event> EventPayload for E {
     #[inline(always)]
     fn __new_event(self) -> AnyEvent {
         let inner = EventInner::new_typed(
-            E::EVENT_TYPE,
-            E::EVENT_VERSION,
             <E as KindOf>::KIND,
             self,
             // The type's defaults, shared by its events until one sets a field.

@@ -36,6 +36,12 @@ pub(crate) struct EventKind {
     pub(crate) check_result: fn(&EventInner, &mut ResultSlot) -> Result<(), HandlerError>,
     /// Serializes a typed payload to its JSON object.
     pub(crate) payload_json: fn(&ErasedPayload) -> Result<Map<String, Value>, String>,
+    /// The type name and version of the events of this kind whose own [`Names`] are not given
+    /// (every typed event: its type's constants). Empty for the dynamic kind, whose events all
+    /// carry their names.
+    /// (A `Cow`, borrowed: the handler lookup's memo knows a static name by its address.)
+    pub(crate) event_type: Cow<'static, str>,
+    pub(crate) version: &'static str,
     /// The result type's JSON Schema (`event_result_type`).
     pub(crate) result_schema: fn(&EventInner) -> Option<Value>,
     /// The event `header` describes, with a payload re-read from this event's payload's JSON (as
@@ -64,15 +70,15 @@ pub(crate) type DepthCheck = fn(&EventInner) -> Result<(), TooDeepField>;
 
 pub(crate) struct EventInner<P: ?Sized = ErasedPayload> {
     pub(crate) id: Uuid,
-    pub(crate) event_type: Cow<'static, str>,
-    pub(crate) version: Cow<'static, str>,
     pub(crate) created_at: Timestamp,
+    /// The event's operations, and a typed event's type name and version
+    /// ([`event_type`](Self::event_type), [`version`](Self::version)).
     pub(crate) kind: &'static EventKind,
-    /// A result schema that came with the event (dynamic events only).
-    pub(crate) result_type: Option<Arc<ResultType>>,
-    /// The payload seen as another type (`payload.rs`), in one box made on the first look:
-    /// rarely wanted, and 16 bytes less in every event than a cell for each.
-    views: Views,
+    /// A dynamic event's names and result schema, and the payload seen as another type
+    /// (`payload.rs`), in one box: made with a dynamic event, and for a typed one on the first
+    /// look at its payload as another type (rarely wanted): 16 bytes in every event (a typed
+    /// event's names are its kind's).
+    extra: Extra,
     pub(crate) state: Mutex<EventState>,
     complete: AtomicBool,
     /// Someone waits (or waited) for the completion notification.
@@ -104,20 +110,49 @@ pub(super) struct PayloadViews {
     pub(super) json: OnceLock<Arc<DynEvent>>,
 }
 
-impl EventInner {
-    /// The payload's views, made (empty) on first use.
-    pub(super) fn views(&self) -> &PayloadViews {
-        self.views.0.get_or_init(Box::default)
-    }
+/// An event's type name, version and result schema when they are not its kind's: a dynamic
+/// event's (every event read from JSON is one).
+#[derive(Clone)]
+pub(crate) struct Names {
+    pub(crate) event_type: Cow<'static, str>,
+    pub(crate) version: Cow<'static, str>,
+    /// A result schema that came with the event.
+    pub(crate) result_type: Option<Arc<ResultType>>,
 }
 
-/// The cell of an event's [`PayloadViews`]. Dropped by hand, as the state's rare parts are: the
-/// event's teardown is one inlined check for the usual event that never had a view, instead of
-/// a call to the cell's drop glue.
-struct Views(ManuallyDrop<OnceLock<Box<PayloadViews>>>);
+/// What an event's [`Extra`] cell holds.
+#[derive(Default)]
+struct ExtraParts {
+    /// `None` for an event whose names are its kind's (a typed event).
+    names: Option<Names>,
+    views: PayloadViews,
+}
 
-impl Views {
-    /// Drops the views (out of line: most events never have them).
+/// The cell of an event's [`ExtraParts`]. Dropped by hand, as the state's rare parts are: the
+/// event's teardown is one inlined check for the usual typed event that never had a view,
+/// instead of a call to the cell's drop glue.
+struct Extra(ManuallyDrop<OnceLock<Box<ExtraParts>>>);
+
+impl Extra {
+    /// The cell of an event with the names `names` (empty for a typed event's: its kind's).
+    #[inline(always)]
+    fn new(names: Option<Names>) -> Self {
+        Extra(ManuallyDrop::new(match names {
+            None => OnceLock::new(),
+            Some(names) => OnceLock::from(Box::new(ExtraParts {
+                names: Some(names),
+                views: PayloadViews::default(),
+            })),
+        }))
+    }
+
+    /// The event's own names, if it has any.
+    #[inline(always)]
+    fn names(&self) -> Option<&Names> {
+        self.0.get()?.names.as_ref()
+    }
+
+    /// Drops the parts (out of line: most events never have them).
     #[inline(never)]
     fn drop_value(&mut self) {
         // What stays behind is an empty cell, which owns nothing.
@@ -125,12 +160,56 @@ impl Views {
     }
 }
 
-impl Drop for Views {
+impl Drop for Extra {
     #[inline(always)]
     fn drop(&mut self) {
         if self.0.get().is_some() {
             self.drop_value();
         }
+    }
+}
+
+impl<P: ?Sized> EventInner<P> {
+    /// The event's type name (a typed event's is its type's constant).
+    #[inline(always)]
+    pub(crate) fn event_type(&self) -> &str {
+        self.event_type_cow()
+    }
+
+    /// [`event_type`](Self::event_type) as the `Cow` it is stored as: borrowed for a static name.
+    #[inline(always)]
+    pub(crate) fn event_type_cow(&self) -> &Cow<'static, str> {
+        match self.extra.names() {
+            Some(names) => &names.event_type,
+            None => &self.kind.event_type,
+        }
+    }
+
+    /// The event's version.
+    #[inline]
+    pub(crate) fn version(&self) -> &str {
+        match self.extra.names() {
+            Some(names) => &names.version,
+            None => self.kind.version,
+        }
+    }
+
+    /// A result schema that came with the event (dynamic events only).
+    #[inline]
+    pub(crate) fn result_type(&self) -> Option<&Arc<ResultType>> {
+        self.extra.names()?.result_type.as_ref()
+    }
+
+    /// The event's own names (`None`: its kind's), for a copy of it.
+    fn own_names(&self) -> Option<Names> {
+        self.extra.names().cloned()
+    }
+}
+
+impl EventInner {
+    /// The payload's views, made (empty) on first use.
+    pub(super) fn views(&self) -> &PayloadViews {
+        &self.extra.0.get_or_init(Box::default).views
     }
 }
 
@@ -152,11 +231,10 @@ impl Header {
 /// The fields of a new event that are given, not made empty ([`Parts::build`]).
 struct Parts {
     id: Uuid,
-    event_type: Cow<'static, str>,
-    version: Cow<'static, str>,
     created_at: Timestamp,
     kind: &'static EventKind,
-    result_type: Option<Arc<ResultType>>,
+    /// `None`: the kind's (a typed event's).
+    names: Option<Names>,
     complete: bool,
 }
 
@@ -185,8 +263,8 @@ impl Parts {
 /// [`Parts::build`] with the parts, too, made in place by `parts`: what `parts` captures is all
 /// that must be kept (and dropped, should the allocation unwind) across the allocation. A typed
 /// event's parts are constants and two words of time and id, so nothing of them is written to
-/// the stack first (its `Cow`s and `Option<Arc>`, built before the allocation, were: ~15 stores
-/// per event that only the unwinding path read).
+/// the stack first (parts built before the allocation are stored there as well, for the
+/// unwinding path alone).
 #[inline(always)]
 fn build_with<P: Any + Send + Sync>(
     concurrency: Option<EventConcurrency>,
@@ -204,12 +282,9 @@ fn build_with<P: Any + Send + Sync>(
         let parts = parts();
         EventInner {
             id: parts.id,
-            event_type: parts.event_type,
-            version: parts.version,
             created_at: parts.created_at,
             kind: parts.kind,
-            result_type: parts.result_type,
-            views: Views(ManuallyDrop::new(OnceLock::new())),
+            extra: Extra::new(parts.names),
             state: Mutex::new(state()),
             complete: AtomicBool::new(parts.complete),
             waited: AtomicBool::new(false),
@@ -264,11 +339,13 @@ impl EventInner {
         Header {
             parts: Parts {
                 id: parts.id,
-                event_type: Cow::Owned(parts.event_type),
-                version: Cow::Owned(parts.version),
                 created_at: parts.created_at,
                 kind: <DynEvent as KindOf>::KIND,
-                result_type: parts.result_type,
+                names: Some(Names {
+                    event_type: Cow::Owned(parts.event_type),
+                    version: Cow::Owned(parts.version),
+                    result_type: parts.result_type,
+                }),
                 complete,
             },
             state: EventState {
@@ -355,11 +432,9 @@ impl EventInner {
                 } else {
                     new_event_id(created_at)
                 },
-                event_type: self.event_type.clone(),
-                version: self.version.clone(),
                 created_at: if keep_id { self.created_at } else { created_at },
                 kind: self.kind,
-                result_type: self.result_type.clone(),
+                names: self.own_names(),
                 complete: false,
             },
             state,
@@ -367,9 +442,8 @@ impl EventInner {
         (self.kind.copy)(self, header)
     }
 
-    /// A new, pending event (built in place: [`Parts::build`]). Inlined where an event type
-    /// builds its events: its type, version and defaults are constants there, stored as they are
-    /// instead of passed in and copied through the stack.
+    /// A new, pending event with its own names (a dynamic event's), built in place
+    /// ([`Parts::build`]).
     #[inline(always)]
     pub(crate) fn new<P: Any + Send + Sync>(
         event_type: Cow<'static, str>,
@@ -382,11 +456,13 @@ impl EventInner {
         let created_at = Timestamp::now_inline();
         Parts {
             id: new_event_id(created_at),
-            event_type,
-            version,
             created_at,
             kind,
-            result_type,
+            names: Some(Names {
+                event_type,
+                version,
+                result_type,
+            }),
             complete: false,
         }
         .build(
@@ -396,13 +472,11 @@ impl EventInner {
         )
     }
 
-    /// [`new`](Self::new) for a typed event: its type and version are static strings and it
-    /// has no result schema of its own, so all that is kept across the allocation is the
-    /// payload, the time and the id (see [`build_with`]).
+    /// [`new`](Self::new) for a typed event: its type and version are its kind's and it has no
+    /// result schema of its own, so all that is kept across the allocation is the payload, the
+    /// time and the id (see [`build_with`]).
     #[inline(always)]
     pub(crate) fn new_typed<P: Any + Send + Sync>(
-        event_type: &'static str,
-        version: &'static str,
         kind: &'static EventKind,
         payload: P,
         config: &'static EventConfig,
@@ -413,11 +487,9 @@ impl EventInner {
             config.event_concurrency,
             move || Parts {
                 id,
-                event_type: Cow::Borrowed(event_type),
-                version: Cow::Borrowed(version),
                 created_at,
                 kind,
-                result_type: None,
+                names: None,
                 complete: false,
             },
             move || EventState::pending(EventSettings::Shared(config)),
@@ -488,7 +560,7 @@ impl EventInner {
     /// that holds it (no `String` of its own).
     pub(crate) fn label_display(&self) -> EventLabel<'_> {
         EventLabel {
-            event_type: &self.event_type,
+            event_type: self.event_type(),
             id: &self.id,
         }
     }
@@ -497,7 +569,7 @@ impl EventInner {
     /// copied), for a message written later.
     pub(crate) fn label_owned(&self) -> OwnedEventLabel {
         OwnedEventLabel {
-            event_type: self.event_type.clone(),
+            event_type: self.event_type_cow().clone(),
             id: self.id,
         }
     }
@@ -712,6 +784,15 @@ impl ResultStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Every event in flight is one allocation of this size (plus its payload): a typed event's
+    /// names are its kind's, and the rare parts (a dynamic event's names, the payload's views)
+    /// one cell.
+    #[test]
+    fn events_stay_small() {
+        assert_eq!(std::mem::size_of::<Extra>(), 16);
+        assert!(std::mem::size_of::<EventInner<()>>() <= 416);
+    }
 
     #[test]
     fn event_ids_are_uuid7_with_the_timestamp_and_its_sub_millisecond_fraction() {

@@ -24,7 +24,7 @@ pub(crate) fn copy_json(event: &EventInner, header: Header) -> Arc<EventInner> {
     let json = event.dyn_payload().unwrap_or_else(|err| {
         tracing::warn!(event = %event.label(), error = %err, "event copied without its payload");
         Arc::new(DynEvent::from_parts(
-            event.event_type.to_string(),
+            event.event_type().to_owned(),
             Map::new(),
         ))
     });
@@ -98,7 +98,7 @@ impl EventInner {
                         format!("{} payload could not be serialized: {msg}", self.label()),
                     )
                 })?;
-                let view = Arc::new(DynEvent::from_parts(self.event_type.to_string(), map));
+                let view = Arc::new(DynEvent::from_parts(self.event_type().to_owned(), map));
                 Ok(Arc::clone(json_cell.get_or_init(|| view)))
             }
         }

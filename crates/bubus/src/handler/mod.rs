@@ -22,9 +22,27 @@ pub use into::{
 /// Because the default id does not depend on when or where a handler was registered, a bus built
 /// the same way after a restart gives its handlers the same ids, so restored snapshots and
 /// results re-bind to them.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(Clone, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct HandlerId(Arc<str>);
+
+// Equal by text, as the derived comparison is; the same `Arc` (a handler's own id, as
+// `EventBus::off` passes it) is recognised by its address without comparing the text.
+impl PartialEq for HandlerId {
+    #[inline]
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || *self.0 == *other.0
+    }
+}
+
+impl Eq for HandlerId {}
+
+impl std::hash::Hash for HandlerId {
+    #[inline]
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state);
+    }
+}
 
 impl HandlerId {
     /// An explicit id.

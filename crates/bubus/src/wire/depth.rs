@@ -92,7 +92,7 @@ pub(crate) fn check_dyn_event(event: &EventInner) -> Result<(), TooDeepField> {
     if let Some(payload) = event.own_payload::<DynEvent>().filter(|p| p.is_parsed()) {
         check_fields(payload.payload())?;
     }
-    if let Some(result_type) = &event.result_type {
+    if let Some(result_type) = event.result_type() {
         let depth = value_depth(&result_type.schema, MAX_JSON_DEPTH);
         if depth > MAX_JSON_DEPTH {
             return Err(("event_result_type".to_owned(), depth));

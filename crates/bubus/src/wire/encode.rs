@@ -105,8 +105,8 @@ fn event_text(event: &EventInner) -> Vec<u8> {
         value.write(text);
     };
     text.push(b'{');
-    put(&mut text, "event_type", &&*event.event_type);
-    put(&mut text, "event_version", &&*event.version);
+    put(&mut text, "event_type", &event.event_type());
+    put(&mut text, "event_version", &event.version());
     put(&mut text, "event_timeout", &secs_value(c.event_timeout));
     put(
         &mut text,
@@ -340,11 +340,11 @@ fn event_map(
     let mut out = Map::with_capacity(20 + payload.len());
     out.insert(
         "event_type".into(),
-        Value::String(event.event_type.to_string()),
+        Value::String(event.event_type().to_owned()),
     );
     out.insert(
         "event_version".into(),
-        Value::String(event.version.to_string()),
+        Value::String(event.version().to_owned()),
     );
     out.insert("event_timeout".into(), secs_value(c.event_timeout));
     out.insert(

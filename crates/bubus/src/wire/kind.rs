@@ -2,6 +2,8 @@
 //! handler's result against the result type (its schema, how deep it nests), the depth of a
 //! payload. The event model names these operations; they are supplied here.
 
+use std::borrow::Cow;
+
 use crate::time::secs_value;
 use serde_json::{Map, Value};
 
@@ -15,6 +17,8 @@ use crate::time::Timestamp;
 
 impl<E: Event> KindOf for E {
     const KIND: &'static EventKind = &EventKind {
+        event_type: Cow::Borrowed(E::EVENT_TYPE),
+        version: E::EVENT_VERSION,
         check_result: check_typed::<E::Result>,
         payload_json: typed_payload_json::<E>,
         result_schema: |_| E::__result_schema(),
@@ -35,9 +39,12 @@ impl<E: Event> KindOf for E {
 /// runtime, or set on the [`DynEvent`]): then results are checked against it.
 impl KindOf for DynEvent {
     const KIND: &'static EventKind = &EventKind {
+        // Every dynamic event carries its own names.
+        event_type: Cow::Borrowed(""),
+        version: "",
         check_result: check_dyn,
         payload_json: |_| Err("dynamic payloads are not typed".to_owned()),
-        result_schema: |event| event.result_type.as_ref().map(|t| t.schema.clone()),
+        result_schema: |event| event.result_type().map(|t| t.schema.clone()),
         copy: copy_json,
         check_depth: Some(super::depth::check_dyn_event),
     };
@@ -92,7 +99,7 @@ fn json_kind(v: &Value) -> &'static str {
 fn check_dyn(event: &EventInner, slot: &mut ResultSlot) -> Result<(), HandlerError> {
     slot.check_as::<Value>()?;
     super::depth::check_result::<Value>(slot)?;
-    if let (Some(result_type), ResultSlot::Json(value)) = (&event.result_type, &*slot) {
+    if let (Some(result_type), ResultSlot::Json(value)) = (event.result_type(), &*slot) {
         result_type.check(value).map_err(|reason| {
             let snippet: String = value.to_string().chars().take(60).collect();
             HandlerError::with_kind(
@@ -125,8 +132,8 @@ pub(crate) fn metadata_field(event: &EventInner, name: &str) -> Option<Value> {
     let c = &st.config;
     Some(match name {
         "event_id" => Value::String(event.id.to_string()),
-        "event_type" => Value::String(event.event_type.to_string()),
-        "event_version" => Value::String(event.version.to_string()),
+        "event_type" => Value::String(event.event_type().to_owned()),
+        "event_version" => Value::String(event.version().to_owned()),
         "event_status" => Value::String(st.status.as_str().to_owned()),
         "event_parent_id" => st
             .parent_id

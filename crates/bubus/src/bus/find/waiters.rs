@@ -58,7 +58,7 @@ impl BusInner {
                     .into_iter()
                     .flat_map(|m| m.values())
             };
-            of(&event.event_type).chain(of("*")).cloned().collect()
+            of(event.event_type()).chain(of("*")).cloned().collect()
         };
         if candidates.is_empty() {
             return;

@@ -25,12 +25,12 @@ macro_rules! event_accessors {
 
             /// The `event_type` string.
             pub fn event_type(&self) -> &str {
-                &self.inner().event_type
+                self.inner().event_type()
             }
 
             /// The `event_version` string.
             pub fn event_version(&self) -> &str {
-                &self.inner().version
+                self.inner().version()
             }
 
             /// `Type#abcd`: the type and the last four hex digits of the id.

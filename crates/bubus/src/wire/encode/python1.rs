@@ -56,11 +56,11 @@ pub(crate) fn event_json_python1(event: &EventInner) -> Map<String, Value> {
     let mut out = Map::with_capacity(12 + payload.len());
     out.insert(
         "event_type".into(),
-        Value::String(event.event_type.to_string()),
+        Value::String(event.event_type().to_owned()),
     );
     out.insert(
         "event_schema".into(),
-        Value::String(format!("{}@{}", event.event_type, event.version)),
+        Value::String(format!("{}@{}", event.event_type(), event.version())),
     );
     if let Some(timeout) = c.event_timeout {
         out.insert(
