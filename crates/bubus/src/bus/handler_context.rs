@@ -6,7 +6,7 @@
 use std::cell::Cell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::task::{Context, Poll};
 
 use smallvec::SmallVec;
@@ -17,7 +17,6 @@ use crate::context::{ContextMap, context_scope, current_context};
 use crate::event::AnyEvent;
 use crate::event::inner::EventInner;
 use crate::handler::{HandlerId, HandlerMeta};
-use uuid::Uuid;
 
 /// The event locks held by the chain of handlers that led here (bus locks and the global lock),
 /// by address: a queue-jump re-enters them instead of waiting for itself.
@@ -84,15 +83,25 @@ impl std::ops::Deref for LockRef {
     }
 }
 
-/// The running handler: its event, the bus running it and its result. Only the event is held
-/// (one reference count per handler run); the bus and the handler are looked up through it when
-/// asked for, which is rare next to setting the context up around every handler call.
+/// The running handler: its event, the bus running it and its result. The event and the bus
+/// are held (the bus weakly: a context carried into a spawned task does not keep the bus alive);
+/// the handler is looked up through the event's results when asked for, which is rare next to
+/// setting the context up around every handler call.
 #[derive(Clone)]
 pub(crate) struct HandlerCtx {
     pub(crate) event: Arc<EventInner>,
-    pub(crate) bus_id: Uuid,
+    pub(crate) bus: Weak<BusInner>,
     pub(crate) result_index: usize,
     pub(crate) held: HeldLocks,
+}
+
+/// The bus running a handler, as its context has it.
+#[derive(Clone, Copy)]
+pub(crate) enum BusOf<'a> {
+    /// Borrowed from the processing that runs the handler.
+    Running(&'a Arc<BusInner>),
+    /// An owned context's ([`HandlerCtx`]).
+    Kept(&'a Weak<BusInner>),
 }
 
 /// The running handler's context, borrowed: what the thread's slot points at while a handler
@@ -101,7 +110,7 @@ pub(crate) struct HandlerCtx {
 #[derive(Clone, Copy)]
 pub(crate) struct CtxParts<'a> {
     pub(crate) event: &'a Arc<EventInner>,
-    pub(crate) bus_id: Uuid,
+    pub(crate) bus: BusOf<'a>,
     pub(crate) result_index: usize,
     pub(crate) held: &'a HeldLocks,
 }
@@ -112,7 +121,10 @@ impl CtxParts<'_> {
     pub(crate) fn build(self) -> HandlerCtx {
         HandlerCtx {
             event: Arc::clone(self.event),
-            bus_id: self.bus_id,
+            bus: match self.bus {
+                BusOf::Running(bus) => Arc::downgrade(bus),
+                BusOf::Kept(bus) => bus.clone(),
+            },
             result_index: self.result_index,
             held: self.held.clone(),
         }
@@ -120,11 +132,18 @@ impl CtxParts<'_> {
 
     /// The bus running the handler (alive while the handler runs: its processing holds it).
     pub(crate) fn bus(&self) -> Option<Arc<BusInner>> {
-        let st = self.event.state.lock();
-        st.buses
-            .iter()
-            .find(|slot| slot.bus_id == self.bus_id)
-            .and_then(|slot| st.slot_bus(slot))
+        match self.bus {
+            BusOf::Running(bus) => Some(Arc::clone(bus)),
+            BusOf::Kept(bus) => bus.upgrade(),
+        }
+    }
+
+    /// Whether the handler runs on `bus`.
+    pub(crate) fn is_on(&self, bus: &BusInner) -> bool {
+        match self.bus {
+            BusOf::Running(running) => std::ptr::eq(Arc::as_ptr(running), bus),
+            BusOf::Kept(kept) => std::ptr::eq(kept.as_ptr(), bus),
+        }
     }
 
     /// The running handler, from its result record.
@@ -144,7 +163,7 @@ impl HandlerCtx {
     pub(crate) fn parts(&self) -> CtxParts<'_> {
         CtxParts {
             event: &self.event,
-            bus_id: self.bus_id,
+            bus: BusOf::Kept(&self.bus),
             result_index: self.result_index,
             held: &self.held,
         }

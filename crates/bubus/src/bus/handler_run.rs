@@ -17,7 +17,7 @@ use tracing::Instrument;
 use super::BusInner;
 use super::cancel::{cancel_events, children_of_results, handler_timed_out};
 use super::complete::{completed, done_on_bus_locked};
-use super::handler_context::{self, CtxParts, HeldLocks};
+use super::handler_context::{self, BusOf, CtxParts, HeldLocks};
 use super::limits::{HandlerLimits, Timers, fmt_secs};
 use super::phase::Phase;
 use crate::context;
@@ -171,7 +171,7 @@ impl<'a> Call<'a> {
         }
         let ctx = CtxParts {
             event,
-            bus_id: bus.id,
+            bus: BusOf::Running(bus),
             result_index: index,
             held,
         };

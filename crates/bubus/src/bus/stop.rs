@@ -18,7 +18,7 @@ impl BusInner {
     /// Stops the bus (see [`EventBus::stop`](super::EventBus::stop)).
     pub(crate) async fn stop(self: &Arc<Self>, clear: bool) {
         let inside_own_handler =
-            handler_context::with_current(|ctx| ctx.bus_id == self.id).unwrap_or(false);
+            handler_context::with_current(|ctx| ctx.is_on(self)).unwrap_or(false);
         let (run_loop, mut parallel, queued) = {
             let mut st = self.state.lock();
             let first_stop = !st.stopped;

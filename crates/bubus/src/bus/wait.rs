@@ -48,7 +48,33 @@ impl Future for WaitFor<'_> {
 }
 
 /// A wait's own future, boxed: the paths other than [`Waiting::Alone`].
-type WaitBox = Pin<Box<dyn Future<Output = Result<(), WaitError>> + Send>>;
+type WaitBox = Pin<Box<dyn WaitJob>>;
+
+/// A boxed wait's future: an `Option` of it, so that it can be made in its place on the heap
+/// ([`boxed_in_place`]).
+pub(crate) trait WaitJob: Send {
+    fn poll_wait(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WaitError>>;
+}
+
+impl<F: Future<Output = Result<(), WaitError>> + Send> WaitJob for Option<F> {
+    fn poll_wait(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), WaitError>> {
+        match self.as_pin_mut() {
+            Some(fut) => fut.poll(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// The future `make` makes, boxed in its place on the heap: `Box::pin` of a queue-jump's wait
+/// (about 700 bytes) built it on the stack and copied it over.
+#[inline(always)]
+fn boxed_in_place<F: Future<Output = Result<(), WaitError>> + Send + 'static>(
+    make: impl FnOnce() -> F,
+) -> WaitBox {
+    let mut slot: Pin<Box<Option<F>>> = Box::pin(None);
+    slot.set(Some(make()));
+    slot
+}
 
 /// Where a wait for an event is: the state of [`wait_for`]'s future, for an event its owner
 /// passes in on each poll (a [`WaitFor`] borrows it, an `EventFuture` owns it). The usual await
@@ -86,7 +112,7 @@ impl Waiting {
             }
             Waiting::Budget => self.spend_budget(cx),
             Waiting::Boxed(wait) => {
-                let Poll::Ready(result) = wait.as_mut().poll(cx) else {
+                let Poll::Ready(result) = wait.as_mut().poll_wait(cx) else {
                     return Poll::Pending;
                 };
                 *self = Waiting::Done;
@@ -104,7 +130,7 @@ impl Waiting {
         event: &Arc<EventInner>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<(), WaitError>> {
-        match start(event) {
+        match start(event, cx) {
             Ok(Begin::Done) => {
                 *self = Waiting::Done;
                 Poll::Ready(Ok(()))
@@ -166,16 +192,14 @@ enum Begin {
     Wait(WaitBox),
 }
 
-/// The first poll of a wait: what to do, or the error to report.
-fn start(event: &Arc<EventInner>) -> Result<Begin, WaitError> {
+/// The first poll of a wait: what to do, or the error to report. Inside a handler, the
+/// queue-jump's first pass is done here ([`jump_first`]).
+fn start(event: &Arc<EventInner>, cx: &mut Context<'_>) -> Result<Begin, WaitError> {
     if event.is_complete() {
         return Ok(Begin::Done);
     }
     if let Some(ctx) = handler_context::current() {
-        let event = Arc::clone(event);
-        return Ok(Begin::Wait(Box::pin(async move {
-            wait_in_handler(&event, ctx).await
-        })));
+        return jump_first(event, ctx, cx);
     }
     let flavor = tokio::runtime::Handle::try_current()
         .ok()
@@ -196,12 +220,12 @@ fn start(event: &Arc<EventInner>) -> Result<Begin, WaitError> {
         // processed, it is likely done in a moment.
         Some(tokio::runtime::RuntimeFlavor::MultiThread) => {
             let event = Arc::clone(event);
-            Begin::Wait(Box::pin(async move {
+            Begin::Wait(Box::pin(Some(async move {
                 while !event.is_complete() && help_along(&event).await {}
                 spin_while_processing(&event);
                 wait_complete(&event).await;
                 Ok(())
-            }))
+            })))
         }
         // On a current-thread runtime, only an event alone on a bus nobody else is ready to run
         // before: see `process_alone`, and `process_each` for an event queued on several buses.
@@ -233,14 +257,23 @@ fn if_dispatched<T>(
 /// A plain wait for completion, boxed.
 fn boxed_wait(event: &Arc<EventInner>) -> WaitBox {
     let event = Arc::clone(event);
-    Box::pin(async move {
+    Box::pin(Some(async move {
         wait_complete(&event).await;
         Ok(())
-    })
+    }))
 }
 
-/// Waits for `event` from inside the handler `ctx`: queue-jumps it.
-async fn wait_in_handler(event: &Arc<EventInner>, ctx: HandlerCtx) -> Result<(), WaitError> {
+/// Waits for `event` from inside the handler `ctx`: queue-jumps it. The first poll does the
+/// jump's passes itself, each processing polled at once in its own job ([`Detached::start`]),
+/// while they make progress: the usual jump (a handler awaiting its child, processed here to
+/// completion) needs no future of its own, nor a registration on the event. A processing that
+/// waits goes on in a boxed wait (which takes it up, then the rest of the jump), as does a
+/// jump with nothing to process here ([`queue_jump`]: it registers, looks again, and waits).
+fn jump_first(
+    event: &Arc<EventInner>,
+    ctx: HandlerCtx,
+    cx: &mut Context<'_>,
+) -> Result<Begin, WaitError> {
     // Under one lock: whether the event was dispatched, whether it is the handler's own child.
     let own_child = if_dispatched(event, |st| st.parent_id == Some(ctx.event.id))?;
     // The usual await, a handler's own child, cannot be one of its ancestors: no walk up a chain
@@ -254,8 +287,67 @@ async fn wait_in_handler(event: &Arc<EventInner>, ctx: HandlerCtx) -> Result<(),
                 .unwrap_or_default(),
         });
     }
-    queue_jump(event, &ctx).await;
-    Ok(())
+    // Past the nesting limit the jobs run on tasks of their own (`process_now`).
+    if ctx.held.depth < MAX_INLINE_JUMPS {
+        loop {
+            let mut progressed = false;
+            let mut stack: SmallVec<[Arc<EventInner>; 4]> = smallvec::smallvec![Arc::clone(event)];
+            while let Some(current) = stack.pop() {
+                if current.is_complete() {
+                    continue;
+                }
+                for bus in queued_buses(&current) {
+                    let job = JumpJob::new(&bus, &current, &ctx);
+                    if let Err(job) = Detached::start(|| job.run(false), cx) {
+                        let event = Arc::clone(event);
+                        return Ok(Begin::Wait(boxed_in_place(|| async move {
+                            job.await;
+                            queue_jump(&event, &ctx).await;
+                            Ok(())
+                        })));
+                    }
+                    progressed = true;
+                }
+                push_incomplete_children(&current, &mut stack);
+            }
+            if event.is_complete() {
+                return Ok(Begin::Done);
+            }
+            if !progressed {
+                break;
+            }
+        }
+    }
+    let event = Arc::clone(event);
+    Ok(Begin::Wait(boxed_in_place(|| async move {
+        queue_jump(&event, &ctx).await;
+        Ok(())
+    })))
+}
+
+/// The buses where `event` is queued (and alive), in dispatch order.
+fn queued_buses(event: &EventInner) -> SmallVec<[Arc<BusInner>; 2]> {
+    let st = event.state.lock();
+    st.buses
+        .iter()
+        .filter(|slot| slot.phase == BusPhase::Queued)
+        .filter_map(|slot| st.slot_bus(slot))
+        .collect()
+}
+
+/// Pushes `event`'s incomplete children on a queue-jump's `stack`, last first (so the first is
+/// popped first); completed ones (the usual case by then) are not copied out at all.
+fn push_incomplete_children(event: &EventInner, stack: &mut SmallVec<[Arc<EventInner>; 4]>) {
+    stack.extend(
+        event
+            .state
+            .lock()
+            .children
+            .iter()
+            .rev()
+            .filter(|child| !child.is_complete())
+            .cloned(),
+    );
 }
 
 /// Whether `event` is an ancestor of the handler `ctx`'s event.
@@ -353,7 +445,7 @@ fn queued_on(st: &EventState) -> Queued {
 /// call) as the runtime's queue empties.
 fn process_each(event: &Arc<EventInner>) -> WaitBox {
     let event = Arc::clone(event);
-    Box::pin(async move {
+    boxed_in_place(|| async move {
         let buses: SmallVec<[Arc<BusInner>; 2]> = event.state.lock().queued_buses();
         let mut processed = true;
         for (i, bus) in buses.iter().enumerate() {
@@ -641,12 +733,14 @@ impl Drop for Detached {
     }
 }
 
+/// Waits for `event` to complete. The completion wakes waiters with `notify_waiters`, which a
+/// `Notified` hears from its creation on: made before the check, it needs no registration
+/// (`enable`) until it is polled.
 async fn wait_complete(event: &EventInner) {
     event.mark_waited(&event.state.lock());
     loop {
         let notified = event.notify.notified();
         tokio::pin!(notified);
-        notified.as_mut().enable();
         if event.is_complete() {
             return;
         }
@@ -709,9 +803,10 @@ impl Drop for JumpWaiter<'_> {
 async fn queue_jump(event: &Arc<EventInner>, ctx: &HandlerCtx) {
     let mut waiter = JumpWaiter::new(event);
     loop {
+        // Hears the completion, and new descendants (both `notify_waiters`), from here on, with
+        // no registration until it is polled (as in `wait_complete`).
         let notified = event.notify.notified();
         tokio::pin!(notified);
-        notified.as_mut().enable();
         if event.is_complete() {
             return;
         }
@@ -737,33 +832,14 @@ async fn jump_pass(event: &Arc<EventInner>, ctx: &HandlerCtx, waiter: &mut JumpW
         if current.is_complete() {
             continue;
         }
-        let queued_on: SmallVec<[Arc<BusInner>; 2]> = {
-            let st = current.state.lock();
-            st.buses
-                .iter()
-                .filter(|slot| slot.phase == BusPhase::Queued)
-                .filter_map(|slot| st.slot_bus(slot))
-                .collect()
-        };
-        for bus in queued_on {
+        for bus in queued_buses(&current) {
             waiter.register(false);
             process_now(&bus, &current, ctx).await;
             waiter.register(true);
             // Processed here or claimed by someone else meanwhile: either way, look again.
             progressed = true;
         }
-        // The incomplete children, last first (so the first is popped first); completed ones
-        // (the usual case by now) are not copied out at all.
-        stack.extend(
-            current
-                .state
-                .lock()
-                .children
-                .iter()
-                .rev()
-                .filter(|child| !child.is_complete())
-                .cloned(),
-        );
+        push_incomplete_children(&current, &mut stack);
     }
     progressed
 }
@@ -858,7 +934,7 @@ impl JumpJob {
 /// `bus` is the jump's: usually the handler's own, which then needs no lookup.
 fn chain_lock(bus: &Arc<BusInner>, ctx: &HandlerCtx) -> Option<LockRef> {
     let &addr = ctx.held.addrs.first()?;
-    let lock = if bus.id == ctx.bus_id {
+    let lock = if ctx.parts().is_on(bus) {
         bus.event_lock_ref(&ctx.event)
     } else {
         ctx.bus()?.event_lock_ref(&ctx.event)
