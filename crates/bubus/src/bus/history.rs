@@ -299,31 +299,34 @@ impl History {
 
     /// Records that the event with this sequence number completed (for eviction), and when
     /// its earliest TTL expires, if it has one. `bytes`: its estimate now, given its
-    /// [`base_bytes`](EventInner::base_bytes), asked only if the entry is still held.
+    /// [`base_bytes`](EventInner::base_bytes), asked only if the entry is still held. Returns
+    /// whether it was.
     #[inline]
     pub(crate) fn mark_completed(
         &mut self,
         seq: u64,
         ttl: Option<Duration>,
         bytes: impl FnOnce(usize) -> usize,
-    ) {
+    ) -> bool {
         if ttl.is_some() {
             // The clock read and the expiry queued: out of line.
-            if let Some(i) = self.index_of(seq) {
-                let base = Self::base_of(&self.entries[i]);
-                self.mark_completed_at(i, seq, ttl, Duration::ZERO, bytes(base));
-            }
-            return;
+            let Some(i) = self.index_of(seq) else {
+                return false;
+            };
+            let base = Self::base_of(&self.entries[i]);
+            self.mark_completed_at(i, seq, ttl, Duration::ZERO, bytes(base));
+            return true;
         }
         // An event evicted before it completed (a producer far ahead of the run loop) is looked
         // up here, inlined, without the estimate; the entry's place is worked out once.
         let Some(entry) = Self::entry_mut(&mut self.entries, seq) else {
-            return;
+            return false;
         };
         let bytes = bytes(Self::base_of(entry));
         entry.finished = Finished::Yes;
         let old = std::mem::replace(&mut entry.bytes, bytes);
         self.completed_with(seq, bytes, old);
+        true
     }
 
     /// The base estimate of a held entry's event ([`EventInner::base_bytes`]).
@@ -557,6 +560,19 @@ impl History {
         events
     }
 
+    /// Every entry numbered below this is gone for good (`0` while any TTL is tracked, so
+    /// that a completion, even of a gone entry, applies the expiries due): see
+    /// [`BusInner::evicted_below`](super::BusInner::evicted_below).
+    #[inline]
+    fn gone_below(&self) -> u64 {
+        if self.has_expiries() {
+            return 0;
+        }
+        self.entries
+            .front()
+            .map_or(self.next_seq, |first| first.seq)
+    }
+
     /// The estimated bytes of what the history holds.
     pub(crate) fn bytes(&self) -> usize {
         self.bytes
@@ -580,6 +596,16 @@ impl Drop for History {
 }
 
 impl BusInner {
+    /// Records in [`evicted_below`](BusInner::evicted_below) which entries are gone for good.
+    #[cold]
+    #[inline(never)]
+    fn note_evicted(&self, st: &BusState) {
+        self.evicted_below.store(
+            st.history.gone_below(),
+            std::sync::atomic::Ordering::Relaxed,
+        );
+    }
+
     /// Makes room for one more event in a history bounded to `max` (> 0) entries: evicts the
     /// oldest completed events first; if none has completed, and `max_history_drop` is set, the
     /// oldest event this bus has started, then the oldest still queued; else refuses.
@@ -637,21 +663,43 @@ impl BusInner {
 
     /// An event in this bus's history (sequence number `seq`) completed.
     pub(crate) fn history_completed(&self, event: &Arc<EventInner>, seq: u64, info: CompletedInfo) {
+        // An event evicted before it completed (a producer far ahead of the run loop, in drop
+        // mode) has nothing left here to update, and with no TTL tracked the completion has no
+        // expiry to apply: no lock (see `evicted_below`).
+        if seq
+            < self
+                .evicted_below
+                .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            return;
+        }
         let ttl = if info.own_ttl || self.may_expire() {
             self.earliest_ttl(event)
         } else {
             None
         };
         let mut st = self.state.lock();
+        if ttl.is_some() {
+            // Its entry may get an expiry: completions go through the lock again from now.
+            self.evicted_below
+                .store(0, std::sync::atomic::Ordering::Relaxed);
+        }
         if self.config.max_history_size == Some(0) {
             st.history.remove(seq);
         } else {
-            st.history
+            let held = st
+                .history
                 .mark_completed(seq, ttl, |base| base + info.state_bytes);
+            if !held {
+                // Evicted before it completed: so were those before it, whose completions
+                // can skip the lock from now on (see `evicted_below`).
+                self.note_evicted(&st);
+            }
             self.expire(&mut st);
         }
         drop(st);
         // A completed event can be evicted: a producer waiting for room may dispatch now.
+        // (None does in drop mode, the only one where `evicted_below` skips this.)
         if self.room_waiters.load(std::sync::atomic::Ordering::SeqCst) > 0 {
             self.room.notify_waiters();
         }

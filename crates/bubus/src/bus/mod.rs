@@ -53,7 +53,7 @@ mod wait;
 use std::any::Any;
 use std::collections::VecDeque;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
@@ -145,6 +145,13 @@ pub(crate) struct BusInner {
     pub(crate) room_waiters: AtomicUsize,
     /// A handler with a `handler_result_ttl` was registered (so completions must be heard).
     pub(crate) result_ttl_handlers: AtomicBool,
+    /// Every history entry numbered below this is gone, and no TTL is tracked: a completion of
+    /// one of them has nothing to do in the history (`history_completed` returns without the
+    /// bus lock). Written under the bus lock by a completion that found its entry gone (evicted
+    /// before it completed, in drop mode: the events of a producer far ahead of the run loop,
+    /// whose first completion so lets the others skip the lock), and set to `0` by one that may
+    /// track a TTL; a stale read only takes the locked path.
+    pub(crate) evicted_below: AtomicU64,
     pub(crate) middlewares: Arc<[Arc<dyn Middleware>]>,
     /// This bus as event paths record it (and a weak reference to it, for handing `EventBus`
     /// handles to middlewares).
@@ -329,6 +336,7 @@ impl EventBus {
                 room: Notify::new(),
                 room_waiters: AtomicUsize::new(0),
                 result_ttl_handlers: AtomicBool::new(false),
+                evicted_below: AtomicU64::new(0),
                 middlewares,
                 link: Arc::new(BusLink {
                     label: Arc::clone(&label),
