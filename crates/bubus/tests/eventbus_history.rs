@@ -113,6 +113,37 @@ async fn drop_mode_under_a_flood_keeps_the_newest_in_order() {
     }
 }
 
+/// Events dispatched far ahead of the run loop are evicted before they complete; their
+/// completions find nothing left to update, and the events dispatched after them are still
+/// recorded completed and evicted completed-first, as usual.
+#[tokio::test]
+async fn completions_of_events_evicted_unfinished_leave_later_entries_recorded() {
+    let bus = EventBus::builder("AheadBus")
+        .max_history_size(Some(8))
+        .history_full(HistoryFull::DropOldest)
+        .build();
+    bus.on_pattern("*", |e: AnyEvent| e.payload_json().unwrap()["n"].clone());
+    // Nothing runs until the first await: 92 of the 100 are evicted while queued.
+    for n in 0..100 {
+        bus.dispatch(dyn_event("Ahead", n)).unwrap();
+    }
+    assert!(bus.wait_until_idle(Some(Duration::from_secs(10))).await);
+    let expected: Vec<String> = (92..100).map(|n| format!("Ahead{n}")).collect();
+    assert_eq!(ids(&bus), expected);
+    assert_eq!(bus.events_completed().len(), 8);
+
+    // Dispatched and completed one at a time after those completions: each is recorded
+    // completed, and each makes room by evicting the oldest completed entry.
+    for n in 0..4 {
+        let event = bus.dispatch(dyn_event("After", n)).unwrap();
+        event.await.unwrap();
+    }
+    let mut expected: Vec<String> = (96..100).map(|n| format!("Ahead{n}")).collect();
+    expected.extend((0..4).map(|n| format!("After{n}")));
+    assert_eq!(ids(&bus), expected);
+    assert_eq!(bus.events_completed().len(), 8);
+}
+
 /// `dispatch_when_room` waits while the history is full of unfinished events and dispatches as
 /// soon as one completes; `dispatch` refuses at once; a timeout gives `HistoryFull` back.
 #[tokio::test(start_paused = true)]
