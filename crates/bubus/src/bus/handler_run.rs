@@ -39,16 +39,20 @@ pub(crate) struct HandlerRun<'a> {
     pub(crate) index: usize,
 }
 
-/// What starting a handler did.
-pub(crate) enum Started<'a> {
+/// What starting a handler did. `W`, what is left of one that waits: a [`Running`] from
+/// [`HandlerRun::start`], its future and guard ([`Pending`]) from a [`Call`].
+pub(crate) enum Started<W> {
     /// Finished without waiting (a sync handler, or one that never ran): recorded.
     Done,
     /// Finished without waiting and, started as the last one, finished the event on its bus too
     /// (all but leaving the bus's in-flight count: [`super::complete::leave_bus`]).
     Finished,
     /// Waiting on its future: finish it with [`Running::finish`].
-    Running(Running<'a>),
+    Running(W),
 }
+
+/// A [`Call`]'s handler waiting on its future, guarded: the caller drives it ([`Running`]).
+pub(crate) type Pending<'a> = (HandlerFuture<'a>, RunGuard<'a>);
 
 type CaughtOutcome = Result<Result<ResultSlot, HandlerError>, Box<dyn std::any::Any + Send>>;
 pub(crate) type HandlerFuture<'a> = Pin<Box<dyn Future<Output = CaughtOutcome> + Send + 'a>>;
@@ -66,7 +70,7 @@ impl<'a> HandlerRun<'a> {
     /// armed, no clock read beyond its timestamps. The `last` handler of the event on this bus
     /// that finishes so also finishes the event here, under the lock that records its outcome
     /// ([`Started::Finished`]).
-    pub(crate) fn start(self, last: bool) -> Started<'a> {
+    pub(crate) fn start(self, last: bool) -> Started<Running<'a>> {
         let Phase {
             bus, event, held, ..
         } = *self.phase;
@@ -88,9 +92,9 @@ impl<'a> HandlerRun<'a> {
             index,
         };
         match call.run::<false>(last, event_started, span, user_context) {
-            Called::Done => Started::Done,
-            Called::Finished => Started::Finished,
-            Called::Pending(fut, guard) => Started::Running(Running {
+            Started::Done => Started::Done,
+            Started::Finished => Started::Finished,
+            Started::Running((fut, guard)) => Started::Running(Running {
                 run: self,
                 fut,
                 guard,
@@ -119,23 +123,13 @@ pub(crate) struct Call<'a> {
     pub(crate) index: usize,
 }
 
-/// What a [`Call`] did.
-pub(crate) enum Called<'a> {
-    /// Finished without waiting: recorded.
-    Done,
-    /// Finished without waiting and, called as the last one, finished the event on its bus too.
-    Finished,
-    /// Waiting on its future, guarded: the caller drives it ([`Running`]).
-    Pending(HandlerFuture<'a>, RunGuard<'a>),
-}
-
 impl<'a> Call<'a> {
     /// Calls the handler, its result marked started under the lock that selected it, by the
     /// handler phase's fast path, which takes it only when the handler's span is none, the event
     /// has no dispatch context and the bus no middlewares (nothing to read or tell here).
     /// Inlined into that path.
     #[inline(always)]
-    pub(crate) fn run_marked(self, last: bool) -> Called<'a> {
+    pub(crate) fn run_marked(self, last: bool) -> Started<Pending<'a>> {
         self.run::<true>(last, false, tracing::Span::none(), None)
     }
 
@@ -153,7 +147,7 @@ impl<'a> Call<'a> {
         event_started: bool,
         span: tracing::Span,
         user_context: Option<crate::context::ContextMap>,
-    ) -> Called<'a> {
+    ) -> Started<Pending<'a>> {
         let Call {
             bus,
             event,
@@ -206,13 +200,13 @@ impl<'a> Call<'a> {
                     index,
                     armed: true,
                 };
-                return Called::Pending(fut, guard);
+                return Started::Running((fut, guard));
             }
         };
         if record(bus, event, index, outcome, checked, last, hooks) {
-            Called::Finished
+            Started::Finished
         } else {
-            Called::Done
+            Started::Done
         }
     }
 }

@@ -20,7 +20,7 @@ use super::cancel::{cancel_events, children_of_results, event_timed_out};
 use super::complete::{Processed, done_on_bus, finish_on_bus};
 use super::handler_context::HeldLocks;
 use super::handler_run::{
-    Call, Called, HandlerRun, Interrupt, Running, Started, interrupt_results, is_winner,
+    Call, HandlerRun, Interrupt, Running, Started, interrupt_results, is_winner,
 };
 use super::handlers::HandlerList;
 use super::handlers::Handlers;
@@ -83,10 +83,7 @@ pub(crate) async fn process_event(
         };
         // In first-completion mode a single handler has no other to cancel: its run ends the
         // phase either way, but the event is finished on the bus after it, not by it.
-        let first = config
-            .event_handler_completion
-            .unwrap_or(bus.config.event_handler_completion)
-            == HandlerCompletion::First;
+        let first = Plan::first(bus, config);
         let call = Call {
             bus,
             event,
@@ -95,13 +92,13 @@ pub(crate) async fn process_event(
             index,
         };
         match call.run_marked(!first) {
-            Called::Finished => return Processed(()),
-            Called::Done => {
+            Started::Finished => return Processed(()),
+            Started::Done => {
                 drop(permit);
                 done_on_bus(bus, event);
                 return Processed(());
             }
-            Called::Pending(fut, run_guard) => pending = Some((fut, run_guard, permit)),
+            Started::Running((fut, run_guard)) => pending = Some((fut, run_guard, permit)),
         }
     }
     let one_run;
@@ -667,12 +664,18 @@ impl Plan {
             .unwrap_or(bus.config.event_handler_concurrency);
         Plan {
             mode,
-            first: config
-                .event_handler_completion
-                .unwrap_or(bus.config.event_handler_completion)
-                == HandlerCompletion::First,
+            first: Plan::first(bus, config),
             mixed: overrides.differ_from(mode),
         }
+    }
+
+    /// Whether the event's handler phase on `bus` is in first-completion mode.
+    #[inline(always)]
+    fn first(bus: &BusInner, config: &EventConfig) -> bool {
+        config
+            .event_handler_completion
+            .unwrap_or(bus.config.event_handler_completion)
+            == HandlerCompletion::First
     }
 
     /// Every handler runs serially, in order, under the event's serial-handler lock.
